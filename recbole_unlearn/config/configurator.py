@@ -1,0 +1,209 @@
+"""RecBole's ``Config`` extended with recbole_unlearn's YAML defaults and key validation.
+
+Precedence, lowest first (RecBole's order, with our layer in the middle):
+RecBole's ``overall.yaml`` / model / dataset / quick-start files < ``properties/overall.yaml``
+< ``properties/dataset/<dataset>.yaml`` < ``properties/method/<method>.yaml``
+< config files < ``config_dict`` < command line.
+"""
+import os
+from typing import Dict, Iterable, List, Optional, Set
+
+import recbole
+import yaml
+from recbole.config import Config
+from recbole.utils import ModelType, get_model
+from recbole.utils import argument_list
+
+from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.utils.paths import properties_dir, property_file
+
+# Keys that are not settings in any YAML but are accepted everywhere.
+_ALWAYS_ALLOWED = {"model", "dataset", "config_files", "model_dir", "benchmark"}
+
+
+def _read_yaml(path: str, loader) -> dict:
+    with open(path, "r", encoding="utf-8") as f:
+        data = yaml.load(f.read(), Loader=loader)
+    return data or {}
+
+
+def method_names(value) -> List[str]:
+    """``unlearn_method`` may be one name, a comma-separated string or a list."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip().lower() for v in value.split(",") if v.strip()]
+    return [str(v).strip().lower() for v in value]
+
+
+class UnlearnConfig(Config):
+    """RecBole ``Config`` for recbole_unlearn.
+
+    Differences from RecBole's ``Config``:
+      * our ``properties/`` defaults are layered in (see module docstring);
+      * ``model`` and ``dataset`` default to the values in ``properties/overall.yaml``;
+      * the command line is *not* read implicitly (our CLI parses it and passes a dict), so the
+        Python API behaves the same under pytest or in a notebook;
+      * every external key must be a known RecBole / recbole_unlearn setting, otherwise a
+        one-line :class:`UnlearnError` names it;
+      * only sequential models are accepted.
+    """
+
+    def __init__(
+        self,
+        model=None,
+        dataset=None,
+        config_file_list: Optional[List[str]] = None,
+        config_dict: Optional[dict] = None,
+    ):
+        for path in config_file_list or []:
+            if not os.path.isfile(path):
+                raise UnlearnError(f"config file not found: {path}")
+        try:
+            super().__init__(model, dataset, config_file_list, config_dict)
+        except UnlearnError:
+            raise
+        except (ValueError, KeyError, TypeError, SyntaxError, yaml.YAMLError) as e:
+            raise UnlearnError(f"bad configuration: {e}") from None
+        self._check_keys()
+        self._check_setting()
+
+    # --- RecBole hooks -----------------------------------------------------------------
+    def _load_cmd_line(self) -> dict:
+        return {}
+
+    def _get_model_and_dataset(self, model, dataset):
+        defaults = _read_yaml(os.path.join(properties_dir(), "overall.yaml"), self.yaml_loader)
+        if model is None:
+            model = self.external_config_dict.get("model", defaults["model"])
+        if dataset is None:
+            dataset = self.external_config_dict.get("dataset", defaults["dataset"])
+        if isinstance(model, str):
+            try:
+                model_class = get_model(model)
+            except ValueError:
+                raise UnlearnError(f"unknown model '{model}': not a RecBole model") from None
+            model_name = model
+        else:
+            model_class, model_name = model, model.__name__
+        if getattr(model_class, "type", None) != ModelType.SEQUENTIAL:
+            raise UnlearnError(
+                f"model '{model_name}' is not a sequential recommender; recbole_unlearn "
+                "supports RecBole's sequential models (GRU4Rec, SASRec, BERT4Rec, ...)"
+            )
+        return model_name, model_class, str(dataset)
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        self._recbole_internal_keys = set(self.internal_config_dict)
+        overall = os.path.join(properties_dir(), "overall.yaml")
+        self._update_internal_config_dict(overall)
+        for name in ("dataset", "model"):
+            path = property_file(name, f"{dataset if name == 'dataset' else model}.yaml")
+            if path:
+                self._update_internal_config_dict(path)
+        methods = method_names(
+            self.external_config_dict.get(
+                "unlearn_method", self.internal_config_dict.get("unlearn_method")
+            )
+        )
+        for method in methods:
+            path = property_file("method", f"{method}.yaml")
+            if path:
+                self._update_internal_config_dict(path)
+
+    # --- validation --------------------------------------------------------------------
+    def known_keys(self) -> Set[str]:
+        """Every key a user may set: RecBole's documented arguments, every key of RecBole's and
+        our YAML files (all models' files too, so a key of another model is not a typo)."""
+        keys: Set[str] = set(_ALWAYS_ALLOWED)
+        for group in (
+            argument_list.general_arguments,
+            argument_list.training_arguments,
+            argument_list.evaluation_arguments,
+            argument_list.dataset_arguments,
+        ):
+            keys.update(group)
+        keys.update(self._recbole_internal_keys)
+        keys.update(self.internal_config_dict)
+        recbole_props = os.path.join(os.path.dirname(recbole.__file__), "properties")
+        ours = properties_dir()
+        for root in (recbole_props, ours):
+            for folder, _, files in os.walk(root):
+                for file in files:
+                    if file.endswith(".yaml") and file != "url.yaml":
+                        keys.update(_read_yaml(os.path.join(folder, file), self.yaml_loader))
+        return keys
+
+    def _check_keys(self) -> None:
+        known = self.known_keys()
+        unknown = sorted(k for k in self.external_config_dict if k not in known)
+        if unknown:
+            raise UnlearnError(
+                f"unknown config key{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(repr(k) for k in unknown)}: not a RecBole or recbole_unlearn setting"
+            )
+
+    def _check_setting(self) -> None:
+        eval_args = self["eval_args"] or {}
+        split = eval_args.get("split") or {}
+        if split != {"LS": "valid_and_test"} or eval_args.get("order") != "TO":
+            raise UnlearnError(
+                "recbole_unlearn needs leave-one-out splits: eval_args.split "
+                "{'LS': 'valid_and_test'} and eval_args.order TO"
+            )
+        mode = eval_args.get("mode")
+        modes = set(mode.values()) if isinstance(mode, dict) else {mode}
+        if modes != {"full"}:
+            raise UnlearnError("recbole_unlearn evaluates with full ranking: eval_args.mode must be 'full'")
+        positive_ints = ["epochs", "MAX_ITEM_LIST_LENGTH", "train_batch_size", "eval_batch_size",
+                         "sru_inference_neg_num"]
+        for key in positive_ints:
+            if not isinstance(self[key], int) or isinstance(self[key], bool) or self[key] < 1:
+                raise UnlearnError(f"config key '{key}' must be a positive integer, got {self[key]!r}")
+        ratio = self["forget_user_ratio"]
+        if not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
+            raise UnlearnError(f"config key 'forget_user_ratio' must be in (0, 1], got {ratio!r}")
+        ratio = self["forget_item_ratio"]
+        if not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
+            raise UnlearnError(f"config key 'forget_item_ratio' must be in (0, 1], got {ratio!r}")
+        if not isinstance(self["forget_skip_first"], int) or self["forget_skip_first"] < 0:
+            raise UnlearnError("config key 'forget_skip_first' must be a non-negative integer")
+        for key in ("utility_topk", "forget_topk", "sru_inference_topk"):
+            value = self[key]
+            if not isinstance(value, list) or not value or not all(
+                isinstance(k, int) and k > 0 for k in value
+            ):
+                raise UnlearnError(f"config key '{key}' must be a list of positive integers, got {value!r}")
+
+    # --- helpers -----------------------------------------------------------------------
+    @property
+    def methods(self) -> List[str]:
+        return method_names(self["unlearn_method"])
+
+    def settings(self, extra_keys: Iterable[str] = ()) -> Dict[str, object]:
+        """Every setting that affects the numbers, JSON-serialisable (for ``results.json``)."""
+        skip = {"gpu_id", "use_gpu", "state", "show_progress", "checkpoint_dir", "data_path",
+                "results_dir", "save_model", "log_wandb", "wandb_project", "device", "worker",
+                "save_dataset", "dataset_save_path", "save_dataloaders", "dataloaders_save_path",
+                "local_rank", "world_size", "offset", "ip", "port", "nproc", "single_spec",
+                "loss_decimal_place", "metric_decimal_place", "config_files"}
+        out: Dict[str, object] = {}
+        for key in sorted(self.final_config_dict):
+            if key in skip:
+                continue
+            value = self.final_config_dict[key]
+            out[key] = _jsonable(value)
+        for key in extra_keys:
+            out[key] = _jsonable(self[key])
+        return out
+
+
+def _jsonable(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return str(value)

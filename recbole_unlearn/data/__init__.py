@@ -1,0 +1,23 @@
+from recbole_unlearn.data.dataset import UnlearnSequentialDataset
+from recbole_unlearn.data.forget import (
+    FORGET_PROTOCOLS,
+    ForgetSet,
+    Request,
+    build_forget_set,
+    forget_set_from_requests,
+    parse_request_file,
+    sample_forget_set,
+)
+from recbole_unlearn.data.utils import (
+    SplitLoaders,
+    check_dataset_files,
+    create_unlearn_dataset,
+    eval_loader,
+    split_loaders,
+)
+
+__all__ = [
+    "UnlearnSequentialDataset", "FORGET_PROTOCOLS", "ForgetSet", "Request", "build_forget_set",
+    "forget_set_from_requests", "parse_request_file", "sample_forget_set", "SplitLoaders",
+    "check_dataset_files", "create_unlearn_dataset", "eval_loader", "split_loaders",
+]

@@ -1,0 +1,143 @@
+"""A RecBole ``SequentialDataset`` whose training data can be rebuilt without chosen interactions.
+
+RecBole's ``SequentialDataset`` augments the interaction log into (prefix -> target) samples
+once, at load time. Unlearning needs the same samples rebuilt from a *reduced* log (D_rem),
+and evaluation needs the same valid/test targets with either the original histories (D_raw)
+or the reduced ones. So this dataset keeps the chronological interaction log as its
+``inter_feat`` and builds samples on demand from a boolean ``keep`` mask over that log.
+
+Vocabulary used throughout the package:
+  * *log row*: the index of one interaction in ``dataset.inter_feat`` (sorted by user, time);
+  * *position*: its 0-based index inside the user's chronological sequence;
+  * a user with ``n`` interactions has test target at position ``n-1``, valid target at
+    ``n-2`` and training interactions at positions ``0 .. n-3`` (leave-one-out, SPEC section 1).
+"""
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+from recbole.data.dataset import Dataset, SequentialDataset
+from recbole.data.interaction import Interaction
+
+
+class UnlearnSequentialDataset(SequentialDataset):
+    """Sequential dataset that can build train/valid/test samples from any subset of its log.
+
+    Attributes (all numpy arrays indexed by log row, length ``n_rows``):
+        log_user: internal user id of each interaction.
+        log_item: internal item id of each interaction.
+        log_position: position of the interaction in its user's sequence.
+        log_user_len: length of that user's whole sequence.
+        is_training: True for training interactions (``position < user_len - 2``).
+    Per user (indexed by internal user id):
+        user_start: first log row of the user (``-1`` if the user has no interaction).
+    """
+
+    def __init__(self, config):
+        super().__init__(config)
+        # RecBole converts features and augments in ``build()``; we convert once, here, and keep
+        # the raw chronological log instead of augmenting it.
+        Dataset._change_feat_format(self)
+        self._aug_presets()
+        self._check_field("uid_field", "time_field")
+        self.sort(by=[self.uid_field, self.time_field], ascending=True)
+        self._index_log()
+
+    def _index_log(self) -> None:
+        self.log_feat = self.inter_feat  # survives ``copy()``, which replaces ``inter_feat``
+        users = self.inter_feat[self.uid_field].numpy()
+        n_rows = len(users)
+        self.log_user = users
+        self.log_item = self.inter_feat[self.iid_field].numpy()
+        starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1] if n_rows else np.array([], dtype=np.int64)
+        lengths = np.diff(np.r_[starts, n_rows])
+        self.log_user_len = np.repeat(lengths, lengths)
+        self.log_position = np.arange(n_rows) - np.repeat(starts, lengths)
+        self.is_training = self.log_position < self.log_user_len - 2
+        self.user_start = np.full(self.user_num, -1, dtype=np.int64)
+        self.user_start[users[starts]] = starts
+
+    # --- the samples -------------------------------------------------------------------
+    @property
+    def n_rows(self) -> int:
+        return len(self.log_user)
+
+    def full_keep(self) -> np.ndarray:
+        """A ``keep`` mask with every interaction kept, shape ``[n_rows]``."""
+        return np.ones(self.n_rows, dtype=bool)
+
+    def user_rows(self, user_id: int) -> np.ndarray:
+        """Log rows of one user, in chronological order."""
+        start = self.user_start[user_id]
+        if start < 0:
+            return np.array([], dtype=np.int64)
+        return np.arange(start, start + self.log_user_len[start])
+
+    def samples(self, targets: np.ndarray, keep: np.ndarray) -> Interaction:
+        """Build (history -> target) samples in RecBole's sequential format.
+
+        Args:
+            targets: log rows of the targets, shape ``[n]``.
+            keep: bool mask over the log, shape ``[n_rows]``; the history of a target is the last
+                ``MAX_ITEM_LIST_LENGTH`` *kept* interactions of the same user before it.
+
+        Returns:
+            ``Interaction`` with ``n' <= n`` rows (targets with an empty history are dropped):
+            ``user_id [n']``, every other log field ``[n']`` (the target's value) and its
+            ``<field>_list [n', L]`` history (left-aligned, zero-padded), ``item_length [n']``.
+        """
+        targets = np.asarray(targets, dtype=np.int64)
+        max_len = self.max_item_list_len
+        kept_rows = np.flatnonzero(keep)
+        kept_before = np.cumsum(keep) - keep  # number of kept rows strictly before each row
+        user_first = targets - self.log_position[targets]
+        end = kept_before[targets]
+        start = np.maximum(kept_before[user_first], end - max_len)
+        length = end - start
+        nonempty = length > 0
+        targets, start, length = targets[nonempty], start[nonempty], length[nonempty]
+
+        offsets = np.arange(max_len)
+        valid = offsets[None, :] < length[:, None]
+        history_pos = np.where(valid, start[:, None] + offsets[None, :], 0)
+        history_rows = kept_rows[history_pos] if len(kept_rows) else np.zeros_like(history_pos)
+        history_rows_t = torch.from_numpy(history_rows)
+        valid_t = torch.from_numpy(valid)
+        target_t = torch.from_numpy(targets)
+
+        data = {}
+        for field in self.log_feat.columns:
+            value = self.log_feat[field]
+            data[field] = value[target_t]
+            if field == self.uid_field:
+                continue
+            hist = value[history_rows_t]  # [n', L, ...]
+            mask = valid_t.view(valid_t.shape + (1,) * (hist.dim() - 2))
+            data[field + self.config["LIST_SUFFIX"]] = torch.where(mask, hist, torch.zeros_like(hist))
+        data[self.item_list_length_field] = torch.from_numpy(length)
+        return Interaction(data)
+
+    def split_targets(self, keep: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Log rows of the train / valid / test targets under a ``keep`` mask.
+
+        Valid and test targets never change (unlearning only touches training interactions).
+        """
+        keep = self.full_keep() if keep is None else keep
+        pos, length = self.log_position, self.log_user_len
+        train = np.flatnonzero(self.is_training & keep)
+        valid = np.flatnonzero((pos == length - 2) & (length >= 3))
+        test = np.flatnonzero((pos == length - 1) & (length >= 2))
+        return train, valid, test
+
+    def build_split(self, keep: Optional[np.ndarray] = None):
+        """Train / valid / test datasets built from the log rows selected by ``keep``."""
+        keep = self.full_keep() if keep is None else keep
+        return [self.copy(self.samples(rows, keep)) for rows in self.split_targets(keep)]
+
+    def build(self):
+        """RecBole's hook (used by ``data_preparation``): the D_raw split."""
+        return self.build_split()
+
+    def sample_dataset(self, targets: np.ndarray, keep: np.ndarray) -> "UnlearnSequentialDataset":
+        """A dataset copy whose ``inter_feat`` holds :meth:`samples` (for RecBole dataloaders)."""
+        return self.copy(self.samples(targets, keep))

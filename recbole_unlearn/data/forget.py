@@ -1,0 +1,198 @@
+"""Forget sets (SPEC section 2): which training interactions must be forgotten.
+
+A :class:`ForgetSet` is a set of log rows of an :class:`UnlearnSequentialDataset`. From it
+come the three things every method and metric needs:
+  * ``keep_mask`` -> D_rem (every training interaction except the forgotten ones);
+  * ``forget_samples`` -> D_fgt (for each forgotten item v at position i, the user's items
+    before i with the other forgotten items removed -> target v);
+  * ``triples`` -> the forgotten (user, item, position) interactions, in raw tokens.
+"""
+import os
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+from recbole.data.interaction import Interaction
+
+from recbole_unlearn.data.dataset import UnlearnSequentialDataset
+from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.utils.registry import Registry
+
+_EMPTY = np.array([], dtype=np.int64)
+
+
+@dataclass
+class ForgetSet:
+    """Forgotten interactions as sorted, unique log rows.
+
+    Attributes:
+        requested: rows named by the request file or the sampling protocol, shape ``[n_req]``.
+        extra: rows removed on top of them by extra deletion (SPEC section 3), shape ``[n_extra]``.
+        source: where the set came from (``"thesis"``, ``"requests:<file>"``, ...).
+    """
+
+    requested: np.ndarray
+    extra: np.ndarray = field(default_factory=lambda: _EMPTY.copy())
+    source: str = ""
+
+    def __post_init__(self):
+        self.requested = np.unique(np.asarray(self.requested, dtype=np.int64))
+        self.extra = np.setdiff1d(np.asarray(self.extra, dtype=np.int64), self.requested)
+
+    @property
+    def rows(self) -> np.ndarray:
+        """All forgotten log rows (requested and extra), sorted."""
+        return np.union1d(self.requested, self.extra)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def keep_mask(self, dataset: UnlearnSequentialDataset, include_extra: bool = True) -> np.ndarray:
+        """Bool mask over the log, shape ``[n_rows]``: False for forgotten interactions."""
+        keep = dataset.full_keep()
+        keep[self.rows if include_extra else self.requested] = False
+        return keep
+
+    def users(self, dataset: UnlearnSequentialDataset) -> np.ndarray:
+        """Internal ids of the users who lose at least one interaction."""
+        return np.unique(dataset.log_user[self.rows])
+
+    def forget_samples(self, dataset: UnlearnSequentialDataset) -> Interaction:
+        """D_fgt: one sample per requested interaction with a non-empty history.
+
+        The history excludes every requested interaction (but not the extra-deleted ones, so
+        that D_fgt is the same for every method run on this forget set).
+        """
+        return dataset.samples(self.requested, self.keep_mask(dataset, include_extra=False))
+
+    def inference_samples(self, dataset: UnlearnSequentialDataset) -> Interaction:
+        """SRU inference samples: each requested target given the user's *remaining* items
+        before it (requested and extra-deleted interactions removed)."""
+        return dataset.samples(self.requested, self.keep_mask(dataset, include_extra=True))
+
+    def triples(self, dataset: UnlearnSequentialDataset) -> List[Tuple[str, str, int]]:
+        """Forgotten (user token, item token, position) for every row."""
+        rows = self.rows
+        users = dataset.id2token(dataset.uid_field, dataset.log_user[rows])
+        items = dataset.id2token(dataset.iid_field, dataset.log_item[rows])
+        return [(str(u), str(i), int(p)) for u, i, p in zip(users, items, dataset.log_position[rows])]
+
+    def with_extra(self, extra_rows: np.ndarray) -> "ForgetSet":
+        return ForgetSet(self.requested, np.union1d(self.extra, extra_rows), self.source)
+
+
+# --- sampling protocols ----------------------------------------------------------------
+ProtocolFn = Callable[[object, UnlearnSequentialDataset], np.ndarray]
+FORGET_PROTOCOLS: Registry[ProtocolFn] = Registry("forget protocol", "forget_protocol")
+
+
+@FORGET_PROTOCOLS.register("thesis")
+def thesis_protocol(config, dataset: UnlearnSequentialDataset) -> np.ndarray:
+    """Thesis section 3.2.2: ``forget_user_ratio`` of the users; for each, a random number
+    ``k in [1, floor(forget_item_ratio * n_train)]`` of its training items, never one of the
+    first ``forget_skip_first``.
+
+    Returns:
+        Forgotten log rows, shape ``[n_forgotten]``.
+    """
+    rng = np.random.default_rng(config["forget_seed"])
+    skip = config["forget_skip_first"]
+    ratio = config["forget_item_ratio"]
+    n_train = np.bincount(dataset.log_user[dataset.is_training], minlength=dataset.user_num)
+    max_k = np.minimum(np.floor(ratio * n_train).astype(np.int64), n_train - skip)
+    eligible = np.flatnonzero(max_k >= 1)
+    n_users_total = int(np.count_nonzero(np.bincount(dataset.log_user, minlength=dataset.user_num)))
+    n_pick = int(round(config["forget_user_ratio"] * n_users_total))
+    if len(eligible) == 0 or n_pick == 0:
+        raise UnlearnError(
+            "the thesis protocol found no user to forget from: users need more than "
+            f"{skip} training interactions (dataset '{config['dataset']}')"
+        )
+    chosen = np.sort(rng.choice(eligible, size=min(n_pick, len(eligible)), replace=False))
+    rows = []
+    for user in chosen:
+        k = int(rng.integers(1, max_k[user] + 1))
+        start = dataset.user_start[user]
+        positions = rng.choice(np.arange(skip, n_train[user]), size=k, replace=False)
+        rows.append(start + positions)
+    return np.concatenate(rows)
+
+
+def sample_forget_set(config, dataset: UnlearnSequentialDataset) -> ForgetSet:
+    """The forget set of the protocol named by ``forget_protocol``."""
+    name = config["forget_protocol"]
+    protocol = FORGET_PROTOCOLS.get(name)
+    return ForgetSet(protocol(config, dataset), source=str(name).lower())
+
+
+# --- explicit request files ---------------------------------------------------------------
+@dataclass
+class Request:
+    """One line of a request file, resolved to log rows."""
+
+    line: int
+    user: str
+    item: Optional[str]
+    rows: np.ndarray
+
+
+def parse_request_file(path: str, dataset: UnlearnSequentialDataset) -> List[Request]:
+    """Read ``user_token[,item_token]`` lines and resolve them to training log rows.
+
+    Blank lines and lines starting with ``#`` are skipped. A bare user forgets all of that
+    user's training interactions; ``user,item`` forgets every training interaction of the
+    user with that item. Everything is validated before anything is returned, and the first
+    problem raises a one-line :class:`UnlearnError` naming the file and line.
+    """
+    if not os.path.isfile(path):
+        raise UnlearnError(f"request file not found: {path}")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError:
+        raise UnlearnError(f"request file {path} is not UTF-8 text") from None
+    user_ids = dataset.field2token_id[dataset.uid_field]
+    item_ids = dataset.field2token_id[dataset.iid_field]
+    requests: List[Request] = []
+    for number, raw in enumerate(lines, start=1):
+        text = raw.strip()
+        if not text or text.startswith("#"):
+            continue
+        where = f"request file {path} line {number}"
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) > 2 or not all(parts):
+            raise UnlearnError(f"{where}: expected 'user_token[,item_token]', got {raw!r}")
+        user = parts[0]
+        if user not in user_ids:
+            raise UnlearnError(f"{where}: unknown user token {user!r}")
+        rows = dataset.user_rows(user_ids[user])
+        rows = rows[dataset.is_training[rows]]
+        item = parts[1] if len(parts) == 2 else None
+        if item is not None:
+            if item not in item_ids:
+                raise UnlearnError(f"{where}: unknown item token {item!r}")
+            rows = rows[dataset.log_item[rows] == item_ids[item]]
+            if len(rows) == 0:
+                raise UnlearnError(
+                    f"{where}: user {user!r} has no training interaction with item {item!r}"
+                )
+        elif len(rows) == 0:
+            raise UnlearnError(f"{where}: user {user!r} has no training interactions to forget")
+        requests.append(Request(number, user, item, rows))
+    if not requests:
+        raise UnlearnError(f"request file {path} contains no requests")
+    return requests
+
+
+def forget_set_from_requests(path: str, dataset: UnlearnSequentialDataset) -> ForgetSet:
+    """The union of every request in a request file."""
+    requests = parse_request_file(path, dataset)
+    rows = np.concatenate([r.rows for r in requests])
+    return ForgetSet(rows, source=f"requests:{os.path.basename(path)}")
+
+
+def build_forget_set(config, dataset: UnlearnSequentialDataset) -> ForgetSet:
+    """The request file given as ``forget`` if any, else the sampled protocol."""
+    if config["forget"]:
+        return forget_set_from_requests(str(config["forget"]), dataset)
+    return sample_forget_set(config, dataset)

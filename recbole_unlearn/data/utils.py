@@ -1,0 +1,60 @@
+"""Creating the dataset and RecBole dataloaders for D_raw, D_rem and D_fgt."""
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+from recbole.data.dataloader import FullSortEvalDataLoader
+from recbole.data.interaction import Interaction
+from recbole.data.utils import create_samplers, get_dataloader
+
+from recbole_unlearn.data.dataset import UnlearnSequentialDataset
+from recbole_unlearn.utils.errors import UnlearnError
+
+
+def check_dataset_files(config) -> None:
+    """Fail with one clear line (and no download attempt) if ``<data_path>/<dataset>.inter``
+    is missing. RecBole would otherwise try to download known dataset names."""
+    path = os.path.join(config["data_path"], f"{config['dataset']}.inter")
+    if not os.path.isfile(path):
+        raise UnlearnError(
+            f"dataset '{config['dataset']}' not found: expected the atomic file {path} "
+            "(see dataset/README.md to convert or download one)"
+        )
+
+
+def create_unlearn_dataset(config) -> UnlearnSequentialDataset:
+    """Load the dataset through RecBole's pipeline (filtering, id remapping)."""
+    check_dataset_files(config)
+    try:
+        return UnlearnSequentialDataset(config)
+    except (ValueError, KeyError) as e:
+        raise UnlearnError(f"dataset '{config['dataset']}' could not be loaded: {e}") from None
+
+
+@dataclass
+class SplitLoaders:
+    """RecBole dataloaders of one split (train / valid / test) built from one ``keep`` mask."""
+
+    train: object
+    valid: object
+    test: object
+
+
+def split_loaders(config, dataset: UnlearnSequentialDataset, keep: Optional[np.ndarray] = None) -> SplitLoaders:
+    """RecBole train / valid / test dataloaders of the log rows selected by ``keep``.
+
+    Uses RecBole's own samplers and dataloader classes, so negative sampling (BPR models),
+    transforms (BERT4Rec's ``mask_itemseq``) and full-sort evaluation work as in RecBole.
+    """
+    built = dataset.build_split(keep)
+    samplers = create_samplers(config, dataset, built)
+    train = get_dataloader(config, "train")(config, built[0], samplers[0], shuffle=config["shuffle"])
+    valid = get_dataloader(config, "valid")(config, built[1], samplers[1], shuffle=False)
+    test = get_dataloader(config, "test")(config, built[2], samplers[2], shuffle=False)
+    return SplitLoaders(train, valid, test)
+
+
+def eval_loader(config, dataset: UnlearnSequentialDataset, samples: Interaction) -> FullSortEvalDataLoader:
+    """A full-ranking RecBole dataloader over arbitrary (history -> target) samples (e.g. D_fgt)."""
+    return FullSortEvalDataLoader(config, dataset.copy(samples), None, shuffle=False)

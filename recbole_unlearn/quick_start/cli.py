@@ -1,0 +1,54 @@
+"""Command line in RecBole's style: ``--key=value`` for everything.
+
+``--model``, ``--dataset``, ``--config_files="a.yaml b.yaml"`` and ``--forget=<file>`` as in
+RecBole; every other ``--key=value`` overrides a config key (values are parsed like RecBole's
+command line: ``--epochs=5``, ``--unlearn_method="['retrain']"``).
+"""
+import sys
+from typing import List, Optional, Tuple
+
+from recbole_unlearn.utils.errors import UnlearnError
+
+
+def parse_args(argv: List[str]) -> Tuple[Optional[str], Optional[str], Optional[List[str]], dict]:
+    """Split ``argv`` into model, dataset, config files and a config dict."""
+    from recbole.config import Config
+
+    raw = {}
+    for arg in argv:
+        if not arg.startswith("--") or "=" not in arg:
+            raise UnlearnError(f"unrecognised argument {arg!r}: use --key=value")
+        key, value = arg[2:].split("=", 1)
+        if not key:
+            raise UnlearnError(f"unrecognised argument {arg!r}: use --key=value")
+        if key in raw and raw[key] != value:
+            raise UnlearnError(f"argument --{key} given twice with different values")
+        raw[key] = value
+    model = raw.pop("model", None)
+    dataset = raw.pop("dataset", None)
+    files = raw.pop("config_files", None)
+    config_files = files.split() if files else None
+    config_dict = Config._convert_config_dict(None, raw)
+    if "forget" in raw:  # a path stays a string even if it looks like a number
+        config_dict["forget"] = raw["forget"]
+    return model, dataset, config_files, config_dict
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        model, dataset, config_files, config_dict = parse_args(argv)
+        from recbole_unlearn.quick_start.quick_start import run_recbole_unlearn
+
+        run_recbole_unlearn(model, dataset, config_files, config_dict)
+    except UnlearnError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""RecBole's ``Trainer`` with checkpoints that load under ``torch.load(weights_only=True)``.
+
+torch >= 2.6 loads with ``weights_only=True`` by default. RecBole 1.2.1 pickles its ``Config``
+object into every checkpoint, so its own ``evaluate(load_best_model=True)`` and
+``resume_checkpoint`` fail on current torch. Instead of downgrading torch or unpickling
+arbitrary objects, ``UnlearnTrainer``
+
+* keeps the best state of the current ``fit`` in memory (no file per improvement);
+* writes checkpoints holding only tensors and plain Python values (no ``Config``);
+* reads every checkpoint back with ``weights_only=True``.
+"""
+import copy
+import os
+from typing import Optional
+
+import torch
+from recbole.trainer import Trainer
+from recbole.utils import set_color
+
+from recbole_unlearn.utils.atomic import atomic_write
+from recbole_unlearn.utils.errors import UnlearnError
+
+
+def load_checkpoint(path: str, device="cpu") -> dict:
+    """``torch.load(path, weights_only=True)`` with a one-line error for a bad file."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise UnlearnError(f"checkpoint not found: {path}") from None
+    except Exception as e:  # truncated, tampered or pickled-object files
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UnlearnError(f"cannot load checkpoint {path}: {first_line}") from None
+
+
+class UnlearnTrainer(Trainer):
+    """RecBole ``Trainer`` with safe checkpoints (see module docstring)."""
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.best_state: Optional[dict] = None
+
+    def _checkpoint_state(self, epoch: int) -> dict:
+        return {
+            "epoch": int(epoch),
+            "cur_step": int(self.cur_step),
+            "best_valid_score": float(self.best_valid_score),
+            "state_dict": copy.deepcopy(self.model.state_dict()),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+        }
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        """Keep the best state in memory; write it only when a file is asked for."""
+        self.best_state = self._checkpoint_state(epoch)
+        saved_model_file = kwargs.pop("saved_model_file", None)
+        if saved_model_file:
+            self.save_checkpoint(saved_model_file)
+            if verbose:
+                self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
+
+    def save_checkpoint(self, path: str) -> None:
+        """Write the best state (or the current one) atomically, weights-only-loadable."""
+        state = self.best_state or self._checkpoint_state(self.start_epoch - 1)
+        atomic_write(path, lambda f: torch.save(state, f))
+
+    def resume_checkpoint(self, resume_file):
+        checkpoint = load_checkpoint(str(resume_file), self.device)
+        self.start_epoch = checkpoint["epoch"] + 1
+        self.cur_step = checkpoint["cur_step"]
+        self.best_valid_score = checkpoint["best_valid_score"]
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.best_state = checkpoint
+        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+    def load_best(self, model_file: Optional[str] = None) -> None:
+        """Load ``model_file`` (weights only) or the in-memory best state into the model."""
+        if model_file:
+            state = load_checkpoint(model_file, self.device)
+        elif self.best_state is not None:
+            state = self.best_state
+        else:
+            return  # nothing better than the current weights was recorded
+        self.model.load_state_dict(state["state_dict"])
+        self.model.load_other_parameter(state.get("other_parameter"))
+
+    @torch.no_grad()
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if load_best_model:
+            self.load_best(model_file)
+        return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)

@@ -1,0 +1,45 @@
+"""Train one RecBole sequential model on one split, timed and reproducible."""
+import time
+from dataclasses import dataclass
+from logging import getLogger
+from typing import Optional
+
+import torch
+from recbole.utils import init_seed, set_color
+
+from recbole_unlearn.data.utils import SplitLoaders
+from recbole_unlearn.trainer.trainer import UnlearnTrainer
+
+
+@dataclass
+class TrainedModel:
+    """A trained model and what it cost."""
+
+    model: torch.nn.Module
+    seconds: float
+    best_valid_score: Optional[float]
+    epochs_run: int
+
+
+def new_model(config, train_dataset) -> torch.nn.Module:
+    """A freshly initialised ``config.model_class`` (seeded with ``config['seed']``)."""
+    init_seed(config["seed"], config["reproducibility"])
+    return config.model_class(config, train_dataset).to(config["device"])
+
+
+def train_model(config, loaders: SplitLoaders, tag: str = "model") -> TrainedModel:
+    """Train a new model on ``loaders.train`` with early stopping on ``loaders.valid`` and
+    return the best state. The wall time covers model creation, training and validation."""
+    logger = getLogger()
+    start = time.perf_counter()
+    model = new_model(config, loaders.train.dataset)
+    trainer = UnlearnTrainer(config, model)
+    logger.info(set_color(f"training {tag}", "green") + f" on {len(loaders.train.dataset)} samples")
+    best_score, _ = trainer.fit(
+        loaders.train, loaders.valid, verbose=True, saved=True, show_progress=config["show_progress"]
+    )
+    trainer.load_best()
+    seconds = time.perf_counter() - start
+    epochs_run = len(trainer.train_loss_dict)
+    score = None if best_score in (None, float("inf"), float("-inf")) else float(best_score)
+    return TrainedModel(model, seconds, score, epochs_run)

@@ -1,0 +1,61 @@
+"""The interface every unlearning method implements, and the registry that names them."""
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Dict
+
+import torch
+
+from recbole_unlearn.data.dataset import UnlearnSequentialDataset
+from recbole_unlearn.data.forget import ForgetSet
+from recbole_unlearn.evaluator.suite import EvaluationSuite
+from recbole_unlearn.trainer.training import TrainedModel
+from recbole_unlearn.utils.registry import Registry
+
+
+@dataclass
+class UnlearnResult:
+    """The model state a method produced by forgetting, and what that took.
+
+    Attributes:
+        model: a RecBole ``SequentialRecommender`` (``full_sort_predict`` works on it).
+        seconds: wall time of the forgetting step alone.
+        forget_set: the forget set actually applied (with the method's extra deletions, if any).
+        info: method-specific facts for ``results.json`` (shards retrained, epochs, ...).
+    """
+
+    model: torch.nn.Module
+    seconds: float
+    forget_set: ForgetSet
+    info: Dict[str, object] = field(default_factory=dict)
+
+
+class UnlearnMethod(ABC):
+    """An unlearning method.
+
+    Life cycle: ``fit()`` trains whatever the method deploys before any request (nothing for
+    Retrain, K shard models for SISA, ...) and returns its wall seconds; ``forget(forget_set)``
+    removes the forget set's influence and returns an :class:`UnlearnResult`.
+
+    Args:
+        config: the run's ``UnlearnConfig``.
+        dataset: the loaded dataset (its log holds every interaction).
+        suite: the experiment's loaders (D_raw / D_rem) and metrics.
+        original: the single model trained on D_raw (starting point of approximate methods).
+    """
+
+    def __init__(self, config, dataset: UnlearnSequentialDataset, suite: EvaluationSuite, original: TrainedModel):
+        self.config = config
+        self.dataset = dataset
+        self.suite = suite
+        self.original = original
+
+    def fit(self) -> float:
+        """Initial training of the deployed model(s); returns wall seconds (0 if none)."""
+        return 0.0
+
+    @abstractmethod
+    def forget(self, forget_set: ForgetSet) -> UnlearnResult:
+        """Remove ``forget_set`` and return the resulting model state."""
+
+
+METHODS: Registry[type] = Registry("unlearning method", "unlearn_method")

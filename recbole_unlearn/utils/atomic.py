@@ -1,0 +1,35 @@
+"""Crash-safe file writes: write a temporary file in the same folder, fsync, then rename."""
+import io
+import json
+import os
+import tempfile
+from typing import Any, Callable
+
+import torch
+
+
+def atomic_write(path: str, write: Callable[[io.BufferedWriter], None]) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    data = json.dumps(obj, indent=2, sort_keys=False).encode("utf-8")
+    atomic_write(path, lambda f: f.write(data))
+
+
+def save_weights(path: str, state_dict: dict) -> None:
+    """Save a ``state_dict`` (tensors only) so that ``torch.load(weights_only=True)`` reads it."""
+    atomic_write(path, lambda f: torch.save(state_dict, f))

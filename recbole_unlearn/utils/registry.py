@@ -1,0 +1,48 @@
+"""A tiny name -> class registry, so a new method / protocol / partitioner is one file + one line."""
+from typing import Callable, Dict, Generic, List, TypeVar
+
+from recbole_unlearn.utils.errors import UnlearnError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps lower-case names to registered objects.
+
+    Args:
+        kind: what the registry holds, used in error messages (e.g. ``"unlearning method"``).
+        config_key: the config key users set to choose an entry (e.g. ``"unlearn_method"``).
+    """
+
+    def __init__(self, kind: str, config_key: str):
+        self.kind = kind
+        self.config_key = config_key
+        self._entries: Dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Class decorator: ``@METHODS.register("sisa")``."""
+
+        def decorator(obj: T) -> T:
+            key = name.lower()
+            if key in self._entries:
+                raise ValueError(f"{self.kind} '{name}' is registered twice")
+            self._entries[key] = obj
+            return obj
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        """Return the entry called ``name`` or raise a one-line :class:`UnlearnError`."""
+        key = str(name).lower()
+        if key not in self._entries:
+            raise UnlearnError(
+                f"unknown {self.kind} '{name}' ({self.config_key}); "
+                f"choose one of: {', '.join(self.names())}"
+            )
+        return self._entries[key]
+
+    def names(self) -> List[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        return str(name).lower() in self._entries

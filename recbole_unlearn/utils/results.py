@@ -1,0 +1,83 @@
+"""The results of one run: rows of metric dicts, a readable table and ``results.json``."""
+import os
+import platform
+from datetime import datetime
+from typing import Dict, List, Optional
+
+import torch
+from tabulate import tabulate
+
+from recbole_unlearn.utils.atomic import write_json
+
+METRIC_GROUPS = ("utility_raw", "utility_rem", "forget", "sru_inference")
+
+
+def make_row(method: str, metrics: Dict[str, Dict[str, float]], seconds: float, **extra) -> dict:
+    """One results row: ``method``, the four metric groups, ``seconds`` and extras."""
+    row = {"method": method}
+    row.update({group: metrics.get(group, {}) for group in METRIC_GROUPS})
+    row["seconds"] = round(float(seconds), 3)
+    row.update(extra)
+    return row
+
+
+def add_speedups(rows: List[dict], reference: str = "retrain") -> None:
+    """``speedup = reference seconds / row seconds`` for every unlearning row (SPEC section 7)."""
+    ref = next((r for r in rows if r["method"] == reference), None)
+    if ref is None:
+        return
+    for row in rows:
+        if row["method"] not in ("original", reference) and row["seconds"] > 0:
+            row["speedup"] = round(ref["seconds"] / row["seconds"], 2)
+
+
+def machine() -> Dict[str, object]:
+    """Where the numbers were measured."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def results_document(model: str, dataset: str, settings: dict, forget_summary: dict, rows: List[dict]) -> dict:
+    return {
+        "model": model,
+        "dataset": dataset,
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "machine": machine(),
+        "settings": settings,
+        "forget_set": forget_summary,
+        "rows": rows,
+    }
+
+
+_COLUMNS = [
+    ("N@10 raw", "utility_raw", "ndcg@10"),
+    ("N@10 rem", "utility_rem", "ndcg@10"),
+    ("R@10 rem", "utility_rem", "recall@10"),
+    ("N@20 rem", "utility_rem", "ndcg@20"),
+    ("fgt H@1", "forget", "hit@1"),
+    ("fgt H@10", "forget", "hit@10"),
+    ("SRU H@10", "sru_inference", "hit@10"),
+]
+
+
+def format_table(rows: List[dict]) -> str:
+    """A plain-text table of the headline numbers of each row."""
+    headers = ["method"] + [c[0] for c in _COLUMNS] + ["seconds", "speedup"]
+    body = []
+    for row in rows:
+        cells: List[Optional[object]] = [row["method"]]
+        cells += [row[group].get(key) for _, group, key in _COLUMNS]
+        cells += [row["seconds"], row.get("speedup")]
+        body.append(cells)
+    return tabulate(body, headers=headers, floatfmt=".4f", missingval="-")
+
+
+def write_results(path: str, document: dict) -> None:
+    write_json(path, document)

@@ -1,0 +1,11 @@
+"""Run an unlearning experiment from the command line, RecBole style.
+
+    python run_recbole_unlearn.py --model=SASRec --dataset=ml-100k --unlearn_method=retrain
+    python run_recbole_unlearn.py --config_files="my.yaml" --forget=requests.csv --epochs=5
+"""
+import sys
+
+from recbole_unlearn.quick_start.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Forget-set invariants (thesis protocol) and explicit request files."""
+import numpy as np
+import pytest
+
+from recbole_unlearn.config import UnlearnConfig
+from recbole_unlearn.data import ForgetSet, build_forget_set, forget_set_from_requests, sample_forget_set
+from recbole_unlearn.utils.errors import UnlearnError
+
+from conftest import tiny_dict
+
+
+@pytest.fixture(scope="module")
+def thesis(tiny_setup):
+    config, dataset = tiny_setup
+    return sample_forget_set(config, dataset)
+
+
+def test_only_training_interactions_never_first_two(tiny_setup, thesis):
+    _, dataset = tiny_setup
+    assert len(thesis.requested) > 0
+    assert dataset.is_training[thesis.rows].all()
+    assert (dataset.log_position[thesis.rows] >= 2).all()
+
+
+def test_at_most_half_of_each_users_training_items(tiny_setup, thesis):
+    _, dataset = tiny_setup
+    for user in thesis.users(dataset):
+        n_train = int(dataset.is_training[dataset.user_rows(user)].sum())
+        n_forgotten = int((dataset.log_user[thesis.rows] == user).sum())
+        assert 1 <= n_forgotten <= n_train // 2
+
+
+def test_user_ratio(tiny_setup, thesis):
+    config, dataset = tiny_setup
+    assert len(thesis.users(dataset)) == round(config["forget_user_ratio"] * 60)
+
+
+def test_forget_samples_exclude_other_forgotten_items(tiny_setup, thesis):
+    _, dataset = tiny_setup
+    samples = thesis.forget_samples(dataset)
+    assert len(samples) == len(thesis.requested)  # never the first two -> never an empty history
+    forgotten = set(thesis.rows.tolist())
+    for row, hist, length, target in zip(
+        thesis.requested, samples["item_id_list"].numpy(), samples["item_length"].numpy(), samples["item_id"].numpy()
+    ):
+        assert target == dataset.log_item[row]
+        user_rows = dataset.user_rows(dataset.log_user[row])
+        before = [r for r in user_rows if r < row and r not in forgotten]
+        expected = dataset.log_item[before][-len(hist):]
+        assert np.array_equal(hist[:length], expected)
+
+
+def test_d_rem_has_exactly_the_non_forgotten_training_interactions(tiny_setup, thesis):
+    _, dataset = tiny_setup
+    keep = thesis.keep_mask(dataset)
+    train_rows, valid_rows, test_rows = dataset.split_targets(keep)
+    expected = set(np.flatnonzero(dataset.is_training).tolist()) - set(thesis.rows.tolist())
+    assert set(train_rows.tolist()) == expected
+    raw_valid, raw_test = dataset.split_targets()[1:]
+    assert np.array_equal(valid_rows, raw_valid) and np.array_equal(test_rows, raw_test)
+    # training samples of D_rem: targets are every kept training interaction except a user's first kept one
+    train, _, _ = dataset.build_split(keep)
+    first_kept = {int(dataset.log_user[r]): r for r in sorted(expected, reverse=True)}
+    assert len(train) == len(expected) - len(first_kept)
+    # no forgotten item appears in any D_rem history
+    forgotten_by_user = {}
+    for r in thesis.rows:
+        forgotten_by_user.setdefault(int(dataset.log_user[r]), set()).add(int(dataset.log_item[r]))
+    for user, hist, n in zip(train["user_id"].numpy(), train["item_id_list"].numpy(), train["item_length"].numpy()):
+        still = set(hist[:n].tolist()) & forgotten_by_user.get(int(user), set())
+        # an item may legitimately reappear if the user interacted with it again later
+        for item in still:
+            rows = dataset.user_rows(user)
+            assert ((dataset.log_item[rows] == item) & ~np.isin(rows, thesis.rows)).any()
+
+
+def test_seeded_and_reproducible(tiny_setup, thesis):
+    config, dataset = tiny_setup
+    assert np.array_equal(sample_forget_set(config, dataset).rows, thesis.rows)
+    other = UnlearnConfig("SASRec", config_dict=tiny_dict(forget_seed=7))
+    assert not np.array_equal(sample_forget_set(other, dataset).rows, thesis.rows)
+
+
+# --- request files ---------------------------------------------------------------------
+def _write(tmp_path, text):
+    path = tmp_path / "requests.csv"
+    path.write_text(text)
+    return str(path)
+
+
+def test_bare_user_forgets_all_training_interactions(tiny_setup, tmp_path):
+    _, dataset = tiny_setup
+    fs = forget_set_from_requests(_write(tmp_path, "# comment\n\n3\n"), dataset)
+    uid = dataset.token2id("user_id", "3")
+    rows = dataset.user_rows(uid)
+    assert np.array_equal(fs.rows, rows[dataset.is_training[rows]])
+    # every history prefix is empty once the whole training sequence is forgotten
+    assert len(fs.forget_samples(dataset)) == 0
+
+
+def test_user_item_pair(tiny_setup, tmp_path):
+    _, dataset = tiny_setup
+    uid = dataset.token2id("user_id", "1")
+    row = dataset.user_rows(uid)[4]
+    item = dataset.id2token("item_id", dataset.log_item[row])
+    fs = forget_set_from_requests(_write(tmp_path, f"1,{item}\n1 , {item}\n"), dataset)
+    assert fs.rows.tolist() == [row]
+    assert fs.triples(dataset) == [("1", str(item), 4)]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("999999\n", "unknown user token '999999'"),
+        ("1,999999\n", "unknown item token '999999'"),
+        ("1,2,3\n", "expected 'user_token[,item_token]'"),
+        ("1,\n", "expected 'user_token[,item_token]'"),
+        (",5\n", "expected 'user_token[,item_token]'"),
+        ("\n# nothing\n", "contains no requests"),
+    ],
+)
+def test_bad_request_files(tiny_setup, tmp_path, text, message):
+    _, dataset = tiny_setup
+    with pytest.raises(UnlearnError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        forget_set_from_requests(_write(tmp_path, text), dataset)
+
+
+def test_item_the_user_never_trained_on(tiny_setup, tmp_path):
+    """The test target is not a training interaction: asking to forget it is rejected."""
+    _, dataset = tiny_setup
+    for uid in range(1, dataset.user_num):
+        rows = dataset.user_rows(uid)
+        if dataset.log_item[rows[-1]] not in set(dataset.log_item[rows[:-2]].tolist()):
+            break
+    else:
+        pytest.fail("fixture has no user whose test item is new")
+    user = dataset.id2token("user_id", uid)
+    item = dataset.id2token("item_id", dataset.log_item[rows[-1]])
+    with pytest.raises(UnlearnError, match="no training interaction with item"):
+        forget_set_from_requests(_write(tmp_path, f"{user},{item}\n"), dataset)
+
+
+def test_missing_request_file(tiny_setup, tmp_path):
+    _, dataset = tiny_setup
+    with pytest.raises(UnlearnError, match="request file not found"):
+        forget_set_from_requests(str(tmp_path / "nope.csv"), dataset)
+
+
+def test_build_forget_set_uses_request_file(tiny_setup, tmp_path):
+    config, dataset = tiny_setup
+    path = _write(tmp_path, "5\n")
+    cfg = UnlearnConfig("SASRec", config_dict=tiny_dict(forget=path))
+    fs = build_forget_set(cfg, dataset)
+    assert fs.source == "requests:requests.csv"
+    assert set(dataset.log_user[fs.rows].tolist()) == {dataset.token2id("user_id", "5")}
+
+
+def test_extra_rows_are_forgotten_but_not_targets(tiny_setup, thesis):
+    _, dataset = tiny_setup
+    extra_row = next(r for r in np.flatnonzero(dataset.is_training) if r not in set(thesis.rows.tolist()))
+    fs = thesis.with_extra(np.array([extra_row]))
+    assert extra_row in fs.rows and extra_row not in fs.requested
+    assert not fs.keep_mask(dataset)[extra_row]
+    assert fs.keep_mask(dataset, include_extra=False)[extra_row]
+    assert isinstance(fs, ForgetSet)
