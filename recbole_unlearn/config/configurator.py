@@ -81,7 +81,8 @@ class UnlearnConfig(Config):
         if isinstance(model, str):
             try:
                 model_class = get_model(model)
-            except ValueError:
+            except (ValueError, ImportError, AttributeError):
+                # RecBole's lookup ends in exlib_recommender, which imports optional packages
                 raise UnlearnError(f"unknown model '{model}': not a RecBole model") from None
             model_name = model
         else:

@@ -21,6 +21,15 @@ def check_dataset_files(config) -> None:
             f"dataset '{config['dataset']}' not found: expected the atomic file {path} "
             "(see dataset/README.md to convert or download one)"
         )
+    with open(path, "r", encoding="utf-8") as f:
+        header = f.readline().rstrip("\r\n").split(config["field_separator"])
+    columns = {col.split(":")[0] for col in header}
+    for key in ("USER_ID_FIELD", "ITEM_ID_FIELD", "TIME_FIELD"):
+        if config[key] not in columns:
+            raise UnlearnError(
+                f"dataset '{config['dataset']}' has no column '{config[key]}' ({key}) in {path}; "
+                "sequential unlearning needs user, item and time of every interaction"
+            )
 
 
 def create_unlearn_dataset(config) -> UnlearnSequentialDataset:

@@ -5,6 +5,7 @@ RecBole; every other ``--key=value`` overrides a config key (values are parsed l
 command line: ``--epochs=5``, ``--unlearn_method="['retrain']"``).
 """
 import sys
+import warnings
 from typing import List, Optional, Tuple
 
 from recbole_unlearn.utils.errors import UnlearnError
@@ -36,6 +37,9 @@ def parse_args(argv: List[str]) -> Tuple[Optional[str], Optional[str], Optional[
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # RecBole 1.2.1 / ray 2.6.3 emit these on every run; they would drown the one error line.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*pkg_resources.*")
     try:
         model, dataset, config_files, config_dict = parse_args(argv)
         from recbole_unlearn.quick_start.quick_start import run_recbole_unlearn

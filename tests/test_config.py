@@ -1,0 +1,51 @@
+"""Config layering and one-line errors for bad configuration."""
+import os
+
+import pytest
+
+from recbole_unlearn.config import UnlearnConfig
+from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.utils.paths import properties_dir
+
+from conftest import tiny_dict
+
+
+def test_defaults_come_from_properties():
+    config = UnlearnConfig(config_dict=tiny_dict(dataset="ml-100k"))
+    assert config["model"] == "SASRec" and config["dataset"] == "ml-100k"
+    assert config["MAX_ITEM_LIST_LENGTH"] == 10
+    assert config.methods == ["retrain"]
+    assert config["forget_protocol"] == "thesis"
+    assert os.path.isfile(os.path.join(properties_dir(), "overall.yaml"))
+
+
+def test_precedence_file_then_dict(tmp_path):
+    path = tmp_path / "a.yaml"
+    path.write_text("epochs: 7\nlearning_rate: 0.01\n")
+    config = UnlearnConfig("GRU4Rec", config_file_list=[str(path)], config_dict=tiny_dict(epochs=3))
+    assert config["epochs"] == 3 and config["learning_rate"] == 0.01
+    assert config["hidden_size"] == 128  # RecBole's GRU4Rec.yaml
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"config_dict": tiny_dict(epoch=3)}, "unknown config key 'epoch'"),
+        ({"config_dict": tiny_dict(epochs=-1)}, "'epochs' must be a positive integer"),
+        ({"config_dict": tiny_dict(forget_user_ratio=2)}, "'forget_user_ratio' must be in"),
+        ({"config_dict": tiny_dict(eval_args={"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO"})},
+         "leave-one-out"),
+        ({"model": "NoSuchModel", "config_dict": tiny_dict()}, "unknown model 'NoSuchModel'"),
+        ({"model": "BPR", "config_dict": tiny_dict()}, "not a sequential recommender"),
+        ({"config_file_list": ["/no/such.yaml"], "config_dict": tiny_dict()}, "config file not found"),
+    ],
+)
+def test_bad_configuration(kwargs, message):
+    with pytest.raises(UnlearnError, match=message):
+        UnlearnConfig(**kwargs)
+
+
+def test_keys_of_other_models_are_not_typos():
+    # BERT4Rec's mask_ratio is a real RecBole key even when the model is SASRec
+    config = UnlearnConfig("SASRec", config_dict=tiny_dict(mask_ratio=0.3))
+    assert config["mask_ratio"] == 0.3

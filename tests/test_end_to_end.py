@@ -1,0 +1,119 @@
+"""End-to-end runs (1 epoch, ml-tiny) through the Python API and the CLI."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from recbole_unlearn import run_recbole_unlearn
+from recbole_unlearn.utils.errors import UnlearnError
+
+from conftest import FIXTURES, tiny_dict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GROUPS = ("utility_raw", "utility_rem", "forget", "sru_inference")
+
+
+def _check_schema(doc, model):
+    assert doc["model"] == model and doc["dataset"] == "ml-tiny"
+    settings = doc["settings"]
+    for key in ("epochs", "seed", "MAX_ITEM_LIST_LENGTH", "learning_rate", "forget_user_ratio",
+                "forget_seed", "unlearn_method", "hidden_size"):
+        assert key in settings, key
+    assert [r["method"] for r in doc["rows"]] == ["original", "retrain"]
+    for row in doc["rows"]:
+        assert set(GROUPS) <= set(row) and row["seconds"] > 0
+        assert set(row["utility_raw"]) == {"ndcg@10", "ndcg@20", "recall@10", "recall@20"}
+        assert set(row["utility_rem"]) == {"ndcg@10", "ndcg@20", "recall@10", "recall@20"}
+        assert set(row["forget"]) == {"hit@1", "hit@5", "hit@10", "hit@20"}
+        assert set(row["sru_inference"]) == {"hit@1", "hit@5", "hit@10", "hit@20"}
+        for group in GROUPS:
+            assert all(0.0 <= v <= 1.0 for v in row[group].values())
+
+
+@pytest.mark.parametrize("model", ["GRU4Rec", "SASRec", "BERT4Rec"])
+def test_api_runs_each_model(model, in_tmp):
+    doc = run_recbole_unlearn(model, config_dict=tiny_dict(results_dir=str(in_tmp / "results")), verbose=False)
+    _check_schema(doc, model)
+    with open(doc["results_path"]) as f:
+        assert json.load(f)["rows"] == doc["rows"]
+    for name in ("original", "retrain"):
+        weights = torch.load(os.path.join(doc["run_dir"], f"{name}.pth"), weights_only=True)
+        assert all(isinstance(v, torch.Tensor) for v in weights.values())
+    assert doc["forget_set"]["users"] == 12 and doc["forget_set"]["forget_samples"] > 0
+    assert doc["rows"][1]["forgotten_interactions"] == doc["forget_set"]["interactions"]
+
+
+def test_same_seed_same_numbers(in_tmp):
+    cfg = tiny_dict(results_dir=str(in_tmp / "r"), include_retrain=False, save_model=False)
+    first = run_recbole_unlearn("GRU4Rec", config_dict=cfg, verbose=False)
+    second = run_recbole_unlearn("GRU4Rec", config_dict=cfg, verbose=False)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    assert strip(first["rows"]) == strip(second["rows"])
+
+
+def _cli(args, cwd):
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "run_recbole_unlearn.py"), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=600,
+    )
+
+
+def test_cli_success_prints_table_and_results_path(in_tmp):
+    proc = _cli(["--model=GRU4Rec", "--dataset=ml-tiny", f"--data_path={FIXTURES}", "--epochs=1",
+                 "--state=ERROR", "--unlearn_method=retrain"], in_tmp)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-1].startswith("results: ")
+    assert any(line.startswith("original") for line in lines) and any(line.startswith("retrain") for line in lines)
+    path = os.path.join(in_tmp, lines[-1][len("results: "):])
+    with open(path) as f:
+        assert json.load(f)["model"] == "GRU4Rec"
+
+
+def test_cli_request_file(in_tmp):
+    (in_tmp / "req.csv").write_text("1\n2,305\n")
+    proc = _cli(["--model=GRU4Rec", "--dataset=ml-tiny", f"--data_path={FIXTURES}", "--epochs=1",
+                 "--state=ERROR", "--forget=req.csv", "--include_retrain=False"], in_tmp)
+    assert proc.returncode == 0, proc.stderr
+    path = os.path.join(in_tmp, proc.stdout.strip().splitlines()[-1][len("results: "):])
+    with open(path) as f:
+        doc = json.load(f)
+    assert doc["forget_set"]["source"] == "requests:req.csv"
+    assert doc["forget_set"]["users"] == 2
+
+
+BAD_INPUTS = {
+    "unknown user": (["--forget=req.csv"], "1\n424242\n", "unknown user token '424242'"),
+    "unknown item": (["--forget=req.csv"], "1,424242\n", "unknown item token '424242'"),
+    "malformed": (["--forget=req.csv"], "1,2,3\n", "expected 'user_token[,item_token]'"),
+    "missing request file": (["--forget=nothere.csv"], None, "request file not found"),
+    "unknown method": (["--unlearn_method=forgetall"], None, "unknown unlearning method 'forgetall'"),
+    "unknown dataset": (["--dataset=no-such-data"], None, "dataset 'no-such-data' not found"),
+    "bad key": (["--epoch=2"], None, "unknown config key 'epoch'"),
+    "bad argument": (["epochs"], None, "unrecognised argument"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_cli_bad_input_one_line_and_nothing_written(case, in_tmp):
+    args, request_text, message = BAD_INPUTS[case]
+    if request_text is not None:
+        (in_tmp / "req.csv").write_text(request_text)
+    before = sorted(os.listdir(in_tmp))
+    base = ["--model=GRU4Rec", f"--data_path={FIXTURES}", "--epochs=1"]
+    if not any(a.startswith("--dataset=") for a in args):
+        base.append("--dataset=ml-tiny")
+    proc = _cli(base + args, in_tmp)
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], proc.stderr
+    assert sorted(os.listdir(in_tmp)) == before
+
+
+def test_api_bad_input_raises(in_tmp):
+    with pytest.raises(UnlearnError, match="unknown unlearning method"):
+        run_recbole_unlearn("SASRec", config_dict=tiny_dict(unlearn_method="nope"))
+    assert os.listdir(in_tmp) == []

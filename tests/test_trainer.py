@@ -1,0 +1,58 @@
+"""Checkpoints load with torch.load(weights_only=True); bad files give one clear error."""
+import pytest
+import torch
+
+from recbole_unlearn.data import split_loaders
+from recbole_unlearn.trainer import UnlearnTrainer, load_checkpoint, new_model
+from recbole_unlearn.utils.errors import UnlearnError
+
+
+@pytest.fixture
+def trainer(tiny_setup, in_tmp):
+    config, dataset = tiny_setup
+    loaders = split_loaders(config, dataset)
+    model = new_model(config, loaders.train.dataset)
+    t = UnlearnTrainer(config, model)
+    t.fit(loaders.train, loaders.valid, verbose=False, saved=True)
+    return t, loaders
+
+
+def test_checkpoint_is_weights_only_loadable(trainer, tmp_path):
+    t, loaders = trainer
+    path = str(tmp_path / "ckpt.pth")
+    t.save_checkpoint(path)
+    state = torch.load(path, weights_only=True)  # raises if anything but tensors/plain values
+    assert set(state) >= {"state_dict", "optimizer", "epoch", "best_valid_score"}
+    assert "config" not in state
+
+
+def test_evaluate_load_best_and_resume(trainer, tmp_path):
+    t, loaders = trainer
+    path = str(tmp_path / "ckpt.pth")
+    t.save_checkpoint(path)
+    expected = t.evaluate(loaders.test, load_best_model=True)
+    with torch.no_grad():
+        for p in t.model.parameters():
+            p.add_(1.0)
+    assert t.evaluate(loaders.test, load_best_model=True, model_file=path) == expected
+    t.resume_checkpoint(path)
+    assert t.start_epoch == 1
+
+
+def test_truncated_and_pickled_checkpoints_are_rejected(tmp_path):
+    truncated = tmp_path / "truncated.pth"
+    torch.save({"state_dict": {"w": torch.ones(100)}}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:50])
+    with pytest.raises(UnlearnError, match="cannot load checkpoint .*truncated.pth"):
+        load_checkpoint(str(truncated))
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"x": Evil()}, evil)
+    with pytest.raises(UnlearnError, match="cannot load checkpoint .*evil.pth"):
+        load_checkpoint(str(evil))
+    with pytest.raises(UnlearnError, match="checkpoint not found"):
+        load_checkpoint(str(tmp_path / "missing.pth"))
