@@ -24,6 +24,7 @@ setup(
         "recbole_unlearn.config",
         "recbole_unlearn.data",
         "recbole_unlearn.evaluator",
+        "recbole_unlearn.model",
         "recbole_unlearn.trainer",
         "recbole_unlearn.unlearn",
         "recbole_unlearn.quick_start",

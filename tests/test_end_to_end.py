@@ -117,3 +117,19 @@ def test_api_bad_input_raises(in_tmp):
     with pytest.raises(UnlearnError, match="unknown unlearning method"):
         run_recbole_unlearn("SASRec", config_dict=tiny_dict(unlearn_method="nope"))
     assert os.listdir(in_tmp) == []
+
+
+@pytest.mark.parametrize("model", ["GRU4Rec", "SASRec", "BERT4Rec"])
+def test_cli_sisa_four_shards(model, in_tmp):
+    proc = _cli([f"--model={model}", "--dataset=ml-tiny", f"--data_path={FIXTURES}", "--epochs=1",
+                 "--state=ERROR", "--unlearn_method=sisa", "--n_shards=4"], in_tmp)
+    assert proc.returncode == 0, proc.stderr
+    path = os.path.join(in_tmp, proc.stdout.strip().splitlines()[-1][len("results: "):])
+    with open(path) as f:
+        doc = json.load(f)
+    rows = {r["method"]: r for r in doc["rows"]}
+    assert list(rows) == ["original", "retrain", "sisa"]
+    sisa = rows["sisa"]
+    assert sisa["n_shards"] == 4 and sisa["initial_train_seconds"] > 0 and sisa["speedup"] > 0
+    assert set(sisa["shards_retrained"]) <= {0, 1, 2, 3}
+    assert set(sisa["utility_rem"]) == {"ndcg@10", "ndcg@20", "recall@10", "recall@20"}

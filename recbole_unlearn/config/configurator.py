@@ -5,6 +5,7 @@ RecBole's ``overall.yaml`` / model / dataset / quick-start files < ``properties/
 < ``properties/dataset/<dataset>.yaml`` < ``properties/method/<method>.yaml``
 < config files < ``config_dict`` < command line.
 """
+import copy
 import os
 from typing import Dict, Iterable, List, Optional, Set
 
@@ -103,15 +104,6 @@ class UnlearnConfig(Config):
             path = property_file(name, f"{dataset if name == 'dataset' else model}.yaml")
             if path:
                 self._update_internal_config_dict(path)
-        methods = method_names(
-            self.external_config_dict.get(
-                "unlearn_method", self.internal_config_dict.get("unlearn_method")
-            )
-        )
-        for method in methods:
-            path = property_file("method", f"{method}.yaml")
-            if path:
-                self._update_internal_config_dict(path)
 
     # --- validation --------------------------------------------------------------------
     def known_keys(self) -> Set[str]:
@@ -181,6 +173,37 @@ class UnlearnConfig(Config):
     @property
     def methods(self) -> List[str]:
         return method_names(self["unlearn_method"])
+
+    def method_defaults(self, method: str) -> Dict[str, object]:
+        """The keys of ``properties/method/<method>.yaml``."""
+        path = property_file("method", f"{method}.yaml")
+        return _read_yaml(path, self.yaml_loader) if path else {}
+
+    def for_method(self, method: str) -> "UnlearnConfig":
+        """A copy of this config with ``properties/method/<method>.yaml`` applied to every key
+        the user did not set (so several methods in one run keep their own defaults)."""
+        clone = copy.copy(self)
+        clone.final_config_dict = dict(self.final_config_dict)
+        clone.final_config_dict["unlearn_method"] = method
+        for key, value in self.method_defaults(method).items():
+            if key not in self.external_config_dict:
+                clone.final_config_dict[key] = value
+        clone.method = method
+        return clone
+
+    def saved_config_dict(self) -> Dict[str, object]:
+        """What a later process needs to rebuild this config exactly: the user's own keys, the
+        method's YAML defaults as resolved, and ``data_path`` made absolute."""
+        skip = {"model", "dataset", "forget", "model_dir", "config_files", "benchmark"}
+        out = {k: _jsonable(v) for k, v in self.external_config_dict.items() if k not in skip}
+        method = getattr(self, "method", None)
+        if method:
+            out["unlearn_method"] = method
+            for key in self.method_defaults(method):
+                out[key] = _jsonable(self[key])
+        # RecBole stores <data_path>/<dataset> in data_path; save the parent, absolute.
+        out["data_path"] = os.path.abspath(os.path.dirname(os.path.normpath(self["data_path"])))
+        return out
 
     def settings(self, extra_keys: Iterable[str] = ()) -> Dict[str, object]:
         """Every setting that affects the numbers, JSON-serialisable (for ``results.json``)."""

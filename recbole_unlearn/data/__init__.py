@@ -14,10 +14,13 @@ from recbole_unlearn.data.utils import (
     create_unlearn_dataset,
     eval_loader,
     split_loaders,
+    train_loader,
 )
+from recbole_unlearn.data.partition import PARTITIONERS, ShardMap, build_shard_map
 
 __all__ = [
     "UnlearnSequentialDataset", "FORGET_PROTOCOLS", "ForgetSet", "Request", "build_forget_set",
     "forget_set_from_requests", "parse_request_file", "sample_forget_set", "SplitLoaders",
     "check_dataset_files", "create_unlearn_dataset", "eval_loader", "split_loaders",
+    "train_loader", "PARTITIONERS", "ShardMap", "build_shard_map",
 ]

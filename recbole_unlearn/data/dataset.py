@@ -73,6 +73,34 @@ class UnlearnSequentialDataset(SequentialDataset):
             return np.array([], dtype=np.int64)
         return np.arange(start, start + self.log_user_len[start])
 
+    def history_rows(self, targets: np.ndarray, keep: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The log rows every sample is built from.
+
+        Args:
+            targets: log rows of the targets, shape ``[n]``.
+            keep: bool mask over the log, shape ``[n_rows]``.
+
+        Returns:
+            ``(targets [n'], history [n', L], valid [n', L])``: targets with a non-empty history,
+            the log rows of their histories (the last ``L = MAX_ITEM_LIST_LENGTH`` kept rows of
+            the same user before the target, left-aligned) and which history cells are real.
+        """
+        targets = np.asarray(targets, dtype=np.int64)
+        max_len = self.max_item_list_len
+        kept_rows = np.flatnonzero(keep)
+        kept_before = np.cumsum(keep) - keep  # number of kept rows strictly before each row
+        user_first = targets - self.log_position[targets]
+        end = kept_before[targets]
+        start = np.maximum(kept_before[user_first], end - max_len)
+        length = end - start
+        nonempty = length > 0
+        targets, start, length = targets[nonempty], start[nonempty], length[nonempty]
+        offsets = np.arange(max_len)
+        valid = offsets[None, :] < length[:, None]
+        history_pos = np.where(valid, start[:, None] + offsets[None, :], 0)
+        history = kept_rows[history_pos] if len(kept_rows) else np.zeros_like(history_pos)
+        return targets, history, valid
+
     def samples(self, targets: np.ndarray, keep: np.ndarray) -> Interaction:
         """Build (history -> target) samples in RecBole's sequential format.
 
@@ -86,21 +114,8 @@ class UnlearnSequentialDataset(SequentialDataset):
             ``user_id [n']``, every other log field ``[n']`` (the target's value) and its
             ``<field>_list [n', L]`` history (left-aligned, zero-padded), ``item_length [n']``.
         """
-        targets = np.asarray(targets, dtype=np.int64)
-        max_len = self.max_item_list_len
-        kept_rows = np.flatnonzero(keep)
-        kept_before = np.cumsum(keep) - keep  # number of kept rows strictly before each row
-        user_first = targets - self.log_position[targets]
-        end = kept_before[targets]
-        start = np.maximum(kept_before[user_first], end - max_len)
-        length = end - start
-        nonempty = length > 0
-        targets, start, length = targets[nonempty], start[nonempty], length[nonempty]
-
-        offsets = np.arange(max_len)
-        valid = offsets[None, :] < length[:, None]
-        history_pos = np.where(valid, start[:, None] + offsets[None, :], 0)
-        history_rows = kept_rows[history_pos] if len(kept_rows) else np.zeros_like(history_pos)
+        targets, history_rows, valid = self.history_rows(targets, keep)
+        length = valid.sum(axis=1)
         history_rows_t = torch.from_numpy(history_rows)
         valid_t = torch.from_numpy(valid)
         target_t = torch.from_numpy(targets)

@@ -64,6 +64,13 @@ def split_loaders(config, dataset: UnlearnSequentialDataset, keep: Optional[np.n
     return SplitLoaders(train, valid, test)
 
 
+def train_loader(config, dataset: UnlearnSequentialDataset, targets: np.ndarray, keep: np.ndarray):
+    """A RecBole training dataloader over the samples of ``targets`` (histories from ``keep``)."""
+    train = dataset.sample_dataset(targets, keep)
+    sampler = create_samplers(config, dataset, [train, train, train])[0]
+    return get_dataloader(config, "train")(config, train, sampler, shuffle=config["shuffle"])
+
+
 def eval_loader(config, dataset: UnlearnSequentialDataset, samples: Interaction) -> FullSortEvalDataLoader:
     """A full-ranking RecBole dataloader over arbitrary (history -> target) samples (e.g. D_fgt)."""
     return FullSortEvalDataLoader(config, dataset.copy(samples), None, shuffle=False)

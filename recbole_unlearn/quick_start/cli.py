@@ -30,8 +30,9 @@ def parse_args(argv: List[str]) -> Tuple[Optional[str], Optional[str], Optional[
     files = raw.pop("config_files", None)
     config_files = files.split() if files else None
     config_dict = Config._convert_config_dict(None, raw)
-    if "forget" in raw:  # a path stays a string even if it looks like a number
-        config_dict["forget"] = raw["forget"]
+    for key in ("forget", "model_dir"):  # paths stay strings even if they look like numbers
+        if key in raw:
+            config_dict[key] = raw[key]
     return model, dataset, config_files, config_dict
 
 
@@ -42,9 +43,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")
     try:
         model, dataset, config_files, config_dict = parse_args(argv)
-        from recbole_unlearn.quick_start.quick_start import run_recbole_unlearn
+        if config_dict.get("model_dir") and config_dict.get("forget"):
+            if model or dataset or config_files:
+                raise UnlearnError("--model_dir uses the saved model's settings: drop --model, "
+                                   "--dataset and --config_files")
+            from recbole_unlearn.quick_start.forget_requests import run_forget_requests
 
-        run_recbole_unlearn(model, dataset, config_files, config_dict)
+            run_forget_requests(str(config_dict["model_dir"]), str(config_dict["forget"]), config_dict)
+        else:
+            from recbole_unlearn.quick_start.quick_start import run_recbole_unlearn
+
+            run_recbole_unlearn(model, dataset, config_files, config_dict)
     except UnlearnError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

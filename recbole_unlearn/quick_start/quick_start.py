@@ -67,6 +67,8 @@ def run_recbole_unlearn(
     init_seed(config["seed"], config["reproducibility"])
     data = create_unlearn_dataset(config)
     forget_set = build_forget_set(config, data)
+    for name in methods:
+        METHODS.get(name).check(config.for_method(name), data)
 
     # ---- inputs are valid: from here on the run writes its folder and logs ------------
     run_dir = _new_run_dir(config)
@@ -89,7 +91,7 @@ def run_recbole_unlearn(
                      epochs_run=original.epochs_run)]
     states = {"original": original.model}
     for name in methods:
-        method = METHODS.get(name)(config, data, suite, original)
+        method = METHODS.get(name)(config.for_method(name), data, suite, original)
         fit_seconds = method.fit()
         result = method.forget(forget_set)
         extra = {"initial_train_seconds": round(fit_seconds, 3)} if fit_seconds else {}

@@ -14,6 +14,7 @@ import os
 from typing import Optional
 
 import torch
+import recbole.trainer.trainer as recbole_trainer_module
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
@@ -32,11 +33,26 @@ def load_checkpoint(path: str, device="cpu") -> dict:
         raise UnlearnError(f"cannot load checkpoint {path}: {first_line}") from None
 
 
+class _NoTensorboard:
+    """Stands in for RecBole's SummaryWriter when ``tensorboard`` is off: shard and aggregator
+    trainers are created by the dozen, and each SummaryWriter leaves a folder behind."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
 class UnlearnTrainer(Trainer):
-    """RecBole ``Trainer`` with safe checkpoints (see module docstring)."""
+    """RecBole ``Trainer`` with safe checkpoints (see module docstring). With the config key
+    ``tensorboard`` False (our default) no ``log_tensorboard/`` folder is written."""
 
     def __init__(self, config, model):
-        super().__init__(config, model)
+        make_writer = recbole_trainer_module.get_tensorboard
+        if not config["tensorboard"]:
+            recbole_trainer_module.get_tensorboard = lambda logger: _NoTensorboard()
+        try:
+            super().__init__(config, model)
+        finally:
+            recbole_trainer_module.get_tensorboard = make_writer
         self.best_state: Optional[dict] = None
 
     def _checkpoint_state(self, epoch: int) -> dict:

@@ -49,6 +49,11 @@ class UnlearnMethod(ABC):
         self.suite = suite
         self.original = original
 
+    @classmethod
+    def check(cls, config, dataset: UnlearnSequentialDataset) -> None:
+        """Raise ``UnlearnError`` for settings this method cannot run with. Called for every
+        requested method before a run writes anything."""
+
     def fit(self) -> float:
         """Initial training of the deployed model(s); returns wall seconds (0 if none)."""
         return 0.0

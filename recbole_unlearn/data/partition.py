@@ -1,0 +1,126 @@
+"""Shards and slices of users (SPEC section 4), and the partitioner registry.
+
+The unit of partitioning is one user's whole sequence, so each shard sees complete, ordered
+sequences. A :class:`ShardMap` says, for every user, which shard owns it and in which slice of
+that shard it sits (SISA's "sliced" training). It is data: it is saved with the model (as raw
+user tokens) so any later process can tell which shard owns any interaction.
+"""
+from dataclasses import dataclass
+from typing import Callable, Dict, List
+
+import numpy as np
+
+from recbole_unlearn.data.dataset import UnlearnSequentialDataset
+from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.utils.registry import Registry
+
+# partitioner(config, dataset, users [n_users], n_shards) -> shard id of each user [n_users]
+PartitionFn = Callable[[object, UnlearnSequentialDataset, np.ndarray, int], np.ndarray]
+PARTITIONERS: Registry[PartitionFn] = Registry("partitioner", "partitioner")
+
+
+@PARTITIONERS.register("random")
+def random_partition(config, dataset: UnlearnSequentialDataset, users: np.ndarray, n_shards: int) -> np.ndarray:
+    """SISA: users shuffled (seed ``partition_seed``) and dealt into ``n_shards`` equal shards."""
+    rng = np.random.default_rng(config["partition_seed"])
+    order = rng.permutation(len(users))
+    shard = np.empty(len(users), dtype=np.int64)
+    shard[order] = np.arange(len(users)) % n_shards
+    return shard
+
+
+@dataclass
+class ShardMap:
+    """Shard and slice of every user.
+
+    Attributes:
+        user_shard: ``[user_num]`` shard id per internal user id (``-1``: user has no interaction).
+        user_slice: ``[user_num]`` slice id inside the shard (``-1`` likewise).
+        n_shards, n_slices: K and R.
+    """
+
+    user_shard: np.ndarray
+    user_slice: np.ndarray
+    n_shards: int
+    n_slices: int
+
+    def shard_users(self, shard: int) -> np.ndarray:
+        return np.flatnonzero(self.user_shard == shard)
+
+    def owner_of_rows(self, dataset: UnlearnSequentialDataset, rows: np.ndarray) -> np.ndarray:
+        """``[n]`` shard owning each log row."""
+        return self.user_shard[dataset.log_user[rows]]
+
+    def stage_targets(self, dataset: UnlearnSequentialDataset, shard: int, stage: int, keep: np.ndarray) -> np.ndarray:
+        """Training targets (log rows) of ``shard`` at slice stage ``stage`` (slices ``0..stage``)
+        under the ``keep`` mask, shape ``[n]``."""
+        user = dataset.log_user
+        mask = dataset.is_training & keep & (self.user_shard[user] == shard) & (self.user_slice[user] <= stage)
+        return np.flatnonzero(mask)
+
+    # --- persistence (raw tokens, so the map survives id remapping in a new process) -------
+    def to_json(self, dataset: UnlearnSequentialDataset) -> Dict[str, object]:
+        users = np.flatnonzero(self.user_shard >= 0)
+        return {
+            "n_shards": self.n_shards,
+            "n_slices": self.n_slices,
+            "users": [str(t) for t in dataset.id2token(dataset.uid_field, users)],
+            "shard": self.user_shard[users].tolist(),
+            "slice": self.user_slice[users].tolist(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Dict[str, object], dataset: UnlearnSequentialDataset) -> "ShardMap":
+        token_ids = dataset.field2token_id[dataset.uid_field]
+        shard = np.full(dataset.user_num, -1, dtype=np.int64)
+        slc = np.full(dataset.user_num, -1, dtype=np.int64)
+        missing = [t for t in data["users"] if t not in token_ids]
+        if missing:
+            raise UnlearnError(f"shard map names users missing from the dataset, e.g. {missing[0]!r}")
+        ids = np.array([token_ids[t] for t in data["users"]], dtype=np.int64)
+        shard[ids] = data["shard"]
+        slc[ids] = data["slice"]
+        return cls(shard, slc, int(data["n_shards"]), int(data["n_slices"]))
+
+
+def active_users(dataset: UnlearnSequentialDataset) -> np.ndarray:
+    """Internal ids of users with at least one interaction, sorted."""
+    return np.unique(dataset.log_user)
+
+
+def check_shard_settings(config, dataset: UnlearnSequentialDataset) -> None:
+    """One-line errors for bad ``n_shards`` / ``n_slices`` / ``partitioner`` values."""
+    n_shards, n_slices = config["n_shards"], config["n_slices"]
+    for key, value in (("n_shards", n_shards), ("n_slices", n_slices)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UnlearnError(f"config key '{key}' must be a positive integer, got {value!r}")
+    n_users = len(active_users(dataset))
+    if n_shards * n_slices > n_users:
+        raise UnlearnError(
+            f"n_shards x n_slices = {n_shards * n_slices} exceeds the {n_users} users of "
+            f"dataset '{config['dataset']}'"
+        )
+    PARTITIONERS.get(config["partitioner"])
+
+
+def build_shard_map(config, dataset: UnlearnSequentialDataset) -> ShardMap:
+    """Partition users with ``partitioner`` into ``n_shards``, then split each shard's users
+    into ``n_slices`` equal random slices (seed ``partition_seed``)."""
+    check_shard_settings(config, dataset)
+    n_shards, n_slices = config["n_shards"], config["n_slices"]
+    users = active_users(dataset)
+    partition = PARTITIONERS.get(config["partitioner"])
+    shard_of = np.asarray(partition(config, dataset, users, n_shards), dtype=np.int64)
+    user_shard = np.full(dataset.user_num, -1, dtype=np.int64)
+    user_slice = np.full(dataset.user_num, -1, dtype=np.int64)
+    user_shard[users] = shard_of
+    rng = np.random.default_rng(config["partition_seed"] + 1)
+    for shard in range(n_shards):
+        members = users[shard_of == shard]
+        order = rng.permutation(len(members))
+        user_slice[members[order]] = np.arange(len(members)) % n_slices
+    return ShardMap(user_shard, user_slice, n_shards, n_slices)
+
+
+def shard_sizes(shard_map: ShardMap) -> List[int]:
+    return [int((shard_map.user_shard == k).sum()) for k in range(shard_map.n_shards)]

@@ -1,0 +1,68 @@
+"""``EnsembleSequentialRecommender``: K sub-models of one RecBole sequential class + an aggregator.
+
+It is a RecBole ``SequentialRecommender``: ``predict`` and ``full_sort_predict`` work, so
+RecBole's ``Trainer.evaluate`` and our metrics evaluate it unchanged. Sub-models are trained
+separately (one per shard); through the ensemble they are frozen, and ``calculate_loss`` trains
+only the aggregator (cross-entropy over all items).
+"""
+from typing import List, Optional
+
+import torch
+from recbole.model.abstract_recommender import SequentialRecommender
+from torch import nn
+
+from recbole_unlearn.model.aggregators import AGGREGATORS, Aggregator
+
+
+class EnsembleSequentialRecommender(SequentialRecommender):
+    """K sub-models (``config.model_class``) combined by ``config['aggregator']``.
+
+    Args:
+        config: the run's config (``n_shards``, ``aggregator``, the base model's settings).
+        dataset: any dataset of the run (only its vocabulary sizes are read).
+        sub_models: optional ready sub-models; by default K fresh ones.
+        aggregator: optional ready aggregator; by default a fresh one from the registry.
+    """
+
+    def __init__(self, config, dataset, sub_models: Optional[List[nn.Module]] = None,
+                 aggregator: Optional[Aggregator] = None):
+        super().__init__(config, dataset)
+        n_shards = config["n_shards"]
+        if sub_models is None:
+            sub_models = [config.model_class(config, dataset) for _ in range(n_shards)]
+        self.sub_models = nn.ModuleList(sub_models)
+        for sub in self.sub_models:
+            sub.requires_grad_(False)
+        self.aggregator = aggregator or AGGREGATORS.get(config["aggregator"])(config, len(self.sub_models))
+        self.loss_fct = nn.CrossEntropyLoss()
+
+    @property
+    def n_shards(self) -> int:
+        return len(self.sub_models)
+
+    def train(self, mode: bool = True):
+        """Sub-models stay in eval mode (frozen: no dropout); only the aggregator trains."""
+        super().train(mode)
+        self.sub_models.eval()
+        return self
+
+    @torch.no_grad()
+    def sub_full_sort(self, interaction) -> torch.Tensor:
+        """``[K, B, n_items]`` full-sort scores of every sub-model."""
+        return torch.stack([sub.full_sort_predict(interaction) for sub in self.sub_models])
+
+    @torch.no_grad()
+    def sub_predict(self, interaction) -> torch.Tensor:
+        """``[K, B]`` scores of every sub-model for the items in ``interaction``."""
+        return torch.stack([sub.predict(interaction) for sub in self.sub_models])
+
+    def full_sort_predict(self, interaction) -> torch.Tensor:
+        return self.aggregator.full_sort(self, interaction)
+
+    def predict(self, interaction) -> torch.Tensor:
+        return self.aggregator.predict(self, interaction)
+
+    def calculate_loss(self, interaction) -> torch.Tensor:
+        """Cross-entropy of the aggregated scores against the target item (aggregator only)."""
+        scores = self.full_sort_predict(interaction)
+        return self.loss_fct(scores, interaction[self.POS_ITEM_ID])

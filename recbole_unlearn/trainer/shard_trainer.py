@@ -1,0 +1,116 @@
+"""Training shard sub-models, slice stage by slice stage, in-process or as Ray tasks.
+
+A shard with R slices is trained in R stages: stage r trains on the shard's users in slices
+``0..r`` for ``slice_epochs`` epochs, starting from the weights after stage r-1 (Bourtoule et
+al.'s sliced training). The weights after every stage are kept, so forgetting a user of slice
+r restarts the shard from the weights after stage r-1.
+
+Every stage is seeded from (``seed``, shard, stage) alone and builds its own dataloader, so
+re-running a stage on the same data gives bit-identical weights, whichever process runs it.
+"""
+import math
+import time
+from dataclasses import dataclass, field
+from logging import getLogger
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from recbole.utils import init_seed
+
+from recbole_unlearn.data.dataset import UnlearnSequentialDataset
+from recbole_unlearn.data.partition import ShardMap
+from recbole_unlearn.data.utils import train_loader
+from recbole_unlearn.trainer.trainer import UnlearnTrainer
+
+# Seeds of shard k, stage r: seed + SHARD_SEED_STRIDE * (k + 1) + r (distinct for r < stride).
+SHARD_SEED_STRIDE = 1000
+
+StateDict = Dict[str, torch.Tensor]
+
+
+@dataclass
+class ShardJob:
+    """Train ``shard`` from slice stage ``start_stage`` on; ``init_state`` holds the weights
+    after stage ``start_stage - 1`` (``None`` when starting from scratch)."""
+
+    shard: int
+    start_stage: int = 0
+    init_state: Optional[StateDict] = None
+
+
+@dataclass
+class ShardResult:
+    """Weights after every (re)trained stage, and the cost."""
+
+    shard: int
+    stage_states: Dict[int, StateDict] = field(default_factory=dict)
+    seconds: float = 0.0
+    samples: int = 0
+
+
+def slice_epochs(config) -> int:
+    """Epochs of one slice stage: ``slice_epochs`` if set, else ``ceil(epochs / n_slices)``."""
+    if config["slice_epochs"]:
+        return int(config["slice_epochs"])
+    return max(1, math.ceil(config["epochs"] / config["n_slices"]))
+
+
+def _cpu_state(model: torch.nn.Module) -> StateDict:
+    return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+
+
+def train_shard(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap, keep: np.ndarray,
+                job: ShardJob, num_threads: Optional[int] = None) -> ShardResult:
+    """Run the slice stages ``job.start_stage .. n_slices-1`` of one shard (see module doc)."""
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    start = time.perf_counter()
+    result = ShardResult(job.shard)
+    state = job.init_state
+    for stage in range(job.start_stage, shard_map.n_slices):
+        targets = shard_map.stage_targets(dataset, job.shard, stage, keep)
+        loader = train_loader(config, dataset, targets, keep)
+        init_seed(config["seed"] + SHARD_SEED_STRIDE * (job.shard + 1) + stage, config["reproducibility"])
+        model = config.model_class(config, loader.dataset).to(config["device"])
+        if state is not None:
+            model.load_state_dict(state)
+        if len(loader.dataset) > 0:
+            trainer = UnlearnTrainer(config, model)
+            trainer.epochs = slice_epochs(config)
+            trainer.fit(loader, None, verbose=False, saved=False)
+            result.samples += len(loader.dataset) * trainer.epochs
+        state = _cpu_state(model)
+        result.stage_states[stage] = state
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def run_shard_jobs(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap, keep: np.ndarray,
+                   jobs: List[ShardJob]) -> List[ShardResult]:
+    """Run ``jobs``: in this process when ``num_workers <= 1``, else as Ray tasks (a local Ray
+    with ``num_workers`` CPUs, or the cluster at ``ray_address``)."""
+    if not jobs:
+        return []
+    if config["num_workers"] <= 1:
+        return [train_shard(config, dataset, shard_map, keep, job, config["shard_num_threads"]) for job in jobs]
+    return _run_on_ray(config, dataset, shard_map, keep, jobs)
+
+
+def _run_on_ray(config, dataset, shard_map, keep, jobs) -> List[ShardResult]:
+    import ray
+
+    logger = getLogger()
+    if not ray.is_initialized():
+        if config["ray_address"]:
+            ray.init(address=config["ray_address"], log_to_driver=False)
+        else:
+            ray.init(num_cpus=config["num_workers"], include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        logger.info(f"ray started: {ray.cluster_resources()}")
+    cpus = config["ray_cpus_per_shard"]
+    threads = config["shard_num_threads"] or max(1, int(cpus))
+    remote = ray.remote(num_cpus=cpus, num_gpus=config["ray_gpus_per_shard"])(train_shard)
+    refs = [ray.put(obj) for obj in (config, dataset, shard_map, keep)]
+    futures = [remote.remote(*refs, job, threads) for job in jobs]
+    return ray.get(futures)

@@ -1,0 +1,292 @@
+"""The on-disk form of a :class:`ShardedUnlearnableModel`.
+
+Layout::
+
+    <model_dir>/
+      CURRENT                  name of the live version, e.g. "v000002" (replaced atomically)
+      audit.jsonl              one JSON line per forget request, append-only, fsync'd
+      v000002/
+        manifest.json          format, versions, model class, settings, shard map, file hashes
+        forgotten.json         forgotten interactions as [user_token, position] pairs
+        shard_03_stage_00.pth  weights of shard 3 after slice stage 0 (weights only)
+        aggregator.pth         aggregator weights (weights only)
+
+A forget writes a complete new version folder (unchanged shard files are hard links), then
+switches ``CURRENT`` with an atomic rename, then appends to the audit log. A process killed at
+any point leaves ``CURRENT`` naming a complete version: the old one or the new one. Every file
+is read back without unpickling (JSON, ``torch.load(weights_only=True)``) and checked against the
+SHA-256 recorded in the manifest.
+"""
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import recbole
+import torch
+
+import recbole_unlearn
+from recbole_unlearn.data.partition import ShardMap
+from recbole_unlearn.trainer.trainer import load_checkpoint
+from recbole_unlearn.unlearn.sharded_model import ForgetReport, ShardedUnlearnableModel
+from recbole_unlearn.utils.atomic import atomic_write, write_json
+from recbole_unlearn.utils.errors import UnlearnError
+
+FORMAT = "recbole_unlearn.sharded/1"
+CURRENT = "CURRENT"
+AUDIT = "audit.jsonl"
+# Keys a later process may change when it loads a saved model (they do not change the numbers).
+RUNTIME_KEYS = {
+    "num_workers", "ray_address", "ray_cpus_per_shard", "ray_gpus_per_shard", "shard_num_threads",
+    "state", "show_progress", "use_gpu", "gpu_id", "forget", "results_dir", "tensorboard",
+    "model_dir", "eval_batch_size", "worker",
+}
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise UnlearnError(f"model file missing: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UnlearnError(f"model file {path} is not valid JSON: {e}") from None
+
+
+def current_version(model_dir: str) -> Optional[str]:
+    path = os.path.join(model_dir, CURRENT)
+    if not os.path.isfile(path):
+        return None
+    with open(path, "r", encoding="utf-8") as f:
+        name = f.read().strip()
+    if not name.startswith("v") or not name[1:].isdigit():
+        raise UnlearnError(f"{path} does not name a model version: {name!r}")
+    return name
+
+
+def _shard_file(shard: int, stage: int) -> str:
+    return f"shard_{shard:02d}_stage_{stage:02d}.pth"
+
+
+def save_model(model: ShardedUnlearnableModel, model_dir: str, reused: Optional[Dict[str, str]] = None) -> str:
+    """Write ``model`` as a new version of ``model_dir`` and make it current.
+
+    Args:
+        reused: ``{file name: path}`` of files that did not change (hard-linked, not rewritten).
+
+    Returns:
+        The new version's folder.
+    """
+    os.makedirs(model_dir, exist_ok=True)
+    previous = current_version(model_dir)
+    number = int(previous[1:]) + 1 if previous else 1
+    name = f"v{number:06d}"
+    final = os.path.join(model_dir, name)
+    staging = os.path.join(model_dir, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+    os.makedirs(staging)
+    try:
+        files: Dict[str, str] = {}
+        for shard, states in enumerate(model.stage_states):
+            for stage, state in states.items():
+                fname = _shard_file(shard, stage)
+                target = os.path.join(staging, fname)
+                if reused and fname in reused:
+                    _link_or_copy(reused[fname], target)
+                else:
+                    atomic_write(target, lambda f, s=state: torch.save(s, f))
+                files[fname] = file_sha256(target)
+        agg_path = os.path.join(staging, "aggregator.pth")
+        atomic_write(agg_path, lambda f: torch.save(model.ensemble.aggregator.state_dict(), f))
+        files["aggregator.pth"] = file_sha256(agg_path)
+        dataset = model.dataset
+        forgotten = [[str(u), int(p)] for u, p in zip(
+            dataset.id2token(dataset.uid_field, dataset.log_user[model.forgotten]),
+            dataset.log_position[model.forgotten])]
+        write_json(os.path.join(staging, "forgotten.json"), forgotten)
+        files["forgotten.json"] = file_sha256(os.path.join(staging, "forgotten.json"))
+        write_json(os.path.join(staging, "manifest.json"), _manifest(model, files))
+        os.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    atomic_write(os.path.join(model_dir, CURRENT), lambda f: f.write(name.encode()))
+    _prune(model_dir, keep={name, previous})
+    return final
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _prune(model_dir: str, keep: set) -> None:
+    """Remove versions other than the current and the previous one, and stale staging folders."""
+    for entry in os.listdir(model_dir):
+        path = os.path.join(model_dir, entry)
+        stale_version = entry.startswith("v") and entry[1:].isdigit() and entry not in keep
+        if os.path.isdir(path) and (stale_version or entry.startswith(".v")):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _manifest(model: ShardedUnlearnableModel, files: Dict[str, str]) -> dict:
+    config, dataset = model.config, model.dataset
+    data_file = os.path.join(config["data_path"], f"{config['dataset']}.inter")
+    return {
+        "format": FORMAT,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "versions": {"recbole_unlearn": recbole_unlearn.__version__, "recbole": recbole.__version__,
+                     "torch": torch.__version__},
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "data_path": os.path.abspath(config["data_path"]),
+        "data_sha256": file_sha256(data_file),
+        "config": config.saved_config_dict(),
+        "settings": config.settings(),
+        "shard_map": model.shard_map.to_json(dataset),
+        "n_forgotten": int(len(model.forgotten)),
+        "files": files,
+    }
+
+
+def _checked_path(version_dir: str, files: Dict[str, str], name: str) -> str:
+    path = os.path.join(version_dir, name)
+    if name not in files:
+        raise UnlearnError(f"manifest of {version_dir} does not list {name}")
+    if not os.path.isfile(path):
+        raise UnlearnError(f"model file missing: {path}")
+    if file_sha256(path) != files[name]:
+        raise UnlearnError(f"model file {path} does not match its checksum in manifest.json (modified or truncated)")
+    return path
+
+
+def read_manifest(model_dir: str) -> Tuple[str, dict]:
+    """``(version folder, manifest)`` of the current version; one-line errors for bad folders."""
+    if not os.path.isdir(model_dir):
+        raise UnlearnError(f"model folder not found: {model_dir}")
+    name = current_version(model_dir)
+    if name is None:
+        raise UnlearnError(f"{model_dir} is not a recbole_unlearn model folder (no {CURRENT} file)")
+    version_dir = os.path.join(model_dir, name)
+    manifest = _read_json(os.path.join(version_dir, "manifest.json"))
+    if manifest.get("format") != FORMAT:
+        raise UnlearnError(f"{version_dir}/manifest.json: unsupported format {manifest.get('format')!r}")
+    return version_dir, manifest
+
+
+def load_model(model_dir: str, overrides: Optional[dict] = None) -> ShardedUnlearnableModel:
+    """Load the current version of ``model_dir`` in a fresh process.
+
+    ``overrides`` may only change :data:`RUNTIME_KEYS` (workers, logging, ...); anything that
+    would change the numbers is refused, so a retrained shard stays comparable to the others.
+    """
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.data.utils import create_unlearn_dataset
+
+    version_dir, manifest = read_manifest(model_dir)
+    overrides = dict(overrides or {})
+    fixed = sorted(k for k in overrides if k not in RUNTIME_KEYS)
+    if fixed:
+        raise UnlearnError(
+            f"cannot change {', '.join(repr(k) for k in fixed)} of a saved model; "
+            f"only {', '.join(sorted(RUNTIME_KEYS))} may be set"
+        )
+    config_dict = dict(manifest["config"])
+    config_dict.update(overrides)
+    config = UnlearnConfig(manifest["model"], manifest["dataset"], config_dict=config_dict)
+    data_file = os.path.join(config["data_path"], f"{config['dataset']}.inter")
+    if not os.path.isfile(data_file):
+        raise UnlearnError(f"the model's dataset file is missing: {data_file}")
+    if file_sha256(data_file) != manifest["data_sha256"]:
+        raise UnlearnError(f"dataset file {data_file} changed since the model was trained")
+    dataset = create_unlearn_dataset(config)
+    shard_map = ShardMap.from_json(manifest["shard_map"], dataset)
+    files = manifest["files"]
+    stage_states = []
+    for shard in range(shard_map.n_shards):
+        stage_states.append({
+            stage: load_checkpoint(_checked_path(version_dir, files, _shard_file(shard, stage)))
+            for stage in range(shard_map.n_slices)
+        })
+    aggregator_state = load_checkpoint(_checked_path(version_dir, files, "aggregator.pth"))
+    forgotten = _forgotten_rows(_read_json(_checked_path(version_dir, files, "forgotten.json")), dataset)
+    model = ShardedUnlearnableModel(config, dataset, shard_map, stage_states, aggregator_state, forgotten)
+    model.version_dir = version_dir
+    return model
+
+
+def _forgotten_rows(pairs: List[list], dataset) -> np.ndarray:
+    token_ids = dataset.field2token_id[dataset.uid_field]
+    rows = []
+    for user, position in pairs:
+        if user not in token_ids:
+            raise UnlearnError(f"forgotten.json names user {user!r}, missing from the dataset")
+        start = dataset.user_start[token_ids[user]]
+        rows.append(start + int(position))
+    return np.array(rows, dtype=np.int64)
+
+
+def forget_and_save(model: ShardedUnlearnableModel, model_dir: str, rows: np.ndarray, source: str,
+                    method: str) -> Tuple[ForgetReport, dict]:
+    """Forget ``rows``, write the new version (unchanged shard files hard-linked), switch to it,
+    then append the audit entry. Returns the report and the audit entry."""
+    version_dir, _ = read_manifest(model_dir)
+    report = model.forget(rows)
+    entry = {
+        "request_id": uuid.uuid4().hex,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "method": method,
+        "source": source,
+        "requested_interactions": int(len(np.unique(rows))),
+        **report.to_json(),
+    }
+    if report.interactions:
+        reused = {}
+        for shard, states in enumerate(model.stage_states):
+            first = report.start_stages.get(shard)
+            for stage in states:
+                if first is None or stage < first:
+                    reused[_shard_file(shard, stage)] = os.path.join(version_dir, _shard_file(shard, stage))
+        entry["version"] = os.path.basename(save_model(model, model_dir, reused))
+    else:
+        entry["version"] = os.path.basename(version_dir)
+    append_audit(model_dir, entry)
+    return report, entry
+
+
+def append_audit(model_dir: str, entry: dict) -> None:
+    """Append one JSON line to ``audit.jsonl`` and fsync it."""
+    line = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
+    fd = os.open(os.path.join(model_dir, AUDIT), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_audit(model_dir: str) -> List[dict]:
+    path = os.path.join(model_dir, AUDIT)
+    if not os.path.isfile(path):
+        return []
+    entries = []
+    with open(path, "r", encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise UnlearnError(f"{path} line {number} is not valid JSON") from None
+    return entries

@@ -1,0 +1,137 @@
+"""A saved sharded model answers request files in a new process; bad input changes nothing."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from recbole_unlearn import run_recbole_unlearn
+from recbole_unlearn.unlearn.model_folder import load_model, read_audit, read_manifest
+
+from conftest import tiny_dict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    base = tmp_path_factory.mktemp("sisa")
+    model_dir = str(base / "model")
+    cwd = os.getcwd()
+    os.chdir(base)
+    try:
+        doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+            unlearn_method="sisa", n_shards=2, n_slices=2, model_dir=model_dir, include_retrain=False,
+            shard_num_threads=1, results_dir=str(base / "results")), verbose=False)
+    finally:
+        os.chdir(cwd)
+    return base, model_dir, doc
+
+
+def _snapshot(model_dir):
+    files = {}
+    for folder, _, names in os.walk(model_dir):
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, model_dir)] = f.read()
+    return files
+
+
+def _cli(args, cwd):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "run_recbole_unlearn.py"), *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_run_saves_a_versioned_model(saved):
+    _, model_dir, doc = saved
+    row = doc["rows"][-1]
+    assert row["method"] == "sisa" and row["model_dir"] == model_dir
+    version_dir, manifest = read_manifest(model_dir)
+    assert os.path.basename(version_dir) == "v000002"  # v1 = trained, v2 = after the run's forget set
+    assert manifest["shard_map"]["n_shards"] == 2 and manifest["n_forgotten"] == row["forgotten_interactions"]
+    audit = read_audit(model_dir)
+    assert len(audit) == 1 and audit[0]["shards_retrained"] == row["shards_retrained"]
+
+
+def test_request_file_in_a_new_process(saved):
+    base, model_dir, _ = saved
+    version_dir, manifest = read_manifest(model_dir)
+    owner = dict(zip(manifest["shard_map"]["users"], manifest["shard_map"]["shard"]))
+    (base / "req.csv").write_text("7\n8\n")
+    proc = _cli([f"--model_dir={model_dir}", "--forget=req.csv", "--state=ERROR"], base)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1].startswith("results: ")
+    new_dir, new_manifest = read_manifest(model_dir)
+    assert os.path.basename(new_dir) == "v000003"
+    audit = read_audit(model_dir)
+    assert len(audit) == 2 and audit[-1]["source"] == "requests:req.csv" and audit[-1]["version"] == "v000003"
+    retrained = set(audit[-1]["shards_retrained"])
+    assert retrained == {owner["7"], owner["8"]}
+    # batched: each affected shard retrained once, untouched shards' files are hard links
+    for shard in range(2):
+        for stage in range(2):
+            name = f"shard_{shard:02d}_stage_{stage:02d}.pth"
+            linked = os.stat(os.path.join(new_dir, name)).st_ino == os.stat(os.path.join(version_dir, name)).st_ino
+            if shard not in retrained:
+                assert linked
+    model = load_model(model_dir)
+    users = set(model.dataset.id2token("user_id", model.dataset.log_user[model.forgotten]).tolist())
+    assert {"7", "8"} <= users
+    # the same request again: nothing new, no new version, audited
+    proc = _cli([f"--model_dir={model_dir}", "--forget=req.csv", "--state=ERROR"], base)
+    assert proc.returncode == 0, proc.stderr
+    assert os.path.basename(read_manifest(model_dir)[0]) == "v000003"
+    assert read_audit(model_dir)[-1]["interactions"] == 0
+
+
+@pytest.mark.parametrize("case", ["unknown user", "malformed", "fixed key", "tampered", "no model"])
+def test_bad_input_changes_nothing(saved, case):
+    base, model_dir, _ = saved
+    (base / "bad.csv").write_text({"unknown user": "7\n424242\n", "malformed": "7,1,2\n"}.get(case, "7\n"))
+    args = [f"--model_dir={model_dir}", "--forget=bad.csv"]
+    expected = {"unknown user": "unknown user token '424242'", "malformed": "expected 'user_token",
+                "fixed key": "cannot change 'epochs' of a saved model", "tampered": "does not match its checksum",
+                "no model": "model folder not found"}[case]
+    if case == "fixed key":
+        args.append("--epochs=9")
+    if case == "no model":
+        args[0] = f"--model_dir={base / 'nothing-here'}"
+    tampered = None
+    if case == "tampered":
+        version_dir, _ = read_manifest(model_dir)
+        tampered = os.path.join(version_dir, "shard_00_stage_01.pth")
+        os.chmod(tampered, 0o644)
+        data = open(tampered, "rb").read()
+        original = data
+        with open(tampered, "r+b") as f:
+            f.seek(len(data) // 2)
+            f.write(bytes([data[len(data) // 2] ^ 0xFF]))
+    before = _snapshot(model_dir)
+    proc = _cli(args, base)
+    after = _snapshot(model_dir)
+    if tampered:
+        with open(tampered, "wb") as f:
+            f.write(original)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], proc.stderr
+    assert before == after
+
+
+def test_ray_two_workers_match_one_worker(in_tmp):
+    ray = pytest.importorskip("ray")
+    common = dict(unlearn_method="sisa", n_shards=2, n_slices=1, include_retrain=False, shard_num_threads=1,
+                  save_model=False, results_dir=str(in_tmp / "r"))
+    one = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(num_workers=1, model_dir=str(in_tmp / "m1"), **common),
+                              verbose=False)
+    try:
+        two = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(num_workers=2, model_dir=str(in_tmp / "m2"),
+                                                                   **common), verbose=False)
+    finally:
+        ray.shutdown()
+    assert read_manifest(str(in_tmp / "m1"))[1]["shard_map"] == read_manifest(str(in_tmp / "m2"))[1]["shard_map"]
+    strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k and k not in ("model_dir", "speedup")}
+                          for r in rows]
+    assert strip(one["rows"]) == strip(two["rows"])

@@ -1,0 +1,173 @@
+"""SISA: partitions, the ensemble, sliced shard training and the four proofs of forgetting."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from recbole_unlearn.config import UnlearnConfig
+from recbole_unlearn.data import build_shard_map, create_unlearn_dataset, forget_set_from_requests, sample_forget_set
+from recbole_unlearn.data.partition import ShardMap, shard_sizes
+from recbole_unlearn.evaluator import full_ranking_metrics
+from recbole_unlearn.trainer import ShardJob, train_shard
+from recbole_unlearn.unlearn.sharded_model import ShardedUnlearnableModel
+from recbole_unlearn.utils.errors import UnlearnError
+
+from conftest import tiny_dict
+
+
+def sisa_config(model="GRU4Rec", **overrides):
+    cfg = tiny_dict(unlearn_method="sisa", n_shards=3, n_slices=2, epochs=2, shard_num_threads=1)
+    cfg.update(overrides)
+    return UnlearnConfig(model, config_dict=cfg).for_method("sisa")
+
+
+@pytest.fixture(scope="module")
+def setup():
+    config = sisa_config()
+    return config, create_unlearn_dataset(config)
+
+
+@pytest.fixture(scope="module")
+def trained(setup):
+    config, dataset = setup
+    return ShardedUnlearnableModel.train(config, dataset)
+
+
+def test_random_partition_is_balanced_and_seeded(setup):
+    config, dataset = setup
+    shard_map = build_shard_map(config, dataset)
+    sizes = shard_sizes(shard_map)
+    assert sum(sizes) == 60 and max(sizes) - min(sizes) <= 1
+    for k in range(3):
+        slices = np.bincount(shard_map.user_slice[shard_map.shard_users(k)], minlength=2)
+        assert max(slices) - min(slices) <= 1
+    again = build_shard_map(config, dataset)
+    assert np.array_equal(again.user_shard, shard_map.user_shard)
+    other = build_shard_map(sisa_config(partition_seed=1), dataset)
+    assert not np.array_equal(other.user_shard, shard_map.user_shard)
+
+
+def test_shard_map_json_round_trip(setup):
+    config, dataset = setup
+    shard_map = build_shard_map(config, dataset)
+    back = ShardMap.from_json(shard_map.to_json(dataset), dataset)
+    assert np.array_equal(back.user_shard, shard_map.user_shard)
+    assert np.array_equal(back.user_slice, shard_map.user_slice)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"n_shards": 0}, "'n_shards' must be a positive integer"),
+    ({"n_shards": 61, "n_slices": 1}, "exceeds the 60 users"),
+    ({"partitioner": "nope"}, "unknown partitioner 'nope'"),
+])
+def test_bad_shard_settings(setup, overrides, message):
+    _, dataset = setup
+    with pytest.raises(UnlearnError, match=message):
+        build_shard_map(sisa_config(**overrides), dataset)
+
+
+def _rows_seen_by_shard(model, shard):
+    """Every log row a shard's training samples are built from (targets and histories), over
+    all slice stages."""
+    dataset, keep = model.dataset, model.keep_mask()
+    seen = set()
+    for stage in range(model.shard_map.n_slices):
+        targets = model.shard_map.stage_targets(dataset, shard, stage, keep)
+        kept_targets, history, valid = dataset.history_rows(targets, keep)
+        seen |= set(kept_targets.tolist()) | set(history[valid].tolist())
+    return seen
+
+
+@pytest.fixture(scope="module")
+def after_forget(setup, trained):
+    """Forget a slice-1 user's items plus part of the thesis forget set owned by one shard."""
+    config, dataset = setup
+    before = [{k: v.clone() for k, v in s.items()} for s in trained.final_states()]
+    thesis = sample_forget_set(config, dataset)
+    owners = trained.shard_map.owner_of_rows(dataset, thesis.rows)
+    target_shard = int(owners[0])
+    rows = thesis.rows[owners == target_shard]
+    # make sure the forgotten data sits in slice 1 for at least one user, so slicing is exercised
+    slice1_users = [u for u in trained.shard_map.shard_users(target_shard) if trained.shard_map.user_slice[u] == 1]
+    extra_rows = dataset.user_rows(slice1_users[0])[2:4]
+    rows = np.union1d(rows, extra_rows)
+    report = trained.forget(rows)
+    return trained, before, rows, report, target_shard
+
+
+def test_proof_a_no_shard_sees_a_forgotten_interaction(after_forget):
+    model, _, rows, _, _ = after_forget
+    for shard in range(model.shard_map.n_shards):
+        assert not (_rows_seen_by_shard(model, shard) & set(rows.tolist()))
+
+
+def test_proof_b_every_kept_training_interaction_in_exactly_one_shard(after_forget):
+    model, _, rows, _, _ = after_forget
+    dataset = model.dataset
+    per_shard = [set(model.shard_training_rows(k).tolist()) for k in range(model.shard_map.n_shards)]
+    union = set().union(*per_shard)
+    assert sum(len(s) for s in per_shard) == len(union)  # disjoint
+    expected = set(np.flatnonzero(dataset.is_training).tolist()) - set(rows.tolist())
+    assert union == expected
+
+
+def test_proof_c_untouched_shards_are_bit_identical(after_forget):
+    model, before, _, report, target_shard = after_forget
+    assert report.shards == [target_shard]
+    for shard, state in enumerate(model.final_states()):
+        same = all(torch.equal(state[k], before[shard][k]) for k in state)
+        assert same == (shard != target_shard)
+
+
+def test_proof_d_retrained_shard_equals_training_from_scratch(after_forget):
+    model, _, _, report, target_shard = after_forget
+    assert report.start_stages[target_shard] == 0 or report.start_stages[target_shard] == 1
+    scratch = train_shard(model.config, model.dataset, model.shard_map, model.keep_mask(), ShardJob(target_shard), 1)
+    last = model.shard_map.n_slices - 1
+    for key, value in scratch.stage_states[last].items():
+        assert torch.equal(value, model.stage_states[target_shard][last][key]), key
+
+
+def test_restart_from_slice_checkpoint(setup):
+    """Forgetting only slice-1 data restarts from the stage-0 checkpoint and still equals a
+    from-scratch shard."""
+    config, dataset = setup
+    model = ShardedUnlearnableModel.train(config, dataset)
+    shard = 0
+    user = next(u for u in model.shard_map.shard_users(shard) if model.shard_map.user_slice[u] == 1)
+    stage0 = {k: v.clone() for k, v in model.stage_states[shard][0].items()}
+    report = model.forget(dataset.user_rows(user)[2:3])
+    assert report.start_stages == {shard: 1}
+    assert all(torch.equal(stage0[k], model.stage_states[shard][0][k]) for k in stage0)
+    scratch = train_shard(config, dataset, model.shard_map, model.keep_mask(), ShardJob(shard), 1)
+    assert all(torch.equal(v, model.stage_states[shard][1][k]) for k, v in scratch.stage_states[1].items())
+
+
+def test_forgetting_again_is_a_no_op(after_forget):
+    model, _, rows, _, _ = after_forget
+    report = model.forget(rows)
+    assert report.interactions == 0 and report.shards == []
+
+
+def test_static_aggregator_learns_weights(setup):
+    config = sisa_config(aggregator="static", agg_epochs=1, n_slices=1)
+    dataset = setup[1]
+    model = ShardedUnlearnableModel.train(config, dataset)
+    weights = model.ensemble.aggregator.weights()
+    assert weights.shape == (3,) and torch.isclose(weights.sum(), torch.tensor(1.0))
+    assert not torch.allclose(weights, torch.full((3,), 1 / 3))
+
+
+@pytest.mark.parametrize("model_name", ["GRU4Rec", "SASRec", "BERT4Rec"])
+def test_ensemble_evaluates_with_each_model(model_name, setup):
+    config = sisa_config(model_name, n_shards=2, n_slices=1, epochs=1)
+    dataset = create_unlearn_dataset(config)
+    model = ShardedUnlearnableModel.train(config, dataset)
+    from recbole_unlearn.data import split_loaders
+    loaders = split_loaders(config, dataset)
+    result = full_ranking_metrics(model.ensemble, loaders.test, config, ["NDCG"], [10])
+    assert 0.0 <= result["ndcg@10"] <= 1.0
+    scores = model.ensemble.full_sort_predict(next(iter(loaders.test))[0])
+    subs = torch.stack([s.full_sort_predict(next(iter(loaders.test))[0]) for s in model.ensemble.sub_models])
+    assert torch.allclose(scores, subs.mean(0))
