@@ -1,0 +1,1 @@
+"""Converters from public plain-text formats to RecBole atomic files (see README.md here)."""
