@@ -182,13 +182,17 @@ class UnlearnConfig(Config):
     def for_method(self, method: str) -> "UnlearnConfig":
         """A copy of this config with ``properties/method/<method>.yaml`` applied to every key
         the user did not set (so several methods in one run keep their own defaults)."""
+        values = {k: v for k, v in self.method_defaults(method).items() if k not in self.external_config_dict}
+        clone = self.override(dict(values, unlearn_method=method))
+        clone.method = method
+        return clone
+
+    def override(self, values: Dict[str, object]) -> "UnlearnConfig":
+        """A copy of this config with ``values`` replacing final settings (e.g. a short
+        pretraining run); this config is unchanged."""
         clone = copy.copy(self)
         clone.final_config_dict = dict(self.final_config_dict)
-        clone.final_config_dict["unlearn_method"] = method
-        for key, value in self.method_defaults(method).items():
-            if key not in self.external_config_dict:
-                clone.final_config_dict[key] = value
-        clone.method = method
+        clone.final_config_dict.update(values)
         return clone
 
     def saved_config_dict(self) -> Dict[str, object]:

@@ -132,6 +132,19 @@ class UnlearnSequentialDataset(SequentialDataset):
         data[self.item_list_length_field] = torch.from_numpy(length)
         return Interaction(data)
 
+    def user_histories(self, users: np.ndarray, keep: np.ndarray) -> Interaction:
+        """One sample per user whose history is its last ``MAX_ITEM_LIST_LENGTH`` kept *training*
+        interactions (the history of its validation target); users without any are dropped.
+        The ``user_id`` field says which users remain."""
+        users = np.asarray(users, dtype=np.int64)
+        starts = self.user_start[users]
+        present = starts >= 0
+        users, starts = users[present], starts[present]
+        lengths = self.log_user_len[starts]
+        has_train = lengths >= 3
+        targets = starts[has_train] + lengths[has_train] - 2  # each user's validation target
+        return self.samples(targets, keep)
+
     def split_targets(self, keep: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Log rows of the train / valid / test targets under a ``keep`` mask.
 

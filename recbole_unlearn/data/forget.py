@@ -29,15 +29,21 @@ class ForgetSet:
         requested: rows named by the request file or the sampling protocol, shape ``[n_req]``.
         extra: rows removed on top of them by extra deletion (SPEC section 3), shape ``[n_extra]``.
         source: where the set came from (``"thesis"``, ``"requests:<file>"``, ...).
+        targets: the requested rows that become D_fgt / SRU-inference targets (default: all of
+            them; the ``sru`` protocol forgets a target *and* everything after it, but only the
+            target is an unlearning sample).
     """
 
     requested: np.ndarray
     extra: np.ndarray = field(default_factory=lambda: _EMPTY.copy())
     source: str = ""
+    targets: Optional[np.ndarray] = None
 
     def __post_init__(self):
         self.requested = np.unique(np.asarray(self.requested, dtype=np.int64))
         self.extra = np.setdiff1d(np.asarray(self.extra, dtype=np.int64), self.requested)
+        targets = self.requested if self.targets is None else self.targets
+        self.targets = np.intersect1d(np.asarray(targets, dtype=np.int64), self.requested)
 
     @property
     def rows(self) -> np.ndarray:
@@ -58,17 +64,17 @@ class ForgetSet:
         return np.unique(dataset.log_user[self.rows])
 
     def forget_samples(self, dataset: UnlearnSequentialDataset) -> Interaction:
-        """D_fgt: one sample per requested interaction with a non-empty history.
+        """D_fgt: one sample per target with a non-empty history.
 
         The history excludes every requested interaction (but not the extra-deleted ones, so
         that D_fgt is the same for every method run on this forget set).
         """
-        return dataset.samples(self.requested, self.keep_mask(dataset, include_extra=False))
+        return dataset.samples(self.targets, self.keep_mask(dataset, include_extra=False))
 
     def inference_samples(self, dataset: UnlearnSequentialDataset) -> Interaction:
-        """SRU inference samples: each requested target given the user's *remaining* items
-        before it (requested and extra-deleted interactions removed)."""
-        return dataset.samples(self.requested, self.keep_mask(dataset, include_extra=True))
+        """SRU inference samples: each target given the user's *remaining* items before it
+        (requested and extra-deleted interactions removed)."""
+        return dataset.samples(self.targets, self.keep_mask(dataset, include_extra=True))
 
     def triples(self, dataset: UnlearnSequentialDataset) -> List[Tuple[str, str, int]]:
         """Forgotten (user token, item token, position) for every row."""
@@ -78,22 +84,21 @@ class ForgetSet:
         return [(str(u), str(i), int(p)) for u, i, p in zip(users, items, dataset.log_position[rows])]
 
     def with_extra(self, extra_rows: np.ndarray) -> "ForgetSet":
-        return ForgetSet(self.requested, np.union1d(self.extra, extra_rows), self.source)
+        return ForgetSet(self.requested, np.union1d(self.extra, extra_rows), self.source, self.targets)
 
 
 # --- sampling protocols ----------------------------------------------------------------
-ProtocolFn = Callable[[object, UnlearnSequentialDataset], np.ndarray]
+ProtocolFn = Callable[[object, UnlearnSequentialDataset], ForgetSet]
 FORGET_PROTOCOLS: Registry[ProtocolFn] = Registry("forget protocol", "forget_protocol")
 
 
 @FORGET_PROTOCOLS.register("thesis")
-def thesis_protocol(config, dataset: UnlearnSequentialDataset) -> np.ndarray:
+def thesis_protocol(config, dataset: UnlearnSequentialDataset) -> ForgetSet:
     """Thesis section 3.2.2: ``forget_user_ratio`` of the users; for each, a random number
     ``k in [1, floor(forget_item_ratio * n_train)]`` of its training items, never one of the
     first ``forget_skip_first``.
 
-    Returns:
-        Forgotten log rows, shape ``[n_forgotten]``.
+    Every forgotten interaction is a D_fgt target.
     """
     rng = np.random.default_rng(config["forget_seed"])
     skip = config["forget_skip_first"]
@@ -115,14 +120,41 @@ def thesis_protocol(config, dataset: UnlearnSequentialDataset) -> np.ndarray:
         start = dataset.user_start[user]
         positions = rng.choice(np.arange(skip, n_train[user]), size=k, replace=False)
         rows.append(start + positions)
-    return np.concatenate(rows)
+    return ForgetSet(np.concatenate(rows), source="thesis")
+
+
+@FORGET_PROTOCOLS.register("sru")
+def sru_protocol(config, dataset: UnlearnSequentialDataset) -> ForgetSet:
+    """SRU code: ``sru_forget_ratio`` of the users; for each, a position ``p`` uniform in
+    ``[floor(0.5 * n_train), n_train)``; the item at ``p`` is the target, and it and every later
+    training item are forgotten (the user keeps the prefix before ``p``).
+
+    SRU samples 20% of each shard's users; the forget set here is drawn once for all methods
+    (so every method forgets the same interactions), uniformly over users, which gives each
+    shard that share in expectation.
+    """
+    rng = np.random.default_rng(config["forget_seed"])
+    n_train = np.bincount(dataset.log_user[dataset.is_training], minlength=dataset.user_num)
+    eligible = np.flatnonzero(n_train >= 2)
+    n_users_total = int(np.count_nonzero(np.bincount(dataset.log_user, minlength=dataset.user_num)))
+    n_pick = int(round(config["sru_forget_ratio"] * n_users_total))
+    if len(eligible) == 0 or n_pick == 0:
+        raise UnlearnError(f"the sru protocol found no user with 2 or more training interactions "
+                           f"(dataset '{config['dataset']}')")
+    chosen = np.sort(rng.choice(eligible, size=min(n_pick, len(eligible)), replace=False))
+    requested, targets = [], []
+    for user in chosen:
+        n = int(n_train[user])
+        p = int(rng.integers(n // 2, n))
+        start = dataset.user_start[user]
+        targets.append(start + p)
+        requested.append(np.arange(start + p, start + n))
+    return ForgetSet(np.concatenate(requested), source="sru", targets=np.array(targets))
 
 
 def sample_forget_set(config, dataset: UnlearnSequentialDataset) -> ForgetSet:
     """The forget set of the protocol named by ``forget_protocol``."""
-    name = config["forget_protocol"]
-    protocol = FORGET_PROTOCOLS.get(name)
-    return ForgetSet(protocol(config, dataset), source=str(name).lower())
+    return FORGET_PROTOCOLS.get(config["forget_protocol"])(config, dataset)
 
 
 # --- explicit request files ---------------------------------------------------------------

@@ -14,13 +14,14 @@ from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.registry import Registry
 
-# partitioner(config, dataset, users [n_users], n_shards) -> shard id of each user [n_users]
-PartitionFn = Callable[[object, UnlearnSequentialDataset, np.ndarray, int], np.ndarray]
+# partitioner(config, dataset, users [n_users], n_shards, embeddings or None) -> shard of each user
+PartitionFn = Callable[[object, UnlearnSequentialDataset, np.ndarray, int, object], np.ndarray]
 PARTITIONERS: Registry[PartitionFn] = Registry("partitioner", "partitioner")
 
 
 @PARTITIONERS.register("random")
-def random_partition(config, dataset: UnlearnSequentialDataset, users: np.ndarray, n_shards: int) -> np.ndarray:
+def random_partition(config, dataset: UnlearnSequentialDataset, users: np.ndarray, n_shards: int,
+                     embeddings=None) -> np.ndarray:
     """SISA: users shuffled (seed ``partition_seed``) and dealt into ``n_shards`` equal shards."""
     rng = np.random.default_rng(config["partition_seed"])
     order = rng.permutation(len(users))
@@ -103,14 +104,15 @@ def check_shard_settings(config, dataset: UnlearnSequentialDataset) -> None:
     PARTITIONERS.get(config["partitioner"])
 
 
-def build_shard_map(config, dataset: UnlearnSequentialDataset) -> ShardMap:
+def build_shard_map(config, dataset: UnlearnSequentialDataset, embeddings=None) -> ShardMap:
     """Partition users with ``partitioner`` into ``n_shards``, then split each shard's users
-    into ``n_slices`` equal random slices (seed ``partition_seed``)."""
+    into ``n_slices`` equal random slices (seed ``partition_seed``). Similarity partitioners
+    need ``embeddings`` (:class:`~recbole_unlearn.data.similarity.PartitionEmbeddings`)."""
     check_shard_settings(config, dataset)
     n_shards, n_slices = config["n_shards"], config["n_slices"]
     users = active_users(dataset)
     partition = PARTITIONERS.get(config["partitioner"])
-    shard_of = np.asarray(partition(config, dataset, users, n_shards), dtype=np.int64)
+    shard_of = np.asarray(partition(config, dataset, users, n_shards, embeddings), dtype=np.int64)
     user_shard = np.full(dataset.user_num, -1, dtype=np.int64)
     user_slice = np.full(dataset.user_num, -1, dtype=np.int64)
     user_shard[users] = shard_of

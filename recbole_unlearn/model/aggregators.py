@@ -5,20 +5,22 @@ implement ``combine``; representation-level ones (SRU attention, RecEraser) over
 ``full_sort``. ``learnable`` aggregators are trained by ``train_aggregator`` with the
 sub-models frozen, and retrained after every forget.
 """
+import numpy as np
 import torch
 from torch import nn
 
+from recbole_unlearn.model.representations import representation_size, sequence_representation
 from recbole_unlearn.utils.registry import Registry
 
 AGGREGATORS: Registry[type] = Registry("aggregator", "aggregator")
 
 
 class Aggregator(nn.Module):
-    """Base class. ``n_shards`` = K."""
+    """Base class. ``n_shards`` = K; ``sub_model`` is one of the K sub-models (for sizes)."""
 
     learnable = False
 
-    def __init__(self, config, n_shards: int):
+    def __init__(self, config, n_shards: int, sub_model: nn.Module):
         super().__init__()
         self.n_shards = n_shards
 
@@ -34,8 +36,9 @@ class Aggregator(nn.Module):
         """``[B]`` scores of the items in ``interaction``."""
         return self.combine(ensemble.sub_predict(interaction))
 
-    def refresh(self, ensemble, shards) -> None:
-        """Called after ``shards`` were retrained (e.g. to recompute shard centroids)."""
+    def refresh(self, ensemble, dataset, shard_map, keep: np.ndarray) -> None:
+        """Called before (re)training, with the shards' current data (e.g. to recompute shard
+        centroids from the retrained sub-models)."""
 
 
 @AGGREGATORS.register("mean")
@@ -52,8 +55,8 @@ class StaticAggregator(Aggregator):
 
     learnable = True
 
-    def __init__(self, config, n_shards: int):
-        super().__init__(config, n_shards)
+    def __init__(self, config, n_shards: int, sub_model: nn.Module):
+        super().__init__(config, n_shards, sub_model)
         self.shard_logits = nn.Parameter(torch.zeros(n_shards))
 
     def weights(self) -> torch.Tensor:
@@ -63,3 +66,113 @@ class StaticAggregator(Aggregator):
     def combine(self, scores: torch.Tensor) -> torch.Tensor:
         w = self.weights().view(-1, *([1] * (scores.dim() - 1)))
         return (w * scores).sum(dim=0)
+
+
+class _ShardTransforms(nn.Module):
+    """K independent affine maps ``x_k -> W_k x_k + b_k`` from size H to H'."""
+
+    def __init__(self, n_shards: int, size_in: int, size_out: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_shards, size_in, size_out))
+        self.bias = nn.Parameter(torch.zeros(n_shards, size_out))
+        nn.init.xavier_uniform_(self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[K, ..., H]`` -> ``[K, ..., H']``."""
+        shape = x.shape
+        flat = x.reshape(shape[0], -1, shape[-1])
+        out = torch.bmm(flat, self.weight) + self.bias[:, None, :]
+        return out.reshape(*shape[:-1], out.shape[-1])
+
+
+class _AttentionScore(nn.Module):
+    """``a = h^T ReLU(A x + a)``: one score per vector, ``[..., H'] -> [...]``."""
+
+    def __init__(self, size: int, attention_size: int):
+        super().__init__()
+        self.hidden = nn.Linear(size, attention_size)
+        self.out = nn.Linear(attention_size, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.hidden(x))).squeeze(-1)
+
+
+@AGGREGATORS.register("attention")
+class AttentionAggregator(Aggregator):
+    """SRU (SPEC section 5): per-shard transforms ``e_k = W_k h_k + b_k``; shard centroids
+    ``c_k`` = mean final hidden state of sub-model k over its shard's training sequences,
+    transformed the same way; ``alpha = softmax_k(H^T ReLU(A (e_k * c'_k) + a))``;
+    ``scores = Linear(sum_k alpha_k e_k)`` over all items."""
+
+    learnable = True
+
+    def __init__(self, config, n_shards: int, sub_model: nn.Module):
+        super().__init__(config, n_shards, sub_model)
+        size = representation_size(sub_model)
+        hidden = config["agg_hidden_size"] or size
+        self.transform = _ShardTransforms(n_shards, size, hidden)
+        self.attention = _AttentionScore(hidden, config["agg_attention_size"])
+        self.output = nn.Linear(hidden, sub_model.n_items)
+        self.register_buffer("centroids", torch.zeros(n_shards, size))
+
+    def shard_weights(self, ensemble, interaction) -> torch.Tensor:
+        """``(alpha [K, B], e [K, B, H'])``."""
+        e = self.transform(ensemble.sub_representations(interaction))
+        c = self.transform(self.centroids[:, None, :])  # [K, 1, H']
+        return torch.softmax(self.attention(e * c), dim=0), e
+
+    def full_sort(self, ensemble, interaction) -> torch.Tensor:
+        alpha, e = self.shard_weights(ensemble, interaction)
+        return self.output((alpha[..., None] * e).sum(dim=0))
+
+    def predict(self, ensemble, interaction) -> torch.Tensor:
+        scores = self.full_sort(ensemble, interaction)
+        return scores.gather(1, interaction[ensemble.ITEM_ID].view(-1, 1)).squeeze(1)
+
+    @torch.no_grad()
+    def refresh(self, ensemble, dataset, shard_map, keep: np.ndarray) -> None:
+        for shard, sub in enumerate(ensemble.sub_models):
+            users = shard_map.shard_users(shard)
+            histories = dataset.user_histories(users, keep)
+            if len(histories) == 0:
+                self.centroids[shard].zero_()
+                continue
+            reps = torch.cat([sequence_representation(sub, histories[i:i + 4096].to(self.centroids.device))
+                              for i in range(0, len(histories), 4096)])
+            self.centroids[shard] = reps.mean(dim=0)
+
+
+@AGGREGATORS.register("receraser")
+class RecEraserAggregator(Aggregator):
+    """RecEraser (eq. 5-8), adapted to sequences: per-shard transforms of the sequence
+    representation ``e_k`` and of the item embeddings ``q'_k(v)``, separate attentions
+    ``alpha_k`` (sequence side) and ``beta_k(v)`` (item side), and
+    ``score(v) = <sum_k alpha_k e_k, sum_k beta_k(v) q'_k(v)>``."""
+
+    learnable = True
+
+    def __init__(self, config, n_shards: int, sub_model: nn.Module):
+        super().__init__(config, n_shards, sub_model)
+        size = representation_size(sub_model)
+        hidden = config["agg_hidden_size"] or size
+        self.sequence_transform = _ShardTransforms(n_shards, size, hidden)
+        self.item_transform = _ShardTransforms(n_shards, size, hidden)
+        self.sequence_attention = _AttentionScore(hidden, config["agg_attention_size"])
+        self.item_attention = _AttentionScore(hidden, config["agg_attention_size"])
+
+    def _user_side(self, ensemble, interaction) -> torch.Tensor:
+        e = self.sequence_transform(ensemble.sub_representations(interaction))  # [K, B, H']
+        alpha = torch.softmax(self.sequence_attention(e), dim=0)
+        return (alpha[..., None] * e).sum(dim=0)  # [B, H']
+
+    def _item_side(self, ensemble) -> torch.Tensor:
+        q = self.item_transform(ensemble.sub_item_representations())  # [K, N, H']
+        beta = torch.softmax(self.item_attention(q), dim=0)
+        return (beta[..., None] * q).sum(dim=0)  # [N, H']
+
+    def full_sort(self, ensemble, interaction) -> torch.Tensor:
+        return self._user_side(ensemble, interaction) @ self._item_side(ensemble).T
+
+    def predict(self, ensemble, interaction) -> torch.Tensor:
+        items = self._item_side(ensemble)[interaction[ensemble.ITEM_ID]]
+        return (self._user_side(ensemble, interaction) * items).sum(dim=-1)

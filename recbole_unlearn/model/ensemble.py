@@ -12,6 +12,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_unlearn.model.aggregators import AGGREGATORS, Aggregator
+from recbole_unlearn.model.representations import item_representations, sequence_representation
 
 
 class EnsembleSequentialRecommender(SequentialRecommender):
@@ -33,7 +34,8 @@ class EnsembleSequentialRecommender(SequentialRecommender):
         self.sub_models = nn.ModuleList(sub_models)
         for sub in self.sub_models:
             sub.requires_grad_(False)
-        self.aggregator = aggregator or AGGREGATORS.get(config["aggregator"])(config, len(self.sub_models))
+        self.aggregator = aggregator or AGGREGATORS.get(config["aggregator"])(
+            config, len(self.sub_models), self.sub_models[0])
         self.loss_fct = nn.CrossEntropyLoss()
 
     @property
@@ -55,6 +57,16 @@ class EnsembleSequentialRecommender(SequentialRecommender):
     def sub_predict(self, interaction) -> torch.Tensor:
         """``[K, B]`` scores of every sub-model for the items in ``interaction``."""
         return torch.stack([sub.predict(interaction) for sub in self.sub_models])
+
+    @torch.no_grad()
+    def sub_representations(self, interaction) -> torch.Tensor:
+        """``[K, B, H]`` sequence representation of every sub-model."""
+        return torch.stack([sequence_representation(sub, interaction) for sub in self.sub_models])
+
+    @torch.no_grad()
+    def sub_item_representations(self) -> torch.Tensor:
+        """``[K, n_items, H]`` item embeddings of every sub-model."""
+        return torch.stack([item_representations(sub) for sub in self.sub_models])
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         return self.aggregator.full_sort(self, interaction)

@@ -10,7 +10,7 @@ from recbole_unlearn.model.aggregators import AGGREGATORS
 from recbole_unlearn.trainer.trainer import UnlearnTrainer
 
 
-def train_aggregator(config, ensemble, dataset: UnlearnSequentialDataset, keep: np.ndarray) -> float:
+def train_aggregator(config, ensemble, dataset: UnlearnSequentialDataset, keep: np.ndarray, shard_map) -> float:
     """(Re)train ``ensemble``'s aggregator from a fresh initialisation on the remaining training
     data (at most ``agg_max_samples`` samples, drawn with ``seed``) for ``agg_epochs`` epochs
     with learning rate ``agg_learning_rate``. A fresh start matters: the previous aggregator
@@ -25,9 +25,10 @@ def train_aggregator(config, ensemble, dataset: UnlearnSequentialDataset, keep: 
         targets = np.sort(rng.choice(targets, size=config["agg_max_samples"], replace=False))
     loader = train_loader(config, dataset, targets, keep)
     init_seed(config["seed"], config["reproducibility"])
-    fresh = AGGREGATORS.get(config["aggregator"])(config, ensemble.n_shards).to(config["device"])
+    fresh = AGGREGATORS.get(config["aggregator"])(config, ensemble.n_shards, ensemble.sub_models[0])
+    fresh = fresh.to(config["device"])
     ensemble.aggregator = fresh
-    ensemble.aggregator.refresh(ensemble, list(range(ensemble.n_shards)))
+    fresh.refresh(ensemble, dataset, shard_map, keep)
     trainer = UnlearnTrainer(config, ensemble)
     trainer.epochs = config["agg_epochs"]
     trainer.optimizer = trainer._build_optimizer(

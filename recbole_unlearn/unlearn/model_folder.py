@@ -31,6 +31,7 @@ import torch
 
 import recbole_unlearn
 from recbole_unlearn.data.partition import ShardMap
+from recbole_unlearn.data.similarity import PartitionEmbeddings
 from recbole_unlearn.trainer.trainer import load_checkpoint
 from recbole_unlearn.unlearn.sharded_model import ForgetReport, ShardedUnlearnableModel
 from recbole_unlearn.utils.atomic import atomic_write, write_json
@@ -107,6 +108,13 @@ def save_model(model: ShardedUnlearnableModel, model_dir: str, reused: Optional[
                 else:
                     atomic_write(target, lambda f, s=state: torch.save(s, f))
                 files[fname] = file_sha256(target)
+        if model.embeddings is not None:
+            emb_path = os.path.join(staging, "partition_embeddings.pth")
+            if reused and "partition_embeddings.pth" in reused:
+                _link_or_copy(reused["partition_embeddings.pth"], emb_path)
+            else:
+                atomic_write(emb_path, lambda f: torch.save(model.embeddings.to_state(), f))
+            files["partition_embeddings.pth"] = file_sha256(emb_path)
         agg_path = os.path.join(staging, "aggregator.pth")
         atomic_write(agg_path, lambda f: torch.save(model.ensemble.aggregator.state_dict(), f))
         files["aggregator.pth"] = file_sha256(agg_path)
@@ -223,7 +231,12 @@ def load_model(model_dir: str, overrides: Optional[dict] = None) -> ShardedUnlea
         })
     aggregator_state = load_checkpoint(_checked_path(version_dir, files, "aggregator.pth"))
     forgotten = _forgotten_rows(_read_json(_checked_path(version_dir, files, "forgotten.json")), dataset)
-    model = ShardedUnlearnableModel(config, dataset, shard_map, stage_states, aggregator_state, forgotten)
+    embeddings = None
+    if "partition_embeddings.pth" in files:
+        embeddings = PartitionEmbeddings.from_state(
+            load_checkpoint(_checked_path(version_dir, files, "partition_embeddings.pth")))
+    model = ShardedUnlearnableModel(config, dataset, shard_map, stage_states, aggregator_state, forgotten,
+                                    embeddings)
     model.version_dir = version_dir
     return model
 
@@ -239,22 +252,25 @@ def _forgotten_rows(pairs: List[list], dataset) -> np.ndarray:
     return np.array(rows, dtype=np.int64)
 
 
-def forget_and_save(model: ShardedUnlearnableModel, model_dir: str, rows: np.ndarray, source: str,
-                    method: str) -> Tuple[ForgetReport, dict]:
-    """Forget ``rows``, write the new version (unchanged shard files hard-linked), switch to it,
-    then append the audit entry. Returns the report and the audit entry."""
+def forget_and_save(model: ShardedUnlearnableModel, model_dir: str, forget_set, method: str) -> Tuple[ForgetReport, dict]:
+    """Forget ``forget_set`` (with its extra deletions), write the new version (unchanged shard
+    files hard-linked), switch to it, then append the audit entry. Returns the report and the
+    audit entry."""
     version_dir, _ = read_manifest(model_dir)
+    rows = forget_set.rows
+    source = forget_set.source
     report = model.forget(rows)
     entry = {
         "request_id": uuid.uuid4().hex,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "method": method,
         "source": source,
-        "requested_interactions": int(len(np.unique(rows))),
+        "requested_interactions": int(len(forget_set.requested)),
+        "extra_deleted": int(len(forget_set.extra)),
         **report.to_json(),
     }
     if report.interactions:
-        reused = {}
+        reused = {"partition_embeddings.pth": os.path.join(version_dir, "partition_embeddings.pth")}
         for shard, states in enumerate(model.stage_states):
             first = report.start_stages.get(shard)
             for stage in states:

@@ -17,9 +17,13 @@ import numpy as np
 import torch
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
+from recbole_unlearn.data.extra_deletion import apply_extra_deletion
+from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.data.partition import ShardMap, build_shard_map
+from recbole_unlearn.data.similarity import SIMILARITY_PARTITIONERS, PartitionEmbeddings
 from recbole_unlearn.model.ensemble import EnsembleSequentialRecommender
 from recbole_unlearn.trainer.aggregator_trainer import train_aggregator
+from recbole_unlearn.trainer.pretrain import pretrain_embeddings
 from recbole_unlearn.trainer.shard_trainer import ShardJob, StateDict, run_shard_jobs
 
 _EMPTY = np.array([], dtype=np.int64)
@@ -63,17 +67,24 @@ class ShardedUnlearnableModel:
         stage_states: ``stage_states[k][r]`` = weights of shard k after slice stage r.
         aggregator_state: the aggregator's ``state_dict`` (empty for ``mean``).
         forgotten: log rows forgotten so far, sorted.
+        embeddings: pretrained vectors behind a similarity partition / CED (``None`` if unused).
     """
 
     def __init__(self, config, dataset: UnlearnSequentialDataset, shard_map: ShardMap,
                  stage_states: List[Dict[int, StateDict]], aggregator_state: Dict[str, torch.Tensor],
-                 forgotten: np.ndarray = _EMPTY):
+                 forgotten: np.ndarray = _EMPTY, embeddings: Optional[PartitionEmbeddings] = None):
         self.config = config
         self.dataset = dataset
         self.shard_map = shard_map
         self.stage_states = stage_states
         self.forgotten = np.unique(np.asarray(forgotten, dtype=np.int64))
+        self.embeddings = embeddings
         self.ensemble = self._build_ensemble(aggregator_state)
+
+    @staticmethod
+    def needs_embeddings(config) -> bool:
+        return config["partitioner"] in SIMILARITY_PARTITIONERS or (
+            config["extra_deletion"] == "ced" and config["del_num"] > 0)
 
     # --- construction ------------------------------------------------------------------
     @classmethod
@@ -81,14 +92,23 @@ class ShardedUnlearnableModel:
               shard_map: Optional[ShardMap] = None) -> "ShardedUnlearnableModel":
         """Partition users (unless ``shard_map`` is given) and train every shard and the
         aggregator on the training data minus ``forgotten``."""
-        shard_map = shard_map or build_shard_map(config, dataset)
         keep = cls._keep(dataset, forgotten)
+        embeddings, pretrain_seconds = None, 0.0
+        if cls.needs_embeddings(config):
+            embeddings, pretrain_seconds = pretrain_embeddings(config, dataset, keep)
+        shard_map = shard_map or build_shard_map(config, dataset, embeddings)
         jobs = [ShardJob(k) for k in range(shard_map.n_shards)]
         results = run_shard_jobs(config, dataset, shard_map, keep, jobs)
         stage_states = [dict(r.stage_states) for r in sorted(results, key=lambda r: r.shard)]
-        model = cls(config, dataset, shard_map, stage_states, {}, forgotten)
-        train_aggregator(config, model.ensemble, dataset, keep)
+        model = cls(config, dataset, shard_map, stage_states, {}, forgotten, embeddings)
+        model.pretrain_seconds = pretrain_seconds
+        model.aggregator_seconds = train_aggregator(config, model.ensemble, dataset, keep, shard_map)
         return model
+
+    def expand(self, forget_set: ForgetSet) -> ForgetSet:
+        """``forget_set`` plus this model's extra deletions (``extra_deletion`` / ``del_num``)."""
+        items = self.embeddings.item_embeddings if self.embeddings is not None else None
+        return apply_extra_deletion(self.config, self.dataset, forget_set, items)
 
     @staticmethod
     def _keep(dataset: UnlearnSequentialDataset, forgotten: np.ndarray) -> np.ndarray:
@@ -148,7 +168,7 @@ class ShardedUnlearnableModel:
             self.stage_states[result.shard].update(result.stage_states)
         aggregator_state = {k: v.clone() for k, v in self.ensemble.aggregator.state_dict().items()}
         self.ensemble = self._build_ensemble(aggregator_state)
-        report.aggregator_seconds = train_aggregator(self.config, self.ensemble, self.dataset, keep)
+        report.aggregator_seconds = train_aggregator(self.config, self.ensemble, self.dataset, keep, self.shard_map)
         self.ensemble.eval()
         report.seconds = time.perf_counter() - start
         getLogger().info(f"forgot {report.interactions} interactions: retrained shards {report.shards} "

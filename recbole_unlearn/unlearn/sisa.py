@@ -11,6 +11,7 @@ import os
 import time
 
 from recbole_unlearn.data.forget import ForgetSet
+from recbole_unlearn.data.extra_deletion import check_extra_deletion
 from recbole_unlearn.data.partition import check_shard_settings
 from recbole_unlearn.model.aggregators import AGGREGATORS
 from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult
@@ -29,6 +30,7 @@ class SISA(UnlearnMethod):
     def check(cls, config, dataset) -> None:
         check_shard_settings(config, dataset)
         AGGREGATORS.get(config["aggregator"])
+        check_extra_deletion(config)
         if config["num_workers"] < 1:
             raise UnlearnError(f"config key 'num_workers' must be >= 1, got {config['num_workers']!r}")
         if config["model_dir"] and os.path.exists(os.path.join(config["model_dir"], "CURRENT")):
@@ -48,13 +50,18 @@ class SISA(UnlearnMethod):
         return seconds
 
     def forget(self, forget_set: ForgetSet) -> UnlearnResult:
-        report, entry = forget_and_save(self.model, self.model_dir(), forget_set.rows, forget_set.source, self.name)
+        forget_set = self.model.expand(forget_set)
+        report, entry = forget_and_save(self.model, self.model_dir(), forget_set, self.name)
         info = {
             "shards_retrained": report.shards,
             "slices_retrained": entry["slices_retrained"],
             "aggregator_seconds": round(report.aggregator_seconds, 3),
+            "extra_deleted": int(len(forget_set.extra)),
+            "partitioner": self.config["partitioner"],
+            "aggregator": self.config["aggregator"],
             "n_shards": self.model.shard_map.n_shards,
             "n_slices": self.model.shard_map.n_slices,
             "model_dir": self.model_dir(),
         }
         return UnlearnResult(self.model.ensemble, report.seconds, forget_set, info)
+

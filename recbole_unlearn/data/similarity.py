@@ -1,0 +1,122 @@
+"""Similarity partitioners (SPEC section 4): SRU's balanced k-means and RecEraser's UBP / IBP /
+InBP, adapted to whole user sequences.
+
+All four share one balanced assignment: K anchors (random users' vectors); each round computes
+every user-anchor distance, walks the (user, anchor) pairs from the closest up and assigns a
+user to an anchor when the user is unassigned and the anchor's shard still has room; anchors
+become their shard's mean; stop after ``partition_iterations`` rounds or when anchors settle.
+"Room" keeps every shard at floor(n/K) or floor(n/K)+1 users, so shards stay within one user
+of balanced.
+"""
+from dataclasses import dataclass
+from typing import List
+
+import numpy as np
+import torch
+
+from recbole_unlearn.data.partition import PARTITIONERS
+
+
+@dataclass
+class PartitionEmbeddings:
+    """Vectors from the briefly pretrained base model, saved with the sharded model.
+
+    Attributes:
+        user_hidden: ``[user_num, H]`` final hidden state of each user's training sequence
+            (zeros for users without one).
+        user_item_mean: ``[user_num, H]`` mean pretrained item embedding of that sequence.
+        item_embeddings: ``[item_num, H]`` pretrained item embeddings (used by CED).
+    """
+
+    user_hidden: np.ndarray
+    user_item_mean: np.ndarray
+    item_embeddings: np.ndarray
+
+    def to_state(self) -> dict:
+        return {k: torch.from_numpy(np.ascontiguousarray(getattr(self, k)))
+                for k in ("user_hidden", "user_item_mean", "item_embeddings")}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "PartitionEmbeddings":
+        return cls(*(state[k].numpy() for k in ("user_hidden", "user_item_mean", "item_embeddings")))
+
+
+def _sq_distances(vectors: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """``[n, K]`` squared Euclidean distances."""
+    return ((vectors[:, None, :] - anchors[None, :, :]) ** 2).sum(axis=-1)
+
+
+def _assign(distance: np.ndarray) -> np.ndarray:
+    """Greedy balanced assignment over pairs sorted by distance (see module doc)."""
+    n, k = distance.shape
+    base, n_big_allowed = divmod(n, k)
+    size = np.zeros(k, dtype=np.int64)
+    n_big = 0
+    shard = np.full(n, -1, dtype=np.int64)
+    left = n
+    for flat in np.argsort(distance, axis=None, kind="stable").tolist():
+        user, anchor = divmod(flat, k)
+        if shard[user] >= 0:
+            continue
+        if size[anchor] < base or (size[anchor] == base and n_big < n_big_allowed):
+            shard[user] = anchor
+            size[anchor] += 1
+            n_big += int(size[anchor] == base + 1)
+            left -= 1
+            if left == 0:
+                break
+    return shard
+
+
+def balanced_kmeans(views: List[np.ndarray], n_shards: int, iterations: int, seed: int) -> np.ndarray:
+    """Shard of each of ``n`` users; ``views`` are one or two ``[n, H]`` vector sets whose
+    squared distances are multiplied (InBP)."""
+    rng = np.random.default_rng(seed)
+    n = len(views[0])
+    picks = rng.choice(n, size=n_shards, replace=False)
+    anchors = [v[picks].astype(np.float64) for v in views]
+    shard = np.zeros(n, dtype=np.int64)
+    for _ in range(max(1, iterations)):
+        distance = np.prod([_sq_distances(v, a) for v, a in zip(views, anchors)], axis=0)
+        shard = _assign(distance)
+        new = [np.stack([v[shard == k].mean(axis=0) for k in range(n_shards)]) for v in views]
+        settled = all(np.allclose(a, b) for a, b in zip(anchors, new))
+        anchors = new
+        if settled:
+            break
+    return shard
+
+
+def _views(config, users, embeddings: PartitionEmbeddings, names) -> List[np.ndarray]:
+    return [getattr(embeddings, name)[users].astype(np.float64) for name in names]
+
+
+@PARTITIONERS.register("kmeans")
+def kmeans_partition(config, dataset, users, n_shards, embeddings: PartitionEmbeddings) -> np.ndarray:
+    """SRU "similarity": balanced k-means on the users' final hidden states."""
+    return balanced_kmeans(_views(config, users, embeddings, ["user_hidden"]), n_shards,
+                           config["partition_iterations"], config["partition_seed"])
+
+
+@PARTITIONERS.register("ubp")
+def ubp_partition(config, dataset, users, n_shards, embeddings: PartitionEmbeddings) -> np.ndarray:
+    """RecEraser UBP: user-based balanced partition on the users' hidden states (for sequences
+    the same vectors and algorithm as ``kmeans``, per SPEC section 4)."""
+    return kmeans_partition(config, dataset, users, n_shards, embeddings)
+
+
+@PARTITIONERS.register("ibp")
+def ibp_partition(config, dataset, users, n_shards, embeddings: PartitionEmbeddings) -> np.ndarray:
+    """RecEraser IBP: each user is the mean pretrained embedding of its training items."""
+    return balanced_kmeans(_views(config, users, embeddings, ["user_item_mean"]), n_shards,
+                           config["partition_iterations"], config["partition_seed"])
+
+
+@PARTITIONERS.register("inbp")
+def inbp_partition(config, dataset, users, n_shards, embeddings: PartitionEmbeddings) -> np.ndarray:
+    """RecEraser InBP: both vectors; distance = product of the two squared distances."""
+    return balanced_kmeans(_views(config, users, embeddings, ["user_hidden", "user_item_mean"]), n_shards,
+                           config["partition_iterations"], config["partition_seed"])
+
+
+SIMILARITY_PARTITIONERS = {"kmeans", "ubp", "ibp", "inbp"}

@@ -1,0 +1,37 @@
+"""The brief pretraining behind similarity partitions and CED (SPEC sections 3-4)."""
+import time
+from typing import Tuple
+
+import numpy as np
+import torch
+
+from recbole_unlearn.data.dataset import UnlearnSequentialDataset
+from recbole_unlearn.data.similarity import PartitionEmbeddings
+from recbole_unlearn.data.utils import split_loaders
+from recbole_unlearn.model.representations import item_representations, sequence_representation
+from recbole_unlearn.trainer.training import train_model
+
+
+@torch.no_grad()
+def pretrain_embeddings(config, dataset: UnlearnSequentialDataset, keep: np.ndarray) -> Tuple[PartitionEmbeddings, float]:
+    """Train the base model for ``partition_pretrain_epochs`` epochs on the training data
+    selected by ``keep`` and read off user and item vectors. Returns them and the wall seconds.
+    The pretrained model itself is discarded: it never makes a recommendation."""
+    start = time.perf_counter()
+    short = config.override({"epochs": config["partition_pretrain_epochs"]})
+    with torch.enable_grad():
+        model = train_model(short, split_loaders(short, dataset, keep), tag="partition pretraining").model
+    model.eval()
+    items = item_representations(model).detach().cpu().numpy().astype(np.float32)
+    size = items.shape[1]
+    hidden = np.zeros((dataset.user_num, size), dtype=np.float32)
+    histories = dataset.user_histories(np.arange(dataset.user_num), keep)
+    for begin in range(0, len(histories), config["eval_batch_size"]):
+        batch = histories[begin:begin + config["eval_batch_size"]].to(config["device"])
+        hidden[batch[dataset.uid_field].cpu().numpy()] = sequence_representation(model, batch).cpu().numpy()
+    train = dataset.is_training & keep
+    sums = np.zeros((dataset.user_num, size), dtype=np.float64)
+    np.add.at(sums, dataset.log_user[train], items[dataset.log_item[train]])
+    counts = np.bincount(dataset.log_user[train], minlength=dataset.user_num)[:, None]
+    item_mean = (sums / np.maximum(counts, 1)).astype(np.float32)
+    return PartitionEmbeddings(hidden, item_mean, items), time.perf_counter() - start

@@ -1,0 +1,191 @@
+"""SRU and RecEraser: similarity partitions, attention aggregators, extra deletion, sru protocol."""
+import numpy as np
+import pytest
+import torch
+
+from recbole_unlearn import run_recbole_unlearn
+from recbole_unlearn.config import UnlearnConfig
+from recbole_unlearn.data import ForgetSet, create_unlearn_dataset, sample_forget_set, split_loaders
+from recbole_unlearn.data.extra_deletion import apply_extra_deletion
+from recbole_unlearn.data.partition import ShardMap, shard_sizes
+from recbole_unlearn.data.similarity import balanced_kmeans
+from recbole_unlearn.evaluator import full_ranking_metrics
+from recbole_unlearn.unlearn.sharded_model import ShardedUnlearnableModel
+
+from conftest import FIXTURES, tiny_dict
+
+
+# --- balanced k-means ----------------------------------------------------------------------
+def test_kmeans_recovers_planted_clusters():
+    rng = np.random.default_rng(0)
+    centers = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    truth = np.repeat(np.arange(3), 20)
+    points = centers[truth] + rng.normal(scale=0.5, size=(60, 2))
+    shard = balanced_kmeans([points], 3, 50, seed=1)
+    for k in range(3):  # every shard is exactly one planted cluster
+        assert len(set(truth[shard == k].tolist())) == 1 and (shard == k).sum() == 20
+
+
+@pytest.mark.parametrize("n, k", [(61, 4), (10, 3), (100, 8)])
+def test_balanced_within_one_and_seeded(n, k):
+    points = np.random.default_rng(n).normal(size=(n, 4))
+    shard = balanced_kmeans([points], k, 10, seed=3)
+    sizes = np.bincount(shard, minlength=k)
+    assert sizes.max() - sizes.min() <= 1 and sizes.sum() == n
+    assert np.array_equal(shard, balanced_kmeans([points], k, 10, seed=3))
+
+
+def test_inbp_multiplies_distances():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(30, 3))
+    b = rng.normal(size=(30, 3))
+    shard = balanced_kmeans([a, b], 3, 5, seed=0)
+    assert np.bincount(shard, minlength=3).tolist() == [10, 10, 10]
+
+
+# --- extra deletion --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny(tiny_setup):
+    return tiny_setup
+
+
+def _single_target(dataset, position=10):
+    row = dataset.user_rows(dataset.token2id("user_id", "1"))[position]
+    return ForgetSet(np.array([row]), source="test"), row
+
+
+def test_ned_deletes_the_items_just_before_the_target(tiny):
+    config, dataset = tiny
+    fs, row = _single_target(dataset)
+    out = apply_extra_deletion(config.override({"extra_deletion": "ned", "del_num": 2}), dataset, fs)
+    assert out.extra.tolist() == [row - 2, row - 1]
+    assert out.requested.tolist() == [row] and out.targets.tolist() == [row]
+
+
+def test_red_deletes_random_remaining_training_items(tiny):
+    config, dataset = tiny
+    fs, row = _single_target(dataset)
+    cfg = config.override({"extra_deletion": "red", "del_num": 3})
+    out = apply_extra_deletion(cfg, dataset, fs)
+    rows = dataset.user_rows(dataset.log_user[row])
+    assert len(out.extra) == 3 and set(out.extra.tolist()) <= set(rows[dataset.is_training[rows]].tolist()) - {row}
+    assert np.array_equal(out.extra, apply_extra_deletion(cfg, dataset, fs).extra)  # seeded
+
+
+def test_ced_deletes_the_most_similar_items_by_absolute_cosine(tiny):
+    config, dataset = tiny
+    fs, row = _single_target(dataset)
+    rows = dataset.user_rows(dataset.log_user[row])
+    emb = np.tile(np.array([[0.0, 1.0]]), (dataset.item_num, 1))  # orthogonal to the target
+    emb[dataset.log_item[row]] = [1.0, 0.0]
+    near, opposite = rows[3], rows[15]
+    emb[dataset.log_item[near]] = [0.9, 0.1]
+    emb[dataset.log_item[opposite]] = [-1.0, 0.0]  # |cos| = 1: most similar in absolute value
+    out = apply_extra_deletion(config.override({"extra_deletion": "ced", "del_num": 2}), dataset, fs, emb)
+    assert sorted(out.extra.tolist()) == sorted([near, opposite])
+
+
+def test_del_num_zero_disables(tiny):
+    config, dataset = tiny
+    fs, _ = _single_target(dataset)
+    assert len(apply_extra_deletion(config.override({"extra_deletion": "red", "del_num": 0}), dataset, fs).extra) == 0
+
+
+# --- sru protocol -----------------------------------------------------------------------------
+def test_sru_protocol(tiny):
+    _, dataset = tiny
+    config = UnlearnConfig("SASRec", config_dict=tiny_dict(forget_protocol="sru"))
+    fs = sample_forget_set(config, dataset)
+    users = np.unique(dataset.log_user[fs.targets])
+    assert len(users) == len(fs.targets) == 12  # 20% of 60 users, one target each
+    for target in fs.targets:
+        user = dataset.log_user[target]
+        rows = dataset.user_rows(user)
+        n_train = int(dataset.is_training[rows].sum())
+        p = dataset.log_position[target]
+        assert n_train // 2 <= p < n_train
+        forgotten = fs.requested[dataset.log_user[fs.requested] == user]
+        assert forgotten.tolist() == list(range(target, rows[0] + n_train))  # target and everything after
+    assert len(fs.forget_samples(dataset)) == 12
+
+
+# --- aggregators ------------------------------------------------------------------------------
+def _two_group_config(aggregator, **extra):
+    cfg = tiny_dict(dataset="two-groups", unlearn_method="sru", n_shards=2, n_slices=1, epochs=15,
+                    learning_rate=0.01, aggregator=aggregator, agg_epochs=30, agg_learning_rate=0.01,
+                    shard_num_threads=1, MAX_ITEM_LIST_LENGTH=5, hidden_size=32, embedding_size=32)
+    cfg.update(extra)
+    return UnlearnConfig("GRU4Rec", config_dict=cfg).for_method("sru")
+
+
+def test_attention_beats_mean_when_each_shard_is_an_expert():
+    results = {}
+    for aggregator in ("mean", "attention"):
+        config = _two_group_config(aggregator)
+        dataset = create_unlearn_dataset(config)
+        users = np.arange(dataset.user_num)
+        tokens = dataset.id2token("user_id", users)
+        shard = np.array([0 if str(t).startswith("a") else 1 if str(t).startswith("b") else -1 for t in tokens])
+        shard_map = ShardMap(shard, np.where(shard >= 0, 0, -1), 2, 1)  # shard k = user group k
+        model = ShardedUnlearnableModel.train(config, dataset, shard_map=shard_map)
+        test = split_loaders(config, dataset).test
+        results[aggregator] = full_ranking_metrics(model.ensemble, test, config, ["NDCG"], [10])["ndcg@10"]
+    assert results["attention"] > results["mean"] + 0.05, results
+
+
+@pytest.mark.parametrize("aggregator", ["attention", "receraser"])
+def test_learned_aggregators_have_gradients_only_in_themselves(aggregator):
+    config = _two_group_config(aggregator, epochs=1, agg_epochs=1)
+    dataset = create_unlearn_dataset(config)
+    model = ShardedUnlearnableModel.train(config, dataset)
+    ensemble = model.ensemble
+    batch = next(iter(split_loaders(config, dataset).train))
+    ensemble.train()
+    loss = ensemble.calculate_loss(batch)
+    loss.backward()
+    assert all(p.grad is None for p in ensemble.sub_models.parameters())
+    assert any(p.grad is not None for p in ensemble.aggregator.parameters())
+    scores = ensemble.full_sort_predict(batch)
+    assert scores.shape == (len(batch), dataset.item_num)
+
+
+def test_similarity_partition_is_balanced_and_saved(tiny):
+    config = UnlearnConfig("GRU4Rec", config_dict=tiny_dict(unlearn_method="sru", n_shards=4, epochs=1,
+                                                            agg_epochs=1, shard_num_threads=1)).for_method("sru")
+    dataset = create_unlearn_dataset(config)
+    model = ShardedUnlearnableModel.train(config, dataset)
+    sizes = shard_sizes(model.shard_map)
+    assert max(sizes) - min(sizes) <= 1
+    assert model.embeddings.user_hidden.shape[0] == dataset.user_num
+    again = ShardedUnlearnableModel.train(config, dataset)
+    assert np.array_equal(again.shard_map.user_shard, model.shard_map.user_shard)
+
+
+# --- end to end -----------------------------------------------------------------------------
+@pytest.mark.parametrize("model", ["GRU4Rec", "SASRec", "BERT4Rec"])
+@pytest.mark.parametrize("method", ["sru", "receraser"])
+def test_methods_run_end_to_end(model, method, in_tmp):
+    doc = run_recbole_unlearn(model, config_dict=tiny_dict(
+        unlearn_method=method, n_shards=2, agg_epochs=1, include_retrain=False, save_model=False,
+        shard_num_threads=1, results_dir=str(in_tmp / "r")), verbose=False)
+    row = doc["rows"][-1]
+    assert row["method"] == method
+    assert row["partitioner"] == {"sru": "kmeans", "receraser": "inbp"}[method]
+    assert row["aggregator"] == {"sru": "attention", "receraser": "receraser"}[method]
+    if method == "sru":
+        assert row["extra_deleted"] > 0  # CED, del_num 1
+    assert 0.0 <= row["utility_rem"]["ndcg@10"] <= 1.0
+
+
+def test_extra_deletion_lowers_sru_inference(in_tmp):
+    """SRU inference Hit@k on a tiny run: with 5 neighbours of each target deleted, the target is
+    harder to infer from what remains than with no extra deletion."""
+    common = dict(unlearn_method="sisa", n_shards=2, include_retrain=False, save_model=False, epochs=2,
+                  forget_protocol="sru", shard_num_threads=1, sru_inference_neg_num=100, results_dir=str(in_tmp / "r"))
+    off = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(extra_deletion="none", **common), verbose=False)
+    on = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(extra_deletion="ned", del_num=5, **common),
+                             verbose=False)
+    hit_off = off["rows"][-1]["sru_inference"]["hit@20"]
+    hit_on = on["rows"][-1]["sru_inference"]["hit@20"]
+    assert on["rows"][-1]["extra_deleted"] > 0
+    assert hit_on < hit_off, (hit_on, hit_off)
