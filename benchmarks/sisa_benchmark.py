@@ -31,7 +31,7 @@ from recbole_unlearn import run_recbole_unlearn  # noqa: E402
 from recbole_unlearn.config import UnlearnConfig  # noqa: E402
 from recbole_unlearn.data import create_unlearn_dataset  # noqa: E402
 from recbole_unlearn.quick_start import run_forget_requests  # noqa: E402
-from recbole_unlearn.unlearn.model_folder import load_model, read_manifest  # noqa: E402
+from recbole_unlearn.unlearn.model_folder import load_model, save_model  # noqa: E402
 from recbole_unlearn.unlearn.sharded_model import ShardedUnlearnableModel  # noqa: E402
 
 
@@ -79,6 +79,7 @@ def main() -> int:
     parser.add_argument("--work", default="bench-work")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks"))
     parser.add_argument("--skip_ray", action="store_true")
+    parser.add_argument("--skip_slices", action="store_true")
     args = parser.parse_args()
 
     work = os.path.abspath(os.path.join(args.work, args.dataset))
@@ -109,37 +110,12 @@ def main() -> int:
     out["r1_batch"] = answer(model_dir, work, "r1-batch", request_users(model_dir, args.batch, one_per_slice=False))
 
     # 4. sliced SISA: train, then one single-user request per slice
-    cfg = UnlearnConfig(args.model, args.dataset, config_dict=dict(
-        base, unlearn_method="sisa", n_slices=args.slices, model_dir=os.path.join(work, f"sisa_r{args.slices}")))
-    sliced_cfg = cfg.for_method("sisa")
-    dataset = create_unlearn_dataset(sliced_cfg)
-    t = time.perf_counter()
-    sliced = ShardedUnlearnableModel.train(sliced_cfg, dataset)
-    out["sliced_train_seconds"] = time.perf_counter() - t
-    from recbole_unlearn.unlearn.model_folder import save_model
-
-    sliced_dir = os.path.join(work, f"sisa_r{args.slices}")
-    save_model(sliced, sliced_dir)
-    out["sliced_single"] = [answer(sliced_dir, work, f"r{args.slices}-single-{i}", [u]) for i, u in
-                            enumerate(request_users(sliced_dir, 0, one_per_slice=True))]
-    out["sliced_batch"] = answer(sliced_dir, work, f"r{args.slices}-batch",
-                                 request_users(sliced_dir, args.batch, one_per_slice=False))
+    if not args.skip_slices:
+        sliced_run(args, base, work, out)
 
     # 5. Ray: all K shards, 1 worker vs N workers (1 torch thread per shard in both)
     if not args.skip_ray:
-        timings = {}
-        for workers in (1, args.workers):
-            c = UnlearnConfig(args.model, args.dataset, config_dict=dict(
-                base, unlearn_method="sisa", num_workers=workers, shard_num_threads=1)).for_method("sisa")
-            t = time.perf_counter()
-            ShardedUnlearnableModel.train(c, dataset)
-            timings[workers] = time.perf_counter() - t
-        # and the default in-process setting (torch uses every core for one shard at a time)
-        c = UnlearnConfig(args.model, args.dataset, config_dict=dict(base, unlearn_method="sisa")).for_method("sisa")
-        t = time.perf_counter()
-        ShardedUnlearnableModel.train(c, dataset)
-        timings["1 (all cores)"] = time.perf_counter() - t
-        out["ray"] = {str(k): v for k, v in timings.items()}
+        ray_run(args, base, out)
 
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"sisa-{args.dataset}")
@@ -149,6 +125,39 @@ def main() -> int:
         f.write(render(out, args))
     print(open(stem + ".md").read())
     return 0
+
+
+def sliced_run(args, base, work, out) -> None:
+    cfg = UnlearnConfig(args.model, args.dataset, config_dict=dict(
+        base, unlearn_method="sisa", n_slices=args.slices, model_dir=os.path.join(work, f"sisa_r{args.slices}")))
+    sliced_cfg = cfg.for_method("sisa")
+    dataset = create_unlearn_dataset(sliced_cfg)
+    t = time.perf_counter()
+    sliced = ShardedUnlearnableModel.train(sliced_cfg, dataset)
+    out["sliced_train_seconds"] = time.perf_counter() - t
+    sliced_dir = os.path.join(work, f"sisa_r{args.slices}")
+    save_model(sliced, sliced_dir)
+    out["sliced_single"] = [answer(sliced_dir, work, f"r{args.slices}-single-{i}", [u]) for i, u in
+                            enumerate(request_users(sliced_dir, 0, one_per_slice=True))]
+    out["sliced_batch"] = answer(sliced_dir, work, f"r{args.slices}-batch",
+                                 request_users(sliced_dir, args.batch, one_per_slice=False))
+
+
+def ray_run(args, base, out) -> None:
+    dataset = create_unlearn_dataset(UnlearnConfig(args.model, args.dataset, config_dict=base))
+    timings = {}
+    for workers in (1, args.workers):
+        c = UnlearnConfig(args.model, args.dataset, config_dict=dict(
+            base, unlearn_method="sisa", num_workers=workers, shard_num_threads=1)).for_method("sisa")
+        t = time.perf_counter()
+        ShardedUnlearnableModel.train(c, dataset)
+        timings[workers] = time.perf_counter() - t
+    # and the default in-process setting (torch uses every core for one shard at a time)
+    c = UnlearnConfig(args.model, args.dataset, config_dict=dict(base, unlearn_method="sisa")).for_method("sisa")
+    t = time.perf_counter()
+    ShardedUnlearnableModel.train(c, dataset)
+    timings["1 (all cores)"] = time.perf_counter() - t
+    out["ray"] = {str(k): v for k, v in timings.items()}
 
 
 def render(out: dict, args) -> str:
@@ -177,13 +186,15 @@ def render(out: dict, args) -> str:
     b = out["r1_batch"]
     lines.append(f"| {len(b['users'])}-request batch, R=1 ({len(b['shards_retrained'])} shards retrained once each) | "
                  f"{b['seconds']:.1f} | 1/{retrain_s / b['seconds']:.1f} |")
-    lines.append(f"| SISA training, R={args.slices} slices | {out['sliced_train_seconds']:.1f} | |")
-    for s in out["sliced_single"]:
-        lines.append(f"| single-user request, R={args.slices}, user in slice {s['slices'][0]} "
-                     f"(restart at stage {list(s['slices_retrained'].values())[0]}) | {s['seconds']:.1f} | "
-                     f"1/{retrain_s / s['seconds']:.1f} |")
-    b = out["sliced_batch"]
-    lines.append(f"| {len(b['users'])}-request batch, R={args.slices} | {b['seconds']:.1f} | 1/{retrain_s / b['seconds']:.1f} |")
+    if "sliced_single" in out:
+        lines.append(f"| SISA training, R={args.slices} slices | {out['sliced_train_seconds']:.1f} | |")
+        for s in out["sliced_single"]:
+            lines.append(f"| single-user request, R={args.slices}, user in slice {s['slices'][0]} "
+                         f"(restart at stage {list(s['slices_retrained'].values())[0]}) | {s['seconds']:.1f} | "
+                         f"1/{retrain_s / s['seconds']:.1f} |")
+        b = out["sliced_batch"]
+        lines.append(f"| {len(b['users'])}-request batch, R={args.slices} | {b['seconds']:.1f} | "
+                     f"1/{retrain_s / b['seconds']:.1f} |")
     if "ray" in out:
         lines += ["", "| training all shards | seconds |", "|---|---|"]
         for k, v in out["ray"].items():

@@ -1,5 +1,4 @@
 """A saved sharded model answers request files in a new process; bad input changes nothing."""
-import json
 import os
 import subprocess
 import sys

@@ -1,12 +1,10 @@
 """SISA: partitions, the ensemble, sliced shard training and the four proofs of forgetting."""
-import os
-
 import numpy as np
 import pytest
 import torch
 
 from recbole_unlearn.config import UnlearnConfig
-from recbole_unlearn.data import build_shard_map, create_unlearn_dataset, forget_set_from_requests, sample_forget_set
+from recbole_unlearn.data import build_shard_map, create_unlearn_dataset, sample_forget_set
 from recbole_unlearn.data.partition import ShardMap, shard_sizes
 from recbole_unlearn.evaluator import full_ranking_metrics
 from recbole_unlearn.trainer import ShardJob, train_shard

@@ -1,7 +1,6 @@
 """SRU and RecEraser: similarity partitions, attention aggregators, extra deletion, sru protocol."""
 import numpy as np
 import pytest
-import torch
 
 from recbole_unlearn import run_recbole_unlearn
 from recbole_unlearn.config import UnlearnConfig
@@ -12,7 +11,7 @@ from recbole_unlearn.data.similarity import balanced_kmeans
 from recbole_unlearn.evaluator import full_ranking_metrics
 from recbole_unlearn.unlearn.sharded_model import ShardedUnlearnableModel
 
-from conftest import FIXTURES, tiny_dict
+from conftest import tiny_dict
 
 
 # --- balanced k-means ----------------------------------------------------------------------

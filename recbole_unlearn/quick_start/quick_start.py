@@ -1,6 +1,5 @@
 """``run_recbole_unlearn``: train the original model, forget, evaluate every model state."""
 import os
-import time
 from logging import getLogger
 from typing import List, Optional
 

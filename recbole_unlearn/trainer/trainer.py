@@ -10,7 +10,6 @@ arbitrary objects, ``UnlearnTrainer``
 * reads every checkpoint back with ``weights_only=True``.
 """
 import copy
-import os
 from typing import Optional
 
 import torch
@@ -54,6 +53,25 @@ class UnlearnTrainer(Trainer):
         finally:
             recbole_trainer_module.get_tensorboard = make_writer
         self.best_state: Optional[dict] = None
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        return super()._train_epoch(train_data, epoch_idx, self._skipping_empty_masks(loss_func), show_progress)
+
+    def _skipping_empty_masks(self, loss_func):
+        """BERT4Rec's loss is ``sum(masked losses) / number of masked items``: 0/0 = NaN for a
+        (small) batch in which the random masking picked no item, and RecBole then aborts
+        training. Such a batch carries nothing to learn: give it a zero loss (zero gradients).
+        Any other NaN still stops training as in RecBole."""
+        loss_func = loss_func or self.model.calculate_loss
+
+        def wrapped(interaction):
+            loss = loss_func(interaction)
+            if (not isinstance(loss, tuple) and torch.isnan(loss) and "MASK_INDEX" in interaction
+                    and not bool((interaction["MASK_INDEX"] > 0).any())):
+                return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
+            return loss
+
+        return wrapped
 
     def _checkpoint_state(self, epoch: int) -> dict:
         return {

@@ -25,6 +25,7 @@ from recbole_unlearn.model.ensemble import EnsembleSequentialRecommender
 from recbole_unlearn.trainer.aggregator_trainer import train_aggregator
 from recbole_unlearn.trainer.pretrain import pretrain_embeddings
 from recbole_unlearn.trainer.shard_trainer import ShardJob, StateDict, run_shard_jobs
+from recbole_unlearn.trainer.sruga_trainer import sruga_unlearn
 
 _EMPTY = np.array([], dtype=np.int64)
 
@@ -160,12 +161,15 @@ class ShardedUnlearnableModel:
         start = time.perf_counter()
         self.forgotten = np.union1d(self.forgotten, new_rows)
         keep = self.keep_mask()
-        jobs = [
-            ShardJob(shard, stage, self.stage_states[shard][stage - 1] if stage > 0 else None)
-            for shard, stage in plan.items()
-        ]
-        for result in run_shard_jobs(self.config, self.dataset, self.shard_map, keep, jobs):
-            self.stage_states[result.shard].update(result.stage_states)
+        if self.config["shard_unlearning"] == "sruga":
+            self._sruga_shards(plan, new_rows, keep)
+        else:
+            jobs = [
+                ShardJob(shard, stage, self.stage_states[shard][stage - 1] if stage > 0 else None)
+                for shard, stage in plan.items()
+            ]
+            for result in run_shard_jobs(self.config, self.dataset, self.shard_map, keep, jobs):
+                self.stage_states[result.shard].update(result.stage_states)
         aggregator_state = {k: v.clone() for k, v in self.ensemble.aggregator.state_dict().items()}
         self.ensemble = self._build_ensemble(aggregator_state)
         report.aggregator_seconds = train_aggregator(self.config, self.ensemble, self.dataset, keep, self.shard_map)
@@ -174,6 +178,21 @@ class ShardedUnlearnableModel:
         getLogger().info(f"forgot {report.interactions} interactions: retrained shards {report.shards} "
                          f"(from slice stages {plan}) in {report.seconds:.1f}s")
         return report
+
+    def _sruga_shards(self, plan: Dict[int, int], new_rows: np.ndarray, keep: np.ndarray) -> None:
+        """Approximate mode (``shard_unlearning: sruga``): run SRUGA on each affected shard's
+        sub-model, with that shard's forgotten targets as D_fgt and its remaining training
+        data as D_rem. Requires ``n_slices == 1`` (a slice checkpoint would still hold the
+        forgotten data's influence); an exact retrain of the shard later starts from scratch."""
+        owners = self.shard_map.owner_of_rows(self.dataset, new_rows)
+        shard_of_row = self.shard_map.user_shard[self.dataset.log_user]
+        for shard in plan:
+            sub = self.config.model_class(self.config, self.dataset).to(self.config["device"])
+            sub.load_state_dict(self.stage_states[shard][0])
+            targets = new_rows[owners == shard]
+            sruga_unlearn(self.config, sub, self.dataset, ForgetSet(targets, source="shard"),
+                          keep & (shard_of_row == shard))
+            self.stage_states[shard] = {0: {k: v.detach().cpu().clone() for k, v in sub.state_dict().items()}}
 
     def shard_training_rows(self, shard: int) -> np.ndarray:
         """Log rows of the training interactions shard ``shard`` is trained on now, ``[n]``."""

@@ -17,6 +17,7 @@ from recbole_unlearn.model.aggregators import AGGREGATORS
 from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult
 from recbole_unlearn.unlearn.model_folder import forget_and_save, save_model
 from recbole_unlearn.unlearn.sharded_model import ShardedUnlearnableModel
+from recbole_unlearn.unlearn.sruga import check_sruga_settings
 from recbole_unlearn.utils.errors import UnlearnError
 
 
@@ -31,6 +32,13 @@ class SISA(UnlearnMethod):
         check_shard_settings(config, dataset)
         AGGREGATORS.get(config["aggregator"])
         check_extra_deletion(config)
+        if config["shard_unlearning"] not in ("retrain", "sruga"):
+            raise UnlearnError(f"config key 'shard_unlearning' must be retrain or sruga, got {config['shard_unlearning']!r}")
+        if config["shard_unlearning"] == "sruga":
+            check_sruga_settings(config)
+            if config["n_slices"] != 1:
+                raise UnlearnError("shard_unlearning 'sruga' needs n_slices 1: slice checkpoints would "
+                                   "keep the forgotten data's influence")
         if config["num_workers"] < 1:
             raise UnlearnError(f"config key 'num_workers' must be >= 1, got {config['num_workers']!r}")
         if config["model_dir"] and os.path.exists(os.path.join(config["model_dir"], "CURRENT")):
@@ -58,6 +66,7 @@ class SISA(UnlearnMethod):
             "aggregator_seconds": round(report.aggregator_seconds, 3),
             "extra_deleted": int(len(forget_set.extra)),
             "partitioner": self.config["partitioner"],
+            "shard_unlearning": self.config["shard_unlearning"],
             "aggregator": self.config["aggregator"],
             "n_shards": self.model.shard_map.n_shards,
             "n_slices": self.model.shard_map.n_slices,

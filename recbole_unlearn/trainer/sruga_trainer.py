@@ -1,0 +1,169 @@
+"""SRUGA: approximate unlearning by gradient ascent with KL and fine-tuning constraints
+(thesis section 3.4; SPEC section 6).
+
+Per step, a D_fgt batch ``x_fgt -> v`` and a D_rem training batch ``x_rem``:
+
+* ``L_GA = -BCE_pos = mean(log sigmoid(s(x_fgt, v)))``: the positive-only BCE of the forgotten
+  target, negated, so minimising ``L`` pushes the target's score down (BERT4Rec scores the
+  [MASK] appended to the history, via its ``predict``);
+* ``L_KL = KL(softmax(agent(x_rem)) || softmax(model(x_rem)))`` over all items (forward KL to a
+  frozen copy of the starting model);
+* ``L_FT`` = the model's own training loss on ``x_rem``;
+
+D_fgt histories exclude the forgotten items (SPEC section 2); a target whose history is then
+empty (a user who asked to forget everything) is ascended with its raw prefix instead (see
+:func:`ascent_samples`).
+
+``L = eta_GA L_GA + eta_KL L_KL + eta_FT L_FT`` (a zero weight removes the term), Adam,
+gradient clipping, ``eta_GA`` annealed after every epoch. Every ``sruga_eval_step`` epochs the
+forget Hit@10 on D_fgt and the validation NDCG@10 are measured: stop when Hit@10 has not
+decreased for ``sruga_patience`` evaluations, or, if NDCG@10 fell below ``utility_floor`` times
+its starting value, restore the last state that was above the floor and stop.
+"""
+import copy
+import time
+from dataclasses import dataclass, field
+from itertools import cycle
+from logging import getLogger
+from typing import Dict, List
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from recbole.data.interaction import cat_interactions
+from recbole.utils import init_seed
+
+from recbole_unlearn.data.dataset import UnlearnSequentialDataset
+from recbole_unlearn.data.forget import ForgetSet
+from recbole_unlearn.data.utils import eval_loader, split_loaders
+from recbole_unlearn.evaluator.metrics import full_ranking_metrics
+
+
+@dataclass
+class SRUGAReport:
+    """What an SRUGA run did. ``stopped_by``: ``patience``, ``utility_floor``, ``max_epochs`` or
+    ``empty`` (nothing to forget)."""
+
+    epochs_run: int = 0
+    stopped_by: str = "max_epochs"
+    seconds: float = 0.0
+    history: List[Dict[str, float]] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"epochs_run": self.epochs_run, "stopped_by": self.stopped_by, "history": self.history}
+
+
+def ga_loss(model, fgt_batch) -> torch.Tensor:
+    """``L_GA``: minus the positive-only BCE of each forgotten target (mean over the batch)."""
+    scores = model.predict(fgt_batch)
+    return F.logsigmoid(scores).mean()
+
+
+def positive_bce(model, fgt_batch) -> torch.Tensor:
+    """The positive-only BCE that gradient ascent raises."""
+    return -ga_loss(model, fgt_batch)
+
+
+def kl_loss(model, agent, rem_batch) -> torch.Tensor:
+    """``KL(softmax(agent) || softmax(model))`` over all items, averaged over the batch."""
+    with torch.no_grad():
+        target = torch.softmax(agent.full_sort_predict(rem_batch), dim=-1)
+    return F.kl_div(torch.log_softmax(model.full_sort_predict(rem_batch), dim=-1), target, reduction="batchmean")
+
+
+def ascent_samples(dataset: UnlearnSequentialDataset, forget_set: ForgetSet):
+    """The (history -> forgotten target) samples SRUGA ascends on: D_fgt (histories without the
+    forgotten items), plus, for targets whose D_fgt history is empty (e.g. a user who asked to
+    forget everything), the history the model was trained with (the raw prefix), which is
+    exactly what it memorised. A user's first item never is a target: it has no history."""
+    samples = forget_set.forget_samples(dataset)
+    covered = set(np.asarray(dataset.history_rows(forget_set.targets, forget_set.keep_mask(dataset, False))[0]).tolist())
+    missing = np.array([t for t in forget_set.targets if t not in covered], dtype=np.int64)
+    if len(missing) == 0:
+        return samples
+    raw = dataset.samples(missing, dataset.full_keep())
+    if len(samples) == 0:
+        return raw
+    return cat_interactions([samples, raw])
+
+
+def _fgt_batches(samples, batch_size: int, rng: np.random.Generator):
+    order = rng.permutation(len(samples))
+    for begin in range(0, len(order), batch_size):
+        yield samples[torch.from_numpy(order[begin:begin + batch_size])]
+
+
+def _state(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
+                  keep: np.ndarray) -> SRUGAReport:
+    """Run SRUGA in place on ``model``: forget ``forget_set``'s targets, with D_rem given by
+    ``keep`` (only users whose rows are kept contribute D_rem batches). Returns the report."""
+    start = time.perf_counter()
+    logger = getLogger()
+    report = SRUGAReport()
+    device = config["device"]
+    fgt_samples = ascent_samples(dataset, forget_set)
+    if len(fgt_samples) == 0:
+        report.stopped_by = "empty"
+        return report
+    init_seed(config["seed"], config["reproducibility"])
+    rng = np.random.default_rng(config["seed"])
+    loaders = split_loaders(config, dataset, keep)
+    fgt_eval = eval_loader(config, dataset, fgt_samples)
+    weights = {"ga": config["sruga_ga"], "kl": config["sruga_kl"], "ft": config["sruga_ft"]}
+    agent = copy.deepcopy(model).eval()
+    agent.requires_grad_(False)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config["sruga_learning_rate"])
+    rem_batches = cycle(loaders.train)
+
+    def measure() -> Dict[str, float]:
+        hit = full_ranking_metrics(model, fgt_eval, config, ["Hit"], [10]).get("hit@10", 0.0)
+        ndcg = full_ranking_metrics(model, loaders.valid, config, ["NDCG"], [10]).get("ndcg@10", 0.0)
+        return {"forget_hit@10": hit, "valid_ndcg@10": ndcg}
+
+    initial = measure()
+    report.history.append(dict(initial, epoch=0))
+    floor = config["utility_floor"] * initial["valid_ndcg@10"]
+    best_hit, stale = initial["forget_hit@10"], 0
+    last_good = _state(model)
+    for epoch in range(1, config["sruga_epochs"] + 1):
+        model.train()
+        eta_ga = weights["ga"] * config["sruga_anneal"] ** (epoch - 1)
+        for fgt_batch in _fgt_batches(fgt_samples, config["sruga_batch_size"], rng):
+            fgt_batch = fgt_batch.to(device)
+            rem_batch = next(rem_batches).to(device)
+            loss = torch.zeros((), device=device)
+            if eta_ga:
+                loss = loss + eta_ga * ga_loss(model, fgt_batch)
+            if weights["kl"]:
+                loss = loss + weights["kl"] * kl_loss(model, agent, rem_batch)
+            if weights["ft"]:
+                loss = loss + weights["ft"] * model.calculate_loss(rem_batch)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config["sruga_clip_norm"])
+            optimizer.step()
+        report.epochs_run = epoch
+        if epoch % config["sruga_eval_step"]:
+            continue
+        scores = measure()
+        report.history.append(dict(scores, epoch=epoch))
+        logger.info(f"sruga epoch {epoch}: {scores}")
+        if scores["valid_ndcg@10"] < floor:
+            model.load_state_dict(last_good)
+            report.stopped_by = "utility_floor"
+            break
+        last_good = _state(model)
+        if scores["forget_hit@10"] < best_hit:
+            best_hit, stale = scores["forget_hit@10"], 0
+        else:
+            stale += 1
+            if stale >= config["sruga_patience"]:
+                report.stopped_by = "patience"
+                break
+    model.eval()
+    report.seconds = time.perf_counter() - start
+    return report

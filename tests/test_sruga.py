@@ -1,0 +1,132 @@
+"""SRUGA: loss terms, early stopping, the utility floor, and end-to-end forgetting."""
+import copy
+
+import pytest
+import torch
+
+from recbole_unlearn import run_recbole_unlearn
+from recbole_unlearn.config import UnlearnConfig
+from recbole_unlearn.data import create_unlearn_dataset, sample_forget_set, split_loaders
+from recbole_unlearn.trainer import train_model
+from recbole_unlearn.trainer.sruga_trainer import kl_loss, positive_bce, sruga_unlearn
+from recbole_unlearn.utils.errors import UnlearnError
+
+from conftest import tiny_dict
+
+
+@pytest.fixture(scope="module")
+def trained():
+    config = UnlearnConfig("SASRec", config_dict=tiny_dict(unlearn_method="sruga", epochs=2)).for_method("sruga")
+    dataset = create_unlearn_dataset(config)
+    forget_set = sample_forget_set(config, dataset)
+    model = train_model(config, split_loaders(config, dataset)).model
+    return config, dataset, forget_set, model
+
+
+def test_one_ga_step_raises_the_loss_on_the_forget_batch(trained):
+    config, dataset, forget_set, model = trained
+    model = copy.deepcopy(model)
+    batch = forget_set.forget_samples(dataset)
+    model.eval()  # no dropout: the loss difference is the step's alone
+    before = positive_bce(model, batch).item()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer.zero_grad()
+    (-positive_bce(model, batch)).backward()  # L_GA
+    optimizer.step()
+    assert positive_bce(model, batch).item() > before
+
+
+def test_kl_is_zero_for_identical_models(trained):
+    config, dataset, _, model = trained
+    model.eval()
+    batch = next(iter(split_loaders(config, dataset).train))
+    assert abs(kl_loss(model, copy.deepcopy(model), batch).item()) < 1e-6
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    assert kl_loss(model, other, batch).item() > 1e-4
+
+
+def test_patience_stops_when_forget_hit_does_not_decrease(trained):
+    config, dataset, forget_set, model = trained
+    cfg = config.override({"sruga_learning_rate": 0.0, "sruga_patience": 2, "sruga_epochs": 10})
+    report = sruga_unlearn(cfg, copy.deepcopy(model), dataset, forget_set, forget_set.keep_mask(dataset))
+    assert report.stopped_by == "patience" and report.epochs_run == 2
+
+
+def test_utility_floor_restores_the_last_good_state(trained):
+    config, dataset, forget_set, model = trained
+    cfg = config.override({"sruga_learning_rate": 0.5, "sruga_kl": 0.0, "sruga_ft": 0.0, "sruga_ga": 1.0,
+                           "sruga_anneal": 1.0, "sruga_clip_norm": 100.0, "utility_floor": 0.99})
+    victim = copy.deepcopy(model)
+    report = sruga_unlearn(cfg, victim, dataset, forget_set, forget_set.keep_mask(dataset))
+    assert report.stopped_by == "utility_floor" and report.epochs_run == 1
+    for key, value in model.state_dict().items():  # the only good state was the starting one
+        assert torch.equal(value, victim.state_dict()[key]), key
+
+
+def test_bad_settings_are_rejected(trained):
+    from recbole_unlearn.unlearn.sruga import check_sruga_settings
+
+    config = trained[0]
+    with pytest.raises(UnlearnError, match="'utility_floor' must be in"):
+        check_sruga_settings(config.override({"utility_floor": 2}))
+    with pytest.raises(UnlearnError, match="'sruga_ga' must be a non-negative number"):
+        check_sruga_settings(config.override({"sruga_ga": -1}))
+
+
+@pytest.mark.parametrize("model", ["GRU4Rec", "SASRec", "BERT4Rec"])
+def test_sruga_runs_for_each_model(model, in_tmp):
+    doc = run_recbole_unlearn(model, config_dict=tiny_dict(
+        unlearn_method="sruga", include_retrain=False, save_model=False, sruga_epochs=2,
+        results_dir=str(in_tmp / "r")), verbose=False)
+    sruga = doc["rows"][-1]
+    assert sruga["method"] == "sruga" and sruga["stopped_by"] in ("patience", "utility_floor", "max_epochs")
+    assert sruga["history"][0]["epoch"] == 0 and 1 <= sruga["epochs_run"] <= 2
+
+
+def test_sruga_forgets_and_keeps_utility(in_tmp):
+    """A model trained long enough to memorise its data (15 epochs on ml-tiny) forgets: forget
+    Hit@10 falls below the original's while validation NDCG@10 stays above the floor. Small
+    D_fgt batches give SRUGA enough steps on 100 forget samples."""
+    doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method="sruga", include_retrain=False, save_model=False, epochs=15, learning_rate=0.01,
+        stopping_step=15, sruga_learning_rate=0.001, sruga_batch_size=8, utility_floor=0.7,
+        results_dir=str(in_tmp / "r")), verbose=False)
+    original, sruga = doc["rows"]
+    history = sruga["history"]
+    assert sruga["forget"]["hit@10"] < original["forget"]["hit@10"], (sruga["forget"], original["forget"])
+    assert history[-1]["valid_ndcg@10"] >= 0.7 * history[0]["valid_ndcg@10"]
+
+
+def test_sruga_on_an_ensemble_touches_only_affected_shards(in_tmp):
+    from recbole_unlearn.data import forget_set_from_requests
+    from recbole_unlearn.unlearn.sharded_model import ShardedUnlearnableModel
+
+    config = UnlearnConfig("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method="sisa", n_shards=3, shard_unlearning="sruga", aggregator="static", agg_epochs=1,
+        shard_num_threads=1, sruga_epochs=2, sruga_batch_size=8, utility_floor=0.0)).for_method("sisa")
+    dataset = create_unlearn_dataset(config)
+    model = ShardedUnlearnableModel.train(config, dataset)
+    before = [{k: v.clone() for k, v in s.items()} for s in model.final_states()]
+    aggregator_before = model.ensemble.aggregator.shard_logits.detach().clone()
+    (in_tmp / "req.csv").write_text("1\n")
+    fs = forget_set_from_requests(str(in_tmp / "req.csv"), dataset)
+    report = model.forget(fs.rows)
+    owner = int(model.shard_map.user_shard[dataset.token2id("user_id", "1")])
+    assert report.shards == [owner]
+    for shard, state in enumerate(model.final_states()):
+        same = all(torch.equal(state[k], before[shard][k]) for k in state)
+        assert same == (shard != owner)
+    assert report.aggregator_seconds > 0  # learned aggregator refreshed
+    assert not torch.equal(model.ensemble.aggregator.shard_logits.detach(), aggregator_before)
+
+
+def test_sruga_shard_mode_needs_one_slice():
+    from recbole_unlearn.unlearn.sisa import SISA
+
+    config = UnlearnConfig("GRU4Rec", config_dict=tiny_dict(unlearn_method="sisa", n_shards=2, n_slices=2,
+                                                           shard_unlearning="sruga")).for_method("sisa")
+    with pytest.raises(UnlearnError, match="needs n_slices 1"):
+        SISA.check(config, create_unlearn_dataset(config))
