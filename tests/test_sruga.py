@@ -130,3 +130,27 @@ def test_sruga_shard_mode_needs_one_slice():
                                                            shard_unlearning="sruga")).for_method("sisa")
     with pytest.raises(UnlearnError, match="needs n_slices 1"):
         SISA.check(config, create_unlearn_dataset(config))
+
+
+def test_saved_single_model_answers_a_request_file(in_tmp):
+    """SRUGA saves its model; a request file is answered by it in a new process."""
+    import os
+    import subprocess
+    import sys
+
+    from recbole_unlearn.unlearn.model_folder import read_audit, read_manifest
+
+    model_dir = str(in_tmp / "sruga_model")
+    run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method="sruga", include_retrain=False, model_dir=model_dir, sruga_epochs=1,
+        results_dir=str(in_tmp / "r")), verbose=False)
+    version_dir, manifest = read_manifest(model_dir)
+    assert manifest["format"] == "recbole_unlearn.single/1" and os.path.basename(version_dir) == "v000002"
+    (in_tmp / "req.csv").write_text("2,305\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, os.path.join(root, "run_recbole_unlearn.py"), f"--model_dir={model_dir}",
+                           "--forget=req.csv", "--state=ERROR"], cwd=in_tmp, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert os.path.basename(read_manifest(model_dir)[0]) == "v000003"
+    audit = read_audit(model_dir)
+    assert [e["source"] for e in audit] == ["thesis", "requests:req.csv"] and audit[-1]["interactions"] == 1

@@ -87,15 +87,16 @@ def balanced_kmeans(views: List[np.ndarray], n_shards: int, iterations: int, see
     return shard
 
 
-def _views(config, users, embeddings: PartitionEmbeddings, names) -> List[np.ndarray]:
-    return [getattr(embeddings, name)[users].astype(np.float64) for name in names]
+def _partition(config, users, embeddings: PartitionEmbeddings, names: List[str], n_shards: int) -> np.ndarray:
+    """Balanced k-means of ``users`` on the named ``PartitionEmbeddings`` vectors."""
+    views = [getattr(embeddings, name)[users].astype(np.float64) for name in names]
+    return balanced_kmeans(views, n_shards, config["partition_iterations"], config["partition_seed"])
 
 
 @PARTITIONERS.register("kmeans")
 def kmeans_partition(config, dataset, users, n_shards, embeddings: PartitionEmbeddings) -> np.ndarray:
     """SRU "similarity": balanced k-means on the users' final hidden states."""
-    return balanced_kmeans(_views(config, users, embeddings, ["user_hidden"]), n_shards,
-                           config["partition_iterations"], config["partition_seed"])
+    return _partition(config, users, embeddings, ["user_hidden"], n_shards)
 
 
 @PARTITIONERS.register("ubp")
@@ -108,15 +109,13 @@ def ubp_partition(config, dataset, users, n_shards, embeddings: PartitionEmbeddi
 @PARTITIONERS.register("ibp")
 def ibp_partition(config, dataset, users, n_shards, embeddings: PartitionEmbeddings) -> np.ndarray:
     """RecEraser IBP: each user is the mean pretrained embedding of its training items."""
-    return balanced_kmeans(_views(config, users, embeddings, ["user_item_mean"]), n_shards,
-                           config["partition_iterations"], config["partition_seed"])
+    return _partition(config, users, embeddings, ["user_item_mean"], n_shards)
 
 
 @PARTITIONERS.register("inbp")
 def inbp_partition(config, dataset, users, n_shards, embeddings: PartitionEmbeddings) -> np.ndarray:
     """RecEraser InBP: both vectors; distance = product of the two squared distances."""
-    return balanced_kmeans(_views(config, users, embeddings, ["user_hidden", "user_item_mean"]), n_shards,
-                           config["partition_iterations"], config["partition_seed"])
+    return _partition(config, users, embeddings, ["user_hidden", "user_item_mean"], n_shards)
 
 
 SIMILARITY_PARTITIONERS = {"kmeans", "ubp", "ibp", "inbp"}

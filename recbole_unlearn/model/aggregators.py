@@ -114,6 +114,7 @@ class AttentionAggregator(Aggregator):
         self.attention = _AttentionScore(hidden, config["agg_attention_size"])
         self.output = nn.Linear(hidden, sub_model.n_items)
         self.register_buffer("centroids", torch.zeros(n_shards, size))
+        self.batch_size = config["eval_batch_size"]
 
     def shard_weights(self, ensemble, interaction) -> torch.Tensor:
         """``(alpha [K, B], e [K, B, H'])``."""
@@ -137,8 +138,9 @@ class AttentionAggregator(Aggregator):
             if len(histories) == 0:
                 self.centroids[shard].zero_()
                 continue
-            reps = torch.cat([sequence_representation(sub, histories[i:i + 4096].to(self.centroids.device))
-                              for i in range(0, len(histories), 4096)])
+            reps = torch.cat([
+                sequence_representation(sub, histories[i:i + self.batch_size].to(self.centroids.device))
+                for i in range(0, len(histories), self.batch_size)])
             self.centroids[shard] = reps.mean(dim=0)
 
 

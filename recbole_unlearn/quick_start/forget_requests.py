@@ -43,7 +43,7 @@ def run_forget_requests(model_dir: str, request_file: str, config_dict: Optional
     getLogger().info(f"request applied: {entry}")
     suite = EvaluationSuite(config, dataset, ForgetSet(model.forgotten, source="all forgotten"))
     facts = {k: v for k, v in report.to_json().items() if k != "seconds"}
-    row = make_row(config["unlearn_method"], suite.evaluate(model.ensemble), report.seconds, **facts)
+    row = make_row(config["unlearn_method"], suite.evaluate(model.recommender), report.seconds, **facts)
     summary = {"source": source, "requests": len(requests), "interactions": int(len(rows)),
                "newly_forgotten": report.interactions, "forgotten_total": int(len(model.forgotten))}
     document = results_document(config["model"], config["dataset"], config.settings(), summary, [row])

@@ -1,6 +1,6 @@
-"""The on-disk form of a :class:`ShardedUnlearnableModel`.
+"""The on-disk form of a :class:`ShardedUnlearnableModel` or :class:`SingleUnlearnableModel`.
 
-Layout::
+Layout (sharded; a single model has ``model.pth`` instead of the shard and aggregator files)::
 
     <model_dir>/
       CURRENT                  name of the live version, e.g. "v000002" (replaced atomically)
@@ -30,14 +30,16 @@ import recbole
 import torch
 
 import recbole_unlearn
-from recbole_unlearn.data.partition import ShardMap
-from recbole_unlearn.data.similarity import PartitionEmbeddings
 from recbole_unlearn.trainer.trainer import load_checkpoint
 from recbole_unlearn.unlearn.sharded_model import ForgetReport, ShardedUnlearnableModel
+from recbole_unlearn.unlearn.single_model import SingleUnlearnableModel
 from recbole_unlearn.utils.atomic import atomic_write, write_json
 from recbole_unlearn.utils.errors import UnlearnError
 
-FORMAT = "recbole_unlearn.sharded/1"
+MODEL_CLASSES = {
+    ShardedUnlearnableModel.FORMAT: ShardedUnlearnableModel,
+    SingleUnlearnableModel.FORMAT: SingleUnlearnableModel,
+}
 CURRENT = "CURRENT"
 AUDIT = "audit.jsonl"
 # Keys a later process may change when it loads a saved model (they do not change the numbers).
@@ -77,15 +79,12 @@ def current_version(model_dir: str) -> Optional[str]:
     return name
 
 
-def _shard_file(shard: int, stage: int) -> str:
-    return f"shard_{shard:02d}_stage_{stage:02d}.pth"
-
-
-def save_model(model: ShardedUnlearnableModel, model_dir: str, reused: Optional[Dict[str, str]] = None) -> str:
-    """Write ``model`` as a new version of ``model_dir`` and make it current.
+def save_model(model, model_dir: str, reused: Optional[Dict[str, str]] = None) -> str:
+    """Write ``model`` (a :class:`ShardedUnlearnableModel` or :class:`SingleUnlearnableModel`)
+    as a new version of ``model_dir`` and make it current.
 
     Args:
-        reused: ``{file name: path}`` of files that did not change (hard-linked, not rewritten).
+        reused: ``{file name: path}`` of weight files that did not change (hard-linked).
 
     Returns:
         The new version's folder.
@@ -99,25 +98,13 @@ def save_model(model: ShardedUnlearnableModel, model_dir: str, reused: Optional[
     os.makedirs(staging)
     try:
         files: Dict[str, str] = {}
-        for shard, states in enumerate(model.stage_states):
-            for stage, state in states.items():
-                fname = _shard_file(shard, stage)
-                target = os.path.join(staging, fname)
-                if reused and fname in reused:
-                    _link_or_copy(reused[fname], target)
-                else:
-                    atomic_write(target, lambda f, s=state: torch.save(s, f))
-                files[fname] = file_sha256(target)
-        if model.embeddings is not None:
-            emb_path = os.path.join(staging, "partition_embeddings.pth")
-            if reused and "partition_embeddings.pth" in reused:
-                _link_or_copy(reused["partition_embeddings.pth"], emb_path)
+        for fname, state in model.weight_states().items():
+            target = os.path.join(staging, fname)
+            if reused and fname in reused:
+                _link_or_copy(reused[fname], target)
             else:
-                atomic_write(emb_path, lambda f: torch.save(model.embeddings.to_state(), f))
-            files["partition_embeddings.pth"] = file_sha256(emb_path)
-        agg_path = os.path.join(staging, "aggregator.pth")
-        atomic_write(agg_path, lambda f: torch.save(model.ensemble.aggregator.state_dict(), f))
-        files["aggregator.pth"] = file_sha256(agg_path)
+                atomic_write(target, lambda f, s=state: torch.save(s, f))
+            files[fname] = file_sha256(target)
         dataset = model.dataset
         forgotten = [[str(u), int(p)] for u, p in zip(
             dataset.id2token(dataset.uid_field, dataset.log_user[model.forgotten]),
@@ -150,11 +137,11 @@ def _prune(model_dir: str, keep: set) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _manifest(model: ShardedUnlearnableModel, files: Dict[str, str]) -> dict:
-    config, dataset = model.config, model.dataset
+def _manifest(model, files: Dict[str, str]) -> dict:
+    config = model.config
     data_file = os.path.join(config["data_path"], f"{config['dataset']}.inter")
     return {
-        "format": FORMAT,
+        "format": model.FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "versions": {"recbole_unlearn": recbole_unlearn.__version__, "recbole": recbole.__version__,
                      "torch": torch.__version__},
@@ -164,7 +151,7 @@ def _manifest(model: ShardedUnlearnableModel, files: Dict[str, str]) -> dict:
         "data_sha256": file_sha256(data_file),
         "config": config.saved_config_dict(),
         "settings": config.settings(),
-        "shard_map": model.shard_map.to_json(dataset),
+        **model.manifest_extras(),
         "n_forgotten": int(len(model.forgotten)),
         "files": files,
     }
@@ -190,12 +177,12 @@ def read_manifest(model_dir: str) -> Tuple[str, dict]:
         raise UnlearnError(f"{model_dir} is not a recbole_unlearn model folder (no {CURRENT} file)")
     version_dir = os.path.join(model_dir, name)
     manifest = _read_json(os.path.join(version_dir, "manifest.json"))
-    if manifest.get("format") != FORMAT:
+    if manifest.get("format") not in MODEL_CLASSES:
         raise UnlearnError(f"{version_dir}/manifest.json: unsupported format {manifest.get('format')!r}")
     return version_dir, manifest
 
 
-def load_model(model_dir: str, overrides: Optional[dict] = None) -> ShardedUnlearnableModel:
+def load_model(model_dir: str, overrides: Optional[dict] = None):
     """Load the current version of ``model_dir`` in a fresh process.
 
     ``overrides`` may only change :data:`RUNTIME_KEYS` (workers, logging, ...); anything that
@@ -221,22 +208,14 @@ def load_model(model_dir: str, overrides: Optional[dict] = None) -> ShardedUnlea
     if file_sha256(data_file) != manifest["data_sha256"]:
         raise UnlearnError(f"dataset file {data_file} changed since the model was trained")
     dataset = create_unlearn_dataset(config)
-    shard_map = ShardMap.from_json(manifest["shard_map"], dataset)
     files = manifest["files"]
-    stage_states = []
-    for shard in range(shard_map.n_shards):
-        stage_states.append({
-            stage: load_checkpoint(_checked_path(version_dir, files, _shard_file(shard, stage)))
-            for stage in range(shard_map.n_slices)
-        })
-    aggregator_state = load_checkpoint(_checked_path(version_dir, files, "aggregator.pth"))
     forgotten = _forgotten_rows(_read_json(_checked_path(version_dir, files, "forgotten.json")), dataset)
-    embeddings = None
-    if "partition_embeddings.pth" in files:
-        embeddings = PartitionEmbeddings.from_state(
-            load_checkpoint(_checked_path(version_dir, files, "partition_embeddings.pth")))
-    model = ShardedUnlearnableModel(config, dataset, shard_map, stage_states, aggregator_state, forgotten,
-                                    embeddings)
+    model_class = MODEL_CLASSES[manifest["format"]]
+
+    def load(name: str) -> dict:
+        return load_checkpoint(_checked_path(version_dir, files, name))
+
+    model = model_class.from_saved(config, dataset, manifest, load, forgotten)
     model.version_dir = version_dir
     return model
 
@@ -252,7 +231,7 @@ def _forgotten_rows(pairs: List[list], dataset) -> np.ndarray:
     return np.array(rows, dtype=np.int64)
 
 
-def forget_and_save(model: ShardedUnlearnableModel, model_dir: str, forget_set, method: str) -> Tuple[ForgetReport, dict]:
+def forget_and_save(model, model_dir: str, forget_set, method: str) -> Tuple[ForgetReport, dict]:
     """Forget ``forget_set`` (with its extra deletions), write the new version (unchanged shard
     files hard-linked), switch to it, then append the audit entry. Returns the report and the
     audit entry."""
@@ -270,12 +249,7 @@ def forget_and_save(model: ShardedUnlearnableModel, model_dir: str, forget_set, 
         **report.to_json(),
     }
     if report.interactions:
-        reused = {"partition_embeddings.pth": os.path.join(version_dir, "partition_embeddings.pth")}
-        for shard, states in enumerate(model.stage_states):
-            first = report.start_stages.get(shard)
-            for stage in states:
-                if first is None or stage < first:
-                    reused[_shard_file(shard, stage)] = os.path.join(version_dir, _shard_file(shard, stage))
+        reused = {name: os.path.join(version_dir, name) for name in model.unchanged_files(report)}
         entry["version"] = os.path.basename(save_model(model, model_dir, reused))
     else:
         entry["version"] = os.path.basename(version_dir)

@@ -58,6 +58,11 @@ class ForgetReport:
         }
 
 
+def shard_file(shard: int, stage: int) -> str:
+    """File name of shard ``shard``'s weights after slice stage ``stage``."""
+    return f"shard_{shard:02d}_stage_{stage:02d}.pth"
+
+
 class ShardedUnlearnableModel:
     """K shard sub-models + aggregator + the forgotten set, for one dataset.
 
@@ -81,6 +86,44 @@ class ShardedUnlearnableModel:
         self.forgotten = np.unique(np.asarray(forgotten, dtype=np.int64))
         self.embeddings = embeddings
         self.ensemble = self._build_ensemble(aggregator_state)
+
+    FORMAT = "recbole_unlearn.sharded/1"
+
+    @property
+    def recommender(self) -> EnsembleSequentialRecommender:
+        return self.ensemble
+
+    # --- persistence hooks (see recbole_unlearn.unlearn.model_folder) ---------------------
+    def weight_states(self) -> Dict[str, Dict[str, torch.Tensor]]:
+        """``{file name: state_dict}`` of everything with weights."""
+        states = {shard_file(k, r): state for k, stages in enumerate(self.stage_states) for r, state in stages.items()}
+        if self.embeddings is not None:
+            states["partition_embeddings.pth"] = self.embeddings.to_state()
+        states["aggregator.pth"] = self.ensemble.aggregator.state_dict()
+        return states
+
+    def manifest_extras(self) -> dict:
+        return {"shard_map": self.shard_map.to_json(self.dataset)}
+
+    def unchanged_files(self, report: ForgetReport) -> List[str]:
+        """Weight files a forget did not change: untouched shards' stages, stages before the
+        restart point, the partition embeddings."""
+        names = ["partition_embeddings.pth"] if self.embeddings is not None else []
+        for shard, stages in enumerate(self.stage_states):
+            first = report.start_stages.get(shard)
+            names += [shard_file(shard, r) for r in stages if first is None or r < first]
+        return names
+
+    @classmethod
+    def from_saved(cls, config, dataset, manifest: dict, load, forgotten: np.ndarray) -> "ShardedUnlearnableModel":
+        shard_map = ShardMap.from_json(manifest["shard_map"], dataset)
+        stage_states = [{r: load(shard_file(k, r)) for r in range(shard_map.n_slices)}
+                        for k in range(shard_map.n_shards)]
+        files = manifest["files"]
+        embeddings = None
+        if "partition_embeddings.pth" in files:
+            embeddings = PartitionEmbeddings.from_state(load("partition_embeddings.pth"))
+        return cls(config, dataset, shard_map, stage_states, load("aggregator.pth"), forgotten, embeddings)
 
     @staticmethod
     def needs_embeddings(config) -> bool:

@@ -1,9 +1,8 @@
 """SRUGA (thesis section 3.4): approximate unlearning of the trained original model."""
 import copy
-import time
+import os
 
 from recbole_unlearn.data.forget import ForgetSet
-from recbole_unlearn.trainer.sruga_trainer import sruga_unlearn
 from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult
 from recbole_unlearn.utils.errors import UnlearnError
 
@@ -24,16 +23,26 @@ def check_sruga_settings(config) -> None:
 
 @METHODS.register("sruga")
 class SRUGA(UnlearnMethod):
-    """Start from a copy of the original model and run :func:`sruga_unlearn` on D_fgt / D_rem.
-    Its forgetting time is the SRUGA run alone (the original model already exists)."""
+    """Start from a copy of the original model and run SRUGA on D_fgt / D_rem. Its forgetting
+    time is the SRUGA run alone (the original model already exists). The copy is saved as a
+    :class:`SingleUnlearnableModel` in ``model_dir`` (default ``<run folder>/sruga_model``)
+    before and after forgetting, so later request files can be answered with it."""
 
     @classmethod
     def check(cls, config, dataset) -> None:
         check_sruga_settings(config)
+        if config["model_dir"] and os.path.exists(os.path.join(config["model_dir"], "CURRENT")):
+            raise UnlearnError(f"model_dir {config['model_dir']} already holds a model; choose a new folder")
+
+    def model_dir(self) -> str:
+        return self.config["model_dir"] or os.path.join(self.config["checkpoint_dir"], "sruga_model")
 
     def forget(self, forget_set: ForgetSet) -> UnlearnResult:
-        start = time.perf_counter()
-        model = copy.deepcopy(self.original.model)
-        report = sruga_unlearn(self.config, model, self.dataset, forget_set, forget_set.keep_mask(self.dataset))
-        seconds = time.perf_counter() - start
-        return UnlearnResult(model, seconds, forget_set, report.to_json())
+        from recbole_unlearn.unlearn.model_folder import forget_and_save, save_model
+        from recbole_unlearn.unlearn.single_model import SingleUnlearnableModel
+
+        single = SingleUnlearnableModel(self.config, self.dataset, copy.deepcopy(self.original.model))
+        save_model(single, self.model_dir())
+        report, _ = forget_and_save(single, self.model_dir(), forget_set, "sruga")
+        info = dict(single.last_sruga, model_dir=self.model_dir())
+        return UnlearnResult(single.model, report.seconds, forget_set, info)
