@@ -84,6 +84,7 @@ def main() -> int:
 
     work = os.path.abspath(os.path.join(args.work, args.dataset))
     args.data_path = args.data_path and os.path.abspath(args.data_path)
+    args.source = args.source and os.path.abspath(args.source)
     os.makedirs(work, exist_ok=True)
     os.chdir(work)
     data_path = os.path.abspath(args.data_path) if args.data_path else os.path.join(work, "data")

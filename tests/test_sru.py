@@ -188,3 +188,21 @@ def test_extra_deletion_lowers_sru_inference(in_tmp):
     hit_on = on["rows"][-1]["sru_inference"]["hit@20"]
     assert on["rows"][-1]["extra_deleted"] > 0
     assert hit_on < hit_off, (hit_on, hit_off)
+
+
+def test_several_methods_keep_their_own_yaml_defaults(in_tmp):
+    doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method="sisa,sru", n_shards=2, agg_epochs=1, include_retrain=False, save_model=False,
+        shard_num_threads=1, results_dir=str(in_tmp / "r")), verbose=False)
+    rows = {r["method"]: r for r in doc["rows"]}
+    assert (rows["sisa"]["partitioner"], rows["sisa"]["aggregator"], rows["sisa"]["extra_deleted"]) == ("random", "mean", 0)
+    assert (rows["sru"]["partitioner"], rows["sru"]["aggregator"]) == ("kmeans", "attention")
+    assert rows["sru"]["extra_deleted"] > 0
+
+
+def test_one_model_dir_for_two_saving_methods_is_refused(in_tmp):
+    from recbole_unlearn.utils.errors import UnlearnError
+
+    with pytest.raises(UnlearnError, match="model_dir names one model folder"):
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(unlearn_method="sisa,sru", model_dir=str(in_tmp / "m")))
+    assert not (in_tmp / "m").exists()

@@ -28,6 +28,9 @@ def _method_order(config) -> List[str]:
         raise UnlearnError("config key 'unlearn_method' names no method")
     for name in names:
         METHODS.get(name)  # raises for an unknown name
+    if config["model_dir"] and len([n for n in names if n != "retrain"]) > 1:
+        raise UnlearnError("model_dir names one model folder: run one saving method per run "
+                           f"(got {', '.join(names)})")
     if config["include_retrain"] and "retrain" not in names:
         names = ["retrain"] + names
     return list(dict.fromkeys(names))

@@ -1,4 +1,5 @@
 """The interface every unlearning method implements, and the registry that names them."""
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Dict
@@ -9,6 +10,7 @@ from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.evaluator.suite import EvaluationSuite
 from recbole_unlearn.trainer.training import TrainedModel
+from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.registry import Registry
 
 
@@ -64,3 +66,12 @@ class UnlearnMethod(ABC):
 
 
 METHODS: Registry[type] = Registry("unlearning method", "unlearn_method")
+
+
+def check_new_model_dir(config) -> None:
+    """A method that saves a deployable model must not overwrite one already in ``model_dir``."""
+    if config["model_dir"] and os.path.exists(os.path.join(config["model_dir"], "CURRENT")):
+        raise UnlearnError(
+            f"model_dir {config['model_dir']} already holds a model; choose a new folder "
+            "(or answer requests with it: --model_dir=... --forget=...)"
+        )

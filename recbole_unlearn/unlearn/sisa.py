@@ -14,7 +14,7 @@ from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.data.extra_deletion import check_extra_deletion
 from recbole_unlearn.data.partition import check_shard_settings
 from recbole_unlearn.model.aggregators import AGGREGATORS
-from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult
+from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult, check_new_model_dir
 from recbole_unlearn.unlearn.model_folder import forget_and_save, save_model
 from recbole_unlearn.unlearn.sharded_model import ShardedUnlearnableModel
 from recbole_unlearn.unlearn.sruga import check_sruga_settings
@@ -41,11 +41,7 @@ class SISA(UnlearnMethod):
                                    "keep the forgotten data's influence")
         if config["num_workers"] < 1:
             raise UnlearnError(f"config key 'num_workers' must be >= 1, got {config['num_workers']!r}")
-        if config["model_dir"] and os.path.exists(os.path.join(config["model_dir"], "CURRENT")):
-            raise UnlearnError(
-                f"model_dir {config['model_dir']} already holds a model; choose a new folder "
-                "(or answer requests with it: --model_dir=... --forget=...)"
-            )
+        check_new_model_dir(config)
 
     def model_dir(self) -> str:
         return self.config["model_dir"] or os.path.join(self.config["checkpoint_dir"], f"{self.name}_model")

@@ -3,7 +3,7 @@ import copy
 import os
 
 from recbole_unlearn.data.forget import ForgetSet
-from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult
+from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult, check_new_model_dir
 from recbole_unlearn.utils.errors import UnlearnError
 
 
@@ -31,8 +31,7 @@ class SRUGA(UnlearnMethod):
     @classmethod
     def check(cls, config, dataset) -> None:
         check_sruga_settings(config)
-        if config["model_dir"] and os.path.exists(os.path.join(config["model_dir"], "CURRENT")):
-            raise UnlearnError(f"model_dir {config['model_dir']} already holds a model; choose a new folder")
+        check_new_model_dir(config)
 
     def model_dir(self) -> str:
         return self.config["model_dir"] or os.path.join(self.config["checkpoint_dir"], "sruga_model")
