@@ -38,8 +38,8 @@ def run_forget_requests(model_dir: str, request_file: str, config_dict: Optional
     # ---- valid input: from here on we write -------------------------------------------
     init_logger(config)
     forget_set = model.expand(ForgetSet(rows, source=source))
-    report, entry = forget_and_save(model, model_dir, forget_set, config["unlearn_method"])
-    entry["requests"] = len(requests)
+    report, entry = forget_and_save(model, model_dir, forget_set, config["unlearn_method"],
+                                    {"requests": len(requests)})
     getLogger().info(f"request applied: {entry}")
     suite = EvaluationSuite(config, dataset, ForgetSet(model.forgotten, source="all forgotten"))
     facts = {k: v for k, v in report.to_json().items() if k != "seconds"}

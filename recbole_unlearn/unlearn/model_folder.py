@@ -231,7 +231,8 @@ def _forgotten_rows(pairs: List[list], dataset) -> np.ndarray:
     return np.array(rows, dtype=np.int64)
 
 
-def forget_and_save(model, model_dir: str, forget_set, method: str) -> Tuple[ForgetReport, dict]:
+def forget_and_save(model, model_dir: str, forget_set, method: str,
+                    extra: Optional[dict] = None) -> Tuple[ForgetReport, dict]:
     """Forget ``forget_set`` (with its extra deletions), write the new version (unchanged shard
     files hard-linked), switch to it, then append the audit entry. Returns the report and the
     audit entry."""
@@ -247,6 +248,7 @@ def forget_and_save(model, model_dir: str, forget_set, method: str) -> Tuple[For
         "requested_interactions": int(len(forget_set.requested)),
         "extra_deleted": int(len(forget_set.extra)),
         **report.to_json(),
+        **(extra or {}),
     }
     if report.interactions:
         reused = {name: os.path.join(version_dir, name) for name in model.unchanged_files(report)}
