@@ -134,3 +134,35 @@ def test_ray_two_workers_match_one_worker(in_tmp):
     strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k and k not in ("model_dir", "speedup")}
                           for r in rows]
     assert strip(one["rows"]) == strip(two["rows"])
+
+
+def test_audit_hmacs_and_verify(saved):
+    import json as jsonlib
+
+    from recbole_unlearn.unlearn.model_folder import audit_secret, interaction_hmacs, verify_model
+    from recbole_unlearn.utils.errors import UnlearnError
+
+    base, model_dir, _ = saved
+    model = load_model(model_dir)
+    entries = read_audit(model_dir)
+    hmacs = [h for e in entries for h in e["forgotten_hmac"]]
+    assert len(hmacs) == sum(e["interactions"] for e in entries)
+    key = audit_secret(model_dir, create=False)
+    assert len(key) == 32 and oct(os.stat(os.path.join(model_dir, "audit.key")).st_mode)[-3:] == "600"
+    assert set(hmacs) == set(interaction_hmacs(key, model.dataset, model.forgotten))
+    assert not any(tok in json_line for json_line in open(os.path.join(model_dir, "audit.jsonl"))
+                   for tok in ('"user"', '"item"'))
+    assert verify_model(model_dir)["forgotten"] == len(model.forgotten)
+    proc = _cli([f"--model_dir={model_dir}", "--verify=True"], base)
+    assert proc.returncode == 0 and proc.stdout.strip().startswith("verified:"), proc.stderr
+    # an audit line naming a pair that is not forgotten fails verification
+    audit = os.path.join(model_dir, "audit.jsonl")
+    original = open(audit).read()
+    with open(audit, "a") as f:
+        f.write(jsonlib.dumps({"forgotten_hmac": ["0" * 64]}) + "\n")
+    try:
+        with pytest.raises(UnlearnError, match="audited pairs are not forgotten"):
+            verify_model(model_dir)
+    finally:
+        with open(audit, "w") as f:
+            f.write(original)

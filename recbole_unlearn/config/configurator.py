@@ -19,7 +19,7 @@ from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.paths import properties_dir, property_file
 
 # Keys that are not settings in any YAML but are accepted everywhere.
-_ALWAYS_ALLOWED = {"model", "dataset", "config_files", "model_dir", "benchmark"}
+_ALWAYS_ALLOWED = {"model", "dataset", "config_files", "model_dir", "benchmark", "verify"}
 
 
 def _read_yaml(path: str, loader) -> dict:

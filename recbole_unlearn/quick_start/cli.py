@@ -43,7 +43,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")
     try:
         model, dataset, config_files, config_dict = parse_args(argv)
-        if config_dict.get("model_dir") and config_dict.get("forget"):
+        if config_dict.get("verify"):
+            if not config_dict.get("model_dir"):
+                raise UnlearnError("--verify needs --model_dir=<folder>")
+            from recbole_unlearn.unlearn.model_folder import verify_model
+
+            print(f"verified: {verify_model(str(config_dict['model_dir']))}")
+        elif config_dict.get("model_dir") and config_dict.get("forget"):
             if model or dataset or config_files:
                 raise UnlearnError("--model_dir uses the saved model's settings: drop --model, "
                                    "--dataset and --config_files")

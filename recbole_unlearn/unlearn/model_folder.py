@@ -18,6 +18,7 @@ is read back without unpickling (JSON, ``torch.load(weights_only=True)``) and ch
 SHA-256 recorded in the manifest.
 """
 import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -42,6 +43,7 @@ MODEL_CLASSES = {
 }
 CURRENT = "CURRENT"
 AUDIT = "audit.jsonl"
+SECRET = "audit.key"
 # Keys a later process may change when it loads a saved model (they do not change the numbers).
 RUNTIME_KEYS = {
     "num_workers", "ray_address", "ray_cpus_per_shard", "ray_gpus_per_shard", "shard_num_threads",
@@ -237,8 +239,10 @@ def forget_and_save(model, model_dir: str, forget_set, method: str,
     files hard-linked), switch to it, then append the audit entry. Returns the report and the
     audit entry."""
     version_dir, _ = read_manifest(model_dir)
+    key = audit_secret(model_dir)
     rows = forget_set.rows
     source = forget_set.source
+    new_rows = np.setdiff1d(rows, model.forgotten)
     report = model.forget(rows)
     entry = {
         "request_id": uuid.uuid4().hex,
@@ -249,6 +253,7 @@ def forget_and_save(model, model_dir: str, forget_set, method: str,
         "extra_deleted": int(len(forget_set.extra)),
         **report.to_json(),
         **(extra or {}),
+        "forgotten_hmac": interaction_hmacs(key, model.dataset, new_rows),
     }
     if report.interactions:
         reused = {name: os.path.join(version_dir, name) for name in model.unchanged_files(report)}
@@ -257,6 +262,31 @@ def forget_and_save(model, model_dir: str, forget_set, method: str,
         entry["version"] = os.path.basename(version_dir)
     append_audit(model_dir, entry)
     return report, entry
+
+
+def audit_secret(model_dir: str, create: bool = True) -> Optional[bytes]:
+    """The model's audit key (32 random bytes in ``audit.key``, created once, mode 0600). It is
+    kept outside the log so the log alone cannot be used to test guesses of forgotten pairs
+    (plain hashes of small integer ids are trivially reversible). ``None`` if missing and not
+    ``create``."""
+    path = os.path.join(model_dir, SECRET)
+    if not os.path.exists(path):
+        if not create:
+            return None
+        atomic_write(path, lambda f: f.write(os.urandom(32)))
+        os.chmod(path, 0o600)
+    with open(path, "rb") as f:
+        key = f.read()
+    if len(key) != 32:
+        raise UnlearnError(f"{path} is not a 32-byte audit key")
+    return key
+
+
+def interaction_hmacs(key: bytes, dataset, rows: np.ndarray) -> List[str]:
+    """HMAC-SHA256 of each forgotten (user token, item token) pair, hex; ``[n]``."""
+    users = dataset.id2token(dataset.uid_field, dataset.log_user[rows])
+    items = dataset.id2token(dataset.iid_field, dataset.log_item[rows])
+    return [hmac.new(key, f"{u}\t{i}".encode(), hashlib.sha256).hexdigest() for u, i in zip(users, items)]
 
 
 def append_audit(model_dir: str, entry: dict) -> None:
@@ -282,3 +312,41 @@ def read_audit(model_dir: str) -> List[dict]:
             except json.JSONDecodeError:
                 raise UnlearnError(f"{path} line {number} is not valid JSON") from None
     return entries
+
+
+def verify_model(model_dir: str) -> dict:
+    """Re-check a saved model: every file matches its checksum (by loading it), no shard's or
+    the single model's remaining training data contains a forgotten interaction, and every
+    (user, item) HMAC in the audit log is a forgotten pair of the model. Raises ``UnlearnError``
+    naming the first problem; returns counts."""
+    model = load_model(model_dir)
+    dataset, keep = model.dataset, model.keep_mask()
+    forgotten = set(model.forgotten.tolist())
+    shard_rows = []
+    if isinstance(model, ShardedUnlearnableModel):
+        for shard in range(model.shard_map.n_shards):
+            for stage in range(model.shard_map.n_slices):
+                targets = model.shard_map.stage_targets(dataset, shard, stage, keep)
+                kept_targets, history, valid = dataset.history_rows(targets, keep)
+                shard_rows.append(np.concatenate([kept_targets, history[valid]]))
+    else:
+        train = dataset.split_targets(keep)[0]
+        kept_targets, history, valid = dataset.history_rows(train, keep)
+        shard_rows.append(np.concatenate([kept_targets, history[valid]]))
+    for rows in shard_rows:
+        leaked = forgotten.intersection(rows.tolist())
+        if leaked:
+            raise UnlearnError(f"{model_dir}: {len(leaked)} forgotten interactions are still in training data")
+    entries = read_audit(model_dir)
+    key = audit_secret(model_dir, create=False)
+    if key is None:
+        if any(entry.get("forgotten_hmac") for entry in entries):
+            raise UnlearnError(f"{model_dir}/{SECRET} is missing: the audit log cannot be checked")
+        key = b""
+    known = set(interaction_hmacs(key, dataset, model.forgotten))
+    for number, entry in enumerate(entries, start=1):
+        missing = [h for h in entry.get("forgotten_hmac", []) if h not in known]
+        if missing:
+            raise UnlearnError(f"{model_dir}/{AUDIT} line {number}: {len(missing)} audited pairs are not forgotten")
+    return {"model_dir": model_dir, "forgotten": len(forgotten), "audit_entries": len(entries),
+            "version": os.path.basename(model.version_dir)}
