@@ -53,14 +53,15 @@ def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset") ->
     if fmt not in READERS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(READERS)}")
     folder = os.path.join(data_path, name)
-    os.makedirs(folder, exist_ok=True)
     target = os.path.join(folder, f"{name}.inter")
-    tmp = target + ".tmp"
+    os.makedirs(data_path, exist_ok=True)
+    tmp = os.path.join(data_path, f".{name}.inter.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as out:
             out.write(HEADER)
             for user, item, position in READERS[fmt](input_path):
                 out.write(f"{user}\t{item}\t{position}\n")
+        os.makedirs(folder, exist_ok=True)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
