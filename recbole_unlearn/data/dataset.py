@@ -62,6 +62,10 @@ class UnlearnSequentialDataset(SequentialDataset):
     def n_rows(self) -> int:
         return len(self.log_user)
 
+    def active_users(self) -> np.ndarray:
+        """Internal ids of the users with at least one interaction, sorted."""
+        return np.flatnonzero(self.user_start >= 0)
+
     def full_keep(self) -> np.ndarray:
         """A ``keep`` mask with every interaction kept, shape ``[n_rows]``."""
         return np.ones(self.n_rows, dtype=bool)

@@ -92,6 +92,16 @@ ProtocolFn = Callable[[object, UnlearnSequentialDataset], ForgetSet]
 FORGET_PROTOCOLS: Registry[ProtocolFn] = Registry("forget protocol", "forget_protocol")
 
 
+def _sample_users(rng: np.random.Generator, dataset: UnlearnSequentialDataset, eligible: np.ndarray,
+                  ratio: float, empty_message: str) -> np.ndarray:
+    """``round(ratio * number of users)`` users drawn from ``eligible`` (all of them if fewer),
+    sorted; ``empty_message`` is raised when none can be drawn."""
+    n_pick = int(round(ratio * len(dataset.active_users())))
+    if len(eligible) == 0 or n_pick == 0:
+        raise UnlearnError(empty_message)
+    return np.sort(rng.choice(eligible, size=min(n_pick, len(eligible)), replace=False))
+
+
 @FORGET_PROTOCOLS.register("thesis")
 def thesis_protocol(config, dataset: UnlearnSequentialDataset) -> ForgetSet:
     """Thesis section 3.2.2: ``forget_user_ratio`` of the users; for each, a random number
@@ -105,15 +115,11 @@ def thesis_protocol(config, dataset: UnlearnSequentialDataset) -> ForgetSet:
     ratio = config["forget_item_ratio"]
     n_train = np.bincount(dataset.log_user[dataset.is_training], minlength=dataset.user_num)
     max_k = np.minimum(np.floor(ratio * n_train).astype(np.int64), n_train - skip)
-    eligible = np.flatnonzero(max_k >= 1)
-    n_users_total = int(np.count_nonzero(np.bincount(dataset.log_user, minlength=dataset.user_num)))
-    n_pick = int(round(config["forget_user_ratio"] * n_users_total))
-    if len(eligible) == 0 or n_pick == 0:
-        raise UnlearnError(
-            "the thesis protocol found no user to forget from: users need more than "
-            f"{skip} training interactions (dataset '{config['dataset']}')"
-        )
-    chosen = np.sort(rng.choice(eligible, size=min(n_pick, len(eligible)), replace=False))
+    chosen = _sample_users(
+        rng, dataset, np.flatnonzero(max_k >= 1), config["forget_user_ratio"],
+        "the thesis protocol found no user to forget from: users need more than "
+        f"{skip} training interactions (dataset '{config['dataset']}')",
+    )
     rows = []
     for user in chosen:
         k = int(rng.integers(1, max_k[user] + 1))
@@ -135,13 +141,10 @@ def sru_protocol(config, dataset: UnlearnSequentialDataset) -> ForgetSet:
     """
     rng = np.random.default_rng(config["forget_seed"])
     n_train = np.bincount(dataset.log_user[dataset.is_training], minlength=dataset.user_num)
-    eligible = np.flatnonzero(n_train >= 2)
-    n_users_total = int(np.count_nonzero(np.bincount(dataset.log_user, minlength=dataset.user_num)))
-    n_pick = int(round(config["sru_forget_ratio"] * n_users_total))
-    if len(eligible) == 0 or n_pick == 0:
-        raise UnlearnError(f"the sru protocol found no user with 2 or more training interactions "
-                           f"(dataset '{config['dataset']}')")
-    chosen = np.sort(rng.choice(eligible, size=min(n_pick, len(eligible)), replace=False))
+    chosen = _sample_users(
+        rng, dataset, np.flatnonzero(n_train >= 2), config["sru_forget_ratio"],
+        f"the sru protocol found no user with 2 or more training interactions (dataset '{config['dataset']}')",
+    )
     requested, targets = [], []
     for user in chosen:
         n = int(n_train[user])

@@ -84,18 +84,13 @@ class ShardMap:
         return cls(shard, slc, int(data["n_shards"]), int(data["n_slices"]))
 
 
-def active_users(dataset: UnlearnSequentialDataset) -> np.ndarray:
-    """Internal ids of users with at least one interaction, sorted."""
-    return np.unique(dataset.log_user)
-
-
 def check_shard_settings(config, dataset: UnlearnSequentialDataset) -> None:
     """One-line errors for bad ``n_shards`` / ``n_slices`` / ``partitioner`` values."""
     n_shards, n_slices = config["n_shards"], config["n_slices"]
     for key, value in (("n_shards", n_shards), ("n_slices", n_slices)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise UnlearnError(f"config key '{key}' must be a positive integer, got {value!r}")
-    n_users = len(active_users(dataset))
+    n_users = len(dataset.active_users())
     if n_shards * n_slices > n_users:
         raise UnlearnError(
             f"n_shards x n_slices = {n_shards * n_slices} exceeds the {n_users} users of "
@@ -110,7 +105,7 @@ def build_shard_map(config, dataset: UnlearnSequentialDataset, embeddings=None) 
     need ``embeddings`` (:class:`~recbole_unlearn.data.similarity.PartitionEmbeddings`)."""
     check_shard_settings(config, dataset)
     n_shards, n_slices = config["n_shards"], config["n_slices"]
-    users = active_users(dataset)
+    users = dataset.active_users()
     partition = PARTITIONERS.get(config["partitioner"])
     shard_of = np.asarray(partition(config, dataset, users, n_shards, embeddings), dtype=np.int64)
     user_shard = np.full(dataset.user_num, -1, dtype=np.int64)
