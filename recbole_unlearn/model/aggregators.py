@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from recbole_unlearn.model.representations import representation_size, sequence_representation
+from recbole_unlearn.model.representations import batched_sequence_representation, representation_size
 from recbole_unlearn.utils.registry import Registry
 
 AGGREGATORS: Registry[type] = Registry("aggregator", "aggregator")
@@ -138,9 +138,7 @@ class AttentionAggregator(Aggregator):
             if len(histories) == 0:
                 self.centroids[shard].zero_()
                 continue
-            reps = torch.cat([
-                sequence_representation(sub, histories[i:i + self.batch_size].to(self.centroids.device))
-                for i in range(0, len(histories), self.batch_size)])
+            reps = batched_sequence_representation(sub, histories, self.batch_size, self.centroids.device)
             self.centroids[shard] = reps.mean(dim=0)
 
 

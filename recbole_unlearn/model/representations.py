@@ -25,6 +25,14 @@ def sequence_representation(model, interaction) -> torch.Tensor:
     return output
 
 
+@torch.no_grad()
+def batched_sequence_representation(model, samples, batch_size: int, device) -> torch.Tensor:
+    """``[n, H]`` :func:`sequence_representation` of every sample of an ``Interaction``,
+    computed ``batch_size`` at a time on ``device``."""
+    return torch.cat([sequence_representation(model, samples[i:i + batch_size].to(device))
+                      for i in range(0, len(samples), batch_size)])
+
+
 def item_representations(model) -> torch.Tensor:
     """``[n_items, H]`` item embeddings (BERT4Rec's extra [MASK] row excluded)."""
     return model.item_embedding.weight[: model.n_items]

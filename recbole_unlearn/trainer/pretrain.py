@@ -8,7 +8,7 @@ import torch
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.similarity import PartitionEmbeddings
 from recbole_unlearn.data.utils import split_loaders
-from recbole_unlearn.model.representations import item_representations, sequence_representation
+from recbole_unlearn.model.representations import batched_sequence_representation, item_representations
 from recbole_unlearn.trainer.training import train_model
 
 
@@ -26,9 +26,9 @@ def pretrain_embeddings(config, dataset: UnlearnSequentialDataset, keep: np.ndar
     size = items.shape[1]
     hidden = np.zeros((dataset.user_num, size), dtype=np.float32)
     histories = dataset.user_histories(np.arange(dataset.user_num), keep)
-    for begin in range(0, len(histories), config["eval_batch_size"]):
-        batch = histories[begin:begin + config["eval_batch_size"]].to(config["device"])
-        hidden[batch[dataset.uid_field].cpu().numpy()] = sequence_representation(model, batch).cpu().numpy()
+    if len(histories):
+        reps = batched_sequence_representation(model, histories, config["eval_batch_size"], config["device"])
+        hidden[histories[dataset.uid_field].numpy()] = reps.cpu().numpy()
     train = dataset.is_training & keep
     sums = np.zeros((dataset.user_num, size), dtype=np.float64)
     np.add.at(sums, dataset.log_user[train], items[dataset.log_item[train]])

@@ -21,7 +21,7 @@ from recbole.utils import init_seed
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.partition import ShardMap
 from recbole_unlearn.data.utils import train_loader
-from recbole_unlearn.trainer.trainer import UnlearnTrainer
+from recbole_unlearn.trainer.trainer import UnlearnTrainer, cpu_state_dict
 
 # Seeds of shard k, stage r: seed + SHARD_SEED_STRIDE * (k + 1) + r (distinct for r < stride).
 SHARD_SEED_STRIDE = 1000
@@ -56,10 +56,6 @@ def slice_epochs(config) -> int:
     return max(1, math.ceil(config["epochs"] / config["n_slices"]))
 
 
-def _cpu_state(model: torch.nn.Module) -> StateDict:
-    return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
-
-
 def train_shard(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap, keep: np.ndarray,
                 job: ShardJob, num_threads: Optional[int] = None) -> ShardResult:
     """Run the slice stages ``job.start_stage .. n_slices-1`` of one shard (see module doc)."""
@@ -80,7 +76,7 @@ def train_shard(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap, 
             trainer.epochs = slice_epochs(config)
             trainer.fit(loader, None, verbose=False, saved=False)
             result.samples += len(loader.dataset) * trainer.epochs
-        state = _cpu_state(model)
+        state = cpu_state_dict(model)
         result.stage_states[stage] = state
     result.seconds = time.perf_counter() - start
     return result

@@ -37,6 +37,7 @@ from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.data.utils import eval_loader, split_loaders
 from recbole_unlearn.evaluator.metrics import full_ranking_metrics
+from recbole_unlearn.trainer.trainer import cpu_state_dict
 
 
 @dataclass
@@ -93,10 +94,6 @@ def _fgt_batches(samples, batch_size: int, rng: np.random.Generator):
         yield samples[torch.from_numpy(order[begin:begin + batch_size])]
 
 
-def _state(model) -> dict:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
 def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
                   keep: np.ndarray) -> SRUGAReport:
     """Run SRUGA in place on ``model``: forget ``forget_set``'s targets, with D_rem given by
@@ -128,7 +125,7 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
     report.history.append(dict(initial, epoch=0))
     floor = config["utility_floor"] * initial["valid_ndcg@10"]
     best_hit, stale = initial["forget_hit@10"], 0
-    last_good = _state(model)
+    last_good = cpu_state_dict(model)
     for epoch in range(1, config["sruga_epochs"] + 1):
         model.train()
         eta_ga = weights["ga"] * config["sruga_anneal"] ** (epoch - 1)
@@ -156,7 +153,7 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
             model.load_state_dict(last_good)
             report.stopped_by = "utility_floor"
             break
-        last_good = _state(model)
+        last_good = cpu_state_dict(model)
         if scores["forget_hit@10"] < best_hit:
             best_hit, stale = scores["forget_hit@10"], 0
         else:

@@ -21,6 +21,11 @@ from recbole_unlearn.utils.atomic import atomic_write
 from recbole_unlearn.utils.errors import UnlearnError
 
 
+def cpu_state_dict(model: torch.nn.Module) -> dict:
+    """A detached CPU copy of ``model.state_dict()`` (safe to keep, pickle to Ray, or save)."""
+    return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+
+
 def load_checkpoint(path: str, device="cpu") -> dict:
     """``torch.load(path, weights_only=True)`` with a one-line error for a bad file."""
     try:

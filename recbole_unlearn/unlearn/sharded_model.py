@@ -26,6 +26,7 @@ from recbole_unlearn.trainer.aggregator_trainer import train_aggregator
 from recbole_unlearn.trainer.pretrain import pretrain_embeddings
 from recbole_unlearn.trainer.shard_trainer import ShardJob, StateDict, run_shard_jobs
 from recbole_unlearn.trainer.sruga_trainer import sruga_unlearn
+from recbole_unlearn.trainer.trainer import cpu_state_dict
 
 _EMPTY = np.array([], dtype=np.int64)
 
@@ -235,7 +236,7 @@ class ShardedUnlearnableModel:
             targets = new_rows[owners == shard]
             sruga_unlearn(self.config, sub, self.dataset, ForgetSet(targets, source="shard"),
                           keep & (shard_of_row == shard))
-            self.stage_states[shard] = {0: {k: v.detach().cpu().clone() for k, v in sub.state_dict().items()}}
+            self.stage_states[shard] = {0: cpu_state_dict(sub)}
 
     def shard_training_rows(self, shard: int) -> np.ndarray:
         """Log rows of the training interactions shard ``shard`` is trained on now, ``[n]``."""
