@@ -56,3 +56,27 @@ def test_truncated_and_pickled_checkpoints_are_rejected(tmp_path):
         load_checkpoint(str(evil))
     with pytest.raises(UnlearnError, match="checkpoint not found"):
         load_checkpoint(str(tmp_path / "missing.pth"))
+
+
+def test_training_loss_skips_only_empty_mask_batches():
+    from recbole.data.interaction import Interaction
+
+    from recbole_unlearn.trainer.trainer import training_loss
+
+    class NanModel(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(3))
+
+        def calculate_loss(self, interaction):
+            return (self.w * 0).sum() / torch.tensor(0.0)  # 0/0, as BERT4Rec with nothing masked
+
+    model = NanModel()
+    empty = Interaction({"MASK_INDEX": torch.zeros(2, 3, dtype=torch.long)})
+    loss = training_loss(model, empty)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.equal(model.w.grad, torch.zeros(3))
+    masked = Interaction({"MASK_INDEX": torch.tensor([[0, 2, 0], [0, 0, 0]])})
+    assert torch.isnan(training_loss(model, masked))  # a real NaN still surfaces
+    assert torch.isnan(training_loss(model, Interaction({"x": torch.zeros(2)})))

@@ -8,7 +8,7 @@ Per step, a D_fgt batch ``x_fgt -> v`` and a D_rem training batch ``x_rem``:
   [MASK] appended to the history, via its ``predict``);
 * ``L_KL = KL(softmax(agent(x_rem)) || softmax(model(x_rem)))`` over all items (forward KL to a
   frozen copy of the starting model);
-* ``L_FT`` = the model's own training loss on ``x_rem``;
+* ``L_FT`` = the model's own training loss on ``x_rem`` (via :func:`training_loss`);
 
 D_fgt histories exclude the forgotten items (SPEC section 2); a target whose history is then
 empty (a user who asked to forget everything) is ascended with its raw prefix instead (see
@@ -37,7 +37,7 @@ from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.data.utils import eval_loader, split_loaders
 from recbole_unlearn.evaluator.metrics import full_ranking_metrics
-from recbole_unlearn.trainer.trainer import cpu_state_dict
+from recbole_unlearn.trainer.trainer import cpu_state_dict, training_loss
 
 
 @dataclass
@@ -138,7 +138,7 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
             if weights["kl"]:
                 loss = loss + weights["kl"] * kl_loss(model, agent, rem_batch)
             if weights["ft"]:
-                loss = loss + weights["ft"] * model.calculate_loss(rem_batch)
+                loss = loss + weights["ft"] * training_loss(model, rem_batch)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config["sruga_clip_norm"])

@@ -26,6 +26,21 @@ def cpu_state_dict(model: torch.nn.Module) -> dict:
     return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
 
 
+def training_loss(model: torch.nn.Module, interaction, loss_func=None):
+    """``model.calculate_loss(interaction)`` (or ``loss_func``), except for one RecBole case.
+
+    BERT4Rec's loss is ``sum(masked losses) / number of masked items``: 0/0 = NaN for a (small)
+    batch in which the random masking picked no item, and RecBole's Trainer then aborts. Such a
+    batch carries nothing to learn, so it gets a zero loss (zero gradients). Any other NaN is
+    returned as is, so training still stops on it as in RecBole.
+    """
+    loss = (loss_func or model.calculate_loss)(interaction)
+    if (not isinstance(loss, tuple) and torch.isnan(loss) and "MASK_INDEX" in interaction
+            and not bool((interaction["MASK_INDEX"] > 0).any())):
+        return sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
+    return loss
+
+
 def load_checkpoint(path: str, device="cpu") -> dict:
     """``torch.load(path, weights_only=True)`` with a one-line error for a bad file."""
     try:
@@ -60,23 +75,10 @@ class UnlearnTrainer(Trainer):
         self.best_state: Optional[dict] = None
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        return super()._train_epoch(train_data, epoch_idx, self._skipping_empty_masks(loss_func), show_progress)
-
-    def _skipping_empty_masks(self, loss_func):
-        """BERT4Rec's loss is ``sum(masked losses) / number of masked items``: 0/0 = NaN for a
-        (small) batch in which the random masking picked no item, and RecBole then aborts
-        training. Such a batch carries nothing to learn: give it a zero loss (zero gradients).
-        Any other NaN still stops training as in RecBole."""
         loss_func = loss_func or self.model.calculate_loss
-
-        def wrapped(interaction):
-            loss = loss_func(interaction)
-            if (not isinstance(loss, tuple) and torch.isnan(loss) and "MASK_INDEX" in interaction
-                    and not bool((interaction["MASK_INDEX"] > 0).any())):
-                return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
-            return loss
-
-        return wrapped
+        return super()._train_epoch(
+            train_data, epoch_idx, lambda interaction: training_loss(self.model, interaction, loss_func), show_progress
+        )
 
     def _checkpoint_state(self, epoch: int) -> dict:
         return {
