@@ -105,6 +105,12 @@ class UnlearnSequentialDataset(SequentialDataset):
         history = kept_rows[history_pos] if len(kept_rows) else np.zeros_like(history_pos)
         return targets, history, valid
 
+    def rows_used(self, targets: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """Every log row that :meth:`samples` reads for ``targets`` under ``keep`` (the targets
+        that get a sample, and their histories), unique and sorted."""
+        kept_targets, history, valid = self.history_rows(targets, keep)
+        return np.union1d(kept_targets, history[valid])
+
     def samples(self, targets: np.ndarray, keep: np.ndarray) -> Interaction:
         """Build (history -> target) samples in RecBole's sequential format.
 

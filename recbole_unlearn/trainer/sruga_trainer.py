@@ -78,8 +78,8 @@ def ascent_samples(dataset: UnlearnSequentialDataset, forget_set: ForgetSet):
     forget everything), the history the model was trained with (the raw prefix), which is
     exactly what it memorised. A user's first item never is a target: it has no history."""
     samples = forget_set.forget_samples(dataset)
-    covered = set(np.asarray(dataset.history_rows(forget_set.targets, forget_set.keep_mask(dataset, False))[0]).tolist())
-    missing = np.array([t for t in forget_set.targets if t not in covered], dtype=np.int64)
+    covered = dataset.history_rows(forget_set.targets, forget_set.keep_mask(dataset, include_extra=False))[0]
+    missing = np.setdiff1d(forget_set.targets, covered)
     if len(missing) == 0:
         return samples
     raw = dataset.samples(missing, dataset.full_keep())

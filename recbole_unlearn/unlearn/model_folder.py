@@ -320,30 +320,17 @@ def verify_model(model_dir: str) -> dict:
     (user, item) HMAC in the audit log is a forgotten pair of the model. Raises ``UnlearnError``
     naming the first problem; returns counts."""
     model = load_model(model_dir)
-    dataset, keep = model.dataset, model.keep_mask()
     forgotten = set(model.forgotten.tolist())
-    shard_rows = []
-    if isinstance(model, ShardedUnlearnableModel):
-        for shard in range(model.shard_map.n_shards):
-            for stage in range(model.shard_map.n_slices):
-                targets = model.shard_map.stage_targets(dataset, shard, stage, keep)
-                kept_targets, history, valid = dataset.history_rows(targets, keep)
-                shard_rows.append(np.concatenate([kept_targets, history[valid]]))
-    else:
-        train = dataset.split_targets(keep)[0]
-        kept_targets, history, valid = dataset.history_rows(train, keep)
-        shard_rows.append(np.concatenate([kept_targets, history[valid]]))
-    for rows in shard_rows:
-        leaked = forgotten.intersection(rows.tolist())
-        if leaked:
-            raise UnlearnError(f"{model_dir}: {len(leaked)} forgotten interactions are still in training data")
+    leaked = forgotten.intersection(model.rows_in_training_data().tolist())
+    if leaked:
+        raise UnlearnError(f"{model_dir}: {len(leaked)} forgotten interactions are still in training data")
     entries = read_audit(model_dir)
     key = audit_secret(model_dir, create=False)
     if key is None:
         if any(entry.get("forgotten_hmac") for entry in entries):
             raise UnlearnError(f"{model_dir}/{SECRET} is missing: the audit log cannot be checked")
         key = b""
-    known = set(interaction_hmacs(key, dataset, model.forgotten))
+    known = set(interaction_hmacs(key, model.dataset, model.forgotten))
     for number, entry in enumerate(entries, start=1):
         missing = [h for h in entry.get("forgotten_hmac", []) if h not in known]
         if missing:

@@ -238,6 +238,14 @@ class ShardedUnlearnableModel:
                           keep & (shard_of_row == shard))
             self.stage_states[shard] = {0: cpu_state_dict(sub)}
 
+    def rows_in_training_data(self) -> np.ndarray:
+        """Every log row any shard's current training samples (all slice stages) are built from."""
+        keep = self.keep_mask()
+        last = self.shard_map.n_slices - 1  # stage targets grow with the stage: the last has them all
+        return np.unique(np.concatenate([
+            self.dataset.rows_used(self.shard_map.stage_targets(self.dataset, k, last, keep), keep)
+            for k in range(self.shard_map.n_shards)]))
+
     def shard_training_rows(self, shard: int) -> np.ndarray:
         """Log rows of the training interactions shard ``shard`` is trained on now, ``[n]``."""
         keep = self.keep_mask()

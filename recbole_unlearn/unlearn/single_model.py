@@ -53,6 +53,11 @@ class SingleUnlearnableModel:
         """No extra deletion for a single model."""
         return forget_set
 
+    def rows_in_training_data(self) -> np.ndarray:
+        """Every log row the remaining training samples (D_rem) are built from."""
+        keep = self.keep_mask()
+        return self.dataset.rows_used(self.dataset.split_targets(keep)[0], keep)
+
     def forget(self, rows: np.ndarray) -> ForgetReport:
         """Run SRUGA on the rows not forgotten yet (they are D_fgt; all forgotten rows leave D_rem)."""
         new_rows = np.setdiff1d(np.asarray(rows, dtype=np.int64), self.forgotten)
