@@ -28,6 +28,7 @@ setup(
         "recbole_unlearn.trainer",
         "recbole_unlearn.unlearn",
         "recbole_unlearn.quick_start",
+        "recbole_unlearn.benchmark",
         "recbole_unlearn.utils",
         "recbole_unlearn.properties",
     ],

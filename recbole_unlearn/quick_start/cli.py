@@ -1,7 +1,7 @@
 """Command line in RecBole's style: ``--key=value`` for everything.
 
 ``--model``, ``--dataset``, ``--config_files="a.yaml b.yaml"`` and ``--forget=<file>`` as in
-RecBole; every other ``--key=value`` overrides a config key (values are parsed like RecBole's
+RecBole; ``--benchmark=<grid.yaml>`` runs a leaderboard grid (``recbole_unlearn/benchmark``); every other ``--key=value`` overrides a config key (values are parsed like RecBole's
 command line: ``--epochs=5``, ``--unlearn_method="['retrain']"``).
 """
 import sys
@@ -30,7 +30,7 @@ def parse_args(argv: List[str]) -> Tuple[Optional[str], Optional[str], Optional[
     files = raw.pop("config_files", None)
     config_files = files.split() if files else None
     config_dict = Config._convert_config_dict(None, raw)
-    for key in ("forget", "model_dir"):  # paths stay strings even if they look like numbers
+    for key in ("forget", "model_dir", "benchmark"):  # paths stay strings even if they look like numbers
         if key in raw:
             config_dict[key] = raw[key]
     return model, dataset, config_files, config_dict
@@ -43,7 +43,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")
     try:
         model, dataset, config_files, config_dict = parse_args(argv)
-        if config_dict.get("verify"):
+        if "benchmark" in config_dict:
+            if model or dataset or config_files or len(config_dict) > 1:
+                raise UnlearnError("--benchmark takes every setting from the grid file: drop the other arguments")
+            from recbole_unlearn.benchmark.runner import run_grid
+
+            paths = run_grid(str(config_dict["benchmark"]))
+            print("\n".join(f"leaderboard {kind}: {path}" for kind, path in paths.items()))
+        elif config_dict.get("verify"):
             if not config_dict.get("model_dir"):
                 raise UnlearnError("--verify needs --model_dir=<folder>")
             from recbole_unlearn.unlearn.model_folder import verify_model

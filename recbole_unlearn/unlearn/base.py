@@ -2,7 +2,7 @@
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
@@ -59,6 +59,19 @@ class UnlearnMethod(ABC):
     def fit(self) -> float:
         """Initial training of the deployed model(s); returns wall seconds (0 if none)."""
         return 0.0
+
+    def fit_key(self) -> Optional[str]:
+        """Identifies what :meth:`fit` trains, for methods whose fit can be shared by rows that
+        differ only in how they forget (e.g. SRU with CED vs NED); ``None``: never shared."""
+        return None
+
+    def fitted_state(self):
+        """What :meth:`adopt_fit` needs to reproduce this method's state right after ``fit``."""
+        raise NotImplementedError
+
+    def adopt_fit(self, state) -> None:
+        """Take over a state from :meth:`fitted_state` of a method with the same ``fit_key``."""
+        raise NotImplementedError
 
     @abstractmethod
     def forget(self, forget_set: ForgetSet) -> UnlearnResult:

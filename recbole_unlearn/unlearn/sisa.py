@@ -7,8 +7,11 @@ interaction, from the checkpoint before the earliest affected slice. The deploya
 saved to ``model_dir`` (default ``<run folder>/<method>_model``) and can answer later request
 files in another process (``--model_dir=... --forget=...``).
 """
+import copy
+import json
 import os
 import time
+from typing import Optional
 
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.data.extra_deletion import check_extra_deletion
@@ -19,6 +22,16 @@ from recbole_unlearn.unlearn.model_folder import forget_and_save, save_model
 from recbole_unlearn.unlearn.sharded_model import ShardedUnlearnableModel
 from recbole_unlearn.unlearn.sruga import check_sruga_settings
 from recbole_unlearn.utils.errors import UnlearnError
+
+
+def _copy_model(model: ShardedUnlearnableModel) -> ShardedUnlearnableModel:
+    """A deep copy of the weights and shard map that shares the (read-only) dataset and config."""
+    return copy.deepcopy(model, memo={id(model.dataset): model.dataset, id(model.config): model.config})
+
+
+#: settings that only decide how a fitted sharded model forgets, not what ``fit`` trains.
+FORGET_TIME_KEYS = {"extra_deletion", "del_num", "shard_unlearning", "utility_floor", "model_dir",
+                    "num_workers", "shard_num_threads"}
 
 
 @METHODS.register("sisa")
@@ -52,6 +65,23 @@ class SISA(UnlearnMethod):
         seconds = time.perf_counter() - start
         save_model(self.model, self.model_dir())
         return seconds
+
+    def fit_key(self) -> Optional[str]:
+        settings = self.config.settings()
+        for key in list(settings):
+            if key in FORGET_TIME_KEYS or key.startswith(("sruga_", "ray_")):
+                del settings[key]
+        return json.dumps(settings, sort_keys=True)
+
+    def fitted_state(self) -> ShardedUnlearnableModel:
+        return _copy_model(self.model)
+
+    def adopt_fit(self, state: ShardedUnlearnableModel) -> None:
+        """Continue from a copy of ``state`` (trained with identical fit settings) under this
+        method's config, saved to this method's ``model_dir`` as its first version."""
+        self.model = _copy_model(state)
+        self.model.config = self.config
+        save_model(self.model, self.model_dir())
 
     def forget(self, forget_set: ForgetSet) -> UnlearnResult:
         forget_set = self.model.expand(forget_set)

@@ -10,6 +10,8 @@ from tabulate import tabulate
 from recbole_unlearn.utils.atomic import write_json
 
 METRIC_GROUPS = ("utility_raw", "utility_rem", "forget", "sru_inference")
+#: rows that report training, not unlearning: no speedup.
+TRAINING_ROWS = ("original", "recbole")
 
 
 def make_row(method: str, metrics: Dict[str, Dict[str, float]], seconds: float, **extra) -> dict:
@@ -27,7 +29,7 @@ def add_speedups(rows: List[dict], reference: str = "retrain") -> None:
     if ref is None:
         return
     for row in rows:
-        if row["method"] not in ("original", reference) and row["seconds"] > 0:
+        if row["method"] not in TRAINING_ROWS + (reference,) and row["seconds"] > 0:
             row["speedup"] = round(ref["seconds"] / row["seconds"], 2)
 
 

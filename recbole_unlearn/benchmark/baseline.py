@@ -1,0 +1,40 @@
+"""The RecBole baseline row: the same model trained by RecBole's own pipeline on D_raw.
+
+This is what ``recbole.quick_start.run_recbole`` does (``SequentialDataset`` ->
+``data_preparation`` -> model -> trainer ``fit`` -> ``evaluate`` on the test split), with two
+differences that do not change the numbers: the dataset is built directly instead of through
+``create_dataset`` (which would unpickle a cached dataset file if one were lying in the run
+folder), and the trainer is our ``UnlearnTrainer`` subclass, whose only change is a
+weights-only checkpoint (RecBole's own checkpoint cannot be read back under torch >= 2.6).
+"""
+import time
+from logging import getLogger
+
+from recbole.data import data_preparation
+from recbole.data.dataset import SequentialDataset
+from recbole.utils import init_seed, set_color
+
+from recbole_unlearn.trainer.trainer import UnlearnTrainer
+from recbole_unlearn.utils.results import make_row
+
+BASELINE = "recbole"
+
+
+def recbole_baseline_row(config) -> dict:
+    """Train ``config['model']`` with RecBole's data pipeline; the row has D_raw utility only
+    (RecBole knows nothing of forget sets) and the training seconds."""
+    logger = getLogger()
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = SequentialDataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    start = time.perf_counter()
+    init_seed(config["seed"], config["reproducibility"])
+    model = config.model_class(config, train_data._dataset).to(config["device"])
+    trainer = UnlearnTrainer(config, model)
+    logger.info(set_color("training RecBole baseline", "green") + f" on {len(train_data._dataset)} samples")
+    trainer.fit(train_data, valid_data, verbose=True, saved=True, show_progress=config["show_progress"])
+    trainer.load_best()
+    seconds = time.perf_counter() - start
+    result = trainer.evaluate(test_data, load_best_model=False, show_progress=config["show_progress"])
+    utility = {key: float(value) for key, value in result.items()}
+    return make_row(BASELINE, {"utility_raw": utility}, seconds, epochs_run=len(trainer.train_loss_dict))

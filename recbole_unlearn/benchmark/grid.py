@@ -1,0 +1,159 @@
+"""The leaderboard grid: models x datasets x method variants, read from one YAML file.
+
+A grid file::
+
+    models: [GRU4Rec, SASRec, BERT4Rec]
+    datasets: [beauty, video]
+    output_dir: results/leaderboard     # one folder per (model, dataset) cell below it
+    baseline: True                      # add RecBole's own pipeline as a row
+    config:                             # settings shared by every cell (any config key)
+      epochs: 5
+      n_shards: 8
+    methods:                            # label: unlearning settings of that row
+      retrain: {}
+      sisa: {}
+      sru-ced: {unlearn_method: sru, extra_deletion: ced}
+
+A label's ``unlearn_method`` defaults to the label. Per-method keys may only be unlearning
+settings (shards, partitioner, aggregator, extra deletion, SRUGA weights, ...): everything that
+defines the data, the forget set or the original model is shared, because every method of a
+cell reuses the same trained original model and the same forget set.
+"""
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+import yaml
+from recbole.config import Config
+
+from recbole_unlearn.unlearn import METHODS
+from recbole_unlearn.utils.errors import UnlearnError
+
+GRID_KEYS = {"models", "datasets", "output_dir", "baseline", "config", "methods"}
+#: keys a method variant may set; any other key must be the same for the whole cell.
+VARIANT_KEYS = {
+    "unlearn_method", "n_shards", "n_slices", "slice_epochs", "partitioner", "partition_seed",
+    "aggregator", "partition_pretrain_epochs", "partition_iterations", "extra_deletion", "del_num",
+    "utility_floor", "shard_unlearning", "num_workers", "shard_num_threads",
+}
+VARIANT_PREFIXES = ("agg_", "sruga_", "ray_")
+REFERENCE = "retrain"
+
+
+class _GridLoader(yaml.SafeLoader):
+    """Safe YAML (no Python objects) that reads ``1e-3`` as a float, as RecBole's loader does."""
+
+
+_GridLoader.yaml_implicit_resolvers = {
+    key: list(value) for key, value in Config._build_yaml_loader(None).yaml_implicit_resolvers.items()
+}
+
+
+@dataclass
+class Variant:
+    """One row of a cell: ``label`` in the tables, ``method`` from the registry, ``overrides``."""
+
+    label: str
+    method: str
+    overrides: Dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class Cell:
+    """One (model, dataset) pair: it trains one original model and runs every variant."""
+
+    model: str
+    dataset: str
+    variants: List[Variant]
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}-{self.dataset}"
+
+
+@dataclass
+class Grid:
+    cells: List[Cell]
+    config: Dict[str, object]
+    output_dir: str
+    baseline: bool
+    source: str = ""
+
+
+def _string_list(grid: dict, key: str, path: str) -> List[str]:
+    value = grid.get(key)
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise UnlearnError(f"grid {path}: '{key}' must be a non-empty list of names")
+    if len(set(value)) != len(value):
+        raise UnlearnError(f"grid {path}: '{key}' lists a name twice")
+    return value
+
+
+def _variants(methods, path: str) -> List[Variant]:
+    if isinstance(methods, list):  # [retrain, sisa] is shorthand for {retrain: {}, sisa: {}}
+        if not all(isinstance(m, str) for m in methods):
+            raise UnlearnError(f"grid {path}: 'methods' must map labels to settings")
+        methods = {m: {} for m in methods}
+    if not isinstance(methods, dict) or not methods:
+        raise UnlearnError(f"grid {path}: 'methods' must map labels to settings (at least one)")
+    variants = []
+    for label, overrides in methods.items():
+        overrides = dict(overrides or {})
+        if not isinstance(label, str) or not label or "/" in label or label in ("original", "recbole"):
+            raise UnlearnError(f"grid {path}: method label {label!r} is not allowed")
+        bad = sorted(k for k in overrides if k not in VARIANT_KEYS and not k.startswith(VARIANT_PREFIXES))
+        if bad:
+            raise UnlearnError(
+                f"grid {path}: method '{label}' sets {', '.join(repr(k) for k in bad)}; per-method keys "
+                "can only be unlearning settings (put shared settings under 'config')"
+            )
+        method = str(overrides.pop("unlearn_method", label))
+        METHODS.get(method)  # unknown method -> one clear line
+        variants.append(Variant(label, method, overrides))
+    if not any(v.label == REFERENCE for v in variants):
+        variants.insert(0, Variant(REFERENCE, REFERENCE))  # the reference of every speedup
+    else:
+        variants.sort(key=lambda v: v.label != REFERENCE)
+    return variants
+
+
+def expand_grid(grid: dict, path: str = "<dict>") -> Grid:
+    """Validate a grid document and expand it into cells (models outer, datasets inner)."""
+    if not isinstance(grid, dict):
+        raise UnlearnError(f"grid {path}: expected a YAML mapping")
+    unknown = sorted(set(grid) - GRID_KEYS)
+    if unknown:
+        raise UnlearnError(f"grid {path}: unknown key{'s' if len(unknown) > 1 else ''} "
+                           f"{', '.join(repr(k) for k in unknown)}; allowed: {', '.join(sorted(GRID_KEYS))}")
+    models = _string_list(grid, "models", path)
+    datasets = _string_list(grid, "datasets", path)
+    config = grid.get("config") or {}
+    if not isinstance(config, dict):
+        raise UnlearnError(f"grid {path}: 'config' must be a mapping of config keys")
+    for key in ("model", "dataset", "unlearn_method", "model_dir", "benchmark"):
+        if key in config:
+            raise UnlearnError(f"grid {path}: 'config' cannot set '{key}' (the grid decides it)")
+    variants = _variants(grid.get("methods"), path)
+    output_dir = grid.get("output_dir", os.path.join("results", "leaderboard"))
+    if not isinstance(output_dir, str) or not output_dir:
+        raise UnlearnError(f"grid {path}: 'output_dir' must be a folder path")
+    baseline = grid.get("baseline", True)
+    if not isinstance(baseline, bool):
+        raise UnlearnError(f"grid {path}: 'baseline' must be True or False")
+    cells = [Cell(m, d, variants) for m in models for d in datasets]
+    return Grid(cells, dict(config), output_dir, baseline, path)
+
+
+def load_grid(path: str) -> Grid:
+    """Read and expand a grid YAML file (one clear error for a missing or malformed file)."""
+    if not os.path.isfile(path):
+        raise UnlearnError(f"grid file not found: {path}")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            document = yaml.load(f, Loader=_GridLoader)
+    except yaml.YAMLError as e:
+        first = str(e).strip().splitlines()[0]
+        raise UnlearnError(f"grid {path} is not valid YAML: {first}") from None
+    return expand_grid(document, path)

@@ -1,0 +1,231 @@
+"""Run a leaderboard grid, resumably.
+
+Folder layout under the grid's ``output_dir``::
+
+    leaderboard.csv / leaderboard.md / leaderboard.html     (rewritten after every cell)
+    <model>-<dataset>/cell.json          settings + forget-set fingerprint of the cell
+    <model>-<dataset>/original.pth       the original model, shared by every method row
+    <model>-<dataset>/rows/<label>.json  one finished row (written last, atomically)
+    <model>-<dataset>/models/<label>/    the deployable model a method saved
+
+A row file exists only once its row is complete, so rerunning the same grid skips finished
+rows, reloads the original model instead of training it again, and redoes only what a kill
+interrupted. A cell whose settings or forget set changed is refused rather than mixed.
+"""
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from logging import getLogger
+from typing import Dict, List, Optional
+
+from recbole.utils import set_color
+
+from recbole_unlearn.benchmark.baseline import BASELINE, recbole_baseline_row
+from recbole_unlearn.benchmark.grid import Cell, Grid, Variant, load_grid
+from recbole_unlearn.benchmark.report import write_leaderboard
+from recbole_unlearn.config import UnlearnConfig
+from recbole_unlearn.data import check_dataset_files
+from recbole_unlearn.quick_start.experiment import Experiment
+from recbole_unlearn.utils.atomic import write_json
+from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.utils.results import add_speedups, machine
+
+ORIGINAL = "original"
+
+
+def _read_json(path: str) -> Optional[dict]:
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise UnlearnError(f"cannot read {path}: {e}; delete it to redo that row") from None
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+    """Counts grid steps (baseline, original, one per method row) and logs an ETA: the mean
+    seconds of the steps this process ran, times the steps left (a rough guide: steps differ)."""
+
+    def __init__(self, total: int, already_done: int):
+        self.total = total
+        self.done = already_done
+        self.ran = 0
+        self.start = time.perf_counter()
+
+    def step(self, what: str) -> None:
+        self.done += 1
+        self.ran += 1
+        elapsed = time.perf_counter() - self.start
+        left = self.total - self.done
+        eta = elapsed / self.ran * left
+        getLogger().info(set_color("grid progress", "blue") + f": {self.done}/{self.total} steps "
+                         f"({what}) · elapsed {_format_seconds(elapsed)} · ETA {_format_seconds(eta)}")
+
+
+class CellRun:
+    """Files and configs of one (model, dataset) cell."""
+
+    def __init__(self, grid: Grid, cell: Cell):
+        self.grid = grid
+        self.cell = cell
+        self.dir = os.path.join(grid.output_dir, cell.name)
+        self.base = UnlearnConfig(cell.model, cell.dataset, None, dict(grid.config))
+        self.variant_configs = {v.label: self._variant_config(v) for v in cell.variants}
+
+    def _variant_config(self, variant: Variant):
+        values = dict(self.grid.config, **variant.overrides)
+        values["unlearn_method"] = variant.method
+        values["model_dir"] = self.model_dir(variant.label)
+        config = UnlearnConfig(self.cell.model, self.cell.dataset, None, values)
+        config["checkpoint_dir"] = self.dir
+        return config.for_method(variant.method)
+
+    def model_dir(self, label: str) -> str:
+        return os.path.join(self.dir, "models", label)
+
+    def row_path(self, label: str) -> str:
+        return os.path.join(self.dir, "rows", f"{label}.json")
+
+    def finished(self, label: str, overrides: Optional[dict] = None) -> Optional[dict]:
+        """The saved row of ``label`` if it exists and was made with these overrides."""
+        saved = _read_json(self.row_path(label))
+        if saved is None or (overrides is not None and saved.get("overrides") != overrides):
+            return None
+        return saved["row"]
+
+    def pending_steps(self) -> int:
+        steps = [(ORIGINAL, None)] + [(v.label, v.overrides) for v in self.cell.variants]
+        if self.grid.baseline:
+            steps.insert(0, (BASELINE, None))
+        return sum(self.finished(label, overrides) is None for label, overrides in steps)
+
+    def total_steps(self) -> int:
+        return len(self.cell.variants) + 1 + int(self.grid.baseline)
+
+    def fingerprint(self, experiment: Experiment) -> dict:
+        settings = self.base.settings()
+        rows = experiment.forget_set.rows
+        return {
+            "settings_sha256": hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest(),
+            "forget_rows_sha256": hashlib.sha256(rows.tobytes()).hexdigest(),
+        }
+
+
+def _save_row(path: str, row: dict, overrides: Optional[dict] = None) -> None:
+    write_json(path, {"row": row, "overrides": overrides})
+
+
+def _describe(run: CellRun, experiment: Experiment) -> str:
+    c = run.base
+    fs = experiment.forget_summary()
+    return (f"Forget set: {fs['interactions']} interactions of {fs['users']} users "
+            f"({fs['source']}). Settings: epochs {c['epochs']} (stopping_step {c['stopping_step']}), "
+            f"n_shards {c['n_shards']}, MAX_ITEM_LIST_LENGTH {c['MAX_ITEM_LIST_LENGTH']}, "
+            f"hidden_size {c['hidden_size']}, learning_rate {c['learning_rate']}, "
+            f"train_batch_size {c['train_batch_size']}, seed {c['seed']}. "
+            f"Users {experiment.data.user_num - 1}, items {experiment.data.item_num - 1}, "
+            f"interactions {len(experiment.data.log_item)}.")
+
+
+def _reset_logging() -> None:
+    """RecBole's init_logger uses logging.basicConfig, which is a no-op once the root logger has
+    handlers; drop them so that each cell logs into its own file."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+
+
+def run_cell(run: CellRun, progress: Progress) -> dict:
+    """Run every missing step of one cell; returns ``{model, dataset, description, rows}``."""
+    grid, cell = run.grid, run.cell
+    experiment = Experiment(run.base)
+    fingerprint = run.fingerprint(experiment)
+    cell_file = os.path.join(run.dir, "cell.json")
+    saved = _read_json(cell_file)
+    if saved is not None and saved.get("fingerprint") != fingerprint:
+        raise UnlearnError(
+            f"{run.dir} was started with other settings or another forget set; delete it or "
+            "choose another output_dir"
+        )
+    pending = [v for v in cell.variants if run.finished(v.label, v.overrides) is None]
+    for variant in pending:  # a killed row may have left a partial model folder
+        if os.path.isdir(run.model_dir(variant.label)):
+            shutil.rmtree(run.model_dir(variant.label))
+    for variant in pending:
+        experiment.check_method(run.variant_configs[variant.label])
+
+    os.makedirs(os.path.join(run.dir, "rows"), exist_ok=True)
+    _reset_logging()
+    experiment.open(run.dir)
+    if saved is None:
+        saved = {"model": cell.model, "dataset": cell.dataset, "fingerprint": fingerprint,
+                 "config": grid.config, "description": _describe(run, experiment), "machine": machine()}
+        write_json(cell_file, saved)
+    logger = getLogger()
+    rows: Dict[str, dict] = {}
+
+    if grid.baseline:
+        rows[BASELINE] = run.finished(BASELINE)
+        if rows[BASELINE] is None:
+            rows[BASELINE] = recbole_baseline_row(run.base)
+            _save_row(run.row_path(BASELINE), rows[BASELINE])
+            progress.step(f"{cell.name} {BASELINE}")
+
+    original_path = os.path.join(run.dir, "original.pth")
+    rows[ORIGINAL] = run.finished(ORIGINAL)
+    if rows[ORIGINAL] is not None and os.path.isfile(original_path):
+        experiment.load_original(original_path, rows[ORIGINAL])
+        logger.info(set_color("original model", "green") + f" reloaded from {original_path}")
+    else:
+        rows[ORIGINAL] = experiment.train_original()
+        experiment.save_original(original_path)
+        _save_row(run.row_path(ORIGINAL), rows[ORIGINAL])
+        progress.step(f"{cell.name} {ORIGINAL}")
+
+    fit_cache: Dict[str, tuple] = {}  # rows that differ only in how they forget share one fit
+    for variant in cell.variants:
+        row = run.finished(variant.label, variant.overrides)
+        if row is None:
+            row, _ = experiment.run_method(run.variant_configs[variant.label], label=variant.label,
+                                           fit_cache=fit_cache)
+            _save_row(run.row_path(variant.label), row, variant.overrides)
+            progress.step(f"{cell.name} {variant.label}")
+        rows[variant.label] = row
+
+    ordered = [rows[k] for k in [BASELINE, ORIGINAL] + [v.label for v in cell.variants] if k in rows]
+    add_speedups(ordered)
+    return {"model": cell.model, "dataset": cell.dataset, "description": saved["description"],
+            "machine": saved["machine"], "rows": ordered}
+
+
+def run_grid(path: str) -> Dict[str, str]:
+    """Run (or resume) the grid in ``path``; returns the paths of the leaderboard files.
+
+    Every cell's settings and every method's settings are validated, and every dataset file is
+    checked, before the first model is trained."""
+    grid = load_grid(path)
+    runs: List[CellRun] = []
+    for cell in grid.cells:
+        run = CellRun(grid, cell)
+        check_dataset_files(run.base)
+        runs.append(run)
+    total = sum(r.total_steps() for r in runs)
+    progress = Progress(total, total - sum(r.pending_steps() for r in runs))
+    title = f"Leaderboard ({os.path.basename(path)})"
+    done: List[dict] = []
+    paths: Dict[str, str] = {}
+    for run in runs:
+        done.append(run_cell(run, progress))
+        paths = write_leaderboard(done, grid.output_dir, title)
+        getLogger().info(set_color("leaderboard", "green") + f": {paths['md']}")
+    return paths

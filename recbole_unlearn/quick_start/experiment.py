@@ -1,0 +1,120 @@
+"""One unlearning experiment: a dataset, a forget set, the original model and method rows.
+
+``run_recbole_unlearn`` (one run) and the leaderboard grid (many methods per model and
+dataset, resumable) both drive this class, so a row means the same thing in both.
+"""
+import os
+from logging import getLogger
+from typing import Dict, Optional, Tuple
+
+import torch
+from recbole.utils import init_logger, init_seed, set_color
+
+from recbole_unlearn.data import build_forget_set, check_dataset_files, create_unlearn_dataset
+from recbole_unlearn.evaluator import EvaluationSuite
+from recbole_unlearn.trainer import train_model
+from recbole_unlearn.trainer.training import TrainedModel, new_model
+from recbole_unlearn.trainer.trainer import load_checkpoint
+from recbole_unlearn.unlearn import METHODS
+from recbole_unlearn.utils.atomic import save_weights
+from recbole_unlearn.utils.results import make_row
+
+
+class Experiment:
+    """The fixed parts of one (model, dataset) experiment.
+
+    Construction loads the dataset and builds the forget set; it writes nothing and raises
+    ``UnlearnError`` on bad input. :meth:`open` starts logging into a run folder and builds
+    the evaluation loaders; after that :meth:`train_original` and :meth:`run_method` produce
+    results rows (see ``utils/results.make_row``).
+    """
+
+    def __init__(self, config):
+        self.config = config
+        check_dataset_files(config)
+        init_seed(config["seed"], config["reproducibility"])
+        self.data = create_unlearn_dataset(config)
+        self.forget_set = build_forget_set(config, self.data)
+        self.suite: Optional[EvaluationSuite] = None
+        self.original: Optional[TrainedModel] = None
+
+    def check_method(self, method_config) -> None:
+        """Raise ``UnlearnError`` if the method named by ``method_config.method`` cannot run."""
+        METHODS.get(method_config.method).check(method_config, self.data)
+
+    def open(self, run_dir: str) -> None:
+        """Log into ``run_dir`` (RecBole's logger) and build the D_raw / D_rem / D_fgt loaders."""
+        self.config["checkpoint_dir"] = run_dir
+        init_logger(self.config)
+        logger = getLogger()
+        logger.info(self.config)
+        logger.info(self.data)
+        self.suite = EvaluationSuite(self.config, self.data, self.forget_set)
+        logger.info(set_color("forget set", "green") + f": {self.forget_summary()}")
+
+    def forget_summary(self) -> Dict[str, object]:
+        fs = self.forget_set
+        summary = {
+            "source": fs.source,
+            "interactions": int(len(fs.requested)),
+            "users": int(len(fs.users(self.data))),
+        }
+        if self.suite is not None:
+            summary["forget_samples"] = int(len(self.suite.forget_loader._dataset))
+        return summary
+
+    def train_original(self) -> dict:
+        """Train the single model on D_raw; returns its row."""
+        self.original = train_model(self.config, self.suite.raw, tag="original on D_raw")
+        return make_row("original", self.suite.evaluate(self.original.model), self.original.seconds,
+                        epochs_run=self.original.epochs_run)
+
+    def save_original(self, path: str) -> None:
+        save_weights(path, self.original.model.state_dict())
+
+    def load_original(self, path: str, row: dict) -> None:
+        """Restore the original model saved by :meth:`save_original` (weights only)."""
+        model = new_model(self.config, self.suite.raw.train.dataset)
+        model.load_state_dict(load_checkpoint(path, self.config["device"]))
+        model.eval()
+        self.original = TrainedModel(model, float(row["seconds"]), None, int(row.get("epochs_run", 0)))
+
+    def run_method(self, method_config, label: Optional[str] = None,
+                   fit_cache: Optional[Dict[str, tuple]] = None) -> Tuple[dict, torch.nn.Module]:
+        """Fit the method, forget the experiment's forget set, evaluate; returns (row, model).
+
+        With ``fit_cache`` (a dict kept by the caller), a method whose ``fit_key`` matches an
+        earlier row's starts from a copy of that row's fitted state instead of training again;
+        its ``initial_train_seconds`` are the earlier fit's and ``fit_shared_with`` names it."""
+        name = method_config.method
+        method = METHODS.get(name)(method_config, self.data, self.suite, self.original)
+        key = method.fit_key() if fit_cache is not None else None
+        extra = {}
+        if key is not None and key in fit_cache:
+            state, fit_seconds, extra["fit_shared_with"] = fit_cache[key]
+            method.adopt_fit(state)
+        else:
+            fit_seconds = method.fit()
+            if key is not None:
+                fit_cache[key] = (method.fitted_state(), fit_seconds, label or name)
+        result = method.forget(self.forget_set)
+        if fit_seconds:
+            extra["initial_train_seconds"] = round(fit_seconds, 3)
+        extra.update(result.info)
+        extra["forgotten_interactions"] = int(len(result.forget_set))
+        row = make_row(label or name, self.suite.evaluate(result.model, result.forget_set), result.seconds, **extra)
+        if label and label != name:
+            row["unlearn_method"] = name
+        getLogger().info(set_color(f"{label or name} done", "green") + f" in {result.seconds:.1f}s")
+        return row, result.model
+
+
+def run_dir_for(results_dir: str, name: str) -> str:
+    """A new folder ``<results_dir>/<name>`` (``-1``, ``-2`` ... if taken)."""
+    path = os.path.join(results_dir, name)
+    suffix = 1
+    while os.path.exists(path):
+        path = os.path.join(results_dir, f"{name}-{suffix}")
+        suffix += 1
+    os.makedirs(path)
+    return path
