@@ -2,17 +2,24 @@
 
 Formats (``../shared/datasets/README.md``):
   * ``sequence``: one line per user, ``user item item ...`` in chronological order (Beauty.txt);
-  * ``pairs``: one line per interaction, ``user item``, chronological per user (Video.txt).
+  * ``pairs``: one line per interaction, ``user item``, chronological per user (Video.txt);
+  * ``csv``: a delimited file with a header and a time column (``--user_col``, ``--item_col``,
+    ``--time_col``, ``--sep``); times are numbers (e.g. Unix seconds) or ISO 8601 dates.
 
-Neither carries timestamps, so the converter writes each interaction's index in its user's
-sequence as ``timestamp:float``; RecBole's time ordering then reproduces the file's order.
+``sequence`` and ``pairs`` carry no timestamps, so the converter writes each interaction's index
+in its user's sequence as ``timestamp:float``; RecBole's time ordering then reproduces the
+file's order. ``csv`` keeps the real times (ISO dates become Unix seconds, UTC if no zone).
 
     python dataset/convert.py --input=../shared/datasets/Beauty.txt --format=sequence --name=beauty
+    python dataset/convert.py --input=ratings.csv --format=csv --user_col=userId --item_col=movieId \
+        --time_col=timestamp --name=my-data
 """
 import argparse
+import csv
 import os
 import sys
-from typing import Iterator, Tuple
+from datetime import datetime, timezone
+from typing import Iterator, Optional, Tuple
 
 HEADER = "user_id:token\titem_id:token\ttimestamp:float\n"
 
@@ -44,14 +51,75 @@ def _pair_rows(path: str) -> Iterator[Tuple[str, str, int]]:
             yield user, item, position
 
 
-READERS = {"sequence": _sequence_rows, "pairs": _pair_rows}
+def _parse_time(text: str, where: str) -> float:
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{where}: time {text!r} is neither a number nor an ISO 8601 date") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
 
 
-def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset") -> str:
+def _csv_rows(path: str, user_col: str, item_col: str, time_col: str, sep: str) -> Iterator[Tuple[str, str, float]]:
+    """(user, item, time) rows in file order; the caller sorts them by time."""
+    with open(path, "r", encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter=sep)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path}: empty file (expected a header line)")
+        header = [h.strip() for h in header]
+        missing = [c for c in (user_col, item_col, time_col) if c not in header]
+        if missing:
+            raise ValueError(f"{path}: no column {', '.join(repr(c) for c in missing)} in header {header}")
+        index = [header.index(c) for c in (user_col, item_col, time_col)]
+        for number, parts in enumerate(reader, start=2):
+            if not parts or all(not p.strip() for p in parts):
+                continue
+            if len(parts) != len(header):
+                raise ValueError(f"{path} line {number}: {len(parts)} fields, header has {len(header)}")
+            user, item, moment = (parts[i].strip() for i in index)
+            if not user or not item:
+                raise ValueError(f"{path} line {number}: empty user or item")
+            if any(ch in value for value in (user, item) for ch in "\t\n"):
+                raise ValueError(f"{path} line {number}: user or item contains a tab")
+            yield user, item, _parse_time(moment, f"{path} line {number}")
+
+
+def _csv_sorted(path: str, user_col: str, item_col: str, time_col: str, sep: str) -> Iterator[Tuple[str, str, float]]:
+    """Rows ordered by time within each user; ties keep the file's order (stable sort)."""
+    rows = list(_csv_rows(path, user_col, item_col, time_col, sep))
+    rows.sort(key=lambda r: r[2])
+    yield from rows
+
+
+READERS = {"sequence": _sequence_rows, "pairs": _pair_rows, "csv": _csv_sorted}
+
+
+def _format_time(value) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", user_col: Optional[str] = None,
+            item_col: Optional[str] = None, time_col: Optional[str] = None, sep: str = ",") -> str:
     """Write ``<data_path>/<name>/<name>.inter`` from ``input_path``; returns its path.
-    The file is written to a temporary name first and renamed, so a failure leaves nothing."""
+    The file is written to a temporary name first and renamed, so a failure leaves nothing.
+    ``user_col`` / ``item_col`` / ``time_col`` / ``sep`` are for the ``csv`` format only."""
     if fmt not in READERS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(READERS)}")
+    if fmt == "csv":
+        if not (user_col and item_col and time_col):
+            raise ValueError("format csv needs --user_col, --item_col and --time_col")
+        if len(sep) != 1:
+            raise ValueError(f"--sep must be one character, got {sep!r}")
+        rows = _csv_sorted(input_path, user_col, item_col, time_col, sep)
+    else:
+        rows = READERS[fmt](input_path)
     folder = os.path.join(data_path, name)
     target = os.path.join(folder, f"{name}.inter")
     os.makedirs(data_path, exist_ok=True)
@@ -59,8 +127,8 @@ def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset") ->
     try:
         with open(tmp, "w", encoding="utf-8") as out:
             out.write(HEADER)
-            for user, item, position in READERS[fmt](input_path):
-                out.write(f"{user}\t{item}\t{position}\n")
+            for user, item, moment in rows:
+                out.write(f"{user}\t{item}\t{_format_time(moment)}\n")
         os.makedirs(folder, exist_ok=True)
         os.replace(tmp, target)
     finally:
@@ -75,9 +143,14 @@ def main(argv=None) -> int:
     parser.add_argument("--format", required=True, choices=sorted(READERS))
     parser.add_argument("--name", required=True)
     parser.add_argument("--data_path", default="dataset")
+    parser.add_argument("--user_col", help="csv: the user column")
+    parser.add_argument("--item_col", help="csv: the item column")
+    parser.add_argument("--time_col", help="csv: the time column (number or ISO 8601 date)")
+    parser.add_argument("--sep", default=",", help="csv: the delimiter (default ',')")
     args = parser.parse_args(argv)
     try:
-        print(convert(args.input, args.format, args.name, args.data_path))
+        print(convert(args.input, args.format, args.name, args.data_path, args.user_col, args.item_col,
+                      args.time_col, args.sep))
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -53,3 +53,59 @@ def test_malformed_input_writes_nothing(tmp_path, capsys, text, fmt, message):
     assert main(["--input", str(src), "--format", fmt, "--name", "bad", "--data_path", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["bad.txt"]
+
+
+def test_csv_format_sorts_by_time_and_keeps_times(tmp_path):
+    src = tmp_path / "log.csv"
+    src.write_text("uid,ts,iid,rating\n"
+                   "a,30,x,5\n"
+                   "b,2021-01-01T00:00:10,y,4\n"
+                   "a,10,z,3\n"
+                   "\n"
+                   "a,20.5,y,1\n"
+                   "b,2021-01-01T00:00:05Z,x,2\n")
+    header, rows = _read(convert(str(src), "csv", "toy", str(tmp_path), "uid", "iid", "ts"))
+    assert header == "user_id:token\titem_id:token\ttimestamp:float"
+    by_user = {}
+    for user, item, moment in rows:
+        by_user.setdefault(user, []).append((item, float(moment)))
+    assert by_user["a"] == [("z", 10.0), ("y", 20.5), ("x", 30.0)]
+    assert by_user["b"] == [("x", 1609459205.0), ("y", 1609459210.0)]
+
+
+def test_csv_round_trip_loads_in_recbole_unlearn_in_time_order(tmp_path):
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.data import create_unlearn_dataset
+
+    lines = ["user;item;time"]
+    expected = {}
+    for u in range(8):
+        items = [f"i{(u * 3 + t) % 11}" for t in range(5)]
+        expected[f"u{u}"] = items
+        for t, item in reversed(list(enumerate(items))):  # file order is reversed in time
+            lines.append(f"u{u};{item};{1000 + 10 * t}")
+    (tmp_path / "log.csv").write_text("\n".join(lines) + "\n")
+    assert main(["--input", str(tmp_path / "log.csv"), "--format", "csv", "--name", "toy", "--data_path",
+                 str(tmp_path), "--user_col", "user", "--item_col", "item", "--time_col", "time", "--sep", ";"]) == 0
+    config = UnlearnConfig("GRU4Rec", "toy", config_dict={"data_path": str(tmp_path), "state": "ERROR"})
+    dataset = create_unlearn_dataset(config)
+    for user, items in expected.items():
+        uid = dataset.token2id("user_id", user)
+        assert dataset.id2token("item_id", dataset.log_item[dataset.user_rows(uid)]).tolist() == items
+
+
+@pytest.mark.parametrize("text, extra, message", [
+    ("user,item\nu,i\n", [], "no column 'time'"),
+    ("user,item,time\nu,i,yesterday\n", [], "neither a number nor an ISO 8601 date"),
+    ("user,item,time\nu,i\n", [], "line 2: 2 fields"),
+    ("", [], "empty file"),
+    ("user,item,time\nu,i,1\n", ["--sep", ";;"], "one character"),
+])
+def test_malformed_csv_writes_nothing(tmp_path, capsys, text, extra, message):
+    src = tmp_path / "bad.csv"
+    src.write_text(text)
+    args = ["--input", str(src), "--format", "csv", "--name", "bad", "--data_path", str(tmp_path),
+            "--user_col", "user", "--item_col", "item", "--time_col", "time"] + extra
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["bad.csv"]
