@@ -49,3 +49,15 @@ def test_keys_of_other_models_are_not_typos():
     # BERT4Rec's mask_ratio is a real RecBole key even when the model is SASRec
     config = UnlearnConfig("SASRec", config_dict=tiny_dict(mask_ratio=0.3))
     assert config["mask_ratio"] == 0.3
+
+
+@pytest.mark.parametrize("text", ["__import__('os').getpid()", "1/0", "[x for x in ()]"])
+def test_command_line_values_are_literals_never_code(text):
+    """RecBole evals command-line values; ours are only read as literals."""
+    from recbole_unlearn.quick_start.cli import parse_args
+
+    _, _, _, config_dict = parse_args([f"--epochs={text}", "--learning_rate=1e-3", "--topk=[5, 10]",
+                                       "--reproducibility=true"])
+    assert config_dict == {"epochs": text, "learning_rate": 0.001, "topk": [5, 10], "reproducibility": True}
+    with pytest.raises(UnlearnError, match="'epochs' must be a positive integer"):
+        UnlearnConfig("GRU4Rec", config_dict=tiny_dict(epochs=text))

@@ -5,6 +5,7 @@ RecBole's ``overall.yaml`` / model / dataset / quick-start files < ``properties/
 < ``properties/dataset/<dataset>.yaml`` < ``properties/method/<method>.yaml``
 < config files < ``config_dict`` < command line.
 """
+import ast
 import copy
 import os
 from typing import Dict, Iterable, List, Optional, Set
@@ -26,6 +27,25 @@ def _read_yaml(path: str, loader) -> dict:
     with open(path, "r", encoding="utf-8") as f:
         data = yaml.load(f.read(), Loader=loader)
     return data or {}
+
+
+def literal_values(config_dict: dict) -> dict:
+    """Turn string values into Python values in place (``"5"`` -> 5, ``"[10, 20]"`` -> a list,
+    ``"true"`` -> True), as RecBole does for command-line and ``config_dict`` values, but with
+    ``ast.literal_eval`` instead of RecBole's ``eval``: a value is only ever read as a literal,
+    never run as code (``--epochs="__import__('os').system(...)"`` stays a string and is then
+    rejected as a bad value). Anything that is not a literal stays a string."""
+    for key, param in config_dict.items():
+        if not isinstance(param, str):
+            continue
+        text = param.strip()
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            lowered = text.lower()
+            value = True if lowered == "true" else False if lowered == "false" else param
+        config_dict[key] = value
+    return config_dict
 
 
 def method_names(value) -> List[str]:
@@ -72,6 +92,9 @@ class UnlearnConfig(Config):
     # --- RecBole hooks -----------------------------------------------------------------
     def _load_cmd_line(self) -> dict:
         return {}
+
+    def _convert_config_dict(self, config_dict: dict) -> dict:
+        return literal_values(config_dict)
 
     def _get_model_and_dataset(self, model, dataset):
         defaults = _read_yaml(os.path.join(properties_dir(), "overall.yaml"), self.yaml_loader)
@@ -150,7 +173,7 @@ class UnlearnConfig(Config):
         if modes != {"full"}:
             raise UnlearnError("recbole_unlearn evaluates with full ranking: eval_args.mode must be 'full'")
         positive_ints = ["epochs", "MAX_ITEM_LIST_LENGTH", "train_batch_size", "eval_batch_size",
-                         "sru_inference_neg_num"]
+                         "sru_inference_neg_num", "max_request_lines", "max_batch"]
         for key in positive_ints:
             if not isinstance(self[key], int) or isinstance(self[key], bool) or self[key] < 1:
                 raise UnlearnError(f"config key '{key}' must be a positive integer, got {self[key]!r}")
@@ -162,6 +185,15 @@ class UnlearnConfig(Config):
             raise UnlearnError(f"config key 'forget_item_ratio' must be in (0, 1], got {ratio!r}")
         if not isinstance(self["forget_skip_first"], int) or self["forget_skip_first"] < 0:
             raise UnlearnError("config key 'forget_skip_first' must be a non-negative integer")
+        for key, allow_none, allow_zero in (("max_wait_s", False, True), ("watch_poll_s", False, False),
+                                            ("watch_idle_s", True, True)):
+            value = self[key]
+            if value is None and allow_none:
+                continue
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or \
+                    (value == 0 and not allow_zero):
+                raise UnlearnError(f"config key '{key}' must be a {'non-negative' if allow_zero else 'positive'} "
+                                   f"number of seconds, got {value!r}")
         for key in ("utility_topk", "forget_topk", "sru_inference_topk"):
             value = self[key]
             if not isinstance(value, list) or not value or not all(

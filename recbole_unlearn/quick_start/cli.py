@@ -1,8 +1,9 @@
 """Command line in RecBole's style: ``--key=value`` for everything.
 
 ``--model``, ``--dataset``, ``--config_files="a.yaml b.yaml"`` and ``--forget=<file>`` as in
-RecBole; ``--benchmark=<grid.yaml>`` runs a leaderboard grid (``recbole_unlearn/benchmark``); every other ``--key=value`` overrides a config key (values are parsed like RecBole's
-command line: ``--epochs=5``, ``--unlearn_method="['retrain']"``).
+RecBole; ``--benchmark=<grid.yaml>`` runs a leaderboard grid (``recbole_unlearn/benchmark``);
+every other ``--key=value`` overrides a config key (values are parsed like RecBole's command line, ``--epochs=5``, ``--unlearn_method="['retrain']"``, but only ever as literals,
+never evaluated as code: see ``config.configurator.literal_values``).
 """
 import sys
 import warnings
@@ -13,7 +14,7 @@ from recbole_unlearn.utils.errors import UnlearnError
 
 def parse_args(argv: List[str]) -> Tuple[Optional[str], Optional[str], Optional[List[str]], dict]:
     """Split ``argv`` into model, dataset, config files and a config dict."""
-    from recbole.config import Config
+    from recbole_unlearn.config.configurator import literal_values
 
     raw = {}
     for arg in argv:
@@ -29,7 +30,7 @@ def parse_args(argv: List[str]) -> Tuple[Optional[str], Optional[str], Optional[
     dataset = raw.pop("dataset", None)
     files = raw.pop("config_files", None)
     config_files = files.split() if files else None
-    config_dict = Config._convert_config_dict(None, raw)
+    config_dict = literal_values(dict(raw))
     for key in ("forget", "model_dir", "benchmark"):  # paths stay strings even if they look like numbers
         if key in raw:
             config_dict[key] = raw[key]
