@@ -42,3 +42,32 @@ def tiny_setup():
 
     config = UnlearnConfig("SASRec", config_dict=tiny_dict())
     return config, create_unlearn_dataset(config)
+
+
+def train_saved_model(base, model: str = "GRU4Rec", **overrides) -> str:
+    """Run ``run_recbole_unlearn`` inside ``base`` (a folder) with a saving method (default:
+    SISA, 2 shards, no Retrain row) on ml-tiny; returns the saved ``model_dir``."""
+    from recbole_unlearn import run_recbole_unlearn
+
+    model_dir = str(base / "model")
+    settings = dict(unlearn_method="sisa", n_shards=2, model_dir=model_dir, include_retrain=False,
+                    shard_num_threads=1, results_dir=str(base / "results"))
+    settings.update(overrides)
+    cwd = os.getcwd()
+    os.chdir(base)
+    try:
+        run_recbole_unlearn(model, config_dict=tiny_dict(**settings), verbose=False)
+    finally:
+        os.chdir(cwd)
+    return model_dir
+
+
+def snapshot(folder) -> dict:
+    """``{relative path: bytes}`` of every file below ``folder`` (to prove nothing changed)."""
+    files = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, folder)] = f.read()
+    return files

@@ -90,7 +90,7 @@ def _write(tmp_path, text):
 
 def test_bare_user_forgets_all_training_interactions(tiny_setup, tmp_path):
     _, dataset = tiny_setup
-    fs = forget_set_from_requests(_write(tmp_path, "# comment\n\n3\n"), dataset)
+    fs = forget_set_from_requests(_write(tmp_path, "# comment\n\n3\n"), dataset, 1000)
     uid = dataset.token2id("user_id", "3")
     rows = dataset.user_rows(uid)
     assert np.array_equal(fs.rows, rows[dataset.is_training[rows]])
@@ -103,7 +103,7 @@ def test_user_item_pair(tiny_setup, tmp_path):
     uid = dataset.token2id("user_id", "1")
     row = dataset.user_rows(uid)[4]
     item = dataset.id2token("item_id", dataset.log_item[row])
-    fs = forget_set_from_requests(_write(tmp_path, f"1,{item}\n1 , {item}\n"), dataset)
+    fs = forget_set_from_requests(_write(tmp_path, f"1 , {item}\n"), dataset, 1000)
     assert fs.rows.tolist() == [row]
     assert fs.triples(dataset) == [("1", str(item), 4)]
 
@@ -117,12 +117,14 @@ def test_user_item_pair(tiny_setup, tmp_path):
         ("1,\n", "expected 'user_token[,item_token]'"),
         (",5\n", "expected 'user_token[,item_token]'"),
         ("\n# nothing\n", "contains no requests"),
+        ("1\n3\n 1 \n", "line 3: repeats line 1"),
+        ("\n".join(str(u) for u in range(1, 12)) + "\n", "more than 10 requests"),
     ],
 )
 def test_bad_request_files(tiny_setup, tmp_path, text, message):
     _, dataset = tiny_setup
     with pytest.raises(UnlearnError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        forget_set_from_requests(_write(tmp_path, text), dataset)
+        forget_set_from_requests(_write(tmp_path, text), dataset, 10)
 
 
 def test_item_the_user_never_trained_on(tiny_setup, tmp_path):
@@ -137,13 +139,13 @@ def test_item_the_user_never_trained_on(tiny_setup, tmp_path):
     user = dataset.id2token("user_id", uid)
     item = dataset.id2token("item_id", dataset.log_item[rows[-1]])
     with pytest.raises(UnlearnError, match="no training interaction with item"):
-        forget_set_from_requests(_write(tmp_path, f"{user},{item}\n"), dataset)
+        forget_set_from_requests(_write(tmp_path, f"{user},{item}\n"), dataset, 1000)
 
 
 def test_missing_request_file(tiny_setup, tmp_path):
     _, dataset = tiny_setup
     with pytest.raises(UnlearnError, match="request file not found"):
-        forget_set_from_requests(str(tmp_path / "nope.csv"), dataset)
+        forget_set_from_requests(str(tmp_path / "nope.csv"), dataset, 1000)
 
 
 def test_build_forget_set_uses_request_file(tiny_setup, tmp_path):

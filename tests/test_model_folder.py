@@ -8,7 +8,7 @@ import pytest
 from recbole_unlearn import run_recbole_unlearn
 from recbole_unlearn.unlearn.model_folder import load_model, read_audit, read_manifest
 
-from conftest import tiny_dict
+from conftest import snapshot, tiny_dict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,16 +26,6 @@ def saved(tmp_path_factory):
     finally:
         os.chdir(cwd)
     return base, model_dir, doc
-
-
-def _snapshot(model_dir):
-    files = {}
-    for folder, _, names in os.walk(model_dir):
-        for name in names:
-            path = os.path.join(folder, name)
-            with open(path, "rb") as f:
-                files[os.path.relpath(path, model_dir)] = f.read()
-    return files
 
 
 def _cli(args, cwd):
@@ -66,6 +56,7 @@ def test_request_file_in_a_new_process(saved):
     assert os.path.basename(new_dir) == "v000003"
     audit = read_audit(model_dir)
     assert len(audit) == 2 and audit[-1]["source"] == "requests:req.csv" and audit[-1]["version"] == "v000003"
+    assert audit[-1]["request_ids"] == ["req.csv:1", "req.csv:2"]
     retrained = set(audit[-1]["shards_retrained"])
     assert retrained == {owner["7"], owner["8"]}
     # batched: each affected shard retrained once, untouched shards' files are hard links
@@ -78,11 +69,19 @@ def test_request_file_in_a_new_process(saved):
     model = load_model(model_dir)
     users = set(model.dataset.id2token("user_id", model.dataset.log_user[model.forgotten]).tolist())
     assert {"7", "8"} <= users
-    # the same request again: nothing new, no new version, audited
+    # the same file again: its requests are already applied (by id), so nothing happens twice
     proc = _cli([f"--model_dir={model_dir}", "--forget=req.csv", "--state=ERROR"], base)
     assert proc.returncode == 0, proc.stderr
     assert os.path.basename(read_manifest(model_dir)[0]) == "v000003"
+    assert len(read_audit(model_dir)) == 2
+    assert "'skipped_already_final': 2" in proc.stdout
+    # the same user asked again in a new file: applied as a no-op, audited under its own id
+    (base / "again.csv").write_text("7\n")
+    proc = _cli([f"--model_dir={model_dir}", "--forget=again.csv", "--state=ERROR"], base)
+    assert proc.returncode == 0, proc.stderr
+    assert os.path.basename(read_manifest(model_dir)[0]) == "v000003"
     assert read_audit(model_dir)[-1]["interactions"] == 0
+    assert read_audit(model_dir)[-1]["request_ids"] == ["again.csv:1"]
 
 
 @pytest.mark.parametrize("case", ["unknown user", "malformed", "fixed key", "tampered", "no model"])
@@ -107,9 +106,9 @@ def test_bad_input_changes_nothing(saved, case):
         with open(tampered, "r+b") as f:
             f.seek(len(data) // 2)
             f.write(bytes([data[len(data) // 2] ^ 0xFF]))
-    before = _snapshot(model_dir)
+    before = snapshot(model_dir)
     proc = _cli(args, base)
-    after = _snapshot(model_dir)
+    after = snapshot(model_dir)
     if tampered:
         with open(tampered, "wb") as f:
             f.write(original)

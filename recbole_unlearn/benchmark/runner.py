@@ -229,3 +229,26 @@ def run_grid(path: str) -> Dict[str, str]:
         paths = write_leaderboard(done, grid.output_dir, title)
         getLogger().info(set_color("leaderboard", "green") + f": {paths['md']}")
     return paths
+
+
+def finished_cells(path: str) -> List[dict]:
+    """The rows finished so far for every cell of the grid in ``path`` that has started, in grid
+    order (for a report while a long grid is still running or was stopped)."""
+    grid = load_grid(path)
+    cells = []
+    for cell in grid.cells:
+        folder = os.path.join(grid.output_dir, cell.name)
+        saved = _read_json(os.path.join(folder, "cell.json"))
+        if saved is None:
+            continue
+        steps = [(BASELINE, None), (ORIGINAL, None)] + [(v.label, v.overrides) for v in cell.variants]
+        rows = []
+        for label, overrides in steps:
+            saved_row = _read_json(os.path.join(folder, "rows", f"{label}.json"))
+            if saved_row is not None and saved_row.get("overrides") == overrides:
+                rows.append(saved_row["row"])
+        add_speedups(rows)
+        cells.append({"model": cell.model, "dataset": cell.dataset, "description": saved["description"],
+                      "machine": saved["machine"], "rows": rows})
+    return cells
+

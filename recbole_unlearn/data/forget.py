@@ -171,57 +171,84 @@ class Request:
     rows: np.ndarray
 
 
-def parse_request_file(path: str, dataset: UnlearnSequentialDataset) -> List[Request]:
-    """Read ``user_token[,item_token]`` lines and resolve them to training log rows.
+def parse_request_line(text: str, dataset: UnlearnSequentialDataset, where: str) -> Tuple[str, Optional[str], np.ndarray]:
+    """Resolve one ``user_token[,item_token]`` request to training log rows.
 
-    Blank lines and lines starting with ``#`` are skipped. A bare user forgets all of that
-    user's training interactions; ``user,item`` forgets every training interaction of the
-    user with that item. Everything is validated before anything is returned, and the first
-    problem raises a one-line :class:`UnlearnError` naming the file and line.
+    A bare user forgets all of that user's training interactions; ``user,item`` forgets every
+    training interaction of the user with that item. Raises a one-line :class:`UnlearnError`
+    starting with ``where`` for a malformed line, an unknown token or nothing to forget.
+
+    Returns:
+        ``(user, item or None, rows)`` with ``rows`` a ``[n]`` int64 array of log rows.
     """
+    parts = [p.strip() for p in text.strip().split(",")]
+    if len(parts) > 2 or not all(parts):
+        raise UnlearnError(f"{where}: expected 'user_token[,item_token]', got {text!r}")
+    user = parts[0]
+    user_ids = dataset.field2token_id[dataset.uid_field]
+    if user not in user_ids:
+        raise UnlearnError(f"{where}: unknown user token {user!r}")
+    rows = dataset.user_rows(user_ids[user])
+    rows = rows[dataset.is_training[rows]]
+    item = parts[1] if len(parts) == 2 else None
+    if item is not None:
+        item_ids = dataset.field2token_id[dataset.iid_field]
+        if item not in item_ids:
+            raise UnlearnError(f"{where}: unknown item token {item!r}")
+        rows = rows[dataset.log_item[rows] == item_ids[item]]
+        if len(rows) == 0:
+            raise UnlearnError(f"{where}: user {user!r} has no training interaction with item {item!r}")
+    elif len(rows) == 0:
+        raise UnlearnError(f"{where}: user {user!r} has no training interactions to forget")
+    return user, item, rows
+
+
+def read_request_lines(path: str, max_lines: int) -> List[Tuple[int, str]]:
+    """``(line number, text)`` of every request line (blank lines and ``#`` comments skipped).
+    One-line errors for a missing, non-UTF-8 or over-long file (more than ``max_lines``)."""
     if not os.path.isfile(path):
         raise UnlearnError(f"request file not found: {path}")
+    lines: List[Tuple[int, str]] = []
     try:
         with open(path, "r", encoding="utf-8") as f:
-            lines = f.read().splitlines()
+            for number, raw in enumerate(f, start=1):
+                text = raw.strip()
+                if not text or text.startswith("#"):
+                    continue
+                if len(lines) >= max_lines:
+                    raise UnlearnError(f"request file {path} has more than {max_lines} requests "
+                                       "(max_request_lines); split it")
+                lines.append((number, text))
     except UnicodeDecodeError:
         raise UnlearnError(f"request file {path} is not UTF-8 text") from None
-    user_ids = dataset.field2token_id[dataset.uid_field]
-    item_ids = dataset.field2token_id[dataset.iid_field]
+    return lines
+
+
+def parse_request_file(path: str, dataset: UnlearnSequentialDataset, max_lines: int) -> List[Request]:
+    """Read ``user_token[,item_token]`` lines and resolve them to training log rows.
+
+    Blank lines and lines starting with ``#`` are skipped. Everything is validated before
+    anything is returned: the first problem (malformed line, unknown token, a line repeating an
+    earlier one, no requests at all, more than ``max_lines``) raises a one-line
+    :class:`UnlearnError` naming the file and line.
+    """
     requests: List[Request] = []
-    for number, raw in enumerate(lines, start=1):
-        text = raw.strip()
-        if not text or text.startswith("#"):
-            continue
+    seen = {}
+    for number, text in read_request_lines(path, max_lines):
         where = f"request file {path} line {number}"
-        parts = [p.strip() for p in text.split(",")]
-        if len(parts) > 2 or not all(parts):
-            raise UnlearnError(f"{where}: expected 'user_token[,item_token]', got {raw!r}")
-        user = parts[0]
-        if user not in user_ids:
-            raise UnlearnError(f"{where}: unknown user token {user!r}")
-        rows = dataset.user_rows(user_ids[user])
-        rows = rows[dataset.is_training[rows]]
-        item = parts[1] if len(parts) == 2 else None
-        if item is not None:
-            if item not in item_ids:
-                raise UnlearnError(f"{where}: unknown item token {item!r}")
-            rows = rows[dataset.log_item[rows] == item_ids[item]]
-            if len(rows) == 0:
-                raise UnlearnError(
-                    f"{where}: user {user!r} has no training interaction with item {item!r}"
-                )
-        elif len(rows) == 0:
-            raise UnlearnError(f"{where}: user {user!r} has no training interactions to forget")
+        user, item, rows = parse_request_line(text, dataset, where)
+        if (user, item) in seen:
+            raise UnlearnError(f"{where}: repeats line {seen[(user, item)]} ({text!r})")
+        seen[(user, item)] = number
         requests.append(Request(number, user, item, rows))
     if not requests:
         raise UnlearnError(f"request file {path} contains no requests")
     return requests
 
 
-def forget_set_from_requests(path: str, dataset: UnlearnSequentialDataset) -> ForgetSet:
+def forget_set_from_requests(path: str, dataset: UnlearnSequentialDataset, max_lines: int) -> ForgetSet:
     """The union of every request in a request file."""
-    requests = parse_request_file(path, dataset)
+    requests = parse_request_file(path, dataset, max_lines)
     rows = np.concatenate([r.rows for r in requests])
     return ForgetSet(rows, source=f"requests:{os.path.basename(path)}")
 
@@ -229,5 +256,5 @@ def forget_set_from_requests(path: str, dataset: UnlearnSequentialDataset) -> Fo
 def build_forget_set(config, dataset: UnlearnSequentialDataset) -> ForgetSet:
     """The request file given as ``forget`` if any, else the sampled protocol."""
     if config["forget"]:
-        return forget_set_from_requests(str(config["forget"]), dataset)
+        return forget_set_from_requests(str(config["forget"]), dataset, config["max_request_lines"])
     return sample_forget_set(config, dataset)

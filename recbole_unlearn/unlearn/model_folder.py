@@ -10,10 +10,13 @@ Layout (sharded; a single model has ``model.pth`` instead of the shard and aggre
         forgotten.json         forgotten interactions as [user_token, position] pairs
         shard_03_stage_00.pth  weights of shard 3 after slice stage 0 (weights only)
         aggregator.pth         aggregator weights (weights only)
+        audit_entry.json       the audit line of the forget that made this version
 
 A forget writes a complete new version folder (unchanged shard files are hard links), then
 switches ``CURRENT`` with an atomic rename, then appends to the audit log. A process killed at
-any point leaves ``CURRENT`` naming a complete version: the old one or the new one. Every file
+any point leaves ``CURRENT`` naming a complete version: the old one or the new one; if it died
+after the switch but before the append, the next forget (or request stream) appends the line
+from the version's ``audit_entry.json`` (:func:`reconcile_audit`). Every file
 is read back without unpickling (JSON, ``torch.load(weights_only=True)``) and checked against the
 SHA-256 recorded in the manifest.
 """
@@ -36,6 +39,7 @@ from recbole_unlearn.unlearn.sharded_model import ForgetReport, ShardedUnlearnab
 from recbole_unlearn.unlearn.single_model import SingleUnlearnableModel
 from recbole_unlearn.utils.atomic import atomic_write, write_json
 from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.utils.faults import fault_point
 
 MODEL_CLASSES = {
     ShardedUnlearnableModel.FORMAT: ShardedUnlearnableModel,
@@ -44,11 +48,13 @@ MODEL_CLASSES = {
 CURRENT = "CURRENT"
 AUDIT = "audit.jsonl"
 SECRET = "audit.key"
+PENDING_AUDIT = "audit_entry.json"
 # Keys a later process may change when it loads a saved model (they do not change the numbers).
 RUNTIME_KEYS = {
     "num_workers", "ray_address", "ray_cpus_per_shard", "ray_gpus_per_shard", "shard_num_threads",
     "state", "show_progress", "use_gpu", "gpu_id", "forget", "results_dir", "tensorboard",
-    "model_dir", "eval_batch_size", "worker",
+    "model_dir", "eval_batch_size", "worker", "max_request_lines", "max_batch", "max_wait_s",
+    "watch_poll_s", "watch_idle_s",
 }
 
 
@@ -81,12 +87,16 @@ def current_version(model_dir: str) -> Optional[str]:
     return name
 
 
-def save_model(model, model_dir: str, reused: Optional[Dict[str, str]] = None) -> str:
+def save_model(model, model_dir: str, reused: Optional[Dict[str, str]] = None,
+               audit_entry: Optional[dict] = None) -> str:
     """Write ``model`` (a :class:`ShardedUnlearnableModel` or :class:`SingleUnlearnableModel`)
     as a new version of ``model_dir`` and make it current.
 
     Args:
         reused: ``{file name: path}`` of weight files that did not change (hard-linked).
+        audit_entry: the audit line of the forget that produced this version; stored in the
+            version (``audit_entry.json``) so that :func:`reconcile_audit` can append it if the
+            process dies between the switch and the audit append.
 
     Returns:
         The new version's folder.
@@ -97,6 +107,8 @@ def save_model(model, model_dir: str, reused: Optional[Dict[str, str]] = None) -
     name = f"v{number:06d}"
     final = os.path.join(model_dir, name)
     staging = os.path.join(model_dir, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+    if os.path.isdir(final):  # left by a process killed after the rename, before the switch
+        shutil.rmtree(final)
     os.makedirs(staging)
     try:
         files: Dict[str, str] = {}
@@ -113,11 +125,16 @@ def save_model(model, model_dir: str, reused: Optional[Dict[str, str]] = None) -
             dataset.log_position[model.forgotten])]
         write_json(os.path.join(staging, "forgotten.json"), forgotten)
         files["forgotten.json"] = file_sha256(os.path.join(staging, "forgotten.json"))
+        if audit_entry is not None:
+            write_json(os.path.join(staging, PENDING_AUDIT), dict(audit_entry, version=name))
+            files[PENDING_AUDIT] = file_sha256(os.path.join(staging, PENDING_AUDIT))
         write_json(os.path.join(staging, "manifest.json"), _manifest(model, files))
+        fault_point("version_staged")
         os.rename(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    fault_point("version_renamed")
     atomic_write(os.path.join(model_dir, CURRENT), lambda f: f.write(name.encode()))
     _prune(model_dir, keep={name, previous})
     return final
@@ -238,6 +255,7 @@ def forget_and_save(model, model_dir: str, forget_set, method: str,
     """Forget ``forget_set`` (with its extra deletions), write the new version (unchanged shard
     files hard-linked), switch to it, then append the audit entry. Returns the report and the
     audit entry."""
+    reconcile_audit(model_dir)
     version_dir, _ = read_manifest(model_dir)
     key = audit_secret(model_dir)
     rows = forget_set.rows
@@ -257,11 +275,28 @@ def forget_and_save(model, model_dir: str, forget_set, method: str,
     }
     if report.interactions:
         reused = {name: os.path.join(version_dir, name) for name in model.unchanged_files(report)}
-        entry["version"] = os.path.basename(save_model(model, model_dir, reused))
+        entry["version"] = os.path.basename(save_model(model, model_dir, reused, audit_entry=entry))
+        fault_point("current_switched")
     else:
         entry["version"] = os.path.basename(version_dir)
     append_audit(model_dir, entry)
+    fault_point("audit_appended")
     return report, entry
+
+
+def reconcile_audit(model_dir: str) -> Optional[dict]:
+    """If the current version was written by a forget whose audit line never made it to the
+    log (the process died between the switch and the append), append that line now, marked
+    ``recovered``. Returns the appended entry, or ``None`` when the log was complete."""
+    version_dir, manifest = read_manifest(model_dir)
+    if PENDING_AUDIT not in manifest["files"]:
+        return None
+    pending = _read_json(_checked_path(version_dir, manifest["files"], PENDING_AUDIT))
+    if any(e.get("request_id") == pending["request_id"] for e in read_audit(model_dir)):
+        return None
+    pending["recovered"] = True
+    append_audit(model_dir, pending)
+    return pending
 
 
 def audit_secret(model_dir: str, create: bool = True) -> Optional[bytes]:

@@ -27,6 +27,7 @@ from recbole_unlearn.trainer.pretrain import pretrain_embeddings
 from recbole_unlearn.trainer.shard_trainer import ShardJob, StateDict, run_shard_jobs
 from recbole_unlearn.trainer.sruga_trainer import sruga_unlearn
 from recbole_unlearn.trainer.trainer import cpu_state_dict
+from recbole_unlearn.utils.faults import fault_point
 
 _EMPTY = np.array([], dtype=np.int64)
 
@@ -214,6 +215,7 @@ class ShardedUnlearnableModel:
             ]
             for result in run_shard_jobs(self.config, self.dataset, self.shard_map, keep, jobs):
                 self.stage_states[result.shard].update(result.stage_states)
+                fault_point("shard_retrained")
         aggregator_state = {k: v.clone() for k, v in self.ensemble.aggregator.state_dict().items()}
         self.ensemble = self._build_ensemble(aggregator_state)
         report.aggregator_seconds = train_aggregator(self.config, self.ensemble, self.dataset, keep, self.shard_map)

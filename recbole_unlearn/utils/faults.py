@@ -1,0 +1,20 @@
+"""Fault injection for crash tests: ``RECBOLE_UNLEARN_KILL_AT=<point>`` makes the process kill
+itself with SIGKILL when it reaches that point, exactly as an out-of-memory kill or a power cut
+would (no ``finally`` blocks, no atexit). Unset (always, outside tests) it does nothing.
+
+Points: ``shard_retrained`` (a forget retrained one shard, others pending), ``version_staged``
+(the new version's files are written, the folder is not renamed yet), ``version_renamed`` (the
+new version folder exists, ``CURRENT`` still names the old one), ``current_switched``
+(``CURRENT`` names the new version, the audit log has no entry yet), ``audit_appended`` (the
+audit entry is written, the request ledger does not say ``applied`` yet).
+"""
+import os
+import signal
+
+ENV = "RECBOLE_UNLEARN_KILL_AT"
+
+
+def fault_point(name: str) -> None:
+    """SIGKILL this process if ``RECBOLE_UNLEARN_KILL_AT`` names ``name``."""
+    if os.environ.get(ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)

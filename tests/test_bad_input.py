@@ -1,0 +1,152 @@
+"""Property-based bad-input tests (hypothesis): every bad request file, config value or dataset
+folder gets one clear error line, a non-zero exit code, and leaves the model folder unchanged."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from recbole_unlearn import run_recbole_unlearn
+from recbole_unlearn.quick_start import run_forget_requests
+from recbole_unlearn.unlearn.model_folder import load_model
+from recbole_unlearn.utils.errors import UnlearnError
+
+from conftest import FIXTURES, snapshot, tiny_dict, train_saved_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                       HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    base = tmp_path_factory.mktemp("bad")
+    model_dir = train_saved_model(base, forget_user_ratio=0.05)
+    model = load_model(model_dir)
+    ds = model.dataset
+    users = [str(u) for u in ds.field2id_token["user_id"][1:]]
+    items = [str(i) for i in ds.field2id_token["item_id"][1:]]
+    return base, model_dir, users, items
+
+
+def _assert_one_error(call, match: str):
+    with pytest.raises(UnlearnError) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message and match in message, message
+
+
+# --- request files -------------------------------------------------------------------------
+token = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12).filter(
+    lambda t: "," not in t and t.strip() == t and not t.startswith("#"))
+
+
+@st.composite
+def bad_request_file(draw, users, items):
+    """(file text, expected message part): valid lines around one bad line of a drawn kind."""
+    good = draw(st.lists(st.sampled_from(users), min_size=0, max_size=4, unique=True))
+    kind = draw(st.sampled_from(["unknown user", "unknown item", "malformed", "duplicate", "empty"]))
+    lines = [u for u in good]
+    if kind == "unknown user":
+        user = draw(token.filter(lambda t: t not in users))
+        bad, message = user, f"unknown user token {user!r}"
+    elif kind == "unknown item":
+        item = draw(token.filter(lambda t: t not in items))
+        bad, message = f"{draw(st.sampled_from(users))},{item}", f"unknown item token {item!r}"
+    elif kind == "malformed":
+        bad = draw(st.sampled_from(["a,b,c", ",x", "x,", " , ", "1,2,3,4"]))
+        message = "expected 'user_token[,item_token]'"
+    elif kind == "duplicate":
+        user = draw(st.sampled_from(users))
+        lines = [u for u in lines if u != user] + [user]
+        bad, message = f" {user} ", "repeats line"
+    else:
+        return draw(st.sampled_from(["", "\n\n", "# only a comment\n"])), "contains no requests"
+    position = draw(st.integers(min_value=0, max_value=len(lines)))
+    lines.insert(position, bad)
+    return "\n".join(lines) + "\n", message
+
+
+def test_bad_request_files_change_nothing(saved, tmp_path):
+    base, model_dir, users, items = saved
+    before = snapshot(model_dir)
+
+    @FAST
+    @given(case=bad_request_file(users[:20], items))
+    def check(case):
+        text, message = case
+        path = tmp_path / "req.csv"
+        path.write_text(text, encoding="utf-8")
+        _assert_one_error(lambda: run_forget_requests(model_dir, str(path), {"state": "ERROR"}, verbose=False),
+                          message)
+        assert snapshot(model_dir) == before
+
+    check()
+
+
+def test_huge_and_binary_request_files_change_nothing(saved, tmp_path):
+    base, model_dir, users, _ = saved
+    before = snapshot(model_dir)
+    huge = tmp_path / "huge.csv"
+    huge.write_text("".join(f"{users[i % len(users)]}\n" for i in range(5000)))
+    _assert_one_error(lambda: run_forget_requests(model_dir, str(huge), {"state": "ERROR", "max_request_lines": 1000},
+                                                  verbose=False), "more than 1000 requests")
+    binary = tmp_path / "bin.csv"
+    binary.write_bytes(b"\xff\xfe\x00garbage\n")
+    _assert_one_error(lambda: run_forget_requests(model_dir, str(binary), {"state": "ERROR"}, verbose=False),
+                      "is not UTF-8 text")
+    _assert_one_error(lambda: run_forget_requests(model_dir, str(tmp_path / "none.csv"), {"state": "ERROR"},
+                                                  verbose=False), "request file not found")
+    assert snapshot(model_dir) == before
+
+
+# --- config values -------------------------------------------------------------------------
+@FAST
+@given(n_shards=st.one_of(st.integers(max_value=0), st.integers(min_value=61, max_value=10 ** 9)))
+def test_impossible_shard_counts(n_shards, tmp_path_factory):
+    results = tmp_path_factory.mktemp("cfg")
+    _assert_one_error(lambda: run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method="sisa", n_shards=n_shards, results_dir=str(results / "r"))),
+        "must be a positive integer" if n_shards < 1 else "exceeds the 60 users")
+    assert os.listdir(results) == []
+
+
+@settings(max_examples=8, deadline=None)
+@given(name=token.filter(lambda t: t.lower() not in ("random", "kmeans", "ubp", "ibp", "inbp")))
+def test_unknown_partitioner(name, tmp_path_factory):
+    results = tmp_path_factory.mktemp("cfg")
+    _assert_one_error(lambda: run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method="sisa", partitioner=name, results_dir=str(results / "r"))), "unknown partitioner")
+    assert os.listdir(results) == []
+
+
+@FAST
+@given(value=st.one_of(st.integers(max_value=0), st.floats(max_value=-0.001),
+                       st.sampled_from(["", "ten", "1/0", "__import__('os').getpid()", "[1]", "-5", "2.5"])))
+def test_bad_stream_settings_are_refused_when_loading(saved, value):
+    _, model_dir, _, _ = saved
+    with pytest.raises(UnlearnError, match="max_batch"):
+        load_model(model_dir, {"max_batch": value})
+
+
+# --- datasets ------------------------------------------------------------------------------
+def test_dataset_folder_without_inter_file(tmp_path):
+    folder = tmp_path / "data" / "empty-ds"
+    folder.mkdir(parents=True)
+    shutil.copy(os.path.join(FIXTURES, "ml-tiny", "ml-tiny.inter"), folder / "empty-ds.user")  # wrong file
+    _assert_one_error(lambda: run_recbole_unlearn("GRU4Rec", "empty-ds", config_dict={
+        "data_path": str(tmp_path / "data"), "state": "ERROR", "results_dir": str(tmp_path / "r")}),
+        "dataset 'empty-ds' not found")
+    assert not os.path.exists(tmp_path / "r")
+
+
+def test_cli_exit_code_and_single_line(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "run_recbole_unlearn.py"), "--model=GRU4Rec",
+                           f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--unlearn_method=sisa", "--n_shards=-3",
+                           f"--results_dir={tmp_path / 'r'}"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: config key 'n_shards' must be a positive integer, got -3"]
+    assert not os.path.exists(tmp_path / "r")

@@ -1,0 +1,94 @@
+"""Crash safety: a forget killed with SIGKILL at several points leaves a model folder that
+loads and equals the state before or after; rerunning the same request finishes the job, and
+the audit log lists the request exactly once."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from recbole_unlearn.unlearn.model_folder import load_model, read_audit, verify_model
+from recbole_unlearn.utils.faults import ENV
+
+from conftest import train_saved_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+POINTS = ["shard_retrained", "version_staged", "version_renamed", "current_switched", "audit_appended"]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    base = tmp_path_factory.mktemp("crash")
+    model_dir = train_saved_model(base, n_shards=3, forget_user_ratio=0.05)
+    # users of two different shards, so that the forget retrains two shards
+    model = load_model(model_dir)
+    shard_of = model.shard_map.user_shard
+    users = []
+    for shard in (0, 1):
+        uid = next(u for u in range(1, model.dataset.user_num) if shard_of[u] == shard)
+        users.append(str(model.dataset.id2token("user_id", uid)))
+    (base / "req.csv").write_text("".join(f"{u}\n" for u in users))
+    before = _weights(model_dir)
+    reference = str(base / "reference")
+    shutil.copytree(model_dir, reference)
+    assert _forget(reference, base).returncode == 0
+    return base, model_dir, before, _weights(reference)
+
+
+def _forget(model_dir, cwd, kill_at=None):
+    env = dict(os.environ)
+    env.pop(ENV, None)
+    if kill_at:
+        env[ENV] = kill_at
+    return subprocess.run([sys.executable, os.path.join(ROOT, "run_recbole_unlearn.py"), f"--model_dir={model_dir}",
+                           f"--forget={cwd / 'req.csv'}", "--state=ERROR"], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def _weights(model_dir):
+    model = load_model(model_dir)
+    return {name: {k: v.clone() for k, v in state.items()} for name, state in model.weight_states().items()}, \
+        sorted(model.forgotten.tolist())
+
+
+def _same(a, b) -> bool:
+    (wa, fa), (wb, fb) = a, b
+    return fa == fb and wa.keys() == wb.keys() and all(
+        wa[n].keys() == wb[n].keys() and all(torch.equal(wa[n][k], wb[n][k]) for k in wa[n]) for n in wa)
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_sigkill_leaves_old_or_new_state_and_rerun_finishes_once(saved, tmp_path, point):
+    base, original_dir, before, after = saved
+    model_dir = str(tmp_path / "model")
+    shutil.copytree(original_dir, model_dir)
+
+    killed = _forget(model_dir, base, kill_at=point)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    state = _weights(model_dir)  # loads: every file present and matching its checksum
+    assert _same(state, before) or _same(state, after)
+    if point in ("shard_retrained", "version_staged", "version_renamed"):
+        assert _same(state, before)
+    else:
+        assert _same(state, after)
+
+    rerun = _forget(model_dir, base)
+    assert rerun.returncode == 0, rerun.stderr
+    assert _same(_weights(model_dir), after)
+    ids = [rid for entry in read_audit(model_dir) for rid in entry.get("request_ids", [])]
+    assert sorted(ids) == ["req.csv:1", "req.csv:2"]  # exactly once
+    with open(os.path.join(model_dir, "requests.jsonl")) as f:
+        final = {}
+        for line in f:
+            event = json.loads(line)
+            if event["status"] != "queued":
+                final.setdefault(event["id"], []).append(event["status"])
+    assert final == {"req.csv:1": ["applied"], "req.csv:2": ["applied"]}
+    versions = sorted(v for v in os.listdir(model_dir) if v.startswith("v"))
+    assert not [v for v in os.listdir(model_dir) if v.startswith(".v")]  # no staging left behind
+    assert versions[-1] == "v000003"
+    verify_model(model_dir)

@@ -1,0 +1,174 @@
+"""The leaderboard grid: expansion and validation, resume, and the report files."""
+import csv
+import json
+import os
+
+import pytest
+import yaml
+
+from recbole_unlearn.benchmark import expand_grid, load_grid
+from recbole_unlearn.benchmark.runner import run_grid
+from recbole_unlearn.quick_start.cli import main
+from recbole_unlearn.utils.errors import UnlearnError
+from conftest import tiny_dict
+
+
+def _tiny_grid(tmp_path, methods, **config) -> str:
+    settings = {k: v for k, v in tiny_dict(n_shards=2, agg_epochs=1, sruga_epochs=2, **config).items()
+                if k != "dataset"}
+    grid = {"models": ["GRU4Rec"], "datasets": ["ml-tiny"], "output_dir": str(tmp_path / "board"),
+            "config": settings, "methods": methods}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    return str(path)
+
+
+# --- expansion ---------------------------------------------------------------------------
+def test_grid_expands_models_outer_datasets_inner_and_adds_retrain_first():
+    grid = expand_grid({"models": ["SASRec", "GRU4Rec"], "datasets": ["beauty", "video"],
+                        "methods": {"sisa": {}, "sru-ced": {"unlearn_method": "sru", "extra_deletion": "ced"}}})
+    assert [c.name for c in grid.cells] == ["SASRec-beauty", "SASRec-video", "GRU4Rec-beauty", "GRU4Rec-video"]
+    variants = grid.cells[0].variants
+    assert [(v.label, v.method) for v in variants] == [("retrain", "retrain"), ("sisa", "sisa"), ("sru-ced", "sru")]
+    assert variants[2].overrides == {"extra_deletion": "ced"}
+    assert grid.baseline is True
+
+
+def test_grid_list_shorthand_and_retrain_moved_first():
+    grid = expand_grid({"models": "SASRec", "datasets": ["ml-100k"], "methods": ["sisa", "retrain"]})
+    assert [v.label for v in grid.cells[0].variants] == ["retrain", "sisa"]
+
+
+@pytest.mark.parametrize("document, message", [
+    ({"models": [], "datasets": ["d"], "methods": ["sisa"]}, "'models' must be a non-empty list"),
+    ({"models": ["SASRec"], "datasets": ["d", "d"], "methods": ["sisa"]}, "lists a name twice"),
+    ({"models": ["SASRec"], "datasets": ["d"], "methods": ["nope"]}, "unknown unlearning method 'nope'"),
+    ({"models": ["SASRec"], "datasets": ["d"], "methods": {"x": {"unlearn_method": "sisa", "epochs": 3}}},
+     "per-method keys can only be unlearning settings"),
+    ({"models": ["SASRec"], "datasets": ["d"], "methods": ["sisa"], "config": {"dataset": "x"}}, "cannot set 'dataset'"),
+    ({"models": ["SASRec"], "datasets": ["d"], "methods": ["sisa"], "extra": 1}, "unknown key 'extra'"),
+    ({"models": ["SASRec"], "datasets": ["d"], "methods": {"original": {}}}, "label 'original' is not allowed"),
+])
+def test_bad_grids_get_one_clear_error(document, message):
+    with pytest.raises(UnlearnError, match=message):
+        expand_grid(document)
+
+
+def test_grid_file_errors(tmp_path):
+    with pytest.raises(UnlearnError, match="grid file not found"):
+        load_grid(str(tmp_path / "missing.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [SASRec\n")
+    with pytest.raises(UnlearnError, match="is not valid YAML"):
+        load_grid(str(bad))
+    sci = tmp_path / "sci.yaml"
+    sci.write_text("models: [SASRec]\ndatasets: [d]\nmethods: [sruga]\nconfig: {learning_rate: 1e-3}\n")
+    assert load_grid(str(sci)).config["learning_rate"] == 0.001  # RecBole's float syntax
+
+
+def test_bad_config_key_in_grid_is_refused_before_any_training(tmp_path, in_tmp):
+    path = _tiny_grid(tmp_path, ["sisa"], n_shardz=3)
+    assert main([f"--benchmark={path}"]) == 2
+    assert not os.path.exists(tmp_path / "board")
+
+
+def test_benchmark_takes_no_other_arguments(tmp_path, capsys):
+    assert main([f"--benchmark={tmp_path}/g.yaml", "--epochs=3"]) == 2
+    assert "takes every setting from the grid file" in capsys.readouterr().err
+
+
+# --- resume ------------------------------------------------------------------------------
+def test_resume_reruns_only_missing_rows_and_reuses_the_original_model(tmp_path, in_tmp, monkeypatch):
+    from recbole_unlearn.quick_start import experiment as experiment_module
+
+    path = _tiny_grid(tmp_path, {"sisa": {}, "sruga": {}, "sruga-ga": {"unlearn_method": "sruga", "sruga_kl": 0.0,
+                                                                     "sruga_ft": 0.0}})
+    run_grid(path)
+    cell = tmp_path / "board" / "GRU4Rec-ml-tiny"
+    rows = {p.name: p.read_text() for p in (cell / "rows").iterdir()}
+    assert sorted(rows) == ["original.json", "recbole.json", "retrain.json", "sisa.json", "sruga-ga.json", "sruga.json"]
+
+    # a killed run: the sisa row never finished and left a half-written model folder behind
+    os.unlink(cell / "rows" / "sisa.json")
+    (cell / "models" / "sisa" / "CURRENT").write_text("v999999\n")
+    trained = []
+    original_train = experiment_module.Experiment.train_original
+    monkeypatch.setattr(experiment_module.Experiment, "train_original",
+                        lambda self: trained.append(1) or original_train(self))
+    run_grid(path)
+    assert trained == []  # the original model was reloaded, not trained again
+    after = {p.name: p.read_text() for p in (cell / "rows").iterdir()}
+    assert sorted(after) == sorted(rows)
+    for name in rows:
+        if name != "sisa.json":
+            assert after[name] == rows[name], name  # finished rows untouched
+    assert (cell / "models" / "sisa" / "CURRENT").read_text().strip() == "v000002"
+
+    # the same grid with other shared settings must not be mixed into the old cell
+    changed = _tiny_grid(tmp_path, ["sisa"], learning_rate=0.01)
+    with pytest.raises(UnlearnError, match="started with other settings"):
+        run_grid(changed)
+
+
+def test_sharded_rows_that_differ_only_in_forgetting_share_one_fit(tmp_path, in_tmp):
+    path = _tiny_grid(tmp_path, {"sru-ced": {"unlearn_method": "sru", "extra_deletion": "ced", "del_num": 1},
+                                 "sru-red": {"unlearn_method": "sru", "extra_deletion": "red", "del_num": 1}})
+    run_grid(path)
+    rows = tmp_path / "board" / "GRU4Rec-ml-tiny" / "rows"
+    ced = json.loads((rows / "sru-ced.json").read_text())["row"]
+    red = json.loads((rows / "sru-red.json").read_text())["row"]
+    assert "fit_shared_with" not in ced and red["fit_shared_with"] == "sru-ced"
+    assert red["initial_train_seconds"] == ced["initial_train_seconds"]
+    assert red["extra_deleted"] > 0 and ced["extra_deleted"] > 0
+    from recbole_unlearn.unlearn.model_folder import read_manifest, verify_model
+
+    for label, rule in (("sru-ced", "ced"), ("sru-red", "red")):
+        model_dir = str(tmp_path / "board" / "GRU4Rec-ml-tiny" / "models" / label)
+        verify_model(model_dir)
+        assert read_manifest(model_dir)[1]["config"]["extra_deletion"] == rule
+
+
+# --- report files on ml-100k ---------------------------------------------------------------
+def test_one_epoch_ml100k_grid_writes_csv_markdown_and_html(tmp_path, in_tmp):
+    grid = {
+        "models": ["GRU4Rec"], "datasets": ["ml-100k"], "output_dir": str(tmp_path / "board"),
+        "config": {"epochs": 1, "n_shards": 2, "use_gpu": False, "hidden_size": 16, "embedding_size": 16,
+                   "train_batch_size": 2048, "MAX_ITEM_LIST_LENGTH": 5, "sruga_epochs": 1,
+                   "sru_inference_neg_num": 100, "state": "WARNING"},
+        "methods": ["sisa", "sruga"],
+    }
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    assert main([f"--benchmark={path}"]) == 0
+    board = tmp_path / "board"
+    with open(board / "leaderboard.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [r["method"] for r in table] == ["recbole", "original", "retrain", "sisa", "sruga"]
+    assert all(r["model"] == "GRU4Rec" and r["dataset"] == "ml-100k" for r in table)
+    for row in table:
+        assert 0 < float(row["D_raw NDCG@10"]) <= 1
+        assert float(row["seconds"]) > 0
+    for row in table[1:]:
+        assert row["D_rem NDCG@10"] and row["D_fgt Hit@10"] and row["SRU inf Hit@10"]
+    assert table[0]["D_rem NDCG@10"] == ""  # RecBole's pipeline knows no forget set
+    retrain_seconds = float(table[2]["seconds"])
+    for row in table[3:]:
+        assert float(row["speedup"]) == pytest.approx(retrain_seconds / float(row["seconds"]), rel=0.02)
+    markdown = (board / "leaderboard.md").read_text()
+    assert "## GRU4Rec on ml-100k" in markdown and "| D_fgt Hit@20 |" in markdown
+    assert "epochs 1" in markdown and "n_shards 2" in markdown
+    html = (board / "leaderboard.html").read_text()
+    assert html.count('class="plotly-graph-div"') == 2
+    assert "Utility on D_rem vs forget Hit@10" in html and "Unlearning time" in html
+
+
+def test_finished_cells_reports_a_partial_grid(tmp_path, in_tmp):
+    from recbole_unlearn.benchmark.report import leaderboard_markdown
+    from recbole_unlearn.benchmark.runner import finished_cells
+
+    path = _tiny_grid(tmp_path, ["sruga"])
+    run_grid(path)
+    os.unlink(tmp_path / "board" / "GRU4Rec-ml-tiny" / "rows" / "sruga.json")
+    cells = finished_cells(path)
+    assert [r["method"] for r in cells[0]["rows"]] == ["recbole", "original", "retrain"]
+    assert "| retrain |" in leaderboard_markdown(cells) and "| sruga |" not in leaderboard_markdown(cells)

@@ -1,0 +1,134 @@
+"""Request streams: per-shard coalescing, statuses and latency, folder watching, and a
+1,000-request load test (nothing lost, nothing applied twice, memory flat)."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from recbole_unlearn.quick_start import run_forget_requests
+from recbole_unlearn.unlearn import request_stream
+from recbole_unlearn.unlearn.model_folder import load_model, read_audit, read_manifest, verify_model
+
+from conftest import train_saved_model
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A SISA model (GRU4Rec, 2 shards) saved after the run's own forget set (version 2)."""
+    return train_saved_model(tmp_path_factory.mktemp("stream"), forget_user_ratio=0.05)
+
+
+@pytest.fixture
+def model_copy(trained, in_tmp):
+    target = str(in_tmp / "model")
+    shutil.copytree(trained, target)
+    return target
+
+
+def _users_by_shard(model_dir):
+    _, manifest = read_manifest(model_dir)
+    forgotten_users = {u for u, _ in json.load(open(os.path.join(read_manifest(model_dir)[0], "forgotten.json")))}
+    by_shard = {}
+    for user, shard in zip(manifest["shard_map"]["users"], manifest["shard_map"]["shard"]):
+        if user not in forgotten_users:
+            by_shard.setdefault(shard, []).append(user)
+    return by_shard
+
+
+def _ledger(model_dir):
+    with open(os.path.join(model_dir, request_stream.LEDGER)) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_file_stream_coalesces_per_shard(model_copy, in_tmp):
+    by_shard = _users_by_shard(model_copy)
+    a, b = by_shard[0][:3], by_shard[1][:1]
+    (in_tmp / "req.csv").write_text("".join(f"{u}\n" for u in [a[0], b[0], a[1], a[2]]))
+    doc = run_forget_requests(model_copy, str(in_tmp / "req.csv"), {"max_batch": 2, "max_wait_s": 3600,
+                                                                   "state": "ERROR"}, verbose=False)
+    audit = read_audit(model_copy)[1:]  # [0] is the run's own forget set
+    # shard 0's group fills first (lines 1 and 3); the rest is drained at the end as one version
+    assert [e["request_ids"] for e in audit] == [["req.csv:1", "req.csv:3"], ["req.csv:2", "req.csv:4"]]
+    assert [e["shards_retrained"] for e in audit] == [[0], [0, 1]]
+    assert [e["version"] for e in audit] == ["v000003", "v000004"]
+    events = _ledger(model_copy)
+    statuses = {}
+    for e in events:
+        statuses.setdefault(e["id"], []).append(e["status"])
+    assert statuses == {f"req.csv:{i}": ["queued", "applied"] for i in range(1, 5)}
+    applied = [e for e in events if e["status"] == "applied"]
+    assert all(e["latency_s"] >= 0 for e in applied)
+    stream = doc["requests"]
+    assert stream["applied"] == 4 and stream["batches"] == 2 and stream["latency_p95_s"] >= stream["latency_median_s"]
+    verify_model(model_copy)
+
+
+def test_zero_wait_applies_each_request_on_its_own(model_copy, in_tmp):
+    users = _users_by_shard(model_copy)[0][:3]
+    (in_tmp / "req.csv").write_text("".join(f"{u}\n" for u in users))
+    run_forget_requests(model_copy, str(in_tmp / "req.csv"), {"max_batch": 100, "max_wait_s": 0,
+                                                             "state": "ERROR"}, verbose=False)
+    assert [e["request_ids"] for e in read_audit(model_copy)[1:]] == [["req.csv:1"], ["req.csv:2"], ["req.csv:3"]]
+
+
+def test_watched_folder_rejects_bad_lines_and_applies_the_rest(model_copy, in_tmp):
+    by_shard = _users_by_shard(model_copy)
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    (inbox / "a.csv").write_text(f"{by_shard[0][0]}\nnobody\n{by_shard[1][0]},not-an-item\n{by_shard[0][0]}\n")
+    (inbox / "b.csv").write_text("1,2,3\n")
+    (inbox / ".c.csv").write_text(f"{by_shard[1][1]}\n")  # still being written: ignored
+    doc = run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05,
+                                                       "max_wait_s": 0, "state": "ERROR"}, verbose=False)
+    assert doc["requests"]["applied"] == 1 and doc["requests"]["rejected"] == 4
+    reasons = {e["id"]: e.get("reason", "") for e in _ledger(model_copy) if e["status"] == "rejected"}
+    assert "unknown user token 'nobody'" in reasons["a.csv:2"]
+    assert "unknown item token 'not-an-item'" in reasons["a.csv:3"]
+    assert "repeats a.csv:1" in reasons["a.csv:4"]
+    assert "expected 'user_token[,item_token]'" in reasons["b.csv:1"]
+    assert sorted(os.listdir(inbox / "processed")) == ["a.csv"]
+    assert sorted(os.listdir(inbox / "rejected")) == ["b.csv"]
+    assert os.path.exists(inbox / ".c.csv")
+    assert read_audit(model_copy)[-1]["request_ids"] == ["a.csv:1"]
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def test_load_1000_single_interaction_requests(model_copy, in_tmp, monkeypatch):
+    """Fast CI version of the load test: 1,000 queued single-interaction requests on ml-tiny."""
+    model = load_model(model_copy)
+    ds = model.dataset
+    training = np.flatnonzero(ds.is_training)
+    training = np.setdiff1d(training, model.forgotten)
+    pairs = sorted({(str(ds.id2token("user_id", ds.log_user[r])), str(ds.id2token("item_id", ds.log_item[r])))
+                    for r in training})
+    assert len(pairs) >= 1000
+    chosen = [pairs[i] for i in np.random.default_rng(0).choice(len(pairs), 1000, replace=False)]
+    (in_tmp / "load.csv").write_text("".join(f"{u},{i}\n" for u, i in chosen))
+    del model
+
+    memory = []
+    apply = request_stream.RequestBatcher._apply
+
+    def measured(self, batch):
+        apply(self, batch)
+        memory.append(_rss_mb())
+
+    monkeypatch.setattr(request_stream.RequestBatcher, "_apply", measured)
+    doc = run_forget_requests(model_copy, str(in_tmp / "load.csv"),
+                              {"max_batch": 50, "max_wait_s": 3600, "state": "ERROR"}, verbose=False)
+    assert doc["requests"]["applied"] == 1000 and doc["requests"]["rejected"] == 0
+    ids = [rid for e in read_audit(model_copy) for rid in e.get("request_ids", [])]
+    assert len(ids) == 1000 and len(set(ids)) == 1000  # nothing lost, nothing applied twice
+    assert set(ids) == {f"load.csv:{n}" for n in range(1, 1001)}
+    applied = [e["id"] for e in _ledger(model_copy) if e["status"] == "applied"]
+    assert sorted(applied) == sorted(ids)
+    # flat memory: after the first batches warm up, resident memory grows by less than 60 MB
+    assert len(memory) >= 10
+    assert max(memory[3:]) - memory[3] < 60, memory
+    verify_model(model_copy)
