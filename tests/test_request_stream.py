@@ -49,8 +49,9 @@ def test_file_stream_coalesces_per_shard(model_copy, in_tmp):
     doc = run_forget_requests(model_copy, str(in_tmp / "req.csv"), {"max_batch": 2, "max_wait_s": 3600,
                                                                    "state": "ERROR"}, verbose=False)
     audit = read_audit(model_copy)[1:]  # [0] is the run's own forget set
-    # shard 0's group fills first (lines 1 and 3); the rest is drained at the end as one version
-    assert [e["request_ids"] for e in audit] == [["req.csv:1", "req.csv:3"], ["req.csv:2", "req.csv:4"]]
+    # all four are queued at once; shard 0's group is full (3 >= 2) and gives its first two;
+    # nothing else is due, so the file's rest is drained as one version touching both shards
+    assert [e["request_ids"] for e in audit] == [["req.csv:1", "req.csv:3"], ["req.csv:4", "req.csv:2"]]
     assert [e["shards_retrained"] for e in audit] == [[0], [0, 1]]
     assert [e["version"] for e in audit] == ["v000003", "v000004"]
     events = _ledger(model_copy)
@@ -65,12 +66,16 @@ def test_file_stream_coalesces_per_shard(model_copy, in_tmp):
     verify_model(model_copy)
 
 
-def test_zero_wait_applies_each_request_on_its_own(model_copy, in_tmp):
+def test_batch_of_one_applies_each_request_on_its_own_in_order(model_copy, in_tmp):
     users = _users_by_shard(model_copy)[0][:3]
     (in_tmp / "req.csv").write_text("".join(f"{u}\n" for u in users))
-    run_forget_requests(model_copy, str(in_tmp / "req.csv"), {"max_batch": 100, "max_wait_s": 0,
-                                                             "state": "ERROR"}, verbose=False)
+    doc = run_forget_requests(model_copy, str(in_tmp / "req.csv"), {"max_batch": 1, "max_wait_s": 3600,
+                                                                   "state": "ERROR"}, verbose=False)
     assert [e["request_ids"] for e in read_audit(model_copy)[1:]] == [["req.csv:1"], ["req.csv:2"], ["req.csv:3"]]
+    # latency counts from the moment the file was read: later requests waited for earlier ones
+    latency = {e["id"]: e["latency_s"] for e in _ledger(model_copy) if e["status"] == "applied"}
+    assert latency["req.csv:1"] < latency["req.csv:2"] < latency["req.csv:3"]
+    assert doc["requests"]["batches"] == 3
 
 
 def test_watched_folder_rejects_bad_lines_and_applies_the_rest(model_copy, in_tmp):

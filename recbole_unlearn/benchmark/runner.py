@@ -29,6 +29,7 @@ from recbole_unlearn.benchmark.report import write_leaderboard
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.data import check_dataset_files
 from recbole_unlearn.quick_start.experiment import Experiment
+from recbole_unlearn.unlearn.model_folder import RUNTIME_KEYS
 from recbole_unlearn.utils.atomic import write_json
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.results import add_speedups, machine
@@ -112,7 +113,9 @@ class CellRun:
         return len(self.cell.variants) + 1 + int(self.grid.baseline)
 
     def fingerprint(self, experiment: Experiment) -> dict:
-        settings = self.base.settings()
+        """Hashes of what the cell's numbers depend on: every setting except runtime keys
+        (workers, logging, request-stream keys), and the forget set's rows."""
+        settings = {k: v for k, v in self.base.settings().items() if k not in RUNTIME_KEYS}
         rows = experiment.forget_set.rows
         return {
             "settings_sha256": hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest(),

@@ -251,16 +251,17 @@ class RequestBatcher:
 
 def stream_request_file(model, model_dir: str, path: str) -> StreamSummary:
     """Process a request file in order. The whole file is validated first (a bad line is one
-    error and nothing changes); requests then flow through the batcher."""
+    error and nothing changes); all its requests arrived together, so all are queued at once
+    (latency counts from then) and applied group by group as the policy makes them due: full
+    groups first, then groups whose oldest request waited ``max_wait_s``, the rest at the end."""
     config = model.config
     requests = parse_request_file(path, model.dataset, config["max_request_lines"])
     name = os.path.basename(path)
     batcher = RequestBatcher(model, model_dir, config["max_batch"], config["max_wait_s"], f"requests:{name}")
-    for request in requests:
-        batcher.submit([(f"{name}:{request.line}", request.rows)])
-        batcher.pump()
+    batcher.submit([(f"{name}:{request.line}", request.rows) for request in requests])
     while batcher.pending:
-        batcher.pump(drain=True)
+        if not batcher.pump():
+            batcher.pump(drain=True)
     return batcher.summary
 
 
