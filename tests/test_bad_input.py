@@ -150,3 +150,37 @@ def test_cli_exit_code_and_single_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: config key 'n_shards' must be a positive integer, got -3"]
     assert not os.path.exists(tmp_path / "r")
+
+
+# --- tampered or truncated files -------------------------------------------------------------
+def _truncate(path):
+    data = open(path, "rb").read()
+    os.chmod(path, 0o644)
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+
+
+def _garble_first_line(path):
+    lines = open(path, "rb").read().splitlines(keepends=True)
+    with open(path, "wb") as f:
+        f.write(b"{not json\n" + b"".join(lines[1:]) + (lines[0] if len(lines) == 1 else b""))
+
+
+@pytest.mark.parametrize("target, damage, message", [
+    ("manifest.json", _truncate, "manifest.json"),
+    ("shard_00_stage_00.pth", _truncate, "shard_00_stage_00.pth"),
+    ("forgotten.json", _truncate, "forgotten.json"),
+    ("audit.jsonl", _garble_first_line, "audit.jsonl line 1 is not valid JSON"),
+])
+def test_tampered_or_truncated_files_name_the_file(saved, tmp_path, target, damage, message):
+    _, original_dir, users, _ = saved
+    model_dir = str(tmp_path / "model")
+    shutil.copytree(original_dir, model_dir)
+    version = open(os.path.join(model_dir, "CURRENT")).read().strip()
+    path = os.path.join(model_dir, target) if target == "audit.jsonl" else os.path.join(model_dir, version, target)
+    damage(path)
+    (tmp_path / "req.csv").write_text(f"{users[0]}\n")
+    before = snapshot(model_dir)
+    _assert_one_error(lambda: run_forget_requests(model_dir, str(tmp_path / "req.csv"), {"state": "ERROR"},
+                                                  verbose=False), message)
+    assert snapshot(model_dir) == before
