@@ -10,7 +10,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from recbole.utils import init_logger, init_seed, set_color
 
-from recbole_unlearn.data import build_forget_set, check_dataset_files, create_unlearn_dataset
+from recbole_unlearn.data import build_forget_set, create_unlearn_dataset
 from recbole_unlearn.evaluator import EvaluationSuite
 from recbole_unlearn.trainer import train_model
 from recbole_unlearn.trainer.training import TrainedModel, new_model
@@ -31,7 +31,6 @@ class Experiment:
 
     def __init__(self, config):
         self.config = config
-        check_dataset_files(config)
         init_seed(config["seed"], config["reproducibility"])
         self.data = create_unlearn_dataset(config)
         self.forget_set = build_forget_set(config, self.data)
