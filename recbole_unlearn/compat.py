@@ -1,12 +1,22 @@
 """Compatibility fixes applied when recbole_unlearn is imported.
 
-RecBole 1.2.1's metric code uses NumPy aliases that NumPy >= 1.24 removed (``np.float``,
+NumPy aliases. RecBole 1.2.1's metric code uses NumPy aliases that NumPy >= 1.24 removed (``np.float``,
 ``np.int``, ...). RecBole restores them inside ``Config.__init__`` only, so evaluating a
 model in a process that never built a ``Config`` (a saved model loaded for a request, a unit
 test) fails with ``AttributeError: module 'numpy' has no attribute 'float'``. We restore the
 same aliases, to the same targets, once at import.
+
+Autograd anomaly detection. RecBole 1.2.1's ``recbole/model/sequential_recommender/sine.py``
+calls ``torch.autograd.set_detect_anomaly(True)`` at module level, and importing any RecBole
+sequential model (``get_model``, RecBole's ``Config``) imports that module. From then on every
+forward operation records a Python stack trace, for every model, not only SINE: on our CPU
+machine a SASRec training step takes 1.6 x, a GRU4Rec step 1.8 x as long (see
+``docs/benchmarks.md``). Anomaly detection is a debugging aid, so we import that module now
+(its side effect happens once) and switch detection off; ``UnlearnConfig`` then applies the
+``detect_anomaly`` config key (default ``False``; ``True`` to debug NaN gradients).
 """
 import numpy as np
+import torch
 
 _ALIASES = {
     "bool": np.bool_,
@@ -27,3 +37,14 @@ def restore_numpy_aliases() -> None:
 
 
 restore_numpy_aliases()
+
+
+def set_anomaly_detection(enabled: bool) -> None:
+    """Set torch's global autograd anomaly detection after RecBole's sequential models (and the
+    ``set_detect_anomaly(True)`` in their ``sine.py``) have been imported."""
+    import recbole.model.sequential_recommender  # noqa: F401  (runs sine.py's module-level call now)
+
+    torch.autograd.set_detect_anomaly(bool(enabled))
+
+
+set_anomaly_detection(False)

@@ -61,3 +61,27 @@ def test_command_line_values_are_literals_never_code(text):
     assert config_dict == {"epochs": text, "learning_rate": 0.001, "topk": [5, 10], "reproducibility": True}
     with pytest.raises(UnlearnError, match="'epochs' must be a positive integer"):
         UnlearnConfig("GRU4Rec", config_dict=tiny_dict(epochs=text))
+
+
+def test_recbole_anomaly_detection_is_switched_off_unless_asked():
+    import torch
+    import recbole.model.sequential_recommender.sine  # noqa: F401  (its import enables detection)
+
+    torch.autograd.set_detect_anomaly(True)  # as sine.py leaves it
+    UnlearnConfig(config_dict=tiny_dict(dataset="ml-100k"))
+    assert not torch.is_anomaly_enabled()
+    UnlearnConfig(config_dict=tiny_dict(dataset="ml-100k", detect_anomaly=True))
+    assert torch.is_anomaly_enabled()
+    UnlearnConfig(config_dict=tiny_dict(dataset="ml-100k"))
+    assert not torch.is_anomaly_enabled()
+    with pytest.raises(UnlearnError, match="'detect_anomaly' must be True or False"):
+        UnlearnConfig(config_dict=tiny_dict(dataset="ml-100k", detect_anomaly="yes"))
+
+
+def test_importing_the_package_leaves_anomaly_detection_off():
+    import subprocess
+    import sys
+
+    code = "import recbole_unlearn, torch; print(torch.is_anomaly_enabled())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -16,6 +16,7 @@ from recbole.config import Config
 from recbole.utils import ModelType, get_model
 from recbole.utils import argument_list
 
+from recbole_unlearn.compat import set_anomaly_detection
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.paths import properties_dir, property_file
 
@@ -88,6 +89,7 @@ class UnlearnConfig(Config):
             raise UnlearnError(f"bad configuration: {e}") from None
         self._check_keys()
         self._check_setting()
+        set_anomaly_detection(self["detect_anomaly"])
 
     # --- RecBole hooks -----------------------------------------------------------------
     def _load_cmd_line(self) -> dict:
@@ -177,6 +179,8 @@ class UnlearnConfig(Config):
         for key in positive_ints:
             if not isinstance(self[key], int) or isinstance(self[key], bool) or self[key] < 1:
                 raise UnlearnError(f"config key '{key}' must be a positive integer, got {self[key]!r}")
+        if not isinstance(self["detect_anomaly"], bool):
+            raise UnlearnError(f"config key 'detect_anomaly' must be True or False, got {self['detect_anomaly']!r}")
         ratio = self["forget_user_ratio"]
         if not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
             raise UnlearnError(f"config key 'forget_user_ratio' must be in (0, 1], got {ratio!r}")
