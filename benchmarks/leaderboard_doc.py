@@ -1,12 +1,14 @@
-"""Write ``docs/leaderboard.md`` and ``docs/leaderboard.html`` from a grid's finished rows.
+"""Write ``docs/leaderboard.md`` and ``docs/leaderboard.html`` from the finished rows of grids.
 
 The grid runner writes the same tables into the grid's ``output_dir`` (``leaderboard.md``,
 ``.csv``, ``.html`` with plotly.js embedded). This script puts the finished rows of every
-started cell (a grid may still be running, or stopped) under a hand-written introduction and
-analysis, and writes an HTML report that loads plotly.js from its CDN (small enough to commit):
+started cell of one or more grids (a grid may still be running, or stopped), in the order
+given, under a hand-written introduction and analysis, and writes an HTML report that loads
+plotly.js from its CDN (small enough to commit):
 
     python benchmarks/leaderboard_doc.py --grid=benchmarks/grids/thesis-sasrec.yaml \\
-        --intro=docs/leaderboard-intro.md --out=docs/leaderboard
+        --grid=benchmarks/grids/thesis-gru4rec.yaml \\
+        --intro=benchmarks/leaderboard_intro.md --out=docs/leaderboard
 """
 import argparse
 import os
@@ -21,11 +23,11 @@ from recbole_unlearn.benchmark.runner import finished_cells  # noqa: E402
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--grid", required=True)
+    parser.add_argument("--grid", required=True, action="append", help="a grid YAML; repeat for several")
     parser.add_argument("--intro", required=True, help="Markdown placed above the tables ({tables} marks where)")
     parser.add_argument("--out", required=True, help="path without extension: writes .md and .html")
     args = parser.parse_args()
-    cells = finished_cells(args.grid)
+    cells = [cell for grid in args.grid for cell in finished_cells(grid)]
     tables = leaderboard_markdown(cells, title="").split("\n", 2)[2]  # drop the title line
     with open(args.intro, encoding="utf-8") as f:
         intro = f.read()

@@ -53,6 +53,7 @@ def test_patience_stops_when_forget_hit_does_not_decrease(trained):
     cfg = config.override({"sruga_learning_rate": 0.0, "sruga_patience": 2, "sruga_epochs": 10})
     report = sruga_unlearn(cfg, copy.deepcopy(model), dataset, forget_set, forget_set.keep_mask(dataset))
     assert report.stopped_by == "patience" and report.epochs_run == 2
+    assert len(report.history) == 3 and 0 < report.eval_seconds < report.seconds  # 3 stopping checks
 
 
 def test_utility_floor_restores_the_last_good_state(trained):
