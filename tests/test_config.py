@@ -51,6 +51,12 @@ def test_keys_of_other_models_are_not_typos():
     assert config["mask_ratio"] == 0.3
 
 
+def test_bert4rec_config_has_its_mask_fields_before_any_dataloader():
+    config = UnlearnConfig("BERT4Rec", config_dict=tiny_dict())
+    assert config["MASK_ITEM_SEQ"] == "Mask_item_id_list" and config["POS_ITEMS"] == "Pos_item_id"
+    assert config.for_method("retrain")["MASK_ITEM_SEQ"] == "Mask_item_id_list"
+
+
 @pytest.mark.parametrize("text", ["__import__('os').getpid()", "1/0", "[x for x in ()]"])
 def test_command_line_values_are_literals_never_code(text):
     """RecBole evals command-line values; ours are only read as literals."""

@@ -13,10 +13,10 @@ from recbole_unlearn.utils.errors import UnlearnError
 from conftest import tiny_dict
 
 
-def _tiny_grid(tmp_path, methods, **config) -> str:
+def _tiny_grid(tmp_path, methods, models=("GRU4Rec",), **config) -> str:
     settings = {k: v for k, v in tiny_dict(n_shards=2, agg_epochs=1, sruga_epochs=2, **config).items()
                 if k != "dataset"}
-    grid = {"models": ["GRU4Rec"], "datasets": ["ml-tiny"], "output_dir": str(tmp_path / "board"),
+    grid = {"models": list(models), "datasets": ["ml-tiny"], "output_dir": str(tmp_path / "board"),
             "config": settings, "methods": methods}
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(grid))
@@ -108,6 +108,15 @@ def test_resume_reruns_only_missing_rows_and_reuses_the_original_model(tmp_path,
     changed = _tiny_grid(tmp_path, ["sisa"], learning_rate=0.01)
     with pytest.raises(UnlearnError, match="started with other settings"):
         run_grid(changed)
+
+
+def test_bert4rec_cell_trains_every_row(tmp_path, in_tmp):
+    """Benchmark rows get their configs before any dataloader exists; BERT4Rec still needs
+    the field names its masking transform defines (a grid once died here on retrain)."""
+    run_grid(_tiny_grid(tmp_path, ["sisa"], models=["BERT4Rec"]))
+    rows = tmp_path / "board" / "BERT4Rec-ml-tiny" / "rows"
+    assert sorted(p.name for p in rows.iterdir()) == ["original.json", "recbole.json", "retrain.json",
+                                                      "sisa.json"]
 
 
 def test_sharded_rows_that_differ_only_in_forgetting_share_one_fit(tmp_path, in_tmp):

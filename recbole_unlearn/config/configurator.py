@@ -13,6 +13,7 @@ from typing import Dict, Iterable, List, Optional, Set
 import recbole
 import yaml
 from recbole.config import Config
+from recbole.data.transform import construct_transform
 from recbole.utils import ModelType, get_model
 from recbole.utils import argument_list
 
@@ -90,6 +91,11 @@ class UnlearnConfig(Config):
         self._check_keys()
         self._check_setting()
         set_anomaly_detection(self["detect_anomaly"])
+        # RecBole's batch transforms (BERT4Rec's mask_itemseq) write the field names they add
+        # (MASK_ITEM_SEQ, POS_ITEMS, ...) into the config of the first dataloader built with
+        # it, and BERT4Rec reads them from its own config. Build the transform here so every
+        # config has them, including those made before any dataloader exists (benchmark rows).
+        construct_transform(self)
 
     # --- RecBole hooks -----------------------------------------------------------------
     def _load_cmd_line(self) -> dict:
@@ -251,7 +257,9 @@ class UnlearnConfig(Config):
                 "results_dir", "save_model", "log_wandb", "wandb_project", "device", "worker",
                 "save_dataset", "dataset_save_path", "save_dataloaders", "dataloaders_save_path",
                 "local_rank", "world_size", "offset", "ip", "port", "nproc", "single_spec",
-                "loss_decimal_place", "metric_decimal_place", "config_files"}
+                "loss_decimal_place", "metric_decimal_place", "config_files",
+                # field names RecBole's batch transform derives from ITEM_ID_FIELD
+                "MASK_INDEX", "MASK_ITEM_SEQ", "POS_ITEMS", "NEG_ITEMS"}
         out: Dict[str, object] = {}
         for key in sorted(self.final_config_dict):
             if key in skip:
