@@ -8,7 +8,8 @@ from recbole_unlearn import run_recbole_unlearn
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.data import create_unlearn_dataset, sample_forget_set, split_loaders
 from recbole_unlearn.trainer import train_model
-from recbole_unlearn.trainer.sruga_trainer import kl_loss, positive_bce, sruga_unlearn
+from recbole_unlearn.evaluator.metrics import full_ranking_metrics
+from recbole_unlearn.trainer.sruga_trainer import kl_loss, positive_bce, sruga_unlearn, stopping_valid_loader
 from recbole_unlearn.utils.errors import UnlearnError
 
 from conftest import tiny_dict
@@ -75,6 +76,27 @@ def test_bad_settings_are_rejected(trained):
         check_sruga_settings(config.override({"utility_floor": 2}))
     with pytest.raises(UnlearnError, match="'sruga_ga' must be a non-negative number"):
         check_sruga_settings(config.override({"sruga_ga": -1}))
+    with pytest.raises(UnlearnError, match="'sruga_valid_users' must be a positive integer"):
+        check_sruga_settings(config.override({"sruga_valid_users": 0}))
+
+
+def test_sampled_floor_check_uses_fixed_validation_users(trained):
+    config, dataset, forget_set, model = trained
+    keep = forget_set.keep_mask(dataset)
+    full = split_loaders(config, dataset, keep).valid
+    assert stopping_valid_loader(config, dataset, keep, full) is full  # default: every user
+    cfg = config.override({"sruga_valid_users": 50, "sruga_learning_rate": 0.0, "sruga_epochs": 1})
+    sampled = stopping_valid_loader(cfg, dataset, keep, full)
+    users = sampled._dataset.inter_feat["user_id"]
+    assert len(users) == 50 and len(set(users.tolist())) == 50
+    assert set(users.tolist()) <= set(full._dataset.inter_feat["user_id"].tolist())
+    again = stopping_valid_loader(cfg, dataset, keep, full)._dataset.inter_feat["user_id"]
+    assert torch.equal(users, again)
+    assert len(stopping_valid_loader(cfg.override({"sruga_valid_users": 10 ** 6}), dataset, keep, full)._dataset) \
+        == len(full._dataset)
+    report = sruga_unlearn(cfg, copy.deepcopy(model), dataset, forget_set, keep)
+    expected = full_ranking_metrics(model, sampled, cfg, ["NDCG"], [10])["ndcg@10"]
+    assert report.history[0]["valid_ndcg@10"] == expected
 
 
 @pytest.mark.parametrize("model", ["GRU4Rec", "SASRec", "BERT4Rec"])

@@ -18,7 +18,9 @@ empty (a user who asked to forget everything) is ascended with its raw prefix in
 gradient clipping, ``eta_GA`` annealed after every epoch. Every ``sruga_eval_step`` epochs the
 forget Hit@10 on D_fgt and the validation NDCG@10 are measured: stop when Hit@10 has not
 decreased for ``sruga_patience`` evaluations, or, if NDCG@10 fell below ``utility_floor`` times
-its starting value, restore the last state that was above the floor and stop.
+its starting value, restore the last state that was above the floor and stop. These checks rank
+all items for every validation user; ``sruga_valid_users`` limits the floor check to a fixed
+random sample of that many users (the same users at every check) to make it cheaper.
 """
 import copy
 import time
@@ -91,6 +93,19 @@ def ascent_samples(dataset: UnlearnSequentialDataset, forget_set: ForgetSet):
     return cat_interactions([samples, raw])
 
 
+def stopping_valid_loader(config, dataset: UnlearnSequentialDataset, keep: np.ndarray, full_valid_loader):
+    """The validation loader of the utility-floor check: ``full_valid_loader`` (every user's
+    validation target) or, with ``sruga_valid_users = n``, the validation targets of ``n``
+    users drawn once with ``seed`` (independently of the D_fgt batch order)."""
+    n_users = config["sruga_valid_users"]
+    targets = dataset.split_targets(keep)[1]
+    if n_users is None or n_users >= len(targets):
+        return full_valid_loader
+    rng = np.random.default_rng([config["seed"], len(targets)])
+    chosen = np.sort(rng.choice(targets, size=n_users, replace=False))
+    return eval_loader(config, dataset, dataset.samples(chosen, keep))
+
+
 def _fgt_batches(samples, batch_size: int, rng: np.random.Generator):
     order = rng.permutation(len(samples))
     for begin in range(0, len(order), batch_size):
@@ -113,6 +128,7 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
     rng = np.random.default_rng(config["seed"])
     loaders = split_loaders(config, dataset, keep)
     fgt_eval = eval_loader(config, dataset, fgt_samples)
+    valid_eval = stopping_valid_loader(config, dataset, keep, loaders.valid)
     weights = {"ga": config["sruga_ga"], "kl": config["sruga_kl"], "ft": config["sruga_ft"]}
     agent = copy.deepcopy(model).eval()
     agent.requires_grad_(False)
@@ -122,7 +138,7 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
     def measure() -> Dict[str, float]:
         began = time.perf_counter()
         hit = full_ranking_metrics(model, fgt_eval, config, ["Hit"], [10]).get("hit@10", 0.0)
-        ndcg = full_ranking_metrics(model, loaders.valid, config, ["NDCG"], [10]).get("ndcg@10", 0.0)
+        ndcg = full_ranking_metrics(model, valid_eval, config, ["NDCG"], [10]).get("ndcg@10", 0.0)
         report.eval_seconds += time.perf_counter() - began
         return {"forget_hit@10": hit, "valid_ndcg@10": ndcg}
 

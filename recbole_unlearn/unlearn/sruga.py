@@ -16,6 +16,9 @@ def check_sruga_settings(config) -> None:
         value = config[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise UnlearnError(f"config key '{key}' must be a positive integer, got {value!r}")
+    users = config["sruga_valid_users"]
+    if users is not None and (not isinstance(users, int) or isinstance(users, bool) or users < 1):
+        raise UnlearnError(f"config key 'sruga_valid_users' must be a positive integer or ~ (all users), got {users!r}")
     floor = config["utility_floor"]
     if not isinstance(floor, (int, float)) or not 0 <= floor <= 1:
         raise UnlearnError(f"config key 'utility_floor' must be in [0, 1], got {floor!r}")
