@@ -26,6 +26,7 @@ def train_batches(config, train_data, n_batches: int) -> tuple:
     model = get_model(config["model"])(config, train_data._dataset)
     optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
     init_seed(config["seed"], True)
+    train_data.generator.manual_seed(config["seed"])  # the same shuffled batches every time
     began, loss, done = time.perf_counter(), float("nan"), 0
     for batch in train_data:
         value = model.calculate_loss(batch)
