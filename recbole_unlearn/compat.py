@@ -10,8 +10,8 @@ Autograd anomaly detection. RecBole 1.2.1's ``recbole/model/sequential_recommend
 calls ``torch.autograd.set_detect_anomaly(True)`` at module level, and importing any RecBole
 sequential model (``get_model``, RecBole's ``Config``) imports that module. From then on every
 forward operation records a Python stack trace, for every model, not only SINE: on our CPU
-machine a SASRec training step takes 1.6 x, a GRU4Rec step 1.8 x as long (see
-``docs/benchmarks.md``). Anomaly detection is a debugging aid, so we import that module now
+machine a SASRec or BERT4Rec training step takes 1.9 x, a GRU4Rec step 3.1 x as long
+(``benchmarks/anomaly_overhead.py``, results in ``docs/benchmarks.md``). Anomaly detection is a debugging aid, so we import that module now
 (its side effect happens once) and switch detection off; ``UnlearnConfig`` then applies the
 ``detect_anomaly`` config key (default ``False``; ``True`` to debug NaN gradients).
 """
