@@ -1,4 +1,4 @@
-"""Write ``docs/leaderboard.md`` and ``docs/leaderboard.html`` from the finished rows of grids.
+"""Write ``docs/leaderboard.{md,html,csv}`` from the finished rows of grids.
 
 The grid runner writes the same tables into the grid's ``output_dir`` (``leaderboard.md``,
 ``.csv``, ``.html`` with plotly.js embedded). This script puts the finished rows of every
@@ -7,18 +7,48 @@ given, under a hand-written introduction and analysis, and writes an HTML report
 plotly.js from its CDN (small enough to commit):
 
     python benchmarks/leaderboard_doc.py --grid=benchmarks/grids/thesis-sasrec.yaml \\
-        --grid=benchmarks/grids/thesis-gru4rec.yaml \\
+        --grid=benchmarks/grids/thesis-gru4rec-bert4rec.yaml \\
         --intro=benchmarks/leaderboard_intro.md --out=docs/leaderboard
+
+``--reuse=docs/leaderboard.md`` keeps, for every cell of the grids that has no rows on this
+machine, its table from that earlier document (read back with ``cells_from_markdown``, so at
+the table's rounding), so that a new cell can be added without rerunning the old ones.
 """
 import argparse
 import os
 import sys
+from typing import List, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from recbole_unlearn.benchmark.report import leaderboard_html, leaderboard_markdown  # noqa: E402
+from recbole_unlearn.benchmark.grid import load_grid  # noqa: E402
+from recbole_unlearn.benchmark.report import (  # noqa: E402
+    cells_from_markdown,
+    leaderboard_csv,
+    leaderboard_html,
+    leaderboard_markdown,
+)
 from recbole_unlearn.benchmark.runner import finished_cells  # noqa: E402
+
+
+def collect_cells(grids: List[str], reuse: Optional[str] = None) -> List[dict]:
+    """Every cell of ``grids`` in grid order: its finished rows here, else (with ``reuse``) its
+    table from that earlier leaderboard document; cells with neither are left out."""
+    previous = {}
+    if reuse is not None:
+        with open(reuse, encoding="utf-8") as f:
+            previous = {(c["model"], c["dataset"]): c for c in cells_from_markdown(f.read())}
+    cells = []
+    for path in grids:
+        measured = {(c["model"], c["dataset"]): c for c in finished_cells(path) if c["rows"]}
+        for cell in load_grid(path).cells:
+            key = (cell.model, cell.dataset)
+            if key in measured:
+                cells.append(measured[key])
+            elif key in previous:
+                cells.append(previous[key])
+    return cells
 
 
 def main() -> int:
@@ -26,8 +56,9 @@ def main() -> int:
     parser.add_argument("--grid", required=True, action="append", help="a grid YAML; repeat for several")
     parser.add_argument("--intro", required=True, help="Markdown placed above the tables ({tables} marks where)")
     parser.add_argument("--out", required=True, help="path without extension: writes .md and .html")
+    parser.add_argument("--reuse", help="an earlier output .md: its tables stand in for cells with no rows here")
     args = parser.parse_args()
-    cells = [cell for grid in args.grid for cell in finished_cells(grid)]
+    cells = collect_cells(args.grid, args.reuse)
     tables = leaderboard_markdown(cells, title="").split("\n", 2)[2]  # drop the title line
     with open(args.intro, encoding="utf-8") as f:
         intro = f.read()
@@ -35,7 +66,9 @@ def main() -> int:
         f.write(intro.replace("{tables}", tables.strip() + "\n"))
     with open(args.out + ".html", "w", encoding="utf-8") as f:
         f.write(leaderboard_html(cells, title="recbole_unlearn leaderboard", plotlyjs="cdn"))
-    print(f"wrote {args.out}.md and {args.out}.html")
+    with open(args.out + ".csv", "w", encoding="utf-8") as f:
+        f.write(leaderboard_csv(cells))
+    print(f"wrote {args.out}.md, {args.out}.html and {args.out}.csv ({len(cells)} cells)")
     return 0
 
 

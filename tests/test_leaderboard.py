@@ -181,3 +181,53 @@ def test_finished_cells_reports_a_partial_grid(tmp_path, in_tmp):
     cells = finished_cells(path)
     assert [r["method"] for r in cells[0]["rows"]] == ["recbole", "original", "retrain"]
     assert "| retrain |" in leaderboard_markdown(cells) and "| sruga |" not in leaderboard_markdown(cells)
+
+
+def _rounded_cell(model: str, dataset: str, seed: int) -> dict:
+    """A cell whose values are already at the table's rounding (metrics 4, seconds 1 decimal)."""
+    import random
+
+    from recbole_unlearn.benchmark.report import METRIC_COLUMNS
+
+    rng = random.Random(seed)
+    rows = [{"method": "recbole", "utility_raw": {"ndcg@10": 0.0257}, "seconds": 279.1, "speedup": None}]
+    for method, speedup in (("original", None), ("retrain", None), ("sisa", 0.9)):
+        row = {"method": method, "seconds": round(rng.uniform(1, 500), 1), "speedup": speedup}
+        for _, group, key in METRIC_COLUMNS:
+            row.setdefault(group, {})[key] = round(rng.random(), 4)
+        rows.append(row)
+    return {"model": model, "dataset": dataset, "description": f"Forget set of {dataset}.",
+            "machine": "", "rows": rows}
+
+
+def test_a_leaderboard_table_reads_back_into_the_cells_it_was_written_from():
+    from recbole_unlearn.benchmark.report import cells_from_markdown, leaderboard_markdown
+
+    cells = [_rounded_cell("SASRec", "beauty", 1), _rounded_cell("GRU4Rec", "video", 2)]
+    text = leaderboard_markdown(cells, title="")
+    assert cells_from_markdown(text) == cells
+    assert leaderboard_markdown(cells_from_markdown(text), title="") == text
+    assert cells_from_markdown("## Reading the cell\n\nno table here\n") == []
+
+
+def test_leaderboard_doc_keeps_the_tables_of_cells_with_no_rows_here(tmp_path, in_tmp):
+    import importlib.util
+
+    from recbole_unlearn.benchmark.report import leaderboard_markdown
+
+    spec = importlib.util.spec_from_file_location(
+        "leaderboard_doc", os.path.join(os.path.dirname(__file__), "..", "benchmarks", "leaderboard_doc.py"))
+    leaderboard_doc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(leaderboard_doc)
+
+    path = _tiny_grid(tmp_path, ["sruga"])
+    earlier = tmp_path / "earlier.md"
+    kept = _rounded_cell("GRU4Rec", "ml-tiny", 3)
+    earlier.write_text(leaderboard_markdown([kept, _rounded_cell("SASRec", "other", 4)]))
+    # nothing has run: the grid's only cell comes from the earlier document, the other is not in the grid
+    assert leaderboard_doc.collect_cells([path], reuse=str(earlier)) == [kept]
+    assert leaderboard_doc.collect_cells([path]) == []
+    run_grid(path)  # rows measured here take precedence over the earlier table
+    (cell,) = leaderboard_doc.collect_cells([path], reuse=str(earlier))
+    assert [r["method"] for r in cell["rows"]] == ["recbole", "original", "retrain", "sruga"]
+    assert cell["machine"]

@@ -88,6 +88,47 @@ def leaderboard_markdown(cells: List[dict], title: str = "Leaderboard") -> str:
     return "\n".join(lines)
 
 
+def _parse_cell_value(text: str) -> Optional[float]:
+    return None if text == "-" else float(text)
+
+
+def cells_from_markdown(text: str) -> List[dict]:
+    """The cells of a ``leaderboard_markdown`` document, read back from its tables: the inverse of
+    that function up to its rounding (metrics to 4 decimals, seconds and speedup to 1). Lets a
+    committed leaderboard be re-rendered, or merged with newly measured cells, on a machine that
+    no longer holds the rows the tables were written from. Sections whose header row is not the
+    leaderboard's own are skipped; ``machine`` is not in the tables and comes back empty."""
+    headers = ["method"] + [c[0] for c in METRIC_COLUMNS] + ["unlearning s", "speedup vs Retrain"]
+    header_line = "| " + " | ".join(headers) + " |"
+    cells: List[dict] = []
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if not line.startswith("## ") or " on " not in line:
+            continue
+        model, dataset = line[3:].split(" on ", 1)
+        description = lines[index + 2] if index + 2 < len(lines) else ""
+        if index + 4 >= len(lines) or lines[index + 4] != header_line:
+            continue
+        rows = []
+        for row_line in lines[index + 6:]:
+            if not row_line.startswith("| "):
+                break
+            fields = [field.strip() for field in row_line.strip().strip("|").split("|")]
+            if len(fields) != len(headers):
+                raise ValueError(f"leaderboard table row has {len(fields)} fields, not {len(headers)}: {row_line}")
+            row: dict = {"method": fields[0]}
+            for (_, group, key), field in zip(METRIC_COLUMNS, fields[1:]):
+                value = _parse_cell_value(field)
+                if value is not None:
+                    row.setdefault(group, {})[key] = value
+            row["seconds"] = _parse_cell_value(fields[-2])
+            row["speedup"] = _parse_cell_value(fields[-1])
+            rows.append(row)
+        cells.append({"model": model, "dataset": dataset, "description": description,
+                      "machine": "", "rows": rows})
+    return cells
+
+
 def leaderboard_html(cells: List[dict], title: str = "Leaderboard", plotlyjs="cdn") -> str:
     """Two plotly figures per report: D_rem NDCG@10 vs D_fgt Hit@10 (one marker per method,
     one panel per cell), and unlearning seconds per method (log scale). ``plotlyjs``: ``"cdn"``
