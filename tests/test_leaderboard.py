@@ -75,6 +75,22 @@ def test_bad_config_key_in_grid_is_refused_before_any_training(tmp_path, in_tmp)
 def test_benchmark_takes_no_other_arguments(tmp_path, capsys):
     assert main([f"--benchmark={tmp_path}/g.yaml", "--epochs=3"]) == 2
     assert "takes every setting from the grid file" in capsys.readouterr().err
+    assert main([f"--benchmark={tmp_path}/g.yaml", "--cells=GRU4Rec-ml-tiny", "--epochs=3"]) == 2
+    assert "only --cells" in capsys.readouterr().err
+
+
+def test_cells_runs_only_the_named_cells_of_a_grid(tmp_path, in_tmp, capsys):
+    path = _tiny_grid(tmp_path, ["retrain"], models=("GRU4Rec", "SASRec"))
+    assert main([f"--benchmark={path}", "--cells=SASRec-ml-tiny,GRU4Rec-beauty"]) == 2
+    err = capsys.readouterr().err
+    assert "no cell GRU4Rec-beauty" in err and "GRU4Rec-ml-tiny, SASRec-ml-tiny" in err
+    assert not os.path.exists(tmp_path / "board")
+
+    assert main([f"--benchmark={path}", "--cells=SASRec-ml-tiny"]) == 0
+    assert sorted(os.listdir(tmp_path / "board")) == ["SASRec-ml-tiny", "leaderboard.csv", "leaderboard.html",
+                                                      "leaderboard.md"]
+    assert sorted(os.listdir(tmp_path / "board" / "SASRec-ml-tiny" / "rows")) == [
+        "original.json", "recbole.json", "retrain.json"]
 
 
 # --- resume ------------------------------------------------------------------------------

@@ -211,14 +211,30 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
             "machine": saved["machine"], "rows": ordered}
 
 
-def run_grid(path: str) -> Dict[str, str]:
-    """Run (or resume) the grid in ``path``; returns the paths of the leaderboard files.
+def select_cells(grid: Grid, names: Optional[List[str]]) -> List[Cell]:
+    """The cells of ``grid`` named in ``names`` (``<model>-<dataset>``, in grid order), or all of
+    them for ``None``; an unknown name is refused with the list of the grid's cells."""
+    if names is None:
+        return list(grid.cells)
+    known = [cell.name for cell in grid.cells]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise UnlearnError(f"--cells: no cell {', '.join(unknown) or '(empty list)'} in this grid; "
+                           f"its cells are {', '.join(known)}")
+    return [cell for cell in grid.cells if cell.name in names]
+
+
+def run_grid(path: str, cells: Optional[List[str]] = None) -> Dict[str, str]:
+    """Run (or resume) the grid in ``path``, or only its ``cells`` (names ``<model>-<dataset>``,
+    to split a long grid over several runs or machines: each cell's rows go to the same
+    folders either way); returns the paths of the leaderboard files, which hold the cells run
+    by this call.
 
     Every cell's settings and every method's settings are validated, and every dataset file is
     checked, before the first model is trained."""
     grid = load_grid(path)
     runs: List[CellRun] = []
-    for cell in grid.cells:
+    for cell in select_cells(grid, cells):
         run = CellRun(grid, cell)
         check_dataset_files(run.base)
         runs.append(run)

@@ -1,7 +1,8 @@
 """Command line in RecBole's style: ``--key=value`` for everything.
 
 ``--model``, ``--dataset``, ``--config_files="a.yaml b.yaml"`` and ``--forget=<file>`` as in
-RecBole; ``--benchmark=<grid.yaml>`` runs a leaderboard grid (``recbole_unlearn/benchmark``);
+RecBole; ``--benchmark=<grid.yaml>`` runs a leaderboard grid (``recbole_unlearn/benchmark``),
+``--cells=<model>-<dataset>,...`` only some of its cells;
 every other ``--key=value`` overrides a config key (values are parsed like RecBole's command line, ``--epochs=5``, ``--unlearn_method="['retrain']"``, but only ever as literals,
 never evaluated as code: see ``config.configurator.literal_values``).
 """
@@ -31,10 +32,18 @@ def parse_args(argv: List[str]) -> Tuple[Optional[str], Optional[str], Optional[
     files = raw.pop("config_files", None)
     config_files = files.split() if files else None
     config_dict = literal_values(dict(raw))
-    for key in ("forget", "model_dir", "benchmark"):  # paths stay strings even if they look like numbers
+    for key in ("forget", "model_dir", "benchmark", "cells"):  # paths stay strings even if they look like numbers
         if key in raw:
             config_dict[key] = raw[key]
     return model, dataset, config_files, config_dict
+
+
+def raw_cells(value) -> Optional[List[str]]:
+    """``--cells=GRU4Rec-video,BERT4Rec-video`` as a list of cell names (``None`` if not given)."""
+    if value is None:
+        return None
+    names = value if isinstance(value, list) else str(value).split(",")
+    return [str(name).strip() for name in names if str(name).strip()]
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -45,11 +54,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         model, dataset, config_files, config_dict = parse_args(argv)
         if "benchmark" in config_dict:
+            cells = raw_cells(config_dict.pop("cells", None))
             if model or dataset or config_files or len(config_dict) > 1:
-                raise UnlearnError("--benchmark takes every setting from the grid file: drop the other arguments")
+                raise UnlearnError("--benchmark takes every setting from the grid file: drop the other "
+                                   "arguments (only --cells=<model>-<dataset>,... may go with it)")
             from recbole_unlearn.benchmark.runner import run_grid
 
-            paths = run_grid(str(config_dict["benchmark"]))
+            paths = run_grid(str(config_dict["benchmark"]), cells)
             print("\n".join(f"leaderboard {kind}: {path}" for kind, path in paths.items()))
         elif config_dict.get("verify"):
             if not config_dict.get("model_dir"):
