@@ -64,3 +64,42 @@ def test_empty_histories_are_dropped(tiny_setup):
     _, dataset = tiny_setup
     rows = dataset.user_rows(2)
     assert len(dataset.samples(np.array([rows[0]]), dataset.full_keep())) == 0
+
+
+def test_short_sequences_are_validated_and_tested_where_recbole_trains_on_them(tmp_path):
+    """RecBole augments a sequence into samples before its leave-one-out split, so a user with
+    two interactions has no test sample and one with three no validation sample (both go to
+    training); we always make the last interaction the test target and the one before it the
+    validation target (thesis protocol). From four interactions on the splits are equal."""
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.data import create_unlearn_dataset
+
+    folder = tmp_path / "short"
+    folder.mkdir()
+    lengths = {"u2": 2, "u3": 3, "u4": 4, "u6": 6}
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    for offset, (user, length) in enumerate(lengths.items()):
+        lines += [f"{user}\ti{(offset + k) % 7}\t{k}" for k in range(length)]
+    (folder / "short.inter").write_text("\n".join(lines) + "\n")
+    settings = tiny_dict(data_path=str(tmp_path), dataset="short", forget_user_ratio=0.5)
+    config = UnlearnConfig("SASRec", config_dict=settings)
+    ours = create_unlearn_dataset(config).build_split()
+    rb_config = Config("SASRec", config_dict={k: v for k, v in settings.items()
+                                             if k not in ("forget_user_ratio", "sru_inference_neg_num")}
+                       | {"train_neg_sample_args": None, "MAX_ITEM_LIST_LENGTH": 10,
+                          "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"}})
+    theirs = create_dataset(rb_config).build()
+
+    def users(part):
+        return sorted(part.id2token(part.uid_field, part.inter_feat[part.uid_field].numpy()).tolist())
+
+    (our_train, our_valid, our_test), (rb_train, rb_valid, rb_test) = ours, theirs
+    assert users(our_test) == ["u2", "u3", "u4", "u6"] and users(rb_test) == ["u3", "u4", "u6"]
+    assert users(our_valid) == ["u3", "u4", "u6"] and users(rb_valid) == ["u4", "u6"]
+    assert users(our_train) == ["u4"] + ["u6"] * 3
+    assert users(rb_train) == ["u2", "u3", "u4"] + ["u6"] * 3
+    for mine, recbole_part in zip(ours, theirs):  # users with four or more interactions: equal
+        def long_only(records, part=recbole_part):
+            keep = set(part.token2id(part.uid_field, ["u4", "u6"]).tolist())
+            return [r for r in records if r[0] in keep]
+        assert long_only(_as_records(mine)) == long_only(_as_records(recbole_part))
