@@ -47,6 +47,9 @@ def collect_cells(grids: List[str], reuse: Optional[str] = None) -> List[dict]:
             if key in measured:
                 cells.append(measured[key])
             elif key in previous:
+                methods = {variant.label: variant.method for variant in cell.variants}
+                for row in previous[key]["rows"]:  # the tables show labels; the CSV names the method too
+                    row.setdefault("unlearn_method", methods.get(row["method"], row["method"]))
                 cells.append(previous[key])
     return cells
 

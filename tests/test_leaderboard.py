@@ -199,7 +199,7 @@ def test_finished_cells_reports_a_partial_grid(tmp_path, in_tmp):
     assert "| retrain |" in leaderboard_markdown(cells) and "| sruga |" not in leaderboard_markdown(cells)
 
 
-def _rounded_cell(model: str, dataset: str, seed: int) -> dict:
+def _rounded_cell(model: str, dataset: str, seed: int, last: str = "sisa") -> dict:
     """A cell whose values are already at the table's rounding (metrics 4, seconds 1 decimal)."""
     import random
 
@@ -207,7 +207,7 @@ def _rounded_cell(model: str, dataset: str, seed: int) -> dict:
 
     rng = random.Random(seed)
     rows = [{"method": "recbole", "utility_raw": {"ndcg@10": 0.0257}, "seconds": 279.1, "speedup": None}]
-    for method, speedup in (("original", None), ("retrain", None), ("sisa", 0.9)):
+    for method, speedup in (("original", None), ("retrain", None), (last, 0.9)):
         row = {"method": method, "seconds": round(rng.uniform(1, 500), 1), "speedup": speedup}
         for _, group, key in METRIC_COLUMNS:
             row.setdefault(group, {})[key] = round(rng.random(), 4)
@@ -236,14 +236,17 @@ def test_leaderboard_doc_keeps_the_tables_of_cells_with_no_rows_here(tmp_path, i
     leaderboard_doc = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(leaderboard_doc)
 
-    path = _tiny_grid(tmp_path, ["sruga"])
+    path = _tiny_grid(tmp_path, {"ga-only": {"unlearn_method": "sruga", "sruga_kl": 0.0, "sruga_ft": 0.0}})
     earlier = tmp_path / "earlier.md"
-    kept = _rounded_cell("GRU4Rec", "ml-tiny", 3)
+    kept = _rounded_cell("GRU4Rec", "ml-tiny", 3, last="ga-only")
     earlier.write_text(leaderboard_markdown([kept, _rounded_cell("SASRec", "other", 4)]))
     # nothing has run: the grid's only cell comes from the earlier document, the other is not in the grid
-    assert leaderboard_doc.collect_cells([path], reuse=str(earlier)) == [kept]
+    (reused,) = leaderboard_doc.collect_cells([path], reuse=str(earlier))
+    methods = {r["method"]: r.pop("unlearn_method") for r in reused["rows"]}
+    assert methods == {"recbole": "recbole", "original": "original", "retrain": "retrain", "ga-only": "sruga"}
+    assert reused == kept
     assert leaderboard_doc.collect_cells([path]) == []
     run_grid(path)  # rows measured here take precedence over the earlier table
     (cell,) = leaderboard_doc.collect_cells([path], reuse=str(earlier))
-    assert [r["method"] for r in cell["rows"]] == ["recbole", "original", "retrain", "sruga"]
+    assert [r["method"] for r in cell["rows"]] == ["recbole", "original", "retrain", "ga-only"]
     assert cell["machine"]
