@@ -58,7 +58,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", required=True, action="append", help="a grid YAML; repeat for several")
     parser.add_argument("--intro", required=True, help="Markdown placed above the tables ({tables} marks where)")
-    parser.add_argument("--out", required=True, help="path without extension: writes .md and .html")
+    parser.add_argument("--out", required=True, help="path without extension: writes .md, .html and .csv")
     parser.add_argument("--reuse", help="an earlier output .md: its tables stand in for cells with no rows here")
     args = parser.parse_args()
     cells = collect_cells(args.grid, args.reuse)

@@ -38,12 +38,11 @@ def parse_args(argv: List[str]) -> Tuple[Optional[str], Optional[str], Optional[
     return model, dataset, config_files, config_dict
 
 
-def raw_cells(value) -> Optional[List[str]]:
+def raw_cells(value: Optional[str]) -> Optional[List[str]]:
     """``--cells=GRU4Rec-video,BERT4Rec-video`` as a list of cell names (``None`` if not given)."""
     if value is None:
         return None
-    names = value if isinstance(value, list) else str(value).split(",")
-    return [str(name).strip() for name in names if str(name).strip()]
+    return [name.strip() for name in value.split(",") if name.strip()]
 
 
 def main(argv: Optional[List[str]] = None) -> int:
