@@ -9,7 +9,8 @@ from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.data import create_unlearn_dataset, sample_forget_set, split_loaders
 from recbole_unlearn.trainer import train_model
 from recbole_unlearn.evaluator.metrics import full_ranking_metrics
-from recbole_unlearn.trainer.sruga_trainer import kl_loss, positive_bce, sruga_unlearn, stopping_valid_loader
+from recbole_unlearn.trainer.sruga_trainer import (kl_loss, positive_bce, resolve_ga_loss, sruga_unlearn,
+                                                  stopping_valid_loader, target_cross_entropy)
 from recbole_unlearn.utils.errors import UnlearnError
 
 from conftest import tiny_dict
@@ -35,6 +36,64 @@ def test_one_ga_step_raises_the_loss_on_the_forget_batch(trained):
     (-positive_bce(model, batch)).backward()  # L_GA
     optimizer.step()
     assert positive_bce(model, batch).item() > before
+
+
+def test_one_ce_ascent_step_raises_the_targets_cross_entropy(trained):
+    config, dataset, forget_set, model = trained
+    model = copy.deepcopy(model).eval()
+    batch = forget_set.forget_samples(dataset)
+    before = target_cross_entropy(model, batch).item()
+    expected = torch.nn.functional.cross_entropy(model.full_sort_predict(batch), batch["item_id"]).item()
+    assert before == pytest.approx(expected)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer.zero_grad()
+    (-target_cross_entropy(model, batch)).backward()
+    optimizer.step()
+    assert target_cross_entropy(model, batch).item() > before
+
+
+def test_ascent_loss_choice(trained):
+    config, _, _, model = trained
+    assert model.loss_type == "CE"
+    assert resolve_ga_loss(config, model) == "bce"  # SPEC section 6 default
+    assert resolve_ga_loss(config.override({"sruga_ga_loss": "auto"}), model) == "ce"
+    bpr = copy.deepcopy(model)
+    bpr.loss_type = "BPR"
+    assert resolve_ga_loss(config.override({"sruga_ga_loss": "auto"}), bpr) == "bce"
+
+
+def test_positive_bce_ascent_stalls_on_confident_targets():
+    """Why ``ce`` exists: at a logit of 10 the positive-only BCE's gradient is e^-10 of the
+    logit's, while the softmax cross-entropy's is 1 - p of the target, large unless the model
+    is already certain."""
+    logits = torch.tensor([[10.0, 9.0, 8.0, 0.0]], requires_grad=True)
+    torch.nn.functional.logsigmoid(logits[:, 0]).mean().backward()  # L_GA, bce
+    assert 0 < logits.grad[0, 0].item() < 1e-4  # descent on L_GA lowers the logit, barely
+    logits.grad = None
+    (-torch.nn.functional.cross_entropy(logits, torch.tensor([0]))).backward()  # L_GA, ce
+    assert logits.grad[0, 0].item() > 0.3
+
+
+def test_unseen_stop(trained):
+    config, dataset, forget_set, model = trained
+    keep = forget_set.keep_mask(dataset)
+    # a reference nothing can beat: stop before any step, the model untouched
+    cfg = config.override({"sruga_stop_unseen": True, "sruga_epochs": 3})
+    victim = copy.deepcopy(model)
+    start = sruga_unlearn(cfg.override({"sruga_learning_rate": 0.0}), victim, dataset, forget_set, keep)
+    first = start.history[0]
+    if first["forget_hit@10"] <= first["valid_hit@10"]:
+        assert start.stopped_by == "unseen" and start.epochs_run == 0
+    else:
+        assert start.stopped_by == "patience"
+    # strong ascent drives forget Hit@10 to 0, below any positive validation Hit@10
+    cfg = cfg.override({"sruga_ga_loss": "ce", "sruga_learning_rate": 0.05, "sruga_kl": 0.0, "sruga_ft": 0.0,
+                        "sruga_anneal": 1.0, "utility_floor": 0.0, "sruga_epochs": 20})
+    report = sruga_unlearn(cfg, copy.deepcopy(model), dataset, forget_set, keep)
+    assert report.history[0]["valid_hit@10"] > 0
+    last = report.history[-1]
+    assert report.stopped_by == "unseen" and last["forget_hit@10"] <= report.history[0]["valid_hit@10"]
+    assert all(h["forget_hit@10"] > report.history[0]["valid_hit@10"] for h in report.history[:-1])
 
 
 def test_kl_is_zero_for_identical_models(trained):
@@ -78,6 +137,10 @@ def test_bad_settings_are_rejected(trained):
         check_sruga_settings(config.override({"sruga_ga": -1}))
     with pytest.raises(UnlearnError, match="'sruga_valid_users' must be a positive integer"):
         check_sruga_settings(config.override({"sruga_valid_users": 0}))
+    with pytest.raises(UnlearnError, match="'sruga_ga_loss' must be one of bce, ce, auto, got 'mse'"):
+        check_sruga_settings(config.override({"sruga_ga_loss": "mse"}))
+    with pytest.raises(UnlearnError, match="'sruga_stop_unseen' must be True or False"):
+        check_sruga_settings(config.override({"sruga_stop_unseen": "yes"}))
 
 
 def test_sampled_floor_check_uses_fixed_validation_users(trained):

@@ -3,9 +3,15 @@
 
 Per step, a D_fgt batch ``x_fgt -> v`` and a D_rem training batch ``x_rem``:
 
-* ``L_GA = -BCE_pos = mean(log sigmoid(s(x_fgt, v)))``: the positive-only BCE of the forgotten
-  target, negated, so minimising ``L`` pushes the target's score down (BERT4Rec scores the
-  [MASK] appended to the history, via its ``predict``);
+* ``L_GA`` (``sruga_ga_loss``): by default ``-BCE_pos = mean(log sigmoid(s(x_fgt, v)))``, the
+  positive-only BCE of the forgotten target, negated, so minimising ``L`` pushes the target's
+  score down (BERT4Rec scores the [MASK] appended to the history, via its ``predict``). The
+  thesis's models were trained with BCE, where ``sigmoid(s)`` is the model's own probability.
+  A model trained with RecBole's softmax cross-entropy (``loss_type: CE``) puts memorised
+  targets at logits near 10, where ``1 - sigmoid(s)``, the factor of that gradient, is about
+  3e-4: the ascent stalls exactly on what was memorised. ``ce`` ascends the model's own loss
+  instead, ``-CE = mean(log softmax(s(x_fgt))[v])`` over all items (still no sampled
+  negatives); ``auto`` picks ``ce`` for CE-trained models and ``bce`` otherwise;
 * ``L_KL = KL(softmax(agent(x_rem)) || softmax(model(x_rem)))`` over all items (forward KL to a
   frozen copy of the starting model);
 * ``L_FT`` = the model's own training loss on ``x_rem`` (via :func:`training_loss`);
@@ -17,7 +23,9 @@ empty (a user who asked to forget everything) is ascended with its raw prefix in
 ``L = eta_GA L_GA + eta_KL L_KL + eta_FT L_FT`` (a zero weight removes the term), Adam,
 gradient clipping, ``eta_GA`` annealed after every epoch. Every ``sruga_eval_step`` epochs the
 forget Hit@10 on D_fgt and the validation NDCG@10 are measured: stop when Hit@10 has not
-decreased for ``sruga_patience`` evaluations, or, if NDCG@10 fell below ``utility_floor`` times
+decreased for ``sruga_patience`` evaluations (with ``sruga_stop_unseen``, also once it is no higher
+than the starting model's Hit@10 on the validation targets, interactions it never trained on), or,
+if NDCG@10 fell below ``utility_floor`` times
 its starting value, restore the last state that was above the floor and stop. These checks rank
 all items for every validation user; ``sruga_valid_users`` limits the floor check to a fixed
 random sample of that many users (the same users at every check) to make it cheaper.
@@ -44,8 +52,8 @@ from recbole_unlearn.trainer.trainer import cpu_state_dict, training_loss
 
 @dataclass
 class SRUGAReport:
-    """What an SRUGA run did. ``stopped_by``: ``patience``, ``utility_floor``, ``max_epochs`` or
-    ``empty`` (nothing to forget). ``eval_seconds``: the part of ``seconds`` spent measuring
+    """What an SRUGA run did. ``stopped_by``: ``patience``, ``utility_floor``, ``unseen``
+    (``sruga_stop_unseen``), ``max_epochs`` or ``empty`` (nothing to forget). ``eval_seconds``: the part of ``seconds`` spent measuring
     forget Hit@10 and validation NDCG@10 (the stopping checks)."""
 
     epochs_run: int = 0
@@ -59,15 +67,36 @@ class SRUGAReport:
                 "eval_seconds": round(self.eval_seconds, 3), "history": self.history}
 
 
-def ga_loss(model, fgt_batch) -> torch.Tensor:
-    """``L_GA``: minus the positive-only BCE of each forgotten target (mean over the batch)."""
-    scores = model.predict(fgt_batch)
-    return F.logsigmoid(scores).mean()
+GA_LOSSES = ("bce", "ce", "auto")
+
+
+def resolve_ga_loss(config, model) -> str:
+    """The ascent loss ``sruga_ga_loss`` names for ``model``: ``auto`` is ``ce`` when the model
+    trains with softmax cross-entropy (``model.loss_type == "CE"``), else ``bce``."""
+    choice = config["sruga_ga_loss"]
+    if choice == "auto":
+        return "ce" if getattr(model, "loss_type", None) == "CE" else "bce"
+    return choice
+
+
+def ga_loss(model, fgt_batch, kind: str = "bce") -> torch.Tensor:
+    """``L_GA`` for a D_fgt batch of B samples (histories ``[B, L]`` -> targets ``[B]``): minus
+    the positive-only BCE of each forgotten target (``bce``, scores ``[B]`` from ``predict``) or
+    minus its softmax cross-entropy over all items (``ce``, scores ``[B, n_items]`` from
+    ``full_sort_predict``); a scalar, the mean over the batch."""
+    if kind == "ce":
+        return -F.cross_entropy(model.full_sort_predict(fgt_batch), fgt_batch[model.ITEM_ID])
+    return F.logsigmoid(model.predict(fgt_batch)).mean()
 
 
 def positive_bce(model, fgt_batch) -> torch.Tensor:
-    """The positive-only BCE that gradient ascent raises."""
-    return -ga_loss(model, fgt_batch)
+    """The positive-only BCE that gradient ascent raises (``sruga_ga_loss: bce``)."""
+    return -ga_loss(model, fgt_batch, "bce")
+
+
+def target_cross_entropy(model, fgt_batch) -> torch.Tensor:
+    """The softmax cross-entropy of the forgotten targets that ``sruga_ga_loss: ce`` raises."""
+    return -ga_loss(model, fgt_batch, "ce")
 
 
 def kl_loss(model, agent, rem_batch) -> torch.Tensor:
@@ -130,6 +159,7 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
     fgt_eval = eval_loader(config, dataset, fgt_samples)
     valid_eval = stopping_valid_loader(config, dataset, keep, loaders.valid)
     weights = {"ga": config["sruga_ga"], "kl": config["sruga_kl"], "ft": config["sruga_ft"]}
+    ga_kind = resolve_ga_loss(config, model)
     agent = copy.deepcopy(model).eval()
     agent.requires_grad_(False)
     optimizer = torch.optim.Adam(model.parameters(), lr=config["sruga_learning_rate"])
@@ -138,15 +168,23 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
     def measure() -> Dict[str, float]:
         began = time.perf_counter()
         hit = full_ranking_metrics(model, fgt_eval, config, ["Hit"], [10]).get("hit@10", 0.0)
-        ndcg = full_ranking_metrics(model, valid_eval, config, ["NDCG"], [10]).get("ndcg@10", 0.0)
+        valid = full_ranking_metrics(model, valid_eval, config, ["NDCG", "Hit"], [10])
         report.eval_seconds += time.perf_counter() - began
-        return {"forget_hit@10": hit, "valid_ndcg@10": ndcg}
+        return {"forget_hit@10": hit, "valid_ndcg@10": valid.get("ndcg@10", 0.0),
+                "valid_hit@10": valid.get("hit@10", 0.0)}
 
     initial = measure()
     report.history.append(dict(initial, epoch=0))
     floor = config["utility_floor"] * initial["valid_ndcg@10"]
+    unseen_hit = initial["valid_hit@10"] if config["sruga_stop_unseen"] else None
+    if unseen_hit is not None and initial["forget_hit@10"] <= unseen_hit:
+        report.stopped_by = "unseen"  # D_fgt is recalled no better than unseen data: nothing to undo
+        model.eval()
+        report.seconds = time.perf_counter() - start
+        return report
     best_hit, stale = initial["forget_hit@10"], 0
     last_good = cpu_state_dict(model)
+    logger.info(f"sruga: ascent loss {ga_kind}, start {initial}")
     for epoch in range(1, config["sruga_epochs"] + 1):
         model.train()
         eta_ga = weights["ga"] * config["sruga_anneal"] ** (epoch - 1)
@@ -155,7 +193,7 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
             rem_batch = next(rem_batches).to(device)
             loss = torch.zeros((), device=device)
             if eta_ga:
-                loss = loss + eta_ga * ga_loss(model, fgt_batch)
+                loss = loss + eta_ga * ga_loss(model, fgt_batch, ga_kind)
             if weights["kl"]:
                 loss = loss + weights["kl"] * kl_loss(model, agent, rem_batch)
             if weights["ft"]:
@@ -175,6 +213,9 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
             report.stopped_by = "utility_floor"
             break
         last_good = cpu_state_dict(model)
+        if unseen_hit is not None and scores["forget_hit@10"] <= unseen_hit:
+            report.stopped_by = "unseen"
+            break
         if scores["forget_hit@10"] < best_hit:
             best_hit, stale = scores["forget_hit@10"], 0
         else:

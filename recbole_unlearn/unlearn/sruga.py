@@ -3,6 +3,7 @@ import copy
 import os
 
 from recbole_unlearn.data.forget import ForgetSet
+from recbole_unlearn.trainer.sruga_trainer import GA_LOSSES
 from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult, check_new_model_dir
 from recbole_unlearn.utils.errors import UnlearnError
 
@@ -16,6 +17,11 @@ def check_sruga_settings(config) -> None:
         value = config[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise UnlearnError(f"config key '{key}' must be a positive integer, got {value!r}")
+    if config["sruga_ga_loss"] not in GA_LOSSES:
+        raise UnlearnError(f"config key 'sruga_ga_loss' must be one of {', '.join(GA_LOSSES)}, "
+                           f"got {config['sruga_ga_loss']!r}")
+    if not isinstance(config["sruga_stop_unseen"], bool):
+        raise UnlearnError(f"config key 'sruga_stop_unseen' must be True or False, got {config['sruga_stop_unseen']!r}")
     users = config["sruga_valid_users"]
     if users is not None and (not isinstance(users, int) or isinstance(users, bool) or users < 1):
         raise UnlearnError(f"config key 'sruga_valid_users' must be a positive integer or ~ (all users), got {users!r}")
