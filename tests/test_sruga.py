@@ -162,14 +162,17 @@ def test_sampled_floor_check_uses_fixed_validation_users(trained):
     assert report.history[0]["valid_ndcg@10"] == expected
 
 
+@pytest.mark.parametrize("ga_loss", ["bce", "ce"])
 @pytest.mark.parametrize("model", ["GRU4Rec", "SASRec", "BERT4Rec"])
-def test_sruga_runs_for_each_model(model, in_tmp):
+def test_sruga_runs_for_each_model(model, ga_loss, in_tmp):
     doc = run_recbole_unlearn(model, config_dict=tiny_dict(
         unlearn_method="sruga", include_retrain=False, save_model=False, sruga_epochs=2,
-        results_dir=str(in_tmp / "r")), verbose=False)
+        sruga_ga_loss=ga_loss, sruga_stop_unseen=ga_loss == "ce", results_dir=str(in_tmp / "r")), verbose=False)
     sruga = doc["rows"][-1]
-    assert sruga["method"] == "sruga" and sruga["stopped_by"] in ("patience", "utility_floor", "max_epochs")
-    assert sruga["history"][0]["epoch"] == 0 and 1 <= sruga["epochs_run"] <= 2
+    stops = ("patience", "utility_floor", "max_epochs") + (("unseen",) if ga_loss == "ce" else ())
+    assert sruga["method"] == "sruga" and sruga["stopped_by"] in stops
+    assert sruga["history"][0]["epoch"] == 0
+    assert 1 <= sruga["epochs_run"] <= 2 or sruga["stopped_by"] == "unseen"
 
 
 def test_sruga_forgets_and_keeps_utility(in_tmp):

@@ -23,10 +23,10 @@ empty (a user who asked to forget everything) is ascended with its raw prefix in
 ``L = eta_GA L_GA + eta_KL L_KL + eta_FT L_FT`` (a zero weight removes the term), Adam,
 gradient clipping, ``eta_GA`` annealed after every epoch. Every ``sruga_eval_step`` epochs the
 forget Hit@10 on D_fgt and the validation NDCG@10 are measured: stop when Hit@10 has not
-decreased for ``sruga_patience`` evaluations (with ``sruga_stop_unseen``, also once it is no higher
-than the starting model's Hit@10 on the validation targets, interactions it never trained on), or,
-if NDCG@10 fell below ``utility_floor`` times
-its starting value, restore the last state that was above the floor and stop. These checks rank
+decreased for ``sruga_patience`` evaluations (with ``sruga_stop_unseen``, also once it is no
+higher than the starting model's Hit@10 on the validation targets, interactions it never trained
+on), or, if NDCG@10 fell below ``utility_floor`` times its starting value, restore the last state
+that was above the floor and stop. These checks rank
 all items for every validation user; ``sruga_valid_users`` limits the floor check to a fixed
 random sample of that many users (the same users at every check) to make it cheaper.
 """
@@ -53,8 +53,9 @@ from recbole_unlearn.trainer.trainer import cpu_state_dict, training_loss
 @dataclass
 class SRUGAReport:
     """What an SRUGA run did. ``stopped_by``: ``patience``, ``utility_floor``, ``unseen``
-    (``sruga_stop_unseen``), ``max_epochs`` or ``empty`` (nothing to forget). ``eval_seconds``: the part of ``seconds`` spent measuring
-    forget Hit@10 and validation NDCG@10 (the stopping checks)."""
+    (``sruga_stop_unseen``), ``max_epochs`` or ``empty`` (nothing to forget). ``eval_seconds``:
+    the part of ``seconds`` spent measuring forget Hit@10 and validation NDCG@10 and Hit@10
+    (the stopping checks)."""
 
     epochs_run: int = 0
     stopped_by: str = "max_epochs"
