@@ -178,15 +178,18 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
     report.history.append(dict(initial, epoch=0))
     floor = config["utility_floor"] * initial["valid_ndcg@10"]
     unseen_hit = initial["valid_hit@10"] if config["sruga_stop_unseen"] else None
-    if unseen_hit is not None and initial["forget_hit@10"] <= unseen_hit:
-        report.stopped_by = "unseen"  # D_fgt is recalled no better than unseen data: nothing to undo
-        model.eval()
-        report.seconds = time.perf_counter() - start
-        return report
+
+    def recalled_like_unseen(scores: Dict[str, float]) -> bool:
+        return unseen_hit is not None and scores["forget_hit@10"] <= unseen_hit
+
+    max_epochs = config["sruga_epochs"]
+    if recalled_like_unseen(initial):  # D_fgt is recalled no better than unseen data: nothing to undo
+        report.stopped_by = "unseen"
+        max_epochs = 0
     best_hit, stale = initial["forget_hit@10"], 0
     last_good = cpu_state_dict(model)
     logger.info(f"sruga: ascent loss {ga_kind}, start {initial}")
-    for epoch in range(1, config["sruga_epochs"] + 1):
+    for epoch in range(1, max_epochs + 1):
         model.train()
         eta_ga = weights["ga"] * config["sruga_anneal"] ** (epoch - 1)
         for fgt_batch in _fgt_batches(fgt_samples, config["sruga_batch_size"], rng):
@@ -214,7 +217,7 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
             report.stopped_by = "utility_floor"
             break
         last_good = cpu_state_dict(model)
-        if unseen_hit is not None and scores["forget_hit@10"] <= unseen_hit:
+        if recalled_like_unseen(scores):
             report.stopped_by = "unseen"
             break
         if scores["forget_hit@10"] < best_hit:
