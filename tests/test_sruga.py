@@ -3,14 +3,17 @@ import copy
 
 import pytest
 import torch
+from recbole.utils import get_model
 
 from recbole_unlearn import run_recbole_unlearn
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.data import create_unlearn_dataset, sample_forget_set, split_loaders
 from recbole_unlearn.trainer import train_model
 from recbole_unlearn.evaluator.metrics import full_ranking_metrics
-from recbole_unlearn.trainer.sruga_trainer import (kl_loss, positive_bce, resolve_ga_loss, sruga_unlearn,
+from recbole_unlearn.trainer.sruga_trainer import (kl_loss, loss_is_full_ranking_ce, positive_bce,
+                                                  remaining_loss, resolve_ga_loss, sruga_unlearn,
                                                   stopping_valid_loader, target_cross_entropy)
+from recbole_unlearn.trainer.trainer import training_loss
 from recbole_unlearn.utils.errors import UnlearnError
 
 from conftest import tiny_dict
@@ -106,6 +109,31 @@ def test_kl_is_zero_for_identical_models(trained):
         for p in other.parameters():
             p.add_(0.05 * torch.randn_like(p))
     assert kl_loss(model, other, batch).item() > 1e-4
+
+
+def test_kl_and_ft_share_one_forward_only_where_the_loss_is_full_ranking_ce(trained):
+    config, dataset, _, model = trained
+    batch = next(iter(split_loaders(config, dataset).train))
+    agent = copy.deepcopy(model).eval()
+    other = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    assert loss_is_full_ranking_ce(other, batch) and other.training is False
+    shared = remaining_loss(other, agent, batch, 1.0, 0.5, shared_forward=True)
+    separate = kl_loss(other, agent, batch) + 0.5 * training_loss(other, batch)
+    assert shared.item() == pytest.approx(separate.item(), rel=1e-5) and shared.item() > 0
+    assert remaining_loss(other, agent, batch, 1.0, 0.0, True).item() == pytest.approx(kl_loss(other, agent, batch).item())
+    bpr = copy.deepcopy(model)
+    bpr.loss_type = "BPR"
+    assert not loss_is_full_ranking_ce(bpr, batch)
+    # BERT4Rec trains on masked positions: its loss is not the next-item cross-entropy
+    bert_config = UnlearnConfig("BERT4Rec", config_dict=tiny_dict()).for_method("retrain")
+    bert_data = create_unlearn_dataset(bert_config)
+    bert = get_model("BERT4Rec")(bert_config, bert_data).train()
+    bert_batch = next(iter(split_loaders(bert_config, bert_data).train))
+    assert bert.loss_type == "CE" and not loss_is_full_ranking_ce(bert, bert_batch)
+    assert bert.training  # the check leaves the mode as it found it
 
 
 def test_patience_stops_when_forget_hit_does_not_decrease(trained):

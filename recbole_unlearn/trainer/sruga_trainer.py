@@ -14,7 +14,9 @@ Per step, a D_fgt batch ``x_fgt -> v`` and a D_rem training batch ``x_rem``:
   negatives); ``auto`` picks ``ce`` for CE-trained models and ``bce`` otherwise;
 * ``L_KL = KL(softmax(agent(x_rem)) || softmax(model(x_rem)))`` over all items (forward KL to a
   frozen copy of the starting model);
-* ``L_FT`` = the model's own training loss on ``x_rem`` (via :func:`training_loss`);
+* ``L_FT`` = the model's own training loss on ``x_rem`` (via :func:`training_loss`); where that
+  loss is the cross-entropy of the full-ranking scores (SASRec, GRU4Rec with ``loss_type: CE``),
+  ``L_KL`` and ``L_FT`` share one forward of the model (:func:`loss_is_full_ranking_ce`);
 
 D_fgt histories exclude the forgotten items (SPEC section 2); a target whose history is then
 empty (a user who asked to forget everything) is ascended with its raw prefix instead (see
@@ -33,7 +35,7 @@ random sample of that many users (the same users at every check) to make it chea
 import copy
 import time
 from dataclasses import dataclass, field
-from itertools import cycle
+from itertools import chain, cycle
 from logging import getLogger
 from typing import Dict, List
 
@@ -100,11 +102,50 @@ def target_cross_entropy(model, fgt_batch) -> torch.Tensor:
     return -ga_loss(model, fgt_batch, "ce")
 
 
-def kl_loss(model, agent, rem_batch) -> torch.Tensor:
-    """``KL(softmax(agent) || softmax(model))`` over all items, averaged over the batch."""
+def kl_from_scores(scores: torch.Tensor, agent, rem_batch) -> torch.Tensor:
+    """``KL(softmax(agent(x_rem)) || softmax(scores))``, ``scores`` ``[B, n_items]`` the model's
+    full-ranking scores of ``rem_batch``; a scalar, averaged over the batch."""
     with torch.no_grad():
         target = torch.softmax(agent.full_sort_predict(rem_batch), dim=-1)
-    return F.kl_div(torch.log_softmax(model.full_sort_predict(rem_batch), dim=-1), target, reduction="batchmean")
+    return F.kl_div(torch.log_softmax(scores, dim=-1), target, reduction="batchmean")
+
+
+def kl_loss(model, agent, rem_batch) -> torch.Tensor:
+    """``KL(softmax(agent) || softmax(model))`` over all items, averaged over the batch."""
+    return kl_from_scores(model.full_sort_predict(rem_batch), agent, rem_batch)
+
+
+def loss_is_full_ranking_ce(model, rem_batch) -> bool:
+    """Whether ``model``'s training loss on ``rem_batch`` is the softmax cross-entropy of the
+    full-ranking scores ``full_sort_predict`` (true of RecBole's next-item models with
+    ``loss_type: CE`` such as SASRec and GRU4Rec, not of BERT4Rec's masked-item loss nor of BPR).
+    Checked on the batch itself, without dropout, so that a model whose loss differs is never
+    taken for one. When true, one forward of the model serves both ``L_KL`` and ``L_FT``."""
+    if getattr(model, "loss_type", None) != "CE" or model.ITEM_ID not in rem_batch:
+        return False
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        own = training_loss(model, rem_batch)
+        ranked = F.cross_entropy(model.full_sort_predict(rem_batch), rem_batch[model.ITEM_ID])
+    model.train(was_training)
+    return not isinstance(own, tuple) and bool(torch.isclose(own, ranked, rtol=1e-5, atol=1e-6))
+
+
+def remaining_loss(model, agent, rem_batch, eta_kl: float, eta_ft: float, shared_forward: bool) -> torch.Tensor:
+    """``eta_KL L_KL + eta_FT L_FT`` on a D_rem batch (a zero weight skips its term). With
+    ``shared_forward`` (see :func:`loss_is_full_ranking_ce`) both terms use one forward of the
+    model: the scores ``[B, n_items]`` and their cross-entropy against the batch's next items."""
+    if shared_forward and eta_kl and eta_ft:
+        scores = model.full_sort_predict(rem_batch)
+        return eta_kl * kl_from_scores(scores, agent, rem_batch) + eta_ft * F.cross_entropy(
+            scores, rem_batch[model.ITEM_ID])
+    loss = torch.zeros((), device=rem_batch[model.ITEM_SEQ].device)
+    if eta_kl:
+        loss = loss + eta_kl * kl_loss(model, agent, rem_batch)
+    if eta_ft:
+        loss = loss + eta_ft * training_loss(model, rem_batch)
+    return loss
 
 
 def ascent_samples(dataset: UnlearnSequentialDataset, forget_set: ForgetSet):
@@ -165,6 +206,9 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
     agent.requires_grad_(False)
     optimizer = torch.optim.Adam(model.parameters(), lr=config["sruga_learning_rate"])
     rem_batches = cycle(loaders.train)
+    first_rem = next(rem_batches)
+    shared_forward = loss_is_full_ranking_ce(model, first_rem.to(device))
+    rem_batches = chain([first_rem], rem_batches)
 
     def measure() -> Dict[str, float]:
         began = time.perf_counter()
@@ -188,7 +232,7 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
         max_epochs = 0
     best_hit, stale = initial["forget_hit@10"], 0
     last_good = cpu_state_dict(model)
-    logger.info(f"sruga: ascent loss {ga_kind}, start {initial}")
+    logger.info(f"sruga: ascent loss {ga_kind}, one D_rem forward for KL and FT: {shared_forward}, start {initial}")
     for epoch in range(1, max_epochs + 1):
         model.train()
         eta_ga = weights["ga"] * config["sruga_anneal"] ** (epoch - 1)
@@ -198,10 +242,7 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
             loss = torch.zeros((), device=device)
             if eta_ga:
                 loss = loss + eta_ga * ga_loss(model, fgt_batch, ga_kind)
-            if weights["kl"]:
-                loss = loss + weights["kl"] * kl_loss(model, agent, rem_batch)
-            if weights["ft"]:
-                loss = loss + weights["ft"] * training_loss(model, rem_batch)
+            loss = loss + remaining_loss(model, agent, rem_batch, weights["kl"], weights["ft"], shared_forward)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config["sruga_clip_norm"])
