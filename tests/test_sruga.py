@@ -136,6 +136,19 @@ def test_kl_and_ft_share_one_forward_only_where_the_loss_is_full_ranking_ce(trai
     assert bert.training  # the check leaves the mode as it found it
 
 
+@pytest.mark.parametrize("dropout", [True, False])
+def test_sruga_dropout_sets_the_mode_of_the_steps(trained, dropout):
+    config, dataset, forget_set, model = trained
+    victim = copy.deepcopy(model)
+    modes = []
+    victim.item_embedding.register_forward_pre_hook(lambda module, args: modes.append(module.training))
+    cfg = config.override({"sruga_dropout": dropout, "sruga_epochs": 1, "sruga_learning_rate": 1e-3})
+    report = sruga_unlearn(cfg, victim, dataset, forget_set, forget_set.keep_mask(dataset))
+    assert report.epochs_run == 1
+    assert (True in modes) is dropout  # the checks always rank in eval mode
+    assert victim.training is False
+
+
 def test_patience_stops_when_forget_hit_does_not_decrease(trained):
     config, dataset, forget_set, model = trained
     cfg = config.override({"sruga_learning_rate": 0.0, "sruga_patience": 2, "sruga_epochs": 10})
@@ -169,6 +182,8 @@ def test_bad_settings_are_rejected(trained):
         check_sruga_settings(config.override({"sruga_ga_loss": "mse"}))
     with pytest.raises(UnlearnError, match="'sruga_stop_unseen' must be True or False"):
         check_sruga_settings(config.override({"sruga_stop_unseen": "yes"}))
+    with pytest.raises(UnlearnError, match="'sruga_dropout' must be True or False"):
+        check_sruga_settings(config.override({"sruga_dropout": 0}))
 
 
 def test_sampled_floor_check_uses_fixed_validation_users(trained):

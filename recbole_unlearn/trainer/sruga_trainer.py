@@ -23,7 +23,8 @@ empty (a user who asked to forget everything) is ascended with its raw prefix in
 :func:`ascent_samples`).
 
 ``L = eta_GA L_GA + eta_KL L_KL + eta_FT L_FT`` (a zero weight removes the term), Adam,
-gradient clipping, ``eta_GA`` annealed after every epoch. Every ``sruga_eval_step`` epochs the
+gradient clipping, ``eta_GA`` annealed after every epoch; the steps run in training mode (the
+model's dropout active) unless ``sruga_dropout`` is False. Every ``sruga_eval_step`` epochs the
 forget Hit@10 on D_fgt and the validation NDCG@10 are measured: stop when Hit@10 has not
 decreased for ``sruga_patience`` evaluations (with ``sruga_stop_unseen``, also once it is no
 higher than the starting model's Hit@10 on the validation targets, interactions it never trained
@@ -234,7 +235,7 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
     last_good = cpu_state_dict(model)
     logger.info(f"sruga: ascent loss {ga_kind}, one D_rem forward for KL and FT: {shared_forward}, start {initial}")
     for epoch in range(1, max_epochs + 1):
-        model.train()
+        model.train(config["sruga_dropout"])  # eval mode (no dropout) when sruga_dropout is False
         eta_ga = weights["ga"] * config["sruga_anneal"] ** (epoch - 1)
         for fgt_batch in _fgt_batches(fgt_samples, config["sruga_batch_size"], rng):
             fgt_batch = fgt_batch.to(device)

@@ -20,8 +20,9 @@ def check_sruga_settings(config) -> None:
     if config["sruga_ga_loss"] not in GA_LOSSES:
         raise UnlearnError(f"config key 'sruga_ga_loss' must be one of {', '.join(GA_LOSSES)}, "
                            f"got {config['sruga_ga_loss']!r}")
-    if not isinstance(config["sruga_stop_unseen"], bool):
-        raise UnlearnError(f"config key 'sruga_stop_unseen' must be True or False, got {config['sruga_stop_unseen']!r}")
+    for key in ("sruga_stop_unseen", "sruga_dropout"):
+        if not isinstance(config[key], bool):
+            raise UnlearnError(f"config key '{key}' must be True or False, got {config[key]!r}")
     users = config["sruga_valid_users"]
     if users is not None and (not isinstance(users, int) or isinstance(users, bool) or users < 1):
         raise UnlearnError(f"config key 'sruga_valid_users' must be a positive integer or ~ (all users), got {users!r}")
