@@ -128,7 +128,7 @@ def loss_is_full_ranking_ce(model, rem_batch) -> bool:
     model.eval()
     with torch.no_grad():
         own = training_loss(model, rem_batch)
-        ranked = F.cross_entropy(model.full_sort_predict(rem_batch), rem_batch[model.ITEM_ID])
+        ranked = target_cross_entropy(model, rem_batch)
     model.train(was_training)
     return not isinstance(own, tuple) and bool(torch.isclose(own, ranked, rtol=1e-5, atol=1e-6))
 
@@ -208,7 +208,7 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
     optimizer = torch.optim.Adam(model.parameters(), lr=config["sruga_learning_rate"])
     rem_batches = cycle(loaders.train)
     first_rem = next(rem_batches)
-    shared_forward = loss_is_full_ranking_ce(model, first_rem.to(device))
+    shared_forward = bool(weights["kl"] and weights["ft"]) and loss_is_full_ranking_ce(model, first_rem.to(device))
     rem_batches = chain([first_rem], rem_batches)
 
     def measure() -> Dict[str, float]:
