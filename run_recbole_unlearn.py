@@ -5,7 +5,7 @@
 """
 import sys
 
-from recbole_unlearn.quick_start.cli import main
+from recbole_unlearn.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

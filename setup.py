@@ -13,7 +13,7 @@ with open("requirements.txt", encoding="utf-8") as f:
 
 setup(
     name="recbole_unlearn",
-    version="0.1.0",
+    version="0.2.0",
     description="Machine unlearning (Retrain, SISA, SRU, RecEraser, SRUGA) for RecBole's "
     "sequential recommenders",
     long_description=open("README.md", encoding="utf-8").read(),
@@ -27,6 +27,8 @@ setup(
         "recbole_unlearn.model",
         "recbole_unlearn.trainer",
         "recbole_unlearn.unlearn",
+        "recbole_unlearn.unlearnable",
+        "recbole_unlearn.serving",
         "recbole_unlearn.quick_start",
         "recbole_unlearn.benchmark",
         "recbole_unlearn.utils",
@@ -35,8 +37,10 @@ setup(
     package_dir={"recbole_unlearn.properties": "properties"},
     package_data={"recbole_unlearn.properties": ["*.yaml", "*/*.yaml"]},
     install_requires=install_requires,
-    extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
+    # "cpu": the torch build CI and the benchmarks run (the CPU wheel on our machines); leave it
+    # out to keep a torch you already have (any version requirements.txt allows, CUDA builds too).
+    extras_require={"cpu": ["torch==2.13.0"], "test": ["pytest>=7", "hypothesis>=6"]},
     entry_points={
-        "console_scripts": ["recbole-unlearn=recbole_unlearn.quick_start.cli:main"]
+        "console_scripts": ["recbole-unlearn=recbole_unlearn.cli:main"]
     },
 )

@@ -26,13 +26,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from recbole_unlearn.quick_start import run_forget_requests  # noqa: E402
-from recbole_unlearn.unlearn.model_folder import load_model, read_audit  # noqa: E402
+from recbole_unlearn.serving import AuditLog, open_store  # noqa: E402
 from recbole_unlearn.utils.results import machine  # noqa: E402
 
 
 def request_lines(model_dir: str, n: int, seed: int):
     """``user,item`` lines of ``n`` distinct, not yet forgotten training interactions."""
-    model = load_model(model_dir)
+    model = open_store(model_dir).load()
     ds = model.dataset
     rows = np.setdiff1d(np.flatnonzero(ds.is_training), model.forgotten)
     rng = np.random.default_rng(seed)
@@ -55,13 +55,13 @@ def run_one(label: str, source: str, work: str, lines, args) -> dict:
     path = os.path.join(work, f"{label}-requests.csv")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
-    audit_before = len(read_audit(model_dir))
+    audit_before = len(AuditLog(model_dir).entries())
     start = time.perf_counter()
     doc = run_forget_requests(model_dir, path, {"max_batch": args.max_batch, "max_wait_s": args.max_wait_s,
                                                 "state": "WARNING", "results_dir": os.path.join(work, "results")},
                               verbose=False)
     wall = time.perf_counter() - start
-    ids = [rid for e in read_audit(model_dir)[audit_before:] for rid in e.get("request_ids", [])]
+    ids = [rid for e in AuditLog(model_dir).entries()[audit_before:] for rid in e.get("request_ids", [])]
     stream = doc["requests"]
     row = doc["rows"][0]
     return {

@@ -31,13 +31,13 @@ from recbole_unlearn import run_recbole_unlearn  # noqa: E402
 from recbole_unlearn.config import UnlearnConfig  # noqa: E402
 from recbole_unlearn.data import create_unlearn_dataset  # noqa: E402
 from recbole_unlearn.quick_start import run_forget_requests  # noqa: E402
-from recbole_unlearn.unlearn.model_folder import load_model, save_model  # noqa: E402
-from recbole_unlearn.unlearn.sharded_model import ShardedUnlearnableModel  # noqa: E402
+from recbole_unlearn.serving import open_store  # noqa: E402
+from recbole_unlearn.unlearnable import ShardedUnlearnableModel  # noqa: E402
 
 
 def request_users(model_dir: str, n: int, one_per_slice: bool):
     """Users not forgotten yet: ``n`` of them, or one per slice (sorted tokens, deterministic)."""
-    model = load_model(model_dir)
+    model = open_store(model_dir).load()
     ds = model.dataset
     forgotten_users = set(ds.log_user[model.forgotten].tolist())
     candidates = [u for u in range(1, ds.user_num) if u not in forgotten_users and ds.is_training[ds.user_rows(u)].sum() > 0]
@@ -137,7 +137,7 @@ def sliced_run(args, base, work, out) -> None:
     sliced = ShardedUnlearnableModel.train(sliced_cfg, dataset)
     out["sliced_train_seconds"] = time.perf_counter() - t
     sliced_dir = os.path.join(work, f"sisa_r{args.slices}")
-    save_model(sliced, sliced_dir)
+    open_store(sliced_dir, sliced_cfg).commit(sliced)
     out["sliced_single"] = [answer(sliced_dir, work, f"r{args.slices}-single-{i}", [u]) for i, u in
                             enumerate(request_users(sliced_dir, 0, one_per_slice=True))]
     out["sliced_batch"] = answer(sliced_dir, work, f"r{args.slices}-batch",

@@ -1,5 +1,5 @@
 """recbole_unlearn: machine unlearning for RecBole's sequential recommenders."""
-__version__ = "0.1.0"
+from recbole_unlearn.version import __version__
 
 from recbole_unlearn import compat  # noqa: F401,E402  (NumPy aliases RecBole needs)
 

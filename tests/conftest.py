@@ -71,3 +71,36 @@ def snapshot(folder) -> dict:
             with open(path, "rb") as f:
                 files[os.path.relpath(path, folder)] = f.read()
     return files
+
+
+# --- the model folder, read the way tests need it (recbole_unlearn.serving) -----------------
+def open_folder(model_dir):
+    from recbole_unlearn.serving import open_store
+
+    return open_store(str(model_dir))
+
+
+def load_model(model_dir, overrides=None):
+    return open_folder(model_dir).load(overrides)
+
+
+def read_manifest(model_dir):
+    return open_folder(model_dir).read_manifest()
+
+
+def read_audit(model_dir):
+    from recbole_unlearn.serving import AuditLog
+
+    return AuditLog(str(model_dir)).entries()
+
+
+def verify_model(model_dir):
+    from recbole_unlearn.serving import verify_model as verify
+
+    return verify(open_folder(model_dir))
+
+
+def ledger_events(model_dir):
+    from recbole_unlearn.serving.ledger import RequestLedger
+
+    return RequestLedger(str(model_dir)).events()

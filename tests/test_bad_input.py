@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from recbole_unlearn import run_recbole_unlearn
 from recbole_unlearn.quick_start import run_forget_requests
-from recbole_unlearn.unlearn.model_folder import load_model
+from conftest import load_model
 from recbole_unlearn.utils.errors import UnlearnError
 
 from conftest import FIXTURES, snapshot, tiny_dict, train_saved_model

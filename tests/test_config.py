@@ -60,7 +60,7 @@ def test_bert4rec_config_has_its_mask_fields_before_any_dataloader():
 @pytest.mark.parametrize("text", ["__import__('os').getpid()", "1/0", "[x for x in ()]"])
 def test_command_line_values_are_literals_never_code(text):
     """RecBole evals command-line values; ours are only read as literals."""
-    from recbole_unlearn.quick_start.cli import parse_args
+    from recbole_unlearn.cli import parse_args
 
     _, _, _, config_dict = parse_args([f"--epochs={text}", "--learning_rate=1e-3", "--topk=[5, 10]",
                                        "--reproducibility=true"])

@@ -11,7 +11,9 @@ import sys
 import pytest
 import torch
 
-from recbole_unlearn.unlearn.model_folder import load_model, read_audit, verify_model
+from recbole_unlearn.serving.request_files import file_digest
+
+from conftest import load_model, read_audit, verify_model
 from recbole_unlearn.utils.faults import ENV
 
 from conftest import train_saved_model
@@ -80,14 +82,15 @@ def test_sigkill_leaves_old_or_new_state_and_rerun_finishes_once(saved, tmp_path
     assert rerun.returncode == 0, rerun.stderr
     assert _same(_weights(model_dir), after)
     ids = [rid for entry in read_audit(model_dir) for rid in entry.get("request_ids", [])]
-    assert sorted(ids) == ["req.csv:1", "req.csv:2"]  # exactly once
+    digest = file_digest(str(base / "req.csv"))
+    assert sorted(ids) == [f"{digest}:1", f"{digest}:2"]  # exactly once
     with open(os.path.join(model_dir, "requests.jsonl")) as f:
         final = {}
         for line in f:
             event = json.loads(line)
             if event["status"] != "queued":
                 final.setdefault(event["id"], []).append(event["status"])
-    assert final == {"req.csv:1": ["applied"], "req.csv:2": ["applied"]}
+    assert final == {f"{digest}:1": ["applied"], f"{digest}:2": ["applied"]}
     versions = sorted(v for v in os.listdir(model_dir) if v.startswith("v"))
     assert not [v for v in os.listdir(model_dir) if v.startswith(".v")]  # no staging left behind
     assert versions[-1] == "v000003"

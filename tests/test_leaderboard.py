@@ -8,7 +8,7 @@ import yaml
 
 from recbole_unlearn.benchmark import expand_grid, load_grid
 from recbole_unlearn.benchmark.runner import run_grid
-from recbole_unlearn.quick_start.cli import main
+from recbole_unlearn.cli import main
 from recbole_unlearn.utils.errors import UnlearnError
 from conftest import tiny_dict
 
@@ -95,7 +95,7 @@ def test_cells_runs_only_the_named_cells_of_a_grid(tmp_path, in_tmp, capsys):
 
 # --- resume ------------------------------------------------------------------------------
 def test_resume_reruns_only_missing_rows_and_reuses_the_original_model(tmp_path, in_tmp, monkeypatch):
-    from recbole_unlearn.quick_start import experiment as experiment_module
+    from recbole_unlearn.unlearn import experiment as experiment_module
 
     path = _tiny_grid(tmp_path, {"sisa": {}, "sruga": {}, "sruga-ga": {"unlearn_method": "sruga", "sruga_kl": 0.0,
                                                                      "sruga_ft": 0.0}})
@@ -145,7 +145,7 @@ def test_sharded_rows_that_differ_only_in_forgetting_share_one_fit(tmp_path, in_
     assert "fit_shared_with" not in ced and red["fit_shared_with"] == "sru-ced"
     assert red["initial_train_seconds"] == ced["initial_train_seconds"]
     assert red["extra_deleted"] > 0 and ced["extra_deleted"] > 0
-    from recbole_unlearn.unlearn.model_folder import read_manifest, verify_model
+    from conftest import read_manifest, verify_model
 
     for label, rule in (("sru-ced", "ced"), ("sru-red", "red")):
         model_dir = str(tmp_path / "board" / "GRU4Rec-ml-tiny" / "models" / label)

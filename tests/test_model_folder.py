@@ -6,9 +6,9 @@ import sys
 import pytest
 
 from recbole_unlearn import run_recbole_unlearn
-from recbole_unlearn.unlearn.model_folder import load_model, read_audit, read_manifest
+from recbole_unlearn.serving.request_files import file_digest
 
-from conftest import snapshot, tiny_dict
+from conftest import load_model, read_audit, read_manifest, snapshot, tiny_dict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,7 +56,8 @@ def test_request_file_in_a_new_process(saved):
     assert os.path.basename(new_dir) == "v000003"
     audit = read_audit(model_dir)
     assert len(audit) == 2 and audit[-1]["source"] == "requests:req.csv" and audit[-1]["version"] == "v000003"
-    assert audit[-1]["request_ids"] == ["req.csv:1", "req.csv:2"]
+    digest = file_digest(str(base / "req.csv"))  # request ids come from the file's content
+    assert audit[-1]["request_ids"] == [f"{digest}:1", f"{digest}:2"]
     retrained = set(audit[-1]["shards_retrained"])
     assert retrained == {owner["7"], owner["8"]}
     # batched: each affected shard retrained once, untouched shards' files are hard links
@@ -75,13 +76,16 @@ def test_request_file_in_a_new_process(saved):
     assert os.path.basename(read_manifest(model_dir)[0]) == "v000003"
     assert len(read_audit(model_dir)) == 2
     assert "'skipped_already_final': 2" in proc.stdout
-    # the same user asked again in a new file: applied as a no-op, audited under its own id
+    # the same user asked again in a new file: reported as already forgotten, audited under its own id
     (base / "again.csv").write_text("7\n")
     proc = _cli([f"--model_dir={model_dir}", "--forget=again.csv", "--state=ERROR"], base)
     assert proc.returncode == 0, proc.stderr
     assert os.path.basename(read_manifest(model_dir)[0]) == "v000003"
+    again_id = f"{file_digest(str(base / 'again.csv'))}:1"
     assert read_audit(model_dir)[-1]["interactions"] == 0
-    assert read_audit(model_dir)[-1]["request_ids"] == ["again.csv:1"]
+    assert read_audit(model_dir)[-1]["request_ids"] == [again_id]
+    assert read_audit(model_dir)[-1]["already_forgotten"] == [again_id]
+    assert "'already_forgotten': 1" in proc.stdout
 
 
 @pytest.mark.parametrize("case", ["unknown user", "malformed", "fixed key", "tampered", "no model"])
@@ -138,7 +142,10 @@ def test_ray_two_workers_match_one_worker(in_tmp):
 def test_audit_hmacs_and_verify(saved):
     import json as jsonlib
 
-    from recbole_unlearn.unlearn.model_folder import audit_secret, interaction_hmacs, verify_model
+    from recbole_unlearn.serving import AuditLog
+    from recbole_unlearn.serving.audit import interaction_hmacs
+
+    from conftest import verify_model
     from recbole_unlearn.utils.errors import UnlearnError
 
     base, model_dir, _ = saved
@@ -146,7 +153,7 @@ def test_audit_hmacs_and_verify(saved):
     entries = read_audit(model_dir)
     hmacs = [h for e in entries for h in e["forgotten_hmac"]]
     assert len(hmacs) == sum(e["interactions"] for e in entries)
-    key = audit_secret(model_dir, create=False)
+    key = AuditLog(model_dir).secret(create=False)
     assert len(key) == 32 and oct(os.stat(os.path.join(model_dir, "audit.key")).st_mode)[-3:] == "600"
     assert set(hmacs) == set(interaction_hmacs(key, model.dataset, model.forgotten))
     assert not any(tok in json_line for json_line in open(os.path.join(model_dir, "audit.jsonl"))

@@ -8,10 +8,15 @@ import numpy as np
 import pytest
 
 from recbole_unlearn.quick_start import run_forget_requests
-from recbole_unlearn.unlearn import request_stream
-from recbole_unlearn.unlearn.model_folder import load_model, read_audit, read_manifest, verify_model
+from recbole_unlearn.serving import batcher as batcher_module
+from recbole_unlearn.serving.request_files import file_digest
 
-from conftest import train_saved_model
+from conftest import ledger_events, load_model, read_audit, read_manifest, train_saved_model, verify_model
+
+
+def _id(path, line: int) -> str:
+    """The request id of line ``line`` of the request file at ``path`` (content-addressed)."""
+    return f"{file_digest(str(path))}:{line}"
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +43,7 @@ def _users_by_shard(model_dir):
 
 
 def _ledger(model_dir):
-    with open(os.path.join(model_dir, request_stream.LEDGER)) as f:
-        return [json.loads(line) for line in f]
+    return ledger_events(model_dir)
 
 
 def test_file_stream_coalesces_per_shard(model_copy, in_tmp):
@@ -51,14 +55,16 @@ def test_file_stream_coalesces_per_shard(model_copy, in_tmp):
     audit = read_audit(model_copy)[1:]  # [0] is the run's own forget set
     # all four are queued at once; shard 0's group is full (3 >= 2) and gives its first two;
     # nothing else is due, so the file's rest is drained as one version touching both shards
-    assert [e["request_ids"] for e in audit] == [["req.csv:1", "req.csv:3"], ["req.csv:4", "req.csv:2"]]
+    req = lambda n: _id(in_tmp / "req.csv", n)
+    assert [e["request_ids"] for e in audit] == [[req(1), req(3)], [req(4), req(2)]]
     assert [e["shards_retrained"] for e in audit] == [[0], [0, 1]]
     assert [e["version"] for e in audit] == ["v000003", "v000004"]
     events = _ledger(model_copy)
     statuses = {}
     for e in events:
         statuses.setdefault(e["id"], []).append(e["status"])
-    assert statuses == {f"req.csv:{i}": ["queued", "applied"] for i in range(1, 5)}
+    assert statuses == {req(i): ["queued", "applied"] for i in range(1, 5)}
+    assert {(e["file"], e["line"]) for e in events} == {("req.csv", i) for i in range(1, 5)}
     applied = [e for e in events if e["status"] == "applied"]
     assert all(e["latency_s"] >= 0 for e in applied)
     stream = doc["requests"]
@@ -71,10 +77,11 @@ def test_batch_of_one_applies_each_request_on_its_own_in_order(model_copy, in_tm
     (in_tmp / "req.csv").write_text("".join(f"{u}\n" for u in users))
     doc = run_forget_requests(model_copy, str(in_tmp / "req.csv"), {"max_batch": 1, "max_wait_s": 3600,
                                                                    "state": "ERROR"}, verbose=False)
-    assert [e["request_ids"] for e in read_audit(model_copy)[1:]] == [["req.csv:1"], ["req.csv:2"], ["req.csv:3"]]
+    req = lambda n: _id(in_tmp / "req.csv", n)
+    assert [e["request_ids"] for e in read_audit(model_copy)[1:]] == [[req(1)], [req(2)], [req(3)]]
     # latency counts from the moment the file was read: later requests waited for earlier ones
     latency = {e["id"]: e["latency_s"] for e in _ledger(model_copy) if e["status"] == "applied"}
-    assert latency["req.csv:1"] < latency["req.csv:2"] < latency["req.csv:3"]
+    assert latency[req(1)] < latency[req(2)] < latency[req(3)]
     assert doc["requests"]["batches"] == 3
 
 
@@ -85,18 +92,21 @@ def test_watched_folder_rejects_bad_lines_and_applies_the_rest(model_copy, in_tm
     (inbox / "a.csv").write_text(f"{by_shard[0][0]}\nnobody\n{by_shard[1][0]},not-an-item\n{by_shard[0][0]}\n")
     (inbox / "b.csv").write_text("1,2,3\n")
     (inbox / ".c.csv").write_text(f"{by_shard[1][1]}\n")  # still being written: ignored
+    a_digest, b_digest = file_digest(str(inbox / "a.csv")), file_digest(str(inbox / "b.csv"))
+    a, b = (lambda n: f"{a_digest}:{n}"), (lambda n: f"{b_digest}:{n}")
     doc = run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05,
                                                        "max_wait_s": 0, "state": "ERROR"}, verbose=False)
     assert doc["requests"]["applied"] == 1 and doc["requests"]["rejected"] == 4
     reasons = {e["id"]: e.get("reason", "") for e in _ledger(model_copy) if e["status"] == "rejected"}
-    assert "unknown user token 'nobody'" in reasons["a.csv:2"]
-    assert "unknown item token 'not-an-item'" in reasons["a.csv:3"]
-    assert "repeats a.csv:1" in reasons["a.csv:4"]
-    assert "expected 'user_token[,item_token]'" in reasons["b.csv:1"]
+    assert "unknown user token 'nobody'" in reasons[a(2)]
+    assert "unknown item token 'not-an-item'" in reasons[a(3)]
+    assert "repeats a.csv:1" in reasons[a(4)]
+    assert "expected 'user_token[,item_token]'" in reasons[b(1)]
     assert sorted(os.listdir(inbox / "processed")) == ["a.csv"]
     assert sorted(os.listdir(inbox / "rejected")) == ["b.csv"]
     assert os.path.exists(inbox / ".c.csv")
-    assert read_audit(model_copy)[-1]["request_ids"] == ["a.csv:1"]
+    assert read_audit(model_copy)[-1]["request_ids"] == [a(1)]
+    assert doc["requests"]["queued"] == 5
 
 
 def _rss_mb() -> float:
@@ -118,19 +128,19 @@ def test_load_1000_single_interaction_requests(model_copy, in_tmp, monkeypatch):
     del model
 
     memory = []
-    apply = request_stream.RequestBatcher._apply
+    apply = batcher_module.RequestBatcher._apply
 
     def measured(self, batch):
         apply(self, batch)
         memory.append(_rss_mb())
 
-    monkeypatch.setattr(request_stream.RequestBatcher, "_apply", measured)
+    monkeypatch.setattr(batcher_module.RequestBatcher, "_apply", measured)
     doc = run_forget_requests(model_copy, str(in_tmp / "load.csv"),
                               {"max_batch": 50, "max_wait_s": 3600, "state": "ERROR"}, verbose=False)
     assert doc["requests"]["applied"] == 1000 and doc["requests"]["rejected"] == 0
     ids = [rid for e in read_audit(model_copy) for rid in e.get("request_ids", [])]
     assert len(ids) == 1000 and len(set(ids)) == 1000  # nothing lost, nothing applied twice
-    assert set(ids) == {f"load.csv:{n}" for n in range(1, 1001)}
+    assert set(ids) == {_id(in_tmp / "load.csv", n) for n in range(1, 1001)}
     applied = [e["id"] for e in _ledger(model_copy) if e["status"] == "applied"]
     assert sorted(applied) == sorted(ids)
     # flat memory: after the first batches warm up, resident memory grows by less than 60 MB

@@ -8,7 +8,7 @@ from recbole_unlearn.data import build_shard_map, create_unlearn_dataset, sample
 from recbole_unlearn.data.partition import ShardMap, shard_sizes
 from recbole_unlearn.evaluator import full_ranking_metrics
 from recbole_unlearn.trainer import ShardJob, train_shard
-from recbole_unlearn.unlearn.sharded_model import ShardedUnlearnableModel
+from recbole_unlearn.unlearnable import ShardedUnlearnableModel
 from recbole_unlearn.utils.errors import UnlearnError
 
 from conftest import tiny_dict

@@ -234,7 +234,7 @@ def test_sruga_forgets_and_keeps_utility(in_tmp):
 
 def test_sruga_on_an_ensemble_touches_only_affected_shards(in_tmp):
     from recbole_unlearn.data import forget_set_from_requests
-    from recbole_unlearn.unlearn.sharded_model import ShardedUnlearnableModel
+    from recbole_unlearn.unlearnable import ShardedUnlearnableModel
 
     config = UnlearnConfig("GRU4Rec", config_dict=tiny_dict(
         unlearn_method="sisa", n_shards=3, shard_unlearning="sruga", aggregator="static", agg_epochs=1,
@@ -270,7 +270,7 @@ def test_saved_single_model_answers_a_request_file(in_tmp):
     import subprocess
     import sys
 
-    from recbole_unlearn.unlearn.model_folder import read_audit, read_manifest
+    from conftest import read_audit, read_manifest
 
     model_dir = str(in_tmp / "sruga_model")
     run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(

@@ -28,8 +28,8 @@ from recbole_unlearn.benchmark.grid import Cell, Grid, Variant, load_grid
 from recbole_unlearn.benchmark.report import write_leaderboard
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.data import check_dataset_files
-from recbole_unlearn.quick_start.experiment import Experiment
-from recbole_unlearn.unlearn.model_folder import RUNTIME_KEYS
+from recbole_unlearn.unlearn.experiment import Experiment
+from recbole_unlearn.serving.store import RUNTIME_KEYS
 from recbole_unlearn.utils.atomic import write_json
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.results import add_speedups, machine

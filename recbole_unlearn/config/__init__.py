@@ -1,3 +1,3 @@
-from recbole_unlearn.config.configurator import UnlearnConfig, method_names
+from recbole_unlearn.config.configurator import UnlearnConfig, default_setting, method_names
 
-__all__ = ["UnlearnConfig", "method_names"]
+__all__ = ["UnlearnConfig", "default_setting", "method_names"]

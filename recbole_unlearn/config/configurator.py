@@ -50,6 +50,15 @@ def literal_values(config_dict: dict) -> dict:
     return config_dict
 
 
+def default_setting(key: str):
+    """The default of ``key`` in ``properties/overall.yaml`` (for code that runs before a
+    config exists, e.g. opening a saved model's folder)."""
+    defaults = _read_yaml(os.path.join(properties_dir(), "overall.yaml"), yaml.SafeLoader)
+    if key not in defaults:
+        raise KeyError(f"{key} has no default in properties/overall.yaml")
+    return defaults[key]
+
+
 def method_names(value) -> List[str]:
     """``unlearn_method`` may be one name, a comma-separated string or a list."""
     if value is None:
@@ -196,7 +205,7 @@ class UnlearnConfig(Config):
         if not isinstance(self["forget_skip_first"], int) or self["forget_skip_first"] < 0:
             raise UnlearnError("config key 'forget_skip_first' must be a non-negative integer")
         for key, allow_none, allow_zero in (("max_wait_s", False, True), ("watch_poll_s", False, False),
-                                            ("watch_idle_s", True, True)):
+                                            ("watch_idle_s", True, True), ("lock_timeout_s", False, True)):
             value = self[key]
             if value is None and allow_none:
                 continue

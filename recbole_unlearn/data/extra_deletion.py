@@ -3,8 +3,9 @@ remaining training items per forgotten target, so the target can't be inferred f
 
 * ``red``: random remaining training items of the user;
 * ``ned``: the remaining items immediately before the target;
-* ``ced``: the remaining items whose pretrained embedding has the highest |cosine similarity|
-  to the target's.
+* ``ced``: the remaining items whose item embedding has the highest |cosine similarity| to the
+  target's, in the table the caller gives for that target (a sharded model gives the owning
+  shard's live sub-model, which never saw interactions forgotten earlier).
 
 The SPEC counts ``del_num`` per affected user, which is the same thing under the ``sru``
 protocol (one target per user); under protocols with several targets per user we apply it per
@@ -48,14 +49,19 @@ def collaborative_extra(target, candidates, k, dataset, rng, embeddings):
 
 
 def apply_extra_deletion(config, dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
-                         item_embeddings: Optional[np.ndarray] = None) -> ForgetSet:
-    """``forget_set`` plus the extra deletions named by ``extra_deletion`` / ``del_num``."""
+                         item_embeddings: Optional[Callable[[int], np.ndarray]] = None) -> ForgetSet:
+    """``forget_set`` plus the extra deletions named by ``extra_deletion`` / ``del_num``.
+
+    Args:
+        item_embeddings: ``target row -> [n_items, H]`` item embeddings to judge that target's
+            candidates by (needed by ``ced`` only).
+    """
     chooser = EXTRA_DELETIONS.get(config["extra_deletion"])
     k = config["del_num"]
     if chooser is None or k == 0:
         return forget_set
     if chooser is collaborative_extra and item_embeddings is None:
-        raise UnlearnError("extra_deletion 'ced' needs pretrained item embeddings")
+        raise UnlearnError("extra_deletion 'ced' needs item embeddings")
     rng = np.random.default_rng(config["forget_seed"])
     removed = np.zeros(dataset.n_rows, dtype=bool)
     removed[forget_set.rows] = True
@@ -65,7 +71,8 @@ def apply_extra_deletion(config, dataset: UnlearnSequentialDataset, forget_set: 
         candidates = rows[dataset.is_training[rows] & ~removed[rows]]
         if len(candidates) == 0:
             continue
-        chosen = np.asarray(chooser(int(target), candidates, k, dataset, rng, item_embeddings), dtype=np.int64)
+        table = item_embeddings(int(target)) if item_embeddings is not None else None
+        chosen = np.asarray(chooser(int(target), candidates, k, dataset, rng, table), dtype=np.int64)
         removed[chosen] = True
         extra.append(chosen)
     return forget_set.with_extra(np.concatenate(extra) if extra else np.array([], dtype=np.int64))

@@ -5,10 +5,10 @@
 
 A file is validated as a whole (one bad line: one error, nothing changes), then processed in
 order; a folder is watched for new request files, whose bad lines are rejected one by one
-(``recbole_unlearn/unlearn/request_stream.py``). Either way requests are coalesced per shard
+(``recbole_unlearn/serving/stream.py``). Either way requests are coalesced per shard
 (``max_batch``, ``max_wait_s``), every batch becomes one new model version with its audit
-line, and every request's status and latency go to ``<model_dir>/requests.jsonl``. At the end
-the model is evaluated and ``results.json`` written.
+line, and every request's status and latency go to ``<model_dir>/requests.jsonl``
+(``recbole_unlearn/serving``). At the end the model is evaluated and ``results.json`` written.
 """
 import os
 from logging import getLogger
@@ -18,8 +18,7 @@ from recbole.utils import get_local_time, init_logger
 
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.evaluator.suite import EvaluationSuite
-from recbole_unlearn.unlearn.model_folder import load_model
-from recbole_unlearn.unlearn.request_stream import stream_request_file, watch_request_folder
+from recbole_unlearn.serving import open_store, stream_request_file, verify_model, watch_request_folder
 from recbole_unlearn.utils.results import format_table, make_row, results_document, write_results
 
 
@@ -34,13 +33,15 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
     everything forgotten so far.
     """
     overrides = {k: v for k, v in (config_dict or {}).items() if k not in ("model_dir", "forget")}
-    model = load_model(model_dir, overrides)
-    config, dataset = model.config, model.dataset
+    store = open_store(model_dir, overrides)
+    model = store.load(overrides)
+    config = model.config
     if os.path.isdir(requests):
         init_logger(config)
-        summary = watch_request_folder(model, model_dir, requests)
+        summary, model = watch_request_folder(store, model, requests)
     else:
-        summary = stream_request_file(model, model_dir, requests)  # validates before writing
+        summary, model = stream_request_file(store, model, requests)  # validates before writing
+    dataset = model.dataset
     stream = summary.to_json()
     getLogger().info(f"requests done: {stream}")
     facts = {k: v for k, v in stream.items() if k != "forget_seconds"}
@@ -61,3 +62,8 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
         print(format_table([row]))
         print(f"results: {results_path}")
     return dict(document, results_path=results_path)
+
+
+def run_verify(model_dir: str, config_dict: Optional[dict] = None) -> dict:
+    """Re-check the model in ``model_dir`` (``--verify=True``); see ``serving.audit.verify_model``."""
+    return verify_model(open_store(model_dir, config_dict))

@@ -5,7 +5,7 @@ from typing import List, Optional
 from recbole.utils import get_local_time
 
 from recbole_unlearn.config import UnlearnConfig
-from recbole_unlearn.quick_start.experiment import Experiment, run_dir_for
+from recbole_unlearn.unlearn.experiment import Experiment, run_dir_for
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.utils.atomic import save_weights
 from recbole_unlearn.utils.errors import UnlearnError

@@ -22,6 +22,7 @@ from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.partition import ShardMap
 from recbole_unlearn.data.utils import train_loader
 from recbole_unlearn.trainer.trainer import UnlearnTrainer, cpu_state_dict
+from recbole_unlearn.utils.faults import fault_point
 
 # Seeds of shard k, stage r: seed + SHARD_SEED_STRIDE * (k + 1) + r (distinct for r < stride).
 SHARD_SEED_STRIDE = 1000
@@ -72,6 +73,7 @@ def train_shard(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap, 
         if state is not None:
             model.load_state_dict(state)
         if len(loader.dataset) > 0:
+            fault_point("shard_training")
             trainer = UnlearnTrainer(config, model)
             trainer.epochs = slice_epochs(config)
             trainer.fit(loader, None, verbose=False, saved=False)

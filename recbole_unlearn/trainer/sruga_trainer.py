@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from itertools import chain, cycle
 from logging import getLogger
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -65,9 +65,24 @@ class SRUGAReport:
     seconds: float = 0.0
     eval_seconds: float = 0.0
     history: List[Dict[str, float]] = field(default_factory=list)
+    kept_epoch: int = 0  # the epoch whose state the model ends with (0: the starting state)
+
+    def forget_hit(self, epoch: int) -> Optional[float]:
+        """Forget Hit@10 measured after ``epoch`` (``None`` if not measured)."""
+        for entry in self.history:
+            if entry["epoch"] == epoch:
+                return entry["forget_hit@10"]
+        return None
+
+    def summary(self) -> dict:
+        """What the run achieved, for audit lines: epochs run, why it stopped, forget Hit@10 of
+        the starting model and of the state it ended with."""
+        return {"epochs_run": self.epochs_run, "stopped_by": self.stopped_by,
+                "kept_epoch": self.kept_epoch, "forget_hit@10_before": self.forget_hit(0),
+                "forget_hit@10_after": self.forget_hit(self.kept_epoch)}
 
     def to_json(self) -> dict:
-        return {"epochs_run": self.epochs_run, "stopped_by": self.stopped_by,
+        return {"epochs_run": self.epochs_run, "stopped_by": self.stopped_by, "kept_epoch": self.kept_epoch,
                 "eval_seconds": round(self.eval_seconds, 3), "history": self.history}
 
 
@@ -149,17 +164,29 @@ def remaining_loss(model, agent, rem_batch, eta_kl: float, eta_ft: float, shared
     return loss
 
 
-def ascent_samples(dataset: UnlearnSequentialDataset, forget_set: ForgetSet):
+def ascent_samples(dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
+                   history_keep: Optional[np.ndarray] = None):
     """The (history -> forgotten target) samples SRUGA ascends on: D_fgt (histories without the
-    forgotten items), plus, for targets whose D_fgt history is empty (e.g. a user who asked to
-    forget everything), the history the model was trained with (the raw prefix), which is
-    exactly what it memorised. A user's first item never is a target: it has no history."""
-    samples = forget_set.forget_samples(dataset)
-    covered = dataset.history_rows(forget_set.targets, forget_set.keep_mask(dataset, include_extra=False))[0]
+    forgotten items, and without every row ``history_keep`` marks False: everything forgotten
+    by earlier requests), plus, for targets whose history is then empty (e.g. a user who asked
+    to forget everything), the history the model was trained with minus earlier requests'
+    rows, which is what it memorised. A user's first item never is a target: it has no history.
+
+    Args:
+        history_keep: ``[n_rows]`` bool; ``None`` = only ``forget_set`` is removed.
+    """
+    keep = forget_set.keep_mask(dataset, include_extra=False)
+    prior = dataset.full_keep()
+    if history_keep is not None:
+        prior = history_keep.copy()
+        prior[forget_set.rows] = True  # what the model was trained with after the earlier requests
+        keep &= history_keep
+    samples = dataset.samples(forget_set.targets, keep)
+    covered = dataset.history_rows(forget_set.targets, keep)[0]
     missing = np.setdiff1d(forget_set.targets, covered)
     if len(missing) == 0:
         return samples
-    raw = dataset.samples(missing, dataset.full_keep())
+    raw = dataset.samples(missing, prior)
     if len(samples) == 0:
         return raw
     return cat_interactions([samples, raw])
@@ -185,14 +212,16 @@ def _fgt_batches(samples, batch_size: int, rng: np.random.Generator):
 
 
 def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
-                  keep: np.ndarray) -> SRUGAReport:
+                  keep: np.ndarray, history_keep: Optional[np.ndarray] = None) -> SRUGAReport:
     """Run SRUGA in place on ``model``: forget ``forget_set``'s targets, with D_rem given by
-    ``keep`` (only users whose rows are kept contribute D_rem batches). Returns the report."""
+    ``keep`` (only users whose rows are kept contribute D_rem batches) and ascent histories
+    without the rows ``history_keep`` marks False (see :func:`ascent_samples`). Returns the
+    report."""
     start = time.perf_counter()
     logger = getLogger()
     report = SRUGAReport()
     device = config["device"]
-    fgt_samples = ascent_samples(dataset, forget_set)
+    fgt_samples = ascent_samples(dataset, forget_set, history_keep)
     if len(fgt_samples) == 0:
         report.stopped_by = "empty"
         return report
@@ -259,6 +288,7 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
             report.stopped_by = "utility_floor"
             break
         last_good = cpu_state_dict(model)
+        report.kept_epoch = epoch
         if recalled_like_unseen(scores):
             report.stopped_by = "unseen"
             break
@@ -269,6 +299,8 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
             if stale >= config["sruga_patience"]:
                 report.stopped_by = "patience"
                 break
+    if report.stopped_by == "max_epochs":
+        report.kept_epoch = report.epochs_run  # the last epochs may have run after the last check
     model.eval()
     report.seconds = time.perf_counter() - start
     return report

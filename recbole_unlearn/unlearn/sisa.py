@@ -18,9 +18,9 @@ from recbole_unlearn.data.extra_deletion import check_extra_deletion
 from recbole_unlearn.data.partition import check_shard_settings
 from recbole_unlearn.model.aggregators import AGGREGATORS
 from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult, check_new_model_dir
-from recbole_unlearn.unlearn.model_folder import forget_and_save, save_model
-from recbole_unlearn.unlearn.sharded_model import ShardedUnlearnableModel
+from recbole_unlearn.serving import apply_forget, open_store
 from recbole_unlearn.unlearn.sruga import check_sruga_settings
+from recbole_unlearn.unlearnable import ShardedUnlearnableModel
 from recbole_unlearn.utils.errors import UnlearnError
 
 
@@ -63,7 +63,7 @@ class SISA(UnlearnMethod):
         start = time.perf_counter()
         self.model = ShardedUnlearnableModel.train(self.config, self.dataset)
         seconds = time.perf_counter() - start
-        save_model(self.model, self.model_dir())
+        open_store(self.model_dir(), self.config).commit(self.model)
         return seconds
 
     def fit_key(self) -> Optional[str]:
@@ -81,14 +81,15 @@ class SISA(UnlearnMethod):
         method's config, saved to this method's ``model_dir`` as its first version."""
         self.model = _copy_model(state)
         self.model.config = self.config
-        save_model(self.model, self.model_dir())
+        self.model.version_dir = None
+        open_store(self.model_dir(), self.config).commit(self.model)
 
     def forget(self, forget_set: ForgetSet) -> UnlearnResult:
-        forget_set = self.model.expand(forget_set)
-        report, entry = forget_and_save(self.model, self.model_dir(), forget_set, self.name)
+        outcome = apply_forget(open_store(self.model_dir(), self.config), self.model, forget_set, self.name)
+        self.model, report, forget_set = outcome.model, outcome.report, outcome.forget_set
         info = {
             "shards_retrained": report.shards,
-            "slices_retrained": entry["slices_retrained"],
+            "slices_retrained": outcome.entry["slices_retrained"],
             "aggregator_seconds": round(report.aggregator_seconds, 3),
             "extra_deleted": int(len(forget_set.extra)),
             "partitioner": self.config["partitioner"],
@@ -98,5 +99,7 @@ class SISA(UnlearnMethod):
             "n_slices": self.model.shard_map.n_slices,
             "model_dir": self.model_dir(),
         }
+        if report.approximate is not None:
+            info.update(changed=report.changed, approximate=report.approximate)
         return UnlearnResult(self.model.ensemble, report.seconds, forget_set, info)
 

@@ -3,8 +3,10 @@ import copy
 import os
 
 from recbole_unlearn.data.forget import ForgetSet
+from recbole_unlearn.serving import apply_forget, open_store
 from recbole_unlearn.trainer.sruga_trainer import GA_LOSSES
 from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult, check_new_model_dir
+from recbole_unlearn.unlearnable import SingleUnlearnableModel
 from recbole_unlearn.utils.errors import UnlearnError
 
 
@@ -35,7 +37,7 @@ def check_sruga_settings(config) -> None:
 class SRUGA(UnlearnMethod):
     """Start from a copy of the original model and run SRUGA on D_fgt / D_rem. Its forgetting
     time is the SRUGA run alone (the original model already exists). The copy is saved as a
-    :class:`SingleUnlearnableModel` in ``model_dir`` (default ``<run folder>/sruga_model``)
+    :class:`~recbole_unlearn.unlearnable.SingleUnlearnableModel` in ``model_dir`` (default ``<run folder>/sruga_model``)
     before and after forgetting, so later request files can be answered with it."""
 
     @classmethod
@@ -47,11 +49,12 @@ class SRUGA(UnlearnMethod):
         return self.config["model_dir"] or os.path.join(self.config["checkpoint_dir"], "sruga_model")
 
     def forget(self, forget_set: ForgetSet) -> UnlearnResult:
-        from recbole_unlearn.unlearn.model_folder import forget_and_save, save_model
-        from recbole_unlearn.unlearn.single_model import SingleUnlearnableModel
-
+        store = open_store(self.model_dir(), self.config)
         single = SingleUnlearnableModel(self.config, self.dataset, copy.deepcopy(self.original.model))
-        save_model(single, self.model_dir())
-        report, _ = forget_and_save(single, self.model_dir(), forget_set, "sruga")
-        info = dict(single.last_sruga, model_dir=self.model_dir())
-        return UnlearnResult(single.model, report.seconds, forget_set, info)
+        store.commit(single)
+        outcome = apply_forget(store, single, forget_set, "sruga")
+        single, report = outcome.model, outcome.report
+        info = dict(single.last_sruga, changed=report.changed, model_dir=self.model_dir())
+        if report.approximate is not None:
+            info.update({k: v for k, v in report.approximate.items() if k.startswith("forget_hit")})
+        return UnlearnResult(single.model, report.seconds, outcome.forget_set, info)

@@ -1,4 +1,5 @@
-"""Crash-safe file writes: write a temporary file in the same folder, fsync, then rename."""
+"""Crash-safe file writes: write a temporary file in the same folder, fsync, rename, then fsync
+the folder so the rename itself is durable."""
 import io
 import json
 import os
@@ -22,6 +23,22 @@ def atomic_write(path: str, write: Callable[[io.BufferedWriter], None]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    fsync_dir(folder)
+
+
+def fsync_dir(folder: str) -> None:
+    """fsync a folder, so that a rename or a new entry in it survives a power cut (POSIX; a
+    no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_json(path: str, obj: Any) -> None:

@@ -2,9 +2,14 @@
 
 The counterpart of :class:`ShardedUnlearnableModel` for one RecBole sequential model: it keeps
 the weights and the set of interactions forgotten so far, and ``forget(rows)`` runs SRUGA with
-the new rows as D_fgt and everything not forgotten as D_rem. It is saved in the same versioned
-model folder (``model.pth`` + ``forgotten.json`` + manifest), so request files work the same:
+the new rows as D_fgt, everything not forgotten as D_rem, and histories without any interaction
+forgotten so far (this request's or an earlier one's). It is saved in the same versioned model
+folder (``model.pth`` + ``forgotten.json`` + manifest), so request files work the same:
 ``--model_dir=<folder> --forget=<requests.csv>``.
+
+An approximate forget can stop before its first kept update (the utility floor or the
+unseen-data stop fires at the first check); the weights then come back unchanged, and the
+report says so (``changed: False``).
 """
 import time
 from typing import Dict, List
@@ -15,12 +20,11 @@ import torch
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.trainer.sruga_trainer import sruga_unlearn
-from recbole_unlearn.unlearn.sharded_model import ForgetReport
+from recbole_unlearn.trainer.trainer import cpu_state_dict
+from recbole_unlearn.unlearnable.base import EMPTY_ROWS, ForgetReport, UnlearnableModel, states_equal
 
-_EMPTY = np.array([], dtype=np.int64)
 
-
-class SingleUnlearnableModel:
+class SingleUnlearnableModel(UnlearnableModel):
     """One trained model plus its forgotten set.
 
     Args:
@@ -33,25 +37,14 @@ class SingleUnlearnableModel:
     FORMAT = "recbole_unlearn.single/1"
 
     def __init__(self, config, dataset: UnlearnSequentialDataset, model: torch.nn.Module,
-                 forgotten: np.ndarray = _EMPTY):
-        self.config = config
-        self.dataset = dataset
+                 forgotten: np.ndarray = EMPTY_ROWS):
+        super().__init__(config, dataset, forgotten)
         self.model = model
-        self.forgotten = np.unique(np.asarray(forgotten, dtype=np.int64))
         self.last_sruga: Dict[str, object] = {}
 
     @property
     def recommender(self) -> torch.nn.Module:
         return self.model
-
-    def keep_mask(self) -> np.ndarray:
-        keep = self.dataset.full_keep()
-        keep[self.forgotten] = False
-        return keep
-
-    def expand(self, forget_set: ForgetSet) -> ForgetSet:
-        """No extra deletion for a single model."""
-        return forget_set
 
     def rows_in_training_data(self) -> np.ndarray:
         """Every log row the remaining training samples (D_rem) are built from."""
@@ -59,27 +52,26 @@ class SingleUnlearnableModel:
         return self.dataset.rows_used(self.dataset.split_targets(keep)[0], keep)
 
     def forget(self, rows: np.ndarray) -> ForgetReport:
-        """Run SRUGA on the rows not forgotten yet (they are D_fgt; all forgotten rows leave D_rem)."""
-        new_rows = np.setdiff1d(np.asarray(rows, dtype=np.int64), self.forgotten)
+        """Run SRUGA on the rows not forgotten yet (they are D_fgt; every forgotten row leaves
+        D_rem and the histories)."""
+        new_rows = self.new_rows(rows)
         report = ForgetReport(int(len(new_rows)))
         if not len(new_rows):
             return report
         start = time.perf_counter()
+        before = cpu_state_dict(self.model)
         self.forgotten = np.union1d(self.forgotten, new_rows)
-        result = sruga_unlearn(self.config, self.model, self.dataset, ForgetSet(new_rows), self.keep_mask())
+        keep = self.keep_mask()
+        result = sruga_unlearn(self.config, self.model, self.dataset, ForgetSet(new_rows), keep, history_keep=keep)
+        report.changed = not states_equal(before, cpu_state_dict(self.model))
+        report.approximate = dict(result.summary(), changed=report.changed)
         self.last_sruga = result.to_json()
         report.seconds = time.perf_counter() - start
         return report
 
-    # --- persistence hooks (see recbole_unlearn.unlearn.model_folder) ---------------------
+    # --- persistence hooks (see recbole_unlearn.serving.store) -----------------------------
     def weight_states(self) -> Dict[str, Dict[str, torch.Tensor]]:
         return {"model.pth": self.model.state_dict()}
-
-    def manifest_extras(self) -> dict:
-        return {}
-
-    def unchanged_files(self, report: ForgetReport) -> List[str]:
-        return []
 
     @classmethod
     def from_saved(cls, config, dataset, manifest: dict, load, forgotten: np.ndarray) -> "SingleUnlearnableModel":

@@ -5,13 +5,21 @@ aggregator, and the set of interactions forgotten so far. ``forget(rows)`` retra
 shards that own a newly forgotten interaction, each from the last slice checkpoint before it,
 then retrains a learned aggregator. Untouched shards are not touched at all.
 
-On disk (see ``recbole_unlearn.unlearn.model_folder``) the state is a versioned folder whose
-weights load with ``torch.load(weights_only=True)``.
+What the live model still depends on besides its remaining data: the shard assignment (a
+similarity partition was computed once, from a briefly pretrained model on all training data,
+and never changes, as in SRU and RecEraser). The pretrained model and its user and item vectors
+are discarded after partitioning: nothing per user is stored. CED's extra deletions for a
+target are chosen with the item embeddings of the *next* shard's live sub-model (shard
+``(k + 1) mod K`` for a target of shard k), which never saw the target's user (users are
+sharded whole) nor any interaction forgotten earlier (exact retraining removed them); with one
+shard there is no such model and the owning shard's is used.
+
+On disk (see ``recbole_unlearn.serving.store``) the state is a versioned folder whose weights
+load with ``torch.load(weights_only=True)``.
 """
 import time
-from dataclasses import dataclass, field
 from logging import getLogger
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -20,44 +28,21 @@ from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.extra_deletion import apply_extra_deletion
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.data.partition import ShardMap, build_shard_map
-from recbole_unlearn.data.similarity import SIMILARITY_PARTITIONERS, PartitionEmbeddings
+from recbole_unlearn.data.similarity import SIMILARITY_PARTITIONERS
 from recbole_unlearn.model.ensemble import EnsembleSequentialRecommender
+from recbole_unlearn.model.representations import item_representations
 from recbole_unlearn.trainer.aggregator_trainer import train_aggregator
 from recbole_unlearn.trainer.pretrain import pretrain_embeddings
 from recbole_unlearn.trainer.shard_trainer import ShardJob, StateDict, run_shard_jobs
 from recbole_unlearn.trainer.sruga_trainer import sruga_unlearn
 from recbole_unlearn.trainer.trainer import cpu_state_dict
+from recbole_unlearn.unlearnable.base import EMPTY_ROWS, ForgetReport, UnlearnableModel, states_equal
 from recbole_unlearn.utils.faults import fault_point
 
-_EMPTY = np.array([], dtype=np.int64)
-
-
-@dataclass
-class ForgetReport:
-    """What one ``forget`` call did.
-
-    Attributes:
-        interactions: number of newly forgotten interactions (already-forgotten ones are skipped).
-        shards: shards retrained, ascending.
-        start_stages: for each retrained shard, the slice stage its retraining started from.
-        seconds: wall time of shard retraining plus aggregator retraining.
-        aggregator_seconds: the aggregator's part of ``seconds``.
-    """
-
-    interactions: int
-    shards: List[int] = field(default_factory=list)
-    start_stages: Dict[int, int] = field(default_factory=dict)
-    seconds: float = 0.0
-    aggregator_seconds: float = 0.0
-
-    def to_json(self) -> dict:
-        return {
-            "interactions": self.interactions,
-            "shards_retrained": self.shards,
-            "slices_retrained": {str(k): v for k, v in self.start_stages.items()},
-            "seconds": round(self.seconds, 3),
-            "aggregator_seconds": round(self.aggregator_seconds, 3),
-        }
+#: a file older versions stored: the pretrained user/item vectors behind the partition, computed
+#: from all training data, forgotten interactions included. No longer written; ``--verify``
+#: refuses a live version that still holds it.
+LEGACY_PARTITION_FILE = "partition_embeddings.pth"
 
 
 def shard_file(shard: int, stage: int) -> str:
@@ -65,7 +50,7 @@ def shard_file(shard: int, stage: int) -> str:
     return f"shard_{shard:02d}_stage_{stage:02d}.pth"
 
 
-class ShardedUnlearnableModel:
+class ShardedUnlearnableModel(UnlearnableModel):
     """K shard sub-models + aggregator + the forgotten set, for one dataset.
 
     Args:
@@ -75,32 +60,25 @@ class ShardedUnlearnableModel:
         stage_states: ``stage_states[k][r]`` = weights of shard k after slice stage r.
         aggregator_state: the aggregator's ``state_dict`` (empty for ``mean``).
         forgotten: log rows forgotten so far, sorted.
-        embeddings: pretrained vectors behind a similarity partition / CED (``None`` if unused).
     """
+
+    FORMAT = "recbole_unlearn.sharded/1"
 
     def __init__(self, config, dataset: UnlearnSequentialDataset, shard_map: ShardMap,
                  stage_states: List[Dict[int, StateDict]], aggregator_state: Dict[str, torch.Tensor],
-                 forgotten: np.ndarray = _EMPTY, embeddings: Optional[PartitionEmbeddings] = None):
-        self.config = config
-        self.dataset = dataset
+                 forgotten: np.ndarray = EMPTY_ROWS):
+        super().__init__(config, dataset, forgotten)
         self.shard_map = shard_map
         self.stage_states = stage_states
-        self.forgotten = np.unique(np.asarray(forgotten, dtype=np.int64))
-        self.embeddings = embeddings
         self.ensemble = self._build_ensemble(aggregator_state)
-
-    FORMAT = "recbole_unlearn.sharded/1"
 
     @property
     def recommender(self) -> EnsembleSequentialRecommender:
         return self.ensemble
 
-    # --- persistence hooks (see recbole_unlearn.unlearn.model_folder) ---------------------
+    # --- persistence hooks (see recbole_unlearn.serving.store) ----------------------------
     def weight_states(self) -> Dict[str, Dict[str, torch.Tensor]]:
-        """``{file name: state_dict}`` of everything with weights."""
         states = {shard_file(k, r): state for k, stages in enumerate(self.stage_states) for r, state in stages.items()}
-        if self.embeddings is not None:
-            states["partition_embeddings.pth"] = self.embeddings.to_state()
         states["aggregator.pth"] = self.ensemble.aggregator.state_dict()
         return states
 
@@ -108,9 +86,8 @@ class ShardedUnlearnableModel:
         return {"shard_map": self.shard_map.to_json(self.dataset)}
 
     def unchanged_files(self, report: ForgetReport) -> List[str]:
-        """Weight files a forget did not change: untouched shards' stages, stages before the
-        restart point, the partition embeddings."""
-        names = ["partition_embeddings.pth"] if self.embeddings is not None else []
+        """Untouched shards' stages and the stages before a retrained shard's restart point."""
+        names = []
         for shard, stages in enumerate(self.stage_states):
             first = report.start_stages.get(shard)
             names += [shard_file(shard, r) for r in stages if first is None or r < first]
@@ -118,53 +95,64 @@ class ShardedUnlearnableModel:
 
     @classmethod
     def from_saved(cls, config, dataset, manifest: dict, load, forgotten: np.ndarray) -> "ShardedUnlearnableModel":
+        """Rebuild from a saved version (a legacy ``partition_embeddings.pth`` is not read: the
+        next forget writes a version without it)."""
         shard_map = ShardMap.from_json(manifest["shard_map"], dataset)
         stage_states = [{r: load(shard_file(k, r)) for r in range(shard_map.n_slices)}
                         for k in range(shard_map.n_shards)]
-        files = manifest["files"]
-        embeddings = None
-        if "partition_embeddings.pth" in files:
-            embeddings = PartitionEmbeddings.from_state(load("partition_embeddings.pth"))
-        return cls(config, dataset, shard_map, stage_states, load("aggregator.pth"), forgotten, embeddings)
-
-    @staticmethod
-    def needs_embeddings(config) -> bool:
-        return config["partitioner"] in SIMILARITY_PARTITIONERS or (
-            config["extra_deletion"] == "ced" and config["del_num"] > 0)
+        return cls(config, dataset, shard_map, stage_states, load("aggregator.pth"), forgotten)
 
     # --- construction ------------------------------------------------------------------
     @classmethod
-    def train(cls, config, dataset: UnlearnSequentialDataset, forgotten: np.ndarray = _EMPTY,
+    def train(cls, config, dataset: UnlearnSequentialDataset, forgotten: np.ndarray = EMPTY_ROWS,
               shard_map: Optional[ShardMap] = None) -> "ShardedUnlearnableModel":
         """Partition users (unless ``shard_map`` is given) and train every shard and the
-        aggregator on the training data minus ``forgotten``."""
-        keep = cls._keep(dataset, forgotten)
-        embeddings, pretrain_seconds = None, 0.0
-        if cls.needs_embeddings(config):
-            embeddings, pretrain_seconds = pretrain_embeddings(config, dataset, keep)
-        shard_map = shard_map or build_shard_map(config, dataset, embeddings)
+        aggregator on the training data minus ``forgotten``. A similarity partition pretrains
+        a model for it; that model and its vectors are dropped once the shard map exists."""
+        keep = dataset.full_keep()
+        keep[np.asarray(forgotten, dtype=np.int64)] = False
+        pretrain_seconds = 0.0
+        if shard_map is None:
+            embeddings = None
+            if config["partitioner"] in SIMILARITY_PARTITIONERS:
+                embeddings, pretrain_seconds = pretrain_embeddings(config, dataset, keep)
+            shard_map = build_shard_map(config, dataset, embeddings)
+            del embeddings
         jobs = [ShardJob(k) for k in range(shard_map.n_shards)]
         results = run_shard_jobs(config, dataset, shard_map, keep, jobs)
         stage_states = [dict(r.stage_states) for r in sorted(results, key=lambda r: r.shard)]
-        model = cls(config, dataset, shard_map, stage_states, {}, forgotten, embeddings)
+        model = cls(config, dataset, shard_map, stage_states, {}, forgotten)
         model.pretrain_seconds = pretrain_seconds
         model.aggregator_seconds = train_aggregator(config, model.ensemble, dataset, keep, shard_map)
         return model
 
+    def shard_item_embeddings(self, shard: int) -> np.ndarray:
+        """``[n_items, H]`` item embeddings of shard ``shard``'s live sub-model."""
+        with torch.no_grad():
+            return item_representations(self.ensemble.sub_models[shard]).detach().cpu().numpy()
+
+    def ced_shard(self, owner: int) -> int:
+        """The shard whose sub-model judges CED similarity for targets of shard ``owner``: the
+        next one, which never saw that user's interactions (the owner itself if K = 1)."""
+        return (owner + 1) % self.shard_map.n_shards
+
     def expand(self, forget_set: ForgetSet) -> ForgetSet:
-        """``forget_set`` plus this model's extra deletions (``extra_deletion`` / ``del_num``)."""
-        items = self.embeddings.item_embeddings if self.embeddings is not None else None
-        return apply_extra_deletion(self.config, self.dataset, forget_set, items)
+        """``forget_set`` plus this model's extra deletions (``extra_deletion`` / ``del_num``);
+        CED judges a target by the item embeddings of :meth:`ced_shard`'s live sub-model."""
+        owner = self.shard_map.user_shard
+        tables: Dict[int, np.ndarray] = {}
 
-    @staticmethod
-    def _keep(dataset: UnlearnSequentialDataset, forgotten: np.ndarray) -> np.ndarray:
-        keep = dataset.full_keep()
-        keep[forgotten] = False
-        return keep
+        def table_for(target: int) -> np.ndarray:
+            shard = self.ced_shard(int(owner[self.dataset.log_user[target]]))
+            if shard not in tables:
+                tables[shard] = self.shard_item_embeddings(shard)
+            return tables[shard]
 
-    def keep_mask(self) -> np.ndarray:
-        """``[n_rows]`` False for every interaction forgotten so far."""
-        return self._keep(self.dataset, self.forgotten)
+        return apply_extra_deletion(self.config, self.dataset, forget_set, table_for)
+
+    def group_of(self, rows: np.ndarray) -> Tuple[int, ...]:
+        """The shards owning ``rows``."""
+        return tuple(int(s) for s in np.unique(self.shard_map.owner_of_rows(self.dataset, rows)))
 
     def final_states(self) -> List[StateDict]:
         last = self.shard_map.n_slices - 1
@@ -186,8 +174,7 @@ class ShardedUnlearnableModel:
     # --- forgetting --------------------------------------------------------------------
     def plan(self, rows: np.ndarray) -> Dict[int, int]:
         """``{shard: first slice stage to retrain}`` for forgetting ``rows`` (log rows)."""
-        rows = np.setdiff1d(np.asarray(rows, dtype=np.int64), self.forgotten)
-        users = self.dataset.log_user[rows]
+        users = self.dataset.log_user[self.new_rows(rows)]
         plan: Dict[int, int] = {}
         for shard, stage in zip(self.shard_map.user_shard[users], self.shard_map.user_slice[users]):
             plan[int(shard)] = min(int(stage), plan.get(int(shard), int(stage)))
@@ -195,10 +182,10 @@ class ShardedUnlearnableModel:
 
     def forget(self, rows: np.ndarray) -> ForgetReport:
         """Forget ``rows`` (log rows of training interactions): retrain each owning shard once,
-        from the weights after the slice stage before the earliest affected slice, then retrain
-        a learned aggregator. Rows already forgotten are skipped."""
-        rows = np.asarray(rows, dtype=np.int64)
-        new_rows = np.setdiff1d(rows, self.forgotten)
+        from the weights after the slice stage before the earliest affected slice (or, with
+        ``shard_unlearning: sruga``, unlearn it approximately), then retrain a learned
+        aggregator. Rows already forgotten are skipped."""
+        new_rows = self.new_rows(rows)
         plan = self.plan(new_rows)
         report = ForgetReport(int(len(new_rows)), list(plan), plan)
         if not len(new_rows):
@@ -207,7 +194,8 @@ class ShardedUnlearnableModel:
         self.forgotten = np.union1d(self.forgotten, new_rows)
         keep = self.keep_mask()
         if self.config["shard_unlearning"] == "sruga":
-            self._sruga_shards(plan, new_rows, keep)
+            report.approximate = self._sruga_shards(plan, new_rows, keep)
+            report.changed = any(shard["changed"] for shard in report.approximate.values())
         else:
             jobs = [
                 ShardJob(shard, stage, self.stage_states[shard][stage - 1] if stage > 0 else None)
@@ -216,6 +204,7 @@ class ShardedUnlearnableModel:
             for result in run_shard_jobs(self.config, self.dataset, self.shard_map, keep, jobs):
                 self.stage_states[result.shard].update(result.stage_states)
                 fault_point("shard_retrained")
+            report.changed = True
         aggregator_state = {k: v.clone() for k, v in self.ensemble.aggregator.state_dict().items()}
         self.ensemble = self._build_ensemble(aggregator_state)
         report.aggregator_seconds = train_aggregator(self.config, self.ensemble, self.dataset, keep, self.shard_map)
@@ -225,20 +214,27 @@ class ShardedUnlearnableModel:
                          f"(from slice stages {plan}) in {report.seconds:.1f}s")
         return report
 
-    def _sruga_shards(self, plan: Dict[int, int], new_rows: np.ndarray, keep: np.ndarray) -> None:
+    def _sruga_shards(self, plan: Dict[int, int], new_rows: np.ndarray, keep: np.ndarray) -> Dict[str, dict]:
         """Approximate mode (``shard_unlearning: sruga``): run SRUGA on each affected shard's
-        sub-model, with that shard's forgotten targets as D_fgt and its remaining training
-        data as D_rem. Requires ``n_slices == 1`` (a slice checkpoint would still hold the
-        forgotten data's influence); an exact retrain of the shard later starts from scratch."""
+        sub-model, with that shard's forgotten targets as D_fgt, its remaining training data as
+        D_rem, and histories without anything forgotten so far. Requires ``n_slices == 1`` (a
+        slice checkpoint would still hold the forgotten data's influence). Returns each shard's
+        SRUGA report with ``changed``."""
         owners = self.shard_map.owner_of_rows(self.dataset, new_rows)
         shard_of_row = self.shard_map.user_shard[self.dataset.log_user]
+        reports = {}
         for shard in plan:
+            before = self.stage_states[shard][0]
             sub = self.config.model_class(self.config, self.dataset).to(self.config["device"])
-            sub.load_state_dict(self.stage_states[shard][0])
+            sub.load_state_dict(before)
             targets = new_rows[owners == shard]
-            sruga_unlearn(self.config, sub, self.dataset, ForgetSet(targets, source="shard"),
-                          keep & (shard_of_row == shard))
-            self.stage_states[shard] = {0: cpu_state_dict(sub)}
+            result = sruga_unlearn(self.config, sub, self.dataset, ForgetSet(targets, source="shard"),
+                                   keep & (shard_of_row == shard), history_keep=keep)
+            after = cpu_state_dict(sub)
+            changed = not states_equal(before, after)
+            self.stage_states[shard] = {0: after}
+            reports[str(shard)] = dict(result.summary(), changed=changed)
+        return reports
 
     def rows_in_training_data(self) -> np.ndarray:
         """Every log row any shard's current training samples (all slice stages) are built from."""

@@ -1,4 +1,10 @@
-"""Command line in RecBole's style: ``--key=value`` for everything.
+"""The command line (``run_recbole_unlearn.py``, ``recbole-unlearn``, ``python -m recbole_unlearn``),
+in RecBole's style: ``--key=value`` for everything. It dispatches to one of four jobs:
+
+* run (default): ``quick_start.run_recbole_unlearn``;
+* forget (``--model_dir=... --forget=<file or folder>``): ``quick_start.run_forget_requests``;
+* verify (``--model_dir=... --verify=True``): ``quick_start.run_verify``;
+* benchmark (``--benchmark=<grid.yaml>``): ``benchmark.runner.run_grid``.
 
 ``--model``, ``--dataset``, ``--config_files="a.yaml b.yaml"`` and ``--forget=<file>`` as in
 RecBole; ``--benchmark=<grid.yaml>`` runs a leaderboard grid (``recbole_unlearn/benchmark``),
@@ -64,9 +70,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         elif config_dict.get("verify"):
             if not config_dict.get("model_dir"):
                 raise UnlearnError("--verify needs --model_dir=<folder>")
-            from recbole_unlearn.unlearn.model_folder import verify_model
+            from recbole_unlearn.quick_start.forget_requests import run_verify
 
-            print(f"verified: {verify_model(str(config_dict['model_dir']))}")
+            print(f"verified: {run_verify(str(config_dict['model_dir']), config_dict)}")
         elif config_dict.get("model_dir") and config_dict.get("forget"):
             if model or dataset or config_files:
                 raise UnlearnError("--model_dir uses the saved model's settings: drop --model, "

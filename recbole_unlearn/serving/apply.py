@@ -1,0 +1,116 @@
+"""The one way a forget reaches a stored model: :func:`apply_forget`.
+
+Methods (a run's forget set), request files and watched folders all call it. Under the model
+folder's lock it
+
+1. appends a lost audit line of the current version (a process that died after its switch);
+2. reloads the model if another process made a newer version since it was loaded;
+3. drops requests the audit log already lists (another process applied them) and notes those
+   whose rows were all forgotten before (``already_forgotten``);
+4. expands the forget set (extra deletions), forgets, commits the new version (when something
+   new was forgotten) and appends the audit line.
+
+So a request goes down to the model once and its audit line comes back once, whichever path
+it came by.
+"""
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from recbole_unlearn.data.forget import ForgetSet
+from recbole_unlearn.serving.audit import AuditLog, interaction_hmacs
+from recbole_unlearn.serving.store import ModelStore
+from recbole_unlearn.unlearnable import ForgetReport, UnlearnableModel
+from recbole_unlearn.utils.faults import fault_point
+
+
+@dataclass
+class ForgetRequest:
+    """A request to forget ``rows`` (``[n]`` int64 log rows) under the id ``id``."""
+
+    id: str
+    rows: np.ndarray
+
+
+@dataclass
+class AppliedForget:
+    """What :func:`apply_forget` did.
+
+    Attributes:
+        model: the live model afterwards (a reloaded one if another process had moved on).
+        forget_set: the forget set applied, extra deletions included.
+        report: the model's report (``interactions`` 0 if nothing new was forgotten).
+        entry: the audit line (``None`` if every request was already in the audit log).
+        applied: ids of the requests this call applied (audit line written).
+        done_elsewhere: ids the audit log already held when the lock was taken.
+        already_forgotten: ids among ``applied`` whose rows were all forgotten before.
+    """
+
+    model: UnlearnableModel
+    forget_set: ForgetSet
+    report: ForgetReport
+    entry: Optional[dict] = None
+    applied: List[str] = field(default_factory=list)
+    done_elsewhere: List[str] = field(default_factory=list)
+    already_forgotten: List[str] = field(default_factory=list)
+
+
+def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetSet, method: str,
+                 requests: Optional[Sequence[ForgetRequest]] = None,
+                 facts: Optional[dict] = None) -> AppliedForget:
+    """Forget ``forget_set`` on the model stored in ``store`` (see the module doc).
+
+    Args:
+        model: the loaded (or just trained and committed) model of ``store``.
+        forget_set: what to forget; with ``requests`` it is rebuilt from the requests still to
+            do (its ``source`` kept).
+        method: the method name for the audit line.
+        requests: the requests behind ``forget_set`` (request files); ``None`` for a run's own
+            forget set.
+        facts: extra audit fields.
+    """
+    log = AuditLog(store.model_dir)
+    with store.lock.hold():
+        log.reconcile(store)
+        if store.is_stale(model):
+            model = store.load(getattr(model, "overrides", None))
+        done_elsewhere: List[str] = []
+        already: List[str] = []
+        ids: List[str] = []
+        if requests is not None:
+            applied_ids = log.applied_request_ids(repair=True)
+            todo = [r for r in requests if r.id not in applied_ids]
+            done_elsewhere = [r.id for r in requests if r.id in applied_ids]
+            already = [r.id for r in todo if len(model.new_rows(r.rows)) == 0]
+            ids = [r.id for r in todo]
+            if not todo:
+                return AppliedForget(model, ForgetSet(np.array([], dtype=np.int64), source=forget_set.source),
+                                     ForgetReport(0), None, [], done_elsewhere, [])
+            forget_set = ForgetSet(np.concatenate([r.rows for r in todo]), source=forget_set.source)
+        key = log.secret()
+        forget_set = model.expand(forget_set)
+        new_rows = model.new_rows(forget_set.rows)
+        report = model.forget(forget_set.rows)
+        entry = {
+            "audit_id": uuid.uuid4().hex,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "method": method,
+            "source": forget_set.source,
+            "requested_interactions": int(len(forget_set.requested)),
+            "extra_deleted": int(len(forget_set.extra)),
+            **report.to_json(),
+            **(facts or {}),
+            "forgotten_hmac": interaction_hmacs(key, model.dataset, new_rows),
+        }
+        if requests is not None:
+            entry.update(requests=len(ids), request_ids=ids, already_forgotten=already)
+        if report.interactions:
+            store.commit(model, store.reused_files(model, report), audit_entry=entry)
+            fault_point("current_switched")
+        entry["version"] = store.current_version()
+        log.append(entry)
+        fault_point("audit_appended")
+    return AppliedForget(model, forget_set, report, entry, ids, done_elsewhere, already)

@@ -1,0 +1,138 @@
+"""The audit log of a model folder, and ``--verify``.
+
+``audit.jsonl`` holds one JSON line per applied forget: audit id, time, method, source, request
+ids, counts, shards and slices retrained, seconds, ``changed`` and (approximate forgets) what
+the step achieved, and an HMAC-SHA256 of each newly forgotten (user, item) pair keyed by
+``audit.key`` (32 random bytes, mode 0600, outside the log), so compliance can check a pair
+without the log re-storing it. Lines are written and read by ``serving.jsonl`` (torn final lines
+repaired under the lock).
+"""
+import hashlib
+import hmac
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from recbole_unlearn.serving import jsonl
+from recbole_unlearn.serving.store import (FORGOTTEN, MANIFEST, PENDING_AUDIT, ModelStore,
+                                           checked_path, read_json)
+from recbole_unlearn.unlearnable.sharded import LEGACY_PARTITION_FILE
+from recbole_unlearn.utils.atomic import atomic_write
+from recbole_unlearn.utils.errors import UnlearnError
+
+AUDIT = "audit.jsonl"
+SECRET = "audit.key"
+
+
+class AuditLog:
+    """``<model_dir>/audit.jsonl`` and its key. Writing and repairing need the folder's lock."""
+
+    def __init__(self, model_dir: str):
+        self.model_dir = model_dir
+        self.path = os.path.join(model_dir, AUDIT)
+
+    def entries(self, repair: bool = False) -> List[dict]:
+        return jsonl.read_records(self.path, repair=repair)
+
+    def append(self, entry: dict) -> None:
+        jsonl.append_records(self.path, [entry])
+
+    def applied_request_ids(self, repair: bool = False) -> Dict[str, str]:
+        """``{request id: model version}`` of every request id in the log."""
+        return {rid: entry.get("version") for entry in self.entries(repair)
+                for rid in entry.get("request_ids", [])}
+
+    def secret(self, create: bool = True) -> Optional[bytes]:
+        """The model's audit key (created once, mode 0600). It is kept outside the log so the
+        log alone cannot be used to test guesses of forgotten pairs (plain hashes of small
+        integer ids are trivially reversible). ``None`` if missing and not ``create``."""
+        path = os.path.join(self.model_dir, SECRET)
+        if not os.path.exists(path):
+            if not create:
+                return None
+            atomic_write(path, lambda f: f.write(os.urandom(32)))
+            os.chmod(path, 0o600)
+        with open(path, "rb") as f:
+            key = f.read()
+        if len(key) != 32:
+            raise UnlearnError(f"{path} is not a 32-byte audit key")
+        return key
+
+    def reconcile(self, store: ModelStore) -> Optional[dict]:
+        """If the current version was written by a forget whose audit line never made it to the
+        log (the process died between the switch and the append), append that line now, marked
+        ``recovered``. Returns the appended entry, or ``None``. Needs the lock."""
+        version_dir, manifest = store.read_manifest()
+        if PENDING_AUDIT not in manifest["files"]:
+            return None
+        pending = read_json(checked_path(version_dir, manifest["files"], PENDING_AUDIT))
+        pending_id = pending.get("audit_id", pending.get("request_id"))
+        if any(e.get("audit_id", e.get("request_id")) == pending_id for e in self.entries(repair=True)):
+            return None
+        pending["recovered"] = True
+        self.append(pending)
+        return pending
+
+
+def interaction_hmacs(key: bytes, dataset, rows: np.ndarray) -> List[str]:
+    """HMAC-SHA256 of each forgotten (user token, item token) pair, hex; ``[n]``."""
+    users = dataset.id2token(dataset.uid_field, dataset.log_user[rows])
+    items = dataset.id2token(dataset.iid_field, dataset.log_item[rows])
+    return [hmac.new(key, f"{u}\t{i}".encode(), hashlib.sha256).hexdigest() for u, i in zip(users, items)]
+
+
+def verify_model(store: ModelStore) -> dict:
+    """Re-check a saved model: every file matches its checksum (by loading it); the live
+    version holds only the files its format writes (no vectors computed from forgotten data,
+    e.g. an older version's ``partition_embeddings.pth``); no shard's or the single model's
+    remaining training data contains a forgotten interaction; every (user, item) HMAC in the
+    audit log is a forgotten pair of the model. Raises ``UnlearnError`` naming the first
+    problem; returns counts."""
+    model_dir = store.model_dir
+    with store.lock.hold():
+        model = store.load()
+        _check_version_files(model)
+        forgotten = set(model.forgotten.tolist())
+        leaked = forgotten.intersection(model.rows_in_training_data().tolist())
+        if leaked:
+            raise UnlearnError(f"{model_dir}: {len(leaked)} forgotten interactions are still in training data")
+        log = AuditLog(model_dir)
+        entries = log.entries(repair=True)
+        key = log.secret(create=False)
+    if key is None:
+        if any(entry.get("forgotten_hmac") for entry in entries):
+            raise UnlearnError(f"{model_dir}/{SECRET} is missing: the audit log cannot be checked")
+        key = b""
+    known = set(interaction_hmacs(key, model.dataset, model.forgotten))
+    for number, entry in enumerate(entries, start=1):
+        missing = [h for h in entry.get("forgotten_hmac", []) if h not in known]
+        if missing:
+            raise UnlearnError(f"{model_dir}/{AUDIT} line {number}: {len(missing)} audited pairs are not forgotten")
+    unchanged = sum(1 for entry in entries if entry.get("interactions") and entry.get("changed") is False)
+    return {"model_dir": model_dir, "forgotten": len(forgotten), "audit_entries": len(entries),
+            "applied_without_change": unchanged, "version": os.path.basename(model.version_dir)}
+
+
+def _check_version_files(model) -> None:
+    """The live version's folder holds exactly the files its manifest lists, and those are the
+    files its format writes: nothing else computed from the training data stays behind."""
+    version_dir = model.version_dir
+    manifest = read_json(os.path.join(version_dir, MANIFEST))
+    listed = set(manifest["files"])
+    if LEGACY_PARTITION_FILE in listed:
+        raise UnlearnError(
+            f"{version_dir} holds {LEGACY_PARTITION_FILE}: per-user vectors pretrained on all training data, "
+            "forgotten interactions included (written by recbole_unlearn < 0.2); answer one request with this "
+            "version of recbole_unlearn to write a version without it")
+    expected = set(model.weight_states()) | {FORGOTTEN}
+    stray = sorted(listed - expected - {PENDING_AUDIT})
+    if stray:
+        raise UnlearnError(f"{version_dir}: manifest lists files this model does not write: {', '.join(stray)}")
+    on_disk = set(os.listdir(version_dir)) - {MANIFEST}
+    unlisted = sorted(on_disk - listed)
+    if unlisted:
+        raise UnlearnError(f"{version_dir}: files not in the manifest: {', '.join(unlisted)}")
+
+
+__all__ = ["AUDIT", "SECRET", "AuditLog", "interaction_hmacs", "verify_model"]

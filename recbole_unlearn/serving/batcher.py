@@ -1,0 +1,228 @@
+"""Queue + per-group coalescing of deletion requests, applied through :func:`apply_forget`.
+
+Queued requests are grouped by the part of the model they touch (``model.group_of``: shards of
+a sharded model, one group for a single model); a group is due when it holds ``max_batch``
+requests or its oldest request has waited ``max_wait_s`` seconds; the due groups of one pump
+become one batch, one new version.
+
+Exactly once: the audit line of every applied batch lists its ``request_ids``; a request whose
+id the audit log (or a ``rejected`` in the ledger) already holds is skipped, and
+:func:`apply_forget` re-checks that under the folder's lock, so two processes never apply the
+same request twice.
+
+Every request read in a run is counted once: ``skipped_already_final`` (final before this run)
+or ``queued``; every queued one ends in exactly one of ``applied``, ``applied_without_change``,
+``already_forgotten``, ``rejected`` or ``applied_elsewhere`` (another process applied it while
+this one waited). :meth:`StreamSummary.check` raises if the counts do not add up.
+"""
+import time
+from dataclasses import dataclass, field
+from logging import getLogger
+from typing import Dict, List, Set, Tuple
+
+import numpy as np
+
+from recbole_unlearn.data.forget import ForgetSet
+from recbole_unlearn.serving.apply import ForgetRequest, apply_forget
+from recbole_unlearn.serving.audit import AuditLog
+from recbole_unlearn.serving.ledger import RequestLedger, now
+from recbole_unlearn.serving.request_files import FileRequest
+from recbole_unlearn.serving.store import ModelStore
+from recbole_unlearn.unlearnable import UnlearnableModel
+from recbole_unlearn.utils.errors import UnlearnError
+
+OUTCOMES = ("applied", "applied_without_change", "already_forgotten", "rejected", "applied_elsewhere")
+
+
+@dataclass
+class PendingRequest:
+    """A queued request: ``request`` with the group it touches and ``time.monotonic()`` when
+    it was read."""
+
+    request: FileRequest
+    group: Tuple[int, ...]
+    received: float
+
+
+@dataclass
+class StreamSummary:
+    """What a stream run did. ``latencies``: seconds per applied request, in apply order."""
+
+    skipped: int = 0
+    queued: int = 0
+    outcomes: Dict[str, int] = field(default_factory=lambda: {k: 0 for k in OUTCOMES})
+    batches: int = 0
+    latencies: List[float] = field(default_factory=list)
+    versions: List[str] = field(default_factory=list)
+    interactions: int = 0
+    forget_seconds: float = 0.0
+    shards: Set[int] = field(default_factory=set)
+    start_stages: Dict[str, int] = field(default_factory=dict)
+
+    def add_batch(self, report_json: dict, version: str) -> None:
+        self.batches += 1
+        if version not in self.versions:
+            self.versions.append(version)
+        self.interactions += report_json["interactions"]
+        self.forget_seconds += report_json["seconds"]
+        self.shards.update(report_json["shards_retrained"])
+        for shard, stage in report_json["slices_retrained"].items():
+            self.start_stages[shard] = min(stage, self.start_stages.get(shard, stage))
+
+    def check(self, pending: int = 0) -> None:
+        """Every queued request has exactly one outcome (``pending`` are still queued)."""
+        ended = sum(self.outcomes.values())
+        if self.queued != ended + pending:
+            raise UnlearnError(f"request accounting does not add up: {self.queued} queued, {ended} with an outcome "
+                               f"({self.outcomes}), {pending} still queued")
+
+    def to_json(self) -> dict:
+        lat = np.asarray(self.latencies, dtype=float)
+        return {
+            "received": self.skipped + self.queued, "skipped_already_final": self.skipped, "queued": self.queued,
+            **self.outcomes,
+            "batches": self.batches, "versions": self.versions, "interactions": self.interactions,
+            "forget_seconds": round(self.forget_seconds, 3), "shards_retrained": sorted(self.shards),
+            "slices_retrained": dict(sorted(self.start_stages.items(), key=lambda kv: int(kv[0]))),
+            "latency_median_s": round(float(np.median(lat)), 3) if len(lat) else None,
+            "latency_p95_s": round(float(np.percentile(lat, 95)), 3) if len(lat) else None,
+            "latency_max_s": round(float(lat.max()), 3) if len(lat) else None,
+        }
+
+
+class RequestBatcher:
+    """Queue, coalesce and apply requests for the model stored in ``store``.
+
+    Args:
+        store: the model folder.
+        model: its loaded model (replaced by a reloaded one if another process moves on).
+        max_batch: a group is applied once it holds this many requests.
+        max_wait_s: ... or once its oldest request has waited this long.
+        source: names the input in the audit log (``requests:<file or folder name>``).
+    """
+
+    def __init__(self, store: ModelStore, model: UnlearnableModel, max_batch: int, max_wait_s: float, source: str):
+        self.store = store
+        self.model = model
+        self.source = source
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.ledger = RequestLedger(store.model_dir)
+        self.groups: Dict[Tuple[int, ...], List[PendingRequest]] = {}
+        self.summary = StreamSummary()
+        with store.lock.hold():
+            AuditLog(store.model_dir).reconcile(store)
+            events = self.ledger.events(repair=True)
+            self.audited: Dict[str, str] = AuditLog(store.model_dir).applied_request_ids(repair=True)
+        self.rejected: Set[str] = {e["id"] for e in events if e.get("status") == "rejected"}
+        self.ledger_final: Set[str] = {e["id"] for e in events if e.get("status") in ("applied", "applied_without_change")}
+        self.final: Set[str] = set(self.audited) | self.rejected
+
+    def _record(self, events: List[dict]) -> None:
+        with self.store.lock.hold():
+            self.ledger.record(events)
+
+    def is_final(self, request_id: str) -> bool:
+        return request_id in self.final
+
+    def skip_if_final(self, request: FileRequest) -> bool:
+        """True (and counted as skipped) if the request needs nothing more. An id in the audit
+        log that the ledger never marked final (the process died in between) is marked now."""
+        if request.id not in self.final:
+            return False
+        self.summary.skipped += 1
+        if request.id in self.audited and request.id not in self.ledger_final:
+            self._record([{"id": request.id, "file": request.file, "line": request.line, "status": "applied",
+                           "version": self.audited[request.id], "recovered": True, "time": now()}])
+            self.ledger_final.add(request.id)
+        return True
+
+    def submit(self, requests: List[FileRequest]) -> None:
+        """Queue requests (an invalid one is queued and rejected at once); ids already final
+        are skipped."""
+        now_mono = time.monotonic()
+        events, rejected = [], []
+        for request in requests:
+            if self.skip_if_final(request):
+                continue
+            self.summary.queued += 1
+            events.append({"id": request.id, "file": request.file, "line": request.line, "status": "queued",
+                           "time": now()})
+            if request.error is not None:
+                rejected.append(request)
+                continue
+            pending = PendingRequest(request, self.model.group_of(request.rows), now_mono)
+            self.groups.setdefault(pending.group, []).append(pending)
+        self._record(events)
+        for request in rejected:
+            self.reject(request, request.error)
+
+    def reject(self, request: FileRequest, reason: str) -> None:
+        """Reject a queued request with ``reason``."""
+        self._record([{"id": request.id, "file": request.file, "line": request.line, "status": "rejected",
+                       "reason": reason, "time": now()}])
+        self.final.add(request.id)
+        self.rejected.add(request.id)
+        self.summary.outcomes["rejected"] += 1
+
+    @property
+    def pending(self) -> int:
+        return sum(len(g) for g in self.groups.values())
+
+    def due(self, drain: bool) -> List[Tuple[int, ...]]:
+        now_mono = time.monotonic()
+        return [key for key, queue in self.groups.items()
+                if drain or len(queue) >= self.max_batch or now_mono - queue[0].received >= self.max_wait_s]
+
+    def pump(self, drain: bool = False) -> int:
+        """Apply every due group (as one new version); returns how many requests were applied."""
+        keys = self.due(drain)
+        if not keys:
+            return 0
+        batch: List[PendingRequest] = []
+        for key in keys:
+            queue = self.groups[key]
+            take = len(queue) if drain else max(self.max_batch, 1)
+            batch.extend(queue[:take])
+            rest = queue[take:]
+            if rest:
+                self.groups[key] = rest
+            else:
+                del self.groups[key]
+        self._apply(batch)
+        return len(batch)
+
+    def _apply(self, batch: List[PendingRequest]) -> None:
+        requests = [ForgetRequest(p.request.id, p.request.rows) for p in batch]
+        rows = np.unique(np.concatenate([r.rows for r in requests]))
+        outcome = apply_forget(self.store, self.model, ForgetSet(rows, source=self.source),
+                               self.model.config["unlearn_method"], requests)
+        self.model = outcome.model
+        done = time.monotonic()
+        elsewhere, already = set(outcome.done_elsewhere), set(outcome.already_forgotten)
+        version = outcome.entry["version"] if outcome.entry else None
+        unchanged = outcome.report.interactions > 0 and not outcome.report.changed
+        events = []
+        for pending in batch:
+            request = pending.request
+            base = {"id": request.id, "file": request.file, "line": request.line, "time": now()}
+            if request.id in elsewhere:
+                self.summary.outcomes["applied_elsewhere"] += 1
+                continue  # the process that applied it wrote its ledger line
+            latency = done - pending.received
+            self.summary.latencies.append(latency)
+            status, kind = "applied", "applied"
+            if request.id in already:
+                kind = "already_forgotten"
+            elif unchanged:
+                status = kind = "applied_without_change"
+            self.summary.outcomes[kind] += 1
+            events.append(dict(base, status=status, version=version, latency_s=round(latency, 3),
+                               already_forgotten=request.id in already))
+        self._record(events)
+        self.final.update(p.request.id for p in batch)
+        self.ledger_final.update(outcome.applied)
+        if outcome.entry is not None:
+            self.summary.add_batch(outcome.report.to_json(), version)
+            getLogger().info(f"applied {len(outcome.applied)} requests (shards {outcome.report.shards}) as {version} "
+                             f"in {outcome.report.seconds:.1f}s; {self.pending} queued")

@@ -1,0 +1,103 @@
+"""The one writer and the one reader of every append-only JSON-lines log of a model folder
+(``audit.jsonl``, ``requests.jsonl``).
+
+A process killed in the middle of an append (or a full disk) can leave a *torn* final line: a
+line without its newline, or one that is not valid JSON. The policy is the same for every log:
+
+* reading: a torn final line is not a record. With ``repair=True`` (callers hold the model
+  folder's lock) it is reported once in the log and cut off, so the file ends with its last
+  complete line again; without it the file is left as it is (a read-only look, e.g. a test).
+* appending always repairs first, so a new record never glues onto a torn one;
+* an invalid line anywhere *but* the last is corruption, not a tear: an error naming the file
+  and the line.
+
+A final line that is valid JSON but lacks its newline lost only the newline: it is kept and the
+newline is added.
+"""
+import json
+import os
+from logging import getLogger
+from typing import Iterable, List
+
+from recbole_unlearn.utils.errors import UnlearnError
+
+
+def _last_line_start(data: bytes) -> int:
+    """Offset of the first byte of the last line of ``data`` (which does not end with ``\\n``)."""
+    return data.rfind(b"\n") + 1
+
+
+def _is_record(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line.decode("utf-8")), dict)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+
+
+def repair_torn_tail(path: str) -> bool:
+    """Cut a torn final line off ``path`` (or add the missing newline of a complete one).
+    Returns True if the file was changed. The caller holds the folder's lock."""
+    if not os.path.isfile(path):
+        return False
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data:
+        return False
+    body = data[:-1] if data.endswith(b"\n") else data
+    start = _last_line_start(body)
+    last = body[start:]
+    if data.endswith(b"\n") and _is_record(last):
+        return False
+    with open(path, "r+b") as f:
+        if _is_record(last):  # only the newline was lost
+            f.seek(len(data))
+            f.write(b"\n")
+            kept = "its missing newline added"
+        else:
+            f.truncate(start)
+            kept = f"cut back to its last complete line ({len(data) - start} bytes dropped)"
+        f.flush()
+        os.fsync(f.fileno())
+    getLogger().warning(f"{path}: torn final line (an interrupted append) repaired: {kept}")
+    return True
+
+
+def read_records(path: str, repair: bool = False) -> List[dict]:
+    """Every record of the log at ``path`` (``[]`` if it does not exist). See the module doc
+    for torn final lines; any other invalid line raises ``UnlearnError`` naming it."""
+    if not os.path.isfile(path):
+        return []
+    if repair:
+        repair_torn_tail(path)
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    complete = lines[-1] == b""  # the file ends with a newline
+    if complete:
+        lines = lines[:-1]
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line.decode("utf-8"))
+            if not isinstance(record, dict):
+                raise ValueError
+        except (UnicodeDecodeError, ValueError):
+            if number == len(lines):  # torn final line: not a record
+                break
+            raise UnlearnError(f"{path} line {number} is not valid JSON (corrupted; restore it from a backup)") from None
+        records.append(record)
+    return records
+
+
+def append_records(path: str, records: Iterable[dict]) -> None:
+    """Append one JSON line per record to ``path`` and fsync it, after repairing a torn tail.
+    The caller holds the folder's lock."""
+    data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode("utf-8")
+    if not data:
+        return
+    repair_torn_tail(path)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,33 @@
+"""``<model_dir>/requests.jsonl``: one JSON line per request status change.
+
+Statuses: ``queued``; then ``applied`` (with the model version and latency; ``already_forgotten:
+true`` when every row it names was forgotten before), ``applied_without_change`` (an
+approximate forget recorded the rows as forgotten but returned the weights unchanged: see the
+README) or ``rejected`` (with the reason). Written and read by ``serving.jsonl`` under the
+folder's lock.
+"""
+import os
+import time
+from typing import Iterable, List
+
+from recbole_unlearn.serving import jsonl
+
+LEDGER = "requests.jsonl"
+FINAL_STATUSES = ("applied", "applied_without_change", "rejected")
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+class RequestLedger:
+    """The ledger of one model folder."""
+
+    def __init__(self, model_dir: str):
+        self.path = os.path.join(model_dir, LEDGER)
+
+    def record(self, events: Iterable[dict]) -> None:
+        jsonl.append_records(self.path, events)
+
+    def events(self, repair: bool = False) -> List[dict]:
+        return jsonl.read_records(self.path, repair=repair)

@@ -1,0 +1,71 @@
+"""The model folder's lock: one process at a time reads, changes or writes a version.
+
+``filelock`` holds an OS lock on ``<model_dir>/.lock`` (released by the kernel if the holder
+dies, SIGKILL included, so a crash never leaves the folder locked). The holder writes its pid
+to ``<model_dir>/.lock.pid`` so that a process that gives up waiting can say who holds it; the
+pid file is removed on release (a stale one after a crash is simply overwritten).
+
+The lock is re-entrant within a process: nested ``with store.lock():`` blocks hold it once.
+"""
+import os
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+from filelock import FileLock, Timeout
+
+from recbole_unlearn.utils.errors import UnlearnError
+
+LOCK = ".lock"
+LOCK_PID = ".lock.pid"
+
+
+class FolderLock:
+    """Exclusive, re-entrant lock of one model folder.
+
+    Args:
+        model_dir: the folder (must exist).
+        timeout_s: how long :meth:`hold` waits for another process (``lock_timeout_s``);
+            0 fails at once.
+    """
+
+    def __init__(self, model_dir: str, timeout_s: float):
+        self.model_dir = model_dir
+        self.timeout_s = float(timeout_s)
+        self._lock = FileLock(os.path.join(model_dir, LOCK), is_singleton=False)
+        self._depth = 0
+
+    def _holder(self) -> Optional[str]:
+        try:
+            with open(os.path.join(self.model_dir, LOCK_PID), "r", encoding="utf-8") as f:
+                return f.read().strip() or None
+        except OSError:
+            return None
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold the lock for the block; raises ``UnlearnError`` (``model folder ... is busy
+        (pid N)``) if another process still holds it after ``timeout_s`` seconds."""
+        if self._depth == 0:
+            try:
+                self._lock.acquire(timeout=self.timeout_s)
+            except Timeout:
+                raise UnlearnError(
+                    f"model folder {self.model_dir} is busy (pid {self._holder() or 'unknown'}): another "
+                    f"process is changing it; waited {self.timeout_s:g}s (lock_timeout_s)") from None
+            with open(os.path.join(self.model_dir, LOCK_PID), "w", encoding="utf-8") as f:
+                f.write(str(os.getpid()))
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                try:
+                    os.unlink(os.path.join(self.model_dir, LOCK_PID))
+                except OSError:
+                    pass
+                self._lock.release()
+
+    @property
+    def held(self) -> bool:
+        return self._depth > 0

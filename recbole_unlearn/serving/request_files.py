@@ -1,0 +1,81 @@
+"""Request files and request identity.
+
+A request is one line ``user_token[,item_token]`` of a request file. Its id is derived from
+what was sent, not from the file's name: ``<first 16 hex digits of the SHA-256 of the file's
+bytes>:<line number>``. A file sent again (same bytes, any name) has the same ids, so its
+requests are skipped as already final; a new file that reuses an old name (tomorrow's
+``requests.csv``) has new ids, so its requests are applied. The ledger keeps the file name and
+line next to each id for people.
+"""
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import List, Optional
+
+import numpy as np
+
+from recbole_unlearn.data.forget import parse_request_file, parse_request_line, read_request_lines
+from recbole_unlearn.utils.errors import UnlearnError
+
+ID_DIGITS = 16
+
+
+def file_digest(path: str) -> str:
+    """The request-id prefix of the file at ``path``: its bytes' SHA-256, shortened."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:ID_DIGITS]
+
+
+def request_id(digest: str, line: int) -> str:
+    return f"{digest}:{line}"
+
+
+@dataclass
+class FileRequest:
+    """One line of a request file.
+
+    Attributes:
+        id: ``<file digest>:<line>``.
+        file: the file's name (for the ledger).
+        line: its line number.
+        rows: ``[n]`` int64 log rows it forgets, or ``None`` if the line is invalid.
+        error: why it is invalid (``None`` if valid).
+    """
+
+    id: str
+    file: str
+    line: int
+    rows: Optional[np.ndarray] = None
+    error: Optional[str] = None
+
+
+def file_requests(path: str, dataset, max_lines: int, strict: bool) -> List[FileRequest]:
+    """Every request line of the file at ``path``, resolved to log rows.
+
+    ``strict``: the first bad line raises its ``UnlearnError`` (a file given with ``--forget``
+    is all or nothing); otherwise a bad line comes back with ``error`` set (a watched folder
+    rejects it and goes on). A file that cannot be read at all raises either way.
+    """
+    name = os.path.basename(path)
+    if strict:
+        parsed = parse_request_file(path, dataset, max_lines)  # validates the whole file first
+        digest = file_digest(path)
+        return [FileRequest(request_id(digest, r.line), name, r.line, r.rows) for r in parsed]
+    lines = read_request_lines(path, max_lines)
+    digest = file_digest(path)
+    out, seen = [], {}
+    for number, text in lines:
+        request = FileRequest(request_id(digest, number), name, number)
+        try:
+            user, item, rows = parse_request_line(text, dataset, f"request {name}:{number}")
+            if (user, item) in seen:
+                raise UnlearnError(f"request {name}:{number}: repeats {name}:{seen[(user, item)]}")
+            seen[(user, item)] = number
+            request.rows = rows
+        except UnlearnError as e:
+            request.error = str(e)
+        out.append(request)
+    return out

@@ -1,0 +1,297 @@
+"""The versioned, locked, crash-safe folder a deployable model lives in.
+
+Layout (sharded; a single model has ``model.pth`` instead of the shard and aggregator files)::
+
+    <model_dir>/
+      CURRENT                  name of the live version, e.g. "v000002" (replaced atomically)
+      .lock, .lock.pid         the folder's lock (recbole_unlearn.serving.lock)
+      audit.jsonl, audit.key   the audit log and its HMAC key (recbole_unlearn.serving.audit)
+      requests.jsonl           the request ledger (recbole_unlearn.serving.ledger)
+      v000002/
+        manifest.json          format, versions, model class, settings, shard map, file hashes
+        forgotten.json         forgotten interactions as [user_token, position] pairs
+        shard_03_stage_00.pth  weights of shard 3 after slice stage 0 (weights only)
+        aggregator.pth         aggregator weights (weights only)
+        audit_entry.json       the audit line of the forget that made this version
+
+Every read-modify-write of a version happens under the folder's lock. A commit writes a
+complete new version folder (unchanged shard files are hard links), renames it into place,
+switches ``CURRENT`` with an atomic rename and fsyncs the folder after each rename; a process
+killed at any point leaves ``CURRENT`` naming a complete version, the old one or the new one.
+Every file is read back without unpickling (JSON, ``torch.load(weights_only=True)``) and
+checked against the SHA-256 recorded in the manifest.
+"""
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import recbole
+import torch
+
+from recbole_unlearn.serving.lock import FolderLock
+from recbole_unlearn.trainer.trainer import load_checkpoint
+from recbole_unlearn.unlearnable import MODEL_FORMATS, ForgetReport, UnlearnableModel
+from recbole_unlearn.utils.atomic import atomic_write, fsync_dir, write_json
+from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.utils.faults import fault_point
+from recbole_unlearn.version import __version__
+
+CURRENT = "CURRENT"
+MANIFEST = "manifest.json"
+FORGOTTEN = "forgotten.json"
+PENDING_AUDIT = "audit_entry.json"
+# Keys a later process may change when it loads a saved model (they do not change the numbers).
+RUNTIME_KEYS = {
+    "num_workers", "ray_address", "ray_cpus_per_shard", "ray_gpus_per_shard", "shard_num_threads",
+    "state", "show_progress", "use_gpu", "gpu_id", "forget", "results_dir", "tensorboard",
+    "model_dir", "eval_batch_size", "worker", "max_request_lines", "max_batch", "max_wait_s",
+    "watch_poll_s", "watch_idle_s", "lock_timeout_s",
+}
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_json(path: str) -> dict:
+    """A model file's JSON, with one-line errors for a missing or damaged file."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise UnlearnError(f"model file missing: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UnlearnError(f"model file {path} is not valid JSON: {e}") from None
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def checked_path(version_dir: str, files: Dict[str, str], name: str) -> str:
+    """Path of ``name`` in ``version_dir`` after checking it against the manifest's SHA-256."""
+    path = os.path.join(version_dir, name)
+    if name not in files:
+        raise UnlearnError(f"manifest of {version_dir} does not list {name}")
+    if not os.path.isfile(path):
+        raise UnlearnError(f"model file missing: {path}")
+    if file_sha256(path) != files[name]:
+        raise UnlearnError(f"model file {path} does not match its checksum in manifest.json (modified or truncated)")
+    return path
+
+
+class ModelStore:
+    """One model folder: its versions, manifest and lock.
+
+    Args:
+        model_dir: the folder.
+        lock_timeout_s: how long to wait for another process holding the folder
+            (``lock_timeout_s``); after that, ``model folder ... is busy (pid N)``.
+    """
+
+    def __init__(self, model_dir: str, lock_timeout_s: float):
+        self.model_dir = model_dir
+        self.lock_timeout_s = lock_timeout_s
+        self._lock: Optional[FolderLock] = None
+
+    @property
+    def lock(self) -> FolderLock:
+        if self._lock is None:
+            if not os.path.isdir(self.model_dir):
+                raise UnlearnError(f"model folder not found: {self.model_dir}")
+            self._lock = FolderLock(self.model_dir, self.lock_timeout_s)
+        return self._lock
+
+    # --- reading ---------------------------------------------------------------------------
+    def current_version(self) -> Optional[str]:
+        path = os.path.join(self.model_dir, CURRENT)
+        if not os.path.isfile(path):
+            return None
+        with open(path, "r", encoding="utf-8") as f:
+            name = f.read().strip()
+        if not name.startswith("v") or not name[1:].isdigit():
+            raise UnlearnError(f"{path} does not name a model version: {name!r}")
+        return name
+
+    def read_manifest(self) -> Tuple[str, dict]:
+        """``(version folder, manifest)`` of the current version; one-line errors for bad folders."""
+        if not os.path.isdir(self.model_dir):
+            raise UnlearnError(f"model folder not found: {self.model_dir}")
+        name = self.current_version()
+        if name is None:
+            raise UnlearnError(f"{self.model_dir} is not a recbole_unlearn model folder (no {CURRENT} file)")
+        version_dir = os.path.join(self.model_dir, name)
+        manifest = read_json(os.path.join(version_dir, MANIFEST))
+        if manifest.get("format") not in MODEL_FORMATS:
+            raise UnlearnError(f"{version_dir}/{MANIFEST}: unsupported format {manifest.get('format')!r}")
+        return version_dir, manifest
+
+    def is_stale(self, model: UnlearnableModel) -> bool:
+        """Whether another process made a newer version since ``model`` was loaded or saved."""
+        current = self.current_version()
+        return model.version_dir is None or os.path.basename(model.version_dir) != current
+
+    def load(self, overrides: Optional[dict] = None) -> UnlearnableModel:
+        """Load the current version (under the lock, so no commit or prune runs meanwhile).
+
+        ``overrides`` may only change :data:`RUNTIME_KEYS` (workers, logging, ...); anything
+        that would change the numbers is refused, so a retrained shard stays comparable to the
+        others.
+        """
+        from recbole_unlearn.config import UnlearnConfig
+        from recbole_unlearn.data.utils import create_unlearn_dataset
+
+        overrides = dict(overrides or {})
+        fixed = sorted(k for k in overrides if k not in RUNTIME_KEYS)
+        if fixed:
+            raise UnlearnError(
+                f"cannot change {', '.join(repr(k) for k in fixed)} of a saved model; "
+                f"only {', '.join(sorted(RUNTIME_KEYS))} may be set"
+            )
+        with self.lock.hold():
+            version_dir, manifest = self.read_manifest()
+            config_dict = dict(manifest["config"])
+            config_dict.update(overrides)
+            config = UnlearnConfig(manifest["model"], manifest["dataset"], config_dict=config_dict)
+            data_file = os.path.join(config["data_path"], f"{config['dataset']}.inter")
+            if not os.path.isfile(data_file):
+                raise UnlearnError(f"the model's dataset file is missing: {data_file}")
+            if file_sha256(data_file) != manifest["data_sha256"]:
+                raise UnlearnError(f"dataset file {data_file} changed since the model was trained")
+            dataset = create_unlearn_dataset(config)
+            files = manifest["files"]
+            forgotten = _forgotten_rows(read_json(checked_path(version_dir, files, FORGOTTEN)), dataset)
+
+            def load_file(name: str) -> dict:
+                return load_checkpoint(checked_path(version_dir, files, name))
+
+            model = MODEL_FORMATS[manifest["format"]].from_saved(config, dataset, manifest, load_file, forgotten)
+        model.version_dir = version_dir
+        model.overrides = overrides
+        return model
+
+    # --- writing ---------------------------------------------------------------------------
+    def commit(self, model: UnlearnableModel, reused: Optional[Dict[str, str]] = None,
+               audit_entry: Optional[dict] = None) -> str:
+        """Write ``model`` as the next version and make it current (under the lock).
+
+        Args:
+            reused: ``{file name: path}`` of weight files that did not change (hard-linked).
+            audit_entry: the audit line of the forget that produced this version; stored in the
+                version (``audit_entry.json``) so that a process that dies between the switch
+                and the audit append leaves it for the next one to append.
+
+        Returns:
+            The new version's folder (also set as ``model.version_dir``).
+        """
+        os.makedirs(self.model_dir, exist_ok=True)
+        with self.lock.hold():
+            previous = self.current_version()
+            number = int(previous[1:]) + 1 if previous else 1
+            name = f"v{number:06d}"
+            final = os.path.join(self.model_dir, name)
+            staging = os.path.join(self.model_dir, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+            if os.path.isdir(final):  # left by a process killed after the rename, before the switch
+                shutil.rmtree(final)
+            os.makedirs(staging)
+            try:
+                files: Dict[str, str] = {}
+                for fname, state in model.weight_states().items():
+                    target = os.path.join(staging, fname)
+                    if reused and fname in reused:
+                        _link_or_copy(reused[fname], target)
+                    else:
+                        atomic_write(target, lambda f, s=state: torch.save(s, f))
+                    files[fname] = file_sha256(target)
+                dataset = model.dataset
+                forgotten = [[str(u), int(p)] for u, p in zip(
+                    dataset.id2token(dataset.uid_field, dataset.log_user[model.forgotten]),
+                    dataset.log_position[model.forgotten])]
+                write_json(os.path.join(staging, FORGOTTEN), forgotten)
+                files[FORGOTTEN] = file_sha256(os.path.join(staging, FORGOTTEN))
+                if audit_entry is not None:
+                    write_json(os.path.join(staging, PENDING_AUDIT), dict(audit_entry, version=name))
+                    files[PENDING_AUDIT] = file_sha256(os.path.join(staging, PENDING_AUDIT))
+                write_json(os.path.join(staging, MANIFEST), self._manifest(model, files))
+                fault_point("version_staged")
+                os.rename(staging, final)
+                fsync_dir(self.model_dir)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            fault_point("version_renamed")
+            atomic_write(os.path.join(self.model_dir, CURRENT), lambda f: f.write(name.encode()))
+            self._prune(keep={name, previous})
+        model.version_dir = final
+        return final
+
+    def reused_files(self, model: UnlearnableModel, report: ForgetReport) -> Dict[str, str]:
+        """``{file name: path in the current version}`` of the files a forget left unchanged."""
+        version_dir = os.path.join(self.model_dir, self.current_version())
+        return {name: os.path.join(version_dir, name) for name in model.unchanged_files(report)}
+
+    def _prune(self, keep: set) -> None:
+        """Remove versions other than the current and the previous one, and stale staging folders."""
+        for entry in os.listdir(self.model_dir):
+            path = os.path.join(self.model_dir, entry)
+            stale_version = entry.startswith("v") and entry[1:].isdigit() and entry not in keep
+            if os.path.isdir(path) and (stale_version or entry.startswith(".v")):
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _manifest(self, model: UnlearnableModel, files: Dict[str, str]) -> dict:
+        config = model.config
+        data_file = os.path.join(config["data_path"], f"{config['dataset']}.inter")
+        return {
+            "format": model.FORMAT,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "versions": {"recbole_unlearn": __version__, "recbole": recbole.__version__,
+                         "torch": torch.__version__},
+            "model": config["model"],
+            "dataset": config["dataset"],
+            "data_path": os.path.abspath(config["data_path"]),
+            "data_sha256": file_sha256(data_file),
+            "config": config.saved_config_dict(),
+            "settings": config.settings(),
+            **model.manifest_extras(),
+            "n_forgotten": int(len(model.forgotten)),
+            "files": files,
+        }
+
+
+def _forgotten_rows(pairs: List[list], dataset) -> np.ndarray:
+    token_ids = dataset.field2token_id[dataset.uid_field]
+    rows = []
+    for user, position in pairs:
+        if user not in token_ids:
+            raise UnlearnError(f"{FORGOTTEN} names user {user!r}, missing from the dataset")
+        start = dataset.user_start[token_ids[user]]
+        rows.append(start + int(position))
+    return np.array(rows, dtype=np.int64)
+
+
+def open_store(model_dir: str, config_or_overrides=None) -> ModelStore:
+    """The store of ``model_dir`` with the lock timeout of ``config_or_overrides`` (a config or
+    a dict of overrides; the ``properties/overall.yaml`` default where it has none)."""
+    from recbole_unlearn.config import default_setting
+
+    timeout = None
+    if config_or_overrides is not None:
+        try:
+            timeout = config_or_overrides["lock_timeout_s"]
+        except KeyError:
+            timeout = None
+    if timeout is None:
+        timeout = default_setting("lock_timeout_s")
+    return ModelStore(model_dir, timeout)

@@ -1,0 +1,139 @@
+"""What every deployable, unlearnable model is: weights plus the set of interactions forgotten
+so far, a ``forget`` that removes more of them, and the hooks the model folder
+(``recbole_unlearn.serving.store``) needs to save and reload it.
+
+The sharded models (SISA, SRU, RecEraser) and the single approximately-unlearned model
+(SRUGA) both derive from :class:`UnlearnableModel`, so serving code never asks which kind it
+holds.
+"""
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from recbole_unlearn.data.dataset import UnlearnSequentialDataset
+from recbole_unlearn.data.forget import ForgetSet
+
+EMPTY_ROWS = np.array([], dtype=np.int64)
+
+
+@dataclass
+class ForgetReport:
+    """What one ``forget`` call did.
+
+    Attributes:
+        interactions: number of newly forgotten interactions (already-forgotten ones are skipped).
+        shards: shards retrained (or approximately unlearned), ascending; ``[]`` for a single model.
+        start_stages: for each retrained shard, the slice stage its retraining started from.
+        seconds: wall time of the whole forget (shards, aggregator, approximate steps).
+        aggregator_seconds: the aggregator's part of ``seconds``.
+        changed: whether the weights that hold the forgotten data's influence changed. Exact
+            retraining always changes them when there is something to forget; an approximate
+            step that stopped before its first kept update (utility floor, unseen-data stop)
+            returns them unchanged, and then this is False.
+        approximate: for approximate forgets, what the step achieved (per shard for a sharded
+            model): epochs run, why it stopped, forget Hit@10 before and after, ``changed``.
+    """
+
+    interactions: int
+    shards: List[int] = field(default_factory=list)
+    start_stages: Dict[int, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    aggregator_seconds: float = 0.0
+    changed: bool = False
+    approximate: Optional[Dict[str, object]] = None
+
+    def to_json(self) -> dict:
+        out = {
+            "interactions": self.interactions,
+            "shards_retrained": self.shards,
+            "slices_retrained": {str(k): v for k, v in self.start_stages.items()},
+            "seconds": round(self.seconds, 3),
+            "aggregator_seconds": round(self.aggregator_seconds, 3),
+            "changed": self.changed,
+        }
+        if self.approximate is not None:
+            out["approximate"] = self.approximate
+        return out
+
+
+def states_equal(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> bool:
+    """Whether two ``state_dict``s hold identical tensors (same keys, bit-for-bit values)."""
+    return a.keys() == b.keys() and all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
+
+
+class UnlearnableModel(ABC):
+    """Weights + forgotten rows for one dataset.
+
+    Args:
+        config: the method's config.
+        dataset: the loaded dataset (its log holds every interaction, forgotten ones included).
+        forgotten: log rows forgotten so far, ``[n]`` int64.
+
+    Subclasses set ``FORMAT`` (the manifest's format tag) and implement ``recommender``,
+    ``forget``, ``rows_in_training_data`` and the storage hooks.
+    """
+
+    FORMAT = ""
+
+    def __init__(self, config, dataset: UnlearnSequentialDataset, forgotten: np.ndarray = EMPTY_ROWS):
+        self.config = config
+        self.dataset = dataset
+        self.forgotten = np.unique(np.asarray(forgotten, dtype=np.int64))
+        self.version_dir: Optional[str] = None  # the model folder version it was loaded from / saved as
+
+    # --- what it recommends with -----------------------------------------------------------
+    @property
+    @abstractmethod
+    def recommender(self) -> torch.nn.Module:
+        """The RecBole ``SequentialRecommender`` that serves (``full_sort_predict`` works)."""
+
+    # --- forgotten rows --------------------------------------------------------------------
+    def keep_mask(self) -> np.ndarray:
+        """``[n_rows]`` bool, False for every interaction forgotten so far."""
+        keep = self.dataset.full_keep()
+        keep[self.forgotten] = False
+        return keep
+
+    def new_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The rows of ``rows`` not forgotten yet, sorted and unique."""
+        return np.setdiff1d(np.asarray(rows, dtype=np.int64), self.forgotten)
+
+    def expand(self, forget_set: ForgetSet) -> ForgetSet:
+        """``forget_set`` plus the model's extra deletions (none by default)."""
+        return forget_set
+
+    def group_of(self, rows: np.ndarray) -> Tuple[int, ...]:
+        """The part of the model forgetting ``rows`` touches (shards; ``(0,)`` for a single
+        model): requests of one group are coalesced into one forget."""
+        return (0,)
+
+    @abstractmethod
+    def forget(self, rows: np.ndarray) -> ForgetReport:
+        """Forget ``rows`` (log rows of training interactions); rows already forgotten are
+        skipped. Changes the model in place."""
+
+    @abstractmethod
+    def rows_in_training_data(self) -> np.ndarray:
+        """Every log row the model's current training samples (targets and histories) use."""
+
+    # --- storage hooks (see recbole_unlearn.serving.store) --------------------------------
+    @abstractmethod
+    def weight_states(self) -> Dict[str, Dict[str, torch.Tensor]]:
+        """``{file name: state_dict}`` of everything with weights."""
+
+    def manifest_extras(self) -> dict:
+        """Extra manifest entries (e.g. the shard map)."""
+        return {}
+
+    def unchanged_files(self, report: ForgetReport) -> List[str]:
+        """Weight files ``forget`` did not change (hard-linked into the new version)."""
+        return []
+
+    @classmethod
+    @abstractmethod
+    def from_saved(cls, config, dataset, manifest: dict, load: Callable[[str], dict],
+                   forgotten: np.ndarray) -> "UnlearnableModel":
+        """Rebuild from a saved version; ``load(name)`` reads a checked weight file."""

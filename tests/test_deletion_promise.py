@@ -1,0 +1,316 @@
+"""A deletion request is never lost (issue: content-addressed requests, a locked model store, a
+scrubbed partition, honest approximate audits). Each of the six failures reported on the
+earlier code is reproduced here first, then the guarantees that replace it."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from recbole_unlearn.quick_start import run_forget_requests
+from recbole_unlearn.serving import jsonl
+from recbole_unlearn.serving.batcher import StreamSummary
+from recbole_unlearn.serving.lock import FolderLock
+from recbole_unlearn.serving.request_files import file_digest
+from recbole_unlearn.trainer import sruga_trainer
+from recbole_unlearn.utils.errors import UnlearnError
+
+from conftest import (ledger_events, load_model, read_audit, read_manifest, snapshot, train_saved_model,
+                      verify_model)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUIET = {"state": "ERROR"}
+
+
+def _cli(args, cwd, env=None):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "run_recbole_unlearn.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+def _forgotten_pairs(model_dir):
+    model = load_model(model_dir)
+    ds = model.dataset
+    return set(zip(ds.id2token("user_id", ds.log_user[model.forgotten]).tolist(),
+                   ds.id2token("item_id", ds.log_item[model.forgotten]).tolist()))
+
+
+@pytest.fixture(scope="module")
+def sisa_trained(tmp_path_factory):
+    """SISA, 2 shards, GRU4Rec on ml-tiny (the issue's reproduction), after the run's forget set."""
+    return train_saved_model(tmp_path_factory.mktemp("sisa"))
+
+
+@pytest.fixture
+def sisa_copy(sisa_trained, in_tmp):
+    target = str(in_tmp / "m")
+    shutil.copytree(sisa_trained, target)
+    return target
+
+
+# --- 1. a new file with an old name --------------------------------------------------------
+def test_a_new_request_file_with_an_old_name_is_applied(sisa_copy, in_tmp):
+    (in_tmp / "a").mkdir()
+    (in_tmp / "b").mkdir()
+    (in_tmp / "a" / "requests.csv").write_text("2,292\n")
+    (in_tmp / "b" / "requests.csv").write_text("2,303\n")
+    assert not {("2", "292"), ("2", "303")} & _forgotten_pairs(sisa_copy)
+    first = _cli([f"--model_dir={sisa_copy}", "--forget=a/requests.csv", "--state=ERROR"], in_tmp)
+    assert first.returncode == 0, first.stderr
+    second = _cli([f"--model_dir={sisa_copy}", "--forget=b/requests.csv", "--state=ERROR"], in_tmp)
+    assert second.returncode == 0, second.stderr
+    assert "'applied': 1" in second.stdout and "'skipped_already_final': 0" in second.stdout
+    assert {("2", "292"), ("2", "303")} <= _forgotten_pairs(sisa_copy)
+    # the same bytes sent again, under any name, are the same requests: skipped
+    shutil.copy(in_tmp / "b" / "requests.csv", in_tmp / "resent.csv")
+    again = _cli([f"--model_dir={sisa_copy}", "--forget=resent.csv", "--state=ERROR"], in_tmp)
+    assert again.returncode == 0, again.stderr
+    assert "'skipped_already_final': 1" in again.stdout and "'queued': 0" in again.stdout
+    ids = [rid for e in read_audit(sisa_copy) for rid in e.get("request_ids", [])]
+    assert ids == [f"{file_digest(str(in_tmp / d / 'requests.csv'))}:1" for d in ("a", "b")]
+
+
+def test_a_request_for_rows_already_forgotten_is_reported_not_dropped(sisa_copy, in_tmp):
+    (in_tmp / "one.csv").write_text("2,292\n")
+    (in_tmp / "two.csv").write_text("# the same pair, asked again in another file\n2,292\n")
+    run_forget_requests(sisa_copy, str(in_tmp / "one.csv"), QUIET, verbose=False)
+    doc = run_forget_requests(sisa_copy, str(in_tmp / "two.csv"), QUIET, verbose=False)
+    stream = doc["requests"]
+    assert stream["queued"] == 1 and stream["already_forgotten"] == 1 and stream["applied"] == 0
+    rid = f"{file_digest(str(in_tmp / 'two.csv'))}:2"
+    final = [e for e in ledger_events(sisa_copy) if e["id"] == rid and e["status"] != "queued"]
+    assert [(e["status"], e["already_forgotten"]) for e in final] == [("applied", True)]
+    assert read_audit(sisa_copy)[-1]["already_forgotten"] == [rid]
+
+
+def test_summary_counts_must_add_up():
+    summary = StreamSummary(queued=3)
+    summary.outcomes["applied"] = 2
+    with pytest.raises(UnlearnError, match="does not add up"):
+        summary.check()
+    summary.outcomes["rejected"] = 1
+    summary.check()
+
+
+# --- 2. a torn last line in a log ---------------------------------------------------------
+def test_torn_audit_line_is_repaired_under_the_lock(sisa_copy, in_tmp):
+    audit = os.path.join(sisa_copy, "audit.jsonl")
+    complete = open(audit, "rb").read()
+    with open(audit, "ab") as f:
+        f.write(b'{"audit_id": "x", "tim')
+    (in_tmp / "req.csv").write_text("2,292\n")
+    proc = _cli([f"--model_dir={sisa_copy}", "--forget=req.csv", "--state=ERROR"], in_tmp)
+    assert proc.returncode == 0, proc.stderr
+    data = open(audit, "rb").read()
+    assert data.startswith(complete) and data.endswith(b"\n")
+    assert [json.loads(line) for line in data.splitlines()]  # every line is a record again
+    assert len(read_audit(sisa_copy)) == 2
+    verify_model(sisa_copy)
+
+
+def test_torn_ledger_line_is_repaired_the_same_way(sisa_copy, in_tmp):
+    (in_tmp / "one.csv").write_text("2,292\n")
+    run_forget_requests(sisa_copy, str(in_tmp / "one.csv"), QUIET, verbose=False)
+    ledger = os.path.join(sisa_copy, "requests.jsonl")
+    with open(ledger, "ab") as f:
+        f.write(b'{"id": "abc:1", "sta')
+    (in_tmp / "two.csv").write_text("2,303\n")
+    run_forget_requests(sisa_copy, str(in_tmp / "two.csv"), QUIET, verbose=False)
+    lines = open(ledger, "rb").read().splitlines()
+    assert all(isinstance(json.loads(line), dict) for line in lines)
+    assert sum(1 for e in ledger_events(sisa_copy) if e["status"] == "applied") == 2
+
+
+def test_jsonl_reader_and_writer(tmp_path, caplog):
+    path = str(tmp_path / "log.jsonl")
+    jsonl.append_records(path, [{"a": 1}, {"a": 2}])
+    with open(path, "ab") as f:
+        f.write(b'{"a": 3}')  # complete record, newline lost
+    assert [r["a"] for r in jsonl.read_records(path)] == [1, 2, 3]
+    with open(path, "ab") as f:
+        f.write(b'\n{"a": 4, "b')  # torn
+    assert [r["a"] for r in jsonl.read_records(path)] == [1, 2, 3]  # read-only: left as it is
+    assert open(path, "rb").read().endswith(b'"b')
+    jsonl.append_records(path, [{"a": 5}])  # the writer repairs first
+    assert [r["a"] for r in jsonl.read_records(path)] == [1, 2, 3, 5]
+    assert "torn final line" in caplog.text
+    with open(path, "r+b") as f:  # damage in the middle is corruption, named by line
+        data = f.read().replace(b'{"a": 2}', b'{"a": 2')
+        f.seek(0)
+        f.truncate()
+        f.write(data)
+    with pytest.raises(UnlearnError, match=r"log.jsonl line 2 is not valid JSON"):
+        jsonl.read_records(path, repair=True)
+
+
+# --- 3. the lock ---------------------------------------------------------------------------
+def test_a_busy_folder_fails_with_one_line_and_changes_nothing(sisa_copy, in_tmp):
+    (in_tmp / "req.csv").write_text("2,292\n")
+    before = snapshot(sisa_copy)
+    lock = FolderLock(sisa_copy, 0)
+    with lock.hold():
+        proc = _cli([f"--model_dir={sisa_copy}", "--forget=req.csv", "--lock_timeout_s=0.5"], in_tmp)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"is busy (pid {os.getpid()})" in lines[0], proc.stderr
+    assert snapshot(sisa_copy) == before
+
+
+def test_two_processes_answer_request_files_on_one_folder(sisa_copy, in_tmp):
+    (in_tmp / "a.csv").write_text("2,292\n2,303\n")
+    (in_tmp / "b.csv").write_text("5\n7\n")
+    procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "run_recbole_unlearn.py"),
+                               f"--model_dir={sisa_copy}", f"--forget={name}", "--state=ERROR"],
+                              cwd=in_tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name in ("a.csv", "b.csv")]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+    audit = read_audit(sisa_copy)
+    ids = [rid for e in audit for rid in e.get("request_ids", [])]
+    expected = {f"{file_digest(str(in_tmp / n))}:{i}" for n in ("a.csv", "b.csv") for i in (1, 2)}
+    assert sorted(ids) == sorted(expected)  # every request exactly once
+    assert [e["version"] for e in audit] == ["v000002", "v000003", "v000004"]  # consecutive
+    assert os.path.basename(read_manifest(sisa_copy)[0]) == "v000004"
+    final = [e["id"] for e in ledger_events(sisa_copy) if e["status"] == "applied"]
+    assert sorted(final) == sorted(expected)
+    assert {("2", "292"), ("2", "303")} <= _forgotten_pairs(sisa_copy)
+    verify_model(sisa_copy)
+
+
+# --- 4. scrubbed partitions -----------------------------------------------------------------
+def test_similarity_partition_keeps_nothing_computed_from_forgotten_data(in_tmp):
+    model_dir = train_saved_model(in_tmp, unlearn_method="sru", agg_epochs=1)
+    version_dir, manifest = read_manifest(model_dir)
+    assert "partition_embeddings.pth" not in manifest["files"]
+    model = load_model(model_dir)
+    n_users = model.dataset.user_num
+    for name in manifest["files"]:
+        if name.endswith(".pth"):
+            state = torch.load(os.path.join(version_dir, name), weights_only=True)
+            assert not any(t.dim() and t.shape[0] == n_users for t in state.values()), name  # no per-user table
+    verify_model(model_dir)
+    # a version written by the earlier code (pretrained vectors of every user kept) fails --verify
+    legacy = os.path.join(version_dir, "partition_embeddings.pth")
+    torch.save({"user_item_mean": torch.zeros(n_users, 4)}, legacy)
+    manifest["files"]["partition_embeddings.pth"] = file_digest(legacy)
+    with open(os.path.join(version_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    with pytest.raises(UnlearnError, match="partition_embeddings.pth"):
+        verify_model(model_dir)
+
+
+def test_ced_judges_a_target_with_a_shard_that_never_saw_its_user(in_tmp):
+    model_dir = train_saved_model(in_tmp, unlearn_method="sru", agg_epochs=1)
+    model = load_model(model_dir)
+    for owner in range(model.shard_map.n_shards):
+        judge = model.ced_shard(owner)
+        assert judge != owner
+        users = model.shard_map.shard_users(owner)
+        judge_rows = model.shard_training_rows(judge)
+        assert not np.isin(model.dataset.log_user[judge_rows], users).any()
+
+
+# --- 5. honest approximate audits ---------------------------------------------------------
+def test_an_approximate_forget_that_changed_nothing_says_so(in_tmp):
+    # a learning rate that wrecks validation NDCG at once and a floor of 1.0: SRUGA restores the
+    # starting weights at its first check
+    model_dir = train_saved_model(in_tmp, model="SASRec", unlearn_method="sruga", sruga_learning_rate=1.0,
+                                  utility_floor=1.0, sruga_epochs=2)
+    audit = read_audit(model_dir)
+    assert audit[0]["changed"] is False and audit[0]["approximate"]["stopped_by"] == "utility_floor"
+    assert audit[0]["approximate"]["forget_hit@10_after"] == audit[0]["approximate"]["forget_hit@10_before"]
+    model = load_model(model_dir)
+    users = [u for u in model.dataset.id2token("user_id", np.arange(1, model.dataset.user_num))
+             if not np.isin(model.dataset.user_rows(model.dataset.field2token_id["user_id"][u]), model.forgotten).any()]
+    (in_tmp / "req.csv").write_text(f"{users[0]}\n")
+    doc = run_forget_requests(model_dir, str(in_tmp / "req.csv"), QUIET, verbose=False)
+    assert doc["requests"]["applied_without_change"] == 1 and doc["requests"]["applied"] == 0
+    entry = read_audit(model_dir)[-1]
+    assert entry["changed"] is False and entry["interactions"] > 0
+    assert set(entry["approximate"]) >= {"epochs_run", "stopped_by", "forget_hit@10_before", "forget_hit@10_after"}
+    statuses = [e["status"] for e in ledger_events(model_dir) if e["status"] != "queued"]
+    assert statuses == ["applied_without_change"]
+    assert verify_model(model_dir)["applied_without_change"] == 2
+
+
+# --- 6. SRUGA histories across requests ---------------------------------------------------
+@pytest.mark.parametrize("method", ["sruga", "sisa-sruga"])
+def test_sruga_histories_exclude_rows_forgotten_by_earlier_requests(in_tmp, monkeypatch, method):
+    settings = dict(sruga_epochs=1)
+    if method == "sisa-sruga":
+        settings.update(unlearn_method="sisa", shard_unlearning="sruga", n_slices=1)
+    else:
+        settings.update(unlearn_method="sruga")
+    model_dir = train_saved_model(in_tmp, model="SASRec", **settings)
+    model = load_model(model_dir)
+    ds = model.dataset
+    user = next(u for u in range(1, ds.user_num)
+                if ds.is_training[ds.user_rows(u)].sum() >= 8 and not np.isin(ds.user_rows(u), model.forgotten).any())
+    rows = ds.user_rows(user)[ds.is_training[ds.user_rows(user)]]
+    early, late = int(rows[3]), int(rows[6])
+    token = lambda field, ids: str(ds.id2token(field, ids))
+    user_token = token("user_id", user)
+    (in_tmp / "first.csv").write_text(f"{user_token},{token('item_id', ds.log_item[early])}\n")
+    (in_tmp / "second.csv").write_text(f"{user_token},{token('item_id', ds.log_item[late])}\n")
+    seen = []
+    original = sruga_trainer.ascent_samples
+
+    def recording(dataset, forget_set, history_keep=None):
+        samples = original(dataset, forget_set, history_keep)
+        seen.append((forget_set.targets.copy(), samples))
+        return samples
+
+    monkeypatch.setattr(sruga_trainer, "ascent_samples", recording)
+    for name in ("first.csv", "second.csv"):
+        run_forget_requests(model_dir, str(in_tmp / name), QUIET, verbose=False)
+    targets, samples = seen[-1]
+    assert targets.tolist() == [late]
+    history = samples["item_id_list"][0][: int(samples["item_length"][0])].tolist()
+    assert int(ds.log_item[early]) not in history  # forgotten by the first request
+    assert int(ds.log_item[int(rows[5])]) in history  # a kept item is still there
+
+
+# --- layout and entry points ----------------------------------------------------------------
+def test_python_m_runs_the_cli(in_tmp):
+    proc = subprocess.run([sys.executable, "-m", "recbole_unlearn", "--unlearn_method=nope"], cwd=in_tmp,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: unknown unlearning method")
+
+
+LAYERS = {  # package -> layer; a module may import only its own layer or lower ones
+    "cli": 6, "__main__": 6, "quick_start": 5, "benchmark": 5, "unlearn": 4, "serving": 4,
+    "unlearnable": 3, "model": 2, "trainer": 2, "data": 2, "evaluator": 2, "config": 2,
+    "utils": 1, "version": 1, "compat": 1,
+}
+
+
+def test_imports_only_run_downwards():
+    import ast
+
+    package = os.path.join(ROOT, "recbole_unlearn")
+    offenders = []
+    for folder, _, names in os.walk(package):
+        for name in names:
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(folder, name)
+            rel = os.path.relpath(path, package)
+            top = rel.split(os.sep)[0].removesuffix(".py")
+            if top == "__init__":
+                continue  # the package root re-exports the public API
+            for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+                modules = []
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    modules = [node.module]
+                elif isinstance(node, ast.Import):
+                    modules = [a.name for a in node.names]
+                for module in modules:
+                    parts = module.split(".")
+                    if parts[0] == "recbole_unlearn" and len(parts) > 1 and parts[1] in LAYERS:
+                        if LAYERS[parts[1]] > LAYERS[top]:
+                            offenders.append(f"{rel} imports {module}")
+    assert not offenders, offenders
