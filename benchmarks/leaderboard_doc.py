@@ -3,8 +3,8 @@
 The grid runner writes the same tables into the grid's ``output_dir`` (``leaderboard.md``,
 ``.csv``, ``.html`` with plotly.js embedded). This script puts the finished rows of every
 started cell of one or more grids (a grid may still be running, or stopped), in the order
-given, under a hand-written introduction and analysis, and writes an HTML report that loads
-plotly.js from its CDN (small enough to commit):
+given, under a hand-written introduction and analysis, and writes an HTML report with plotly.js
+embedded, so that the committed report renders offline:
 
     python benchmarks/leaderboard_doc.py --grid=benchmarks/grids/thesis-sasrec.yaml \\
         --grid=benchmarks/grids/thesis-gru4rec-bert4rec.yaml \\
@@ -68,7 +68,7 @@ def main() -> int:
     with open(args.out + ".md", "w", encoding="utf-8") as f:
         f.write(intro.replace("{tables}", tables.strip() + "\n"))
     with open(args.out + ".html", "w", encoding="utf-8") as f:
-        f.write(leaderboard_html(cells, title="recbole_unlearn leaderboard", plotlyjs="cdn"))
+        f.write(leaderboard_html(cells, title="recbole_unlearn leaderboard", plotlyjs=True))
     with open(args.out + ".csv", "w", encoding="utf-8") as f:
         f.write(leaderboard_csv(cells))
     print(f"wrote {args.out}.md, {args.out}.html and {args.out}.csv ({len(cells)} cells)")

@@ -250,3 +250,21 @@ def test_leaderboard_doc_keeps_the_tables_of_cells_with_no_rows_here(tmp_path, i
     (cell,) = leaderboard_doc.collect_cells([path], reuse=str(earlier))
     assert [r["method"] for r in cell["rows"]] == ["recbole", "original", "retrain", "ga-only"]
     assert cell["machine"]
+
+
+def test_report_gives_every_method_its_own_style_and_renders_offline():
+    from recbole_unlearn.benchmark.report import leaderboard_html, method_styles
+
+    methods = ["recbole", "original", "retrain", "sisa", "sru-ced", "sru-ned", "sru-red", "sru-mean", "sruga",
+               "sruga-ga", "sruga-ga-kl", "sruga-ga-ft", "receraser-inbp", "receraser-ubp", "receraser-ibp"] + \
+              [f"extra-{i}" for i in range(30)]
+    styles = method_styles(methods)
+    pairs = [(s["color"], s["symbol"]) for s in styles.values()]
+    assert len(set(pairs)) == len(methods)
+    assert styles["retrain"] == {"color": "#000000", "symbol": "star"}
+    assert len({styles[m]["color"] for m in methods[:20]}) == 20  # the first methods differ by colour alone
+    cell = {"model": "SASRec", "dataset": "tiny", "description": "", "machine": "", "rows": [
+        {"method": m, "utility_rem": {"ndcg@10": 0.1 + i / 100}, "forget": {"hit@10": 0.2}, "seconds": 1.0 + i}
+        for i, m in enumerate(["original", "retrain", "sisa"])]}
+    html = leaderboard_html([cell])
+    assert '<script src="https://cdn.plot.ly' not in html and len(html) > 1_000_000  # plotly.js is inline

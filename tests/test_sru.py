@@ -1,6 +1,7 @@
 """SRU and RecEraser: similarity partitions, attention aggregators, extra deletion, sru protocol."""
 import numpy as np
 import pytest
+import torch
 
 from recbole_unlearn import run_recbole_unlearn
 from recbole_unlearn.config import UnlearnConfig
@@ -206,3 +207,52 @@ def test_one_model_dir_for_two_saving_methods_is_refused(in_tmp):
     with pytest.raises(UnlearnError, match="model_dir names one model folder"):
         run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(unlearn_method="sisa,sru", model_dir=str(in_tmp / "m")))
     assert not (in_tmp / "m").exists()
+
+
+# --- the aggregator's representation cache --------------------------------------------------
+@pytest.mark.parametrize("aggregator", ["attention", "receraser"])
+@pytest.mark.parametrize("model_name", ["SASRec", "BERT4Rec"])
+def test_cached_aggregator_training_equals_the_uncached_path(aggregator, model_name, monkeypatch):
+    import math
+
+    from recbole_unlearn.model import ensemble as ensemble_module
+    from recbole_unlearn.trainer.aggregator_trainer import train_aggregator
+
+    config = UnlearnConfig(model_name, config_dict=tiny_dict(
+        unlearn_method="sisa", n_shards=2, epochs=1, agg_epochs=2, aggregator=aggregator, agg_cache=False,
+        shard_num_threads=1)).for_method("sisa")
+    dataset = create_unlearn_dataset(config)
+    model = ShardedUnlearnableModel.train(config, dataset)
+    keep = model.keep_mask()
+    batch = next(iter(split_loaders(config, dataset).valid))[0]
+    uncached = {k: v.clone() for k, v in model.ensemble.aggregator.state_dict().items()}
+    uncached_scores = model.ensemble.full_sort_predict(batch)
+    cached_config = config.override({"agg_cache": True})
+    calls = []
+    forward = ensemble_module.sequence_representation
+    monkeypatch.setattr(ensemble_module, "sequence_representation", lambda *a: calls.append(1) or forward(*a))
+    training = train_aggregator(cached_config, model.ensemble, dataset, keep, model.shard_map)
+    monkeypatch.undo()
+    assert training.cache_mb is not None and training.cache_mb > 0
+    # the sub-models ran only to fill the cache, never again in the aggregator's epochs
+    assert len(calls) == 2 * math.ceil(training.samples / config["eval_batch_size"])
+    assert model.ensemble.cache is None  # dropped after training
+    cached = model.ensemble.aggregator.state_dict()
+    assert cached.keys() == uncached.keys()
+    for key in cached:
+        assert torch.allclose(cached[key], uncached[key], atol=1e-5, rtol=1e-4), key
+    model.ensemble.eval()
+    assert torch.allclose(model.ensemble.full_sort_predict(batch), uncached_scores, atol=1e-4, rtol=1e-4)
+
+
+def test_aggregator_cache_respects_its_memory_budget(tiny):
+    from recbole_unlearn.trainer.aggregator_trainer import train_aggregator
+
+    config = UnlearnConfig("SASRec", config_dict=tiny_dict(
+        unlearn_method="sru", n_shards=2, epochs=1, agg_epochs=1, shard_num_threads=1)).for_method("sru")
+    dataset = create_unlearn_dataset(config)
+    model = ShardedUnlearnableModel.train(config, dataset)
+    full = train_aggregator(config, model.ensemble, dataset, model.keep_mask(), model.shard_map)
+    small = config.override({"agg_cache_max_mb": full.cache_mb / 2})
+    halved = train_aggregator(small, model.ensemble, dataset, model.keep_mask(), model.shard_map)
+    assert halved.cache_mb <= full.cache_mb / 2 and halved.samples < full.samples

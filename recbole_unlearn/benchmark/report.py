@@ -129,45 +129,85 @@ def cells_from_markdown(text: str) -> List[dict]:
     return cells
 
 
-def leaderboard_html(cells: List[dict], title: str = "Leaderboard", plotlyjs="cdn") -> str:
+#: 24 colours that stay apart on white (plotly's "Dark24"), crossed with marker symbols, so
+#: every method of a report gets its own (colour, symbol) pair.
+PALETTE = ["#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#B68100", "#750D86", "#EB663B",
+           "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D", "#6C7C32", "#778AAE", "#862A16",
+           "#A777F1", "#620042", "#1616A7", "#DA60CA", "#6C4516", "#0D2A63", "#AF0038", "#222A2A"]
+SYMBOLS = ["circle", "square", "diamond", "triangle-up", "triangle-down", "cross", "x", "pentagon",
+           "hexagon", "star-triangle-up", "hourglass", "triangle-left"]
+REFERENCE = "retrain"
+REFERENCE_STYLE = {"color": "#000000", "symbol": "star"}
+
+
+def method_styles(methods: List[str]) -> Dict[str, dict]:
+    """``{method: {"color", "symbol"}}``, distinct for every method; Retrain, the reference, is
+    always a black star."""
+    styles, index = {}, 0
+    for method in methods:
+        if method == REFERENCE:
+            styles[method] = dict(REFERENCE_STYLE)
+            continue
+        styles[method] = {"color": PALETTE[index % len(PALETTE)],
+                          "symbol": SYMBOLS[(index // len(PALETTE) + index) % len(SYMBOLS)]}
+        index += 1
+    return styles
+
+
+def leaderboard_html(cells: List[dict], title: str = "Leaderboard", plotlyjs=True) -> str:
     """Two plotly figures per report: D_rem NDCG@10 vs D_fgt Hit@10 (one marker per method,
-    one panel per cell), and unlearning seconds per method (log scale). ``plotlyjs``: ``"cdn"``
-    or ``True`` (embed plotly.js, ~4 MB, for offline viewing)."""
+    one panel per cell, Retrain's values as dashed reference lines), and unlearning seconds per
+    method (log scale, Retrain's as a dashed line). Every method has its own colour and marker
+    (:func:`method_styles`) and is named in the legend and on hover rather than by text on the
+    points, which overlapped. ``plotlyjs``: ``True`` embeds plotly.js (about 4 MB; the report
+    then renders offline) or ``"cdn"`` loads it from the web."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     names = [f"{c['model']} / {c['dataset']}" for c in cells]
-    cols = min(len(cells), 3)
+    cols = min(len(cells), 2)
     rows_n = (len(cells) + cols - 1) // cols
-    scatter = make_subplots(rows=rows_n, cols=cols, subplot_titles=names)
-    bars = make_subplots(rows=rows_n, cols=cols, subplot_titles=names)
+    scatter = make_subplots(rows=rows_n, cols=cols, subplot_titles=names, horizontal_spacing=0.08,
+                            vertical_spacing=0.12 / max(1, rows_n - 1) if rows_n > 1 else 0.1)
+    bars = make_subplots(rows=rows_n, cols=cols, subplot_titles=names, horizontal_spacing=0.08)
     methods = list(dict.fromkeys(r["method"] for c in cells for r in c["rows"]))
-    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-               "#7f7f7f", "#bcbd22", "#17becf"]
-    colour = {m: palette[i % len(palette)] for i, m in enumerate(methods)}
+    style = method_styles(methods)
     for index, cell in enumerate(cells):
         r, c = index // cols + 1, index % cols + 1
+        reference = next((row for row in cell["rows"] if row["method"] == REFERENCE), None)
         for row in cell["rows"]:
             method = row["method"]
             x, y = _value(row, "forget", "hit@10"), _value(row, "utility_rem", "ndcg@10")
+            is_reference = method == REFERENCE
             if x is not None and y is not None:
                 scatter.add_trace(go.Scatter(
-                    x=[x], y=[y], mode="markers+text", text=[method], textposition="top center",
-                    marker=dict(size=11, color=colour[method]), name=method, legendgroup=method,
-                    showlegend=index == 0,
+                    x=[x], y=[y], mode="markers", name=method, legendgroup=method, showlegend=index == 0,
+                    marker=dict(size=16 if is_reference else 11, color=style[method]["color"],
+                                symbol=style[method]["symbol"], line=dict(width=1, color="#ffffff")),
                     hovertemplate=f"{method}<br>D_fgt Hit@10 %{{x:.4f}}<br>D_rem NDCG@10 %{{y:.4f}}<extra></extra>",
                 ), row=r, col=c)
             if method not in ("original", "recbole") and row.get("seconds"):
                 bars.add_trace(go.Bar(
-                    x=[method], y=[row["seconds"]], marker_color=colour[method], name=method,
+                    x=[method], y=[row["seconds"]], marker_color=style[method]["color"], name=method,
                     legendgroup=method, showlegend=False,
                     hovertemplate=f"{method}: %{{y:.1f}} s<extra></extra>",
                 ), row=r, col=c)
+        if reference is not None:
+            line = dict(color="#000000", dash="dash", width=1)
+            ref_x, ref_y = _value(reference, "forget", "hit@10"), _value(reference, "utility_rem", "ndcg@10")
+            if ref_x is not None:
+                scatter.add_vline(x=ref_x, line=line, row=r, col=c)
+            if ref_y is not None:
+                scatter.add_hline(y=ref_y, line=line, row=r, col=c)
+            if reference.get("seconds"):
+                bars.add_hline(y=reference["seconds"], line=line, row=r, col=c)
         scatter.update_xaxes(title_text="D_fgt Hit@10 (lower = more forgotten)", row=r, col=c)
         scatter.update_yaxes(title_text="D_rem NDCG@10", row=r, col=c)
+        bars.update_xaxes(tickangle=-45, tickfont=dict(size=10), row=r, col=c)
         bars.update_yaxes(type="log", title_text="unlearning seconds", row=r, col=c)
-    scatter.update_layout(title="Utility on D_rem vs forget Hit@10", height=420 * rows_n)
-    bars.update_layout(title="Unlearning time (log scale)", height=380 * rows_n)
+    scatter.update_layout(title="Utility on D_rem vs forget Hit@10 (dashed: Retrain, the reference)",
+                          height=460 * rows_n, legend=dict(title="method", font=dict(size=12)))
+    bars.update_layout(title="Unlearning time, log scale (dashed: Retrain)", height=430 * rows_n)
     body = scatter.to_html(full_html=False, include_plotlyjs=plotlyjs)
     body += bars.to_html(full_html=False, include_plotlyjs=False)
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>"

@@ -59,6 +59,14 @@ class ShardMap:
         mask = dataset.is_training & keep & (self.user_shard[user] == shard) & (self.user_slice[user] <= stage)
         return np.flatnonzero(mask)
 
+    def stage_valid_targets(self, dataset: UnlearnSequentialDataset, shard: int, stage: int,
+                            keep: np.ndarray) -> np.ndarray:
+        """Validation targets (log rows) of the users ``shard`` trains on at ``stage``: the
+        shard's own validation set (as SISA and SRU validate shard models), shape ``[n]``."""
+        valid = dataset.split_targets(keep)[1]
+        users = dataset.log_user[valid]
+        return valid[(self.user_shard[users] == shard) & (self.user_slice[users] <= stage)]
+
     # --- persistence (raw tokens, so the map survives id remapping in a new process) -------
     def to_json(self, dataset: UnlearnSequentialDataset) -> Dict[str, object]:
         users = np.flatnonzero(self.user_shard >= 0)

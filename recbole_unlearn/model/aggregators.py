@@ -19,6 +19,9 @@ class Aggregator(nn.Module):
     """Base class. ``n_shards`` = K; ``sub_model`` is one of the K sub-models (for sizes)."""
 
     learnable = False
+    #: whether it reads only the sub-models' sequence and item representations (not their
+    #: scores), so a representation cache can stand in for the sub-models while it trains.
+    reads_representations = False
 
     def __init__(self, config, n_shards: int, sub_model: nn.Module):
         super().__init__()
@@ -105,6 +108,7 @@ class AttentionAggregator(Aggregator):
     ``scores = Linear(sum_k alpha_k e_k)`` over all items."""
 
     learnable = True
+    reads_representations = True
 
     def __init__(self, config, n_shards: int, sub_model: nn.Module):
         super().__init__(config, n_shards, sub_model)
@@ -150,6 +154,7 @@ class RecEraserAggregator(Aggregator):
     ``score(v) = <sum_k alpha_k e_k, sum_k beta_k(v) q'_k(v)>``."""
 
     learnable = True
+    reads_representations = True
 
     def __init__(self, config, n_shards: int, sub_model: nn.Module):
         super().__init__(config, n_shards, sub_model)

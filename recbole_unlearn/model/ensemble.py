@@ -4,7 +4,13 @@ It is a RecBole ``SequentialRecommender``: ``predict`` and ``full_sort_predict``
 RecBole's ``Trainer.evaluate`` and our metrics evaluate it unchanged. Sub-models are trained
 separately (one per shard); through the ensemble they are frozen, and ``calculate_loss`` trains
 only the aggregator (cross-entropy over all items).
+
+Because the sub-models are frozen, their outputs on a fixed set of training samples never
+change while an aggregator trains: :class:`RepresentationCache` holds them, computed once, and
+the ensemble reads a batch's sub-model representations from it (by the batch's sample-index
+field) instead of running the K sub-models again.
 """
+from dataclasses import dataclass
 from typing import List, Optional
 
 import torch
@@ -13,6 +19,26 @@ from torch import nn
 
 from recbole_unlearn.model.aggregators import AGGREGATORS, Aggregator
 from recbole_unlearn.model.representations import item_representations, sequence_representation
+
+
+@dataclass
+class RepresentationCache:
+    """Frozen sub-models' outputs on a fixed sample set.
+
+    Attributes:
+        field: the interaction field holding each sample's index into ``sequences``.
+        sequences: ``[K, n_samples, H]`` sequence representations of every sample.
+        items: ``[K, n_items, H]`` item representations.
+    """
+
+    field: str
+    sequences: torch.Tensor
+    items: torch.Tensor
+
+    @property
+    def megabytes(self) -> float:
+        return (self.sequences.numel() * self.sequences.element_size()
+                + self.items.numel() * self.items.element_size()) / 2 ** 20
 
 
 class EnsembleSequentialRecommender(SequentialRecommender):
@@ -37,6 +63,7 @@ class EnsembleSequentialRecommender(SequentialRecommender):
         self.aggregator = aggregator or AGGREGATORS.get(config["aggregator"])(
             config, len(self.sub_models), self.sub_models[0])
         self.loss_fct = nn.CrossEntropyLoss()
+        self.cache: Optional[RepresentationCache] = None
 
     @property
     def n_shards(self) -> int:
@@ -60,13 +87,31 @@ class EnsembleSequentialRecommender(SequentialRecommender):
 
     @torch.no_grad()
     def sub_representations(self, interaction) -> torch.Tensor:
-        """``[K, B, H]`` sequence representation of every sub-model."""
+        """``[K, B, H]`` sequence representation of every sub-model (from the cache when one is
+        set and the batch carries its sample-index field)."""
+        if self.cache is not None and self.cache.field in interaction:
+            return self.cache.sequences[:, interaction[self.cache.field]]
         return torch.stack([sequence_representation(sub, interaction) for sub in self.sub_models])
 
     @torch.no_grad()
     def sub_item_representations(self) -> torch.Tensor:
         """``[K, n_items, H]`` item embeddings of every sub-model."""
+        if self.cache is not None:
+            return self.cache.items
         return torch.stack([item_representations(sub) for sub in self.sub_models])
+
+    @torch.no_grad()
+    def build_cache(self, samples, field: str, batch_size: int) -> RepresentationCache:
+        """Compute the sub-models' representations of ``samples`` (an ``Interaction`` of n
+        samples, in the order of its ``field`` indices 0..n-1) once, ``batch_size`` at a time;
+        see :class:`RepresentationCache`. Does not set it."""
+        device = next(self.parameters()).device
+        parts = [torch.stack([sequence_representation(sub, samples[i:i + batch_size].to(device))
+                              for sub in self.sub_models], dim=0)
+                 for i in range(0, len(samples), batch_size)]
+        sequences = torch.cat(parts, dim=1)
+        items = torch.stack([item_representations(sub) for sub in self.sub_models]).detach().clone()
+        return RepresentationCache(field, sequences, items)
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         return self.aggregator.full_sort(self, interaction)

@@ -1,38 +1,150 @@
-"""Training a learned aggregator with the sub-models frozen (SPEC section 5)."""
+"""Training a learned aggregator with the sub-models frozen (SPEC section 5).
+
+The sub-models never change while their aggregator trains, so by default (``agg_cache``) their
+sequence and item representations of the training samples are computed once
+(:class:`~recbole_unlearn.model.ensemble.RepresentationCache`) and every aggregator epoch reads
+them instead of running the K sub-models again. Batches come from the same RecBole dataloader
+either way (a sample-index field tells the cache which rows a batch holds), so both paths train
+on the same batches in the same order and give the same aggregator up to float rounding. If the
+cache would exceed ``agg_cache_max_mb``, the training samples are subsampled to fit (logged).
+
+With ``validate_submodels`` (the default) the aggregator trains until the ensemble's NDCG@10 on
+the validation targets stops improving for ``stopping_step`` evaluations, capped at
+``agg_epochs``, and keeps its best state; the validation samples' representations are cached
+with the training ones.
+"""
 import time
+from dataclasses import dataclass
+from logging import getLogger
+from typing import Optional
 
 import numpy as np
+import torch
+from recbole.data.interaction import Interaction, cat_interactions
+from recbole.data.utils import create_samplers, get_dataloader
 from recbole.utils import init_seed
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
-from recbole_unlearn.data.utils import train_loader
+from recbole_unlearn.data.utils import eval_loader
 from recbole_unlearn.model.aggregators import AGGREGATORS
+from recbole_unlearn.model.representations import representation_size
 from recbole_unlearn.trainer.trainer import UnlearnTrainer
+from recbole_unlearn.utils.errors import UnlearnError
+
+#: the interaction field that numbers the aggregator's training samples.
+SAMPLE_INDEX = "agg_sample_index"
 
 
-def train_aggregator(config, ensemble, dataset: UnlearnSequentialDataset, keep: np.ndarray, shard_map) -> float:
+@dataclass
+class AggregatorTraining:
+    """What one aggregator training did: wall ``seconds``, training ``samples``, the
+    representation cache's size (``cache_mb``; ``None`` when not cached), epochs run against
+    the ``agg_epochs`` cap, and the best validation NDCG@10 kept (``None`` without validation)."""
+
+    seconds: float = 0.0
+    samples: int = 0
+    cache_mb: Optional[float] = None
+    epochs: int = 0
+    cap: int = 0
+    best_valid: Optional[float] = None
+
+    def to_json(self) -> dict:
+        return {"epochs": self.epochs, "cap": self.cap, "hit_cap": self.epochs >= self.cap,
+                "best_valid_ndcg@10": None if self.best_valid is None else round(self.best_valid, 4),
+                "samples": self.samples, "cache_mb": self.cache_mb, "seconds": round(self.seconds, 3)}
+
+
+def check_aggregator_settings(config) -> None:
+    """One-line errors for bad ``agg_*`` values."""
+    for key in ("agg_epochs", "agg_max_samples", "agg_attention_size"):
+        value = config[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UnlearnError(f"config key '{key}' must be a positive integer, got {value!r}")
+    hidden = config["agg_hidden_size"]
+    if hidden is not None and (not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1):
+        raise UnlearnError(f"config key 'agg_hidden_size' must be a positive integer or ~, got {hidden!r}")
+    for key in ("agg_learning_rate", "agg_cache_max_mb"):
+        value = config[key]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise UnlearnError(f"config key '{key}' must be a positive number, got {value!r}")
+    for key in ("agg_cache", "validate_submodels"):
+        if not isinstance(config[key], bool):
+            raise UnlearnError(f"config key '{key}' must be True or False, got {config[key]!r}")
+
+
+def _cache_samples_that_fit(config, ensemble, n_samples: int, n_fixed: int) -> int:
+    """How many of ``n_samples`` training samples a cache of ``agg_cache_max_mb`` holds next to
+    ``n_fixed`` validation samples: ``[K, n, H]`` float32 sequences plus ``[K, n_items, H]``
+    items."""
+    size = representation_size(ensemble.sub_models[0])
+    per_sample = ensemble.n_shards * size * 4
+    items = ensemble.n_shards * ensemble.sub_models[0].n_items * size * 4
+    budget = config["agg_cache_max_mb"] * 2 ** 20 - items - n_fixed * per_sample
+    return int(max(1, min(n_samples, budget // per_sample)))
+
+
+def _numbered(samples, start: int):
+    """``samples`` with the :data:`SAMPLE_INDEX` field ``start, start+1, ...``."""
+    samples.update(Interaction({SAMPLE_INDEX: torch.arange(start, start + len(samples))}))
+    return samples
+
+
+def train_aggregator(config, ensemble, dataset: UnlearnSequentialDataset, keep: np.ndarray,
+                     shard_map) -> AggregatorTraining:
     """(Re)train ``ensemble``'s aggregator from a fresh initialisation on the remaining training
     data (at most ``agg_max_samples`` samples, drawn with ``seed``) for ``agg_epochs`` epochs
     with learning rate ``agg_learning_rate``. A fresh start matters: the previous aggregator
-    saw the data that is being forgotten. Returns wall seconds (0 for non-learned aggregators).
-    """
+    saw the data that is being forgotten. Returns what it did (0 seconds for non-learned
+    aggregators)."""
     if not ensemble.aggregator.learnable:
-        return 0.0
+        return AggregatorTraining()
     start = time.perf_counter()
     targets = dataset.split_targets(keep)[0]
     rng = np.random.default_rng(config["seed"])
     if len(targets) > config["agg_max_samples"]:
         targets = np.sort(rng.choice(targets, size=config["agg_max_samples"], replace=False))
-    loader = train_loader(config, dataset, targets, keep)
     init_seed(config["seed"], config["reproducibility"])
     fresh = AGGREGATORS.get(config["aggregator"])(config, ensemble.n_shards, ensemble.sub_models[0])
     fresh = fresh.to(config["device"])
     ensemble.aggregator = fresh
+    use_cache = config["agg_cache"] and fresh.reads_representations
+    valid_samples = None
+    if config["validate_submodels"]:
+        valid_samples = dataset.samples(dataset.split_targets(keep)[1], keep)
+        if len(valid_samples) == 0:
+            valid_samples = None
+    n_valid = len(valid_samples) if valid_samples is not None else 0
+    if use_cache:
+        fit = _cache_samples_that_fit(config, ensemble, len(targets), n_valid)
+        if fit < len(targets):
+            getLogger().warning(f"aggregator cache: {len(targets)} samples exceed agg_cache_max_mb="
+                                f"{config['agg_cache_max_mb']}; training on {fit} of them")
+            targets = np.sort(rng.choice(targets, size=fit, replace=False))
+    train = dataset.copy(_numbered(dataset.samples(targets, keep), 0))
+    sampler = create_samplers(config, dataset, [train, train, train])[0]
+    loader = get_dataloader(config, "train")(config, train, sampler, shuffle=config["shuffle"])
+    valid = None
+    if valid_samples is not None:
+        valid = eval_loader(config, dataset, _numbered(valid_samples, len(train.inter_feat)))
     fresh.refresh(ensemble, dataset, shard_map, keep)
-    trainer = UnlearnTrainer(config, ensemble)
-    trainer.epochs = config["agg_epochs"]
-    trainer.optimizer = trainer._build_optimizer(
-        params=[p for p in fresh.parameters() if p.requires_grad], learning_rate=config["agg_learning_rate"]
-    )
-    trainer.fit(loader, None, verbose=False, saved=False)
-    return time.perf_counter() - start
+    result = AggregatorTraining(samples=len(train.inter_feat), cap=config["agg_epochs"])
+    if use_cache:
+        cached = train.inter_feat if valid is None else cat_interactions([train.inter_feat, valid_samples])
+        ensemble.cache = ensemble.build_cache(cached, SAMPLE_INDEX, config["eval_batch_size"])
+        result.cache_mb = round(ensemble.cache.megabytes, 1)
+    try:
+        trainer = UnlearnTrainer(config, ensemble)
+        trainer.epochs = config["agg_epochs"]
+        trainer.optimizer = trainer._build_optimizer(
+            params=[p for p in fresh.parameters() if p.requires_grad], learning_rate=config["agg_learning_rate"]
+        )
+        best, _ = trainer.fit(loader, valid, verbose=False, saved=valid is not None)
+        if valid is not None:
+            trainer.load_best()
+            result.best_valid = float(best)
+        result.epochs = len(trainer.train_loss_dict)
+    finally:
+        ensemble.cache = None
+    ensemble.eval()
+    result.seconds = time.perf_counter() - start
+    return result

@@ -5,7 +5,13 @@ A shard with R slices is trained in R stages: stage r trains on the shard's user
 al.'s sliced training). The weights after every stage are kept, so forgetting a user of slice
 r restarts the shard from the weights after stage r-1.
 
-Every stage is seeded from (``seed``, shard, stage) alone and builds its own dataloader, so
+With ``validate_submodels`` (the default) a stage trains until the NDCG@10 on its own users'
+validation targets stops improving for ``stopping_step`` evaluations, capped at
+``slice_epochs`` epochs, and keeps its best state, as RecBole trains a single model; a
+retraining after a forget follows the same rule, so its cost is honest. Without it a stage
+trains for exactly ``slice_epochs`` epochs.
+
+Every stage is seeded from (``seed``, shard, stage) alone and builds its own dataloaders, so
 re-running a stage on the same data gives bit-identical weights, whichever process runs it.
 """
 import math
@@ -20,7 +26,7 @@ from recbole.utils import init_seed
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.partition import ShardMap
-from recbole_unlearn.data.utils import train_loader
+from recbole_unlearn.data.utils import eval_loader, train_loader
 from recbole_unlearn.trainer.trainer import UnlearnTrainer, cpu_state_dict
 from recbole_unlearn.utils.faults import fault_point
 
@@ -41,11 +47,31 @@ class ShardJob:
 
 
 @dataclass
+class StageTraining:
+    """How one slice stage trained: epochs run, the cap, and the best validation NDCG@10 of
+    the state kept (``None`` without validation or without validation users)."""
+
+    epochs: int
+    cap: int
+    best_valid: Optional[float] = None
+
+    @property
+    def hit_cap(self) -> bool:
+        """Whether the cap, not validation, ended training."""
+        return self.epochs >= self.cap
+
+    def to_json(self) -> dict:
+        return {"epochs": self.epochs, "cap": self.cap, "hit_cap": self.hit_cap,
+                "best_valid_ndcg@10": None if self.best_valid is None else round(self.best_valid, 4)}
+
+
+@dataclass
 class ShardResult:
-    """Weights after every (re)trained stage, and the cost."""
+    """Weights after every (re)trained stage, how each stage trained, and the cost."""
 
     shard: int
     stage_states: Dict[int, StateDict] = field(default_factory=dict)
+    stages: Dict[int, StageTraining] = field(default_factory=dict)
     seconds: float = 0.0
     samples: int = 0
 
@@ -72,12 +98,24 @@ def train_shard(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap, 
         model = config.model_class(config, loader.dataset).to(config["device"])
         if state is not None:
             model.load_state_dict(state)
+        cap = slice_epochs(config)
+        training = StageTraining(0, cap)
         if len(loader.dataset) > 0:
             fault_point("shard_training")
+            valid = None
+            if config["validate_submodels"]:
+                valid_targets = shard_map.stage_valid_targets(dataset, job.shard, stage, keep)
+                if len(valid_targets):
+                    valid = eval_loader(config, dataset, dataset.samples(valid_targets, keep))
             trainer = UnlearnTrainer(config, model)
-            trainer.epochs = slice_epochs(config)
-            trainer.fit(loader, None, verbose=False, saved=False)
-            result.samples += len(loader.dataset) * trainer.epochs
+            trainer.epochs = cap
+            best, _ = trainer.fit(loader, valid, verbose=False, saved=valid is not None)
+            if valid is not None:
+                trainer.load_best()
+                training.best_valid = float(best)
+            training.epochs = len(trainer.train_loss_dict)
+            result.samples += len(loader.dataset) * training.epochs
+        result.stages[stage] = training
         state = cpu_state_dict(model)
         result.stage_states[stage] = state
     result.seconds = time.perf_counter() - start

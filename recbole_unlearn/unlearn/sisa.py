@@ -17,6 +17,7 @@ from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.data.extra_deletion import check_extra_deletion
 from recbole_unlearn.data.partition import check_shard_settings
 from recbole_unlearn.model.aggregators import AGGREGATORS
+from recbole_unlearn.trainer.aggregator_trainer import check_aggregator_settings
 from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult, check_new_model_dir
 from recbole_unlearn.serving import apply_forget, open_store
 from recbole_unlearn.unlearn.sruga import check_sruga_settings
@@ -44,6 +45,7 @@ class SISA(UnlearnMethod):
     def check(cls, config, dataset) -> None:
         check_shard_settings(config, dataset)
         AGGREGATORS.get(config["aggregator"])
+        check_aggregator_settings(config)
         check_extra_deletion(config)
         if config["shard_unlearning"] not in ("retrain", "sruga"):
             raise UnlearnError(f"config key 'shard_unlearning' must be retrain or sruga, got {config['shard_unlearning']!r}")
@@ -91,6 +93,8 @@ class SISA(UnlearnMethod):
             "shards_retrained": report.shards,
             "slices_retrained": outcome.entry["slices_retrained"],
             "aggregator_seconds": round(report.aggregator_seconds, 3),
+            "fit_training": getattr(self.model, "fit_training", None),
+            "forget_training": report.training,
             "extra_deleted": int(len(forget_set.extra)),
             "partitioner": self.config["partitioner"],
             "shard_unlearning": self.config["shard_unlearning"],

@@ -29,6 +29,8 @@ class ForgetReport:
         start_stages: for each retrained shard, the slice stage its retraining started from.
         seconds: wall time of the whole forget (shards, aggregator, approximate steps).
         aggregator_seconds: the aggregator's part of ``seconds``.
+        training: how the retrained sub-models and the aggregator trained (epochs, cap, best
+            validation NDCG@10, cache size; see ``unlearnable.sharded.training_record``).
         changed: whether the weights that hold the forgotten data's influence changed. Exact
             retraining always changes them when there is something to forget; an approximate
             step that stopped before its first kept update (utility floor, unseen-data stop)
@@ -42,6 +44,7 @@ class ForgetReport:
     start_stages: Dict[int, int] = field(default_factory=dict)
     seconds: float = 0.0
     aggregator_seconds: float = 0.0
+    training: Optional[Dict[str, object]] = None
     changed: bool = False
     approximate: Optional[Dict[str, object]] = None
 
@@ -54,6 +57,8 @@ class ForgetReport:
             "aggregator_seconds": round(self.aggregator_seconds, 3),
             "changed": self.changed,
         }
+        if self.training is not None:
+            out["training"] = self.training
         if self.approximate is not None:
             out["approximate"] = self.approximate
         return out

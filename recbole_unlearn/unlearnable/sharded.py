@@ -45,6 +45,17 @@ from recbole_unlearn.utils.faults import fault_point
 LEGACY_PARTITION_FILE = "partition_embeddings.pth"
 
 
+def training_record(results, aggregator) -> dict:
+    """How the sub-models of one fit or forget trained, for ``results.json`` and the audit:
+    ``{"shards": {shard: {stage: epochs, cap, hit_cap, best_valid_ndcg@10}}, "aggregator": ...}``
+    (the aggregator entry only for learned aggregators)."""
+    record = {"shards": {str(r.shard): {str(stage): t.to_json() for stage, t in sorted(r.stages.items())}
+                         for r in results}}
+    if aggregator.cap:
+        record["aggregator"] = aggregator.to_json()
+    return record
+
+
 def shard_file(shard: int, stage: int) -> str:
     """File name of shard ``shard``'s weights after slice stage ``stage``."""
     return f"shard_{shard:02d}_stage_{stage:02d}.pth"
@@ -119,11 +130,13 @@ class ShardedUnlearnableModel(UnlearnableModel):
             shard_map = build_shard_map(config, dataset, embeddings)
             del embeddings
         jobs = [ShardJob(k) for k in range(shard_map.n_shards)]
-        results = run_shard_jobs(config, dataset, shard_map, keep, jobs)
-        stage_states = [dict(r.stage_states) for r in sorted(results, key=lambda r: r.shard)]
+        results = sorted(run_shard_jobs(config, dataset, shard_map, keep, jobs), key=lambda r: r.shard)
+        stage_states = [dict(r.stage_states) for r in results]
         model = cls(config, dataset, shard_map, stage_states, {}, forgotten)
         model.pretrain_seconds = pretrain_seconds
-        model.aggregator_seconds = train_aggregator(config, model.ensemble, dataset, keep, shard_map)
+        aggregator = train_aggregator(config, model.ensemble, dataset, keep, shard_map)
+        model.aggregator_seconds = aggregator.seconds
+        model.fit_training = training_record(results, aggregator)
         return model
 
     def shard_item_embeddings(self, shard: int) -> np.ndarray:
@@ -193,6 +206,7 @@ class ShardedUnlearnableModel(UnlearnableModel):
         start = time.perf_counter()
         self.forgotten = np.union1d(self.forgotten, new_rows)
         keep = self.keep_mask()
+        results = []
         if self.config["shard_unlearning"] == "sruga":
             report.approximate = self._sruga_shards(plan, new_rows, keep)
             report.changed = any(shard["changed"] for shard in report.approximate.values())
@@ -201,13 +215,16 @@ class ShardedUnlearnableModel(UnlearnableModel):
                 ShardJob(shard, stage, self.stage_states[shard][stage - 1] if stage > 0 else None)
                 for shard, stage in plan.items()
             ]
-            for result in run_shard_jobs(self.config, self.dataset, self.shard_map, keep, jobs):
+            results = run_shard_jobs(self.config, self.dataset, self.shard_map, keep, jobs)
+            for result in results:
                 self.stage_states[result.shard].update(result.stage_states)
                 fault_point("shard_retrained")
             report.changed = True
         aggregator_state = {k: v.clone() for k, v in self.ensemble.aggregator.state_dict().items()}
         self.ensemble = self._build_ensemble(aggregator_state)
-        report.aggregator_seconds = train_aggregator(self.config, self.ensemble, self.dataset, keep, self.shard_map)
+        aggregator = train_aggregator(self.config, self.ensemble, self.dataset, keep, self.shard_map)
+        report.aggregator_seconds = aggregator.seconds
+        report.training = training_record(results if report.approximate is None else [], aggregator)
         self.ensemble.eval()
         report.seconds = time.perf_counter() - start
         getLogger().info(f"forgot {report.interactions} interactions: retrained shards {report.shards} "

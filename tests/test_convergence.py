@@ -1,0 +1,74 @@
+"""Shard sub-models, slice stages and learned aggregators train to convergence by validation
+(early stopping on NDCG@10, best state kept), like the original model and Retrain."""
+import pytest
+
+from recbole_unlearn.config import UnlearnConfig
+from recbole_unlearn.data import build_shard_map, create_unlearn_dataset
+from recbole_unlearn.data.utils import eval_loader
+from recbole_unlearn.trainer import ShardJob, train_shard
+from recbole_unlearn.trainer.aggregator_trainer import train_aggregator
+from recbole_unlearn.trainer.trainer import UnlearnTrainer
+from recbole_unlearn.unlearnable import ShardedUnlearnableModel
+
+from conftest import tiny_dict
+
+
+def _config(**overrides):
+    settings = dict(unlearn_method="sru", n_shards=2, epochs=40, agg_epochs=40, stopping_step=1,
+                    learning_rate=0.01, shard_num_threads=1)
+    settings.update(overrides)
+    return UnlearnConfig("SASRec", config_dict=tiny_dict(**settings)).for_method("sru")
+
+
+def _valid_ndcg(config, model, loader) -> float:
+    return UnlearnTrainer(config, model).evaluate(loader, load_best_model=False)["ndcg@10"]
+
+
+def test_a_shard_stops_when_its_validation_stalls_and_keeps_its_best_state():
+    config = _config(partitioner="random")
+    dataset = create_unlearn_dataset(config)
+    shard_map = build_shard_map(config, dataset)
+    keep = dataset.full_keep()
+    result = train_shard(config, dataset, shard_map, keep, ShardJob(0), 1)
+    stage = result.stages[0]
+    assert 1 <= stage.epochs < stage.cap == 40 and not stage.hit_cap  # validation ended it
+    model = config.model_class(config, dataset)
+    model.load_state_dict(result.stage_states[0])
+    valid = eval_loader(config, dataset, dataset.samples(shard_map.stage_valid_targets(dataset, 0, 0, keep), keep))
+    assert _valid_ndcg(config, model, valid) == pytest.approx(stage.best_valid, abs=1e-4)
+    # its validation set is its own users' validation targets
+    users = dataset.log_user[shard_map.stage_valid_targets(dataset, 0, 0, keep)]
+    assert set(shard_map.user_shard[users].tolist()) == {0}
+
+
+def test_without_validation_a_shard_trains_its_fixed_epochs():
+    config = _config(partitioner="random", validate_submodels=False, epochs=3)
+    dataset = create_unlearn_dataset(config)
+    shard_map = build_shard_map(config, dataset)
+    result = train_shard(config, dataset, shard_map, dataset.full_keep(), ShardJob(1), 1)
+    assert result.stages[0].epochs == 3 and result.stages[0].best_valid is None
+
+
+def test_the_aggregator_stops_when_validation_stalls_and_keeps_its_best_state():
+    config = _config(epochs=2)
+    dataset = create_unlearn_dataset(config)
+    model = ShardedUnlearnableModel.train(config, dataset)
+    record = model.fit_training
+    assert set(record["shards"]) == {"0", "1"} and record["shards"]["0"]["0"]["cap"] == 2
+    keep = model.keep_mask()
+    training = train_aggregator(config, model.ensemble, dataset, keep, model.shard_map)
+    assert 1 <= training.epochs < training.cap == 40
+    valid = eval_loader(config, dataset, dataset.samples(dataset.split_targets(keep)[1], keep))
+    assert _valid_ndcg(config, model.ensemble, valid) == pytest.approx(training.best_valid, abs=1e-4)
+
+
+def test_a_forget_reports_how_its_retrained_shards_and_aggregator_trained():
+    config = _config(epochs=2, agg_epochs=3)
+    dataset = create_unlearn_dataset(config)
+    model = ShardedUnlearnableModel.train(config, dataset)
+    user_rows = dataset.user_rows(int(model.shard_map.shard_users(1)[0]))
+    report = model.forget(user_rows[dataset.is_training[user_rows]][:2])
+    training = report.to_json()["training"]
+    assert list(training["shards"]) == ["1"]
+    assert training["shards"]["1"]["0"]["epochs"] <= 2
+    assert training["aggregator"]["cap"] == 3 and training["aggregator"]["cache_mb"] > 0
