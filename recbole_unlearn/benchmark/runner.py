@@ -194,6 +194,10 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
         experiment.save_original(original_path)
         _save_row(run.row_path(ORIGINAL), rows[ORIGINAL])
         progress.step(f"{cell.name} {ORIGINAL}")
+    audit = experiment.prepare_audit(run.dir)  # references saved beside original.pth, reloaded on resume
+    if audit is not None and "audit" not in rows[ORIGINAL]:
+        rows[ORIGINAL]["audit"] = dict(audit, cost=experiment.audit_cost)
+        _save_row(run.row_path(ORIGINAL), rows[ORIGINAL])
 
     fit_cache: Dict[str, tuple] = {}  # rows that differ only in how they forget share one fit
     for variant in cell.variants:

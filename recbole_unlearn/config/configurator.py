@@ -194,8 +194,14 @@ class UnlearnConfig(Config):
         for key in positive_ints:
             if not isinstance(self[key], int) or isinstance(self[key], bool) or self[key] < 1:
                 raise UnlearnError(f"config key '{key}' must be a positive integer, got {self[key]!r}")
-        if not isinstance(self["detect_anomaly"], bool):
-            raise UnlearnError(f"config key 'detect_anomaly' must be True or False, got {self['detect_anomaly']!r}")
+        for key in ("detect_anomaly", "audit"):
+            if not isinstance(self[key], bool):
+                raise UnlearnError(f"config key '{key}' must be True or False, got {self[key]!r}")
+        if self["audit"]:
+            for key, least in (("audit_references", 2), ("audit_bootstrap", 100)):
+                value = self[key]
+                if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                    raise UnlearnError(f"config key '{key}' must be an integer >= {least}, got {value!r}")
         ratio = self["forget_user_ratio"]
         if not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
             raise UnlearnError(f"config key 'forget_user_ratio' must be in (0, 1], got {ratio!r}")

@@ -66,9 +66,15 @@ class UnlearnSequentialDataset(SequentialDataset):
         """Internal ids of the users with at least one interaction, sorted."""
         return np.flatnonzero(self.user_start >= 0)
 
+    #: log rows no model may train on or see in a history (the audit's held-out twins); every
+    #: ``keep`` mask starts from :meth:`full_keep`, which leaves them out.
+    held_out: np.ndarray = np.array([], dtype=np.int64)
+
     def full_keep(self) -> np.ndarray:
-        """A ``keep`` mask with every interaction kept, shape ``[n_rows]``."""
-        return np.ones(self.n_rows, dtype=bool)
+        """A ``keep`` mask with every interaction kept except :attr:`held_out`, shape ``[n_rows]``."""
+        keep = np.ones(self.n_rows, dtype=bool)
+        keep[self.held_out] = False
+        return keep
 
     def user_rows(self, user_id: int) -> np.ndarray:
         """Log rows of one user, in chronological order."""

@@ -59,6 +59,9 @@ def run_recbole_unlearn(
     experiment.open(run_dir)
     forget_summary = experiment.forget_summary()
     rows = [experiment.train_original()]
+    audit = experiment.prepare_audit()
+    if audit is not None:
+        rows[0]["audit"] = audit
     states = {"original": experiment.original.model}
     for name in methods:
         row, states[name] = experiment.run_method(config.for_method(name))
@@ -66,6 +69,8 @@ def run_recbole_unlearn(
     add_speedups(rows)
 
     document = results_document(config["model"], config["dataset"], config.settings(), forget_summary, rows)
+    if experiment.audit_cost:
+        document["audit"] = experiment.audit_cost
     if config["save_model"]:
         for name, state in states.items():
             save_weights(os.path.join(run_dir, f"{name}.pth"), state.state_dict())

@@ -171,8 +171,10 @@ class ModelStore:
             if file_sha256(data_file) != manifest["data_sha256"]:
                 raise UnlearnError(f"dataset file {data_file} changed since the model was trained")
             dataset = create_unlearn_dataset(config)
+            if manifest.get("held_out"):  # the audit's twins: never trained on, here neither
+                dataset.held_out = _rows_of(manifest["held_out"], dataset, "manifest.json held_out")
             files = manifest["files"]
-            forgotten = _forgotten_rows(read_json(checked_path(version_dir, files, FORGOTTEN)), dataset)
+            forgotten = _rows_of(read_json(checked_path(version_dir, files, FORGOTTEN)), dataset, FORGOTTEN)
 
             def load_file(name: str) -> dict:
                 return load_checkpoint(checked_path(version_dir, files, name))
@@ -215,11 +217,7 @@ class ModelStore:
                     else:
                         atomic_write(target, lambda f, s=state: torch.save(s, f))
                     files[fname] = file_sha256(target)
-                dataset = model.dataset
-                forgotten = [[str(u), int(p)] for u, p in zip(
-                    dataset.id2token(dataset.uid_field, dataset.log_user[model.forgotten]),
-                    dataset.log_position[model.forgotten])]
-                write_json(os.path.join(staging, FORGOTTEN), forgotten)
+                write_json(os.path.join(staging, FORGOTTEN), _pairs_of(model.forgotten, model.dataset))
                 files[FORGOTTEN] = file_sha256(os.path.join(staging, FORGOTTEN))
                 if audit_entry is not None:
                     write_json(os.path.join(staging, PENDING_AUDIT), dict(audit_entry, version=name))
@@ -266,16 +264,24 @@ class ModelStore:
             "settings": config.settings(),
             **model.manifest_extras(),
             "n_forgotten": int(len(model.forgotten)),
+            "held_out": _pairs_of(model.dataset.held_out, model.dataset),
             "files": files,
         }
 
 
-def _forgotten_rows(pairs: List[list], dataset) -> np.ndarray:
+def _pairs_of(rows: np.ndarray, dataset) -> List[list]:
+    """Log rows as ``[user token, position]`` pairs (they survive id remapping)."""
+    return [[str(u), int(p)] for u, p in zip(dataset.id2token(dataset.uid_field, dataset.log_user[rows]),
+                                             dataset.log_position[rows])]
+
+
+def _rows_of(pairs: List[list], dataset, where: str) -> np.ndarray:
+    """The log rows of ``[user token, position]`` pairs; ``where`` names the file for errors."""
     token_ids = dataset.field2token_id[dataset.uid_field]
     rows = []
     for user, position in pairs:
         if user not in token_ids:
-            raise UnlearnError(f"{FORGOTTEN} names user {user!r}, missing from the dataset")
+            raise UnlearnError(f"{where} names user {user!r}, missing from the dataset")
         start = dataset.user_start[token_ids[user]]
         rows.append(start + int(position))
     return np.array(rows, dtype=np.int64)

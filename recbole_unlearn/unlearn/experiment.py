@@ -4,20 +4,26 @@
 dataset, resumable) both drive this class, so a row means the same thing in both.
 """
 import os
+import time
 from logging import getLogger
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from recbole.utils import init_logger, init_seed, set_color
 
-from recbole_unlearn.data import build_forget_set, create_unlearn_dataset
+from recbole_unlearn.data import build_forget_set, create_unlearn_dataset, sample_forget_set, split_loaders
 from recbole_unlearn.evaluator import EvaluationSuite
+from recbole_unlearn.evaluator.audit import AuditSamples, MembershipAudit, split_twins
 from recbole_unlearn.trainer import train_model
 from recbole_unlearn.trainer.training import TrainedModel, new_model
 from recbole_unlearn.trainer.trainer import load_checkpoint
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.utils.atomic import save_weights
+from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.results import make_row
+
+#: seeds of the audit's reference models: seed + AUDIT_SEED_STRIDE * (i + 1).
+AUDIT_SEED_STRIDE = 7919
 
 
 class Experiment:
@@ -33,9 +39,27 @@ class Experiment:
         self.config = config
         init_seed(config["seed"], config["reproducibility"])
         self.data = create_unlearn_dataset(config)
-        self.forget_set = build_forget_set(config, self.data)
+        self.held_out = None
+        if config["audit"]:
+            self.forget_set, self.held_out = self._twins()
+            self.data.held_out = self.held_out.rows  # never trained on, by any model
+        else:
+            self.forget_set = build_forget_set(config, self.data)
         self.suite: Optional[EvaluationSuite] = None
         self.original: Optional[TrainedModel] = None
+        self.audit: Optional[MembershipAudit] = None
+        self.audit_cost: Dict[str, object] = {}
+
+    def _twins(self):
+        """With ``audit``: a candidate set drawn by the forget protocol at twice its user share,
+        split by users into the forget set F and its held-out twins H (see ``evaluator.audit``)."""
+        config = self.config
+        if config["forget"]:
+            raise UnlearnError("audit needs held-out twins drawn with the forget set: it runs only with a "
+                               "sampled forget set (drop --forget, or set audit False)")
+        doubled = config.override({"forget_user_ratio": min(1.0, 2 * config["forget_user_ratio"]),
+                                   "sru_forget_ratio": min(1.0, 2 * config["sru_forget_ratio"])})
+        return split_twins(config, self.data, sample_forget_set(doubled, self.data))
 
     def check_method(self, method_config) -> None:
         """Raise ``UnlearnError`` if the method named by ``method_config.method`` cannot run."""
@@ -60,7 +84,42 @@ class Experiment:
         }
         if self.suite is not None:
             summary["forget_samples"] = int(len(self.suite.forget_loader._dataset))
+        if self.held_out is not None:
+            summary["held_out_twins"] = {"interactions": int(len(self.held_out.requested)),
+                                         "users": int(len(self.held_out.users(self.data)))}
         return summary
+
+    def prepare_audit(self, save_dir: Optional[str] = None) -> Optional[dict]:
+        """With ``audit``: train the ``audit_references`` reference models (D_raw minus F and
+        H, other seeds; reloaded from ``save_dir`` when saved there before), then audit the
+        original model. Returns the original's audit (with a shuffled-label check) or ``None``."""
+        if not self.config["audit"]:
+            return None
+        start = time.perf_counter()
+        keep = self.forget_set.keep_mask(self.data)
+        references: List[torch.nn.Module] = []
+        trained = 0
+        for index in range(self.config["audit_references"]):
+            seed = self.config["seed"] + AUDIT_SEED_STRIDE * (index + 1)
+            config = self.config.override({"seed": seed})
+            path = os.path.join(save_dir, f"audit_reference_{index}.pth") if save_dir else None
+            if path and os.path.isfile(path):
+                model = new_model(config, self.suite.raw.train.dataset)
+                model.load_state_dict(load_checkpoint(path, config["device"]))
+            else:
+                model = train_model(config, split_loaders(config, self.data, keep), tag=f"audit reference {index}").model
+                trained += 1
+                if path:
+                    save_weights(path, model.state_dict())
+            references.append(model.eval())
+        self.audit = MembershipAudit(self.config, AuditSamples.build(self.data, self.forget_set, self.held_out),
+                                     references)
+        result = self.audit.set_original(self.original.model)
+        result["shuffled_labels"] = self.audit.shuffled(self.original.model)
+        self.audit_cost = {"seconds": round(time.perf_counter() - start, 3), "references": len(references),
+                           "references_trained": trained}
+        getLogger().info(set_color("audit", "green") + f" of the original: {result}")
+        return result
 
     def train_original(self) -> dict:
         """Train the single model on D_raw; returns its row."""
@@ -101,6 +160,8 @@ class Experiment:
             extra["initial_train_seconds"] = round(fit_seconds, 3)
         extra.update(result.info)
         extra["forgotten_interactions"] = int(len(result.forget_set))
+        if self.audit is not None:
+            extra["audit"] = self.audit.report(result.model)
         row = make_row(label or name, self.suite.evaluate(result.model, result.forget_set), result.seconds, **extra)
         if label and label != name:
             row["unlearn_method"] = name

@@ -1,0 +1,118 @@
+"""The membership-inference audit proves itself on a model that memorised (issue: did it really
+forget?): gate 1, the original is flagged; gate 2, Retrain is not; gate 3, shuffled labels give
+0.5; gate 4, one more epoch of fine-tuning on D_rem is still flagged."""
+import copy
+
+import numpy as np
+import pytest
+
+from recbole_unlearn import run_recbole_unlearn
+from recbole_unlearn.config import UnlearnConfig
+from recbole_unlearn.evaluator.audit import INCONCLUSIVE, AuditSamples, MembershipAudit, auc, tpr_at_fpr
+from recbole_unlearn.trainer.trainer import UnlearnTrainer
+from recbole_unlearn.trainer.training import new_model
+from recbole_unlearn.unlearn.experiment import Experiment
+from recbole_unlearn.utils.errors import UnlearnError
+
+from conftest import load_model, tiny_dict
+
+#: GRU4Rec on ml-tiny without dropout, 40 epochs at a high rate: it memorises its training data
+#: (measured: original AUC about 0.89, Retrain about 0.51).
+MEMORISING = dict(audit=True, epochs=40, stopping_step=1000, forget_user_ratio=0.5, dropout_prob=0.0,
+                  hidden_size=128, embedding_size=128, learning_rate=0.01)
+
+
+def _contains_half(interval) -> bool:
+    return interval[0] <= 0.5 <= interval[1]
+
+
+@pytest.fixture(scope="module")
+def memorised(tmp_path_factory):
+    config = UnlearnConfig("GRU4Rec", config_dict=tiny_dict(unlearn_method="retrain", **MEMORISING))
+    experiment = Experiment(config)
+    experiment.open(str(tmp_path_factory.mktemp("audit")))
+    experiment.train_original()
+    original_audit = experiment.prepare_audit()
+    return config, experiment, original_audit
+
+
+def test_twins_are_exchangeable_and_never_trained_on(memorised):
+    config, experiment, _ = memorised
+    forget, held_out = experiment.forget_set, experiment.held_out
+    assert not np.intersect1d(forget.rows, held_out.rows).size
+    assert abs(len(forget.rows) - len(held_out.rows)) <= len(forget.users(experiment.data))  # up to one per user
+    owner = experiment.data.log_user
+    counts = np.bincount(owner[np.concatenate([forget.rows, held_out.rows])])
+    both = set(np.flatnonzero(counts >= 2).tolist())  # a user with two candidates has one in F, one in H
+    assert both <= set(forget.users(experiment.data)) & set(held_out.users(experiment.data))
+    keep = experiment.data.full_keep()
+    assert not keep[held_out.rows].any()  # no model trains on H or sees it in a history
+    used = experiment.data.rows_used(experiment.data.split_targets(keep)[0], keep)
+    assert not np.isin(held_out.rows, used).any()
+
+
+def test_gate_1_the_original_is_flagged(memorised):
+    _, experiment, original = memorised
+    assert original["verdict"] == "member signal" and original["auc_interval"][0] > 0.5
+    assert original["residual_memorisation"] == 1.0 and experiment.audit.conclusive
+    assert experiment.audit_cost["references_trained"] == 2 and experiment.audit_cost["seconds"] > 0
+
+
+def test_gate_2_retrain_is_indistinguishable(memorised):
+    config, experiment, _ = memorised
+    row, _ = experiment.run_method(config.for_method("retrain"))
+    assert _contains_half(row["audit"]["auc_interval"]), row["audit"]
+    assert row["audit"]["verdict"] == "indistinguishable"
+    assert abs(row["audit"]["residual_memorisation"]) < 0.5
+
+
+def test_gate_3_shuffled_labels_give_one_half(memorised):
+    _, _, original = memorised
+    assert _contains_half(original["shuffled_labels"]["auc_interval"]), original["shuffled_labels"]
+
+
+def test_gate_4_fine_tuning_on_d_rem_is_not_forgetting(memorised):
+    config, experiment, _ = memorised
+    tuned = copy.deepcopy(experiment.original.model)
+    trainer = UnlearnTrainer(config, tuned)
+    trainer.epochs = 1
+    trainer.fit(experiment.suite.rem.train, None, verbose=False, saved=False)
+    result = experiment.audit.report(tuned)
+    assert result["verdict"] == "member signal" and result["auc_interval"][0] > 0.5, result
+
+
+def test_a_model_that_memorised_nothing_makes_the_audit_inconclusive(memorised):
+    config, experiment, _ = memorised
+    untrained = new_model(config, experiment.suite.raw.train.dataset)
+    audit = MembershipAudit(config, AuditSamples.build(experiment.data, experiment.forget_set, experiment.held_out),
+                            [new_model(config.override({"seed": s}), experiment.suite.raw.train.dataset)
+                             for s in (1, 2)])
+    result = audit.set_original(untrained)
+    assert result["verdict"] == INCONCLUSIVE and "auc" not in result
+    assert audit.report(experiment.original.model)["verdict"] == INCONCLUSIVE
+
+
+def test_auc_and_tpr():
+    assert auc(np.array([3.0, 4.0]), np.array([1.0, 2.0])) == 1.0
+    assert auc(np.array([1.0, 1.0]), np.array([1.0, 1.0])) == 0.5
+    assert auc(np.array([1.0, 3.0]), np.array([2.0])) == 0.5
+    member, nonmember = np.arange(100, 200, dtype=float), np.arange(100, dtype=float)
+    assert tpr_at_fpr(member, nonmember, 0.05) == 1.0
+
+
+def test_results_json_and_saved_models_carry_the_audit(in_tmp):
+    doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method="sisa", n_shards=2, model_dir=str(in_tmp / "m"), shard_num_threads=1, save_model=False,
+        results_dir=str(in_tmp / "r"), **dict(MEMORISING, epochs=3)), verbose=False)
+    assert doc["audit"]["references"] == 2
+    assert doc["forget_set"]["held_out_twins"]["interactions"] > 0
+    assert all("verdict" in row["audit"] for row in doc["rows"])
+    model = load_model(str(in_tmp / "m"))  # the twins stay out of a saved model's training data
+    assert len(model.dataset.held_out) == doc["forget_set"]["held_out_twins"]["interactions"]
+    assert not np.isin(model.dataset.held_out, model.rows_in_training_data()).any()
+
+
+def test_the_audit_needs_a_sampled_forget_set(in_tmp):
+    (in_tmp / "req.csv").write_text("2\n")
+    with pytest.raises(UnlearnError, match="audit needs held-out twins"):
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(audit=True, forget=str(in_tmp / "req.csv")))
