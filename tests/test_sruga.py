@@ -169,7 +169,7 @@ def test_utility_floor_restores_the_last_good_state(trained):
 
 
 def test_bad_settings_are_rejected(trained):
-    from recbole_unlearn.unlearn.sruga import check_sruga_settings
+    from recbole_unlearn.trainer.sruga_trainer import check_sruga_settings
 
     config = trained[0]
     with pytest.raises(UnlearnError, match="'utility_floor' must be in"):

@@ -238,10 +238,17 @@ class UnlearnConfig(Config):
 
     def for_method(self, method: str) -> "UnlearnConfig":
         """A copy of this config with ``properties/method/<method>.yaml`` applied to every key
-        the user did not set (so several methods in one run keep their own defaults)."""
-        values = {k: v for k, v in self.method_defaults(method).items() if k not in self.external_config_dict}
+        the user did not set (so several methods in one run keep their own defaults). A sharded
+        method whose affected shards forget with an approximate method
+        (``shard_unlearning: <name>``) also gets ``properties/method/<name>.yaml``."""
+        defaults = self.method_defaults(method)
+        step = self.external_config_dict.get("shard_unlearning", defaults.get("shard_unlearning"))
+        if step and step not in ("retrain", method):
+            defaults = dict(self.method_defaults(str(step)), **defaults)
+        values = {k: v for k, v in defaults.items() if k not in self.external_config_dict}
         clone = self.override(dict(values, unlearn_method=method))
         clone.method = method
+        clone.method_keys = sorted(defaults)
         return clone
 
     def override(self, values: Dict[str, object]) -> "UnlearnConfig":
@@ -260,7 +267,7 @@ class UnlearnConfig(Config):
         method = getattr(self, "method", None)
         if method:
             out["unlearn_method"] = method
-            for key in self.method_defaults(method):
+            for key in getattr(self, "method_keys", self.method_defaults(method)):
                 out[key] = _jsonable(self[key])
         # RecBole stores <data_path>/<dataset> in data_path; save the parent, absolute.
         out["data_path"] = os.path.abspath(os.path.dirname(os.path.normpath(self["data_path"])))

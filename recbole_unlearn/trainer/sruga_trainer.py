@@ -35,10 +35,9 @@ random sample of that many users (the same users at every check) to make it chea
 """
 import copy
 import time
-from dataclasses import dataclass, field
 from itertools import chain, cycle
 from logging import getLogger
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -50,40 +49,14 @@ from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.data.utils import eval_loader, split_loaders
 from recbole_unlearn.evaluator.metrics import full_ranking_metrics
+from recbole_unlearn.trainer.approximate import APPROXIMATE, ApproximateReport, ApproximateStep
 from recbole_unlearn.trainer.trainer import cpu_state_dict, training_loss
+from recbole_unlearn.utils.errors import UnlearnError
 
 
-@dataclass
-class SRUGAReport:
-    """What an SRUGA run did. ``stopped_by``: ``patience``, ``utility_floor``, ``unseen``
-    (``sruga_stop_unseen``), ``max_epochs`` or ``empty`` (nothing to forget). ``eval_seconds``:
-    the part of ``seconds`` spent measuring forget Hit@10 and validation NDCG@10 and Hit@10
-    (the stopping checks)."""
-
-    epochs_run: int = 0
-    stopped_by: str = "max_epochs"
-    seconds: float = 0.0
-    eval_seconds: float = 0.0
-    history: List[Dict[str, float]] = field(default_factory=list)
-    kept_epoch: int = 0  # the epoch whose state the model ends with (0: the starting state)
-
-    def forget_hit(self, epoch: int) -> Optional[float]:
-        """Forget Hit@10 measured after ``epoch`` (``None`` if not measured)."""
-        for entry in self.history:
-            if entry["epoch"] == epoch:
-                return entry["forget_hit@10"]
-        return None
-
-    def summary(self) -> dict:
-        """What the run achieved, for audit lines: epochs run, why it stopped, forget Hit@10 of
-        the starting model and of the state it ended with."""
-        return {"epochs_run": self.epochs_run, "stopped_by": self.stopped_by,
-                "kept_epoch": self.kept_epoch, "forget_hit@10_before": self.forget_hit(0),
-                "forget_hit@10_after": self.forget_hit(self.kept_epoch)}
-
-    def to_json(self) -> dict:
-        return {"epochs_run": self.epochs_run, "stopped_by": self.stopped_by, "kept_epoch": self.kept_epoch,
-                "eval_seconds": round(self.eval_seconds, 3), "history": self.history}
+#: SRUGA's report is the approximate-step report (``stopped_by``: ``patience``,
+#: ``utility_floor``, ``unseen`` (``sruga_stop_unseen``), ``max_epochs`` or ``empty``).
+SRUGAReport = ApproximateReport
 
 
 GA_LOSSES = ("bce", "ce", "auto")
@@ -304,3 +277,39 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
     model.eval()
     report.seconds = time.perf_counter() - start
     return report
+
+
+def check_sruga_settings(config) -> None:
+    """One-line errors for bad ``sruga_*`` / ``utility_floor`` values."""
+    for key in ("sruga_ga", "sruga_kl", "sruga_ft", "sruga_learning_rate", "sruga_clip_norm", "sruga_anneal"):
+        value = config[key]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise UnlearnError(f"config key '{key}' must be a non-negative number, got {value!r}")
+    for key in ("sruga_batch_size", "sruga_epochs", "sruga_eval_step", "sruga_patience"):
+        value = config[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UnlearnError(f"config key '{key}' must be a positive integer, got {value!r}")
+    if config["sruga_ga_loss"] not in GA_LOSSES:
+        raise UnlearnError(f"config key 'sruga_ga_loss' must be one of {', '.join(GA_LOSSES)}, "
+                           f"got {config['sruga_ga_loss']!r}")
+    for key in ("sruga_stop_unseen", "sruga_dropout"):
+        if not isinstance(config[key], bool):
+            raise UnlearnError(f"config key '{key}' must be True or False, got {config[key]!r}")
+    users = config["sruga_valid_users"]
+    if users is not None and (not isinstance(users, int) or isinstance(users, bool) or users < 1):
+        raise UnlearnError(f"config key 'sruga_valid_users' must be a positive integer or ~ (all users), got {users!r}")
+    floor = config["utility_floor"]
+    if not isinstance(floor, (int, float)) or not 0 <= floor <= 1:
+        raise UnlearnError(f"config key 'utility_floor' must be in [0, 1], got {floor!r}")
+
+
+@APPROXIMATE.register("sruga")
+class SRUGAStep(ApproximateStep):
+    """SRUGA (thesis section 3.4) as an approximate step: :func:`sruga_unlearn`."""
+
+    @classmethod
+    def check(cls, config) -> None:
+        check_sruga_settings(config)
+
+    def run(self, config, model, dataset, forget_set, keep, history_keep=None) -> ApproximateReport:
+        return sruga_unlearn(config, model, dataset, forget_set, keep, history_keep)

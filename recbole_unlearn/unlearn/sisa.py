@@ -18,9 +18,9 @@ from recbole_unlearn.data.extra_deletion import check_extra_deletion
 from recbole_unlearn.data.partition import check_shard_settings
 from recbole_unlearn.model.aggregators import AGGREGATORS
 from recbole_unlearn.trainer.aggregator_trainer import check_aggregator_settings
+from recbole_unlearn.trainer.approximate import APPROXIMATE
 from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult, check_new_model_dir
 from recbole_unlearn.serving import apply_forget, open_store
-from recbole_unlearn.unlearn.sruga import check_sruga_settings
 from recbole_unlearn.unlearnable import ShardedUnlearnableModel
 from recbole_unlearn.utils.errors import UnlearnError
 
@@ -32,7 +32,7 @@ def _copy_model(model: ShardedUnlearnableModel) -> ShardedUnlearnableModel:
 
 #: settings that only decide how a fitted sharded model forgets, not what ``fit`` trains.
 FORGET_TIME_KEYS = {"extra_deletion", "del_num", "shard_unlearning", "utility_floor", "model_dir",
-                    "num_workers", "shard_num_threads"}
+                    "num_workers", "shard_num_threads", "lock_timeout_s"}
 
 
 @METHODS.register("sisa")
@@ -47,13 +47,14 @@ class SISA(UnlearnMethod):
         AGGREGATORS.get(config["aggregator"])
         check_aggregator_settings(config)
         check_extra_deletion(config)
-        if config["shard_unlearning"] not in ("retrain", "sruga"):
-            raise UnlearnError(f"config key 'shard_unlearning' must be retrain or sruga, got {config['shard_unlearning']!r}")
-        if config["shard_unlearning"] == "sruga":
-            check_sruga_settings(config)
+        if config["shard_unlearning"] != "retrain":
+            if config["shard_unlearning"] not in APPROXIMATE:
+                raise UnlearnError(f"config key 'shard_unlearning' must be retrain or an approximate method "
+                                   f"({', '.join(APPROXIMATE.names())}), got {config['shard_unlearning']!r}")
+            APPROXIMATE.get(config["shard_unlearning"]).check(config)
             if config["n_slices"] != 1:
-                raise UnlearnError("shard_unlearning 'sruga' needs n_slices 1: slice checkpoints would "
-                                   "keep the forgotten data's influence")
+                raise UnlearnError(f"shard_unlearning '{config['shard_unlearning']}' needs n_slices 1: slice "
+                                   "checkpoints would keep the forgotten data's influence")
         if config["num_workers"] < 1:
             raise UnlearnError(f"config key 'num_workers' must be >= 1, got {config['num_workers']!r}")
         check_new_model_dir(config)

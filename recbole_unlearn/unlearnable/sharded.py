@@ -34,7 +34,7 @@ from recbole_unlearn.model.representations import item_representations
 from recbole_unlearn.trainer.aggregator_trainer import train_aggregator
 from recbole_unlearn.trainer.pretrain import pretrain_embeddings
 from recbole_unlearn.trainer.shard_trainer import ShardJob, StateDict, run_shard_jobs
-from recbole_unlearn.trainer.sruga_trainer import sruga_unlearn
+from recbole_unlearn.trainer.approximate import APPROXIMATE
 from recbole_unlearn.trainer.trainer import cpu_state_dict
 from recbole_unlearn.unlearnable.base import EMPTY_ROWS, ForgetReport, UnlearnableModel, states_equal
 from recbole_unlearn.utils.faults import fault_point
@@ -207,8 +207,8 @@ class ShardedUnlearnableModel(UnlearnableModel):
         self.forgotten = np.union1d(self.forgotten, new_rows)
         keep = self.keep_mask()
         results = []
-        if self.config["shard_unlearning"] == "sruga":
-            report.approximate = self._sruga_shards(plan, new_rows, keep)
+        if self.config["shard_unlearning"] != "retrain":
+            report.approximate = self._approximate_shards(plan, new_rows, keep)
             report.changed = any(shard["changed"] for shard in report.approximate.values())
         else:
             jobs = [
@@ -224,19 +224,20 @@ class ShardedUnlearnableModel(UnlearnableModel):
         self.ensemble = self._build_ensemble(aggregator_state)
         aggregator = train_aggregator(self.config, self.ensemble, self.dataset, keep, self.shard_map)
         report.aggregator_seconds = aggregator.seconds
-        report.training = training_record(results if report.approximate is None else [], aggregator)
+        report.training = training_record(results, aggregator)
         self.ensemble.eval()
         report.seconds = time.perf_counter() - start
         getLogger().info(f"forgot {report.interactions} interactions: retrained shards {report.shards} "
                          f"(from slice stages {plan}) in {report.seconds:.1f}s")
         return report
 
-    def _sruga_shards(self, plan: Dict[int, int], new_rows: np.ndarray, keep: np.ndarray) -> Dict[str, dict]:
-        """Approximate mode (``shard_unlearning: sruga``): run SRUGA on each affected shard's
-        sub-model, with that shard's forgotten targets as D_fgt, its remaining training data as
-        D_rem, and histories without anything forgotten so far. Requires ``n_slices == 1`` (a
-        slice checkpoint would still hold the forgotten data's influence). Returns each shard's
-        SRUGA report with ``changed``."""
+    def _approximate_shards(self, plan: Dict[int, int], new_rows: np.ndarray, keep: np.ndarray) -> Dict[str, dict]:
+        """Approximate mode (``shard_unlearning: <step>``, e.g. ``sruga``): run the step on each
+        affected shard's sub-model, with that shard's forgotten targets as D_fgt, its remaining
+        training data as D_rem, and histories without anything forgotten so far. Requires
+        ``n_slices == 1`` (a slice checkpoint would still hold the forgotten data's influence).
+        Returns each shard's report with ``changed``."""
+        step = APPROXIMATE.get(self.config["shard_unlearning"])()
         owners = self.shard_map.owner_of_rows(self.dataset, new_rows)
         shard_of_row = self.shard_map.user_shard[self.dataset.log_user]
         reports = {}
@@ -245,8 +246,8 @@ class ShardedUnlearnableModel(UnlearnableModel):
             sub = self.config.model_class(self.config, self.dataset).to(self.config["device"])
             sub.load_state_dict(before)
             targets = new_rows[owners == shard]
-            result = sruga_unlearn(self.config, sub, self.dataset, ForgetSet(targets, source="shard"),
-                                   keep & (shard_of_row == shard), history_keep=keep)
+            result = step.run(self.config, sub, self.dataset, ForgetSet(targets, source="shard"),
+                              keep & (shard_of_row == shard), history_keep=keep)
             after = cpu_state_dict(sub)
             changed = not states_equal(before, after)
             self.stage_states[shard] = {0: after}

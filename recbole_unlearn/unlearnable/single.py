@@ -1,7 +1,8 @@
-"""A deployable single model that forgets approximately, with SRUGA.
+"""A deployable single model that forgets approximately, with a step of ``APPROXIMATE`` (the
+one its ``unlearn_method`` names, e.g. SRUGA).
 
 The counterpart of :class:`ShardedUnlearnableModel` for one RecBole sequential model: it keeps
-the weights and the set of interactions forgotten so far, and ``forget(rows)`` runs SRUGA with
+the weights and the set of interactions forgotten so far, and ``forget(rows)`` runs the step with
 the new rows as D_fgt, everything not forgotten as D_rem, and histories without any interaction
 forgotten so far (this request's or an earlier one's). It is saved in the same versioned model
 folder (``model.pth`` + ``forgotten.json`` + manifest), so request files work the same:
@@ -12,14 +13,14 @@ unseen-data stop fires at the first check); the weights then come back unchanged
 report says so (``changed: False``).
 """
 import time
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 import torch
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
-from recbole_unlearn.trainer.sruga_trainer import sruga_unlearn
+from recbole_unlearn.trainer.approximate import APPROXIMATE
 from recbole_unlearn.trainer.trainer import cpu_state_dict
 from recbole_unlearn.unlearnable.base import EMPTY_ROWS, ForgetReport, UnlearnableModel, states_equal
 
@@ -28,7 +29,7 @@ class SingleUnlearnableModel(UnlearnableModel):
     """One trained model plus its forgotten set.
 
     Args:
-        config: the method's config (``sruga_*`` settings).
+        config: the method's config (``unlearn_method`` names the approximate step; its settings).
         dataset: the loaded dataset.
         model: the trained RecBole model (changed in place by ``forget``).
         forgotten: log rows forgotten so far.
@@ -40,7 +41,7 @@ class SingleUnlearnableModel(UnlearnableModel):
                  forgotten: np.ndarray = EMPTY_ROWS):
         super().__init__(config, dataset, forgotten)
         self.model = model
-        self.last_sruga: Dict[str, object] = {}
+        self.last_report: Dict[str, object] = {}
 
     @property
     def recommender(self) -> torch.nn.Module:
@@ -52,8 +53,8 @@ class SingleUnlearnableModel(UnlearnableModel):
         return self.dataset.rows_used(self.dataset.split_targets(keep)[0], keep)
 
     def forget(self, rows: np.ndarray) -> ForgetReport:
-        """Run SRUGA on the rows not forgotten yet (they are D_fgt; every forgotten row leaves
-        D_rem and the histories)."""
+        """Run the approximate step on the rows not forgotten yet (they are D_fgt; every
+        forgotten row leaves D_rem and the histories)."""
         new_rows = self.new_rows(rows)
         report = ForgetReport(int(len(new_rows)))
         if not len(new_rows):
@@ -62,10 +63,11 @@ class SingleUnlearnableModel(UnlearnableModel):
         before = cpu_state_dict(self.model)
         self.forgotten = np.union1d(self.forgotten, new_rows)
         keep = self.keep_mask()
-        result = sruga_unlearn(self.config, self.model, self.dataset, ForgetSet(new_rows), keep, history_keep=keep)
+        step = APPROXIMATE.get(self.config["unlearn_method"])()
+        result = step.run(self.config, self.model, self.dataset, ForgetSet(new_rows), keep, history_keep=keep)
         report.changed = not states_equal(before, cpu_state_dict(self.model))
         report.approximate = dict(result.summary(), changed=report.changed)
-        self.last_sruga = result.to_json()
+        self.last_report = result.to_json()
         report.seconds = time.perf_counter() - start
         return report
 

@@ -18,6 +18,14 @@ class Registry(Generic[T]):
         self.kind = kind
         self.config_key = config_key
         self._entries: Dict[str, T] = {}
+        self._subscribers: List[Callable[[str, T], None]] = []
+
+    def subscribe(self, callback: Callable[[str, T], None]) -> None:
+        """Call ``callback(name, entry)`` for every entry, now and whenever one is registered
+        (e.g. to make every approximate step an unlearning method as well)."""
+        self._subscribers.append(callback)
+        for key, entry in list(self._entries.items()):
+            callback(key, entry)
 
     def register(self, name: str) -> Callable[[T], T]:
         """Class decorator: ``@METHODS.register("sisa")``."""
@@ -27,6 +35,8 @@ class Registry(Generic[T]):
             if key in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
             self._entries[key] = obj
+            for callback in self._subscribers:
+                callback(key, obj)
             return obj
 
         return decorator

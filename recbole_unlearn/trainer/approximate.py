@@ -1,0 +1,133 @@
+"""Approximate unlearning steps, pluggable: the ``APPROXIMATE`` registry.
+
+An approximate step takes a trained model, the forget set, D_rem (a ``keep`` mask) and the
+config, updates the model's weights in place, and returns an :class:`ApproximateReport` (epochs
+or steps run, why it stopped, forget Hit@10 before and after). Whoever calls it decides whether
+the weights changed (``unlearnable``): the single approximately-unlearned model
+(``unlearn_method: <name>``) and the affected shards of a sharded model
+(``shard_unlearning: <name>``) both look the step up here, and every registered step is also an
+``unlearn_method`` (``recbole_unlearn.unlearn.approximate``). A new method is one module with a
+registered :class:`ApproximateStep` subclass plus one import line in ``trainer/__init__.py``.
+"""
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from itertools import cycle
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from recbole_unlearn.data.dataset import UnlearnSequentialDataset
+from recbole_unlearn.data.forget import ForgetSet
+from recbole_unlearn.data.utils import eval_loader, train_loader
+from recbole_unlearn.evaluator.metrics import full_ranking_metrics
+from recbole_unlearn.trainer.trainer import training_loss
+from recbole_unlearn.utils.registry import Registry
+
+
+@dataclass
+class ApproximateReport:
+    """What an approximate step did. ``stopped_by``: why it stopped (method-specific, e.g.
+    ``patience``, ``utility_floor``, ``unseen``, ``max_epochs``, ``empty``); ``history``: the
+    checks it made, each a dict with ``epoch`` and ``forget_hit@10``; ``kept_epoch``: the epoch
+    whose state the model ends with (0: the starting state); ``eval_seconds``: the part of
+    ``seconds`` spent on those checks."""
+
+    epochs_run: int = 0
+    stopped_by: str = "max_epochs"
+    seconds: float = 0.0
+    eval_seconds: float = 0.0
+    history: List[Dict[str, float]] = field(default_factory=list)
+    kept_epoch: int = 0
+
+    def forget_hit(self, epoch: int) -> Optional[float]:
+        """Forget Hit@10 measured after ``epoch`` (``None`` if not measured)."""
+        for entry in self.history:
+            if entry["epoch"] == epoch:
+                return entry["forget_hit@10"]
+        return None
+
+    def summary(self) -> dict:
+        """What the step achieved, for audit lines: epochs run, why it stopped, forget Hit@10 of
+        the starting model and of the state it ended with."""
+        return {"epochs_run": self.epochs_run, "stopped_by": self.stopped_by,
+                "kept_epoch": self.kept_epoch, "forget_hit@10_before": self.forget_hit(0),
+                "forget_hit@10_after": self.forget_hit(self.kept_epoch)}
+
+    def to_json(self) -> dict:
+        return {"epochs_run": self.epochs_run, "stopped_by": self.stopped_by, "kept_epoch": self.kept_epoch,
+                "eval_seconds": round(self.eval_seconds, 3), "history": self.history}
+
+
+class ApproximateStep(ABC):
+    """One approximate unlearning method (stateless; its settings come from the config)."""
+
+    @classmethod
+    def check(cls, config) -> None:
+        """Raise ``UnlearnError`` for settings this step cannot run with (before anything runs)."""
+
+    @abstractmethod
+    def run(self, config, model: torch.nn.Module, dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
+            keep: np.ndarray, history_keep: Optional[np.ndarray] = None) -> ApproximateReport:
+        """Unlearn ``forget_set``'s targets from ``model`` in place.
+
+        Args:
+            model: a trained RecBole sequential model.
+            forget_set: the interactions to forget (its targets are the samples to unlearn).
+            keep: ``[n_rows]`` bool, D_rem (what the model should keep doing well on).
+            history_keep: ``[n_rows]`` bool, rows histories may use (everything forgotten so far
+                is False); ``None``: only ``forget_set`` is removed from histories.
+        """
+
+
+APPROXIMATE: Registry[type] = Registry("approximate unlearning method", "shard_unlearning")
+
+
+class ForgetProbe:
+    """Forget Hit@10 of a forget set's targets (histories without anything forgotten), measured
+    into an :class:`ApproximateReport`'s ``history`` (its time into ``eval_seconds``)."""
+
+    def __init__(self, config, model: torch.nn.Module, dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
+                 history_keep: np.ndarray, report: ApproximateReport):
+        self.config, self.model, self.report = config, model, report
+        self.loader = eval_loader(config, dataset, dataset.samples(forget_set.targets, history_keep))
+
+    def __call__(self, epoch: int, **extra) -> float:
+        began = time.perf_counter()
+        value = full_ranking_metrics(self.model, self.loader, self.config, ["Hit"], [10]).get("hit@10", 0.0)
+        self.report.eval_seconds += time.perf_counter() - began
+        self.report.history.append(dict({"epoch": epoch, "forget_hit@10": value}, **extra))
+        return value
+
+
+class RemainingBatches:
+    """An endless iterator over D_rem training batches (RecBole's loader: negatives, BERT4Rec's
+    masking), reshuffled every pass; ``per_epoch`` batches make one pass."""
+
+    def __init__(self, config, dataset: UnlearnSequentialDataset, keep: np.ndarray):
+        loader = train_loader(config, dataset, dataset.split_targets(keep)[0], keep)
+        self.per_epoch = max(1, len(loader))
+        self._batches = cycle(loader)
+
+    def __next__(self):
+        return next(self._batches)
+
+    def steps(self, epochs: float) -> int:
+        """Optimiser steps in ``epochs`` (a fraction allowed) passes, at least one."""
+        return max(1, math.ceil(epochs * self.per_epoch))
+
+
+def fine_tune(config, model: torch.nn.Module, batches: RemainingBatches, epochs: float,
+              optimizer: torch.optim.Optimizer) -> None:
+    """``epochs`` (a fraction allowed) of optimiser steps of the model's own training loss on
+    D_rem ``batches``."""
+    model.train()
+    for _ in range(batches.steps(epochs)):
+        batch = next(batches).to(config["device"])
+        loss = training_loss(model, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()

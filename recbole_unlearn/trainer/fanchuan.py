@@ -1,0 +1,92 @@
+"""Fanchuan-style unlearning (a NeurIPS 2023 machine-unlearning competition entry, in the form
+the ERASE benchmark describes), for sequential recommenders:
+
+1. push the model's full-ranking distribution on every forget sample towards uniform (one pass
+   over the forget samples, minimising the cross-entropy to the uniform distribution);
+2. ``fanchuan_rounds`` rounds, each a contrastive pass that separates forgotten from remaining
+   representations (for a forget sample's sequence representation h_f and a D_rem batch's
+   h_r, both L2-normalised, minimise ``logsumexp_r(h_f . h_r / fanchuan_temperature)``),
+   followed by ``fanchuan_finetune_epochs`` (a fraction of a pass) of the model's own loss on D_rem.
+
+Adam with ``fanchuan_learning_rate`` throughout; forget samples' histories leave out everything
+forgotten so far.
+"""
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from recbole_unlearn.data.dataset import UnlearnSequentialDataset
+from recbole_unlearn.data.forget import ForgetSet
+from recbole_unlearn.model.representations import sequence_representation
+from recbole_unlearn.trainer.approximate import (APPROXIMATE, ApproximateReport, ApproximateStep, ForgetProbe,
+                                                 fine_tune, RemainingBatches)
+from recbole_unlearn.utils.errors import UnlearnError
+
+
+def check_fanchuan_settings(config) -> None:
+    for key in ("fanchuan_rounds", "fanchuan_batch_size"):
+        value = config[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UnlearnError(f"config key '{key}' must be a positive integer, got {value!r}")
+    for key in ("fanchuan_learning_rate", "fanchuan_temperature", "fanchuan_finetune_epochs"):
+        value = config[key]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise UnlearnError(f"config key '{key}' must be a positive number, got {value!r}")
+
+
+@APPROXIMATE.register("fanchuan")
+class FanchuanStep(ApproximateStep):
+    """Uniform push, then contrastive rounds with fine-tuning (see the module doc)."""
+
+    @classmethod
+    def check(cls, config) -> None:
+        check_fanchuan_settings(config)
+
+    def run(self, config, model, dataset: UnlearnSequentialDataset, forget_set: ForgetSet, keep: np.ndarray,
+            history_keep: Optional[np.ndarray] = None) -> ApproximateReport:
+        start = time.perf_counter()
+        report = ApproximateReport(stopped_by="rounds_done")
+        device = config["device"]
+        history_keep = keep if history_keep is None else history_keep
+        probe = ForgetProbe(config, model, dataset, forget_set, history_keep & keep, report)
+        model.eval()
+        probe(0)
+        samples = dataset.samples(forget_set.targets, history_keep & keep)
+        if len(samples) == 0:
+            report.stopped_by = "empty"
+            report.seconds = time.perf_counter() - start
+            return report
+        optimizer = torch.optim.Adam(model.parameters(), lr=config["fanchuan_learning_rate"])
+        rng = np.random.default_rng(config["seed"])
+        size = config["fanchuan_batch_size"]
+
+        def forget_batches():
+            order = torch.from_numpy(rng.permutation(len(samples)))
+            for begin in range(0, len(samples), size):
+                yield samples[order[begin:begin + size]].to(device)
+
+        model.eval()  # deterministic scores for the two unlearning losses
+        for batch in forget_batches():
+            loss = -torch.log_softmax(model.full_sort_predict(batch), dim=-1).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        rem = RemainingBatches(config, dataset, keep)
+        for round_index in range(1, config["fanchuan_rounds"] + 1):
+            model.eval()
+            for batch in forget_batches():
+                h_f = F.normalize(sequence_representation(model, batch), dim=-1)
+                other = next(rem).to(device)
+                h_r = F.normalize(sequence_representation(model, other), dim=-1)
+                loss = torch.logsumexp(h_f @ h_r.T / config["fanchuan_temperature"], dim=1).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            fine_tune(config, model, rem, config["fanchuan_finetune_epochs"], optimizer)
+            report.epochs_run = report.kept_epoch = round_index
+        probe(report.kept_epoch)
+        report.seconds = time.perf_counter() - start
+        return report

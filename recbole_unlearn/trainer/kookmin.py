@@ -1,0 +1,109 @@
+"""Kookmin-style unlearning (a NeurIPS 2023 machine-unlearning competition entry, in the form
+the ERASE benchmark describes): re-initialise, in every weight tensor, the small fraction
+``kookmin_reinit_ratio`` of entries whose gradients differ least between the forgotten and the
+remaining data, then fine-tune on D_rem.
+
+Gradients are those of the mean target cross-entropy over all items (eval mode, deterministic)
+on the forget samples (histories without anything forgotten) and on ``kookmin_retain_samples``
+remaining samples (drawn with ``seed``). "Re-initialise" takes the entries of a freshly
+initialised model of the same class (seeded). Fine-tuning runs ``kookmin_finetune_epochs`` (a
+fraction of a pass) of the model's own training loss on D_rem batches (Adam,
+``kookmin_learning_rate``): long fine-tuning also raises forget Hit@10 again, since a model that
+keeps learning D_rem also predicts its users' forgotten items better.
+"""
+import math
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from recbole.utils import init_seed
+
+from recbole_unlearn.data.dataset import UnlearnSequentialDataset
+from recbole_unlearn.data.forget import ForgetSet
+from recbole_unlearn.trainer.approximate import (APPROXIMATE, ApproximateReport, ApproximateStep, ForgetProbe,
+                                                 fine_tune, RemainingBatches)
+from recbole_unlearn.utils.errors import UnlearnError
+
+
+SELECTIONS = ("least", "most")
+
+
+def mean_target_gradients(model, samples, batch_size: int, device) -> dict:
+    """``{name: gradient}`` of the mean target cross-entropy over ``samples``."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    grads = {n: torch.zeros_like(p) for n, p in named}
+    for begin in range(0, len(samples), batch_size):
+        batch = samples[begin:begin + batch_size].to(device)
+        loss = F.cross_entropy(model.full_sort_predict(batch), batch[model.ITEM_ID], reduction="sum") / len(samples)
+        for (name, _), g in zip(named, torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)):
+            if g is not None:
+                grads[name] += g
+    return grads
+
+
+def check_kookmin_settings(config) -> None:
+    ratio = config["kookmin_reinit_ratio"]
+    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio < 1:
+        raise UnlearnError(f"config key 'kookmin_reinit_ratio' must be in (0, 1), got {ratio!r}")
+    value = config["kookmin_retain_samples"]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UnlearnError(f"config key 'kookmin_retain_samples' must be a positive integer, got {value!r}")
+    value = config["kookmin_finetune_epochs"]
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise UnlearnError(f"config key 'kookmin_finetune_epochs' must be a positive number, got {value!r}")
+    if config["kookmin_select"] not in SELECTIONS:
+        raise UnlearnError(f"config key 'kookmin_select' must be one of {', '.join(SELECTIONS)}, "
+                           f"got {config['kookmin_select']!r}")
+    lr = config["kookmin_learning_rate"]
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
+        raise UnlearnError(f"config key 'kookmin_learning_rate' must be a positive number, got {lr!r}")
+
+
+@APPROXIMATE.register("kookmin")
+class KookminStep(ApproximateStep):
+    """Selective re-initialisation + fine-tuning on D_rem (see the module doc)."""
+
+    @classmethod
+    def check(cls, config) -> None:
+        check_kookmin_settings(config)
+
+    def run(self, config, model, dataset: UnlearnSequentialDataset, forget_set: ForgetSet, keep: np.ndarray,
+            history_keep: Optional[np.ndarray] = None) -> ApproximateReport:
+        start = time.perf_counter()
+        report = ApproximateReport(stopped_by="finetuned")
+        device, batch = config["device"], config["eval_batch_size"]
+        history_keep = keep if history_keep is None else history_keep
+        probe = ForgetProbe(config, model, dataset, forget_set, history_keep & keep, report)
+        model.eval()
+        probe(0)
+        forget_samples = dataset.samples(forget_set.targets, history_keep & keep)
+        if len(forget_samples) == 0:
+            report.stopped_by = "empty"
+            report.seconds = time.perf_counter() - start
+            return report
+        rng = np.random.default_rng(config["seed"])
+        pool = dataset.split_targets(keep)[0]
+        retain = dataset.samples(np.sort(rng.choice(pool, size=min(len(pool), config["kookmin_retain_samples"]),
+                                                    replace=False)), keep)
+        g_forget = mean_target_gradients(model, forget_samples, batch, device)
+        g_retain = mean_target_gradients(model, retain, batch, device)
+        init_seed(config["seed"], config["reproducibility"])
+        fresh = dict(config.model_class(config, dataset).to(device).named_parameters())
+        reset = 0
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if name not in g_forget:
+                    continue
+                difference = (g_forget[name] - g_retain[name]).abs().flatten()
+                count = max(1, math.ceil(config["kookmin_reinit_ratio"] * difference.numel()))
+                chosen = torch.topk(difference, count, largest=config["kookmin_select"] == "most").indices
+                param.view(-1)[chosen] = fresh[name].detach().view(-1)[chosen]
+                reset += count
+        optimizer = torch.optim.Adam(model.parameters(), lr=config["kookmin_learning_rate"])
+        fine_tune(config, model, RemainingBatches(config, dataset, keep), config["kookmin_finetune_epochs"], optimizer)
+        report.epochs_run = report.kept_epoch = 1
+        probe(1, reinitialised=reset)
+        report.seconds = time.perf_counter() - start
+        return report

@@ -1,0 +1,52 @@
+"""Every approximate step of ``APPROXIMATE`` (``trainer/approximate.py``) as an unlearning method:
+``unlearn_method: sruga`` (or any other registered step) starts from a copy of the original
+model and runs the step on D_fgt / D_rem. Its forgetting time is the step alone (the original
+model already exists). The copy is saved as a
+:class:`~recbole_unlearn.unlearnable.SingleUnlearnableModel` in ``model_dir`` (default
+``<run folder>/<method>_model``) before and after forgetting, so later request files can be
+answered with it.
+
+Registering a step in ``APPROXIMATE`` registers its method here too (the registry tells its
+subscribers), so a new approximate method never needs a second file.
+"""
+import copy
+import os
+
+from recbole_unlearn.data.forget import ForgetSet
+from recbole_unlearn.serving import apply_forget, open_store
+from recbole_unlearn.trainer.approximate import APPROXIMATE
+from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult, check_new_model_dir
+from recbole_unlearn.unlearnable import SingleUnlearnableModel
+
+
+class ApproximateMethod(UnlearnMethod):
+    """The method of one approximate step (``step`` names it in ``APPROXIMATE``)."""
+
+    step = ""
+
+    @classmethod
+    def check(cls, config, dataset) -> None:
+        APPROXIMATE.get(cls.step).check(config)
+        check_new_model_dir(config)
+
+    def model_dir(self) -> str:
+        return self.config["model_dir"] or os.path.join(self.config["checkpoint_dir"], f"{self.step}_model")
+
+    def forget(self, forget_set: ForgetSet) -> UnlearnResult:
+        store = open_store(self.model_dir(), self.config)
+        single = SingleUnlearnableModel(self.config, self.dataset, copy.deepcopy(self.original.model))
+        store.commit(single)
+        outcome = apply_forget(store, single, forget_set, self.step)
+        single, report = outcome.model, outcome.report
+        info = dict(single.last_report, changed=report.changed, model_dir=self.model_dir())
+        if report.approximate is not None:
+            info.update({k: v for k, v in report.approximate.items() if k.startswith("forget_hit")})
+        return UnlearnResult(single.model, report.seconds, outcome.forget_set, info)
+
+
+def _register_method(name: str, step: type) -> None:
+    """Make the approximate step ``name`` an ``unlearn_method`` as well."""
+    METHODS.register(name)(type(f"{step.__name__}Method", (ApproximateMethod,), {"step": name}))
+
+
+APPROXIMATE.subscribe(_register_method)
