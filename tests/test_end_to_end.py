@@ -68,6 +68,7 @@ def test_cli_success_prints_table_and_results_path(in_tmp):
     lines = proc.stdout.strip().splitlines()
     assert lines[-1].startswith("results: ")
     assert any(line.startswith("original") for line in lines) and any(line.startswith("retrain") for line in lines)
+    assert "note: original, retrain stopped at the epochs cap (1)" in proc.stdout  # 1 epoch: the cap ends training
     path = os.path.join(in_tmp, lines[-1][len("results: "):])
     with open(path) as f:
         assert json.load(f)["model"] == "GRU4Rec"

@@ -79,5 +79,9 @@ def run_recbole_unlearn(
     if verbose:
         print(f"\n{config['model']} on {config['dataset']}; forget set: {forget_summary}")
         print(format_table(rows))
+        capped = [r["method"] for r in rows if r.get("epochs_run") == config["epochs"]]
+        if capped:
+            print(f"note: {', '.join(capped)} stopped at the epochs cap ({config['epochs']}), not by validation "
+                  "(stopping_step); set --epochs higher to train to convergence")
         print(f"results: {results_path}")
     return dict(document, run_dir=run_dir, results_path=results_path)
