@@ -81,11 +81,33 @@ def leaderboard_markdown(cells: List[dict], title: str = "Leaderboard") -> str:
             cells_ += [_fmt(row.get("seconds"), 1), _fmt(row.get("speedup"), 1)]
             lines.append("| " + " | ".join(cells_) + " |")
         lines.append("")
+        lines += repeated_requests_markdown(cell)
     lines.append("`original` and `recbole` rows: `unlearning s` is their training time. `recbole` is "
                  "RecBole's own pipeline (D_raw only). Sharded rows: see `initial_train_seconds` in "
                  "leaderboard.csv for the training before any request.")
     lines.append("")
     return "\n".join(lines)
+
+
+def repeated_requests_markdown(cell: dict) -> List[str]:
+    """With ``request_steps`` > 1: one line per method and request, next to the Retrain matched
+    to that point (``[]`` when no row has steps)."""
+    rows = [r for r in cell["rows"] if r.get("steps")]
+    if not rows:
+        return []
+    lines = ["Repeated requests (the forget set applied as successive requests; Retrain matched to each point):", "",
+             "| method | request | users | D_rem NDCG@10 | Retrain's | forget Hit@10 | Retrain's | audit AUC | "
+             "Retrain's | seconds | cumulative s | Retrain s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        for step in row["steps"]:
+            ref = step["retrain"]
+            lines.append("| " + " | ".join([
+                row["method"], str(step["step"]), str(step["users"]), _fmt(step["ndcg@10_rem"]),
+                _fmt(ref["ndcg@10_rem"]), _fmt(step["forget_hit@10"]), _fmt(ref["forget_hit@10"]),
+                _fmt(step.get("audit_auc")), _fmt(ref.get("audit_auc")), _fmt(step["seconds"], 1),
+                _fmt(step["cumulative_seconds"], 1), _fmt(ref["seconds"], 1)]) + " |")
+    return lines + [""]
 
 
 def _parse_cell_value(text: str) -> Optional[float]:

@@ -190,7 +190,7 @@ class UnlearnConfig(Config):
         if modes != {"full"}:
             raise UnlearnError("recbole_unlearn evaluates with full ranking: eval_args.mode must be 'full'")
         positive_ints = ["epochs", "MAX_ITEM_LIST_LENGTH", "train_batch_size", "eval_batch_size",
-                         "sru_inference_neg_num", "max_request_lines", "max_batch"]
+                         "sru_inference_neg_num", "max_request_lines", "max_batch", "request_steps"]
         for key in positive_ints:
             if not isinstance(self[key], int) or isinstance(self[key], bool) or self[key] < 1:
                 raise UnlearnError(f"config key '{key}' must be a positive integer, got {self[key]!r}")

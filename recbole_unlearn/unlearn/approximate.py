@@ -32,12 +32,17 @@ class ApproximateMethod(UnlearnMethod):
     def model_dir(self) -> str:
         return self.config["model_dir"] or os.path.join(self.config["checkpoint_dir"], f"{self.step}_model")
 
+    def fit(self) -> float:
+        """Deploy a copy of the original model as the folder's first version (no training: 0 s)."""
+        self.single = SingleUnlearnableModel(self.config, self.dataset, copy.deepcopy(self.original.model))
+        open_store(self.model_dir(), self.config).commit(self.single)
+        return 0.0
+
     def forget(self, forget_set: ForgetSet) -> UnlearnResult:
-        store = open_store(self.model_dir(), self.config)
-        single = SingleUnlearnableModel(self.config, self.dataset, copy.deepcopy(self.original.model))
-        store.commit(single)
-        outcome = apply_forget(store, single, forget_set, self.step)
-        single, report = outcome.model, outcome.report
+        """Apply ``forget_set`` to the deployed model (repeatable: each call is one request batch)."""
+        outcome = apply_forget(open_store(self.model_dir(), self.config), self.single, forget_set, self.step)
+        self.single = single = outcome.model
+        report = outcome.report
         info = dict(single.last_report, changed=report.changed, model_dir=self.model_dir())
         if report.approximate is not None:
             info.update({k: v for k, v in report.approximate.items() if k.startswith("forget_hit")})

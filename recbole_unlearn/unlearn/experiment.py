@@ -8,10 +8,11 @@ import time
 from logging import getLogger
 from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 from recbole.utils import init_logger, init_seed, set_color
 
-from recbole_unlearn.data import build_forget_set, create_unlearn_dataset, sample_forget_set, split_loaders
+from recbole_unlearn.data import ForgetSet, build_forget_set, create_unlearn_dataset, sample_forget_set, split_loaders
 from recbole_unlearn.evaluator import EvaluationSuite
 from recbole_unlearn.evaluator.audit import AuditSamples, MembershipAudit, split_twins
 from recbole_unlearn.trainer import train_model
@@ -49,6 +50,7 @@ class Experiment:
         self.original: Optional[TrainedModel] = None
         self.audit: Optional[MembershipAudit] = None
         self.audit_cost: Dict[str, object] = {}
+        self._steps: Optional[List[Tuple[ForgetSet, EvaluationSuite, dict]]] = None
 
     def _twins(self):
         """With ``audit``: a candidate set drawn by the forget protocol at twice its user share,
@@ -155,7 +157,10 @@ class Experiment:
             fit_seconds = method.fit()
             if key is not None:
                 fit_cache[key] = (method.fitted_state(), fit_seconds, label or name)
-        result = method.forget(self.forget_set)
+        if self.config["request_steps"] > 1 and name != "retrain":
+            result, extra["steps"] = self._forget_in_steps(method)
+        else:
+            result = method.forget(self.forget_set)
         if fit_seconds:
             extra["initial_train_seconds"] = round(fit_seconds, 3)
         extra.update(result.info)
@@ -167,6 +172,72 @@ class Experiment:
             row["unlearn_method"] = name
         getLogger().info(set_color(f"{label or name} done", "green") + f" in {result.seconds:.1f}s")
         return row, result.model
+
+
+    # --- repeated requests (``request_steps``) ------------------------------------------
+    def request_batches(self) -> List[ForgetSet]:
+        """The forget set as ``request_steps`` successive requests: its users shuffled with
+        ``forget_seed`` and dealt into that many batches of (nearly) equal size."""
+        fs, steps = self.forget_set, self.config["request_steps"]
+        users = np.random.default_rng([self.config["forget_seed"], steps]).permutation(fs.users(self.data))
+        owner = self.data.log_user
+        batches = []
+        for k, chosen in enumerate(np.array_split(users, steps), start=1):
+            batches.append(ForgetSet(fs.requested[np.isin(owner[fs.requested], chosen)],
+                                     source=f"{fs.source} request {k}/{steps}",
+                                     targets=fs.targets[np.isin(owner[fs.targets], chosen)]))
+        return batches
+
+    def step_references(self) -> List[Tuple[ForgetSet, EvaluationSuite, dict]]:
+        """For every step k: the forget set of requests 1..k, its evaluation suite, and a Retrain
+        matched to that point (trained on D_raw minus requests 1..k; computed once, shared by
+        every method)."""
+        if self._steps is None:
+            self._steps = []
+            rows = np.array([], dtype=np.int64)
+            targets = np.array([], dtype=np.int64)
+            for k, batch in enumerate(self.request_batches(), start=1):
+                rows, targets = np.union1d(rows, batch.requested), np.union1d(targets, batch.targets)
+                cumulative = ForgetSet(rows, source=f"{self.forget_set.source} requests 1..{k}", targets=targets)
+                suite = EvaluationSuite(self.config, self.data, cumulative)
+                start = time.perf_counter()
+                retrain = train_model(self.config, suite.rem, tag=f"retrain matched to request {k}")
+                seconds = time.perf_counter() - start
+                metrics = suite.evaluate(retrain.model, cumulative)
+                self._steps.append((cumulative, suite, _step_summary(metrics, seconds, self.audit, retrain.model)))
+        return self._steps
+
+    def _forget_in_steps(self, method) -> Tuple[object, List[dict]]:
+        """Apply the forget set to ``method``'s deployed model as successive requests (its own
+        ``forget``: the model folder and request path of any single request), measuring after
+        each; returns the last result and the per-step records."""
+        steps, total, extras = [], 0.0, np.array([], dtype=np.int64)
+        result = None
+        for k, (batch, (cumulative, suite, retrain)) in enumerate(
+                zip(self.request_batches(), self.step_references()), start=1):
+            result = method.forget(batch)
+            total += result.seconds
+            extras = np.union1d(extras, result.forget_set.extra)
+            applied = cumulative.with_extra(extras)
+            record = _step_summary(suite.evaluate(result.model, applied), result.seconds, self.audit, result.model)
+            record.update(step=k, users=int(len(batch.users(self.data))), cumulative_seconds=round(total, 3),
+                          retrain=retrain)
+            steps.append(record)
+            getLogger().info(f"request {k}/{len(self.request_batches())}: {record}")
+        result.forget_set = self.forget_set.with_extra(extras)
+        result.seconds = total
+        return result, steps
+
+
+def _step_summary(metrics: Dict[str, Dict[str, float]], seconds: float, audit, model) -> dict:
+    """What a repeated-requests table shows for one model state after one request."""
+    out = {"ndcg@10_rem": metrics["utility_rem"].get("ndcg@10"), "forget_hit@10": metrics["forget"].get("hit@10"),
+           "seconds": round(seconds, 3)}
+    if audit is not None:
+        report = audit.report(model)
+        out["audit_auc"] = report.get("auc")
+        out["audit_verdict"] = report["verdict"]
+    return out
 
 
 def run_dir_for(results_dir: str, name: str) -> str:
