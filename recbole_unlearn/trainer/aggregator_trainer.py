@@ -92,8 +92,9 @@ def _numbered(samples, start: int):
 def train_aggregator(config, ensemble, dataset: UnlearnSequentialDataset, keep: np.ndarray,
                      shard_map) -> AggregatorTraining:
     """(Re)train ``ensemble``'s aggregator from a fresh initialisation on the remaining training
-    data (at most ``agg_max_samples`` samples, drawn with ``seed``) for ``agg_epochs`` epochs
-    with learning rate ``agg_learning_rate``. A fresh start matters: the previous aggregator
+    data (at most ``agg_max_samples`` samples, drawn with ``seed``) for at most ``agg_epochs``
+    epochs (fewer when validation stops it, see the module doc) with learning rate
+    ``agg_learning_rate``. A fresh start matters: the previous aggregator
     saw the data that is being forgotten. Returns what it did (0 seconds for non-learned
     aggregators)."""
     if not ensemble.aggregator.learnable:
