@@ -18,6 +18,7 @@ from recbole.utils import ModelType, get_model
 from recbole.utils import argument_list
 
 from recbole_unlearn.compat import set_anomaly_detection
+from recbole_unlearn.utils.checks import require_bool, require_positive_int
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.paths import properties_dir, property_file
 
@@ -191,12 +192,8 @@ class UnlearnConfig(Config):
             raise UnlearnError("recbole_unlearn evaluates with full ranking: eval_args.mode must be 'full'")
         positive_ints = ["epochs", "MAX_ITEM_LIST_LENGTH", "train_batch_size", "eval_batch_size",
                          "sru_inference_neg_num", "max_request_lines", "max_batch", "request_steps"]
-        for key in positive_ints:
-            if not isinstance(self[key], int) or isinstance(self[key], bool) or self[key] < 1:
-                raise UnlearnError(f"config key '{key}' must be a positive integer, got {self[key]!r}")
-        for key in ("detect_anomaly", "audit"):
-            if not isinstance(self[key], bool):
-                raise UnlearnError(f"config key '{key}' must be True or False, got {self[key]!r}")
+        require_positive_int(self, *positive_ints)
+        require_bool(self, "detect_anomaly", "audit")
         if self["audit"]:
             for key, least in (("audit_references", 2), ("audit_bootstrap", 100)):
                 value = self[key]

@@ -11,6 +11,7 @@ from typing import Callable, Dict, List
 import numpy as np
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
+from recbole_unlearn.utils.checks import require_positive_int
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.registry import Registry
 
@@ -94,10 +95,8 @@ class ShardMap:
 
 def check_shard_settings(config, dataset: UnlearnSequentialDataset) -> None:
     """One-line errors for bad ``n_shards`` / ``n_slices`` / ``partitioner`` values."""
+    require_positive_int(config, "n_shards", "n_slices")
     n_shards, n_slices = config["n_shards"], config["n_slices"]
-    for key, value in (("n_shards", n_shards), ("n_slices", n_slices)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise UnlearnError(f"config key '{key}' must be a positive integer, got {value!r}")
     n_users = len(dataset.active_users())
     if n_shards * n_slices > n_users:
         raise UnlearnError(

@@ -29,6 +29,7 @@ from recbole_unlearn.data.utils import eval_loader
 from recbole_unlearn.model.aggregators import AGGREGATORS
 from recbole_unlearn.model.representations import representation_size
 from recbole_unlearn.trainer.trainer import UnlearnTrainer
+from recbole_unlearn.utils.checks import require_bool, require_positive_int, require_positive_number
 from recbole_unlearn.utils.errors import UnlearnError
 
 #: the interaction field that numbers the aggregator's training samples.
@@ -56,20 +57,12 @@ class AggregatorTraining:
 
 def check_aggregator_settings(config) -> None:
     """One-line errors for bad ``agg_*`` values."""
-    for key in ("agg_epochs", "agg_max_samples", "agg_attention_size"):
-        value = config[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise UnlearnError(f"config key '{key}' must be a positive integer, got {value!r}")
+    require_positive_int(config, "agg_epochs", "agg_max_samples", "agg_attention_size")
     hidden = config["agg_hidden_size"]
     if hidden is not None and (not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1):
         raise UnlearnError(f"config key 'agg_hidden_size' must be a positive integer or ~, got {hidden!r}")
-    for key in ("agg_learning_rate", "agg_cache_max_mb"):
-        value = config[key]
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise UnlearnError(f"config key '{key}' must be a positive number, got {value!r}")
-    for key in ("agg_cache", "validate_submodels"):
-        if not isinstance(config[key], bool):
-            raise UnlearnError(f"config key '{key}' must be True or False, got {config[key]!r}")
+    require_positive_number(config, "agg_learning_rate", "agg_cache_max_mb")
+    require_bool(config, "agg_cache", "validate_submodels")
 
 
 def _cache_samples_that_fit(config, ensemble, n_samples: int, n_fixed: int) -> int:

@@ -23,18 +23,12 @@ from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.model.representations import sequence_representation
 from recbole_unlearn.trainer.approximate import (APPROXIMATE, ApproximateReport, ApproximateStep, ForgetProbe,
                                                  fine_tune, RemainingBatches)
-from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.utils.checks import require_positive_int, require_positive_number
 
 
 def check_fanchuan_settings(config) -> None:
-    for key in ("fanchuan_rounds", "fanchuan_batch_size"):
-        value = config[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise UnlearnError(f"config key '{key}' must be a positive integer, got {value!r}")
-    for key in ("fanchuan_learning_rate", "fanchuan_temperature", "fanchuan_finetune_epochs"):
-        value = config[key]
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise UnlearnError(f"config key '{key}' must be a positive number, got {value!r}")
+    require_positive_int(config, "fanchuan_rounds", "fanchuan_batch_size")
+    require_positive_number(config, "fanchuan_learning_rate", "fanchuan_temperature", "fanchuan_finetune_epochs")
 
 
 @APPROXIMATE.register("fanchuan")

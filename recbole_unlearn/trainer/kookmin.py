@@ -24,6 +24,7 @@ from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.trainer.approximate import (APPROXIMATE, ApproximateReport, ApproximateStep, ForgetProbe,
                                                  fine_tune, RemainingBatches)
+from recbole_unlearn.utils.checks import require_choice, require_positive_int, require_positive_number
 from recbole_unlearn.utils.errors import UnlearnError
 
 
@@ -47,18 +48,9 @@ def check_kookmin_settings(config) -> None:
     ratio = config["kookmin_reinit_ratio"]
     if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio < 1:
         raise UnlearnError(f"config key 'kookmin_reinit_ratio' must be in (0, 1), got {ratio!r}")
-    value = config["kookmin_retain_samples"]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise UnlearnError(f"config key 'kookmin_retain_samples' must be a positive integer, got {value!r}")
-    value = config["kookmin_finetune_epochs"]
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-        raise UnlearnError(f"config key 'kookmin_finetune_epochs' must be a positive number, got {value!r}")
-    if config["kookmin_select"] not in SELECTIONS:
-        raise UnlearnError(f"config key 'kookmin_select' must be one of {', '.join(SELECTIONS)}, "
-                           f"got {config['kookmin_select']!r}")
-    lr = config["kookmin_learning_rate"]
-    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
-        raise UnlearnError(f"config key 'kookmin_learning_rate' must be a positive number, got {lr!r}")
+    require_positive_int(config, "kookmin_retain_samples")
+    require_positive_number(config, "kookmin_finetune_epochs", "kookmin_learning_rate")
+    require_choice(config, "kookmin_select", SELECTIONS)
 
 
 @APPROXIMATE.register("kookmin")

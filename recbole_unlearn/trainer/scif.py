@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.trainer.approximate import APPROXIMATE, ApproximateReport, ApproximateStep, ForgetProbe
-from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.utils.checks import (require_choice, require_non_negative_number, require_positive_int,
+                                          require_positive_number)
 
 PARAM_SETS = ("embeddings", "all")
 
@@ -111,18 +112,10 @@ def conjugate_gradient(apply, rhs: List[torch.Tensor], iterations: int, toleranc
 
 
 def check_scif_settings(config) -> None:
-    for key in ("scif_damping", "scif_cg_tolerance", "scif_scale", "scif_max_step"):
-        value = config[key]
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or \
-                (value == 0 and key != "scif_damping"):
-            raise UnlearnError(f"config key '{key}' must be a {'non-negative' if key == 'scif_damping' else 'positive'} "
-                               f"number, got {value!r}")
-    for key in ("scif_cg_iterations", "scif_hessian_samples"):
-        value = config[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise UnlearnError(f"config key '{key}' must be a positive integer, got {value!r}")
-    if config["scif_params"] not in PARAM_SETS:
-        raise UnlearnError(f"config key 'scif_params' must be one of {', '.join(PARAM_SETS)}, got {config['scif_params']!r}")
+    require_non_negative_number(config, "scif_damping")
+    require_positive_number(config, "scif_cg_tolerance", "scif_scale", "scif_max_step")
+    require_positive_int(config, "scif_cg_iterations", "scif_hessian_samples")
+    require_choice(config, "scif_params", PARAM_SETS)
 
 
 @APPROXIMATE.register("scif")

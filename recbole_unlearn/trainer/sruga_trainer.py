@@ -51,6 +51,7 @@ from recbole_unlearn.data.utils import eval_loader, split_loaders
 from recbole_unlearn.evaluator.metrics import full_ranking_metrics
 from recbole_unlearn.trainer.approximate import APPROXIMATE, ApproximateReport, ApproximateStep
 from recbole_unlearn.trainer.trainer import cpu_state_dict, training_loss
+from recbole_unlearn.utils.checks import require_bool, require_choice, require_non_negative_number, require_positive_int
 from recbole_unlearn.utils.errors import UnlearnError
 
 
@@ -281,20 +282,11 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
 
 def check_sruga_settings(config) -> None:
     """One-line errors for bad ``sruga_*`` / ``utility_floor`` values."""
-    for key in ("sruga_ga", "sruga_kl", "sruga_ft", "sruga_learning_rate", "sruga_clip_norm", "sruga_anneal"):
-        value = config[key]
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise UnlearnError(f"config key '{key}' must be a non-negative number, got {value!r}")
-    for key in ("sruga_batch_size", "sruga_epochs", "sruga_eval_step", "sruga_patience"):
-        value = config[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise UnlearnError(f"config key '{key}' must be a positive integer, got {value!r}")
-    if config["sruga_ga_loss"] not in GA_LOSSES:
-        raise UnlearnError(f"config key 'sruga_ga_loss' must be one of {', '.join(GA_LOSSES)}, "
-                           f"got {config['sruga_ga_loss']!r}")
-    for key in ("sruga_stop_unseen", "sruga_dropout"):
-        if not isinstance(config[key], bool):
-            raise UnlearnError(f"config key '{key}' must be True or False, got {config[key]!r}")
+    require_non_negative_number(config, "sruga_ga", "sruga_kl", "sruga_ft", "sruga_learning_rate",
+                                "sruga_clip_norm", "sruga_anneal")
+    require_positive_int(config, "sruga_batch_size", "sruga_epochs", "sruga_eval_step", "sruga_patience")
+    require_choice(config, "sruga_ga_loss", GA_LOSSES)
+    require_bool(config, "sruga_stop_unseen", "sruga_dropout")
     users = config["sruga_valid_users"]
     if users is not None and (not isinstance(users, int) or isinstance(users, bool) or users < 1):
         raise UnlearnError(f"config key 'sruga_valid_users' must be a positive integer or ~ (all users), got {users!r}")
