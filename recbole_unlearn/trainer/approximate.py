@@ -18,6 +18,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
@@ -41,6 +42,12 @@ class ApproximateReport:
     eval_seconds: float = 0.0
     history: List[Dict[str, float]] = field(default_factory=list)
     kept_epoch: int = 0
+    started: float = field(default_factory=time.perf_counter, repr=False, compare=False)
+
+    def finish(self) -> "ApproximateReport":
+        """Set ``seconds`` to the time since the report was created; returns it."""
+        self.seconds = time.perf_counter() - self.started
+        return self
 
     def forget_hit(self, epoch: int) -> Optional[float]:
         """Forget Hit@10 measured after ``epoch`` (``None`` if not measured)."""
@@ -92,7 +99,8 @@ class ForgetProbe:
     def __init__(self, config, model: torch.nn.Module, dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
                  history_keep: np.ndarray, report: ApproximateReport):
         self.config, self.model, self.report = config, model, report
-        self.loader = eval_loader(config, dataset, dataset.samples(forget_set.targets, history_keep))
+        self.samples = dataset.samples(forget_set.targets, history_keep)  # D_fgt, [n] samples
+        self.loader = eval_loader(config, dataset, self.samples)
 
     def __call__(self, epoch: int, **extra) -> float:
         began = time.perf_counter()
@@ -100,6 +108,35 @@ class ForgetProbe:
         self.report.eval_seconds += time.perf_counter() - began
         self.report.history.append(dict({"epoch": epoch, "forget_hit@10": value}, **extra))
         return value
+
+
+def begin_step(config, model: torch.nn.Module, dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
+               keep: np.ndarray, history_keep: Optional[np.ndarray], stopped_by: str):
+    """The start every step shares: a report (timed from now), the histories the step may use
+    (``history_keep``, default ``keep``, never wider than ``keep``), and a :class:`ForgetProbe`
+    on them whose forget Hit@10 at epoch 0 is measured with the model in eval mode. Returns
+    ``(report, probe, history_keep)``; ``probe.samples`` are the forget samples."""
+    report = ApproximateReport(stopped_by=stopped_by)
+    history_keep = keep if history_keep is None else history_keep
+    probe = ForgetProbe(config, model, dataset, forget_set, history_keep & keep, report)
+    model.eval()
+    probe(0)
+    return report, probe, history_keep
+
+
+def target_gradients(model, samples, params: List[torch.nn.Parameter], batch_size: int, device,
+                     divide_by: float = 1.0) -> List[torch.Tensor]:
+    """Gradients w.r.t. ``params`` of the summed softmax cross-entropy of every sample's target
+    over all items (``full_sort_predict``) divided by ``divide_by`` (``len(samples)``: the mean),
+    ``batch_size`` samples at a time; a parameter the loss does not reach gets zeros."""
+    grads = [torch.zeros_like(p) for p in params]
+    for begin in range(0, len(samples), batch_size):
+        batch = samples[begin:begin + batch_size].to(device)
+        loss = F.cross_entropy(model.full_sort_predict(batch), batch[model.ITEM_ID], reduction="sum") / divide_by
+        for acc, g in zip(grads, torch.autograd.grad(loss, params, allow_unused=True)):
+            if g is not None:
+                acc += g
+    return grads
 
 
 class RemainingBatches:

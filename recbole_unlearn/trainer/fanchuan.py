@@ -11,7 +11,6 @@ the ERASE benchmark describes), for sequential recommenders:
 Adam with ``fanchuan_learning_rate`` throughout; forget samples' histories leave out everything
 forgotten so far.
 """
-import time
 from typing import Optional
 
 import numpy as np
@@ -21,7 +20,7 @@ import torch.nn.functional as F
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.model.representations import sequence_representation
-from recbole_unlearn.trainer.approximate import (APPROXIMATE, ApproximateReport, ApproximateStep, ForgetProbe,
+from recbole_unlearn.trainer.approximate import (APPROXIMATE, ApproximateReport, ApproximateStep, begin_step,
                                                  fine_tune, RemainingBatches)
 from recbole_unlearn.utils.checks import require_positive_int, require_positive_number
 
@@ -41,18 +40,12 @@ class FanchuanStep(ApproximateStep):
 
     def run(self, config, model, dataset: UnlearnSequentialDataset, forget_set: ForgetSet, keep: np.ndarray,
             history_keep: Optional[np.ndarray] = None) -> ApproximateReport:
-        start = time.perf_counter()
-        report = ApproximateReport(stopped_by="rounds_done")
+        report, probe, history_keep = begin_step(config, model, dataset, forget_set, keep, history_keep, "rounds_done")
         device = config["device"]
-        history_keep = keep if history_keep is None else history_keep
-        probe = ForgetProbe(config, model, dataset, forget_set, history_keep & keep, report)
-        model.eval()
-        probe(0)
-        samples = dataset.samples(forget_set.targets, history_keep & keep)
+        samples = probe.samples
         if len(samples) == 0:
             report.stopped_by = "empty"
-            report.seconds = time.perf_counter() - start
-            return report
+            return report.finish()
         optimizer = torch.optim.Adam(model.parameters(), lr=config["fanchuan_learning_rate"])
         rng = np.random.default_rng(config["seed"])
         size = config["fanchuan_batch_size"]
@@ -82,5 +75,4 @@ class FanchuanStep(ApproximateStep):
             fine_tune(config, model, rem, config["fanchuan_finetune_epochs"], optimizer)
             report.epochs_run = report.kept_epoch = round_index
         probe(report.kept_epoch)
-        report.seconds = time.perf_counter() - start
-        return report
+        return report.finish()

@@ -12,36 +12,21 @@ fraction of a pass) of the model's own training loss on D_rem batches (Adam,
 keeps learning D_rem also predicts its users' forgotten items better.
 """
 import math
-import time
 from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from recbole.utils import init_seed
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
-from recbole_unlearn.trainer.approximate import (APPROXIMATE, ApproximateReport, ApproximateStep, ForgetProbe,
-                                                 fine_tune, RemainingBatches)
+from recbole_unlearn.trainer.approximate import (APPROXIMATE, ApproximateReport, ApproximateStep, begin_step,
+                                                 fine_tune, RemainingBatches, target_gradients)
 from recbole_unlearn.utils.checks import require_choice, require_positive_int, require_positive_number
 from recbole_unlearn.utils.errors import UnlearnError
 
 
 SELECTIONS = ("least", "most")
-
-
-def mean_target_gradients(model, samples, batch_size: int, device) -> dict:
-    """``{name: gradient}`` of the mean target cross-entropy over ``samples``."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    grads = {n: torch.zeros_like(p) for n, p in named}
-    for begin in range(0, len(samples), batch_size):
-        batch = samples[begin:begin + batch_size].to(device)
-        loss = F.cross_entropy(model.full_sort_predict(batch), batch[model.ITEM_ID], reduction="sum") / len(samples)
-        for (name, _), g in zip(named, torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)):
-            if g is not None:
-                grads[name] += g
-    return grads
 
 
 def check_kookmin_settings(config) -> None:
@@ -63,24 +48,20 @@ class KookminStep(ApproximateStep):
 
     def run(self, config, model, dataset: UnlearnSequentialDataset, forget_set: ForgetSet, keep: np.ndarray,
             history_keep: Optional[np.ndarray] = None) -> ApproximateReport:
-        start = time.perf_counter()
-        report = ApproximateReport(stopped_by="finetuned")
+        report, probe, history_keep = begin_step(config, model, dataset, forget_set, keep, history_keep, "finetuned")
         device, batch = config["device"], config["eval_batch_size"]
-        history_keep = keep if history_keep is None else history_keep
-        probe = ForgetProbe(config, model, dataset, forget_set, history_keep & keep, report)
-        model.eval()
-        probe(0)
-        forget_samples = dataset.samples(forget_set.targets, history_keep & keep)
+        forget_samples = probe.samples
         if len(forget_samples) == 0:
             report.stopped_by = "empty"
-            report.seconds = time.perf_counter() - start
-            return report
+            return report.finish()
         rng = np.random.default_rng(config["seed"])
         pool = dataset.split_targets(keep)[0]
         retain = dataset.samples(np.sort(rng.choice(pool, size=min(len(pool), config["kookmin_retain_samples"]),
                                                     replace=False)), keep)
-        g_forget = mean_target_gradients(model, forget_samples, batch, device)
-        g_retain = mean_target_gradients(model, retain, batch, device)
+        names, params = zip(*[(name, p) for name, p in model.named_parameters() if p.requires_grad])
+        g_forget = dict(zip(names, target_gradients(model, forget_samples, list(params), batch, device,
+                                                    len(forget_samples))))
+        g_retain = dict(zip(names, target_gradients(model, retain, list(params), batch, device, len(retain))))
         init_seed(config["seed"], config["reproducibility"])
         fresh = dict(config.model_class(config, dataset).to(device).named_parameters())
         reset = 0
@@ -97,5 +78,4 @@ class KookminStep(ApproximateStep):
         fine_tune(config, model, RemainingBatches(config, dataset, keep), config["kookmin_finetune_epochs"], optimizer)
         report.epochs_run = report.kept_epoch = 1
         probe(1, reinitialised=reset)
-        report.seconds = time.perf_counter() - start
-        return report
+        return report.finish()

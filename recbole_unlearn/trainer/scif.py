@@ -23,7 +23,6 @@ longer than ``scif_max_step`` times the norm of the parameters it changes: the m
 unchanged and the report says why (``stopped_by: fallback: <reason>``), so the request is
 recorded ``applied_without_change``.
 """
-import time
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -32,7 +31,8 @@ import torch.nn.functional as F
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
-from recbole_unlearn.trainer.approximate import APPROXIMATE, ApproximateReport, ApproximateStep, ForgetProbe
+from recbole_unlearn.trainer.approximate import (APPROXIMATE, ApproximateReport, ApproximateStep, begin_step,
+                                                 target_gradients)
 from recbole_unlearn.utils.checks import (require_choice, require_non_negative_number, require_positive_int,
                                           require_positive_number)
 
@@ -45,18 +45,6 @@ def selected_parameters(model: torch.nn.Module, which: str) -> List[torch.nn.Par
         return [p for p in model.parameters() if p.requires_grad]
     return [p for name, p in model.named_parameters()
             if p.requires_grad and ("item_embedding" in name or name.startswith("output"))]
-
-
-def target_loss_sum(model, samples, params: List[torch.nn.Parameter], batch_size: int, device,
-                    create_graph: bool = False) -> Tuple[torch.Tensor, ...]:
-    """Gradients w.r.t. ``params`` of the summed target cross-entropy over ``samples``."""
-    grads = [torch.zeros_like(p) for p in params]
-    for begin in range(0, len(samples), batch_size):
-        batch = samples[begin:begin + batch_size].to(device)
-        loss = F.cross_entropy(model.full_sort_predict(batch), batch[model.ITEM_ID], reduction="sum")
-        for acc, g in zip(grads, torch.autograd.grad(loss, params, create_graph=create_graph)):
-            acc += g
-    return tuple(grads)
 
 
 def hessian_vector_product(model, samples, params, vector: List[torch.Tensor], batch_size: int, device
@@ -128,10 +116,8 @@ class SCIFStep(ApproximateStep):
 
     def run(self, config, model, dataset: UnlearnSequentialDataset, forget_set: ForgetSet, keep: np.ndarray,
             history_keep: Optional[np.ndarray] = None) -> ApproximateReport:
-        start = time.perf_counter()
-        report = ApproximateReport(stopped_by="newton_step")
+        report, probe, history_keep = begin_step(config, model, dataset, forget_set, keep, history_keep, "newton_step")
         device, batch = config["device"], config["eval_batch_size"]
-        history_keep = keep if history_keep is None else history_keep
         prior = history_keep.copy()
         prior[forget_set.rows] = True  # what the model was trained with
         targets_before = dataset.split_targets(prior)[0]
@@ -139,17 +125,13 @@ class SCIFStep(ApproximateStep):
         remaining = np.intersect1d(dataset.split_targets(keep)[0], np.flatnonzero(affected))
         removed = dataset.samples(np.union1d(forget_set.targets, remaining), prior)
         added = dataset.samples(remaining, history_keep)
-        probe = ForgetProbe(config, model, dataset, forget_set, history_keep & keep, report)
-        model.eval()
-        probe(0)
         if len(removed) == 0:
             report.stopped_by = "empty"
-            report.seconds = time.perf_counter() - start
-            return report
+            return report.finish()
         params = selected_parameters(model, config["scif_params"])
         n_train = max(1, len(targets_before))
-        g_added = target_loss_sum(model, added, params, batch, device) if len(added) else [torch.zeros_like(p) for p in params]
-        g_removed = target_loss_sum(model, removed, params, batch, device)
+        g_added = target_gradients(model, added, params, batch, device)
+        g_removed = target_gradients(model, removed, params, batch, device)
         gradient = [(a - r) / n_train for a, r in zip(g_added, g_removed)]
         rng = np.random.default_rng(config["seed"])
         pool = dataset.split_targets(keep)[0]
@@ -181,5 +163,4 @@ class SCIFStep(ApproximateStep):
                     p.add_(delta)
             report.kept_epoch = 1
             probe(1, cg={"iterations": iterations, "reason": reason})
-        report.seconds = time.perf_counter() - start
-        return report
+        return report.finish()
