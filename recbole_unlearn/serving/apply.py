@@ -59,8 +59,7 @@ class AppliedForget:
 
 
 def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetSet, method: str,
-                 requests: Optional[Sequence[ForgetRequest]] = None,
-                 facts: Optional[dict] = None) -> AppliedForget:
+                 requests: Optional[Sequence[ForgetRequest]] = None) -> AppliedForget:
     """Forget ``forget_set`` on the model stored in ``store`` (see the module doc).
 
     Args:
@@ -70,7 +69,6 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
         method: the method name for the audit line.
         requests: the requests behind ``forget_set`` (request files); ``None`` for a run's own
             forget set.
-        facts: extra audit fields.
     """
     log = AuditLog(store.model_dir)
     with store.lock.hold():
@@ -102,7 +100,6 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
             "requested_interactions": int(len(forget_set.requested)),
             "extra_deleted": int(len(forget_set.extra)),
             **report.to_json(),
-            **(facts or {}),
             "forgotten_hmac": interaction_hmacs(key, model.dataset, new_rows),
         }
         if requests is not None:

@@ -111,9 +111,10 @@ class RequestBatcher:
         self.groups: Dict[Tuple[int, ...], List[PendingRequest]] = {}
         self.summary = StreamSummary()
         with store.lock.hold():
-            AuditLog(store.model_dir).reconcile(store)
+            audit = AuditLog(store.model_dir)
+            audit.reconcile(store)
             events = self.ledger.events(repair=True)
-            self.audited: Dict[str, str] = AuditLog(store.model_dir).applied_request_ids(repair=True)
+            self.audited: Dict[str, str] = audit.applied_request_ids(repair=True)
         self.rejected: Set[str] = {e["id"] for e in events if e.get("status") == "rejected"}
         self.ledger_final: Set[str] = {e["id"] for e in events if e.get("status") in ("applied", "applied_without_change")}
         self.final: Set[str] = set(self.audited) | self.rejected

@@ -7,7 +7,6 @@ requests are skipped as already final; a new file that reuses an old name (tomor
 ``requests.csv``) has new ids, so its requests are applied. The ledger keeps the file name and
 line next to each id for people.
 """
-import hashlib
 import os
 from dataclasses import dataclass
 from typing import List, Optional
@@ -15,6 +14,7 @@ from typing import List, Optional
 import numpy as np
 
 from recbole_unlearn.data.forget import parse_request_file, parse_request_line, read_request_lines
+from recbole_unlearn.serving.store import file_sha256
 from recbole_unlearn.utils.errors import UnlearnError
 
 ID_DIGITS = 16
@@ -22,11 +22,7 @@ ID_DIGITS = 16
 
 def file_digest(path: str) -> str:
     """The request-id prefix of the file at ``path``: its bytes' SHA-256, shortened."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:ID_DIGITS]
+    return file_sha256(path)[:ID_DIGITS]
 
 
 def request_id(digest: str, line: int) -> str:

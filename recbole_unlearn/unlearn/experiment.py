@@ -213,8 +213,8 @@ class Experiment:
         each; returns the last result and the per-step records."""
         steps, total, extras = [], 0.0, np.array([], dtype=np.int64)
         result = None
-        for k, (batch, (cumulative, suite, retrain)) in enumerate(
-                zip(self.request_batches(), self.step_references()), start=1):
+        batches = self.request_batches()
+        for k, (batch, (cumulative, suite, retrain)) in enumerate(zip(batches, self.step_references()), start=1):
             result = method.forget(batch)
             total += result.seconds
             extras = np.union1d(extras, result.forget_set.extra)
@@ -223,7 +223,7 @@ class Experiment:
             record.update(step=k, users=int(len(batch.users(self.data))), cumulative_seconds=round(total, 3),
                           retrain=retrain)
             steps.append(record)
-            getLogger().info(f"request {k}/{len(self.request_batches())}: {record}")
+            getLogger().info(f"request {k}/{len(batches)}: {record}")
         result.forget_set = self.forget_set.with_extra(extras)
         result.seconds = total
         return result, steps
