@@ -3,7 +3,7 @@ import copy
 
 import pytest
 import torch
-from recbole.utils import get_model
+from recbole.utils import get_model, init_seed
 
 from recbole_unlearn import run_recbole_unlearn
 from recbole_unlearn.config import UnlearnConfig
@@ -21,7 +21,9 @@ from conftest import tiny_dict
 
 @pytest.fixture(scope="module")
 def trained():
-    config = UnlearnConfig("SASRec", config_dict=tiny_dict(unlearn_method="sruga", epochs=2)).for_method("sruga")
+    # the mechanics below are tested without the unseen stop (on 60 users it may stop at once)
+    config = UnlearnConfig("SASRec", config_dict=tiny_dict(unlearn_method="sruga", epochs=2,
+                                                           sruga_stop_unseen=False)).for_method("sruga")
     dataset = create_unlearn_dataset(config)
     forget_set = sample_forget_set(config, dataset)
     model = train_model(config, split_loaders(config, dataset)).model
@@ -58,8 +60,8 @@ def test_one_ce_ascent_step_raises_the_targets_cross_entropy(trained):
 def test_ascent_loss_choice(trained):
     config, _, _, model = trained
     assert model.loss_type == "CE"
-    assert resolve_ga_loss(config, model) == "bce"  # SPEC section 6 default
-    assert resolve_ga_loss(config.override({"sruga_ga_loss": "auto"}), model) == "ce"
+    assert config["sruga_ga_loss"] == "auto" and resolve_ga_loss(config, model) == "ce"  # our default
+    assert resolve_ga_loss(config.override({"sruga_ga_loss": "bce"}), model) == "bce"  # SPEC section 6
     bpr = copy.deepcopy(model)
     bpr.loss_type = "BPR"
     assert resolve_ga_loss(config.override({"sruga_ga_loss": "auto"}), bpr) == "bce"
@@ -80,13 +82,14 @@ def test_positive_bce_ascent_stalls_on_confident_targets():
 def test_unseen_stop(trained):
     config, dataset, forget_set, model = trained
     keep = forget_set.keep_mask(dataset)
-    # a reference nothing can beat: stop before any step, the model untouched
+    # already at the unseen level (a reference above any forget Hit@10, here lr 0): still one
+    # epoch, never a stop before the first (which thread counts could flip on an untrained model)
     cfg = config.override({"sruga_stop_unseen": True, "sruga_epochs": 3})
-    victim = copy.deepcopy(model)
-    start = sruga_unlearn(cfg.override({"sruga_learning_rate": 0.0}), victim, dataset, forget_set, keep)
+    start = sruga_unlearn(cfg.override({"sruga_learning_rate": 0.0}), copy.deepcopy(model), dataset, forget_set, keep)
     first = start.history[0]
+    assert start.epochs_run >= 1
     if first["forget_hit@10"] <= first["valid_hit@10"]:
-        assert start.stopped_by == "unseen" and start.epochs_run == 0
+        assert start.stopped_by == "unseen" and start.epochs_run == 1
     else:
         assert start.stopped_by == "patience"
     # strong ascent drives forget Hit@10 to 0, below any positive validation Hit@10
@@ -96,7 +99,7 @@ def test_unseen_stop(trained):
     assert report.history[0]["valid_hit@10"] > 0
     last = report.history[-1]
     assert report.stopped_by == "unseen" and last["forget_hit@10"] <= report.history[0]["valid_hit@10"]
-    assert all(h["forget_hit@10"] > report.history[0]["valid_hit@10"] for h in report.history[:-1])
+    assert all(h["forget_hit@10"] > report.history[0]["valid_hit@10"] for h in report.history[1:-1])
 
 
 def test_kl_is_zero_for_identical_models(trained):
@@ -168,22 +171,20 @@ def test_utility_floor_restores_the_last_good_state(trained):
         assert torch.equal(value, victim.state_dict()[key]), key
 
 
-def test_bad_settings_are_rejected(trained):
-    from recbole_unlearn.trainer.sruga_trainer import check_sruga_settings
-
-    config = trained[0]
-    with pytest.raises(UnlearnError, match="'utility_floor' must be in"):
-        check_sruga_settings(config.override({"utility_floor": 2}))
-    with pytest.raises(UnlearnError, match="'sruga_ga' must be a non-negative number"):
-        check_sruga_settings(config.override({"sruga_ga": -1}))
-    with pytest.raises(UnlearnError, match="'sruga_valid_users' must be a positive integer"):
-        check_sruga_settings(config.override({"sruga_valid_users": 0}))
-    with pytest.raises(UnlearnError, match="'sruga_ga_loss' must be one of bce, ce, auto, got 'mse'"):
-        check_sruga_settings(config.override({"sruga_ga_loss": "mse"}))
-    with pytest.raises(UnlearnError, match="'sruga_stop_unseen' must be True or False"):
-        check_sruga_settings(config.override({"sruga_stop_unseen": "yes"}))
-    with pytest.raises(UnlearnError, match="'sruga_dropout' must be True or False"):
-        check_sruga_settings(config.override({"sruga_dropout": 0}))
+@pytest.mark.parametrize("key, value, message", [
+    ("utility_floor", 2, "'utility_floor' must be in"),
+    ("sruga_ga", -1, "'sruga_ga' must be a non-negative number"),
+    ("sruga_valid_users", 0, "'sruga_valid_users' must be a positive integer"),
+    ("sruga_ga_loss", "mse", "'sruga_ga_loss' must be one of bce, ce, auto, got 'mse'"),
+    ("sruga_stop_unseen", "yes", "'sruga_stop_unseen' must be True or False"),
+    ("sruga_dropout", 0, "'sruga_dropout' must be True or False"),
+    ("sruga_forget_check", "hit10", "'sruga_forget_check' must be a full-ranking metric"),
+    ("sruga_utility_check", "auc@10", "'sruga_utility_check' must be a full-ranking metric"),
+    ("sruga_profile", "nope", "'sruga_profile' must name a file"),
+])
+def test_bad_settings_are_rejected(key, value, message):
+    with pytest.raises(UnlearnError, match=message):
+        UnlearnConfig("SASRec", config_dict=tiny_dict(unlearn_method="sruga", **{key: value}))
 
 
 def test_sampled_floor_check_uses_fixed_validation_users(trained):
@@ -221,11 +222,13 @@ def test_sruga_runs_for_each_model(model, ga_loss, in_tmp):
 def test_sruga_forgets_and_keeps_utility(in_tmp):
     """A model trained long enough to memorise its data (15 epochs on ml-tiny) forgets: forget
     Hit@10 falls below the original's while validation NDCG@10 stays above the floor. Small
-    D_fgt batches give SRUGA enough steps on 100 forget samples."""
+    D_fgt batches give SRUGA enough steps on 100 forget samples; on 60 users the defaults'
+    rate overshoots the floor within one epoch, so this runs the thesis's profile at 10 x its
+    rate (the defaults are tested on ml-100k below)."""
     doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
         unlearn_method="sruga", include_retrain=False, save_model=False, epochs=15, learning_rate=0.01,
-        stopping_step=15, sruga_learning_rate=0.001, sruga_batch_size=8, utility_floor=0.7,
-        results_dir=str(in_tmp / "r")), verbose=False)
+        stopping_step=15, sruga_profile="thesis", sruga_learning_rate=0.001, sruga_batch_size=8,
+        utility_floor=0.7, results_dir=str(in_tmp / "r")), verbose=False)
     original, sruga = doc["rows"]
     history = sruga["history"]
     assert sruga["forget"]["hit@10"] < original["forget"]["hit@10"], (sruga["forget"], original["forget"])
@@ -286,3 +289,26 @@ def test_saved_single_model_answers_a_request_file(in_tmp):
     assert os.path.basename(read_manifest(model_dir)[0]) == "v000003"
     audit = read_audit(model_dir)
     assert [e["source"] for e in audit] == ["thesis", "requests:req.csv"] and audit[-1]["interactions"] == 1
+
+
+def test_default_sruga_forgets_where_the_thesis_profile_does_not():
+    """The new user's run (``--model=SASRec --dataset=ml-100k --unlearn_method=sruga --epochs=3``)
+    left forget Hit@10 where the original had it with the thesis's settings (positive-only BCE
+    ascent at 1e-4). The shipped defaults forget it and keep NDCG@10 above the floor; the thesis
+    stays available as ``sruga_profile: thesis`` and still barely moves."""
+    base = {"epochs": 3, "unlearn_method": "sruga", "state": "ERROR", "use_gpu": False}
+    config = UnlearnConfig("SASRec", "ml-100k", config_dict=base).for_method("sruga")
+    thesis = UnlearnConfig("SASRec", "ml-100k", config_dict=dict(base, sruga_profile="thesis")).for_method("sruga")
+    assert (thesis["sruga_ga_loss"], thesis["sruga_learning_rate"], thesis["utility_floor"]) == ("bce", 1e-4, 0.9)
+    init_seed(config["seed"], config["reproducibility"])  # the command line's seeding: the same original
+    dataset = create_unlearn_dataset(config)
+    forget_set = sample_forget_set(config, dataset)
+    model = train_model(config, split_loaders(config, dataset)).model
+    keep = forget_set.keep_mask(dataset)
+    default = sruga_unlearn(config, copy.deepcopy(model), dataset, forget_set, keep)
+    profile = sruga_unlearn(thesis, copy.deepcopy(model), dataset, forget_set, keep)
+    before = default.forget_hit(0)
+    assert default.forget_hit(default.kept_epoch) < 0.85 * before, default.to_json()
+    kept = [h for h in default.history if h["epoch"] == default.kept_epoch][0]
+    assert kept["valid_ndcg@10"] >= 0.85 * default.history[0]["valid_ndcg@10"]
+    assert profile.forget_hit(profile.kept_epoch) > 0.95 * before, profile.to_json()

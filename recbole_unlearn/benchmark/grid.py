@@ -14,10 +14,10 @@ A grid file::
       sisa: {}
       sru-ced: {unlearn_method: sru, extra_deletion: ced}
 
-A label's ``unlearn_method`` defaults to the label. Per-method keys may only be unlearning
-settings (shards, partitioner, aggregator, extra deletion, SRUGA weights, ...): everything that
-defines the data, the forget set or the original model is shared, because every method of a
-cell reuses the same trained original model and the same forget set.
+A label's ``unlearn_method`` defaults to the label. Per-method keys may only be fit, forget or
+runtime keys (``config/keys.py``: shards, partitioner, aggregator, extra deletion, SRUGA weights,
+workers, ...): every data key (the data, the forget set, the original model) is shared, because
+every method of a cell reuses the same trained original model and the same forget set.
 """
 import os
 from dataclasses import dataclass, field
@@ -26,17 +26,11 @@ from typing import Dict, List
 import yaml
 from recbole.config import Config
 
+from recbole_unlearn.config.keys import is_variant_key
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.utils.errors import UnlearnError
 
 GRID_KEYS = {"models", "datasets", "output_dir", "baseline", "config", "methods"}
-#: keys a method variant may set; any other key must be the same for the whole cell.
-VARIANT_KEYS = {
-    "unlearn_method", "n_shards", "n_slices", "slice_epochs", "partitioner", "partition_seed",
-    "aggregator", "partition_pretrain_epochs", "partition_iterations", "extra_deletion", "del_num",
-    "utility_floor", "shard_unlearning", "num_workers", "shard_num_threads",
-}
-VARIANT_PREFIXES = ("agg_", "sruga_", "ray_")
 REFERENCE = "retrain"
 
 
@@ -103,7 +97,7 @@ def _variants(methods, path: str) -> List[Variant]:
         overrides = dict(overrides or {})
         if not isinstance(label, str) or not label or "/" in label or label in ("original", "recbole"):
             raise UnlearnError(f"grid {path}: method label {label!r} is not allowed")
-        bad = sorted(k for k in overrides if k not in VARIANT_KEYS and not k.startswith(VARIANT_PREFIXES))
+        bad = sorted(k for k in overrides if not is_variant_key(k))
         if bad:
             raise UnlearnError(
                 f"grid {path}: method '{label}' sets {', '.join(repr(k) for k in bad)}; per-method keys "

@@ -10,7 +10,11 @@ Folder layout under the grid's ``output_dir``::
 
 A row file exists only once its row is complete, so rerunning the same grid skips finished
 rows, reloads the original model instead of training it again, and redoes only what a kill
-interrupted. A cell whose settings or forget set changed is refused rather than mixed.
+interrupted. A cell whose data settings or forget set changed is refused rather than mixed, and
+a row whose method settings changed (a new default, say) is run again. Both compare the settings
+recorded when the cell or row was made with today's, key by key: a key added to recbole_unlearn
+since then is not in the record and does not make it stale (a new key's default keeps the old
+behaviour), so a long grid can be resumed by newer code.
 """
 import hashlib
 import json
@@ -29,7 +33,7 @@ from recbole_unlearn.benchmark.report import write_leaderboard
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.data import check_dataset_files
 from recbole_unlearn.unlearn.experiment import Experiment
-from recbole_unlearn.serving.store import RUNTIME_KEYS
+from recbole_unlearn.config.keys import phase_of
 from recbole_unlearn.utils.atomic import write_json
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.results import add_speedups, machine
@@ -96,10 +100,19 @@ class CellRun:
     def row_path(self, label: str) -> str:
         return os.path.join(self.dir, "rows", f"{label}.json")
 
+    def method_settings(self, label: str) -> dict:
+        """The fit and forget settings of row ``label`` (what its numbers depend on beyond the
+        cell's data settings)."""
+        return {k: v for k, v in self.variant_configs[label].settings().items() if phase_of(k) in ("fit", "forget")}
+
     def finished(self, label: str, overrides: Optional[dict] = None) -> Optional[dict]:
-        """The saved row of ``label`` if it exists and was made with these overrides."""
+        """The saved row of ``label`` if it exists, was made with these overrides and, where it
+        recorded them, with today's method settings."""
         saved = _read_json(self.row_path(label))
         if saved is None or (overrides is not None and saved.get("overrides") != overrides):
+            return None
+        if label in self.variant_configs and saved.get("settings") is not None and \
+                not same_settings(saved["settings"], self.method_settings(label)):
             return None
         return saved["row"]
 
@@ -113,18 +126,27 @@ class CellRun:
         return len(self.cell.variants) + 1 + int(self.grid.baseline)
 
     def fingerprint(self, experiment: Experiment) -> dict:
-        """Hashes of what the cell's numbers depend on: every setting except runtime keys
-        (workers, logging, request-stream keys), and the forget set's rows."""
-        settings = {k: v for k, v in self.base.settings().items() if k not in RUNTIME_KEYS}
+        """What every row of the cell depends on: the data settings (``config/keys.py``: the data,
+        the forget set, the original model) and a hash of the forget set's rows."""
+        settings = {k: v for k, v in self.base.settings().items() if phase_of(k) == "data"}
         rows = experiment.forget_set.rows
-        return {
-            "settings_sha256": hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest(),
-            "forget_rows_sha256": hashlib.sha256(rows.tobytes()).hexdigest(),
-        }
+        return {"settings": settings, "forget_rows_sha256": hashlib.sha256(rows.tobytes()).hexdigest()}
 
 
-def _save_row(path: str, row: dict, overrides: Optional[dict] = None) -> None:
-    write_json(path, {"row": row, "overrides": overrides})
+def same_settings(recorded: dict, today: dict) -> bool:
+    """Whether every key both records hold has the same value (see the module doc)."""
+    return all(recorded[k] == today[k] for k in recorded.keys() & today.keys())
+
+
+def same_cell(saved: dict, today: dict) -> bool:
+    """Whether a cell's saved fingerprint matches today's (same forget rows, same data settings
+    on every key both hold)."""
+    return (saved.get("forget_rows_sha256") == today["forget_rows_sha256"] and "settings" in saved
+            and same_settings(saved["settings"], today["settings"]))
+
+
+def _save_row(path: str, row: dict, overrides: Optional[dict] = None, settings: Optional[dict] = None) -> None:
+    write_json(path, {"row": row, "overrides": overrides, "settings": settings})
 
 
 def _describe(run: CellRun, experiment: Experiment) -> str:
@@ -155,7 +177,7 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
     fingerprint = run.fingerprint(experiment)
     cell_file = os.path.join(run.dir, "cell.json")
     saved = _read_json(cell_file)
-    if saved is not None and saved.get("fingerprint") != fingerprint:
+    if saved is not None and not same_cell(saved.get("fingerprint") or {}, fingerprint):
         raise UnlearnError(
             f"{run.dir} was started with other settings or another forget set; delete it or "
             "choose another output_dir"
@@ -205,7 +227,7 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
         if row is None:
             row, _ = experiment.run_method(run.variant_configs[variant.label], label=variant.label,
                                            fit_cache=fit_cache)
-            _save_row(run.row_path(variant.label), row, variant.overrides)
+            _save_row(run.row_path(variant.label), row, variant.overrides, run.method_settings(variant.label))
             progress.step(f"{cell.name} {variant.label}")
         rows[variant.label] = row
 

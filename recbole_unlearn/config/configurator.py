@@ -18,7 +18,7 @@ from recbole.utils import ModelType, get_model
 from recbole.utils import argument_list
 
 from recbole_unlearn.compat import set_anomaly_detection
-from recbole_unlearn.utils.checks import require_bool, require_positive_int
+from recbole_unlearn.config.keys import check_values, is_recorded
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.paths import properties_dir, property_file
 
@@ -145,6 +145,19 @@ class UnlearnConfig(Config):
             path = property_file(name, f"{dataset if name == 'dataset' else model}.yaml")
             if path:
                 self._update_internal_config_dict(path)
+        self._apply_sruga_profile()
+
+    def _apply_sruga_profile(self) -> None:
+        """``sruga_profile: <name>`` puts ``properties/method/sruga-<name>.yaml`` over our defaults
+        (below the user's own keys), e.g. ``thesis`` for the thesis's SRUGA settings."""
+        profile = self.external_config_dict.get("sruga_profile", self.internal_config_dict.get("sruga_profile"))
+        if profile is None:
+            return
+        path = property_file("method", f"sruga-{profile}.yaml") if isinstance(profile, str) else None
+        if not path:
+            raise UnlearnError(f"config key 'sruga_profile' must name a file properties/method/sruga-<name>.yaml "
+                               f"(e.g. thesis) or be ~, got {profile!r}")
+        self._update_internal_config_dict(path)
 
     # --- validation --------------------------------------------------------------------
     def known_keys(self) -> Set[str]:
@@ -190,38 +203,7 @@ class UnlearnConfig(Config):
         modes = set(mode.values()) if isinstance(mode, dict) else {mode}
         if modes != {"full"}:
             raise UnlearnError("recbole_unlearn evaluates with full ranking: eval_args.mode must be 'full'")
-        positive_ints = ["epochs", "MAX_ITEM_LIST_LENGTH", "train_batch_size", "eval_batch_size",
-                         "sru_inference_neg_num", "max_request_lines", "max_batch", "request_steps"]
-        require_positive_int(self, *positive_ints)
-        require_bool(self, "detect_anomaly", "audit")
-        if self["audit"]:
-            for key, least in (("audit_references", 2), ("audit_bootstrap", 100)):
-                value = self[key]
-                if not isinstance(value, int) or isinstance(value, bool) or value < least:
-                    raise UnlearnError(f"config key '{key}' must be an integer >= {least}, got {value!r}")
-        ratio = self["forget_user_ratio"]
-        if not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
-            raise UnlearnError(f"config key 'forget_user_ratio' must be in (0, 1], got {ratio!r}")
-        ratio = self["forget_item_ratio"]
-        if not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
-            raise UnlearnError(f"config key 'forget_item_ratio' must be in (0, 1], got {ratio!r}")
-        if not isinstance(self["forget_skip_first"], int) or self["forget_skip_first"] < 0:
-            raise UnlearnError("config key 'forget_skip_first' must be a non-negative integer")
-        for key, allow_none, allow_zero in (("max_wait_s", False, True), ("watch_poll_s", False, False),
-                                            ("watch_idle_s", True, True), ("lock_timeout_s", False, True)):
-            value = self[key]
-            if value is None and allow_none:
-                continue
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or \
-                    (value == 0 and not allow_zero):
-                raise UnlearnError(f"config key '{key}' must be a {'non-negative' if allow_zero else 'positive'} "
-                                   f"number of seconds, got {value!r}")
-        for key in ("utility_topk", "forget_topk", "sru_inference_topk"):
-            value = self[key]
-            if not isinstance(value, list) or not value or not all(
-                isinstance(k, int) and k > 0 for k in value
-            ):
-                raise UnlearnError(f"config key '{key}' must be a list of positive integers, got {value!r}")
+        check_values(self.final_config_dict)  # kinds and ranges: recbole_unlearn/config/keys.py
 
     # --- helpers -----------------------------------------------------------------------
     @property
@@ -244,6 +226,7 @@ class UnlearnConfig(Config):
             defaults = dict(self.method_defaults(str(step)), **defaults)
         values = {k: v for k, v in defaults.items() if k not in self.external_config_dict}
         clone = self.override(dict(values, unlearn_method=method))
+        check_values(clone.final_config_dict, defaults)
         clone.method = method
         clone.method_keys = sorted(defaults)
         return clone
@@ -271,17 +254,11 @@ class UnlearnConfig(Config):
         return out
 
     def settings(self, extra_keys: Iterable[str] = ()) -> Dict[str, object]:
-        """Every setting that affects the numbers, JSON-serialisable (for ``results.json``)."""
-        skip = {"gpu_id", "use_gpu", "state", "show_progress", "checkpoint_dir", "data_path",
-                "results_dir", "save_model", "log_wandb", "wandb_project", "device", "worker",
-                "save_dataset", "dataset_save_path", "save_dataloaders", "dataloaders_save_path",
-                "local_rank", "world_size", "offset", "ip", "port", "nproc", "single_spec",
-                "loss_decimal_place", "metric_decimal_place", "config_files",
-                # field names RecBole's batch transform derives from ITEM_ID_FIELD
-                "MASK_INDEX", "MASK_ITEM_SEQ", "POS_ITEMS", "NEG_ITEMS"}
+        """Every recorded setting (``recorded`` in ``config/keys.py``), JSON-serialisable (for
+        ``results.json``)."""
         out: Dict[str, object] = {}
         for key in sorted(self.final_config_dict):
-            if key in skip:
+            if not is_recorded(key):
                 continue
             value = self.final_config_dict[key]
             out[key] = _jsonable(value)

@@ -11,7 +11,6 @@ from typing import Callable, Dict, List
 import numpy as np
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
-from recbole_unlearn.utils.checks import require_positive_int
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.registry import Registry
 
@@ -94,8 +93,8 @@ class ShardMap:
 
 
 def check_shard_settings(config, dataset: UnlearnSequentialDataset) -> None:
-    """One-line errors for bad ``n_shards`` / ``n_slices`` / ``partitioner`` values."""
-    require_positive_int(config, "n_shards", "n_slices")
+    """One-line errors for ``n_shards`` x ``n_slices`` above the number of users and an unknown
+    ``partitioner`` (their kinds are checked with every config: ``config/keys.py``)."""
     n_shards, n_slices = config["n_shards"], config["n_slices"]
     n_users = len(dataset.active_users())
     if n_shards * n_slices > n_users:

@@ -3,8 +3,8 @@ ledger, the batcher and request streams. Every forget of a stored model goes thr
 :func:`recbole_unlearn.serving.apply.apply_forget`."""
 from recbole_unlearn.serving.apply import AppliedForget, ForgetRequest, apply_forget
 from recbole_unlearn.serving.audit import AuditLog, verify_model
-from recbole_unlearn.serving.store import RUNTIME_KEYS, ModelStore, open_store
+from recbole_unlearn.serving.store import ModelStore, open_store
 from recbole_unlearn.serving.stream import stream_request_file, watch_request_folder
 
-__all__ = ["AppliedForget", "ForgetRequest", "apply_forget", "AuditLog", "verify_model", "RUNTIME_KEYS",
+__all__ = ["AppliedForget", "ForgetRequest", "apply_forget", "AuditLog", "verify_model", 
            "ModelStore", "open_store", "stream_request_file", "watch_request_folder"]

@@ -33,6 +33,7 @@ import numpy as np
 import recbole
 import torch
 
+from recbole_unlearn.config.keys import phase_of
 from recbole_unlearn.serving.lock import FolderLock
 from recbole_unlearn.trainer.trainer import load_checkpoint
 from recbole_unlearn.unlearnable import MODEL_FORMATS, ForgetReport, UnlearnableModel
@@ -45,13 +46,7 @@ CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 FORGOTTEN = "forgotten.json"
 PENDING_AUDIT = "audit_entry.json"
-# Keys a later process may change when it loads a saved model (they do not change the numbers).
-RUNTIME_KEYS = {
-    "num_workers", "ray_address", "ray_cpus_per_shard", "ray_gpus_per_shard", "shard_num_threads",
-    "state", "show_progress", "use_gpu", "gpu_id", "forget", "results_dir", "tensorboard",
-    "model_dir", "eval_batch_size", "worker", "max_request_lines", "max_batch", "max_wait_s",
-    "watch_poll_s", "watch_idle_s", "lock_timeout_s",
-}
+EXAMPLE_RUNTIME_KEYS = ("num_workers", "max_batch", "max_wait_s", "lock_timeout_s", "eval_batch_size")
 
 
 def file_sha256(path: str) -> str:
@@ -146,7 +141,7 @@ class ModelStore:
     def load(self, overrides: Optional[dict] = None) -> UnlearnableModel:
         """Load the current version (under the lock, so no commit or prune runs meanwhile).
 
-        ``overrides`` may only change :data:`RUNTIME_KEYS` (workers, logging, ...); anything
+        ``overrides`` may only change runtime keys (``config/keys.py``: workers, logging, ...); anything
         that would change the numbers is refused, so a retrained shard stays comparable to the
         others.
         """
@@ -154,11 +149,11 @@ class ModelStore:
         from recbole_unlearn.data.utils import create_unlearn_dataset
 
         overrides = dict(overrides or {})
-        fixed = sorted(k for k in overrides if k not in RUNTIME_KEYS)
+        fixed = sorted(k for k in overrides if phase_of(k) != "runtime")
         if fixed:
             raise UnlearnError(
-                f"cannot change {', '.join(repr(k) for k in fixed)} of a saved model; "
-                f"only {', '.join(sorted(RUNTIME_KEYS))} may be set"
+                f"cannot change {', '.join(repr(k) for k in fixed)} of a saved model; only runtime keys "
+                f"may be set (docs/config-keys.md), e.g. {', '.join(EXAMPLE_RUNTIME_KEYS)}"
             )
         with self.lock.hold():
             version_dir, manifest = self.read_manifest()

@@ -29,7 +29,6 @@ from recbole_unlearn.data.utils import eval_loader
 from recbole_unlearn.model.aggregators import AGGREGATORS
 from recbole_unlearn.model.representations import representation_size
 from recbole_unlearn.trainer.trainer import UnlearnTrainer
-from recbole_unlearn.utils.checks import require_bool, require_positive_int, require_positive_number
 from recbole_unlearn.utils.errors import UnlearnError
 
 #: the interaction field that numbers the aggregator's training samples.
@@ -53,16 +52,6 @@ class AggregatorTraining:
         return {"epochs": self.epochs, "cap": self.cap, "hit_cap": self.epochs >= self.cap,
                 "best_valid_ndcg@10": None if self.best_valid is None else round(self.best_valid, 4),
                 "samples": self.samples, "cache_mb": self.cache_mb, "seconds": round(self.seconds, 3)}
-
-
-def check_aggregator_settings(config) -> None:
-    """One-line errors for bad ``agg_*`` values."""
-    require_positive_int(config, "agg_epochs", "agg_max_samples", "agg_attention_size")
-    hidden = config["agg_hidden_size"]
-    if hidden is not None and (not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1):
-        raise UnlearnError(f"config key 'agg_hidden_size' must be a positive integer or ~, got {hidden!r}")
-    require_positive_number(config, "agg_learning_rate", "agg_cache_max_mb")
-    require_bool(config, "agg_cache", "validate_submodels")
 
 
 def _cache_samples_that_fit(config, ensemble, n_samples: int, n_fixed: int) -> int:

@@ -22,21 +22,21 @@ from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.model.representations import sequence_representation
 from recbole_unlearn.trainer.approximate import (APPROXIMATE, ApproximateReport, ApproximateStep, begin_step,
                                                  fine_tune, RemainingBatches)
-from recbole_unlearn.utils.checks import require_positive_int, require_positive_number
+from recbole_unlearn.config.keys import declare, int_key, number_key
 
 
-def check_fanchuan_settings(config) -> None:
-    require_positive_int(config, "fanchuan_rounds", "fanchuan_batch_size")
-    require_positive_number(config, "fanchuan_learning_rate", "fanchuan_temperature", "fanchuan_finetune_epochs")
+declare({  # defaults and their sources: properties/method/fanchuan.yaml
+    "fanchuan_rounds": int_key("forget"),
+    "fanchuan_finetune_epochs": number_key("forget"),
+    "fanchuan_batch_size": int_key("forget"),
+    "fanchuan_learning_rate": number_key("forget"),
+    "fanchuan_temperature": number_key("forget"),
+})
 
 
 @APPROXIMATE.register("fanchuan")
 class FanchuanStep(ApproximateStep):
     """Uniform push, then contrastive rounds with fine-tuning (see the module doc)."""
-
-    @classmethod
-    def check(cls, config) -> None:
-        check_fanchuan_settings(config)
 
     def run(self, config, model, dataset: UnlearnSequentialDataset, forget_set: ForgetSet, keep: np.ndarray,
             history_keep: Optional[np.ndarray] = None) -> ApproximateReport:

@@ -22,29 +22,25 @@ from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.trainer.approximate import (APPROXIMATE, ApproximateReport, ApproximateStep, begin_step,
                                                  fine_tune, RemainingBatches, target_gradients)
-from recbole_unlearn.utils.checks import require_choice, require_positive_int, require_positive_number
+from recbole_unlearn.config.keys import choice_key, declare, int_key, number_key
 from recbole_unlearn.utils.errors import UnlearnError
 
 
 SELECTIONS = ("least", "most")
 
 
-def check_kookmin_settings(config) -> None:
-    ratio = config["kookmin_reinit_ratio"]
-    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio < 1:
-        raise UnlearnError(f"config key 'kookmin_reinit_ratio' must be in (0, 1), got {ratio!r}")
-    require_positive_int(config, "kookmin_retain_samples")
-    require_positive_number(config, "kookmin_finetune_epochs", "kookmin_learning_rate")
-    require_choice(config, "kookmin_select", SELECTIONS)
+declare({  # defaults and their sources: properties/method/kookmin.yaml
+    "kookmin_select": choice_key("forget", *SELECTIONS),
+    "kookmin_reinit_ratio": number_key("forget", high=1, open_high=True),
+    "kookmin_retain_samples": int_key("forget"),
+    "kookmin_finetune_epochs": number_key("forget"),
+    "kookmin_learning_rate": number_key("forget"),
+})
 
 
 @APPROXIMATE.register("kookmin")
 class KookminStep(ApproximateStep):
     """Selective re-initialisation + fine-tuning on D_rem (see the module doc)."""
-
-    @classmethod
-    def check(cls, config) -> None:
-        check_kookmin_settings(config)
 
     def run(self, config, model, dataset: UnlearnSequentialDataset, forget_set: ForgetSet, keep: np.ndarray,
             history_keep: Optional[np.ndarray] = None) -> ApproximateReport:

@@ -33,8 +33,7 @@ from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.trainer.approximate import (APPROXIMATE, ApproximateReport, ApproximateStep, begin_step,
                                                  target_gradients)
-from recbole_unlearn.utils.checks import (require_choice, require_non_negative_number, require_positive_int,
-                                          require_positive_number)
+from recbole_unlearn.config.keys import choice_key, declare, int_key, number_key
 
 PARAM_SETS = ("embeddings", "all")
 
@@ -99,20 +98,20 @@ def conjugate_gradient(apply, rhs: List[torch.Tensor], iterations: int, toleranc
     return x, "iteration cap", iterations
 
 
-def check_scif_settings(config) -> None:
-    require_non_negative_number(config, "scif_damping")
-    require_positive_number(config, "scif_cg_tolerance", "scif_scale", "scif_max_step")
-    require_positive_int(config, "scif_cg_iterations", "scif_hessian_samples")
-    require_choice(config, "scif_params", PARAM_SETS)
+declare({  # defaults and their sources: properties/method/scif.yaml
+    "scif_params": choice_key("forget", *PARAM_SETS),
+    "scif_damping": number_key("forget", open_low=False),
+    "scif_cg_iterations": int_key("forget"),
+    "scif_cg_tolerance": number_key("forget"),
+    "scif_hessian_samples": int_key("forget"),
+    "scif_scale": number_key("forget"),
+    "scif_max_step": number_key("forget"),
+})
 
 
 @APPROXIMATE.register("scif")
 class SCIFStep(ApproximateStep):
     """One damped Newton step of the influence function (see the module doc)."""
-
-    @classmethod
-    def check(cls, config) -> None:
-        check_scif_settings(config)
 
     def run(self, config, model, dataset: UnlearnSequentialDataset, forget_set: ForgetSet, keep: np.ndarray,
             history_keep: Optional[np.ndarray] = None) -> ApproximateReport:

@@ -28,8 +28,9 @@ model's dropout active) unless ``sruga_dropout`` is False. Every ``sruga_eval_st
 forget Hit@10 on D_fgt and the validation NDCG@10 are measured: stop when Hit@10 has not
 decreased for ``sruga_patience`` evaluations (with ``sruga_stop_unseen``, also once it is no
 higher than the starting model's Hit@10 on the validation targets, interactions it never trained
-on), or, if NDCG@10 fell below ``utility_floor`` times its starting value, restore the last state
-that was above the floor and stop. These checks rank
+on; checked from the first epoch on, never before it), or, if NDCG@10 fell below
+``utility_floor`` times its starting value, restore the last state that was above the floor and
+stop. These checks rank
 all items for every validation user; ``sruga_valid_users`` limits the floor check to a fixed
 random sample of that many users (the same users at every check) to make it cheaper.
 """
@@ -43,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from recbole.data.interaction import cat_interactions
+from recbole.trainer import Trainer
 from recbole.utils import init_seed
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
@@ -50,9 +52,8 @@ from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.data.utils import eval_loader, split_loaders
 from recbole_unlearn.evaluator.metrics import full_ranking_metrics
 from recbole_unlearn.trainer.approximate import APPROXIMATE, ApproximateReport, ApproximateStep
-from recbole_unlearn.trainer.trainer import cpu_state_dict, training_loss
-from recbole_unlearn.utils.checks import require_bool, require_choice, require_non_negative_number, require_positive_int
-from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.config.keys import parse_metric
+from recbole_unlearn.trainer.trainer import UnlearnTrainer, cpu_state_dict, training_loss
 
 
 #: SRUGA's report is the approximate-step report (``stopped_by``: ``patience``,
@@ -185,123 +186,195 @@ def _fgt_batches(samples, batch_size: int, rng: np.random.Generator):
         yield samples[torch.from_numpy(order[begin:begin + batch_size])]
 
 
+#: RecBole's metric names for the ``<metric>@<k>`` checks (``sruga_forget_check``, ``sruga_utility_check``).
+RECBOLE_METRIC = {"hit": "Hit", "ndcg": "NDCG", "recall": "Recall", "mrr": "MRR", "precision": "Precision"}
+
+
+class PairedBatch:
+    """One SRUGA step's input: a D_fgt batch (``[B, L]`` histories -> ``[B]`` forgotten targets)
+    and the D_rem training batch it is paired with. ``to(device)`` as RecBole's ``Interaction``."""
+
+    def __init__(self, fgt, rem):
+        self.fgt, self.rem = fgt, rem
+
+    def to(self, device) -> "PairedBatch":
+        return PairedBatch(self.fgt.to(device), self.rem.to(device))
+
+
+class PairedBatches:
+    """One SRUGA epoch as the ``train_data`` of RecBole's ``Trainer``: every D_fgt sample once, in a
+    new random order each epoch (``sruga_batch_size`` per batch), each batch paired with the next
+    D_rem training batch (an endless cycle of RecBole's loader). ``dataset`` is what RecBole's
+    ``Trainer.fit`` reads from a training loader."""
+
+    def __init__(self, dataset, fgt_samples, batch_size: int, rem_batches, rng: np.random.Generator):
+        self.dataset, self.fgt_samples, self.batch_size = dataset, fgt_samples, batch_size
+        self.rem_batches, self.rng = rem_batches, rng
+
+    def __len__(self) -> int:
+        return -(-len(self.fgt_samples) // self.batch_size)
+
+    def __iter__(self):
+        for fgt in _fgt_batches(self.fgt_samples, self.batch_size, self.rng):
+            yield PairedBatch(fgt, next(self.rem_batches))
+
+
+def trainer_config(config):
+    """SRUGA's settings as the RecBole ``Trainer`` keys they stand for: Adam at
+    ``sruga_learning_rate`` without weight decay, ``sruga_clip_norm``, at most ``sruga_epochs``,
+    checks every ``sruga_eval_step`` epochs, and RecBole's early stopping after ``sruga_patience``
+    checks in a row without a new best (RecBole stops once more than ``stopping_step`` checks
+    were), on a score where bigger is better (minus the forget metric)."""
+    return config.override({
+        "learner": "adam", "learning_rate": config["sruga_learning_rate"], "weight_decay": 0.0,
+        "clip_grad_norm": {"max_norm": config["sruga_clip_norm"]}, "epochs": config["sruga_epochs"],
+        "eval_step": config["sruga_eval_step"], "stopping_step": config["sruga_patience"] - 1,
+        "valid_metric": f"minus forget {config['sruga_forget_check']}", "valid_metric_bigger": True,
+    })
+
+
+class SRUGATrainer(UnlearnTrainer):
+    """SRUGA's loop as a RecBole ``Trainer``: RecBole builds the optimiser, runs the epochs
+    (:meth:`_train_epoch` is RecBole's with SRUGA's loss), early-stops on the checks and logs;
+    this class supplies the loss of a :class:`PairedBatch`, the annealing of ``eta_GA``, and the
+    checks (:meth:`_valid_epoch`): the forget metric ``sruga_forget_check`` on D_fgt (the early
+    stopping score, lower is better), the utility metric ``sruga_utility_check`` on the
+    validation targets (the floor) and, for ``sruga_stop_unseen``, the forget metric on the
+    validation targets. Falling below the floor restores the last state above it and stops;
+    reaching the unseen level stops. Both stops go through RecBole's early stopping."""
+
+    def __init__(self, config, model, agent, fgt_eval, valid_eval, shared_forward: bool, report: ApproximateReport):
+        super().__init__(trainer_config(config), model)
+        self.sruga = config
+        self.agent, self.fgt_eval, self.valid_eval = agent, fgt_eval, valid_eval
+        self.shared_forward, self.report = shared_forward, report
+        self.ga_kind = resolve_ga_loss(config, model)
+        self.weights = {"ga": config["sruga_ga"], "kl": config["sruga_kl"], "ft": config["sruga_ft"]}
+        self.forget_check, self.utility_check = config["sruga_forget_check"], config["sruga_utility_check"]
+        self.eta_ga = self.weights["ga"]
+        self.floor: Optional[float] = None
+        self.unseen: Optional[float] = None
+        self.last_good: Optional[dict] = None
+
+    # --- the epoch: RecBole's, with SRUGA's loss ------------------------------------------------
+    def _step_loss(self, batch: PairedBatch) -> torch.Tensor:
+        """``eta_GA L_GA + eta_KL L_KL + eta_FT L_FT`` of one paired batch (a scalar)."""
+        self.model.train(self.sruga["sruga_dropout"])  # eval mode (no dropout) when sruga_dropout is False
+        loss = torch.zeros((), device=self.device)
+        if self.eta_ga:
+            loss = loss + self.eta_ga * ga_loss(self.model, batch.fgt, self.ga_kind)
+        return loss + remaining_loss(self.model, self.agent, batch.rem, self.weights["kl"], self.weights["ft"],
+                                     self.shared_forward)
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        self.eta_ga = self.weights["ga"] * self.sruga["sruga_anneal"] ** epoch_idx
+        loss = Trainer._train_epoch(self, train_data, epoch_idx, loss_func=self._step_loss, show_progress=show_progress)
+        self.report.epochs_run = epoch_idx + 1
+        return loss
+
+    # --- the checks -------------------------------------------------------------------------
+    def measure(self) -> Dict[str, float]:
+        """The checks, in eval mode: ``forget_<forget check>`` and ``forget_hit@10`` (every
+        approximate step reports it) on D_fgt, ``valid_<utility check>`` and ``valid_<forget
+        check>`` on the validation targets."""
+        began = time.perf_counter()
+        self.model.eval()
+        out = {}
+        for prefix, loader, checks in (("forget_", self.fgt_eval, (self.forget_check, "hit@10")),
+                                       ("valid_", self.valid_eval, (self.utility_check, self.forget_check))):
+            parsed = [parse_metric(c) for c in checks]
+            result = full_ranking_metrics(self.model, loader, self.sruga,
+                                          sorted({RECBOLE_METRIC[m] for m, _ in parsed}), sorted({k for _, k in parsed}))
+            for check in checks:
+                out[prefix + check] = result.get(check, 0.0)
+        self.report.eval_seconds += time.perf_counter() - began
+        return out
+
+    def start(self) -> Dict[str, float]:
+        """Measure the starting model (epoch 0), set the floor and the unseen level; returns the
+        checks."""
+        initial = self.measure()
+        self.report.history.append(dict(initial, epoch=0))
+        self.floor = self.sruga["utility_floor"] * initial["valid_" + self.utility_check]
+        if self.sruga["sruga_stop_unseen"]:
+            self.unseen = initial["valid_" + self.forget_check]
+        self.best_valid_score = -initial["forget_" + self.forget_check]
+        self.last_good = cpu_state_dict(self.model)
+        return initial
+
+    def recalled_like_unseen(self, scores: Dict[str, float]) -> bool:
+        return self.unseen is not None and scores["forget_" + self.forget_check] <= self.unseen
+
+    def _stop_now(self, reason: str) -> float:
+        """Make RecBole's early stopping stop after this check: a score below any best, one step
+        short of the patience."""
+        self.report.stopped_by = reason
+        self.cur_step = self.stopping_step
+        return -float("inf")
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        # RecBole's early stopping counts a tie as an improvement; SRUGA stops when the forget
+        # metric does not go down, so the best is held one float step out of a tie's reach.
+        self.best_valid_score = float(np.nextafter(self.best_valid_score, np.inf))
+        epoch = self.report.epochs_run
+        scores = self.measure()
+        self.report.history.append(dict(scores, epoch=epoch))
+        if scores["valid_" + self.utility_check] < self.floor:
+            self.model.load_state_dict(self.last_good)
+            return self._stop_now("utility_floor"), scores
+        self.last_good = cpu_state_dict(self.model)
+        self.report.kept_epoch = epoch
+        if self.recalled_like_unseen(scores):
+            return self._stop_now("unseen"), scores
+        self.report.stopped_by = "patience"  # until another check or the last epoch says otherwise
+        return -scores["forget_" + self.forget_check], scores
+
+    def unlearn(self, train_data) -> None:
+        """Run SRUGA on ``train_data`` (:class:`PairedBatches`) from the starting checks."""
+        initial = self.start()
+        getLogger().info(f"sruga: ascent loss {self.ga_kind}, one D_rem forward for KL and FT: "
+                         f"{self.shared_forward}, start {initial}")
+        # The unseen stop is checked after each epoch, never before the first: a model that
+        # recalls D_fgt no better than its validation targets was still trained on it, and
+        # whether it does sits on a knife's edge for an under-trained model (thread counts flip it).
+        self.fit(train_data, valid_data=self.valid_eval, verbose=True, saved=False)
+        if self.report.stopped_by == "patience" and self.cur_step <= self.stopping_step:
+            self.report.stopped_by = "max_epochs"  # the last check was not a stop
+        if self.report.stopped_by == "max_epochs":
+            self.report.kept_epoch = self.report.epochs_run  # the last epochs may have run after the last check
+        self.model.eval()
+
+
 def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
                   keep: np.ndarray, history_keep: Optional[np.ndarray] = None) -> SRUGAReport:
-    """Run SRUGA in place on ``model``: forget ``forget_set``'s targets, with D_rem given by
-    ``keep`` (only users whose rows are kept contribute D_rem batches) and ascent histories
-    without the rows ``history_keep`` marks False (see :func:`ascent_samples`). Returns the
-    report."""
-    start = time.perf_counter()
-    logger = getLogger()
+    """Run SRUGA in place on ``model`` (:class:`SRUGATrainer`): forget ``forget_set``'s
+    targets, with D_rem given by ``keep`` (only users whose rows are kept contribute D_rem
+    batches) and ascent histories without the rows ``history_keep`` marks False (see
+    :func:`ascent_samples`). Returns the report."""
     report = SRUGAReport()
-    device = config["device"]
     fgt_samples = ascent_samples(dataset, forget_set, history_keep)
     if len(fgt_samples) == 0:
         report.stopped_by = "empty"
-        return report
+        return report.finish()
     init_seed(config["seed"], config["reproducibility"])
     rng = np.random.default_rng(config["seed"])
     loaders = split_loaders(config, dataset, keep)
     fgt_eval = eval_loader(config, dataset, fgt_samples)
     valid_eval = stopping_valid_loader(config, dataset, keep, loaders.valid)
-    weights = {"ga": config["sruga_ga"], "kl": config["sruga_kl"], "ft": config["sruga_ft"]}
-    ga_kind = resolve_ga_loss(config, model)
     agent = copy.deepcopy(model).eval()
     agent.requires_grad_(False)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["sruga_learning_rate"])
     rem_batches = cycle(loaders.train)
     first_rem = next(rem_batches)
-    shared_forward = bool(weights["kl"] and weights["ft"]) and loss_is_full_ranking_ce(model, first_rem.to(device))
-    rem_batches = chain([first_rem], rem_batches)
-
-    def measure() -> Dict[str, float]:
-        began = time.perf_counter()
-        hit = full_ranking_metrics(model, fgt_eval, config, ["Hit"], [10]).get("hit@10", 0.0)
-        valid = full_ranking_metrics(model, valid_eval, config, ["NDCG", "Hit"], [10])
-        report.eval_seconds += time.perf_counter() - began
-        return {"forget_hit@10": hit, "valid_ndcg@10": valid.get("ndcg@10", 0.0),
-                "valid_hit@10": valid.get("hit@10", 0.0)}
-
-    initial = measure()
-    report.history.append(dict(initial, epoch=0))
-    floor = config["utility_floor"] * initial["valid_ndcg@10"]
-    unseen_hit = initial["valid_hit@10"] if config["sruga_stop_unseen"] else None
-
-    def recalled_like_unseen(scores: Dict[str, float]) -> bool:
-        return unseen_hit is not None and scores["forget_hit@10"] <= unseen_hit
-
-    max_epochs = config["sruga_epochs"]
-    if recalled_like_unseen(initial):  # D_fgt is recalled no better than unseen data: nothing to undo
-        report.stopped_by = "unseen"
-        max_epochs = 0
-    best_hit, stale = initial["forget_hit@10"], 0
-    last_good = cpu_state_dict(model)
-    logger.info(f"sruga: ascent loss {ga_kind}, one D_rem forward for KL and FT: {shared_forward}, start {initial}")
-    for epoch in range(1, max_epochs + 1):
-        model.train(config["sruga_dropout"])  # eval mode (no dropout) when sruga_dropout is False
-        eta_ga = weights["ga"] * config["sruga_anneal"] ** (epoch - 1)
-        for fgt_batch in _fgt_batches(fgt_samples, config["sruga_batch_size"], rng):
-            fgt_batch = fgt_batch.to(device)
-            rem_batch = next(rem_batches).to(device)
-            loss = torch.zeros((), device=device)
-            if eta_ga:
-                loss = loss + eta_ga * ga_loss(model, fgt_batch, ga_kind)
-            loss = loss + remaining_loss(model, agent, rem_batch, weights["kl"], weights["ft"], shared_forward)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config["sruga_clip_norm"])
-            optimizer.step()
-        report.epochs_run = epoch
-        if epoch % config["sruga_eval_step"]:
-            continue
-        scores = measure()
-        report.history.append(dict(scores, epoch=epoch))
-        logger.info(f"sruga epoch {epoch}: {scores}")
-        if scores["valid_ndcg@10"] < floor:
-            model.load_state_dict(last_good)
-            report.stopped_by = "utility_floor"
-            break
-        last_good = cpu_state_dict(model)
-        report.kept_epoch = epoch
-        if recalled_like_unseen(scores):
-            report.stopped_by = "unseen"
-            break
-        if scores["forget_hit@10"] < best_hit:
-            best_hit, stale = scores["forget_hit@10"], 0
-        else:
-            stale += 1
-            if stale >= config["sruga_patience"]:
-                report.stopped_by = "patience"
-                break
-    if report.stopped_by == "max_epochs":
-        report.kept_epoch = report.epochs_run  # the last epochs may have run after the last check
-    model.eval()
-    report.seconds = time.perf_counter() - start
-    return report
-
-
-def check_sruga_settings(config) -> None:
-    """One-line errors for bad ``sruga_*`` / ``utility_floor`` values."""
-    require_non_negative_number(config, "sruga_ga", "sruga_kl", "sruga_ft", "sruga_learning_rate",
-                                "sruga_clip_norm", "sruga_anneal")
-    require_positive_int(config, "sruga_batch_size", "sruga_epochs", "sruga_eval_step", "sruga_patience")
-    require_choice(config, "sruga_ga_loss", GA_LOSSES)
-    require_bool(config, "sruga_stop_unseen", "sruga_dropout")
-    users = config["sruga_valid_users"]
-    if users is not None and (not isinstance(users, int) or isinstance(users, bool) or users < 1):
-        raise UnlearnError(f"config key 'sruga_valid_users' must be a positive integer or ~ (all users), got {users!r}")
-    floor = config["utility_floor"]
-    if not isinstance(floor, (int, float)) or not 0 <= floor <= 1:
-        raise UnlearnError(f"config key 'utility_floor' must be in [0, 1], got {floor!r}")
+    shared_forward = bool(config["sruga_kl"] and config["sruga_ft"]) and \
+        loss_is_full_ranking_ce(model, first_rem.to(config["device"]))
+    batches = PairedBatches(dataset, fgt_samples, config["sruga_batch_size"], chain([first_rem], rem_batches), rng)
+    SRUGATrainer(config, model, agent, fgt_eval, valid_eval, shared_forward, report).unlearn(batches)
+    return report.finish()
 
 
 @APPROXIMATE.register("sruga")
 class SRUGAStep(ApproximateStep):
     """SRUGA (thesis section 3.4) as an approximate step: :func:`sruga_unlearn`."""
-
-    @classmethod
-    def check(cls, config) -> None:
-        check_sruga_settings(config)
 
     def run(self, config, model, dataset, forget_set, keep, history_keep=None) -> ApproximateReport:
         return sruga_unlearn(config, model, dataset, forget_set, keep, history_keep)

@@ -17,22 +17,17 @@ from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.data.extra_deletion import check_extra_deletion
 from recbole_unlearn.data.partition import check_shard_settings
 from recbole_unlearn.model.aggregators import AGGREGATORS
-from recbole_unlearn.trainer.aggregator_trainer import check_aggregator_settings
 from recbole_unlearn.trainer.approximate import APPROXIMATE
 from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult, check_new_model_dir
 from recbole_unlearn.serving import apply_forget, open_store
 from recbole_unlearn.unlearnable import ShardedUnlearnableModel
+from recbole_unlearn.config.keys import FORGET_TIME_PHASES, phase_of
 from recbole_unlearn.utils.errors import UnlearnError
 
 
 def _copy_model(model: ShardedUnlearnableModel) -> ShardedUnlearnableModel:
     """A deep copy of the weights and shard map that shares the (read-only) dataset and config."""
     return copy.deepcopy(model, memo={id(model.dataset): model.dataset, id(model.config): model.config})
-
-
-#: settings that only decide how a fitted sharded model forgets, not what ``fit`` trains.
-FORGET_TIME_KEYS = {"extra_deletion", "del_num", "shard_unlearning", "utility_floor", "model_dir",
-                    "num_workers", "shard_num_threads", "lock_timeout_s"}
 
 
 @METHODS.register("sisa")
@@ -45,7 +40,6 @@ class SISA(UnlearnMethod):
     def check(cls, config, dataset) -> None:
         check_shard_settings(config, dataset)
         AGGREGATORS.get(config["aggregator"])
-        check_aggregator_settings(config)
         check_extra_deletion(config)
         if config["shard_unlearning"] != "retrain":
             if config["shard_unlearning"] not in APPROXIMATE:
@@ -70,10 +64,9 @@ class SISA(UnlearnMethod):
         return seconds
 
     def fit_key(self) -> Optional[str]:
-        settings = self.config.settings()
-        for key in list(settings):
-            if key in FORGET_TIME_KEYS or key.startswith(("sruga_", "ray_")):
-                del settings[key]
+        # settings that only decide how a fitted model forgets (forget and runtime keys) are left
+        # out: rows that differ only in those share one fit
+        settings = {k: v for k, v in self.config.settings().items() if phase_of(k) not in FORGET_TIME_PHASES}
         return json.dumps(settings, sort_keys=True)
 
     def fitted_state(self) -> ShardedUnlearnableModel:

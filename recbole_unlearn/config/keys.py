@@ -1,0 +1,341 @@
+"""Every recbole_unlearn config key, declared once: kind, range, phase (the default is the
+key's value in ``properties/``).
+
+From this one table come
+
+* validation (:func:`check_values`): every declared key a config holds is checked against its
+  kind and range, with a one-line ``config key '<key>' must be ...`` error;
+* the keys a saved model lets a later process change (:func:`keys_of_phase` ``"runtime"``);
+* the keys a leaderboard row may vary (:data:`VARIANT_PHASES`: fit, forget and runtime keys);
+* the keys that only decide how a fitted model forgets (forget and runtime keys), so that rows
+  differing only in those share one fit;
+* the settings written to ``results.json`` (every key but those declared ``recorded=False``);
+* the fingerprint of a leaderboard cell (its ``data``-phase settings).
+
+Phases: ``data`` (the data, the forget set and the original model: every method of a leaderboard
+cell shares them; a key not declared here, e.g. RecBole's ``hidden_size``, is a data key),
+``fit`` (how a method trains its deployable model), ``forget`` (how it forgets), ``runtime``
+(where and how fast it runs; the numbers do not depend on it).
+
+A module that brings its own keys (an approximate method with ``<name>_*`` settings in
+``properties/method/<name>.yaml``) declares them with :func:`declare` next to its code, so a
+new method stays one file.
+"""
+import os
+from dataclasses import dataclass
+from typing import Dict, Iterable, Optional, Set, Tuple
+
+import yaml
+
+from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.utils.paths import properties_dir
+
+PHASES = ("data", "fit", "forget", "runtime")
+#: phases a leaderboard row (method variant) may set; data keys are shared by the whole cell.
+VARIANT_PHASES = ("fit", "forget", "runtime")
+#: phases that never change what a sharded method's ``fit`` trains.
+FORGET_TIME_PHASES = ("forget", "runtime")
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key. ``kind``: ``int``, ``number``, ``bool``, ``choice``, ``int_list``,
+    ``str``, ``methods`` (a name, comma-separated names or a list) or ``any`` (not checked here;
+    RecBole's own keys). ``low``/``high``: bounds, exclusive where ``open_low``/``open_high``;
+    ``optional``: ``~`` (None) is allowed; ``recorded``: written to ``results.json``."""
+
+    phase: str
+    kind: str = "any"
+    low: Optional[float] = None
+    high: Optional[float] = None
+    open_low: bool = False
+    open_high: bool = False
+    optional: bool = False
+    choices: Tuple[str, ...] = ()
+    recorded: bool = True
+
+    def expectation(self) -> str:
+        """What a valid value is, in words (``a positive integer``, ``in (0, 1]``, ...)."""
+        if self.kind == "bool":
+            text = "True or False"
+        elif self.kind == "choice":
+            text = "one of " + ", ".join(self.choices)
+        elif self.kind == "int_list":
+            text = "a list of positive integers"
+        elif self.kind == "str":
+            text = "a string"
+        elif self.kind == "methods":
+            text = "a method name or a list of them"
+        elif self.kind == "metric":
+            text = "a full-ranking metric at a cut-off, one of " + ", ".join(f"{m}@k" for m in CHECK_METRICS)
+        elif self.kind in ("int", "number"):
+            noun = "integer" if self.kind == "int" else "number"
+            if self.high is not None:
+                text = (f"in {'(' if self.open_low else '['}{_num(self.low)}, "
+                        f"{_num(self.high)}{')' if self.open_high else ']'}")
+            elif self.low == 0 and self.open_low or self.low == 1 and self.kind == "int":
+                text = f"a positive {noun}"
+            elif self.low == 0:
+                text = f"a non-negative {noun}"
+            elif self.low is not None:
+                text = f"an {noun} >= {_num(self.low)}" if noun == "integer" else f"a number >= {_num(self.low)}"
+            else:
+                text = f"an {noun}" if noun == "integer" else "a number"
+        else:
+            text = "anything"
+        return text + (" or ~" if self.optional else "")
+
+    def valid(self, value) -> bool:
+        if value is None:
+            return self.optional or self.kind == "any"
+        if self.kind == "any":
+            return True
+        if self.kind == "bool":
+            return isinstance(value, bool)
+        if self.kind == "choice":
+            return isinstance(value, str) and value in self.choices
+        if self.kind == "str":
+            return isinstance(value, str) and bool(value)
+        if self.kind == "methods":
+            items = value if isinstance(value, (list, tuple)) else [value]
+            return bool(items) and all(isinstance(v, str) and v.strip() for v in items)
+        if self.kind == "metric":
+            return parse_metric(value) is not None
+        if self.kind == "int_list":
+            return isinstance(value, list) and bool(value) and all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.kind == "int" and not isinstance(value, int):
+            return False
+        if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
+            return False
+        if self.high is not None and (value > self.high or (self.open_high and value == self.high)):
+            return False
+        return True
+
+
+#: metrics a check may name (``<metric>@<k>``, RecBole's names in lower case).
+CHECK_METRICS = ("hit", "ndcg", "recall", "mrr", "precision")
+
+
+def parse_metric(value) -> Optional[Tuple[str, int]]:
+    """``"ndcg@10"`` -> ``("ndcg", 10)``; ``None`` if ``value`` is not such a metric."""
+    if not isinstance(value, str) or value.count("@") != 1:
+        return None
+    name, k = value.lower().split("@")
+    if name not in CHECK_METRICS or not k.isdigit() or int(k) < 1:
+        return None
+    return name, int(k)
+
+
+def _num(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# Constructors for the table below and for modules that declare their own keys.
+def int_key(phase, low=1, optional=False, **kw):
+    return Key(phase, "int", low=low, optional=optional, **kw)
+
+
+def number_key(phase, low=0, open_low=True, high=None, open_high=False, optional=False, **kw):
+    return Key(phase, "number", low=low, open_low=open_low, high=high, open_high=open_high, optional=optional, **kw)
+
+
+def flag_key(phase, **kw):
+    return Key(phase, "bool", **kw)
+
+
+def choice_key(phase, *choices):
+    return Key(phase, "choice", choices=tuple(choices))
+
+
+def name_key(phase, optional=False, **kw):
+    """A name looked up in a registry (partitioner, aggregator, ...): the registry says which."""
+    return Key(phase, "str", optional=optional, **kw)
+
+
+def _runtime_recbole():
+    return Key("runtime", recorded=False)
+
+
+KEYS: Dict[str, Key] = {
+    # --- what to run -------------------------------------------------------------------
+    "unlearn_method": Key("fit", "methods"),
+    "include_retrain": flag_key("runtime"),
+    "results_dir": name_key("runtime", recorded=False),
+    "save_model": flag_key("runtime", recorded=False),
+    "detect_anomaly": flag_key("runtime"),
+    # --- forget set ----------------------------------------------------------------------
+    "forget": name_key("runtime", optional=True),
+    "forget_protocol": name_key("data"),
+    "forget_user_ratio": number_key("data", high=1),
+    "forget_item_ratio": number_key("data", high=1),
+    "forget_skip_first": int_key("data", low=0),
+    "forget_seed": int_key("data", low=None),
+    "sru_forget_ratio": number_key("data", high=1),
+    # --- sharded models ------------------------------------------------------------------
+    "n_shards": int_key("fit"),
+    "n_slices": int_key("fit"),
+    "slice_epochs": int_key("fit", optional=True),
+    "partitioner": name_key("fit"),
+    "partition_seed": int_key("fit", low=None),
+    "aggregator": name_key("fit"),
+    "agg_epochs": int_key("fit"),
+    "agg_learning_rate": number_key("fit"),
+    "agg_max_samples": int_key("fit"),
+    "validate_submodels": flag_key("fit"),
+    "agg_cache": flag_key("fit"),
+    "agg_cache_max_mb": number_key("fit"),
+    "agg_hidden_size": int_key("fit", optional=True),
+    "agg_attention_size": int_key("fit"),
+    "partition_pretrain_epochs": int_key("fit"),
+    "partition_iterations": int_key("fit"),
+    "extra_deletion": name_key("forget"),
+    "del_num": int_key("forget", low=0),
+    "model_dir": name_key("runtime", optional=True, recorded=False),
+    "shard_unlearning": name_key("forget"),
+    # --- SRUGA (shared with sharded methods through shard_unlearning: sruga) --------------
+    "sruga_profile": name_key("forget", optional=True),
+    "sruga_ga": number_key("forget", open_low=False),
+    "sruga_kl": number_key("forget", open_low=False),
+    "sruga_ft": number_key("forget", open_low=False),
+    "sruga_ga_loss": choice_key("forget", "bce", "ce", "auto"),
+    "sruga_learning_rate": number_key("forget", open_low=False),
+    "sruga_batch_size": int_key("forget"),
+    "sruga_clip_norm": number_key("forget", open_low=False),
+    "sruga_anneal": number_key("forget", open_low=False),
+    "sruga_epochs": int_key("forget"),
+    "sruga_eval_step": int_key("forget"),
+    "sruga_patience": int_key("forget"),
+    "sruga_forget_check": Key("forget", "metric"),
+    "sruga_utility_check": Key("forget", "metric"),
+    "sruga_stop_unseen": flag_key("forget"),
+    "sruga_dropout": flag_key("forget"),
+    "utility_floor": number_key("forget", open_low=False, high=1),
+    "sruga_valid_users": int_key("forget", optional=True),
+    # --- repeated requests, audit -----------------------------------------------------------
+    "request_steps": int_key("data"),
+    "audit": flag_key("data"),
+    "audit_references": int_key("data", low=2),
+    "audit_bootstrap": int_key("data", low=100),
+    # --- deletion requests for a saved model ----------------------------------------------
+    "max_request_lines": int_key("runtime"),
+    "max_batch": int_key("runtime"),
+    "max_wait_s": number_key("runtime", open_low=False),
+    "watch_poll_s": number_key("runtime"),
+    "watch_idle_s": number_key("runtime", open_low=False, optional=True),
+    "lock_timeout_s": number_key("runtime", open_low=False),
+    # --- parallel shard training ----------------------------------------------------------
+    "num_workers": int_key("runtime"),
+    "ray_address": name_key("runtime", optional=True),
+    "ray_cpus_per_shard": number_key("runtime"),
+    "ray_gpus_per_shard": number_key("runtime", open_low=False),
+    "shard_num_threads": int_key("runtime", optional=True),
+    "tensorboard": flag_key("runtime"),
+    # --- metrics -------------------------------------------------------------------------------
+    "utility_metrics": Key("data"),
+    "utility_topk": Key("data", "int_list"),
+    "forget_topk": Key("data", "int_list"),
+    "sru_inference_topk": Key("data", "int_list"),
+    "sru_inference_neg_num": int_key("data"),
+    # --- RecBole settings we check (the rest of RecBole's keys are data keys, unchecked) -------
+    "MAX_ITEM_LIST_LENGTH": int_key("data"),
+    "epochs": int_key("data"),
+    "train_batch_size": int_key("data"),
+    "eval_batch_size": int_key("runtime"),
+    "show_progress": Key("runtime"),
+    "use_gpu": Key("runtime", recorded=False),
+    "gpu_id": _runtime_recbole(),
+    "state": Key("runtime"),
+    "worker": Key("runtime", recorded=False),
+    # RecBole's keys that say where things are written or how they are logged, and the field
+    # names its batch transform derives from ITEM_ID_FIELD: never part of the numbers.
+    **{key: _runtime_recbole() for key in (
+        "checkpoint_dir", "device", "log_wandb", "wandb_project", "save_dataset", "dataset_save_path",
+        "save_dataloaders", "dataloaders_save_path", "local_rank", "world_size", "offset", "ip", "port",
+        "nproc", "single_spec", "loss_decimal_place", "metric_decimal_place", "config_files",
+        "MASK_INDEX", "MASK_ITEM_SEQ", "POS_ITEMS", "NEG_ITEMS")},
+    # where the dataset is read from: a data key (another folder is other data), not recorded
+    # (the folder differs between machines).
+    "data_path": Key("data", recorded=False),
+}
+
+
+def declare(keys: Dict[str, Key]) -> None:
+    """Add a module's own keys to the table (e.g. an approximate method's ``<name>_*``
+    settings, whose defaults are in ``properties/method/<name>.yaml``). Declaring a key twice
+    with a different spec is a programming error."""
+    for name, spec in keys.items():
+        if spec.phase not in PHASES:
+            raise ValueError(f"config key {name}: unknown phase {spec.phase!r}")
+        if name in KEYS and KEYS[name] != spec:
+            raise ValueError(f"config key {name} is declared twice")
+        KEYS[name] = spec
+
+
+def phase_of(key: str) -> str:
+    """The phase of ``key``; keys not declared here (RecBole's) are ``data`` keys."""
+    spec = KEYS.get(key)
+    return spec.phase if spec else "data"
+
+
+def keys_of_phase(*phases: str) -> Set[str]:
+    """The declared keys of the given phases."""
+    return {k for k, spec in KEYS.items() if spec.phase in phases}
+
+
+def is_recorded(key: str) -> bool:
+    """Whether ``key`` belongs in the settings written to ``results.json``."""
+    spec = KEYS.get(key)
+    return spec is None or spec.recorded
+
+
+def is_variant_key(key: str) -> bool:
+    """Whether a leaderboard row may set ``key`` (fit, forget and runtime keys)."""
+    return phase_of(key) in VARIANT_PHASES
+
+
+def check_value(key: str, value) -> None:
+    """Raise a one-line :class:`UnlearnError` if ``value`` is not valid for declared ``key``."""
+    spec = KEYS.get(key)
+    if spec is not None and not spec.valid(value):
+        raise UnlearnError(f"config key '{key}' must be {spec.expectation()}, got {value!r}")
+
+
+def check_values(values: Dict[str, object], keys: Optional[Iterable[str]] = None) -> None:
+    """Check every declared key of ``values`` (or only ``keys``) against the table."""
+    for key in (values if keys is None else keys):
+        if key in values:
+            check_value(key, values[key])
+
+
+def _defaults() -> Dict[str, Tuple[object, str]]:
+    """``key -> (default, file)`` from ``properties/overall.yaml`` and ``properties/method/``."""
+    out: Dict[str, Tuple[object, str]] = {}
+    root = properties_dir()
+    files = [os.path.join(root, "overall.yaml")] + sorted(
+        os.path.join(root, "method", f) for f in os.listdir(os.path.join(root, "method")) if f.endswith(".yaml"))
+    for path in files:
+        with open(path, "r", encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+        rel = os.path.relpath(path, root)
+        for key, value in data.items():
+            out.setdefault(key, (value, rel))
+    return out
+
+
+def table_markdown() -> str:
+    """The table as Markdown (key, kind and range, default and where it is set, phase), for
+    ``docs/config-keys.md``."""
+    defaults = _defaults()
+    lines = ["| key | valid values | default (file) | phase | in results.json |", "|---|---|---|---|---|"]
+    for key in sorted(KEYS, key=lambda k: (PHASES.index(KEYS[k].phase), k)):
+        spec = KEYS[key]
+        if spec.kind == "any" and key not in defaults:
+            continue  # RecBole's own runtime keys: nothing of ours to say
+        default, source = defaults.get(key, (None, "RecBole"))
+        shown = "~" if default is None else str(default)
+        lines.append(f"| `{key}` | {spec.expectation() if spec.kind != 'any' else 'RecBole checks it'} | "
+                     f"`{shown}` ({source}) | {spec.phase} | {'yes' if spec.recorded else 'no'} |")
+    return "\n".join(lines) + "\n"
