@@ -126,6 +126,30 @@ def test_resume_reruns_only_missing_rows_and_reuses_the_original_model(tmp_path,
         run_grid(changed)
 
 
+def test_resume_tolerates_keys_added_since_and_reruns_rows_whose_method_settings_changed(tmp_path, in_tmp):
+    """A long grid is resumed by newer code: a cell or row recorded before a key existed still
+    counts (a new key's default keeps the old behaviour), while a row whose recorded method
+    settings differ from today's (a changed default) is run again; other rows stay untouched."""
+    path = _tiny_grid(tmp_path, {"sruga": {}, "sruga-ga": {"unlearn_method": "sruga", "sruga_kl": 0.0,
+                                                          "sruga_ft": 0.0}})
+    run_grid(path)
+    cell = tmp_path / "board" / "GRU4Rec-ml-tiny"
+
+    def edit(name, change):
+        document = json.loads((cell / name).read_text())
+        change(document)
+        (cell / name).write_text(json.dumps(document))
+
+    edit("cell.json", lambda d: d["fingerprint"]["settings"].pop("forget_skip_first"))
+    edit("rows/sruga.json", lambda d: d["settings"].pop("sruga_forget_check"))
+    edit("rows/sruga-ga.json", lambda d: d["settings"].update(sruga_learning_rate=0.123))
+    before = {p.name: p.read_text() for p in (cell / "rows").iterdir()}
+    run_grid(path)
+    after = {p.name: p.read_text() for p in (cell / "rows").iterdir()}
+    assert {name for name in before if after[name] != before[name]} == {"sruga-ga.json"}
+    assert json.loads(after["sruga-ga.json"])["settings"]["sruga_learning_rate"] == 0.004
+
+
 def test_bert4rec_cell_trains_every_row(tmp_path, in_tmp):
     """Benchmark rows get their configs before any dataloader exists; BERT4Rec still needs
     the field names its masking transform defines (a grid once died here on retrain)."""

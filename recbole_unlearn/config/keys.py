@@ -40,8 +40,8 @@ FORGET_TIME_PHASES = ("forget", "runtime")
 @dataclass(frozen=True)
 class Key:
     """One config key. ``kind``: ``int``, ``number``, ``bool``, ``choice``, ``int_list``,
-    ``str``, ``methods`` (a name, comma-separated names or a list) or ``any`` (not checked here;
-    RecBole's own keys). ``low``/``high``: bounds, exclusive where ``open_low``/``open_high``;
+    ``str`` (a path), ``name`` (checked by the registry that holds the names), ``methods`` (a name,
+    comma-separated names or a list) or ``any`` (not checked here; RecBole's own keys). ``low``/``high``: bounds, exclusive where ``open_low``/``open_high``;
     ``optional``: ``~`` (None) is allowed; ``recorded``: written to ``results.json``."""
 
     phase: str
@@ -64,6 +64,8 @@ class Key:
             text = "a list of positive integers"
         elif self.kind == "str":
             text = "a string"
+        elif self.kind == "name":
+            text = "a name"
         elif self.kind == "methods":
             text = "a method name or a list of them"
         elif self.kind == "metric":
@@ -96,6 +98,8 @@ class Key:
             return isinstance(value, str) and value in self.choices
         if self.kind == "str":
             return isinstance(value, str) and bool(value)
+        if self.kind == "name":
+            return True
         if self.kind == "methods":
             items = value if isinstance(value, (list, tuple)) else [value]
             return bool(items) and all(isinstance(v, str) and v.strip() for v in items)
@@ -151,7 +155,13 @@ def choice_key(phase, *choices):
 
 
 def name_key(phase, optional=False, **kw):
-    """A name looked up in a registry (partitioner, aggregator, ...): the registry says which."""
+    """A name looked up in a registry (partitioner, aggregator, ...): the registry says which
+    names exist (``unknown partitioner '0'; choose one of: ...``), so any value passes here."""
+    return Key(phase, "name", optional=optional, **kw)
+
+
+def path_key(phase, optional=False, **kw):
+    """A file or folder path (or an address): a non-empty string."""
     return Key(phase, "str", optional=optional, **kw)
 
 
@@ -161,13 +171,15 @@ def _runtime_recbole():
 
 KEYS: Dict[str, Key] = {
     # --- what to run -------------------------------------------------------------------
+    "model": name_key("data"),
+    "dataset": name_key("data"),
     "unlearn_method": Key("fit", "methods"),
     "include_retrain": flag_key("runtime"),
-    "results_dir": name_key("runtime", recorded=False),
+    "results_dir": path_key("runtime", recorded=False),
     "save_model": flag_key("runtime", recorded=False),
     "detect_anomaly": flag_key("runtime"),
     # --- forget set ----------------------------------------------------------------------
-    "forget": name_key("runtime", optional=True),
+    "forget": path_key("runtime", optional=True),
     "forget_protocol": name_key("data"),
     "forget_user_ratio": number_key("data", high=1),
     "forget_item_ratio": number_key("data", high=1),
@@ -193,7 +205,7 @@ KEYS: Dict[str, Key] = {
     "partition_iterations": int_key("fit"),
     "extra_deletion": name_key("forget"),
     "del_num": int_key("forget", low=0),
-    "model_dir": name_key("runtime", optional=True, recorded=False),
+    "model_dir": path_key("runtime", optional=True, recorded=False),
     "shard_unlearning": name_key("forget"),
     # --- SRUGA (shared with sharded methods through shard_unlearning: sruga) --------------
     "sruga_profile": name_key("forget", optional=True),
@@ -228,7 +240,7 @@ KEYS: Dict[str, Key] = {
     "lock_timeout_s": number_key("runtime", open_low=False),
     # --- parallel shard training ----------------------------------------------------------
     "num_workers": int_key("runtime"),
-    "ray_address": name_key("runtime", optional=True),
+    "ray_address": path_key("runtime", optional=True),
     "ray_cpus_per_shard": number_key("runtime"),
     "ray_gpus_per_shard": number_key("runtime", open_low=False),
     "shard_num_threads": int_key("runtime", optional=True),
@@ -325,9 +337,29 @@ def _defaults() -> Dict[str, Tuple[object, str]]:
     return out
 
 
+DOC_INTRO = """# Configuration keys
+
+Generated from `recbole_unlearn/config/keys.py` (the one table of recbole_unlearn's keys) and the
+defaults in `properties/`; regenerate with
+
+```bash
+python -c "from recbole_unlearn.config.keys import table_markdown; print(table_markdown(), end='')" > docs/config-keys.md
+```
+
+(a test fails when this file is out of date). Every key is checked against its valid values when
+a config is built (`error: config key '<key>' must be ...`). The phase says what a key may
+change: **data** keys (the data, the forget set, the original model) are shared by every row of
+a leaderboard cell and make its fingerprint; a row may set **fit** (how a method trains its
+deployable model), **forget** (how it forgets) and **runtime** keys; rows that differ only in
+forget and runtime keys share one fit; a saved model (`--model_dir=...`) accepts only runtime
+keys. RecBole's own keys not listed here (`hidden_size`, `seed`, ...) are data keys.
+
+"""
+
+
 def table_markdown() -> str:
-    """The table as Markdown (key, kind and range, default and where it is set, phase), for
-    ``docs/config-keys.md``."""
+    """``docs/config-keys.md``: the table as Markdown (key, valid values, default and the file
+    that sets it, phase, whether ``results.json`` records it)."""
     defaults = _defaults()
     lines = ["| key | valid values | default (file) | phase | in results.json |", "|---|---|---|---|---|"]
     for key in sorted(KEYS, key=lambda k: (PHASES.index(KEYS[k].phase), k)):
@@ -338,4 +370,4 @@ def table_markdown() -> str:
         shown = "~" if default is None else str(default)
         lines.append(f"| `{key}` | {spec.expectation() if spec.kind != 'any' else 'RecBole checks it'} | "
                      f"`{shown}` ({source}) | {spec.phase} | {'yes' if spec.recorded else 'no'} |")
-    return "\n".join(lines) + "\n"
+    return DOC_INTRO + "\n".join(lines) + "\n"
