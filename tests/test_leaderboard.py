@@ -292,3 +292,31 @@ def test_report_gives_every_method_its_own_style_and_renders_offline():
         for i, m in enumerate(["original", "retrain", "sisa"])]}
     html = leaderboard_html([cell])
     assert '<script src="https://cdn.plot.ly' not in html and len(html) > 1_000_000  # plotly.js is inline
+
+
+def test_audit_and_training_table_and_csv_columns():
+    """Every row's audit (AUC with its interval, TPRs, residual memorisation, verdict) and how its
+    models trained, with models that stopped at their cap marked (issues: audit columns on the
+    leaderboard; report when the cap was hit)."""
+    from recbole_unlearn.benchmark.report import leaderboard_csv, leaderboard_markdown
+
+    audit = {"auc": 0.62, "auc_interval": [0.6, 0.64], "tpr@1%fpr": 0.03, "tpr@5%fpr": 0.1,
+             "residual_memorisation": 1.0, "verdict": "member signal"}
+    shard = {"0": {"0": {"epochs": 12, "cap": 200, "hit_cap": False}},
+             "1": {"0": {"epochs": 200, "cap": 200, "hit_cap": True}}}
+    rows = [
+        {"method": "original", "epochs_run": 200, "audit": audit},
+        {"method": "retrain", "epochs_run": 31, "audit": dict(audit, auc=0.5, auc_interval=[0.48, 0.52],
+                                                               verdict="indistinguishable", residual_memorisation=0.0)},
+        {"method": "sruga", "epochs_run": 2, "stopped_by": "unseen"},
+        {"method": "sru", "fit_training": {"shards": shard, "aggregator": {"epochs": 7, "cap": 100, "hit_cap": False}}},
+    ]
+    cell = {"model": "SASRec", "dataset": "beauty", "description": "", "epochs_cap": 200, "rows": rows}
+    text = leaderboard_markdown([cell])
+    assert "| original | 0.620 [0.600, 0.640] | 0.030 | 0.100 | 1.00 | member signal | 200 epochs (cap) |" in text
+    assert "| retrain | 0.500 [0.480, 0.520] | 0.030 | 0.100 | 0.00 | indistinguishable | 31 epochs |" in text
+    assert "| sruga | - | - | - | - | - | 2 epochs, stopped by unseen |" in text
+    assert "| sru | - | - | - | - | - | fit: shards 12-200 epochs (1 at cap), aggregator 7 |" in text
+    table = list(csv.DictReader(leaderboard_csv([cell]).splitlines()))
+    assert [r["cap_hit"] for r in table] == ["True", "False", "False", "True"]
+    assert table[1]["audit_auc_low"] == "0.48" and table[0]["audit_verdict"] == "member signal"

@@ -25,6 +25,55 @@ METRIC_COLUMNS: List[Tuple[str, str, str]] = [
 ]
 INFO_COLUMNS = ["seconds", "speedup", "initial_train_seconds", "epochs_run", "n_shards",
                 "shards_retrained", "extra_deleted", "forgotten_interactions"]
+#: (CSV column, key of a row's ``audit``): the membership-inference audit of each model state.
+AUDIT_COLUMNS: List[Tuple[str, str]] = [
+    ("audit_auc", "auc"), ("audit_tpr@1%fpr", "tpr@1%fpr"), ("audit_tpr@5%fpr", "tpr@5%fpr"),
+    ("audit_rm", "residual_memorisation"), ("audit_verdict", "verdict"),
+]
+EXTRA_COLUMNS = ["audit_auc_low", "audit_auc_high"] + [c for c, _ in AUDIT_COLUMNS] + ["training", "cap_hit"]
+
+
+def audit_values(row: dict) -> Dict[str, object]:
+    """The audit columns of a row (empty values where the row has no audit)."""
+    audit = row.get("audit") or {}
+    interval = audit.get("auc_interval") or [None, None]
+    out = {column: audit.get(key) for column, key in AUDIT_COLUMNS}
+    out.update(audit_auc_low=interval[0], audit_auc_high=interval[1])
+    return out
+
+
+def _stage_epochs(record: Optional[dict]) -> Tuple[List[int], int, Optional[dict]]:
+    """Epochs of every shard stage in a ``fit_training`` / ``forget_training`` record, how many
+    hit their cap, and the aggregator's entry."""
+    if not record:
+        return [], 0, None
+    stages = [stage for shard in record.get("shards", {}).values() for stage in shard.values()]
+    return [s["epochs"] for s in stages], sum(bool(s.get("hit_cap")) for s in stages), record.get("aggregator")
+
+
+def training_summary(row: dict, epochs_cap: Optional[int] = None) -> Tuple[str, bool]:
+    """How a row's models trained, in words, and whether any of them stopped at its cap rather
+    than by validation: a single model's epochs (original, Retrain), an approximate step's epochs
+    and why it stopped, a sharded model's shard and aggregator epochs at fit and at forget."""
+    parts, capped = [], False
+    if row.get("stopped_by"):
+        return f"{row.get('epochs_run', 0)} epochs, stopped by {row['stopped_by']}", False
+    for label, key in (("fit", "fit_training"), ("forget", "forget_training")):
+        epochs, at_cap, aggregator = _stage_epochs(row.get(key))
+        if not epochs and not aggregator:
+            continue
+        text = f"{label}: shards {min(epochs)}-{max(epochs)} epochs" if epochs else f"{label}:"
+        if at_cap:
+            text += f" ({at_cap} at cap)"
+            capped = True
+        if aggregator:
+            text += f", aggregator {aggregator['epochs']}" + (" (cap)" if aggregator.get("hit_cap") else "")
+            capped = capped or bool(aggregator.get("hit_cap"))
+        parts.append(text)
+    if not parts and row.get("epochs_run") is not None:
+        hit = epochs_cap is not None and row["epochs_run"] >= epochs_cap
+        return f"{row['epochs_run']} epochs" + (" (cap)" if hit else ""), hit
+    return "; ".join(parts), capped
 
 
 def _value(row: dict, group: str, key: str) -> Optional[float]:
@@ -42,6 +91,8 @@ def flat_rows(cells: List[dict]) -> List[Dict[str, object]]:
                 flat[header] = _value(row, group, key)
             for key in INFO_COLUMNS:
                 flat[key] = row.get(key)
+            flat.update(audit_values(row))
+            flat["training"], flat["cap_hit"] = training_summary(row, cell.get("epochs_cap"))
             out.append(flat)
     return out
 
@@ -49,6 +100,7 @@ def flat_rows(cells: List[dict]) -> List[Dict[str, object]]:
 def leaderboard_csv(cells: List[dict]) -> str:
     rows = flat_rows(cells)
     header = ["model", "dataset", "method", "unlearn_method"] + [c[0] for c in METRIC_COLUMNS] + INFO_COLUMNS
+    header += EXTRA_COLUMNS
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
     writer.writeheader()
@@ -81,12 +133,34 @@ def leaderboard_markdown(cells: List[dict], title: str = "Leaderboard") -> str:
             cells_ += [_fmt(row.get("seconds"), 1), _fmt(row.get("speedup"), 1)]
             lines.append("| " + " | ".join(cells_) + " |")
         lines.append("")
+        lines += audit_training_markdown(cell)
         lines += repeated_requests_markdown(cell)
     lines.append("`original` and `recbole` rows: `unlearning s` is their training time. `recbole` is "
                  "RecBole's own pipeline (D_raw only). Sharded rows: see `initial_train_seconds` in "
                  "leaderboard.csv for the training before any request.")
     lines.append("")
     return "\n".join(lines)
+
+
+def audit_training_markdown(cell: dict) -> List[str]:
+    """The membership-inference audit of every row (AUC of F vs H with its 95% interval, TPR at
+    1% and 5% FPR, residual memorisation, verdict) and how its models trained (epochs; a model
+    that stopped at its cap is marked); ``[]`` when no row has either."""
+    rows = [r for r in cell["rows"] if r.get("audit") or training_summary(r, cell.get("epochs_cap"))[0]]
+    if not rows:
+        return []
+    lines = ["Audit and training:", "",
+             "| method | audit AUC [95% interval] | TPR@1%FPR | TPR@5%FPR | RM | verdict | training |",
+             "|---|---:|---:|---:|---:|---|---|"]
+    for row in rows:
+        audit = audit_values(row)
+        auc = "-" if audit["audit_auc"] is None else \
+            f"{audit['audit_auc']:.3f} [{audit['audit_auc_low']:.3f}, {audit['audit_auc_high']:.3f}]"
+        lines.append("| " + " | ".join([
+            row["method"], auc, _fmt(audit["audit_tpr@1%fpr"], 3), _fmt(audit["audit_tpr@5%fpr"], 3),
+            _fmt(audit["audit_rm"], 2), _fmt(audit["audit_verdict"]),
+            training_summary(row, cell.get("epochs_cap"))[0] or "-"]) + " |")
+    return lines + [""]
 
 
 def repeated_requests_markdown(cell: dict) -> List[str]:
