@@ -1,5 +1,6 @@
 """SRUGA: loss terms, early stopping, the utility floor, and end-to-end forgetting."""
 import copy
+import os
 
 import pytest
 import torch
@@ -312,3 +313,17 @@ def test_default_sruga_forgets_where_the_thesis_profile_does_not():
     kept = [h for h in default.history if h["epoch"] == default.kept_epoch][0]
     assert kept["valid_ndcg@10"] >= 0.85 * default.history[0]["valid_ndcg@10"]
     assert profile.forget_hit(profile.kept_epoch) > 0.95 * before, profile.to_json()
+
+
+def test_a_saved_sruga_model_answers_a_request_without_writing_into_the_working_directory(tmp_path, in_tmp):
+    """SRUGA runs in a RecBole Trainer, which creates its checkpoint_dir (saved/) in the working
+    directory; answering a request must leave that directory as it was."""
+    from conftest import train_saved_model
+    from recbole_unlearn.cli import main
+
+    model_dir = train_saved_model(tmp_path, unlearn_method="sruga", sruga_epochs=1)
+    (in_tmp / "serve").mkdir()
+    os.chdir(in_tmp / "serve")
+    (in_tmp / "serve" / "req.csv").write_text("1\n")
+    assert main([f"--model_dir={model_dir}", "--forget=req.csv"]) == 0
+    assert sorted(os.listdir(in_tmp / "serve")) == ["req.csv"]

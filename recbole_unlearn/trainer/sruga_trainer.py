@@ -3,7 +3,7 @@
 
 Per step, a D_fgt batch ``x_fgt -> v`` and a D_rem training batch ``x_rem``:
 
-* ``L_GA`` (``sruga_ga_loss``): by default ``-BCE_pos = mean(log sigmoid(s(x_fgt, v)))``, the
+* ``L_GA`` (``sruga_ga_loss``): ``bce``: ``-BCE_pos = mean(log sigmoid(s(x_fgt, v)))``, the
   positive-only BCE of the forgotten target, negated, so minimising ``L`` pushes the target's
   score down (BERT4Rec scores the [MASK] appended to the history, via its ``predict``). The
   thesis's models were trained with BCE, where ``sigmoid(s)`` is the model's own probability.
@@ -11,7 +11,7 @@ Per step, a D_fgt batch ``x_fgt -> v`` and a D_rem training batch ``x_rem``:
   targets at logits near 10, where ``1 - sigmoid(s)``, the factor of that gradient, is about
   3e-4: the ascent stalls exactly on what was memorised. ``ce`` ascends the model's own loss
   instead, ``-CE = mean(log softmax(s(x_fgt))[v])`` over all items (still no sampled
-  negatives); ``auto`` picks ``ce`` for CE-trained models and ``bce`` otherwise;
+  negatives); ``auto`` (the default) picks ``ce`` for CE-trained models and ``bce`` otherwise;
 * ``L_KL = KL(softmax(agent(x_rem)) || softmax(model(x_rem)))`` over all items (forward KL to a
   frozen copy of the starting model);
 * ``L_FT`` = the model's own training loss on ``x_rem`` (via :func:`training_loss`); where that
@@ -22,17 +22,18 @@ D_fgt histories exclude the forgotten items (SPEC section 2); a target whose his
 empty (a user who asked to forget everything) is ascended with its raw prefix instead (see
 :func:`ascent_samples`).
 
-``L = eta_GA L_GA + eta_KL L_KL + eta_FT L_FT`` (a zero weight removes the term), Adam,
-gradient clipping, ``eta_GA`` annealed after every epoch; the steps run in training mode (the
-model's dropout active) unless ``sruga_dropout`` is False. Every ``sruga_eval_step`` epochs the
-forget Hit@10 on D_fgt and the validation NDCG@10 are measured: stop when Hit@10 has not
-decreased for ``sruga_patience`` evaluations (with ``sruga_stop_unseen``, also once it is no
-higher than the starting model's Hit@10 on the validation targets, interactions it never trained
-on; checked from the first epoch on, never before it), or, if NDCG@10 fell below
-``utility_floor`` times its starting value, restore the last state that was above the floor and
-stop. These checks rank
-all items for every validation user; ``sruga_valid_users`` limits the floor check to a fixed
-random sample of that many users (the same users at every check) to make it cheaper.
+``L = eta_GA L_GA + eta_KL L_KL + eta_FT L_FT`` (a zero weight removes the term). The loop is
+RecBole's ``Trainer`` (:class:`SRUGATrainer`): Adam, gradient clipping, ``eta_GA`` annealed after
+every epoch; the steps run in eval mode (no dropout) unless ``sruga_dropout`` is True. Every
+``sruga_eval_step`` epochs the checks run: ``sruga_forget_check`` (default Hit@10) on D_fgt and
+``sruga_utility_check`` (default NDCG@10) on the validation targets. RecBole's early stopping ends
+it when the forget metric has not decreased for ``sruga_patience`` checks; with
+``sruga_stop_unseen`` it also stops once the forget metric is no higher than the starting model's
+on the validation targets, interactions it never trained on (checked from the first epoch on,
+never before it); if the utility metric fell below ``utility_floor`` times its starting value, it
+restores the last state that was above the floor and stops. These checks rank all items for
+every validation user; ``sruga_valid_users`` limits the utility check to a fixed random sample of
+that many users (the same users at every check) to make it cheaper.
 """
 import copy
 import time
@@ -250,7 +251,8 @@ class SRUGATrainer(UnlearnTrainer):
         self.shared_forward, self.report = shared_forward, report
         self.ga_kind = resolve_ga_loss(config, model)
         self.weights = {"ga": config["sruga_ga"], "kl": config["sruga_kl"], "ft": config["sruga_ft"]}
-        self.forget_check, self.utility_check = config["sruga_forget_check"], config["sruga_utility_check"]
+        self.forget_check = config["sruga_forget_check"].lower()  # RecBole's result keys: "hit@10"
+        self.utility_check = config["sruga_utility_check"].lower()
         self.eta_ga = self.weights["ga"]
         self.floor: Optional[float] = None
         self.unseen: Optional[float] = None

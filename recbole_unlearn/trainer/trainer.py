@@ -62,16 +62,21 @@ class _NoTensorboard:
 
 class UnlearnTrainer(Trainer):
     """RecBole ``Trainer`` with safe checkpoints (see module docstring). With the config key
-    ``tensorboard`` False (our default) no ``log_tensorboard/`` folder is written."""
+    ``tensorboard`` False (our default) no ``log_tensorboard/`` folder is written, and no
+    ``checkpoint_dir`` is created."""
 
     def __init__(self, config, model):
-        make_writer = recbole_trainer_module.get_tensorboard
+        make_writer, make_dir = recbole_trainer_module.get_tensorboard, recbole_trainer_module.ensure_dir
         if not config["tensorboard"]:
             recbole_trainer_module.get_tensorboard = lambda logger: _NoTensorboard()
+        # RecBole creates checkpoint_dir (default saved/ in the working directory) for files this
+        # trainer never writes unless asked to (save_checkpoint takes its own path): a request
+        # answered by a saved model must leave the working directory as it was.
+        recbole_trainer_module.ensure_dir = lambda path: None
         try:
             super().__init__(config, model)
         finally:
-            recbole_trainer_module.get_tensorboard = make_writer
+            recbole_trainer_module.get_tensorboard, recbole_trainer_module.ensure_dir = make_writer, make_dir
         self.best_state: Optional[dict] = None
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
