@@ -60,6 +60,8 @@ def main() -> int:
     parser.add_argument("--intro", required=True, help="Markdown placed above the tables ({tables} marks where)")
     parser.add_argument("--out", required=True, help="path without extension: writes .md, .html and .csv")
     parser.add_argument("--reuse", help="an earlier output .md: its tables stand in for cells with no rows here")
+    parser.add_argument("--no-html", action="store_true",
+                        help="write only .md and .csv (the HTML report embeds 4 MB of plotly.js)")
     args = parser.parse_args()
     cells = collect_cells(args.grid, args.reuse)
     tables = leaderboard_markdown(cells, title="").split("\n", 2)[2]  # drop the title line
@@ -67,11 +69,13 @@ def main() -> int:
         intro = f.read()
     with open(args.out + ".md", "w", encoding="utf-8") as f:
         f.write(intro.replace("{tables}", tables.strip() + "\n"))
-    with open(args.out + ".html", "w", encoding="utf-8") as f:
-        f.write(leaderboard_html(cells, title="recbole_unlearn leaderboard", plotlyjs=True))
+    if not args.no_html:
+        with open(args.out + ".html", "w", encoding="utf-8") as f:
+            f.write(leaderboard_html(cells, title="recbole_unlearn leaderboard", plotlyjs=True))
     with open(args.out + ".csv", "w", encoding="utf-8") as f:
         f.write(leaderboard_csv(cells))
-    print(f"wrote {args.out}.md, {args.out}.html and {args.out}.csv ({len(cells)} cells)")
+    print(f"wrote {args.out}.md{'' if args.no_html else ', ' + args.out + '.html'} and {args.out}.csv "
+          f"({len(cells)} cells)")
     return 0
 
 
