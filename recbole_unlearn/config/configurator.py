@@ -145,19 +145,22 @@ class UnlearnConfig(Config):
             path = property_file(name, f"{dataset if name == 'dataset' else model}.yaml")
             if path:
                 self._update_internal_config_dict(path)
-        self._apply_sruga_profile()
+        self._apply_profiles()
 
-    def _apply_sruga_profile(self) -> None:
-        """``sruga_profile: <name>`` puts ``properties/method/sruga-<name>.yaml`` over our defaults
-        (below the user's own keys), e.g. ``thesis`` for the thesis's SRUGA settings."""
-        profile = self.external_config_dict.get("sruga_profile", self.internal_config_dict.get("sruga_profile"))
-        if profile is None:
-            return
-        path = property_file("method", f"sruga-{profile}.yaml") if isinstance(profile, str) else None
-        if not path:
-            raise UnlearnError(f"config key 'sruga_profile' must name a file properties/method/sruga-<name>.yaml "
-                               f"(e.g. thesis) or be ~, got {profile!r}")
-        self._update_internal_config_dict(path)
+    def _apply_profiles(self) -> None:
+        """A key ``<name>_profile: <profile>`` (e.g. ``sruga_profile: thesis``) puts
+        ``properties/method/<name>-<profile>.yaml`` over our defaults, below the user's own keys."""
+        external, internal = self.external_config_dict, self.internal_config_dict
+        for key in sorted(k for k in set(internal) | set(external) if k.endswith("_profile")):
+            profile = external.get(key, internal.get(key))
+            if profile is None:
+                continue
+            name = key[: -len("_profile")]
+            path = property_file("method", f"{name}-{profile}.yaml") if isinstance(profile, str) else None
+            if not path:
+                raise UnlearnError(f"config key '{key}' must name a file properties/method/{name}-<profile>.yaml "
+                                   f"or be ~, got {profile!r}")
+            self._update_internal_config_dict(path)
 
     # --- validation --------------------------------------------------------------------
     def known_keys(self) -> Set[str]:

@@ -53,7 +53,7 @@ from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.data.utils import eval_loader, split_loaders
 from recbole_unlearn.evaluator.metrics import full_ranking_metrics
 from recbole_unlearn.trainer.approximate import APPROXIMATE, ApproximateReport, ApproximateStep
-from recbole_unlearn.config.keys import parse_metric
+from recbole_unlearn.config.keys import Key, choice_key, declare, flag_key, int_key, name_key, number_key, parse_metric
 from recbole_unlearn.trainer.trainer import UnlearnTrainer, cpu_state_dict, training_loss
 
 
@@ -63,6 +63,27 @@ SRUGAReport = ApproximateReport
 
 
 GA_LOSSES = ("bce", "ce", "auto")
+
+declare({  # defaults in properties/overall.yaml (sharded methods use them with shard_unlearning: sruga)
+    "sruga_profile": name_key("forget", optional=True),  # properties/method/sruga-<profile>.yaml
+    "sruga_ga": number_key("forget", open_low=False),
+    "sruga_kl": number_key("forget", open_low=False),
+    "sruga_ft": number_key("forget", open_low=False),
+    "sruga_ga_loss": choice_key("forget", *GA_LOSSES),
+    "sruga_learning_rate": number_key("forget", open_low=False),
+    "sruga_batch_size": int_key("forget"),
+    "sruga_clip_norm": number_key("forget", open_low=False),
+    "sruga_anneal": number_key("forget", open_low=False),
+    "sruga_epochs": int_key("forget"),
+    "sruga_eval_step": int_key("forget"),
+    "sruga_patience": int_key("forget"),
+    "sruga_forget_check": Key("forget", "metric"),
+    "sruga_utility_check": Key("forget", "metric"),
+    "sruga_stop_unseen": flag_key("forget"),
+    "sruga_dropout": flag_key("forget"),
+    "utility_floor": number_key("forget", open_low=False, high=1),
+    "sruga_valid_users": int_key("forget", optional=True),
+})
 
 
 def resolve_ga_loss(config, model) -> str:
