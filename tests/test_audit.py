@@ -8,7 +8,8 @@ import pytest
 
 from recbole_unlearn import run_recbole_unlearn
 from recbole_unlearn.config import UnlearnConfig
-from recbole_unlearn.evaluator.audit import INCONCLUSIVE, AuditSamples, MembershipAudit, auc, tpr_at_fpr
+from recbole_unlearn.evaluator.audit import (INCONCLUSIVE, AuditSamples, MembershipAudit, auc, bootstrap_auc,
+                                            redeal_labels, tpr_at_fpr)
 from recbole_unlearn.trainer.trainer import UnlearnTrainer
 from recbole_unlearn.trainer.training import new_model
 from recbole_unlearn.unlearn.experiment import Experiment
@@ -69,6 +70,29 @@ def test_gate_2_retrain_is_indistinguishable(memorised):
 def test_gate_3_shuffled_labels_give_one_half(memorised):
     _, _, original = memorised
     assert _contains_half(original["shuffled_labels"]["auc_interval"]), original["shuffled_labels"]
+
+
+def test_gate_3_holds_where_most_users_have_one_candidate():
+    """On Amazon Beauty most audited users have a single candidate. Permuting the labels within
+    each user left those labels as they were, so the original's real membership came through the
+    "shuffled" check (AUC 0.60 [0.59, 0.62] on the converged SASRec). Labels dealt again the way
+    the twins were dealt are a null: 0.5 within the interval; the old permutation is not."""
+    rng = np.random.default_rng(0)
+    users = np.concatenate([np.arange(300), np.repeat(np.arange(300, 350), 4)])  # 300 singletons, 50 of 4
+    is_member = np.zeros(len(users), dtype=bool)
+    for mine in np.split(np.arange(len(users)), np.flatnonzero(np.diff(users)) + 1):
+        is_member[rng.permutation(mine)[rng.integers(0, 2)::2]] = True
+    scores = is_member * 2.0 + rng.normal(size=len(users))  # a model that memorised its members
+    within_user = is_member.copy()
+    for user in np.unique(users):
+        mine = np.flatnonzero(users == user)
+        within_user[mine] = rng.permutation(within_user[mine])
+    old = bootstrap_auc(scores, within_user, users, 300, 1)
+    assert old[0] > 0.5  # the old check flagged a signal with "shuffled" labels
+    labels = redeal_labels(users, np.random.default_rng(1))
+    counts = {u: labels[users == u].sum() for u in (0, 300)}
+    assert counts[0] in (0, 1) and counts[300] == 2  # dealt like the twins: alternately per user
+    assert _contains_half(bootstrap_auc(scores, labels, users, 300, 1))
 
 
 def test_gate_4_fine_tuning_on_d_rem_is_not_forgetting(memorised):

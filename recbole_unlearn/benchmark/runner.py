@@ -217,9 +217,11 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
         _save_row(run.row_path(ORIGINAL), rows[ORIGINAL])
         progress.step(f"{cell.name} {ORIGINAL}")
     audit = experiment.prepare_audit(run.dir)  # references saved beside original.pth, reloaded on resume
-    if audit is not None and "audit" not in rows[ORIGINAL]:
-        rows[ORIGINAL]["audit"] = dict(audit, cost=experiment.audit_cost)
-        _save_row(run.row_path(ORIGINAL), rows[ORIGINAL])
+    if audit is not None:  # the first time, or refreshed when newer code measures the original otherwise
+        saved_audit = rows[ORIGINAL].get("audit") or {}
+        if {k: v for k, v in saved_audit.items() if k != "cost"} != audit:
+            rows[ORIGINAL]["audit"] = dict(audit, cost=saved_audit.get("cost", experiment.audit_cost))
+            _save_row(run.row_path(ORIGINAL), rows[ORIGINAL])
 
     fit_cache: Dict[str, tuple] = {}  # rows that differ only in how they forget share one fit
     for variant in cell.variants:
