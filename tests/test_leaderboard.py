@@ -147,7 +147,9 @@ def test_resume_tolerates_keys_added_since_and_reruns_rows_whose_method_settings
     run_grid(path)
     after = {p.name: p.read_text() for p in (cell / "rows").iterdir()}
     assert {name for name in before if after[name] != before[name]} == {"sruga-ga.json"}
-    assert json.loads(after["sruga-ga.json"])["settings"]["sruga_learning_rate"] == 0.004
+    rerun = json.loads(after["sruga-ga.json"])
+    assert rerun["settings"]["sruga_learning_rate"] == 0.004
+    assert rerun["code"]["version"] and "commit" in rerun["code"] and rerun["machine"]["cpu_count"]  # which code, where
 
 
 def test_bert4rec_cell_trains_every_row(tmp_path, in_tmp):

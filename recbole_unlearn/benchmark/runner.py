@@ -36,7 +36,7 @@ from recbole_unlearn.unlearn.experiment import Experiment
 from recbole_unlearn.config.keys import phase_of
 from recbole_unlearn.utils.atomic import write_json
 from recbole_unlearn.utils.errors import UnlearnError
-from recbole_unlearn.utils.results import add_speedups, machine
+from recbole_unlearn.utils.results import add_speedups, code_version, machine
 
 ORIGINAL = "original"
 
@@ -146,7 +146,8 @@ def same_cell(saved: dict, today: dict) -> bool:
 
 
 def _save_row(path: str, row: dict, overrides: Optional[dict] = None, settings: Optional[dict] = None) -> None:
-    write_json(path, {"row": row, "overrides": overrides, "settings": settings})
+    write_json(path, {"row": row, "overrides": overrides, "settings": settings, "code": code_version(),
+                      "machine": machine()})
 
 
 def _describe(run: CellRun, experiment: Experiment) -> str:

@@ -46,6 +46,27 @@ def machine() -> Dict[str, object]:
     }
 
 
+def code_version() -> Dict[str, object]:
+    """Which code produced the numbers: the package version and, in a git checkout, its commit
+    and whether tracked files differed from it (``None`` outside git)."""
+    import subprocess
+
+    from recbole_unlearn.version import __version__
+
+    folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out: Dict[str, object] = {"version": __version__, "commit": None, "modified": None}
+    try:
+        def git(*args):
+            return subprocess.run(["git", "-C", folder, *args], capture_output=True, text=True, timeout=10)
+        head = git("rev-parse", "HEAD")
+        if head.returncode == 0:
+            out["commit"] = head.stdout.strip()
+            out["modified"] = bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
 def results_document(model: str, dataset: str, settings: dict, forget_summary: dict, rows: List[dict]) -> dict:
     return {
         "model": model,
