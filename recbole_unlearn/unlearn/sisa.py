@@ -49,8 +49,6 @@ class SISA(UnlearnMethod):
             if config["n_slices"] != 1:
                 raise UnlearnError(f"shard_unlearning '{config['shard_unlearning']}' needs n_slices 1: slice "
                                    "checkpoints would keep the forgotten data's influence")
-        if config["num_workers"] < 1:
-            raise UnlearnError(f"config key 'num_workers' must be >= 1, got {config['num_workers']!r}")
         check_new_model_dir(config)
 
     def model_dir(self) -> str:
