@@ -146,20 +146,20 @@ def audit_training_markdown(cell: dict) -> List[str]:
     """The membership-inference audit of every row (AUC of F vs H with its 95% interval, TPR at
     1% and 5% FPR, residual memorisation, verdict) and how its models trained (epochs; a model
     that stopped at its cap is marked); ``[]`` when no row has either."""
-    rows = [r for r in cell["rows"] if r.get("audit") or training_summary(r, cell.get("epochs_cap"))[0]]
+    rows = [(r, training_summary(r, cell.get("epochs_cap"))[0]) for r in cell["rows"]]
+    rows = [(r, training) for r, training in rows if r.get("audit") or training]
     if not rows:
         return []
     lines = ["Audit and training:", "",
              "| method | audit AUC [95% interval] | TPR@1%FPR | TPR@5%FPR | RM | verdict | training |",
              "|---|---:|---:|---:|---:|---|---|"]
-    for row in rows:
+    for row, training in rows:
         audit = audit_values(row)
         auc = "-" if audit["audit_auc"] is None else \
             f"{audit['audit_auc']:.3f} [{audit['audit_auc_low']:.3f}, {audit['audit_auc_high']:.3f}]"
         lines.append("| " + " | ".join([
             row["method"], auc, _fmt(audit["audit_tpr@1%fpr"], 3), _fmt(audit["audit_tpr@5%fpr"], 3),
-            _fmt(audit["audit_rm"], 2), _fmt(audit["audit_verdict"]),
-            training_summary(row, cell.get("epochs_cap"))[0] or "-"]) + " |")
+            _fmt(audit["audit_rm"], 2), _fmt(audit["audit_verdict"]), training or "-"]) + " |")
     return lines + [""]
 
 

@@ -76,6 +76,12 @@ class Progress:
                          f"({what}) · elapsed {_format_seconds(elapsed)} · ETA {_format_seconds(eta)}")
 
 
+def cell_config(grid: Grid, cell: Cell) -> UnlearnConfig:
+    """The settings every row of ``cell`` shares (the grid's ``config`` on the cell's model and
+    dataset)."""
+    return UnlearnConfig(cell.model, cell.dataset, None, dict(grid.config))
+
+
 class CellRun:
     """Files and configs of one (model, dataset) cell."""
 
@@ -83,7 +89,7 @@ class CellRun:
         self.grid = grid
         self.cell = cell
         self.dir = os.path.join(grid.output_dir, cell.name)
-        self.base = UnlearnConfig(cell.model, cell.dataset, None, dict(grid.config))
+        self.base = cell_config(grid, cell)
         self.variant_configs = {v.label: self._variant_config(v) for v in cell.variants}
 
     def _variant_config(self, variant: Variant):
@@ -297,6 +303,6 @@ def finished_cells(path: str) -> List[dict]:
                 rows.append(saved_row["row"])
         add_speedups(rows)
         cells.append({"model": cell.model, "dataset": cell.dataset, "description": saved["description"],
-                      "machine": saved["machine"], "epochs_cap": CellRun(grid, cell).base["epochs"], "rows": rows})
+                      "machine": saved["machine"], "epochs_cap": cell_config(grid, cell)["epochs"], "rows": rows})
     return cells
 

@@ -5,7 +5,7 @@ From this one table come
 
 * validation (:func:`check_values`): every declared key a config holds is checked against its
   kind and range, with a one-line ``config key '<key>' must be ...`` error;
-* the keys a saved model lets a later process change (:func:`keys_of_phase` ``"runtime"``);
+* the keys a saved model lets a later process change (:func:`phase_of` ``"runtime"``);
 * the keys a leaderboard row may vary (:data:`VARIANT_PHASES`: fit, forget and runtime keys);
 * the keys that only decide how a fitted model forgets (forget and runtime keys), so that rows
   differing only in those share one fit;
@@ -23,7 +23,7 @@ new method stays one file.
 """
 import os
 from dataclasses import dataclass
-from typing import Dict, Iterable, Optional, Set, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
 import yaml
 
@@ -271,11 +271,6 @@ def phase_of(key: str) -> str:
     """The phase of ``key``; keys not declared here (RecBole's) are ``data`` keys."""
     spec = KEYS.get(key)
     return spec.phase if spec else "data"
-
-
-def keys_of_phase(*phases: str) -> Set[str]:
-    """The declared keys of the given phases."""
-    return {k for k, spec in KEYS.items() if spec.phase in phases}
 
 
 def is_recorded(key: str) -> bool:
