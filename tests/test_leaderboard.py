@@ -161,22 +161,36 @@ def test_bert4rec_cell_trains_every_row(tmp_path, in_tmp):
                                                       "sisa.json"]
 
 
-def test_sharded_rows_that_differ_only_in_forgetting_share_one_fit(tmp_path, in_tmp):
-    path = _tiny_grid(tmp_path, {"sru-ced": {"unlearn_method": "sru", "extra_deletion": "ced", "del_num": 1},
-                                 "sru-red": {"unlearn_method": "sru", "extra_deletion": "red", "del_num": 1}})
+def test_sharded_rows_that_differ_only_in_forgetting_or_aggregating_share_one_shard_fit(tmp_path, in_tmp):
+    ced_rule = {"unlearn_method": "sru", "extra_deletion": "ced", "del_num": 1}
+    path = _tiny_grid(tmp_path, {"sru-ced": ced_rule,
+                                 "sru-red": {"unlearn_method": "sru", "extra_deletion": "red", "del_num": 1},
+                                 "sru-mean": dict(ced_rule, aggregator="mean"),
+                                 "sru-few": dict(ced_rule, agg_max_samples=40)})
     run_grid(path)
     rows = tmp_path / "board" / "GRU4Rec-ml-tiny" / "rows"
-    ced = json.loads((rows / "sru-ced.json").read_text())["row"]
-    red = json.loads((rows / "sru-red.json").read_text())["row"]
-    assert "fit_shared_with" not in ced and red["fit_shared_with"] == "sru-ced"
+    ced, red, mean, few = (json.loads((rows / f"{label}.json").read_text())["row"]
+                           for label in ("sru-ced", "sru-red", "sru-mean", "sru-few"))
+    assert "fit_shared_with" not in ced
+    assert red["fit_shared_with"] == mean["fit_shared_with"] == few["fit_shared_with"] == "sru-ced"
     assert red["initial_train_seconds"] == ced["initial_train_seconds"]
     assert red["extra_deleted"] > 0 and ced["extra_deleted"] > 0
+    # the shards are shared; each row's own aggregator is trained on them and reported in place
+    # of the donor's (the mean has none), its seconds replacing the donor's aggregator seconds
+    assert mean["fit_training"]["shards"] == few["fit_training"]["shards"] == ced["fit_training"]["shards"]
+    donor_aggregator = ced["fit_training"]["aggregator"]
+    assert "aggregator" not in mean["fit_training"]
+    assert mean["initial_train_seconds"] == pytest.approx(
+        ced["initial_train_seconds"] - donor_aggregator["seconds"], abs=2e-3)
+    assert few["fit_training"]["aggregator"]["samples"] == 40 < donor_aggregator["samples"]
+    assert mean["extra_deleted"] == ced["extra_deleted"]  # CED judged by the same shards
     from conftest import read_manifest, verify_model
 
-    for label, rule in (("sru-ced", "ced"), ("sru-red", "red")):
+    for label, key, value in (("sru-ced", "extra_deletion", "ced"), ("sru-red", "extra_deletion", "red"),
+                              ("sru-mean", "aggregator", "mean"), ("sru-few", "agg_max_samples", 40)):
         model_dir = str(tmp_path / "board" / "GRU4Rec-ml-tiny" / "models" / label)
         verify_model(model_dir)
-        assert read_manifest(model_dir)[1]["config"]["extra_deletion"] == rule
+        assert read_manifest(model_dir)[1]["config"][key] == value
 
 
 # --- report files on ml-100k ---------------------------------------------------------------

@@ -33,7 +33,7 @@ from recbole_unlearn.benchmark.report import write_leaderboard
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.data import check_dataset_files
 from recbole_unlearn.unlearn.experiment import Experiment
-from recbole_unlearn.config.keys import phase_of
+from recbole_unlearn.config.keys import METHOD_PHASES, phase_of
 from recbole_unlearn.utils.atomic import write_json
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.results import add_speedups, code_version, machine
@@ -107,9 +107,9 @@ class CellRun:
         return os.path.join(self.dir, "rows", f"{label}.json")
 
     def method_settings(self, label: str) -> dict:
-        """The fit and forget settings of row ``label`` (what its numbers depend on beyond the
+        """The fit, aggregate and forget settings of row ``label`` (what its numbers depend on beyond the
         cell's data settings)."""
-        return {k: v for k, v in self.variant_configs[label].settings().items() if phase_of(k) in ("fit", "forget")}
+        return {k: v for k, v in self.variant_configs[label].settings().items() if phase_of(k) in METHOD_PHASES}
 
     def finished(self, label: str, overrides: Optional[dict] = None) -> Optional[dict]:
         """The saved row of ``label`` if it exists, was made with these overrides and, where it
@@ -230,7 +230,7 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
             rows[ORIGINAL]["audit"] = dict(audit, cost=saved_audit.get("cost", experiment.audit_cost))
             _save_row(run.row_path(ORIGINAL), rows[ORIGINAL])
 
-    fit_cache: Dict[str, tuple] = {}  # rows that differ only in how they forget share one fit
+    fit_cache: Dict[str, tuple] = {}  # rows that differ only in how they forget or aggregate share one shard fit
     for variant in cell.variants:
         row = run.finished(variant.label, variant.overrides)
         if row is None:

@@ -6,15 +6,17 @@ From this one table come
 * validation (:func:`check_values`): every declared key a config holds is checked against its
   kind and range, with a one-line ``config key '<key>' must be ...`` error;
 * the keys a saved model lets a later process change (:func:`phase_of` ``"runtime"``);
-* the keys a leaderboard row may vary (:data:`VARIANT_PHASES`: fit, forget and runtime keys);
-* the keys that only decide how a fitted model forgets (forget and runtime keys), so that rows
-  differing only in those share one fit;
+* the keys a leaderboard row may vary (:data:`VARIANT_PHASES`: fit, aggregate, forget and
+  runtime keys);
+* the keys that do not change what a sharded method's shards learn (aggregate, forget and
+  runtime keys), so that rows differing only in those share one shard fit;
 * the settings written to ``results.json`` (every key but those declared ``recorded=False``);
 * the fingerprint of a leaderboard cell (its ``data``-phase settings).
 
 Phases: ``data`` (the data, the forget set and the original model: every method of a leaderboard
 cell shares them; a key not declared here, e.g. RecBole's ``hidden_size``, is a data key),
-``fit`` (how a method trains its deployable model), ``forget`` (how it forgets), ``runtime``
+``fit`` (how a method trains its deployable model), ``aggregate`` (how a sharded model combines
+its frozen sub-models: the aggregator and its training), ``forget`` (how it forgets), ``runtime``
 (where and how fast it runs; the numbers do not depend on it).
 
 A module that brings its own keys (an approximate method with ``<name>_*`` settings in
@@ -30,11 +32,13 @@ import yaml
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.paths import properties_dir
 
-PHASES = ("data", "fit", "forget", "runtime")
+PHASES = ("data", "fit", "aggregate", "forget", "runtime")
 #: phases a leaderboard row (method variant) may set; data keys are shared by the whole cell.
-VARIANT_PHASES = ("fit", "forget", "runtime")
-#: phases that never change what a sharded method's ``fit`` trains.
-FORGET_TIME_PHASES = ("forget", "runtime")
+VARIANT_PHASES = ("fit", "aggregate", "forget", "runtime")
+#: phases that a row's numbers depend on beyond its cell's data settings.
+METHOD_PHASES = ("fit", "aggregate", "forget")
+#: phases that never change what a sharded method's shard sub-models learn in ``fit``.
+NOT_SHARD_PHASES = ("aggregate", "forget", "runtime")
 
 
 @dataclass(frozen=True)
@@ -192,15 +196,15 @@ KEYS: Dict[str, Key] = {
     "slice_epochs": int_key("fit", optional=True),
     "partitioner": name_key("fit"),
     "partition_seed": int_key("fit", low=None),
-    "aggregator": name_key("fit"),
-    "agg_epochs": int_key("fit"),
-    "agg_learning_rate": number_key("fit"),
-    "agg_max_samples": int_key("fit"),
+    "aggregator": name_key("aggregate"),
+    "agg_epochs": int_key("aggregate"),
+    "agg_learning_rate": number_key("aggregate"),
+    "agg_max_samples": int_key("aggregate"),
     "validate_submodels": flag_key("fit"),
-    "agg_cache": flag_key("fit"),
-    "agg_cache_max_mb": number_key("fit"),
-    "agg_hidden_size": int_key("fit", optional=True),
-    "agg_attention_size": int_key("fit"),
+    "agg_cache": flag_key("aggregate"),
+    "agg_cache_max_mb": number_key("aggregate"),
+    "agg_hidden_size": int_key("aggregate", optional=True),
+    "agg_attention_size": int_key("aggregate"),
     "partition_pretrain_epochs": int_key("fit"),
     "partition_iterations": int_key("fit"),
     "extra_deletion": name_key("forget"),

@@ -62,15 +62,17 @@ class UnlearnMethod(ABC):
 
     def fit_key(self) -> Optional[str]:
         """Identifies what :meth:`fit` trains, for methods whose fit can be shared by rows that
-        differ only in how they forget (e.g. SRU with CED vs NED); ``None``: never shared."""
+        differ only in how they forget or aggregate (e.g. SRU with CED vs NED, attention vs mean);
+        ``None``: never shared."""
         return None
 
     def fitted_state(self):
         """What :meth:`adopt_fit` needs to reproduce this method's state right after ``fit``."""
         raise NotImplementedError
 
-    def adopt_fit(self, state) -> None:
-        """Take over a state from :meth:`fitted_state` of a method with the same ``fit_key``."""
+    def adopt_fit(self, state, seconds: float) -> float:
+        """Take over a state from :meth:`fitted_state` of a method with the same ``fit_key``,
+        whose fit took ``seconds``; returns the seconds this method's fit is reported with."""
         raise NotImplementedError
 
     @abstractmethod

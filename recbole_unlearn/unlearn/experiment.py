@@ -144,15 +144,16 @@ class Experiment:
         """Fit the method, forget the experiment's forget set, evaluate; returns (row, model).
 
         With ``fit_cache`` (a dict kept by the caller), a method whose ``fit_key`` matches an
-        earlier row's starts from a copy of that row's fitted state instead of training again;
-        its ``initial_train_seconds`` are the earlier fit's and ``fit_shared_with`` names it."""
+        earlier row's starts from a copy of that row's fitted state instead of training again
+        (training only what differs, e.g. its own aggregator); its ``initial_train_seconds`` are
+        the earlier fit's with that part replaced, and ``fit_shared_with`` names it."""
         name = method_config.method
         method = METHODS.get(name)(method_config, self.data, self.suite, self.original)
         key = method.fit_key() if fit_cache is not None else None
         extra = {}
         if key is not None and key in fit_cache:
             state, fit_seconds, extra["fit_shared_with"] = fit_cache[key]
-            method.adopt_fit(state)
+            fit_seconds = method.adopt_fit(state, fit_seconds)
         else:
             fit_seconds = method.fit()
             if key is not None:

@@ -21,8 +21,13 @@ from recbole_unlearn.trainer.approximate import APPROXIMATE
 from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult, check_new_model_dir
 from recbole_unlearn.serving import apply_forget, open_store
 from recbole_unlearn.unlearnable import ShardedUnlearnableModel
-from recbole_unlearn.config.keys import FORGET_TIME_PHASES, phase_of
+from recbole_unlearn.config.keys import NOT_SHARD_PHASES, phase_of
 from recbole_unlearn.utils.errors import UnlearnError
+
+
+def _settings(config, phases, keep: bool = True) -> dict:
+    """``config``'s settings whose phase is in ``phases`` (``keep``) or is not (``not keep``)."""
+    return {k: v for k, v in config.settings().items() if (phase_of(k) in phases) == keep}
 
 
 def _copy_model(model: ShardedUnlearnableModel) -> ShardedUnlearnableModel:
@@ -62,21 +67,26 @@ class SISA(UnlearnMethod):
         return seconds
 
     def fit_key(self) -> Optional[str]:
-        # settings that only decide how a fitted model forgets (forget and runtime keys) are left
-        # out: rows that differ only in those share one fit
-        settings = {k: v for k, v in self.config.settings().items() if phase_of(k) not in FORGET_TIME_PHASES}
-        return json.dumps(settings, sort_keys=True)
+        # settings that do not change what the shards learn (the aggregator's, and how a fitted
+        # model forgets) are left out: rows that differ only in those share one shard fit
+        return json.dumps(_settings(self.config, NOT_SHARD_PHASES, keep=False), sort_keys=True)
 
     def fitted_state(self) -> ShardedUnlearnableModel:
         return _copy_model(self.model)
 
-    def adopt_fit(self, state: ShardedUnlearnableModel) -> None:
-        """Continue from a copy of ``state`` (trained with identical fit settings) under this
-        method's config, saved to this method's ``model_dir`` as its first version."""
+    def adopt_fit(self, state: ShardedUnlearnableModel, seconds: float) -> float:
+        """Continue from a copy of ``state`` (its shards trained with identical settings) under
+        this method's config, saved to this method's ``model_dir`` as its first version. If the
+        aggregator settings differ, a fresh aggregator of this config's kind is trained on the
+        copied shards. Returns this fit's seconds: ``seconds`` (the shared fit's) with the
+        donor's aggregator training replaced by this one's."""
         self.model = _copy_model(state)
         self.model.config = self.config
         self.model.version_dir = None
+        if _settings(state.config, ("aggregate",)) != _settings(self.config, ("aggregate",)):
+            seconds += self.model.retrain_aggregator() - getattr(state, "aggregator_seconds", 0.0)
         open_store(self.model_dir(), self.config).commit(self.model)
+        return seconds
 
     def forget(self, forget_set: ForgetSet) -> UnlearnResult:
         outcome = apply_forget(open_store(self.model_dir(), self.config), self.model, forget_set, self.name)

@@ -139,6 +139,19 @@ class ShardedUnlearnableModel(UnlearnableModel):
         model.fit_training = training_record(results, aggregator)
         return model
 
+    def retrain_aggregator(self) -> float:
+        """Replace the aggregator by a fresh one of ``config['aggregator']``'s kind, trained on
+        the remaining data with the shards as they are (a fit that shares another's shards);
+        ``fit_training`` records it in place of the previous one. Returns its seconds."""
+        self.ensemble = self._build_ensemble({})
+        aggregator = train_aggregator(self.config, self.ensemble, self.dataset, self.keep_mask(), self.shard_map)
+        self.aggregator_seconds = aggregator.seconds
+        record = {"shards": (getattr(self, "fit_training", None) or {}).get("shards", {})}
+        if aggregator.cap:
+            record["aggregator"] = aggregator.to_json()
+        self.fit_training = record
+        return aggregator.seconds
+
     def shard_item_embeddings(self, shard: int) -> np.ndarray:
         """``[n_items, H]`` item embeddings of shard ``shard``'s live sub-model."""
         with torch.no_grad():
