@@ -2,11 +2,14 @@
 import csv
 import json
 import os
+import sys
+import time
 
 import pytest
 import yaml
 
 from recbole_unlearn.benchmark import expand_grid, load_grid
+from recbole_unlearn.benchmark import runner
 from recbole_unlearn.benchmark.runner import run_grid
 from recbole_unlearn.cli import main
 from recbole_unlearn.utils.errors import UnlearnError
@@ -336,3 +339,29 @@ def test_audit_and_training_table_and_csv_columns():
     table = list(csv.DictReader(leaderboard_csv([cell]).splitlines()))
     assert [r["cap_hit"] for r in table] == ["True", "False", "False", "True"]
     assert table[1]["audit_auc_low"] == "0.48" and table[0]["audit_verdict"] == "member signal"
+
+
+def test_a_grid_with_a_pause_file_waits_before_its_next_row_and_goes_on_once_it_is_gone(tmp_path, in_tmp,
+                                                                                        monkeypatch):
+    path = _tiny_grid(tmp_path, ["sisa"])
+    document = yaml.safe_load(open(path))
+    document["baseline"] = False
+    open(path, "w").write(yaml.safe_dump(document))
+    pause = tmp_path / "board" / "PAUSE"
+    pause.parent.mkdir()
+    pause.write_text("")
+    rows = tmp_path / "board" / "GRU4Rec-ml-tiny" / "rows"
+    seen = []
+
+    real_sleep = time.sleep
+
+    def sleep(seconds):  # the grid is waiting: record what exists, then lift the pause
+        if sys._getframe(1).f_code is not runner.wait_while_paused.__code__:
+            return real_sleep(seconds)  # someone else's wait
+        seen.append(sorted(p.name for p in rows.iterdir()))
+        pause.unlink()
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    run_grid(path)
+    assert seen == [["original.json"]]  # paused before its first method row, after the original
+    assert sorted(p.name for p in rows.iterdir()) == ["original.json", "retrain.json", "sisa.json"]

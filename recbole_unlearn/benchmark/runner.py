@@ -15,6 +15,10 @@ a row whose method settings changed (a new default, say) is run again. Both comp
 recorded when the cell or row was made with today's, key by key: a key added to recbole_unlearn
 since then is not in the record and does not make it stale (a new key's default keeps the old
 behaviour), so a long grid can be resumed by newer code.
+
+While a file named ``PAUSE`` exists in ``output_dir``, the runner waits before starting its next
+method row (the row in progress finishes first; ``watch_poll_s`` says how often it looks): the machine can then be lent to something that must
+be timed alone, without a row's wall time counting the pause.
 """
 import hashlib
 import json
@@ -177,6 +181,24 @@ def _reset_logging() -> None:
         handler.close()
 
 
+PAUSE_FILE = "PAUSE"
+
+
+def wait_while_paused(output_dir: str, poll_s: float) -> float:
+    """Block while ``<output_dir>/PAUSE`` exists, looking every ``poll_s`` seconds; returns the
+    seconds waited."""
+    path = os.path.join(output_dir, PAUSE_FILE)
+    if not os.path.exists(path):
+        return 0.0
+    getLogger().info(f"paused: {path} exists; the next row starts once it is removed")
+    start = time.perf_counter()
+    while os.path.exists(path):
+        time.sleep(poll_s)
+    waited = time.perf_counter() - start
+    getLogger().info(f"resumed after {waited:.0f}s")
+    return waited
+
+
 def run_cell(run: CellRun, progress: Progress) -> dict:
     """Run every missing step of one cell; returns ``{model, dataset, description, rows}``."""
     grid, cell = run.grid, run.cell
@@ -234,6 +256,7 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
     for variant in cell.variants:
         row = run.finished(variant.label, variant.overrides)
         if row is None:
+            wait_while_paused(grid.output_dir, run.base["watch_poll_s"])
             row, _ = experiment.run_method(run.variant_configs[variant.label], label=variant.label,
                                            fit_cache=fit_cache)
             _save_row(run.row_path(variant.label), row, variant.overrides, run.method_settings(variant.label))
