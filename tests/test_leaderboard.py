@@ -51,6 +51,13 @@ def test_grid_list_shorthand_and_retrain_moved_first():
     ({"models": ["SASRec"], "datasets": ["d"], "methods": ["sisa"], "config": {"dataset": "x"}}, "cannot set 'dataset'"),
     ({"models": ["SASRec"], "datasets": ["d"], "methods": ["sisa"], "extra": 1}, "unknown key 'extra'"),
     ({"models": ["SASRec"], "datasets": ["d"], "methods": {"original": {}}}, "label 'original' is not allowed"),
+    ({"models": ["SASRec"], "datasets": ["d"], "methods": ["sru"], "targets": {"sru": {"ndcg": 0.9}}},
+     "unknown target 'ndcg' for 'sru'"),
+    ({"models": ["SASRec"], "datasets": ["d"], "methods": ["sru"], "targets": {"sru": {"ndcg_at_least": -1}}},
+     "must be a positive number"),
+    ({"models": ["SASRec"], "datasets": ["d"], "methods": ["sru"], "targets": {"nope": {"ndcg_at_least": 1}}},
+     "unknown unlearning method 'nope'"),
+    ({"models": ["SASRec"], "datasets": ["d"], "methods": ["sru"], "targets": [0.9]}, "'targets' must map"),
 ])
 def test_bad_grids_get_one_clear_error(document, message):
     with pytest.raises(UnlearnError, match=message):
@@ -293,6 +300,37 @@ def test_leaderboard_doc_keeps_the_tables_of_cells_with_no_rows_here(tmp_path, i
     (cell,) = leaderboard_doc.collect_cells([path], reuse=str(earlier))
     assert [r["method"] for r in cell["rows"]] == ["recbole", "original", "retrain", "ga-only"]
     assert cell["machine"]
+
+
+def test_the_report_states_each_row_against_the_grids_targets():
+    from recbole_unlearn.benchmark.report import leaderboard_markdown
+
+    def row(method, ndcg, hit, seconds, unlearn_method=None, auc=None):
+        out = {"method": method, "utility_rem": {"ndcg@10": ndcg}, "forget": {"hit@10": hit}, "seconds": seconds}
+        if unlearn_method:
+            out["unlearn_method"] = unlearn_method
+        if auc:
+            out["audit"] = {"auc": auc[0], "auc_interval": auc[1:], "verdict": "member signal"}
+        return out
+
+    grid = expand_grid({"models": ["SASRec"], "datasets": ["d"], "methods": ["sru", "sruga"], "targets": {
+        "sru": {"ndcg_at_least": 0.9, "forget_at_most": 1.0},
+        "sruga": {"ndcg_at_least": 0.85, "forget_at_most": 1, "seconds_at_most": 0.02}}})
+    cell = {"model": "SASRec", "dataset": "d", "targets": grid.targets, "rows": [
+        row("retrain", 0.0404, 0.119, 946.8),
+        row("sruga", 0.0376, 0.1093, 18.6, auc=(0.555, 0.544, 0.567)),
+        row("sru-ced", 0.0300, 0.0900, 300.0, unlearn_method="sru"),
+        row("sisa", 0.0199, 0.0866, 580.0)]}
+    text = leaderboard_markdown([cell])
+    lines = {line.split(" | ")[0][2:]: line for line in text.splitlines()[text.splitlines().index(
+        "Targets (fractions of Retrain's values; the grid's `targets`):"):] if line.startswith("| ")}
+    assert set(lines) == {"method", "sruga", "sru-ced"}  # sisa has no targets
+    assert "0.93 x; >= 0.85 x: met" in lines["sruga"] and "1/50.9; <= 1/50.0: met" in lines["sruga"]
+    assert "| all met | member signal (0.555 [0.544, 0.567]) |" in lines["sruga"]
+    assert "0.74 x; >= 0.90 x: missed" in lines["sru-ced"] and "0.76 x; <= 1.00 x: met" in lines["sru-ced"]
+    assert "| missed: ndcg_at_least | - |" in lines["sru-ced"]
+    cell["targets"]["sruga"]["seconds_at_most"] = 0.019
+    assert "1/50.9; <= 1/52.6: missed" in leaderboard_markdown([cell])
 
 
 def test_report_gives_every_method_its_own_style_and_renders_offline():

@@ -13,6 +13,10 @@ A grid file::
       retrain: {}
       sisa: {}
       sru-ced: {unlearn_method: sru, extra_deletion: ced}
+    targets:                            # optional: what each unlearn_method's rows must reach,
+      sru: {ndcg_at_least: 0.9, forget_at_most: 1.0}          # as fractions of Retrain's D_rem
+      sruga: {ndcg_at_least: 0.85, forget_at_most: 1.0, seconds_at_most: 0.02}  # NDCG@10, forget
+                                        # Hit@10 and seconds; the report says which were met
 
 A label's ``unlearn_method`` defaults to the label. Per-method keys may only be fit, forget or
 runtime keys (``config/keys.py``: shards, partitioner, aggregator, extra deletion, SRUGA weights,
@@ -26,11 +30,13 @@ from typing import Dict, List
 import yaml
 from recbole.config import Config
 
+from recbole_unlearn.benchmark.report import TARGET_KINDS
 from recbole_unlearn.config.keys import is_variant_key
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.utils.errors import UnlearnError
 
-GRID_KEYS = {"models", "datasets", "output_dir", "baseline", "config", "methods"}
+GRID_KEYS = {"models", "datasets", "output_dir", "baseline", "config", "methods", "targets"}
+
 REFERENCE = "retrain"
 
 
@@ -72,6 +78,8 @@ class Grid:
     output_dir: str
     baseline: bool
     source: str = ""
+    #: ``{unlearn_method: {target kind: fraction of Retrain's value}}`` (see :data:`TARGET_KINDS`)
+    targets: Dict[str, Dict[str, float]] = field(default_factory=dict)
 
 
 def _string_list(grid: dict, key: str, path: str) -> List[str]:
@@ -113,6 +121,29 @@ def _variants(methods, path: str) -> List[Variant]:
     return variants
 
 
+def _targets(targets, path: str) -> Dict[str, Dict[str, float]]:
+    """Validate the optional ``targets`` mapping: known methods, known kinds, positive numbers."""
+    if targets is None:
+        return {}
+    if not isinstance(targets, dict):
+        raise UnlearnError(f"grid {path}: 'targets' must map unlearning methods to targets")
+    out = {}
+    for method, spec in targets.items():
+        METHODS.get(method)
+        if not isinstance(spec, dict) or not spec:
+            raise UnlearnError(f"grid {path}: targets of '{method}' must map target kinds to fractions "
+                               f"({', '.join(TARGET_KINDS)})")
+        for kind, value in spec.items():
+            if kind not in TARGET_KINDS:
+                raise UnlearnError(f"grid {path}: unknown target '{kind}' for '{method}'; choose from "
+                                   f"{', '.join(TARGET_KINDS)}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise UnlearnError(f"grid {path}: target '{kind}' of '{method}' must be a positive number "
+                                   f"(a fraction of Retrain's), got {value!r}")
+        out[method] = {kind: float(value) for kind, value in spec.items()}
+    return out
+
+
 def expand_grid(grid: dict, path: str = "<dict>") -> Grid:
     """Validate a grid document and expand it into cells (models outer, datasets inner)."""
     if not isinstance(grid, dict):
@@ -137,7 +168,7 @@ def expand_grid(grid: dict, path: str = "<dict>") -> Grid:
     if not isinstance(baseline, bool):
         raise UnlearnError(f"grid {path}: 'baseline' must be True or False")
     cells = [Cell(m, d, variants) for m in models for d in datasets]
-    return Grid(cells, dict(config), output_dir, baseline, path)
+    return Grid(cells, dict(config), output_dir, baseline, path, _targets(grid.get("targets"), path))
 
 
 def load_grid(path: str) -> Grid:

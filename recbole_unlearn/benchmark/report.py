@@ -30,6 +30,11 @@ AUDIT_COLUMNS: List[Tuple[str, str]] = [
     ("audit_auc", "auc"), ("audit_tpr@1%fpr", "tpr@1%fpr"), ("audit_tpr@5%fpr", "tpr@5%fpr"),
     ("audit_rm", "residual_memorisation"), ("audit_verdict", "verdict"),
 ]
+#: a grid's targets: kind -> (what is compared, as a fraction of Retrain's value; whether the row
+#: must reach at least that fraction (else at most))
+TARGET_KINDS: Dict[str, Tuple[str, bool]] = {
+    "ndcg_at_least": ("D_rem NDCG@10", True), "forget_at_most": ("forget Hit@10", False),
+    "seconds_at_most": ("seconds", False)}
 EXTRA_COLUMNS = ["audit_auc_low", "audit_auc_high"] + [c for c, _ in AUDIT_COLUMNS] + ["training", "cap_hit"]
 
 
@@ -134,6 +139,7 @@ def leaderboard_markdown(cells: List[dict], title: str = "Leaderboard") -> str:
             lines.append("| " + " | ".join(cells_) + " |")
         lines.append("")
         lines += audit_training_markdown(cell)
+        lines += targets_markdown(cell)
         lines += repeated_requests_markdown(cell)
     lines.append("`original` and `recbole` rows: `unlearning s` is their training time. `recbole` is "
                  "RecBole's own pipeline (D_raw only). Sharded rows: see `initial_train_seconds` in "
@@ -160,6 +166,68 @@ def audit_training_markdown(cell: dict) -> List[str]:
         lines.append("| " + " | ".join([
             row["method"], auc, _fmt(audit["audit_tpr@1%fpr"], 3), _fmt(audit["audit_tpr@5%fpr"], 3),
             _fmt(audit["audit_rm"], 2), _fmt(audit["audit_verdict"]), training or "-"]) + " |")
+    return lines + [""]
+
+
+def _target_value(row: dict, kind: str) -> Optional[float]:
+    what = TARGET_KINDS[kind][0]
+    if what == "seconds":
+        return row.get("seconds")
+    return _value(row, "utility_rem", "ndcg@10") if what == "D_rem NDCG@10" else _value(row, "forget", "hit@10")
+
+
+def _fraction(value: float, kind: str) -> str:
+    """A fraction of Retrain's value as read: ``0.93 x``, or for time ``1/50.9``."""
+    if kind == "seconds_at_most" and 0 < value < 1:
+        return f"1/{1 / value:.1f}"
+    return f"{value:.2f} x"
+
+
+def target_results(row: dict, retrain: dict, targets: Dict[str, float]) -> Dict[str, Tuple[float, bool]]:
+    """``{kind: (row value / Retrain's, met)}`` for each of ``targets`` (kind -> fraction of
+    Retrain's value) that both rows have a value for."""
+    out = {}
+    for kind, fraction in targets.items():
+        value, reference = _target_value(row, kind), _target_value(retrain, kind)
+        if value is None or not reference:
+            continue
+        ratio = value / reference
+        out[kind] = (ratio, ratio >= fraction if TARGET_KINDS[kind][1] else ratio <= fraction)
+    return out
+
+
+def targets_markdown(cell: dict) -> List[str]:
+    """With the grid's ``targets``: for every row of a method that has targets, its D_rem
+    NDCG@10, forget Hit@10 and seconds as fractions of Retrain's, which targets it met, and the
+    audit's verdict next to them (a row can meet the forget target while the audit still tells
+    its forgotten interactions apart); ``[]`` without targets or a Retrain row."""
+    targets = cell.get("targets") or {}
+    retrain = next((r for r in cell["rows"] if r["method"] == "retrain"), None)
+    rows = [r for r in cell["rows"] if r.get("unlearn_method", r["method"]) in targets]
+    if retrain is None or not rows:
+        return []
+    lines = ["Targets (fractions of Retrain's values; the grid's `targets`):", "",
+             "| method | D_rem NDCG@10 | forget Hit@10 | seconds | targets | audit |",
+             "|---|---:|---:|---:|---|---|"]
+    for row in rows:
+        wanted = targets[row.get("unlearn_method", row["method"])]
+        results = target_results(row, retrain, wanted)
+        shown = []
+        for kind in TARGET_KINDS:
+            value = _target_value(row, kind)
+            text = _fmt(value, 1 if kind == "seconds_at_most" else 4)
+            if kind in results:
+                ratio, met = results[kind]
+                bound = (">= " if TARGET_KINDS[kind][1] else "<= ") + _fraction(wanted[kind], kind)
+                text += f" ({_fraction(ratio, kind)}; {bound}: {'met' if met else 'missed'})"
+            shown.append(text)
+        missed = [kind for kind, (_, met) in results.items() if not met]
+        verdict = "all met" if not missed and len(results) == len(wanted) else \
+            ("missed: " + ", ".join(missed) if missed else "not measured")
+        audit = row.get("audit") or {}
+        audit_text = "-" if not audit.get("auc_interval") else \
+            f"{audit.get('verdict')} ({audit['auc']:.3f} [{audit['auc_interval'][0]:.3f}, {audit['auc_interval'][1]:.3f}])"
+        lines.append("| " + " | ".join([row["method"]] + shown + [verdict, audit_text]) + " |")
     return lines + [""]
 
 

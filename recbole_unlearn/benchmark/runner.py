@@ -266,7 +266,8 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
     ordered = [rows[k] for k in [BASELINE, ORIGINAL] + [v.label for v in cell.variants] if k in rows]
     add_speedups(ordered)
     return {"model": cell.model, "dataset": cell.dataset, "description": saved["description"],
-            "machine": saved["machine"], "epochs_cap": run.base["epochs"], "rows": ordered}
+            "machine": saved["machine"], "epochs_cap": run.base["epochs"], "targets": grid.targets,
+            "rows": ordered}
 
 
 def select_cells(grid: Grid, names: Optional[List[str]]) -> List[Cell]:
@@ -326,6 +327,7 @@ def finished_cells(path: str) -> List[dict]:
                 rows.append(saved_row["row"])
         add_speedups(rows)
         cells.append({"model": cell.model, "dataset": cell.dataset, "description": saved["description"],
-                      "machine": saved["machine"], "epochs_cap": cell_config(grid, cell)["epochs"], "rows": rows})
+                      "machine": saved["machine"], "epochs_cap": cell_config(grid, cell)["epochs"],
+                      "targets": grid.targets, "rows": rows})
     return cells
 
