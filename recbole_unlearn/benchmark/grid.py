@@ -18,9 +18,9 @@ A grid file::
       sruga: {ndcg_at_least: 0.85, forget_at_most: 1.0, seconds_at_most: 0.02}  # NDCG@10, forget
                                         # Hit@10 and seconds; the report says which were met
 
-A label's ``unlearn_method`` defaults to the label. Per-method keys may only be fit, forget or
-runtime keys (``config/keys.py``: shards, partitioner, aggregator, extra deletion, SRUGA weights,
-workers, ...): every data key (the data, the forget set, the original model) is shared, because
+A label's ``unlearn_method`` defaults to the label. Per-method keys may only be fit, aggregate,
+forget or runtime keys (``config/keys.py``: shards, partitioner, aggregator, extra deletion,
+SRUGA weights, workers, ...): every data key (the data, the forget set, the original model) is shared, because
 every method of a cell reuses the same trained original model and the same forget set.
 """
 import os
@@ -36,7 +36,6 @@ from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.utils.errors import UnlearnError
 
 GRID_KEYS = {"models", "datasets", "output_dir", "baseline", "config", "methods", "targets"}
-
 REFERENCE = "retrain"
 
 

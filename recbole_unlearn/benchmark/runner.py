@@ -17,8 +17,9 @@ since then is not in the record and does not make it stale (a new key's default 
 behaviour), so a long grid can be resumed by newer code.
 
 While a file named ``PAUSE`` exists in ``output_dir``, the runner waits before starting its next
-method row (the row in progress finishes first; ``watch_poll_s`` says how often it looks): the machine can then be lent to something that must
-be timed alone, without a row's wall time counting the pause.
+method row (the row in progress finishes first; ``watch_poll_s`` says how often it looks): the
+machine can then be lent to something that must be timed alone, without a row's wall time
+counting the pause.
 """
 import hashlib
 import json
@@ -111,8 +112,8 @@ class CellRun:
         return os.path.join(self.dir, "rows", f"{label}.json")
 
     def method_settings(self, label: str) -> dict:
-        """The fit, aggregate and forget settings of row ``label`` (what its numbers depend on beyond the
-        cell's data settings)."""
+        """The fit, aggregate and forget settings of row ``label`` (what its numbers depend on
+        beyond the cell's data settings)."""
         return {k: v for k, v in self.variant_configs[label].settings().items() if phase_of(k) in METHOD_PHASES}
 
     def finished(self, label: str, overrides: Optional[dict] = None) -> Optional[dict]:
@@ -252,7 +253,7 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
             rows[ORIGINAL]["audit"] = dict(audit, cost=saved_audit.get("cost", experiment.audit_cost))
             _save_row(run.row_path(ORIGINAL), rows[ORIGINAL])
 
-    fit_cache: Dict[str, tuple] = {}  # rows that differ only in how they forget or aggregate share one shard fit
+    fit_cache: Dict[str, tuple] = {}  # rows differing only in how they forget or aggregate share a shard fit
     for variant in cell.variants:
         row = run.finished(variant.label, variant.overrides)
         if row is None:
