@@ -30,11 +30,11 @@ AUDIT_COLUMNS: List[Tuple[str, str]] = [
     ("audit_auc", "auc"), ("audit_tpr@1%fpr", "tpr@1%fpr"), ("audit_tpr@5%fpr", "tpr@5%fpr"),
     ("audit_rm", "residual_memorisation"), ("audit_verdict", "verdict"),
 ]
-#: a grid's targets: kind -> (what is compared, as a fraction of Retrain's value; whether the row
-#: must reach at least that fraction (else at most))
-TARGET_KINDS: Dict[str, Tuple[str, bool]] = {
-    "ndcg_at_least": ("D_rem NDCG@10", True), "forget_at_most": ("forget Hit@10", False),
-    "seconds_at_most": ("seconds", False)}
+#: a grid's targets: kind -> (metric group of a row, or ``None`` for a top-level value; key;
+#: whether the row must reach at least its fraction of Retrain's value (else at most))
+TARGET_KINDS: Dict[str, Tuple[Optional[str], str, bool]] = {
+    "ndcg_at_least": ("utility_rem", "ndcg@10", True), "forget_at_most": ("forget", "hit@10", False),
+    "seconds_at_most": (None, "seconds", False)}
 EXTRA_COLUMNS = ["audit_auc_low", "audit_auc_high"] + [c for c, _ in AUDIT_COLUMNS] + ["training", "cap_hit"]
 
 
@@ -170,10 +170,8 @@ def audit_training_markdown(cell: dict) -> List[str]:
 
 
 def _target_value(row: dict, kind: str) -> Optional[float]:
-    what = TARGET_KINDS[kind][0]
-    if what == "seconds":
-        return row.get("seconds")
-    return _value(row, "utility_rem", "ndcg@10") if what == "D_rem NDCG@10" else _value(row, "forget", "hit@10")
+    group, key, _ = TARGET_KINDS[kind]
+    return row.get(key) if group is None else _value(row, group, key)
 
 
 def _fraction(value: float, kind: str) -> str:
@@ -192,7 +190,7 @@ def target_results(row: dict, retrain: dict, targets: Dict[str, float]) -> Dict[
         if value is None or not reference:
             continue
         ratio = value / reference
-        out[kind] = (ratio, ratio >= fraction if TARGET_KINDS[kind][1] else ratio <= fraction)
+        out[kind] = (ratio, ratio >= fraction if TARGET_KINDS[kind][2] else ratio <= fraction)
     return out
 
 
@@ -218,7 +216,7 @@ def targets_markdown(cell: dict) -> List[str]:
             text = _fmt(value, 1 if kind == "seconds_at_most" else 4)
             if kind in results:
                 ratio, met = results[kind]
-                bound = (">= " if TARGET_KINDS[kind][1] else "<= ") + _fraction(wanted[kind], kind)
+                bound = (">= " if TARGET_KINDS[kind][2] else "<= ") + _fraction(wanted[kind], kind)
                 text += f" ({_fraction(ratio, kind)}; {bound}: {'met' if met else 'missed'})"
             shown.append(text)
         missed = [kind for kind, (_, met) in results.items() if not met]

@@ -38,7 +38,7 @@ from recbole_unlearn.benchmark.report import write_leaderboard
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.data import check_dataset_files
 from recbole_unlearn.unlearn.experiment import Experiment
-from recbole_unlearn.config.keys import METHOD_PHASES, phase_of
+from recbole_unlearn.config.keys import METHOD_PHASES, settings_of
 from recbole_unlearn.utils.atomic import write_json
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.results import add_speedups, code_version, machine
@@ -114,7 +114,7 @@ class CellRun:
     def method_settings(self, label: str) -> dict:
         """The fit, aggregate and forget settings of row ``label`` (what its numbers depend on
         beyond the cell's data settings)."""
-        return {k: v for k, v in self.variant_configs[label].settings().items() if phase_of(k) in METHOD_PHASES}
+        return settings_of(self.variant_configs[label].settings(), *METHOD_PHASES)
 
     def finished(self, label: str, overrides: Optional[dict] = None) -> Optional[dict]:
         """The saved row of ``label`` if it exists, was made with these overrides and, where it
@@ -139,7 +139,7 @@ class CellRun:
     def fingerprint(self, experiment: Experiment) -> dict:
         """What every row of the cell depends on: the data settings (``config/keys.py``: the data,
         the forget set, the original model) and a hash of the forget set's rows."""
-        settings = {k: v for k, v in self.base.settings().items() if phase_of(k) == "data"}
+        settings = settings_of(self.base.settings(), "data")
         rows = experiment.forget_set.rows
         return {"settings": settings, "forget_rows_sha256": hashlib.sha256(rows.tobytes()).hexdigest()}
 
@@ -185,19 +185,17 @@ def _reset_logging() -> None:
 PAUSE_FILE = "PAUSE"
 
 
-def wait_while_paused(output_dir: str, poll_s: float) -> float:
-    """Block while ``<output_dir>/PAUSE`` exists, looking every ``poll_s`` seconds; returns the
-    seconds waited."""
+def wait_while_paused(output_dir: str, poll_s: float) -> None:
+    """Block while ``<output_dir>/PAUSE`` exists, looking every ``poll_s`` seconds (the wait is
+    logged)."""
     path = os.path.join(output_dir, PAUSE_FILE)
     if not os.path.exists(path):
-        return 0.0
+        return
     getLogger().info(f"paused: {path} exists; the next row starts once it is removed")
     start = time.perf_counter()
     while os.path.exists(path):
         time.sleep(poll_s)
-    waited = time.perf_counter() - start
-    getLogger().info(f"resumed after {waited:.0f}s")
-    return waited
+    getLogger().info(f"resumed after {time.perf_counter() - start:.0f}s")
 
 
 def run_cell(run: CellRun, progress: Progress) -> dict:

@@ -37,8 +37,9 @@ PHASES = ("data", "fit", "aggregate", "forget", "runtime")
 VARIANT_PHASES = ("fit", "aggregate", "forget", "runtime")
 #: phases that a row's numbers depend on beyond its cell's data settings.
 METHOD_PHASES = ("fit", "aggregate", "forget")
-#: phases that never change what a sharded method's shard sub-models learn in ``fit``.
-NOT_SHARD_PHASES = ("aggregate", "forget", "runtime")
+#: phases that decide what a sharded method's shard sub-models learn in ``fit`` (the others,
+#: aggregate, forget and runtime, never do).
+SHARD_PHASES = ("data", "fit")
 
 
 @dataclass(frozen=True)
@@ -275,6 +276,11 @@ def phase_of(key: str) -> str:
     """The phase of ``key``; keys not declared here (RecBole's) are ``data`` keys."""
     spec = KEYS.get(key)
     return spec.phase if spec else "data"
+
+
+def settings_of(settings: Dict[str, object], *phases: str) -> Dict[str, object]:
+    """The entries of ``settings`` (a config's ``settings()``) whose keys are of ``phases``."""
+    return {k: v for k, v in settings.items() if phase_of(k) in phases}
 
 
 def is_recorded(key: str) -> bool:

@@ -21,13 +21,8 @@ from recbole_unlearn.trainer.approximate import APPROXIMATE
 from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult, check_new_model_dir
 from recbole_unlearn.serving import apply_forget, open_store
 from recbole_unlearn.unlearnable import ShardedUnlearnableModel
-from recbole_unlearn.config.keys import NOT_SHARD_PHASES, phase_of
+from recbole_unlearn.config.keys import SHARD_PHASES, settings_of
 from recbole_unlearn.utils.errors import UnlearnError
-
-
-def _settings(config, phases, keep: bool = True) -> dict:
-    """``config``'s settings whose phase is in ``phases`` (``keep``) or is not (``not keep``)."""
-    return {k: v for k, v in config.settings().items() if (phase_of(k) in phases) == keep}
 
 
 def _copy_model(model: ShardedUnlearnableModel) -> ShardedUnlearnableModel:
@@ -69,7 +64,7 @@ class SISA(UnlearnMethod):
     def fit_key(self) -> Optional[str]:
         # settings that do not change what the shards learn (the aggregator's, and how a fitted
         # model forgets) are left out: rows that differ only in those share one shard fit
-        return json.dumps(_settings(self.config, NOT_SHARD_PHASES, keep=False), sort_keys=True)
+        return json.dumps(settings_of(self.config.settings(), *SHARD_PHASES), sort_keys=True)
 
     def fitted_state(self) -> ShardedUnlearnableModel:
         return _copy_model(self.model)
@@ -83,7 +78,7 @@ class SISA(UnlearnMethod):
         self.model = _copy_model(state)
         self.model.config = self.config
         self.model.version_dir = None
-        if _settings(state.config, ("aggregate",)) != _settings(self.config, ("aggregate",)):
+        if settings_of(state.config.settings(), "aggregate") != settings_of(self.config.settings(), "aggregate"):
             seconds += self.model.retrain_aggregator() - getattr(state, "aggregator_seconds", 0.0)
         open_store(self.model_dir(), self.config).commit(self.model)
         return seconds
