@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -201,6 +202,41 @@ def test_sharded_rows_that_differ_only_in_forgetting_or_aggregating_share_one_sh
         model_dir = str(tmp_path / "board" / "GRU4Rec-ml-tiny" / "models" / label)
         verify_model(model_dir)
         assert read_manifest(model_dir)[1]["config"][key] == value
+
+
+def test_a_resumed_grid_reads_an_earlier_rows_shard_fit_back_from_its_first_version(tmp_path, in_tmp):
+    """A row added to a grid after its donor finished (in an earlier run) shares the donor's
+    shard fit: the donor's model folder keeps its fitted state as version 1."""
+    import torch
+
+    ced_rule = {"unlearn_method": "sru", "extra_deletion": "ced", "del_num": 1}
+    run_grid(_tiny_grid(tmp_path, {"sru-ced": ced_rule}))
+    path = _tiny_grid(tmp_path, {"sru-ced": ced_rule, "sru-mean": dict(ced_rule, aggregator="mean")})
+    run_grid(path)
+    cell = tmp_path / "board" / "GRU4Rec-ml-tiny"
+    ced, mean = (json.loads((cell / "rows" / f"{label}.json").read_text())["row"] for label in ("sru-ced", "sru-mean"))
+    assert mean["fit_shared_with"] == "sru-ced"
+    assert mean["fit_training"]["shards"] == ced["fit_training"]["shards"]
+    assert "aggregator" not in mean["fit_training"]
+    assert mean["initial_train_seconds"] == pytest.approx(
+        ced["initial_train_seconds"] - ced["fit_training"]["aggregator"]["seconds"], abs=2e-3)
+    assert mean["extra_deleted"] == ced["extra_deleted"]  # CED judged by the same shards
+    for shard in range(2):  # the same shard weights, as fitted
+        name = f"shard_{shard:02d}_stage_00.pth"
+        donor, adopter = (torch.load(cell / "models" / label / "v000001" / name) for label in ("sru-ced", "sru-mean"))
+        assert donor.keys() == adopter.keys() and all(torch.equal(donor[k], adopter[k]) for k in donor)
+    from conftest import verify_model
+
+    verify_model(str(cell / "models" / "sru-mean"))
+    # a donor whose fitted version is gone offers nothing: the row fits its own shards
+    (cell / "rows" / "sru-mean.json").unlink()
+    shutil.rmtree(cell / "models" / "sru-ced" / "v000001")
+    run_grid(path)
+    assert "fit_shared_with" not in json.loads((cell / "rows" / "sru-mean.json").read_text())["row"]
+    from recbole_unlearn.serving.store import open_store
+
+    with pytest.raises(UnlearnError, match="keeps no version 'v000001'"):
+        open_store(str(cell / "models" / "sru-ced")).load(version="v000001")
 
 
 # --- report files on ml-100k ---------------------------------------------------------------

@@ -6,7 +6,8 @@ Folder layout under the grid's ``output_dir``::
     <model>-<dataset>/cell.json          settings + forget-set fingerprint of the cell
     <model>-<dataset>/original.pth       the original model, shared by every method row
     <model>-<dataset>/rows/<label>.json  one finished row (written last, atomically)
-    <model>-<dataset>/models/<label>/    the deployable model a method saved
+    <model>-<dataset>/models/<label>/    the deployable model a method saved (version 1: as
+                                         fitted, read back by rows that share its shard fit)
 
 A row file exists only once its row is complete, so rerunning the same grid skips finished
 rows, reloads the original model instead of training it again, and redoes only what a kill
@@ -37,6 +38,7 @@ from recbole_unlearn.benchmark.grid import Cell, Grid, Variant, load_grid
 from recbole_unlearn.benchmark.report import write_leaderboard
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.data import check_dataset_files
+from recbole_unlearn.serving.store import MANIFEST, open_store
 from recbole_unlearn.unlearn.experiment import Experiment
 from recbole_unlearn.config.keys import METHOD_PHASES, settings_of
 from recbole_unlearn.utils.atomic import write_json
@@ -182,6 +184,48 @@ def _reset_logging() -> None:
         handler.close()
 
 
+#: a model folder's first version: the state right after the fit (the forget commits the second).
+FIRST_VERSION = "v000001"
+
+
+class SharedFits:
+    """The shard fits that rows with equal ``fit_key`` share (``Experiment.run_method``'s
+    ``fit_cache``): those fitted in this run, and those of rows finished by an earlier run,
+    read back on first use from the first version of the row's saved model. The store keeps the
+    current version and the one before it, so a row that forgot once still holds its fitted
+    state; a row that adopted another's fit, or whose first version is gone, offers none."""
+
+    def __init__(self):
+        self._states: Dict[str, tuple] = {}
+        self._saved: Dict[str, tuple] = {}
+
+    def offer(self, key: Optional[str], model_dir: str, row: dict, label: str) -> None:
+        """Offer finished row ``label``'s fitted state (``model_dir``/v000001) for ``key``."""
+        if key is None or key in self._saved or row.get("fit_shared_with") or \
+                not os.path.isfile(os.path.join(model_dir, FIRST_VERSION, MANIFEST)):
+            return
+        if _read_json(os.path.join(model_dir, FIRST_VERSION, MANIFEST)).get("n_forgotten") != 0:
+            return
+        self._saved[key] = (model_dir, row, label)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._states or key in self._saved
+
+    def __getitem__(self, key: str) -> tuple:
+        """``(fitted state, fit seconds, donor label)``."""
+        if key not in self._states:
+            model_dir, row, label = self._saved[key]
+            state = open_store(model_dir).load(version=FIRST_VERSION)
+            state.fit_training = row.get("fit_training")
+            state.aggregator_seconds = ((row.get("fit_training") or {}).get("aggregator") or {}).get("seconds", 0.0)
+            getLogger().info(set_color("shard fit", "green") + f" of {label} read back from {model_dir}/{FIRST_VERSION}")
+            self._states[key] = (state, float(row["initial_train_seconds"]), label)
+        return self._states[key]
+
+    def __setitem__(self, key: str, value: tuple) -> None:
+        self._states[key] = value
+
+
 PAUSE_FILE = "PAUSE"
 
 
@@ -251,7 +295,12 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
             rows[ORIGINAL]["audit"] = dict(audit, cost=saved_audit.get("cost", experiment.audit_cost))
             _save_row(run.row_path(ORIGINAL), rows[ORIGINAL])
 
-    fit_cache: Dict[str, tuple] = {}  # rows differing only in how they forget or aggregate share a shard fit
+    fit_cache = SharedFits()  # rows differing only in how they forget or aggregate share a shard fit
+    for variant in cell.variants:
+        row = run.finished(variant.label, variant.overrides)  # finished rows offer their fits
+        if row is not None and "initial_train_seconds" in row:
+            fit_cache.offer(experiment.fit_key(run.variant_configs[variant.label]),
+                            run.model_dir(variant.label), row, variant.label)
     for variant in cell.variants:
         row = run.finished(variant.label, variant.overrides)
         if row is None:

@@ -120,13 +120,20 @@ class ModelStore:
             raise UnlearnError(f"{path} does not name a model version: {name!r}")
         return name
 
-    def read_manifest(self) -> Tuple[str, dict]:
-        """``(version folder, manifest)`` of the current version; one-line errors for bad folders."""
+    def read_manifest(self, version: Optional[str] = None) -> Tuple[str, dict]:
+        """``(version folder, manifest)`` of the current version, or of the kept ``version``
+        (``v000001``, ...); one-line errors for bad folders."""
         if not os.path.isdir(self.model_dir):
             raise UnlearnError(f"model folder not found: {self.model_dir}")
         name = self.current_version()
         if name is None:
             raise UnlearnError(f"{self.model_dir} is not a recbole_unlearn model folder (no {CURRENT} file)")
+        if version is not None:
+            if not (version.startswith("v") and version[1:].isdigit()
+                    and os.path.isfile(os.path.join(self.model_dir, version, MANIFEST))):
+                raise UnlearnError(f"{self.model_dir} keeps no version {version!r} (only the current "
+                                   "version and the one before it are kept)")
+            name = version
         version_dir = os.path.join(self.model_dir, name)
         manifest = read_json(os.path.join(version_dir, MANIFEST))
         if manifest.get("format") not in MODEL_FORMATS:
@@ -138,8 +145,9 @@ class ModelStore:
         current = self.current_version()
         return model.version_dir is None or os.path.basename(model.version_dir) != current
 
-    def load(self, overrides: Optional[dict] = None) -> UnlearnableModel:
-        """Load the current version (under the lock, so no commit or prune runs meanwhile).
+    def load(self, overrides: Optional[dict] = None, version: Optional[str] = None) -> UnlearnableModel:
+        """Load the current version, or the kept ``version`` (under the lock, so no commit or
+        prune runs meanwhile).
 
         ``overrides`` may only change runtime keys (``config/keys.py``: workers, logging, ...); anything
         that would change the numbers is refused, so a retrained shard stays comparable to the
@@ -156,7 +164,7 @@ class ModelStore:
                 f"may be set (docs/config-keys.md), e.g. {', '.join(EXAMPLE_RUNTIME_KEYS)}"
             )
         with self.lock.hold():
-            version_dir, manifest = self.read_manifest()
+            version_dir, manifest = self.read_manifest(version)
             config_dict = dict(manifest["config"])
             config_dict.update(overrides)
             config = UnlearnConfig(manifest["model"], manifest["dataset"], config_dict=config_dict)

@@ -139,11 +139,17 @@ class Experiment:
         model.eval()
         self.original = TrainedModel(model, float(row["seconds"]), None, int(row.get("epochs_run", 0)))
 
+    def fit_key(self, method_config) -> Optional[str]:
+        """The ``fit_key`` of the method ``method_config`` configures (``None``: its fit is
+        never shared)."""
+        return METHODS.get(method_config.method)(method_config, self.data, self.suite, self.original).fit_key()
+
     def run_method(self, method_config, label: Optional[str] = None,
                    fit_cache: Optional[Dict[str, tuple]] = None) -> Tuple[dict, torch.nn.Module]:
         """Fit the method, forget the experiment's forget set, evaluate; returns (row, model).
 
-        With ``fit_cache`` (a dict kept by the caller), a method whose ``fit_key`` matches an
+        With ``fit_cache`` (kept by the caller: a dict, or anything with ``in``, ``[key]`` and
+        ``[key] =``, such as the grid runner's ``SharedFits``), a method whose ``fit_key`` matches an
         earlier row's starts from a copy of that row's fitted state instead of training again
         (training only what differs, e.g. its own aggregator); its ``initial_train_seconds`` are
         the earlier fit's with that part replaced, and ``fit_shared_with`` names it."""
