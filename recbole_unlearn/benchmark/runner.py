@@ -201,12 +201,11 @@ class SharedFits:
 
     def offer(self, key: Optional[str], model_dir: str, row: dict, label: str) -> None:
         """Offer finished row ``label``'s fitted state (``model_dir``/v000001) for ``key``."""
-        if key is None or key in self._saved or row.get("fit_shared_with") or \
-                not os.path.isfile(os.path.join(model_dir, FIRST_VERSION, MANIFEST)):
+        if key is None or key in self._saved or row.get("fit_shared_with") or "initial_train_seconds" not in row:
             return
-        if _read_json(os.path.join(model_dir, FIRST_VERSION, MANIFEST)).get("n_forgotten") != 0:
-            return
-        self._saved[key] = (model_dir, row, label)
+        manifest = _read_json(os.path.join(model_dir, FIRST_VERSION, MANIFEST))
+        if manifest is not None and manifest.get("n_forgotten") == 0:
+            self._saved[key] = (model_dir, row, label)
 
     def __contains__(self, key: str) -> bool:
         return key in self._states or key in self._saved
@@ -254,7 +253,8 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
             f"{run.dir} was started with other settings or another forget set; delete it or "
             "choose another output_dir"
         )
-    pending = [v for v in cell.variants if run.finished(v.label, v.overrides) is None]
+    finished = {v.label: run.finished(v.label, v.overrides) for v in cell.variants}
+    pending = [v for v in cell.variants if finished[v.label] is None]
     for variant in pending:  # a killed row may have left a partial model folder
         if os.path.isdir(run.model_dir(variant.label)):
             shutil.rmtree(run.model_dir(variant.label))
@@ -296,13 +296,12 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
             _save_row(run.row_path(ORIGINAL), rows[ORIGINAL])
 
     fit_cache = SharedFits()  # rows differing only in how they forget or aggregate share a shard fit
-    for variant in cell.variants:
-        row = run.finished(variant.label, variant.overrides)  # finished rows offer their fits
-        if row is not None and "initial_train_seconds" in row:
+    for variant in cell.variants:  # finished rows offer their fits
+        if finished[variant.label] is not None:
             fit_cache.offer(experiment.fit_key(run.variant_configs[variant.label]),
-                            run.model_dir(variant.label), row, variant.label)
+                            run.model_dir(variant.label), finished[variant.label], variant.label)
     for variant in cell.variants:
-        row = run.finished(variant.label, variant.overrides)
+        row = finished[variant.label]
         if row is None:
             wait_while_paused(grid.output_dir, run.base["watch_poll_s"])
             row, _ = experiment.run_method(run.variant_configs[variant.label], label=variant.label,

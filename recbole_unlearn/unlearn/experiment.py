@@ -139,10 +139,14 @@ class Experiment:
         model.eval()
         self.original = TrainedModel(model, float(row["seconds"]), None, int(row.get("epochs_run", 0)))
 
+    def _method(self, method_config):
+        """The unlearning method ``method_config`` configures, on this experiment's data."""
+        return METHODS.get(method_config.method)(method_config, self.data, self.suite, self.original)
+
     def fit_key(self, method_config) -> Optional[str]:
         """The ``fit_key`` of the method ``method_config`` configures (``None``: its fit is
         never shared)."""
-        return METHODS.get(method_config.method)(method_config, self.data, self.suite, self.original).fit_key()
+        return self._method(method_config).fit_key()
 
     def run_method(self, method_config, label: Optional[str] = None,
                    fit_cache: Optional[Dict[str, tuple]] = None) -> Tuple[dict, torch.nn.Module]:
@@ -154,7 +158,7 @@ class Experiment:
         (training only what differs, e.g. its own aggregator); its ``initial_train_seconds`` are
         the earlier fit's with that part replaced, and ``fit_shared_with`` names it."""
         name = method_config.method
-        method = METHODS.get(name)(method_config, self.data, self.suite, self.original)
+        method = self._method(method_config)
         key = method.fit_key() if fit_cache is not None else None
         extra = {}
         if key is not None and key in fit_cache:
