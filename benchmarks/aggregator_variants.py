@@ -19,8 +19,6 @@ Run it on an otherwise idle machine: it reports wall times. The saved model is n
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from typing import Dict, List, Tuple
@@ -28,7 +26,6 @@ from typing import Dict, List, Tuple
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from recbole_unlearn.benchmark.grid import load_grid  # noqa: E402
@@ -38,6 +35,7 @@ from recbole_unlearn.evaluator.metrics import full_ranking_metrics  # noqa: E402
 from recbole_unlearn.serving.store import open_store  # noqa: E402
 from recbole_unlearn.unlearn.experiment import Experiment  # noqa: E402
 from recbole_unlearn.utils.errors import UnlearnError  # noqa: E402
+from recbole_unlearn.utils.results import code_version, machine  # noqa: E402
 
 
 def parse_variant(text: str) -> Tuple[str, Dict[str, object]]:
@@ -53,14 +51,6 @@ def parse_variant(text: str) -> Tuple[str, Dict[str, object]]:
                                "(only aggregator and agg_* keys leave the shards as they are)")
         overrides[key] = yaml.safe_load(value)
     return name, overrides
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> None:
@@ -104,9 +94,8 @@ def main() -> None:
         print(json.dumps(record), flush=True)
 
     report = {
-        "command": "python " + " ".join(sys.argv), "commit": commit(), "date": time.strftime("%Y-%m-%d"),
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads()},
+        "command": "python " + " ".join(sys.argv), "commit": (code_version()["commit"] or "unknown")[:7],
+        "date": time.strftime("%Y-%m-%d"), "machine": machine(),
         "grid": args.grid, "cell": cell.name, "row": args.row,
         "row_numbers": {"utility_rem": row["utility_rem"], "forget": row["forget"],
                         "aggregator_seconds": row.get("aggregator_seconds"), "audit": row.get("audit")},
