@@ -204,6 +204,32 @@ def test_sharded_rows_that_differ_only_in_forgetting_or_aggregating_share_one_sh
         assert read_manifest(model_dir)[1]["config"][key] == value
 
 
+def test_receraser_ubp_shares_srus_kmeans_shard_fit_since_on_sequences_they_are_one_partition(tmp_path, in_tmp):
+    """UBP on sequences is SRU's kmeans rule on the same vectors (SPEC section 4): a RecEraser
+    UBP row shares an SRU row's shard fit and trains only its own aggregator on it; InBP does
+    not share it (a grid once fitted the same eight shards twice, 17 minutes each)."""
+    path = _tiny_grid(tmp_path, {"sru-ced": {"unlearn_method": "sru", "extra_deletion": "ced", "del_num": 1},
+                                 "receraser-ubp": {"unlearn_method": "receraser", "partitioner": "ubp"},
+                                 "receraser-inbp": {"unlearn_method": "receraser", "partitioner": "inbp"}})
+    run_grid(path)
+    rows = tmp_path / "board" / "GRU4Rec-ml-tiny" / "rows"
+    ced, ubp, inbp = (json.loads((rows / f"{label}.json").read_text())["row"]
+                      for label in ("sru-ced", "receraser-ubp", "receraser-inbp"))
+    # whichever of the two runs first fits the shards (the grid file lists its rows by name)
+    sharer, donor = (ced, ubp) if "fit_shared_with" in ced else (ubp, ced)
+    assert sharer["fit_shared_with"] == donor["method"] and "fit_shared_with" not in donor
+    assert "fit_shared_with" not in inbp
+    assert ubp["fit_training"]["shards"] == ced["fit_training"]["shards"]
+    assert ubp["aggregator"] == "receraser" and ubp["partitioner"] == "ubp" and ubp["extra_deleted"] == 0
+    assert ced["aggregator"] == "attention" and ced["extra_deleted"] > 0
+    assert ubp["fit_training"]["aggregator"]["seconds"] != ced["fit_training"]["aggregator"]["seconds"]
+    from conftest import read_manifest, verify_model
+
+    model_dir = str(tmp_path / "board" / "GRU4Rec-ml-tiny" / "models" / "receraser-ubp")
+    verify_model(model_dir)
+    assert read_manifest(model_dir)[1]["config"]["aggregator"] == "receraser"
+
+
 def test_a_resumed_grid_reads_an_earlier_rows_shard_fit_back_from_its_first_version(tmp_path, in_tmp):
     """A row added to a grid after its donor finished (in an earlier run) shares the donor's
     shard fit: the donor's model folder keeps its fitted state as version 1."""

@@ -15,7 +15,7 @@ from typing import Optional
 
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.data.extra_deletion import check_extra_deletion
-from recbole_unlearn.data.partition import check_shard_settings
+from recbole_unlearn.data.partition import PARTITIONERS, check_shard_settings
 from recbole_unlearn.model.aggregators import AGGREGATORS
 from recbole_unlearn.trainer.approximate import APPROXIMATE
 from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult, check_new_model_dir
@@ -63,8 +63,14 @@ class SISA(UnlearnMethod):
 
     def fit_key(self) -> Optional[str]:
         # settings that do not change what the shards learn (the aggregator's, and how a fitted
-        # model forgets) are left out: rows that differ only in those share one shard fit
-        return json.dumps(settings_of(self.config.settings(), *SHARD_PHASES), sort_keys=True)
+        # model forgets) are left out: rows that differ only in those share one shard fit. So is
+        # the method's name: SISA, SRU and RecEraser fit shards with this one class, the name
+        # choosing only defaults, which the other keys hold. A partitioner counts by its
+        # canonical name (RecEraser's UBP is SRU's kmeans).
+        settings = settings_of(self.config.settings(), *SHARD_PHASES)
+        settings.pop("unlearn_method", None)
+        settings["partitioner"] = PARTITIONERS.canonical(settings["partitioner"])
+        return json.dumps(settings, sort_keys=True)
 
     def fitted_state(self) -> ShardedUnlearnableModel:
         return _copy_model(self.model)

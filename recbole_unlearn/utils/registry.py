@@ -51,6 +51,12 @@ class Registry(Generic[T]):
             )
         return self._entries[key]
 
+    def canonical(self, name: str) -> str:
+        """The first name registered for the entry ``name`` names: names registered for one
+        and the same object (aliases) share it."""
+        entry = self.get(name)
+        return next(key for key, value in self._entries.items() if value is entry)
+
     def names(self) -> List[str]:
         return sorted(self._entries)
 
