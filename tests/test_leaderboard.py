@@ -465,3 +465,90 @@ def test_a_grid_with_a_pause_file_waits_before_its_next_row_and_goes_on_once_it_
     run_grid(path)
     assert seen == [["original.json"]]  # paused before its first method row, after the original
     assert sorted(p.name for p in rows.iterdir()) == ["original.json", "retrain.json", "sisa.json"]
+
+
+# --- grids built on other grids ----------------------------------------------------------
+def test_a_grid_extends_another_file_merging_config_and_targets_and_replacing_the_rest(tmp_path):
+    base = {"models": ["SASRec"], "datasets": ["beauty", "video"], "output_dir": "base",
+            "config": {"epochs": 200, "n_shards": 8, "audit": True},
+            "targets": {"sru": {"ndcg_at_least": 0.9}}, "methods": ["sisa", "sru"]}
+    (tmp_path / "grids").mkdir()
+    (tmp_path / "grids" / "base.yaml").write_text(yaml.safe_dump(base))
+    child = {"extends": "base.yaml", "models": ["GRU4Rec"], "datasets": ["beauty"], "output_dir": "child",
+             "config": {"n_shards": 4, "audit": None}, "targets": {"sruga": {"seconds_at_most": 0.02}},
+             "methods": {"sruga": {}}}
+    (tmp_path / "grids" / "child.yaml").write_text(yaml.safe_dump(child))
+    grid = load_grid(str(tmp_path / "grids" / "child.yaml"))
+    assert [c.name for c in grid.cells] == ["GRU4Rec-beauty"] and grid.output_dir == "child"
+    assert grid.config == {"epochs": 200, "n_shards": 4}  # merged; null dropped the base's audit
+    assert grid.targets == {"sru": {"ndcg_at_least": 0.9}, "sruga": {"seconds_at_most": 0.02}}
+    assert [v.label for v in grid.cells[0].variants] == ["retrain", "sruga"]  # methods replaced
+
+    (tmp_path / "grids" / "base.yaml").write_text(yaml.safe_dump(dict(base, extends="child.yaml")))
+    with pytest.raises(UnlearnError, match="goes round in a circle"):
+        load_grid(str(tmp_path / "grids" / "child.yaml"))
+    (tmp_path / "grids" / "child.yaml").write_text(yaml.safe_dump(dict(child, extends="nope.yaml")))
+    with pytest.raises(UnlearnError, match="grid file not found: .*nope.yaml"):
+        load_grid(str(tmp_path / "grids" / "child.yaml"))
+    with pytest.raises(UnlearnError, match="read by load_grid only"):
+        expand_grid(dict(child))
+
+
+def test_the_shipped_grids_load_and_the_converged_cells_share_their_settings():
+    grids = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "grids")
+    loaded = {name: load_grid(os.path.join(grids, name)) for name in sorted(os.listdir(grids))}
+    converged = loaded["converged-sasrec.yaml"]
+    for name in ("converged-gru4rec-bert4rec.yaml", "converged-sruga-remedies.yaml"):
+        assert loaded[name].config == converged.config, name
+    assert loaded["converged-sruga-remedies.yaml"].reuse_cells_from == converged.output_dir
+
+
+def _grid_named(tmp_path, name: str, methods, reuse_cells_from=None, **config) -> str:
+    """A tiny grid without the RecBole baseline row, writing into ``tmp_path/name``."""
+    path = _tiny_grid(tmp_path, methods, **config)
+    document = yaml.safe_load(open(path))
+    document.update(output_dir=str(tmp_path / name), baseline=False)
+    if reuse_cells_from:
+        document["reuse_cells_from"] = reuse_cells_from
+    target = tmp_path / f"{name}.yaml"
+    target.write_text(yaml.safe_dump(document))
+    return str(target)
+
+
+def _reuse_grid(tmp_path, lender: str, name: str, methods, **config) -> str:
+    return _grid_named(tmp_path, name, methods, reuse_cells_from=lender, **config)
+
+
+def test_a_grid_reuses_another_grids_original_references_and_retrain_row(tmp_path, in_tmp, monkeypatch):
+    from recbole_unlearn.unlearn import experiment as experiment_module
+
+    run_grid(_grid_named(tmp_path, "board", ["retrain"], audit=True, audit_references=2))
+    lender = tmp_path / "board" / "GRU4Rec-ml-tiny"
+    lender_files = {p.name: p.read_bytes() for p in lender.iterdir() if p.is_file()}
+    assert {"audit_reference_0.pth", "audit_reference_1.pth"} <= set(lender_files)
+
+    # another forget set or other data settings: refused, nothing written
+    other = _reuse_grid(tmp_path, str(tmp_path / "board"), "other", ["sruga"], audit=True, audit_references=2,
+                        forget_user_ratio=0.3)
+    with pytest.raises(UnlearnError, match="cannot lend its original"):
+        run_grid(other)
+    assert not os.path.exists(tmp_path / "other" / "GRU4Rec-ml-tiny" / "cell.json")
+    # a lender that never ran: refused before anything trains
+    missing = _reuse_grid(tmp_path, str(tmp_path / "nowhere"), "missing", ["sruga"], audit=True, audit_references=2)
+    assert main([f"--benchmark={missing}"]) == 2
+    assert not os.path.exists(tmp_path / "missing")
+
+    trained = []
+    real_train = experiment_module.train_model
+    monkeypatch.setattr(experiment_module, "train_model", lambda *a, **k: trained.append(k.get("tag")) or
+                        real_train(*a, **k))
+    run_grid(_reuse_grid(tmp_path, str(tmp_path / "board"), "borrower", ["sruga"], audit=True, audit_references=2))
+    assert trained == []  # neither the original nor the audit's reference was trained again
+    cell = tmp_path / "borrower" / "GRU4Rec-ml-tiny"
+    for name in ("original.pth", "audit_reference_0.pth", "audit_reference_1.pth"):
+        assert (cell / name).read_bytes() == lender_files[name]
+    assert json.loads((cell / "cell.json").read_text())["reused_from"] == str(lender)
+    for name in ("original.json", "retrain.json"):
+        assert (cell / "rows" / name).read_bytes() == (lender / "rows" / name).read_bytes(), name
+    assert sorted(p.name for p in (cell / "rows").iterdir()) == ["original.json", "retrain.json", "sruga.json"]
+    assert not any(p.name.endswith(".partial") for p in cell.rglob("*"))

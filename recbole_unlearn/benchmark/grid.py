@@ -17,6 +17,13 @@ A grid file::
       sru: {ndcg_at_least: 0.9, forget_at_most: 1.0}          # as fractions of Retrain's D_rem
       sruga: {ndcg_at_least: 0.85, forget_at_most: 1.0, seconds_at_most: 0.02}  # NDCG@10, forget
                                         # Hit@10 and seconds; the report says which were met
+    extends: converged-sasrec.yaml      # optional: start from another grid file (a path relative
+                                        # to this file): this file's keys replace the base's, except
+                                        # 'config' and 'targets', which merge key by key (a key set
+                                        # to null here drops the base's value)
+    reuse_cells_from: results/leaderboard/converged-sasrec   # optional: another grid's output_dir
+                                        # whose cells of the same name lend this grid their original
+                                        # model, audit references and Retrain row (see runner.py)
 
 A label's ``unlearn_method`` defaults to the label. Per-method keys may only be fit, aggregate,
 forget or runtime keys (``config/keys.py``: shards, partitioner, aggregator, extra deletion,
@@ -25,7 +32,7 @@ every method of a cell reuses the same trained original model and the same forge
 """
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import yaml
 from recbole.config import Config
@@ -35,7 +42,10 @@ from recbole_unlearn.config.keys import is_variant_key
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.utils.errors import UnlearnError
 
-GRID_KEYS = {"models", "datasets", "output_dir", "baseline", "config", "methods", "targets"}
+GRID_KEYS = {"models", "datasets", "output_dir", "baseline", "config", "methods", "targets", "reuse_cells_from"}
+EXTENDS = "extends"
+#: top-level keys whose mappings an extending grid merges into its base's, key by key
+MERGED_KEYS = ("config", "targets")
 REFERENCE = "retrain"
 
 
@@ -79,6 +89,8 @@ class Grid:
     source: str = ""
     #: ``{unlearn_method: {target kind: fraction of Retrain's value}}`` (see :data:`TARGET_KINDS`)
     targets: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    #: another grid's ``output_dir`` whose cells lend their original, references and Retrain row
+    reuse_cells_from: Optional[str] = None
 
 
 def _string_list(grid: dict, key: str, path: str) -> List[str]:
@@ -147,6 +159,8 @@ def expand_grid(grid: dict, path: str = "<dict>") -> Grid:
     """Validate a grid document and expand it into cells (models outer, datasets inner)."""
     if not isinstance(grid, dict):
         raise UnlearnError(f"grid {path}: expected a YAML mapping")
+    if EXTENDS in grid:
+        raise UnlearnError(f"grid {path}: '{EXTENDS}' names a grid file, so it is read by load_grid only")
     unknown = sorted(set(grid) - GRID_KEYS)
     if unknown:
         raise UnlearnError(f"grid {path}: unknown key{'s' if len(unknown) > 1 else ''} "
@@ -166,12 +180,16 @@ def expand_grid(grid: dict, path: str = "<dict>") -> Grid:
     baseline = grid.get("baseline", True)
     if not isinstance(baseline, bool):
         raise UnlearnError(f"grid {path}: 'baseline' must be True or False")
+    reuse = grid.get("reuse_cells_from")
+    if reuse is not None and (not isinstance(reuse, str) or not reuse):
+        raise UnlearnError(f"grid {path}: 'reuse_cells_from' must be a folder path (another grid's output_dir)")
+    if reuse is not None and os.path.normpath(reuse) == os.path.normpath(output_dir):
+        raise UnlearnError(f"grid {path}: 'reuse_cells_from' is this grid's own output_dir")
     cells = [Cell(m, d, variants) for m in models for d in datasets]
-    return Grid(cells, dict(config), output_dir, baseline, path, _targets(grid.get("targets"), path))
+    return Grid(cells, dict(config), output_dir, baseline, path, _targets(grid.get("targets"), path), reuse)
 
 
-def load_grid(path: str) -> Grid:
-    """Read and expand a grid YAML file (one clear error for a missing or malformed file)."""
+def _read_document(path: str) -> dict:
     if not os.path.isfile(path):
         raise UnlearnError(f"grid file not found: {path}")
     try:
@@ -180,4 +198,41 @@ def load_grid(path: str) -> Grid:
     except yaml.YAMLError as e:
         first = str(e).strip().splitlines()[0]
         raise UnlearnError(f"grid {path} is not valid YAML: {first}") from None
-    return expand_grid(document, path)
+    if not isinstance(document, dict):
+        raise UnlearnError(f"grid {path}: expected a YAML mapping")
+    return document
+
+
+def _merged(base: dict, child: dict, path: str) -> dict:
+    """``child`` over ``base``: top-level keys replace, :data:`MERGED_KEYS` merge key by key
+    (a key set to ``None`` in ``child`` drops the base's value)."""
+    document = dict(base)
+    for key, value in child.items():
+        if key in MERGED_KEYS and value is not None:
+            inherited = base.get(key) or {}
+            if not isinstance(value, dict) or not isinstance(inherited, dict):
+                raise UnlearnError(f"grid {path}: '{key}' must be a mapping to merge with the base grid's")
+            value = {k: v for k, v in dict(inherited, **value).items() if v is not None}
+        document[key] = value
+    return document
+
+
+def _resolve(path: str, seen: List[str]) -> dict:
+    """The document of grid file ``path`` with its ``extends`` chain applied (cycles refused)."""
+    real = os.path.realpath(path)
+    if real in seen:
+        raise UnlearnError(f"grid {path}: '{EXTENDS}' goes round in a circle ({' -> '.join(seen + [real])})")
+    document = _read_document(path)
+    base_name = document.pop(EXTENDS, None)
+    if base_name is None:
+        return document
+    if not isinstance(base_name, str) or not base_name:
+        raise UnlearnError(f"grid {path}: '{EXTENDS}' must name a grid file")
+    base_path = os.path.join(os.path.dirname(path), base_name)
+    return _merged(_resolve(base_path, seen + [real]), document, path)
+
+
+def load_grid(path: str) -> Grid:
+    """Read and expand a grid YAML file, after the grid files it ``extends`` (one clear error for
+    a missing or malformed file)."""
+    return expand_grid(_resolve(path, []), path)

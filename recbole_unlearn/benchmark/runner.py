@@ -17,6 +17,14 @@ recorded when the cell or row was made with today's, key by key: a key added to 
 since then is not in the record and does not make it stale (a new key's default keeps the old
 behaviour), so a long grid can be resumed by newer code.
 
+A grid with ``reuse_cells_from: <another grid's output_dir>`` starts each cell it has not begun
+from that folder's cell of the same name, when that cell was made with the same data settings and
+forget set (checked as on resume; a cell made otherwise is refused): it copies the cell's
+``cell.json``, ``original.pth``, audit references and its ``original`` and ``retrain`` rows (and
+``recbole`` when the grid has a baseline), so that new method rows are compared with the same
+original, references and Retrain without training them again. ``cell.json`` is copied last, so an
+interrupted copy is redone; the Retrain row is run again if its method settings differ.
+
 While a file named ``PAUSE`` exists in ``output_dir``, the runner waits before starting its next
 method row (the row in progress finishes first; ``watch_poll_s`` says how often it looks): the
 machine can then be lent to something that must be timed alone, without a row's wall time
@@ -34,18 +42,20 @@ from typing import Dict, List, Optional
 from recbole.utils import set_color
 
 from recbole_unlearn.benchmark.baseline import BASELINE, recbole_baseline_row
-from recbole_unlearn.benchmark.grid import Cell, Grid, Variant, load_grid
+from recbole_unlearn.benchmark.grid import REFERENCE, Cell, Grid, Variant, load_grid
 from recbole_unlearn.benchmark.report import write_leaderboard
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.data import check_dataset_files
 from recbole_unlearn.serving.store import MANIFEST, open_store
-from recbole_unlearn.unlearn.experiment import Experiment
+from recbole_unlearn.unlearn.experiment import AUDIT_REFERENCE_PREFIX, Experiment
 from recbole_unlearn.config.keys import METHOD_PHASES, settings_of
 from recbole_unlearn.utils.atomic import write_json
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.results import add_speedups, code_version, machine
 
 ORIGINAL = "original"
+CELL_FILE = "cell.json"
+ORIGINAL_FILE = "original.pth"
 
 
 def _read_json(path: str) -> Optional[dict]:
@@ -241,12 +251,54 @@ def wait_while_paused(output_dir: str, poll_s: float) -> None:
     getLogger().info(f"resumed after {time.perf_counter() - start:.0f}s")
 
 
+def lender_dir(grid: Grid, cell: Cell) -> Optional[str]:
+    """The folder of the cell that lends ``cell`` its shared files (``reuse_cells_from``), or
+    ``None``; refused when that cell has no finished original."""
+    if grid.reuse_cells_from is None:
+        return None
+    folder = os.path.join(grid.reuse_cells_from, cell.name)
+    for name in (CELL_FILE, ORIGINAL_FILE, os.path.join("rows", f"{ORIGINAL}.json")):
+        if not os.path.isfile(os.path.join(folder, name)):
+            raise UnlearnError(f"reuse_cells_from: {folder} has no {name}; run that grid's cell "
+                               f"{cell.name} first, or drop reuse_cells_from")
+    return folder
+
+
+def _copy_atomically(source: str, target: str) -> None:
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    partial = target + ".partial"
+    shutil.copy2(source, partial)
+    os.replace(partial, target)
+
+
+def adopt_cell(run: CellRun, fingerprint: dict) -> None:
+    """Start ``run``'s cell from the lender's (see the module doc): same fingerprint or refused;
+    ``cell.json`` is written last."""
+    source = lender_dir(run.grid, run.cell)
+    lent = _read_json(os.path.join(source, CELL_FILE))
+    if not same_cell(lent.get("fingerprint") or {}, fingerprint):
+        raise UnlearnError(f"reuse_cells_from: {source} was made with other data settings or another "
+                           f"forget set than this grid's cell {run.cell.name}; it cannot lend its original")
+    names = [ORIGINAL_FILE] + sorted(n for n in os.listdir(source)
+                                   if n.startswith(AUDIT_REFERENCE_PREFIX) and n.endswith(".pth"))
+    names += [os.path.join("rows", f"{label}.json") for label in (ORIGINAL, REFERENCE, BASELINE)
+              if label != BASELINE or run.grid.baseline]
+    for name in names:
+        if os.path.isfile(os.path.join(source, name)):
+            _copy_atomically(os.path.join(source, name), os.path.join(run.dir, name))
+    write_json(os.path.join(run.dir, CELL_FILE), dict(lent, reused_from=source))
+    getLogger().info(set_color("cell", "green") + f" {run.cell.name} started from {source}: "
+                     + ", ".join(n for n in names if os.path.isfile(os.path.join(run.dir, n))))
+
+
 def run_cell(run: CellRun, progress: Progress) -> dict:
     """Run every missing step of one cell; returns ``{model, dataset, description, rows}``."""
     grid, cell = run.grid, run.cell
     experiment = Experiment(run.base)
     fingerprint = run.fingerprint(experiment)
-    cell_file = os.path.join(run.dir, "cell.json")
+    cell_file = os.path.join(run.dir, CELL_FILE)
+    if grid.reuse_cells_from is not None and not os.path.isfile(cell_file):
+        adopt_cell(run, fingerprint)
     saved = _read_json(cell_file)
     if saved is not None and not same_cell(saved.get("fingerprint") or {}, fingerprint):
         raise UnlearnError(
@@ -278,7 +330,7 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
             _save_row(run.row_path(BASELINE), rows[BASELINE])
             progress.step(f"{cell.name} {BASELINE}")
 
-    original_path = os.path.join(run.dir, "original.pth")
+    original_path = os.path.join(run.dir, ORIGINAL_FILE)
     rows[ORIGINAL] = run.finished(ORIGINAL)
     if rows[ORIGINAL] is not None and os.path.isfile(original_path):
         experiment.load_original(original_path, rows[ORIGINAL])
@@ -337,12 +389,15 @@ def run_grid(path: str, cells: Optional[List[str]] = None) -> Dict[str, str]:
     by this call.
 
     Every cell's settings and every method's settings are validated, and every dataset file is
-    checked, before the first model is trained."""
+    checked (and every lending cell of ``reuse_cells_from`` found), before the first model is
+    trained."""
     grid = load_grid(path)
     runs: List[CellRun] = []
     for cell in select_cells(grid, cells):
         run = CellRun(grid, cell)
         check_dataset_files(run.base)
+        if not os.path.isfile(os.path.join(run.dir, CELL_FILE)):
+            lender_dir(grid, cell)  # a missing lender is refused before anything trains
         runs.append(run)
     total = sum(r.total_steps() for r in runs)
     progress = Progress(total, total - sum(r.pending_steps() for r in runs))
@@ -363,7 +418,7 @@ def finished_cells(path: str) -> List[dict]:
     cells = []
     for cell in grid.cells:
         folder = os.path.join(grid.output_dir, cell.name)
-        saved = _read_json(os.path.join(folder, "cell.json"))
+        saved = _read_json(os.path.join(folder, CELL_FILE))
         if saved is None:
             continue
         steps = [(BASELINE, None), (ORIGINAL, None)] + [(v.label, v.overrides) for v in cell.variants]

@@ -25,6 +25,8 @@ from recbole_unlearn.utils.results import make_row
 
 #: seeds of the audit's reference models: seed + AUDIT_SEED_STRIDE * (i + 1).
 AUDIT_SEED_STRIDE = 7919
+#: file names of the saved reference models: ``<prefix><index>.pth`` beside ``original.pth``
+AUDIT_REFERENCE_PREFIX = "audit_reference_"
 
 
 class Experiment:
@@ -104,7 +106,7 @@ class Experiment:
         for index in range(self.config["audit_references"]):
             seed = self.config["seed"] + AUDIT_SEED_STRIDE * (index + 1)
             config = self.config.override({"seed": seed})
-            path = os.path.join(save_dir, f"audit_reference_{index}.pth") if save_dir else None
+            path = os.path.join(save_dir, f"{AUDIT_REFERENCE_PREFIX}{index}.pth") if save_dir else None
             if path and os.path.isfile(path):
                 model = new_model(config, self.suite.raw.train.dataset)
                 model.load_state_dict(load_checkpoint(path, config["device"]))
