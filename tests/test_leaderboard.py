@@ -552,3 +552,51 @@ def test_a_grid_reuses_another_grids_original_references_and_retrain_row(tmp_pat
         assert (cell / "rows" / name).read_bytes() == (lender / "rows" / name).read_bytes(), name
     assert sorted(p.name for p in (cell / "rows").iterdir()) == ["original.json", "retrain.json", "sruga.json"]
     assert not any(p.name.endswith(".partial") for p in cell.rglob("*"))
+
+
+def test_a_cell_whose_model_files_are_gone_trains_them_again_and_keeps_its_rows_only_if_they_reproduce(
+        tmp_path, in_tmp):
+    """A cell copied to a new machine without its .pth files: the original and the references are
+    trained again; the finished rows stay only if the original reproduces its saved row and the
+    references its saved audit; otherwise the cell is refused and nothing new is left behind."""
+    path = _grid_named(tmp_path, "board", ["sruga"], audit=True, audit_references=2)
+    run_grid(path)
+    cell = tmp_path / "board" / "GRU4Rec-ml-tiny"
+    models = ["original.pth", "audit_reference_0.pth", "audit_reference_1.pth"]
+    rows = {p.name: p.read_text() for p in (cell / "rows").iterdir()}
+
+    for name in models:  # restored on a machine without the model files: reproduced, rows kept
+        os.unlink(cell / name)
+    run_grid(path)
+    assert all((cell / name).is_file() for name in models)
+    assert {p.name: p.read_text() for p in (cell / "rows").iterdir()} == rows  # the first time kept too
+
+    # a saved original that this training does not reproduce: refused, nothing written
+    saved = json.loads(rows["original.json"])
+    saved["row"]["utility_rem"]["ndcg@10"] += 0.25
+    (cell / "rows" / "original.json").write_text(json.dumps(saved))
+    os.unlink(cell / "original.pth")
+    with pytest.raises(UnlearnError, match=r"differs from its saved row in utility_rem.*sruga"):
+        run_grid(path)
+    assert not (cell / "original.pth").exists()
+    assert json.loads((cell / "rows" / "original.json").read_text()) == saved
+
+    # references trained again that audit the original otherwise: refused, the new ones removed
+    (cell / "rows" / "original.json").write_text(rows["original.json"])
+    run_grid(path)  # the original is reproduced again
+    saved = json.loads(rows["original.json"])
+    saved["row"]["audit"]["auc"] = 0.125
+    (cell / "rows" / "original.json").write_text(json.dumps(saved))
+    os.unlink(cell / "audit_reference_1.pth")
+    with pytest.raises(UnlearnError, match=r"audit the original otherwise \(auc"):
+        run_grid(path)
+    assert (cell / "audit_reference_0.pth").is_file() and not (cell / "audit_reference_1.pth").exists()
+    assert json.loads((cell / "rows" / "original.json").read_text()) == saved
+
+    # with no method row measured yet, a lost original is simply trained again
+    for name in models + ["rows/retrain.json", "rows/sruga.json"]:
+        if (cell / name).exists():
+            os.unlink(cell / name)
+    (cell / "rows" / "original.json").write_text(json.dumps(saved))
+    run_grid(path)
+    assert json.loads((cell / "rows" / "original.json").read_text())["row"]["audit"]["auc"] != 0.125

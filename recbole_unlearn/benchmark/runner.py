@@ -25,6 +25,12 @@ forget set (checked as on resume; a cell made otherwise is refused): it copies t
 original, references and Retrain without training them again. ``cell.json`` is copied last, so an
 interrupted copy is redone; the Retrain row is run again if its method settings differ.
 
+A cell whose model files are gone but whose rows are not (copied to another machine, or
+``original.pth`` deleted) trains its original and the audit's references again; when method rows
+were already measured against them, the original must reproduce its saved row (epochs run and
+every metric) and the references its saved audit of the original, or the cell is refused rather
+than mixed. A reproduced original keeps its saved row, first measured time included.
+
 While a file named ``PAUSE`` exists in ``output_dir``, the runner waits before starting its next
 method row (the row in progress finishes first; ``watch_poll_s`` says how often it looks): the
 machine can then be lent to something that must be timed alone, without a row's wall time
@@ -251,6 +257,13 @@ def wait_while_paused(output_dir: str, poll_s: float) -> None:
     getLogger().info(f"resumed after {time.perf_counter() - start:.0f}s")
 
 
+def reference_files(folder: str) -> List[str]:
+    """The audit's reference model files saved in a cell ``folder``."""
+    if not os.path.isdir(folder):
+        return []
+    return [n for n in os.listdir(folder) if n.startswith(AUDIT_REFERENCE_PREFIX) and n.endswith(".pth")]
+
+
 def lender_dir(grid: Grid, cell: Cell) -> Optional[str]:
     """The folder of the cell that lends ``cell`` its shared files (``reuse_cells_from``), or
     ``None``; refused when that cell has no finished original."""
@@ -279,8 +292,7 @@ def adopt_cell(run: CellRun, fingerprint: dict) -> None:
     if not same_cell(lent.get("fingerprint") or {}, fingerprint):
         raise UnlearnError(f"reuse_cells_from: {source} was made with other data settings or another "
                            f"forget set than this grid's cell {run.cell.name}; it cannot lend its original")
-    names = [ORIGINAL_FILE] + sorted(n for n in os.listdir(source)
-                                   if n.startswith(AUDIT_REFERENCE_PREFIX) and n.endswith(".pth"))
+    names = [ORIGINAL_FILE] + sorted(reference_files(source))
     names += [os.path.join("rows", f"{label}.json") for label in (ORIGINAL, REFERENCE, BASELINE)
               if label != BASELINE or run.grid.baseline]
     for name in names:
@@ -289,6 +301,63 @@ def adopt_cell(run: CellRun, fingerprint: dict) -> None:
     write_json(os.path.join(run.dir, CELL_FILE), dict(lent, reused_from=source))
     getLogger().info(set_color("cell", "green") + f" {run.cell.name} started from {source}: "
                      + ", ".join(n for n in names if os.path.isfile(os.path.join(run.dir, n))))
+
+
+#: row keys that are measured anew rather than reproduced when a model is trained again: its
+#: wall time, and the audit (checked on its own, once the references are in place)
+NOT_REPRODUCED = ("seconds", "audit")
+
+
+def row_differences(saved: dict, today: dict) -> List[str]:
+    """The keys (epochs run, each metric group) on which two rows of one model, trained twice
+    with the same settings and seed, differ; ``[]`` when ``today`` reproduces ``saved``."""
+    keys = sorted((saved.keys() | today.keys()) - set(NOT_REPRODUCED))
+    return [key for key in keys if saved.get(key) != today.get(key)]
+
+
+def train_original(run: CellRun, experiment: Experiment, saved: Optional[dict],
+                   measured_against: List[str]) -> dict:
+    """Train the cell's original, save it and return its row.
+
+    ``saved`` is the original's row when one was written before but its model file is gone (the
+    cell was copied to another machine, or ``original.pth`` deleted). If rows in
+    ``measured_against`` were measured against that model, the original trained now must
+    reproduce the saved row (epochs run and every metric; the time is measured anew, not
+    compared): then the saved row, with its first measured time and its audit, stays; otherwise
+    the cell is refused, since a method row is never compared with an original it did not start
+    from, and nothing is written."""
+    row = experiment.train_original()
+    path = os.path.join(run.dir, ORIGINAL_FILE)
+    if saved is None or not measured_against:
+        experiment.save_original(path)
+        _save_row(run.row_path(ORIGINAL), row)
+        return row
+    differences = row_differences(saved, row)
+    if differences:
+        raise UnlearnError(
+            f"{run.dir}: {ORIGINAL_FILE} is missing and the original trained again differs from its saved row "
+            f"in {', '.join(differences)}, while rows {', '.join(measured_against)} were measured against the "
+            f"saved one; restore {ORIGINAL_FILE}, or delete the cell folder to run the cell again from the start")
+    experiment.save_original(path)
+    experiment.load_original(path, saved)  # the saved row's time stays the original's cost
+    getLogger().info(set_color("original model", "green") + f" trained again ({ORIGINAL_FILE} was missing): "
+                     f"it reproduces its saved row (epochs run and every metric); the saved row is kept")
+    return saved
+
+
+def refuse_other_references(run: CellRun, retrained: List[str], saved: dict, today: dict,
+                            measured_against: List[str]) -> None:
+    """The audit's references were trained again (their files were missing) and audit the original
+    otherwise than they did when rows ``measured_against`` were audited: remove the references
+    trained now and refuse the cell, so that one cell never mixes audits calibrated by different
+    references."""
+    for name in retrained:
+        os.unlink(os.path.join(run.dir, name))
+    differences = sorted(k for k in saved.keys() | today.keys() if saved.get(k) != today.get(k))
+    raise UnlearnError(
+        f"{run.dir}: the audit's reference models were missing and, trained again, audit the original "
+        f"otherwise ({', '.join(differences)} differ) than when rows {', '.join(measured_against)} were "
+        f"audited; restore {', '.join(retrained)}, or delete the cell folder to run the cell again from the start")
 
 
 def run_cell(run: CellRun, progress: Progress) -> dict:
@@ -332,18 +401,22 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
 
     original_path = os.path.join(run.dir, ORIGINAL_FILE)
     rows[ORIGINAL] = run.finished(ORIGINAL)
+    measured_against = [label for label, row in finished.items() if row is not None]
     if rows[ORIGINAL] is not None and os.path.isfile(original_path):
         experiment.load_original(original_path, rows[ORIGINAL])
         logger.info(set_color("original model", "green") + f" reloaded from {original_path}")
     else:
-        rows[ORIGINAL] = experiment.train_original()
-        experiment.save_original(original_path)
-        _save_row(run.row_path(ORIGINAL), rows[ORIGINAL])
+        rows[ORIGINAL] = train_original(run, experiment, rows[ORIGINAL], measured_against)
         progress.step(f"{cell.name} {ORIGINAL}")
+    references_before = set(reference_files(run.dir))
     audit = experiment.prepare_audit(run.dir)  # references saved beside original.pth, reloaded on resume
     if audit is not None:  # the first time, or refreshed when newer code measures the original otherwise
         saved_audit = rows[ORIGINAL].get("audit") or {}
-        if {k: v for k, v in saved_audit.items() if k != "cost"} != audit:
+        measured = {k: v for k, v in saved_audit.items() if k != "cost"}
+        if measured != audit:
+            retrained = sorted(set(reference_files(run.dir)) - references_before)
+            if measured and retrained and measured_against:
+                refuse_other_references(run, retrained, measured, audit, measured_against)
             rows[ORIGINAL]["audit"] = dict(audit, cost=saved_audit.get("cost", experiment.audit_cost))
             _save_row(run.row_path(ORIGINAL), rows[ORIGINAL])
 
