@@ -308,10 +308,10 @@ def adopt_cell(run: CellRun, fingerprint: dict) -> None:
 NOT_REPRODUCED = ("seconds", "audit")
 
 
-def row_differences(saved: dict, today: dict) -> List[str]:
-    """The keys (epochs run, each metric group) on which two rows of one model, trained twice
-    with the same settings and seed, differ; ``[]`` when ``today`` reproduces ``saved``."""
-    keys = sorted((saved.keys() | today.keys()) - set(NOT_REPRODUCED))
+def differing_keys(saved: dict, today: dict, ignore: tuple = ()) -> List[str]:
+    """The keys, other than ``ignore``, on which two records of one model (a row, trained twice
+    with the same settings and seed; an audit) differ; ``[]`` when ``today`` reproduces ``saved``."""
+    keys = sorted((saved.keys() | today.keys()) - set(ignore))
     return [key for key in keys if saved.get(key) != today.get(key)]
 
 
@@ -332,7 +332,7 @@ def train_original(run: CellRun, experiment: Experiment, saved: Optional[dict],
         experiment.save_original(path)
         _save_row(run.row_path(ORIGINAL), row)
         return row
-    differences = row_differences(saved, row)
+    differences = differing_keys(saved, row, NOT_REPRODUCED)
     if differences:
         raise UnlearnError(
             f"{run.dir}: {ORIGINAL_FILE} is missing and the original trained again differs from its saved row "
@@ -353,7 +353,7 @@ def refuse_other_references(run: CellRun, retrained: List[str], saved: dict, tod
     references."""
     for name in retrained:
         os.unlink(os.path.join(run.dir, name))
-    differences = sorted(k for k in saved.keys() | today.keys() if saved.get(k) != today.get(k))
+    differences = differing_keys(saved, today)
     raise UnlearnError(
         f"{run.dir}: the audit's reference models were missing and, trained again, audit the original "
         f"otherwise ({', '.join(differences)} differ) than when rows {', '.join(measured_against)} were "
