@@ -217,6 +217,7 @@ KEYS: Dict[str, Key] = {
     "audit": flag_key("data"),
     "audit_references": int_key("data", low=2),
     "audit_bootstrap": int_key("data", low=100),
+    "audit_shuffles": int_key("data"),
     # --- deletion requests for a saved model ----------------------------------------------
     "max_request_lines": int_key("runtime"),
     "max_batch": int_key("runtime"),
