@@ -106,15 +106,12 @@ def test_gate_3_does_not_hang_on_the_luck_of_one_label_draw():
     is_member = redeal_labels(users, rng)
     scores = is_member * 1.2 + rng.normal(size=len(users))  # memorised: AUC about 0.8
 
-    class Config(dict):
-        pass
-
     audit = MembershipAudit.__new__(MembershipAudit)
     audit.samples = AuditSamples(None, is_member, users)
     audit.scores = lambda model: scores
     one_draw = []
     for seed in range(40):
-        audit.config = Config(forget_seed=seed, audit_bootstrap=200, audit_shuffles=20)
+        audit.config = dict(forget_seed=seed, audit_bootstrap=200, audit_shuffles=20)
         result = audit.shuffled(None)
         assert _contains_half(result["auc_interval"]) and abs(result["auc"] - 0.5) < 0.01, (seed, result)
         assert result["draws"] == 20

@@ -213,12 +213,11 @@ class MembershipAudit:
         rng = np.random.default_rng(self.config["forget_seed"] + 1)
         scores, users = self.scores(model), self.samples.users
         draws = [self._point(scores, redeal_labels(users, rng)) for _ in range(self.config["audit_shuffles"])]
-        result = {key: round(float(np.mean([d[key] for d in draws])), 4) for key in draws[0]}
+        mean = {key: round(float(np.mean([d[key] for d in draws])), 4) for key in draws[0]}
         interval = bootstrap_auc(scores, self.samples.is_member, users, self.config["audit_bootstrap"],
                                  self.config["forget_seed"], relabel=lambda g: redeal_labels(users, g))
-        result["auc_interval"] = [round(v, 4) for v in interval]
-        result["draws"] = len(draws)
-        return {key: result[key] for key in ("auc", "auc_interval", "tpr@1%fpr", "tpr@5%fpr", "draws")}
+        return {"auc": mean["auc"], "auc_interval": [round(v, 4) for v in interval],
+                "tpr@1%fpr": mean["tpr@1%fpr"], "tpr@5%fpr": mean["tpr@5%fpr"], "draws": len(draws)}
 
     def set_original(self, model) -> Dict[str, object]:
         """Measure the original model (first): it decides whether the audit is conclusive."""
