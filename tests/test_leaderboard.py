@@ -593,6 +593,16 @@ def test_a_cell_whose_model_files_are_gone_trains_them_again_and_keeps_its_rows_
     assert (cell / "audit_reference_0.pth").is_file() and not (cell / "audit_reference_1.pth").exists()
     assert json.loads((cell / "rows" / "original.json").read_text()) == saved
 
+    # references trained again that reproduce the audit but not a shuffled-labels check saved by
+    # an older way of measuring it (one draw, not the mean of `audit_shuffles`): the same
+    # calibration, so the references stay and the check is measured anew
+    saved = json.loads(rows["original.json"])
+    saved["row"]["audit"]["shuffled_labels"] = {"auc": 0.513, "auc_interval": [0.501, 0.526]}
+    (cell / "rows" / "original.json").write_text(json.dumps(saved))
+    run_grid(path)
+    assert (cell / "audit_reference_1.pth").is_file()
+    assert {p.name: p.read_text() for p in (cell / "rows").iterdir()} == rows
+
     # with no method row measured yet, a lost original is simply trained again
     for name in models + ["rows/retrain.json", "rows/sruga.json"]:
         if (cell / name).exists():

@@ -306,6 +306,10 @@ def adopt_cell(run: CellRun, fingerprint: dict) -> None:
 #: row keys that are measured anew rather than reproduced when a model is trained again: its
 #: wall time, and the audit (checked on its own, once the references are in place)
 NOT_REPRODUCED = ("seconds", "audit")
+#: audit keys that are not the references' calibration: the shuffled-labels check, a property of
+#: how the check is measured (one draw by older code, the mean of `audit_shuffles` draws now), is
+#: measured anew when the references are trained again rather than compared
+NOT_CALIBRATION = ("shuffled_labels",)
 
 
 def differing_keys(saved: dict, today: dict, ignore: tuple = ()) -> List[str]:
@@ -345,15 +349,14 @@ def train_original(run: CellRun, experiment: Experiment, saved: Optional[dict],
     return saved
 
 
-def refuse_other_references(run: CellRun, retrained: List[str], saved: dict, today: dict,
+def refuse_other_references(run: CellRun, retrained: List[str], differences: List[str],
                             measured_against: List[str]) -> None:
     """The audit's references were trained again (their files were missing) and audit the original
-    otherwise than they did when rows ``measured_against`` were audited: remove the references
-    trained now and refuse the cell, so that one cell never mixes audits calibrated by different
-    references."""
+    otherwise (in the audit keys ``differences``) than they did when rows ``measured_against`` were
+    audited: remove the references trained now and refuse the cell, so that one cell never mixes
+    audits calibrated by different references."""
     for name in retrained:
         os.unlink(os.path.join(run.dir, name))
-    differences = differing_keys(saved, today)
     raise UnlearnError(
         f"{run.dir}: the audit's reference models were missing and, trained again, audit the original "
         f"otherwise ({', '.join(differences)} differ) than when rows {', '.join(measured_against)} were "
@@ -415,8 +418,9 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
         measured = {k: v for k, v in saved_audit.items() if k != "cost"}
         if measured != audit:
             retrained = sorted(set(reference_files(run.dir)) - references_before)
-            if measured and retrained and measured_against:
-                refuse_other_references(run, retrained, measured, audit, measured_against)
+            differences = differing_keys(measured, audit, NOT_CALIBRATION)
+            if measured and retrained and measured_against and differences:
+                refuse_other_references(run, retrained, differences, measured_against)
             rows[ORIGINAL]["audit"] = dict(audit, cost=saved_audit.get("cost", experiment.audit_cost))
             _save_row(run.row_path(ORIGINAL), rows[ORIGINAL])
 
