@@ -85,7 +85,11 @@ def split_twins(config, dataset: UnlearnSequentialDataset, candidate: ForgetSet)
     each user's candidate interactions are shuffled and dealt alternately to F and H, so F and H
     come from the same users in the same numbers (up to one per user) and user effects cancel;
     otherwise (``sru``: a target and everything after it) whole users are dealt. Returns
-    ``(F, H)``."""
+    ``(F, H)``.
+
+    :func:`redeal_labels` deals by the same rule, vectorised; this per-user loop stays because
+    its random stream fixes every saved cell's forget set (and with it the cell's fingerprint):
+    dealing through :func:`redeal_labels` would draw other forget sets and orphan saved cells."""
     rng = np.random.default_rng([config["forget_seed"], len(candidate.requested)])
     owner = dataset.log_user
     source = candidate.source
