@@ -200,12 +200,16 @@ class MembershipAudit:
         return {"auc": auc(member, nonmember), "tpr@1%fpr": tpr_at_fpr(member, nonmember, 0.01),
                 "tpr@5%fpr": tpr_at_fpr(member, nonmember, 0.05)}
 
-    def _measure(self, scores: np.ndarray, is_member: np.ndarray) -> Dict[str, object]:
-        point = self._point(scores, is_member)
-        interval = bootstrap_auc(scores, is_member, self.samples.users, self.config["audit_bootstrap"],
-                                 self.config["forget_seed"])
+    @staticmethod
+    def _rounded(point: Dict[str, float], interval: List[float]) -> Dict[str, object]:
+        """A measurement as reported: the point values of :meth:`_point` and the AUC's interval."""
         return {"auc": round(point["auc"], 4), "auc_interval": [round(v, 4) for v in interval],
                 "tpr@1%fpr": round(point["tpr@1%fpr"], 4), "tpr@5%fpr": round(point["tpr@5%fpr"], 4)}
+
+    def _measure(self, scores: np.ndarray, is_member: np.ndarray) -> Dict[str, object]:
+        interval = bootstrap_auc(scores, is_member, self.samples.users, self.config["audit_bootstrap"],
+                                 self.config["forget_seed"])
+        return self._rounded(self._point(scores, is_member), interval)
 
     def shuffled(self, model) -> Dict[str, object]:
         """The same measurement with labels independent of membership: F / H labels dealt again
@@ -217,11 +221,10 @@ class MembershipAudit:
         rng = np.random.default_rng(self.config["forget_seed"] + 1)
         scores, users = self.scores(model), self.samples.users
         draws = [self._point(scores, redeal_labels(users, rng)) for _ in range(self.config["audit_shuffles"])]
-        mean = {key: round(float(np.mean([d[key] for d in draws])), 4) for key in draws[0]}
+        mean = {key: float(np.mean([d[key] for d in draws])) for key in draws[0]}
         interval = bootstrap_auc(scores, self.samples.is_member, users, self.config["audit_bootstrap"],
                                  self.config["forget_seed"], relabel=lambda g: redeal_labels(users, g))
-        return {"auc": mean["auc"], "auc_interval": [round(v, 4) for v in interval],
-                "tpr@1%fpr": mean["tpr@1%fpr"], "tpr@5%fpr": mean["tpr@5%fpr"], "draws": len(draws)}
+        return dict(self._rounded(mean, interval), draws=len(draws))
 
     def set_original(self, model) -> Dict[str, object]:
         """Measure the original model (first): it decides whether the audit is conclusive."""
