@@ -100,24 +100,33 @@ class _AttentionScore(nn.Module):
         return self.out(torch.relu(self.hidden(x))).squeeze(-1)
 
 
-@AGGREGATORS.register("attention")
-class AttentionAggregator(Aggregator):
-    """SRU (SPEC section 5): per-shard transforms ``e_k = W_k h_k + b_k``; shard centroids
-    ``c_k`` = mean final hidden state of sub-model k over its shard's training sequences,
-    transformed the same way; ``alpha = softmax_k(H^T ReLU(A (e_k * c'_k) + a))``;
-    ``scores = Linear(sum_k alpha_k e_k)`` over all items."""
+class RepresentationAggregator(Aggregator):
+    """Base of the learned aggregators that read the sub-models' representations: sets
+    ``input_size`` (H, the sub-models' representation size) and ``hidden_size`` (H',
+    ``agg_hidden_size`` or H)."""
 
     learnable = True
     reads_representations = True
 
     def __init__(self, config, n_shards: int, sub_model: nn.Module):
         super().__init__(config, n_shards, sub_model)
-        size = representation_size(sub_model)
-        hidden = config["agg_hidden_size"] or size
-        self.transform = _ShardTransforms(n_shards, size, hidden)
-        self.attention = _AttentionScore(hidden, config["agg_attention_size"])
-        self.output = nn.Linear(hidden, sub_model.n_items)
-        self.register_buffer("centroids", torch.zeros(n_shards, size))
+        self.input_size = representation_size(sub_model)
+        self.hidden_size = config["agg_hidden_size"] or self.input_size
+
+
+@AGGREGATORS.register("attention")
+class AttentionAggregator(RepresentationAggregator):
+    """SRU (SPEC section 5): per-shard transforms ``e_k = W_k h_k + b_k``; shard centroids
+    ``c_k`` = mean final hidden state of sub-model k over its shard's training sequences,
+    transformed the same way; ``alpha = softmax_k(H^T ReLU(A (e_k * c'_k) + a))``;
+    ``scores = Linear(sum_k alpha_k e_k)`` over all items."""
+
+    def __init__(self, config, n_shards: int, sub_model: nn.Module):
+        super().__init__(config, n_shards, sub_model)
+        self.transform = _ShardTransforms(n_shards, self.input_size, self.hidden_size)
+        self.attention = _AttentionScore(self.hidden_size, config["agg_attention_size"])
+        self.output = nn.Linear(self.hidden_size, sub_model.n_items)
+        self.register_buffer("centroids", torch.zeros(n_shards, self.input_size))
         self.batch_size = config["eval_batch_size"]
 
     def shard_weights(self, ensemble, interaction) -> torch.Tensor:
@@ -147,23 +156,18 @@ class AttentionAggregator(Aggregator):
 
 
 @AGGREGATORS.register("receraser")
-class RecEraserAggregator(Aggregator):
+class RecEraserAggregator(RepresentationAggregator):
     """RecEraser (eq. 5-8), adapted to sequences: per-shard transforms of the sequence
     representation ``e_k`` and of the item embeddings ``q'_k(v)``, separate attentions
     ``alpha_k`` (sequence side) and ``beta_k(v)`` (item side), and
     ``score(v) = <sum_k alpha_k e_k, sum_k beta_k(v) q'_k(v)>``."""
 
-    learnable = True
-    reads_representations = True
-
     def __init__(self, config, n_shards: int, sub_model: nn.Module):
         super().__init__(config, n_shards, sub_model)
-        size = representation_size(sub_model)
-        hidden = config["agg_hidden_size"] or size
-        self.sequence_transform = _ShardTransforms(n_shards, size, hidden)
-        self.item_transform = _ShardTransforms(n_shards, size, hidden)
-        self.sequence_attention = _AttentionScore(hidden, config["agg_attention_size"])
-        self.item_attention = _AttentionScore(hidden, config["agg_attention_size"])
+        self.sequence_transform = _ShardTransforms(n_shards, self.input_size, self.hidden_size)
+        self.item_transform = _ShardTransforms(n_shards, self.input_size, self.hidden_size)
+        self.sequence_attention = _AttentionScore(self.hidden_size, config["agg_attention_size"])
+        self.item_attention = _AttentionScore(self.hidden_size, config["agg_attention_size"])
 
     def _user_side(self, ensemble, interaction) -> torch.Tensor:
         e = self.sequence_transform(ensemble.sub_representations(interaction))  # [K, B, H']
