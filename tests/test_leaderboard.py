@@ -161,6 +161,7 @@ def test_resume_tolerates_keys_added_since_and_reruns_rows_whose_method_settings
     rerun = json.loads(after["sruga-ga.json"])
     assert rerun["settings"]["sruga_learning_rate"] == 0.004
     assert rerun["code"]["version"] and "commit" in rerun["code"] and rerun["machine"]["cpu_count"]  # which code, where
+    assert rerun["machine"]["cpu"] and rerun["machine"]["cpu_capability"]  # floating-point results depend on both
 
 
 def test_bert4rec_cell_trains_every_row(tmp_path, in_tmp):
@@ -554,6 +555,17 @@ def test_a_grid_reuses_another_grids_original_references_and_retrain_row(tmp_pat
     assert not any(p.name.endswith(".partial") for p in cell.rglob("*"))
 
 
+def test_other_numerics_names_only_the_machine_keys_that_differ():
+    from recbole_unlearn.utils.results import other_numerics
+
+    today = {"cpu": "CPU A", "cpu_capability": "AVX2", "torch": "2.13.0+cpu", "platform": "here"}
+    assert other_numerics({"platform": "there", "cpu_count": 2}, today) is None  # recorded before the keys
+    assert other_numerics(dict(today, platform="there"), today) is None
+    assert other_numerics(dict(today, cpu="CPU B"), today) == "cpu CPU B; here cpu CPU A"
+    assert other_numerics(dict(today, cpu_capability="AVX512", torch="2.9.1"), today) == \
+        "AVX512, torch 2.9.1; here AVX2, torch 2.13.0+cpu"
+
+
 def test_a_cell_whose_model_files_are_gone_trains_them_again_and_keeps_its_rows_only_if_they_reproduce(
         tmp_path, in_tmp):
     """A cell copied to a new machine without its .pth files: the original and the references are
@@ -576,10 +588,18 @@ def test_a_cell_whose_model_files_are_gone_trains_them_again_and_keeps_its_rows_
     saved["row"]["utility_rem"]["ndcg@10"] += 0.25
     (cell / "rows" / "original.json").write_text(json.dumps(saved))
     os.unlink(cell / "original.pth")
-    with pytest.raises(UnlearnError, match=r"differs from its saved row in utility_rem.*sruga"):
+    with pytest.raises(UnlearnError, match=r"differs from its saved row in utility_rem.*sruga") as refused:
         run_grid(path)
+    assert "another machine" not in str(refused.value)  # measured here: no machine to blame
     assert not (cell / "original.pth").exists()
     assert json.loads((cell / "rows" / "original.json").read_text()) == saved
+
+    # the same, with the saved row measured on another CPU: the refusal names both machines
+    saved["machine"] = dict(saved["machine"], cpu="Other CPU 9000", cpu_capability="SVE256")
+    (cell / "rows" / "original.json").write_text(json.dumps(saved))
+    with pytest.raises(UnlearnError, match=r"measured on another machine \(cpu Other CPU 9000, SVE256; here "):
+        run_grid(path)
+    assert not (cell / "original.pth").exists()
 
     # references trained again that audit the original otherwise: refused, the new ones removed
     (cell / "rows" / "original.json").write_text(rows["original.json"])

@@ -29,7 +29,9 @@ A cell whose model files are gone but whose rows are not (copied to another mach
 ``original.pth`` deleted) trains its original and the audit's references again; when method rows
 were already measured against them, the original must reproduce its saved row (epochs run and
 every metric) and the references its saved audit of the original, or the cell is refused rather
-than mixed. A reproduced original keeps its saved row, first measured time included.
+than mixed. A reproduced original keeps its saved row, first measured time included. Training
+is deterministic on one machine but may not be on another CPU; where the saved original's row
+records another CPU or torch, the runner warns before training it again.
 
 While a file named ``PAUSE`` exists in ``output_dir``, the runner waits before starting its next
 method row (the row in progress finishes first; ``watch_poll_s`` says how often it looks): the
@@ -57,7 +59,7 @@ from recbole_unlearn.unlearn.experiment import AUDIT_REFERENCE_PREFIX, Experimen
 from recbole_unlearn.config.keys import METHOD_PHASES, settings_of
 from recbole_unlearn.utils.atomic import write_json
 from recbole_unlearn.utils.errors import UnlearnError
-from recbole_unlearn.utils.results import add_speedups, code_version, machine
+from recbole_unlearn.utils.results import add_speedups, code_version, machine, other_numerics
 
 ORIGINAL = "original"
 CELL_FILE = "cell.json"
@@ -320,7 +322,7 @@ def differing_keys(saved: dict, today: dict, ignore: tuple = ()) -> List[str]:
 
 
 def train_original(run: CellRun, experiment: Experiment, saved: Optional[dict],
-                   measured_against: List[str]) -> dict:
+                   measured_against: List[str], saved_machine: Optional[dict] = None) -> dict:
     """Train the cell's original, save it and return its row.
 
     ``saved`` is the original's row when one was written before but its model file is gone (the
@@ -329,7 +331,16 @@ def train_original(run: CellRun, experiment: Experiment, saved: Optional[dict],
     reproduce the saved row (epochs run and every metric; the time is measured anew, not
     compared): then the saved row, with its first measured time and its audit, stays; otherwise
     the cell is refused, since a method row is never compared with an original it did not start
-    from, and nothing is written."""
+    from, and nothing is written. ``saved_machine`` is the machine the saved row was measured on:
+    where its CPU or torch differs from this one's (``other_numerics``), a warning says so before
+    training and the refusal names both, since floating-point results can differ across CPUs."""
+    elsewhere = other_numerics(saved_machine, machine()) if saved is not None and measured_against else None
+    if elsewhere is not None:
+        getLogger().warning(
+            f"{run.dir}: {ORIGINAL_FILE} is missing and its saved row was measured on another machine "
+            f"({elsewhere}); it is trained again (about {saved.get('seconds', 0):.0f} s there) and the cell "
+            f"resumes only if it reproduces that row exactly, which floating-point results on another CPU "
+            f"often do not")
     row = experiment.train_original()
     path = os.path.join(run.dir, ORIGINAL_FILE)
     if saved is None or not measured_against:
@@ -338,10 +349,14 @@ def train_original(run: CellRun, experiment: Experiment, saved: Optional[dict],
         return row
     differences = differing_keys(saved, row, NOT_REPRODUCED)
     if differences:
+        cause = "" if elsewhere is None else (
+            f" (the saved row was measured on another machine ({elsewhere}); training is deterministic on "
+            f"one machine, but floating-point results can differ across CPUs)")
         raise UnlearnError(
             f"{run.dir}: {ORIGINAL_FILE} is missing and the original trained again differs from its saved row "
-            f"in {', '.join(differences)}, while rows {', '.join(measured_against)} were measured against the "
-            f"saved one; restore {ORIGINAL_FILE}, or delete the cell folder to run the cell again from the start")
+            f"in {', '.join(differences)}{cause}, while rows {', '.join(measured_against)} were measured against "
+            f"the saved one; restore {ORIGINAL_FILE}, or delete the cell folder to run the cell again from the "
+            f"start")
     experiment.save_original(path)
     experiment.load_original(path, saved)  # the saved row's time stays the original's cost
     getLogger().info(set_color("original model", "green") + f" trained again ({ORIGINAL_FILE} was missing): "
@@ -409,7 +424,8 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
         experiment.load_original(original_path, rows[ORIGINAL])
         logger.info(set_color("original model", "green") + f" reloaded from {original_path}")
     else:
-        rows[ORIGINAL] = train_original(run, experiment, rows[ORIGINAL], measured_against)
+        rows[ORIGINAL] = train_original(run, experiment, rows[ORIGINAL], measured_against,
+                                        (_read_json(run.row_path(ORIGINAL)) or {}).get("machine"))
         progress.step(f"{cell.name} {ORIGINAL}")
     references_before = set(reference_files(run.dir))
     audit = experiment.prepare_audit(run.dir)  # references saved beside original.pth, reloaded on resume

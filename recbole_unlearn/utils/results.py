@@ -33,17 +33,52 @@ def add_speedups(rows: List[dict], reference: str = "retrain") -> None:
             row["speedup"] = round(ref["seconds"] / row["seconds"], 2)
 
 
+#: the machine keys on which a model's floating-point results depend: training is deterministic on
+#: one machine, but another CPU (another instruction set, or another vendor's math-library path)
+#: or another torch can round differently, and a long training then ends elsewhere
+NUMERICS_KEYS = ("cpu", "cpu_capability", "torch")
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", "r", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> Dict[str, object]:
     """Where the numbers were measured."""
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
+
+
+def other_numerics(recorded: Optional[dict], today: Dict[str, object]) -> Optional[str]:
+    """How a ``recorded`` machine differs from ``today`` on the ``NUMERICS_KEYS`` it records
+    (``"cpu A, AVX512; here cpu B, AVX2"``), ``None`` when it differs on none of them (a record
+    written before they were recorded holds none)."""
+    keys = [key for key in NUMERICS_KEYS if key in (recorded or {}) and recorded[key] != today.get(key)]
+    if not keys:
+        return None
+
+    def describe(record: dict) -> str:
+        return ", ".join(f"{'cpu ' if key == 'cpu' else 'torch ' if key == 'torch' else ''}{record.get(key)}"
+                         for key in keys)
+
+    return f"{describe(recorded)}; here {describe(today)}"
 
 
 def code_version() -> Dict[str, object]:
