@@ -629,3 +629,20 @@ def test_a_cell_whose_model_files_are_gone_trains_them_again_and_keeps_its_rows_
             os.unlink(cell / name)
     run_grid(path)
     assert json.loads((cell / "rows" / "original.json").read_text())["row"]["audit"]["auc"] != 0.125
+
+
+def test_progress_counts_an_original_trained_again_among_the_steps_left(tmp_path, in_tmp, monkeypatch):
+    """A resumed cell whose original.pth is gone trains the original again before its missing
+    rows: that is a step left, so progress never counts past its total (it read 3/2, ETA < 0)."""
+    path = _grid_named(tmp_path, "board", ["retrain", "sruga"])
+    run_grid(path)
+    cell = tmp_path / "board" / "GRU4Rec-ml-tiny"
+    os.unlink(cell / "original.pth")
+    os.unlink(cell / "rows" / "sruga.json")
+    counted = []
+    real_step = runner.Progress.step
+    monkeypatch.setattr(runner.Progress, "step",
+                        lambda self, what: real_step(self, what) or counted.append((self.done, self.total, what)))
+    run_grid(path)
+    assert [(done, total) for done, total, _ in counted] == [(2, 3), (3, 3)]
+    assert [what.split()[-1] for _, _, what in counted] == ["original", "sruga"]

@@ -148,10 +148,14 @@ class CellRun:
         return saved["row"]
 
     def pending_steps(self) -> int:
+        """The steps this cell will run: its missing rows, and the original when its row is
+        saved but its model file is gone (it is trained again before the missing rows run)."""
         steps = [(ORIGINAL, None)] + [(v.label, v.overrides) for v in self.cell.variants]
         if self.grid.baseline:
             steps.insert(0, (BASELINE, None))
-        return sum(self.finished(label, overrides) is None for label, overrides in steps)
+        missing = sum(self.finished(label, overrides) is None for label, overrides in steps)
+        retrained = self.finished(ORIGINAL) is not None and not os.path.isfile(os.path.join(self.dir, ORIGINAL_FILE))
+        return missing + int(retrained)
 
     def total_steps(self) -> int:
         return len(self.cell.variants) + 1 + int(self.grid.baseline)
