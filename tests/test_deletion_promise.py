@@ -17,6 +17,7 @@ from recbole_unlearn.serving.batcher import StreamSummary
 from recbole_unlearn.serving.lock import FolderLock
 from recbole_unlearn.serving.request_files import file_digest
 from recbole_unlearn.trainer import sruga_trainer
+from recbole_unlearn.unlearnable.base import states_equal
 from recbole_unlearn.utils.errors import UnlearnError
 
 from conftest import (ledger_events, load_model, read_audit, read_manifest, snapshot, train_saved_model,
@@ -201,6 +202,55 @@ def test_similarity_partition_keeps_nothing_computed_from_forgotten_data(in_tmp)
         json.dump(manifest, f)
     with pytest.raises(UnlearnError, match="partition_embeddings.pth"):
         verify_model(model_dir)
+
+
+def test_redraw_partition_leaves_an_assignment_drawn_without_the_forgotten_data(in_tmp):
+    """A similarity partition is pretrained on all training data and kept across forgets, and on
+    converged GRU4Rec Video Games the audit sees the forget set through it (docs/benchmarks.md).
+    With ``redraw_partition`` a forget leaves the model a fresh fit on the remaining data would
+    be: the partition drawn without the forgotten interactions, every shard retrained."""
+    from recbole_unlearn.unlearnable.sharded import ShardedUnlearnableModel
+
+    settings = dict(unlearn_method="receraser", partitioner="inbp", n_shards=3, agg_epochs=1)
+    (in_tmp / "kept").mkdir()
+    kept_dir = train_saved_model(in_tmp / "kept", **settings)
+    kept = load_model(kept_dir)
+    refit = ShardedUnlearnableModel.train(kept.config, kept.dataset, forgotten=kept.forgotten)
+    assert not np.array_equal(kept.shard_map.user_shard, refit.shard_map.user_shard)  # the kept one saw F
+
+    (in_tmp / "redrawn").mkdir()
+    redrawn_dir = train_saved_model(in_tmp / "redrawn", redraw_partition=True, **settings)
+    redrawn = load_model(redrawn_dir)
+    assert np.array_equal(redrawn.forgotten, kept.forgotten)
+    assert np.array_equal(redrawn.shard_map.user_shard, refit.shard_map.user_shard)
+    for shard in range(3):
+        assert states_equal(redrawn.stage_states[shard][0], refit.stage_states[shard][0])
+    entry = read_audit(redrawn_dir)[0]
+    assert entry["shards_retrained"] == [0, 1, 2] and entry["slices_retrained"] == {"0": 0, "1": 0, "2": 0}
+    assert entry["training"]["partition_redrawn"] is True
+    verify_model(redrawn_dir)
+
+    # the saved model answering a request file redraws too
+    users = [u for u in redrawn.dataset.id2token("user_id", np.arange(1, redrawn.dataset.user_num))
+             if not np.isin(redrawn.dataset.user_rows(redrawn.dataset.field2token_id["user_id"][u]),
+                            redrawn.forgotten).any()]
+    (in_tmp / "req.csv").write_text(f"{users[0]}\n")
+    run_forget_requests(redrawn_dir, str(in_tmp / "req.csv"), QUIET, verbose=False)
+    answered = load_model(redrawn_dir)
+    again = ShardedUnlearnableModel.train(answered.config, answered.dataset, forgotten=answered.forgotten)
+    assert len(answered.forgotten) > len(redrawn.forgotten)
+    assert np.array_equal(answered.shard_map.user_shard, again.shard_map.user_shard)
+    assert read_audit(redrawn_dir)[-1]["training"]["partition_redrawn"] is True
+    verify_model(redrawn_dir)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(unlearn_method="sisa"), "redraw_partition needs a similarity partitioner"),
+    (dict(unlearn_method="sru", shard_unlearning="sruga"), "needs shard_unlearning retrain")])
+def test_redraw_partition_is_refused_where_it_cannot_apply(in_tmp, overrides, message):
+    with pytest.raises(UnlearnError, match=message):
+        train_saved_model(in_tmp, redraw_partition=True, **overrides)
+    assert not (in_tmp / "model").exists()
 
 
 def test_ced_judges_a_target_with_a_shard_that_never_saw_its_user(in_tmp):

@@ -212,6 +212,7 @@ KEYS: Dict[str, Key] = {
     "del_num": int_key("forget", low=0),
     "model_dir": path_key("runtime", optional=True, recorded=False),
     "shard_unlearning": name_key("forget"),
+    "redraw_partition": flag_key("forget"),
     # --- repeated requests, audit -----------------------------------------------------------
     "request_steps": int_key("data"),
     "audit": flag_key("data"),

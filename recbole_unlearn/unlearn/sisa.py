@@ -16,6 +16,7 @@ from typing import Optional
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.data.extra_deletion import check_extra_deletion
 from recbole_unlearn.data.partition import PARTITIONERS, check_shard_settings
+from recbole_unlearn.data.similarity import SIMILARITY_PARTITIONERS
 from recbole_unlearn.model.aggregators import AGGREGATORS
 from recbole_unlearn.trainer.approximate import APPROXIMATE
 from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult, check_new_model_dir
@@ -41,6 +42,14 @@ class SISA(UnlearnMethod):
         check_shard_settings(config, dataset)
         AGGREGATORS.get(config["aggregator"])
         check_extra_deletion(config)
+        if config["redraw_partition"]:
+            if config["partitioner"] not in SIMILARITY_PARTITIONERS:
+                raise UnlearnError(f"redraw_partition needs a similarity partitioner "
+                                   f"({', '.join(sorted(SIMILARITY_PARTITIONERS))}); partitioner "
+                                   f"{config['partitioner']!r} depends on the seed only, not on the data")
+            if config["shard_unlearning"] != "retrain":
+                raise UnlearnError("redraw_partition retrains every shard on the new partition; it needs "
+                                   f"shard_unlearning retrain, got {config['shard_unlearning']!r}")
         if config["shard_unlearning"] != "retrain":
             if config["shard_unlearning"] not in APPROXIMATE:
                 raise UnlearnError(f"config key 'shard_unlearning' must be retrain or an approximate method "
@@ -101,6 +110,7 @@ class SISA(UnlearnMethod):
             "extra_deleted": int(len(forget_set.extra)),
             "partitioner": self.config["partitioner"],
             "shard_unlearning": self.config["shard_unlearning"],
+            "redraw_partition": self.config["redraw_partition"],
             "aggregator": self.config["aggregator"],
             "n_shards": self.model.shard_map.n_shards,
             "n_slices": self.model.shard_map.n_slices,

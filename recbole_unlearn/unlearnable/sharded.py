@@ -7,7 +7,8 @@ then retrains a learned aggregator. Untouched shards are not touched at all.
 
 What the live model still depends on besides its remaining data: the shard assignment (a
 similarity partition was computed once, from a briefly pretrained model on all training data,
-and never changes, as in SRU and RecEraser). The pretrained model and its user and item vectors
+and never changes, as in SRU and RecEraser; with ``redraw_partition`` every forget draws it
+again on the remaining data and retrains every shard). The pretrained model and its user and item vectors
 are discarded after partitioning: nothing per user is stored. CED's extra deletions for a
 target are chosen with the item embeddings of the *next* shard's live sub-model (shard
 ``(k + 1) mod K`` for a target of shard k), which never saw the target's user (users are
@@ -218,6 +219,8 @@ class ShardedUnlearnableModel(UnlearnableModel):
             return report
         start = time.perf_counter()
         self.forgotten = np.union1d(self.forgotten, new_rows)
+        if self.config["redraw_partition"]:
+            return self._redraw(report, start)
         keep = self.keep_mask()
         results = []
         if self.config["shard_unlearning"] != "retrain":
@@ -242,6 +245,24 @@ class ShardedUnlearnableModel(UnlearnableModel):
         report.seconds = time.perf_counter() - start
         getLogger().info(f"forgot {report.interactions} interactions: retrained shards {report.shards} "
                          f"(from slice stages {plan}) in {report.seconds:.1f}s")
+        return report
+
+    def _redraw(self, report: ForgetReport, start: float) -> ForgetReport:
+        """``redraw_partition``: refit on the remaining data (everything not in
+        :attr:`forgotten`): pretrain and draw the partition again, retrain every shard from its
+        first stage and a fresh aggregator, so that no part of the assignment was computed with a
+        forgotten interaction. Completes ``report`` (every shard retrained from stage 0)."""
+        fresh = ShardedUnlearnableModel.train(self.config, self.dataset, forgotten=self.forgotten)
+        fault_point("shard_retrained")
+        self.shard_map, self.stage_states, self.ensemble = fresh.shard_map, fresh.stage_states, fresh.ensemble
+        report.shards = list(range(self.shard_map.n_shards))
+        report.start_stages = {shard: 0 for shard in report.shards}
+        report.aggregator_seconds = fresh.aggregator_seconds
+        report.training = dict(fresh.fit_training, partition_redrawn=True)
+        report.changed = True
+        report.seconds = time.perf_counter() - start
+        getLogger().info(f"forgot {report.interactions} interactions: partition redrawn on the remaining data, "
+                         f"all {len(report.shards)} shards retrained in {report.seconds:.1f}s")
         return report
 
     def _approximate_shards(self, plan: Dict[int, int], new_rows: np.ndarray, keep: np.ndarray) -> Dict[str, dict]:
