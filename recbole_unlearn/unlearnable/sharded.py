@@ -8,8 +8,8 @@ then retrains a learned aggregator. Untouched shards are not touched at all.
 What the live model still depends on besides its remaining data: the shard assignment (a
 similarity partition was computed once, from a briefly pretrained model on all training data,
 and never changes, as in SRU and RecEraser; with ``redraw_partition`` every forget draws it
-again on the remaining data and retrains every shard). The pretrained model and its user and item vectors
-are discarded after partitioning: nothing per user is stored. CED's extra deletions for a
+again on the remaining data and retrains every shard). The pretrained model and its user and
+item vectors are discarded after partitioning: nothing per user is stored. CED's extra deletions for a
 target are chosen with the item embeddings of the *next* shard's live sub-model (shard
 ``(k + 1) mod K`` for a target of shard k), which never saw the target's user (users are
 sharded whole) nor any interaction forgotten earlier (exact retraining removed them); with one
