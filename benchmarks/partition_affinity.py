@@ -17,8 +17,8 @@ bootstrap interval over users. With no trace of F in the assignment F and H are 
 the AUC is 0.5 up to chance.
 
 Partitions compared, for each ``--partitioner`` and ``--seed`` (pretraining seed and
-``partition_seed`` both set to it): pretrained on D_raw minus H (what a fitted model keeps; at the
-grid's seed this is the leaderboard row's partition) and on D_raw minus F and H (redrawn after the
+``partition_seed`` both set to it): pretrained on D_raw minus H (what a fitted model keeps; the
+leaderboard rows were fitted at the grid's seed) and on D_raw minus F and H (redrawn after the
 forget, as nothing of F could reach it).
 
     python benchmarks/partition_affinity.py --grid=benchmarks/grids/converged-gru4rec-bert4rec.yaml \\
@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 from recbole_unlearn.benchmark.grid import load_grid  # noqa: E402
 from recbole_unlearn.benchmark.runner import CellRun, select_cells  # noqa: E402
 from recbole_unlearn.data.partition import build_shard_map  # noqa: E402
+from recbole_unlearn.evaluator.audit import auc  # noqa: E402
 from recbole_unlearn.trainer.pretrain import pretrain_embeddings  # noqa: E402
 from recbole_unlearn.unlearn.experiment import Experiment  # noqa: E402
 from recbole_unlearn.utils.results import code_version, machine  # noqa: E402
@@ -73,11 +74,8 @@ def target_lifts(dataset, user_shard: np.ndarray, remaining: np.ndarray, targets
 
 def affinity(lift_f: np.ndarray, lift_h: np.ndarray, users_f: np.ndarray, users_h: np.ndarray,
              draws: int, seed: int) -> Dict[str, object]:
-    """P(lift_F > lift_H) (ties half) with a 95% bootstrap interval that resamples users."""
-    def auc(a, b):
-        ranks = _average_ranks(np.concatenate([a, b]))
-        return (ranks[:len(a)].sum() - len(a) * (len(a) + 1) / 2) / (len(a) * len(b))
-
+    """P(lift_F > lift_H) (the audit's ``auc``, ties half) with a 95% bootstrap interval that
+    resamples F's users and H's users separately (the audit's ``bootstrap_auc`` pools them)."""
     rng = np.random.default_rng(seed)
     groups_f, groups_h = _groups(users_f), _groups(users_h)
     values = []
@@ -95,17 +93,6 @@ def _groups(users: np.ndarray):
     order = np.argsort(users, kind="stable")
     bounds = np.flatnonzero(np.diff(users[order])) + 1
     return np.split(order, bounds)
-
-
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    order = np.argsort(x, kind="stable")
-    ranks = np.empty(len(x))
-    sorted_x = x[order]
-    starts = np.concatenate([[0], np.flatnonzero(np.diff(sorted_x)) + 1])
-    ends = np.concatenate([starts[1:], [len(x)]])
-    for begin, end in zip(starts, ends):
-        ranks[order[begin:end]] = (begin + end + 1) / 2
-    return ranks
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
+from sklearn.metrics import adjusted_rand_score  # noqa: E402  (scikit-learn: a RecBole requirement)
 
 from recbole_unlearn.benchmark.grid import load_grid  # noqa: E402
 from recbole_unlearn.benchmark.runner import cell_config, select_cells  # noqa: E402
@@ -46,23 +47,6 @@ from recbole_unlearn.utils.errors import UnlearnError  # noqa: E402
 from recbole_unlearn.utils.results import code_version, machine  # noqa: E402
 
 AUDIT_KEYS = ("auc", "auc_interval", "tpr@1%fpr", "tpr@5%fpr", "residual_memorisation", "verdict")
-
-
-def adjusted_rand_index(a: np.ndarray, b: np.ndarray) -> float:
-    """Adjusted Rand index of two labelings of the same items, shapes ``[n]`` (1.0: the same
-    partition up to label names; about 0: no more agreement than chance)."""
-    _, a = np.unique(a, return_inverse=True)
-    _, b = np.unique(b, return_inverse=True)
-    table = np.zeros((a.max() + 1, b.max() + 1), dtype=np.int64)
-    np.add.at(table, (a, b), 1)
-
-    def pairs(x):
-        return float((x * (x - 1) // 2).sum())
-
-    both, rows, cols, n = pairs(table), pairs(table.sum(1)), pairs(table.sum(0)), pairs(np.array([len(a)]))
-    expected = rows * cols / n
-    top = (rows + cols) / 2
-    return 1.0 if top == expected else (both - expected) / (top - expected)
 
 
 def measure(experiment: Experiment, recommender) -> Dict[str, object]:
@@ -122,8 +106,8 @@ def main() -> None:
                                  training=redrawn.fit_training)
         users = experiment.data.active_users()
         users = users[(kept.shard_map.user_shard[users] >= 0) & (redrawn.shard_map.user_shard[users] >= 0)]
-        record["adjusted_rand_index"] = round(adjusted_rand_index(kept.shard_map.user_shard[users],
-                                                                  redrawn.shard_map.user_shard[users]), 4)
+        record["adjusted_rand_index"] = round(float(adjusted_rand_score(kept.shard_map.user_shard[users],
+                                                                        redrawn.shard_map.user_shard[users])), 4)
         record["shard_users"] = {"kept": np.bincount(kept.shard_map.user_shard[users]).tolist(),
                                  "redrawn": np.bincount(redrawn.shard_map.user_shard[users]).tolist()}
         report["rows"].append(record)

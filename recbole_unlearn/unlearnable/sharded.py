@@ -9,11 +9,11 @@ What the live model still depends on besides its remaining data: the shard assig
 similarity partition was computed once, from a briefly pretrained model on all training data,
 and never changes, as in SRU and RecEraser; with ``redraw_partition`` every forget draws it
 again on the remaining data and retrains every shard). The pretrained model and its user and
-item vectors are discarded after partitioning: nothing per user is stored. CED's extra deletions for a
-target are chosen with the item embeddings of the *next* shard's live sub-model (shard
-``(k + 1) mod K`` for a target of shard k), which never saw the target's user (users are
-sharded whole) nor any interaction forgotten earlier (exact retraining removed them); with one
-shard there is no such model and the owning shard's is used.
+item vectors are discarded after partitioning: nothing per user is stored. CED's extra
+deletions for a target are chosen with the item embeddings of the *next* shard's live
+sub-model (shard ``(k + 1) mod K`` for a target of shard k), which never saw the target's user
+(users are sharded whole) nor any interaction forgotten earlier (exact retraining removed
+them); with one shard there is no such model and the owning shard's is used.
 
 On disk (see ``recbole_unlearn.serving.store``) the state is a versioned folder whose weights
 load with ``torch.load(weights_only=True)``.
@@ -252,7 +252,7 @@ class ShardedUnlearnableModel(UnlearnableModel):
         :attr:`forgotten`): pretrain and draw the partition again, retrain every shard from its
         first stage and a fresh aggregator, so that no part of the assignment was computed with a
         forgotten interaction. Completes ``report`` (every shard retrained from stage 0)."""
-        fresh = ShardedUnlearnableModel.train(self.config, self.dataset, forgotten=self.forgotten)
+        fresh = type(self).train(self.config, self.dataset, forgotten=self.forgotten)
         fault_point("shard_retrained")
         self.shard_map, self.stage_states, self.ensemble = fresh.shard_map, fresh.stage_states, fresh.ensemble
         report.shards = list(range(self.shard_map.n_shards))
