@@ -4,7 +4,10 @@ NumPy aliases. RecBole 1.2.1's metric code uses NumPy aliases that NumPy >= 1.24
 ``np.int``, ...). RecBole restores them inside ``Config.__init__`` only, so evaluating a
 model in a process that never built a ``Config`` (a saved model loaded for a request, a unit
 test) fails with ``AttributeError: module 'numpy' has no attribute 'float'``. We restore the
-same aliases, to the same targets, once at import.
+same aliases, to the same targets, once at import. RecBole's own restoring code reads
+``np.float_``, ``np.complex_`` and ``np.unicode_``, which NumPy 2.0 removed, so under NumPy 2
+(the pinned stack keeps NumPy 1.x, but a user's CUDA image may ship 2.x) every ``Config``
+fails with ``AttributeError: `np.float_` was removed``; we restore those three as well.
 
 Autograd anomaly detection. RecBole 1.2.1's ``recbole/model/sequential_recommender/sine.py``
 calls ``torch.autograd.set_detect_anomaly(True)`` at module level, and importing any RecBole
@@ -27,6 +30,10 @@ _ALIASES = {
     "str": np.str_,
     "long": np.int_,
     "unicode": np.str_,
+    # read by RecBole's Config.compatibility_settings; removed in NumPy 2.0
+    "float_": np.float64,
+    "complex_": np.complex128,
+    "unicode_": np.str_,
 }
 
 

@@ -11,14 +11,20 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", category=UserWarning)
 
 
+# CI runs on CPU. On a CUDA machine, RECBOLE_UNLEARN_TEST_GPU=1 runs every test that builds its
+# config from tiny_dict on the GPU instead (benchmarks/cuda_check.sh).
+TEST_GPU = os.environ.get("RECBOLE_UNLEARN_TEST_GPU") == "1"
+
+
 def tiny_dict(**overrides) -> dict:
-    """Config dict for the 60-user ml-tiny fixture: 1 epoch, quiet, CPU."""
+    """Config dict for the 60-user ml-tiny fixture: 1 epoch, quiet, CPU (GPU under
+    ``RECBOLE_UNLEARN_TEST_GPU=1``)."""
     base = {
         "data_path": FIXTURES,
         "dataset": "ml-tiny",
         "epochs": 1,
         "state": "ERROR",
-        "use_gpu": False,
+        "use_gpu": TEST_GPU,
         "forget_user_ratio": 0.2,
         "sru_inference_neg_num": 100,
         "load_col": {"inter": ["user_id", "item_id", "timestamp"]},

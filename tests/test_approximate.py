@@ -14,7 +14,7 @@ from recbole_unlearn.trainer.approximate import APPROXIMATE, ApproximateReport, 
 from recbole_unlearn.data.utils import eval_loader
 from recbole_unlearn.unlearn import METHODS
 
-from conftest import FIXTURES, load_model, read_audit, train_saved_model
+from conftest import FIXTURES, TEST_GPU, load_model, read_audit, train_saved_model
 
 TOY = "toy-shrink"
 
@@ -44,7 +44,7 @@ def test_a_registered_step_is_an_unlearning_method():
 def test_it_runs_from_the_command_line(in_tmp):
     code = main(["--model=GRU4Rec", f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--epochs=1", "--state=ERROR",
                  f"--unlearn_method={TOY}", "--include_retrain=False", "--forget_user_ratio=0.2",
-                 "--sru_inference_neg_num=100", "--use_gpu=False", f"--results_dir={in_tmp / 'r'}",
+                 "--sru_inference_neg_num=100", f"--use_gpu={TEST_GPU}", f"--results_dir={in_tmp / 'r'}",
                  "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}"])
     assert code == 0
     run = os.listdir(in_tmp / "r")[0]

@@ -91,3 +91,20 @@ def test_importing_the_package_leaves_anomaly_detection_off():
     code = "import recbole_unlearn, torch; print(torch.is_anomaly_enabled())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_config_builds_under_numpy_2_which_removed_the_aliases_recbole_reads(monkeypatch):
+    """NumPy 2 removed ``np.float_``, ``np.complex_`` and ``np.unicode_``; RecBole 1.2.1's
+    ``Config.compatibility_settings`` reads them, so without our aliases every config fails
+    (seen on a CUDA image with NumPy 2.5: ``AttributeError: `np.float_` was removed``).
+    Simulated here on NumPy 1.x by removing the names the way NumPy 2 lacks them."""
+    import numpy as np
+
+    from recbole_unlearn.compat import restore_numpy_aliases
+
+    for name in ("float_", "complex_", "unicode_", "float", "complex", "unicode"):
+        monkeypatch.delitem(np.__dict__, name, raising=False)
+    restore_numpy_aliases()
+    config = UnlearnConfig(config_dict=tiny_dict(dataset="ml-100k"))
+    assert config["model"] == "SASRec"
+    assert np.float_ is np.float64 and np.unicode_ is np.str_ and np.complex_ is np.complex128

@@ -14,7 +14,7 @@ from recbole_unlearn.benchmark import runner
 from recbole_unlearn.benchmark.runner import run_grid
 from recbole_unlearn.cli import main
 from recbole_unlearn.utils.errors import UnlearnError
-from conftest import tiny_dict
+from conftest import TEST_GPU, tiny_dict
 
 
 def _tiny_grid(tmp_path, methods, models=("GRU4Rec",), **config) -> str:
@@ -270,7 +270,7 @@ def test_a_resumed_grid_reads_an_earlier_rows_shard_fit_back_from_its_first_vers
 def test_one_epoch_ml100k_grid_writes_csv_markdown_and_html(tmp_path, in_tmp):
     grid = {
         "models": ["GRU4Rec"], "datasets": ["ml-100k"], "output_dir": str(tmp_path / "board"),
-        "config": {"epochs": 1, "n_shards": 2, "use_gpu": False, "hidden_size": 16, "embedding_size": 16,
+        "config": {"epochs": 1, "n_shards": 2, "use_gpu": TEST_GPU, "hidden_size": 16, "embedding_size": 16,
                    "train_batch_size": 2048, "MAX_ITEM_LIST_LENGTH": 5, "sruga_epochs": 1,
                    "sru_inference_neg_num": 100, "state": "WARNING"},
         "methods": ["sisa", "sruga"],

@@ -17,7 +17,7 @@ from recbole_unlearn.trainer.sruga_trainer import (kl_loss, loss_is_full_ranking
 from recbole_unlearn.trainer.trainer import training_loss
 from recbole_unlearn.utils.errors import UnlearnError
 
-from conftest import tiny_dict
+from conftest import TEST_GPU, tiny_dict
 
 
 @pytest.fixture(scope="module")
@@ -297,7 +297,7 @@ def test_default_sruga_forgets_where_the_thesis_profile_does_not():
     left forget Hit@10 where the original had it with the thesis's settings (positive-only BCE
     ascent at 1e-4). The shipped defaults forget it and keep NDCG@10 above the floor; the thesis
     stays available as ``sruga_profile: thesis`` and still barely moves."""
-    base = {"epochs": 3, "unlearn_method": "sruga", "state": "ERROR", "use_gpu": False}
+    base = {"epochs": 3, "unlearn_method": "sruga", "state": "ERROR", "use_gpu": TEST_GPU}
     config = UnlearnConfig("SASRec", "ml-100k", config_dict=base).for_method("sruga")
     thesis = UnlearnConfig("SASRec", "ml-100k", config_dict=dict(base, sruga_profile="thesis")).for_method("sruga")
     assert (thesis["sruga_ga_loss"], thesis["sruga_learning_rate"], thesis["utility_floor"]) == ("bce", 1e-4, 0.9)
