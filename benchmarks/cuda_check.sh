@@ -6,7 +6,8 @@
 #      use_gpu=True), in parallel workers, Ray's tests left out (Ray 2.6.3 has no wheel for the
 #      image's Python);
 #   2. the README's default job on the GPU, a SISA model saved there, and that folder answering a
-#      request file in a process that sees no GPU (a model moved between machines);
+#      request file in a process that sees no GPU (a model moved between machines); SRUGA on
+#      GRU4Rec (gradients through an eval-mode GRU) saved and answering a request on the GPU;
 #   3. the converged grid's BERT4Rec Beauty settings (benchmarks/grids/converged-gru4rec-bert4rec.yaml)
 #      on the GPU, original and Retrain only, audit off, to time an epoch against the CPU's.
 # Each part has its own time limit (seconds, below) so that one slow part cannot eat the others'.
@@ -20,7 +21,7 @@ CLI_S=${CLI_S:-60}
 BERT_S=${BERT_S:-100}
 WORKERS=${WORKERS:-14}
 mkdir -p "$OUT"
-export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 WORK=$(mktemp -d)
 
 echo "== environment" | tee "$OUT/summary.txt"
@@ -56,10 +57,16 @@ run() {  # run a command inside $WORK with the time limit; print rc, seconds and
       --model_dir="$WORK/sisa_model" --results_dir="$WORK/r-sisa"
   run env CUDA_VISIBLE_DEVICES= python3 "$R" --model_dir="$WORK/sisa_model" --forget="$WORK/requests.csv"
   run env CUDA_VISIBLE_DEVICES= python3 "$R" --model_dir="$WORK/sisa_model" --verify=True --use_gpu=False
+  # an approximate step differentiates an eval-mode GRU (cuDNN's RNN backward refuses that)
+  run python3 "$R" --model=GRU4Rec --unlearn_method=sruga --use_gpu=True \
+      --model_dir="$WORK/sruga_model" --results_dir="$WORK/r-sruga"
+  run python3 "$R" --model_dir="$WORK/sruga_model" --forget="$WORK/requests.csv"
 } 2>&1 | tee -a "$OUT/summary.txt"
 
 echo "== 3. BERT4Rec Beauty, converged settings, on the GPU (limit ${BERT_S}s)" | tee -a "$OUT/summary.txt"
-if [ -f "$DATA/beauty/beauty.inter" ]; then
+if [ "$BERT_S" = 0 ]; then
+  echo "skipped (BERT_S=0)" | tee -a "$OUT/summary.txt"
+elif [ -f "$DATA/beauty/beauty.inter" ]; then
   timeout "$BERT_S" python3 run_recbole_unlearn.py --model=BERT4Rec --dataset=beauty --data_path="$DATA" \
       --epochs=200 --stopping_step=5 --forget_protocol=thesis --forget_user_ratio=0.1 --audit=False \
       --unlearn_method=retrain --use_gpu=True --results_dir="$WORK/r-bert" > "$OUT/bert4rec-beauty.log" 2>&1

@@ -18,6 +18,8 @@ machine a SASRec or BERT4Rec training step takes 1.9 x, a GRU4Rec step 3.1 x as 
 (its side effect happens once) and switch detection off; ``UnlearnConfig`` then applies the
 ``detect_anomaly`` config key (default ``False``; ``True`` to debug NaN gradients).
 """
+import warnings
+
 import numpy as np
 import torch
 
@@ -46,10 +48,22 @@ def restore_numpy_aliases() -> None:
 restore_numpy_aliases()
 
 
+def import_recbole_models() -> None:
+    """Import RecBole's sequential models without the compiler's warnings about their source.
+    RecBole 1.2.1's ``dien.py`` has docstrings with invalid escapes (``'\\p'``); where its bytecode
+    is not cached (an install without compiled files, ``PYTHONDONTWRITEBYTECODE``), Python 3.12
+    prints a ``SyntaxWarning`` (3.11: a ``DeprecationWarning``) with source lines on stderr at
+    import, which turned our one-line ``error:`` into five lines on a CUDA image."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import recbole.model.sequential_recommender  # noqa: F401
+
+
 def set_anomaly_detection(enabled: bool) -> None:
     """Set torch's global autograd anomaly detection after RecBole's sequential models (and the
     ``set_detect_anomaly(True)`` in their ``sine.py``) have been imported."""
-    import recbole.model.sequential_recommender  # noqa: F401  (runs sine.py's module-level call now)
+    import_recbole_models()  # runs sine.py's module-level call now
 
     torch.autograd.set_detect_anomaly(bool(enabled))
 

@@ -41,6 +41,27 @@ def test_a_registered_step_is_an_unlearning_method():
     assert TOY in METHODS and "sruga" in METHODS
 
 
+def test_every_step_runs_with_cudnn_off_so_an_eval_mode_rnn_can_be_differentiated():
+    """On CUDA every approximate step failed on GRU4Rec with ``cudnn RNN backward can only be
+    called in training mode`` (the suite on an H200, benchmarks/cuda_check.sh): the steps
+    differentiate eval-mode models. Every step's ``run`` (a new one's too, with nothing to add)
+    and ``sruga_unlearn`` now run with cuDNN off, and cuDNN is on again afterwards."""
+    from recbole_unlearn.trainer.sruga_trainer import sruga_unlearn
+
+    seen = []
+
+    class Probe(ApproximateStep):
+        def run(self, *args, **kwargs):
+            seen.append(torch.backends.cudnn.enabled)
+
+    assert torch.backends.cudnn.enabled
+    Probe().run()
+    assert seen == [False] and torch.backends.cudnn.enabled
+    for name in APPROXIMATE.names():
+        assert hasattr(APPROXIMATE.get(name).run, "__wrapped__"), name
+    assert hasattr(sruga_unlearn, "__wrapped__")
+
+
 def test_it_runs_from_the_command_line(in_tmp):
     code = main(["--model=GRU4Rec", f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--epochs=1", "--state=ERROR",
                  f"--unlearn_method={TOY}", "--include_retrain=False", "--forget_user_ratio=0.2",

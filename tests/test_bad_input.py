@@ -152,6 +152,27 @@ def test_cli_exit_code_and_single_line(tmp_path):
     assert not os.path.exists(tmp_path / "r")
 
 
+def test_one_error_line_where_recbole_has_no_compiled_bytecode(tmp_path):
+    """On a CUDA image (Python 3.12, RecBole installed without compiled files) the one-line error
+    came with four more: the compiler's SyntaxWarning about invalid escapes in RecBole's
+    ``dien.py``, printed when it is imported. Forced here: RecBole is compiled afresh (a new
+    bytecode cache for everything imported after torch, NumPy, pandas and SciPy) with every
+    warning shown (Python 3.11 warns with DeprecationWarning)."""
+    code = ("import sys, torch, numpy, pandas, scipy\n"
+            f"sys.pycache_prefix = {str(tmp_path / 'pyc')!r}\n"
+            f"sys.path.insert(0, {ROOT!r})\n"
+            "from recbole_unlearn.cli import main\n"
+            "sys.exit(main(['--unlearn_method=nope']))\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # to see the new cache
+    proc = subprocess.run([sys.executable, "-W", "always::DeprecationWarning", "-W", "always::SyntaxWarning",
+                           "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert list((tmp_path / "pyc").rglob("dien.*.pyc"))  # RecBole really was compiled again
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: unknown unlearning method 'nope' (unlearn_method); choose one of: fanchuan, kookmin, "
+        "receraser, retrain, scif, sisa, sru, sruga"]
+
+
 # --- tampered or truncated files -------------------------------------------------------------
 def _truncate(path):
     data = open(path, "rb").read()

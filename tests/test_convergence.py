@@ -32,7 +32,7 @@ def test_a_shard_stops_when_its_validation_stalls_and_keeps_its_best_state():
     result = train_shard(config, dataset, shard_map, keep, ShardJob(0), 1)
     stage = result.stages[0]
     assert 1 <= stage.epochs < stage.cap == 40 and not stage.hit_cap  # validation ended it
-    model = config.model_class(config, dataset)
+    model = config.model_class(config, dataset).to(config["device"])
     model.load_state_dict(result.stage_states[0])
     valid = eval_loader(config, dataset, dataset.samples(shard_map.stage_valid_targets(dataset, 0, 0, keep), keep))
     assert _valid_ndcg(config, model, valid) == pytest.approx(stage.best_valid, abs=1e-4)

@@ -152,7 +152,7 @@ def test_static_aggregator_learns_weights(setup):
     config = sisa_config(aggregator="static", agg_epochs=1, n_slices=1)
     dataset = setup[1]
     model = ShardedUnlearnableModel.train(config, dataset)
-    weights = model.ensemble.aggregator.weights()
+    weights = model.ensemble.aggregator.weights().cpu()
     assert weights.shape == (3,) and torch.isclose(weights.sum(), torch.tensor(1.0))
     assert not torch.allclose(weights, torch.full((3,), 1 / 3))
 
@@ -166,6 +166,7 @@ def test_ensemble_evaluates_with_each_model(model_name, setup):
     loaders = split_loaders(config, dataset)
     result = full_ranking_metrics(model.ensemble, loaders.test, config, ["NDCG"], [10])
     assert 0.0 <= result["ndcg@10"] <= 1.0
-    scores = model.ensemble.full_sort_predict(next(iter(loaders.test))[0])
-    subs = torch.stack([s.full_sort_predict(next(iter(loaders.test))[0]) for s in model.ensemble.sub_models])
+    batch = next(iter(loaders.test))[0].to(config["device"])
+    scores = model.ensemble.full_sort_predict(batch)
+    subs = torch.stack([s.full_sort_predict(batch) for s in model.ensemble.sub_models])
     assert torch.allclose(scores, subs.mean(0))

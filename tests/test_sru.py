@@ -139,7 +139,7 @@ def test_learned_aggregators_have_gradients_only_in_themselves(aggregator):
     dataset = create_unlearn_dataset(config)
     model = ShardedUnlearnableModel.train(config, dataset)
     ensemble = model.ensemble
-    batch = next(iter(split_loaders(config, dataset).train))
+    batch = next(iter(split_loaders(config, dataset).train)).to(config["device"])
     ensemble.train()
     loss = ensemble.calculate_loss(batch)
     loss.backward()
@@ -224,7 +224,7 @@ def test_cached_aggregator_training_equals_the_uncached_path(aggregator, model_n
     dataset = create_unlearn_dataset(config)
     model = ShardedUnlearnableModel.train(config, dataset)
     keep = model.keep_mask()
-    batch = next(iter(split_loaders(config, dataset).valid))[0]
+    batch = next(iter(split_loaders(config, dataset).valid))[0].to(config["device"])
     uncached = {k: v.clone() for k, v in model.ensemble.aggregator.state_dict().items()}
     uncached_scores = model.ensemble.full_sort_predict(batch)
     cached_config = config.override({"agg_cache": True})

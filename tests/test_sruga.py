@@ -34,7 +34,7 @@ def trained():
 def test_one_ga_step_raises_the_loss_on_the_forget_batch(trained):
     config, dataset, forget_set, model = trained
     model = copy.deepcopy(model)
-    batch = forget_set.forget_samples(dataset)
+    batch = forget_set.forget_samples(dataset).to(config["device"])
     model.eval()  # no dropout: the loss difference is the step's alone
     before = positive_bce(model, batch).item()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -47,7 +47,7 @@ def test_one_ga_step_raises_the_loss_on_the_forget_batch(trained):
 def test_one_ce_ascent_step_raises_the_targets_cross_entropy(trained):
     config, dataset, forget_set, model = trained
     model = copy.deepcopy(model).eval()
-    batch = forget_set.forget_samples(dataset)
+    batch = forget_set.forget_samples(dataset).to(config["device"])
     before = target_cross_entropy(model, batch).item()
     expected = torch.nn.functional.cross_entropy(model.full_sort_predict(batch), batch["item_id"]).item()
     assert before == pytest.approx(expected)
@@ -106,7 +106,7 @@ def test_unseen_stop(trained):
 def test_kl_is_zero_for_identical_models(trained):
     config, dataset, _, model = trained
     model.eval()
-    batch = next(iter(split_loaders(config, dataset).train))
+    batch = next(iter(split_loaders(config, dataset).train)).to(config["device"])
     assert abs(kl_loss(model, copy.deepcopy(model), batch).item()) < 1e-6
     other = copy.deepcopy(model)
     with torch.no_grad():
@@ -117,7 +117,7 @@ def test_kl_is_zero_for_identical_models(trained):
 
 def test_kl_and_ft_share_one_forward_only_where_the_loss_is_full_ranking_ce(trained):
     config, dataset, _, model = trained
-    batch = next(iter(split_loaders(config, dataset).train))
+    batch = next(iter(split_loaders(config, dataset).train)).to(config["device"])
     agent = copy.deepcopy(model).eval()
     other = copy.deepcopy(model).eval()
     with torch.no_grad():

@@ -25,6 +25,7 @@ from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.data.utils import eval_loader, train_loader
 from recbole_unlearn.evaluator.metrics import full_ranking_metrics
 from recbole_unlearn.trainer.trainer import training_loss
+from recbole_unlearn.utils.eval_mode_gradients import eval_mode_gradients
 from recbole_unlearn.utils.registry import Registry
 
 
@@ -69,7 +70,16 @@ class ApproximateReport:
 
 
 class ApproximateStep(ABC):
-    """One approximate unlearning method (stateless; its settings come from the config)."""
+    """One approximate unlearning method (stateless; its settings come from the config).
+
+    Every subclass's :meth:`run` runs under :func:`eval_mode_gradients` (steps differentiate
+    eval-mode models; cuDNN's RNN kernels refuse that on CUDA), without the subclass doing
+    anything."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "run" in cls.__dict__:
+            cls.run = eval_mode_gradients()(cls.run)
 
     @classmethod
     def check(cls, config) -> None:

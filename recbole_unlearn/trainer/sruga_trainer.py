@@ -55,6 +55,7 @@ from recbole_unlearn.evaluator.metrics import full_ranking_metrics
 from recbole_unlearn.trainer.approximate import APPROXIMATE, ApproximateReport, ApproximateStep
 from recbole_unlearn.config.keys import Key, choice_key, declare, flag_key, int_key, name_key, number_key, parse_metric
 from recbole_unlearn.trainer.trainer import UnlearnTrainer, cpu_state_dict, training_loss
+from recbole_unlearn.utils.eval_mode_gradients import eval_mode_gradients
 
 
 #: SRUGA's report is the approximate-step report (``stopped_by``: ``patience``,
@@ -368,6 +369,7 @@ class SRUGATrainer(UnlearnTrainer):
         self.model.eval()
 
 
+@eval_mode_gradients()
 def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
                   keep: np.ndarray, history_keep: Optional[np.ndarray] = None) -> SRUGAReport:
     """Run SRUGA in place on ``model`` (:class:`SRUGATrainer`): forget ``forget_set``'s
