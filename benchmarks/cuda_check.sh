@@ -3,8 +3,8 @@
 # root on a machine with one NVIDIA GPU, recbole_unlearn importable (PYTHONPATH=.) and RecBole
 # 1.2.1 installed; writes everything it finds under $OUT (default bench-work/cuda-check).
 #   1. the test suite on the GPU (RECBOLE_UNLEARN_TEST_GPU=1: every test's config has
-#      use_gpu=True), in parallel workers, Ray's tests left out (Ray 2.6.3 has no wheel for the
-#      image's Python);
+#      use_gpu=True), in parallel workers (tests/test_ray_cluster.py skips itself where Ray is
+#      missing: Ray 2.6.3 has no wheel for Python 3.12; -k "not ray" deselected nothing else);
 #   2. the README's default job on the GPU, a SISA model saved there, and that folder answering a
 #      request file in a process that sees no GPU (a model moved between machines); SRUGA on
 #      GRU4Rec (gradients through an eval-mode GRU) saved and answering a request on the GPU;
