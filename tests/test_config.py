@@ -96,7 +96,8 @@ def test_importing_the_package_leaves_anomaly_detection_off():
 def test_config_builds_under_numpy_2_which_removed_the_aliases_recbole_reads(monkeypatch):
     """NumPy 2 removed ``np.float_``, ``np.complex_`` and ``np.unicode_``; RecBole 1.2.1's
     ``Config.compatibility_settings`` reads them, so without our aliases every config fails
-    (seen on a CUDA image with NumPy 2.5: ``AttributeError: `np.float_` was removed``).
+    (seen with NumPy 2.4 on the CPU, ``AttributeError: `np.float_` was removed``; the H200's
+    CUDA image ships NumPy 2.5).
     Simulated here on NumPy 1.x by removing the names the way NumPy 2 lacks them."""
     import numpy as np
 
