@@ -72,3 +72,18 @@ def test_a_forget_reports_how_its_retrained_shards_and_aggregator_trained():
     assert list(training["shards"]) == ["1"]
     assert training["shards"]["1"]["0"]["epochs"] <= 2
     assert training["aggregator"]["cap"] == 3 and training["aggregator"]["cache_mb"] > 0
+
+
+def test_a_shards_thread_count_does_not_outlive_the_shard():
+    """``shard_num_threads`` in-process used to stay set after the shard: every later model in the
+    process (Retrain, evaluation, the next grid row, the next test) ran on that many threads. Seen
+    as a test that passed alone and failed after a sharded test on a 2-core machine."""
+    import torch
+
+    config = _config(partitioner="random", epochs=1)
+    dataset = create_unlearn_dataset(config)
+    shard_map = build_shard_map(config, dataset)
+    before = torch.get_num_threads()
+    fewer = max(1, before - 1) if before > 1 else 2
+    train_shard(config, dataset, shard_map, dataset.full_keep(), ShardJob(0), fewer)
+    assert torch.get_num_threads() == before

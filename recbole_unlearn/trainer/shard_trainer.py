@@ -85,9 +85,21 @@ def slice_epochs(config) -> int:
 
 def train_shard(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap, keep: np.ndarray,
                 job: ShardJob, num_threads: Optional[int] = None) -> ShardResult:
-    """Run the slice stages ``job.start_stage .. n_slices-1`` of one shard (see module doc)."""
+    """Run the slice stages ``job.start_stage .. n_slices-1`` of one shard (see module doc) with
+    ``num_threads`` torch threads if given. The caller's thread count is restored afterwards.
+    In-process, a set ``shard_num_threads`` used to stay in force for the rest of the process:
+    Retrain, evaluation and every later row ran on that many threads."""
+    previous = torch.get_num_threads()
     if num_threads:
         torch.set_num_threads(num_threads)
+    try:
+        return _train_stages(config, dataset, shard_map, keep, job)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train_stages(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap, keep: np.ndarray,
+                  job: ShardJob) -> ShardResult:
     start = time.perf_counter()
     result = ShardResult(job.shard)
     state = job.init_state
