@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The product on a CUDA machine: CI and every benchmark so far ran on CPU. Run from the repository
-# root on a machine with one NVIDIA GPU, recbole_unlearn importable (PYTHONPATH=.) and RecBole
-# 1.2.1 installed; writes everything it finds under $OUT (default bench-work/cuda-check).
+# root on a machine with one NVIDIA GPU, a CUDA torch, RecBole 1.2.1, pytest and pytest-xdist
+# installed (the script puts the repository itself on PYTHONPATH); writes everything it finds
+# under $OUT (default bench-work/cuda-check). How it ran on an H200: docs/benchmarks.md.
 #   1. the test suite on the GPU (RECBOLE_UNLEARN_TEST_GPU=1: every test's config has
 #      use_gpu=True), in parallel workers (tests/test_ray_cluster.py skips itself where Ray is
 #      missing: Ray 2.6.3 has no wheel for Python 3.12; -k "not ray" deselected nothing else);
