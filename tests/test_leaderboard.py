@@ -205,6 +205,16 @@ def test_sharded_rows_that_differ_only_in_forgetting_or_aggregating_share_one_sh
         assert read_manifest(model_dir)[1]["config"][key] == value
 
 
+def _assert_same_fitted_shards(models, donor: str, adopter: str, n_shards: int = 2):
+    """The two rows' fitted versions (``v000001`` under ``models``) hold identical shard weights."""
+    import torch
+
+    for shard in range(n_shards):
+        name = f"shard_{shard:02d}_stage_00.pth"
+        given, taken = (torch.load(models / label / "v000001" / name) for label in (donor, adopter))
+        assert given.keys() == taken.keys() and all(torch.equal(given[k], taken[k]) for k in given)
+
+
 def test_receraser_ubp_shares_srus_kmeans_shard_fit_since_on_sequences_they_are_one_partition(tmp_path, in_tmp):
     """UBP on sequences is SRU's kmeans rule on the same vectors (SPEC section 4): a RecEraser
     UBP row shares an SRU row's shard fit and trains only its own aggregator on it; InBP does
@@ -231,10 +241,7 @@ def test_receraser_ubp_shares_srus_kmeans_shard_fit_since_on_sequences_they_are_
     assert ubp["fit_training"]["aggregator"]["epochs"] >= 1 and ced["fit_training"]["aggregator"]["epochs"] >= 1
     ubp_agg, ced_agg = (torch.load(models / label / "v000001" / "aggregator.pth") for label in ("receraser-ubp", "sru-ced"))
     assert ubp_agg.keys() != ced_agg.keys()
-    for shard in range(2):
-        name = f"shard_{shard:02d}_stage_00.pth"
-        donor, adopter = (torch.load(models / label / "v000001" / name) for label in ("sru-ced", "receraser-ubp"))
-        assert donor.keys() == adopter.keys() and all(torch.equal(donor[k], adopter[k]) for k in donor)
+    _assert_same_fitted_shards(models, "sru-ced", "receraser-ubp")
     from conftest import read_manifest, verify_model
 
     model_dir = str(models / "receraser-ubp")
@@ -245,8 +252,6 @@ def test_receraser_ubp_shares_srus_kmeans_shard_fit_since_on_sequences_they_are_
 def test_a_resumed_grid_reads_an_earlier_rows_shard_fit_back_from_its_first_version(tmp_path, in_tmp):
     """A row added to a grid after its donor finished (in an earlier run) shares the donor's
     shard fit: the donor's model folder keeps its fitted state as version 1."""
-    import torch
-
     ced_rule = {"unlearn_method": "sru", "extra_deletion": "ced", "del_num": 1}
     run_grid(_tiny_grid(tmp_path, {"sru-ced": ced_rule}))
     path = _tiny_grid(tmp_path, {"sru-ced": ced_rule, "sru-mean": dict(ced_rule, aggregator="mean")})
@@ -259,10 +264,7 @@ def test_a_resumed_grid_reads_an_earlier_rows_shard_fit_back_from_its_first_vers
     assert mean["initial_train_seconds"] == pytest.approx(
         ced["initial_train_seconds"] - ced["fit_training"]["aggregator"]["seconds"], abs=2e-3)
     assert mean["extra_deleted"] == ced["extra_deleted"]  # CED judged by the same shards
-    for shard in range(2):  # the same shard weights, as fitted
-        name = f"shard_{shard:02d}_stage_00.pth"
-        donor, adopter = (torch.load(cell / "models" / label / "v000001" / name) for label in ("sru-ced", "sru-mean"))
-        assert donor.keys() == adopter.keys() and all(torch.equal(donor[k], adopter[k]) for k in donor)
+    _assert_same_fitted_shards(cell / "models", "sru-ced", "sru-mean")
     from conftest import verify_model
 
     verify_model(str(cell / "models" / "sru-mean"))
