@@ -135,10 +135,18 @@ def memorising():
     return settings, dataset, forget_set, trained
 
 
+#: Fanchuan's default batch (256) makes a round over this fixture's 157 forget samples a single
+#: contrastive step, which moved forget Hit@10 by one hit on CPU and by none on CUDA; at batch 16 (10
+#: steps a round, as a round over a leaderboard forget set of 7,070 takes 28 at the default batch)
+#: it falls from 0.0955 to 0.051 (measured on CPU; Retrain 0.038).
+FIXTURE_OVERRIDES = {"fanchuan": {"fanchuan_batch_size": 16}}
+
+
 @pytest.mark.parametrize("method", NEW_METHODS)
 def test_each_new_method_lowers_forget_hit_on_a_memorising_model(memorising, method):
     settings, dataset, forget_set, trained = memorising
-    config = UnlearnConfig("GRU4Rec", config_dict=tiny_dict(unlearn_method=method, **settings)).for_method(method)
+    config = UnlearnConfig("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method=method, **settings, **FIXTURE_OVERRIDES.get(method, {}))).for_method(method)
     model = copy.deepcopy(trained)
     keep = forget_set.keep_mask(dataset)
     report = APPROXIMATE.get(method)().run(config, model, dataset, forget_set, keep, keep)
