@@ -32,12 +32,9 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 import torch  # noqa: E402
 
-from conftest import tiny_dict  # noqa: E402
-from recbole_unlearn.config import UnlearnConfig  # noqa: E402
-from recbole_unlearn.data import create_unlearn_dataset, split_loaders  # noqa: E402
+from conftest import uncached_aggregator_run  # noqa: E402
 from recbole_unlearn.model import ensemble as ensemble_module  # noqa: E402
 from recbole_unlearn.trainer.aggregator_trainer import train_aggregator  # noqa: E402
-from recbole_unlearn.unlearnable import ShardedUnlearnableModel  # noqa: E402
 
 BUILD = ensemble_module.EnsembleSequentialRecommender.build_cache
 
@@ -63,16 +60,7 @@ CHANGES = {"exact": lambda s: s, "noise 1e-07": noise(1e-7), "noise 1e-06": nois
 
 
 def measure(model_name: str, aggregator: str) -> list:
-    config = UnlearnConfig(model_name, config_dict=tiny_dict(
-        unlearn_method="sisa", n_shards=2, epochs=1, agg_epochs=2, aggregator=aggregator, agg_cache=False,
-        shard_num_threads=1)).for_method("sisa")
-    dataset = create_unlearn_dataset(config)
-    model = ShardedUnlearnableModel.train(config, dataset)
-    keep = model.keep_mask()
-    batch = next(iter(split_loaders(config, dataset).valid))[0].to(config["device"])
-    uncached = {k: v.clone() for k, v in model.ensemble.aggregator.state_dict().items()}
-    model.ensemble.eval()
-    scores = model.ensemble.full_sort_predict(batch)
+    config, dataset, model, keep, batch, uncached, scores = uncached_aggregator_run(model_name, aggregator)
     rows = []
     for name, change in CHANGES.items():
         ensemble_module.EnsembleSequentialRecommender.build_cache = changed_cache(change)

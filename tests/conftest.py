@@ -110,3 +110,23 @@ def ledger_events(model_dir):
     from recbole_unlearn.serving.ledger import RequestLedger
 
     return RequestLedger(str(model_dir)).events()
+
+
+def uncached_aggregator_run(model_name: str, aggregator: str):
+    """ml-tiny, K=2 SISA shards (1 epoch) with a learned ``aggregator`` trained 2 epochs without the
+    representation cache: the setup that compares the cached path against it. Returns the config,
+    dataset, fitted model, its keep mask, one validation batch, the aggregator's state and the
+    ensemble's ``[B, n_items]`` full-sort scores on that batch."""
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.data import create_unlearn_dataset, split_loaders
+    from recbole_unlearn.unlearnable import ShardedUnlearnableModel
+
+    config = UnlearnConfig(model_name, config_dict=tiny_dict(
+        unlearn_method="sisa", n_shards=2, epochs=1, agg_epochs=2, aggregator=aggregator, agg_cache=False,
+        shard_num_threads=1)).for_method("sisa")
+    dataset = create_unlearn_dataset(config)
+    model = ShardedUnlearnableModel.train(config, dataset)
+    batch = next(iter(split_loaders(config, dataset).valid))[0].to(config["device"])
+    state = {k: v.clone() for k, v in model.ensemble.aggregator.state_dict().items()}
+    model.ensemble.eval()
+    return config, dataset, model, model.keep_mask(), batch, state, model.ensemble.full_sort_predict(batch)

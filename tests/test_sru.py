@@ -12,7 +12,7 @@ from recbole_unlearn.data.similarity import balanced_kmeans
 from recbole_unlearn.evaluator import full_ranking_metrics
 from recbole_unlearn.unlearnable import ShardedUnlearnableModel
 
-from conftest import tiny_dict
+from conftest import tiny_dict, uncached_aggregator_run
 
 
 # --- balanced k-means ----------------------------------------------------------------------
@@ -218,15 +218,7 @@ def test_cached_aggregator_training_equals_the_uncached_path(aggregator, model_n
     from recbole_unlearn.model import ensemble as ensemble_module
     from recbole_unlearn.trainer.aggregator_trainer import train_aggregator
 
-    config = UnlearnConfig(model_name, config_dict=tiny_dict(
-        unlearn_method="sisa", n_shards=2, epochs=1, agg_epochs=2, aggregator=aggregator, agg_cache=False,
-        shard_num_threads=1)).for_method("sisa")
-    dataset = create_unlearn_dataset(config)
-    model = ShardedUnlearnableModel.train(config, dataset)
-    keep = model.keep_mask()
-    batch = next(iter(split_loaders(config, dataset).valid))[0].to(config["device"])
-    uncached = {k: v.clone() for k, v in model.ensemble.aggregator.state_dict().items()}
-    uncached_scores = model.ensemble.full_sort_predict(batch)
+    config, dataset, model, keep, batch, uncached, uncached_scores = uncached_aggregator_run(model_name, aggregator)
     cached_config = config.override({"agg_cache": True})
     calls = []
     forward = ensemble_module.sequence_representation
