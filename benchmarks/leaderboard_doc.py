@@ -28,6 +28,7 @@ from recbole_unlearn.benchmark.report import (  # noqa: E402
     leaderboard_csv,
     leaderboard_html,
     leaderboard_markdown,
+    targets_overview_markdown,
 )
 from recbole_unlearn.benchmark.runner import finished_cells  # noqa: E402
 
@@ -57,7 +58,8 @@ def collect_cells(grids: List[str], reuse: Optional[str] = None) -> List[dict]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", required=True, action="append", help="a grid YAML; repeat for several")
-    parser.add_argument("--intro", required=True, help="Markdown placed above the tables ({tables} marks where)")
+    parser.add_argument("--intro", required=True, help="Markdown placed above the tables ({tables} marks where; "
+                        "{targets_overview}, if present, is replaced by every cell's rows as fractions of its Retrain)")
     parser.add_argument("--out", required=True, help="path without extension: writes .md, .html and .csv")
     parser.add_argument("--reuse", help="an earlier output .md: its tables stand in for cells with no rows here")
     parser.add_argument("--no-html", action="store_true",
@@ -68,7 +70,8 @@ def main() -> int:
     with open(args.intro, encoding="utf-8") as f:
         intro = f.read()
     with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write(intro.replace("{tables}", tables.strip() + "\n"))
+        overview = "\n".join(targets_overview_markdown(cells))
+        f.write(intro.replace("{targets_overview}", overview.strip()).replace("{tables}", tables.strip() + "\n"))
     if not args.no_html:
         with open(args.out + ".html", "w", encoding="utf-8") as f:
             f.write(leaderboard_html(cells, title="recbole_unlearn leaderboard", plotlyjs=True))

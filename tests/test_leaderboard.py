@@ -409,6 +409,41 @@ def test_the_report_states_each_row_against_the_grids_targets():
     assert "1/50.9; <= 1/52.6: missed" in leaderboard_markdown([cell])
 
 
+def test_the_overview_puts_every_cell_side_by_side_as_fractions_of_its_own_retrain():
+    from recbole_unlearn.benchmark.report import targets_overview_markdown
+
+    def row(method, ndcg, hit, seconds, unlearn_method=None, verdict=None, auc=None):
+        out = {"method": method, "utility_rem": {"ndcg@10": ndcg}, "forget": {"hit@10": hit}, "seconds": seconds}
+        if unlearn_method:
+            out["unlearn_method"] = unlearn_method
+        if verdict:
+            out["audit"] = {"auc": auc, "auc_interval": [auc - 0.01, auc + 0.01], "verdict": verdict}
+        return out
+
+    targets = expand_grid({"models": ["SASRec"], "datasets": ["d"], "methods": ["sru", "sruga"], "targets": {
+        "sru": {"ndcg_at_least": 0.9, "forget_at_most": 1.0},
+        "sruga": {"ndcg_at_least": 0.85, "forget_at_most": 1, "seconds_at_most": 0.02}}}).targets
+    beauty = {"model": "SASRec", "dataset": "beauty", "targets": targets, "rows": [
+        row("retrain", 0.04, 0.1, 1000.0, verdict="indistinguishable", auc=0.502),
+        row("sruga", 0.036, 0.09, 10.0, verdict="member signal", auc=0.555),
+        row("sru-ced", 0.02, 0.05, 500.0, unlearn_method="sru", verdict="indistinguishable", auc=0.494),
+        row("sisa", 0.02, 0.12, 2000.0)]}
+    video = {"model": "SASRec", "dataset": "video", "targets": targets, "rows": [
+        row("retrain", 0.05, 0.2, 100.0), row("sisa", 0.04, 0.1, 50.0),
+        row("sru-ced", 0.046, 0.1, 200.0, unlearn_method="sru")]}
+    unfinished = {"model": "GRU4Rec", "dataset": "beauty", "targets": targets, "rows": [row("sisa", 0.1, 0.1, 1.0)]}
+    lines = targets_overview_markdown([beauty, unfinished, video])
+    assert lines[0] == "| method | SASRec beauty | SASRec video |"  # no Retrain, no column
+    by_method = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in lines[2:] if line}
+    assert list(by_method) == ["retrain (the reference)", "sruga", "sru-ced", "sisa"]
+    assert by_method["retrain (the reference)"] == ["0.0400, 0.1000, 1000.0 s", "0.0500, 0.2000, 100.0 s |"]
+    # each cell against its own Retrain; a method with targets says which it missed
+    assert by_method["sruga"] == ["0.90, 0.90, 1/100.0; met; audit 0.555 member signal", "- |"]
+    assert by_method["sru-ced"] == ["0.50, 0.50, 1/2.0; **missed NDCG**", "0.92, 0.50, 2.00; met |"]
+    assert by_method["sisa"] == ["0.50, 1.20, 2.00", "0.80, 0.50, 1/2.0 |"]  # no targets, no verdict
+    assert targets_overview_markdown([unfinished]) == []
+
+
 def test_report_gives_every_method_its_own_style_and_renders_offline():
     from recbole_unlearn.benchmark.report import leaderboard_html, method_styles
 

@@ -229,6 +229,64 @@ def targets_markdown(cell: dict) -> List[str]:
     return lines + [""]
 
 
+#: how the overview names each target kind
+TARGET_NAMES = {"ndcg_at_least": "NDCG", "forget_at_most": "forget", "seconds_at_most": "time"}
+
+
+def _overview_entry(row: dict, retrain: dict, wanted: Optional[Dict[str, float]]) -> str:
+    """One row of one cell against that cell's Retrain: ``0.49, 0.63, 1/1.4`` (D_rem NDCG@10 and
+    forget Hit@10 as fractions of Retrain's, seconds as a fraction, ``1/n`` when faster), then the
+    targets missed (methods with targets) and the audit when it does not say indistinguishable."""
+    parts = []
+    for kind in TARGET_NAMES:
+        value, reference = _target_value(row, kind), _target_value(retrain, kind)
+        parts.append("-" if value is None or not reference else _fraction(value / reference, kind).replace(" x", ""))
+    text = ", ".join(parts)
+    if wanted:
+        results = target_results(row, retrain, wanted)
+        missed = [TARGET_NAMES[kind] for kind, (_, met) in results.items() if not met]
+        text += ("; **missed " + ", ".join(missed) + "**" if missed else
+                 ("; met" if len(results) == len(wanted) else "; not measured"))
+    audit = row.get("audit") or {}
+    if audit.get("auc") is not None and audit.get("verdict") != "indistinguishable":
+        text += f"; audit {audit['auc']:.3f} {audit.get('verdict')}"
+    return text
+
+
+def targets_overview_markdown(cells: List[dict]) -> List[str]:
+    """Every cell side by side, one line per method: its D_rem NDCG@10, forget Hit@10 and seconds
+    as fractions of its own cell's Retrain, the grid's targets it missed (methods with targets)
+    and the audit's AUC and verdict where that is not "indistinguishable"; Retrain's own values
+    (NDCG@10, Hit@10, seconds) head the table. Methods in the order they first appear; ``-``
+    where a cell has no such row; cells without a Retrain row are left out (``[]`` if none has one)."""
+    cells = [c for c in cells if any(r["method"] == "retrain" for r in c["rows"])]
+    if not cells:
+        return []
+    methods: List[str] = []
+    for cell in cells:
+        methods += [r["method"] for r in cell["rows"] if r["method"] not in methods and r["method"] != "retrain"]
+    lines = ["| method | " + " | ".join(f"{c['model']} {c['dataset']}" for c in cells) + " |",
+             "|---|" + "---|" * len(cells)]
+    entries = []
+    for cell in cells:
+        retrain = next(r for r in cell["rows"] if r["method"] == "retrain")
+        entries.append(f"{_fmt(_target_value(retrain, 'ndcg_at_least'))}, "
+                       f"{_fmt(_target_value(retrain, 'forget_at_most'))}, {_fmt(retrain.get('seconds'), 1)} s")
+    lines.append("| retrain (the reference) | " + " | ".join(entries) + " |")
+    for method in methods:
+        entries = []
+        for cell in cells:
+            row = next((r for r in cell["rows"] if r["method"] == method), None)
+            if row is None:
+                entries.append("-")
+                continue
+            retrain = next(r for r in cell["rows"] if r["method"] == "retrain")
+            wanted = (cell.get("targets") or {}).get(row.get("unlearn_method", row["method"]))
+            entries.append(_overview_entry(row, retrain, wanted))
+        lines.append(f"| {method} | " + " | ".join(entries) + " |")
+    return lines + [""]
+
+
 def repeated_requests_markdown(cell: dict) -> List[str]:
     """With ``request_steps`` > 1: one line per method and request, next to the Retrain matched
     to that point (``[]`` when no row has steps)."""
