@@ -259,30 +259,24 @@ def targets_overview_markdown(cells: List[dict]) -> List[str]:
     and the audit's AUC and verdict where that is not "indistinguishable"; Retrain's own values
     (NDCG@10, Hit@10, seconds) head the table. Methods in the order they first appear; ``-``
     where a cell has no such row; cells without a Retrain row are left out (``[]`` if none has one)."""
-    cells = [c for c in cells if any(r["method"] == "retrain" for r in c["rows"])]
+    retrains = [next((r for r in c["rows"] if r["method"] == "retrain"), None) for c in cells]
+    cells, retrains = [c for c, r in zip(cells, retrains) if r], [r for r in retrains if r]
     if not cells:
         return []
     methods: List[str] = []
     for cell in cells:
         methods += [r["method"] for r in cell["rows"] if r["method"] not in methods and r["method"] != "retrain"]
     lines = ["| method | " + " | ".join(f"{c['model']} {c['dataset']}" for c in cells) + " |",
-             "|---|" + "---|" * len(cells)]
-    entries = []
-    for cell in cells:
-        retrain = next(r for r in cell["rows"] if r["method"] == "retrain")
-        entries.append(f"{_fmt(_target_value(retrain, 'ndcg_at_least'))}, "
-                       f"{_fmt(_target_value(retrain, 'forget_at_most'))}, {_fmt(retrain.get('seconds'), 1)} s")
-    lines.append("| retrain (the reference) | " + " | ".join(entries) + " |")
+             "|---|" + "---|" * len(cells),
+             "| retrain (the reference) | " + " | ".join(
+                 f"{_fmt(_target_value(r, 'ndcg_at_least'))}, {_fmt(_target_value(r, 'forget_at_most'))}, "
+                 f"{_fmt(r.get('seconds'), 1)} s" for r in retrains) + " |"]
     for method in methods:
         entries = []
-        for cell in cells:
+        for cell, retrain in zip(cells, retrains):
             row = next((r for r in cell["rows"] if r["method"] == method), None)
-            if row is None:
-                entries.append("-")
-                continue
-            retrain = next(r for r in cell["rows"] if r["method"] == "retrain")
-            wanted = (cell.get("targets") or {}).get(row.get("unlearn_method", row["method"]))
-            entries.append(_overview_entry(row, retrain, wanted))
+            wanted = None if row is None else (cell.get("targets") or {}).get(row.get("unlearn_method", method))
+            entries.append("-" if row is None else _overview_entry(row, retrain, wanted))
         lines.append(f"| {method} | " + " | ".join(entries) + " |")
     return lines + [""]
 
