@@ -15,28 +15,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from conftest import tiny_dict  # noqa: E402
+from conftest import MEMORISING_GRU4REC, tiny_dict, trained_original  # noqa: E402
 from recbole_unlearn.config import UnlearnConfig  # noqa: E402
-from recbole_unlearn.data import create_unlearn_dataset, sample_forget_set, split_loaders  # noqa: E402
-from recbole_unlearn.trainer import train_model  # noqa: E402
 from recbole_unlearn.trainer.approximate import APPROXIMATE  # noqa: E402
 
-#: the settings of test_approximate.py's ``memorising`` fixture
-MEMORISING = dict(epochs=40, stopping_step=1000, forget_user_ratio=0.3, dropout_prob=0.0, hidden_size=128,
-                  embedding_size=128, learning_rate=0.01)
 VARIANTS = [{}, {"fanchuan_batch_size": 64}, {"fanchuan_batch_size": 32}, {"fanchuan_batch_size": 16},
             {"fanchuan_rounds": 3}]
 
 
 def main():
-    config = UnlearnConfig("GRU4Rec", config_dict=tiny_dict(unlearn_method="scif", **MEMORISING)).for_method("scif")
-    dataset = create_unlearn_dataset(config)
-    forget_set = sample_forget_set(config, dataset)
-    trained = train_model(config, split_loaders(config, dataset), tag="original").model
+    _, dataset, forget_set, trained = trained_original("GRU4Rec", "scif", **MEMORISING_GRU4REC)
     keep = forget_set.keep_mask(dataset)
     for variant in VARIANTS:
         fanchuan = UnlearnConfig("GRU4Rec", config_dict=tiny_dict(
-            unlearn_method="fanchuan", **MEMORISING, **variant)).for_method("fanchuan")
+            unlearn_method="fanchuan", **MEMORISING_GRU4REC, **variant)).for_method("fanchuan")
         report = APPROXIMATE.get("fanchuan")().run(fanchuan, copy.deepcopy(trained), dataset, forget_set, keep, keep)
         print(f"{variant or 'defaults'}: forget Hit@10 {report.forget_hit(0)} -> "
               f"{report.forget_hit(report.kept_epoch)} ({report.epochs_run} rounds)", flush=True)

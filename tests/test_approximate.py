@@ -96,29 +96,20 @@ import copy  # noqa: E402
 import pytest  # noqa: E402
 
 from recbole_unlearn.config import UnlearnConfig  # noqa: E402
-from recbole_unlearn.data import create_unlearn_dataset, sample_forget_set, split_loaders  # noqa: E402
-from recbole_unlearn.trainer import scif, train_model  # noqa: E402
+from recbole_unlearn.trainer import scif  # noqa: E402
 from recbole_unlearn.unlearnable import SingleUnlearnableModel  # noqa: E402
 from recbole_unlearn.unlearnable.base import states_equal  # noqa: E402
 from recbole_unlearn.trainer.trainer import cpu_state_dict  # noqa: E402
 
-from conftest import tiny_dict  # noqa: E402
+from conftest import MEMORISING_GRU4REC, tiny_dict, trained_original  # noqa: E402
 
 NEW_METHODS = ["scif", "kookmin", "fanchuan"]
-
-
-def _setup(model_name: str, method: str, **overrides):
-    config = UnlearnConfig(model_name, config_dict=tiny_dict(unlearn_method=method, **overrides)).for_method(method)
-    dataset = create_unlearn_dataset(config)
-    forget_set = sample_forget_set(config, dataset)
-    trained = train_model(config, split_loaders(config, dataset), tag="original").model
-    return config, dataset, forget_set, trained
 
 
 @pytest.mark.parametrize("method", NEW_METHODS)
 @pytest.mark.parametrize("model_name", ["GRU4Rec", "SASRec", "BERT4Rec"])
 def test_each_new_method_runs_on_every_model(method, model_name):
-    config, dataset, forget_set, trained = _setup(model_name, method)
+    config, dataset, forget_set, trained = trained_original(model_name, method)
     keep = forget_set.keep_mask(dataset)
     report = APPROXIMATE.get(method)().run(config, trained, dataset, forget_set, keep, keep)
     assert report.forget_hit(0) is not None and report.epochs_run >= 1, report.to_json()
@@ -129,10 +120,8 @@ def test_each_new_method_runs_on_every_model(method, model_name):
 def memorising():
     """GRU4Rec that memorises ml-tiny (as in test_audit.py), and its forget set (157 interactions of
     18 users; this original's forget Hit@10 is 0.0955, a Retrain's 0.0382)."""
-    settings = dict(epochs=40, stopping_step=1000, forget_user_ratio=0.3, dropout_prob=0.0, hidden_size=128,
-                    embedding_size=128, learning_rate=0.01)
-    config, dataset, forget_set, trained = _setup("GRU4Rec", "scif", **settings)
-    return settings, dataset, forget_set, trained
+    _, dataset, forget_set, trained = trained_original("GRU4Rec", "scif", **MEMORISING_GRU4REC)
+    return MEMORISING_GRU4REC, dataset, forget_set, trained
 
 
 #: Fanchuan's default batch (256) makes a round over this fixture's 157 forget samples a single
