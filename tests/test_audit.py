@@ -15,12 +15,12 @@ from recbole_unlearn.trainer.training import new_model
 from recbole_unlearn.unlearn.experiment import Experiment
 from recbole_unlearn.utils.errors import UnlearnError
 
-from conftest import load_model, tiny_dict
+from conftest import MEMORISING_GRU4REC, load_model, tiny_dict
 
 #: GRU4Rec on ml-tiny without dropout, 40 epochs at a high rate: it memorises its training data
 #: (measured: original AUC about 0.89, Retrain about 0.51).
-MEMORISING = dict(audit=True, epochs=40, stopping_step=1000, forget_user_ratio=0.5, dropout_prob=0.0,
-                  hidden_size=128, embedding_size=128, learning_rate=0.01)
+#: The shared memorising settings, audited, with half of the users in the forget set.
+MEMORISING = dict(MEMORISING_GRU4REC, audit=True, forget_user_ratio=0.5)
 
 
 def _contains_half(interval) -> bool:
