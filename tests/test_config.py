@@ -69,6 +69,17 @@ def test_command_line_values_are_literals_never_code(text):
         UnlearnConfig("GRU4Rec", config_dict=tiny_dict(epochs=text))
 
 
+def test_command_line_tilde_is_none_as_in_yaml():
+    """``--agg_max_samples=~`` means what ``agg_max_samples: ~`` means in a config file."""
+    from recbole_unlearn.cli import parse_args
+
+    _, _, _, config_dict = parse_args(["--agg_max_samples=~", "--slice_epochs=null", "--watch_idle_s=None",
+                                       "--forget=~"])
+    assert config_dict == {"agg_max_samples": None, "slice_epochs": None, "watch_idle_s": None, "forget": "~"}
+    assert UnlearnConfig("GRU4Rec", config_dict=tiny_dict(agg_max_samples=config_dict["agg_max_samples"]))[
+        "agg_max_samples"] is None
+
+
 def test_recbole_anomaly_detection_is_switched_off_unless_asked():
     import torch
     import recbole.model.sequential_recommender.sine  # noqa: F401  (its import enables detection)

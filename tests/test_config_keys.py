@@ -45,7 +45,7 @@ def test_the_keys_document_is_up_to_date():
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("agg_max_samples", 0, "'agg_max_samples' must be a positive integer, got 0"),  # never checked before
+    ("agg_max_samples", 0, "'agg_max_samples' must be a positive integer or ~, got 0"),  # never checked before
     ("partition_iterations", -1, "'partition_iterations' must be a positive integer"),  # never checked before
     ("agg_hidden_size", 0, "'agg_hidden_size' must be a positive integer or ~"),
     ("kookmin_reinit_ratio", 1.0, r"'kookmin_reinit_ratio' must be in \(0, 1\)"),

@@ -257,3 +257,23 @@ def test_aggregator_cache_respects_its_memory_budget(tiny):
     small = config.override({"agg_cache_max_mb": full.cache_mb / 2})
     halved = train_aggregator(small, model.ensemble, dataset, model.keep_mask(), model.shard_map)
     assert halved.cache_mb <= full.cache_mb / 2 and halved.samples < full.samples
+
+
+def test_aggregator_trains_on_all_remaining_samples_without_a_cap(tiny):
+    """``agg_max_samples: ~`` (SPEC section 5: the remaining training data) trains the aggregator
+    on every remaining training sample; a number draws that many of them."""
+    from recbole_unlearn.trainer.aggregator_trainer import train_aggregator
+
+    config = UnlearnConfig("SASRec", config_dict=tiny_dict(
+        unlearn_method="sru", n_shards=2, epochs=1, agg_epochs=1, shard_num_threads=1,
+        agg_max_samples=None)).for_method("sru")
+    dataset = create_unlearn_dataset(config)
+    model = ShardedUnlearnableModel.train(config, dataset)
+    keep = model.keep_mask()
+    targets = dataset.split_targets(keep)[0]
+    remaining = len(dataset.samples(targets, keep))  # targets with a history before them
+    everything = train_aggregator(config, model.ensemble, dataset, keep, model.shard_map)
+    capped = train_aggregator(config.override({"agg_max_samples": len(targets) // 3}), model.ensemble,
+                              dataset, keep, model.shard_map)
+    assert everything.samples == remaining
+    assert capped.samples <= len(targets) // 3 < remaining

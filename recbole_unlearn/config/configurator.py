@@ -34,7 +34,8 @@ def _read_yaml(path: str, loader) -> dict:
 
 def literal_values(config_dict: dict) -> dict:
     """Turn string values into Python values in place (``"5"`` -> 5, ``"[10, 20]"`` -> a list,
-    ``"true"`` -> True), as RecBole does for command-line and ``config_dict`` values, but with
+    ``"true"`` -> True, ``"~"`` -> None as in YAML), as RecBole does for command-line and
+    ``config_dict`` values, but with
     ``ast.literal_eval`` instead of RecBole's ``eval``: a value is only ever read as a literal,
     never run as code (``--epochs="__import__('os').system(...)"`` stays a string and is then
     rejected as a bad value). Anything that is not a literal stays a string."""
@@ -46,7 +47,7 @@ def literal_values(config_dict: dict) -> dict:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             lowered = text.lower()
-            value = True if lowered == "true" else False if lowered == "false" else param
+            value = {"true": True, "false": False, "~": None, "null": None}.get(lowered, param)
         config_dict[key] = value
     return config_dict
 

@@ -200,7 +200,7 @@ KEYS: Dict[str, Key] = {
     "aggregator": name_key("aggregate"),
     "agg_epochs": int_key("aggregate"),
     "agg_learning_rate": number_key("aggregate"),
-    "agg_max_samples": int_key("aggregate"),
+    "agg_max_samples": int_key("aggregate", optional=True),
     "validate_submodels": flag_key("fit"),
     "agg_cache": flag_key("aggregate"),
     "agg_cache_max_mb": number_key("aggregate"),

@@ -74,7 +74,8 @@ def _numbered(samples, start: int):
 def train_aggregator(config, ensemble, dataset: UnlearnSequentialDataset, keep: np.ndarray,
                      shard_map) -> AggregatorTraining:
     """(Re)train ``ensemble``'s aggregator from a fresh initialisation on the remaining training
-    data (at most ``agg_max_samples`` samples, drawn with ``seed``) for at most ``agg_epochs``
+    data (at most ``agg_max_samples`` samples, drawn once with ``seed``; ``~``: all of them, as
+    SPEC section 5 has it) for at most ``agg_epochs``
     epochs (fewer when validation stops it, see the module doc) with learning rate
     ``agg_learning_rate``. A fresh start matters: the previous aggregator
     saw the data that is being forgotten. Returns what it did (0 seconds for non-learned
@@ -84,8 +85,9 @@ def train_aggregator(config, ensemble, dataset: UnlearnSequentialDataset, keep: 
     start = time.perf_counter()
     targets = dataset.split_targets(keep)[0]
     rng = np.random.default_rng(config["seed"])
-    if len(targets) > config["agg_max_samples"]:
-        targets = np.sort(rng.choice(targets, size=config["agg_max_samples"], replace=False))
+    cap = config["agg_max_samples"]
+    if cap is not None and len(targets) > cap:
+        targets = np.sort(rng.choice(targets, size=cap, replace=False))
     init_seed(config["seed"], config["reproducibility"])
     fresh = AGGREGATORS.get(config["aggregator"])(config, ensemble.n_shards, ensemble.sub_models[0])
     fresh = fresh.to(config["device"])
