@@ -101,3 +101,37 @@ def test_sample_negatives_avoid_the_users_items():
         assert 0 not in row and len(set(row)) == 4
     again = sample_negatives(samples, user_items, n_items=10, n_neg=4, seed=0, uid_field="user_id")
     assert torch.equal(neg, again)
+
+
+@pytest.mark.parametrize("metrics", [["Hit", "NDCG", "Recall", "MRR", "Precision", "MAP"],
+                                     ["NDCG", "ItemCoverage"], ["NDCG", "GAUC"]])
+def test_topk_collector_gives_recboles_resources_and_metrics(metrics):
+    """TopkCollector must hand RecBole's Evaluator exactly what RecBole's own Collector does:
+    several positives per row, a pair given twice, rows without positives, ties in the scores."""
+    from recbole.evaluator import Collector, Evaluator
+
+    from recbole_unlearn.evaluator.collector import TopkCollector
+
+    generator = torch.Generator().manual_seed(0)
+    config = dict(CONFIG, metrics=metrics, topk=[1, 5, 10])
+    ours, recboles = TopkCollector(config), Collector(config)
+    for batch in range(4):
+        scores = torch.randint(0, 6, (32, 50), generator=generator).float()  # many ties
+        scores[:, 0] = -np.inf
+        positive_u = torch.randint(0, 30, (40,), generator=generator)  # rows 30, 31: none
+        positive_i = torch.randint(1, 50, (40,), generator=generator)
+        positive_u[-1], positive_i[-1] = positive_u[0], positive_i[0]  # a repeated pair
+        interaction = Interaction({"item_id": positive_i[:32], "label": torch.ones(32)})
+        for collector in (ours, recboles):
+            collector.eval_batch_collect(scores.clone(), interaction, positive_u, positive_i)
+    compared = [key for key in ("rec.topk", "rec.items", "rec.meanrank", "rec.score") if key in recboles.data_struct]
+    assert compared and all(key in ours.data_struct for key in compared)
+    for key in compared:
+        assert torch.equal(ours.data_struct.get(key), recboles.data_struct.get(key)), key
+        assert ours.data_struct.get(key).dtype == recboles.data_struct.get(key).dtype, key
+    if "ItemCoverage" in metrics:
+        return  # needs the training data's item counts (data_collect); the resources are what it reads
+    expected = Evaluator(config).evaluate(recboles.get_data_struct())
+    result = Evaluator(config).evaluate(ours.get_data_struct())
+    assert list(result) == list(expected)
+    np.testing.assert_array_equal(np.array(list(result.values())), np.array(list(expected.values())))

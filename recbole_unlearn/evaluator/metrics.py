@@ -1,7 +1,9 @@
 """Utility and forgetting metrics (SPEC section 7) on top of RecBole's Collector/Evaluator.
 
 * ``full_ranking_metrics``: any RecBole top-k metric (NDCG, Recall, Hit, ...) with full
-  ranking over all items, computed by RecBole's own ``Collector`` and ``Evaluator``.
+  ranking over all items, computed by RecBole's own ``Evaluator`` from a ``Collector``
+  (:class:`~recbole_unlearn.evaluator.collector.TopkCollector`, which skips RecBole's dense
+  positive-item matrix).
 * ``sampled_hit``: SRU inference Hit@k: the target's rank among ``N`` sampled items that are
   not in the user's sequence.
 """
@@ -10,7 +12,9 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 import numpy as np
 import torch
 from recbole.data.interaction import Interaction
-from recbole.evaluator import Collector, Evaluator
+from recbole.evaluator import Evaluator
+
+from recbole_unlearn.evaluator.collector import TopkCollector
 
 
 def _eval_config(config, metrics: Sequence[str], topk: Sequence[int]) -> dict:
@@ -50,7 +54,7 @@ def full_ranking_metrics(model, loader, config, metrics: Sequence[str], topk: Se
     if len(loader._dataset) == 0:
         return {}
     cfg = _eval_config(config, metrics, topk)
-    collector, evaluator = Collector(cfg), Evaluator(cfg)
+    collector, evaluator = TopkCollector(cfg), Evaluator(cfg)
     for interaction, scores, positive_u, positive_i in full_sort_scores(model, loader, config["device"]):
         collector.eval_batch_collect(scores, interaction, positive_u, positive_i)
     collector.model_collect(model)

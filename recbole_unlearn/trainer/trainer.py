@@ -17,6 +17,7 @@ import recbole.trainer.trainer as recbole_trainer_module
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
+from recbole_unlearn.evaluator.collector import TopkCollector
 from recbole_unlearn.utils.atomic import atomic_write
 from recbole_unlearn.utils.errors import UnlearnError
 
@@ -78,6 +79,7 @@ class UnlearnTrainer(Trainer):
         finally:
             recbole_trainer_module.get_tensorboard, recbole_trainer_module.ensure_dir = make_writer, make_dir
         self.best_state: Optional[dict] = None
+        self.eval_collector = TopkCollector(config)  # RecBole's, without a dense [B, n_items] matrix
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         loss_func = loss_func or self.model.calculate_loss
