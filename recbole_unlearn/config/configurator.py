@@ -35,10 +35,10 @@ def _read_yaml(path: str, loader) -> dict:
 def literal_values(config_dict: dict) -> dict:
     """Turn string values into Python values in place (``"5"`` -> 5, ``"[10, 20]"`` -> a list,
     ``"true"`` -> True, ``"~"`` -> None as in YAML), as RecBole does for command-line and
-    ``config_dict`` values, but with
-    ``ast.literal_eval`` instead of RecBole's ``eval``: a value is only ever read as a literal,
-    never run as code (``--epochs="__import__('os').system(...)"`` stays a string and is then
-    rejected as a bad value). Anything that is not a literal stays a string."""
+    ``config_dict`` values, but with ``ast.literal_eval`` instead of RecBole's ``eval``: a value
+    is only ever read as a literal, never run as code
+    (``--epochs="__import__('os').system(...)"`` stays a string and is then rejected as a bad
+    value). Anything that is not a literal stays a string."""
     for key, param in config_dict.items():
         if not isinstance(param, str):
             continue

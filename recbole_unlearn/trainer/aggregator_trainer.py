@@ -75,10 +75,9 @@ def train_aggregator(config, ensemble, dataset: UnlearnSequentialDataset, keep: 
                      shard_map) -> AggregatorTraining:
     """(Re)train ``ensemble``'s aggregator from a fresh initialisation on the remaining training
     data (at most ``agg_max_samples`` samples, drawn once with ``seed``; ``~``: all of them, as
-    SPEC section 5 has it) for at most ``agg_epochs``
-    epochs (fewer when validation stops it, see the module doc) with learning rate
-    ``agg_learning_rate``. A fresh start matters: the previous aggregator
-    saw the data that is being forgotten. Returns what it did (0 seconds for non-learned
+    SPEC section 5 has it) for at most ``agg_epochs`` epochs (fewer when validation stops it, see
+    the module doc) with learning rate ``agg_learning_rate``. A fresh start matters: the previous
+    aggregator saw the data that is being forgotten. Returns what it did (0 seconds for non-learned
     aggregators)."""
     if not ensemble.aggregator.learnable:
         return AggregatorTraining()
