@@ -7,7 +7,9 @@ the cost of an aggregator epoch does not depend on how far the shards trained), 
 rotating order, ``--repeats`` times each, trains its aggregator (cached representations,
 validation NDCG@10 after every epoch, exactly ``--agg_epochs`` epochs: ``stopping_step`` is set
 above them) and runs one full-ranking evaluation of the ensemble on the validation targets, with
-each collector. It checks that both give the same aggregator weights and the same metrics.
+each collector. It checks that both give the same aggregator weights and the same metrics. First
+it times the collection alone: ``--batches`` batches of random scores of the evaluation's shape
+(``eval_batch_size`` x the dataset's items, one positive a row), per collector, alternating.
 
     python benchmarks/eval_collector.py --dataset=beauty --out=docs/benchmarks/eval-collector-beauty.json
 
@@ -46,6 +48,29 @@ def use_collector(cls) -> None:
     metrics_module.TopkCollector = cls
 
 
+def collection_ms(config, n_rows: int, n_items: int, batches: int, repeats: int) -> dict:
+    """Median milliseconds per batch for each collector to collect ``[n_rows, n_items]`` scores."""
+    from recbole.data.interaction import Interaction
+
+    generator = torch.Generator().manual_seed(config["seed"])
+    scores = torch.randn(n_rows, n_items, generator=generator)
+    positive_u = torch.arange(n_rows)
+    positive_i = torch.randint(1, n_items, (n_rows,), generator=generator)
+    interaction = Interaction({config["ITEM_ID_FIELD"]: positive_i})
+    evaluation = {key: config[key] for key in ("metric_decimal_place", "eval_args", "device", "ITEM_ID_FIELD",
+                                              "USER_ID_FIELD", "LABEL_FIELD")}
+    evaluation.update(metrics=["NDCG", "Recall", "Hit"], topk=[10, 20])
+    timings = {name: [] for name in COLLECTORS}
+    for _ in range(repeats):
+        for name, cls in COLLECTORS.items():
+            collector = cls(evaluation)
+            start = time.perf_counter()
+            for _ in range(batches):
+                collector.eval_batch_collect(scores, interaction, positive_u, positive_i)
+            timings[name].append((time.perf_counter() - start) / batches)
+    return {name: round(statistics.median(t) * 1000, 1) for name, t in timings.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="SASRec")
@@ -55,6 +80,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--agg_epochs", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--batches", type=int, default=11, help="batches per timing of the collection alone")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
@@ -62,6 +88,7 @@ def main() -> None:
         "unlearn_method": args.method, "n_shards": args.n_shards, "epochs": args.epochs, "state": "WARNING",
     }).for_method(args.method)
     dataset = create_unlearn_dataset(config)
+    per_batch_ms = collection_ms(config, config["eval_batch_size"], int(dataset.item_num), args.batches, args.repeats)
     fitted = ShardedUnlearnableModel.train(config, dataset)
     keep = fitted.keep_mask()
     valid = eval_loader(config, dataset, dataset.samples(dataset.split_targets(keep)[1], keep))
@@ -97,6 +124,7 @@ def main() -> None:
                      "validation_samples": len(valid._dataset)},
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+        "collection_ms_per_batch_median": per_batch_ms,
         "aggregator_training_seconds": {name: [round(t, 2) for t in ts] for name, ts in training_seconds.items()},
         "aggregator_training_median": medians(training_seconds),
         "validation_evaluation_seconds": {name: [round(t, 3) for t in ts] for name, ts in evaluation_seconds.items()},
