@@ -5,8 +5,8 @@ For every batch, RecBole's ``Collector.eval_batch_collect`` builds a dense ``[B,
 indicator matrix of the positive items, sums each row to count them and gathers it at the top-k
 indices. In sequential recommendation each row has one positive, so that matrix is nearly all
 waste: on Amazon Beauty (12,102 items, batches of 2,048, our CPU) RecBole collects a batch in
-108 ms and :class:`TopkCollector` in 29 ms, most of it the top-k; an SRU aggregator epoch that
-trains on cached representations and validates went from about 2.9 to 2.2 s (docs/benchmarks.md).
+106 ms and :class:`TopkCollector` in 27 ms, most of it the top-k; an SRU aggregator epoch that
+trains on cached representations and validates went from about 2.8 to 2.1 s (docs/benchmarks.md).
 :class:`TopkCollector` computes the same ``rec.topk`` tensor (same values, same dtype) from the
 positive pairs, and leaves every other resource to RecBole.
 """
