@@ -18,7 +18,6 @@ Run it on an otherwise idle machine: it reports wall times.
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -38,6 +37,8 @@ from recbole_unlearn.evaluator import full_ranking_metrics  # noqa: E402
 from recbole_unlearn.evaluator.collector import TopkCollector  # noqa: E402
 from recbole_unlearn.trainer.aggregator_trainer import train_aggregator  # noqa: E402
 from recbole_unlearn.unlearnable import ShardedUnlearnableModel  # noqa: E402
+from recbole_unlearn.utils.atomic import write_json  # noqa: E402
+from recbole_unlearn.utils.results import code_version, machine  # noqa: E402
 
 COLLECTORS = {"recbole-collector": Collector, "topk-collector": TopkCollector}
 
@@ -122,8 +123,8 @@ def main() -> None:
                      "agg_epochs": args.agg_epochs, "agg_max_samples": config["agg_max_samples"],
                      "eval_batch_size": config["eval_batch_size"], "n_items": int(dataset.item_num),
                      "validation_samples": len(valid._dataset)},
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+        "commit": (code_version()["commit"] or "unknown")[:7],
+        "machine": machine(),
         "collection_ms_per_batch_median": per_batch_ms,
         "aggregator_training_seconds": {name: [round(t, 2) for t in ts] for name, ts in training_seconds.items()},
         "aggregator_training_median": medians(training_seconds),
@@ -135,8 +136,7 @@ def main() -> None:
         "max_abs_weight_difference": difference,
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2)
+    write_json(args.out, result)
     print(json.dumps(result, indent=2))
 
 

@@ -29,7 +29,8 @@ from recbole_unlearn.quick_start import run_forget_requests  # noqa: E402
 from recbole_unlearn.serving import AuditLog, open_store  # noqa: E402
 from recbole_unlearn.trainer import train_model  # noqa: E402
 from recbole_unlearn.unlearnable import ShardedUnlearnableModel  # noqa: E402
-from recbole_unlearn.utils.results import machine  # noqa: E402
+from recbole_unlearn.utils.atomic import write_json  # noqa: E402
+from recbole_unlearn.utils.results import code_version, machine  # noqa: E402
 
 
 def main() -> int:
@@ -80,6 +81,7 @@ def main() -> int:
 
     out = {
         "command": "python " + " ".join(sys.argv),
+        "commit": (code_version()["commit"] or "unknown")[:7],
         "machine": machine(),
         "settings": {"model": args.model, "dataset": args.dataset, "method": args.method, **settings,
                      "n_shards": config["n_shards"], "partitioner": config["partitioner"],
@@ -99,8 +101,7 @@ def main() -> int:
         "forget_vs_retrain": round(doc["requests"]["forget_seconds"] / retrain_seconds, 3),
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump(out, f, indent=2)
+    write_json(args.out, out)
     print(json.dumps(out, indent=2))
     return 0
 
