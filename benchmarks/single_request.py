@@ -1,14 +1,19 @@
-"""One deletion request on a freshly fitted sharded model, against Retrain, in one process.
+"""One deletion request on freshly fitted sharded models, against Retrain, in one process.
 
-Fits ``--method``'s deployable model on all training data (``--set key=value`` settings, e.g.
-the converged leaderboard's caps), saves it in a model folder, answers one request file holding
-one training interaction (drawn with ``--seed``) through ``run_forget_requests``, as a
-deployment would, then trains Retrain on the training data minus that interaction. Everything
-runs in this one process, one step after another, so the times compare; run it on an otherwise
-idle machine.
+For each ``--variant`` (default: one, the settings as given) fits ``--method``'s deployable
+model on all training data (``--set key=value`` settings, e.g. the converged leaderboard's caps,
+plus the variant's), saves it in a model folder and answers one request file holding one
+training interaction (drawn with ``--seed``, the same for every variant) through
+``run_forget_requests``, as a deployment would; then trains Retrain once on the training data
+minus that interaction. Everything runs in this one process, one step after another, so the
+times compare; run it on an otherwise idle machine. After the timed steps it records the test
+NDCG@10 of each model after the request and of that Retrain (same remaining data), and every
+shard's users and training interactions.
 
     python benchmarks/single_request.py --dataset=beauty --method=sru \\
-        --set=epochs=200 --set=agg_epochs=100 --out=docs/benchmarks/single-request-sasrec-beauty-sru.json
+        --set=epochs=200 --set=agg_epochs=100 --set=stopping_step=5 \\
+        --variant=users:partition_balance=users --variant=interactions:partition_balance=interactions \\
+        --out=docs/benchmarks/single-request-sasrec-beauty-sru-balance.json
 """
 import argparse
 import json
@@ -16,6 +21,7 @@ import os
 import shutil
 import sys
 import time
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -25,6 +31,8 @@ sys.path.insert(0, ROOT)
 from recbole_unlearn.config import UnlearnConfig  # noqa: E402
 from recbole_unlearn.config.configurator import literal_values  # noqa: E402
 from recbole_unlearn.data import create_unlearn_dataset, split_loaders  # noqa: E402
+from recbole_unlearn.data.partition import shard_loads, shard_sizes  # noqa: E402
+from recbole_unlearn.evaluator import full_ranking_metrics  # noqa: E402
 from recbole_unlearn.quick_start import run_forget_requests  # noqa: E402
 from recbole_unlearn.serving import AuditLog, open_store  # noqa: E402
 from recbole_unlearn.trainer import train_model  # noqa: E402
@@ -33,72 +41,100 @@ from recbole_unlearn.utils.atomic import write_json  # noqa: E402
 from recbole_unlearn.utils.results import code_version, machine  # noqa: E402
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="SASRec")
-    parser.add_argument("--dataset", default="beauty")
-    parser.add_argument("--method", default="sru")
-    parser.add_argument("--set", action="append", default=[], help="key=value, a config setting; repeat")
-    parser.add_argument("--seed", type=int, default=2020, help="draws the request's interaction")
-    parser.add_argument("--work", default="bench-work/single-request")
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
-    settings = literal_values(dict(item.split("=", 1) for item in args.set))
-    base = UnlearnConfig(args.model, args.dataset, config_dict=dict(settings, state="WARNING"))
-    config = base.for_method(args.method)
-    dataset = create_unlearn_dataset(config)
+def parse_variant(text: str) -> Tuple[str, Dict[str, object]]:
+    """``name:key=value,key=value`` -> (name, settings)."""
+    name, _, body = text.partition(":")
+    return name, literal_values(dict(item.split("=", 1) for item in body.split(",") if item))
 
+
+def fit_and_forget(config, dataset, row: int, work: str) -> dict:
+    """Fit, save, answer the one-line request file for log ``row``; the timings and what retrained."""
     start = time.perf_counter()
     model = ShardedUnlearnableModel.train(config, dataset)
     fit_seconds = time.perf_counter() - start
-    model_dir = os.path.join(args.work, "model")
+    model_dir = os.path.join(work, "model")
     if os.path.exists(model_dir):
         shutil.rmtree(model_dir)
-    os.makedirs(args.work, exist_ok=True)
+    os.makedirs(work, exist_ok=True)
     open_store(model_dir, config).commit(model)
 
-    row = int(np.random.default_rng(args.seed).permutation(np.flatnonzero(dataset.is_training))[0])
     user = str(dataset.id2token("user_id", dataset.log_user[row]))
     item = str(dataset.id2token("item_id", dataset.log_item[row]))
     owner = int(model.shard_map.owner_of_rows(dataset, np.array([row]))[0])
-    shard_users = model.shard_map.shard_users(owner)
-    shard_interactions = int(np.isin(dataset.log_user[dataset.is_training], shard_users).sum())
-    requests = os.path.join(args.work, "request.csv")
+    users, loads = shard_sizes(model.shard_map), shard_loads(model.shard_map, dataset)
+    requests = os.path.join(work, "request.csv")
     with open(requests, "w") as f:
         f.write(f"{user},{item}\n")
     start = time.perf_counter()
-    doc = run_forget_requests(model_dir, requests, {"state": "WARNING",
-                                                    "results_dir": os.path.join(args.work, "results")},
+    doc = run_forget_requests(model_dir, requests, {"state": "WARNING", "results_dir": os.path.join(work, "results")},
                               verbose=False)
     request_wall = time.perf_counter() - start
     entry = AuditLog(model_dir).entries()[-1]  # the request's forget: what retrained, for how long
-
-    keep = dataset.full_keep()
-    keep[row] = False
-    start = time.perf_counter()
-    retrain = train_model(base.for_method("retrain"), split_loaders(config, dataset, keep), tag="retrain")
-    retrain_seconds = time.perf_counter() - start
-
-    out = {
-        "command": "python " + " ".join(sys.argv),
-        "commit": (code_version()["commit"] or "unknown")[:7],
-        "machine": machine(),
-        "settings": {"model": args.model, "dataset": args.dataset, "method": args.method, **settings,
-                     "n_shards": config["n_shards"], "partitioner": config["partitioner"],
-                     "aggregator": config["aggregator"], "agg_max_samples": config["agg_max_samples"],
-                     "extra_deletion": config["extra_deletion"], "del_num": config["del_num"]},
+    return {
+        "settings": {key: config[key] for key in ("n_shards", "partitioner", "partition_balance", "aggregator",
+                                                  "agg_max_samples", "extra_deletion", "del_num")},
         "fit_seconds": round(fit_seconds, 1),
-        "request": {"user": user, "item": item, "owning_shard": owner, "shard_users": int(len(shard_users)),
-                    "shard_training_interactions": shard_interactions,
+        "shards": {"users": users, "training_interactions": loads},
+        "request": {"user": user, "item": item, "owning_shard": owner, "shard_users": users[owner],
+                    "shard_training_interactions": loads[owner],
                     "training_interactions": int(dataset.is_training.sum())},
         "forget_seconds": doc["requests"]["forget_seconds"],
         "request_latency_s": doc["requests"]["latency_max_s"],
         "request_wall_s": round(request_wall, 1),
         "forget": {key: entry.get(key) for key in ("requested_interactions", "extra_deleted", "shards_retrained",
                                                    "seconds", "aggregator_seconds", "training")},
+        "model_dir": model_dir,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="SASRec")
+    parser.add_argument("--dataset", default="beauty")
+    parser.add_argument("--method", default="sru")
+    parser.add_argument("--set", action="append", default=[], help="key=value, a config setting; repeat")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="name:key=value,key=value, settings of one fitted model; repeat")
+    parser.add_argument("--seed", type=int, default=2020, help="draws the request's interaction")
+    parser.add_argument("--work", default="bench-work/single-request")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    settings = literal_values(dict(item.split("=", 1) for item in args.set))
+    variants: List[Tuple[str, Dict[str, object]]] = [parse_variant(v) for v in args.variant] or [("default", {})]
+    base = UnlearnConfig(args.model, args.dataset, config_dict=dict(settings, state="WARNING"))
+    dataset = create_unlearn_dataset(base.for_method(args.method))
+    row = int(np.random.default_rng(args.seed).permutation(np.flatnonzero(dataset.is_training))[0])
+
+    results = {}
+    for name, extra in variants:
+        config = base.override(extra).for_method(args.method)
+        results[name] = fit_and_forget(config, dataset, row, os.path.join(args.work, name))
+
+    keep = dataset.full_keep()
+    keep[row] = False
+    retrain_config = base.for_method("retrain")
+    start = time.perf_counter()
+    retrain = train_model(retrain_config, split_loaders(retrain_config, dataset, keep), tag="retrain")
+    retrain_seconds = time.perf_counter() - start
+
+    test = split_loaders(retrain_config, dataset, keep).test
+    retrain_ndcg = round(full_ranking_metrics(retrain.model, test, retrain_config, ["NDCG"], [10])["ndcg@10"], 4)
+    for result in results.values():
+        after = open_store(result.pop("model_dir")).load({"state": "WARNING"}).recommender
+        ndcg = round(full_ranking_metrics(after, test, retrain_config, ["NDCG"], [10])["ndcg@10"], 4)
+        result["forget_vs_retrain"] = round(result["forget_seconds"] / retrain_seconds, 3)
+        result["test_ndcg@10"] = ndcg
+        result["test_ndcg@10_vs_retrain"] = round(ndcg / retrain_ndcg, 3)
+
+    out = {
+        "command": "python " + " ".join(sys.argv),
+        "commit": (code_version()["commit"] or "unknown")[:7],
+        "machine": machine(),
+        "settings": {"model": args.model, "dataset": args.dataset, "method": args.method, **settings},
+        "variants": results,
         "retrain_seconds": round(retrain_seconds, 1),
         "retrain_epochs": retrain.epochs_run,
-        "forget_vs_retrain": round(doc["requests"]["forget_seconds"] / retrain_seconds, 3),
+        "retrain_test_ndcg@10": retrain_ndcg,
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     write_json(args.out, out)

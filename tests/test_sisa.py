@@ -5,7 +5,7 @@ import torch
 
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.data import build_shard_map, create_unlearn_dataset, sample_forget_set
-from recbole_unlearn.data.partition import ShardMap, shard_sizes
+from recbole_unlearn.data.partition import ShardMap, shard_loads, shard_sizes
 from recbole_unlearn.evaluator import full_ranking_metrics
 from recbole_unlearn.trainer import ShardJob, train_shard
 from recbole_unlearn.unlearnable import ShardedUnlearnableModel
@@ -44,6 +44,17 @@ def test_random_partition_is_balanced_and_seeded(setup):
     assert np.array_equal(again.user_shard, shard_map.user_shard)
     other = build_shard_map(sisa_config(partition_seed=1), dataset)
     assert not np.array_equal(other.user_shard, shard_map.user_shard)
+
+
+def test_random_partition_can_balance_interactions(setup):
+    """``partition_balance: interactions``: shuffled users dealt to the lightest shard, so the
+    shards' training interactions differ by at most the heaviest user's."""
+    config, dataset = setup
+    shard_map = build_shard_map(config.override({"partition_balance": "interactions"}), dataset)
+    loads = shard_loads(shard_map, dataset)
+    heaviest = np.bincount(dataset.log_user[dataset.is_training]).max()
+    assert sum(loads) == int(dataset.is_training.sum()) and max(loads) - min(loads) <= heaviest
+    assert min(shard_sizes(shard_map)) > 0
 
 
 def test_shard_map_json_round_trip(setup):

@@ -7,9 +7,10 @@ from recbole_unlearn import run_recbole_unlearn
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.data import ForgetSet, create_unlearn_dataset, sample_forget_set, split_loaders
 from recbole_unlearn.data.extra_deletion import apply_extra_deletion
-from recbole_unlearn.data.partition import ShardMap, shard_sizes
+from recbole_unlearn.data.partition import ShardMap, build_shard_map, shard_loads, shard_sizes
 from recbole_unlearn.data.similarity import balanced_kmeans
 from recbole_unlearn.evaluator import full_ranking_metrics
+from recbole_unlearn.trainer.pretrain import pretrain_embeddings
 from recbole_unlearn.unlearnable import ShardedUnlearnableModel
 
 from conftest import tiny_dict, uncached_aggregator_run
@@ -33,6 +34,20 @@ def test_balanced_within_one_and_seeded(n, k):
     sizes = np.bincount(shard, minlength=k)
     assert sizes.max() - sizes.min() <= 1 and sizes.sum() == n
     assert np.array_equal(shard, balanced_kmeans([points], k, 10, seed=3))
+
+
+@pytest.mark.parametrize("n, k", [(61, 4), (200, 8), (500, 3)])
+def test_balanced_by_interactions_within_one_heaviest_user(n, k):
+    """``partition_balance: interactions``: every user assigned, each shard's interaction load
+    within the heaviest user of the others' (users' loads skewed as in real logs)."""
+    rng = np.random.default_rng(n)
+    points = rng.normal(size=(n, 4))
+    weights = np.maximum(5, rng.zipf(1.8, size=n)).clip(max=60)
+    shard = balanced_kmeans([points], k, 10, seed=3, weights=weights)
+    assert shard.min() >= 0 and shard.max() < k
+    loads = np.bincount(shard, weights=weights, minlength=k)
+    assert loads.max() - loads.min() <= weights.max()
+    assert np.array_equal(shard, balanced_kmeans([points], k, 10, seed=3, weights=weights))
 
 
 def test_inbp_multiplies_distances():
@@ -159,6 +174,23 @@ def test_similarity_partition_is_balanced_and_saved(tiny):
     assert not hasattr(model, "embeddings")  # the pretrained vectors are dropped after partitioning
     again = ShardedUnlearnableModel.train(config, dataset)
     assert np.array_equal(again.shard_map.user_shard, model.shard_map.user_shard)
+
+
+@pytest.mark.parametrize("balance", ["users", "interactions"])
+def test_similarity_partition_balances_the_chosen_unit(tiny, balance):
+    config = UnlearnConfig("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method="sru", n_shards=4, epochs=1, agg_epochs=1, shard_num_threads=1,
+        partition_balance=balance)).for_method("sru")
+    dataset = create_unlearn_dataset(config)
+    embeddings, _ = pretrain_embeddings(config, dataset, dataset.full_keep())
+    shard_map = build_shard_map(config, dataset, embeddings)
+    users, loads = shard_sizes(shard_map), shard_loads(shard_map, dataset)
+    heaviest = np.bincount(dataset.log_user[dataset.is_training]).max()
+    if balance == "users":
+        assert max(users) - min(users) <= 1
+    else:
+        assert max(loads) - min(loads) <= heaviest
+    assert sum(loads) == int(dataset.is_training.sum())
 
 
 # --- end to end -----------------------------------------------------------------------------

@@ -197,6 +197,7 @@ KEYS: Dict[str, Key] = {
     "slice_epochs": int_key("fit", optional=True),
     "partitioner": name_key("fit"),
     "partition_seed": int_key("fit", low=None),
+    "partition_balance": choice_key("fit", "users", "interactions"),
     "aggregator": name_key("aggregate"),
     "agg_epochs": int_key("aggregate"),
     "agg_learning_rate": number_key("aggregate"),

@@ -6,7 +6,7 @@ that shard it sits (SISA's "sliced" training). It is data: it is saved with the 
 user tokens) so any later process can tell which shard owns any interaction.
 """
 from dataclasses import dataclass
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -14,20 +14,44 @@ from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.registry import Registry
 
-# partitioner(config, dataset, users [n_users], n_shards, embeddings or None) -> shard of each user
-PartitionFn = Callable[[object, UnlearnSequentialDataset, np.ndarray, int, object], np.ndarray]
+# partitioner(config, dataset, users [n_users], n_shards, embeddings or None, weights [n_users] or None)
+#   -> shard of each user; ``weights`` None: balance users (SPEC section 4), else balance the sum
+#   of the users' weights (their training interactions, ``partition_balance: interactions``)
+PartitionFn = Callable[[object, UnlearnSequentialDataset, np.ndarray, int, object, Optional[np.ndarray]],
+                       np.ndarray]
 PARTITIONERS: Registry[PartitionFn] = Registry("partitioner", "partitioner")
 
 
 @PARTITIONERS.register("random")
 def random_partition(config, dataset: UnlearnSequentialDataset, users: np.ndarray, n_shards: int,
-                     embeddings=None) -> np.ndarray:
-    """SISA: users shuffled (seed ``partition_seed``) and dealt into ``n_shards`` equal shards."""
+                     embeddings=None, weights: Optional[np.ndarray] = None) -> np.ndarray:
+    """SISA: users shuffled (seed ``partition_seed``) and dealt into ``n_shards`` equal shards.
+    With ``weights`` each user in that order goes to the shard with the least weight so far, so
+    shard weights differ by at most the heaviest user's."""
     rng = np.random.default_rng(config["partition_seed"])
     order = rng.permutation(len(users))
     shard = np.empty(len(users), dtype=np.int64)
-    shard[order] = np.arange(len(users)) % n_shards
+    if weights is None:
+        shard[order] = np.arange(len(users)) % n_shards
+        return shard
+    load = np.zeros(n_shards, dtype=np.float64)
+    for user in order.tolist():
+        lightest = int(np.argmin(load))
+        shard[user] = lightest
+        load[lightest] += weights[user]
     return shard
+
+
+def balance_weights(config, dataset: UnlearnSequentialDataset, users: np.ndarray,
+                    keep: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+    """What a partition balances (``partition_balance``): None for users (SPEC section 4: shards
+    within one user of equal), or ``[n_users]`` training interactions of each user under
+    ``keep`` (shards within one heaviest user of equal interactions, so the largest shard, which
+    bounds a request's retraining time, is not twice the smallest)."""
+    if config["partition_balance"] == "users":
+        return None
+    mask = dataset.is_training if keep is None else dataset.is_training & keep
+    return np.bincount(dataset.log_user[mask], minlength=dataset.user_num)[users].astype(np.float64)
 
 
 @dataclass
@@ -105,15 +129,18 @@ def check_shard_settings(config, dataset: UnlearnSequentialDataset) -> None:
     PARTITIONERS.get(config["partitioner"])
 
 
-def build_shard_map(config, dataset: UnlearnSequentialDataset, embeddings=None) -> ShardMap:
-    """Partition users with ``partitioner`` into ``n_shards``, then split each shard's users
-    into ``n_slices`` equal random slices (seed ``partition_seed``). Similarity partitioners
-    need ``embeddings`` (:class:`~recbole_unlearn.data.similarity.PartitionEmbeddings`)."""
+def build_shard_map(config, dataset: UnlearnSequentialDataset, embeddings=None,
+                    keep: Optional[np.ndarray] = None) -> ShardMap:
+    """Partition users with ``partitioner`` into ``n_shards`` (balancing what
+    ``partition_balance`` names, counted on the training rows ``keep`` selects), then split each
+    shard's users into ``n_slices`` equal random slices (seed ``partition_seed``). Similarity
+    partitioners need ``embeddings`` (:class:`~recbole_unlearn.data.similarity.PartitionEmbeddings`)."""
     check_shard_settings(config, dataset)
     n_shards, n_slices = config["n_shards"], config["n_slices"]
     users = dataset.active_users()
     partition = PARTITIONERS.get(config["partitioner"])
-    shard_of = np.asarray(partition(config, dataset, users, n_shards, embeddings), dtype=np.int64)
+    weights = balance_weights(config, dataset, users, keep)
+    shard_of = np.asarray(partition(config, dataset, users, n_shards, embeddings, weights), dtype=np.int64)
     user_shard = np.full(dataset.user_num, -1, dtype=np.int64)
     user_slice = np.full(dataset.user_num, -1, dtype=np.int64)
     user_shard[users] = shard_of
@@ -126,4 +153,13 @@ def build_shard_map(config, dataset: UnlearnSequentialDataset, embeddings=None) 
 
 
 def shard_sizes(shard_map: ShardMap) -> List[int]:
+    """Users of each shard."""
     return [int((shard_map.user_shard == k).sum()) for k in range(shard_map.n_shards)]
+
+
+def shard_loads(shard_map: ShardMap, dataset: UnlearnSequentialDataset,
+                keep: Optional[np.ndarray] = None) -> List[int]:
+    """Training interactions of each shard (under ``keep``)."""
+    mask = dataset.is_training if keep is None else dataset.is_training & keep
+    owner = shard_map.user_shard[dataset.log_user[mask]]
+    return np.bincount(owner[owner >= 0], minlength=shard_map.n_shards).astype(int).tolist()

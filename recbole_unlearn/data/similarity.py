@@ -6,10 +6,13 @@ every user-anchor distance, walks the (user, anchor) pairs from the closest up a
 user to an anchor when the user is unassigned and the anchor's shard still has room; anchors
 become their shard's mean; stop after ``partition_iterations`` rounds or when anchors settle.
 "Room" keeps every shard at floor(n/K) or floor(n/K)+1 users, so shards stay within one user
-of balanced.
+of balanced. With user weights (``partition_balance: interactions``) "room" is weight: a user
+fits a shard while the shard's weight plus the user's stays within ceil(total/K); a user who fits
+nowhere (every shard is then within that user's weight of full) goes, heaviest first, to the
+lightest shard, so shards stay within one heaviest user of balanced.
 """
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -46,8 +49,10 @@ def _sq_distances(vectors: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     return ((vectors[:, None, :] - anchors[None, :, :]) ** 2).sum(axis=-1)
 
 
-def _assign(distance: np.ndarray) -> np.ndarray:
+def _assign(distance: np.ndarray, weights: Optional[np.ndarray] = None) -> np.ndarray:
     """Greedy balanced assignment over pairs sorted by distance (see module doc)."""
+    if weights is not None:
+        return _assign_weighted(distance, weights)
     n, k = distance.shape
     base, n_big_allowed = divmod(n, k)
     size = np.zeros(k, dtype=np.int64)
@@ -68,9 +73,34 @@ def _assign(distance: np.ndarray) -> np.ndarray:
     return shard
 
 
-def balanced_kmeans(views: List[np.ndarray], n_shards: int, iterations: int, seed: int) -> np.ndarray:
+def _assign_weighted(distance: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The same walk with ``[n]`` user weights as room (see module doc)."""
+    n, k = distance.shape
+    capacity = np.ceil(weights.sum() / k)
+    load = np.zeros(k, dtype=np.float64)
+    shard = np.full(n, -1, dtype=np.int64)
+    left = n
+    for flat in np.argsort(distance, axis=None, kind="stable").tolist():
+        user, anchor = divmod(flat, k)
+        if shard[user] < 0 and load[anchor] + weights[user] <= capacity:
+            shard[user] = anchor
+            load[anchor] += weights[user]
+            left -= 1
+            if left == 0:
+                break
+    left = np.flatnonzero(shard < 0)
+    for user in left[np.argsort(-weights[left], kind="stable")].tolist():
+        lightest = int(np.argmin(load))
+        shard[user] = lightest
+        load[lightest] += weights[user]
+    return shard
+
+
+def balanced_kmeans(views: List[np.ndarray], n_shards: int, iterations: int, seed: int,
+                    weights: Optional[np.ndarray] = None) -> np.ndarray:
     """Shard of each of ``n`` users; ``views`` are one or two ``[n, H]`` vector sets whose
-    squared distances are multiplied (InBP)."""
+    squared distances are multiplied (InBP); ``weights`` (``[n]`` or None) what to balance
+    besides the user count (see module doc)."""
     rng = np.random.default_rng(seed)
     n = len(views[0])
     picks = rng.choice(n, size=n_shards, replace=False)
@@ -78,7 +108,7 @@ def balanced_kmeans(views: List[np.ndarray], n_shards: int, iterations: int, see
     shard = np.zeros(n, dtype=np.int64)
     for _ in range(max(1, iterations)):
         distance = np.prod([_sq_distances(v, a) for v, a in zip(views, anchors)], axis=0)
-        shard = _assign(distance)
+        shard = _assign(distance, weights)
         new = [np.stack([v[shard == k].mean(axis=0) for k in range(n_shards)]) for v in views]
         settled = all(np.allclose(a, b) for a, b in zip(anchors, new))
         anchors = new
@@ -87,16 +117,18 @@ def balanced_kmeans(views: List[np.ndarray], n_shards: int, iterations: int, see
     return shard
 
 
-def _partition(config, users, embeddings: PartitionEmbeddings, names: List[str], n_shards: int) -> np.ndarray:
+def _partition(config, users, embeddings: PartitionEmbeddings, names: List[str], n_shards: int,
+               weights: Optional[np.ndarray]) -> np.ndarray:
     """Balanced k-means of ``users`` on the named ``PartitionEmbeddings`` vectors."""
     views = [getattr(embeddings, name)[users].astype(np.float64) for name in names]
-    return balanced_kmeans(views, n_shards, config["partition_iterations"], config["partition_seed"])
+    return balanced_kmeans(views, n_shards, config["partition_iterations"], config["partition_seed"], weights)
 
 
 @PARTITIONERS.register("kmeans")
-def kmeans_partition(config, dataset, users, n_shards, embeddings: PartitionEmbeddings) -> np.ndarray:
+def kmeans_partition(config, dataset, users, n_shards, embeddings: PartitionEmbeddings,
+                     weights: Optional[np.ndarray] = None) -> np.ndarray:
     """SRU "similarity": balanced k-means on the users' final hidden states."""
-    return _partition(config, users, embeddings, ["user_hidden"], n_shards)
+    return _partition(config, users, embeddings, ["user_hidden"], n_shards, weights)
 
 
 # RecEraser UBP, user-based balanced partition on the users' hidden states: for sequences the
@@ -107,15 +139,17 @@ PARTITIONERS.register("ubp")(kmeans_partition)
 
 
 @PARTITIONERS.register("ibp")
-def ibp_partition(config, dataset, users, n_shards, embeddings: PartitionEmbeddings) -> np.ndarray:
+def ibp_partition(config, dataset, users, n_shards, embeddings: PartitionEmbeddings,
+                  weights: Optional[np.ndarray] = None) -> np.ndarray:
     """RecEraser IBP: each user is the mean pretrained embedding of its training items."""
-    return _partition(config, users, embeddings, ["user_item_mean"], n_shards)
+    return _partition(config, users, embeddings, ["user_item_mean"], n_shards, weights)
 
 
 @PARTITIONERS.register("inbp")
-def inbp_partition(config, dataset, users, n_shards, embeddings: PartitionEmbeddings) -> np.ndarray:
+def inbp_partition(config, dataset, users, n_shards, embeddings: PartitionEmbeddings,
+                   weights: Optional[np.ndarray] = None) -> np.ndarray:
     """RecEraser InBP: both vectors; distance = product of the two squared distances."""
-    return _partition(config, users, embeddings, ["user_hidden", "user_item_mean"], n_shards)
+    return _partition(config, users, embeddings, ["user_hidden", "user_item_mean"], n_shards, weights)
 
 
 SIMILARITY_PARTITIONERS = {"kmeans", "ubp", "ibp", "inbp"}

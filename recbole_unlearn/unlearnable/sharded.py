@@ -128,7 +128,7 @@ class ShardedUnlearnableModel(UnlearnableModel):
             embeddings = None
             if config["partitioner"] in SIMILARITY_PARTITIONERS:
                 embeddings, pretrain_seconds = pretrain_embeddings(config, dataset, keep)
-            shard_map = build_shard_map(config, dataset, embeddings)
+            shard_map = build_shard_map(config, dataset, embeddings, keep)
             del embeddings
         jobs = [ShardJob(k) for k in range(shard_map.n_shards)]
         results = sorted(run_shard_jobs(config, dataset, shard_map, keep, jobs), key=lambda r: r.shard)
