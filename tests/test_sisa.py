@@ -5,7 +5,7 @@ import torch
 
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.data import build_shard_map, create_unlearn_dataset, sample_forget_set
-from recbole_unlearn.data.partition import ShardMap, shard_loads, shard_sizes
+from recbole_unlearn.data.partition import ShardMap, check_shard_users, shard_loads, shard_sizes
 from recbole_unlearn.evaluator import full_ranking_metrics
 from recbole_unlearn.trainer import ShardJob, train_shard
 from recbole_unlearn.unlearnable import ShardedUnlearnableModel
@@ -55,6 +55,14 @@ def test_random_partition_can_balance_interactions(setup):
     heaviest = np.bincount(dataset.log_user[dataset.is_training]).max()
     assert sum(loads) == int(dataset.is_training.sum()) and max(loads) - min(loads) <= heaviest
     assert min(shard_sizes(shard_map)) > 0
+
+
+def test_a_shard_with_fewer_users_than_slices_is_refused():
+    check_shard_users(np.array([0, 0, 1, 1, 2]), 3, 1)
+    with pytest.raises(UnlearnError, match="shard 2 holds 1 users, fewer than n_slices = 2"):
+        check_shard_users(np.array([0, 0, 1, 1, 2]), 3, 2)
+    with pytest.raises(UnlearnError, match="shard 2 holds 0 users"):
+        check_shard_users(np.array([0, 0, 1, 1]), 3, 1)
 
 
 def test_shard_map_json_round_trip(setup):

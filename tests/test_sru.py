@@ -50,6 +50,15 @@ def test_balanced_by_interactions_within_one_heaviest_user(n, k):
     assert np.array_equal(shard, balanced_kmeans([points], k, 10, seed=3, weights=weights))
 
 
+def test_a_shard_left_empty_by_weights_keeps_its_anchor():
+    """One user outweighs the rest: the weighted walk can leave a shard empty; the anchors must
+    stay finite (no mean of nothing) and every user stays assigned."""
+    points = np.random.default_rng(0).normal(size=(6, 2))
+    weights = np.array([100.0, 1, 1, 1, 1, 1])
+    shard = balanced_kmeans([points], 4, 5, seed=0, weights=weights)
+    assert shard.min() >= 0 and shard.max() < 4
+
+
 def test_inbp_multiplies_distances():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(30, 3))

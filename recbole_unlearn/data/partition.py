@@ -129,6 +129,19 @@ def check_shard_settings(config, dataset: UnlearnSequentialDataset) -> None:
     PARTITIONERS.get(config["partitioner"])
 
 
+def check_shard_users(shard_of: np.ndarray, n_shards: int, n_slices: int) -> None:
+    """One-line error when a shard got fewer users than ``n_slices`` (only a partition balanced
+    by interactions can do that: a few heavy users may fill a shard)."""
+    counts = np.bincount(shard_of, minlength=n_shards)
+    if counts.min() < n_slices:
+        shard = int(np.argmin(counts))
+        raise UnlearnError(
+            f"shard {shard} holds {counts[shard]} users, fewer than n_slices = {n_slices} (partition_balance: "
+            f"interactions can put a few heavy users in one shard); use fewer shards or slices, or "
+            f"partition_balance: users"
+        )
+
+
 def build_shard_map(config, dataset: UnlearnSequentialDataset, embeddings=None,
                     keep: Optional[np.ndarray] = None) -> ShardMap:
     """Partition users with ``partitioner`` into ``n_shards`` (balancing what
@@ -143,6 +156,7 @@ def build_shard_map(config, dataset: UnlearnSequentialDataset, embeddings=None,
     shard_of = np.asarray(partition(config, dataset, users, n_shards, embeddings, weights), dtype=np.int64)
     user_shard = np.full(dataset.user_num, -1, dtype=np.int64)
     user_slice = np.full(dataset.user_num, -1, dtype=np.int64)
+    check_shard_users(shard_of, n_shards, n_slices)
     user_shard[users] = shard_of
     rng = np.random.default_rng(config["partition_seed"] + 1)
     for shard in range(n_shards):

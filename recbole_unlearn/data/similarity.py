@@ -99,8 +99,8 @@ def _assign_weighted(distance: np.ndarray, weights: np.ndarray) -> np.ndarray:
 def balanced_kmeans(views: List[np.ndarray], n_shards: int, iterations: int, seed: int,
                     weights: Optional[np.ndarray] = None) -> np.ndarray:
     """Shard of each of ``n`` users; ``views`` are one or two ``[n, H]`` vector sets whose
-    squared distances are multiplied (InBP); ``weights`` (``[n]`` or None) what to balance
-    besides the user count (see module doc)."""
+    squared distances are multiplied (InBP); with ``weights`` (``[n]``) the shards balance the
+    sums of their users' weights instead of their user counts (see module doc)."""
     rng = np.random.default_rng(seed)
     n = len(views[0])
     picks = rng.choice(n, size=n_shards, replace=False)
@@ -109,7 +109,9 @@ def balanced_kmeans(views: List[np.ndarray], n_shards: int, iterations: int, see
     for _ in range(max(1, iterations)):
         distance = np.prod([_sq_distances(v, a) for v, a in zip(views, anchors)], axis=0)
         shard = _assign(distance, weights)
-        new = [np.stack([v[shard == k].mean(axis=0) for k in range(n_shards)]) for v in views]
+        # an anchor whose shard ended empty (possible only under weights) stays where it was
+        new = [np.stack([v[shard == k].mean(axis=0) if (shard == k).any() else a[k] for k in range(n_shards)])
+               for v, a in zip(views, anchors)]
         settled = all(np.allclose(a, b) for a, b in zip(anchors, new))
         anchors = new
         if settled:
