@@ -8,7 +8,7 @@ from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.data import ForgetSet, create_unlearn_dataset, sample_forget_set, split_loaders
 from recbole_unlearn.data.extra_deletion import apply_extra_deletion
 from recbole_unlearn.data.partition import ShardMap, build_shard_map, shard_loads, shard_sizes
-from recbole_unlearn.data.similarity import balanced_kmeans
+from recbole_unlearn.data.similarity import _shard_means, balanced_kmeans
 from recbole_unlearn.evaluator import full_ranking_metrics
 from recbole_unlearn.trainer.pretrain import pretrain_embeddings
 from recbole_unlearn.unlearnable import ShardedUnlearnableModel
@@ -50,13 +50,13 @@ def test_balanced_by_interactions_within_one_heaviest_user(n, k):
     assert np.array_equal(shard, balanced_kmeans([points], k, 10, seed=3, weights=weights))
 
 
-def test_a_shard_left_empty_by_weights_keeps_its_anchor():
-    """One user outweighs the rest: the weighted walk can leave a shard empty; the anchors must
-    stay finite (no mean of nothing) and every user stays assigned."""
-    points = np.random.default_rng(0).normal(size=(6, 2))
-    weights = np.array([100.0, 1, 1, 1, 1, 1])
-    shard = balanced_kmeans([points], 4, 5, seed=0, weights=weights)
-    assert shard.min() >= 0 and shard.max() < 4
+def test_a_shard_left_empty_keeps_its_anchor():
+    """Under weights a few heavy users can leave a shard empty: its anchor stays put (finite),
+    the others move to their shards' means."""
+    points = np.array([[0.0, 0.0], [2.0, 0.0], [10.0, 10.0]])
+    anchors = [np.array([[1.0, 1.0], [5.0, 5.0], [9.0, 9.0]])]
+    new = _shard_means([points], anchors, np.array([0, 0, 2]))[0]
+    assert np.array_equal(new, [[1.0, 0.0], [5.0, 5.0], [10.0, 10.0]])
 
 
 def test_inbp_multiplies_distances():

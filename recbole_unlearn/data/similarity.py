@@ -96,6 +96,13 @@ def _assign_weighted(distance: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return shard
 
 
+def _shard_means(views: List[np.ndarray], anchors: List[np.ndarray], shard: np.ndarray) -> List[np.ndarray]:
+    """New anchors: each shard's mean vector per view (``[K, H]`` each); an anchor whose shard
+    ended empty (possible only under weights) stays where it was."""
+    return [np.stack([v[shard == k].mean(axis=0) if (shard == k).any() else a[k] for k in range(len(a))])
+            for v, a in zip(views, anchors)]
+
+
 def balanced_kmeans(views: List[np.ndarray], n_shards: int, iterations: int, seed: int,
                     weights: Optional[np.ndarray] = None) -> np.ndarray:
     """Shard of each of ``n`` users; ``views`` are one or two ``[n, H]`` vector sets whose
@@ -109,9 +116,7 @@ def balanced_kmeans(views: List[np.ndarray], n_shards: int, iterations: int, see
     for _ in range(max(1, iterations)):
         distance = np.prod([_sq_distances(v, a) for v, a in zip(views, anchors)], axis=0)
         shard = _assign(distance, weights)
-        # an anchor whose shard ended empty (possible only under weights) stays where it was
-        new = [np.stack([v[shard == k].mean(axis=0) if (shard == k).any() else a[k] for k in range(n_shards)])
-               for v, a in zip(views, anchors)]
+        new = _shard_means(views, anchors, shard)
         settled = all(np.allclose(a, b) for a, b in zip(anchors, new))
         anchors = new
         if settled:
