@@ -107,7 +107,10 @@ def main() -> int:
 
     results = {}
     for name, extra in variants:
-        config = base.override(extra).for_method(args.method)
+        # the variant's keys as the user's own, so the method's YAML does not replace them
+        # (override() would let sru.yaml's n_shards win) and the model folder saves them
+        own = UnlearnConfig(args.model, args.dataset, config_dict=dict(settings, **extra, state="WARNING"))
+        config = own.for_method(args.method)
         results[name] = fit_and_forget(config, dataset, row, os.path.join(args.work, name))
 
     keep = dataset.full_keep()
