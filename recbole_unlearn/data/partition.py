@@ -34,12 +34,22 @@ def random_partition(config, dataset: UnlearnSequentialDataset, users: np.ndarra
     if weights is None:
         shard[order] = np.arange(len(users)) % n_shards
         return shard
-    load = np.zeros(n_shards, dtype=np.float64)
+    deal_to_lightest(order, weights, np.zeros(n_shards, dtype=np.float64), shard)
+    return shard
+
+
+def deal_to_lightest(order: np.ndarray, weights: np.ndarray, load: np.ndarray, shard: np.ndarray) -> None:
+    """Give each user of ``order`` (indices into ``weights``/``shard``), in turn, to the shard of
+    least ``load`` ``[K]`` so far; fills ``shard`` and ``load`` in place."""
     for user in order.tolist():
         lightest = int(np.argmin(load))
         shard[user] = lightest
         load[lightest] += weights[user]
-    return shard
+
+
+def _training_rows(dataset: UnlearnSequentialDataset, keep: Optional[np.ndarray]) -> np.ndarray:
+    """``[n]`` training rows under ``keep`` (``None``: every row but the audit's held-out twins)."""
+    return dataset.split_targets(keep)[0]
 
 
 def balance_weights(config, dataset: UnlearnSequentialDataset, users: np.ndarray,
@@ -50,8 +60,8 @@ def balance_weights(config, dataset: UnlearnSequentialDataset, users: np.ndarray
     bounds a request's retraining time, is not twice the smallest)."""
     if config["partition_balance"] == "users":
         return None
-    mask = dataset.is_training if keep is None else dataset.is_training & keep
-    return np.bincount(dataset.log_user[mask], minlength=dataset.user_num)[users].astype(np.float64)
+    rows = _training_rows(dataset, keep)
+    return np.bincount(dataset.log_user[rows], minlength=dataset.user_num)[users].astype(np.float64)
 
 
 @dataclass
@@ -154,9 +164,9 @@ def build_shard_map(config, dataset: UnlearnSequentialDataset, embeddings=None,
     partition = PARTITIONERS.get(config["partitioner"])
     weights = balance_weights(config, dataset, users, keep)
     shard_of = np.asarray(partition(config, dataset, users, n_shards, embeddings, weights), dtype=np.int64)
+    check_shard_users(shard_of, n_shards, n_slices)
     user_shard = np.full(dataset.user_num, -1, dtype=np.int64)
     user_slice = np.full(dataset.user_num, -1, dtype=np.int64)
-    check_shard_users(shard_of, n_shards, n_slices)
     user_shard[users] = shard_of
     rng = np.random.default_rng(config["partition_seed"] + 1)
     for shard in range(n_shards):
@@ -173,7 +183,6 @@ def shard_sizes(shard_map: ShardMap) -> List[int]:
 
 def shard_loads(shard_map: ShardMap, dataset: UnlearnSequentialDataset,
                 keep: Optional[np.ndarray] = None) -> List[int]:
-    """Training interactions of each shard (under ``keep``)."""
-    mask = dataset.is_training if keep is None else dataset.is_training & keep
-    owner = shard_map.user_shard[dataset.log_user[mask]]
+    """Training interactions of each shard (under ``keep``; ``None``: all but held-out twins)."""
+    owner = shard_map.user_shard[dataset.log_user[_training_rows(dataset, keep)]]
     return np.bincount(owner[owner >= 0], minlength=shard_map.n_shards).astype(int).tolist()

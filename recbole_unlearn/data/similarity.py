@@ -17,7 +17,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from recbole_unlearn.data.partition import PARTITIONERS
+from recbole_unlearn.data.partition import PARTITIONERS, deal_to_lightest
 
 
 @dataclass
@@ -89,10 +89,7 @@ def _assign_weighted(distance: np.ndarray, weights: np.ndarray) -> np.ndarray:
             if left == 0:
                 break
     left = np.flatnonzero(shard < 0)
-    for user in left[np.argsort(-weights[left], kind="stable")].tolist():
-        lightest = int(np.argmin(load))
-        shard[user] = lightest
-        load[lightest] += weights[user]
+    deal_to_lightest(left[np.argsort(-weights[left], kind="stable")], weights, load, shard)
     return shard
 
 
