@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from recbole.utils import init_seed
 
 from recbole_unlearn.quick_start import run_forget_requests
 from recbole_unlearn.serving import jsonl
@@ -17,6 +18,7 @@ from recbole_unlearn.serving.batcher import StreamSummary
 from recbole_unlearn.serving.lock import FolderLock
 from recbole_unlearn.serving.request_files import file_digest
 from recbole_unlearn.trainer import sruga_trainer
+from recbole_unlearn.trainer.shard_trainer import SHARD_SEED_STRIDE
 from recbole_unlearn.unlearnable.base import states_equal
 from recbole_unlearn.utils.errors import UnlearnError
 
@@ -85,6 +87,45 @@ def test_a_request_for_rows_already_forgotten_is_reported_not_dropped(sisa_copy,
     final = [e for e in ledger_events(sisa_copy) if e["id"] == rid and e["status"] != "queued"]
     assert [(e["status"], e["already_forgotten"]) for e in final] == [("applied", True)]
     assert read_audit(sisa_copy)[-1]["already_forgotten"] == [rid]
+
+
+# --- a request that leaves a shard (or a slice) without training data ------------------------
+@pytest.mark.parametrize("method, model, n_slices, emptied", [
+    ("sisa", "GRU4Rec", 2, "slice 0 of shard 1"),
+    ("sru", "SASRec", 1, "shard 1"),
+])
+def test_a_request_that_empties_a_shard_is_applied(in_tmp, method, model, n_slices, emptied):
+    """Forgetting every user of a shard (or of a slice) used to crash the forget with a
+    traceback from torch's sampler (no samples to draw), leaving the requests queued for ever
+    and every later run crashing the same way. A stage with no training data is its seeded
+    initialisation (what training on nothing gives), and the forget goes through."""
+    model_dir = train_saved_model(in_tmp, model, unlearn_method=method, n_slices=n_slices, agg_epochs=1)
+    manifest = read_manifest(model_dir)[1]
+    shard_map = manifest["shard_map"]
+    slices = shard_map.get("slice") or [0] * len(shard_map["users"])
+    users = [u for u, k, r in zip(shard_map["users"], shard_map["shard"], slices) if k == 1 and r == 0]
+    assert users
+    (in_tmp / "empty.csv").write_text("\n".join(users) + "\n")
+    proc = _cli([f"--model_dir={model_dir}", "--forget=empty.csv", "--state=ERROR"], in_tmp)
+    assert proc.returncode == 0, proc.stderr
+    assert "'rejected': 0" in proc.stdout  # applied, or already forgotten by the run's forget set
+    digest = file_digest(str(in_tmp / "empty.csv"))
+    final = {e["id"]: e["status"] for e in ledger_events(model_dir) if e["id"].startswith(digest)}
+    assert set(final.values()) == {"applied"} and len(final) == len(users)
+    entry = read_audit(model_dir)[-1]
+    assert entry["request_ids"] == [f"{digest}:{i + 1}" for i in range(len(users))]
+    assert 1 in entry["shards_retrained"]
+    assert entry["training"]["shards"]["1"]["0"]["epochs"] == 0
+    assert all(t["epochs"] > 0 for r, t in entry["training"]["shards"]["1"].items() if r != "0")
+    verify_model(model_dir)
+    forgotten = load_model(model_dir)
+    init_seed(forgotten.config["seed"] + SHARD_SEED_STRIDE * 2, forgotten.config["reproducibility"])
+    untrained = forgotten.config.model_class(forgotten.config, forgotten.dataset).state_dict()
+    assert states_equal(forgotten.stage_states[1][0], untrained)
+    rows = forgotten.dataset.split_targets(forgotten.keep_mask())[0]
+    assert not np.isin(forgotten.dataset.log_user[rows], forgotten.dataset.token2id("user_id", users)).any()
+    doc = json.load(open(in_tmp / proc.stdout.strip().splitlines()[-1].removeprefix("results: ")))
+    assert all(np.isfinite(v) for v in doc["rows"][-1]["utility_rem"].values())
 
 
 def test_summary_counts_must_add_up():

@@ -64,9 +64,9 @@ def split_loaders(config, dataset: UnlearnSequentialDataset, keep: Optional[np.n
     return SplitLoaders(train, valid, test)
 
 
-def train_loader(config, dataset: UnlearnSequentialDataset, targets: np.ndarray, keep: np.ndarray):
-    """A RecBole training dataloader over the samples of ``targets`` (histories from ``keep``)."""
-    train = dataset.sample_dataset(targets, keep)
+def train_loader(config, dataset: UnlearnSequentialDataset, train: UnlearnSequentialDataset):
+    """A RecBole training dataloader over ``train``, a :meth:`~UnlearnSequentialDataset.sample_dataset`
+    of ``dataset`` holding at least one sample (torch's random sampler refuses an empty one)."""
     sampler = create_samplers(config, dataset, [train, train, train])[0]
     return get_dataloader(config, "train")(config, train, sampler, shuffle=config["shuffle"])
 

@@ -104,15 +104,17 @@ def _train_stages(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap
     result = ShardResult(job.shard)
     state = job.init_state
     for stage in range(job.start_stage, shard_map.n_slices):
-        targets = shard_map.stage_targets(dataset, job.shard, stage, keep)
-        loader = train_loader(config, dataset, targets, keep)
+        samples = dataset.sample_dataset(shard_map.stage_targets(dataset, job.shard, stage, keep), keep)
+        # a stage left without samples (every user of its slices forgotten) is its seeded
+        # initialisation: what training on nothing gives
+        loader = train_loader(config, dataset, samples) if len(samples) else None
         init_seed(config["seed"] + SHARD_SEED_STRIDE * (job.shard + 1) + stage, config["reproducibility"])
-        model = config.model_class(config, loader.dataset).to(config["device"])
+        model = config.model_class(config, samples).to(config["device"])
         if state is not None:
             model.load_state_dict(state)
         cap = slice_epochs(config)
         training = StageTraining(0, cap)
-        if len(loader.dataset) > 0:
+        if loader is not None:
             fault_point("shard_training")
             valid = None
             if config["validate_submodels"]:
@@ -126,7 +128,7 @@ def _train_stages(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap
                 trainer.load_best()
                 training.best_valid = float(best)
             training.epochs = len(trainer.train_loss_dict)
-            result.samples += len(loader.dataset) * training.epochs
+            result.samples += len(samples) * training.epochs
         result.stages[stage] = training
         state = cpu_state_dict(model)
         result.stage_states[stage] = state
