@@ -103,6 +103,16 @@ def test_huge_and_binary_request_files_change_nothing(saved, tmp_path):
     assert snapshot(model_dir) == before
 
 
+def test_a_run_whose_forget_set_leaves_nothing_to_train_on(tmp_path):
+    """Forgetting every user in a run used to write the run folder, then crash with a
+    traceback from torch's sampler when Retrain had no samples to draw."""
+    (tmp_path / "everyone.csv").write_text("\n".join(str(u) for u in range(1, 61)) + "\n")
+    _assert_one_error(lambda: run_recbole_unlearn("SASRec", config_dict=tiny_dict(
+        unlearn_method="retrain", forget=str(tmp_path / "everyone.csv"), results_dir=str(tmp_path / "r"))),
+        "leaves no training samples")
+    assert not os.path.exists(tmp_path / "r")
+
+
 # --- config values -------------------------------------------------------------------------
 @FAST
 @given(n_shards=st.one_of(st.integers(max_value=0), st.integers(min_value=61, max_value=10 ** 9)))

@@ -128,6 +128,40 @@ def test_a_request_that_empties_a_shard_is_applied(in_tmp, method, model, n_slic
     assert all(np.isfinite(v) for v in doc["rows"][-1]["utility_rem"].values())
 
 
+@pytest.mark.parametrize("overrides", [
+    dict(unlearn_method="sisa"),
+    dict(model="SASRec", unlearn_method="sru"),
+    dict(model="SASRec", unlearn_method="sruga", sruga_epochs=1),
+    dict(unlearn_method="sisa", shard_unlearning="sruga", sruga_epochs=1),
+], ids=["sisa", "sru", "sruga", "sisa-sruga"])
+def test_a_request_that_forgets_everyone_is_applied(in_tmp, overrides):
+    """Forgetting every user's training data is a valid request: with nothing left to train on,
+    every model (or shard) is its seeded initialisation, which is what retraining on nothing
+    gives. It used to crash (an empty sampler in the aggregator, in SRUGA's D_rem batches and in
+    the evaluation after the forget), leaving the requests queued or the report unwritten."""
+    settings = dict(overrides)
+    model_dir = train_saved_model(in_tmp, settings.pop("model", "GRU4Rec"), **settings)
+    (in_tmp / "everyone.csv").write_text("\n".join(str(u) for u in range(1, 61)) + "\n")
+    proc = _cli([f"--model_dir={model_dir}", "--forget=everyone.csv", "--state=ERROR"], in_tmp)
+    assert proc.returncode == 0, proc.stderr
+    assert "'rejected': 0" in proc.stdout
+    digest = file_digest(str(in_tmp / "everyone.csv"))
+    final = {e["id"]: e["status"] for e in ledger_events(model_dir) if e["id"].startswith(digest)}
+    assert set(final.values()) == {"applied"} and len(final) == 60
+    assert read_audit(model_dir)[-1]["changed"] is True
+    verify_model(model_dir)
+    model = load_model(model_dir)
+    assert len(model.dataset.split_targets(model.keep_mask())[0]) == 0
+    config = model.config
+    if hasattr(model, "stage_states"):
+        for shard, stages in enumerate(model.stage_states):
+            init_seed(config["seed"] + SHARD_SEED_STRIDE * (shard + 1), config["reproducibility"])
+            assert states_equal(stages[0], config.model_class(config, model.dataset).state_dict())
+    else:
+        init_seed(config["seed"], config["reproducibility"])
+        assert states_equal(model.model.state_dict(), config.model_class(config, model.dataset).state_dict())
+
+
 def test_summary_counts_must_add_up():
     summary = StreamSummary(queued=3)
     summary.outcomes["applied"] = 2

@@ -111,6 +111,15 @@ class UnlearnSequentialDataset(SequentialDataset):
         history = kept_rows[history_pos] if len(kept_rows) else np.zeros_like(history_pos)
         return targets, history, valid
 
+    def n_samples(self, targets: np.ndarray, keep: np.ndarray) -> int:
+        """How many samples :meth:`samples` builds for ``targets`` under ``keep`` (those with a
+        non-empty history)."""
+        return len(self.history_rows(targets, keep)[0])
+
+    def has_training_samples(self, keep: np.ndarray) -> bool:
+        """Whether the training interactions kept by ``keep`` give at least one sample."""
+        return self.n_samples(self.split_targets(keep)[0], keep) > 0
+
     def rows_used(self, targets: np.ndarray, keep: np.ndarray) -> np.ndarray:
         """Every log row that :meth:`samples` reads for ``targets`` under ``keep`` (the targets
         that get a sample, and their histories), unique and sorted."""

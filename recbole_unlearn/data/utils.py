@@ -55,10 +55,14 @@ def split_loaders(config, dataset: UnlearnSequentialDataset, keep: Optional[np.n
 
     Uses RecBole's own samplers and dataloader classes, so negative sampling (BPR models),
     transforms (BERT4Rec's ``mask_itemseq``) and full-sort evaluation work as in RecBole.
+    ``train`` is ``None`` when ``keep`` leaves no training sample (every user's training data
+    forgotten): torch's random sampler refuses an empty dataset.
     """
     built = dataset.build_split(keep)
     samplers = create_samplers(config, dataset, built)
-    train = get_dataloader(config, "train")(config, built[0], samplers[0], shuffle=config["shuffle"])
+    train = None
+    if len(built[0]):
+        train = get_dataloader(config, "train")(config, built[0], samplers[0], shuffle=config["shuffle"])
     valid = get_dataloader(config, "valid")(config, built[1], samplers[1], shuffle=False)
     test = get_dataloader(config, "test")(config, built[2], samplers[2], shuffle=False)
     return SplitLoaders(train, valid, test)

@@ -105,13 +105,19 @@ def train_aggregator(config, ensemble, dataset: UnlearnSequentialDataset, keep: 
                                 f"{config['agg_cache_max_mb']}; training on {fit} of them")
             targets = np.sort(rng.choice(targets, size=fit, replace=False))
     train = dataset.copy(_numbered(dataset.samples(targets, keep), 0))
-    sampler = create_samplers(config, dataset, [train, train, train])[0]
-    loader = get_dataloader(config, "train")(config, train, sampler, shuffle=config["shuffle"])
-    valid = None
-    if valid_samples is not None:
-        valid = eval_loader(config, dataset, _numbered(valid_samples, len(train.inter_feat)))
+    loader = valid = None
+    if len(train.inter_feat):
+        sampler = create_samplers(config, dataset, [train, train, train])[0]
+        loader = get_dataloader(config, "train")(config, train, sampler, shuffle=config["shuffle"])
+        if valid_samples is not None:
+            valid = eval_loader(config, dataset, _numbered(valid_samples, len(train.inter_feat)))
     fresh.refresh(ensemble, dataset, shard_map, keep)
     result = AggregatorTraining(samples=len(train.inter_feat), cap=config["agg_epochs"])
+    if loader is None:
+        # every training interaction forgotten: the aggregator is its seeded initialisation
+        ensemble.eval()
+        result.seconds = time.perf_counter() - start
+        return result
     if use_cache:
         cached = train.inter_feat if valid is None else cat_interactions([train.inter_feat, valid_samples])
         ensemble.cache = ensemble.build_cache(cached, SAMPLE_INDEX, config["eval_batch_size"])

@@ -29,10 +29,16 @@ from recbole_unlearn.utils.eval_mode_gradients import eval_mode_gradients
 from recbole_unlearn.utils.registry import Registry
 
 
+#: why a model holder skipped the step: no training sample remains, so the model was reset to
+#: its seeded initialisation (what retraining on nothing gives; exact, not approximate).
+NOTHING_REMAINS = "nothing_remains"
+
+
 @dataclass
 class ApproximateReport:
     """What an approximate step did. ``stopped_by``: why it stopped (method-specific, e.g.
-    ``patience``, ``utility_floor``, ``unseen``, ``max_epochs``, ``empty``); ``history``: the
+    ``patience``, ``utility_floor``, ``unseen``, ``max_epochs``, ``empty``, or
+    :data:`NOTHING_REMAINS`); ``history``: the
     checks it made, each a dict with ``epoch`` and ``forget_hit@10``; ``kept_epoch``: the epoch
     whose state the model ends with (0: the starting state); ``eval_seconds``: the part of
     ``seconds`` spent on those checks."""

@@ -36,6 +36,11 @@ SHARD_SEED_STRIDE = 1000
 StateDict = Dict[str, torch.Tensor]
 
 
+def stage_seed(config, shard: int, stage: int) -> int:
+    """The seed shard ``shard``'s slice stage ``stage`` is initialised and trained with."""
+    return config["seed"] + SHARD_SEED_STRIDE * (shard + 1) + stage
+
+
 @dataclass
 class ShardJob:
     """Train ``shard`` from slice stage ``start_stage`` on; ``init_state`` holds the weights
@@ -108,7 +113,7 @@ def _train_stages(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap
         # a stage left without samples (every user of its slices forgotten) is its seeded
         # initialisation: what training on nothing gives
         loader = train_loader(config, dataset, samples) if len(samples) else None
-        init_seed(config["seed"] + SHARD_SEED_STRIDE * (job.shard + 1) + stage, config["reproducibility"])
+        init_seed(stage_seed(config, job.shard, stage), config["reproducibility"])
         model = config.model_class(config, samples).to(config["device"])
         if state is not None:
             model.load_state_dict(state)

@@ -21,9 +21,10 @@ class TrainedModel:
     epochs_run: int
 
 
-def new_model(config, train_dataset) -> torch.nn.Module:
-    """A freshly initialised ``config.model_class`` (seeded with ``config['seed']``)."""
-    init_seed(config["seed"], config["reproducibility"])
+def new_model(config, train_dataset, seed: Optional[int] = None) -> torch.nn.Module:
+    """A freshly initialised ``config.model_class``, seeded with ``seed`` (default
+    ``config['seed']``)."""
+    init_seed(config["seed"] if seed is None else seed, config["reproducibility"])
     return config.model_class(config, train_dataset).to(config["device"])
 
 

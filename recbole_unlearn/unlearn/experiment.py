@@ -48,6 +48,9 @@ class Experiment:
             self.data.held_out = self.held_out.rows  # never trained on, by any model
         else:
             self.forget_set = build_forget_set(config, self.data)
+        if not self.data.has_training_samples(self.forget_set.keep_mask(self.data)):
+            raise UnlearnError("the forget set leaves no training samples: Retrain and every method would "
+                               "train on nothing (a saved model can still be asked to forget everything)")
         self.suite: Optional[EvaluationSuite] = None
         self.original: Optional[TrainedModel] = None
         self.audit: Optional[MembershipAudit] = None

@@ -34,9 +34,10 @@ from recbole_unlearn.model.ensemble import EnsembleSequentialRecommender
 from recbole_unlearn.model.representations import item_representations
 from recbole_unlearn.trainer.aggregator_trainer import train_aggregator
 from recbole_unlearn.trainer.pretrain import pretrain_embeddings
-from recbole_unlearn.trainer.shard_trainer import ShardJob, StateDict, run_shard_jobs
-from recbole_unlearn.trainer.approximate import APPROXIMATE
+from recbole_unlearn.trainer.shard_trainer import ShardJob, StateDict, run_shard_jobs, stage_seed
+from recbole_unlearn.trainer.approximate import APPROXIMATE, NOTHING_REMAINS, ApproximateReport
 from recbole_unlearn.trainer.trainer import cpu_state_dict
+from recbole_unlearn.trainer.training import new_model
 from recbole_unlearn.unlearnable.base import EMPTY_ROWS, ForgetReport, UnlearnableModel, states_equal
 from recbole_unlearn.utils.faults import fault_point
 
@@ -270,18 +271,24 @@ class ShardedUnlearnableModel(UnlearnableModel):
         affected shard's sub-model, with that shard's forgotten targets as D_fgt, its remaining
         training data as D_rem, and histories without anything forgotten so far. Requires
         ``n_slices == 1`` (a slice checkpoint would still hold the forgotten data's influence).
-        Returns each shard's report with ``changed``."""
+        A shard left without training samples is reset to its seeded initialisation instead, as
+        retraining it would leave it. Returns each shard's report with ``changed``."""
         step = APPROXIMATE.get(self.config["shard_unlearning"])()
         owners = self.shard_map.owner_of_rows(self.dataset, new_rows)
         shard_of_row = self.shard_map.user_shard[self.dataset.log_user]
         reports = {}
         for shard in plan:
             before = self.stage_states[shard][0]
-            sub = self.config.model_class(self.config, self.dataset).to(self.config["device"])
-            sub.load_state_dict(before)
-            targets = new_rows[owners == shard]
-            result = step.run(self.config, sub, self.dataset, ForgetSet(targets, source="shard"),
-                              keep & (shard_of_row == shard), history_keep=keep)
+            shard_keep = keep & (shard_of_row == shard)
+            if self.dataset.has_training_samples(shard_keep):
+                sub = self.config.model_class(self.config, self.dataset).to(self.config["device"])
+                sub.load_state_dict(before)
+                targets = new_rows[owners == shard]
+                result = step.run(self.config, sub, self.dataset, ForgetSet(targets, source="shard"),
+                                  shard_keep, history_keep=keep)
+            else:
+                sub = new_model(self.config, self.dataset, stage_seed(self.config, shard, 0))
+                result = ApproximateReport(stopped_by=NOTHING_REMAINS).finish()
             after = cpu_state_dict(sub)
             changed = not states_equal(before, after)
             self.stage_states[shard] = {0: after}

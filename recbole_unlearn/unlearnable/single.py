@@ -20,8 +20,9 @@ import torch
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
-from recbole_unlearn.trainer.approximate import APPROXIMATE
+from recbole_unlearn.trainer.approximate import APPROXIMATE, NOTHING_REMAINS, ApproximateReport
 from recbole_unlearn.trainer.trainer import cpu_state_dict
+from recbole_unlearn.trainer.training import new_model
 from recbole_unlearn.unlearnable.base import EMPTY_ROWS, ForgetReport, UnlearnableModel, states_equal
 
 
@@ -54,7 +55,9 @@ class SingleUnlearnableModel(UnlearnableModel):
 
     def forget(self, rows: np.ndarray) -> ForgetReport:
         """Run the approximate step on the rows not forgotten yet (they are D_fgt; every
-        forgotten row leaves D_rem and the histories)."""
+        forgotten row leaves D_rem and the histories). When no training sample remains, the
+        model is reset to its seeded initialisation instead (retraining on nothing; the report's
+        ``stopped_by`` says so)."""
         new_rows = self.new_rows(rows)
         report = ForgetReport(int(len(new_rows)))
         if not len(new_rows):
@@ -63,8 +66,13 @@ class SingleUnlearnableModel(UnlearnableModel):
         before = cpu_state_dict(self.model)
         self.forgotten = np.union1d(self.forgotten, new_rows)
         keep = self.keep_mask()
-        step = APPROXIMATE.get(self.config["unlearn_method"])()
-        result = step.run(self.config, self.model, self.dataset, ForgetSet(new_rows), keep, history_keep=keep)
+        if self.dataset.has_training_samples(keep):
+            step = APPROXIMATE.get(self.config["unlearn_method"])()
+            result = step.run(self.config, self.model, self.dataset, ForgetSet(new_rows), keep, history_keep=keep)
+        else:
+            self.model.load_state_dict(new_model(self.config, self.dataset).state_dict())
+            self.model.eval()
+            result = ApproximateReport(stopped_by=NOTHING_REMAINS).finish()
         report.changed = not states_equal(before, cpu_state_dict(self.model))
         report.approximate = dict(result.summary(), changed=report.changed)
         self.last_report = result.to_json()
