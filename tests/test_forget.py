@@ -108,6 +108,16 @@ def test_user_item_pair(tiny_setup, tmp_path):
     assert fs.triples(dataset) == [("1", str(item), 4)]
 
 
+def test_a_spreadsheet_export_reads_like_plain_text(tiny_setup, tmp_path):
+    """Spreadsheets save "CSV UTF-8" with a byte-order mark and CRLF line ends; the mark used to
+    make the first user token unknown ('\\ufeff1')."""
+    _, dataset = tiny_setup
+    plain = forget_set_from_requests(_write(tmp_path, "1\n3,302\n"), dataset, 1000)
+    (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbf1\r\n3,302\r\n")
+    exported = forget_set_from_requests(str(tmp_path / "excel.csv"), dataset, 1000)
+    assert np.array_equal(exported.rows, plain.rows) and len(plain.rows) > 1
+
+
 @pytest.mark.parametrize(
     "text, message",
     [

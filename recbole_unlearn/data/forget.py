@@ -210,7 +210,7 @@ def read_request_lines(path: str, max_lines: int) -> List[Tuple[int, str]]:
         raise UnlearnError(f"request file not found: {path}")
     lines: List[Tuple[int, str]] = []
     try:
-        with open(path, "r", encoding="utf-8") as f:
+        with open(path, "r", encoding="utf-8-sig") as f:  # a byte-order mark (spreadsheets) is not a token
             for number, raw in enumerate(f, start=1):
                 text = raw.strip()
                 if not text or text.startswith("#"):
