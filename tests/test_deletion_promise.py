@@ -133,7 +133,8 @@ def test_a_request_that_empties_a_shard_is_applied(in_tmp, method, model, n_slic
     dict(model="SASRec", unlearn_method="sru"),
     dict(model="SASRec", unlearn_method="sruga", sruga_epochs=1),
     dict(unlearn_method="sisa", shard_unlearning="sruga", sruga_epochs=1),
-], ids=["sisa", "sru", "sruga", "sisa-sruga"])
+    dict(model="SASRec", unlearn_method="sru", redraw_partition=True, partition_balance="interactions"),
+], ids=["sisa", "sru", "sruga", "sisa-sruga", "sru-redrawn-by-interactions"])
 def test_a_request_that_forgets_everyone_is_applied(in_tmp, overrides):
     """Forgetting every user's training data is a valid request: with nothing left to train on,
     every model (or shard) is its seeded initialisation, which is what retraining on nothing

@@ -57,6 +57,17 @@ def test_random_partition_can_balance_interactions(setup):
     assert min(shard_sizes(shard_map)) > 0
 
 
+def test_users_without_training_interactions_still_spread_over_shards(setup):
+    """Under ``partition_balance: interactions`` a user with nothing left to train on weighed
+    0, so once everything was forgotten (a redrawn partition) every user went to one shard and
+    the forget was refused, its requests left queued. Such a user counts as one."""
+    config, dataset = setup
+    keep = dataset.full_keep() & ~dataset.is_training
+    shard_map = build_shard_map(config.override({"partition_balance": "interactions", "n_slices": 2}), dataset, keep=keep)
+    sizes = shard_sizes(shard_map)
+    assert max(sizes) - min(sizes) <= 1
+
+
 def test_a_shard_with_fewer_users_than_slices_is_refused():
     check_shard_users(np.array([0, 0, 1, 1, 2]), 3, 1)
     with pytest.raises(UnlearnError, match="shard 2 holds 1 users, fewer than n_slices = 2"):

@@ -57,11 +57,13 @@ def balance_weights(config, dataset: UnlearnSequentialDataset, users: np.ndarray
     """What a partition balances (``partition_balance``): None for users (SPEC section 4: shards
     within one user of equal), or ``[n_users]`` training interactions of each user under
     ``keep`` (shards within one heaviest user of equal interactions, so the largest shard, which
-    bounds a request's retraining time, is not twice the smallest)."""
+    bounds a request's retraining time, is not twice the smallest). A user with none left counts
+    as one: weightless users would all go to one shard, leaving the others empty."""
     if config["partition_balance"] == "users":
         return None
     rows = _training_rows(dataset, keep)
-    return np.bincount(dataset.log_user[rows], minlength=dataset.user_num)[users].astype(np.float64)
+    counts = np.bincount(dataset.log_user[rows], minlength=dataset.user_num)[users]
+    return np.maximum(counts, 1).astype(np.float64)
 
 
 @dataclass

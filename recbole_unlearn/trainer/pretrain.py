@@ -9,18 +9,24 @@ from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.similarity import PartitionEmbeddings
 from recbole_unlearn.data.utils import split_loaders
 from recbole_unlearn.model.representations import batched_sequence_representation, item_representations
-from recbole_unlearn.trainer.training import train_model
+from recbole_unlearn.trainer.training import new_model, train_model
 
 
 @torch.no_grad()
 def pretrain_embeddings(config, dataset: UnlearnSequentialDataset, keep: np.ndarray) -> Tuple[PartitionEmbeddings, float]:
     """Train the base model for ``partition_pretrain_epochs`` epochs on the training data
     selected by ``keep`` and read off user and item vectors. Returns them and the wall seconds.
-    The pretrained model itself is discarded: it never makes a recommendation."""
+    The pretrained model itself is discarded: it never makes a recommendation. With no
+    training sample left (a redrawn partition after everything was forgotten) the model is its
+    seeded initialisation, as pretraining on nothing leaves it."""
     start = time.perf_counter()
     short = config.override({"epochs": config["partition_pretrain_epochs"]})
-    with torch.enable_grad():
-        model = train_model(short, split_loaders(short, dataset, keep), tag="partition pretraining").model
+    loaders = split_loaders(short, dataset, keep)
+    if loaders.train is None:
+        model = new_model(short, dataset)
+    else:
+        with torch.enable_grad():
+            model = train_model(short, loaders, tag="partition pretraining").model
     model.eval()
     items = item_representations(model).detach().cpu().numpy().astype(np.float32)
     size = items.shape[1]
