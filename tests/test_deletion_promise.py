@@ -163,6 +163,35 @@ def test_a_request_that_forgets_everyone_is_applied(in_tmp, overrides):
         assert states_equal(model.model.state_dict(), config.model_class(config, model.dataset).state_dict())
 
 
+def test_a_forget_that_fails_leaves_its_requests_queued_and_says_why(sisa_copy, in_tmp, monkeypatch):
+    """A forget that raises (a bug, memory, a setting the remaining data cannot meet) used to
+    leave only 'queued' lines: the ledger did not say the batch had been tried, or why it
+    failed. It now records 'failed' with the reason; the previous version stays live and the
+    next run applies the requests, once."""
+    from recbole_unlearn.unlearnable.sharded import ShardedUnlearnableModel
+
+    (in_tmp / "req.csv").write_text("2,292\n3\n")
+    version = read_manifest(sisa_copy)[0]
+    real_forget = ShardedUnlearnableModel.forget
+
+    def broken(self, rows):
+        raise RuntimeError("out of memory while retraining\nsecond line")
+
+    monkeypatch.setattr(ShardedUnlearnableModel, "forget", broken)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run_forget_requests(sisa_copy, str(in_tmp / "req.csv"), QUIET, verbose=False)
+    assert read_manifest(sisa_copy)[0] == version
+    digest = file_digest(str(in_tmp / "req.csv"))
+    events = [e for e in ledger_events(sisa_copy) if e["id"].startswith(digest)]
+    assert [e["status"] for e in events] == ["queued", "queued", "failed", "failed"]
+    assert events[-1]["reason"] == "RuntimeError: out of memory while retraining second line"
+    monkeypatch.setattr(ShardedUnlearnableModel, "forget", real_forget)
+    doc = run_forget_requests(sisa_copy, str(in_tmp / "req.csv"), QUIET, verbose=False)
+    assert doc["requests"]["applied"] == 2 and doc["requests"]["skipped_already_final"] == 0
+    ids = [rid for e in read_audit(sisa_copy) for rid in e.get("request_ids", [])]
+    assert ids.count(f"{digest}:1") == 1 and ids.count(f"{digest}:2") == 1
+
+
 def test_summary_counts_must_add_up():
     summary = StreamSummary(queued=3)
     summary.outcomes["applied"] = 2

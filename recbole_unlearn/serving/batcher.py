@@ -196,8 +196,15 @@ class RequestBatcher:
     def _apply(self, batch: List[PendingRequest]) -> None:
         requests = [ForgetRequest(p.request.id, p.request.rows) for p in batch]
         rows = np.unique(np.concatenate([r.rows for r in requests]))
-        outcome = apply_forget(self.store, self.model, ForgetSet(rows, source=self.source),
-                               self.model.config["unlearn_method"], requests)
+        try:
+            outcome = apply_forget(self.store, self.model, ForgetSet(rows, source=self.source),
+                                   self.model.config["unlearn_method"], requests)
+        except Exception as error:
+            # not final: the previous version stays live and the next run retries these requests
+            reason = " ".join(f"{type(error).__name__}: {error}".split())
+            self._record([{"id": p.request.id, "file": p.request.file, "line": p.request.line,
+                           "status": "failed", "reason": reason, "time": now()} for p in batch])
+            raise
         self.model = outcome.model
         done = time.monotonic()
         elsewhere, already = set(outcome.done_elsewhere), set(outcome.already_forgotten)

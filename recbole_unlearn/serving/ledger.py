@@ -3,8 +3,9 @@
 Statuses: ``queued``; then ``applied`` (with the model version and latency; ``already_forgotten:
 true`` when every row it names was forgotten before), ``applied_without_change`` (an
 approximate forget recorded the rows as forgotten but returned the weights unchanged: see the
-README) or ``rejected`` (with the reason). Written and read by ``serving.jsonl`` under the
-folder's lock.
+README) or ``rejected`` (with the reason). ``failed`` (with the error) is not final: the forget
+of its batch raised, the previous version stayed live, and the next run retries the request.
+Written and read by ``serving.jsonl`` under the folder's lock.
 """
 import os
 import time
