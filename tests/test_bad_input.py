@@ -142,6 +142,40 @@ def test_bad_stream_settings_are_refused_when_loading(saved, value):
         load_model(model_dir, {"max_batch": value})
 
 
+@pytest.mark.parametrize("model, settings, message", [
+    ("SASRec", {"learning_rate": -1}, "config key 'learning_rate' must be a positive number"),
+    ("SASRec", {"learning_rate": "abc"}, "config key 'learning_rate' must be a positive number"),
+    ("SASRec", {"weight_decay": -1}, "config key 'weight_decay' must be a non-negative number"),
+    ("SASRec", {"seed": 1.5}, "config key 'seed' must be a non-negative integer"),
+    ("SASRec", {"stopping_step": 0}, "config key 'stopping_step' must be a positive integer"),
+    ("SASRec", {"eval_step": 0}, "config key 'eval_step' must be a positive integer"),
+    ("SASRec", {"hidden_size": 0}, "config key 'hidden_size' must be a positive integer"),
+    ("SASRec", {"n_layers": 0}, "config key 'n_layers' must be a positive integer"),
+    ("SASRec", {"hidden_dropout_prob": 2}, "config key 'hidden_dropout_prob' must be in [0, 1)"),
+    ("GRU4Rec", {"dropout_prob": 2}, "config key 'dropout_prob' must be in [0, 1)"),
+    ("SASRec", {"valid_metric": "foo@10"}, "valid_metric 'foo@10' is not one of the validation metrics"),
+    ("SASRec", {"valid_metric": "NDCG@5"}, "valid_metric 'NDCG@5' is not one of the validation metrics"),
+    ("SASRec", {"n_heads": 3}, "SASRec cannot be built with these settings: ValueError: The hidden size (64) is not a multiple"),
+    ("SASRec", {"loss_type": "XX"}, "SASRec cannot be built with these settings"),
+])
+def test_recbole_settings_are_checked_before_anything_is_written(tmp_path, model, settings, message):
+    """RecBole's own model and training settings used to reach RecBole or torch unchecked: a
+    traceback after the run folder was written (learning rate, weight decay, seed, layers,
+    heads, dropout, loss type, validation metric), or a run on nonsense (0 hidden units,
+    stopping_step 0, learning rate 0 trained and reported numbers)."""
+    _assert_one_error(lambda: run_recbole_unlearn(model, config_dict=tiny_dict(
+        unlearn_method="retrain", results_dir=str(tmp_path / "r"), **settings)), message)
+    assert not os.path.exists(tmp_path / "r")
+
+
+def test_a_config_file_that_is_not_yaml(tmp_path):
+    (tmp_path / "broken.yaml").write_text("epochs: 2\nn_shards: [4\n")
+    _assert_one_error(lambda: run_recbole_unlearn("SASRec", config_file_list=[str(tmp_path / "broken.yaml")],
+                                                  config_dict=tiny_dict(results_dir=str(tmp_path / "r"))),
+                      f"config file {tmp_path / 'broken.yaml'} is not valid YAML (line 3, column 1)")
+    assert not os.path.exists(tmp_path / "r")
+
+
 # --- datasets ------------------------------------------------------------------------------
 def test_dataset_folder_without_inter_file(tmp_path):
     folder = tmp_path / "data" / "empty-ds"

@@ -32,6 +32,22 @@ def _read_yaml(path: str, loader) -> dict:
     return data or {}
 
 
+def _check_yaml_file(path: str) -> None:
+    """One-line errors for a config file that is missing, not UTF-8 or not YAML (the parser's
+    own message spans several lines)."""
+    if not os.path.isfile(path):
+        raise UnlearnError(f"config file not found: {path}")
+    try:
+        _read_yaml(path, yaml.SafeLoader)
+    except UnicodeDecodeError:
+        raise UnlearnError(f"config file {path} is not UTF-8 text") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise UnlearnError(" ".join(f"config file {path} is not valid YAML{where}: {problem}".split())) from None
+
+
 def literal_values(config_dict: dict) -> dict:
     """Turn string values into Python values in place (``"5"`` -> 5, ``"[10, 20]"`` -> a list,
     ``"true"`` -> True, ``"~"`` -> None as in YAML), as RecBole does for command-line and
@@ -91,8 +107,7 @@ class UnlearnConfig(Config):
         config_dict: Optional[dict] = None,
     ):
         for path in config_file_list or []:
-            if not os.path.isfile(path):
-                raise UnlearnError(f"config file not found: {path}")
+            _check_yaml_file(path)
         try:
             super().__init__(model, dataset, config_file_list, config_dict)
         except UnlearnError:
@@ -208,6 +223,12 @@ class UnlearnConfig(Config):
         if modes != {"full"}:
             raise UnlearnError("recbole_unlearn evaluates with full ranking: eval_args.mode must be 'full'")
         check_values(self.final_config_dict)  # kinds and ranges: recbole_unlearn/config/keys.py
+        metrics, topk = self["metrics"] or [], self["topk"] or []
+        metrics, topk = [metrics] if isinstance(metrics, str) else metrics, [topk] if isinstance(topk, int) else topk
+        computed = {f"{m}@{k}".lower() for m in metrics for k in topk}
+        if str(self["valid_metric"]).lower() not in computed:
+            raise UnlearnError(f"valid_metric '{self['valid_metric']}' is not one of the validation metrics "
+                               f"(metrics x topk: {', '.join(sorted(computed))})")
 
     # --- helpers -----------------------------------------------------------------------
     @property

@@ -240,10 +240,21 @@ KEYS: Dict[str, Key] = {
     "forget_topk": Key("data", "int_list"),
     "sru_inference_topk": Key("data", "int_list"),
     "sru_inference_neg_num": int_key("data"),
-    # --- RecBole settings we check (the rest of RecBole's keys are data keys, unchecked) -------
+    # --- RecBole settings we check (the rest of RecBole's keys are data keys, unchecked; a
+    # model that cannot be built from them is refused before a run writes anything) ---------
     "MAX_ITEM_LIST_LENGTH": int_key("data"),
     "epochs": int_key("data"),
     "train_batch_size": int_key("data"),
+    "learning_rate": number_key("data"),
+    "weight_decay": number_key("data", open_low=False),
+    "seed": int_key("data", low=0),
+    "stopping_step": int_key("data"),
+    "eval_step": int_key("data"),
+    # the sequential models' sizes and dropout rates (GRU4Rec, SASRec, BERT4Rec, ...)
+    **{key: int_key("data") for key in ("hidden_size", "inner_size", "embedding_size", "n_layers", "n_heads",
+                                        "num_layers")},
+    **{key: number_key("data", open_low=False, high=1, open_high=True)
+       for key in ("dropout_prob", "hidden_dropout_prob", "attn_dropout_prob")},
     "eval_batch_size": int_key("runtime"),
     "show_progress": Key("runtime"),
     "use_gpu": Key("runtime", recorded=False),
@@ -341,7 +352,9 @@ change: **data** keys (the data, the forget set, the original model) are shared 
 a leaderboard cell and make its fingerprint; a row may set **fit** (how a method trains its
 deployable model), **forget** (how it forgets) and **runtime** keys; rows that differ only in
 forget and runtime keys share one fit; a saved model (`--model_dir=...`) accepts only runtime
-keys. RecBole's own keys not listed here (`hidden_size`, `seed`, ...) are data keys.
+keys. RecBole's own keys are data keys: those listed here are checked, the others (`loss_type`,
+`mask_ratio`, ...) are RecBole's to check, and a run whose model cannot be built from them is
+refused with one line before it writes anything.
 
 """
 
@@ -355,8 +368,11 @@ def table_markdown() -> str:
         spec = KEYS[key]
         if spec.kind == "any" and key not in defaults:
             continue  # RecBole's own runtime keys: nothing of ours to say
-        default, source = defaults.get(key, (None, "RecBole"))
-        shown = "~" if default is None else str(default)
+        if key in defaults:
+            default, source = defaults[key]
+            shown = f"`{'~' if default is None else default}` ({source})"
+        else:
+            shown = "RecBole's (its model or overall YAML)"
         lines.append(f"| `{key}` | {spec.expectation() if spec.kind != 'any' else 'RecBole checks it'} | "
-                     f"`{shown}` ({source}) | {spec.phase} | {'yes' if spec.recorded else 'no'} |")
+                     f"{shown} | {spec.phase} | {'yes' if spec.recorded else 'no'} |")
     return DOC_INTRO + "\n".join(lines) + "\n"

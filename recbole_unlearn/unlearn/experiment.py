@@ -51,11 +51,23 @@ class Experiment:
         if not self.data.has_training_samples(self.forget_set.keep_mask(self.data)):
             raise UnlearnError("the forget set leaves no training samples: Retrain and every method would "
                                "train on nothing (a saved model can still be asked to forget everything)")
+        self._check_model()
         self.suite: Optional[EvaluationSuite] = None
         self.original: Optional[TrainedModel] = None
         self.audit: Optional[MembershipAudit] = None
         self.audit_cost: Dict[str, object] = {}
         self._steps: Optional[List[Tuple[ForgetSet, EvaluationSuite, dict]]] = None
+
+    def _check_model(self) -> None:
+        """Build the model once and drop it, so that settings RecBole or torch refuse (heads that
+        do not divide the hidden size, an unknown loss type, ...) are one line before a run
+        writes anything, not a traceback after. Torch's random state is left as it was."""
+        try:
+            with torch.random.fork_rng(devices=[]):
+                self.config.model_class(self.config, self.data)
+        except Exception as e:  # RecBole and torch refuse with ValueError, NotImplementedError, ...
+            raise UnlearnError(" ".join(f"{self.config['model']} cannot be built with these settings: "
+                                        f"{type(e).__name__}: {e}".split())) from None
 
     def _twins(self):
         """With ``audit``: a candidate set drawn by the forget protocol at twice its user share,
