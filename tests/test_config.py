@@ -120,3 +120,17 @@ def test_config_builds_under_numpy_2_which_removed_the_aliases_recbole_reads(mon
     config = UnlearnConfig(config_dict=tiny_dict(dataset="ml-100k"))
     assert config["model"] == "SASRec"
     assert np.float_ is np.float64 and np.unicode_ is np.str_ and np.complex_ is np.complex128
+
+
+def test_numpy_scalars_from_the_python_api_are_plain_values():
+    """A sweep written with numpy passes ``np.int64`` / ``np.float32`` values: they used to be
+    refused with a message that showed a valid-looking value ("'learning_rate' must be a
+    positive number, got 0.003"). They are read as the Python numbers they hold."""
+    import numpy as np
+
+    config = UnlearnConfig("SASRec", config_dict=tiny_dict(
+        n_shards=np.int64(3), learning_rate=np.float32(0.003), topk=[np.int64(10)], include_retrain=np.bool_(False)))
+    assert type(config["n_shards"]) is int and config["n_shards"] == 3
+    assert type(config["learning_rate"]) is float and abs(config["learning_rate"] - 0.003) < 1e-9
+    assert config["topk"] == [10] and type(config["topk"][0]) is int
+    assert config["include_retrain"] is False

@@ -10,6 +10,7 @@ import copy
 import os
 from typing import Dict, Iterable, List, Optional, Set
 
+import numpy as np
 import recbole
 import yaml
 from recbole.config import Config
@@ -48,15 +49,26 @@ def _check_yaml_file(path: str) -> None:
         raise UnlearnError(" ".join(f"config file {path} is not valid YAML{where}: {problem}".split())) from None
 
 
+def _plain(value):
+    """``value`` with NumPy scalars (also inside lists and tuples) turned into Python scalars."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
 def literal_values(config_dict: dict) -> dict:
     """Turn string values into Python values in place (``"5"`` -> 5, ``"[10, 20]"`` -> a list,
     ``"true"`` -> True, ``"~"`` -> None as in YAML), as RecBole does for command-line and
     ``config_dict`` values, but with ``ast.literal_eval`` instead of RecBole's ``eval``: a value
     is only ever read as a literal, never run as code
     (``--epochs="__import__('os').system(...)"`` stays a string and is then rejected as a bad
-    value). Anything that is not a literal stays a string."""
+    value). Anything that is not a literal stays a string. NumPy scalars (a sweep written with
+    numpy, through the Python API) become the Python numbers they hold, in lists too."""
     for key, param in config_dict.items():
         if not isinstance(param, str):
+            config_dict[key] = _plain(param)
             continue
         text = param.strip()
         try:
