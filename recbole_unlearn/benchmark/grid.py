@@ -40,7 +40,7 @@ from recbole.config import Config
 from recbole_unlearn.benchmark.report import TARGET_KINDS
 from recbole_unlearn.config.keys import is_variant_key
 from recbole_unlearn.unlearn import METHODS
-from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.utils.errors import UnlearnError, yaml_problem
 
 GRID_KEYS = {"models", "datasets", "output_dir", "baseline", "config", "methods", "targets", "reuse_cells_from"}
 EXTENDS = "extends"
@@ -196,8 +196,7 @@ def _read_document(path: str) -> dict:
         with open(path, "r", encoding="utf-8") as f:
             document = yaml.load(f, Loader=_GridLoader)
     except yaml.YAMLError as e:
-        first = str(e).strip().splitlines()[0]
-        raise UnlearnError(f"grid {path} is not valid YAML: {first}") from None
+        raise UnlearnError(f"grid {path} is not valid YAML{yaml_problem(e)}") from None
     if not isinstance(document, dict):
         raise UnlearnError(f"grid {path}: expected a YAML mapping")
     return document

@@ -20,7 +20,7 @@ from recbole.utils import argument_list
 
 from recbole_unlearn.compat import set_anomaly_detection
 from recbole_unlearn.config.keys import check_values, is_recorded
-from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.utils.errors import UnlearnError, yaml_problem
 from recbole_unlearn.utils.paths import properties_dir, property_file
 
 # Keys that are not settings in any YAML but are accepted everywhere.
@@ -43,10 +43,7 @@ def _check_yaml_file(path: str) -> None:
     except UnicodeDecodeError:
         raise UnlearnError(f"config file {path} is not UTF-8 text") from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise UnlearnError(" ".join(f"config file {path} is not valid YAML{where}: {problem}".split())) from None
+        raise UnlearnError(f"config file {path} is not valid YAML{yaml_problem(e)}") from None
 
 
 def _plain(value):
