@@ -186,8 +186,14 @@ def test_a_forget_that_fails_leaves_its_requests_queued_and_says_why(sisa_copy, 
     assert [e["status"] for e in events] == ["queued", "queued", "failed", "failed"]
     assert events[-1]["reason"] == "RuntimeError: out of memory while retraining second line"
     monkeypatch.setattr(ShardedUnlearnableModel, "forget", real_forget)
+    # --verify tells a compliance check that two requests wait for a retry
+    pending = verify_model(sisa_copy)
+    assert pending["requests_not_final"] == 2 and pending["requests_failed"] == 2
+    assert pending["oldest_not_final"] == events[0]["time"]
     doc = run_forget_requests(sisa_copy, str(in_tmp / "req.csv"), QUIET, verbose=False)
     assert doc["requests"]["applied"] == 2 and doc["requests"]["skipped_already_final"] == 0
+    done = verify_model(sisa_copy)
+    assert done["requests_not_final"] == 0 and done["requests_failed"] == 0 and done["oldest_not_final"] is None
     ids = [rid for e in read_audit(sisa_copy) for rid in e.get("request_ids", [])]
     assert ids.count(f"{digest}:1") == 1 and ids.count(f"{digest}:2") == 1
 

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from recbole_unlearn.serving import jsonl
+from recbole_unlearn.serving.ledger import FINAL_STATUSES, RequestLedger
 from recbole_unlearn.serving.store import (FORGOTTEN, MANIFEST, PENDING_AUDIT, ModelStore,
                                            checked_path, read_json)
 from recbole_unlearn.unlearnable.sharded import LEGACY_PARTITION_FILE
@@ -88,7 +89,9 @@ def verify_model(store: ModelStore) -> dict:
     e.g. an older version's ``partition_embeddings.pth``); no shard's or the single model's
     remaining training data contains a forgotten interaction; every (user, item) HMAC in the
     audit log is a forgotten pair of the model. Raises ``UnlearnError`` naming the first
-    problem; returns counts."""
+    problem; returns counts, among them the requests that still wait (``requests_not_final``:
+    queued or ``failed`` in the ledger and not in the audit log; ``requests_failed``; the time
+    the oldest was queued), which are not an error but must not go unseen."""
     model_dir = store.model_dir
     with store.lock.hold():
         model = store.load()
@@ -100,6 +103,8 @@ def verify_model(store: ModelStore) -> dict:
         log = AuditLog(model_dir)
         entries = log.entries(repair=True)
         key = log.secret(create=False)
+        waiting = _requests_not_final(RequestLedger(model_dir).events(repair=True),
+                                      {rid for entry in entries for rid in entry.get("request_ids", [])})
     if key is None:
         if any(entry.get("forgotten_hmac") for entry in entries):
             raise UnlearnError(f"{model_dir}/{SECRET} is missing: the audit log cannot be checked")
@@ -111,7 +116,20 @@ def verify_model(store: ModelStore) -> dict:
             raise UnlearnError(f"{model_dir}/{AUDIT} line {number}: {len(missing)} audited pairs are not forgotten")
     unchanged = sum(1 for entry in entries if entry.get("interactions") and entry.get("changed") is False)
     return {"model_dir": model_dir, "forgotten": len(forgotten), "audit_entries": len(entries),
-            "applied_without_change": unchanged, "version": os.path.basename(model.version_dir)}
+            "applied_without_change": unchanged, "version": os.path.basename(model.version_dir),
+            "requests_not_final": len(waiting), "requests_failed": sum(e["status"] == "failed" for e in waiting.values()),
+            "oldest_not_final": min((e["queued"] for e in waiting.values()), default=None)}
+
+
+def _requests_not_final(events: List[dict], audited: set) -> Dict[str, dict]:
+    """``{request id: {"status": its last status, "queued": when first queued}}`` of the ledger's
+    requests whose last status is not final and that the audit log does not hold (one in the
+    log was applied; its process died before the ledger said so, and the next run marks it)."""
+    last: Dict[str, dict] = {}
+    for event in events:
+        entry = last.setdefault(event["id"], {"queued": event.get("time")})
+        entry["status"] = event["status"]
+    return {rid: e for rid, e in last.items() if e["status"] not in FINAL_STATUSES and rid not in audited}
 
 
 def _check_version_files(model) -> None:
