@@ -22,12 +22,12 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import torch
-from recbole.utils import init_seed
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.partition import ShardMap
 from recbole_unlearn.data.utils import eval_loader, train_loader
 from recbole_unlearn.trainer.trainer import UnlearnTrainer, cpu_state_dict
+from recbole_unlearn.trainer.training import new_model
 from recbole_unlearn.utils.faults import fault_point
 
 # Seeds of shard k, stage r: seed + SHARD_SEED_STRIDE * (k + 1) + r (distinct for r < stride).
@@ -113,8 +113,7 @@ def _train_stages(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap
         # a stage left without samples (every user of its slices forgotten) is its seeded
         # initialisation: what training on nothing gives
         loader = train_loader(config, dataset, samples) if len(samples) else None
-        init_seed(stage_seed(config, job.shard, stage), config["reproducibility"])
-        model = config.model_class(config, samples).to(config["device"])
+        model = new_model(config, samples, stage_seed(config, job.shard, stage))
         if state is not None:
             model.load_state_dict(state)
         cap = slice_epochs(config)
