@@ -29,7 +29,7 @@ from recbole_unlearn.serving.ledger import RequestLedger, now
 from recbole_unlearn.serving.request_files import FileRequest
 from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearnable import UnlearnableModel
-from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.utils.errors import UnlearnError, error_line
 
 OUTCOMES = ("applied", "applied_without_change", "already_forgotten", "rejected", "applied_elsewhere")
 
@@ -201,9 +201,8 @@ class RequestBatcher:
                                    self.model.config["unlearn_method"], requests)
         except Exception as error:
             # not final: the previous version stays live and the next run retries these requests
-            reason = " ".join(f"{type(error).__name__}: {error}".split())
             self._record([{"id": p.request.id, "file": p.request.file, "line": p.request.line,
-                           "status": "failed", "reason": reason, "time": now()} for p in batch])
+                           "status": "failed", "reason": error_line(error), "time": now()} for p in batch])
             raise
         self.model = outcome.model
         done = time.monotonic()

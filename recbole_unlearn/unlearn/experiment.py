@@ -20,7 +20,7 @@ from recbole_unlearn.trainer.training import TrainedModel, new_model
 from recbole_unlearn.trainer.trainer import load_checkpoint
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.utils.atomic import save_weights
-from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.utils.errors import UnlearnError, error_line
 from recbole_unlearn.utils.results import make_row
 
 #: seeds of the audit's reference models: seed + AUDIT_SEED_STRIDE * (i + 1).
@@ -66,8 +66,7 @@ class Experiment:
             with torch.random.fork_rng(devices=[]):
                 self.config.model_class(self.config, self.data)
         except Exception as e:  # RecBole and torch refuse with ValueError, NotImplementedError, ...
-            raise UnlearnError(" ".join(f"{self.config['model']} cannot be built with these settings: "
-                                        f"{type(e).__name__}: {e}".split())) from None
+            raise UnlearnError(f"{self.config['model']} cannot be built with these settings: {error_line(e)}") from None
 
     def _twins(self):
         """With ``audit``: a candidate set drawn by the forget protocol at twice its user share,

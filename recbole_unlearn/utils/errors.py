@@ -8,10 +8,20 @@ class UnlearnError(Exception):
     """
 
 
+def one_line(text: object) -> str:
+    """``text`` with every run of whitespace, newlines included, made one space."""
+    return " ".join(str(text).split())
+
+
+def error_line(error: BaseException) -> str:
+    """``<ExceptionType>: <message>`` on one line (for a ledger reason or an ``error:`` line)."""
+    return one_line(f"{type(error).__name__}: {error}")
+
+
 def yaml_problem(error: Exception) -> str:
     """A YAML parse error as the end of a one-line message: `` (line L, column C): <what the
     parser expected>`` (PyYAML's own message spans several lines)."""
     mark = getattr(error, "problem_mark", None)
     where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-    problem = " ".join(str(getattr(error, "problem", None) or error).split())
+    problem = one_line(getattr(error, "problem", None) or error)
     return f"{where}: {problem}"
