@@ -9,6 +9,7 @@ import pytest
 
 from recbole_unlearn.quick_start import run_forget_requests
 from recbole_unlearn.serving import batcher as batcher_module
+from recbole_unlearn.serving import stream as stream_module
 from recbole_unlearn.serving.request_files import file_digest
 
 from conftest import ledger_events, load_model, read_audit, read_manifest, train_saved_model, verify_model
@@ -107,6 +108,103 @@ def test_watched_folder_rejects_bad_lines_and_applies_the_rest(model_copy, in_tm
     assert os.path.exists(inbox / ".c.csv")
     assert read_audit(model_copy)[-1]["request_ids"] == [a(1)]
     assert doc["requests"]["queued"] == 5
+
+
+class _DirectWriter:
+    """A client that writes straight into a watched folder (``cp``, ``scp``, an editor) instead of
+    renaming a finished file: it holds the file open and writes on as the watcher polls, so its
+    later lines go wherever the file is by then (``processed/`` included)."""
+
+    def __init__(self, path, first_lines):
+        self.path = path
+        self.handle = open(path, "w")
+        self.handle.write("".join(f"{line}\n" for line in first_lines))
+        self.handle.flush()
+
+    def write(self, lines):
+        self.handle.write("".join(f"{line}\n" for line in lines))
+        self.handle.flush()
+
+
+def _on_next_sleep(monkeypatch, action, after_first_read=False):
+    """Run ``action`` once, at the watcher's next poll sleep (after it first read a request
+    file, with ``after_first_read``)."""
+    state = {"read": not after_first_read, "done": False}
+    real_sleep, real_read = stream_module.time.sleep, stream_module.file_requests
+
+    def reading(*args, **kwargs):
+        state["read"] = True
+        return real_read(*args, **kwargs)
+
+    def sleeping(seconds):
+        if state["read"] and not state["done"]:
+            state["done"] = True
+            action()
+        real_sleep(seconds)
+
+    monkeypatch.setattr(stream_module, "file_requests", reading)
+    monkeypatch.setattr(stream_module.time, "sleep", sleeping)
+
+
+def _forgotten_users(model_dir):
+    return {u for u, _ in json.load(open(os.path.join(read_manifest(model_dir)[0], "forgotten.json")))}
+
+
+def test_watched_folder_waits_until_a_file_stops_changing(model_copy, in_tmp, monkeypatch):
+    """A file still being written is not read: earlier code read it at first sight, applied its
+    first lines and moved it to processed/, and the lines written after were never applied."""
+    users = _users_by_shard(model_copy)[0][:3]
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    writer = _DirectWriter(inbox / "req.csv", users[:2])
+    _on_next_sleep(monkeypatch, lambda: writer.write(users[2:]))
+    doc = run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05,
+                                                       "max_wait_s": 0, "state": "ERROR"}, verbose=False)
+    assert set(users) <= _forgotten_users(model_copy)
+    assert doc["requests"]["applied"] == 3 and doc["requests"]["queued"] == 3
+    whole = file_digest(str(inbox / "processed" / "req.csv"))
+    assert {e["id"] for e in _ledger(model_copy) if e["status"] == "applied"} == {f"{whole}:{n}" for n in (1, 2, 3)}
+    verify_model(model_copy)
+
+
+def test_watched_folder_reads_again_a_file_that_changed_after_it_was_read(model_copy, in_tmp, monkeypatch):
+    """A writer that paused longer than the settling time and then wrote on: the file is read
+    again and its new lines are applied (its earlier lines, now under the new content's ids,
+    forget nothing more); earlier code moved it to processed/ with its new lines never applied."""
+    users = _users_by_shard(model_copy)[0][:3]
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    writer = _DirectWriter(inbox / "req.csv", users[:2])
+    first = file_digest(str(inbox / "req.csv"))
+    _on_next_sleep(monkeypatch, lambda: writer.write(users[2:]), after_first_read=True)
+    doc = run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05,
+                                                       "watch_settle_s": 0, "max_wait_s": 0.3,
+                                                       "state": "ERROR"}, verbose=False)
+    assert set(users) <= _forgotten_users(model_copy)
+    whole = file_digest(str(inbox / "processed" / "req.csv"))
+    final = {e["id"]: e for e in _ledger(model_copy) if e["status"] == "applied"}
+    assert set(final) == {f"{first}:1", f"{first}:2", f"{whole}:1", f"{whole}:2", f"{whole}:3"}
+    audited = [i for e in read_audit(model_copy)[1:] for i in e["request_ids"]]
+    assert sorted(audited) == sorted(final)  # each once
+    assert doc["requests"]["queued"] == 5
+    verify_model(model_copy)
+
+
+def test_watched_folder_applies_a_file_removed_before_its_requests_were_final(model_copy, in_tmp, monkeypatch):
+    """Requests read from a file that was then deleted from the folder are applied (they were
+    received); earlier code crashed with a traceback when it came to move the missing file."""
+    users = _users_by_shard(model_copy)[0][:2]
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    (inbox / "req.csv").write_text("".join(f"{u}\n" for u in users))
+    _on_next_sleep(monkeypatch, lambda: os.remove(inbox / "req.csv"), after_first_read=True)
+    doc = run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05,
+                                                       "watch_settle_s": 0, "max_wait_s": 0.3,
+                                                       "state": "ERROR"}, verbose=False)
+    assert doc["requests"]["applied"] == 2
+    assert set(users) <= _forgotten_users(model_copy)
+    assert not os.path.exists(inbox / "processed" / "req.csv")
+    verify_model(model_copy)
 
 
 def _rss_mb() -> float:

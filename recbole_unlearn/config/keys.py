@@ -225,6 +225,7 @@ KEYS: Dict[str, Key] = {
     "max_batch": int_key("runtime"),
     "max_wait_s": number_key("runtime", open_low=False),
     "watch_poll_s": number_key("runtime"),
+    "watch_settle_s": number_key("runtime", open_low=False),
     "watch_idle_s": number_key("runtime", open_low=False, optional=True),
     "lock_timeout_s": number_key("runtime", open_low=False),
     # --- parallel shard training ----------------------------------------------------------

@@ -203,38 +203,48 @@ def parse_request_line(text: str, dataset: UnlearnSequentialDataset, where: str)
     return user, item, rows
 
 
-def read_request_lines(path: str, max_lines: int) -> List[Tuple[int, str]]:
-    """``(line number, text)`` of every request line (blank lines and ``#`` comments skipped).
-    One-line errors for a missing, non-UTF-8 or over-long file (more than ``max_lines``)."""
-    if not os.path.isfile(path):
-        raise UnlearnError(f"request file not found: {path}")
-    lines: List[Tuple[int, str]] = []
+def read_request_bytes(path: str) -> bytes:
+    """The bytes of the request file at ``path`` (one read: its request ids and its lines come
+    from the same bytes). One-line error for a missing or unreadable file."""
     try:
-        with open(path, "r", encoding="utf-8-sig") as f:  # a byte-order mark (spreadsheets) is not a token
-            for number, raw in enumerate(f, start=1):
-                text = raw.strip()
-                if not text or text.startswith("#"):
-                    continue
-                if len(lines) >= max_lines:
-                    raise UnlearnError(f"request file {path} has more than {max_lines} requests "
-                                       "(max_request_lines); split it")
-                lines.append((number, text))
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise UnlearnError(f"request file not found: {path}") from None
+    except OSError as e:
+        raise UnlearnError(f"request file {path} cannot be read: {e.strerror}") from None
+
+
+def request_lines(data: bytes, path: str, max_lines: int) -> List[Tuple[int, str]]:
+    """``(line number, text)`` of every request line of a request file's bytes (blank lines and
+    ``#`` comments skipped; a UTF-8 byte-order mark, as spreadsheets write, is not a token).
+    One-line errors for bytes that are not UTF-8 and for more than ``max_lines`` requests."""
+    try:
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise UnlearnError(f"request file {path} is not UTF-8 text") from None
+    lines: List[Tuple[int, str]] = []
+    for number, raw in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if len(lines) >= max_lines:
+            raise UnlearnError(f"request file {path} has more than {max_lines} requests "
+                               "(max_request_lines); split it")
+        lines.append((number, line))
     return lines
 
 
-def parse_request_file(path: str, dataset: UnlearnSequentialDataset, max_lines: int) -> List[Request]:
-    """Read ``user_token[,item_token]`` lines and resolve them to training log rows.
+def parse_request_lines(lines: List[Tuple[int, str]], path: str, dataset: UnlearnSequentialDataset) -> List[Request]:
+    """Resolve a request file's ``user_token[,item_token]`` lines to training log rows.
 
-    Blank lines and lines starting with ``#`` are skipped. Everything is validated before
-    anything is returned: the first problem (malformed line, unknown token, a line repeating an
-    earlier one, no requests at all, more than ``max_lines``) raises a one-line
+    Everything is validated before anything is returned: the first problem (malformed line,
+    unknown token, a line repeating an earlier one, no requests at all) raises a one-line
     :class:`UnlearnError` naming the file and line.
     """
     requests: List[Request] = []
     seen = {}
-    for number, text in read_request_lines(path, max_lines):
+    for number, text in lines:
         where = f"request file {path} line {number}"
         user, item, rows = parse_request_line(text, dataset, where)
         if (user, item) in seen:
@@ -244,6 +254,12 @@ def parse_request_file(path: str, dataset: UnlearnSequentialDataset, max_lines: 
     if not requests:
         raise UnlearnError(f"request file {path} contains no requests")
     return requests
+
+
+def parse_request_file(path: str, dataset: UnlearnSequentialDataset, max_lines: int) -> List[Request]:
+    """Read the request file at ``path`` and resolve its lines (:func:`parse_request_lines`);
+    more than ``max_lines`` requests is an error too."""
+    return parse_request_lines(request_lines(read_request_bytes(path), path, max_lines), path, dataset)
 
 
 def forget_set_from_requests(path: str, dataset: UnlearnSequentialDataset, max_lines: int) -> ForgetSet:

@@ -7,13 +7,14 @@ requests are skipped as already final; a new file that reuses an old name (tomor
 ``requests.csv``) has new ids, so its requests are applied. The ledger keeps the file name and
 line next to each id for people.
 """
+import hashlib
 import os
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
-from recbole_unlearn.data.forget import parse_request_file, parse_request_line, read_request_lines
+from recbole_unlearn.data.forget import parse_request_line, parse_request_lines, read_request_bytes, request_lines
 from recbole_unlearn.serving.store import file_sha256
 from recbole_unlearn.utils.errors import UnlearnError
 
@@ -23,6 +24,11 @@ ID_DIGITS = 16
 def file_digest(path: str) -> str:
     """The request-id prefix of the file at ``path``: its bytes' SHA-256, shortened."""
     return file_sha256(path)[:ID_DIGITS]
+
+
+def bytes_digest(data: bytes) -> str:
+    """The request-id prefix of a request file's bytes (as :func:`file_digest`)."""
+    return hashlib.sha256(data).hexdigest()[:ID_DIGITS]
 
 
 def request_id(digest: str, line: int) -> str:
@@ -48,20 +54,22 @@ class FileRequest:
     error: Optional[str] = None
 
 
-def file_requests(path: str, dataset, max_lines: int, strict: bool) -> List[FileRequest]:
-    """Every request line of the file at ``path``, resolved to log rows.
+def file_requests(path: str, dataset, max_lines: int, strict: bool) -> Tuple[str, List[FileRequest]]:
+    """The digest of the file at ``path`` and every request line of it, resolved to log rows,
+    both from one read of its bytes (a file that changes meanwhile cannot give ids of one
+    content to lines of another).
 
     ``strict``: the first bad line raises its ``UnlearnError`` (a file given with ``--forget``
     is all or nothing); otherwise a bad line comes back with ``error`` set (a watched folder
     rejects it and goes on). A file that cannot be read at all raises either way.
     """
     name = os.path.basename(path)
+    data = read_request_bytes(path)
+    digest = bytes_digest(data)
+    lines = request_lines(data, path, max_lines)
     if strict:
-        parsed = parse_request_file(path, dataset, max_lines)  # validates the whole file first
-        digest = file_digest(path)
-        return [FileRequest(request_id(digest, r.line), name, r.line, r.rows) for r in parsed]
-    lines = read_request_lines(path, max_lines)
-    digest = file_digest(path)
+        parsed = parse_request_lines(lines, path, dataset)  # validates the whole file first
+        return digest, [FileRequest(request_id(digest, r.line), name, r.line, r.rows) for r in parsed]
     out, seen = [], {}
     for number, text in lines:
         request = FileRequest(request_id(digest, number), name, number)
@@ -74,4 +82,4 @@ def file_requests(path: str, dataset, max_lines: int, strict: bool) -> List[File
         except UnlearnError as e:
             request.error = str(e)
         out.append(request)
-    return out
+    return digest, out

@@ -5,11 +5,14 @@ watched for new request files. Requests are identified by content
 """
 import os
 import shutil
+import stat
 import time
-from typing import Dict, List, Tuple
+from dataclasses import dataclass, field
+from logging import getLogger
+from typing import Dict, List, Optional, Tuple
 
 from recbole_unlearn.serving.batcher import RequestBatcher, StreamSummary
-from recbole_unlearn.serving.request_files import FileRequest, file_digest, file_requests, request_id
+from recbole_unlearn.serving.request_files import FileRequest, bytes_digest, file_digest, file_requests, request_id
 from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearnable import UnlearnableModel
 from recbole_unlearn.utils.errors import UnlearnError
@@ -25,7 +28,7 @@ def stream_request_file(store: ModelStore, model: UnlearnableModel, path: str) -
     groups first, then groups whose oldest request waited ``max_wait_s``, the rest at the end.
     Returns the summary and the live model afterwards."""
     config = model.config
-    requests = file_requests(path, model.dataset, config["max_request_lines"], strict=True)
+    _, requests = file_requests(path, model.dataset, config["max_request_lines"], strict=True)
     batcher = RequestBatcher(store, model, config["max_batch"], config["max_wait_s"],
                              f"requests:{os.path.basename(path)}")
     batcher.submit(requests)
@@ -36,12 +39,42 @@ def stream_request_file(store: ModelStore, model: UnlearnableModel, path: str) -
     return batcher.summary, batcher.model
 
 
-def _request_files(folder: str) -> List[str]:
-    """Complete request files in ``folder``, oldest first (writers create ``.name`` or
-    ``name.tmp`` and rename it when done; those are ignored until then)."""
-    names = [n for n in os.listdir(folder)
-             if not n.startswith(".") and not n.endswith(".tmp") and os.path.isfile(os.path.join(folder, n))]
-    return sorted(names, key=lambda n: (os.path.getmtime(os.path.join(folder, n)), n))
+@dataclass
+class _WatchedFile:
+    """What the watcher knows of one file in the watched folder.
+
+    ``stat``: its ``(inode, size, mtime_ns)`` when last seen, unchanged since ``since``
+    (``time.monotonic()``); ``read_stat`` and ``digest``: the stat and content digest it had
+    when it was read (``None``: not read yet); ``ids``: the request ids of that content."""
+
+    stat: Tuple[int, int, int]
+    since: float
+    read_stat: Optional[Tuple[int, int, int]] = None
+    digest: Optional[str] = None
+    ids: List[str] = field(default_factory=list)
+    valid_any: bool = False
+
+
+def _file_stat(path: str) -> Optional[Tuple[int, int, int]]:
+    """``(inode, size, mtime_ns)`` of a regular file, ``None`` if it is gone or not a file."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
+
+
+def _request_files(folder: str) -> List[Tuple[str, Tuple[int, int, int]]]:
+    """``(name, stat)`` of the request files in ``folder``, oldest first. Writers should create
+    ``.name`` or ``name.tmp`` and rename it when done; those are ignored until then."""
+    found = []
+    for name in os.listdir(folder):
+        if name.startswith(".") or name.endswith(".tmp"):
+            continue
+        st = _file_stat(os.path.join(folder, name))
+        if st is not None:
+            found.append((name, st))
+    return sorted(found, key=lambda f: (f[1][2], f[0]))
 
 
 def _move(folder: str, name: str, subfolder: str) -> None:
@@ -57,28 +90,49 @@ def _move(folder: str, name: str, subfolder: str) -> None:
 def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str) -> Tuple[StreamSummary, UnlearnableModel]:
     """Watch ``folder`` for request files until it has been idle (no file, empty queue) for
     ``watch_idle_s`` seconds (``~``: until interrupted). Each line is a request; a bad line is
-    rejected with its reason and the others go on. A file whose requests are all final moves to
-    ``processed/`` (or ``rejected/`` if none was valid); a restart re-reads files still there and
-    skips requests already final. Returns the summary and the live model afterwards."""
+    rejected with its reason and the others go on.
+
+    A file is read once it has not changed (inode, size, modification time) for
+    ``watch_settle_s`` seconds, so a file still being written straight into the folder is not
+    read half-way. A file that changes after it was read is read again once it settles (its new
+    lines are new requests; lines it had before resolve to data already forgotten). A file whose
+    requests are all final, and which has not changed since it was read, moves to
+    ``processed/`` (or ``rejected/`` if none was valid); one removed from the folder first is
+    applied all the same. A restart re-reads files still there and skips requests already
+    final. Returns the summary and the live model afterwards."""
     if not os.path.isdir(folder):
         raise UnlearnError(f"request folder not found: {folder}")
     config = model.config
     batcher = RequestBatcher(store, model, config["max_batch"], config["max_wait_s"],
                              f"requests:{os.path.basename(os.path.normpath(folder))}/")
-    outstanding: Dict[str, List[str]] = {}  # file -> its request ids not final yet
-    valid_any: Dict[str, bool] = {}
+    files: Dict[str, _WatchedFile] = {}
     idle_since = time.monotonic()
     while True:
-        for name in _request_files(folder):
-            if name in outstanding:
-                continue
-            outstanding[name], valid_any[name] = _queue_file(batcher, folder, name, config["max_request_lines"])
-            idle_since = time.monotonic()
+        now_mono = time.monotonic()
+        listed = dict(_request_files(folder))
+        for name, st in listed.items():
+            known = files.get(name)
+            if known is None:
+                known = files[name] = _WatchedFile(st, now_mono)
+            elif known.stat != st:
+                known.stat, known.since = st, now_mono
+            if known.read_stat == st or now_mono - known.since < config["watch_settle_s"]:
+                continue  # read and unchanged since, or still changing
+            if _read_file(batcher, folder, name, known, config["max_request_lines"]):
+                idle_since = now_mono
+        for name in [n for n, f in files.items() if n not in listed and f.digest is None]:
+            del files[name]  # gone before it was read
         applied = batcher.pump()
-        for name in [n for n, ids in outstanding.items() if all(batcher.is_final(i) for i in ids)]:
-            _move(folder, name, PROCESSED if valid_any[name] else REJECTED)
-            del outstanding[name]
-        if applied or batcher.pending:
+        for name, known in list(files.items()):
+            if known.digest is None or not all(batcher.is_final(i) for i in known.ids):
+                continue
+            current = _file_stat(os.path.join(folder, name))
+            if current is None:
+                del files[name]  # removed from the folder: its requests were applied all the same
+            elif current == known.read_stat:
+                _move(folder, name, PROCESSED if known.valid_any else REJECTED)
+                del files[name]
+        if applied or batcher.pending or any(f.digest is None for f in files.values()):
             idle_since = time.monotonic()
         if config["watch_idle_s"] is not None and not batcher.pending and \
                 time.monotonic() - idle_since >= config["watch_idle_s"]:
@@ -88,17 +142,42 @@ def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str
             time.sleep(config["watch_poll_s"])
 
 
-def _queue_file(batcher: RequestBatcher, folder: str, name: str, max_lines: int):
-    """Read one request file into the batcher; returns (its request ids, any line valid). A
+def _read_file(batcher: RequestBatcher, folder: str, name: str, known: _WatchedFile, max_lines: int) -> bool:
+    """Read one settled file into the batcher and note what was read in ``known``; returns
+    whether it brought requests (False: gone meanwhile, or the same content read before). A
     file that cannot be read, or holds no request, is one rejected request (id: its digest)."""
     path = os.path.join(folder, name)
     try:
-        requests = file_requests(path, batcher.model.dataset, max_lines, strict=False)
+        digest, requests = file_requests(path, batcher.model.dataset, max_lines, strict=False)
         if not requests:
             raise UnlearnError(f"request file {path} contains no requests")
     except UnlearnError as e:
-        whole = FileRequest(request_id(file_digest(path), 0), name, 0, error=str(e))
-        batcher.submit([whole])
-        return [whole.id], False
+        if _file_stat(path) is None:
+            return False  # removed (or renamed) between the listing and the read
+        digest = _unreadable_digest(path)
+        requests = [FileRequest(request_id(digest, 0), name, 0, error=str(e))]
+    read_stat = _file_stat(path)
+    if read_stat != known.stat:
+        return False  # changed while being read: read again once it settles
+    if digest == known.digest:
+        known.read_stat = read_stat  # touched, same content
+        return False
+    if known.digest is not None:
+        getLogger().warning(f"request file {path} changed after it was read: reading it again (its new lines "
+                            "are new requests). Write request files as .name or name.tmp and rename them "
+                            "when complete")
+    known.read_stat, known.digest = read_stat, digest
+    known.ids = [r.id for r in requests]
+    known.valid_any = any(r.error is None for r in requests)
     batcher.submit(requests)
-    return [r.id for r in requests], any(r.error is None for r in requests)
+    return True
+
+
+def _unreadable_digest(path: str) -> str:
+    """The id prefix of a file whose requests cannot be read: its content's digest if its bytes
+    can be read, else one of its name, size and modification time."""
+    try:
+        return file_digest(path)
+    except OSError:
+        st = os.stat(path)
+        return bytes_digest(f"{os.path.basename(path)}\0{st.st_size}\0{st.st_mtime_ns}".encode())
