@@ -2,7 +2,8 @@
 in RecBole's style: ``--key=value`` for everything. It dispatches to one of four jobs:
 
 * run (default): ``quick_start.run_recbole_unlearn``;
-* forget (``--model_dir=... --forget=<file or folder>``): ``quick_start.run_forget_requests``;
+* forget (``--model_dir=... --forget=<file or folder>``, without ``--model``, ``--dataset`` or
+  ``--config_files``, which make it a run saving to a new ``model_dir``): ``quick_start.run_forget_requests``;
 * verify (``--model_dir=... --verify=True``): ``quick_start.run_verify``;
 * benchmark (``--benchmark=<grid.yaml>``): ``benchmark.runner.run_grid``.
 
@@ -73,10 +74,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             from recbole_unlearn.quick_start.forget_requests import run_verify
 
             print(f"verified: {run_verify(str(config_dict['model_dir']), config_dict)}")
-        elif config_dict.get("model_dir") and config_dict.get("forget"):
-            if model or dataset or config_files:
-                raise UnlearnError("--model_dir uses the saved model's settings: drop --model, "
-                                   "--dataset and --config_files")
+        elif config_dict.get("model_dir") and config_dict.get("forget") and not (model or dataset or config_files):
+            # a saved model answers requests with its own settings; with --model, --dataset or
+            # --config_files this is a run that forgets the file and saves to a new model_dir
             from recbole_unlearn.quick_start.forget_requests import run_forget_requests
 
             run_forget_requests(str(config_dict["model_dir"]), str(config_dict["forget"]), config_dict)

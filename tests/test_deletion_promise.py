@@ -163,6 +163,43 @@ def test_a_request_that_forgets_everyone_is_applied(in_tmp, overrides):
         assert states_equal(model.model.state_dict(), config.model_class(config, model.dataset).state_dict())
 
 
+@pytest.mark.parametrize("overrides", [
+    dict(unlearn_method="sisa"),
+    dict(model="SASRec", unlearn_method="sru"),
+    dict(model="SASRec", unlearn_method="sruga"),
+], ids=["sisa", "sru", "sruga"])
+def test_a_model_saved_for_deployment_forgets_nothing_nobody_asked_for(in_tmp, overrides):
+    """Every run that saved a model used to forget a sampled forget set first (10 % of the users
+    by default, no way to turn it off: forget_user_ratio 0 is refused), so a model trained for a
+    deletion pipeline started with deletions nobody asked for, logged as applied. With
+    ``forget_protocol: none`` the fitted model is saved as it is, and requests are its only
+    forgets."""
+    settings = dict(overrides, forget_protocol="none")
+    model_dir = train_saved_model(in_tmp, settings.pop("model", "GRU4Rec"), **settings)
+    assert read_audit(model_dir) == []
+    assert len(load_model(model_dir).forgotten) == 0
+    assert os.path.basename(read_manifest(model_dir)[0]) == "v000001"
+    (path,) = [os.path.join(r, "results.json") for r, _, names in os.walk(in_tmp / "results") if "results.json" in names]
+    with open(path) as f:
+        doc = json.load(f)
+    assert doc["forget_set"] == {"source": "none", "interactions": 0, "users": 0, "forget_samples": 0}
+    rows = {r["method"]: r for r in doc["rows"]}
+    assert list(rows) == ["original", overrides["unlearn_method"]]
+    deployed = rows[overrides["unlearn_method"]]
+    assert deployed["forgotten_interactions"] == 0 and deployed["seconds"] == 0.0
+    assert deployed["model_dir"] == model_dir and deployed["utility_rem"] == deployed["utility_raw"]
+    if overrides["unlearn_method"] == "sruga":  # the deployed model is the original, untouched
+        original = torch.load(os.path.join(os.path.dirname(path), "original.pth"), weights_only=True)
+        assert states_equal(load_model(model_dir).model.state_dict(), original)
+    (in_tmp / "req.csv").write_text("7\n")
+    proc = _cli([f"--model_dir={model_dir}", "--forget=req.csv", "--state=ERROR"], in_tmp)
+    assert proc.returncode == 0, proc.stderr
+    (entry,) = read_audit(model_dir)
+    assert entry["version"] == "v000002" and entry["request_ids"] == [f"{file_digest(str(in_tmp / 'req.csv'))}:1"]
+    assert {u for u, _ in _forgotten_pairs(model_dir)} == {"7"}
+    verify_model(model_dir)
+
+
 def test_a_forget_that_fails_leaves_its_requests_queued_and_says_why(sisa_copy, in_tmp, monkeypatch):
     """A forget that raises (a bug, memory, a setting the remaining data cannot meet) used to
     leave only 'queued' lines: the ledger did not say the batch had been tried, or why it
@@ -290,6 +327,31 @@ def test_two_processes_answer_request_files_on_one_folder(sisa_copy, in_tmp):
     final = [e["id"] for e in ledger_events(sisa_copy) if e["status"] == "applied"]
     assert sorted(final) == sorted(expected)
     assert {("2", "292"), ("2", "303")} <= _forgotten_pairs(sisa_copy)
+    verify_model(sisa_copy)
+
+
+def test_two_processes_watch_one_folder(sisa_copy, in_tmp):
+    """Two watchers on one request folder (two replicas of a deletion service): every request is
+    applied exactly once, both stop cleanly, and every file ends in processed/ once."""
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    files = {"a.csv": "2,292\n5\n", "b.csv": "7\n", "c.csv": "2,303\n9\n"}
+    for name, text in files.items():
+        (inbox / name).write_text(text)
+    expected = {f"{file_digest(str(inbox / n))}:{i}" for n, text in files.items()
+                for i in range(1, text.count("\n") + 1)}
+    procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "run_recbole_unlearn.py"),
+                               f"--model_dir={sisa_copy}", "--forget=inbox/", "--state=ERROR", "--max_wait_s=0",
+                               "--watch_poll_s=0.05", "--watch_settle_s=0.2", "--watch_idle_s=3"],
+                              cwd=in_tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+    ids = [rid for e in read_audit(sisa_copy) for rid in e.get("request_ids", [])]
+    assert sorted(ids) == sorted(expected)  # every request exactly once
+    assert sorted(os.listdir(inbox / "processed")) == sorted(files)
+    assert sorted(os.listdir(inbox)) == ["processed"]
     verify_model(sisa_copy)
 
 

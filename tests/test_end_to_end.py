@@ -86,6 +86,25 @@ def test_cli_request_file(in_tmp):
     assert doc["forget_set"]["users"] == 2
 
 
+def test_cli_run_that_forgets_a_request_file_and_saves_its_model(in_tmp):
+    """--model with --forget=<file> and --model_dir is a run that forgets the file and saves to
+    model_dir (earlier: refused with "drop --model, --dataset and --config_files", as if the folder
+    were a saved model answering the file); answering requests stays --model_dir with --forget alone."""
+    (in_tmp / "req.csv").write_text("1\n")
+    args = ["--dataset=ml-tiny", f"--data_path={FIXTURES}", "--epochs=1", "--state=ERROR", "--forget=req.csv",
+            "--unlearn_method=sisa", "--n_shards=2", "--include_retrain=False", "--model_dir=m"]
+    proc = _cli(["--model=GRU4Rec"] + args, in_tmp)
+    assert proc.returncode == 0, proc.stderr
+    with open(os.path.join(in_tmp, "m", "audit.jsonl")) as f:
+        (entry,) = [json.loads(line) for line in f]
+    assert entry["source"] == "requests:req.csv" and entry["version"] == "v000002"
+    again = _cli(["--model=GRU4Rec"] + args, in_tmp)
+    assert again.returncode == 2 and "already holds a model" in again.stderr and "without --model" in again.stderr
+    answered = _cli(["--model_dir=m", "--forget=req.csv", "--state=ERROR"], in_tmp)
+    assert answered.returncode == 0, answered.stderr
+    assert "'already_forgotten': 1" in answered.stdout
+
+
 BAD_INPUTS = {
     "unknown user": (["--forget=req.csv"], "1\n424242\n", "unknown user token '424242'"),
     "unknown item": (["--forget=req.csv"], "1,424242\n", "unknown item token '424242'"),
@@ -95,6 +114,11 @@ BAD_INPUTS = {
     "unknown dataset": (["--dataset=no-such-data"], None, "dataset 'no-such-data' not found"),
     "bad key": (["--epoch=2"], None, "unknown config key 'epoch'"),
     "bad argument": (["epochs"], None, "unrecognised argument"),
+    "nothing to forget, Retrain": (["--forget_protocol=none"], None, "'retrain' has nothing to do"),
+    "nothing to forget, audit": (["--forget_protocol=none", "--unlearn_method=sisa", "--audit=True"], None,
+                                 "audit needs held-out twins"),
+    "nothing to forget, steps": (["--forget_protocol=none", "--unlearn_method=sisa", "--request_steps=2"], None,
+                                 "request_steps splits the forget set"),
 }
 
 

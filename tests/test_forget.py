@@ -118,6 +118,18 @@ def test_a_spreadsheet_export_reads_like_plain_text(tiny_setup, tmp_path):
     assert np.array_equal(exported.rows, plain.rows) and len(plain.rows) > 1
 
 
+def test_tab_separated_request_lines(tiny_setup, tmp_path):
+    """Request lines cut from the dataset's tab-separated .inter file (``cut -f1,2``) read like
+    comma-separated ones (earlier: "unknown user token '3\\t302'")."""
+    _, dataset = tiny_setup
+    plain = forget_set_from_requests(_write(tmp_path, "1\n3,302\n"), dataset, 1000)
+    (tmp_path / "cut.tsv").write_text("1\n3\t302\n")
+    assert np.array_equal(forget_set_from_requests(str(tmp_path / "cut.tsv"), dataset, 1000).rows, plain.rows)
+    (tmp_path / "three.tsv").write_text("3\t302\t5\n")
+    with pytest.raises(UnlearnError, match="or tab-separated"):
+        forget_set_from_requests(str(tmp_path / "three.tsv"), dataset, 1000)
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
@@ -137,19 +149,33 @@ def test_bad_request_files(tiny_setup, tmp_path, text, message):
         forget_set_from_requests(_write(tmp_path, text), dataset, 10)
 
 
-def test_item_the_user_never_trained_on(tiny_setup, tmp_path):
-    """The test target is not a training interaction: asking to forget it is rejected."""
+@pytest.mark.parametrize("position, role", [(-1, "test"), (-2, "validation")])
+def test_item_the_user_never_trained_on(tiny_setup, tmp_path, position, role):
+    """A user's test and validation targets are not training interactions: asking to forget one
+    is rejected, and the reason says which it is (earlier: "no training interaction with item",
+    about an item the user did interact with)."""
     _, dataset = tiny_setup
     for uid in range(1, dataset.user_num):
         rows = dataset.user_rows(uid)
-        if dataset.log_item[rows[-1]] not in set(dataset.log_item[rows[:-2]].tolist()):
+        others = np.delete(rows, len(rows) + position)
+        if dataset.log_item[rows[position]] not in set(dataset.log_item[others].tolist()):
             break
     else:
-        pytest.fail("fixture has no user whose test item is new")
+        pytest.fail(f"fixture has no user whose {role} item is new")
     user = dataset.id2token("user_id", uid)
-    item = dataset.id2token("item_id", dataset.log_item[rows[-1]])
-    with pytest.raises(UnlearnError, match="no training interaction with item"):
+    item = dataset.id2token("item_id", dataset.log_item[rows[position]])
+    with pytest.raises(UnlearnError, match=f"no training interaction with item '{item}': it is the user's "
+                                           f"{role} target"):
         forget_set_from_requests(_write(tmp_path, f"{user},{item}\n"), dataset, 1000)
+
+
+def test_item_the_user_never_had(tiny_setup, tmp_path):
+    _, dataset = tiny_setup
+    rows = dataset.user_rows(1)
+    item = next(i for i in range(1, dataset.item_num) if i not in set(dataset.log_item[rows].tolist()))
+    with pytest.raises(UnlearnError, match=r"no training interaction with item '[^']+'$"):
+        forget_set_from_requests(_write(tmp_path, f"{dataset.id2token('user_id', 1)},"
+                                                  f"{dataset.id2token('item_id', item)}\n"), dataset, 1000)
 
 
 def test_missing_request_file(tiny_setup, tmp_path):

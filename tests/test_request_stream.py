@@ -207,6 +207,15 @@ def test_watched_folder_applies_a_file_removed_before_its_requests_were_final(mo
     verify_model(model_copy)
 
 
+def test_moving_a_file_another_watcher_moved_first_is_not_an_error(in_tmp):
+    """Between a watcher's check and its move, another watcher of the folder can move the file:
+    earlier code crashed there (FileNotFoundError)."""
+    (in_tmp / "processed").mkdir()
+    (in_tmp / "processed" / "a.csv").write_text("1\n")  # the other watcher's move
+    stream_module._move(str(in_tmp), "a.csv", stream_module.PROCESSED)
+    assert os.listdir(in_tmp / "processed") == ["a.csv"]
+
+
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20

@@ -155,6 +155,13 @@ def sru_protocol(config, dataset: UnlearnSequentialDataset) -> ForgetSet:
     return ForgetSet(np.concatenate(requested), source="sru", targets=np.array(targets))
 
 
+@FORGET_PROTOCOLS.register("none")
+def no_forget_protocol(config, dataset: UnlearnSequentialDataset) -> ForgetSet:
+    """Nothing to forget: a run that trains and saves a model for deployment (``model_dir``),
+    whose later forgets come only from request files. Its rows measure utility alone."""
+    return ForgetSet(_EMPTY.copy(), source="none")
+
+
 def sample_forget_set(config, dataset: UnlearnSequentialDataset) -> ForgetSet:
     """The forget set of the protocol named by ``forget_protocol``."""
     return FORGET_PROTOCOLS.get(config["forget_protocol"])(config, dataset)
@@ -175,21 +182,24 @@ def parse_request_line(text: str, dataset: UnlearnSequentialDataset, where: str)
     """Resolve one ``user_token[,item_token]`` request to training log rows.
 
     A bare user forgets all of that user's training interactions; ``user,item`` forgets every
-    training interaction of the user with that item. Raises a one-line :class:`UnlearnError`
-    starting with ``where`` for a malformed line, an unknown token or nothing to forget.
+    training interaction of the user with that item. A line with a tab is split at tabs
+    instead, as the dataset's ``.inter`` file is (``cut -f1,2`` of it gives request lines, and
+    a token may hold a comma). Raises a one-line :class:`UnlearnError` starting with ``where``
+    for a malformed line, an unknown token or nothing to forget.
 
     Returns:
         ``(user, item or None, rows)`` with ``rows`` a ``[n]`` int64 array of log rows.
     """
-    parts = [p.strip() for p in text.strip().split(",")]
+    text = text.strip()
+    parts = [p.strip() for p in text.split("\t" if "\t" in text else ",")]
     if len(parts) > 2 or not all(parts):
-        raise UnlearnError(f"{where}: expected 'user_token[,item_token]', got {text!r}")
+        raise UnlearnError(f"{where}: expected 'user_token[,item_token]' (or tab-separated), got {text!r}")
     user = parts[0]
     user_ids = dataset.field2token_id[dataset.uid_field]
     if user not in user_ids:
         raise UnlearnError(f"{where}: unknown user token {user!r}")
-    rows = dataset.user_rows(user_ids[user])
-    rows = rows[dataset.is_training[rows]]
+    all_rows = dataset.user_rows(user_ids[user])
+    rows = all_rows[dataset.is_training[all_rows]]
     item = parts[1] if len(parts) == 2 else None
     if item is not None:
         item_ids = dataset.field2token_id[dataset.iid_field]
@@ -197,10 +207,22 @@ def parse_request_line(text: str, dataset: UnlearnSequentialDataset, where: str)
             raise UnlearnError(f"{where}: unknown item token {item!r}")
         rows = rows[dataset.log_item[rows] == item_ids[item]]
         if len(rows) == 0:
-            raise UnlearnError(f"{where}: user {user!r} has no training interaction with item {item!r}")
+            raise UnlearnError(f"{where}: user {user!r} has no training interaction with item {item!r}"
+                               + _held_out_note(dataset, all_rows, item_ids[item]))
     elif len(rows) == 0:
         raise UnlearnError(f"{where}: user {user!r} has no training interactions to forget")
     return user, item, rows
+
+
+def _held_out_note(dataset: UnlearnSequentialDataset, user_rows: np.ndarray, item_id: int) -> str:
+    """Why a user's interaction with an item is not training data, when the user has one: it is
+    the user's validation or test target (``""`` if the user never interacted with the item)."""
+    held = user_rows[(dataset.log_item[user_rows] == item_id) & ~dataset.is_training[user_rows]]
+    if len(held) == 0:
+        return ""
+    roles = sorted({"test" if dataset.log_position[r] == dataset.log_user_len[r] - 1 else "validation" for r in held})
+    return (f": it is the user's {' and '.join(roles)} target (a user's last two interactions are its validation "
+            "and test targets, never trained on; SPEC section 1), so no model learned from it")
 
 
 def read_request_bytes(path: str) -> bytes:

@@ -52,7 +52,7 @@ class EvaluationSuite:
         """All metric groups of ``model``; ``forget_set`` (default: the experiment's) decides the
         remaining histories used by SRU inference (it may add extra deletions)."""
         cfg = self.config
-        forget_set = forget_set or self.forget_set
+        forget_set = self.forget_set if forget_set is None else forget_set
         inference_loader, negatives = self._inference_data(forget_set)
         return {
             "utility_raw": full_ranking_metrics(model, self.raw.test, cfg, cfg["utility_metrics"], cfg["utility_topk"]),

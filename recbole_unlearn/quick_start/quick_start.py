@@ -17,8 +17,9 @@ from recbole_unlearn.utils.results import (
 )
 
 
-def _method_order(config) -> List[str]:
-    """Requested methods, validated, with Retrain first when it serves as the reference."""
+def _method_order(config, nothing_to_forget: bool) -> List[str]:
+    """Requested methods, validated, with Retrain first when it serves as the reference (with
+    nothing to forget there is nothing to compare with, and no Retrain row)."""
     names = config.methods
     if not names:
         raise UnlearnError("config key 'unlearn_method' names no method")
@@ -27,7 +28,7 @@ def _method_order(config) -> List[str]:
     if config["model_dir"] and len([n for n in names if n != "retrain"]) > 1:
         raise UnlearnError("model_dir names one model folder: run one saving method per run "
                            f"(got {', '.join(names)})")
-    if config["include_retrain"] and "retrain" not in names:
+    if config["include_retrain"] and "retrain" not in names and not nothing_to_forget:
         names = ["retrain"] + names
     return list(dict.fromkeys(names))
 
@@ -49,8 +50,8 @@ def run_recbole_unlearn(
     The document's ``run_dir`` / ``results_path`` say where ``results.json`` was written.
     """
     config = UnlearnConfig(model, dataset, config_file_list, config_dict)
-    methods = _method_order(config)
     experiment = Experiment(config)
+    methods = _method_order(config, experiment.nothing_to_forget)
     for name in methods:
         experiment.check_method(config.for_method(name))
 
@@ -83,5 +84,10 @@ def run_recbole_unlearn(
         if capped:
             print(f"note: {', '.join(capped)} stopped at the epochs cap ({config['epochs']}), not by validation "
                   "(stopping_step); set --epochs higher to train to convergence")
+        if experiment.nothing_to_forget:
+            for row in rows:
+                if row.get("model_dir"):
+                    print(f"note: nothing forgotten (forget_protocol none); {row['method']}'s model is saved in "
+                          f"{row['model_dir']}: answer requests with --model_dir={row['model_dir']} --forget=<file or folder>")
         print(f"results: {results_path}")
     return dict(document, run_dir=run_dir, results_path=results_path)

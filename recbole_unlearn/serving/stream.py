@@ -78,13 +78,17 @@ def _request_files(folder: str) -> List[Tuple[str, Tuple[int, int, int]]]:
 
 
 def _move(folder: str, name: str, subfolder: str) -> None:
-    """Move a finished file to ``subfolder``; a name already there gets the file's digest."""
+    """Move a finished file to ``subfolder``; a name already there gets the file's digest. A
+    file gone meanwhile (another watcher of the folder moved it first) is left to that one."""
     target_dir = os.path.join(folder, subfolder)
     os.makedirs(target_dir, exist_ok=True)
     target = os.path.join(target_dir, name)
-    if os.path.exists(target):
-        target = os.path.join(target_dir, f"{name}.{file_digest(os.path.join(folder, name))}")
-    shutil.move(os.path.join(folder, name), target)
+    try:
+        if os.path.exists(target):
+            target = os.path.join(target_dir, f"{name}.{file_digest(os.path.join(folder, name))}")
+        shutil.move(os.path.join(folder, name), target)
+    except FileNotFoundError:
+        getLogger().info(f"request file {name} was moved or removed by another process first")
 
 
 def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str) -> Tuple[StreamSummary, UnlearnableModel]:

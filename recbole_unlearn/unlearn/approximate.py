@@ -49,6 +49,10 @@ class ApproximateMethod(UnlearnMethod):
         return UnlearnResult(single.model, report.seconds, outcome.forget_set, info)
 
 
+    def deployed(self, forget_set: ForgetSet) -> UnlearnResult:
+        return UnlearnResult(self.single.model, 0.0, forget_set, {"model_dir": self.model_dir()})
+
+
 def _register_method(name: str, step: type) -> None:
     """Make the approximate step ``name`` an ``unlearn_method`` as well."""
     METHODS.register(name)(type(f"{step.__name__}Method", (ApproximateMethod,), {"step": name}))

@@ -43,7 +43,12 @@ class UnlearnMethod(ABC):
         dataset: the loaded dataset (its log holds every interaction).
         suite: the experiment's loaders (D_raw / D_rem) and metrics.
         original: the single model trained on D_raw (starting point of approximate methods).
+
+    ``deploys_model``: whether :meth:`fit` deploys a model that requests are later applied to
+    (then :meth:`deployed` returns it); Retrain deploys nothing before a forget.
     """
+
+    deploys_model = True
 
     def __init__(self, config, dataset: UnlearnSequentialDataset, suite: EvaluationSuite, original: TrainedModel):
         self.config = config
@@ -79,6 +84,12 @@ class UnlearnMethod(ABC):
     def forget(self, forget_set: ForgetSet) -> UnlearnResult:
         """Remove ``forget_set`` and return the resulting model state."""
 
+    def deployed(self, forget_set: ForgetSet) -> UnlearnResult:
+        """The fitted model as deployed, with nothing forgotten (a run with ``forget_protocol:
+        none``; ``forget_set`` is that empty set): 0 seconds, nothing written. Only methods with
+        ``deploys_model`` have one."""
+        raise NotImplementedError
+
 
 METHODS: Registry[type] = Registry("unlearning method", "unlearn_method")
 
@@ -88,5 +99,6 @@ def check_new_model_dir(config) -> None:
     if config["model_dir"] and os.path.exists(os.path.join(config["model_dir"], "CURRENT")):
         raise UnlearnError(
             f"model_dir {config['model_dir']} already holds a model; choose a new folder "
-            "(or answer requests with it: --model_dir=... --forget=...)"
+            "(or answer requests with it: --model_dir=... --forget=..., without --model, --dataset or "
+            "--config_files)"
         )

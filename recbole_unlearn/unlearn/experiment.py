@@ -48,7 +48,9 @@ class Experiment:
             self.data.held_out = self.held_out.rows  # never trained on, by any model
         else:
             self.forget_set = build_forget_set(config, self.data)
-        if not self.data.has_training_samples(self.forget_set.keep_mask(self.data)):
+        if self.nothing_to_forget:
+            self._check_nothing_to_forget()
+        elif not self.data.has_training_samples(self.forget_set.keep_mask(self.data)):
             raise UnlearnError("the forget set leaves no training samples: Retrain and every method would "
                                "train on nothing (a saved model can still be asked to forget everything)")
         self._check_model()
@@ -57,6 +59,17 @@ class Experiment:
         self.audit: Optional[MembershipAudit] = None
         self.audit_cost: Dict[str, object] = {}
         self._steps: Optional[List[Tuple[ForgetSet, EvaluationSuite, dict]]] = None
+
+    @property
+    def nothing_to_forget(self) -> bool:
+        """True for a run that only trains and saves (``forget_protocol: none``): every method
+        row is its fitted, deployed model, evaluated for utility alone."""
+        return len(self.forget_set) == 0
+
+    def _check_nothing_to_forget(self) -> None:
+        if self.config["request_steps"] > 1:
+            raise UnlearnError("request_steps splits the forget set into requests, and forget_protocol none "
+                               "forgets nothing: set request_steps 1 or choose a protocol")
 
     def _check_model(self) -> None:
         """Build the model once and drop it, so that settings RecBole or torch refuse (heads that
@@ -72,16 +85,21 @@ class Experiment:
         """With ``audit``: a candidate set drawn by the forget protocol at twice its user share,
         split by users into the forget set F and its held-out twins H (see ``evaluator.audit``)."""
         config = self.config
-        if config["forget"]:
+        if config["forget"] or config["forget_protocol"] == "none":
             raise UnlearnError("audit needs held-out twins drawn with the forget set: it runs only with a "
-                               "sampled forget set (drop --forget, or set audit False)")
+                               "sampled forget set (drop --forget or forget_protocol none, or set audit False)")
         doubled = config.override({"forget_user_ratio": min(1.0, 2 * config["forget_user_ratio"]),
                                    "sru_forget_ratio": min(1.0, 2 * config["sru_forget_ratio"])})
         return split_twins(config, self.data, sample_forget_set(doubled, self.data))
 
     def check_method(self, method_config) -> None:
         """Raise ``UnlearnError`` if the method named by ``method_config.method`` cannot run."""
-        METHODS.get(method_config.method).check(method_config, self.data)
+        method = METHODS.get(method_config.method)
+        if self.nothing_to_forget and not method.deploys_model:
+            raise UnlearnError(f"forget_protocol none forgets nothing, so '{method_config.method}' has nothing to "
+                               "do: name a method that saves a model for later requests (sisa, sru, receraser, "
+                               "sruga, ...)")
+        method.check(method_config, self.data)
 
     def open(self, run_dir: str) -> None:
         """Log into ``run_dir`` (RecBole's logger) and build the D_raw / D_rem / D_fgt loaders."""
@@ -184,7 +202,9 @@ class Experiment:
             fit_seconds = method.fit()
             if key is not None:
                 fit_cache[key] = (method.fitted_state(), fit_seconds, label or name)
-        if self.config["request_steps"] > 1 and name != "retrain":
+        if self.nothing_to_forget:
+            result = method.deployed(self.forget_set)
+        elif self.config["request_steps"] > 1 and name != "retrain":
             result, extra["steps"] = self._forget_in_steps(method)
         else:
             result = method.forget(self.forget_set)

@@ -10,6 +10,8 @@ from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult
 class Retrain(UnlearnMethod):
     """Train the base model from scratch on D_rem, with the original model's settings and seed."""
 
+    deploys_model = False
+
     def forget(self, forget_set: ForgetSet) -> UnlearnResult:
         start = time.perf_counter()
         loaders = self.suite.rem_loaders(forget_set)

@@ -105,9 +105,21 @@ class SISA(UnlearnMethod):
             "shards_retrained": report.shards,
             "slices_retrained": outcome.entry["slices_retrained"],
             "aggregator_seconds": round(report.aggregator_seconds, 3),
-            "fit_training": getattr(self.model, "fit_training", None),
             "forget_training": report.training,
             "extra_deleted": int(len(forget_set.extra)),
+            **self._settings_info(),
+        }
+        if report.approximate is not None:
+            info.update(changed=report.changed, approximate=report.approximate)
+        return UnlearnResult(self.model.ensemble, report.seconds, forget_set, info)
+
+    def deployed(self, forget_set: ForgetSet) -> UnlearnResult:
+        return UnlearnResult(self.model.ensemble, 0.0, forget_set, self._settings_info())
+
+    def _settings_info(self) -> dict:
+        """What a results row says of the fitted model: its fit's training and its settings."""
+        return {
+            "fit_training": getattr(self.model, "fit_training", None),
             "partitioner": self.config["partitioner"],
             "shard_unlearning": self.config["shard_unlearning"],
             "redraw_partition": self.config["redraw_partition"],
@@ -116,7 +128,4 @@ class SISA(UnlearnMethod):
             "n_slices": self.model.shard_map.n_slices,
             "model_dir": self.model_dir(),
         }
-        if report.approximate is not None:
-            info.update(changed=report.changed, approximate=report.approximate)
-        return UnlearnResult(self.model.ensemble, report.seconds, forget_set, info)
 
