@@ -295,6 +295,35 @@ def test_jsonl_reader_and_writer(tmp_path, caplog):
         jsonl.read_records(path, repair=True)
 
 
+def _versions_on_disk(model_dir):
+    return sorted(v for v in os.listdir(model_dir) if v.startswith("v") and v[1:].isdigit())
+
+
+def test_a_forget_leaves_no_earlier_version_on_disk(sisa_copy, in_tmp):
+    """The folder kept the version before each forget (a whole model trained on the data just
+    forgotten) until the next forget, which the README did not say. Now only the live version
+    stays, unless ``keep_previous_version`` asks for the one before; --verify lists any other."""
+    user = _two_users_left(sisa_copy)
+    (in_tmp / "a.csv").write_text(f"{user[0]}\n")
+    proc = _cli([f"--model_dir={sisa_copy}", "--forget=a.csv", "--state=ERROR"], in_tmp)
+    assert proc.returncode == 0, proc.stderr
+    assert _versions_on_disk(sisa_copy) == ["v000003"]
+    assert verify_model(sisa_copy)["older_versions"] == []
+    (in_tmp / "b.csv").write_text(f"{user[1]}\n")
+    proc = _cli([f"--model_dir={sisa_copy}", "--forget=b.csv", "--state=ERROR", "--keep_previous_version=True"], in_tmp)
+    assert proc.returncode == 0, proc.stderr
+    assert _versions_on_disk(sisa_copy) == ["v000003", "v000004"]
+    assert verify_model(sisa_copy)["older_versions"] == ["v000003"]
+
+
+def _two_users_left(model_dir):
+    """Two users with training data left, for requests."""
+    model = load_model(model_dir)
+    forgotten = set(model.dataset.log_user[model.forgotten].tolist())
+    users = [u for u in range(1, model.dataset.user_num) if u not in forgotten][:2]
+    return [str(model.dataset.id2token("user_id", u)) for u in users]
+
+
 # --- 3. the lock ---------------------------------------------------------------------------
 def test_a_busy_folder_fails_with_one_line_and_changes_nothing(sisa_copy, in_tmp):
     (in_tmp / "req.csv").write_text("2,292\n")

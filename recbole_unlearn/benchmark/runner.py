@@ -121,6 +121,7 @@ class CellRun:
         values = dict(self.grid.config, **variant.overrides)
         values["unlearn_method"] = variant.method
         values["model_dir"] = self.model_dir(variant.label)
+        values.setdefault("keep_previous_version", True)  # the fitted v000001, shared on resume
         config = UnlearnConfig(self.cell.model, self.cell.dataset, None, values)
         config["checkpoint_dir"] = self.dir
         return config.for_method(variant.method)

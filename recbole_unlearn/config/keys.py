@@ -228,6 +228,7 @@ KEYS: Dict[str, Key] = {
     "watch_settle_s": number_key("runtime", open_low=False),
     "watch_idle_s": number_key("runtime", open_low=False, optional=True),
     "lock_timeout_s": number_key("runtime", open_low=False),
+    "keep_previous_version": flag_key("runtime"),
     # --- parallel shard training ----------------------------------------------------------
     "num_workers": int_key("runtime"),
     "ray_address": path_key("runtime", optional=True),

@@ -91,7 +91,9 @@ def verify_model(store: ModelStore) -> dict:
     audit log is a forgotten pair of the model. Raises ``UnlearnError`` naming the first
     problem; returns counts, among them the requests that still wait (``requests_not_final``:
     queued or ``failed`` in the ledger and not in the audit log; ``requests_failed``; the time
-    the oldest was queued), which are not an error but must not go unseen."""
+    the oldest was queued), which are not an error but must not go unseen, and the
+    ``older_versions`` still on disk (models from before later forgets: the one before the live
+    version under ``keep_previous_version``, or one a process killed mid-commit left)."""
     model_dir = store.model_dir
     with store.lock.hold():
         model = store.load()
@@ -105,6 +107,7 @@ def verify_model(store: ModelStore) -> dict:
         key = log.secret(create=False)
         waiting = _requests_not_final(RequestLedger(model_dir).events(repair=True),
                                       {rid for entry in entries for rid in entry.get("request_ids", [])})
+        older = store.older_versions()
     if key is None:
         if any(entry.get("forgotten_hmac") for entry in entries):
             raise UnlearnError(f"{model_dir}/{SECRET} is missing: the audit log cannot be checked")
@@ -118,7 +121,8 @@ def verify_model(store: ModelStore) -> dict:
     return {"model_dir": model_dir, "forgotten": len(forgotten), "audit_entries": len(entries),
             "applied_without_change": unchanged, "version": os.path.basename(model.version_dir),
             "requests_not_final": len(waiting), "requests_failed": sum(e["status"] == "failed" for e in waiting.values()),
-            "oldest_not_final": min((e["queued"] for e in waiting.values()), default=None)}
+            "oldest_not_final": min((e["queued"] for e in waiting.values()), default=None),
+            "older_versions": older}
 
 
 def _requests_not_final(events: List[dict], audited: set) -> Dict[str, dict]:

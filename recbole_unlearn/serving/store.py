@@ -132,7 +132,7 @@ class ModelStore:
             if not (version.startswith("v") and version[1:].isdigit()
                     and os.path.isfile(os.path.join(self.model_dir, version, MANIFEST))):
                 raise UnlearnError(f"{self.model_dir} keeps no version {version!r} (only the current "
-                                   "version and the one before it are kept)")
+                                   "version is kept, and the one before it under keep_previous_version)")
             name = version
         version_dir = os.path.join(self.model_dir, name)
         manifest = read_json(os.path.join(version_dir, MANIFEST))
@@ -234,7 +234,7 @@ class ModelStore:
                 raise
             fault_point("version_renamed")
             atomic_write(os.path.join(self.model_dir, CURRENT), lambda f: f.write(name.encode()))
-            self._prune(keep={name, previous})
+            self._prune(keep={name, previous} if model.config["keep_previous_version"] else {name})
         model.version_dir = final
         return final
 
@@ -243,8 +243,16 @@ class ModelStore:
         version_dir = os.path.join(self.model_dir, self.current_version())
         return {name: os.path.join(version_dir, name) for name in model.unchanged_files(report)}
 
+    def older_versions(self) -> List[str]:
+        """Version folders on disk other than the current one, oldest first."""
+        current = self.current_version()
+        return sorted(e for e in os.listdir(self.model_dir)
+                      if e.startswith("v") and e[1:].isdigit() and e != current
+                      and os.path.isdir(os.path.join(self.model_dir, e)))
+
     def _prune(self, keep: set) -> None:
-        """Remove versions other than the current and the previous one, and stale staging folders."""
+        """Remove versions not in ``keep`` (the current one, and the previous one where
+        ``keep_previous_version`` asks for it) and stale staging folders."""
         for entry in os.listdir(self.model_dir):
             path = os.path.join(self.model_dir, entry)
             stale_version = entry.startswith("v") and entry[1:].isdigit() and entry not in keep
