@@ -48,7 +48,6 @@ class ApproximateMethod(UnlearnMethod):
             info.update({k: v for k, v in report.approximate.items() if k.startswith("forget_hit")})
         return UnlearnResult(single.model, report.seconds, outcome.forget_set, info)
 
-
     def deployed(self, forget_set: ForgetSet) -> UnlearnResult:
         return UnlearnResult(self.single.model, 0.0, forget_set, {"model_dir": self.model_dir()})
 
