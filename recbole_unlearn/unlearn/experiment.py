@@ -85,12 +85,16 @@ class Experiment:
         """With ``audit``: a candidate set drawn by the forget protocol at twice its user share,
         split by users into the forget set F and its held-out twins H (see ``evaluator.audit``)."""
         config = self.config
-        if config["forget"] or config["forget_protocol"] == "none":
+        if config["forget"]:
             raise UnlearnError("audit needs held-out twins drawn with the forget set: it runs only with a "
-                               "sampled forget set (drop --forget or forget_protocol none, or set audit False)")
+                               "sampled forget set (drop --forget, or set audit False)")
         doubled = config.override({"forget_user_ratio": min(1.0, 2 * config["forget_user_ratio"]),
                                    "sru_forget_ratio": min(1.0, 2 * config["sru_forget_ratio"])})
-        return split_twins(config, self.data, sample_forget_set(doubled, self.data))
+        candidates = sample_forget_set(doubled, self.data)
+        if not len(candidates):
+            raise UnlearnError("audit needs held-out twins drawn with the forget set: forget_protocol "
+                               f"{config['forget_protocol']!r} draws none (choose one that samples, or set audit False)")
+        return split_twins(config, self.data, candidates)
 
     def check_method(self, method_config) -> None:
         """Raise ``UnlearnError`` if the method named by ``method_config.method`` cannot run."""
