@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tracemalloc
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -100,6 +101,32 @@ def test_huge_and_binary_request_files_change_nothing(saved, tmp_path):
                       "is not UTF-8 text")
     _assert_one_error(lambda: run_forget_requests(model_dir, str(tmp_path / "none.csv"), {"state": "ERROR"},
                                                   verbose=False), "request file not found")
+    assert snapshot(model_dir) == before
+
+
+def test_request_files_far_too_big_are_refused_without_reading_them_whole(saved, tmp_path):
+    """A request file was read whole into memory before its lines were counted: a file of
+    gigabytes dropped into an inbox (or given with --forget) cost its size in memory before it
+    was refused. Now it is refused at its first line past ``max_request_lines`` or longer than
+    ``max_request_line_bytes``, holding no more than the lines before it."""
+    base, model_dir, users, _ = saved
+    before = snapshot(model_dir)
+    tail = 256 << 20  # sparse: no disk space, but 256 MiB to read
+    many, long_line = tmp_path / "many.csv", tmp_path / "long.csv"
+    for path, lines in ((many, users[:5]), (long_line, users[:1])):
+        with open(path, "wb") as f:
+            f.write("".join(f"{u}\n" for u in lines).encode())
+            f.truncate(f.tell() + tail)  # zeros, no newline
+    for path, values, match in ((many, {"max_request_lines": 3}, "more than 3 requests"),
+                                (long_line, {"max_request_line_bytes": 64}, "line 2 is longer than 64 bytes")):
+        tracemalloc.start()
+        try:
+            _assert_one_error(lambda: run_forget_requests(model_dir, str(path), {"state": "ERROR", **values},
+                                                          verbose=False), match)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < tail // 4, f"{path.name}: {peak} bytes at the peak"
     assert snapshot(model_dir) == before
 
 

@@ -1,9 +1,16 @@
 """Forget-set invariants (thesis protocol) and explicit request files."""
+import hashlib
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import recbole_unlearn.data.forget as forget_module
 
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.data import ForgetSet, build_forget_set, forget_set_from_requests, sample_forget_set
+from recbole_unlearn.data.forget import read_request_file
 from recbole_unlearn.utils.errors import UnlearnError
 
 from conftest import tiny_dict
@@ -90,7 +97,7 @@ def _write(tmp_path, text):
 
 def test_bare_user_forgets_all_training_interactions(tiny_setup, tmp_path):
     _, dataset = tiny_setup
-    fs = forget_set_from_requests(_write(tmp_path, "# comment\n\n3\n"), dataset, 1000)
+    fs = forget_set_from_requests(_write(tmp_path, "# comment\n\n3\n"), dataset, 1000, 4096)
     uid = dataset.token2id("user_id", "3")
     rows = dataset.user_rows(uid)
     assert np.array_equal(fs.rows, rows[dataset.is_training[rows]])
@@ -103,7 +110,7 @@ def test_user_item_pair(tiny_setup, tmp_path):
     uid = dataset.token2id("user_id", "1")
     row = dataset.user_rows(uid)[4]
     item = dataset.id2token("item_id", dataset.log_item[row])
-    fs = forget_set_from_requests(_write(tmp_path, f"1 , {item}\n"), dataset, 1000)
+    fs = forget_set_from_requests(_write(tmp_path, f"1 , {item}\n"), dataset, 1000, 4096)
     assert fs.rows.tolist() == [row]
     assert fs.triples(dataset) == [("1", str(item), 4)]
 
@@ -112,22 +119,49 @@ def test_a_spreadsheet_export_reads_like_plain_text(tiny_setup, tmp_path):
     """Spreadsheets save "CSV UTF-8" with a byte-order mark and CRLF line ends; the mark used to
     make the first user token unknown ('\\ufeff1')."""
     _, dataset = tiny_setup
-    plain = forget_set_from_requests(_write(tmp_path, "1\n3,302\n"), dataset, 1000)
+    plain = forget_set_from_requests(_write(tmp_path, "1\n3,302\n"), dataset, 1000, 4096)
     (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbf1\r\n3,302\r\n")
-    exported = forget_set_from_requests(str(tmp_path / "excel.csv"), dataset, 1000)
+    exported = forget_set_from_requests(str(tmp_path / "excel.csv"), dataset, 1000, 4096)
     assert np.array_equal(exported.rows, plain.rows) and len(plain.rows) > 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(lines=st.lists(st.text(alphabet="ab #\t,\u00e9", max_size=6), max_size=12),
+       ends=st.lists(st.sampled_from(["\n", "\r\n", "\r"]), min_size=12, max_size=12),
+       bom=st.booleans(), last_end=st.booleans(), block=st.integers(min_value=1, max_value=9))
+def test_a_streamed_request_file_reads_like_the_whole_file(lines, ends, bom, last_end, block, tmp_path_factory):
+    """Streaming a request file block by block (so a big one is never held whole) gives the same
+    digest, line numbers and lines as reading it whole: CRLF split across two blocks, a lone CR,
+    a byte-order mark, a last line without its end."""
+    text = "".join(line + end for line, end in zip(lines, ends))
+    if lines and not last_end:
+        text = text[:-len(ends[len(lines) - 1])]
+    data = (b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8")
+    path = tmp_path_factory.mktemp("stream") / "req.csv"
+    path.write_bytes(data)
+    whole = [(number, raw.strip()) for number, raw in enumerate(
+        data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1)]
+    expected = [(n, t) for n, t in whole if t and not t.startswith("#")]
+    original = forget_module._READ_BLOCK
+    forget_module._READ_BLOCK = block
+    try:
+        digest, got = read_request_file(str(path), 1000, 4096)
+    finally:
+        forget_module._READ_BLOCK = original
+    assert digest == hashlib.sha256(data).hexdigest()
+    assert got == expected
 
 
 def test_tab_separated_request_lines(tiny_setup, tmp_path):
     """Request lines cut from the dataset's tab-separated .inter file (``cut -f1,2``) read like
     comma-separated ones (earlier: "unknown user token '3\\t302'")."""
     _, dataset = tiny_setup
-    plain = forget_set_from_requests(_write(tmp_path, "1\n3,302\n"), dataset, 1000)
+    plain = forget_set_from_requests(_write(tmp_path, "1\n3,302\n"), dataset, 1000, 4096)
     (tmp_path / "cut.tsv").write_text("1\n3\t302\n")
-    assert np.array_equal(forget_set_from_requests(str(tmp_path / "cut.tsv"), dataset, 1000).rows, plain.rows)
+    assert np.array_equal(forget_set_from_requests(str(tmp_path / "cut.tsv"), dataset, 1000, 4096).rows, plain.rows)
     (tmp_path / "three.tsv").write_text("3\t302\t5\n")
     with pytest.raises(UnlearnError, match="or tab-separated"):
-        forget_set_from_requests(str(tmp_path / "three.tsv"), dataset, 1000)
+        forget_set_from_requests(str(tmp_path / "three.tsv"), dataset, 1000, 4096)
 
 
 @pytest.mark.parametrize(
@@ -146,7 +180,7 @@ def test_tab_separated_request_lines(tiny_setup, tmp_path):
 def test_bad_request_files(tiny_setup, tmp_path, text, message):
     _, dataset = tiny_setup
     with pytest.raises(UnlearnError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        forget_set_from_requests(_write(tmp_path, text), dataset, 10)
+        forget_set_from_requests(_write(tmp_path, text), dataset, 10, 4096)
 
 
 @pytest.mark.parametrize("position, role", [(-1, "test"), (-2, "validation")])
@@ -166,7 +200,7 @@ def test_item_the_user_never_trained_on(tiny_setup, tmp_path, position, role):
     item = dataset.id2token("item_id", dataset.log_item[rows[position]])
     with pytest.raises(UnlearnError, match=f"no training interaction with item '{item}': it is the user's "
                                            f"{role} target"):
-        forget_set_from_requests(_write(tmp_path, f"{user},{item}\n"), dataset, 1000)
+        forget_set_from_requests(_write(tmp_path, f"{user},{item}\n"), dataset, 1000, 4096)
 
 
 def test_item_the_user_never_had(tiny_setup, tmp_path):
@@ -175,13 +209,13 @@ def test_item_the_user_never_had(tiny_setup, tmp_path):
     item = next(i for i in range(1, dataset.item_num) if i not in set(dataset.log_item[rows].tolist()))
     with pytest.raises(UnlearnError, match=r"no training interaction with item '[^']+'$"):
         forget_set_from_requests(_write(tmp_path, f"{dataset.id2token('user_id', 1)},"
-                                                  f"{dataset.id2token('item_id', item)}\n"), dataset, 1000)
+                                                  f"{dataset.id2token('item_id', item)}\n"), dataset, 1000, 4096)
 
 
 def test_missing_request_file(tiny_setup, tmp_path):
     _, dataset = tiny_setup
     with pytest.raises(UnlearnError, match="request file not found"):
-        forget_set_from_requests(str(tmp_path / "nope.csv"), dataset, 1000)
+        forget_set_from_requests(str(tmp_path / "nope.csv"), dataset, 1000, 4096)
 
 
 def test_build_forget_set_uses_request_file(tiny_setup, tmp_path):

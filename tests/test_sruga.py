@@ -248,7 +248,7 @@ def test_sruga_on_an_ensemble_touches_only_affected_shards(in_tmp):
     before = [{k: v.clone() for k, v in s.items()} for s in model.final_states()]
     aggregator_before = model.ensemble.aggregator.shard_logits.detach().clone()
     (in_tmp / "req.csv").write_text("1\n")
-    fs = forget_set_from_requests(str(in_tmp / "req.csv"), dataset, 1000)
+    fs = forget_set_from_requests(str(in_tmp / "req.csv"), dataset, 1000, 4096)
     report = model.forget(fs.rows)
     owner = int(model.shard_map.user_shard[dataset.token2id("user_id", "1")])
     assert report.shards == [owner]

@@ -222,6 +222,7 @@ KEYS: Dict[str, Key] = {
     "audit_shuffles": int_key("data"),
     # --- deletion requests for a saved model ----------------------------------------------
     "max_request_lines": int_key("runtime"),
+    "max_request_line_bytes": int_key("runtime"),
     "max_batch": int_key("runtime"),
     "max_wait_s": number_key("runtime", open_low=False),
     "watch_poll_s": number_key("runtime"),

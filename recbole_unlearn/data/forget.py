@@ -7,7 +7,9 @@ come the three things every method and metric needs:
     before i with the other forgotten items removed -> target v);
   * ``triples`` -> the forgotten (user, item, position) interactions, in raw tokens.
 """
+import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple
 
@@ -225,36 +227,63 @@ def _held_out_note(dataset: UnlearnSequentialDataset, user_rows: np.ndarray, ite
             "and test targets, never trained on; SPEC section 1), so no model learned from it")
 
 
-def read_request_bytes(path: str) -> bytes:
-    """The bytes of the request file at ``path`` (one read: its request ids and its lines come
-    from the same bytes). One-line error for a missing or unreadable file."""
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise UnlearnError(f"request file not found: {path}") from None
-    except OSError as e:
-        raise UnlearnError(f"request file {path} cannot be read: {e.strerror}") from None
+_READ_BLOCK = 1 << 20  # bytes read at a time; a request file is never held whole
+_BOM = b"\xef\xbb\xbf"
 
 
-def request_lines(data: bytes, path: str, max_lines: int) -> List[Tuple[int, str]]:
-    """``(line number, text)`` of every request line of a request file's bytes (blank lines and
-    ``#`` comments skipped; a UTF-8 byte-order mark, as spreadsheets write, is not a token).
-    One-line errors for bytes that are not UTF-8 and for more than ``max_lines`` requests."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UnlearnError(f"request file {path} is not UTF-8 text") from None
+def read_request_file(path: str, max_lines: int, max_line_bytes: int) -> Tuple[str, List[Tuple[int, str]]]:
+    """The SHA-256 hex digest of the request file at ``path`` and ``(line number, text)`` of its
+    request lines (blank lines and ``#`` comments skipped; ``\\n``, ``\\r\\n`` and ``\\r`` end a
+    line; a UTF-8 byte-order mark, as spreadsheets write, is not a token), both from one pass
+    over its bytes, so its request ids and its lines come from the same content.
+
+    The file is streamed, never held whole: it is refused at its first line past ``max_lines``
+    requests or longer than ``max_line_bytes``, so memory stays within what those bounds allow
+    however big the file is. One-line errors for those, for bytes that are not UTF-8 and for a
+    missing or unreadable file."""
+    digest = hashlib.sha256()
     lines: List[Tuple[int, str]] = []
-    for number, raw in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
-        line = raw.strip()
+    number = 0
+
+    def take(raw: bytes) -> None:
+        nonlocal number
+        number += 1
+        if number == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM):]
+        if len(raw) > max_line_bytes:
+            raise UnlearnError(f"request file {path} line {number} is longer than {max_line_bytes} bytes "
+                               "(max_request_line_bytes): not a request line")
+        try:
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise UnlearnError(f"request file {path} is not UTF-8 text") from None
         if not line or line.startswith("#"):
-            continue
+            return
         if len(lines) >= max_lines:
             raise UnlearnError(f"request file {path} has more than {max_lines} requests "
                                "(max_request_lines); split it")
         lines.append((number, line))
-    return lines
+
+    try:
+        with open(path, "rb") as f:
+            pending = b""
+            for block in iter(lambda: f.read(_READ_BLOCK), b""):
+                digest.update(block)
+                pending += block
+                # a trailing \r may be the first half of \r\n: keep it for the next block
+                cut = len(pending) - 1 if pending.endswith(b"\r") else len(pending)
+                parts = re.split(rb"\r\n|\r|\n", pending[:cut])
+                for raw in parts[:-1]:
+                    take(raw)
+                pending = parts[-1] + pending[cut:]
+                if len(pending) > max_line_bytes + 1:
+                    take(pending)  # refused: longer than any request line may be
+            take(pending)
+    except FileNotFoundError:
+        raise UnlearnError(f"request file not found: {path}") from None
+    except OSError as e:
+        raise UnlearnError(f"request file {path} cannot be read: {e.strerror}") from None
+    return digest.hexdigest(), lines
 
 
 def parse_request_lines(lines: List[Tuple[int, str]], path: str, dataset: UnlearnSequentialDataset) -> List[Request]:
@@ -278,15 +307,17 @@ def parse_request_lines(lines: List[Tuple[int, str]], path: str, dataset: Unlear
     return requests
 
 
-def parse_request_file(path: str, dataset: UnlearnSequentialDataset, max_lines: int) -> List[Request]:
-    """Read the request file at ``path`` and resolve its lines (:func:`parse_request_lines`);
-    more than ``max_lines`` requests is an error too."""
-    return parse_request_lines(request_lines(read_request_bytes(path), path, max_lines), path, dataset)
+def parse_request_file(path: str, dataset: UnlearnSequentialDataset, max_lines: int,
+                       max_line_bytes: int) -> List[Request]:
+    """Read the request file at ``path`` (:func:`read_request_file`, whose bounds are errors too)
+    and resolve its lines (:func:`parse_request_lines`)."""
+    return parse_request_lines(read_request_file(path, max_lines, max_line_bytes)[1], path, dataset)
 
 
-def forget_set_from_requests(path: str, dataset: UnlearnSequentialDataset, max_lines: int) -> ForgetSet:
+def forget_set_from_requests(path: str, dataset: UnlearnSequentialDataset, max_lines: int,
+                             max_line_bytes: int) -> ForgetSet:
     """The union of every request in a request file."""
-    requests = parse_request_file(path, dataset, max_lines)
+    requests = parse_request_file(path, dataset, max_lines, max_line_bytes)
     rows = np.concatenate([r.rows for r in requests])
     return ForgetSet(rows, source=f"requests:{os.path.basename(path)}")
 
@@ -294,5 +325,6 @@ def forget_set_from_requests(path: str, dataset: UnlearnSequentialDataset, max_l
 def build_forget_set(config, dataset: UnlearnSequentialDataset) -> ForgetSet:
     """The request file given as ``forget`` if any, else the sampled protocol."""
     if config["forget"]:
-        return forget_set_from_requests(str(config["forget"]), dataset, config["max_request_lines"])
+        return forget_set_from_requests(str(config["forget"]), dataset, config["max_request_lines"],
+                                        config["max_request_line_bytes"])
     return sample_forget_set(config, dataset)

@@ -14,7 +14,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from recbole_unlearn.data.forget import parse_request_line, parse_request_lines, read_request_bytes, request_lines
+from recbole_unlearn.data.forget import parse_request_line, parse_request_lines, read_request_file
 from recbole_unlearn.serving.store import file_sha256
 from recbole_unlearn.utils.errors import UnlearnError
 
@@ -23,12 +23,17 @@ ID_DIGITS = 16
 
 def file_digest(path: str) -> str:
     """The request-id prefix of the file at ``path``: its bytes' SHA-256, shortened."""
-    return file_sha256(path)[:ID_DIGITS]
+    return short_digest(file_sha256(path))
 
 
 def bytes_digest(data: bytes) -> str:
     """The request-id prefix of a request file's bytes (as :func:`file_digest`)."""
     return hashlib.sha256(data).hexdigest()[:ID_DIGITS]
+
+
+def short_digest(sha256_hex: str) -> str:
+    """The request-id prefix of a file whose SHA-256 hex digest is ``sha256_hex``."""
+    return sha256_hex[:ID_DIGITS]
 
 
 def request_id(digest: str, line: int) -> str:
@@ -54,19 +59,20 @@ class FileRequest:
     error: Optional[str] = None
 
 
-def file_requests(path: str, dataset, max_lines: int, strict: bool) -> Tuple[str, List[FileRequest]]:
+def file_requests(path: str, dataset, max_lines: int, max_line_bytes: int,
+                  strict: bool) -> Tuple[str, List[FileRequest]]:
     """The digest of the file at ``path`` and every request line of it, resolved to log rows,
-    both from one read of its bytes (a file that changes meanwhile cannot give ids of one
-    content to lines of another).
+    both from one pass over its bytes (a file that changes meanwhile cannot give ids of one
+    content to lines of another; a file past ``max_lines`` requests or with a line longer than
+    ``max_line_bytes`` is refused without being held whole: ``read_request_file``).
 
     ``strict``: the first bad line raises its ``UnlearnError`` (a file given with ``--forget``
     is all or nothing); otherwise a bad line comes back with ``error`` set (a watched folder
     rejects it and goes on). A file that cannot be read at all raises either way.
     """
     name = os.path.basename(path)
-    data = read_request_bytes(path)
-    digest = bytes_digest(data)
-    lines = request_lines(data, path, max_lines)
+    sha256_hex, lines = read_request_file(path, max_lines, max_line_bytes)
+    digest = short_digest(sha256_hex)
     if strict:
         parsed = parse_request_lines(lines, path, dataset)  # validates the whole file first
         return digest, [FileRequest(request_id(digest, r.line), name, r.line, r.rows) for r in parsed]

@@ -28,7 +28,8 @@ def stream_request_file(store: ModelStore, model: UnlearnableModel, path: str) -
     groups first, then groups whose oldest request waited ``max_wait_s``, the rest at the end.
     Returns the summary and the live model afterwards."""
     config = model.config
-    _, requests = file_requests(path, model.dataset, config["max_request_lines"], strict=True)
+    _, requests = file_requests(path, model.dataset, config["max_request_lines"], config["max_request_line_bytes"],
+                                  strict=True)
     batcher = RequestBatcher(store, model, config["max_batch"], config["max_wait_s"],
                              f"requests:{os.path.basename(path)}")
     batcher.submit(requests)
@@ -122,7 +123,7 @@ def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str
                 known.stat, known.since = st, now_mono
             if known.read_stat == st or now_mono - known.since < config["watch_settle_s"]:
                 continue  # read and unchanged since, or still changing
-            if _read_file(batcher, folder, name, known, config["max_request_lines"]):
+            if _read_file(batcher, folder, name, known):
                 idle_since = now_mono
         for name in [n for n, f in files.items() if n not in listed and f.digest is None]:
             del files[name]  # gone before it was read
@@ -146,13 +147,15 @@ def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str
             time.sleep(config["watch_poll_s"])
 
 
-def _read_file(batcher: RequestBatcher, folder: str, name: str, known: _WatchedFile, max_lines: int) -> bool:
+def _read_file(batcher: RequestBatcher, folder: str, name: str, known: _WatchedFile) -> bool:
     """Read one settled file into the batcher and note what was read in ``known``; returns
     whether it brought requests (False: gone meanwhile, or the same content read before). A
     file that cannot be read, or holds no request, is one rejected request (id: its digest)."""
     path = os.path.join(folder, name)
     try:
-        digest, requests = file_requests(path, batcher.model.dataset, max_lines, strict=False)
+        config = batcher.model.config
+        digest, requests = file_requests(path, batcher.model.dataset, config["max_request_lines"],
+                                         config["max_request_line_bytes"], strict=False)
         if not requests:
             raise UnlearnError(f"request file {path} contains no requests")
     except UnlearnError as e:
