@@ -173,3 +173,42 @@ def test_audit_hmacs_and_verify(saved):
     finally:
         with open(audit, "w") as f:
             f.write(original)
+
+
+def test_a_model_folder_moved_with_its_data_answers_requests_there(tmp_path):
+    """A model trained in one place (a training job, another host) is served where its dataset
+    lives elsewhere. The folder recorded the training run's absolute ``data_path`` and refused
+    ``--data_path`` ("cannot change 'data_path' of a saved model"), so a moved folder could not
+    answer a single request. Now ``data_path`` may point at the dataset's new folder: its file
+    must have the SHA-256 recorded at training, or nothing changes."""
+    import shutil
+
+    from recbole_unlearn.quick_start import run_forget_requests
+    from recbole_unlearn.quick_start.forget_requests import run_verify
+    from recbole_unlearn.utils.errors import UnlearnError
+    from conftest import FIXTURES, train_saved_model
+
+    shutil.copytree(FIXTURES, tmp_path / "train_data")
+    train_saved_model(tmp_path, data_path=str(tmp_path / "train_data"), forget_protocol="none")
+    serve = tmp_path / "serve"
+    shutil.copytree(tmp_path / "model", serve / "model")
+    shutil.copytree(tmp_path / "train_data", serve / "data")
+    shutil.rmtree(tmp_path / "train_data")
+    model_dir, requests = str(serve / "model"), tmp_path / "req.csv"
+    requests.write_text("3\n")
+    before = snapshot(model_dir)
+    with pytest.raises(UnlearnError, match=r"dataset file is missing: .*train_data.*--data_path"):
+        run_forget_requests(model_dir, str(requests), {"state": "ERROR"}, verbose=False)
+    tampered = serve / "tampered"
+    shutil.copytree(serve / "data", tampered)
+    with open(tampered / "ml-tiny" / "ml-tiny.inter", "a") as f:
+        f.write("3\t1\t999999999\n")
+    with pytest.raises(UnlearnError, match="changed since the model was trained"):
+        run_forget_requests(model_dir, str(requests), {"state": "ERROR", "data_path": str(tampered)}, verbose=False)
+    assert snapshot(model_dir) == before
+    doc = run_forget_requests(model_dir, str(requests), {"state": "ERROR", "data_path": str(serve / "data")},
+                              verbose=False)
+    assert doc["requests"]["applied"] == 1
+    version_dir, manifest = read_manifest(model_dir)
+    assert manifest["config"]["data_path"] == str(serve / "data")  # the next request needs no --data_path
+    assert run_verify(model_dir)["forgotten"] > 0

@@ -66,4 +66,5 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
 
 def run_verify(model_dir: str, config_dict: Optional[dict] = None) -> dict:
     """Re-check the model in ``model_dir`` (``--verify=True``); see ``serving.audit.verify_model``."""
-    return verify_model(open_store(model_dir, config_dict))
+    overrides = {k: v for k, v in (config_dict or {}).items() if k not in ("model_dir", "verify")}
+    return verify_model(open_store(model_dir, overrides), overrides)

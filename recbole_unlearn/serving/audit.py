@@ -83,7 +83,7 @@ def interaction_hmacs(key: bytes, dataset, rows: np.ndarray) -> List[str]:
     return [hmac.new(key, f"{u}\t{i}".encode(), hashlib.sha256).hexdigest() for u, i in zip(users, items)]
 
 
-def verify_model(store: ModelStore) -> dict:
+def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
     """Re-check a saved model: every file matches its checksum (by loading it); the live
     version holds only the files its format writes (no vectors computed from forgotten data,
     e.g. an older version's ``partition_embeddings.pth``); no shard's or the single model's
@@ -93,10 +93,11 @@ def verify_model(store: ModelStore) -> dict:
     queued or ``failed`` in the ledger and not in the audit log; ``requests_failed``; the time
     the oldest was queued), which are not an error but must not go unseen, and the
     ``older_versions`` still on disk (models from before later forgets: the one before the live
-    version under ``keep_previous_version``, or one a process killed mid-commit left)."""
+    version under ``keep_previous_version``, or one a process killed mid-commit left).
+    ``overrides``: as for :meth:`ModelStore.load` (e.g. the dataset's new ``data_path``)."""
     model_dir = store.model_dir
     with store.lock.hold():
-        model = store.load()
+        model = store.load(overrides)
         _check_version_files(model)
         forgotten = set(model.forgotten.tolist())
         leaked = forgotten.intersection(model.rows_in_training_data().tolist())

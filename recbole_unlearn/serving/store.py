@@ -47,6 +47,9 @@ MANIFEST = "manifest.json"
 FORGOTTEN = "forgotten.json"
 PENDING_AUDIT = "audit_entry.json"
 EXAMPLE_RUNTIME_KEYS = ("num_workers", "max_batch", "max_wait_s", "lock_timeout_s", "eval_batch_size")
+# Not runtime keys, yet a saved model may be given them: they say where a file is, and the file
+# must be the one the model recorded (its SHA-256), so a moved folder and dataset can be served.
+RELOCATABLE_KEYS = ("data_path",)
 
 
 def file_sha256(path: str) -> str:
@@ -151,13 +154,14 @@ class ModelStore:
 
         ``overrides`` may only change runtime keys (``config/keys.py``: workers, logging, ...); anything
         that would change the numbers is refused, so a retrained shard stays comparable to the
-        others.
+        others. ``data_path`` may point at the dataset's new folder (``RELOCATABLE_KEYS``): the
+        dataset file found there must have the SHA-256 recorded at training.
         """
         from recbole_unlearn.config import UnlearnConfig
         from recbole_unlearn.data.utils import create_unlearn_dataset
 
         overrides = dict(overrides or {})
-        fixed = sorted(k for k in overrides if phase_of(k) != "runtime")
+        fixed = sorted(k for k in overrides if phase_of(k) != "runtime" and k not in RELOCATABLE_KEYS)
         if fixed:
             raise UnlearnError(
                 f"cannot change {', '.join(repr(k) for k in fixed)} of a saved model; only runtime keys "
@@ -170,7 +174,9 @@ class ModelStore:
             config = UnlearnConfig(manifest["model"], manifest["dataset"], config_dict=config_dict)
             data_file = os.path.join(config["data_path"], f"{config['dataset']}.inter")
             if not os.path.isfile(data_file):
-                raise UnlearnError(f"the model's dataset file is missing: {data_file}")
+                raise UnlearnError(f"the model's dataset file is missing: {data_file} (moved? give the folder that "
+                                   f"now holds {config['dataset']}/ with --data_path; the file must be the one "
+                                   "the model was trained on: its SHA-256 is checked)")
             if file_sha256(data_file) != manifest["data_sha256"]:
                 raise UnlearnError(f"dataset file {data_file} changed since the model was trained")
             dataset = create_unlearn_dataset(config)
