@@ -178,7 +178,9 @@ class ModelStore:
                                    f"now holds {config['dataset']}/ with --data_path; the file must be the one "
                                    "the model was trained on: its SHA-256 is checked)")
             if file_sha256(data_file) != manifest["data_sha256"]:
-                raise UnlearnError(f"dataset file {data_file} changed since the model was trained")
+                raise UnlearnError(f"dataset file {data_file} changed since the model was trained (a saved model "
+                                   "answers requests against the exact file it was trained on, forgotten lines "
+                                   "included; README: what a model folder still depends on)")
             dataset = create_unlearn_dataset(config)
             if manifest.get("held_out"):  # the audit's twins: never trained on, here neither
                 dataset.held_out = _rows_of(manifest["held_out"], dataset, "manifest.json held_out")
