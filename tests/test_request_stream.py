@@ -207,6 +207,28 @@ def test_watched_folder_applies_a_file_removed_before_its_requests_were_final(mo
     verify_model(model_copy)
 
 
+def test_watched_folder_can_delete_request_files_once_final(model_copy, in_tmp):
+    """A processed request file is the forgotten (user, item) pairs in plain text; it stayed in
+    ``processed/`` for ever, while the audit log stores only keyed hashes of them. With
+    ``processed_request_files: delete`` a file whose requests are all final is deleted (the ledger
+    and the audit log keep the proof); a file none of whose lines was valid still goes to
+    ``rejected/``, for people to mend."""
+    users = _users_by_shard(model_copy)[0][:2]
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    (inbox / "a.csv").write_text("".join(f"{u}\n" for u in users) + "no-such-user\n")
+    (inbox / "b.csv").write_text("no-such-user\n")
+    doc = run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05,
+                                                       "watch_settle_s": 0, "max_wait_s": 0,
+                                                       "processed_request_files": "delete",
+                                                       "state": "ERROR"}, verbose=False)
+    assert doc["requests"]["applied"] == 2 and doc["requests"]["rejected"] == 2
+    assert set(users) <= _forgotten_users(model_copy)
+    assert sorted(os.listdir(inbox)) == ["rejected"] and os.listdir(inbox / "rejected") == ["b.csv"]
+    assert {e["status"] for e in _ledger(model_copy) if e["file"] == "a.csv"} >= {"applied", "rejected"}
+    verify_model(model_copy)
+
+
 def test_moving_a_file_another_watcher_moved_first_is_not_an_error(in_tmp):
     """Between a watcher's check and its move, another watcher of the folder can move the file:
     earlier code crashed there (FileNotFoundError)."""

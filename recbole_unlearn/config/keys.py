@@ -228,6 +228,7 @@ KEYS: Dict[str, Key] = {
     "watch_poll_s": number_key("runtime"),
     "watch_settle_s": number_key("runtime", open_low=False),
     "watch_idle_s": number_key("runtime", open_low=False, optional=True),
+    "processed_request_files": choice_key("runtime", "keep", "delete"),
     "lock_timeout_s": number_key("runtime", open_low=False),
     "keep_previous_version": flag_key("runtime"),
     # --- parallel shard training ----------------------------------------------------------

@@ -15,6 +15,7 @@ from recbole_unlearn.serving.batcher import RequestBatcher, StreamSummary
 from recbole_unlearn.serving.request_files import FileRequest, bytes_digest, file_digest, file_requests, request_id
 from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearnable import UnlearnableModel
+from recbole_unlearn.utils.atomic import fsync_dir
 from recbole_unlearn.utils.errors import UnlearnError
 
 PROCESSED = "processed"
@@ -92,6 +93,16 @@ def _move(folder: str, name: str, subfolder: str) -> None:
         getLogger().info(f"request file {name} was moved or removed by another process first")
 
 
+def _delete(folder: str, name: str) -> None:
+    """Delete a finished file (``processed_request_files: delete``); one gone meanwhile (another
+    watcher of the folder handled it first) is left to that one."""
+    try:
+        os.remove(os.path.join(folder, name))
+        fsync_dir(folder)
+    except FileNotFoundError:
+        getLogger().info(f"request file {name} was moved or removed by another process first")
+
+
 def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str) -> Tuple[StreamSummary, UnlearnableModel]:
     """Watch ``folder`` for request files until it has been idle (no file, empty queue) for
     ``watch_idle_s`` seconds (``~``: until interrupted). Each line is a request; a bad line is
@@ -102,7 +113,8 @@ def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str
     read half-way. A file that changes after it was read is read again once it settles (its new
     lines are new requests; lines it had before resolve to data already forgotten). A file whose
     requests are all final, and which has not changed since it was read, moves to
-    ``processed/`` (or ``rejected/`` if none was valid); one removed from the folder first is
+    ``processed/``, or is deleted under ``processed_request_files: delete`` (to ``rejected/`` if
+    none was valid, either way); one removed from the folder first is
     applied all the same. A restart re-reads files still there and skips requests already
     final. Returns the summary and the live model afterwards."""
     if not os.path.isdir(folder):
@@ -135,7 +147,10 @@ def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str
             if current is None:
                 del files[name]  # removed from the folder: its requests were applied all the same
             elif current == known.read_stat:
-                _move(folder, name, PROCESSED if known.valid_any else REJECTED)
+                if known.valid_any and config["processed_request_files"] == "delete":
+                    _delete(folder, name)
+                else:
+                    _move(folder, name, PROCESSED if known.valid_any else REJECTED)
                 del files[name]
         if applied or batcher.pending or any(f.digest is None for f in files.values()):
             idle_since = time.monotonic()
