@@ -6,6 +6,7 @@ import os
 from typing import Dict, List, Optional, Tuple
 
 from recbole_unlearn.utils.atomic import atomic_write
+from recbole_unlearn.utils.cpu_meter import busy_rows_note
 
 #: (column header, metric group, metric key) in the order of the thesis's Table 4.
 METRIC_COLUMNS: List[Tuple[str, str, str]] = [
@@ -138,6 +139,9 @@ def leaderboard_markdown(cells: List[dict], title: str = "Leaderboard") -> str:
             cells_ += [_fmt(row.get("seconds"), 1), _fmt(row.get("speedup"), 1)]
             lines.append("| " + " | ".join(cells_) + " |")
         lines.append("")
+        busy = busy_rows_note(cell["rows"], cell["busy_cpu_share"]) if "busy_cpu_share" in cell else None
+        if busy:
+            lines += [f"Timing: {busy}.", ""]
         lines += audit_training_markdown(cell)
         lines += targets_markdown(cell)
         lines += repeated_requests_markdown(cell)

@@ -311,8 +311,9 @@ def adopt_cell(run: CellRun, fingerprint: dict) -> None:
 
 
 #: row keys that are measured anew rather than reproduced when a model is trained again: its
-#: wall time, and the audit (checked on its own, once the references are in place)
-NOT_REPRODUCED = ("seconds", "audit")
+#: wall time and what other processes took meanwhile (cpu_meter), and the audit (checked on its
+#: own, once the references are in place)
+NOT_REPRODUCED = ("seconds", "audit", "cpu_meter")
 #: audit keys that are not the references' calibration: the shuffled-labels check, a property of
 #: how the check is measured (one draw by older code, the mean of `audit_shuffles` draws now), is
 #: measured anew when the references are trained again rather than compared
@@ -464,7 +465,7 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
     add_speedups(ordered)
     return {"model": cell.model, "dataset": cell.dataset, "description": saved["description"],
             "machine": saved["machine"], "epochs_cap": run.base["epochs"], "targets": grid.targets,
-            "rows": ordered}
+            "busy_cpu_share": run.base["busy_cpu_share"], "rows": ordered}
 
 
 def select_cells(grid: Grid, names: Optional[List[str]]) -> List[Cell]:
@@ -528,6 +529,7 @@ def finished_cells(path: str) -> List[dict]:
         add_speedups(rows)
         cells.append({"model": cell.model, "dataset": cell.dataset, "description": saved["description"],
                       "machine": saved["machine"], "epochs_cap": cell_config(grid, cell)["epochs"],
-                      "targets": grid.targets, "rows": rows})
+                      "targets": grid.targets, "busy_cpu_share": cell_config(grid, cell)["busy_cpu_share"],
+                      "rows": rows})
     return cells
 

@@ -231,6 +231,7 @@ KEYS: Dict[str, Key] = {
     "processed_request_files": choice_key("runtime", "keep", "delete"),
     "lock_timeout_s": number_key("runtime", open_low=False),
     "keep_previous_version": flag_key("runtime"),
+    "busy_cpu_share": number_key("runtime", open_low=False, high=1),
     # --- parallel shard training ----------------------------------------------------------
     "num_workers": int_key("runtime"),
     "ray_address": path_key("runtime", optional=True),

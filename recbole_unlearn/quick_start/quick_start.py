@@ -8,6 +8,7 @@ from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.unlearn.experiment import Experiment, run_dir_for
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.utils.atomic import save_weights
+from recbole_unlearn.utils.cpu_meter import busy_rows_note
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.results import (
     add_speedups,
@@ -84,6 +85,9 @@ def run_recbole_unlearn(
         if capped:
             print(f"note: {', '.join(capped)} stopped at the epochs cap ({config['epochs']}), not by validation "
                   "(stopping_step); set --epochs higher to train to convergence")
+        busy = busy_rows_note(rows, config["busy_cpu_share"])
+        if busy:
+            print(f"note: {busy}")
         if experiment.nothing_to_forget:
             for row in rows:
                 if row.get("model_dir"):

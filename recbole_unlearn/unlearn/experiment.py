@@ -20,6 +20,7 @@ from recbole_unlearn.trainer.training import TrainedModel, new_model
 from recbole_unlearn.trainer.trainer import load_checkpoint
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.utils.atomic import save_weights
+from recbole_unlearn.utils.cpu_meter import CpuMeter
 from recbole_unlearn.utils.errors import UnlearnError, error_line
 from recbole_unlearn.utils.results import make_row
 
@@ -163,9 +164,10 @@ class Experiment:
 
     def train_original(self) -> dict:
         """Train the single model on D_raw; returns its row."""
+        meter = CpuMeter()
         self.original = train_model(self.config, self.suite.raw, tag="original on D_raw")
         return make_row("original", self.suite.evaluate(self.original.model), self.original.seconds,
-                        epochs_run=self.original.epochs_run)
+                        epochs_run=self.original.epochs_run, cpu_meter=meter.result())
 
     def save_original(self, path: str) -> None:
         save_weights(path, self.original.model.state_dict())
@@ -196,6 +198,7 @@ class Experiment:
         (training only what differs, e.g. its own aggregator); its ``initial_train_seconds`` are
         the earlier fit's with that part replaced, and ``fit_shared_with`` names it."""
         name = method_config.method
+        meter = CpuMeter()
         method = self._method(method_config)
         key = method.fit_key() if fit_cache is not None else None
         extra = {}
@@ -219,6 +222,7 @@ class Experiment:
         if self.audit is not None:
             extra["audit"] = self.audit.report(result.model)
         row = make_row(label or name, self.suite.evaluate(result.model, result.forget_set), result.seconds, **extra)
+        row["cpu_meter"] = meter.result()
         if label and label != name:
             row["unlearn_method"] = name
         getLogger().info(set_color(f"{label or name} done", "green") + f" in {result.seconds:.1f}s")

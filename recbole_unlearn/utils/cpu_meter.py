@@ -1,0 +1,103 @@
+"""How much of the machine's CPU *other* processes took while a row was timed.
+
+Times are only comparable on an otherwise idle machine: on our 2-core machine a second torch
+process slows a training by up to 4 x (measured). :class:`CpuMeter` reads, at its start and at
+its end, the busy time of the CPUs this process may run on (``/proc/stat``) and this process's
+own CPU time (all its threads, its reaped children and its live descendants, such as Ray's
+workers); what the CPUs spent beyond that went to other processes. Linux only; elsewhere the
+meter records nothing.
+"""
+import os
+import resource
+import time
+from typing import Dict, List, Optional, Set
+
+_BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user, nice, system, irq, softirq, steal (of /proc/stat's cpuN line)
+
+
+def _clock_ticks() -> int:
+    return os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_s(cpus: Set[int]) -> Optional[float]:
+    """Seconds the CPUs ``cpus`` have been busy since boot, ``None`` without ``/proc/stat``."""
+    try:
+        with open("/proc/stat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    ticks = 0
+    for line in lines:
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            ticks += sum(int(fields[i]) for i in _BUSY_FIELDS)
+    return ticks / _clock_ticks()
+
+
+def _descendant_cpu_s(root: int) -> float:
+    """CPU seconds of the live descendants of process ``root`` (theirs and their reaped
+    children's), from ``/proc/<pid>/stat``."""
+    parent, cpu = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        # after the command: state, ppid, ..., utime (14th field), stime, cutime, cstime
+        parent[int(entry)] = int(fields[1])
+        cpu[int(entry)] = sum(int(v) for v in fields[11:15]) / _clock_ticks()
+    total = 0.0
+    for pid in cpu:
+        ancestor = parent.get(pid)
+        while ancestor and ancestor != root:
+            ancestor = parent.get(ancestor)
+        if ancestor == root and pid != root:
+            total += cpu[pid]
+    return total
+
+
+def own_cpu_s() -> float:
+    """CPU seconds of this process: every thread, reaped children and live descendants."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + _descendant_cpu_s(os.getpid())
+
+
+class CpuMeter:
+    """Started on creation; :meth:`result` gives what other processes took since then."""
+
+    def __init__(self):
+        self.cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+        self.start_wall = time.perf_counter()
+        self.start_busy = machine_busy_s(self.cpus)
+        self.start_own = own_cpu_s() if self.start_busy is not None else 0.0
+
+    def result(self) -> Optional[Dict[str, float]]:
+        """``{"wall_s", "own_cpu_s", "others_cpu_s", "others_share"}`` since the start:
+        ``others_share`` = other processes' CPU seconds / (wall seconds x the CPUs this process
+        may use), 0 on an idle machine, 1 when others kept every CPU busy. ``None`` where the
+        machine's busy time cannot be read."""
+        end_busy = machine_busy_s(self.cpus)
+        if self.start_busy is None or end_busy is None:
+            return None
+        wall = time.perf_counter() - self.start_wall
+        own = own_cpu_s() - self.start_own
+        others = max(0.0, end_busy - self.start_busy - own)
+        share = others / (wall * len(self.cpus)) if wall > 0 else 0.0
+        return {"wall_s": round(wall, 3), "own_cpu_s": round(own, 3), "others_cpu_s": round(others, 3),
+                "others_share": round(min(share, 1.0), 3)}
+
+
+def busy_rows_note(rows: List[dict], share: float) -> Optional[str]:
+    """A note naming the rows timed while other processes took more than ``share`` of the CPU
+    (``busy_cpu_share``), ``None`` if there is none; rows without a meter record are skipped."""
+    busy = [(row["method"], row["cpu_meter"]["others_share"]) for row in rows
+            if (row.get("cpu_meter") or {}).get("others_share", 0.0) > share]
+    if not busy:
+        return None
+    named = ", ".join(f"{method} ({100 * others:.0f}%)" for method, others in busy)
+    return (f"other processes took more than {100 * share:.0f}% of the CPU while these rows ran: {named}; "
+            "their seconds are inflated and do not compare with the others (time on an otherwise idle machine)")
