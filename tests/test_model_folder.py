@@ -212,3 +212,35 @@ def test_a_model_folder_moved_with_its_data_answers_requests_there(tmp_path):
     version_dir, manifest = read_manifest(model_dir)
     assert manifest["config"]["data_path"] == str(serve / "data")  # the next request needs no --data_path
     assert run_verify(model_dir)["forgotten"] > 0
+
+
+def test_verify_finds_weights_a_forget_left_as_they_were(tmp_path, monkeypatch):
+    """``--verify`` checked that no shard's training *data* held a forgotten interaction, which
+    holds by construction (the data is derived from the forgotten list), not that the *weights*
+    were retrained on it: a forget that skipped the owning shard (here a plan that leaves it out,
+    as a bug in the shard map or the planner would) passed ``--verify``. Every shard stage now
+    records the digest of the samples it trained and validated on, the aggregator the data it
+    was trained under, and ``--verify`` recomputes both from the remaining data."""
+    from recbole_unlearn.quick_start import run_forget_requests
+    from recbole_unlearn.unlearnable.sharded import ShardedUnlearnableModel
+    from recbole_unlearn.utils.errors import UnlearnError
+    from conftest import train_saved_model, verify_model
+
+    model_dir = train_saved_model(tmp_path, n_slices=2, forget_protocol="none")
+    assert verify_model(model_dir)["weights_checked"] == 2 * 2 + 1
+    shard_map = read_manifest(model_dir)[1]["shard_map"]
+    users = {shard: [u for u, s in zip(shard_map["users"], shard_map["shard"]) if s == shard] for shard in (0, 1)}
+    (tmp_path / "ok.csv").write_text(f"{users[0][0]}\n")
+    run_forget_requests(model_dir, str(tmp_path / "ok.csv"), {"state": "ERROR"}, verbose=False)
+    report = verify_model(model_dir)
+    assert report["weights_checked"] == 5 and report["weights_unchecked"] == 0
+
+    planned = ShardedUnlearnableModel.plan
+    monkeypatch.setattr(ShardedUnlearnableModel, "plan",
+                        lambda self, rows: {k: v for k, v in planned(self, rows).items() if k != 1})
+    (tmp_path / "skipped.csv").write_text(f"{users[1][0]}\n")
+    run_forget_requests(model_dir, str(tmp_path / "skipped.csv"), {"state": "ERROR"}, verbose=False)
+    monkeypatch.undo()
+    with pytest.raises(UnlearnError, match=r"shard_01_stage_\d\d\.pth \(shard 1, slice stage \d\).* was trained on "
+                                           r"other samples than its remaining data gives now"):
+        verify_model(model_dir)

@@ -12,7 +12,8 @@ Vocabulary used throughout the package:
   * a user with ``n`` interactions has test target at position ``n-1``, valid target at
     ``n-2`` and training interactions at positions ``0 .. n-3`` (leave-one-out, SPEC section 1).
 """
-from typing import Optional, Tuple
+import hashlib
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -125,6 +126,24 @@ class UnlearnSequentialDataset(SequentialDataset):
         that get a sample, and their histories), unique and sorted."""
         kept_targets, history, valid = self.history_rows(targets, keep)
         return np.union1d(kept_targets, history[valid])
+
+    def samples_digest(self, target_sets: Sequence[np.ndarray], keep: np.ndarray) -> str:
+        """SHA-256 hex digest of the samples a model trains (and validates) on: for each array of
+        ``target_sets`` in turn, the log rows of every sample's target and history under ``keep``
+        (:meth:`history_rows`; ``-1`` pads a short history). Equal digests, equal samples. Log rows
+        are fixed by the dataset file, whose own SHA-256 a saved model checks."""
+        digest = hashlib.sha256()
+        for targets in target_sets:
+            kept_targets, history, valid = self.history_rows(np.asarray(targets, dtype=np.int64), keep)
+            digest.update(np.asarray(kept_targets, dtype=np.int64).tobytes())
+            digest.update(np.where(valid, history, -1).astype(np.int64).tobytes())
+            digest.update(b"|")
+        return digest.hexdigest()
+
+    @staticmethod
+    def keep_digest(keep: np.ndarray) -> str:
+        """SHA-256 hex digest of a ``keep`` mask ``[n_rows]`` (of the log rows it leaves out)."""
+        return hashlib.sha256(np.flatnonzero(~keep).astype(np.int64).tobytes()).hexdigest()
 
     def samples(self, targets: np.ndarray, keep: np.ndarray) -> Interaction:
         """Build (history -> target) samples in RecBole's sequential format.

@@ -94,6 +94,10 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
     the oldest was queued), which are not an error but must not go unseen, and the
     ``older_versions`` still on disk (models from before later forgets: the one before the live
     version under ``keep_previous_version``, or one a process killed mid-commit left).
+    Each weight file's recorded training data is checked against what the remaining data gives
+    now (``check_trained_on``: ``weights_checked``; ``weights_unchecked`` are approximately
+    unlearned files and those saved before the digests were recorded), so weights a forget left
+    as they were, where their data changed, are an error.
     ``overrides``: as for :meth:`ModelStore.load` (e.g. the dataset's new ``data_path``)."""
     model_dir = store.model_dir
     with store.lock.hold():
@@ -103,6 +107,11 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
         leaked = forgotten.intersection(model.rows_in_training_data().tolist())
         if leaked:
             raise UnlearnError(f"{model_dir}: {len(leaked)} forgotten interactions are still in training data")
+        checked, unchecked, stale = model.check_trained_on()
+        if stale:
+            more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
+            raise UnlearnError(f"{model_dir}: {stale[0]}{more} was trained on other samples than its remaining data "
+                               "gives now: a forget left its weights as they were")
         log = AuditLog(model_dir)
         entries = log.entries(repair=True)
         key = log.secret(create=False)
@@ -123,7 +132,7 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
             "applied_without_change": unchanged, "version": os.path.basename(model.version_dir),
             "requests_not_final": len(waiting), "requests_failed": sum(e["status"] == "failed" for e in waiting.values()),
             "oldest_not_final": min((e["queued"] for e in waiting.values()), default=None),
-            "older_versions": older}
+            "older_versions": older, "weights_checked": checked, "weights_unchecked": unchecked}
 
 
 def _requests_not_final(events: List[dict], audited: set) -> Dict[str, dict]:

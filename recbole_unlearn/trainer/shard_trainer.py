@@ -18,7 +18,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from logging import getLogger
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -79,6 +79,27 @@ class ShardResult:
     stages: Dict[int, StageTraining] = field(default_factory=dict)
     seconds: float = 0.0
     samples: int = 0
+    #: ``{stage: digest of the samples it trained and validated on}`` (:func:`stage_data_digest`)
+    trained_on: Dict[int, str] = field(default_factory=dict)
+
+
+def stage_targets(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap, shard: int, stage: int,
+                  keep: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """``(training targets, validation targets)`` (log rows) of one slice stage under ``keep``:
+    what :func:`train_shard` trains and validates that stage on (no validation targets without
+    ``validate_submodels``)."""
+    train = shard_map.stage_targets(dataset, shard, stage, keep)
+    valid = shard_map.stage_valid_targets(dataset, shard, stage, keep) if config["validate_submodels"] \
+        else np.array([], dtype=np.int64)
+    return train, valid
+
+
+def stage_data_digest(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap, shard: int, stage: int,
+                      keep: np.ndarray) -> str:
+    """The digest of one slice stage's samples under ``keep`` (``samples_digest``). Recorded when
+    the stage trains; ``--verify`` recomputes it on the remaining data, so weights a forget left
+    untrained where their data changed are found."""
+    return dataset.samples_digest(stage_targets(config, dataset, shard_map, shard, stage, keep), keep)
 
 
 def slice_epochs(config) -> int:
@@ -109,7 +130,9 @@ def _train_stages(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap
     result = ShardResult(job.shard)
     state = job.init_state
     for stage in range(job.start_stage, shard_map.n_slices):
-        samples = dataset.sample_dataset(shard_map.stage_targets(dataset, job.shard, stage, keep), keep)
+        train_targets, valid_targets = stage_targets(config, dataset, shard_map, job.shard, stage, keep)
+        result.trained_on[stage] = dataset.samples_digest((train_targets, valid_targets), keep)
+        samples = dataset.sample_dataset(train_targets, keep)
         # a stage left without samples (every user of its slices forgotten) is its seeded
         # initialisation: what training on nothing gives
         loader = train_loader(config, dataset, samples) if len(samples) else None
@@ -121,10 +144,8 @@ def _train_stages(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap
         if loader is not None:
             fault_point("shard_training")
             valid = None
-            if config["validate_submodels"]:
-                valid_targets = shard_map.stage_valid_targets(dataset, job.shard, stage, keep)
-                if len(valid_targets):
-                    valid = eval_loader(config, dataset, dataset.samples(valid_targets, keep))
+            if len(valid_targets):
+                valid = eval_loader(config, dataset, dataset.samples(valid_targets, keep))
             trainer = UnlearnTrainer(config, model)
             trainer.epochs = cap
             best, _ = trainer.fit(loader, valid, verbose=False, saved=valid is not None)

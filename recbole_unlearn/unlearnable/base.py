@@ -133,6 +133,12 @@ class UnlearnableModel(ABC):
         """Extra manifest entries (e.g. the shard map)."""
         return {}
 
+    def check_trained_on(self) -> Tuple[int, int, List[str]]:
+        """``(weight files checked, files that cannot be, files trained on other data than they
+        should hold now)`` for ``--verify``. A single model is approximately unlearned (its
+        weights started from the forgotten data), so none of its files can be checked."""
+        return 0, len(self.weight_states()), []
+
     def unchanged_files(self, report: ForgetReport) -> List[str]:
         """Weight files ``forget`` did not change (hard-linked into the new version)."""
         return []

@@ -34,7 +34,7 @@ from recbole_unlearn.model.ensemble import EnsembleSequentialRecommender
 from recbole_unlearn.model.representations import item_representations
 from recbole_unlearn.trainer.aggregator_trainer import train_aggregator
 from recbole_unlearn.trainer.pretrain import pretrain_embeddings
-from recbole_unlearn.trainer.shard_trainer import ShardJob, StateDict, run_shard_jobs, stage_seed
+from recbole_unlearn.trainer.shard_trainer import ShardJob, StateDict, run_shard_jobs, stage_data_digest, stage_seed
 from recbole_unlearn.trainer.approximate import APPROXIMATE, NOTHING_REMAINS, ApproximateReport
 from recbole_unlearn.trainer.trainer import cpu_state_dict
 from recbole_unlearn.trainer.training import new_model
@@ -84,6 +84,11 @@ class ShardedUnlearnableModel(UnlearnableModel):
         self.shard_map = shard_map
         self.stage_states = stage_states
         self.ensemble = self._build_ensemble(aggregator_state)
+        #: ``{shard file: digest of the samples it trained on}`` (``stage_data_digest``; ``None``:
+        #: approximately unlearned, so its weights come from data that held forgotten rows)
+        self.trained_on: Dict[str, Optional[str]] = {}
+        #: digest of the ``keep`` mask the aggregator was last trained under (``keep_digest``)
+        self.aggregator_trained_on: Optional[str] = None
 
     @property
     def recommender(self) -> EnsembleSequentialRecommender:
@@ -96,7 +101,45 @@ class ShardedUnlearnableModel(UnlearnableModel):
         return states
 
     def manifest_extras(self) -> dict:
-        return {"shard_map": self.shard_map.to_json(self.dataset)}
+        return {"shard_map": self.shard_map.to_json(self.dataset), "trained_on": dict(self.trained_on),
+                "aggregator_trained_on": self.aggregator_trained_on}
+
+    def check_trained_on(self) -> Tuple[int, int, List[str]]:
+        """Whether every weight file was trained on what it should hold now: each shard stage's
+        recorded samples digest against the one its remaining data gives (``stage_data_digest``),
+        the aggregator's ``keep`` digest against the current one. Returns ``(files checked, files
+        that cannot be (approximately unlearned, or saved before digests were recorded), the
+        files that differ)``; a file that differs is weights a forget left as they were."""
+        keep = self.keep_mask()
+        checked, unchecked, stale = 0, 0, []
+        for shard in range(self.shard_map.n_shards):
+            for stage in range(self.shard_map.n_slices):
+                name = shard_file(shard, stage)
+                recorded = self.trained_on.get(name)
+                if recorded is None:
+                    unchecked += 1
+                    continue
+                checked += 1
+                if recorded != stage_data_digest(self.config, self.dataset, self.shard_map, shard, stage, keep):
+                    stale.append(f"{name} (shard {shard}, slice stage {stage})")
+        if self.aggregator_trained_on is None:
+            unchecked += 1
+        else:
+            checked += 1
+            if self.aggregator_trained_on != self.dataset.keep_digest(keep):
+                stale.append("aggregator.pth")
+        return checked, unchecked, stale
+
+    def _record_trained(self, results) -> None:
+        for result in results:
+            for stage, digest in result.trained_on.items():
+                self.trained_on[shard_file(result.shard, stage)] = digest
+
+    def _train_aggregator(self, keep: np.ndarray):
+        """Train the aggregator under ``keep`` (``train_aggregator``) and record the mask's digest."""
+        aggregator = train_aggregator(self.config, self.ensemble, self.dataset, keep, self.shard_map)
+        self.aggregator_trained_on = self.dataset.keep_digest(keep)
+        return aggregator
 
     def unchanged_files(self, report: ForgetReport) -> List[str]:
         """Untouched shards' stages and the stages before a retrained shard's restart point."""
@@ -113,7 +156,10 @@ class ShardedUnlearnableModel(UnlearnableModel):
         shard_map = ShardMap.from_json(manifest["shard_map"], dataset)
         stage_states = [{r: load(shard_file(k, r)) for r in range(shard_map.n_slices)}
                         for k in range(shard_map.n_shards)]
-        return cls(config, dataset, shard_map, stage_states, load("aggregator.pth"), forgotten)
+        model = cls(config, dataset, shard_map, stage_states, load("aggregator.pth"), forgotten)
+        model.trained_on = dict(manifest.get("trained_on") or {})  # none in versions saved before
+        model.aggregator_trained_on = manifest.get("aggregator_trained_on")
+        return model
 
     # --- construction ------------------------------------------------------------------
     @classmethod
@@ -135,8 +181,9 @@ class ShardedUnlearnableModel(UnlearnableModel):
         results = sorted(run_shard_jobs(config, dataset, shard_map, keep, jobs), key=lambda r: r.shard)
         stage_states = [dict(r.stage_states) for r in results]
         model = cls(config, dataset, shard_map, stage_states, {}, forgotten)
+        model._record_trained(results)
         model.pretrain_seconds = pretrain_seconds
-        aggregator = train_aggregator(config, model.ensemble, dataset, keep, shard_map)
+        aggregator = model._train_aggregator(keep)
         model.aggregator_seconds = aggregator.seconds
         model.fit_training = training_record(results, aggregator)
         return model
@@ -146,7 +193,7 @@ class ShardedUnlearnableModel(UnlearnableModel):
         the remaining data with the shards as they are (a fit that shares another's shards);
         ``fit_training`` records it in place of the previous one. Returns its seconds."""
         self.ensemble = self._build_ensemble({})
-        aggregator = train_aggregator(self.config, self.ensemble, self.dataset, self.keep_mask(), self.shard_map)
+        aggregator = self._train_aggregator(self.keep_mask())
         self.aggregator_seconds = aggregator.seconds
         record = {"shards": (getattr(self, "fit_training", None) or {}).get("shards", {})}
         if aggregator.cap:
@@ -236,10 +283,11 @@ class ShardedUnlearnableModel(UnlearnableModel):
             for result in results:
                 self.stage_states[result.shard].update(result.stage_states)
                 fault_point("shard_retrained")
+            self._record_trained(results)
             report.changed = True
         aggregator_state = {k: v.clone() for k, v in self.ensemble.aggregator.state_dict().items()}
         self.ensemble = self._build_ensemble(aggregator_state)
-        aggregator = train_aggregator(self.config, self.ensemble, self.dataset, keep, self.shard_map)
+        aggregator = self._train_aggregator(keep)
         report.aggregator_seconds = aggregator.seconds
         report.training = training_record(results, aggregator)
         self.ensemble.eval()
@@ -256,6 +304,7 @@ class ShardedUnlearnableModel(UnlearnableModel):
         fresh = type(self).train(self.config, self.dataset, forgotten=self.forgotten)
         fault_point("shard_retrained")
         self.shard_map, self.stage_states, self.ensemble = fresh.shard_map, fresh.stage_states, fresh.ensemble
+        self.trained_on, self.aggregator_trained_on = fresh.trained_on, fresh.aggregator_trained_on
         report.shards = list(range(self.shard_map.n_shards))
         report.start_stages = {shard: 0 for shard in report.shards}
         report.aggregator_seconds = fresh.aggregator_seconds
@@ -292,6 +341,7 @@ class ShardedUnlearnableModel(UnlearnableModel):
             after = cpu_state_dict(sub)
             changed = not states_equal(before, after)
             self.stage_states[shard] = {0: after}
+            self.trained_on[shard_file(shard, 0)] = None  # its weights started from forgotten data
             reports[str(shard)] = dict(result.summary(), changed=changed)
         return reports
 
