@@ -467,7 +467,7 @@ def test_ced_judges_a_target_with_a_shard_that_never_saw_its_user(in_tmp):
 
 
 # --- 5. honest approximate audits ---------------------------------------------------------
-def test_an_approximate_forget_that_changed_nothing_says_so(in_tmp):
+def test_an_approximate_forget_that_changed_nothing_says_so(in_tmp, capsys):
     # a learning rate that wrecks validation NDCG at once and a floor of 1.0: SRUGA restores the
     # starting weights at its first check
     model_dir = train_saved_model(in_tmp, model="SASRec", unlearn_method="sruga", sruga_learning_rate=1.0,
@@ -479,8 +479,12 @@ def test_an_approximate_forget_that_changed_nothing_says_so(in_tmp):
     users = [u for u in model.dataset.id2token("user_id", np.arange(1, model.dataset.user_num))
              if not np.isin(model.dataset.user_rows(model.dataset.field2token_id["user_id"][u]), model.forgotten).any()]
     (in_tmp / "req.csv").write_text(f"{users[0]}\n")
-    doc = run_forget_requests(model_dir, str(in_tmp / "req.csv"), QUIET, verbose=False)
+    capsys.readouterr()
+    doc = run_forget_requests(model_dir, str(in_tmp / "req.csv"), QUIET)
     assert doc["requests"]["applied_without_change"] == 1 and doc["requests"]["applied"] == 0
+    # the output said so only inside the counts' dict; now in a line of its own
+    out = capsys.readouterr().out
+    assert "warning: 1 request was recorded as forgotten, but the model did not change" in out, out
     entry = read_audit(model_dir)[-1]
     assert entry["changed"] is False and entry["interactions"] > 0
     assert set(entry["approximate"]) >= {"epochs_run", "stopped_by", "forget_hit@10_before", "forget_hit@10_after"}

@@ -207,7 +207,7 @@ def test_watched_folder_applies_a_file_removed_before_its_requests_were_final(mo
     verify_model(model_copy)
 
 
-def test_watched_folder_can_delete_request_files_once_final(model_copy, in_tmp):
+def test_watched_folder_can_delete_request_files_once_final(model_copy, in_tmp, capsys):
     """A processed request file is the forgotten (user, item) pairs in plain text; it stayed in
     ``processed/`` for ever, while the audit log stores only keyed hashes of them. With
     ``processed_request_files: delete`` a file whose requests are all final is deleted (the ledger
@@ -221,8 +221,9 @@ def test_watched_folder_can_delete_request_files_once_final(model_copy, in_tmp):
     doc = run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05,
                                                        "watch_settle_s": 0, "max_wait_s": 0,
                                                        "processed_request_files": "delete",
-                                                       "state": "ERROR"}, verbose=False)
+                                                       "state": "ERROR"})
     assert doc["requests"]["applied"] == 2 and doc["requests"]["rejected"] == 2
+    assert "note: 2 requests were rejected" in capsys.readouterr().out
     assert set(users) <= _forgotten_users(model_copy)
     assert sorted(os.listdir(inbox)) == ["rejected"] and os.listdir(inbox / "rejected") == ["b.csv"]
     assert {e["status"] for e in _ledger(model_copy) if e["file"] == "a.csv"} >= {"applied", "rejected"}

@@ -12,13 +12,14 @@ line, and every request's status and latency go to ``<model_dir>/requests.jsonl`
 """
 import os
 from logging import getLogger
-from typing import Optional
+from typing import List, Optional
 
 from recbole.utils import get_local_time, init_logger
 
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.evaluator.suite import EvaluationSuite
 from recbole_unlearn.serving import open_store, stream_request_file, verify_model, watch_request_folder
+from recbole_unlearn.serving.ledger import LEDGER
 from recbole_unlearn.utils.results import format_table, make_row, results_document, write_results
 
 
@@ -60,8 +61,28 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
     if verbose:
         print(f"\nrequests: {stream}")
         print(format_table([row]))
+        for line in _attention_lines(stream, model_dir):
+            print(line)
         print(f"results: {results_path}")
     return dict(document, results_path=results_path)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'} {'was' if n == 1 else 'were'}"
+
+
+def _attention_lines(stream: dict, model_dir: str) -> List[str]:
+    """Lines for the requests a person must look at, which the counts alone leave easy to miss:
+    those recorded as forgotten while the model did not change, and those rejected."""
+    ledger = os.path.join(model_dir, LEDGER)
+    lines = []
+    if stream["applied_without_change"]:
+        lines.append(f"warning: {_plural(stream['applied_without_change'], 'request')} recorded as forgotten, "
+                     "but the model did not change (applied_without_change): the data is no longer used, yet its "
+                     f"influence may remain in the model; escalate (retrain, or an exact method). Ids: {ledger}")
+    if stream["rejected"]:
+        lines.append(f"note: {_plural(stream['rejected'], 'request')} rejected; the reasons are in {ledger}")
+    return lines
 
 
 def run_verify(model_dir: str, config_dict: Optional[dict] = None) -> dict:
