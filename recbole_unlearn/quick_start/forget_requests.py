@@ -20,6 +20,7 @@ from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.evaluator.suite import EvaluationSuite
 from recbole_unlearn.serving import open_store, stream_request_file, verify_model, watch_request_folder
 from recbole_unlearn.serving.ledger import LEDGER
+from recbole_unlearn.utils.cpu_meter import CpuMeter, busy_rows_note
 from recbole_unlearn.utils.results import format_table, make_row, results_document, write_results
 
 
@@ -37,11 +38,13 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
     store = open_store(model_dir, overrides)
     model = store.load(overrides)
     config = model.config
+    meter = CpuMeter()
     if os.path.isdir(requests):
         init_logger(config)
         summary, model = watch_request_folder(store, model, requests)
     else:
         summary, model = stream_request_file(store, model, requests)  # validates before writing
+    busy = meter.result()  # over the requests' forgets, where their latencies were measured
     dataset = model.dataset
     stream = summary.to_json()
     getLogger().info(f"requests done: {stream}")
@@ -50,7 +53,7 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
     if len(model.forgotten):
         suite = EvaluationSuite(config, dataset, ForgetSet(model.forgotten, source="all forgotten"))
         metrics = suite.evaluate(model.recommender)
-    row = make_row(config["unlearn_method"], metrics, summary.forget_seconds, **facts)
+    row = make_row(config["unlearn_method"], metrics, summary.forget_seconds, **facts, cpu_meter=busy)
     facts = {"source": os.path.basename(os.path.normpath(requests)), "forgotten_total": int(len(model.forgotten))}
     document = results_document(config["model"], config["dataset"], config.settings(), facts, [row])
     document["requests"] = stream
@@ -63,6 +66,9 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
         print(format_table([row]))
         for line in _attention_lines(stream, model_dir):
             print(line)
+        busy_note = busy_rows_note([row], config["busy_cpu_share"])
+        if busy_note:
+            print(f"note: {busy_note}")
         print(f"results: {results_path}")
     return dict(document, results_path=results_path)
 
