@@ -244,3 +244,22 @@ def test_verify_finds_weights_a_forget_left_as_they_were(tmp_path, monkeypatch):
     with pytest.raises(UnlearnError, match=r"shard_01_stage_\d\d\.pth \(shard 1, slice stage \d\).* was trained on "
                                            r"other samples than its remaining data gives now"):
         verify_model(model_dir)
+
+
+def test_verify_finds_an_aggregator_trained_with_other_shard_weights(tmp_path):
+    """The aggregator records what it was trained with: the remaining data and every shard's
+    final weights. Shard weights that changed after it was trained (a forget that retrained a
+    shard but not the aggregator after it) are stale for it."""
+    from recbole_unlearn.utils.errors import UnlearnError
+    from conftest import open_folder, train_saved_model, verify_model
+
+    model_dir = train_saved_model(tmp_path, forget_protocol="none", unlearn_method="sru", agg_epochs=1)
+    verify_model(model_dir)
+    store = open_folder(model_dir)
+    model = store.load()
+    state = model.final_states()[0]
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name] += 1.0
+    store.commit(model)
+    with pytest.raises(UnlearnError, match=r"aggregator\.pth was trained on other"):
+        verify_model(model_dir)

@@ -18,6 +18,7 @@ them); with one shard there is no such model and the owning shard's is used.
 On disk (see ``recbole_unlearn.serving.store``) the state is a versioned folder whose weights
 load with ``torch.load(weights_only=True)``.
 """
+import hashlib
 import time
 from logging import getLogger
 from typing import Dict, List, Optional, Tuple
@@ -38,7 +39,7 @@ from recbole_unlearn.trainer.shard_trainer import ShardJob, StateDict, run_shard
 from recbole_unlearn.trainer.approximate import APPROXIMATE, NOTHING_REMAINS, ApproximateReport
 from recbole_unlearn.trainer.trainer import cpu_state_dict
 from recbole_unlearn.trainer.training import new_model
-from recbole_unlearn.unlearnable.base import EMPTY_ROWS, ForgetReport, UnlearnableModel, states_equal
+from recbole_unlearn.unlearnable.base import EMPTY_ROWS, ForgetReport, UnlearnableModel, state_digest, states_equal
 from recbole_unlearn.utils.faults import fault_point
 
 #: a file older versions stored: the pretrained user/item vectors behind the partition, computed
@@ -87,7 +88,8 @@ class ShardedUnlearnableModel(UnlearnableModel):
         #: ``{shard file: digest of the samples it trained on}`` (``stage_data_digest``; ``None``:
         #: approximately unlearned, so its weights come from data that held forgotten rows)
         self.trained_on: Dict[str, Optional[str]] = {}
-        #: digest of the ``keep`` mask the aggregator was last trained under (``keep_digest``)
+        #: digest of what the aggregator was last trained with: the ``keep`` mask and the shards'
+        #: final weights (:meth:`_aggregator_inputs`)
         self.aggregator_trained_on: Optional[str] = None
 
     @property
@@ -107,7 +109,7 @@ class ShardedUnlearnableModel(UnlearnableModel):
     def check_trained_on(self) -> Tuple[int, int, List[str]]:
         """Whether every weight file was trained on what it should hold now: each shard stage's
         recorded samples digest against the one its remaining data gives (``stage_data_digest``),
-        the aggregator's ``keep`` digest against the current one. Returns ``(files checked, files
+        the aggregator's record against the current mask and shard weights. Returns ``(files checked, files
         that cannot be (approximately unlearned, or saved before digests were recorded), the
         files that differ)``; a file that differs is weights a forget left as they were."""
         keep = self.keep_mask()
@@ -126,7 +128,7 @@ class ShardedUnlearnableModel(UnlearnableModel):
             unchecked += 1
         else:
             checked += 1
-            if self.aggregator_trained_on != self.dataset.keep_digest(keep):
+            if self.aggregator_trained_on != self._aggregator_inputs(keep):
                 stale.append("aggregator.pth")
         return checked, unchecked, stale
 
@@ -135,11 +137,17 @@ class ShardedUnlearnableModel(UnlearnableModel):
             for stage, digest in result.trained_on.items():
                 self.trained_on[shard_file(result.shard, stage)] = digest
 
+    def _aggregator_inputs(self, keep: np.ndarray) -> str:
+        """SHA-256 hex digest of what an aggregator trains with: the ``keep`` mask's digest and
+        every shard's final weights (``state_digest``)."""
+        parts = [self.dataset.keep_digest(keep)] + [state_digest(state) for state in self.final_states()]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
     def _train_aggregator(self, keep: np.ndarray):
-        """Train the aggregator under ``keep`` (``train_aggregator``) and record the mask's digest."""
-        aggregator = train_aggregator(self.config, self.ensemble, self.dataset, keep, self.shard_map)
-        self.aggregator_trained_on = self.dataset.keep_digest(keep)
-        return aggregator
+        """Train the aggregator under ``keep`` with the shards as they are (``train_aggregator``)
+        and record what it was trained with."""
+        self.aggregator_trained_on = self._aggregator_inputs(keep)
+        return train_aggregator(self.config, self.ensemble, self.dataset, keep, self.shard_map)
 
     def unchanged_files(self, report: ForgetReport) -> List[str]:
         """Untouched shards' stages and the stages before a retrained shard's restart point."""
