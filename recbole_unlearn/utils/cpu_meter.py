@@ -8,7 +8,6 @@ workers); what the CPUs spent beyond that went to other processes. Linux only; e
 meter records nothing.
 """
 import os
-import resource
 import time
 from typing import Dict, List, Optional, Set
 
@@ -28,8 +27,9 @@ def machine_busy_s(cpus: Set[int]) -> Optional[float]:
         return None
     ticks = 0
     for line in lines:
-        name, *fields = line.split()
+        name, _, rest = line.partition(" ")
         if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            fields = rest.split()
             ticks += sum(int(fields[i]) for i in _BUSY_FIELDS)
     return ticks / _clock_ticks()
 
@@ -51,16 +51,18 @@ def _descendant_cpu_s(root: int) -> float:
         cpu[int(entry)] = sum(int(v) for v in fields[11:15]) / _clock_ticks()
     total = 0.0
     for pid in cpu:
-        ancestor = parent.get(pid)
-        while ancestor and ancestor != root:
-            ancestor = parent.get(ancestor)
+        ancestor, steps = parent.get(pid), 0
+        while ancestor and ancestor != root and steps < len(parent):  # bounded: pids can be reused
+            ancestor, steps = parent.get(ancestor), steps + 1
         if ancestor == root and pid != root:
             total += cpu[pid]
     return total
 
 
 def own_cpu_s() -> float:
-    """CPU seconds of this process: every thread, reaped children and live descendants."""
+    """CPU seconds of this process: every thread, reaped children and live descendants (Linux)."""
+    import resource  # POSIX only; the meter runs only where /proc/stat exists
+
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + _descendant_cpu_s(os.getpid())
