@@ -30,7 +30,7 @@ def stream_request_file(store: ModelStore, model: UnlearnableModel, path: str) -
     Returns the summary and the live model afterwards."""
     config = model.config
     _, requests = file_requests(path, model.dataset, config["max_request_lines"], config["max_request_line_bytes"],
-                                  strict=True)
+                                strict=True)
     batcher = RequestBatcher(store, model, config["max_batch"], config["max_wait_s"],
                              f"requests:{os.path.basename(path)}")
     batcher.submit(requests)
@@ -79,26 +79,22 @@ def _request_files(folder: str) -> List[Tuple[str, Tuple[int, int, int]]]:
     return sorted(found, key=lambda f: (f[1][2], f[0]))
 
 
-def _move(folder: str, name: str, subfolder: str) -> None:
-    """Move a finished file to ``subfolder``; a name already there gets the file's digest. A
-    file gone meanwhile (another watcher of the folder moved it first) is left to that one."""
-    target_dir = os.path.join(folder, subfolder)
-    os.makedirs(target_dir, exist_ok=True)
-    target = os.path.join(target_dir, name)
+def _move(folder: str, name: str, subfolder: Optional[str]) -> None:
+    """Move a finished file to ``subfolder`` (a name already there gets the file's digest), or
+    delete it when ``subfolder`` is ``None`` (``processed_request_files: delete``). A file gone
+    meanwhile (another watcher of the folder moved it first) is left to that one."""
+    path = os.path.join(folder, name)
     try:
+        if subfolder is None:
+            os.remove(path)
+            fsync_dir(folder)
+            return
+        target_dir = os.path.join(folder, subfolder)
+        os.makedirs(target_dir, exist_ok=True)
+        target = os.path.join(target_dir, name)
         if os.path.exists(target):
-            target = os.path.join(target_dir, f"{name}.{file_digest(os.path.join(folder, name))}")
-        shutil.move(os.path.join(folder, name), target)
-    except FileNotFoundError:
-        getLogger().info(f"request file {name} was moved or removed by another process first")
-
-
-def _delete(folder: str, name: str) -> None:
-    """Delete a finished file (``processed_request_files: delete``); one gone meanwhile (another
-    watcher of the folder handled it first) is left to that one."""
-    try:
-        os.remove(os.path.join(folder, name))
-        fsync_dir(folder)
+            target = os.path.join(target_dir, f"{name}.{file_digest(path)}")
+        shutil.move(path, target)
     except FileNotFoundError:
         getLogger().info(f"request file {name} was moved or removed by another process first")
 
@@ -147,10 +143,8 @@ def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str
             if current is None:
                 del files[name]  # removed from the folder: its requests were applied all the same
             elif current == known.read_stat:
-                if known.valid_any and config["processed_request_files"] == "delete":
-                    _delete(folder, name)
-                else:
-                    _move(folder, name, PROCESSED if known.valid_any else REJECTED)
+                delete = known.valid_any and config["processed_request_files"] == "delete"
+                _move(folder, name, None if delete else PROCESSED if known.valid_any else REJECTED)
                 del files[name]
         if applied or batcher.pending or any(f.digest is None for f in files.values()):
             idle_since = time.monotonic()

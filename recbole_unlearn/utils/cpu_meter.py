@@ -37,7 +37,7 @@ def machine_busy_s(cpus: Set[int]) -> Optional[float]:
 def _descendant_cpu_s(root: int) -> float:
     """CPU seconds of the live descendants of process ``root`` (theirs and their reaped
     children's), from ``/proc/<pid>/stat``."""
-    parent, cpu = {}, {}
+    parent, cpu, ticks = {}, {}, _clock_ticks()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -48,7 +48,7 @@ def _descendant_cpu_s(root: int) -> float:
             continue  # gone meanwhile
         # after the command: state, ppid, ..., utime (14th field), stime, cutime, cstime
         parent[int(entry)] = int(fields[1])
-        cpu[int(entry)] = sum(int(v) for v in fields[11:15]) / _clock_ticks()
+        cpu[int(entry)] = sum(int(v) for v in fields[11:15]) / ticks
     total = 0.0
     for pid in cpu:
         ancestor, steps = parent.get(pid), 0
