@@ -184,6 +184,12 @@ def test_bad_stream_settings_are_refused_when_loading(saved, value):
     ("SASRec", {"valid_metric": "NDCG@5"}, "valid_metric 'NDCG@5' is not one of the validation metrics"),
     ("SASRec", {"n_heads": 3}, "SASRec cannot be built with these settings: ValueError: The hidden size (64) is not a multiple"),
     ("SASRec", {"loss_type": "XX"}, "SASRec cannot be built with these settings"),
+    # not finite: 1e400 on the command line is float('inf'), which every bound check passed
+    # (NaN passes them all), so the run trained to "Training loss is nan" after writing its folder
+    ("GRU4Rec", {"learning_rate": float("inf")}, "config key 'learning_rate' must be a positive number"),
+    ("GRU4Rec", {"weight_decay": float("inf")}, "config key 'weight_decay' must be a non-negative number"),
+    ("GRU4Rec", {"learning_rate": float("nan")}, "config key 'learning_rate' must be a positive number"),
+    ("GRU4Rec", {"forget_user_ratio": float("nan")}, "config key 'forget_user_ratio' must be in"),
 ])
 def test_recbole_settings_are_checked_before_anything_is_written(tmp_path, model, settings, message):
     """RecBole's own model and training settings used to reach RecBole or torch unchecked: a
@@ -221,6 +227,18 @@ def test_cli_exit_code_and_single_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: config key 'n_shards' must be a positive integer, got -3"]
     assert not os.path.exists(tmp_path / "r")
+
+
+def test_a_number_too_big_for_a_float_is_one_error_line_and_writes_nothing(tmp_path):
+    """``--learning_rate=1e400`` reads as ``float('inf')``: it passed validation, and the run
+    wrote ``log/`` and its run folder before it died with a traceback ("Training loss is nan")."""
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "run_recbole_unlearn.py"), "--model=GRU4Rec",
+                           f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--unlearn_method=retrain",
+                           "--learning_rate=1e400", f"--results_dir={tmp_path / 'r'}"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: config key 'learning_rate' must be a positive number, got inf"]
+    assert sorted(os.listdir(tmp_path)) == []
 
 
 def test_one_error_line_where_recbole_has_no_compiled_bytecode(tmp_path):

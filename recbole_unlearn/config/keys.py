@@ -23,6 +23,7 @@ A module that brings its own keys (an approximate method with ``<name>_*`` setti
 ``properties/method/<name>.yaml``) declares them with :func:`declare` next to its code, so a
 new method stays one file.
 """
+import math
 import os
 from dataclasses import dataclass
 from typing import Dict, Iterable, Optional, Tuple
@@ -116,6 +117,8 @@ class Key:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
         if self.kind == "int" and not isinstance(value, int):
+            return False
+        if not math.isfinite(value):  # 1e400 on the command line is inf; NaN passes every bound
             return False
         if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
             return False
