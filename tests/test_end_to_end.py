@@ -1,6 +1,7 @@
 """End-to-end runs (1 epoch, ml-tiny) through the Python API and the CLI."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -68,10 +69,27 @@ def test_cli_success_prints_table_and_results_path(in_tmp):
     lines = proc.stdout.strip().splitlines()
     assert lines[-1].startswith("results: ")
     assert any(line.startswith("original") for line in lines) and any(line.startswith("retrain") for line in lines)
-    assert "note: original, retrain stopped at the epochs cap (1)" in proc.stdout  # 1 epoch: the cap ends training
+    assert "note: original, retrain stopped at their cap (epochs 1), not by validation" in proc.stdout  # 1 epoch: the cap ends training
     path = os.path.join(in_tmp, lines[-1][len("results: "):])
     with open(path) as f:
         assert json.load(f)["model"] == "GRU4Rec"
+
+
+def test_the_cap_note_names_sharded_models_whose_shards_or_aggregator_hit_their_cap(in_tmp, capsys):
+    """The note built its list from ``epochs_run``, which only single models have: a run whose
+    every shard and aggregator stopped at its cap said only "original, retrain stopped at the
+    epochs cap", though the leaderboard marks the same rows "(2 at cap)"."""
+    doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(unlearn_method=["sisa", "sru"], n_shards=2,
+                                                               agg_epochs=1, shard_num_threads=1,
+                                                               results_dir=str(in_tmp / "r")))
+    note = next(line for line in capsys.readouterr().out.splitlines() if "stopped at" in line)
+    sharded = {row["method"]: row for row in doc["rows"] if row.get("fit_training")}
+    assert set(sharded) == {"sisa", "sru"} and all(  # 1 epoch: every shard stage hit the cap
+        stage["hit_cap"] for row in sharded.values() for shard in row["fit_training"]["shards"].values()
+        for stage in shard.values())
+    assert re.match(r"note: original, retrain, sisa \(fit: 2 shard stages; forget: [12] shard stages?\), "
+                    r"sru \(fit: 2 shard stages, aggregator; forget: [12] shard stages?, aggregator\) "
+                    r"stopped at their cap \(epochs 1, agg_epochs 1\), not by validation", note), note
 
 
 def test_cli_request_file(in_tmp):

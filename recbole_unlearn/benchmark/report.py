@@ -7,6 +7,7 @@ from typing import Dict, List, Optional, Tuple
 
 from recbole_unlearn.utils.atomic import atomic_write
 from recbole_unlearn.utils.cpu_meter import busy_rows_note
+from recbole_unlearn.utils.results import training_summary
 
 #: (column header, metric group, metric key) in the order of the thesis's Table 4.
 METRIC_COLUMNS: List[Tuple[str, str, str]] = [
@@ -46,40 +47,6 @@ def audit_values(row: dict) -> Dict[str, object]:
     out = {column: audit.get(key) for column, key in AUDIT_COLUMNS}
     out.update(audit_auc_low=interval[0], audit_auc_high=interval[1])
     return out
-
-
-def _stage_epochs(record: Optional[dict]) -> Tuple[List[int], int, Optional[dict]]:
-    """Epochs of every shard stage in a ``fit_training`` / ``forget_training`` record, how many
-    hit their cap, and the aggregator's entry."""
-    if not record:
-        return [], 0, None
-    stages = [stage for shard in record.get("shards", {}).values() for stage in shard.values()]
-    return [s["epochs"] for s in stages], sum(bool(s.get("hit_cap")) for s in stages), record.get("aggregator")
-
-
-def training_summary(row: dict, epochs_cap: Optional[int] = None) -> Tuple[str, bool]:
-    """How a row's models trained, in words, and whether any of them stopped at its cap rather
-    than by validation: a single model's epochs (original, Retrain), an approximate step's epochs
-    and why it stopped, a sharded model's shard and aggregator epochs at fit and at forget."""
-    parts, capped = [], False
-    if row.get("stopped_by"):
-        return f"{row.get('epochs_run', 0)} epochs, stopped by {row['stopped_by']}", False
-    for label, key in (("fit", "fit_training"), ("forget", "forget_training")):
-        epochs, at_cap, aggregator = _stage_epochs(row.get(key))
-        if not epochs and not aggregator:
-            continue
-        text = f"{label}: shards {min(epochs)}-{max(epochs)} epochs" if epochs else f"{label}:"
-        if at_cap:
-            text += f" ({at_cap} at cap)"
-            capped = True
-        if aggregator:
-            text += f", aggregator {aggregator['epochs']}" + (" (cap)" if aggregator.get("hit_cap") else "")
-            capped = capped or bool(aggregator.get("hit_cap"))
-        parts.append(text)
-    if not parts and row.get("epochs_run") is not None:
-        hit = epochs_cap is not None and row["epochs_run"] >= epochs_cap
-        return f"{row['epochs_run']} epochs" + (" (cap)" if hit else ""), hit
-    return "; ".join(parts), capped
 
 
 def _value(row: dict, group: str, key: str) -> Optional[float]:

@@ -12,6 +12,7 @@ from recbole_unlearn.utils.cpu_meter import busy_rows_note
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.results import (
     add_speedups,
+    cap_note,
     format_table,
     results_document,
     write_results,
@@ -81,10 +82,9 @@ def run_recbole_unlearn(
     if verbose:
         print(f"\n{config['model']} on {config['dataset']}; forget set: {forget_summary}")
         print(format_table(rows))
-        capped = [r["method"] for r in rows if r.get("epochs_run") == config["epochs"]]
+        capped = cap_note(rows, config["epochs"], config["agg_epochs"])
         if capped:
-            print(f"note: {', '.join(capped)} stopped at the epochs cap ({config['epochs']}), not by validation "
-                  "(stopping_step); set --epochs higher to train to convergence")
+            print(f"note: {capped}")
         busy = busy_rows_note(rows, config["busy_cpu_share"])
         if busy:
             print(f"note: {busy}")

@@ -2,7 +2,7 @@
 import os
 import platform
 from datetime import datetime
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from tabulate import tabulate
@@ -123,6 +123,76 @@ _COLUMNS = [
     ("fgt H@10", "forget", "hit@10"),
     ("SRU H@10", "sru_inference", "hit@10"),
 ]
+
+
+def _stage_epochs(record: Optional[dict]) -> Tuple[List[int], int, Optional[dict]]:
+    """Epochs of every shard stage in a ``fit_training`` / ``forget_training`` record, how many
+    hit their cap, and the aggregator's entry."""
+    if not record:
+        return [], 0, None
+    stages = [stage for shard in record.get("shards", {}).values() for stage in shard.values()]
+    return [s["epochs"] for s in stages], sum(bool(s.get("hit_cap")) for s in stages), record.get("aggregator")
+
+
+def training_summary(row: dict, epochs_cap: Optional[int] = None) -> Tuple[str, bool]:
+    """How a row's models trained, in words, and whether any of them stopped at its cap rather
+    than by validation: a single model's epochs (original, Retrain), an approximate step's epochs
+    and why it stopped, a sharded model's shard and aggregator epochs at fit and at forget."""
+    parts, capped = [], False
+    if row.get("stopped_by"):
+        return f"{row.get('epochs_run', 0)} epochs, stopped by {row['stopped_by']}", False
+    for label, key in (("fit", "fit_training"), ("forget", "forget_training")):
+        epochs, at_cap, aggregator = _stage_epochs(row.get(key))
+        if not epochs and not aggregator:
+            continue
+        text = f"{label}: shards {min(epochs)}-{max(epochs)} epochs" if epochs else f"{label}:"
+        if at_cap:
+            text += f" ({at_cap} at cap)"
+            capped = True
+        if aggregator:
+            text += f", aggregator {aggregator['epochs']}" + (" (cap)" if aggregator.get("hit_cap") else "")
+            capped = capped or bool(aggregator.get("hit_cap"))
+        parts.append(text)
+    if not parts and row.get("epochs_run") is not None:
+        hit = epochs_cap is not None and row["epochs_run"] >= epochs_cap
+        return f"{row['epochs_run']} epochs" + (" (cap)" if hit else ""), hit
+    return "; ".join(parts), capped
+
+
+def capped_parts(row: dict, epochs_cap: int) -> Optional[str]:
+    """What of a row's models stopped at a cap rather than by validation, in words: ``""`` for a
+    single model that ran all ``epochs_cap`` epochs, e.g. ``"fit: 2 shard stages, aggregator;
+    forget: 1 shard stage"`` for a sharded one; ``None`` when none did (an approximate step stops
+    by its own rules, not by validation, and is not counted)."""
+    if row.get("stopped_by"):
+        return None
+    parts = []
+    for label, key in (("fit", "fit_training"), ("forget", "forget_training")):
+        _, at_cap, aggregator = _stage_epochs(row.get(key))
+        named = [f"{at_cap} shard stage{'s' if at_cap != 1 else ''}"] if at_cap else []
+        if aggregator and aggregator.get("hit_cap"):
+            named.append("aggregator")
+        if named:
+            parts.append(f"{label}: {', '.join(named)}")
+    if parts:
+        return "; ".join(parts)
+    return "" if row.get("epochs_run") is not None and row["epochs_run"] >= epochs_cap else None
+
+
+def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int) -> Optional[str]:
+    """One line naming every model of ``rows`` that stopped at its cap (``epochs``, or
+    ``agg_epochs`` for a learned aggregator) rather than by validation; ``None`` if none did."""
+    named, aggregator = [], False
+    for row in rows:
+        parts = capped_parts(row, epochs_cap)
+        if parts is not None:
+            named.append(f"{row['method']} ({parts})" if parts else row["method"])
+            aggregator = aggregator or "aggregator" in parts
+    if not named:
+        return None
+    caps = f"epochs {epochs_cap}" + (f", agg_epochs {agg_epochs_cap}" if aggregator else "")
+    return (f"{', '.join(named)} stopped at their cap ({caps}), not by validation (stopping_step); "
+            f"set --epochs{' and --agg_epochs' if aggregator else ''} higher to train to convergence")
 
 
 def format_table(rows: List[dict]) -> str:
