@@ -138,6 +138,47 @@ def test_resume_reruns_only_missing_rows_and_reuses_the_original_model(tmp_path,
         run_grid(changed)
 
 
+def test_resume_refuses_a_cell_whose_dataset_file_changed(tmp_path, in_tmp):
+    """The cell's fingerprint hashed the forget set's log rows (positions), not the data: an
+    edited dataset file whose rows kept their places (one forgotten interaction's item changed)
+    gave the same fingerprint, and the grid reused every row measured on the old file."""
+    from conftest import FIXTURES
+
+    shutil.copytree(FIXTURES, tmp_path / "data")
+    path = _tiny_grid(tmp_path, ["sisa"], data_path=str(tmp_path / "data"))
+    run_grid(path)
+    inter = tmp_path / "data" / "ml-tiny" / "ml-tiny.inter"
+    lines = inter.read_text().splitlines(keepends=True)
+    user, item, rest = lines[1].split("\t", 2)
+    other = next(line.split("\t")[1] for line in lines[2:] if line.split("\t")[1] != item)
+    inter.write_text("".join([lines[0], "\t".join([user, other, rest])] + lines[2:]))
+    with pytest.raises(UnlearnError, match="another dataset file"):
+        run_grid(path)
+
+
+def test_a_report_of_finished_cells_refuses_a_cell_made_with_other_settings(tmp_path, in_tmp):
+    """``finished_cells`` (benchmarks/leaderboard_doc.py) published a cell's rows under today's
+    grid settings however they were made: rows trained with ``epochs: 1`` were reported under a
+    grid that now says ``epochs: 3``, their cap taken from today's grid (so "1 epochs", not at
+    cap), where the runner itself refuses that cell. It now checks what the runner checks
+    without loading data: the cell's data settings and dataset file, and each row's method
+    settings (a row made with other ones is left out, as the runner would run it again)."""
+    from recbole_unlearn.benchmark.runner import finished_cells
+
+    path = _tiny_grid(tmp_path, {"sruga": {}, "sruga-ga": {"unlearn_method": "sruga", "sruga_kl": 0.0,
+                                                          "sruga_ft": 0.0}})
+    run_grid(path)
+    cells = finished_cells(path)
+    assert [r["method"] for r in cells[0]["rows"]] == ["recbole", "original", "retrain", "sruga", "sruga-ga"]
+    assert cells[0]["epochs_cap"] == 1
+    changed = _tiny_grid(tmp_path, {"sruga": {}, "sruga-ga": {"unlearn_method": "sruga", "sruga_kl": 0.0,
+                                                             "sruga_ft": 0.0, "sruga_learning_rate": 0.123}})
+    assert [r["method"] for r in finished_cells(changed)[0]["rows"]] == ["recbole", "original", "retrain", "sruga"]
+    changed = _tiny_grid(tmp_path, ["sruga"], epochs=3)
+    with pytest.raises(UnlearnError, match="GRU4Rec-ml-tiny was made with other settings"):
+        finished_cells(changed)
+
+
 def test_resume_tolerates_keys_added_since_and_reruns_rows_whose_method_settings_changed(tmp_path, in_tmp):
     """A long grid is resumed by newer code: a cell or row recorded before a key existed still
     counts (a new key's default keeps the old behaviour), while a row whose recorded method

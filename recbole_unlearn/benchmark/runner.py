@@ -53,8 +53,8 @@ from recbole_unlearn.benchmark.baseline import BASELINE, recbole_baseline_row
 from recbole_unlearn.benchmark.grid import REFERENCE, Cell, Grid, Variant, load_grid
 from recbole_unlearn.benchmark.report import write_leaderboard
 from recbole_unlearn.config import UnlearnConfig
-from recbole_unlearn.data import check_dataset_files
-from recbole_unlearn.serving.store import MANIFEST, open_store
+from recbole_unlearn.data import check_dataset_files, dataset_file
+from recbole_unlearn.serving.store import MANIFEST, file_sha256, open_store
 from recbole_unlearn.unlearn.experiment import AUDIT_REFERENCE_PREFIX, Experiment
 from recbole_unlearn.config.keys import METHOD_PHASES, settings_of
 from recbole_unlearn.utils.atomic import write_json
@@ -163,10 +163,31 @@ class CellRun:
 
     def fingerprint(self, experiment: Experiment) -> dict:
         """What every row of the cell depends on: the data settings (``config/keys.py``: the data,
-        the forget set, the original model) and a hash of the forget set's rows."""
-        settings = settings_of(self.base.settings(), "data")
+        the forget set, the original model), the dataset file's SHA-256 and a hash of the forget
+        set's rows (log rows: positions in that file, so an edited file can keep them)."""
         rows = experiment.forget_set.rows
-        return {"settings": settings, "forget_rows_sha256": hashlib.sha256(rows.tobytes()).hexdigest()}
+        return {"settings": self.data_settings(), "data_sha256": file_sha256(dataset_file(self.base)),
+                "forget_rows_sha256": hashlib.sha256(rows.tobytes()).hexdigest()}
+
+    def data_settings(self) -> dict:
+        return settings_of(self.base.settings(), "data")
+
+    def check_made_alike(self, saved: dict) -> None:
+        """Refuse a cell made with other data settings or another dataset file than today's
+        (what :meth:`fingerprint` holds, without loading the data to draw the forget set)."""
+        recorded = saved.get("fingerprint") or {}
+        today = self.data_settings()
+        differ = sorted(k for k in recorded.get("settings", {}).keys() & today.keys()
+                        if recorded["settings"][k] != today[k])
+        data_file = dataset_file(self.base)
+        if recorded.get("data_sha256") and os.path.isfile(data_file) and \
+                file_sha256(data_file) != recorded["data_sha256"]:
+            differ.append(f"the dataset file {data_file}")
+        if differ or "settings" not in recorded:
+            raise UnlearnError(f"{self.dir} was made with other settings than the grid gives today "
+                               f"({', '.join(differ) or 'none recorded'}), so its rows are not this grid's: "
+                               "report it from the grid file it was made with, or delete the cell folder to run "
+                               "it again")
 
 
 def same_settings(recorded: dict, today: dict) -> bool:
@@ -178,6 +199,7 @@ def same_cell(saved: dict, today: dict) -> bool:
     """Whether a cell's saved fingerprint matches today's (same forget rows, same data settings
     on every key both hold)."""
     return (saved.get("forget_rows_sha256") == today["forget_rows_sha256"] and "settings" in saved
+            and saved.get("data_sha256", today["data_sha256"]) == today["data_sha256"]  # cells made before it
             and same_settings(saved["settings"], today["settings"]))
 
 
@@ -395,7 +417,7 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
     saved = _read_json(cell_file)
     if saved is not None and not same_cell(saved.get("fingerprint") or {}, fingerprint):
         raise UnlearnError(
-            f"{run.dir} was started with other settings or another forget set; delete it or "
+            f"{run.dir} was started with other settings, another dataset file or another forget set; delete it or "
             "choose another output_dir"
         )
     finished = {v.label: run.finished(v.label, v.overrides) for v in cell.variants}
@@ -516,20 +538,16 @@ def finished_cells(path: str) -> List[dict]:
     grid = load_grid(path)
     cells = []
     for cell in grid.cells:
-        folder = os.path.join(grid.output_dir, cell.name)
-        saved = _read_json(os.path.join(folder, CELL_FILE))
+        run = CellRun(grid, cell)
+        saved = _read_json(os.path.join(run.dir, CELL_FILE))
         if saved is None:
             continue
+        run.check_made_alike(saved)  # the runner would refuse the cell: its rows are not this grid's
         steps = [(BASELINE, None), (ORIGINAL, None)] + [(v.label, v.overrides) for v in cell.variants]
-        rows = []
-        for label, overrides in steps:
-            saved_row = _read_json(os.path.join(folder, "rows", f"{label}.json"))
-            if saved_row is not None and saved_row.get("overrides") == overrides:
-                rows.append(saved_row["row"])
-        add_speedups(rows)
+        rows = [row for row in (run.finished(label, overrides) for label, overrides in steps) if row is not None]
+        add_speedups(rows)  # a row made with other method settings is left out: the runner runs it again
         cells.append({"model": cell.model, "dataset": cell.dataset, "description": saved["description"],
-                      "machine": saved["machine"], "epochs_cap": cell_config(grid, cell)["epochs"],
-                      "targets": grid.targets, "busy_cpu_share": cell_config(grid, cell)["busy_cpu_share"],
-                      "rows": rows})
+                      "machine": saved["machine"], "epochs_cap": run.base["epochs"], "targets": grid.targets,
+                      "busy_cpu_share": run.base["busy_cpu_share"], "rows": rows})
     return cells
 

@@ -12,6 +12,7 @@ from recbole_unlearn.data.utils import (
     SplitLoaders,
     check_dataset_files,
     create_unlearn_dataset,
+    dataset_file,
     eval_loader,
     split_loaders,
     train_loader,
@@ -22,7 +23,7 @@ from recbole_unlearn.data.similarity import SIMILARITY_PARTITIONERS, PartitionEm
 __all__ = [
     "UnlearnSequentialDataset", "FORGET_PROTOCOLS", "ForgetSet", "Request", "build_forget_set",
     "forget_set_from_requests", "parse_request_file", "sample_forget_set", "SplitLoaders",
-    "check_dataset_files", "create_unlearn_dataset", "eval_loader", "split_loaders",
+    "check_dataset_files", "create_unlearn_dataset", "dataset_file", "eval_loader", "split_loaders",
     "train_loader", "PARTITIONERS", "ShardMap", "build_shard_map", "SIMILARITY_PARTITIONERS",
     "PartitionEmbeddings",
 ]

@@ -12,10 +12,16 @@ from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.utils.errors import UnlearnError
 
 
+def dataset_file(config) -> str:
+    """The dataset's atomic file, ``<data_path>/<dataset>.inter`` (RecBole's ``data_path`` already
+    ends with the dataset's folder)."""
+    return os.path.join(config["data_path"], f"{config['dataset']}.inter")
+
+
 def check_dataset_files(config) -> None:
     """Fail with one clear line (and no download attempt) if ``<data_path>/<dataset>.inter``
     is missing. RecBole would otherwise try to download known dataset names."""
-    path = os.path.join(config["data_path"], f"{config['dataset']}.inter")
+    path = dataset_file(config)
     if not os.path.isfile(path):
         raise UnlearnError(
             f"dataset '{config['dataset']}' not found: expected the atomic file {path} "

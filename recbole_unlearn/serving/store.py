@@ -158,7 +158,7 @@ class ModelStore:
         dataset file found there must have the SHA-256 recorded at training.
         """
         from recbole_unlearn.config import UnlearnConfig
-        from recbole_unlearn.data.utils import create_unlearn_dataset
+        from recbole_unlearn.data.utils import create_unlearn_dataset, dataset_file
 
         overrides = dict(overrides or {})
         fixed = sorted(k for k in overrides if phase_of(k) != "runtime" and k not in RELOCATABLE_KEYS)
@@ -172,7 +172,7 @@ class ModelStore:
             config_dict = dict(manifest["config"])
             config_dict.update(overrides)
             config = UnlearnConfig(manifest["model"], manifest["dataset"], config_dict=config_dict)
-            data_file = os.path.join(config["data_path"], f"{config['dataset']}.inter")
+            data_file = dataset_file(config)
             if not os.path.isfile(data_file):
                 raise UnlearnError(f"the model's dataset file is missing: {data_file} (moved? give the folder that "
                                    f"now holds {config['dataset']}/ with --data_path; the file must be the one "
@@ -268,8 +268,10 @@ class ModelStore:
                 shutil.rmtree(path, ignore_errors=True)
 
     def _manifest(self, model: UnlearnableModel, files: Dict[str, str]) -> dict:
+        from recbole_unlearn.data.utils import dataset_file
+
         config = model.config
-        data_file = os.path.join(config["data_path"], f"{config['dataset']}.inter")
+        data_file = dataset_file(config)
         return {
             "format": model.FORMAT,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
