@@ -250,6 +250,7 @@ def test_verify_finds_an_aggregator_trained_with_other_shard_weights(tmp_path):
     """The aggregator records what it was trained with: the remaining data and every shard's
     final weights. Shard weights that changed after it was trained (a forget that retrained a
     shard but not the aggregator after it) are stale for it."""
+    from recbole_unlearn.trainer.trainer import state_digest
     from recbole_unlearn.utils.errors import UnlearnError
     from conftest import open_folder, train_saved_model, verify_model
 
@@ -260,6 +261,59 @@ def test_verify_finds_an_aggregator_trained_with_other_shard_weights(tmp_path):
     state = model.final_states()[0]
     name = next(k for k, v in state.items() if v.is_floating_point())
     state[name] += 1.0
+    # the shard's own record as a retraining would leave it: only the aggregator is stale
+    model.trained_on["shard_00_stage_00.pth"] = dict(model.trained_on["shard_00_stage_00.pth"],
+                                                     weights=state_digest(state))
     store.commit(model)
     with pytest.raises(UnlearnError, match=r"aggregator\.pth was trained on other"):
+        verify_model(model_dir)
+
+
+def test_verify_finds_slice_weights_that_are_not_the_ones_their_training_produced(tmp_path):
+    """A slice stage's record was the digest of its samples alone, tied to no weights: a stage
+    before the last one holding other weights than its training produced (the stage's file from
+    before a forget, its checksum updated: a stale file carried forward) passed ``--verify``, and
+    a later stage retrained from it brought the forgotten data back unseen. Only the last stage
+    was covered, through the aggregator's record. Each stage's record now also binds the weights
+    it started from and those it produced."""
+    from recbole_unlearn.trainer.trainer import state_digest
+    from recbole_unlearn.utils.errors import UnlearnError
+    from conftest import open_folder, train_saved_model, verify_model
+
+    model_dir = train_saved_model(tmp_path, n_slices=2, forget_protocol="none")
+    assert verify_model(model_dir)["weights_checked"] == 2 * 2 + 1
+    store = open_folder(model_dir)
+    model = store.load()
+    first = model.stage_states[0][0]
+    name = next(k for k, v in first.items() if v.is_floating_point())
+    first[name] += 1.0
+    store.commit(model)
+    with pytest.raises(UnlearnError, match=r"shard_00_stage_00\.pth \(shard 0, slice stage 0\) holds other "
+                                           r"weights than its training produced"):
+        verify_model(model_dir)
+    # the first stage's record made to match its weights (as if it alone had been retrained):
+    # the second stage was trained from other weights than the first stage holds now
+    record = dict(model.trained_on["shard_00_stage_00.pth"], weights=state_digest(first))
+    model.trained_on["shard_00_stage_00.pth"] = record
+    store.commit(model)
+    with pytest.raises(UnlearnError, match=r"shard_00_stage_01\.pth \(shard 0, slice stage 1\) was trained from "
+                                           r"other weights than slice stage 0 holds"):
+        verify_model(model_dir)
+
+
+def test_verify_reads_stage_records_saved_before_weights_were_recorded(tmp_path):
+    """A version saved when a stage's record was its samples digest alone still verifies (its
+    samples are checked; nothing can be said about its weights beyond the aggregator's record)."""
+    from recbole_unlearn.utils.errors import UnlearnError
+    from conftest import open_folder, train_saved_model, verify_model
+
+    model_dir = train_saved_model(tmp_path, n_slices=2, forget_protocol="none")
+    store = open_folder(model_dir)
+    model = store.load()
+    model.trained_on = {name: record["samples"] for name, record in model.trained_on.items()}
+    store.commit(model)
+    assert verify_model(model_dir)["weights_checked"] == 2 * 2 + 1
+    model.trained_on["shard_01_stage_00.pth"] = "0" * 64
+    store.commit(model)
+    with pytest.raises(UnlearnError, match=r"shard_01_stage_00\.pth .* was trained on other samples"):
         verify_model(model_dir)

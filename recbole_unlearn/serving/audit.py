@@ -94,10 +94,12 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
     the oldest was queued), which are not an error but must not go unseen, and the
     ``older_versions`` still on disk (models from before later forgets: the one before the live
     version under ``keep_previous_version``, or one a process killed mid-commit left).
-    Each weight file's recorded training data is checked against what the remaining data gives
-    now (``check_trained_on``: ``weights_checked``; ``weights_unchecked`` are approximately
-    unlearned files and those saved before the digests were recorded), so weights a forget left
-    as they were, where their data changed, are an error.
+    Each weight file's record of what it trained with is checked against the live weights and
+    what the remaining data gives now (``check_trained_on``: ``weights_checked``;
+    ``weights_unchecked`` are approximately unlearned files and those saved before the records
+    were kept), so weights a forget left as they were where their data changed, a stage file
+    that is not what its training produced, or one trained from other weights than the stage
+    before it holds, are an error.
     ``overrides``: as for :meth:`ModelStore.load` (e.g. the dataset's new ``data_path``)."""
     model_dir = store.model_dir
     with store.lock.hold():
@@ -110,8 +112,8 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
         checked, unchecked, stale = model.check_trained_on()
         if stale:
             more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
-            raise UnlearnError(f"{model_dir}: {stale[0]}{more} was trained on other samples than its remaining data "
-                               "gives now: a forget left its weights as they were")
+            raise UnlearnError(f"{model_dir}: {stale[0]}{more}: its weights are not what training on the "
+                               "remaining data gave (a forget left them as they were, or a file was replaced)")
         log = AuditLog(model_dir)
         entries = log.entries(repair=True)
         key = log.secret(create=False)

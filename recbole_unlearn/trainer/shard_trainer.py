@@ -26,7 +26,7 @@ import torch
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.partition import ShardMap
 from recbole_unlearn.data.utils import eval_loader, train_loader
-from recbole_unlearn.trainer.trainer import UnlearnTrainer, cpu_state_dict
+from recbole_unlearn.trainer.trainer import UnlearnTrainer, cpu_state_dict, state_digest
 from recbole_unlearn.trainer.training import new_model
 from recbole_unlearn.utils.faults import fault_point
 
@@ -79,8 +79,8 @@ class ShardResult:
     stages: Dict[int, StageTraining] = field(default_factory=dict)
     seconds: float = 0.0
     samples: int = 0
-    #: ``{stage: digest of the samples it trained and validated on}`` (:func:`stage_data_digest`)
-    trained_on: Dict[int, str] = field(default_factory=dict)
+    #: ``{stage: what it trained with}`` (:func:`stage_record`)
+    trained_on: Dict[int, Dict[str, str]] = field(default_factory=dict)
 
 
 def stage_targets(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap, shard: int, stage: int,
@@ -100,6 +100,20 @@ def stage_data_digest(config, dataset: UnlearnSequentialDataset, shard_map: Shar
     the stage trains; ``--verify`` recomputes it on the remaining data, so weights a forget left
     untrained where their data changed are found."""
     return dataset.samples_digest(stage_targets(config, dataset, shard_map, shard, stage, keep), keep)
+
+
+#: the ``start`` of a stage trained from its seeded initialisation (no earlier stage's weights)
+SEEDED = "seeded"
+
+
+def stage_record(samples: str, start: str, weights: str) -> Dict[str, str]:
+    """What one slice stage trained with, recorded when it trains: ``samples`` (the digest of
+    its samples, :func:`stage_data_digest`), ``start`` (``state_digest`` of the weights it started
+    from, the slice stage before it, or :data:`SEEDED`) and ``weights`` (``state_digest`` of the
+    weights it produced). ``--verify`` recomputes all three from the remaining data and the live
+    files, so weights that are not what training on the remaining data gave are found, in any
+    slice stage, not only the last (which the aggregator's record covers)."""
+    return {"samples": samples, "start": start, "weights": weights}
 
 
 def slice_epochs(config) -> int:
@@ -129,9 +143,10 @@ def _train_stages(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap
     start = time.perf_counter()
     result = ShardResult(job.shard)
     state = job.init_state
+    start_digest = SEEDED if state is None else state_digest(state)
     for stage in range(job.start_stage, shard_map.n_slices):
         train_targets, valid_targets = stage_targets(config, dataset, shard_map, job.shard, stage, keep)
-        result.trained_on[stage] = dataset.samples_digest((train_targets, valid_targets), keep)
+        samples_digest = dataset.samples_digest((train_targets, valid_targets), keep)
         samples = dataset.sample_dataset(train_targets, keep)
         # a stage left without samples (every user of its slices forgotten) is its seeded
         # initialisation: what training on nothing gives
@@ -157,6 +172,8 @@ def _train_stages(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap
         result.stages[stage] = training
         state = cpu_state_dict(model)
         result.stage_states[stage] = state
+        result.trained_on[stage] = stage_record(samples_digest, start_digest, state_digest(state))
+        start_digest = result.trained_on[stage]["weights"]
     result.seconds = time.perf_counter() - start
     return result
 

@@ -10,7 +10,8 @@ arbitrary objects, ``UnlearnTrainer``
 * reads every checkpoint back with ``weights_only=True``.
 """
 import copy
-from typing import Optional
+import hashlib
+from typing import Dict, Optional
 
 import torch
 import recbole.trainer.trainer as recbole_trainer_module
@@ -25,6 +26,15 @@ from recbole_unlearn.utils.errors import UnlearnError
 def cpu_state_dict(model: torch.nn.Module) -> dict:
     """A detached CPU copy of ``model.state_dict()`` (safe to keep, pickle to Ray, or save)."""
     return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+
+
+def state_digest(state: Dict[str, torch.Tensor]) -> str:
+    """SHA-256 hex digest of a ``state_dict``'s names and values (as stored on the CPU)."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def training_loss(model: torch.nn.Module, interaction, loss_func=None):

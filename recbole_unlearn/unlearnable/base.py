@@ -6,7 +6,6 @@ The sharded models (SISA, SRU, RecEraser) and the single approximately-unlearned
 (SRUGA) both derive from :class:`UnlearnableModel`, so serving code never asks which kind it
 holds.
 """
-import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
@@ -63,15 +62,6 @@ class ForgetReport:
         if self.approximate is not None:
             out["approximate"] = self.approximate
         return out
-
-
-def state_digest(state: Dict[str, torch.Tensor]) -> str:
-    """SHA-256 hex digest of a ``state_dict``'s names and values (as stored on the CPU)."""
-    digest = hashlib.sha256()
-    for name in sorted(state):
-        digest.update(name.encode())
-        digest.update(state[name].detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def states_equal(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> bool:

@@ -21,7 +21,7 @@ load with ``torch.load(weights_only=True)``.
 import hashlib
 import time
 from logging import getLogger
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -35,11 +35,12 @@ from recbole_unlearn.model.ensemble import EnsembleSequentialRecommender
 from recbole_unlearn.model.representations import item_representations
 from recbole_unlearn.trainer.aggregator_trainer import train_aggregator
 from recbole_unlearn.trainer.pretrain import pretrain_embeddings
-from recbole_unlearn.trainer.shard_trainer import ShardJob, StateDict, run_shard_jobs, stage_data_digest, stage_seed
+from recbole_unlearn.trainer.shard_trainer import (SEEDED, ShardJob, StateDict, run_shard_jobs, stage_data_digest,
+                                                   stage_seed)
 from recbole_unlearn.trainer.approximate import APPROXIMATE, NOTHING_REMAINS, ApproximateReport
-from recbole_unlearn.trainer.trainer import cpu_state_dict
+from recbole_unlearn.trainer.trainer import cpu_state_dict, state_digest
 from recbole_unlearn.trainer.training import new_model
-from recbole_unlearn.unlearnable.base import EMPTY_ROWS, ForgetReport, UnlearnableModel, state_digest, states_equal
+from recbole_unlearn.unlearnable.base import EMPTY_ROWS, ForgetReport, UnlearnableModel, states_equal
 from recbole_unlearn.utils.faults import fault_point
 
 #: a file older versions stored: the pretrained user/item vectors behind the partition, computed
@@ -85,9 +86,10 @@ class ShardedUnlearnableModel(UnlearnableModel):
         self.shard_map = shard_map
         self.stage_states = stage_states
         self.ensemble = self._build_ensemble(aggregator_state)
-        #: ``{shard file: digest of the samples it trained on}`` (``stage_data_digest``; ``None``:
-        #: approximately unlearned, so its weights come from data that held forgotten rows)
-        self.trained_on: Dict[str, Optional[str]] = {}
+        #: ``{shard file: what it trained with}`` (``stage_record``; a bare samples digest in
+        #: versions saved before weights were recorded; ``None``: approximately unlearned, so its
+        #: weights come from data that held forgotten rows)
+        self.trained_on: Dict[str, Optional[Union[str, Dict[str, str]]]] = {}
         #: digest of what the aggregator was last trained with: the ``keep`` mask and the shards'
         #: final weights (:meth:`_aggregator_inputs`)
         self.aggregator_trained_on: Optional[str] = None
@@ -107,30 +109,51 @@ class ShardedUnlearnableModel(UnlearnableModel):
                 "aggregator_trained_on": self.aggregator_trained_on}
 
     def check_trained_on(self) -> Tuple[int, int, List[str]]:
-        """Whether every weight file was trained on what it should hold now: each shard stage's
-        recorded samples digest against the one its remaining data gives (``stage_data_digest``),
-        the aggregator's record against the current mask and shard weights. Returns ``(files checked, files
-        that cannot be (approximately unlearned, or saved before digests were recorded), the
-        files that differ)``; a file that differs is weights a forget left as they were."""
+        """Whether every weight file holds what training on its remaining data gave: each shard
+        stage's record (``stage_record``) against the live file's weights, the weights of the
+        slice stage before it (what it started from) and the samples its remaining data gives
+        now (``stage_data_digest``); the aggregator's record against the current mask and shard
+        weights. Returns ``(files checked, files that cannot be (approximately unlearned, or
+        saved before records were kept), each stale file with what is wrong with it)``. A
+        record saved before weights were recorded (a bare samples digest) checks the samples."""
         keep = self.keep_mask()
         checked, unchecked, stale = 0, 0, []
         for shard in range(self.shard_map.n_shards):
+            previous = SEEDED
             for stage in range(self.shard_map.n_slices):
                 name = shard_file(shard, stage)
-                recorded = self.trained_on.get(name)
-                if recorded is None:
+                live = state_digest(self.stage_states[shard][stage])
+                problem = self._stage_problem(self.trained_on.get(name), live, previous, shard, stage, keep)
+                previous = live
+                if problem is None:
                     unchecked += 1
                     continue
                 checked += 1
-                if recorded != stage_data_digest(self.config, self.dataset, self.shard_map, shard, stage, keep):
-                    stale.append(f"{name} (shard {shard}, slice stage {stage})")
+                if problem:
+                    stale.append(f"{name} (shard {shard}, slice stage {stage}) {problem}")
         if self.aggregator_trained_on is None:
             unchecked += 1
         else:
             checked += 1
             if self.aggregator_trained_on != self._aggregator_inputs(keep):
-                stale.append("aggregator.pth")
+                stale.append("aggregator.pth was trained on other samples or shard weights than the live ones")
         return checked, unchecked, stale
+
+    def _stage_problem(self, recorded, live: str, previous: str, shard: int, stage: int,
+                       keep: np.ndarray) -> Optional[str]:
+        """What is wrong with one stage's file against its record (``""``: nothing; ``None``:
+        no record to check it against)."""
+        if recorded is None:
+            return None
+        samples = recorded if isinstance(recorded, str) else recorded["samples"]
+        if not isinstance(recorded, str):
+            if recorded["weights"] != live:
+                return "holds other weights than its training produced"
+            if recorded["start"] != previous:
+                return f"was trained from other weights than slice stage {stage - 1} holds"
+        if samples != stage_data_digest(self.config, self.dataset, self.shard_map, shard, stage, keep):
+            return "was trained on other samples than its remaining data gives now"
+        return ""
 
     def _record_trained(self, results) -> None:
         for result in results:
