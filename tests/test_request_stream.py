@@ -2,6 +2,7 @@
 1,000-request load test (nothing lost, nothing applied twice, memory flat)."""
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -99,8 +100,8 @@ def test_watched_folder_rejects_bad_lines_and_applies_the_rest(model_copy, in_tm
                                                        "max_wait_s": 0, "state": "ERROR"}, verbose=False)
     assert doc["requests"]["applied"] == 1 and doc["requests"]["rejected"] == 4
     reasons = {e["id"]: e.get("reason", "") for e in _ledger(model_copy) if e["status"] == "rejected"}
-    assert "unknown user token 'nobody'" in reasons[a(2)]
-    assert "unknown item token 'not-an-item'" in reasons[a(3)]
+    assert reasons[a(2)] == "request a.csv:2: unknown user token"  # named by its line, not its tokens
+    assert reasons[a(3)] == "request a.csv:3: unknown item token"
     assert "repeats a.csv:1" in reasons[a(4)]
     assert "expected 'user_token[,item_token]'" in reasons[b(1)]
     assert sorted(os.listdir(inbox / "processed")) == ["a.csv"]
@@ -229,6 +230,41 @@ def test_watched_folder_can_delete_request_files_once_final(model_copy, in_tmp, 
     assert sorted(os.listdir(inbox)) == ["rejected"] and os.listdir(inbox / "rejected") == ["b.csv"]
     assert {e["status"] for e in _ledger(model_copy) if e["file"] == "a.csv"} >= {"applied", "rejected"}
     verify_model(model_copy)
+
+
+def test_the_ledger_keeps_no_token_of_a_rejected_request(model_copy, in_tmp):
+    """A rejected request's reason quoted what it was sent: "user '9' has no training interaction
+    with item '487': it is the user's validation target". The ledger is kept for good (and is
+    readable by all), so the user's real interactions stayed there in plain text after
+    ``processed_request_files: delete`` had removed the file. A reason now names the line and
+    the problem, never its tokens."""
+    ds = load_model(model_copy).dataset
+    user = next(u for u in _users_by_shard(model_copy)[0] if len(u) > 1)  # not a word of a reason
+    rows = ds.user_rows(ds.field2token_id[ds.uid_field][user])
+    held = [ds.id2token(ds.iid_field, ds.log_item[r]) for r in rows if not ds.is_training[r]]
+    trained = ds.id2token(ds.iid_field, ds.log_item[rows[0]])
+    sent = [f"{user},{held[0]}", f"{user},{held[1]}", "someone-else", f"{user},an-item-we-never-had",
+            f"{user},{trained},{held[0]}", f"{user},{trained}", f"{user},{trained}"]
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    (inbox / "a.csv").write_text("".join(f"{line}\n" for line in sent))
+    doc = run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05,
+                                                       "watch_settle_s": 0, "max_wait_s": 0,
+                                                       "processed_request_files": "delete", "state": "ERROR"},
+                              verbose=False)
+    assert doc["requests"]["applied"] == 1 and doc["requests"]["rejected"] == 6
+    reasons = {e["line"]: e["reason"] for e in _ledger(model_copy) if e["status"] == "rejected"}
+    assert sorted(reasons) == [1, 2, 3, 4, 5, 7]
+    tokens = {user, trained, "someone-else", "an-item-we-never-had", *held}
+    for line, reason in reasons.items():
+        assert reason.startswith(f"request a.csv:{line}: "), reason
+        words = set(re.findall(r"[\w.-]+", reason[len(f"request a.csv:{line}: "):]))
+        assert not words & tokens, (reason, words & tokens)
+    assert "the user's validation target" in reasons[1] and "test target" in reasons[2]
+    assert "unknown user token" in reasons[3] and "unknown item token" in reasons[4]
+    assert "expected 'user_token[,item_token]'" in reasons[5] and "repeats a.csv:6" in reasons[7]
+    with open(os.path.join(model_copy, "requests.jsonl")) as f:
+        assert "someone-else" not in f.read()
 
 
 def test_moving_a_file_another_watcher_moved_first_is_not_an_error(in_tmp):

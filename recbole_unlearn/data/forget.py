@@ -180,14 +180,25 @@ class Request:
     rows: np.ndarray
 
 
+class RequestLineError(UnlearnError):
+    """A request line that cannot be applied. Its message quotes what the line sent, for the
+    person who gave the file; ``redacted`` says the same without the line's tokens, for records
+    kept after the file is gone (a watched folder's ledger): a rejected line can still name a
+    user's real interaction (a validation target, say)."""
+
+    def __init__(self, where: str, problem: str, redacted: str):
+        super().__init__(f"{where}: {problem}")
+        self.redacted = f"{where}: {redacted}"
+
+
 def parse_request_line(text: str, dataset: UnlearnSequentialDataset, where: str) -> Tuple[str, Optional[str], np.ndarray]:
     """Resolve one ``user_token[,item_token]`` request to training log rows.
 
     A bare user forgets all of that user's training interactions; ``user,item`` forgets every
     training interaction of the user with that item. A line with a tab is split at tabs
     instead, as the dataset's ``.inter`` file is (``cut -f1,2`` of it gives request lines, and
-    a token may hold a comma). Raises a one-line :class:`UnlearnError` starting with ``where``
-    for a malformed line, an unknown token or nothing to forget.
+    a token may hold a comma). Raises a one-line :class:`RequestLineError` starting with
+    ``where`` for a malformed line, an unknown token or nothing to forget.
 
     Returns:
         ``(user, item or None, rows)`` with ``rows`` a ``[n]`` int64 array of log rows.
@@ -195,24 +206,28 @@ def parse_request_line(text: str, dataset: UnlearnSequentialDataset, where: str)
     text = text.strip()
     parts = [p.strip() for p in text.split("\t" if "\t" in text else ",")]
     if len(parts) > 2 or not all(parts):
-        raise UnlearnError(f"{where}: expected 'user_token[,item_token]' (or tab-separated), got {text!r}")
+        expected = "expected 'user_token[,item_token]' (or tab-separated)"
+        shape = f"{len(parts)} fields" if len(parts) > 2 else "an empty field"
+        raise RequestLineError(where, f"{expected}, got {text!r}", f"{expected}, got {shape}")
     user = parts[0]
     user_ids = dataset.field2token_id[dataset.uid_field]
     if user not in user_ids:
-        raise UnlearnError(f"{where}: unknown user token {user!r}")
+        raise RequestLineError(where, f"unknown user token {user!r}", "unknown user token")
     all_rows = dataset.user_rows(user_ids[user])
     rows = all_rows[dataset.is_training[all_rows]]
     item = parts[1] if len(parts) == 2 else None
     if item is not None:
         item_ids = dataset.field2token_id[dataset.iid_field]
         if item not in item_ids:
-            raise UnlearnError(f"{where}: unknown item token {item!r}")
+            raise RequestLineError(where, f"unknown item token {item!r}", "unknown item token")
         rows = rows[dataset.log_item[rows] == item_ids[item]]
         if len(rows) == 0:
-            raise UnlearnError(f"{where}: user {user!r} has no training interaction with item {item!r}"
-                               + _held_out_note(dataset, all_rows, item_ids[item]))
+            note = _held_out_note(dataset, all_rows, item_ids[item])
+            raise RequestLineError(where, f"user {user!r} has no training interaction with item {item!r}{note}",
+                                   f"the user has no training interaction with the item{note}")
     elif len(rows) == 0:
-        raise UnlearnError(f"{where}: user {user!r} has no training interactions to forget")
+        raise RequestLineError(where, f"user {user!r} has no training interactions to forget",
+                               "the user has no training interactions to forget")
     return user, item, rows
 
 

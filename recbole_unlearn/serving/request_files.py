@@ -14,9 +14,8 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from recbole_unlearn.data.forget import parse_request_line, parse_request_lines, read_request_file
+from recbole_unlearn.data.forget import RequestLineError, parse_request_line, parse_request_lines, read_request_file
 from recbole_unlearn.serving.store import file_sha256
-from recbole_unlearn.utils.errors import UnlearnError
 
 ID_DIGITS = 16
 
@@ -68,7 +67,8 @@ def file_requests(path: str, dataset, max_lines: int, max_line_bytes: int,
 
     ``strict``: the first bad line raises its ``UnlearnError`` (a file given with ``--forget``
     is all or nothing); otherwise a bad line comes back with ``error`` set (a watched folder
-    rejects it and goes on). A file that cannot be read at all raises either way.
+    rejects it and goes on), in words that name the line, never its tokens (the ledger keeps it
+    after the file is gone). A file that cannot be read at all raises either way.
     """
     name = os.path.basename(path)
     sha256_hex, lines = read_request_file(path, max_lines, max_line_bytes)
@@ -82,10 +82,11 @@ def file_requests(path: str, dataset, max_lines: int, max_line_bytes: int,
         try:
             user, item, rows = parse_request_line(text, dataset, f"request {name}:{number}")
             if (user, item) in seen:
-                raise UnlearnError(f"request {name}:{number}: repeats {name}:{seen[(user, item)]}")
-            seen[(user, item)] = number
-            request.rows = rows
-        except UnlearnError as e:
-            request.error = str(e)
+                request.error = f"request {name}:{number}: repeats {name}:{seen[(user, item)]}"
+            else:
+                seen[(user, item)] = number
+                request.rows = rows
+        except RequestLineError as e:
+            request.error = e.redacted
         out.append(request)
     return digest, out
