@@ -71,6 +71,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         elif config_dict.get("verify"):
             if not config_dict.get("model_dir"):
                 raise UnlearnError("--verify needs --model_dir=<folder>")
+            if config_dict.get("forget"):
+                raise UnlearnError("--verify checks a model folder and forgets nothing: give --forget in a run "
+                                   "of its own")
             from recbole_unlearn.quick_start.forget_requests import run_verify
 
             print(f"verified: {run_verify(str(config_dict['model_dir']), config_dict)}")

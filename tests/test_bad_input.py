@@ -294,3 +294,35 @@ def test_tampered_or_truncated_files_name_the_file(saved, tmp_path, target, dama
     _assert_one_error(lambda: run_forget_requests(model_dir, str(tmp_path / "req.csv"), {"state": "ERROR"},
                                                   verbose=False), message)
     assert snapshot(model_dir) == before
+
+
+def test_a_model_folder_that_cannot_be_locked_is_one_error_line(saved, tmp_path, monkeypatch):
+    """A read-only model folder (an audit copy, a wrong mount) ended answering requests and
+    ``--verify`` with a traceback (``PermissionError: .lock.pid``). Forced here, since the
+    tests may run as root, where no mode bit refuses a write."""
+    from filelock import FileLock
+
+    base, model_dir, users, _ = saved
+    (tmp_path / "req.csv").write_text(f"{users[0]}\n")
+    before = snapshot(model_dir)
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", self.lock_file)
+
+    monkeypatch.setattr(FileLock, "acquire", refuse)
+    _assert_one_error(lambda: run_forget_requests(model_dir, str(tmp_path / "req.csv"), {"state": "ERROR"},
+                                                  verbose=False), "cannot be locked (Permission denied)")
+    assert snapshot(model_dir) == before
+
+
+def test_verify_with_a_request_file_is_refused_not_half_done(saved, tmp_path, capsys):
+    """``--verify=True --forget=req.csv`` verified and exited 0: the forget was silently dropped."""
+    from recbole_unlearn.cli import main
+
+    base, model_dir, users, _ = saved
+    (tmp_path / "req.csv").write_text(f"{users[0]}\n")
+    before = snapshot(model_dir)
+    assert main([f"--model_dir={model_dir}", f"--forget={tmp_path / 'req.csv'}", "--verify=True"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: --verify checks a model folder and forgets nothing: give --forget in a run of its own"]
+    assert snapshot(model_dir) == before

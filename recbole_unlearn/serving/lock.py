@@ -41,6 +41,10 @@ class FolderLock:
         except OSError:
             return None
 
+    def _unlockable(self, error: OSError) -> UnlearnError:
+        return UnlearnError(f"model folder {self.model_dir} cannot be locked ({error.strerror}): answering "
+                            "requests and --verify write its lock file")
+
     @contextmanager
     def hold(self) -> Iterator[None]:
         """Hold the lock for the block; raises ``UnlearnError`` (``model folder ... is busy
@@ -52,8 +56,14 @@ class FolderLock:
                 raise UnlearnError(
                     f"model folder {self.model_dir} is busy (pid {self._holder() or 'unknown'}): another "
                     f"process is changing it; waited {self.timeout_s:g}s (lock_timeout_s)") from None
-            with open(os.path.join(self.model_dir, LOCK_PID), "w", encoding="utf-8") as f:
-                f.write(str(os.getpid()))
+            except OSError as e:  # a read-only folder or mount
+                raise self._unlockable(e) from None
+            try:
+                with open(os.path.join(self.model_dir, LOCK_PID), "w", encoding="utf-8") as f:
+                    f.write(str(os.getpid()))
+            except OSError as e:
+                self._lock.release()
+                raise self._unlockable(e) from None
         self._depth += 1
         try:
             yield
