@@ -267,6 +267,124 @@ def test_the_ledger_keeps_no_token_of_a_rejected_request(model_copy, in_tmp):
         assert "someone-else" not in f.read()
 
 
+# --- found by trying the watcher as an operator would (each failed before its fix) ---------
+@pytest.mark.parametrize("inside", ["", "v000002"])
+def test_watching_the_model_folder_itself_is_refused_and_changes_nothing(model_copy, inside):
+    """``--forget=<model_dir>`` (a typo, or ``--forget=.`` from inside it) read the folder's own
+    files as request files: ``CURRENT``, ``audit.jsonl`` and ``audit.key`` were rejected and moved
+    to ``rejected/``, and the ledger it appends to was read again forever; the folder was no
+    longer a model folder."""
+    from conftest import snapshot
+    from recbole_unlearn.utils.errors import UnlearnError
+
+    before = snapshot(model_copy)
+    with pytest.raises(UnlearnError, match="is the model folder or inside it"):
+        run_forget_requests(model_copy, os.path.join(model_copy, inside), {"watch_idle_s": 0.5, "state": "ERROR"},
+                            verbose=False)
+    assert snapshot(model_copy) == before
+
+
+def test_a_request_read_before_its_file_was_removed_is_applied_by_the_next_run(model_copy, in_tmp, monkeypatch):
+    """A watcher that read a file (its requests queued, waiting ``max_wait_s``) and stopped before
+    applying them (a service stop, Ctrl-C), with the file removed meanwhile, lost them: the ledger
+    said ``queued`` and held nothing to apply, and the next run said nothing. The ledger's
+    ``queued`` line now keeps the log rows the request resolved to, and every run first applies
+    the requests earlier runs left waiting."""
+    user = _users_by_shard(model_copy)[0][0]
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    (inbox / "a.csv").write_text(f"{user}\n")
+
+    def stop():
+        os.remove(inbox / "a.csv")
+        raise KeyboardInterrupt
+
+    _on_next_sleep(monkeypatch, stop, after_first_read=True)
+    with pytest.raises(KeyboardInterrupt):
+        run_forget_requests(model_copy, str(inbox), {"watch_poll_s": 0.05, "watch_settle_s": 0,
+                                                     "max_wait_s": 3600, "state": "ERROR"}, verbose=False)
+    monkeypatch.undo()
+    assert verify_model(model_copy)["requests_not_final"] == 1
+    doc = run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.3, "watch_poll_s": 0.05,
+                                                       "max_wait_s": 0, "state": "ERROR"}, verbose=False)
+    assert doc["requests"]["resumed"] == 1 and doc["requests"]["applied"] == 1
+    assert user in _forgotten_users(model_copy)
+    assert verify_model(model_copy)["requests_not_final"] == 0
+
+
+def test_a_failed_request_is_applied_by_the_next_run_whatever_file_it_answers(model_copy, in_tmp, monkeypatch):
+    """A batch whose forget raised left its requests ``failed``; only the same file given again
+    could apply them. The next run on the folder applies them first."""
+    from recbole_unlearn.serving import apply as apply_module
+
+    users = _users_by_shard(model_copy)[0][:2]
+    (in_tmp / "a.csv").write_text(f"{users[0]}\n")
+    (in_tmp / "b.csv").write_text(f"{users[1]}\n")
+    monkeypatch.setattr(batcher_module, "apply_forget", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space")))
+    with pytest.raises(OSError):
+        run_forget_requests(model_copy, str(in_tmp / "a.csv"), {"state": "ERROR"}, verbose=False)
+    monkeypatch.undo()
+    doc = run_forget_requests(model_copy, str(in_tmp / "b.csv"), {"state": "ERROR", "max_wait_s": 0}, verbose=False)
+    assert doc["requests"]["resumed"] == 1 and doc["requests"]["applied"] == 2
+    assert set(users) <= _forgotten_users(model_copy)
+    assert verify_model(model_copy)["requests_not_final"] == 0
+
+
+def test_the_same_bytes_under_two_names_at_once_are_one_request(model_copy, in_tmp):
+    """Two copies of one file read before either was applied were queued twice: the audit line
+    listed the same id twice and the summary counted two applied requests."""
+    user = _users_by_shard(model_copy)[0][0]
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    (inbox / "a.csv").write_text(f"{user}\n")
+    shutil.copy(inbox / "a.csv", inbox / "b.csv")
+    doc = run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05,
+                                                       "watch_settle_s": 0, "max_wait_s": 0.3, "state": "ERROR"},
+                              verbose=False)
+    assert doc["requests"]["applied"] == 1 and doc["requests"]["skipped_already_queued"] == 1
+    ids = [i for entry in read_audit(model_copy)[1:] for i in entry["request_ids"]]
+    assert ids == [_id(inbox / "processed" / "a.csv", 1)]
+    assert sorted(os.listdir(inbox / "processed")) == ["a.csv", "b.csv"]
+
+
+@pytest.mark.parametrize("odd", ["symlink loop", "processed is a file"])
+def test_an_odd_entry_in_the_inbox_neither_stops_the_watcher_nor_its_restart(model_copy, in_tmp, odd):
+    """A symlink loop in the inbox (``OSError: Too many levels of symbolic links``) and an entry
+    named ``processed`` that is no folder (a finished file cannot be moved: ``FileExistsError``;
+    a read-only inbox the same, ``PermissionError``) stopped the watcher
+    with a traceback, and every restart stopped the same way, the other files never applied."""
+    user = _users_by_shard(model_copy)[0][0]
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    if odd == "symlink loop":
+        os.symlink("loop.csv", inbox / "loop.csv")
+    else:
+        os.symlink("nowhere", inbox / "processed")  # not a request file, and no folder can be made there
+    (inbox / "a.csv").write_text(f"{user}\n")
+    runs = [run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05,
+                                                         "watch_settle_s": 0, "max_wait_s": 0, "state": "ERROR"},
+                                verbose=False)["requests"] for _ in range(2)]
+    assert user in _forgotten_users(model_copy) and runs[0]["applied"] == 1
+    if odd == "symlink loop":
+        assert os.listdir(inbox / "processed") == ["a.csv"] and runs[1]["received"] == 0
+    else:  # a.csv stays where it is; read again, it is skipped
+        assert os.path.exists(inbox / "a.csv") and runs[1]["skipped_already_final"] == 1
+
+
+def test_an_inbox_removed_while_watched_is_one_error_after_its_requests_are_applied(model_copy, in_tmp, monkeypatch):
+    from recbole_unlearn.utils.errors import UnlearnError
+
+    user = _users_by_shard(model_copy)[0][0]
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    (inbox / "a.csv").write_text(f"{user}\n")
+    _on_next_sleep(monkeypatch, lambda: shutil.rmtree(inbox), after_first_read=True)
+    with pytest.raises(UnlearnError, match="was removed while it was watched"):
+        run_forget_requests(model_copy, str(inbox), {"watch_poll_s": 0.05, "watch_settle_s": 0,
+                                                     "max_wait_s": 3600, "state": "ERROR"}, verbose=False)
+    assert user in _forgotten_users(model_copy)
+
+
 def test_moving_a_file_another_watcher_moved_first_is_not_an_error(in_tmp):
     """Between a watcher's check and its move, another watcher of the folder can move the file:
     earlier code crashed there (FileNotFoundError)."""

@@ -10,10 +10,17 @@ id the audit log (or a ``rejected`` in the ledger) already holds is skipped, and
 :func:`apply_forget` re-checks that under the folder's lock, so two processes never apply the
 same request twice.
 
-Every request read in a run is counted once: ``skipped_already_final`` (final before this run)
-or ``queued``; every queued one ends in exactly one of ``applied``, ``applied_without_change``,
-``already_forgotten``, ``rejected`` or ``applied_elsewhere`` (another process applied it while
-this one waited). :meth:`StreamSummary.check` raises if the counts do not add up.
+Nothing read is lost: a ``queued`` ledger line keeps the log rows its request resolved to, and
+every run first queues again the requests earlier runs left waiting (``queued`` or ``failed``,
+and not final: a process stopped before it applied them, or their forget raised), so they are
+applied whether or not their file is still there (``resumed``).
+
+Every request read in a run is counted once: ``skipped_already_final`` (final before this run),
+``skipped_already_queued`` (the same request, e.g. the same bytes under another name, is queued
+already) or ``queued``; resumed requests are ``queued`` too. Every queued one ends in exactly one
+of ``applied``, ``applied_without_change``, ``already_forgotten``, ``rejected`` or
+``applied_elsewhere`` (another process applied it while this one waited).
+:meth:`StreamSummary.check` raises if the counts do not add up.
 """
 import time
 from dataclasses import dataclass, field
@@ -49,6 +56,8 @@ class StreamSummary:
     """What a stream run did. ``latencies``: seconds per applied request, in apply order."""
 
     skipped: int = 0
+    skipped_queued: int = 0
+    resumed: int = 0
     queued: int = 0
     outcomes: Dict[str, int] = field(default_factory=lambda: {k: 0 for k in OUTCOMES})
     batches: int = 0
@@ -79,7 +88,9 @@ class StreamSummary:
     def to_json(self) -> dict:
         lat = np.asarray(self.latencies, dtype=float)
         return {
-            "received": self.skipped + self.queued, "skipped_already_final": self.skipped, "queued": self.queued,
+            "received": self.skipped + self.skipped_queued + self.queued - self.resumed,
+            "skipped_already_final": self.skipped, "skipped_already_queued": self.skipped_queued,
+            "resumed": self.resumed, "queued": self.queued,
             **self.outcomes,
             "batches": self.batches, "versions": self.versions, "interactions": self.interactions,
             "forget_seconds": round(self.forget_seconds, 3), "shards_retrained": sorted(self.shards),
@@ -118,6 +129,27 @@ class RequestBatcher:
         self.rejected: Set[str] = {e["id"] for e in events if e.get("status") == "rejected"}
         self.ledger_final: Set[str] = {e["id"] for e in events if e.get("status") in ("applied", "applied_without_change")}
         self.final: Set[str] = set(self.audited) | self.rejected
+        self.queued_ids: Set[str] = set()
+        self.submit(self._waiting(events), resumed=True)
+
+    def _waiting(self, events: List[dict]) -> List[FileRequest]:
+        """Requests earlier runs left waiting (last status ``queued`` or ``failed``, not final),
+        rebuilt from the rows their ``queued`` line kept (lines written before rows were kept
+        cannot be: their file must be given again)."""
+        last, rows = {}, {}
+        for event in events:
+            last[event["id"]] = event
+            if event.get("rows") is not None and event["id"] not in rows:
+                rows[event["id"]] = event["rows"]
+        waiting = []
+        for rid, event in last.items():
+            if event.get("status") in ("queued", "failed") and rid not in self.final:
+                if rid in rows:
+                    waiting.append(FileRequest(rid, event["file"], event["line"], np.asarray(rows[rid], dtype=np.int64)))
+                else:
+                    getLogger().warning(f"request {rid} ({event['file']} line {event['line']}) is still waiting but was "
+                                        "queued before the ledger kept its rows: give its file again")
+        return waiting
 
     def _record(self, events: List[dict]) -> None:
         with self.store.lock.hold():
@@ -138,23 +170,33 @@ class RequestBatcher:
             self.ledger_final.add(request.id)
         return True
 
-    def submit(self, requests: List[FileRequest]) -> None:
+    def submit(self, requests: List[FileRequest], resumed: bool = False) -> None:
         """Queue requests (an invalid one is queued and rejected at once); ids already final
-        are skipped."""
+        or already queued are skipped. ``resumed``: requests an earlier run left waiting."""
         now_mono = time.monotonic()
         events, rejected = [], []
         for request in requests:
             if self.skip_if_final(request):
                 continue
+            if request.id in self.queued_ids:
+                self.summary.skipped_queued += 1
+                continue
             self.summary.queued += 1
-            events.append({"id": request.id, "file": request.file, "line": request.line, "status": "queued",
-                           "time": now()})
+            self.summary.resumed += int(resumed)
+            event = {"id": request.id, "file": request.file, "line": request.line, "status": "queued", "time": now()}
+            if resumed:
+                event["resumed"] = True
+            elif request.rows is not None:  # what the next run applies if this one stops first
+                event["rows"] = request.rows.tolist()
+            events.append(event)
             if request.error is not None:
                 rejected.append(request)
                 continue
+            self.queued_ids.add(request.id)
             pending = PendingRequest(request, self.model.group_of(request.rows), now_mono)
             self.groups.setdefault(pending.group, []).append(pending)
-        self._record(events)
+        if events:
+            self._record(events)
         for request in rejected:
             self.reject(request, request.error)
 
@@ -228,6 +270,7 @@ class RequestBatcher:
                                already_forgotten=request.id in already))
         self._record(events)
         self.final.update(p.request.id for p in batch)
+        self.queued_ids.difference_update(p.request.id for p in batch)
         self.ledger_final.update(outcome.applied)
         if outcome.entry is not None:
             self.summary.add_batch(outcome.report.to_json(), version)

@@ -55,13 +55,15 @@ class _WatchedFile:
     digest: Optional[str] = None
     ids: List[str] = field(default_factory=list)
     valid_any: bool = False
+    unmovable: bool = False  # its requests are final but it could not be moved (said once)
 
 
 def _file_stat(path: str) -> Optional[Tuple[int, int, int]]:
-    """``(inode, size, mtime_ns)`` of a regular file, ``None`` if it is gone or not a file."""
+    """``(inode, size, mtime_ns)`` of a regular file, ``None`` if it is gone or not a file (a
+    folder, a FIFO, a socket, a dangling link or a link loop: none is a request file)."""
     try:
         st = os.stat(path)
-    except FileNotFoundError:
+    except OSError:
         return None
     return (st.st_ino, st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
 
@@ -79,10 +81,12 @@ def _request_files(folder: str) -> List[Tuple[str, Tuple[int, int, int]]]:
     return sorted(found, key=lambda f: (f[1][2], f[0]))
 
 
-def _move(folder: str, name: str, subfolder: Optional[str]) -> None:
+def _move(folder: str, name: str, subfolder: Optional[str]) -> bool:
     """Move a finished file to ``subfolder`` (a name already there gets the file's digest), or
     delete it when ``subfolder`` is ``None`` (``processed_request_files: delete``). A file gone
-    meanwhile (another watcher of the folder moved it first) is left to that one."""
+    meanwhile (another watcher of the folder moved it first) is left to that one. Returns False
+    (with a warning) if it cannot be moved (a read-only folder, a file named like the
+    subfolder): its requests are final all the same, and a later run skips them."""
     path = os.path.join(folder, name)
     try:
         if subfolder is None:
@@ -97,6 +101,12 @@ def _move(folder: str, name: str, subfolder: Optional[str]) -> None:
         shutil.move(path, target)
     except FileNotFoundError:
         getLogger().info(f"request file {name} was moved or removed by another process first")
+    except OSError as e:
+        where = "deleted" if subfolder is None else f"moved to {subfolder}/"
+        getLogger().warning(f"request file {path} cannot be {where} ({e.strerror}); its requests are final and "
+                            "are skipped when it is read again: move or delete it by hand")
+        return False
+    return True
 
 
 def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str) -> Tuple[StreamSummary, UnlearnableModel]:
@@ -115,6 +125,10 @@ def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str
     final. Returns the summary and the live model afterwards."""
     if not os.path.isdir(folder):
         raise UnlearnError(f"request folder not found: {folder}")
+    model_dir = os.path.realpath(store.model_dir)
+    if os.path.commonpath([model_dir, os.path.realpath(folder)]) == model_dir:
+        raise UnlearnError(f"request folder {folder} is the model folder or inside it: watch a folder of its own "
+                           "(the model's own files would be read, and moved, as request files)")
     config = model.config
     batcher = RequestBatcher(store, model, config["max_batch"], config["max_wait_s"],
                              f"requests:{os.path.basename(os.path.normpath(folder))}/")
@@ -122,7 +136,14 @@ def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str
     idle_since = time.monotonic()
     while True:
         now_mono = time.monotonic()
-        listed = dict(_request_files(folder))
+        try:
+            listed = dict(_request_files(folder))
+        except FileNotFoundError:
+            while batcher.pending:  # what was read from it is applied before the run stops
+                batcher.pump(drain=True)
+            batcher.summary.check()
+            raise UnlearnError(f"request folder {folder} was removed while it was watched; the requests read from "
+                               "it were applied (requests.jsonl)") from None
         for name, st in listed.items():
             known = files.get(name)
             if known is None:
@@ -142,10 +163,12 @@ def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str
             current = _file_stat(os.path.join(folder, name))
             if current is None:
                 del files[name]  # removed from the folder: its requests were applied all the same
-            elif current == known.read_stat:
+            elif current == known.read_stat and not known.unmovable:
                 delete = known.valid_any and config["processed_request_files"] == "delete"
-                _move(folder, name, None if delete else PROCESSED if known.valid_any else REJECTED)
-                del files[name]
+                if _move(folder, name, None if delete else PROCESSED if known.valid_any else REJECTED):
+                    del files[name]
+                else:
+                    known.unmovable = True
         if applied or batcher.pending or any(f.digest is None for f in files.values()):
             idle_since = time.monotonic()
         if config["watch_idle_s"] is not None and not batcher.pending and \
