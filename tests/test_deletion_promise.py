@@ -260,6 +260,19 @@ def test_torn_audit_line_is_repaired_under_the_lock(sisa_copy, in_tmp):
     verify_model(sisa_copy)
 
 
+def test_a_short_write_to_a_log_is_written_on_not_taken_as_done(tmp_path, monkeypatch):
+    """``os.write`` may write fewer bytes than asked (a signal, a quota, a file-size limit);
+    the logs' append took one call as the whole record, so the rest of the line was lost and
+    the record with it, while the caller went on as if it were on disk."""
+    real_write = jsonl.os.write
+    monkeypatch.setattr(jsonl.os, "write", lambda fd, data: real_write(fd, bytes(data[:7])))
+    path = str(tmp_path / "log.jsonl")
+    records = [{"id": f"r{i}", "status": "queued", "rows": list(range(i))} for i in range(5)]
+    jsonl.append_records(path, records)
+    monkeypatch.undo()
+    assert jsonl.read_records(path) == records
+
+
 def test_torn_ledger_line_is_repaired_the_same_way(sisa_copy, in_tmp):
     (in_tmp / "one.csv").write_text("2,292\n")
     run_forget_requests(sisa_copy, str(in_tmp / "one.csv"), QUIET, verbose=False)

@@ -97,7 +97,9 @@ def append_records(path: str, records: Iterable[dict]) -> None:
     repair_torn_tail(path)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:  # a write may take fewer bytes than asked; one that raises leaves a torn tail
+            view = view[os.write(fd, view):]
         os.fsync(fd)
     finally:
         os.close(fd)
