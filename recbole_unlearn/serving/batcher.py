@@ -124,6 +124,10 @@ class RequestBatcher:
         with store.lock.hold():
             audit = AuditLog(store.model_dir)
             audit.reconcile(store)
+            removed = store.remove_left_behind(model.config["keep_previous_version"])
+            if removed:
+                getLogger().warning(f"removed {', '.join(removed)}: left behind by a forget that was stopped after "
+                                    "its new version went live")
             events = self.ledger.events(repair=True)
             self.audited: Dict[str, str] = audit.applied_request_ids(repair=True)
         self.rejected: Set[str] = {e["id"] for e in events if e.get("status") == "rejected"}

@@ -242,6 +242,7 @@ class ModelStore:
                 raise
             fault_point("version_renamed")
             atomic_write(os.path.join(self.model_dir, CURRENT), lambda f: f.write(name.encode()))
+            fault_point("version_switched")
             self._prune(keep={name, previous} if model.config["keep_previous_version"] else {name})
         model.version_dir = final
         return final
@@ -257,6 +258,16 @@ class ModelStore:
         return sorted(e for e in os.listdir(self.model_dir)
                       if e.startswith("v") and e[1:].isdigit() and e != current
                       and os.path.isdir(os.path.join(self.model_dir, e)))
+
+    def remove_left_behind(self, keep_previous: bool) -> List[str]:
+        """Remove the versions and staging folders a killed forget left behind (one killed between
+        its switch and its removal of the version before: a whole model trained on data it
+        forgot), keeping the current version and, with ``keep_previous``, the newest before it;
+        returns the versions removed. Needs the lock."""
+        older = self.older_versions()
+        keep = {self.current_version()} | ({older[-1]} if keep_previous and older else set())
+        self._prune(keep)
+        return [v for v in older if v not in keep]
 
     def _prune(self, keep: set) -> None:
         """Remove versions not in ``keep`` (the current one, and the previous one where

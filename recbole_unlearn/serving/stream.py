@@ -205,7 +205,7 @@ def _read_file(batcher: RequestBatcher, folder: str, name: str, known: _WatchedF
         getLogger().warning(f"request file {path} changed after it was read: reading it again (its new lines "
                             "are new requests). Write request files as .name or name.tmp and rename them "
                             "when complete")
-    known.read_stat, known.digest = read_stat, digest
+    known.read_stat, known.digest, known.unmovable = read_stat, digest, False
     known.ids = [r.id for r in requests]
     known.valid_any = any(r.error is None for r in requests)
     batcher.submit(requests)

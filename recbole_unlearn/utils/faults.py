@@ -4,7 +4,8 @@ would (no ``finally`` blocks, no atexit). Unset (always, outside tests) it does 
 
 Points: ``shard_retrained`` (a forget retrained one shard, others pending), ``version_staged``
 (the new version's files are written, the folder is not renamed yet), ``version_renamed`` (the
-new version folder exists, ``CURRENT`` still names the old one), ``current_switched``
+new version folder exists, ``CURRENT`` still names the old one), ``version_switched``
+(``CURRENT`` names the new version, the version before it is not removed yet), ``current_switched``
 (``CURRENT`` names the new version, the audit log has no entry yet), ``audit_appended`` (the
 audit entry is written, the request ledger does not say ``applied`` yet), ``shard_training``
 (a shard sub-model is being trained, in whatever process trains it: a Ray worker too).
