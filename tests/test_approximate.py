@@ -158,3 +158,69 @@ def test_a_diverging_scif_solve_falls_back_to_the_unchanged_model(memorising, mo
     assert report.changed is False and states_equal(before, cpu_state_dict(model.model))
     assert report.approximate["stopped_by"].startswith("fallback: ")
     assert ("non-finite" if failure == "nan" else "negative curvature") in report.approximate["stopped_by"]
+
+
+# --- found by trying the approximate family as a researcher would (each failed before its fix) --
+def test_a_step_that_leaves_weights_not_finite_is_undone_not_scored_as_forgetting(in_tmp):
+    """Kookmin at a rate far too high (1e30) left every weight NaN: the row scored forget Hit@10
+    0.0 (random ranking reads as perfect forgetting), the NaN model was saved, and the folder
+    passed ``--verify``. The starting weights are put back and the step says why."""
+    from recbole_unlearn import run_recbole_unlearn
+    from conftest import verify_model
+
+    doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method="kookmin", kookmin_learning_rate=1e30, include_retrain=False,
+        results_dir=str(in_tmp / "r"), model_dir=str(in_tmp / "m")), verbose=False)
+    row = doc["rows"][-1]
+    assert row["stopped_by"] == "non_finite_weights" and row["changed"] is False
+    assert row["forget"]["hit@10"] == doc["rows"][0]["forget"]["hit@10"]  # the original's, not 0.0
+    model = load_model(str(in_tmp / "m"))
+    assert all(torch.isfinite(v).all() for v in model.weight_states()["model.pth"].values() if v.is_floating_point())
+    verify_model(str(in_tmp / "m"))
+
+
+@pytest.mark.parametrize("method", ["kookmin", "fanchuan", "scif"])
+def test_a_user_who_asked_to_forget_everything_is_unlearned_by_every_step(in_tmp, method):
+    """A whole-user request leaves every forgotten target without a history once the user's items
+    are removed, so D_fgt was empty: Kookmin, Fanchuan and SCIF stopped at once (``empty``) with
+    the weights unchanged, and their probe reported forget Hit@10 0.0 before and after, measured
+    on nothing. SRUGA already unlearned such targets with the history the model was trained
+    with; every step now does."""
+    model_dir = train_saved_model(in_tmp, unlearn_method=method, forget_protocol="none")
+    model = load_model(model_dir)
+    user = model.dataset.id2token("user_id", 5)
+    (in_tmp / "req.csv").write_text(f"{user}\n")
+    run_forget_requests(model_dir, str(in_tmp / "req.csv"), {"state": "ERROR"}, verbose=False)
+    step = read_audit(model_dir)[-1]["approximate"]
+    assert step["stopped_by"] != "empty", step
+    assert step["forget_hit@10_before"] is not None
+
+
+def test_per_shard_a_request_whose_shard_did_not_change_is_applied_without_change(in_tmp, monkeypatch):
+    """Under ``shard_unlearning: <step>`` a batch touching two shards, one of which came back
+    unchanged, recorded both requests as plain ``applied`` (the batch's ``changed`` is any shard's):
+    the unchanged shard's request is ``applied_without_change``, with the warning."""
+    from recbole_unlearn.trainer import kookmin
+    from conftest import ledger_events, verify_model
+
+    model_dir = train_saved_model(in_tmp, unlearn_method="sisa", shard_unlearning="kookmin", n_slices=1,
+                                  forget_protocol="none")
+    model = load_model(model_dir)
+    shard_of = model.shard_map.user_shard
+    users = [next(u for u in range(1, model.dataset.user_num) if shard_of[u] == s) for s in (0, 1)]
+    real_run = kookmin.KookminStep.run
+
+    def run_but_shard_1_stays(self, config, sub, dataset, forget_set, keep, history_keep=None):
+        report = real_run(self, config, sub, dataset, forget_set, keep, history_keep)
+        if shard_of[dataset.log_user[forget_set.targets[0]]] == 1:
+            sub.load_state_dict(model.stage_states[1][0])  # as a step that stopped before its first update
+        return report
+
+    monkeypatch.setattr(kookmin.KookminStep, "run", run_but_shard_1_stays)
+    tokens = [model.dataset.id2token("user_id", u) for u in users]
+    (in_tmp / "req.csv").write_text("".join(f"{t}\n" for t in tokens))
+    doc = run_forget_requests(model_dir, str(in_tmp / "req.csv"), {"state": "ERROR"}, verbose=False)
+    assert doc["requests"]["applied"] == 1 and doc["requests"]["applied_without_change"] == 1
+    status = {e["line"]: e["status"] for e in ledger_events(model_dir) if e["status"] != "queued"}
+    assert status == {1: "applied", 2: "applied_without_change"}
+    assert verify_model(model_dir)["applied_without_change"] == 1

@@ -2,6 +2,7 @@
 forget?): gate 1, the original is flagged; gate 2, Retrain is not; gate 3, shuffled labels give
 0.5; gate 4, one more epoch of fine-tuning on D_rem is still flagged."""
 import copy
+import os
 
 import numpy as np
 import pytest
@@ -178,3 +179,19 @@ def test_the_audit_needs_a_sampled_forget_set(in_tmp):
     (in_tmp / "req.csv").write_text("2\n")
     with pytest.raises(UnlearnError, match="audit needs held-out twins"):
         run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(audit=True, forget=str(in_tmp / "req.csv")))
+
+
+@pytest.mark.parametrize("protocol", ["thesis", "sru"])
+def test_an_audit_with_too_few_users_is_refused_before_anything_is_written(tmp_path, protocol):
+    """A forget set of one user gave every state a zero-width interval (the bootstrap resamples
+    users): Retrain was reported "member signal" at 0.83 [0.83, 0.83]. Under the ``sru`` protocol
+    one candidate user left no twins, and the run crashed in the bootstrap after training. Both
+    are refused before training, with one line."""
+    from recbole_unlearn import run_recbole_unlearn
+    from recbole_unlearn.utils.errors import UnlearnError
+
+    with pytest.raises(UnlearnError, match=r"audit needs at least audit_min_users \(10\) users"):
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+            unlearn_method="retrain", audit=True, forget_protocol=protocol, forget_user_ratio=0.01,
+            sru_forget_ratio=0.01, results_dir=str(tmp_path / "r")), verbose=False)
+    assert not os.path.exists(tmp_path / "r")

@@ -326,3 +326,33 @@ def test_verify_with_a_request_file_is_refused_not_half_done(saved, tmp_path, ca
     assert capsys.readouterr().err.strip().splitlines() == [
         "error: --verify checks a model folder and forgets nothing: give --forget in a run of its own"]
     assert snapshot(model_dir) == before
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"unlearn_method": "sruga", "sruga_ga": 0, "sruga_kl": 0, "sruga_ft": 0}, "sruga_ga, sruga_kl and sruga_ft are all 0"),
+    ({"unlearn_method": "kookmin", "kookmin_learning_rate": 1e300}, "config key 'kookmin_learning_rate' must be"),
+    ({"unlearn_method": "sruga", "sruga_learning_rate": 1e300}, "config key 'sruga_learning_rate' must be"),
+])
+def test_method_settings_that_could_only_crash_are_refused_before_anything_is_written(tmp_path, settings, message):
+    """An all-zero SRUGA loss ("element 0 of tensors does not require grad") and rates beyond
+    float32 ("value cannot be converted to type float without overflow") passed validation and
+    ended the run with a traceback after it had written its folder and a model."""
+    _assert_one_error(lambda: run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        results_dir=str(tmp_path / "r"), **settings)), message)
+    assert not os.path.exists(tmp_path / "r")
+
+
+def test_a_request_naming_an_audit_twin_is_refused_no_model_learned_it(tmp_path):
+    """A saved model of an audited run keeps its held-out twins out of every training; a request
+    naming one was applied all the same: SRUGA ascended on an interaction no model had learned,
+    and it was recorded and audited as forgotten."""
+    model_dir = train_saved_model(tmp_path, unlearn_method="sruga", audit=True)
+    model = load_model(model_dir)
+    ds = model.dataset
+    row = int(ds.held_out[0])
+    user, item = ds.id2token(ds.uid_field, ds.log_user[row]), ds.id2token(ds.iid_field, ds.log_item[row])
+    (tmp_path / "req.csv").write_text(f"{user},{item}\n")
+    before = snapshot(model_dir)
+    _assert_one_error(lambda: run_forget_requests(model_dir, str(tmp_path / "req.csv"), {"state": "ERROR"},
+                                                  verbose=False), "held out of every model's training data")
+    assert snapshot(model_dir) == before

@@ -118,7 +118,7 @@ class Key:
             return False
         if self.kind == "int" and not isinstance(value, int):
             return False
-        if not math.isfinite(value):  # 1e400 on the command line is inf; NaN passes every bound
+        if not math.isfinite(value) or abs(value) > FLOAT32_MAX:  # 1e400 is inf; NaN passes every bound
             return False
         if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
             return False
@@ -126,6 +126,10 @@ class Key:
             return False
         return True
 
+
+#: the largest float32: a number setting beyond it overflows the tensors it reaches (a learning
+#: rate of 1e300 ended a run with "value cannot be converted to type float without overflow")
+FLOAT32_MAX = 3.4028234663852886e38
 
 #: metrics a check may name (``<metric>@<k>``, RecBole's names in lower case).
 CHECK_METRICS = ("hit", "ndcg", "recall", "mrr", "precision")
@@ -222,6 +226,7 @@ KEYS: Dict[str, Key] = {
     "audit": flag_key("data"),
     "audit_references": int_key("data", low=2),
     "audit_bootstrap": int_key("data", low=100),
+    "audit_min_users": int_key("data", low=2),
     "audit_shuffles": int_key("data"),
     # --- deletion requests for a saved model ----------------------------------------------
     "max_request_lines": int_key("runtime"),

@@ -214,7 +214,7 @@ def parse_request_line(text: str, dataset: UnlearnSequentialDataset, where: str)
     if user not in user_ids:
         raise RequestLineError(where, f"unknown user token {user!r}", "unknown user token")
     all_rows = dataset.user_rows(user_ids[user])
-    rows = all_rows[dataset.is_training[all_rows]]
+    rows = all_rows[dataset.is_training[all_rows] & ~np.isin(all_rows, dataset.held_out)]
     item = parts[1] if len(parts) == 2 else None
     if item is not None:
         item_ids = dataset.field2token_id[dataset.iid_field]
@@ -233,8 +233,13 @@ def parse_request_line(text: str, dataset: UnlearnSequentialDataset, where: str)
 
 def _held_out_note(dataset: UnlearnSequentialDataset, user_rows: np.ndarray, item_id: int) -> str:
     """Why a user's interaction with an item is not training data, when the user has one: it is
-    the user's validation or test target (``""`` if the user never interacted with the item)."""
-    held = user_rows[(dataset.log_item[user_rows] == item_id) & ~dataset.is_training[user_rows]]
+    an audit twin held out of every model's training data, or the user's validation or test
+    target (``""`` if the user never interacted with the item)."""
+    with_item = user_rows[dataset.log_item[user_rows] == item_id]
+    if np.isin(with_item, dataset.held_out).any():
+        return (": it is held out of every model's training data as an audit twin (README: the "
+                "membership-inference audit), so no model learned from it")
+    held = with_item[~dataset.is_training[with_item]]
     if len(held) == 0:
         return ""
     roles = sorted({"test" if dataset.log_position[r] == dataset.log_user_len[r] - 1 else "validation" for r in held})

@@ -254,7 +254,6 @@ class RequestBatcher:
         done = time.monotonic()
         elsewhere, already = set(outcome.done_elsewhere), set(outcome.already_forgotten)
         version = outcome.entry["version"] if outcome.entry else None
-        unchanged = outcome.report.interactions > 0 and not outcome.report.changed
         events = []
         for pending in batch:
             request = pending.request
@@ -267,7 +266,7 @@ class RequestBatcher:
             status, kind = "applied", "applied"
             if request.id in already:
                 kind = "already_forgotten"
-            elif unchanged:
+            elif outcome.report.unchanged_for(pending.group):
                 status = kind = "applied_without_change"
             self.summary.outcomes[kind] += 1
             events.append(dict(base, status=status, version=version, latency_s=round(latency, 3),

@@ -19,6 +19,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
+from recbole.data.interaction import cat_interactions
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
@@ -37,8 +38,8 @@ NOTHING_REMAINS = "nothing_remains"
 @dataclass
 class ApproximateReport:
     """What an approximate step did. ``stopped_by``: why it stopped (method-specific, e.g.
-    ``patience``, ``utility_floor``, ``unseen``, ``max_epochs``, ``empty``, or
-    :data:`NOTHING_REMAINS`); ``history``: the
+    ``patience``, ``utility_floor``, ``unseen``, ``max_epochs``, ``empty``,
+    ``non_finite_weights`` (:func:`restore_if_not_finite`) or :data:`NOTHING_REMAINS`); ``history``: the
     checks it made, each a dict with ``epoch`` and ``forget_hit@10``; ``kept_epoch``: the epoch
     whose state the model ends with (0: the starting state); ``eval_seconds``: the part of
     ``seconds`` spent on those checks."""
@@ -108,14 +109,45 @@ class ApproximateStep(ABC):
 APPROXIMATE: Registry[type] = Registry("approximate unlearning method", "shard_unlearning")
 
 
+def ascent_samples(dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
+                   history_keep: Optional[np.ndarray] = None):
+    """The (history -> forgotten target) samples an approximate step unlearns: D_fgt (histories without the
+    forgotten items, and without every row ``history_keep`` marks False: everything forgotten
+    by earlier requests), plus, for targets whose history is then empty (e.g. a user who asked
+    to forget everything), the history the model was trained with minus earlier requests'
+    rows, which is what it memorised. A user's first item never is a target: it has no history.
+    Every step unlearns and probes these: with D_fgt alone, a user who asked to forget everything
+    left no sample, and Kookmin, Fanchuan and SCIF stopped at once (``empty``), weights unchanged.
+
+    Args:
+        history_keep: ``[n_rows]`` bool; ``None`` = only ``forget_set`` is removed.
+    """
+    keep = forget_set.keep_mask(dataset, include_extra=False)
+    prior = dataset.full_keep()
+    if history_keep is not None:
+        prior = history_keep.copy()
+        prior[forget_set.rows] = True  # what the model was trained with after the earlier requests
+        keep &= history_keep
+    samples = dataset.samples(forget_set.targets, keep)
+    covered = dataset.history_rows(forget_set.targets, keep)[0]
+    missing = np.setdiff1d(forget_set.targets, covered)
+    if len(missing) == 0:
+        return samples
+    raw = dataset.samples(missing, prior)
+    if len(samples) == 0:
+        return raw
+    return cat_interactions([samples, raw])
+
+
 class ForgetProbe:
-    """Forget Hit@10 of a forget set's targets (histories without anything forgotten), measured
+    """Forget Hit@10 of a forget set's targets (histories without anything forgotten, or the
+    history the model was trained with where none is left: :func:`ascent_samples`), measured
     into an :class:`ApproximateReport`'s ``history`` (its time into ``eval_seconds``)."""
 
     def __init__(self, config, model: torch.nn.Module, dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
                  history_keep: np.ndarray, report: ApproximateReport):
         self.config, self.model, self.report = config, model, report
-        self.samples = dataset.samples(forget_set.targets, history_keep)  # D_fgt, [n] samples
+        self.samples = ascent_samples(dataset, forget_set, history_keep)  # [n] samples
         self.loader = eval_loader(config, dataset, self.samples)
 
     def __call__(self, epoch: int, **extra) -> float:
@@ -138,6 +170,19 @@ def begin_step(config, model: torch.nn.Module, dataset: UnlearnSequentialDataset
     model.eval()
     probe(0)
     return report, probe, history_keep
+
+
+def restore_if_not_finite(model: torch.nn.Module, start: Dict[str, torch.Tensor], report: ApproximateReport) -> bool:
+    """If a step left any weight NaN or infinite (a rate far too high, a degenerate temperature),
+    put the starting weights ``start`` back and say so in ``report`` (``stopped_by:
+    non_finite_weights``, kept epoch 0): such a model scores at random, which forget Hit@10
+    reads as perfect forgetting. Returns whether it did."""
+    if all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point()):
+        return False
+    model.load_state_dict(start)
+    model.eval()
+    report.stopped_by, report.kept_epoch = "non_finite_weights", 0
+    return True
 
 
 def target_gradients(model, samples, params: List[torch.nn.Parameter], batch_size: int, device,

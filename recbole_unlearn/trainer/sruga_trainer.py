@@ -44,7 +44,6 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from recbole.data.interaction import cat_interactions
 from recbole.trainer import Trainer
 from recbole.utils import init_seed
 
@@ -52,9 +51,10 @@ from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.data.utils import eval_loader, split_loaders
 from recbole_unlearn.evaluator.metrics import full_ranking_metrics
-from recbole_unlearn.trainer.approximate import APPROXIMATE, ApproximateReport, ApproximateStep
+from recbole_unlearn.trainer.approximate import APPROXIMATE, ApproximateReport, ApproximateStep, ascent_samples
 from recbole_unlearn.config.keys import Key, choice_key, declare, flag_key, int_key, name_key, number_key, parse_metric
 from recbole_unlearn.trainer.trainer import UnlearnTrainer, cpu_state_dict, training_loss
+from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.eval_mode_gradients import eval_mode_gradients
 
 
@@ -160,34 +160,6 @@ def remaining_loss(model, agent, rem_batch, eta_kl: float, eta_ft: float, shared
     if eta_ft:
         loss = loss + eta_ft * training_loss(model, rem_batch)
     return loss
-
-
-def ascent_samples(dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
-                   history_keep: Optional[np.ndarray] = None):
-    """The (history -> forgotten target) samples SRUGA ascends on: D_fgt (histories without the
-    forgotten items, and without every row ``history_keep`` marks False: everything forgotten
-    by earlier requests), plus, for targets whose history is then empty (e.g. a user who asked
-    to forget everything), the history the model was trained with minus earlier requests'
-    rows, which is what it memorised. A user's first item never is a target: it has no history.
-
-    Args:
-        history_keep: ``[n_rows]`` bool; ``None`` = only ``forget_set`` is removed.
-    """
-    keep = forget_set.keep_mask(dataset, include_extra=False)
-    prior = dataset.full_keep()
-    if history_keep is not None:
-        prior = history_keep.copy()
-        prior[forget_set.rows] = True  # what the model was trained with after the earlier requests
-        keep &= history_keep
-    samples = dataset.samples(forget_set.targets, keep)
-    covered = dataset.history_rows(forget_set.targets, keep)[0]
-    missing = np.setdiff1d(forget_set.targets, covered)
-    if len(missing) == 0:
-        return samples
-    raw = dataset.samples(missing, prior)
-    if len(samples) == 0:
-        return raw
-    return cat_interactions([samples, raw])
 
 
 def stopping_valid_loader(config, dataset: UnlearnSequentialDataset, keep: np.ndarray, full_valid_loader):
@@ -400,6 +372,12 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
 @APPROXIMATE.register("sruga")
 class SRUGAStep(ApproximateStep):
     """SRUGA (thesis section 3.4) as an approximate step: :func:`sruga_unlearn`."""
+
+    @classmethod
+    def check(cls, config) -> None:
+        if not (config["sruga_ga"] or config["sruga_kl"] or config["sruga_ft"]):
+            raise UnlearnError("sruga_ga, sruga_kl and sruga_ft are all 0: SRUGA's loss would be nothing "
+                               "(give at least one a positive weight)")
 
     def run(self, config, model, dataset, forget_set, keep, history_keep=None) -> ApproximateReport:
         return sruga_unlearn(config, model, dataset, forget_set, keep, history_keep)

@@ -95,7 +95,13 @@ class Experiment:
         if not len(candidates):
             raise UnlearnError("audit needs held-out twins drawn with the forget set: forget_protocol "
                                f"{config['forget_protocol']!r} draws none (choose one that samples, or set audit False)")
-        return split_twins(config, self.data, candidates)
+        forget, twins = split_twins(config, self.data, candidates)
+        users = (len(forget.users(self.data)), len(twins.users(self.data)))
+        if min(users) < config["audit_min_users"]:
+            raise UnlearnError(f"audit needs at least audit_min_users ({config['audit_min_users']}) users in the forget "
+                               f"set and in its held-out twins, drew {users[0]} and {users[1]}: its interval resamples "
+                               "users (raise the forget ratio, lower audit_min_users, or set audit False)")
+        return forget, twins
 
     def check_method(self, method_config) -> None:
         """Raise ``UnlearnError`` if the method named by ``method_config.method`` cannot run."""

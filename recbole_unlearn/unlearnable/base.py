@@ -48,6 +48,18 @@ class ForgetReport:
     changed: bool = False
     approximate: Optional[Dict[str, object]] = None
 
+    def unchanged_for(self, group: Tuple[int, ...]) -> bool:
+        """Whether the weights that held the forgotten data of a request touching ``group`` (its
+        shards; ``(0,)`` for a single model) came back unchanged: the whole forget changed
+        nothing, or an approximately unlearned shard of ``group`` did not change (another shard
+        of the same forget may have)."""
+        if not self.interactions:
+            return False
+        if not self.changed:
+            return True
+        per_shard = self.approximate if self.shards and self.approximate else {}
+        return any((per_shard.get(str(shard)) or {}).get("changed") is False for shard in group)
+
     def to_json(self) -> dict:
         out = {
             "interactions": self.interactions,
@@ -103,8 +115,9 @@ class UnlearnableModel(ABC):
         return keep
 
     def new_rows(self, rows: np.ndarray) -> np.ndarray:
-        """The rows of ``rows`` not forgotten yet, sorted and unique."""
-        return np.setdiff1d(np.asarray(rows, dtype=np.int64), self.forgotten)
+        """The rows of ``rows`` not forgotten yet and not held out (audit twins: no model was
+        trained on them), sorted and unique."""
+        return np.setdiff1d(np.asarray(rows, dtype=np.int64), np.union1d(self.forgotten, self.dataset.held_out))
 
     def expand(self, forget_set: ForgetSet) -> ForgetSet:
         """``forget_set`` plus the model's extra deletions (none by default)."""
