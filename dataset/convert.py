@@ -16,6 +16,7 @@ file's order. ``csv`` keeps the real times (ISO dates become Unix seconds, UTC i
 """
 import argparse
 import csv
+import math
 import os
 import sys
 from datetime import datetime, timezone
@@ -25,6 +26,7 @@ HEADER = "user_id:token\titem_id:token\ttimestamp:float\n"
 
 
 def _sequence_rows(path: str) -> Iterator[Tuple[str, str, int]]:
+    first_line = {}
     with open(path, "r", encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
             parts = line.split()
@@ -32,6 +34,10 @@ def _sequence_rows(path: str) -> Iterator[Tuple[str, str, int]]:
                 continue
             if len(parts) < 2:
                 raise ValueError(f"{path} line {number}: expected 'user item [item ...]'")
+            if parts[0] in first_line:  # its positions would restart at 0, interleaving the two lines
+                raise ValueError(f"{path} line {number}: user {parts[0]!r} already has its line "
+                                 f"(line {first_line[parts[0]]}); a user's whole sequence is one line")
+            first_line[parts[0]] = number
             for position, item in enumerate(parts[1:]):
                 yield parts[0], item, position
 
@@ -54,9 +60,13 @@ def _pair_rows(path: str) -> Iterator[Tuple[str, str, int]]:
 def _parse_time(text: str, where: str) -> float:
     text = text.strip()
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(value) or "_" in text:
+            raise ValueError(f"{where}: time {text!r} is not a finite number")
+        return value
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -68,7 +78,7 @@ def _parse_time(text: str, where: str) -> float:
 
 def _csv_rows(path: str, user_col: str, item_col: str, time_col: str, sep: str) -> Iterator[Tuple[str, str, float]]:
     """(user, item, time) rows in file order; the caller sorts them by time."""
-    with open(path, "r", encoding="utf-8", newline="") as f:
+    with open(path, "r", encoding="utf-8-sig", newline="") as f:  # a spreadsheet's byte-order mark is no text
         reader = csv.reader(f, delimiter=sep)
         header = next(reader, None)
         if header is None:
@@ -112,6 +122,8 @@ def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", us
     ``user_col`` / ``item_col`` / ``time_col`` / ``sep`` are for the ``csv`` format only."""
     if fmt not in READERS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(READERS)}")
+    if not name or name in (".", "..") or os.sep in name:
+        raise ValueError(f"--name must be a folder name (the dataset's name), got {name!r}")
     if fmt == "csv":
         if not (user_col and item_col and time_col):
             raise ValueError("format csv needs --user_col, --item_col and --time_col")
@@ -125,10 +137,14 @@ def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", us
     os.makedirs(data_path, exist_ok=True)
     tmp = os.path.join(data_path, f".{name}.inter.tmp")
     try:
+        written = 0
         with open(tmp, "w", encoding="utf-8") as out:
             out.write(HEADER)
             for user, item, moment in rows:
                 out.write(f"{user}\t{item}\t{_format_time(moment)}\n")
+                written += 1
+        if not written:
+            raise ValueError(f"{input_path}: no interactions to convert")
         os.makedirs(folder, exist_ok=True)
         os.replace(tmp, target)
     finally:

@@ -356,3 +356,52 @@ def test_a_request_naming_an_audit_twin_is_refused_no_model_learned_it(tmp_path)
     _assert_one_error(lambda: run_forget_requests(model_dir, str(tmp_path / "req.csv"), {"state": "ERROR"},
                                                   verbose=False), "held out of every model's training data")
     assert snapshot(model_dir) == before
+
+
+# --- datasets a user brings (each was accepted or crashed before its fix) -------------------
+def _dataset(tmp_path, name: str, header: str, lines) -> str:
+    folder = tmp_path / "data" / name
+    folder.mkdir(parents=True)
+    (folder / f"{name}.inter").write_text(header + "".join(lines))
+    return str(tmp_path / "data")
+
+
+_GOOD = [f"{u}\t{u * 10 + t}\t{t}\n" for u in range(1, 9) for t in range(6)]
+
+
+@pytest.mark.parametrize("header, lines, message", [
+    # RecBole fills a missing time with the column's mean: the interaction moved to the end of its
+    # user's sequence and became the test target, silently
+    ("user_id:token\titem_id:token\ttimestamp:float\n", _GOOD[:3] + ["1\t13\tnan\n"] + _GOOD[4:],
+     "timestamp on line 5 is not a number"),
+    ("user_id:token\titem_id:token\ttimestamp:float\n", _GOOD[:3] + ["1\t13\t\n"] + _GOOD[4:],
+     "timestamp on line 5 is not a number"),
+    # a token time column is ordered by token id, not by time: sequences came out in another order
+    ("user_id:token\titem_id:token\ttimestamp:token\n", _GOOD, "column 'timestamp' (TIME_FIELD) must be a float column"),
+])
+def test_a_dataset_whose_times_cannot_order_its_sequences_is_refused(tmp_path, header, lines, message):
+    data_path = _dataset(tmp_path, "own", header, lines)
+    _assert_one_error(lambda: run_recbole_unlearn("GRU4Rec", "own", config_dict={
+        "data_path": data_path, "state": "ERROR", "results_dir": str(tmp_path / "r")}), message)
+    assert not os.path.exists(tmp_path / "r")
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"TIME_FIELD": "item_id"}, "column 'item_id' (TIME_FIELD) must be a float column"),
+    ({"metrics": ["Foo"]}, "bad configuration"),  # RecBole's NotImplementedError, a traceback
+    ({"load_col": {"inter": ["user_id", "item_id"]}}, "load_col leaves out 'timestamp'"),  # RecBole's table: 5 lines
+])
+def test_settings_recbole_refuses_late_are_one_error_line(tmp_path, settings, message):
+    _assert_one_error(lambda: run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        results_dir=str(tmp_path / "r"), **settings)), message)
+    assert not os.path.exists(tmp_path / "r")
+
+
+def test_a_forget_ratio_that_draws_no_user_says_so(tmp_path):
+    """Three users at the default 10 % draw round(0.3) = 0 users; the error said users needed
+    more training interactions, which they had."""
+    data_path = _dataset(tmp_path, "three", "user_id:token\titem_id:token\ttimestamp:float\n",
+                         [f"{u}\t{u * 20 + t}\t{t}\n" for u in range(1, 4) for t in range(10)])
+    _assert_one_error(lambda: run_recbole_unlearn("GRU4Rec", "three", config_dict={
+        "data_path": data_path, "state": "ERROR", "results_dir": str(tmp_path / "r")}),
+        "forget_user_ratio 0.1 of 3 users draws none")

@@ -109,3 +109,42 @@ def test_malformed_csv_writes_nothing(tmp_path, capsys, text, extra, message):
     assert main(args) == 2
     assert message in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["bad.csv"]
+
+
+@pytest.mark.parametrize("text, fmt, message", [
+    # a user's second line restarted its positions at 0: its items interleaved with the first line's
+    ("u1 a b c\nu2 d e\nu1 f g\n", "sequence", "line 3: user 'u1' already has its line (line 1)"),
+    ("", "pairs", "no interactions"),
+    ("\n\n", "sequence", "no interactions"),
+])
+def test_input_that_would_make_a_wrong_or_empty_dataset_writes_nothing(tmp_path, capsys, text, fmt, message):
+    src = tmp_path / "bad.txt"
+    src.write_text(text)
+    assert main(["--input", str(src), "--format", fmt, "--name", "bad", "--data_path", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["bad.txt"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("user,item,time\nu,i,nan\n", "time 'nan' is not a finite number"),
+    ("user,item,time\nu,i,inf\n", "time 'inf' is not a finite number"),
+    ("user,item,time\n", "no interactions"),
+])
+def test_csv_times_that_cannot_order_a_sequence_write_nothing(tmp_path, capsys, text, message):
+    src = tmp_path / "bad.csv"
+    src.write_text(text)
+    assert main(["--input", str(src), "--format", "csv", "--name", "bad", "--data_path", str(tmp_path),
+                 "--user_col", "user", "--item_col", "item", "--time_col", "time"]) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["bad.csv"]
+
+
+def test_an_empty_name_is_refused_and_a_byte_order_mark_is_read(tmp_path, capsys):
+    src = tmp_path / "ok.csv"
+    src.write_bytes(b"\xef\xbb\xbfuser,item,time\nu,i,1\nu,j,2\n")  # spreadsheets' "CSV UTF-8"
+    args = ["--input", str(src), "--format", "csv", "--data_path", str(tmp_path / "out"),
+            "--user_col", "user", "--item_col", "item", "--time_col", "time"]
+    assert main(args + ["--name", ""]) == 2
+    assert "--name must be a folder name" in capsys.readouterr().err
+    assert main(args + ["--name", "ok"]) == 0
+    assert (tmp_path / "out" / "ok" / "ok.inter").read_text().splitlines()[1:] == ["u\ti\t1", "u\tj\t2"]

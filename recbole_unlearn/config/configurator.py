@@ -20,7 +20,7 @@ from recbole.utils import argument_list
 
 from recbole_unlearn.compat import set_anomaly_detection
 from recbole_unlearn.config.keys import check_values, is_recorded
-from recbole_unlearn.utils.errors import UnlearnError, yaml_problem
+from recbole_unlearn.utils.errors import UnlearnError, one_line, yaml_problem
 from recbole_unlearn.utils.paths import properties_dir, property_file
 
 # Keys that are not settings in any YAML but are accepted everywhere.
@@ -121,8 +121,8 @@ class UnlearnConfig(Config):
             super().__init__(model, dataset, config_file_list, config_dict)
         except UnlearnError:
             raise
-        except (ValueError, KeyError, TypeError, SyntaxError, yaml.YAMLError) as e:
-            raise UnlearnError(f"bad configuration: {e}") from None
+        except (ValueError, KeyError, TypeError, SyntaxError, NotImplementedError, RuntimeError, yaml.YAMLError) as e:
+            raise UnlearnError(f"bad configuration: {one_line(e)}") from None  # RecBole's own refusals
         self._check_keys()
         self._check_setting()
         set_anomaly_detection(self["detect_anomaly"])

@@ -95,12 +95,16 @@ FORGET_PROTOCOLS: Registry[ProtocolFn] = Registry("forget protocol", "forget_pro
 
 
 def _sample_users(rng: np.random.Generator, dataset: UnlearnSequentialDataset, eligible: np.ndarray,
-                  ratio: float, empty_message: str) -> np.ndarray:
+                  ratio_key: str, ratio: float, empty_message: str) -> np.ndarray:
     """``round(ratio * number of users)`` users drawn from ``eligible`` (all of them if fewer),
-    sorted; ``empty_message`` is raised when none can be drawn."""
-    n_pick = int(round(ratio * len(dataset.active_users())))
-    if len(eligible) == 0 or n_pick == 0:
+    sorted; ``empty_message`` is raised when no user is eligible, and another when the ratio
+    (``ratio_key``) rounds to none."""
+    n_users = len(dataset.active_users())
+    n_pick = int(round(ratio * n_users))
+    if len(eligible) == 0:
         raise UnlearnError(empty_message)
+    if n_pick == 0:
+        raise UnlearnError(f"{ratio_key} {ratio:g} of {n_users} users draws none (it rounds to 0 users): raise it")
     return np.sort(rng.choice(eligible, size=min(n_pick, len(eligible)), replace=False))
 
 
@@ -118,7 +122,7 @@ def thesis_protocol(config, dataset: UnlearnSequentialDataset) -> ForgetSet:
     n_train = np.bincount(dataset.log_user[dataset.is_training], minlength=dataset.user_num)
     max_k = np.minimum(np.floor(ratio * n_train).astype(np.int64), n_train - skip)
     chosen = _sample_users(
-        rng, dataset, np.flatnonzero(max_k >= 1), config["forget_user_ratio"],
+        rng, dataset, np.flatnonzero(max_k >= 1), "forget_user_ratio", config["forget_user_ratio"],
         "the thesis protocol found no user to forget from: users need more than "
         f"{skip} training interactions (dataset '{config['dataset']}')",
     )
@@ -144,7 +148,7 @@ def sru_protocol(config, dataset: UnlearnSequentialDataset) -> ForgetSet:
     rng = np.random.default_rng(config["forget_seed"])
     n_train = np.bincount(dataset.log_user[dataset.is_training], minlength=dataset.user_num)
     chosen = _sample_users(
-        rng, dataset, np.flatnonzero(n_train >= 2), config["sru_forget_ratio"],
+        rng, dataset, np.flatnonzero(n_train >= 2), "sru_forget_ratio", config["sru_forget_ratio"],
         f"the sru protocol found no user with 2 or more training interactions (dataset '{config['dataset']}')",
     )
     requested, targets = [], []

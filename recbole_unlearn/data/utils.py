@@ -1,4 +1,5 @@
 """Creating the dataset and RecBole dataloaders for D_raw, D_rem and D_fgt."""
+import math
 import os
 from dataclasses import dataclass
 from typing import Optional
@@ -9,7 +10,7 @@ from recbole.data.interaction import Interaction
 from recbole.data.utils import create_samplers, get_dataloader
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
-from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.utils.errors import UnlearnError, one_line
 
 
 def dataset_file(config) -> str:
@@ -27,15 +28,44 @@ def check_dataset_files(config) -> None:
             f"dataset '{config['dataset']}' not found: expected the atomic file {path} "
             "(see dataset/README.md to convert or download one)"
         )
+    separator = config["field_separator"]
     with open(path, "r", encoding="utf-8") as f:
-        header = f.readline().rstrip("\r\n").split(config["field_separator"])
-    columns = {col.split(":")[0] for col in header}
-    for key in ("USER_ID_FIELD", "ITEM_ID_FIELD", "TIME_FIELD"):
-        if config[key] not in columns:
-            raise UnlearnError(
-                f"dataset '{config['dataset']}' has no column '{config[key]}' ({key}) in {path}; "
-                "sequential unlearning needs user, item and time of every interaction"
-            )
+        header = f.readline().rstrip("\r\n").split(separator)
+        columns = [col.split(":")[0] for col in header]
+        for key in ("USER_ID_FIELD", "ITEM_ID_FIELD", "TIME_FIELD"):
+            if config[key] not in columns:
+                raise UnlearnError(
+                    f"dataset '{config['dataset']}' has no column '{config[key]}' ({key}) in {path}; "
+                    "sequential unlearning needs user, item and time of every interaction"
+                )
+        _check_times(config, path, f, header, columns.index(config["TIME_FIELD"]))
+
+
+def _check_times(config, path: str, lines, header, column: int) -> None:
+    """The time column orders every user's sequence (its last two are the validation and test
+    targets), so it must be a float column that RecBole loads, with a number on every line:
+    RecBole orders a token column by token id, and fills a missing float with the column's
+    mean, which moved an interaction to the end of its user's sequence, silently."""
+    field = config["TIME_FIELD"]
+    where = f"dataset '{config['dataset']}'"
+    if header[column].partition(":")[2] != "float":
+        raise UnlearnError(f"{where}: column '{field}' (TIME_FIELD) must be a float column ('{field}:float' in "
+                           f"the header of {path}), got '{header[column]}'")
+    load_col = config["load_col"]
+    if isinstance(load_col, dict) and field not in (load_col.get("inter") or [field]):
+        raise UnlearnError(f"{where}: load_col leaves out '{field}' (TIME_FIELD), which orders every sequence")
+    for number, line in enumerate(lines, start=2):
+        parts = line.rstrip("\r\n").split(config["field_separator"])
+        if len(parts) == 1 and not parts[0]:
+            continue
+        text = parts[column].strip() if column < len(parts) else ""
+        try:
+            finite = math.isfinite(float(text))
+        except ValueError:
+            finite = False
+        if not finite:
+            raise UnlearnError(f"{where}: the {field} on line {number} is not a number ({text!r}) in {path}; "
+                               "every interaction needs its time")
 
 
 def create_unlearn_dataset(config) -> UnlearnSequentialDataset:
@@ -44,7 +74,7 @@ def create_unlearn_dataset(config) -> UnlearnSequentialDataset:
     try:
         return UnlearnSequentialDataset(config)
     except (ValueError, KeyError) as e:
-        raise UnlearnError(f"dataset '{config['dataset']}' could not be loaded: {e}") from None
+        raise UnlearnError(f"dataset '{config['dataset']}' could not be loaded: {one_line(e)}") from None
 
 
 @dataclass
