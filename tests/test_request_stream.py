@@ -432,3 +432,27 @@ def test_load_1000_single_interaction_requests(model_copy, in_tmp, monkeypatch):
     assert len(memory) >= 10
     assert max(memory[3:]) - memory[3] < 60, memory
     verify_model(model_copy)
+
+
+def test_two_runs_answering_requests_in_the_same_second_keep_both_results(model_copy, in_tmp, monkeypatch):
+    """A run answering requests wrote ``results/forget-<model>-<dataset>-<time to the second>/``
+    with ``exist_ok``: two runs on one folder that ended in the same second (two request files
+    answered side by side, as the README describes) wrote one ``results.json`` over the other."""
+    from recbole_unlearn.quick_start import forget_requests
+
+    monkeypatch.setattr(forget_requests, "get_local_time", lambda: "Dec-06-2026_02-00-00")
+    users = _users_by_shard(model_copy)[0][:2]
+    paths = []
+    for n, user in enumerate(users):
+        (in_tmp / f"{n}.csv").write_text(f"{user}\n")
+        paths.append(run_forget_requests(model_copy, str(in_tmp / f"{n}.csv"), {"state": "ERROR"},
+                                         verbose=False)["results_path"])
+    assert paths[0] != paths[1] and all(os.path.exists(p) for p in paths)
+
+
+def test_a_run_folder_taken_between_the_check_and_the_creation_gets_the_next_name(in_tmp, monkeypatch):
+    from recbole_unlearn.unlearn.experiment import run_dir_for
+
+    (in_tmp / "run").mkdir()
+    monkeypatch.setattr(os.path, "exists", lambda path: False)  # another process made it in between
+    assert run_dir_for(str(in_tmp), "run") == str(in_tmp / "run-1")

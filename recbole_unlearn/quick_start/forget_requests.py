@@ -20,6 +20,7 @@ from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.evaluator.suite import EvaluationSuite
 from recbole_unlearn.serving import open_store, stream_request_file, verify_model, watch_request_folder
 from recbole_unlearn.serving.ledger import LEDGER
+from recbole_unlearn.unlearn.experiment import run_dir_for
 from recbole_unlearn.utils.cpu_meter import CpuMeter, busy_rows_note
 from recbole_unlearn.utils.results import format_table, make_row, results_document, write_results
 
@@ -57,8 +58,7 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
     facts = {"source": os.path.basename(os.path.normpath(requests)), "forgotten_total": int(len(model.forgotten))}
     document = results_document(config["model"], config["dataset"], config.settings(), facts, [row])
     document["requests"] = stream
-    run_dir = os.path.join(config["results_dir"], f"forget-{config['model']}-{config['dataset']}-{get_local_time()}")
-    os.makedirs(run_dir, exist_ok=True)
+    run_dir = run_dir_for(config["results_dir"], f"forget-{config['model']}-{config['dataset']}-{get_local_time()}")
     results_path = os.path.join(run_dir, "results.json")
     write_results(results_path, document)
     if verbose:

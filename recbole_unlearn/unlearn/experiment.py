@@ -302,11 +302,14 @@ def _step_summary(metrics: Dict[str, Dict[str, float]], seconds: float, audit, m
 
 
 def run_dir_for(results_dir: str, name: str) -> str:
-    """A new folder ``<results_dir>/<name>`` (``-1``, ``-2`` ... if taken)."""
-    path = os.path.join(results_dir, name)
-    suffix = 1
-    while os.path.exists(path):
-        path = os.path.join(results_dir, f"{name}-{suffix}")
-        suffix += 1
-    os.makedirs(path)
-    return path
+    """A new folder ``<results_dir>/<name>`` (``-1``, ``-2`` ... if taken, by an earlier run or by
+    another process between a look and the creation: the creation itself is the test)."""
+    os.makedirs(results_dir, exist_ok=True)
+    suffix = 0
+    while True:
+        path = os.path.join(results_dir, f"{name}-{suffix}" if suffix else name)
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            suffix += 1
