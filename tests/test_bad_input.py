@@ -405,3 +405,16 @@ def test_a_forget_ratio_that_draws_no_user_says_so(tmp_path):
     _assert_one_error(lambda: run_recbole_unlearn("GRU4Rec", "three", config_dict={
         "data_path": data_path, "state": "ERROR", "results_dir": str(tmp_path / "r")}),
         "forget_user_ratio 0.1 of 3 users draws none")
+
+
+def test_a_shard_with_fewer_users_than_slices_is_refused_before_training(tmp_path):
+    """Balanced by interactions, one heavy user can fill a shard alone: with ``n_slices`` 2 that
+    shard cannot be sliced. The error came at the method's fit, after the original and Retrain
+    had trained and the run had written its folder and log."""
+    lines = [f"1\t{t}\t{t}\n" for t in range(60)] + [f"{u}\t{100 + t}\t{t}\n" for u in range(2, 9) for t in range(6)]
+    data_path = _dataset(tmp_path, "heavy", "user_id:token\titem_id:token\ttimestamp:float\n", lines)
+    _assert_one_error(lambda: run_recbole_unlearn("GRU4Rec", "heavy", config_dict={
+        "data_path": data_path, "state": "ERROR", "results_dir": str(tmp_path / "r"), "unlearn_method": "sisa",
+        "n_shards": 2, "n_slices": 2, "partition_balance": "interactions", "partition_seed": 1,
+        "forget_user_ratio": 0.3}), "fewer than n_slices = 2")
+    assert not os.path.exists(tmp_path / "r")

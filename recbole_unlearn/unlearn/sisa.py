@@ -15,7 +15,7 @@ from typing import Optional
 
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.data.extra_deletion import check_extra_deletion
-from recbole_unlearn.data.partition import PARTITIONERS, check_shard_settings
+from recbole_unlearn.data.partition import PARTITIONERS, build_shard_map, check_shard_settings
 from recbole_unlearn.data.similarity import SIMILARITY_PARTITIONERS
 from recbole_unlearn.model.aggregators import AGGREGATORS
 from recbole_unlearn.trainer.approximate import APPROXIMATE
@@ -40,6 +40,11 @@ class SISA(UnlearnMethod):
     @classmethod
     def check(cls, config, dataset) -> None:
         check_shard_settings(config, dataset)
+        if config["partition_balance"] == "interactions" and config["partitioner"] not in SIMILARITY_PARTITIONERS:
+            # drawn as the fit draws it (cheap without a similarity model), so that a shard a few heavy
+            # users filled, too small to slice, is refused before anything trains (a similarity
+            # partition can only be checked at its fit, after its pretraining)
+            build_shard_map(config, dataset, keep=dataset.full_keep())
         AGGREGATORS.get(config["aggregator"])
         check_extra_deletion(config)
         if config["redraw_partition"]:
