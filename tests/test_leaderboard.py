@@ -534,10 +534,10 @@ def test_audit_and_training_table_and_csv_columns():
 
 def test_a_grid_with_a_pause_file_waits_before_its_next_row_and_goes_on_once_it_is_gone(tmp_path, in_tmp,
                                                                                         monkeypatch):
+    """The runner waited only before method rows: with ``PAUSE`` in place it still trained (and
+    timed) the RecBole baseline and the original, the rows a pause exists to keep alone. It now
+    waits before every training it times."""
     path = _tiny_grid(tmp_path, ["sisa"])
-    document = yaml.safe_load(open(path))
-    document["baseline"] = False
-    open(path, "w").write(yaml.safe_dump(document))
     pause = tmp_path / "board" / "PAUSE"
     pause.parent.mkdir()
     pause.write_text("")
@@ -554,8 +554,38 @@ def test_a_grid_with_a_pause_file_waits_before_its_next_row_and_goes_on_once_it_
 
     monkeypatch.setattr(time, "sleep", sleep)
     run_grid(path)
-    assert seen == [["original.json"]]  # paused before its first method row, after the original
-    assert sorted(p.name for p in rows.iterdir()) == ["original.json", "retrain.json", "sisa.json"]
+    assert seen == [[]]  # paused before its first training, the baseline
+    assert sorted(p.name for p in rows.iterdir()) == ["original.json", "recbole.json", "retrain.json", "sisa.json"]
+    # the baseline row records what else ran while it did, as every row does (it had no meter)
+    assert set(json.loads((rows / "recbole.json").read_text())["row"]["cpu_meter"]) == {
+        "wall_s", "own_cpu_s", "others_cpu_s", "others_share"}
+
+
+def test_repeated_requests_rows_count_every_requests_extra_deletions_and_training(tmp_path, in_tmp):
+    """With ``request_steps`` a row's ``extra_deleted``, ``shards_retrained`` and forget training
+    were the last request's alone (26 of 100 extra deletions), next to its ``seconds`` and
+    ``forgotten_interactions`` over all requests."""
+    path = _tiny_grid(tmp_path, {"sru-ced": {"unlearn_method": "sru", "extra_deletion": "ced"}}, request_steps=3)
+    document = yaml.safe_load(open(path))
+    document["baseline"] = False
+    open(path, "w").write(yaml.safe_dump(document))
+    run_grid(path)
+    rows = tmp_path / "board" / "GRU4Rec-ml-tiny" / "rows"
+    row = json.loads((rows / "sru-ced.json").read_text())["row"]
+    retrain = json.loads((rows / "retrain.json").read_text())["row"]
+    assert row["extra_deleted"] == row["forgotten_interactions"] - retrain["forgotten_interactions"] > 0
+    assert len(row["forget_training"]["steps"]) == 3 and len(row["steps"]) == 3
+    assert set(row["shards_retrained"]) >= {s for step in row["forget_training"]["steps"] for s in map(int, step["shards"])}
+
+
+def test_a_row_read_back_from_a_committed_table_has_no_cap_flag_rather_than_false():
+    """``leaderboard_doc.py --reuse`` reads a committed cell back from its Markdown table, which
+    holds no training record: its CSV rows said ``cap_hit`` False, also for rows that had hit
+    their cap."""
+    from recbole_unlearn.benchmark.report import flat_rows
+
+    flat = flat_rows([{"model": "GRU4Rec", "dataset": "d", "rows": [{"method": "sisa", "seconds": 1.0}]}])
+    assert flat[0]["cap_hit"] is None and flat[0]["training"] == ""
 
 
 # --- grids built on other grids ----------------------------------------------------------

@@ -15,6 +15,7 @@ from recbole.data.dataset import SequentialDataset
 from recbole.utils import init_seed, set_color
 
 from recbole_unlearn.trainer.trainer import UnlearnTrainer
+from recbole_unlearn.utils.cpu_meter import CpuMeter
 from recbole_unlearn.utils.results import make_row
 
 BASELINE = "recbole"
@@ -24,6 +25,7 @@ def recbole_baseline_row(config) -> dict:
     """Train ``config['model']`` with RecBole's data pipeline; the row has D_raw utility only
     (RecBole knows nothing of forget sets) and the training seconds."""
     logger = getLogger()
+    meter = CpuMeter()  # over the whole row, as every other row's (training, evaluation)
     init_seed(config["seed"], config["reproducibility"])
     dataset = SequentialDataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
@@ -37,4 +39,5 @@ def recbole_baseline_row(config) -> dict:
     seconds = time.perf_counter() - start
     result = trainer.evaluate(test_data, load_best_model=False, show_progress=config["show_progress"])
     utility = {key: float(value) for key, value in result.items()}
-    return make_row(BASELINE, {"utility_raw": utility}, seconds, epochs_run=len(trainer.train_loss_dict))
+    return make_row(BASELINE, {"utility_raw": utility}, seconds, epochs_run=len(trainer.train_loss_dict),
+                    cpu_meter=meter.result())

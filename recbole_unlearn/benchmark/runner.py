@@ -441,6 +441,7 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
     if grid.baseline:
         rows[BASELINE] = run.finished(BASELINE)
         if rows[BASELINE] is None:
+            wait_while_paused(grid.output_dir, run.base["watch_poll_s"])
             rows[BASELINE] = recbole_baseline_row(run.base)
             _save_row(run.row_path(BASELINE), rows[BASELINE])
             progress.step(f"{cell.name} {BASELINE}")
@@ -452,10 +453,13 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
         experiment.load_original(original_path, rows[ORIGINAL])
         logger.info(set_color("original model", "green") + f" reloaded from {original_path}")
     else:
+        wait_while_paused(grid.output_dir, run.base["watch_poll_s"])
         rows[ORIGINAL] = train_original(run, experiment, rows[ORIGINAL], measured_against,
                                         (_read_json(run.row_path(ORIGINAL)) or {}).get("machine"))
         progress.step(f"{cell.name} {ORIGINAL}")
     references_before = set(reference_files(run.dir))
+    if run.base["audit"] and len(references_before) < run.base["audit_references"]:
+        wait_while_paused(grid.output_dir, run.base["watch_poll_s"])  # the references are trainings too
     audit = experiment.prepare_audit(run.dir)  # references saved beside original.pth, reloaded on resume
     if audit is not None:  # the first time, or refreshed when newer code measures the original otherwise
         saved_audit = rows[ORIGINAL].get("audit") or {}

@@ -272,11 +272,12 @@ class Experiment:
         """Apply the forget set to ``method``'s deployed model as successive requests (its own
         ``forget``: the model folder and request path of any single request), measuring after
         each; returns the last result and the per-step records."""
-        steps, total, extras = [], 0.0, np.array([], dtype=np.int64)
+        steps, total, extras, infos = [], 0.0, np.array([], dtype=np.int64), []
         result = None
         batches = self.request_batches()
         for k, (batch, (cumulative, suite, retrain)) in enumerate(zip(batches, self.step_references()), start=1):
             result = method.forget(batch)
+            infos.append(result.info)
             total += result.seconds
             extras = np.union1d(extras, result.forget_set.extra)
             applied = cumulative.with_extra(extras)
@@ -287,7 +288,34 @@ class Experiment:
             getLogger().info(f"request {k}/{len(batches)}: {record}")
         result.forget_set = self.forget_set.with_extra(extras)
         result.seconds = total
+        result.info = _info_over_requests(infos, extras)
         return result, steps
+
+
+def _info_over_requests(infos: List[dict], extras: np.ndarray) -> dict:
+    """A row's facts over all its requests (``request_steps``), not the last one's: extra
+    deletions (all of them), shards and slices retrained (by any request), aggregator seconds
+    (summed), the forgets' training (every request's: ``{"steps": [...]}``, whose stages at their
+    cap are counted) and ``changed`` (every request changed the weights). Other keys are the
+    last request's."""
+    out = dict(infos[-1])
+    if "extra_deleted" in out:
+        out["extra_deleted"] = int(len(extras))
+    if "shards_retrained" in out:
+        out["shards_retrained"] = sorted({shard for info in infos for shard in info.get("shards_retrained") or []})
+    if "slices_retrained" in out:
+        slices: Dict[str, int] = {}
+        for info in infos:
+            for shard, stage in (info.get("slices_retrained") or {}).items():
+                slices[shard] = min(stage, slices.get(shard, stage))
+        out["slices_retrained"] = dict(sorted(slices.items(), key=lambda kv: int(kv[0])))
+    if "aggregator_seconds" in out:
+        out["aggregator_seconds"] = round(sum(info.get("aggregator_seconds") or 0.0 for info in infos), 3)
+    if "forget_training" in out:
+        out["forget_training"] = {"steps": [info.get("forget_training") for info in infos]}
+    if "changed" in out:
+        out["changed"] = all(info.get("changed", True) for info in infos)
+    return out
 
 
 def _step_summary(metrics: Dict[str, Dict[str, float]], seconds: float, audit, model) -> dict:

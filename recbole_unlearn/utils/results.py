@@ -127,14 +127,24 @@ _COLUMNS = [
 
 def _stage_epochs(record: Optional[dict]) -> Tuple[List[int], int, Optional[dict]]:
     """Epochs of every shard stage in a ``fit_training`` / ``forget_training`` record, how many
-    hit their cap, and the aggregator's entry."""
+    hit their cap, and the aggregator's entry; a record of several requests (``{"steps":
+    [...]}``, ``request_steps``) counts every request's stages, and its aggregator entry is the
+    longest one, at its cap if any was."""
     if not record:
         return [], 0, None
+    if "steps" in record:
+        parts = [_stage_epochs(step) for step in record["steps"]]
+        aggregators = [a for _, _, a in parts if a]
+        aggregator = None
+        if aggregators:
+            aggregator = {"epochs": max(a["epochs"] for a in aggregators),
+                          "hit_cap": any(a.get("hit_cap") for a in aggregators)}
+        return [e for epochs, _, _ in parts for e in epochs], sum(n for _, n, _ in parts), aggregator
     stages = [stage for shard in record.get("shards", {}).values() for stage in shard.values()]
     return [s["epochs"] for s in stages], sum(bool(s.get("hit_cap")) for s in stages), record.get("aggregator")
 
 
-def training_summary(row: dict, epochs_cap: Optional[int] = None) -> Tuple[str, bool]:
+def training_summary(row: dict, epochs_cap: Optional[int] = None) -> Tuple[str, Optional[bool]]:
     """How a row's models trained, in words, and whether any of them stopped at its cap rather
     than by validation: a single model's epochs (original, Retrain), an approximate step's epochs
     and why it stopped, a sharded model's shard and aggregator epochs at fit and at forget."""
@@ -156,6 +166,8 @@ def training_summary(row: dict, epochs_cap: Optional[int] = None) -> Tuple[str, 
     if not parts and row.get("epochs_run") is not None:
         hit = epochs_cap is not None and row["epochs_run"] >= epochs_cap
         return f"{row['epochs_run']} epochs" + (" (cap)" if hit else ""), hit
+    if not parts:  # nothing recorded (a row read back from a committed table): not known, not False
+        return "", None
     return "; ".join(parts), capped
 
 
