@@ -34,7 +34,8 @@ is deterministic on one machine but may not be on another CPU; where the saved o
 records another CPU or torch, the runner warns before training it again.
 
 While a file named ``PAUSE`` exists in ``output_dir``, the runner waits before starting its next
-method row (the row in progress finishes first; ``watch_poll_s`` says how often it looks): the
+timed training (the RecBole baseline, the original, the audit's references, a method row; the one
+in progress finishes first; ``watch_poll_s`` says how often it looks): the
 machine can then be lent to something that must be timed alone, without a row's wall time
 counting the pause.
 """
