@@ -418,3 +418,38 @@ def test_a_shard_with_fewer_users_than_slices_is_refused_before_training(tmp_pat
         "n_shards": 2, "n_slices": 2, "partition_balance": "interactions", "partition_seed": 1,
         "forget_user_ratio": 0.3}), "fewer than n_slices = 2")
     assert not os.path.exists(tmp_path / "r")
+
+
+@pytest.mark.parametrize("args, message", [
+    (("GRU4Rec", "ml-tiny", None, [("epochs", 1)]), "config_dict must be a dict"),
+    (("GRU4Rec", "ml-tiny", None, "epochs=1"), "config_dict must be a dict"),
+    (("GRU4Rec", "ml-tiny", "x.yaml", None), "config_file_list must be a list"),
+    ((3, "ml-tiny", None, None), "model must be a model name"),
+])
+def test_the_python_api_refuses_arguments_of_the_wrong_kind(args, message):
+    """A list of pairs as ``config_dict`` raised AttributeError, and a string as
+    ``config_file_list`` was read one character at a time ("config file not found: x")."""
+    _assert_one_error(lambda: run_recbole_unlearn(*args), message)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"num_workers": 2, "ray_cpus_per_shard": 8}, "ray_cpus_per_shard 8 exceeds"),
+    ({"num_workers": 2, "ray_gpus_per_shard": 1}, "ray_gpus_per_shard 1 exceeds"),
+])
+def test_ray_resources_that_can_never_be_granted_are_refused_not_waited_for(saved, tmp_path, settings, message):
+    """A shard asking a local Ray for more CPUs than it has (or a GPU where there is none) waited
+    for ever, holding the model folder's lock."""
+    if torch_cuda_count() and "ray_gpus_per_shard" in settings:
+        pytest.skip("this machine has a GPU")
+    base, model_dir, users, _ = saved
+    (tmp_path / "req.csv").write_text(f"{users[0]}\n")
+    before = snapshot(model_dir)
+    _assert_one_error(lambda: run_forget_requests(model_dir, str(tmp_path / "req.csv"),
+                                                  dict(settings, state="ERROR"), verbose=False), message)
+    assert snapshot(model_dir) == before
+
+
+def torch_cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()

@@ -317,3 +317,73 @@ def test_verify_reads_stage_records_saved_before_weights_were_recorded(tmp_path)
     store.commit(model)
     with pytest.raises(UnlearnError, match=r"shard_01_stage_00\.pth .* was trained on other samples"):
         verify_model(model_dir)
+
+
+# --- found by trying the folder's lifecycle as a deployment would (each failed before its fix) ---
+def test_a_training_run_never_writes_over_a_model_another_run_saved_meanwhile(tmp_path, monkeypatch):
+    """Two training runs into one new ``model_dir``: the check that the folder is new ran before
+    training, so the slower run committed its model as the next version of the other's folder;
+    after a request was applied in between, the live model was one trained on the forgotten data
+    again (``--verify``: audited pairs not forgotten). The first version is now created only in a
+    folder that holds no model when it commits."""
+    from recbole_unlearn.serving.store import ModelStore
+    from recbole_unlearn.utils.errors import UnlearnError
+    from conftest import snapshot, train_saved_model
+
+    model_dir = tmp_path / "model"
+    real_commit = ModelStore.commit
+    state = {"other": False}
+
+    def commit_after_another_run(self, model, *args, **kwargs):
+        if not state["other"]:  # while this run trained, another one saved its model in the folder
+            state["other"] = True
+            train_saved_model(tmp_path / "other" if (tmp_path / "other").mkdir() is None else None,
+                              forget_protocol="none", model_dir=str(model_dir))
+        return real_commit(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(ModelStore, "commit", commit_after_another_run)
+    (tmp_path / "slow").mkdir()
+    with pytest.raises(UnlearnError, match="already holds a model"):
+        train_saved_model(tmp_path / "slow", forget_protocol="none", model_dir=str(model_dir))
+    monkeypatch.undo()
+    assert sorted(v for v in os.listdir(model_dir) if v.startswith("v")) == ["v000001"]
+
+
+@pytest.mark.parametrize("kind", ["file", "folder without CURRENT"])
+def test_a_model_dir_that_is_no_new_folder_is_refused_before_training(tmp_path, kind):
+    """A ``model_dir`` that is a file failed after training with a FileExistsError traceback; a
+    folder that lost its ``CURRENT`` (its versions, audit log and ledger still there) was taken
+    for a new one, and the run inherited the old logs."""
+    from recbole_unlearn import run_recbole_unlearn
+    from recbole_unlearn.utils.errors import UnlearnError
+    from conftest import tiny_dict
+
+    target = tmp_path / "m"
+    if kind == "file":
+        target.write_text("")
+    else:
+        target.mkdir()
+        (target / "audit.jsonl").write_text("")
+    with pytest.raises(UnlearnError, match="model_dir .* (is a file|is not empty)"):
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(unlearn_method="sisa", n_shards=2, forget_protocol="none",
+                                                             model_dir=str(target), results_dir=str(tmp_path / "r")),
+                            verbose=False)
+    assert not os.path.exists(tmp_path / "r")
+
+
+def test_runtime_settings_given_to_answer_requests_are_not_kept_by_the_next_version(tmp_path):
+    """Runtime overrides (``num_workers``, ``keep_previous_version``, ...) given to one run that
+    answers requests were written into the next version's settings, so every later run used them:
+    Ray started without being asked, and earlier versions (weights from before a deletion) stayed
+    on disk after the run that asked to keep one."""
+    from recbole_unlearn.quick_start import run_forget_requests
+    from conftest import train_saved_model
+
+    model_dir = train_saved_model(tmp_path, forget_protocol="none")
+    users = [u for u in read_manifest(model_dir)[1]["shard_map"]["users"]][:2]
+    for n, (user, override) in enumerate(zip(users, [{"keep_previous_version": True, "lock_timeout_s": 5}, {}])):
+        (tmp_path / f"{n}.csv").write_text(f"{user}\n")
+        run_forget_requests(model_dir, str(tmp_path / f"{n}.csv"), dict(override, state="ERROR"), verbose=False)
+        config = read_manifest(model_dir)[1]["config"]
+        assert config.get("keep_previous_version") in (None, False) and config.get("lock_timeout_s") != 5
+    assert sorted(v for v in os.listdir(model_dir) if v.startswith("v")) == ["v000003"]

@@ -95,6 +95,20 @@ def method_names(value) -> List[str]:
     return [str(v).strip().lower() for v in value]
 
 
+def _check_argument_kinds(model, dataset, config_file_list, config_dict) -> None:
+    """One-line errors for arguments of the wrong kind from the Python API (a list of pairs as
+    ``config_dict`` raised AttributeError; a string as ``config_file_list`` was read one
+    character at a time)."""
+    for name, value in (("model", model), ("dataset", dataset)):
+        if value is not None and not isinstance(value, str):
+            raise UnlearnError(f"{name} must be a {name} name (a string), got {type(value).__name__}")
+    if config_file_list is not None and (not isinstance(config_file_list, (list, tuple))
+                                         or not all(isinstance(p, str) for p in config_file_list)):
+        raise UnlearnError(f"config_file_list must be a list of file names, got {type(config_file_list).__name__}")
+    if config_dict is not None and not isinstance(config_dict, dict):
+        raise UnlearnError(f"config_dict must be a dict of settings, got {type(config_dict).__name__}")
+
+
 class UnlearnConfig(Config):
     """RecBole ``Config`` for recbole_unlearn.
 
@@ -115,6 +129,7 @@ class UnlearnConfig(Config):
         config_file_list: Optional[List[str]] = None,
         config_dict: Optional[dict] = None,
     ):
+        _check_argument_kinds(model, dataset, config_file_list, config_dict)
         for path in config_file_list or []:
             _check_yaml_file(path)
         try:

@@ -39,6 +39,7 @@ from recbole_unlearn.trainer.trainer import load_checkpoint
 from recbole_unlearn.unlearnable import MODEL_FORMATS, ForgetReport, UnlearnableModel
 from recbole_unlearn.utils.atomic import atomic_write, fsync_dir, write_json
 from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.trainer.shard_trainer import check_ray_resources
 from recbole_unlearn.utils.faults import fault_point
 from recbole_unlearn.version import __version__
 
@@ -50,6 +51,25 @@ EXAMPLE_RUNTIME_KEYS = ("num_workers", "max_batch", "max_wait_s", "lock_timeout_
 # Not runtime keys, yet a saved model may be given them: they say where a file is, and the file
 # must be the one the model recorded (its SHA-256), so a moved folder and dataset can be served.
 RELOCATABLE_KEYS = ("data_path",)
+
+
+def _settings_to_keep(model: UnlearnableModel) -> dict:
+    """The settings the next version records: the model's own, without the runtime overrides one
+    run answering requests was given (``num_workers``, ``keep_previous_version``, ...), which
+    earlier code wrote into the next version, so every later run used them unasked; a new
+    ``data_path`` (``RELOCATABLE_KEYS``) is kept, where the dataset now lives."""
+    settings = model.config.saved_config_dict()
+    saved = getattr(model, "saved_config", None)
+    if saved is None:
+        return settings
+    for key in getattr(model, "overrides", None) or {}:
+        if key in RELOCATABLE_KEYS:
+            continue
+        if key in saved:
+            settings[key] = saved[key]
+        else:
+            settings.pop(key, None)
+    return settings
 
 
 def file_sha256(path: str) -> str:
@@ -172,6 +192,7 @@ class ModelStore:
             config_dict = dict(manifest["config"])
             config_dict.update(overrides)
             config = UnlearnConfig(manifest["model"], manifest["dataset"], config_dict=config_dict)
+            check_ray_resources(config)
             data_file = dataset_file(config)
             if not os.path.isfile(data_file):
                 raise UnlearnError(f"the model's dataset file is missing: {data_file} (moved? give the folder that "
@@ -193,6 +214,7 @@ class ModelStore:
             model = MODEL_FORMATS[manifest["format"]].from_saved(config, dataset, manifest, load_file, forgotten)
         model.version_dir = version_dir
         model.overrides = overrides
+        model.saved_config = dict(manifest["config"])
         return model
 
     # --- writing ---------------------------------------------------------------------------
@@ -212,6 +234,11 @@ class ModelStore:
         os.makedirs(self.model_dir, exist_ok=True)
         with self.lock.hold():
             previous = self.current_version()
+            if model.version_dir is None and previous is not None:
+                # a freshly trained model is a folder's first version only: another run saved one
+                # here while this one trained (the folder was new when it started)
+                raise UnlearnError(f"model_dir {self.model_dir} already holds a model ({previous}, saved by another "
+                                   "run while this one trained); nothing was written: choose a new folder")
             number = int(previous[1:]) + 1 if previous else 1
             name = f"v{number:06d}"
             final = os.path.join(self.model_dir, name)
@@ -292,7 +319,7 @@ class ModelStore:
             "dataset": config["dataset"],
             "data_path": os.path.abspath(config["data_path"]),
             "data_sha256": file_sha256(data_file),
-            "config": config.saved_config_dict(),
+            "config": _settings_to_keep(model),
             "settings": config.settings(),
             **model.manifest_extras(),
             "n_forgotten": int(len(model.forgotten)),

@@ -28,6 +28,7 @@ from recbole_unlearn.data.partition import ShardMap
 from recbole_unlearn.data.utils import eval_loader, train_loader
 from recbole_unlearn.trainer.trainer import UnlearnTrainer, cpu_state_dict, state_digest
 from recbole_unlearn.trainer.training import new_model
+from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.faults import fault_point
 
 # Seeds of shard k, stage r: seed + SHARD_SEED_STRIDE * (k + 1) + r (distinct for r < stride).
@@ -189,6 +190,22 @@ def run_shard_jobs(config, dataset: UnlearnSequentialDataset, shard_map: ShardMa
     return _run_on_ray(config, dataset, shard_map, keep, jobs)
 
 
+def check_ray_resources(config, available: Optional[Dict[str, float]] = None) -> None:
+    """Refuse shard resources Ray can never grant (a shard would wait for them for ever, holding
+    the model folder's lock): more CPUs per shard than the local Ray's ``num_workers`` (or than
+    the cluster's, ``available``), GPUs per shard where there are fewer."""
+    if config["num_workers"] <= 1:
+        return
+    if available is None:
+        if config["ray_address"]:
+            return  # a cluster's resources are known once connected (_run_on_ray)
+        available = {"CPU": config["num_workers"], "GPU": torch.cuda.device_count()}
+    for key, name in (("ray_cpus_per_shard", "CPU"), ("ray_gpus_per_shard", "GPU")):
+        if config[key] > available.get(name, 0):
+            raise UnlearnError(f"{key} {config[key]:g} exceeds the {available.get(name, 0):g} {name}s Ray has "
+                               f"(num_workers {config['num_workers']}): no shard could ever start")
+
+
 def _run_on_ray(config, dataset, shard_map, keep, jobs) -> List[ShardResult]:
     import ray
 
@@ -200,6 +217,7 @@ def _run_on_ray(config, dataset, shard_map, keep, jobs) -> List[ShardResult]:
             ray.init(num_cpus=config["num_workers"], include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
         logger.info(f"ray started: {ray.cluster_resources()}")
+    check_ray_resources(config, ray.cluster_resources())
     cpus = config["ray_cpus_per_shard"]
     threads = config["shard_num_threads"] or max(1, int(cpus))
     remote = ray.remote(num_cpus=cpus, num_gpus=config["ray_gpus_per_shard"])(train_shard)

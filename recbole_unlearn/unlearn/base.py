@@ -96,7 +96,14 @@ METHODS: Registry[type] = Registry("unlearning method", "unlearn_method")
 
 def check_new_model_dir(config) -> None:
     """A method that saves a deployable model must not overwrite one already in ``model_dir``."""
-    if config["model_dir"] and os.path.exists(os.path.join(config["model_dir"], "CURRENT")):
+    model_dir = config["model_dir"]
+    if model_dir and os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise UnlearnError(f"model_dir {model_dir} is a file; give a new folder")
+    if model_dir and os.path.isdir(model_dir) and os.listdir(model_dir) and \
+            not os.path.exists(os.path.join(model_dir, "CURRENT")):
+        raise UnlearnError(f"model_dir {model_dir} is not empty (a model folder without its CURRENT file, or "
+                           "another folder); give a new folder, so that no earlier log or version is taken over")
+    if model_dir and os.path.exists(os.path.join(model_dir, "CURRENT")):
         raise UnlearnError(
             f"model_dir {config['model_dir']} already holds a model; choose a new folder "
             "(or answer requests with it: --model_dir=... --forget=..., without --model, --dataset or "

@@ -19,6 +19,7 @@ from recbole_unlearn.data.partition import PARTITIONERS, build_shard_map, check_
 from recbole_unlearn.data.similarity import SIMILARITY_PARTITIONERS
 from recbole_unlearn.model.aggregators import AGGREGATORS
 from recbole_unlearn.trainer.approximate import APPROXIMATE
+from recbole_unlearn.trainer.shard_trainer import check_ray_resources
 from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult, check_new_model_dir
 from recbole_unlearn.serving import apply_forget, open_store
 from recbole_unlearn.unlearnable import ShardedUnlearnableModel
@@ -40,6 +41,7 @@ class SISA(UnlearnMethod):
     @classmethod
     def check(cls, config, dataset) -> None:
         check_shard_settings(config, dataset)
+        check_ray_resources(config)
         if config["partition_balance"] == "interactions" and config["partitioner"] not in SIMILARITY_PARTITIONERS:
             # drawn as the fit draws it (cheap without a similarity model), so that a shard a few heavy
             # users filled, too small to slice, is refused before anything trains (a similarity
