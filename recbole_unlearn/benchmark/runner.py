@@ -178,8 +178,7 @@ class CellRun:
         (what :meth:`fingerprint` holds, without loading the data to draw the forget set)."""
         recorded = saved.get("fingerprint") or {}
         today = self.data_settings()
-        differ = sorted(k for k in recorded.get("settings", {}).keys() & today.keys()
-                        if recorded["settings"][k] != today[k])
+        differ = settings_differing(recorded.get("settings", {}), today)
         data_file = dataset_file(self.base)
         if recorded.get("data_sha256") and os.path.isfile(data_file) and \
                 file_sha256(data_file) != recorded["data_sha256"]:
@@ -191,9 +190,15 @@ class CellRun:
                                "it again")
 
 
+def settings_differing(recorded: dict, today: dict) -> List[str]:
+    """The keys both records hold whose values differ (a key only one holds was added since:
+    see the module doc), sorted."""
+    return sorted(k for k in recorded.keys() & today.keys() if recorded[k] != today[k])
+
+
 def same_settings(recorded: dict, today: dict) -> bool:
     """Whether every key both records hold has the same value (see the module doc)."""
-    return all(recorded[k] == today[k] for k in recorded.keys() & today.keys())
+    return not settings_differing(recorded, today)
 
 
 def same_cell(saved: dict, today: dict) -> bool:

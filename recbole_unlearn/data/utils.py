@@ -38,10 +38,10 @@ def check_dataset_files(config) -> None:
                     f"dataset '{config['dataset']}' has no column '{config[key]}' ({key}) in {path}; "
                     "sequential unlearning needs user, item and time of every interaction"
                 )
-        _check_times(config, path, f, header, columns.index(config["TIME_FIELD"]))
+        _check_times(config, path, f, header, columns.index(config["TIME_FIELD"]), separator)
 
 
-def _check_times(config, path: str, lines, header, column: int) -> None:
+def _check_times(config, path: str, lines, header, column: int, separator: str) -> None:
     """The time column orders every user's sequence (its last two are the validation and test
     targets), so it must be a float column that RecBole loads, with a number on every line:
     RecBole orders a token column by token id, and fills a missing float with the column's
@@ -55,7 +55,7 @@ def _check_times(config, path: str, lines, header, column: int) -> None:
     if isinstance(load_col, dict) and field not in (load_col.get("inter") or [field]):
         raise UnlearnError(f"{where}: load_col leaves out '{field}' (TIME_FIELD), which orders every sequence")
     for number, line in enumerate(lines, start=2):
-        parts = line.rstrip("\r\n").split(config["field_separator"])
+        parts = line.rstrip("\r\n").split(separator)
         if len(parts) == 1 and not parts[0]:
             continue
         text = parts[column].strip() if column < len(parts) else ""
