@@ -18,43 +18,63 @@ import argparse
 import csv
 import math
 import os
+import re
 import sys
 from datetime import datetime, timezone
 from typing import Iterator, Optional, Tuple
 
 HEADER = "user_id:token\titem_id:token\ttimestamp:float\n"
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)")  # splits after a carriage return that ends a line alone
+
+
+def _text_lines(path: str, strip_bom: bool = False) -> Iterator[Tuple[int, str]]:
+    """``(line number, line)`` of a UTF-8 file, its line ends kept (``\\n``, ``\\r\\n`` or a lone
+    ``\\r``, as text mode reads them). Each line is decoded on its own so that a line in another
+    encoding is reported with its number (text mode fails somewhere in its read buffer)."""
+    number = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            if number == 0 and strip_bom and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # a spreadsheet's byte-order mark is no text
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path} line {number + 1}: not UTF-8 (byte {raw[e.start]:#04x}); "
+                                 f"convert the file to UTF-8 first") from None
+            for line in _LONE_CR.split(text):
+                if line:  # a lone carriage return at the end of the file leaves an empty piece
+                    number += 1
+                    yield number, line
 
 
 def _sequence_rows(path: str) -> Iterator[Tuple[str, str, int]]:
     first_line = {}
-    with open(path, "r", encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) < 2:
-                raise ValueError(f"{path} line {number}: expected 'user item [item ...]'")
-            if parts[0] in first_line:  # its positions would restart at 0, interleaving the two lines
-                raise ValueError(f"{path} line {number}: user {parts[0]!r} already has its line "
-                                 f"(line {first_line[parts[0]]}); a user's whole sequence is one line")
-            first_line[parts[0]] = number
-            for position, item in enumerate(parts[1:]):
-                yield parts[0], item, position
+    for number, line in _text_lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 2:
+            raise ValueError(f"{path} line {number}: expected 'user item [item ...]'")
+        if parts[0] in first_line:  # its positions would restart at 0, interleaving the two lines
+            raise ValueError(f"{path} line {number}: user {parts[0]!r} already has its line "
+                             f"(line {first_line[parts[0]]}); a user's whole sequence is one line")
+        first_line[parts[0]] = number
+        for position, item in enumerate(parts[1:]):
+            yield parts[0], item, position
 
 
 def _pair_rows(path: str) -> Iterator[Tuple[str, str, int]]:
     counts = {}
-    with open(path, "r", encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 2:
-                raise ValueError(f"{path} line {number}: expected 'user item'")
-            user, item = parts
-            position = counts.get(user, 0)
-            counts[user] = position + 1
-            yield user, item, position
+    for number, line in _text_lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2:
+            raise ValueError(f"{path} line {number}: expected 'user item'")
+        user, item = parts
+        position = counts.get(user, 0)
+        counts[user] = position + 1
+        yield user, item, position
 
 
 def _parse_time(text: str, where: str) -> float:
@@ -78,8 +98,9 @@ def _parse_time(text: str, where: str) -> float:
 
 def _csv_rows(path: str, user_col: str, item_col: str, time_col: str, sep: str) -> Iterator[Tuple[str, str, float]]:
     """(user, item, time) rows in file order; the caller sorts them by time."""
-    with open(path, "r", encoding="utf-8-sig", newline="") as f:  # a spreadsheet's byte-order mark is no text
-        reader = csv.reader(f, delimiter=sep)
+    lines = _text_lines(path, strip_bom=True)
+    reader = csv.reader((line for _, line in lines), delimiter=sep)
+    try:
         header = next(reader, None)
         if header is None:
             raise ValueError(f"{path}: empty file (expected a header line)")
@@ -88,7 +109,8 @@ def _csv_rows(path: str, user_col: str, item_col: str, time_col: str, sep: str) 
         if missing:
             raise ValueError(f"{path}: no column {', '.join(repr(c) for c in missing)} in header {header}")
         index = [header.index(c) for c in (user_col, item_col, time_col)]
-        for number, parts in enumerate(reader, start=2):
+        for parts in reader:
+            number = reader.line_num  # the record's last line (a quoted field may span lines)
             if not parts or all(not p.strip() for p in parts):
                 continue
             if len(parts) != len(header):
@@ -97,8 +119,10 @@ def _csv_rows(path: str, user_col: str, item_col: str, time_col: str, sep: str) 
             if not user or not item:
                 raise ValueError(f"{path} line {number}: empty user or item")
             if any(ch in value for value in (user, item) for ch in "\t\n"):
-                raise ValueError(f"{path} line {number}: user or item contains a tab")
+                raise ValueError(f"{path} line {number}: user or item contains a tab or a line break")
             yield user, item, _parse_time(moment, f"{path} line {number}")
+    except csv.Error as e:
+        raise ValueError(f"{path} line {reader.line_num}: {e}") from None
 
 
 def _csv_sorted(path: str, user_col: str, item_col: str, time_col: str, sep: str) -> Iterator[Tuple[str, str, float]]:
@@ -134,8 +158,10 @@ def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", us
         rows = READERS[fmt](input_path)
     folder = os.path.join(data_path, name)
     target = os.path.join(folder, f"{name}.inter")
+    created = _missing_folders(data_path)
     os.makedirs(data_path, exist_ok=True)
     tmp = os.path.join(data_path, f".{name}.inter.tmp")
+    done = False
     try:
         written = 0
         with open(tmp, "w", encoding="utf-8") as out:
@@ -147,10 +173,27 @@ def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", us
             raise ValueError(f"{input_path}: no interactions to convert")
         os.makedirs(folder, exist_ok=True)
         os.replace(tmp, target)
+        done = True
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if not done:
+            for made in created:  # innermost first; a folder something else wrote into stays
+                try:
+                    os.rmdir(made)
+                except OSError:
+                    break
     return target
+
+
+def _missing_folders(path: str) -> list:
+    """The folders ``os.makedirs(path)`` would create, innermost first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
 
 
 def main(argv=None) -> int:

@@ -140,3 +140,36 @@ def test_an_empty_name_is_refused_and_a_byte_order_mark_is_read(tmp_path, capsys
     assert "--name must be a folder name" in capsys.readouterr().err
     assert main(args + ["--name", "ok"]) == 0
     assert (tmp_path / "out" / "ok" / "ok.inter").read_text().splitlines()[1:] == ["u\ti\t1", "u\tj\t2"]
+
+
+@pytest.mark.parametrize("fmt, lines", [
+    ("sequence", [b"u1 i1 i2", b"u3 i4 i5", b"u2 i3 \xe9t\xe9"]),  # Latin-1, not UTF-8
+    ("pairs", [b"u1 i1", b"u1 i2", b"u2 \xff"]),
+    ("csv", [b"user,item,time", b"u1,i1,1", b"u2,caf\xe9,2"]),
+])
+def test_input_that_is_not_utf8_names_its_line_and_creates_no_folder(tmp_path, capsys, fmt, lines):
+    """A file in another encoding was reported without its line, and the missing --data_path was
+    created (empty) although nothing was written."""
+    src = tmp_path / "latin1.txt"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "new" / "data"
+    args = ["--input", str(src), "--format", fmt, "--name", "bad", "--data_path", str(out)]
+    if fmt == "csv":
+        args += ["--user_col", "user", "--item_col", "item", "--time_col", "time"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1, err
+    assert f"line {len(lines)}: not UTF-8" in err, err
+    assert sorted(os.listdir(tmp_path)) == ["latin1.txt"]
+
+
+def test_csv_with_carriage_return_line_ends_is_read_as_before(tmp_path):
+    """Lines are decoded one by one now; a CSV with old-Mac (lone CR) or Windows line ends still
+    reads line by line, and a quoted field across lines counts its lines."""
+    src = tmp_path / "cr.csv"
+    src.write_bytes(b'user,item,time,note\ru,i,1,a\ru,j,2,b\r\nu,k,3,"two\nlines"\r')
+    header, rows = _read(convert(str(src), "csv", "cr", str(tmp_path), "user", "item", "time"))
+    assert rows == [("u", "i", "1"), ("u", "j", "2"), ("u", "k", "3")]
+    src.write_bytes(b'user,item,time,note\ru,i,1,a\r\nu,k,3,"two\nlines"\rv,x\r')
+    with pytest.raises(ValueError, match="line 5: 2 fields"):
+        convert(str(src), "csv", "cr", str(tmp_path), "user", "item", "time")
