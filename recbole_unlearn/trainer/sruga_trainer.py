@@ -31,7 +31,11 @@ it when the forget metric has not decreased for ``sruga_patience`` checks; with
 ``sruga_stop_unseen`` it also stops once the forget metric is no higher than the starting model's
 on the validation targets, interactions it never trained on (checked from the first epoch on,
 never before it); if the utility metric fell below ``utility_floor`` times its starting value, it
-restores the last state that was above the floor and stops. These checks rank all items for
+restores the last state that was above the floor and stops, except where no epoch was kept yet:
+stopping there would answer the request with the starting weights unchanged, so the step, too
+large for this model, starts again from the starting weights at ``sruga_floor_backoff`` times the
+learning rate (a fresh Adam, the annealing from its start), at most ``sruga_floor_restarts`` times
+(the epochs count toward ``sruga_epochs``). These checks rank all items for
 every validation user; ``sruga_valid_users`` limits the utility check to a fixed random sample of
 that many users (the same users at every check) to make it cheaper.
 """
@@ -83,6 +87,8 @@ declare({  # defaults in properties/overall.yaml (sharded methods use them with 
     "sruga_stop_unseen": flag_key("forget"),
     "sruga_dropout": flag_key("forget"),
     "utility_floor": number_key("forget", open_low=False, high=1),
+    "sruga_floor_restarts": int_key("forget", low=0),
+    "sruga_floor_backoff": number_key("forget", high=1),
     "sruga_valid_users": int_key("forget", optional=True),
 })
 
@@ -235,7 +241,8 @@ class SRUGATrainer(UnlearnTrainer):
     checks (:meth:`_valid_epoch`): the forget metric ``sruga_forget_check`` on D_fgt (the early
     stopping score, lower is better), the utility metric ``sruga_utility_check`` on the
     validation targets (the floor) and, for ``sruga_stop_unseen``, the forget metric on the
-    validation targets. Falling below the floor restores the last state above it and stops;
+    validation targets. Falling below the floor restores the last state above it and stops, or,
+    before any epoch was kept, starts again at a smaller rate (:meth:`_restart_smaller`);
     reaching the unseen level stops. Both stops go through RecBole's early stopping."""
 
     def __init__(self, config, model, agent, fgt_eval, valid_eval, shared_forward: bool, report: ApproximateReport):
@@ -248,6 +255,9 @@ class SRUGATrainer(UnlearnTrainer):
         self.forget_check = config["sruga_forget_check"].lower()  # RecBole's result keys: "hit@10"
         self.utility_check = config["sruga_utility_check"].lower()
         self.eta_ga = self.weights["ga"]
+        self.restarts_left = config["sruga_floor_restarts"]
+        self.first_epoch = 0  # the epoch the current attempt started at (annealing restarts with it)
+        self.checked_epoch = 0  # the epoch of the last check
         self.floor: Optional[float] = None
         self.unseen: Optional[float] = None
         self.last_good: Optional[dict] = None
@@ -263,7 +273,7 @@ class SRUGATrainer(UnlearnTrainer):
                                      self.shared_forward)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        self.eta_ga = self.weights["ga"] * self.sruga["sruga_anneal"] ** epoch_idx
+        self.eta_ga = self.weights["ga"] * self.sruga["sruga_anneal"] ** (epoch_idx - self.first_epoch)
         loss = Trainer._train_epoch(self, train_data, epoch_idx, loss_func=self._step_loss, show_progress=show_progress)
         self.report.epochs_run = epoch_idx + 1
         return loss
@@ -312,11 +322,13 @@ class SRUGATrainer(UnlearnTrainer):
         # RecBole's early stopping counts a tie as an improvement; SRUGA stops when the forget
         # metric does not go down, so the best is held one float step out of a tie's reach.
         self.best_valid_score = float(np.nextafter(self.best_valid_score, np.inf))
-        epoch = self.report.epochs_run
+        epoch = self.checked_epoch = self.report.epochs_run
         scores = self.measure()
-        self.report.history.append(dict(scores, epoch=epoch))
+        self.report.history.append(dict(scores, epoch=epoch, learning_rate=self.learning_rate))
         if scores["valid_" + self.utility_check] < self.floor:
             self.model.load_state_dict(self.last_good)
+            if self.report.kept_epoch == 0 and self.restarts_left:
+                return self._restart_smaller(epoch), scores
             return self._stop_now("utility_floor"), scores
         self.last_good = cpu_state_dict(self.model)
         self.report.kept_epoch = epoch
@@ -324,6 +336,21 @@ class SRUGATrainer(UnlearnTrainer):
             return self._stop_now("unseen"), scores
         self.report.stopped_by = "patience"  # until another check or the last epoch says otherwise
         return -scores["forget_" + self.forget_check], scores
+
+    def _restart_smaller(self, epoch: int) -> float:
+        """A check fell below the floor before any epoch was kept: start again from the starting weights (just
+        restored) with a fresh Adam at ``sruga_floor_backoff`` x the learning rate and the
+        annealing from its start; RecBole's early stopping forgets this check. Returns the score
+        to hand it: one that does not count as progress, with the step it counts taken back."""
+        self.restarts_left -= 1
+        self.learning_rate *= self.sruga["sruga_floor_backoff"]
+        self.optimizer = self._build_optimizer(params=self.model.parameters(), learning_rate=self.learning_rate)
+        self.first_epoch = epoch
+        self.report.stopped_by = "utility_floor"  # unless a later check says otherwise (sruga_epochs may end here)
+        getLogger().info(f"sruga: epoch {epoch} fell below the utility floor before any epoch was kept; "
+                         f"starting again at learning rate {self.learning_rate:g}")
+        self.cur_step -= 1  # RecBole adds it back for the non-improving score below
+        return -float("inf")
 
     def unlearn(self, train_data) -> None:
         """Run SRUGA on ``train_data`` (:class:`PairedBatches`) from the starting checks."""
@@ -334,10 +361,10 @@ class SRUGATrainer(UnlearnTrainer):
         # recalls D_fgt no better than its validation targets was still trained on it, and
         # whether it does sits on a knife's edge for an under-trained model (thread counts flip it).
         self.fit(train_data, valid_data=self.valid_eval, verbose=True, saved=False)
-        if self.report.stopped_by == "patience" and self.cur_step <= self.stopping_step:
+        if self.report.epochs_run > self.checked_epoch:  # epochs ran after the last check (sruga_eval_step > 1)
+            self.report.stopped_by, self.report.kept_epoch = "max_epochs", self.report.epochs_run
+        elif self.report.stopped_by == "patience" and self.cur_step <= self.stopping_step:
             self.report.stopped_by = "max_epochs"  # the last check was not a stop
-        if self.report.stopped_by == "max_epochs":
-            self.report.kept_epoch = self.report.epochs_run  # the last epochs may have run after the last check
         self.model.eval()
 
 
