@@ -39,7 +39,7 @@ setup(
     install_requires=install_requires,
     # "cpu": the torch build CI and the benchmarks run (the CPU wheel on our machines); leave it
     # out to keep a torch you already have (any version requirements.txt allows, CUDA builds too).
-    extras_require={"cpu": ["torch==2.13.0"], "test": ["pytest>=7", "hypothesis>=6"]},
+    extras_require={"cpu": ["torch==2.13.0"], "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6"]},
     entry_points={
         "console_scripts": ["recbole-unlearn=recbole_unlearn.cli:main"]
     },

@@ -5,6 +5,22 @@ import pytest
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 
+# pytest.ini runs the tests in two worker processes (pytest-xdist). Two torch processes with two
+# threads each on a 2-core machine took 1,029 s for the suite against 747 s in one process; one
+# thread each (here, and in the processes a test starts) took 486 s. Set before torch is imported.
+# Each worker also keeps to its own share of the CPUs (its children inherit it), so that what a
+# test measures of "other processes" on its CPUs (utils/cpu_meter.py) is not the other worker
+# (unpinned, test_cpu_meter failed beside it); pinned, the suite took 376 s.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER:
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    _count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= _count > 1:
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[int(_WORKER[2:]) % _count::_count])
+    import torch
+
+    torch.set_num_threads(1)
+
 # RecBole 1.2.1 triggers these on every dataset load; they are not ours to fix.
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=DeprecationWarning)
