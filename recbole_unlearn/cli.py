@@ -13,7 +13,9 @@ RecBole; ``--benchmark=<grid.yaml>`` runs a leaderboard grid (``recbole_unlearn/
 every other ``--key=value`` overrides a config key (values are parsed like RecBole's command line, ``--epochs=5``, ``--unlearn_method="['retrain']"``, but only ever as literals,
 never evaluated as code: see ``config.configurator.literal_values``).
 """
+import signal
 import sys
+import threading
 import warnings
 from typing import List, Optional, Tuple
 
@@ -52,11 +54,16 @@ def raw_cells(value: Optional[str]) -> Optional[List[str]]:
     return [name.strip() for name in value.split(",") if name.strip()]
 
 
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # RecBole 1.2.1 / ray 2.6.3 emit these on every run; they would drown the one error line.
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")
+    previous_sigterm = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
     try:
         model, dataset, config_files, config_dict = parse_args(argv)
         if "benchmark" in config_dict:
@@ -90,10 +97,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     except UnlearnError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (below); a request run says what it did and what waits
+        print(f"error: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130
+    finally:
+        if _main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous_sigterm is None else previous_sigterm)
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM (a service manager's stop) ends a run as Ctrl-C does, through ``KeyboardInterrupt``:
+    the model folder is crash-safe either way, and the run gets to say what it had done."""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -456,3 +456,36 @@ def test_a_run_folder_taken_between_the_check_and_the_creation_gets_the_next_nam
     (in_tmp / "run").mkdir()
     monkeypatch.setattr(os.path, "exists", lambda path: False)  # another process made it in between
     assert run_dir_for(str(in_tmp), "run") == str(in_tmp / "run-1")
+
+
+def test_a_stopped_watcher_says_what_it_applied_and_what_waits(model_copy, in_tmp):
+    """A deletion service stopped by its supervisor (SIGTERM) died without a word, and Ctrl-C said
+    only "error: interrupted": nothing told the operator that a request read from the inbox was
+    still waiting (its file already gone). The run now stops with one ``error:`` line that counts
+    what it applied and what waits for the next run, and the request is still applied by it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    user = _users_by_shard(model_copy)[0][0]
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    (inbox / "a.csv").write_text(f"{user}\n")
+    proc = subprocess.Popen([sys.executable, os.path.join(root, "run_recbole_unlearn.py"), f"--model_dir={model_copy}",
+                             "--forget=inbox", "--state=ERROR", "--max_wait_s=3600", "--watch_poll_s=0.05",
+                             "--watch_settle_s=0"], cwd=in_tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not any(e["status"] == "queued" for e in ledger_events(model_copy)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: interrupted"), err
+    assert "0 requests applied" in lines[0] and "1 request read and not applied yet" in lines[0], lines[0]
+    assert verify_model(model_copy)["requests_not_final"] == 1
+    doc = run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.3, "watch_poll_s": 0.05, "max_wait_s": 0,
+                                                       "state": "ERROR"}, verbose=False)
+    assert doc["requests"]["resumed"] == 1 and doc["requests"]["applied"] == 1

@@ -7,11 +7,13 @@ import os
 import shutil
 import stat
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from logging import getLogger
 from typing import Dict, List, Optional, Tuple
 
 from recbole_unlearn.serving.batcher import RequestBatcher, StreamSummary
+from recbole_unlearn.serving.ledger import LEDGER
 from recbole_unlearn.serving.request_files import FileRequest, bytes_digest, file_digest, file_requests, request_id
 from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearnable import UnlearnableModel
@@ -20,6 +22,32 @@ from recbole_unlearn.utils.errors import UnlearnError
 
 PROCESSED = "processed"
 REJECTED = "rejected"
+
+
+class RequestsInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM (see ``cli``) while a run answered requests; its text says what the run
+    had applied by then and how many requests it read that wait for the next run (the ledger
+    keeps them ``queued``; the next run on the folder applies them first)."""
+
+    def __init__(self, summary: StreamSummary, ledger: str):
+        self.summary = summary
+        applied = summary.outcomes["applied"] + summary.outcomes["applied_without_change"]
+        waiting = summary.queued - sum(summary.outcomes.values())
+        super().__init__(f"{applied} request{'' if applied == 1 else 's'} applied, "
+                         f"{summary.outcomes['rejected']} rejected, {waiting} request{'' if waiting == 1 else 's'} "
+                         f"read and not applied yet: they stay queued in {ledger}, and the next run answering "
+                         "requests on this model folder applies them first")
+
+
+@contextmanager
+def _interrupt_says_what_waits(batcher: RequestBatcher):
+    """Turn a ``KeyboardInterrupt`` inside a request run into :class:`RequestsInterrupted`."""
+    try:
+        yield
+    except RequestsInterrupted:
+        raise
+    except KeyboardInterrupt:
+        raise RequestsInterrupted(batcher.summary, os.path.join(batcher.store.model_dir, LEDGER)) from None
 
 
 def stream_request_file(store: ModelStore, model: UnlearnableModel, path: str) -> Tuple[StreamSummary, UnlearnableModel]:
@@ -33,10 +61,11 @@ def stream_request_file(store: ModelStore, model: UnlearnableModel, path: str) -
                                 strict=True)
     batcher = RequestBatcher(store, model, config["max_batch"], config["max_wait_s"],
                              f"requests:{os.path.basename(path)}")
-    batcher.submit(requests)
-    while batcher.pending:
-        if not batcher.pump():
-            batcher.pump(drain=True)
+    with _interrupt_says_what_waits(batcher):
+        batcher.submit(requests)
+        while batcher.pending:
+            if not batcher.pump():
+                batcher.pump(drain=True)
     batcher.summary.check()
     return batcher.summary, batcher.model
 
@@ -132,6 +161,13 @@ def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str
     config = model.config
     batcher = RequestBatcher(store, model, config["max_batch"], config["max_wait_s"],
                              f"requests:{os.path.basename(os.path.normpath(folder))}/")
+    with _interrupt_says_what_waits(batcher):
+        return _watch(batcher, folder)
+
+
+def _watch(batcher: RequestBatcher, folder: str) -> Tuple[StreamSummary, UnlearnableModel]:
+    """:func:`watch_request_folder`'s loop."""
+    config = batcher.model.config
     files: Dict[str, _WatchedFile] = {}
     idle_since = time.monotonic()
     while True:
