@@ -35,11 +35,11 @@ import torch
 
 from recbole_unlearn.config.keys import phase_of
 from recbole_unlearn.serving.lock import FolderLock
+from recbole_unlearn.trainer.shard_trainer import check_ray_resources
 from recbole_unlearn.trainer.trainer import load_checkpoint
 from recbole_unlearn.unlearnable import MODEL_FORMATS, ForgetReport, UnlearnableModel
 from recbole_unlearn.utils.atomic import atomic_write, fsync_dir, write_json
 from recbole_unlearn.utils.errors import UnlearnError
-from recbole_unlearn.trainer.shard_trainer import check_ray_resources
 from recbole_unlearn.utils.faults import fault_point
 from recbole_unlearn.version import __version__
 
