@@ -178,6 +178,45 @@ def _same_weights(a, b) -> bool:
     return all(torch.equal(value, b.state_dict()[key]) for key, value in a.state_dict().items())
 
 
+def _kept_state_was_checked(report, cfg, start, final) -> bool:
+    """The model ends with its starting weights (kept epoch 0), or with an epoch whose check
+    was at or above the utility floor."""
+    if report.kept_epoch == 0:
+        return _same_weights(start, final)
+    floor = cfg["utility_floor"] * report.history[0]["valid_ndcg@10"]
+    checks = [h for h in report.history if h["epoch"] == report.kept_epoch]
+    return bool(checks) and checks[-1]["valid_ndcg@10"] >= floor
+
+
+@pytest.mark.parametrize("epochs", [3, 5])
+def test_epochs_after_the_last_check_are_checked_before_they_are_kept(trained, epochs):
+    """With ``sruga_eval_step`` 2 the epochs after the last check were kept unchecked
+    (``stopped_by: max_epochs``): after a restart at a smaller rate, a model at 0.5 x the floor
+    was answered as a normal forget (found by probing the restart)."""
+    config, dataset, forget_set, model = trained
+    cfg = config.override({"sruga_learning_rate": 0.1, "utility_floor": 0.9, "sruga_eval_step": 2,
+                           "sruga_epochs": epochs})
+    victim = copy.deepcopy(model)
+    report = sruga_unlearn(cfg, victim, dataset, forget_set, forget_set.keep_mask(dataset))
+    assert report.history[-1]["epoch"] == report.epochs_run == epochs, report.to_json()  # the last epoch was checked
+    assert _kept_state_was_checked(report, cfg, model, victim), report.to_json()
+
+
+def test_a_diverging_step_is_a_floor_hit_not_a_crash(trained):
+    """A learning rate that makes the loss NaN mid-epoch raised RecBole's "Training loss is nan"
+    out of SRUGA: a run ended in a traceback, and a saved model's request failed on every retry.
+    It now restores the last good state (restarting at a smaller rate where none was kept)."""
+    config, dataset, forget_set, model = trained
+    cfg = config.override({"sruga_learning_rate": 1e30, "sruga_batch_size": 8, "sruga_epochs": 3,
+                           "sruga_floor_restarts": 1})
+    victim = copy.deepcopy(model)
+    report = sruga_unlearn(cfg, victim, dataset, forget_set, forget_set.keep_mask(dataset))
+    assert report.stopped_by in ("non_finite_loss", "utility_floor"), report.to_json()
+    assert all(torch.isfinite(v).all() for v in victim.state_dict().values() if v.is_floating_point())
+    assert report.kept_epoch == 0 and _same_weights(model, victim), report.to_json()
+    assert report.epochs_run >= 2  # the restart at 5e29 ran too
+
+
 def test_a_floor_hit_before_any_kept_epoch_starts_again_at_a_smaller_rate(trained):
     """With the shipped defaults, the issue's own command (SASRec, ml-100k, 3 epochs) forgot with
     two torch threads and changed nothing with one: the first epoch fell below the utility floor

@@ -38,7 +38,7 @@ NOTHING_REMAINS = "nothing_remains"
 @dataclass
 class ApproximateReport:
     """What an approximate step did. ``stopped_by``: why it stopped (method-specific, e.g.
-    ``patience``, ``utility_floor``, ``unseen``, ``max_epochs``, ``empty``,
+    ``patience``, ``utility_floor``, ``unseen``, ``max_epochs``, ``empty``, ``non_finite_loss``,
     ``non_finite_weights`` (:func:`restore_if_not_finite`) or :data:`NOTHING_REMAINS`); ``history``: the
     checks it made, each a dict with ``epoch`` and ``forget_hit@10``; ``kept_epoch``: the epoch
     whose state the model ends with (0: the starting state); ``eval_seconds``: the part of

@@ -35,7 +35,9 @@ restores the last state that was above the floor and stops, except where no epoc
 stopping there would answer the request with the starting weights unchanged, so the step, too
 large for this model, starts again from the starting weights at ``sruga_floor_backoff`` times the
 learning rate (a fresh Adam, the annealing from its start), at most ``sruga_floor_restarts`` times
-(the epochs count toward ``sruga_epochs``). These checks rank all items for
+(the epochs count toward ``sruga_epochs``). A step whose loss is not finite is a floor hit that
+needs no check (``stopped_by: non_finite_loss`` when it stops); epochs run after the last
+scheduled check (``sruga_eval_step`` > 1) get a check of their own before they are kept. These checks rank all items for
 every validation user; ``sruga_valid_users`` limits the utility check to a fixed random sample of
 that many users (the same users at every check) to make it cheaper.
 """
@@ -63,8 +65,12 @@ from recbole_unlearn.utils.eval_mode_gradients import eval_mode_gradients
 
 
 #: SRUGA's report is the approximate-step report (``stopped_by``: ``patience``,
-#: ``utility_floor``, ``unseen`` (``sruga_stop_unseen``), ``max_epochs`` or ``empty``).
+#: ``utility_floor``, ``unseen`` (``sruga_stop_unseen``), ``max_epochs``, ``non_finite_loss`` or ``empty``).
 SRUGAReport = ApproximateReport
+
+
+class _Diverged(Exception):
+    """A SRUGA step's loss was not finite (raised from :meth:`SRUGATrainer._check_nan`)."""
 
 
 GA_LOSSES = ("bce", "ce", "auto")
@@ -274,9 +280,11 @@ class SRUGATrainer(UnlearnTrainer):
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         self.eta_ga = self.weights["ga"] * self.sruga["sruga_anneal"] ** (epoch_idx - self.first_epoch)
-        loss = Trainer._train_epoch(self, train_data, epoch_idx, loss_func=self._step_loss, show_progress=show_progress)
-        self.report.epochs_run = epoch_idx + 1
-        return loss
+        try:
+            return Trainer._train_epoch(self, train_data, epoch_idx, loss_func=self._step_loss,
+                                        show_progress=show_progress)
+        finally:
+            self.report.epochs_run = epoch_idx + 1  # a diverged epoch ran too
 
     # --- the checks -------------------------------------------------------------------------
     def measure(self) -> Dict[str, float]:
@@ -322,35 +330,53 @@ class SRUGATrainer(UnlearnTrainer):
         # RecBole's early stopping counts a tie as an improvement; SRUGA stops when the forget
         # metric does not go down, so the best is held one float step out of a tie's reach.
         self.best_valid_score = float(np.nextafter(self.best_valid_score, np.inf))
-        epoch = self.checked_epoch = self.report.epochs_run
         scores = self.measure()
-        self.report.history.append(dict(scores, epoch=epoch, learning_rate=self.learning_rate))
-        if scores["valid_" + self.utility_check] < self.floor:
-            self.model.load_state_dict(self.last_good)
-            if self.report.kept_epoch == 0 and self.restarts_left:
-                return self._restart_smaller(epoch), scores
-            return self._stop_now("utility_floor"), scores
-        self.last_good = cpu_state_dict(self.model)
-        self.report.kept_epoch = epoch
-        if self.recalled_like_unseen(scores):
-            return self._stop_now("unseen"), scores
+        verdict = self._judge(scores)
+        if verdict == "restart":
+            self.cur_step -= 1  # RecBole's early stopping adds it back: the restart forgets this check
+            return -float("inf"), scores
+        if verdict != "kept":
+            return self._stop_now(verdict), scores
         self.report.stopped_by = "patience"  # until another check or the last epoch says otherwise
         return -scores["forget_" + self.forget_check], scores
 
-    def _restart_smaller(self, epoch: int) -> float:
-        """A check fell below the floor before any epoch was kept: start again from the starting weights (just
-        restored) with a fresh Adam at ``sruga_floor_backoff`` x the learning rate and the
-        annealing from its start; RecBole's early stopping forgets this check. Returns the score
-        to hand it: one that does not count as progress, with the step it counts taken back."""
+    def _judge(self, scores: Dict[str, float]) -> str:
+        """Record the check of the epoch just run and act on it: ``kept`` (its state is the last
+        good one), ``unseen`` (kept, and recalled like unseen data), ``restart`` (below the floor
+        with no epoch kept yet, epochs and restarts left: :meth:`_restart_smaller`) or
+        ``utility_floor`` (below it: the last good state is restored)."""
+        epoch = self.checked_epoch = self.report.epochs_run
+        self.report.history.append(dict(scores, epoch=epoch, learning_rate=self.learning_rate))
+        if scores["valid_" + self.utility_check] < self.floor:
+            return self._fell(epoch, "utility_floor")
+        self.last_good = cpu_state_dict(self.model)
+        self.report.kept_epoch = epoch
+        return "unseen" if self.recalled_like_unseen(scores) else "kept"
+
+    def _fell(self, epoch: int, reason: str) -> str:
+        """The epoch just run fell below the floor, or its loss was not finite (``reason``):
+        restore the last good state, then restart at a smaller rate where that is the starting
+        state and epochs and restarts are left; returns ``restart`` or ``reason``."""
+        self.model.load_state_dict(self.last_good)
+        if self.report.kept_epoch == 0 and self.restarts_left and epoch < self.epochs:
+            self._restart_smaller(epoch)
+            return "restart"
+        return reason
+
+    def _restart_smaller(self, epoch: int) -> None:
+        """Start again from the starting weights (just restored) with a fresh Adam at
+        ``sruga_floor_backoff`` x the learning rate and the annealing from its start."""
         self.restarts_left -= 1
         self.learning_rate *= self.sruga["sruga_floor_backoff"]
         self.optimizer = self._build_optimizer(params=self.model.parameters(), learning_rate=self.learning_rate)
         self.first_epoch = epoch
-        self.report.stopped_by = "utility_floor"  # unless a later check says otherwise (sruga_epochs may end here)
-        getLogger().info(f"sruga: epoch {epoch} fell below the utility floor before any epoch was kept; "
-                         f"starting again at learning rate {self.learning_rate:g}")
-        self.cur_step -= 1  # RecBole adds it back for the non-improving score below
-        return -float("inf")
+        self.report.stopped_by = "utility_floor"  # unless a later check says otherwise
+        getLogger().info(f"sruga: epoch {epoch} fell below the utility floor (or its loss was not finite) before "
+                         f"any epoch was kept; starting again at learning rate {self.learning_rate:g}")
+
+    def _check_nan(self, loss):
+        if not torch.isfinite(loss):  # RecBole raises ValueError on NaN; a diverged step is SRUGA's to handle
+            raise _Diverged()
 
     def unlearn(self, train_data) -> None:
         """Run SRUGA on ``train_data`` (:class:`PairedBatches`) from the starting checks."""
@@ -360,9 +386,21 @@ class SRUGATrainer(UnlearnTrainer):
         # The unseen stop is checked after each epoch, never before the first: a model that
         # recalls D_fgt no better than its validation targets was still trained on it, and
         # whether it does sits on a knife's edge for an under-trained model (thread counts flip it).
-        self.fit(train_data, valid_data=self.valid_eval, verbose=True, saved=False)
+        while True:
+            try:
+                self.fit(train_data, valid_data=self.valid_eval, verbose=True, saved=False)
+                break
+            except _Diverged:  # a non-finite loss: as a floor hit, without a check to run
+                getLogger().warning(f"sruga: the loss of epoch {self.report.epochs_run} was not finite at learning "
+                                    f"rate {self.learning_rate:g}")
+                if self._fell(self.report.epochs_run, "non_finite_loss") != "restart":
+                    self.report.stopped_by = "non_finite_loss"
+                    self.model.eval()
+                    return
+                self.start_epoch = self.report.epochs_run  # RecBole's fit goes on from the next epoch
         if self.report.epochs_run > self.checked_epoch:  # epochs ran after the last check (sruga_eval_step > 1)
-            self.report.stopped_by, self.report.kept_epoch = "max_epochs", self.report.epochs_run
+            verdict = self._judge(self.measure())
+            self.report.stopped_by = "max_epochs" if verdict == "kept" else verdict  # no epoch left to restart in
         elif self.report.stopped_by == "patience" and self.cur_step <= self.stopping_step:
             self.report.stopped_by = "max_epochs"  # the last check was not a stop
         self.model.eval()
