@@ -134,3 +134,22 @@ def test_numpy_scalars_from_the_python_api_are_plain_values():
     assert type(config["learning_rate"]) is float and abs(config["learning_rate"] - 0.003) < 1e-9
     assert config["topk"] == [10] and type(config["topk"][0]) is int
     assert config["include_retrain"] is False
+
+
+def test_config_files_that_hold_no_setting_or_a_key_twice(tmp_path):
+    """Found by probing: a config file of comments only (valid YAML, no settings) was refused with
+    "'NoneType' object is not iterable"; a key written twice kept the last value without a word;
+    a folder given as a config file was "not found"."""
+    empty, comments, twice = tmp_path / "empty.yaml", tmp_path / "comments.yaml", tmp_path / "twice.yaml"
+    empty.write_text("")
+    comments.write_text("# nothing set here yet\n")
+    config = UnlearnConfig("GRU4Rec", config_file_list=[str(empty), str(comments)], config_dict=tiny_dict(epochs=3))
+    assert config["epochs"] == 3
+    twice.write_text("epochs: 1\nlearning_rate: 0.01\nepochs: 3\n")
+    with pytest.raises(UnlearnError, match=r"twice.yaml is not valid YAML \(line 3, column 1\): key 'epochs' is written twice"):
+        UnlearnConfig("GRU4Rec", config_file_list=[str(twice)], config_dict=tiny_dict())
+    (tmp_path / "listed.yaml").write_text("- epochs\n")
+    with pytest.raises(UnlearnError, match="must be a mapping of settings"):
+        UnlearnConfig("GRU4Rec", config_file_list=[str(tmp_path / "listed.yaml")], config_dict=tiny_dict())
+    with pytest.raises(UnlearnError, match="is a folder, not a config file"):
+        UnlearnConfig("GRU4Rec", config_file_list=[str(tmp_path)], config_dict=tiny_dict())

@@ -59,6 +59,14 @@ def test_grid_list_shorthand_and_retrain_moved_first():
     ({"models": ["SASRec"], "datasets": ["d"], "methods": ["sru"], "targets": {"nope": {"ndcg_at_least": 1}}},
      "unknown unlearning method 'nope'"),
     ({"models": ["SASRec"], "datasets": ["d"], "methods": ["sru"], "targets": [0.9]}, "'targets' must map"),
+    # found by probing: a row labelled retrain that runs SISA became every speedup's reference;
+    # config_files under 'config' was recorded and never read; a '|' in a label broke the table
+    ({"models": ["SASRec"], "datasets": ["d"], "methods": {"retrain": {"unlearn_method": "sisa"}}},
+     "the row 'retrain' is every speedup's reference: it must run unlearn_method retrain"),
+    ({"models": ["SASRec"], "datasets": ["d"], "methods": ["sisa"], "config": {"config_files": ["a.yaml"]}},
+     "cannot set 'config_files'"),
+    ({"models": ["SASRec"], "datasets": ["d"], "methods": {"sisa|k3": {"unlearn_method": "sisa"}}},
+     "label 'sisa|k3' is not allowed"),
 ])
 def test_bad_grids_get_one_clear_error(document, message):
     with pytest.raises(UnlearnError, match=message):
@@ -766,3 +774,18 @@ def test_progress_counts_an_original_trained_again_among_the_steps_left(tmp_path
     run_grid(path)
     assert [(done, total) for done, total, _ in counted] == [(2, 3), (3, 3)]
     assert [what.split()[-1] for _, _, what in counted] == ["original", "sruga"]
+
+
+def test_an_extending_grid_keeps_the_bases_null_values_and_refuses_duplicate_keys(tmp_path):
+    """``extends`` dropped every null the base grid set (``agg_max_samples: ~``, all samples, became
+    the 20,000 cap), not only those the child wrote; a key written twice in a grid kept the last
+    one without a word (a whole method row vanished)."""
+    (tmp_path / "base.yaml").write_text("models: [SASRec]\ndatasets: [d]\nmethods: [sru]\n"
+                                        "config: {agg_max_samples: ~, sruga_valid_users: ~, epochs: 3}\n")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\nconfig: {n_shards: 2, epochs: ~}\n")
+    config = load_grid(str(tmp_path / "child.yaml")).config
+    assert config == {"agg_max_samples": None, "sruga_valid_users": None, "n_shards": 2}  # the child's null drops
+    (tmp_path / "twice.yaml").write_text("models: [SASRec]\ndatasets: [d]\n"
+                                         "methods: {sisa: {n_shards: 2}, sisa: {n_shards: 3}}\n")
+    with pytest.raises(UnlearnError, match=r"twice.yaml is not valid YAML \(line 3, column \d+\): key 'sisa' is written twice"):
+        load_grid(str(tmp_path / "twice.yaml"))

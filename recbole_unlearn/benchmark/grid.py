@@ -20,7 +20,8 @@ A grid file::
     extends: converged-sasrec.yaml      # optional: start from another grid file (a path relative
                                         # to this file): this file's keys replace the base's, except
                                         # 'config' and 'targets', which merge key by key (a key set
-                                        # to null here drops the base's value)
+                                        # to null here drops the base's value; the base's own nulls,
+                                        # e.g. agg_max_samples: ~, are kept)
     reuse_cells_from: results/leaderboard/converged-sasrec   # optional: another grid's output_dir
                                         # whose cells of the same name lend this grid their original
                                         # model, audit references and Retrain row (see runner.py)
@@ -41,6 +42,7 @@ from recbole_unlearn.benchmark.report import TARGET_KINDS
 from recbole_unlearn.config.keys import is_variant_key
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.utils.errors import UnlearnError, yaml_problem
+from recbole_unlearn.utils.yaml_keys import UniqueKeys
 
 GRID_KEYS = {"models", "datasets", "output_dir", "baseline", "config", "methods", "targets", "reuse_cells_from"}
 EXTENDS = "extends"
@@ -49,8 +51,9 @@ MERGED_KEYS = ("config", "targets")
 REFERENCE = "retrain"
 
 
-class _GridLoader(yaml.SafeLoader):
-    """Safe YAML (no Python objects) that reads ``1e-3`` as a float, as RecBole's loader does."""
+class _GridLoader(UniqueKeys, yaml.SafeLoader):
+    """Safe YAML (no Python objects) that reads ``1e-3`` as a float, as RecBole's loader does,
+    and refuses a key written twice (a second row of the same label replaced the first)."""
 
 
 _GridLoader.yaml_implicit_resolvers = {
@@ -114,8 +117,10 @@ def _variants(methods, path: str) -> List[Variant]:
     variants = []
     for label, overrides in methods.items():
         overrides = dict(overrides or {})
-        if not isinstance(label, str) or not label or "/" in label or label in ("original", "recbole"):
-            raise UnlearnError(f"grid {path}: method label {label!r} is not allowed")
+        if not isinstance(label, str) or not label or any(c in label for c in "/|\n\r\t") or \
+                label in ("original", "recbole"):
+            raise UnlearnError(f"grid {path}: method label {label!r} is not allowed (a name without '/', "
+                               "'|' or line breaks, other than original and recbole)")
         bad = sorted(k for k in overrides if not is_variant_key(k))
         if bad:
             raise UnlearnError(
@@ -124,6 +129,9 @@ def _variants(methods, path: str) -> List[Variant]:
             )
         method = str(overrides.pop("unlearn_method", label))
         METHODS.get(method)  # unknown method -> one clear line
+        if label == REFERENCE and method != REFERENCE:
+            raise UnlearnError(f"grid {path}: the row '{REFERENCE}' is every speedup's reference: it must run "
+                               f"unlearn_method {REFERENCE}, not {method!r} (give that row another label)")
         variants.append(Variant(label, method, overrides))
     if not any(v.label == REFERENCE for v in variants):
         variants.insert(0, Variant(REFERENCE, REFERENCE))  # the reference of every speedup
@@ -170,7 +178,7 @@ def expand_grid(grid: dict, path: str = "<dict>") -> Grid:
     config = grid.get("config") or {}
     if not isinstance(config, dict):
         raise UnlearnError(f"grid {path}: 'config' must be a mapping of config keys")
-    for key in ("model", "dataset", "unlearn_method", "model_dir", "benchmark"):
+    for key in ("model", "dataset", "unlearn_method", "model_dir", "benchmark", "config_files"):
         if key in config:
             raise UnlearnError(f"grid {path}: 'config' cannot set '{key}' (the grid decides it)")
     variants = _variants(grid.get("methods"), path)
@@ -211,7 +219,9 @@ def _merged(base: dict, child: dict, path: str) -> dict:
             inherited = base.get(key) or {}
             if not isinstance(value, dict) or not isinstance(inherited, dict):
                 raise UnlearnError(f"grid {path}: '{key}' must be a mapping to merge with the base grid's")
-            value = {k: v for k, v in dict(inherited, **value).items() if v is not None}
+            value = dict(inherited, **value)
+            for k in [k for k, v in value.items() if v is None and k in child[key]]:
+                del value[k]  # a null written here drops the base's value; the base's own nulls stay
         document[key] = value
     return document
 

@@ -20,6 +20,7 @@ from recbole.utils import argument_list
 
 from recbole_unlearn.compat import set_anomaly_detection
 from recbole_unlearn.config.keys import check_values, is_recorded
+from recbole_unlearn.utils.yaml_keys import UniqueKeySafeLoader
 from recbole_unlearn.utils.errors import UnlearnError, one_line, yaml_problem
 from recbole_unlearn.utils.paths import properties_dir, property_file
 
@@ -34,16 +35,22 @@ def _read_yaml(path: str, loader) -> dict:
 
 
 def _check_yaml_file(path: str) -> None:
-    """One-line errors for a config file that is missing, not UTF-8 or not YAML (the parser's
-    own message spans several lines)."""
+    """One-line errors for a config file that is missing, a folder, not UTF-8, not YAML (the
+    parser's own message spans several lines), a key written twice, or no mapping of settings
+    (an empty file, or one of comments only, holds no setting and is fine)."""
+    if os.path.isdir(path):
+        raise UnlearnError(f"config file {path} is a folder, not a config file")
     if not os.path.isfile(path):
         raise UnlearnError(f"config file not found: {path}")
     try:
-        _read_yaml(path, yaml.SafeLoader)
+        settings = _read_yaml(path, UniqueKeySafeLoader)
     except UnicodeDecodeError:
         raise UnlearnError(f"config file {path} is not UTF-8 text") from None
     except yaml.YAMLError as e:
         raise UnlearnError(f"config file {path} is not valid YAML{yaml_problem(e)}") from None
+    if not isinstance(settings, dict):
+        raise UnlearnError(f"config file {path} must be a mapping of settings (key: value lines), "
+                           f"got a {type(settings).__name__}")
 
 
 def _plain(value):
@@ -150,6 +157,14 @@ class UnlearnConfig(Config):
     # --- RecBole hooks -----------------------------------------------------------------
     def _load_cmd_line(self) -> dict:
         return {}
+
+    def _load_config_files(self, file_list):
+        # RecBole's, except that a file with no setting (empty, or comments only) adds none: it
+        # updated the settings with None ("'NoneType' object is not iterable")
+        settings = {}
+        for path in file_list or []:
+            settings.update(_read_yaml(path, self.yaml_loader))
+        return settings
 
     def _convert_config_dict(self, config_dict: dict) -> dict:
         return literal_values(config_dict)
