@@ -176,3 +176,21 @@ def test_cli_sisa_four_shards(model, in_tmp):
     assert sisa["n_shards"] == 4 and sisa["initial_train_seconds"] > 0 and sisa["speedup"] > 0
     assert set(sisa["shards_retrained"]) <= {0, 1, 2, 3}
     assert set(sisa["utility_rem"]) == {"ndcg@10", "ndcg@20", "recall@10", "recall@20"}
+
+
+def test_each_method_row_records_the_settings_it_ran_with(in_tmp):
+    """results.json's settings are the run's base config: with ``--unlearn_method=sisa,sru`` they
+    said ``partitioner: random, aggregator: mean, extra_deletion: none`` while SRU ran kmeans,
+    attention and CED (``sru.yaml``), and nothing in the file said CED ran (found by probing)."""
+    doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(unlearn_method=["sisa", "sru"], n_shards=2,
+                                                               agg_epochs=1, shard_num_threads=1,
+                                                               results_dir=str(in_tmp / "r")))
+    rows = {row["method"]: row for row in doc["rows"]}
+    assert doc["settings"]["extra_deletion"] == "none"  # the base config's
+    sru, sisa = rows["sru"]["settings"], rows["sisa"]["settings"]
+    assert (sru["partitioner"], sru["aggregator"], sru["extra_deletion"], sru["del_num"]) == ("kmeans", "attention",
+                                                                                              "ced", 1)
+    assert (sisa["partitioner"], sisa["aggregator"], sisa["extra_deletion"]) == ("random", "mean", "none")
+    assert "epochs" not in sru  # a data key: the document's settings hold it, shared by every row
+    with open(doc["results_path"]) as f:
+        assert {row["method"]: row.get("settings") for row in json.load(f)["rows"]}["sru"] == sru
