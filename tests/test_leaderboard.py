@@ -789,3 +789,16 @@ def test_an_extending_grid_keeps_the_bases_null_values_and_refuses_duplicate_key
                                          "methods: {sisa: {n_shards: 2}, sisa: {n_shards: 3}}\n")
     with pytest.raises(UnlearnError, match=r"twice.yaml is not valid YAML \(line 3, column \d+\): key 'sisa' is written twice"):
         load_grid(str(tmp_path / "twice.yaml"))
+
+
+def test_the_table_shows_the_speedup_as_recorded_not_rounded_twice():
+    """A speedup of 0.9549 was recorded as 0.95 and shown as 0.9 (rounded again to one decimal);
+    under 0.05 it read 0.0 (found by probing)."""
+    from recbole_unlearn.benchmark.report import cells_from_markdown, leaderboard_markdown
+
+    cell = _rounded_cell("SASRec", "beauty", 3)
+    cell["rows"][-1]["speedup"] = 0.95
+    cell["rows"].append(dict(cell["rows"][-1], method="slow", speedup=0.04))
+    text = leaderboard_markdown([cell], title="")
+    assert "| 0.95 |" in text and "| 0.04 |" in text, text
+    assert cells_from_markdown(text) == [cell]

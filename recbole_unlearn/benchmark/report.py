@@ -103,7 +103,7 @@ def leaderboard_markdown(cells: List[dict], title: str = "Leaderboard") -> str:
         lines.append("|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|")
         for row in cell["rows"]:
             cells_ = [row["method"]] + [_fmt(_value(row, g, k)) for _, g, k in METRIC_COLUMNS]
-            cells_ += [_fmt(row.get("seconds"), 1), _fmt(row.get("speedup"), 1)]
+            cells_ += [_fmt(row.get("seconds"), 1), _fmt(row.get("speedup"), 2)]  # as recorded (2 decimals)
             lines.append("| " + " | ".join(cells_) + " |")
         lines.append("")
         busy = busy_rows_note(cell["rows"], cell["busy_cpu_share"]) if "busy_cpu_share" in cell else None
@@ -279,7 +279,7 @@ def _parse_cell_value(text: str) -> Optional[float]:
 
 def cells_from_markdown(text: str) -> List[dict]:
     """The cells of a ``leaderboard_markdown`` document, read back from its tables: the inverse of
-    that function up to its rounding (metrics to 4 decimals, seconds and speedup to 1). Lets a
+    that function up to its rounding (metrics to 4 decimals, seconds to 1, speedup to 2). Lets a
     committed leaderboard be re-rendered, or merged with newly measured cells, on a machine that
     no longer holds the rows the tables were written from. Sections whose header row is not the
     leaderboard's own are skipped; ``machine`` is not in the tables and comes back empty."""
