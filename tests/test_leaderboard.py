@@ -111,6 +111,15 @@ def test_cells_runs_only_the_named_cells_of_a_grid(tmp_path, in_tmp, capsys):
                                                       "leaderboard.md"]
     assert sorted(os.listdir(tmp_path / "board" / "SASRec-ml-tiny" / "rows")) == [
         "original.json", "recbole.json", "retrain.json"]
+    # the grid's other cell, in a run of its own (a long grid split over runs or machines): the
+    # leaderboard files held only the cells of the last call, the finished SASRec cell was gone
+    assert main([f"--benchmark={path}", "--cells=GRU4Rec-ml-tiny"]) == 0
+    from recbole_unlearn.benchmark.report import cells_from_markdown
+
+    board = cells_from_markdown((tmp_path / "board" / "leaderboard.md").read_text())
+    assert [c["model"] for c in board] == ["GRU4Rec", "SASRec"]  # grid order
+    csv_models = {line.split(",")[0] for line in (tmp_path / "board" / "leaderboard.csv").read_text().splitlines()[1:]}
+    assert csv_models == {"GRU4Rec", "SASRec"}
 
 
 # --- resume ------------------------------------------------------------------------------

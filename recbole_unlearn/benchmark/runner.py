@@ -517,7 +517,8 @@ def run_grid(path: str, cells: Optional[List[str]] = None) -> Dict[str, str]:
     """Run (or resume) the grid in ``path``, or only its ``cells`` (names ``<model>-<dataset>``,
     to split a long grid over several runs or machines: each cell's rows go to the same
     folders either way); returns the paths of the leaderboard files, which hold the cells run
-    by this call.
+    by this call and, in grid order, the finished rows of the grid's other cells (earlier code
+    wrote this call's cells only: a run of the second cell dropped the first from the files).
 
     Every cell's settings and every method's settings are validated, and every dataset file is
     checked (and every lending cell of ``reuse_cells_from`` found), before the first model is
@@ -533,31 +534,54 @@ def run_grid(path: str, cells: Optional[List[str]] = None) -> Dict[str, str]:
     total = sum(r.total_steps() for r in runs)
     progress = Progress(total, total - sum(r.pending_steps() for r in runs))
     title = f"Leaderboard ({os.path.basename(path)})"
-    done: List[dict] = []
+    done: Dict[str, dict] = {}
     paths: Dict[str, str] = {}
+    selected = {run.cell.name for run in runs}
     for run in runs:
-        done.append(run_cell(run, progress))
-        paths = write_leaderboard(done, grid.output_dir, title)
+        done[run.cell.name] = run_cell(run, progress)
+        paths = write_leaderboard(_report_cells(grid, done, selected), grid.output_dir, title)
         getLogger().info(set_color("leaderboard", "green") + f": {paths['md']}")
     return paths
+
+
+def _report_cells(grid: Grid, done: Dict[str, dict], selected: set) -> List[dict]:
+    """In grid order: the cells this call ran (``done``) and the finished rows of the cells it
+    was not asked to run; a cell the runner would refuse (made with other data settings) is
+    left out, with a warning."""
+    cells = []
+    for cell in grid.cells:
+        if cell.name in done:
+            cells.append(done[cell.name])
+        elif cell.name not in selected:
+            try:
+                found = _finished_cell(grid, cell)
+            except UnlearnError as e:
+                getLogger().warning(f"leaderboard: cell {cell.name} left out: {e}")
+                continue
+            if found is not None:
+                cells.append(found)
+    return cells
 
 
 def finished_cells(path: str) -> List[dict]:
     """The rows finished so far for every cell of the grid in ``path`` that has started, in grid
     order (for a report while a long grid is still running or was stopped)."""
     grid = load_grid(path)
-    cells = []
-    for cell in grid.cells:
-        run = CellRun(grid, cell)
-        saved = _read_json(os.path.join(run.dir, CELL_FILE))
-        if saved is None:
-            continue
-        run.check_made_alike(saved)  # the runner would refuse the cell: its rows are not this grid's
-        steps = [(BASELINE, None), (ORIGINAL, None)] + [(v.label, v.overrides) for v in cell.variants]
-        rows = [row for row in (run.finished(label, overrides) for label, overrides in steps) if row is not None]
-        add_speedups(rows)  # a row made with other method settings is left out: the runner runs it again
-        cells.append({"model": cell.model, "dataset": cell.dataset, "description": saved["description"],
-                      "machine": saved["machine"], "epochs_cap": run.base["epochs"], "targets": grid.targets,
-                      "busy_cpu_share": run.base["busy_cpu_share"], "rows": rows})
-    return cells
+    return [found for found in (_finished_cell(grid, cell) for cell in grid.cells) if found is not None]
+
+
+def _finished_cell(grid: Grid, cell: Cell) -> Optional[dict]:
+    """The finished rows of ``cell`` as a report cell, ``None`` if it has not started; refused
+    (``UnlearnError``) if it was made with other data settings."""
+    run = CellRun(grid, cell)
+    saved = _read_json(os.path.join(run.dir, CELL_FILE))
+    if saved is None:
+        return None
+    run.check_made_alike(saved)  # the runner would refuse the cell: its rows are not this grid's
+    steps = [(BASELINE, None), (ORIGINAL, None)] + [(v.label, v.overrides) for v in cell.variants]
+    rows = [row for row in (run.finished(label, overrides) for label, overrides in steps) if row is not None]
+    add_speedups(rows)  # a row made with other method settings is left out: the runner runs it again
+    return {"model": cell.model, "dataset": cell.dataset, "description": saved["description"],
+            "machine": saved["machine"], "epochs_cap": run.base["epochs"], "targets": grid.targets,
+            "busy_cpu_share": run.base["busy_cpu_share"], "rows": rows}
 
