@@ -19,32 +19,33 @@ import csv
 import math
 import os
 import re
+import signal
 import sys
 from datetime import datetime, timezone
 from typing import Iterator, Optional, Tuple
 
 HEADER = "user_id:token\titem_id:token\ttimestamp:float\n"
-_LONE_CR = re.compile(r"(?<=\r)(?!\n)")  # splits after a carriage return that ends a line alone
+_LONE_CR = re.compile(rb"(?<=\r)(?!\n)")  # splits after a carriage return that ends a line alone
 
 
-def _text_lines(path: str, strip_bom: bool = False) -> Iterator[Tuple[int, str]]:
+def _text_lines(path: str) -> Iterator[Tuple[int, str]]:
     """``(line number, line)`` of a UTF-8 file, its line ends kept (``\\n``, ``\\r\\n`` or a lone
     ``\\r``, as text mode reads them). Each line is decoded on its own so that a line in another
     encoding is reported with its number (text mode fails somewhere in its read buffer)."""
     number = 0
     with open(path, "rb") as f:
-        for raw in f:
-            if number == 0 and strip_bom and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]  # a spreadsheet's byte-order mark is no text
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{path} line {number + 1}: not UTF-8 (byte {raw[e.start]:#04x}); "
-                                 f"convert the file to UTF-8 first") from None
-            for line in _LONE_CR.split(text):
-                if line:  # a lone carriage return at the end of the file leaves an empty piece
-                    number += 1
-                    yield number, line
+        for chunk in f:
+            if number == 0 and chunk.startswith(b"\xef\xbb\xbf"):
+                chunk = chunk[3:]  # a byte-order mark is no text (spreadsheets' "CSV UTF-8")
+            for raw in _LONE_CR.split(chunk):
+                if not raw:  # a lone carriage return at the end of the file leaves an empty piece
+                    continue
+                number += 1
+                try:
+                    yield number, raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise ValueError(f"{path} line {number}: not UTF-8 (byte {raw[e.start]:#04x}); "
+                                     f"convert the file to UTF-8 first") from None
 
 
 def _sequence_rows(path: str) -> Iterator[Tuple[str, str, int]]:
@@ -98,7 +99,7 @@ def _parse_time(text: str, where: str) -> float:
 
 def _csv_rows(path: str, user_col: str, item_col: str, time_col: str, sep: str) -> Iterator[Tuple[str, str, float]]:
     """(user, item, time) rows in file order; the caller sorts them by time."""
-    lines = _text_lines(path, strip_bom=True)
+    lines = _text_lines(path)
     reader = csv.reader((line for _, line in lines), delimiter=sep)
     try:
         header = next(reader, None)
@@ -118,7 +119,7 @@ def _csv_rows(path: str, user_col: str, item_col: str, time_col: str, sep: str) 
             user, item, moment = (parts[i].strip() for i in index)
             if not user or not item:
                 raise ValueError(f"{path} line {number}: empty user or item")
-            if any(ch in value for value in (user, item) for ch in "\t\n"):
+            if any(ch in value for value in (user, item) for ch in "\t\n\r"):
                 raise ValueError(f"{path} line {number}: user or item contains a tab or a line break")
             yield user, item, _parse_time(moment, f"{path} line {number}")
     except csv.Error as e:
@@ -140,7 +141,8 @@ def _format_time(value) -> str:
 
 
 def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", user_col: Optional[str] = None,
-            item_col: Optional[str] = None, time_col: Optional[str] = None, sep: str = ",") -> str:
+            item_col: Optional[str] = None, time_col: Optional[str] = None, sep: str = ",",
+            overwrite: bool = False) -> str:
     """Write ``<data_path>/<name>/<name>.inter`` from ``input_path``; returns its path.
     The file is written to a temporary name first and renamed, so a failure leaves nothing.
     ``user_col`` / ``item_col`` / ``time_col`` / ``sep`` are for the ``csv`` format only."""
@@ -158,6 +160,9 @@ def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", us
         rows = READERS[fmt](input_path)
     folder = os.path.join(data_path, name)
     target = os.path.join(folder, f"{name}.inter")
+    if os.path.exists(target) and not overwrite:
+        raise ValueError(f"{target} already exists: choose another --name, or give --overwrite to replace it "
+                         "(models and request files made from it then no longer match it)")
     created = _missing_folders(data_path)
     os.makedirs(data_path, exist_ok=True)
     tmp = os.path.join(data_path, f".{name}.inter.tmp")
@@ -206,14 +211,25 @@ def main(argv=None) -> int:
     parser.add_argument("--item_col", help="csv: the item column")
     parser.add_argument("--time_col", help="csv: the time column (number or ISO 8601 date)")
     parser.add_argument("--sep", default=",", help="csv: the delimiter (default ',')")
+    parser.add_argument("--overwrite", action="store_true", help="replace the dataset's .inter file if it exists")
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a stop cleans up as Ctrl-C does
     try:
         print(convert(args.input, args.format, args.name, args.data_path, args.user_col, args.item_col,
-                      args.time_col, args.sep))
+                      args.time_col, args.sep, args.overwrite))
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -172,4 +172,53 @@ def test_csv_with_carriage_return_line_ends_is_read_as_before(tmp_path):
     assert rows == [("u", "i", "1"), ("u", "j", "2"), ("u", "k", "3")]
     src.write_bytes(b'user,item,time,note\ru,i,1,a\r\nu,k,3,"two\nlines"\rv,x\r')
     with pytest.raises(ValueError, match="line 5: 2 fields"):
-        convert(str(src), "csv", "cr", str(tmp_path), "user", "item", "time")
+        convert(str(src), "csv", "cr2", str(tmp_path), "user", "item", "time")
+
+
+def test_probed_corners_of_the_line_by_line_reader(tmp_path, capsys):
+    """Found by probing d5244c5: a carriage return inside a quoted CSV token was written into the
+    token (the package then refused the file); a byte-order mark started the first user's name in
+    the plain formats (one user became two); a bad byte after lone-CR line ends was "line 1"; and
+    a --name that exists was overwritten without a word."""
+    cr = tmp_path / "cr.csv"
+    cr.write_bytes(b'user,item,ts\r"u\r1",i1,1\r')
+    with pytest.raises(ValueError, match="line 3: user or item contains a tab or a line break"):
+        convert(str(cr), "csv", "cr", str(tmp_path / "out"), "user", "item", "ts")
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbfu1 a\nu1 b\n")
+    _, rows = _read(convert(str(bom), "pairs", "bom", str(tmp_path / "out")))
+    assert rows == [("u1", "a", "0"), ("u1", "b", "1")]
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"u1 a b\ru2 c d\ru3 \xff e\n")
+    with pytest.raises(ValueError, match="line 3: not UTF-8"):
+        convert(str(bad), "sequence", "bad", str(tmp_path / "out"))
+    seq = tmp_path / "seq.txt"
+    seq.write_text("u1 a b\n")
+    target = convert(str(seq), "sequence", "seq", str(tmp_path / "out"))
+    seq.write_text("u1 c d e\n")
+    assert main(["--input", str(seq), "--format", "sequence", "--name", "seq", "--data_path",
+                 str(tmp_path / "out")]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert len(_read(target)[1]) == 2  # unchanged
+    assert main(["--input", str(seq), "--format", "sequence", "--name", "seq", "--data_path",
+                 str(tmp_path / "out"), "--overwrite"]) == 0
+    assert len(_read(target)[1]) == 3
+
+
+def test_an_interrupted_conversion_says_so_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    """Ctrl-C printed a traceback; SIGTERM left the new --data_path and a partial .tmp file."""
+    from dataset import convert as convert_module
+
+    src = tmp_path / "in.txt"
+    src.write_text("u1 a b\nu2 c d\n")
+
+    def interrupted(path):
+        yield "u1", "a", 0
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(convert_module.READERS, "sequence", interrupted)
+    assert main(["--input", str(src), "--format", "sequence", "--name", "x", "--data_path",
+                 str(tmp_path / "new" / "d")]) == 130
+    err = capsys.readouterr().err
+    assert err == "error: interrupted; nothing was written\n", err
+    assert sorted(os.listdir(tmp_path)) == ["in.txt"]
