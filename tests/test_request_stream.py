@@ -484,8 +484,38 @@ def test_a_stopped_watcher_says_what_it_applied_and_what_waits(model_copy, in_tm
     assert proc.returncode == 130, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: interrupted"), err
-    assert "0 requests applied" in lines[0] and "1 request read and not applied yet" in lines[0], lines[0]
+    assert "0 requests applied" in lines[0] and "1 request read and not recorded as applied yet" in lines[0], lines[0]
     assert verify_model(model_copy)["requests_not_final"] == 1
     doc = run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.3, "watch_poll_s": 0.05, "max_wait_s": 0,
                                                        "state": "ERROR"}, verbose=False)
     assert doc["requests"]["resumed"] == 1 and doc["requests"]["applied"] == 1
+
+
+def test_a_stop_after_the_forget_went_live_is_not_reported_as_not_applied(model_copy, in_tmp):
+    """SIGTERM once the new version was live (``current_switched``), in a run whose shards Ray
+    trained: Ray's own SIGTERM handler aborted the process (no ``error:`` line, a core dump's
+    trace); the line said "read and not applied yet" of requests already live; and the next run,
+    on another file, left their ledger lines ``queued`` for good (found by probing)."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    users = _users_by_shard(model_copy)[0][:2]
+    (in_tmp / "a.csv").write_text(f"{users[0]}\n")
+    (in_tmp / "b.csv").write_text(f"{users[1]}\n")
+    env = dict(os.environ, RECBOLE_UNLEARN_KILL_AT="current_switched", RECBOLE_UNLEARN_KILL_SIGNAL="SIGTERM")
+    proc = subprocess.run([sys.executable, os.path.join(root, "run_recbole_unlearn.py"), f"--model_dir={model_copy}",
+                           "--forget=a.csv", "--state=ERROR", "--num_workers=2", "--ray_cpus_per_shard=1"],
+                          cwd=in_tmp, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 130, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: interrupted: 0 requests applied"), proc.stderr
+    assert "1 request read and not recorded as applied yet (a forget in progress may have gone live)" in lines[0]
+    doc = run_forget_requests(model_copy, str(in_tmp / "b.csv"), {"state": "ERROR"}, verbose=False)
+    assert doc["requests"]["applied"] == 1 and doc["requests"]["resumed"] == 0  # a.csv's request was live already
+    last = {}
+    for event in ledger_events(model_copy):
+        last[event["id"]] = event["status"]
+    assert sorted(last.values()) == ["applied", "applied"], last
+    assert verify_model(model_copy)["requests_not_final"] == 0
+    assert {users[0], users[1]} <= _forgotten_users(model_copy)

@@ -145,14 +145,23 @@ class RequestBatcher:
             last[event["id"]] = event
             if event.get("rows") is not None and event["id"] not in rows:
                 rows[event["id"]] = event["rows"]
-        waiting = []
+        waiting, recovered = [], []
         for rid, event in last.items():
+            if event.get("status") in ("queued", "failed") and rid in self.audited:
+                # applied by a forget whose run stopped before it wrote the ledger line: say so now
+                # (a run on another file left it queued for good, though --verify counted it final)
+                recovered.append({"id": rid, "file": event["file"], "line": event["line"], "status": "applied",
+                                  "version": self.audited[rid], "recovered": True, "time": now()})
+                continue
             if event.get("status") in ("queued", "failed") and rid not in self.final:
                 if rid in rows:
                     waiting.append(FileRequest(rid, event["file"], event["line"], np.asarray(rows[rid], dtype=np.int64)))
                 else:
                     getLogger().warning(f"request {rid} ({event['file']} line {event['line']}) is still waiting but was "
                                         "queued before the ledger kept its rows: give its file again")
+        if recovered:
+            self._record(recovered)
+            self.ledger_final.update(e["id"] for e in recovered)
         return waiting
 
     def _record(self, events: List[dict]) -> None:

@@ -26,8 +26,9 @@ REJECTED = "rejected"
 
 class RequestsInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM (see ``cli``) while a run answered requests; its text says what the run
-    had applied by then and how many requests it read that wait for the next run (the ledger
-    keeps them ``queued``; the next run on the folder applies them first)."""
+    had applied by then and how many requests it read without recording an outcome: the forget
+    it cut short may have gone live (then the next run's audit reconciliation records them) or
+    not (then the ledger keeps them ``queued`` and the next run applies them first)."""
 
     def __init__(self, summary: StreamSummary, ledger: str):
         self.summary = summary
@@ -35,8 +36,9 @@ class RequestsInterrupted(KeyboardInterrupt):
         waiting = summary.queued - sum(summary.outcomes.values())
         super().__init__(f"{applied} request{'' if applied == 1 else 's'} applied, "
                          f"{summary.outcomes['rejected']} rejected, {waiting} request{'' if waiting == 1 else 's'} "
-                         f"read and not applied yet: they stay queued in {ledger}, and the next run answering "
-                         "requests on this model folder applies them first")
+                         "read and not recorded as applied yet (a forget in progress may have gone live): "
+                         f"{ledger} keeps them, and the next run answering requests on this model folder "
+                         "records those that went live and applies the others, once")
 
 
 @contextmanager

@@ -15,9 +15,12 @@ Every stage is seeded from (``seed``, shard, stage) alone and builds its own dat
 re-running a stage on the same data gives bit-identical weights, whichever process runs it.
 """
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from logging import getLogger
+from contextlib import contextmanager
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -206,16 +209,35 @@ def check_ray_resources(config, available: Optional[Dict[str, float]] = None) ->
                                f"(num_workers {config['num_workers']}): no shard could ever start")
 
 
+@contextmanager
+def _python_signal_handlers_kept():
+    """Put back the process's SIGTERM and SIGINT handlers after importing ray (which sets one that
+    exits with status 15) and after ``ray.init`` (whose core installs one that aborts with a core
+    dump's trace): a stop then ends the run with the CLI's one ``error: interrupted`` line."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in kept.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
 def _run_on_ray(config, dataset, shard_map, keep, jobs) -> List[ShardResult]:
-    import ray
+    with _python_signal_handlers_kept():  # importing ray sets its own SIGTERM handler (sys.exit(15))
+        import ray
 
     logger = getLogger()
     if not ray.is_initialized():
-        if config["ray_address"]:
-            ray.init(address=config["ray_address"], log_to_driver=False)
-        else:
-            ray.init(num_cpus=config["num_workers"], include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
+        with _python_signal_handlers_kept():
+            if config["ray_address"]:
+                ray.init(address=config["ray_address"], log_to_driver=False)
+            else:
+                ray.init(num_cpus=config["num_workers"], include_dashboard=False, log_to_driver=False,
+                         configure_logging=False)
         logger.info(f"ray started: {ray.cluster_resources()}")
     check_ray_resources(config, ray.cluster_resources())
     cpus = config["ray_cpus_per_shard"]

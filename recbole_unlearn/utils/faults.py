@@ -12,12 +12,14 @@ audit entry is written, the request ledger does not say ``applied`` yet), ``shar
 
 ``RECBOLE_UNLEARN_KILL_ONCE=<path>`` makes the kill happen once: the first process to reach the
 point creates ``<path>`` and dies; later ones (a retry) see it and go on.
+``RECBOLE_UNLEARN_KILL_SIGNAL=SIGTERM`` sends that signal instead (a service manager's stop).
 """
 import os
 import signal
 
 ENV = "RECBOLE_UNLEARN_KILL_AT"
 ONCE_ENV = "RECBOLE_UNLEARN_KILL_ONCE"
+SIGNAL_ENV = "RECBOLE_UNLEARN_KILL_SIGNAL"
 
 
 def fault_point(name: str) -> None:
@@ -31,4 +33,4 @@ def fault_point(name: str) -> None:
             os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:
             return
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), getattr(signal, os.environ.get(SIGNAL_ENV, "SIGKILL")))
