@@ -20,9 +20,9 @@ from recbole.utils import argument_list
 
 from recbole_unlearn.compat import set_anomaly_detection
 from recbole_unlearn.config.keys import check_values, is_recorded
-from recbole_unlearn.utils.yaml_keys import UniqueKeySafeLoader
 from recbole_unlearn.utils.errors import UnlearnError, one_line, yaml_problem
 from recbole_unlearn.utils.paths import properties_dir, property_file
+from recbole_unlearn.utils.yaml_keys import UniqueKeySafeLoader
 
 # Keys that are not settings in any YAML but are accepted everywhere.
 _ALWAYS_ALLOWED = {"model", "dataset", "config_files", "model_dir", "benchmark", "verify"}

@@ -18,9 +18,9 @@ import math
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from logging import getLogger
-from contextlib import contextmanager
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np

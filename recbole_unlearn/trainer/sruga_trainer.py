@@ -400,7 +400,8 @@ class SRUGATrainer(UnlearnTrainer):
                 self.start_epoch = self.report.epochs_run  # RecBole's fit goes on from the next epoch
         if self.report.epochs_run > self.checked_epoch:  # epochs ran after the last check (sruga_eval_step > 1)
             verdict = self._judge(self.measure())
-            self.report.stopped_by = "max_epochs" if verdict == "kept" else verdict  # no epoch left to restart in
+            # no epoch is left to restart in (the cap ended the run), so a fall is a stop
+            self.report.stopped_by = {"kept": "max_epochs", "restart": "utility_floor"}.get(verdict, verdict)
         elif self.report.stopped_by == "patience" and self.cur_step <= self.stopping_step:
             self.report.stopped_by = "max_epochs"  # the last check was not a stop
         self.model.eval()
