@@ -177,7 +177,7 @@ def test_bad_stream_settings_are_refused_when_loading(saved, value):
     ("SASRec", {"weight_decay": -1}, "config key 'weight_decay' must be a non-negative number"),
     ("SASRec", {"seed": 1.5}, "config key 'seed' must be a non-negative integer"),
     ("SASRec", {"stopping_step": 0}, "config key 'stopping_step' must be a positive integer"),
-    ("SASRec", {"eval_step": 0}, "config key 'eval_step' must be a positive integer"),
+    ("SASRec", {"eval_step": -1}, "config key 'eval_step' must be a non-negative integer"),
     ("SASRec", {"hidden_size": 0}, "config key 'hidden_size' must be a positive integer"),
     ("SASRec", {"n_layers": 0}, "config key 'n_layers' must be a positive integer"),
     ("SASRec", {"hidden_dropout_prob": 2}, "config key 'hidden_dropout_prob' must be in [0, 1)"),

@@ -811,3 +811,20 @@ def test_the_table_shows_the_speedup_as_recorded_not_rounded_twice():
     text = leaderboard_markdown([cell], title="")
     assert "| 0.95 |" in text and "| 0.04 |" in text, text
     assert cells_from_markdown(text) == [cell]
+
+
+def test_every_committed_grid_builds_the_configs_of_its_cells():
+    """Two committed grids (sruga-memorised*.yaml) set eval_step 0 (RecBole: no validation, the
+    last epoch kept) and were refused by a range check added later: their documented command no
+    longer ran (found by probing). Every grid under benchmarks/grids/ builds every cell's configs."""
+    import glob
+
+    from recbole_unlearn.benchmark.runner import CellRun
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = sorted(glob.glob(os.path.join(root, "benchmarks", "grids", "*.yaml")))
+    assert len(paths) > 10
+    for path in paths:
+        grid = load_grid(path)
+        for cell in grid.cells:
+            CellRun(grid, cell)  # validates the cell's and every row's settings

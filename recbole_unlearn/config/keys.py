@@ -262,7 +262,7 @@ KEYS: Dict[str, Key] = {
     "weight_decay": number_key("data", open_low=False),
     "seed": int_key("data", low=0),
     "stopping_step": int_key("data"),
-    "eval_step": int_key("data"),
+    "eval_step": int_key("data", low=0),  # 0: no validation (RecBole trains every epoch and keeps the last)
     # the sequential models' sizes and dropout rates (GRU4Rec, SASRec, BERT4Rec, ...)
     **{key: int_key("data") for key in ("hidden_size", "inner_size", "embedding_size", "n_layers", "n_heads",
                                         "num_layers")},
