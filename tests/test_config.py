@@ -148,6 +148,15 @@ def test_config_files_that_hold_no_setting_or_a_key_twice(tmp_path):
     twice.write_text("epochs: 1\nlearning_rate: 0.01\nepochs: 3\n")
     with pytest.raises(UnlearnError, match=r"twice.yaml is not valid YAML \(line 3, column 1\): key 'epochs' is written twice"):
         UnlearnConfig("GRU4Rec", config_file_list=[str(twice)], config_dict=tiny_dict())
+    merged = tmp_path / "merged.yaml"  # a merge key's key set again is an override, not a duplicate
+    merged.write_text("base: &base {a: 1}\nx:\n  y:\n    mid: &mid\n      <<: *base\n      a: 2\nleaf:\n  <<: *mid\n")
+    from recbole_unlearn.config.configurator import _check_yaml_file
+
+    _check_yaml_file(str(merged))
+    for text in ("- epochs\n", "[]\n", "false\n"):
+        (tmp_path / "listed.yaml").write_text(text)
+        with pytest.raises(UnlearnError, match="must be a mapping of settings"):
+            UnlearnConfig("GRU4Rec", config_file_list=[str(tmp_path / "listed.yaml")], config_dict=tiny_dict())
     (tmp_path / "listed.yaml").write_text("- epochs\n")
     with pytest.raises(UnlearnError, match="must be a mapping of settings"):
         UnlearnConfig("GRU4Rec", config_file_list=[str(tmp_path / "listed.yaml")], config_dict=tiny_dict())

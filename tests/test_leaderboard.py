@@ -120,6 +120,12 @@ def test_cells_runs_only_the_named_cells_of_a_grid(tmp_path, in_tmp, capsys):
     assert [c["model"] for c in board] == ["GRU4Rec", "SASRec"]  # grid order
     csv_models = {line.split(",")[0] for line in (tmp_path / "board" / "leaderboard.csv").read_text().splitlines()[1:]}
     assert csv_models == {"GRU4Rec", "SASRec"}
+    # one unreadable row file of the other cell left the whole cell out: now that row only
+    (tmp_path / "board" / "SASRec-ml-tiny" / "rows" / "retrain.json").write_text("garbage")
+    assert main([f"--benchmark={path}", "--cells=GRU4Rec-ml-tiny"]) == 0
+    board = cells_from_markdown((tmp_path / "board" / "leaderboard.md").read_text())
+    assert [[r["method"] for r in c["rows"]] for c in board] == [["recbole", "original", "retrain"],
+                                                                  ["recbole", "original"]]
 
 
 # --- resume ------------------------------------------------------------------------------

@@ -534,32 +534,30 @@ def run_grid(path: str, cells: Optional[List[str]] = None) -> Dict[str, str]:
     total = sum(r.total_steps() for r in runs)
     progress = Progress(total, total - sum(r.pending_steps() for r in runs))
     title = f"Leaderboard ({os.path.basename(path)})"
-    done: Dict[str, dict] = {}
-    paths: Dict[str, str] = {}
     selected = {run.cell.name for run in runs}
+    done = _other_finished_cells(grid, selected)  # read once: this call does not change them
+    paths: Dict[str, str] = {}
     for run in runs:
         done[run.cell.name] = run_cell(run, progress)
-        paths = write_leaderboard(_report_cells(grid, done, selected), grid.output_dir, title)
+        paths = write_leaderboard([done[c.name] for c in grid.cells if c.name in done], grid.output_dir, title)
         getLogger().info(set_color("leaderboard", "green") + f": {paths['md']}")
     return paths
 
 
-def _report_cells(grid: Grid, done: Dict[str, dict], selected: set) -> List[dict]:
-    """In grid order: the cells this call ran (``done``) and the finished rows of the cells it
-    was not asked to run; a cell the runner would refuse (made with other data settings) is
-    left out, with a warning."""
-    cells = []
+def _other_finished_cells(grid: Grid, selected: set) -> Dict[str, dict]:
+    """The finished rows of the grid's cells not in ``selected``, by cell name; a cell the runner
+    would refuse (made with other data settings) is left out, with a warning."""
+    cells = {}
     for cell in grid.cells:
-        if cell.name in done:
-            cells.append(done[cell.name])
-        elif cell.name not in selected:
-            try:
-                found = _finished_cell(grid, cell)
-            except UnlearnError as e:
-                getLogger().warning(f"leaderboard: cell {cell.name} left out: {e}")
-                continue
-            if found is not None:
-                cells.append(found)
+        if cell.name in selected:
+            continue
+        try:
+            found = _finished_cell(grid, cell)
+        except UnlearnError as e:
+            getLogger().warning(f"leaderboard: cell {cell.name} left out: {e}")
+            continue
+        if found is not None:
+            cells[cell.name] = found
     return cells
 
 
@@ -579,7 +577,15 @@ def _finished_cell(grid: Grid, cell: Cell) -> Optional[dict]:
         return None
     run.check_made_alike(saved)  # the runner would refuse the cell: its rows are not this grid's
     steps = [(BASELINE, None), (ORIGINAL, None)] + [(v.label, v.overrides) for v in cell.variants]
-    rows = [row for row in (run.finished(label, overrides) for label, overrides in steps) if row is not None]
+    rows = []
+    for label, overrides in steps:
+        try:
+            row = run.finished(label, overrides)
+        except UnlearnError as e:  # an unreadable row file: the runner would run that row again
+            getLogger().warning(f"leaderboard: row {label} of cell {cell.name} left out: {e}")
+            continue
+        if row is not None:
+            rows.append(row)
     add_speedups(rows)  # a row made with other method settings is left out: the runner runs it again
     return {"model": cell.model, "dataset": cell.dataset, "description": saved["description"],
             "machine": saved["machine"], "epochs_cap": run.base["epochs"], "targets": grid.targets,

@@ -43,12 +43,13 @@ def _check_yaml_file(path: str) -> None:
     if not os.path.isfile(path):
         raise UnlearnError(f"config file not found: {path}")
     try:
-        settings = _read_yaml(path, UniqueKeySafeLoader)
+        with open(path, "r", encoding="utf-8") as f:
+            settings = yaml.load(f.read(), Loader=UniqueKeySafeLoader)
     except UnicodeDecodeError:
         raise UnlearnError(f"config file {path} is not UTF-8 text") from None
     except yaml.YAMLError as e:
         raise UnlearnError(f"config file {path} is not valid YAML{yaml_problem(e)}") from None
-    if not isinstance(settings, dict):
+    if settings is not None and not isinstance(settings, dict):  # None: empty, or comments only
         raise UnlearnError(f"config file {path} must be a mapping of settings (key: value lines), "
                            f"got a {type(settings).__name__}")
 

@@ -6,28 +6,28 @@ the two lines says (the YAML spec itself requires keys to be unique).
 """
 import yaml
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
 
 class UniqueKeys:
-    """Mixin for a PyYAML loader class: a mapping with a key written twice is a
-    ``ConstructorError`` whose mark is the second key (``utils.errors.yaml_problem`` turns it
-    into `` (line L, column C): key 'k' is written twice``)."""
+    """Mixin for a PyYAML loader class: a mapping with a scalar key written twice is a
+    ``ComposerError`` whose mark is the second key (``utils.errors.yaml_problem`` turns it into
+    `` (line L, column C): key 'k' is written twice``). Checked as the parser composes each
+    mapping, before merge keys (``<<: *anchor``) are expanded, so a key a merge brings in and the
+    mapping sets again is an override, as YAML means it, not a duplicate."""
 
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            seen = set()
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    written_before = key in seen
-                except TypeError:  # an unhashable key: the constructor's own error says so
-                    break
-                if written_before:
-                    raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is written twice",
-                                                            key_node.start_mark)
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+    def compose_mapping_node(self, anchor):
+        node = super().compose_mapping_node(anchor)
+        seen = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == MERGE_TAG:
+                continue
+            key = (key_node.tag, key_node.value)  # resolved tag: 1 (int) and "1" (str) differ
+            if key in seen:
+                raise yaml.composer.ComposerError(None, None, f"key {key_node.value!r} is written twice",
+                                                  key_node.start_mark)
+            seen.add(key)
+        return node
 
 
 class UniqueKeySafeLoader(UniqueKeys, yaml.SafeLoader):
