@@ -130,11 +130,26 @@ class RequestBatcher:
                                     "its new version went live")
             events = self.ledger.events(repair=True)
             self.audited: Dict[str, str] = audit.applied_request_ids(repair=True)
+            recovered = self._recovered(events)
+            self.ledger.record(recovered)  # under the same hold as the read: two runs starting together write them once
+        events += recovered
         self.rejected: Set[str] = {e["id"] for e in events if e.get("status") == "rejected"}
         self.ledger_final: Set[str] = {e["id"] for e in events if e.get("status") in ("applied", "applied_without_change")}
         self.final: Set[str] = set(self.audited) | self.rejected
         self.queued_ids: Set[str] = set()
         self.submit(self._waiting(events), resumed=True)
+
+    def _recovered(self, events: List[dict]) -> List[dict]:
+        """``applied`` lines (``recovered``) for requests whose last ledger line is ``queued`` or
+        ``failed`` but which the audit log holds: applied by a forget whose run stopped before it
+        wrote the ledger line (a later run on another file left them ``queued`` for good, though
+        ``--verify`` counted them final)."""
+        last = {}
+        for event in events:
+            last[event["id"]] = event
+        return [{"id": rid, "file": event["file"], "line": event["line"], "status": "applied",
+                 "version": self.audited[rid], "recovered": True, "time": now()}
+                for rid, event in last.items() if event.get("status") in ("queued", "failed") and rid in self.audited]
 
     def _waiting(self, events: List[dict]) -> List[FileRequest]:
         """Requests earlier runs left waiting (last status ``queued`` or ``failed``, not final),
@@ -145,23 +160,14 @@ class RequestBatcher:
             last[event["id"]] = event
             if event.get("rows") is not None and event["id"] not in rows:
                 rows[event["id"]] = event["rows"]
-        waiting, recovered = [], []
+        waiting = []
         for rid, event in last.items():
-            if event.get("status") in ("queued", "failed") and rid in self.audited:
-                # applied by a forget whose run stopped before it wrote the ledger line: say so now
-                # (a run on another file left it queued for good, though --verify counted it final)
-                recovered.append({"id": rid, "file": event["file"], "line": event["line"], "status": "applied",
-                                  "version": self.audited[rid], "recovered": True, "time": now()})
-                continue
             if event.get("status") in ("queued", "failed") and rid not in self.final:
                 if rid in rows:
                     waiting.append(FileRequest(rid, event["file"], event["line"], np.asarray(rows[rid], dtype=np.int64)))
                 else:
                     getLogger().warning(f"request {rid} ({event['file']} line {event['line']}) is still waiting but was "
                                         "queued before the ledger kept its rows: give its file again")
-        if recovered:
-            self._record(recovered)
-            self.ledger_final.update(e["id"] for e in recovered)
         return waiting
 
     def _record(self, events: List[dict]) -> None:
