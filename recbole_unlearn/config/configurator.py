@@ -28,10 +28,14 @@ from recbole_unlearn.utils.yaml_keys import UniqueKeySafeLoader
 _ALWAYS_ALLOWED = {"model", "dataset", "config_files", "model_dir", "benchmark", "verify"}
 
 
-def _read_yaml(path: str, loader) -> dict:
+def _load_yaml(path: str, loader):
+    """The document in ``path`` as ``loader`` reads it (``None`` for an empty file)."""
     with open(path, "r", encoding="utf-8") as f:
-        data = yaml.load(f.read(), Loader=loader)
-    return data or {}
+        return yaml.load(f.read(), Loader=loader)
+
+
+def _read_yaml(path: str, loader) -> dict:
+    return _load_yaml(path, loader) or {}
 
 
 def _check_yaml_file(path: str) -> None:
@@ -43,8 +47,7 @@ def _check_yaml_file(path: str) -> None:
     if not os.path.isfile(path):
         raise UnlearnError(f"config file not found: {path}")
     try:
-        with open(path, "r", encoding="utf-8") as f:
-            settings = yaml.load(f.read(), Loader=UniqueKeySafeLoader)
+        settings = _load_yaml(path, UniqueKeySafeLoader)
     except UnicodeDecodeError:
         raise UnlearnError(f"config file {path} is not UTF-8 text") from None
     except yaml.YAMLError as e:

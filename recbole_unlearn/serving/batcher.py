@@ -101,6 +101,14 @@ class StreamSummary:
         }
 
 
+def _last_events(events: List[dict]) -> Dict[str, dict]:
+    """Each request id's last ledger line (its status now), in the ledger's order."""
+    last: Dict[str, dict] = {}
+    for event in events:
+        last[event["id"]] = event
+    return last
+
+
 class RequestBatcher:
     """Queue, coalesce and apply requests for the model stored in ``store``.
 
@@ -144,24 +152,24 @@ class RequestBatcher:
         ``failed`` but which the audit log holds: applied by a forget whose run stopped before it
         wrote the ledger line (a later run on another file left them ``queued`` for good, though
         ``--verify`` counted them final)."""
-        last = {}
-        for event in events:
-            last[event["id"]] = event
-        return [{"id": rid, "file": event["file"], "line": event["line"], "status": "applied",
-                 "version": self.audited[rid], "recovered": True, "time": now()}
-                for rid, event in last.items() if event.get("status") in ("queued", "failed") and rid in self.audited]
+        return [self._recovered_line(rid, event["file"], event["line"]) for rid, event in _last_events(events).items()
+                if event.get("status") in ("queued", "failed") and rid in self.audited]
+
+    def _recovered_line(self, rid: str, file: str, line: int) -> dict:
+        """The ledger line of a request the audit log holds as applied, written by a later run."""
+        return {"id": rid, "file": file, "line": line, "status": "applied", "version": self.audited[rid],
+                "recovered": True, "time": now()}
 
     def _waiting(self, events: List[dict]) -> List[FileRequest]:
         """Requests earlier runs left waiting (last status ``queued`` or ``failed``, not final),
         rebuilt from the rows their ``queued`` line kept (lines written before rows were kept
         cannot be: their file must be given again)."""
-        last, rows = {}, {}
+        rows = {}
         for event in events:
-            last[event["id"]] = event
             if event.get("rows") is not None and event["id"] not in rows:
                 rows[event["id"]] = event["rows"]
         waiting = []
-        for rid, event in last.items():
+        for rid, event in _last_events(events).items():
             if event.get("status") in ("queued", "failed") and rid not in self.final:
                 if rid in rows:
                     waiting.append(FileRequest(rid, event["file"], event["line"], np.asarray(rows[rid], dtype=np.int64)))
@@ -184,8 +192,7 @@ class RequestBatcher:
             return False
         self.summary.skipped += 1
         if request.id in self.audited and request.id not in self.ledger_final:
-            self._record([{"id": request.id, "file": request.file, "line": request.line, "status": "applied",
-                           "version": self.audited[request.id], "recovered": True, "time": now()}])
+            self._record([self._recovered_line(request.id, request.file, request.line)])
             self.ledger_final.add(request.id)
         return True
 
