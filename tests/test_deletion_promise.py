@@ -506,6 +506,43 @@ def test_an_approximate_forget_that_changed_nothing_says_so(in_tmp, capsys):
     assert verify_model(model_dir)["applied_without_change"] == 2
 
 
+@pytest.mark.parametrize("next_file", ["the same file", "another file"])
+def test_a_recovered_ledger_line_says_the_forget_changed_nothing(in_tmp, monkeypatch, next_file):
+    """A run stopped after its audit line went in and before its ledger line: the next run writes
+    the ledger line (``recovered``) from the audit log, and wrote ``applied`` where the forget
+    changed nothing (the audit line says ``changed: false``; found by probing). It now writes
+    ``applied_without_change``, as the run itself would have."""
+    from recbole_unlearn.serving import apply
+    from recbole_unlearn.serving.stream import RequestsInterrupted
+
+    model_dir = train_saved_model(in_tmp, model="SASRec", unlearn_method="sruga", sruga_learning_rate=1.0,
+                                  utility_floor=1.0, sruga_epochs=2, sruga_floor_restarts=0)
+    model = load_model(model_dir)
+    users = [u for u in model.dataset.id2token("user_id", np.arange(1, model.dataset.user_num))
+             if not np.isin(model.dataset.user_rows(model.dataset.field2token_id["user_id"][u]), model.forgotten).any()]
+    (in_tmp / "a.csv").write_text(f"{users[0]}\n")
+    (in_tmp / "b.csv").write_text(f"{users[1]}\n")
+    real_fault_point = apply.fault_point
+
+    def stop_after_the_audit_line(name):
+        real_fault_point(name)
+        if name == "audit_appended":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(apply, "fault_point", stop_after_the_audit_line)
+    with pytest.raises(RequestsInterrupted):
+        run_forget_requests(model_dir, str(in_tmp / "a.csv"), QUIET)
+    monkeypatch.setattr(apply, "fault_point", real_fault_point)
+    assert read_audit(model_dir)[-1]["changed"] is False
+    run_forget_requests(model_dir, str(in_tmp / ("a.csv" if next_file == "the same file" else "b.csv")), QUIET)
+    last = {}
+    for event in ledger_events(model_dir):
+        last[(os.path.basename(event["file"]), event["line"])] = event
+    recovered = last[("a.csv", 1)]
+    assert recovered.get("recovered") is True and recovered["status"] == "applied_without_change", recovered
+    assert verify_model(model_dir)["requests_not_final"] == 0
+
+
 # --- 6. SRUGA histories across requests ---------------------------------------------------
 @pytest.mark.parametrize("method", ["sruga", "sisa-sruga"])
 def test_sruga_histories_exclude_rows_forgotten_by_earlier_requests(in_tmp, monkeypatch, method):

@@ -47,6 +47,8 @@ class AppliedForget:
         applied: ids of the requests this call applied (audit line written).
         done_elsewhere: ids the audit log already held when the lock was taken.
         already_forgotten: ids among ``applied`` whose rows were all forgotten before.
+        unchanged: ids among ``applied`` whose forgotten data's weights came back unchanged
+            (``ForgetReport.unchanged_for`` their shards): ``applied_without_change``.
     """
 
     model: UnlearnableModel
@@ -56,6 +58,7 @@ class AppliedForget:
     applied: List[str] = field(default_factory=list)
     done_elsewhere: List[str] = field(default_factory=list)
     already_forgotten: List[str] = field(default_factory=list)
+    unchanged: List[str] = field(default_factory=list)
 
 
 def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetSet, method: str,
@@ -78,12 +81,14 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
         done_elsewhere: List[str] = []
         already: List[str] = []
         ids: List[str] = []
+        groups = {}
         if requests is not None:
             applied_ids = log.applied_request_ids(repair=True)
             todo = [r for r in requests if r.id not in applied_ids]
             done_elsewhere = [r.id for r in requests if r.id in applied_ids]
             already = [r.id for r in todo if len(model.new_rows(r.rows)) == 0]
             ids = [r.id for r in todo]
+            groups = {r.id: model.group_of(r.rows) for r in todo}  # the shards before this forget
             if not todo:
                 return AppliedForget(model, ForgetSet(np.array([], dtype=np.int64), source=forget_set.source),
                                      ForgetReport(0), None, [], done_elsewhere, [])
@@ -102,12 +107,15 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
             **report.to_json(),
             "forgotten_hmac": interaction_hmacs(key, model.dataset, new_rows),
         }
+        unchanged = [rid for rid in ids if rid not in already and report.unchanged_for(groups[rid])]
         if requests is not None:
-            entry.update(requests=len(ids), request_ids=ids, already_forgotten=already)
+            # what each request's ledger line says, so a later run that writes a lost one says the same
+            entry.update(requests=len(ids), request_ids=ids, already_forgotten=already,
+                         unchanged_request_ids=unchanged)
         if report.interactions:
             store.commit(model, store.reused_files(model, report), audit_entry=entry)
             fault_point("current_switched")
         entry["version"] = store.current_version()
         log.append(entry)
         fault_point("audit_appended")
-    return AppliedForget(model, forget_set, report, entry, ids, done_elsewhere, already)
+    return AppliedForget(model, forget_set, report, entry, ids, done_elsewhere, already, unchanged)

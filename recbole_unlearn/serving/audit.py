@@ -1,7 +1,7 @@
 """The audit log of a model folder, and ``--verify``.
 
 ``audit.jsonl`` holds one JSON line per applied forget: audit id, time, method, source, request
-ids, counts, shards and slices retrained, seconds, ``changed`` and (approximate forgets) what
+ids (those that changed nothing also under ``unchanged_request_ids``), counts, shards and slices retrained, seconds, ``changed`` and (approximate forgets) what
 the step achieved, and an HMAC-SHA256 of each newly forgotten (user, item) pair keyed by
 ``audit.key`` (32 random bytes, mode 0600, outside the log), so compliance can check a pair
 without the log re-storing it. Lines are written and read by ``serving.jsonl`` (torn final lines
@@ -41,8 +41,25 @@ class AuditLog:
 
     def applied_request_ids(self, repair: bool = False) -> Dict[str, str]:
         """``{request id: model version}`` of every request id in the log."""
-        return {rid: entry.get("version") for entry in self.entries(repair)
-                for rid in entry.get("request_ids", [])}
+        return {rid: applied["version"] for rid, applied in self.applied_requests(repair).items()}
+
+    def applied_requests(self, repair: bool = False) -> Dict[str, dict]:
+        """``{request id: {"version", "status", "already_forgotten"}}`` of every request id in
+        the log: the ledger line the run that applied it wrote, or would have. ``status`` is
+        ``applied_without_change`` for ids the line lists as unchanged; lines written before
+        it listed them count every id of a forget that changed nothing (``changed: false``)."""
+        out: Dict[str, dict] = {}
+        for entry in self.entries(repair):
+            ids = entry.get("request_ids", [])
+            already = set(entry.get("already_forgotten", []))
+            if "unchanged_request_ids" in entry:
+                unchanged = set(entry["unchanged_request_ids"])
+            else:
+                unchanged = set(ids) - already if entry.get("interactions") and entry.get("changed") is False else set()
+            for rid in ids:
+                out[rid] = {"version": entry.get("version"), "already_forgotten": rid in already,
+                            "status": "applied_without_change" if rid in unchanged else "applied"}
+        return out
 
     def secret(self, create: bool = True) -> Optional[bytes]:
         """The model's audit key (created once, mode 0600). It is kept outside the log so the

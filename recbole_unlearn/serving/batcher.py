@@ -137,7 +137,7 @@ class RequestBatcher:
                 getLogger().warning(f"removed {', '.join(removed)}: left behind by a forget that was stopped after "
                                     "its new version went live")
             events = self.ledger.events(repair=True)
-            self.audited: Dict[str, str] = audit.applied_request_ids(repair=True)
+            self.audited: Dict[str, dict] = audit.applied_requests(repair=True)
             recovered = self._recovered(events)
             self.ledger.record(recovered)  # under the same hold as the read: two runs starting together write them once
         events += recovered
@@ -156,9 +156,12 @@ class RequestBatcher:
                 if event.get("status") in ("queued", "failed") and rid in self.audited]
 
     def _recovered_line(self, rid: str, file: str, line: int) -> dict:
-        """The ledger line of a request the audit log holds as applied, written by a later run."""
-        return {"id": rid, "file": file, "line": line, "status": "applied", "version": self.audited[rid],
-                "recovered": True, "time": now()}
+        """The ledger line of a request the audit log holds as applied, written by a later run:
+        the line the run that applied it would have written (``applied_without_change`` where
+        its audit line says so)."""
+        applied = self.audited[rid]
+        return {"id": rid, "file": file, "line": line, "status": applied["status"], "version": applied["version"],
+                "already_forgotten": applied["already_forgotten"], "recovered": True, "time": now()}
 
     def _waiting(self, events: List[dict]) -> List[FileRequest]:
         """Requests earlier runs left waiting (last status ``queued`` or ``failed``, not final),
@@ -274,7 +277,7 @@ class RequestBatcher:
             raise
         self.model = outcome.model
         done = time.monotonic()
-        elsewhere, already = set(outcome.done_elsewhere), set(outcome.already_forgotten)
+        elsewhere, already, unchanged = set(outcome.done_elsewhere), set(outcome.already_forgotten), set(outcome.unchanged)
         version = outcome.entry["version"] if outcome.entry else None
         events = []
         for pending in batch:
@@ -288,7 +291,7 @@ class RequestBatcher:
             status, kind = "applied", "applied"
             if request.id in already:
                 kind = "already_forgotten"
-            elif outcome.report.unchanged_for(pending.group):
+            elif request.id in unchanged:
                 status = kind = "applied_without_change"
             self.summary.outcomes[kind] += 1
             events.append(dict(base, status=status, version=version, latency_s=round(latency, 3),
