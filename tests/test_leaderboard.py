@@ -107,8 +107,8 @@ def test_cells_runs_only_the_named_cells_of_a_grid(tmp_path, in_tmp, capsys):
     assert not os.path.exists(tmp_path / "board")
 
     assert main([f"--benchmark={path}", "--cells=SASRec-ml-tiny"]) == 0
-    assert sorted(os.listdir(tmp_path / "board")) == ["SASRec-ml-tiny", "leaderboard.csv", "leaderboard.html",
-                                                      "leaderboard.md"]
+    assert sorted(os.listdir(tmp_path / "board")) == ["SASRec-ml-tiny", "grid.json", "leaderboard.csv",
+                                                      "leaderboard.html", "leaderboard.md"]
     assert sorted(os.listdir(tmp_path / "board" / "SASRec-ml-tiny" / "rows")) == [
         "original.json", "recbole.json", "retrain.json"]
     # the grid's other cell, in a run of its own (a long grid split over runs or machines): the
@@ -834,3 +834,32 @@ def test_every_committed_grid_builds_the_configs_of_its_cells():
         grid = load_grid(path)
         for cell in grid.cells:
             CellRun(grid, cell)  # validates the cell's and every row's settings
+
+
+def test_a_second_grid_file_is_refused_the_output_dir_another_grid_wrote(tmp_path, in_tmp, capsys):
+    """Two grid files naming one ``output_dir``: the second rewrote the first's leaderboard files
+    with its own cells and, for a label both have with other settings, ran the row again over the
+    first's (found by probing). The folder now records the grid file that writes it, and another
+    grid file is refused with one error line before anything is written; the first resumes."""
+    first = _grid_named(tmp_path, "board", ["sruga"])
+    run_grid(first)
+    board = tmp_path / "board"
+    before = {p: p.read_bytes() for p in board.rglob("*") if p.is_file()}
+    document = yaml.safe_load(open(first))
+    document["methods"] = {"sruga": {"sruga_epochs": 1}}
+    second = tmp_path / "second.yaml"
+    second.write_text(yaml.safe_dump(document))
+    capsys.readouterr()
+    assert main([f"--benchmark={second}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "board.yaml" in err[0], err
+    assert {p: p.read_bytes() for p in board.rglob("*") if p.is_file()} == before
+    run_grid(first)  # the grid that wrote the folder resumes: every row is finished
+
+
+def test_a_grid_without_output_dir_writes_below_results_leaderboard_in_a_folder_of_its_own(tmp_path):
+    """The default ``output_dir`` was ``results/leaderboard`` for every grid, so two grid files that
+    set none shared it; it is now ``results/leaderboard/<grid file name without .yaml>``."""
+    path = tmp_path / "my-grid.yaml"
+    path.write_text(yaml.safe_dump({"models": ["SASRec"], "datasets": ["ml-tiny"], "methods": {"sisa": {}}}))
+    assert load_grid(str(path)).output_dir == os.path.join("results", "leaderboard", "my-grid")

@@ -4,7 +4,9 @@ A grid file::
 
     models: [GRU4Rec, SASRec, BERT4Rec]
     datasets: [beauty, video]
-    output_dir: results/leaderboard     # one folder per (model, dataset) cell below it
+    output_dir: results/leaderboard/my-grid   # one folder per (model, dataset) cell below it (default:
+                                        # results/leaderboard/<this file's name without .yaml>);
+                                        # one grid file per folder (another is refused)
     baseline: True                      # add RecBole's own pipeline as a row
     config:                             # settings shared by every cell (any config key)
       epochs: 5
@@ -182,7 +184,8 @@ def expand_grid(grid: dict, path: str = "<dict>") -> Grid:
         if key in config:
             raise UnlearnError(f"grid {path}: 'config' cannot set '{key}' (the grid decides it)")
     variants = _variants(grid.get("methods"), path)
-    output_dir = grid.get("output_dir", os.path.join("results", "leaderboard"))
+    # a folder per grid file by default: two grids sharing one would be refused (runner.claim_output_dir)
+    output_dir = grid.get("output_dir", os.path.join("results", "leaderboard", _stem(path)))
     if not isinstance(output_dir, str) or not output_dir:
         raise UnlearnError(f"grid {path}: 'output_dir' must be a folder path")
     baseline = grid.get("baseline", True)
@@ -195,6 +198,15 @@ def expand_grid(grid: dict, path: str = "<dict>") -> Grid:
         raise UnlearnError(f"grid {path}: 'reuse_cells_from' is this grid's own output_dir")
     cells = [Cell(m, d, variants) for m in models for d in datasets]
     return Grid(cells, dict(config), output_dir, baseline, path, _targets(grid.get("targets"), path), reuse)
+
+
+def _stem(path: str) -> str:
+    """The grid file's name without ``.yaml`` / ``.yml`` (``grid`` for a grid given as a dict)."""
+    name = os.path.basename(path) or "grid"
+    for suffix in (".yaml", ".yml"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def _read_document(path: str) -> dict:

@@ -2,6 +2,9 @@
 
 Folder layout under the grid's ``output_dir``::
 
+    grid.json                            the grid file that writes this folder (its file name):
+                                         another grid file is refused, since its rows and
+                                         leaderboard would overwrite this grid's
     leaderboard.csv / leaderboard.md / leaderboard.html     (rewritten after every cell)
     <model>-<dataset>/cell.json          settings + forget-set fingerprint of the cell
     <model>-<dataset>/original.pth       the original model, shared by every method row
@@ -64,6 +67,7 @@ from recbole_unlearn.utils.results import add_speedups, code_version, machine, o
 
 ORIGINAL = "original"
 CELL_FILE = "cell.json"
+GRID_FILE = "grid.json"
 ORIGINAL_FILE = "original.pth"
 
 
@@ -276,6 +280,28 @@ class SharedFits:
         self._states[key] = value
 
 
+def check_output_dir(grid: Grid) -> None:
+    """Refuse ``grid`` an ``output_dir`` that another grid file writes (its ``grid.json`` names
+    another file): that grid's leaderboard files would be rewritten with this grid's cells, and
+    its rows of a label both grids have would be run again with this grid's settings."""
+    claimed = _read_json(os.path.join(grid.output_dir, GRID_FILE))
+    name = os.path.basename(grid.source)
+    if claimed is not None and claimed.get("grid") != name:
+        raise UnlearnError(
+            f"grid {grid.source}: output_dir {grid.output_dir} holds the results of grid file {claimed.get('grid')} "
+            f"({claimed.get('path')}); give this grid an output_dir of its own (a grid file renamed since "
+            f"it ran: rename it back, or edit {os.path.join(grid.output_dir, GRID_FILE)})")
+
+
+def claim_output_dir(grid: Grid) -> None:
+    """Record in ``output_dir`` that ``grid``'s file writes it (once; a folder written before the
+    record was kept is claimed by the first grid that resumes it)."""
+    path = os.path.join(grid.output_dir, GRID_FILE)
+    if not os.path.isfile(path):
+        os.makedirs(grid.output_dir, exist_ok=True)
+        write_json(path, {"grid": os.path.basename(grid.source), "path": os.path.abspath(grid.source)})
+
+
 PAUSE_FILE = "PAUSE"
 
 
@@ -426,6 +452,7 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
             f"{run.dir} was started with other settings, another dataset file or another forget set; delete it or "
             "choose another output_dir"
         )
+    claim_output_dir(grid)
     finished = {v.label: run.finished(v.label, v.overrides) for v in cell.variants}
     pending = [v for v in cell.variants if finished[v.label] is None]
     for variant in pending:  # a killed row may have left a partial model folder
@@ -524,6 +551,7 @@ def run_grid(path: str, cells: Optional[List[str]] = None) -> Dict[str, str]:
     checked (and every lending cell of ``reuse_cells_from`` found), before the first model is
     trained."""
     grid = load_grid(path)
+    check_output_dir(grid)
     runs: List[CellRun] = []
     for cell in select_cells(grid, cells):
         run = CellRun(grid, cell)
