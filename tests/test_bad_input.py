@@ -2,8 +2,10 @@
 folder gets one clear error line, a non-zero exit code, and leaves the model folder unchanged."""
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import tracemalloc
 
 import pytest
@@ -455,3 +457,37 @@ def torch_cuda_count() -> int:
     import torch
 
     return torch.cuda.device_count()
+
+
+def _catches_sigterm(pid: int) -> bool:
+    with open(f"/proc/{pid}/status") as f:
+        caught = next(line for line in f if line.startswith("SigCgt:")).split()[1]
+    return bool(int(caught, 16) >> (15 - 1) & 1)  # SIGTERM is signal 15
+
+
+def _has_torch_loaded(pid: int) -> bool:
+    with open(f"/proc/{pid}/maps") as f:
+        return "libtorch" in f.read()
+
+
+@pytest.mark.parametrize("entry", [["run_recbole_unlearn.py"], ["-m", "recbole_unlearn"]])
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_stop_while_the_command_still_imports_gives_the_one_line(in_tmp, entry):
+    """SIGTERM in the command's first seconds, while it imported torch and RecBole, ended it with
+    exit 143 and no word (the handler came after those imports; Ctrl-C there printed a traceback).
+    The command now catches SIGTERM before it imports them."""
+    proc = subprocess.Popen([sys.executable, *entry, "--model=SASRec", f"--data_path={FIXTURES}", "--dataset=ml-tiny",
+                             "--epochs=1", "--state=ERROR"], cwd=ROOT if entry[0] != "-m" else in_tmp,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not _catches_sigterm(proc.pid):
+            assert proc.poll() is None and time.monotonic() < deadline, "the command never caught SIGTERM"
+            time.sleep(0.005)
+        assert not _has_torch_loaded(proc.pid), "SIGTERM was caught only once torch was loaded"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["error: interrupted"], err

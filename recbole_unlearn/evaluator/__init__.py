@@ -1,3 +1,4 @@
+from recbole_unlearn import compat  # noqa: F401  (before RecBole: NumPy aliases, anomaly detection off)
 from recbole_unlearn.evaluator.metrics import (
     full_ranking_metrics,
     hit_at_k,

@@ -1,3 +1,4 @@
+from recbole_unlearn import compat  # noqa: F401  (before RecBole: NumPy aliases, anomaly detection off)
 from recbole_unlearn.model.aggregators import AGGREGATORS, Aggregator, MeanAggregator, StaticAggregator
 from recbole_unlearn.model.ensemble import EnsembleSequentialRecommender
 

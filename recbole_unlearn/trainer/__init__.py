@@ -1,3 +1,4 @@
+from recbole_unlearn import compat  # noqa: F401  (before RecBole: NumPy aliases, anomaly detection off)
 from recbole_unlearn.trainer.trainer import UnlearnTrainer, load_checkpoint
 from recbole_unlearn.trainer.training import TrainedModel, new_model, train_model
 from recbole_unlearn.trainer.shard_trainer import ShardJob, ShardResult, run_shard_jobs, train_shard

@@ -1,4 +1,5 @@
 """Deployable unlearnable models: weights plus the interactions forgotten so far."""
+from recbole_unlearn import compat  # noqa: F401  (before RecBole: NumPy aliases, anomaly detection off)
 from recbole_unlearn.unlearnable.base import ForgetReport, UnlearnableModel
 from recbole_unlearn.unlearnable.sharded import ShardedUnlearnableModel
 from recbole_unlearn.unlearnable.single import SingleUnlearnableModel
