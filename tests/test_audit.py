@@ -195,3 +195,64 @@ def test_an_audit_with_too_few_users_is_refused_before_anything_is_written(tmp_p
             unlearn_method="retrain", audit=True, forget_protocol=protocol, forget_user_ratio=0.01,
             sru_forget_ratio=0.01, results_dir=str(tmp_path / "r")), verbose=False)
     assert not os.path.exists(tmp_path / "r")
+
+
+def test_the_shuffled_check_of_a_small_audit_draws_again_a_deal_with_an_empty_side():
+    """Two users in F and two in H, one sample each (``audit_min_users: 2``): one of the 20 draws
+    of shuffled labels put every sample on one side, and the run ended in an ``IndexError``
+    traceback after training (found by probing). Such a draw measures nothing and is drawn again."""
+    users = np.arange(4)
+    audit = MembershipAudit.__new__(MembershipAudit)
+    audit.samples = AuditSamples(None, np.array([True, True, False, False]), users)
+    audit.scores = lambda model: np.array([0.3, 0.1, 0.4, 0.2])
+    for seed in range(30):
+        audit.config = dict(forget_seed=seed, audit_bootstrap=50, audit_shuffles=20)
+        result = audit.shuffled(None)
+        assert result["draws"] == 20 and 0.0 <= result["auc"] <= 1.0, (seed, result)
+
+
+def test_tpr_at_fpr_allows_the_whole_share_of_non_members_above_its_threshold():
+    """With 100 non-members, 1% FPR allows one of them above the threshold; the threshold let
+    none (``floor((n - 1) x fpr)``), so the TPR was measured at a lower FPR than it said (found by
+    probing)."""
+    assert tpr_at_fpr(np.full(10, 98.5), np.arange(100.0), 0.01) == 1.0
+    assert tpr_at_fpr(np.full(10, 18.5), np.arange(20.0), 0.05) == 1.0
+    assert tpr_at_fpr(np.full(10, 97.5), np.arange(100.0), 0.01) == 0.0  # two above: 2% FPR
+    tied = np.array([5.0] * 3 + [1.0] * 97)  # three non-members tie at the top: none may go above
+    assert tpr_at_fpr(np.array([5.0, 6.0]), tied, 0.01) == 0.5
+    rng = np.random.default_rng(0)
+    for _ in range(300):  # against the definition, by brute force over every threshold
+        member, nonmember = rng.integers(0, 30, rng.integers(1, 40)), rng.integers(0, 30, rng.integers(1, 150))
+        fpr = rng.choice([0.01, 0.05, 0.1])
+        best = max((member > t).mean() for t in np.concatenate([member, nonmember, [-1.0]])
+                   if (nonmember > t).mean() <= fpr)
+        assert tpr_at_fpr(member.astype(float), nonmember.astype(float), fpr) == best
+
+
+@pytest.mark.parametrize("protocol", ["thesis", "sru"])
+def test_an_audit_whose_doubled_forget_ratio_exceeds_every_user_is_refused(tmp_path, protocol):
+    """The audit draws its candidates at twice the forget ratio; a ratio above 0.5 was capped at
+    every user without a word, so 0.6 and 1.0 forgot the same half (found by probing)."""
+    with pytest.raises(UnlearnError, match=r"at most 0\.5 with audit"):
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+            unlearn_method="retrain", audit=True, forget_protocol=protocol, forget_user_ratio=0.6,
+            sru_forget_ratio=0.6, results_dir=str(tmp_path / "r")), verbose=False)
+    assert not os.path.exists(tmp_path / "r")
+
+
+@pytest.mark.parametrize("extra", ["ned", "red"])
+def test_extra_deletions_never_pick_a_held_out_twin(extra):
+    """Under ``audit: True`` NED and RED (and CED, by the same candidate list) chose held-out
+    twins, which no model ever trained on, as extra deletions: they used up ``del_num`` and the
+    row counted them as forgotten (found by probing: 44 of 251 extras on ml-tiny)."""
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.data.extra_deletion import apply_extra_deletion
+    from recbole_unlearn.unlearn.experiment import Experiment
+
+    config = UnlearnConfig("GRU4Rec", config_dict=tiny_dict(audit=True, forget_user_ratio=0.3, extra_deletion=extra,
+                                                            del_num=2))
+    experiment = Experiment(config)
+    held_out = experiment.data.held_out
+    assert len(held_out)
+    expanded = apply_extra_deletion(config, experiment.data, experiment.forget_set)
+    assert len(expanded.extra) and not np.isin(expanded.extra, held_out).any()

@@ -65,6 +65,7 @@ def apply_extra_deletion(config, dataset: UnlearnSequentialDataset, forget_set: 
     rng = np.random.default_rng(config["forget_seed"])
     removed = np.zeros(dataset.n_rows, dtype=bool)
     removed[forget_set.rows] = True
+    removed[dataset.held_out] = True  # the audit's twins: no model trained on them, so none is an extra
     extra = []
     for target in forget_set.targets:
         rows = dataset.user_rows(dataset.log_user[target])

@@ -31,6 +31,7 @@ from recbole.data.interaction import Interaction
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
+from recbole_unlearn.utils.errors import UnlearnError
 
 INCONCLUSIVE = "inconclusive"
 
@@ -52,8 +53,13 @@ def auc(member: np.ndarray, nonmember: np.ndarray) -> float:
 
 
 def tpr_at_fpr(member: np.ndarray, nonmember: np.ndarray, fpr: float) -> float:
-    """Share of members scoring above the threshold that only ``fpr`` of non-members exceed."""
-    threshold = np.quantile(nonmember, 1.0 - fpr, method="higher")
+    """The largest share of members scoring above a threshold that at most ``fpr`` of the
+    non-members exceed: ``floor(n x fpr)`` of ``n`` (the threshold is the next non-member score
+    below them, ties included). ``member``: ``[m]``, ``nonmember``: ``[n]`` scores."""
+    allowed = int(np.floor(len(nonmember) * fpr + 1e-9))  # non-members that may score above it
+    if allowed >= len(nonmember):
+        return 1.0
+    threshold = np.sort(nonmember)[::-1][allowed]  # ties with it are not above it
     return float((member > threshold).mean())
 
 
@@ -220,7 +226,19 @@ class MembershipAudit:
         seen on converged GRU4Rec Beauty, 0.513 [0.501, 0.526], a draw at the 98th percentile)."""
         rng = np.random.default_rng(self.config["forget_seed"] + 1)
         scores, users = self.scores(model), self.samples.users
-        draws = [self._point(scores, redeal_labels(users, rng)) for _ in range(self.config["audit_shuffles"])]
+        wanted = self.config["audit_shuffles"]
+        draws = []
+        # a deal with every sample on one side measures nothing (a few users with one sample
+        # each can draw one): it is drawn again, as the bootstrap skips such a round
+        for _ in range(100 * wanted):
+            labels = redeal_labels(users, rng)
+            if labels.any() and not labels.all():
+                draws.append(self._point(scores, labels))
+                if len(draws) == wanted:
+                    break
+        if not draws:
+            raise UnlearnError("the audit's shuffled-labels check found no deal of the labels with members and "
+                               "non-members: too few samples (raise the forget ratio)")
         mean = {key: float(np.mean([d[key] for d in draws])) for key in draws[0]}
         interval = bootstrap_auc(scores, self.samples.is_member, users, self.config["audit_bootstrap"],
                                  self.config["forget_seed"], relabel=lambda g: redeal_labels(users, g))

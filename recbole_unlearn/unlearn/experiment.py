@@ -89,6 +89,11 @@ class Experiment:
         if config["forget"]:
             raise UnlearnError("audit needs held-out twins drawn with the forget set: it runs only with a "
                                "sampled forget set (drop --forget, or set audit False)")
+        ratio_key = "sru_forget_ratio" if config["forget_protocol"] == "sru" else "forget_user_ratio"
+        if config[ratio_key] > 0.5:
+            raise UnlearnError(f"{ratio_key} must be at most 0.5 with audit: True, got {config[ratio_key]}: the audit "
+                               "draws its candidates at twice that share of users and deals half of them to the "
+                               "held-out twins (a larger ratio was capped at every user without a word)")
         doubled = config.override({"forget_user_ratio": min(1.0, 2 * config["forget_user_ratio"]),
                                    "sru_forget_ratio": min(1.0, 2 * config["sru_forget_ratio"])})
         candidates = sample_forget_set(doubled, self.data)
