@@ -22,7 +22,7 @@ from recbole_unlearn.trainer.shard_trainer import SHARD_SEED_STRIDE
 from recbole_unlearn.unlearnable.base import states_equal
 from recbole_unlearn.utils.errors import UnlearnError
 
-from conftest import (ledger_events, load_model, read_audit, read_manifest, snapshot, train_saved_model,
+from conftest import (ledger_events, load_model, read_audit, read_manifest, snapshot, tiny_dict, train_saved_model,
                       verify_model)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -504,6 +504,21 @@ def test_an_approximate_forget_that_changed_nothing_says_so(in_tmp, capsys):
     statuses = [e["status"] for e in ledger_events(model_dir) if e["status"] != "queued"]
     assert statuses == ["applied_without_change"]
     assert verify_model(model_dir)["applied_without_change"] == 2
+
+
+def test_a_run_whose_approximate_forget_changed_nothing_says_so_under_its_table(in_tmp, capsys):
+    """A run's row whose SRUGA step stopped before its first kept update (``changed: false`` in
+    ``results.json``) was printed like any forget, with no word under the table (found by
+    probing; SPEC section 6: never reported as an ordinary forget). It now gets a warning line."""
+    from recbole_unlearn import run_recbole_unlearn
+
+    doc = run_recbole_unlearn("SASRec", config_dict=tiny_dict(
+        unlearn_method="sruga", sruga_learning_rate=1.0, utility_floor=1.0, sruga_epochs=2, sruga_floor_restarts=0,
+        include_retrain=False, results_dir=str(in_tmp / "r")))
+    row = next(r for r in doc["rows"] if r["method"] == "sruga")
+    assert row["changed"] is False
+    out = capsys.readouterr().out
+    assert "warning: sruga (stopped_by: utility_floor) did not change the model" in out, out
 
 
 @pytest.mark.parametrize("next_file", ["the same file", "another file"])

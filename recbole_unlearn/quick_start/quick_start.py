@@ -15,6 +15,7 @@ from recbole_unlearn.utils.results import (
     add_speedups,
     cap_note,
     format_table,
+    unchanged_rows_note,
     results_document,
     write_results,
 )
@@ -90,6 +91,9 @@ def run_recbole_unlearn(
         capped = cap_note(rows, config["epochs"], config["agg_epochs"])
         if capped:
             print(f"note: {capped}")
+        unchanged = unchanged_rows_note(rows)
+        if unchanged:
+            print(f"warning: {unchanged}")
         busy = busy_rows_note(rows, config["busy_cpu_share"])
         if busy:
             print(f"note: {busy}")

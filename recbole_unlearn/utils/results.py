@@ -207,6 +207,20 @@ def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int) -> Optional
             f"set --epochs{' and --agg_epochs' if aggregator else ''} higher to train to convergence")
 
 
+def unchanged_rows_note(rows: List[dict]) -> Optional[str]:
+    """One line naming every row whose forget left the model's weights as they were
+    (``changed`` False: an approximate step that stopped before its first kept update), so it
+    is never read as an ordinary forget; ``None`` if none did."""
+    named = [f"{row['method']} (stopped_by: {row.get('stopped_by') or 'unknown'})" for row in rows
+             if row.get("changed") is False]
+    if not named:
+        return None
+    verb = "does" if len(named) == 1 else "do"
+    return (f"{', '.join(named)} did not change the model: the forgotten data is no longer used, yet its "
+            f"influence remains; {'it' if len(named) == 1 else 'they'} {verb} not count as forgetting "
+            "(retrain, or use an exact method)")
+
+
 def format_table(rows: List[dict]) -> str:
     """A plain-text table of the headline numbers of each row."""
     headers = ["method"] + [c[0] for c in _COLUMNS] + ["seconds", "speedup"]
