@@ -19,7 +19,7 @@ import threading
 import warnings
 from typing import List, Optional, Tuple
 
-from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.utils.errors import UnlearnError, one_line
 
 
 def parse_args(argv: List[str]) -> Tuple[Optional[str], Optional[str], Optional[List[str]], dict]:
@@ -97,6 +97,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except UnlearnError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the disk or the file system (full, read-only, no permission): one line, no trace
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (below); a request run says what it did and what waits
         print(f"error: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130

@@ -24,7 +24,18 @@ from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.serving.audit import AuditLog, interaction_hmacs
 from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearnable import ForgetReport, UnlearnableModel
+from recbole_unlearn.utils.errors import UnlearnError, error_line
 from recbole_unlearn.utils.faults import fault_point
+
+
+class ForgetWentLive(UnlearnError):
+    """The forget's new version went live, but its audit line could not be appended (a full
+    disk, a read-only log). Its requests are applied, not failed: the version holds the line
+    (``audit_entry.json``), which the next run appends, recording them ``applied``."""
+
+    def __init__(self, version: str, error: BaseException):
+        super().__init__(f"the forget went live as {version}, but its audit line could not be written "
+                         f"({error_line(error)}); the next run writes it and records its requests applied")
 
 
 @dataclass
@@ -75,6 +86,7 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
     """
     log = AuditLog(store.model_dir)
     with store.lock.hold():
+        store.lock.check_held()
         log.reconcile(store)
         if store.is_stale(model):
             model = store.load(getattr(model, "overrides", None))
@@ -93,7 +105,7 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
                 return AppliedForget(model, ForgetSet(np.array([], dtype=np.int64), source=forget_set.source),
                                      ForgetReport(0), None, [], done_elsewhere, [])
             forget_set = ForgetSet(np.concatenate([r.rows for r in todo]), source=forget_set.source)
-        key = log.secret()
+        key = log.key_for_new_lines()
         forget_set = model.expand(forget_set)
         new_rows = model.new_rows(forget_set.rows)
         report = model.forget(forget_set.rows)
@@ -116,6 +128,11 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
             store.commit(model, store.reused_files(model, report), audit_entry=entry)
             fault_point("current_switched")
         entry["version"] = store.current_version()
-        log.append(entry)
+        try:
+            log.append(entry)
+        except Exception as error:
+            if report.interactions:  # live without its audit line: as a process killed here, not a failure
+                raise ForgetWentLive(entry["version"], error) from error
+            raise
         fault_point("audit_appended")
     return AppliedForget(model, forget_set, report, entry, ids, done_elsewhere, already, unchanged)

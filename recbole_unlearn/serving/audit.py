@@ -80,7 +80,13 @@ class AuditLog:
     def reconcile(self, store: ModelStore) -> Optional[dict]:
         """If the current version was written by a forget whose audit line never made it to the
         log (the process died between the switch and the append), append that line now, marked
-        ``recovered``. Returns the appended entry, or ``None``. Needs the lock."""
+        ``recovered``. Returns the appended entry, or ``None``. Needs the lock.
+
+        First, refuses a folder whose log records a version newer than the live one (CURRENT
+        set back by hand, or a folder restored from an older copy beside a newer log): a forget
+        from there would write over deletions the log holds as applied."""
+        self.check_not_rolled_back(store)
+        self.check_key()
         version_dir, manifest = store.read_manifest()
         if PENDING_AUDIT not in manifest["files"]:
             return None
@@ -91,6 +97,33 @@ class AuditLog:
         pending["recovered"] = True
         self.append(pending)
         return pending
+
+
+    def check_not_rolled_back(self, store: ModelStore) -> None:
+        """Raise ``UnlearnError`` if a line of the log names a newer version than CURRENT."""
+        current = store.current_version()
+        for number, entry in enumerate(self.entries(repair=True), start=1):
+            version = entry.get("version")
+            if isinstance(version, str) and current is not None and version > current:
+                raise UnlearnError(
+                    f"{self.path} line {number} records {version}, yet CURRENT names {current}: the folder was "
+                    "rolled back (CURRENT edited, or restored from an older copy), and a forget from here would "
+                    f"undo the deletions recorded since; set CURRENT back to the newest version, or restore the "
+                    "whole folder from one copy")
+
+    def check_key(self) -> None:
+        """Raise ``UnlearnError`` if the key is lost while lines of the log hold HMACs made with
+        it: a new key (made with the next line) would leave them unverifiable for good."""
+        if not os.path.exists(os.path.join(self.model_dir, SECRET)) and any(
+                entry.get("forgotten_hmac") for entry in self.entries(repair=True)):
+            raise UnlearnError(f"{os.path.join(self.model_dir, SECRET)} is missing: the audit log's lines hold "
+                               "HMACs made with it, and a new key would leave them unverifiable for good; restore "
+                               "it from the folder's copy (mode 0600: a copy made by another user skips it)")
+
+    def key_for_new_lines(self) -> bytes:
+        """The audit key to write a new line with (created with the log's first HMAC)."""
+        self.check_key()
+        return self.secret(create=True)
 
 
 def interaction_hmacs(key: bytes, dataset, rows: np.ndarray) -> List[str]:

@@ -30,7 +30,7 @@ from typing import Dict, List, Set, Tuple
 import numpy as np
 
 from recbole_unlearn.data.forget import ForgetSet
-from recbole_unlearn.serving.apply import ForgetRequest, apply_forget
+from recbole_unlearn.serving.apply import ForgetRequest, ForgetWentLive, apply_forget
 from recbole_unlearn.serving.audit import AuditLog
 from recbole_unlearn.serving.ledger import RequestLedger, now
 from recbole_unlearn.serving.request_files import FileRequest
@@ -134,8 +134,8 @@ class RequestBatcher:
             audit.reconcile(store)
             removed = store.remove_left_behind(model.config["keep_previous_version"])
             if removed:
-                getLogger().warning(f"removed {', '.join(removed)}: left behind by a forget that was stopped after "
-                                    "its new version went live")
+                getLogger().warning(f"removed {', '.join(removed)}: left behind by a forget that was stopped (a "
+                                    "version from before the live one, or one staged that never went live)")
             events = self.ledger.events(repair=True)
             self.audited: Dict[str, dict] = audit.applied_requests(repair=True)
             recovered = self._recovered(events)
@@ -270,6 +270,8 @@ class RequestBatcher:
         try:
             outcome = apply_forget(self.store, self.model, ForgetSet(rows, source=self.source),
                                    self.model.config["unlearn_method"], requests)
+        except ForgetWentLive:
+            raise  # live: their ledger lines stay queued, and the next run records them applied (recovered)
         except Exception as error:
             # not final: the previous version stays live and the next run retries these requests
             self._record([{"id": p.request.id, "file": p.request.file, "line": p.request.line,

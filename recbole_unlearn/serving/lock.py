@@ -9,7 +9,7 @@ The lock is re-entrant within a process: nested ``with store.lock():`` blocks ho
 """
 import os
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Tuple
 
 from filelock import FileLock, Timeout
 
@@ -33,6 +33,7 @@ class FolderLock:
         self.timeout_s = float(timeout_s)
         self._lock = FileLock(os.path.join(model_dir, LOCK), is_singleton=False)
         self._depth = 0
+        self._identity: Optional[Tuple[int, int]] = None  # (device, inode) of the lock file held
 
     def _holder(self) -> Optional[str]:
         try:
@@ -61,6 +62,7 @@ class FolderLock:
             try:
                 with open(os.path.join(self.model_dir, LOCK_PID), "w", encoding="utf-8") as f:
                     f.write(str(os.getpid()))
+                self._identity = self._lock_file_identity()
             except OSError as e:
                 self._lock.release()
                 raise self._unlockable(e) from None
@@ -79,3 +81,24 @@ class FolderLock:
     @property
     def held(self) -> bool:
         return self._depth > 0
+
+    def _lock_file_identity(self) -> Optional[Tuple[int, int]]:
+        try:
+            info = os.stat(os.path.join(self.model_dir, LOCK))
+        except OSError:
+            return None
+        return info.st_dev, info.st_ino
+
+    def check_held(self) -> None:
+        """Raise ``UnlearnError`` unless this process holds the lock and the folder's lock file is
+        still the one it locked. Removed by hand (taken for a stale lock) or replaced with the
+        folder, it no longer keeps another process out, and a commit could undo that process's
+        version."""
+        if not self.held:
+            raise UnlearnError(f"model folder {self.model_dir}: a version is written only under its lock")
+        if self._identity is None or self._lock_file_identity() != self._identity:
+            raise UnlearnError(
+                f"the lock file {os.path.join(self.model_dir, LOCK)} was removed or replaced while this process held "
+                "it (by hand, or with the folder): another process may have changed the folder meanwhile, so "
+                "nothing was committed; the requests stay queued for the next run (the lock is released when its "
+                "holder ends, even when killed: never remove it by hand)")

@@ -27,6 +27,7 @@ import os
 import shutil
 import time
 import uuid
+from logging import getLogger
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -38,7 +39,7 @@ from recbole_unlearn.serving.lock import FolderLock
 from recbole_unlearn.trainer.shard_trainer import check_ray_resources
 from recbole_unlearn.trainer.trainer import load_checkpoint
 from recbole_unlearn.unlearnable import MODEL_FORMATS, ForgetReport, UnlearnableModel
-from recbole_unlearn.utils.atomic import atomic_write, fsync_dir, write_json
+from recbole_unlearn.utils.atomic import atomic_write, fsync_dir, save_weights, write_json
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.faults import fault_point
 from recbole_unlearn.version import __version__
@@ -233,18 +234,26 @@ class ModelStore:
         """
         os.makedirs(self.model_dir, exist_ok=True)
         with self.lock.hold():
+            self.lock.check_held()
             previous = self.current_version()
             if model.version_dir is None and previous is not None:
                 # a freshly trained model is a folder's first version only: another run saved one
                 # here while this one trained (the folder was new when it started)
                 raise UnlearnError(f"model_dir {self.model_dir} already holds a model ({previous}, saved by another "
                                    "run while this one trained); nothing was written: choose a new folder")
-            number = int(previous[1:]) + 1 if previous else 1
+            if model.version_dir is not None and os.path.basename(model.version_dir) != previous:
+                # compare-and-swap: the model's version must still be the live one, or this commit
+                # would undo the versions made since (written behind the lock's back)
+                raise UnlearnError(f"{self.model_dir}: {previous} is live, not {os.path.basename(model.version_dir)}, "
+                                   "the version this forget started from (the folder changed behind its lock); "
+                                   "nothing was committed; the requests stay queued for the next run")
+            # the next free number: a folder beyond CURRENT (a forget killed after its rename,
+            # before its switch; or CURRENT edited by hand) is never deleted to reuse its name
+            on_disk = [int(e[1:]) for e in os.listdir(self.model_dir) if e.startswith("v") and e[1:].isdigit()]
+            number = max(on_disk + [int(previous[1:]) if previous else 0]) + 1
             name = f"v{number:06d}"
             final = os.path.join(self.model_dir, name)
             staging = os.path.join(self.model_dir, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
-            if os.path.isdir(final):  # left by a process killed after the rename, before the switch
-                shutil.rmtree(final)
             os.makedirs(staging)
             try:
                 files: Dict[str, str] = {}
@@ -253,7 +262,7 @@ class ModelStore:
                     if reused and fname in reused:
                         _link_or_copy(reused[fname], target)
                     else:
-                        atomic_write(target, lambda f, s=state: torch.save(s, f))
+                        save_weights(target, state)
                     files[fname] = file_sha256(target)
                 write_json(os.path.join(staging, FORGOTTEN), _pairs_of(model.forgotten, model.dataset))
                 files[FORGOTTEN] = file_sha256(os.path.join(staging, FORGOTTEN))
@@ -268,6 +277,7 @@ class ModelStore:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
             fault_point("version_renamed")
+            self.lock.check_held()
             atomic_write(os.path.join(self.model_dir, CURRENT), lambda f: f.write(name.encode()))
             fault_point("version_switched")
             self._prune(keep={name, previous} if model.config["keep_previous_version"] else {name})
@@ -291,19 +301,31 @@ class ModelStore:
         its switch and its removal of the version before: a whole model trained on data it
         forgot), keeping the current version and, with ``keep_previous``, the newest before it;
         returns the versions removed. Needs the lock."""
+        current = self.current_version()
         older = self.older_versions()
-        keep = {self.current_version()} | ({older[-1]} if keep_previous and older else set())
-        self._prune(keep)
-        return [v for v in older if v not in keep]
+        before = [v for v in older if current is None or v < current]
+        keep = {current} | ({before[-1]} if keep_previous and before else set())
+        left = self._prune(keep)
+        return [v for v in older if v not in keep and v not in left]
 
-    def _prune(self, keep: set) -> None:
+    def _prune(self, keep: set) -> List[str]:
         """Remove versions not in ``keep`` (the current one, and the previous one where
-        ``keep_previous_version`` asks for it) and stale staging folders."""
+        ``keep_previous_version`` asks for it) and stale staging folders; returns the versions
+        that could not be removed, each named in a warning (they hold a model trained on data
+        forgotten since: ``--verify`` lists them as ``older_versions``)."""
+        left = []
         for entry in os.listdir(self.model_dir):
             path = os.path.join(self.model_dir, entry)
             stale_version = entry.startswith("v") and entry[1:].isdigit() and entry not in keep
             if os.path.isdir(path) and (stale_version or entry.startswith(".v")):
-                shutil.rmtree(path, ignore_errors=True)
+                try:
+                    shutil.rmtree(path)
+                except OSError as e:
+                    if stale_version:
+                        left.append(entry)
+                        _warn(f"could not remove {entry} from {self.model_dir} ({e.strerror or e}): it holds a model "
+                              "from before later forgets, trained on data they forgot; remove it by hand")
+        return left
 
     def _manifest(self, model: UnlearnableModel, files: Dict[str, str]) -> dict:
         from recbole_unlearn.data.utils import dataset_file
@@ -326,6 +348,10 @@ class ModelStore:
             "held_out": _pairs_of(model.dataset.held_out, model.dataset),
             "files": files,
         }
+
+
+def _warn(message: str) -> None:
+    getLogger().warning(message)
 
 
 def _pairs_of(rows: np.ndarray, dataset) -> List[list]:

@@ -176,12 +176,12 @@ def _watch(batcher: RequestBatcher, folder: str) -> Tuple[StreamSummary, Unlearn
         now_mono = time.monotonic()
         try:
             listed = dict(_request_files(folder))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # removed, or replaced by a file
             while batcher.pending:  # what was read from it is applied before the run stops
                 batcher.pump(drain=True)
             batcher.summary.check()
-            raise UnlearnError(f"request folder {folder} was removed while it was watched; the requests read from "
-                               "it were applied (requests.jsonl)") from None
+            raise UnlearnError(f"request folder {folder} was removed (or replaced by a file) while it was watched; "
+                               "the requests read from it were applied (requests.jsonl)") from None
         for name, st in listed.items():
             known = files.get(name)
             if known is None:

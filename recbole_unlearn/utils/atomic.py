@@ -48,5 +48,9 @@ def write_json(path: str, obj: Any) -> None:
 
 
 def save_weights(path: str, state_dict: dict) -> None:
-    """Save a ``state_dict`` (tensors only) so that ``torch.load(weights_only=True)`` reads it."""
-    atomic_write(path, lambda f: torch.save(state_dict, f))
+    """Save a ``state_dict`` (tensors only) so that ``torch.load(weights_only=True)`` reads it.
+    Serialised in memory first, so that a full disk is the ``OSError`` it is (ENOSPC), not the
+    ``RuntimeError: ... unexpected pos`` torch's zip writer turns it into."""
+    buffer = io.BytesIO()
+    torch.save(state_dict, buffer)
+    atomic_write(path, lambda f: f.write(buffer.getbuffer()))

@@ -1,0 +1,192 @@
+"""A model folder changed behind the lock's back (its lock file removed, its CURRENT rolled back by
+hand, its audit key lost, an old version that cannot be removed): a forget never undoes a
+recorded deletion, and says what it found (failures found by probing the folder under adverse
+filesystem conditions)."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from recbole_unlearn.data.forget import ForgetSet
+from recbole_unlearn.quick_start import run_forget_requests
+from recbole_unlearn.serving import store as store_module
+from recbole_unlearn.serving.apply import apply_forget
+from recbole_unlearn.serving.lock import LOCK
+from recbole_unlearn.serving.store import CURRENT, open_store
+from recbole_unlearn.utils.errors import UnlearnError
+
+from conftest import load_model, read_audit, snapshot, train_saved_model
+
+QUIET = {"state": "ERROR"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    base = tmp_path_factory.mktemp("integrity")
+    return train_saved_model(base, forget_protocol="none")
+
+
+@pytest.fixture
+def folder(trained, tmp_path):
+    target = str(tmp_path / "model")
+    shutil.copytree(trained, target)
+    return target
+
+
+def _user(model_dir: str, k: int) -> str:
+    return load_model(model_dir).dataset.id2token("user_id", k)
+
+
+def _request(tmp_path, name: str, *users: str) -> str:
+    path = tmp_path / name
+    path.write_text("".join(f"{u}\n" for u in users))
+    return str(path)
+
+
+def _versions(model_dir: str):
+    return sorted(e for e in os.listdir(model_dir) if e.startswith("v") and e[1:].isdigit())
+
+
+def test_a_forget_whose_lock_file_was_removed_meanwhile_commits_nothing(folder):
+    """An operator removed the "stale" lock of a forget that was still running; a second process
+    took a new lock and applied its requests; the first then committed over them, and their
+    deletions were undone while the audit log held them as applied. A commit now checks that the
+    lock file it holds is still the folder's."""
+    store = open_store(folder)
+    model = store.load()
+    rows = model.dataset.user_rows(3)
+    before = snapshot(folder)
+    with store.lock.hold():
+        os.unlink(os.path.join(folder, LOCK))  # removed by hand while this process holds it
+        with pytest.raises(UnlearnError, match="lock file .* was removed or replaced"):
+            apply_forget(store, model, ForgetSet(rows[model.dataset.is_training[rows]], source="test"), "sisa")
+    after = snapshot(folder)
+    assert {k: v for k, v in after.items() if not k.startswith(".lock")} == \
+        {k: v for k, v in before.items() if not k.startswith(".lock")}
+
+
+def test_a_commit_refuses_a_model_loaded_from_a_version_that_is_no_longer_current(folder, tmp_path):
+    """The compare-and-swap under the lock: a model loaded from v000001 is never written as the
+    version after a v000002 it never saw (whose deletions it would undo)."""
+    store = open_store(folder)
+    stale = store.load()
+    run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
+    assert store.current_version() == "v000002"
+    stale.forget(stale.dataset.user_rows(4)[stale.dataset.is_training[stale.dataset.user_rows(4)]])
+    with pytest.raises(UnlearnError, match="v000002 is live, not v000001"):
+        store.commit(stale)
+    assert store.current_version() == "v000002" and _versions(folder) == ["v000002"]
+
+
+def test_a_current_rolled_back_by_hand_is_refused_and_the_newer_version_kept(folder, tmp_path):
+    """CURRENT set back by hand to the kept previous version: the next forget deleted the newer
+    version (the one that forgot the first request) and wrote its own in that name, so a deletion
+    the audit log held as applied was undone. The forget is now refused, and no version is ever
+    deleted to make room for a new one."""
+    run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)),
+                        dict(QUIET, keep_previous_version=True), verbose=False)
+    assert _versions(folder) == ["v000001", "v000002"]
+    with open(os.path.join(folder, CURRENT), "w") as f:
+        f.write("v000001")
+    before = snapshot(folder)
+    with pytest.raises(UnlearnError, match="audit.jsonl line 1 records v000002.*CURRENT names v000001"):
+        run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)), QUIET, verbose=False)
+    assert snapshot(folder) == before
+
+
+def test_a_commit_never_deletes_a_version_folder_to_reuse_its_name(folder):
+    """A version folder beyond CURRENT (left by a forget killed after its rename, before its
+    switch, or by a hand-edited CURRENT) was deleted so that the new version could take its name;
+    the new version now takes the next free number."""
+    store = open_store(folder)
+    model = store.load()
+    shutil.copytree(os.path.join(folder, "v000001"), os.path.join(folder, "v000002"))
+    rows = model.dataset.user_rows(3)
+    apply_forget(store, model, ForgetSet(rows[model.dataset.is_training[rows]], source="test"), "sisa")
+    assert store.current_version() == "v000003"
+    assert read_audit(folder)[-1]["version"] == "v000003"
+
+
+def test_a_lost_audit_key_is_refused_not_replaced(folder, tmp_path):
+    """The audit key (mode 0600, so a copy made by another user skips it) was missing: --verify
+    refused, but a forget made a new key, after which every earlier audit line failed the check
+    for good ("audited pairs are not forgotten", which was false)."""
+    run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
+    os.unlink(os.path.join(folder, "audit.key"))
+    before = snapshot(folder)
+    with pytest.raises(UnlearnError, match="audit.key is missing"):
+        run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)), QUIET, verbose=False)
+    assert snapshot(folder) == before
+
+
+def test_an_old_version_that_cannot_be_removed_is_reported_not_claimed_removed(folder, tmp_path, monkeypatch):
+    """The version before a forget (a whole model trained on the data it forgot) could not be
+    removed (a read-only folder): the forget said nothing, and the next run said it had removed
+    it while it stayed on disk. Both now say it is still there."""
+    real_rmtree = shutil.rmtree
+
+    def refuse_v1(path, *args, **kwargs):
+        if os.path.basename(path) == "v000001":
+            raise PermissionError(13, "Permission denied", path)
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(store_module.shutil, "rmtree", refuse_v1)
+    warnings = []
+    monkeypatch.setattr(store_module, "_warn", warnings.append)
+    run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
+    assert _versions(folder) == ["v000001", "v000002"]
+    assert any("could not remove v000001" in w and "Permission denied" in w for w in warnings), warnings
+    store = open_store(folder)
+    with store.lock.hold():
+        assert store.remove_left_behind(keep_previous=False) == []
+    assert any(w.count("could not remove v000001") for w in warnings[1:]), warnings
+
+
+def test_a_forget_live_without_its_audit_line_is_not_recorded_failed(folder, tmp_path, monkeypatch):
+    """The audit append failed after the switch (a full disk, a read-only log): the ledger said
+    ``failed`` ("the previous version stays live") while the new version was live. The requests
+    now stay queued, as after a process killed there, and the next run records them applied."""
+    from recbole_unlearn.serving.audit import AuditLog
+    from conftest import ledger_events, verify_model
+
+    real_append = AuditLog.append
+
+    def full_disk(self, entry):
+        raise OSError(27, "File too large")
+
+    monkeypatch.setattr(AuditLog, "append", full_disk)
+    with pytest.raises(UnlearnError, match="went live as v000002, but its audit line could not be written"):
+        run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
+    assert open_store(folder).current_version() == "v000002"
+    assert [e["status"] for e in ledger_events(folder)] == ["queued"]
+    monkeypatch.setattr(AuditLog, "append", real_append)
+    run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)), QUIET, verbose=False)
+    last = {}
+    for event in ledger_events(folder):
+        last[os.path.basename(event["file"])] = event
+    assert last["a.csv"]["status"] == "applied" and last["a.csv"].get("recovered") is True
+    assert verify_model(folder)["requests_not_final"] == 0
+
+
+def test_a_full_disk_while_saving_weights_is_the_os_error_it_is(tmp_path):
+    """A full disk while writing weights ended in torch's ``RuntimeError: [enforce fail at
+    inline_container.cc] ... unexpected pos`` (a traceback that names no disk); it is now the
+    ``OSError`` (here EFBIG, from a file-size limit), which the command prints as one line."""
+    import subprocess
+    import sys
+
+    script = (
+        "import resource, signal, torch\n"
+        "from recbole_unlearn.utils.atomic import save_weights\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (200000, 200000))\n"
+        "try:\n"
+        f"    save_weights({str(tmp_path / 'w.pth')!r}, {{'w': torch.zeros(1000000)}})\n"
+        "except BaseException as e:\n"
+        "    print(type(e).__name__, getattr(e, 'errno', None))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "OSError 27", out.stdout + out.stderr
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
