@@ -491,3 +491,19 @@ def test_a_stop_while_the_command_still_imports_gives_the_one_line(in_tmp, entry
         proc.kill()
     assert proc.returncode == 130, err
     assert err.strip().splitlines() == ["error: interrupted"], err
+
+
+@pytest.mark.parametrize("setting", [dict(utility_topk=[1000]), dict(forget_topk=[1000]),
+                                     dict(topk=[600], valid_metric="NDCG@600"),
+                                     dict(unlearn_method="sruga", sruga_utility_check="recall@1000"),
+                                     dict(unlearn_method="sruga", sruga_forget_check="hit@1000",
+                                          forget_protocol="none")])
+def test_a_cut_off_beyond_the_item_count_is_refused_before_anything_is_written(tmp_path, setting):
+    """ml-tiny ranks 499 items: a cut-off of 1,000 ended in ``RuntimeError: selected index k out of
+    range`` after the run folder (and a saved SRUGA model, which then failed every request) was
+    written (found by probing)."""
+    values = dict(dict(unlearn_method="retrain"), **setting)
+    with pytest.raises(UnlearnError, match=r"ranks only 499 items"):
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(results_dir=str(tmp_path / "r"),
+                                                             model_dir=str(tmp_path / "m"), **values), verbose=False)
+    assert not os.path.exists(tmp_path / "r") and not os.path.exists(tmp_path / "m")

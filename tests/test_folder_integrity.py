@@ -190,3 +190,23 @@ def test_a_full_disk_while_saving_weights_is_the_os_error_it_is(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "OSError 27", out.stdout + out.stderr
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
+
+
+@pytest.mark.parametrize("method", ["sruga", "sisa-sruga"])
+def test_a_saved_model_keeps_every_setting_of_how_it_forgets(tmp_path, method):
+    """A saved SRUGA model (or SISA forgetting its shards by SRUGA) kept only the keys its method
+    file sets, so ``sruga_*`` and ``utility_floor`` were read from the installed defaults at every
+    load: a new default changed how a deployed model forgets (found by probing). The folder now
+    records every fit, aggregate and forget setting as resolved."""
+    from recbole_unlearn.config.keys import METHOD_PHASES, settings_of
+    from conftest import read_manifest
+
+    extra = dict(unlearn_method="sisa", shard_unlearning="sruga", n_slices=1) if method == "sisa-sruga" \
+        else dict(unlearn_method="sruga")
+    model_dir = train_saved_model(tmp_path, forget_protocol="none", **extra)
+    _, manifest = read_manifest(model_dir)
+    model = load_model(model_dir)
+    wanted = settings_of(model.config.settings(), *METHOD_PHASES)
+    assert {"sruga_learning_rate", "utility_floor", "sruga_floor_restarts"} <= set(wanted)
+    missing = {k: v for k, v in wanted.items() if manifest["config"].get(k, "missing") != v}
+    assert not missing, missing

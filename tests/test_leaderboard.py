@@ -6,6 +6,7 @@ import shutil
 import sys
 import time
 
+import numpy as np
 import pytest
 import yaml
 
@@ -863,3 +864,22 @@ def test_a_grid_without_output_dir_writes_below_results_leaderboard_in_a_folder_
     path = tmp_path / "my-grid.yaml"
     path.write_text(yaml.safe_dump({"models": ["SASRec"], "datasets": ["ml-tiny"], "methods": {"sisa": {}}}))
     assert load_grid(str(path)).output_dir == os.path.join("results", "leaderboard", "my-grid")
+
+
+def test_a_model_folder_a_grid_saved_keeps_no_version_from_before_a_forget(tmp_path, in_tmp):
+    """The runner keeps each row's fitted version (``keep_previous_version``) to share fits, and
+    wrote the key into the folder's settings: the folder, answering requests later, kept the
+    version from before every forget, a model trained on the data it forgot (found by probing)."""
+    from conftest import load_model, read_manifest
+    from recbole_unlearn.quick_start import run_forget_requests
+
+    run_grid(_grid_named(tmp_path, "board", ["sruga"]))
+    model_dir = str(tmp_path / "board" / "GRU4Rec-ml-tiny" / "models" / "sruga")
+    _, manifest = read_manifest(model_dir)
+    assert "keep_previous_version" not in manifest["config"]
+    model = load_model(model_dir)
+    user = next(model.dataset.id2token("user_id", u) for u in range(1, model.dataset.user_num)
+                if not np.isin(model.dataset.user_rows(u), model.forgotten).any())
+    (tmp_path / "req.csv").write_text(f"{user}\n")
+    run_forget_requests(model_dir, str(tmp_path / "req.csv"), {"state": "ERROR"}, verbose=False)
+    assert sorted(e for e in os.listdir(model_dir) if e.startswith("v")) == ["v000003"]

@@ -126,10 +126,15 @@ class CellRun:
         values = dict(self.grid.config, **variant.overrides)
         values["unlearn_method"] = variant.method
         values["model_dir"] = self.model_dir(variant.label)
-        values.setdefault("keep_previous_version", True)  # the fitted v000001, shared on resume
         config = UnlearnConfig(self.cell.model, self.cell.dataset, None, values)
         config["checkpoint_dir"] = self.dir
-        return config.for_method(variant.method)
+        config = config.for_method(variant.method)
+        if "keep_previous_version" not in values:
+            # the fitted v000001, shared on resume; for this run only (set on the final settings, not
+            # the user's, so the folder does not record it: answering requests later, it would keep
+            # the version from before every forget)
+            config["keep_previous_version"] = True
+        return config
 
     def model_dir(self, label: str) -> str:
         return os.path.join(self.dir, "models", label)

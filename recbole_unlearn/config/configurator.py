@@ -19,7 +19,7 @@ from recbole.utils import ModelType, get_model
 from recbole.utils import argument_list
 
 from recbole_unlearn.compat import set_anomaly_detection
-from recbole_unlearn.config.keys import check_values, is_recorded
+from recbole_unlearn.config.keys import METHOD_PHASES, check_values, is_recorded, settings_of
 from recbole_unlearn.utils.errors import UnlearnError, one_line, yaml_problem
 from recbole_unlearn.utils.paths import properties_dir, property_file
 from recbole_unlearn.utils.yaml_keys import UniqueKeySafeLoader
@@ -317,6 +317,10 @@ class UnlearnConfig(Config):
             out["unlearn_method"] = method
             for key in getattr(self, "method_keys", self.method_defaults(method)):
                 out[key] = _jsonable(self[key])
+        # every fit, aggregate and forget setting as resolved, so that a later default (a new
+        # SRUGA rate, say) never changes how a saved model forgets
+        for key, value in settings_of(self.settings(), *METHOD_PHASES).items():
+            out.setdefault(key, value)
         # RecBole stores <data_path>/<dataset> in data_path; save the parent, absolute.
         out["data_path"] = os.path.abspath(os.path.dirname(os.path.normpath(self["data_path"])))
         return out

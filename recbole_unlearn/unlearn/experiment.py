@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from recbole.utils import init_logger, init_seed, set_color
 
+from recbole_unlearn.config.keys import KEYS, parse_metric
 from recbole_unlearn.data import ForgetSet, build_forget_set, create_unlearn_dataset, sample_forget_set, split_loaders
 from recbole_unlearn.evaluator import EvaluationSuite
 from recbole_unlearn.evaluator.audit import AuditSamples, MembershipAudit, split_twins
@@ -72,10 +73,28 @@ class Experiment:
             raise UnlearnError("request_steps splits the forget set into requests, and forget_protocol none "
                                "forgets nothing: set request_steps 1 or choose a protocol")
 
+    def _check_cutoffs(self, config) -> None:
+        """Every cut-off a full ranking is cut at (``utility_topk``, ``forget_topk``, RecBole's
+        ``topk`` and ``valid_metric``, a method's checks such as ``sruga_forget_check``) ranks at
+        most the dataset's items: a larger one failed after the run folder (and a saved model
+        that then failed every request) was written."""
+        items = self.data.item_num - 1  # id 0 is padding
+        cutoffs = [(key, k) for key in ("utility_topk", "forget_topk", "topk") for k in (config[key] or [])]
+        for key, spec in KEYS.items():
+            if spec.kind == "metric" or key == "valid_metric":
+                parsed = parse_metric(config[key]) if key in config else None
+                if parsed is not None:
+                    cutoffs.append((key, parsed[1]))
+        for key, k in cutoffs:
+            if isinstance(k, int) and k > items:
+                raise UnlearnError(f"config key '{key}' cuts the ranking at {k}, but {config['dataset']} ranks only "
+                                   f"{items} items")
+
     def _check_model(self) -> None:
         """Build the model once and drop it, so that settings RecBole or torch refuse (heads that
         do not divide the hidden size, an unknown loss type, ...) are one line before a run
         writes anything, not a traceback after. Torch's random state is left as it was."""
+        self._check_cutoffs(self.config)
         try:
             with torch.random.fork_rng(devices=[]):
                 self.config.model_class(self.config, self.data)
@@ -116,6 +135,7 @@ class Experiment:
                                "do: name a method that saves a model for later requests (sisa, sru, receraser, "
                                "sruga, ...)")
         method.check(method_config, self.data)
+        self._check_cutoffs(method_config)
 
     def open(self, run_dir: str) -> None:
         """Log into ``run_dir`` (RecBole's logger) and build the D_raw / D_rem / D_fgt loaders."""
