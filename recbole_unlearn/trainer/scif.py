@@ -118,8 +118,10 @@ class SCIFStep(ApproximateStep):
         report, probe, history_keep = begin_step(config, model, dataset, forget_set, keep, history_keep, "newton_step")
         device, batch = config["device"], config["eval_batch_size"]
         prior = history_keep.copy()
-        prior[forget_set.rows] = True  # what the model was trained with
-        targets_before = dataset.split_targets(prior)[0]
+        prior[forget_set.rows] = True  # the histories the model was trained with
+        trained = keep.copy()
+        trained[forget_set.rows] = True  # its training data (a shard's own, under shard_unlearning)
+        targets_before = dataset.split_targets(trained)[0]
         affected = np.isin(dataset.log_user, forget_set.users(dataset))
         remaining = np.intersect1d(dataset.split_targets(keep)[0], np.flatnonzero(affected))
         removed = dataset.samples(np.union1d(forget_set.targets, remaining), prior)
