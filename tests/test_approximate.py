@@ -252,3 +252,20 @@ def test_scif_on_a_shard_divides_by_the_shards_own_samples(in_tmp):
         assert not report.stopped_by.startswith("fallback"), report.stopped_by
         states.append({k: v.clone() for k, v in sub.state_dict().items()})
     assert all(torch.allclose(states[0][k], states[1][k], atol=1e-7) for k in states[0])
+
+
+@pytest.mark.parametrize("method", ["kookmin", "fanchuan", "scif"])
+def test_a_request_for_a_users_first_item_reports_no_forget_hit_not_zero(in_tmp, method):
+    """A user's first training item is never a target (it has no history), so a request for it
+    leaves nothing to probe: Kookmin, Fanchuan and SCIF reported forget Hit@10 "0.0" before and
+    after, measured on nothing (found by probing; SRUGA said ``None``). Now ``None`` too."""
+    model_dir = train_saved_model(in_tmp, unlearn_method=method, forget_protocol="none")
+    model = load_model(model_dir)
+    user = 5
+    rows = model.dataset.user_rows(user)
+    first = rows[model.dataset.is_training[rows]][0]
+    tokens = (model.dataset.id2token("user_id", user), model.dataset.id2token("item_id", model.dataset.log_item[first]))
+    (in_tmp / "req.csv").write_text(f"{tokens[0]},{tokens[1]}\n")
+    run_forget_requests(model_dir, str(in_tmp / "req.csv"), {"state": "ERROR"}, verbose=False)
+    step = read_audit(model_dir)[-1]["approximate"]
+    assert step["forget_hit@10_before"] is None and step["forget_hit@10_after"] is None, step

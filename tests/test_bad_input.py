@@ -507,3 +507,13 @@ def test_a_cut_off_beyond_the_item_count_is_refused_before_anything_is_written(t
         run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(results_dir=str(tmp_path / "r"),
                                                              model_dir=str(tmp_path / "m"), **values), verbose=False)
     assert not os.path.exists(tmp_path / "r") and not os.path.exists(tmp_path / "m")
+
+
+@pytest.mark.parametrize("key", ["sruga_learning_rate", "sruga_clip_norm"])
+def test_a_sruga_setting_that_can_never_move_the_weights_is_refused(tmp_path, key):
+    """A rate of 0, or gradients clipped to norm 0, were accepted ("a non-negative number") and
+    made every SRUGA forget a no-op whose row said an epoch was kept (found by probing)."""
+    with pytest.raises(UnlearnError, match=rf"config key '{key}' must be a positive number"):
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(unlearn_method="sruga", results_dir=str(tmp_path / "r"),
+                                                             **{key: 0}), verbose=False)
+    assert not os.path.exists(tmp_path / "r")

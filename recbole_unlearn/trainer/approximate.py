@@ -150,9 +150,13 @@ class ForgetProbe:
         self.samples = ascent_samples(dataset, forget_set, history_keep)  # [n] samples
         self.loader = eval_loader(config, dataset, self.samples)
 
-    def __call__(self, epoch: int, **extra) -> float:
+    def __call__(self, epoch: int, **extra) -> Optional[float]:
+        """Measure (``None`` where there is no sample to measure on, e.g. a request for a user's
+        first item, which is never a target: it was reported 0.0, measured on nothing)."""
         began = time.perf_counter()
-        value = full_ranking_metrics(self.model, self.loader, self.config, ["Hit"], [10]).get("hit@10", 0.0)
+        value = None
+        if len(self.samples):
+            value = full_ranking_metrics(self.model, self.loader, self.config, ["Hit"], [10]).get("hit@10")
         self.report.eval_seconds += time.perf_counter() - began
         self.report.history.append(dict({"epoch": epoch, "forget_hit@10": value}, **extra))
         return value

@@ -81,9 +81,9 @@ declare({  # defaults in properties/overall.yaml (sharded methods use them with 
     "sruga_kl": number_key("forget", open_low=False),
     "sruga_ft": number_key("forget", open_low=False),
     "sruga_ga_loss": choice_key("forget", *GA_LOSSES),
-    "sruga_learning_rate": number_key("forget", open_low=False),
+    "sruga_learning_rate": number_key("forget"),  # positive: a rate of 0 never moves the weights
     "sruga_batch_size": int_key("forget"),
-    "sruga_clip_norm": number_key("forget", open_low=False),
+    "sruga_clip_norm": number_key("forget"),  # positive: norm 0 clips every gradient to nothing
     "sruga_anneal": number_key("forget", open_low=False),
     "sruga_epochs": int_key("forget"),
     "sruga_eval_step": int_key("forget"),
