@@ -194,3 +194,29 @@ def test_each_method_row_records_the_settings_it_ran_with(in_tmp):
     assert "epochs" not in sru  # a data key: the document's settings hold it, shared by every row
     with open(doc["results_path"]) as f:
         assert {row["method"]: row.get("settings") for row in json.load(f)["rows"]}["sru"] == sru
+
+
+def test_a_second_api_call_in_one_process_logs_into_its_own_file_at_its_own_level(in_tmp):
+    """In a notebook, the second call's log file stayed empty (its lines went to the first call's
+    file) and its ``state`` was ignored (12 INFO lines with ``state: WARNING``): RecBole's
+    ``init_logger`` calls ``logging.basicConfig``, a no-op once handlers exist (found by probing).
+    Run in a process of its own: pytest's own log handlers would hide it."""
+    script = (
+        "import glob, json, os\n"
+        "from recbole_unlearn import run_recbole_unlearn\n"
+        f"base = dict(data_path={FIXTURES!r}, dataset='ml-tiny', epochs=1, unlearn_method='retrain')\n"
+        "run_recbole_unlearn('GRU4Rec', config_dict=dict(base, results_dir='r1', state='INFO'), verbose=False)\n"
+        "first = glob.glob('log/**/*.log', recursive=True)\n"
+        "sizes = [os.path.getsize(p) for p in first]\n"
+        "print('CALL2', flush=True)\n"
+        "run_recbole_unlearn('GRU4Rec', config_dict=dict(base, results_dir='r2', state='WARNING'), verbose=False)\n"
+        "second = [p for p in glob.glob('log/**/*.log', recursive=True) if p not in first]\n"
+        "print(json.dumps({'first_grew': [os.path.getsize(p) for p in first] != sizes, 'second': len(second)}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=in_tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, timeout=600)  # one stream, in order
+    assert out.returncode == 0, out.stdout
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"first_grew": False, "second": 1}, result
+    after = out.stdout.split("CALL2", 1)[1]
+    assert "INFO" not in after, after

@@ -44,7 +44,6 @@ counting the pause.
 """
 import hashlib
 import json
-import logging
 import os
 import shutil
 import time
@@ -233,15 +232,6 @@ def _describe(run: CellRun, experiment: Experiment) -> str:
             f"train_batch_size {c['train_batch_size']}, seed {c['seed']}. "
             f"Users {experiment.data.user_num - 1}, items {experiment.data.item_num - 1}, "
             f"interactions {len(experiment.data.log_item)}.")
-
-
-def _reset_logging() -> None:
-    """RecBole's init_logger uses logging.basicConfig, which is a no-op once the root logger has
-    handlers; drop them so that each cell logs into its own file."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
 
 
 #: a model folder's first version: the state right after the fit (the forget commits the second).
@@ -467,7 +457,6 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
         experiment.check_method(run.variant_configs[variant.label])
 
     os.makedirs(os.path.join(run.dir, "rows"), exist_ok=True)
-    _reset_logging()
     experiment.open(run.dir)
     if saved is None:
         saved = {"model": cell.model, "dataset": cell.dataset, "fingerprint": fingerprint,

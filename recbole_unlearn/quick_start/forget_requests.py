@@ -14,7 +14,7 @@ import os
 from logging import getLogger
 from typing import List, Optional
 
-from recbole.utils import get_local_time, init_logger
+from recbole.utils import get_local_time
 
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.evaluator.suite import EvaluationSuite
@@ -23,6 +23,7 @@ from recbole_unlearn.serving.ledger import LEDGER
 from recbole_unlearn.unlearn.experiment import run_dir_for
 from recbole_unlearn.utils.cpu_meter import CpuMeter, busy_rows_note
 from recbole_unlearn.utils.results import format_table, make_row, results_document, write_results
+from recbole_unlearn.utils.run_logger import init_run_logger
 
 
 def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dict] = None,
@@ -41,7 +42,7 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
     config = model.config
     meter = CpuMeter()
     if os.path.isdir(requests):
-        init_logger(config)
+        init_run_logger(config)
         summary, model = watch_request_folder(store, model, requests)
     else:
         summary, model = stream_request_file(store, model, requests)  # validates before writing

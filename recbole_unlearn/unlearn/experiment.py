@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-from recbole.utils import init_logger, init_seed, set_color
+from recbole.utils import init_seed, set_color
 
 from recbole_unlearn.config.keys import KEYS, parse_metric
 from recbole_unlearn.data import ForgetSet, build_forget_set, create_unlearn_dataset, sample_forget_set, split_loaders
@@ -24,6 +24,7 @@ from recbole_unlearn.utils.atomic import save_weights
 from recbole_unlearn.utils.cpu_meter import CpuMeter
 from recbole_unlearn.utils.errors import UnlearnError, error_line
 from recbole_unlearn.utils.results import make_row
+from recbole_unlearn.utils.run_logger import init_run_logger
 
 #: seeds of the audit's reference models: seed + AUDIT_SEED_STRIDE * (i + 1).
 AUDIT_SEED_STRIDE = 7919
@@ -140,7 +141,7 @@ class Experiment:
     def open(self, run_dir: str) -> None:
         """Log into ``run_dir`` (RecBole's logger) and build the D_raw / D_rem / D_fgt loaders."""
         self.config["checkpoint_dir"] = run_dir
-        init_logger(self.config)
+        init_run_logger(self.config)
         logger = getLogger()
         logger.info(self.config)
         logger.info(self.data)
