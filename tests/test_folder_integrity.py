@@ -210,3 +210,46 @@ def test_a_saved_model_keeps_every_setting_of_how_it_forgets(tmp_path, method):
     assert {"sruga_learning_rate", "utility_floor", "sruga_floor_restarts"} <= set(wanted)
     missing = {k: v for k, v in wanted.items() if manifest["config"].get(k, "missing") != v}
     assert not missing, missing
+
+
+def _insert_line(path: str, number: int, line: str) -> None:
+    with open(path) as f:
+        lines = f.read().splitlines(keepends=True)
+    lines.insert(number - 1, line + "\n")
+    with open(path, "w") as f:
+        f.write("".join(lines))
+
+
+@pytest.mark.parametrize("edit", ["ledger {}", "ledger without status", "audit request_ids null",
+                                  "manifest without files", "manifest without config", "manifest a list"])
+def test_a_hand_edited_log_line_or_manifest_is_one_error_naming_it(folder, tmp_path, edit):
+    """Valid JSON of the wrong shape (a line without ``id``, ``request_ids: null``, a manifest
+    without ``files``) ended ``--verify`` and a forget in a ``KeyError`` / ``TypeError`` traceback
+    (found by probing); each is now one error naming the file (and line), and nothing changes."""
+    from conftest import verify_model
+
+    run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
+    version_dir = os.path.join(folder, open_store(folder).current_version())
+    manifest_path = os.path.join(version_dir, "manifest.json")
+    manifest = json.load(open(manifest_path))
+    if edit == "ledger {}":
+        _insert_line(os.path.join(folder, "requests.jsonl"), 2, "{}")
+    elif edit == "ledger without status":
+        _insert_line(os.path.join(folder, "requests.jsonl"), 2, '{"id": "x:1"}')
+    elif edit == "audit request_ids null":
+        _insert_line(os.path.join(folder, "audit.jsonl"), 1, '{"request_ids": null}')
+    else:
+        if edit == "manifest a list":
+            manifest = []
+        else:
+            manifest.pop("files" if edit == "manifest without files" else "config")
+        with open(manifest_path, "w") as f:
+            json.dump(manifest, f)
+    where = {"ledger": "requests.jsonl line 2", "audit": "audit.jsonl line 1", "manifest": "manifest.json"}
+    pattern = where[edit.split()[0]]
+    before = snapshot(folder)
+    with pytest.raises(UnlearnError, match=pattern.replace(".", r"\.")):
+        verify_model(folder)
+    with pytest.raises(UnlearnError, match=pattern.replace(".", r"\.")):
+        run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)), QUIET, verbose=False)
+    assert snapshot(folder) == before

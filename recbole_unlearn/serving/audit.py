@@ -24,6 +24,9 @@ from recbole_unlearn.utils.errors import UnlearnError
 
 AUDIT = "audit.jsonl"
 SECRET = "audit.key"
+#: the lists an audit line may hold (checked when read)
+LINE_FIELDS = {"request_ids": (list, False), "forgotten_hmac": (list, False), "already_forgotten": (list, False),
+               "unchanged_request_ids": (list, False)}
 
 
 class AuditLog:
@@ -34,7 +37,7 @@ class AuditLog:
         self.path = os.path.join(model_dir, AUDIT)
 
     def entries(self, repair: bool = False) -> List[dict]:
-        return jsonl.read_records(self.path, repair=repair)
+        return jsonl.read_records(self.path, repair=repair, fields=LINE_FIELDS)
 
     def append(self, entry: dict) -> None:
         jsonl.append_records(self.path, [entry])

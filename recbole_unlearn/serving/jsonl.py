@@ -17,7 +17,7 @@ newline is added.
 import json
 import os
 from logging import getLogger
-from typing import Iterable, List
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from recbole_unlearn.utils.errors import UnlearnError
 
@@ -62,9 +62,12 @@ def repair_torn_tail(path: str) -> bool:
     return True
 
 
-def read_records(path: str, repair: bool = False) -> List[dict]:
+def read_records(path: str, repair: bool = False,
+                 fields: Optional[Dict[str, Tuple[type, bool]]] = None) -> List[dict]:
     """Every record of the log at ``path`` (``[]`` if it does not exist). See the module doc
-    for torn final lines; any other invalid line raises ``UnlearnError`` naming it."""
+    for torn final lines; any other invalid line raises ``UnlearnError`` naming it, and so does
+    a record whose ``fields`` (``{name: (type, required)}``) are missing or of another type
+    (valid JSON of the wrong shape, e.g. a line edited by hand)."""
     if not os.path.isfile(path):
         return []
     if repair:
@@ -84,6 +87,10 @@ def read_records(path: str, repair: bool = False) -> List[dict]:
             if number == len(lines):  # torn final line: not a record
                 break
             raise UnlearnError(f"{path} line {number} is not valid JSON (corrupted; restore it from a backup)") from None
+        for name, (kind, required) in (fields or {}).items():
+            if (name in record and not isinstance(record[name], kind)) or (required and name not in record):
+                raise UnlearnError(f"{path} line {number} has no valid '{name}' ({kind.__name__}): not a line this "
+                                   "package writes (edited by hand? restore it from a backup)")
         records.append(record)
     return records
 

@@ -15,6 +15,8 @@ from recbole_unlearn.serving import jsonl
 
 LEDGER = "requests.jsonl"
 FINAL_STATUSES = ("applied", "applied_without_change", "rejected")
+#: what every ledger line holds (checked when read)
+LINE_FIELDS = {"id": (str, True), "status": (str, True), "rows": (list, False)}
 
 
 def now() -> str:
@@ -31,4 +33,4 @@ class RequestLedger:
         jsonl.append_records(self.path, events)
 
     def events(self, repair: bool = False) -> List[dict]:
-        return jsonl.read_records(self.path, repair=repair)
+        return jsonl.read_records(self.path, repair=repair, fields=LINE_FIELDS)

@@ -48,6 +48,8 @@ CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 FORGOTTEN = "forgotten.json"
 PENDING_AUDIT = "audit_entry.json"
+#: what every manifest holds (checked when read)
+MANIFEST_FIELDS = {"format": str, "model": str, "dataset": str, "config": dict, "files": dict, "data_sha256": str}
 EXAMPLE_RUNTIME_KEYS = ("num_workers", "max_batch", "max_wait_s", "lock_timeout_s", "eval_batch_size")
 # Not runtime keys, yet a saved model may be given them: they say where a file is, and the file
 # must be the one the model recorded (its SHA-256), so a moved folder and dataset can be served.
@@ -159,7 +161,14 @@ class ModelStore:
                                    "version is kept, and the one before it under keep_previous_version)")
             name = version
         version_dir = os.path.join(self.model_dir, name)
-        manifest = read_json(os.path.join(version_dir, MANIFEST))
+        path = os.path.join(version_dir, MANIFEST)
+        manifest = read_json(path)
+        if not isinstance(manifest, dict):
+            raise UnlearnError(f"model file {path} is not a manifest (a JSON object); restore it from a backup")
+        for key, kind in MANIFEST_FIELDS.items():
+            if not isinstance(manifest.get(key), kind):
+                raise UnlearnError(f"model file {path} has no valid '{key}' ({kind.__name__}): edited by hand? "
+                                   "restore it from a backup")
         if manifest.get("format") not in MODEL_FORMATS:
             raise UnlearnError(f"{version_dir}/{MANIFEST}: unsupported format {manifest.get('format')!r}")
         return version_dir, manifest
