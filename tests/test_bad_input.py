@@ -517,3 +517,29 @@ def test_a_sruga_setting_that_can_never_move_the_weights_is_refused(tmp_path, ke
         run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(unlearn_method="sruga", results_dir=str(tmp_path / "r"),
                                                              **{key: 0}), verbose=False)
     assert not os.path.exists(tmp_path / "r")
+
+
+@pytest.mark.parametrize("key,value", [
+    ("utility_metrics", ["Foo"]), ("utility_metrics", "NDCG"), ("utility_metrics", ["ItemCoverage"]),
+    ("metrics", ["NDCG", "ItemCoverage"]), ("valid_metric", 5), ("valid_metric", ["NDCG@10"]),
+    ("clip_grad_norm", 5), ("loss_decimal_place", "x"), ("metric_decimal_place", "x"), ("enable_amp", "x"),
+    ("worker", "x"), ("show_progress", "maybe"), ("use_gpu", "maybe"), ("mask_ratio", 2.0)])
+def test_recbole_settings_of_the_wrong_kind_are_one_line_before_anything_is_written(tmp_path, key, value):
+    """RecBole's own keys of the wrong kind ended in ``KeyError``/``TypeError``/``AttributeError``
+    tracebacks, some after the run folder was written (``clip_grad_norm: 5``, unknown
+    ``utility_metrics``), or were accepted silently (``show_progress: maybe``) (found by probing)."""
+    model = "BERT4Rec" if key == "mask_ratio" else "GRU4Rec"
+    with pytest.raises(UnlearnError, match=rf"config key '{key}' must be"):
+        run_recbole_unlearn(model, config_dict=tiny_dict(unlearn_method="retrain", results_dir=str(tmp_path / "r"),
+                                                         **{key: value}), verbose=False)
+    assert not os.path.exists(tmp_path / "r")
+
+
+def test_config_dict_keys_must_be_strings(tmp_path):
+    """``config_dict={1: 2}`` (or ``1: 2`` in a YAML file) was ``AttributeError: 'int' object has
+    no attribute 'endswith'`` (found by probing)."""
+    with pytest.raises(UnlearnError, match="config keys must be names"):
+        settings = tiny_dict(results_dir=str(tmp_path / "r"))
+        settings[1] = 2
+        run_recbole_unlearn("GRU4Rec", config_dict=settings, verbose=False)
+    assert not os.path.exists(tmp_path / "r")

@@ -55,6 +55,14 @@ def _check_yaml_file(path: str) -> None:
     if settings is not None and not isinstance(settings, dict):  # None: empty, or comments only
         raise UnlearnError(f"config file {path} must be a mapping of settings (key: value lines), "
                            f"got a {type(settings).__name__}")
+    named = [k for k in (settings or {}) if not isinstance(k, str)]
+    if named:
+        raise UnlearnError(f"config file {path}: config keys must be names (strings), got {named[0]!r}")
+    check_values(settings or {}, EARLY_KEYS)
+
+
+#: keys RecBole's ``Config`` itself parses (a wrong kind fails there, as a traceback): checked first
+EARLY_KEYS = ("valid_metric",)
 
 
 def _plain(value):
@@ -118,6 +126,13 @@ def _check_argument_kinds(model, dataset, config_file_list, config_dict) -> None
         raise UnlearnError(f"config_file_list must be a list of file names, got {type(config_file_list).__name__}")
     if config_dict is not None and not isinstance(config_dict, dict):
         raise UnlearnError(f"config_dict must be a dict of settings, got {type(config_dict).__name__}")
+    named = [k for k in (config_dict or {}) if not isinstance(k, str)]
+    if named:
+        raise UnlearnError(f"config keys must be names (strings), got {named[0]!r} in config_dict")
+    for name, value in (("model", (config_dict or {}).get("model")), ("dataset", (config_dict or {}).get("dataset"))):
+        if value is not None and not isinstance(value, str):
+            raise UnlearnError(f"config key '{name}' must be a {name} name (a string), got {value!r}")
+    check_values(config_dict or {}, EARLY_KEYS)  # before RecBole's Config reads them (and fails otherwise)
 
 
 class UnlearnConfig(Config):

@@ -76,6 +76,10 @@ class Key:
             text = "a method name or a list of them"
         elif self.kind == "metric":
             text = "a full-ranking metric at a cut-off, one of " + ", ".join(f"{m}@k" for m in CHECK_METRICS)
+        elif self.kind == "metric_names":
+            text = "a list of full-ranking metrics, each one of " + ", ".join(CHECK_METRICS) + " (any case)"
+        elif self.kind == "mapping":
+            text = "a mapping (key: value)"
         elif self.kind in ("int", "number"):
             noun = "integer" if self.kind == "int" else "number"
             if self.high is not None:
@@ -111,6 +115,11 @@ class Key:
             return bool(items) and all(isinstance(v, str) and v.strip() for v in items)
         if self.kind == "metric":
             return parse_metric(value) is not None
+        if self.kind == "metric_names":
+            return isinstance(value, list) and bool(value) and all(
+                isinstance(v, str) and v.lower() in CHECK_METRICS for v in value)
+        if self.kind == "mapping":
+            return isinstance(value, dict)
         if self.kind == "int_list":
             return isinstance(value, list) and bool(value) and all(
                 isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
@@ -248,7 +257,7 @@ KEYS: Dict[str, Key] = {
     "shard_num_threads": int_key("runtime", optional=True),
     "tensorboard": flag_key("runtime"),
     # --- metrics -------------------------------------------------------------------------------
-    "utility_metrics": Key("data"),
+    "utility_metrics": Key("data", "metric_names"),
     "utility_topk": Key("data", "int_list"),
     "forget_topk": Key("data", "int_list"),
     "sru_inference_topk": Key("data", "int_list"),
@@ -263,23 +272,31 @@ KEYS: Dict[str, Key] = {
     "seed": int_key("data", low=0),
     "stopping_step": int_key("data"),
     "eval_step": int_key("data", low=0),  # 0: no validation (RecBole trains every epoch and keeps the last)
+    "metrics": Key("data", "metric_names"),
+    "valid_metric": Key("data", "metric"),
+    "topk": Key("data", "int_list"),
+    "clip_grad_norm": Key("data", "mapping", optional=True),
+    "enable_amp": flag_key("data"),
+    "enable_scaler": flag_key("data"),
+    "mask_ratio": number_key("data", high=1, open_high=True),  # BERT4Rec's share of masked items
     # the sequential models' sizes and dropout rates (GRU4Rec, SASRec, BERT4Rec, ...)
     **{key: int_key("data") for key in ("hidden_size", "inner_size", "embedding_size", "n_layers", "n_heads",
                                         "num_layers")},
     **{key: number_key("data", open_low=False, high=1, open_high=True)
        for key in ("dropout_prob", "hidden_dropout_prob", "attn_dropout_prob")},
     "eval_batch_size": int_key("runtime"),
-    "show_progress": Key("runtime"),
-    "use_gpu": Key("runtime", recorded=False),
+    "show_progress": flag_key("runtime"),
+    "use_gpu": flag_key("runtime", recorded=False),
     "gpu_id": _runtime_recbole(),
     "state": Key("runtime"),
-    "worker": Key("runtime", recorded=False),
+    "worker": int_key("runtime", low=0, recorded=False),
+    **{key: int_key("runtime", low=0, recorded=False) for key in ("loss_decimal_place", "metric_decimal_place")},
     # RecBole's keys that say where things are written or how they are logged, and the field
     # names its batch transform derives from ITEM_ID_FIELD: never part of the numbers.
     **{key: _runtime_recbole() for key in (
         "checkpoint_dir", "device", "log_wandb", "wandb_project", "save_dataset", "dataset_save_path",
         "save_dataloaders", "dataloaders_save_path", "local_rank", "world_size", "offset", "ip", "port",
-        "nproc", "single_spec", "loss_decimal_place", "metric_decimal_place", "config_files",
+        "nproc", "single_spec", "config_files",
         "MASK_INDEX", "MASK_ITEM_SEQ", "POS_ITEMS", "NEG_ITEMS")},
     # where the dataset is read from: a data key (another folder is other data), not recorded
     # (the folder differs between machines).
