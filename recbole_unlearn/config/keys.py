@@ -373,17 +373,18 @@ Generated from `recbole_unlearn/config/keys.py` (the one table of recbole_unlear
 defaults in `properties/`; regenerate with
 
 ```bash
-python -c "from recbole_unlearn.config.keys import table_markdown; print(table_markdown(), end='')" > docs/config-keys.md
+python -c "import recbole_unlearn.unlearn; from recbole_unlearn.config.keys import table_markdown; print(table_markdown(), end='')" > docs/config-keys.md
 ```
 
-(a test fails when this file is out of date). Every key is checked against its valid values when
+(importing `recbole_unlearn.unlearn` first: the methods declare their own keys; a test fails when
+this file is out of date). Every key is checked against its valid values when
 a config is built (`error: config key '<key>' must be ...`). The phase says what a key may
 change: **data** keys (the data, the forget set, the original model) are shared by every row of
 a leaderboard cell and make its fingerprint; a row may set **fit** (how a method trains its
 deployable model), **forget** (how it forgets) and **runtime** keys; rows that differ only in
 forget and runtime keys share one fit; a saved model (`--model_dir=...`) accepts only runtime
 keys. RecBole's own keys are data keys: those listed here are checked, the others (`loss_type`,
-`mask_ratio`, ...) are RecBole's to check, and a run whose model cannot be built from them is
+`transform`, ...) are RecBole's to check, and a run whose model cannot be built from them is
 refused with one line before it writes anything.
 
 """
@@ -392,8 +393,6 @@ refused with one line before it writes anything.
 def table_markdown() -> str:
     """``docs/config-keys.md``: the table as Markdown (key, valid values, default and the file
     that sets it, phase, whether ``results.json`` records it)."""
-    import recbole_unlearn.unlearn  # noqa: F401  (the methods and approximate steps declare their own keys)
-
     defaults = _defaults()
     lines = ["| key | valid values | default (file) | phase | in results.json |", "|---|---|---|---|---|"]
     for key in sorted(KEYS, key=lambda k: (PHASES.index(KEYS[k].phase), k)):
