@@ -371,15 +371,24 @@ def test_an_odd_entry_in_the_inbox_neither_stops_the_watcher_nor_its_restart(mod
         assert os.path.exists(inbox / "a.csv") and runs[1]["skipped_already_final"] == 1
 
 
-def test_an_inbox_removed_while_watched_is_one_error_after_its_requests_are_applied(model_copy, in_tmp, monkeypatch):
+@pytest.mark.parametrize("how", ["removed", "replaced by a file"])
+def test_an_inbox_removed_while_watched_is_one_error_after_its_requests_are_applied(model_copy, in_tmp, monkeypatch,
+                                                                                     how):
+    """(Replaced by a file, it was a ``NotADirectoryError`` traceback; found by probing.)"""
     from recbole_unlearn.utils.errors import UnlearnError
 
     user = _users_by_shard(model_copy)[0][0]
     inbox = in_tmp / "inbox"
     inbox.mkdir()
     (inbox / "a.csv").write_text(f"{user}\n")
-    _on_next_sleep(monkeypatch, lambda: shutil.rmtree(inbox), after_first_read=True)
-    with pytest.raises(UnlearnError, match="was removed while it was watched"):
+
+    def take_it_away():
+        shutil.rmtree(inbox)
+        if how == "replaced by a file":
+            inbox.write_text("x\n")
+
+    _on_next_sleep(monkeypatch, take_it_away, after_first_read=True)
+    with pytest.raises(UnlearnError, match=r"was removed \(or replaced by a file\) while it was watched"):
         run_forget_requests(model_copy, str(inbox), {"watch_poll_s": 0.05, "watch_settle_s": 0,
                                                      "max_wait_s": 3600, "state": "ERROR"}, verbose=False)
     assert user in _forgotten_users(model_copy)
