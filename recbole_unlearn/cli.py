@@ -65,6 +65,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")
     previous_sigterm = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
     try:
+        _import_the_package()
         model, dataset, config_files, config_dict = parse_args(argv)
         if "benchmark" in config_dict:
             cells = raw_cells(config_dict.pop("cells", None))
@@ -107,6 +108,25 @@ def main(argv: Optional[List[str]] = None) -> int:
         if _main_thread():
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous_sigterm is None else previous_sigterm)
     return 0
+
+
+def _import_the_package() -> None:
+    """Import torch, RecBole and the package (seconds) with SIGTERM and Ctrl-C held back: raised
+    inside a C extension's import (NumPy's), a ``KeyboardInterrupt`` came out as NumPy's
+    ``ImportError`` traceback. A stop that arrived meanwhile is raised once they are in."""
+    if not _main_thread():
+        import recbole_unlearn.quick_start  # noqa: F401
+        return
+    held = []
+    handlers = {sig: signal.signal(sig, lambda signum, frame: held.append(signum))
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        import recbole_unlearn.quick_start  # noqa: F401  (and with it torch, RecBole, every method)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    if held:
+        raise KeyboardInterrupt
 
 
 def _interrupt(signum, frame) -> None:

@@ -184,7 +184,7 @@ def test_bad_stream_settings_are_refused_when_loading(saved, value):
     ("SASRec", {"n_layers": 0}, "config key 'n_layers' must be a positive integer"),
     ("SASRec", {"hidden_dropout_prob": 2}, "config key 'hidden_dropout_prob' must be in [0, 1)"),
     ("GRU4Rec", {"dropout_prob": 2}, "config key 'dropout_prob' must be in [0, 1)"),
-    ("SASRec", {"valid_metric": "foo@10"}, "valid_metric 'foo@10' is not one of the validation metrics"),
+    ("SASRec", {"valid_metric": "foo@10"}, "config key 'valid_metric' must be a full-ranking metric at a cut-off"),
     ("SASRec", {"valid_metric": "NDCG@5"}, "valid_metric 'NDCG@5' is not one of the validation metrics"),
     ("SASRec", {"n_heads": 3}, "SASRec cannot be built with these settings: ValueError: The hidden size (64) is not a multiple"),
     ("SASRec", {"loss_type": "XX"}, "SASRec cannot be built with these settings"),
@@ -465,9 +465,14 @@ def _catches_sigterm(pid: int) -> bool:
     return bool(int(caught, 16) >> (15 - 1) & 1)  # SIGTERM is signal 15
 
 
-def _has_torch_loaded(pid: int) -> bool:
-    with open(f"/proc/{pid}/maps") as f:
-        return "libtorch" in f.read()
+def test_the_command_line_module_imports_neither_torch_nor_recbole():
+    """So that the command catches SIGTERM (first thing in ``main``) before the seconds those
+    imports take: importing ``recbole_unlearn.cli`` loaded both (through the package's
+    ``__init__``), and a stop in those seconds ended the command with exit 143 and no word."""
+    out = subprocess.run([sys.executable, "-c", "import sys, recbole_unlearn.cli; "
+                          "print(sorted(m for m in ('torch', 'recbole') if m in sys.modules))"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 @pytest.mark.parametrize("entry", [["run_recbole_unlearn.py"], ["-m", "recbole_unlearn"]])
@@ -475,7 +480,8 @@ def _has_torch_loaded(pid: int) -> bool:
 def test_a_stop_while_the_command_still_imports_gives_the_one_line(in_tmp, entry):
     """SIGTERM in the command's first seconds, while it imported torch and RecBole, ended it with
     exit 143 and no word (the handler came after those imports; Ctrl-C there printed a traceback).
-    The command now catches SIGTERM before it imports them."""
+    The command now catches SIGTERM before it imports them (the test above): stopped as soon as it
+    catches SIGTERM, it says so in one line."""
     proc = subprocess.Popen([sys.executable, *entry, "--model=SASRec", f"--data_path={FIXTURES}", "--dataset=ml-tiny",
                              "--epochs=1", "--state=ERROR"], cwd=ROOT if entry[0] != "-m" else in_tmp,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -484,7 +490,6 @@ def test_a_stop_while_the_command_still_imports_gives_the_one_line(in_tmp, entry
         while not _catches_sigterm(proc.pid):
             assert proc.poll() is None and time.monotonic() < deadline, "the command never caught SIGTERM"
             time.sleep(0.005)
-        assert not _has_torch_loaded(proc.pid), "SIGTERM was caught only once torch was loaded"
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:
@@ -543,3 +548,61 @@ def test_config_dict_keys_must_be_strings(tmp_path):
         settings[1] = 2
         run_recbole_unlearn("GRU4Rec", config_dict=settings, verbose=False)
     assert not os.path.exists(tmp_path / "r")
+
+
+def test_the_api_leaves_the_callers_config_dict_as_given(tmp_path):
+    """``{'n_shards': '2'}`` came back as ``2`` and a numpy float as a Python one: RecBole
+    converts the values of the dict it is given (found by probing)."""
+    import numpy as np
+
+    settings = tiny_dict(results_dir=str(tmp_path / "r"), unlearn_method="retrain", learning_rate=np.float32(0.003),
+                         n_shards="2")
+    before = dict(settings)
+    run_recbole_unlearn("GRU4Rec", config_dict=settings, verbose=False)
+    assert settings == before and type(settings["learning_rate"]) is np.float32 and settings["n_shards"] == "2"
+
+
+@pytest.mark.parametrize("key,value", [("config_files", "other.yaml"), ("benchmark", "grid.yaml"), ("verify", True)])
+def test_the_api_refuses_switches_a_run_would_ignore(tmp_path, key, value):
+    """``config_files``, ``benchmark`` and ``verify`` in the API's config_dict were accepted and
+    an ordinary run happened (found by probing)."""
+    with pytest.raises(UnlearnError, match=f"config_dict cannot set '{key}'"):
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(results_dir=str(tmp_path / "r"), **{key: value}),
+                            verbose=False)
+    assert not os.path.exists(tmp_path / "r")
+
+
+def test_the_request_and_verify_api_refuse_a_config_dict_that_is_no_dict(saved):
+    from recbole_unlearn.quick_start.forget_requests import run_verify
+
+    model_dir = saved[1]
+    with pytest.raises(UnlearnError, match="config_dict must be a dict"):
+        run_verify(model_dir, [("state", "ERROR")])
+    with pytest.raises(UnlearnError, match="config_dict must be a dict"):
+        run_forget_requests(model_dir, "nowhere.csv", [("max_batch", 1)])
+
+
+def test_more_request_steps_than_forget_users_is_refused(tmp_path):
+    """With 6 forget users, ``request_steps: 8`` ran two steps with no user, each training a
+    matched Retrain (found by probing)."""
+    with pytest.raises(UnlearnError, match=r"request_steps \(500\) deals the forget set's \d+ users"):
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(results_dir=str(tmp_path / "r"), unlearn_method="sisa",
+                                                             n_shards=2, request_steps=500), verbose=False)
+    assert not os.path.exists(tmp_path / "r")
+
+
+def test_a_training_whose_loss_becomes_nan_is_one_line(tmp_path):
+    """A learning rate far too large ended in RecBole's ``ValueError: Training loss is nan``
+    traceback (found by probing)."""
+    with pytest.raises(UnlearnError, match="training diverged: its loss became NaN"):
+        run_recbole_unlearn("SASRec", config_dict=tiny_dict(results_dir=str(tmp_path / "r"), unlearn_method="retrain",
+                                                            learning_rate=1e30), verbose=False)
+
+
+def test_a_number_beyond_float32_says_so(tmp_path):
+    """``scif_max_step: 1e300`` was refused as "must be a positive number", which it is (found by
+    probing): the message now names the float32 limit."""
+    with pytest.raises(UnlearnError, match=r"must be a positive number and at most 3\.4e38 \(the largest float32\), "
+                                           r"got 1e\+300"):
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(results_dir=str(tmp_path / "r"), unlearn_method="scif",
+                                                             scif_max_step=1e300), verbose=False)

@@ -156,6 +156,7 @@ class UnlearnConfig(Config):
         config_dict: Optional[dict] = None,
     ):
         _check_argument_kinds(model, dataset, config_file_list, config_dict)
+        config_dict = copy.deepcopy(config_dict)  # RecBole converts values in place: the caller's dict stays as given
         for path in config_file_list or []:
             _check_yaml_file(path)
         try:

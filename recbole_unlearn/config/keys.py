@@ -342,7 +342,10 @@ def check_value(key: str, value) -> None:
     """Raise a one-line :class:`UnlearnError` if ``value`` is not valid for declared ``key``."""
     spec = KEYS.get(key)
     if spec is not None and not spec.valid(value):
-        raise UnlearnError(f"config key '{key}' must be {spec.expectation()}, got {value!r}")
+        beyond = spec.kind in ("int", "number") and isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and math.isfinite(value) and abs(value) > FLOAT32_MAX
+        limit = " and at most 3.4e38 (the largest float32)" if beyond else ""
+        raise UnlearnError(f"config key '{key}' must be {spec.expectation()}{limit}, got {value!r}")
 
 
 def check_values(values: Dict[str, object], keys: Optional[Iterable[str]] = None) -> None:

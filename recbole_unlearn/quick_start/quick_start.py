@@ -53,6 +53,12 @@ def run_recbole_unlearn(
     Every input is validated before anything is written; a problem raises ``UnlearnError``.
     The document's ``run_dir`` / ``results_path`` say where ``results.json`` was written.
     """
+    for key in ("config_files", "benchmark", "verify"):  # command-line switches: a run would ignore them
+        if isinstance(config_dict, dict) and config_dict.get(key) not in (None, False):
+            raise UnlearnError(f"config_dict cannot set '{key}': " + {
+                "config_files": "give the files as config_file_list",
+                "benchmark": "run a grid with recbole_unlearn.benchmark.runner.run_grid",
+                "verify": "check a model folder with recbole_unlearn.quick_start.forget_requests.run_verify"}[key])
     config = UnlearnConfig(model, dataset, config_file_list, config_dict)
     experiment = Experiment(config)
     methods = _method_order(config, experiment.nothing_to_forget)

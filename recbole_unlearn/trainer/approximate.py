@@ -206,7 +206,9 @@ def target_gradients(model, samples, params: List[torch.nn.Parameter], batch_siz
 
 class RemainingBatches:
     """An endless iterator over D_rem training batches (RecBole's loader: negatives, BERT4Rec's
-    masking), reshuffled every pass; ``per_epoch`` batches make one pass."""
+    masking); ``per_epoch`` batches make one pass. Later passes replay the first pass's batches
+    in the same order (``itertools.cycle``), not reshuffled: Kookmin's and Fanchuan's defaults
+    fine-tune for less than one pass."""
 
     def __init__(self, config, dataset: UnlearnSequentialDataset, keep: np.ndarray):
         loader = train_loader(config, dataset, dataset.sample_dataset(dataset.split_targets(keep)[0], keep))

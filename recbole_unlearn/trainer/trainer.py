@@ -97,6 +97,14 @@ class UnlearnTrainer(Trainer):
             train_data, epoch_idx, lambda interaction: training_loss(self.model, interaction, loss_func), show_progress
         )
 
+    def _check_nan(self, loss):
+        """A loss that is not a number ended a run in RecBole's ``ValueError: Training loss is
+        nan`` traceback (a learning rate too large for the data); it is one line."""
+        if torch.isnan(loss):
+            raise UnlearnError(f"{self.config['model']} training diverged: its loss became NaN (learning rate "
+                               f"{self.learning_rate:g} too large? lower learning_rate, or agg_learning_rate for an "
+                               "aggregator)")
+
     def _checkpoint_state(self, epoch: int) -> dict:
         return {
             "epoch": int(epoch),

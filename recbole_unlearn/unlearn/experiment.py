@@ -57,6 +57,11 @@ class Experiment:
             raise UnlearnError("the forget set leaves no training samples: Retrain and every method would "
                                "train on nothing (a saved model can still be asked to forget everything)")
         self._check_model()
+        users = len(self.forget_set.users(self.data))
+        if config["request_steps"] > 1 and config["request_steps"] > users:
+            raise UnlearnError(f"request_steps ({config['request_steps']}) deals the forget set's {users} users into "
+                               "that many requests: at most one request per user (a step with no user still "
+                               "trained a matched Retrain)")
         self.suite: Optional[EvaluationSuite] = None
         self.original: Optional[TrainedModel] = None
         self.audit: Optional[MembershipAudit] = None
