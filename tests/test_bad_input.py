@@ -606,3 +606,11 @@ def test_a_number_beyond_float32_says_so(tmp_path):
                                            r"got 1e\+300"):
         run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(results_dir=str(tmp_path / "r"), unlearn_method="scif",
                                                              scif_max_step=1e300), verbose=False)
+
+
+def test_a_forget_item_ratio_too_small_for_any_user_names_itself(tmp_path):
+    """``forget_item_ratio: 1e-9`` found no user and the message blamed ``forget_skip_first``
+    only (found by probing); it names both conditions."""
+    with pytest.raises(UnlearnError, match=r"at least 1 / forget_item_ratio \(1e-09\)"):
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(results_dir=str(tmp_path / "r"), forget_item_ratio=1e-9),
+                            verbose=False)

@@ -123,8 +123,9 @@ def thesis_protocol(config, dataset: UnlearnSequentialDataset) -> ForgetSet:
     max_k = np.minimum(np.floor(ratio * n_train).astype(np.int64), n_train - skip)
     chosen = _sample_users(
         rng, dataset, np.flatnonzero(max_k >= 1), "forget_user_ratio", config["forget_user_ratio"],
-        "the thesis protocol found no user to forget from: users need more than "
-        f"{skip} training interactions (dataset '{config['dataset']}')",
+        "the thesis protocol found no user to forget from: a user needs more than "
+        f"{skip} training interactions (forget_skip_first) and at least 1 / forget_item_ratio ({ratio:g}) of them, "
+        f"so that floor(forget_item_ratio x its training interactions) >= 1 (dataset '{config['dataset']}')",
     )
     rows = []
     for user in chosen:
