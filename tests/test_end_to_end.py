@@ -220,3 +220,18 @@ def test_a_second_api_call_in_one_process_logs_into_its_own_file_at_its_own_leve
     assert result == {"first_grew": False, "second": 1}, result
     after = out.stdout.split("CALL2", 1)[1]
     assert "INFO" not in after, after
+
+
+def test_a_row_records_only_the_settings_its_method_runs_with(in_tmp):
+    """A SCIF row recorded every ``sruga_*`` key, ``utility_floor``, ``n_shards`` and the
+    partitioner; a SISA row SCIF's and SRUGA's keys (found by probing): a grid then reran every
+    SISA and Retrain row when a SRUGA key changed. Each row now records its method's own."""
+    doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(unlearn_method=["sisa", "scif"], n_shards=2,
+                                                               shard_num_threads=1, results_dir=str(in_tmp / "r")),
+                              verbose=False)
+    rows = {row["method"]: row["settings"] for row in doc["rows"] if row["method"] != "original"}
+    assert rows["retrain"] == {"unlearn_method": "retrain"}
+    assert set(rows["scif"]) == {"unlearn_method"} | {k for k in rows["scif"] if k.startswith("scif_")}
+    assert "scif_damping" in rows["scif"] and "n_shards" not in rows["scif"]
+    assert "n_shards" in rows["sisa"] and not any(k.startswith(("scif_", "sruga_")) for k in rows["sisa"])
+    assert "utility_floor" not in rows["sisa"]

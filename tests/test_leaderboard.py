@@ -883,3 +883,26 @@ def test_a_model_folder_a_grid_saved_keeps_no_version_from_before_a_forget(tmp_p
     (tmp_path / "req.csv").write_text(f"{user}\n")
     run_forget_requests(model_dir, str(tmp_path / "req.csv"), {"state": "ERROR"}, verbose=False)
     assert sorted(e for e in os.listdir(model_dir) if e.startswith("v")) == ["v000003"]
+
+
+def test_a_shared_sruga_key_reruns_only_the_rows_that_run_sruga(tmp_path, in_tmp, monkeypatch):
+    """Every row recorded every method's keys, so changing a SRUGA key in the grid's shared config
+    reran Retrain and every SISA row (hours on a converged grid; found by probing). A row set to a
+    key its method does not use is refused (``scif_damping`` on a Fanchuan row was recorded)."""
+    from recbole_unlearn.unlearn import experiment as experiment_module
+
+    path = _tiny_grid(tmp_path, {"sisa": {}, "sruga": {}})
+    run_grid(path)
+    document = yaml.safe_load(open(path))
+    document["config"]["sruga_learning_rate"] = 0.002
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(document))
+    ran = []
+    real = experiment_module.Experiment.run_method
+    monkeypatch.setattr(experiment_module.Experiment, "run_method",
+                        lambda self, config, *a, **k: ran.append(config.method) or real(self, config, *a, **k))
+    run_grid(path)
+    assert ran == ["sruga"], ran
+    document["methods"] = {"fanchuan": {"scif_damping": 0.5}}
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(document))
+    with pytest.raises(UnlearnError, match="row 'fanchuan' sets scif_damping, which fanchuan does not use"):
+        run_grid(path)

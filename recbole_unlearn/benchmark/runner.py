@@ -58,8 +58,9 @@ from recbole_unlearn.benchmark.report import write_leaderboard
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.data import check_dataset_files, dataset_file
 from recbole_unlearn.serving.store import MANIFEST, file_sha256, open_store
+from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.unlearn.experiment import AUDIT_REFERENCE_PREFIX, Experiment
-from recbole_unlearn.config.keys import METHOD_PHASES, settings_of
+from recbole_unlearn.config.keys import METHOD_PHASES, phase_of, settings_of
 from recbole_unlearn.utils.atomic import write_json
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.results import add_speedups, code_version, machine, other_numerics
@@ -128,6 +129,11 @@ class CellRun:
         config = UnlearnConfig(self.cell.model, self.cell.dataset, None, values)
         config["checkpoint_dir"] = self.dir
         config = config.for_method(variant.method)
+        used = METHODS.get(variant.method).settings_used(config)
+        unused = sorted(k for k in variant.overrides if phase_of(k) in METHOD_PHASES and k not in used)
+        if unused:
+            raise UnlearnError(f"grid {self.grid.source}: row '{variant.label}' sets {', '.join(unused)}, which "
+                               f"{variant.method} does not use (it would be recorded as if it had run with it)")
         if "keep_previous_version" not in values:
             # the fitted v000001, shared on resume; for this run only (set on the final settings, not
             # the user's, so the folder does not record it: answering requests later, it would keep
@@ -144,7 +150,8 @@ class CellRun:
     def method_settings(self, label: str) -> dict:
         """The fit, aggregate and forget settings of row ``label`` (what its numbers depend on
         beyond the cell's data settings)."""
-        return settings_of(self.variant_configs[label].settings(), *METHOD_PHASES)
+        config = self.variant_configs[label]
+        return METHODS.get(config.method).settings_used(config)
 
     def finished(self, label: str, overrides: Optional[dict] = None) -> Optional[dict]:
         """The saved row of ``label`` if it exists, was made with these overrides and, where it

@@ -5,7 +5,6 @@ from typing import List, Optional
 from recbole.utils import get_local_time
 
 from recbole_unlearn.config import UnlearnConfig
-from recbole_unlearn.config.keys import METHOD_PHASES, settings_of
 from recbole_unlearn.unlearn.experiment import Experiment, run_dir_for
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.utils.atomic import save_weights
@@ -79,7 +78,7 @@ def run_recbole_unlearn(
         row, states[name] = experiment.run_method(method_config)
         # what this row ran with beyond the document's data settings (its method file's, e.g. SRU's
         # kmeans, attention and CED, which the run's base config does not hold)
-        row["settings"] = settings_of(method_config.settings(), *METHOD_PHASES)
+        row["settings"] = METHODS.get(method_config.method).settings_used(method_config)
         rows.append(row)
     add_speedups(rows)
 

@@ -14,7 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from itertools import cycle
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -76,12 +76,21 @@ class ApproximateReport:
                 "eval_seconds": round(self.eval_seconds, 3), "history": self.history}
 
 
+def step_keys(name: str) -> Tuple[str, ...]:
+    """The settings of step ``name`` beyond its ``<name>_*`` keys (``OWN_KEYS``)."""
+    return getattr(APPROXIMATE.get(name), "OWN_KEYS", ()) if name in APPROXIMATE.names() else ()
+
+
 class ApproximateStep(ABC):
-    """One approximate unlearning method (stateless; its settings come from the config).
+    """One approximate unlearning method (stateless; its settings come from the config: its
+    ``<name>_*`` keys and ``OWN_KEYS``).
 
     Every subclass's :meth:`run` runs under :func:`eval_mode_gradients` (steps differentiate
     eval-mode models; cuDNN's RNN kernels refuse that on CUDA), without the subclass doing
     anything."""
+
+    #: settings of this step not named ``<name>_*`` (SRUGA: ``utility_floor``)
+    OWN_KEYS: Tuple[str, ...] = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

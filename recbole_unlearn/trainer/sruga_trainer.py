@@ -439,6 +439,8 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
 class SRUGAStep(ApproximateStep):
     """SRUGA (thesis section 3.4) as an approximate step: :func:`sruga_unlearn`."""
 
+    OWN_KEYS = ("utility_floor",)
+
     @classmethod
     def check(cls, config) -> None:
         if not (config["sruga_ga"] or config["sruga_kl"] or config["sruga_ft"]):

@@ -14,7 +14,7 @@ import os
 
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.serving import apply_forget, open_store
-from recbole_unlearn.trainer.approximate import APPROXIMATE
+from recbole_unlearn.trainer.approximate import APPROXIMATE, step_keys
 from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult, check_new_model_dir
 from recbole_unlearn.unlearnable import SingleUnlearnableModel
 
@@ -23,6 +23,17 @@ class ApproximateMethod(UnlearnMethod):
     """The method of one approximate step (``step`` names it in ``APPROXIMATE``)."""
 
     step = ""
+
+    @classmethod
+    def settings_used(cls, config):
+        """The method's name and the step's own settings (``<step>_*`` and what else it declares
+        as its own): a single model has no shards, aggregator or extra deletions."""
+        return {k: v for k, v in super().settings_used(config).items()
+                if k.startswith(f"{cls.step}_") or k in step_keys(cls.step) or k == "unlearn_method"}
+
+    @classmethod
+    def steps_used(cls, config):
+        return [cls.step]
 
     @classmethod
     def check(cls, config, dataset) -> None:

@@ -6,9 +6,11 @@ from typing import Dict, Optional
 
 import torch
 
+from recbole_unlearn.config.keys import METHOD_PHASES, settings_of
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.evaluator.suite import EvaluationSuite
+from recbole_unlearn.trainer.approximate import APPROXIMATE, step_keys
 from recbole_unlearn.trainer.training import TrainedModel
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.registry import Registry
@@ -55,6 +57,25 @@ class UnlearnMethod(ABC):
         self.dataset = dataset
         self.suite = suite
         self.original = original
+
+    @classmethod
+    def settings_used(cls, config) -> Dict[str, object]:
+        """The fit, aggregate and forget settings this method's numbers depend on (a row's
+        ``settings``; a grid reruns a row when one of them changes). By default every such
+        setting except the keys of approximate steps the method does not run (``<step>_*``,
+        and SRUGA's ``utility_floor``): a shared SRUGA key in a grid reran every SISA row, and a
+        SISA row recorded SCIF's settings. A sharded method runs the step ``shard_unlearning``
+        names."""
+        used = set(cls.steps_used(config))
+        return {k: v for k, v in settings_of(config.settings(), *METHOD_PHASES).items()
+                if not any(k in step_keys(step) or k.startswith(f"{step}_") for step in APPROXIMATE.names()
+                           if step not in used)}
+
+    @classmethod
+    def steps_used(cls, config):
+        """The approximate steps (names in ``APPROXIMATE``) this method runs with ``config``."""
+        step = config["shard_unlearning"]
+        return [step] if step and step != "retrain" else []
 
     @classmethod
     def check(cls, config, dataset: UnlearnSequentialDataset) -> None:

@@ -12,6 +12,11 @@ class Retrain(UnlearnMethod):
 
     deploys_model = False
 
+    @classmethod
+    def settings_used(cls, config):
+        """Its name only: Retrain trains the base model on D_rem with the cell's data settings."""
+        return {"unlearn_method": config["unlearn_method"]}
+
     def forget(self, forget_set: ForgetSet) -> UnlearnResult:
         start = time.perf_counter()
         loaders = self.suite.rem_loaders(forget_set)
