@@ -614,3 +614,30 @@ def test_a_forget_item_ratio_too_small_for_any_user_names_itself(tmp_path):
     with pytest.raises(UnlearnError, match=r"at least 1 / forget_item_ratio \(1e-09\)"):
         run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(results_dir=str(tmp_path / "r"), forget_item_ratio=1e-9),
                             verbose=False)
+
+
+@pytest.mark.parametrize("setting", [dict(transform="foo"), dict(load_col=5), dict(field_separator=5),
+                                     dict(results_dir="a-file")])
+def test_a_setting_refused_while_the_run_is_being_set_up_is_one_error_from_the_api(in_tmp, setting):
+    """``transform: foo``, ``load_col: 5``, ``field_separator: 5`` and a ``results_dir`` that is a
+    file ended in ``NotImplementedError`` / ``TypeError`` / ``FileExistsError`` tracebacks before
+    anything was written (found by probing); the API raises ``UnlearnError`` for each."""
+    (in_tmp / "a-file").write_text("x\n")
+    model = "BERT4Rec" if "transform" in setting else "GRU4Rec"
+    with pytest.raises(UnlearnError):
+        run_recbole_unlearn(model, config_dict=tiny_dict(unlearn_method="retrain", **setting), verbose=False)
+    assert not os.path.exists(in_tmp / "results") and not os.path.exists(in_tmp / "log")
+
+
+def test_log_wandb_without_wandb_is_one_line_before_anything_is_written(tmp_path):
+    """``log_wandb: True`` without wandb installed ended in an ``ImportError`` after the run folder
+    was written (found by probing)."""
+    try:
+        import wandb  # noqa: F401
+        pytest.skip("wandb is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(UnlearnError, match="log_wandb: True needs the wandb package"):
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(results_dir=str(tmp_path / "r"), log_wandb=True),
+                            verbose=False)
+    assert not os.path.exists(tmp_path / "r")

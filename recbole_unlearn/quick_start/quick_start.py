@@ -5,11 +5,11 @@ from typing import List, Optional
 from recbole.utils import get_local_time
 
 from recbole_unlearn.config import UnlearnConfig
-from recbole_unlearn.unlearn.experiment import Experiment, run_dir_for
+from recbole_unlearn.unlearn.experiment import Experiment, check_results_dir, run_dir_for
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.utils.atomic import save_weights
 from recbole_unlearn.utils.cpu_meter import busy_rows_note
-from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.utils.errors import UnlearnError, error_line
 from recbole_unlearn.utils.results import (
     add_speedups,
     cap_note,
@@ -58,11 +58,17 @@ def run_recbole_unlearn(
                 "config_files": "give the files as config_file_list",
                 "benchmark": "run a grid with recbole_unlearn.benchmark.runner.run_grid",
                 "verify": "check a model folder with recbole_unlearn.quick_start.forget_requests.run_verify"}[key])
-    config = UnlearnConfig(model, dataset, config_file_list, config_dict)
-    experiment = Experiment(config)
-    methods = _method_order(config, experiment.nothing_to_forget)
-    for name in methods:
-        experiment.check_method(config.for_method(name))
+    try:
+        config = UnlearnConfig(model, dataset, config_file_list, config_dict)
+        experiment = Experiment(config)
+        methods = _method_order(config, experiment.nothing_to_forget)
+        for name in methods:
+            experiment.check_method(config.for_method(name))
+        check_results_dir(config["results_dir"])
+    except UnlearnError:
+        raise
+    except Exception as e:  # RecBole refusing a setting while the run is set up (nothing is written yet)
+        raise UnlearnError(f"the run cannot be set up with these settings: {error_line(e)}") from None
 
     # ---- inputs are valid: from here on the run writes its folder and logs ------------
     run_dir = run_dir_for(config["results_dir"], f"{config['model']}-{config['dataset']}-{get_local_time()}")

@@ -101,6 +101,12 @@ class Experiment:
         do not divide the hidden size, an unknown loss type, ...) are one line before a run
         writes anything, not a traceback after. Torch's random state is left as it was."""
         self._check_cutoffs(self.config)
+        if self.config["log_wandb"]:
+            try:
+                import wandb  # noqa: F401
+            except ImportError:
+                raise UnlearnError("log_wandb: True needs the wandb package (pip install wandb), which is not "
+                                   "installed") from None
         try:
             with torch.random.fork_rng(devices=[]):
                 self.config.model_class(self.config, self.data)
@@ -358,6 +364,16 @@ def _step_summary(metrics: Dict[str, Dict[str, float]], seconds: float, audit, m
         out["audit_auc"] = report.get("auc")
         out["audit_verdict"] = report["verdict"]
     return out
+
+
+def check_results_dir(results_dir: str) -> None:
+    """Refuse a ``results_dir`` that is a file or lies below one (``FileExistsError`` after the
+    run was set up, before)."""
+    path = os.path.abspath(results_dir)
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path) if os.path.dirname(path) != path else ""
+    if path and not os.path.isdir(path):
+        raise UnlearnError(f"results_dir {results_dir}: {path} is a file, not a folder")
 
 
 def run_dir_for(results_dir: str, name: str) -> str:
