@@ -224,6 +224,10 @@ def test_per_shard_a_request_whose_shard_did_not_change_is_applied_without_chang
     status = {e["line"]: e["status"] for e in ledger_events(model_dir) if e["status"] != "queued"}
     assert status == {1: "applied", 2: "applied_without_change"}
     assert verify_model(model_dir)["applied_without_change"] == 1
+    # the audit line listed both shards as retrained, slice 0 on; only shard 0 changed (found by probing)
+    entry = read_audit(model_dir)[-1]
+    assert entry["shards_retrained"] == [0] and entry["slices_retrained"] == {"0": 0}, entry
+    assert {k: v["changed"] for k, v in entry["approximate"].items()} == {"0": True, "1": False}
 
 
 def test_scif_on_a_shard_divides_by_the_shards_own_samples(in_tmp):

@@ -305,6 +305,10 @@ class ShardedUnlearnableModel(UnlearnableModel):
         if self.config["shard_unlearning"] != "retrain":
             report.approximate = self._approximate_shards(plan, new_rows, keep)
             report.changed = any(shard["changed"] for shard in report.approximate.values())
+            # a shard whose step left it as it was is neither retrained nor rewritten (its files
+            # are reused); the audit line listed it as retrained from slice 0
+            report.shards = [s for s in report.shards if report.approximate[str(s)]["changed"]]
+            report.start_stages = {s: stage for s, stage in report.start_stages.items() if s in report.shards}
         else:
             jobs = [
                 ShardJob(shard, stage, self.stage_states[shard][stage - 1] if stage > 0 else None)
