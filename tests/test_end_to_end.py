@@ -235,3 +235,15 @@ def test_a_row_records_only_the_settings_its_method_runs_with(in_tmp):
     assert "scif_damping" in rows["scif"] and "n_shards" not in rows["scif"]
     assert "n_shards" in rows["sisa"] and not any(k.startswith(("scif_", "sruga_")) for k in rows["sisa"])
     assert "utility_floor" not in rows["sisa"]
+
+
+def test_the_printed_table_shows_the_metrics_the_run_measured(in_tmp, capsys):
+    """With ``utility_topk: [5]`` or ``utility_metrics: [MRR, Hit]`` every utility column of the
+    printed table was ``-`` (its columns were fixed at NDCG/Recall @10/@20; found by probing)."""
+    run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(results_dir=str(in_tmp / "r"), unlearn_method="retrain",
+                                                         utility_topk=[5], utility_metrics=["MRR", "Hit"]))
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("method"))
+    assert "MRR@5 raw" in header and "MRR@5 rem" in header, header
+    retrain = next(line for line in out.splitlines() if line.startswith("retrain"))
+    assert retrain.split()[1] != "-" and retrain.split()[2] != "-", out

@@ -221,13 +221,36 @@ def unchanged_rows_note(rows: List[dict]) -> Optional[str]:
             "(retrain, or use an exact method)")
 
 
+_SHORT = {"ndcg": "N", "recall": "R", "hit": "H", "mrr": "MRR", "precision": "P"}
+_GROUP_SUFFIX = {"utility_raw": " raw", "utility_rem": " rem", "forget": "", "sru_inference": ""}
+_GROUP_PREFIX = {"utility_raw": "", "utility_rem": "", "forget": "fgt ", "sru_inference": "SRU "}
+
+
+def _table_columns(rows: List[dict]) -> List[Tuple[str, str, str]]:
+    """``_COLUMNS`` that some row holds; a group none of whose usual columns any row holds (other
+    ``utility_metrics`` or cut-offs: every cell printed ``-``) shows its first measured metric."""
+    held = lambda group, key: any(key in (row.get(group) or {}) for row in rows)  # noqa: E731
+    columns = [c for c in _COLUMNS if held(c[1], c[2])]
+    for group in _GROUP_SUFFIX:
+        if any(c[1] == group for c in columns):
+            continue
+        keys = next((list(row[group]) for row in rows if row.get(group)), [])
+        if keys:
+            name, _, k = keys[0].partition("@")
+            label = f"{_GROUP_PREFIX[group]}{_SHORT.get(name, name)}@{k}{_GROUP_SUFFIX[group]}"
+            columns.append((label, group, keys[0]))
+    order = list(_GROUP_SUFFIX)
+    return sorted(columns, key=lambda c: order.index(c[1]))
+
+
 def format_table(rows: List[dict]) -> str:
     """A plain-text table of the headline numbers of each row."""
-    headers = ["method"] + [c[0] for c in _COLUMNS] + ["seconds", "speedup"]
+    columns = _table_columns(rows)
+    headers = ["method"] + [c[0] for c in columns] + ["seconds", "speedup"]
     body = []
     for row in rows:
         cells: List[Optional[object]] = [row["method"]]
-        cells += [row[group].get(key) for _, group, key in _COLUMNS]
+        cells += [row[group].get(key) for _, group, key in columns]
         cells += [row["seconds"], row.get("speedup")]
         body.append(cells)
     return tabulate(body, headers=headers, floatfmt=".4f", missingval="-")
