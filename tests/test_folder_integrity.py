@@ -253,3 +253,22 @@ def test_a_hand_edited_log_line_or_manifest_is_one_error_naming_it(folder, tmp_p
     with pytest.raises(UnlearnError, match=pattern.replace(".", r"\.")):
         run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)), QUIET, verbose=False)
     assert snapshot(folder) == before
+
+
+def test_a_folder_that_recorded_keep_previous_version_keeps_no_version_from_before_a_forget(folder, tmp_path):
+    """Grid-made folders of earlier code recorded the runner's ``keep_previous_version: True`` in
+    their settings, and served by today's code they still kept the version from before every
+    forget, a model trained on the data it forgot (found by probing). The key is a run's own: it
+    is never taken from the folder."""
+    from conftest import read_manifest
+
+    version_dir, manifest = read_manifest(folder)
+    manifest["config"]["keep_previous_version"] = True  # as such a folder recorded it
+    with open(os.path.join(version_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
+    assert _versions(folder) == ["v000002"]
+    assert "keep_previous_version" not in read_manifest(folder)[1]["config"]
+    run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)),
+                        dict(QUIET, keep_previous_version=True), verbose=False)
+    assert _versions(folder) == ["v000002", "v000003"]  # asked for by that run

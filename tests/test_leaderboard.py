@@ -906,3 +906,20 @@ def test_a_shared_sruga_key_reruns_only_the_rows_that_run_sruga(tmp_path, in_tmp
     (tmp_path / "grid.yaml").write_text(yaml.safe_dump(document))
     with pytest.raises(UnlearnError, match="row 'fanchuan' sets scif_damping, which fanchuan does not use"):
         run_grid(path)
+
+
+def test_a_grid_without_output_dir_that_ran_under_the_old_default_is_refused_not_rerun(tmp_path, in_tmp):
+    """Before 089c52e a grid without ``output_dir`` wrote below ``results/leaderboard``; today's
+    default (``results/leaderboard/<grid file name>``) silently ran every cell again in a new
+    folder, hours on a converged grid (found by probing). Such a grid is refused with the line
+    that resumes it."""
+    path = tmp_path / "mygrid.yaml"
+    settings = {k: v for k, v in tiny_dict(n_shards=2).items() if k != "dataset"}
+    path.write_text(yaml.safe_dump({"models": ["GRU4Rec"], "datasets": ["ml-tiny"], "baseline": False,
+                                    "config": settings, "methods": {"retrain": {}}}))
+    old_cell = in_tmp / "results" / "leaderboard" / "GRU4Rec-ml-tiny"
+    old_cell.mkdir(parents=True)
+    (old_cell / "cell.json").write_text("{}")  # a cell the old default wrote
+    with pytest.raises(UnlearnError, match=r"set output_dir: results/leaderboard in the grid file to resume"):
+        run_grid(str(path))
+    assert not os.path.exists(in_tmp / "results" / "leaderboard" / "mygrid")

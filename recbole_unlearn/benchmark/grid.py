@@ -96,6 +96,8 @@ class Grid:
     targets: Dict[str, Dict[str, float]] = field(default_factory=dict)
     #: another grid's ``output_dir`` whose cells lend their original, references and Retrain row
     reuse_cells_from: Optional[str] = None
+    #: whether ``output_dir`` is the default (the grid file sets none)
+    default_output_dir: bool = False
 
 
 def _string_list(grid: dict, key: str, path: str) -> List[str]:
@@ -197,7 +199,8 @@ def expand_grid(grid: dict, path: str = "<dict>") -> Grid:
     if reuse is not None and os.path.normpath(reuse) == os.path.normpath(output_dir):
         raise UnlearnError(f"grid {path}: 'reuse_cells_from' is this grid's own output_dir")
     cells = [Cell(m, d, variants) for m in models for d in datasets]
-    return Grid(cells, dict(config), output_dir, baseline, path, _targets(grid.get("targets"), path), reuse)
+    return Grid(cells, dict(config), output_dir, baseline, path, _targets(grid.get("targets"), path), reuse,
+                "output_dir" not in grid)
 
 
 def _stem(path: str) -> str:

@@ -295,6 +295,24 @@ def check_output_dir(grid: Grid) -> None:
             f"it ran: rename it back, or edit {os.path.join(grid.output_dir, GRID_FILE)})")
 
 
+#: where a grid without ``output_dir`` wrote before the default became a folder per grid file
+OLD_DEFAULT_OUTPUT_DIR = os.path.join("results", "leaderboard")
+
+
+def check_old_default(grid: Grid) -> None:
+    """Refuse a grid without ``output_dir`` whose cells the old default folder holds while its
+    new default folder does not exist yet: it ran before 089c52e, and would run every cell again
+    in the new folder without a word."""
+    if not grid.default_output_dir or os.path.isdir(grid.output_dir):
+        return
+    earlier = [c.name for c in grid.cells if os.path.isfile(os.path.join(OLD_DEFAULT_OUTPUT_DIR, c.name, CELL_FILE))]
+    if earlier:
+        raise UnlearnError(
+            f"grid {grid.source} sets no output_dir, whose default is now {grid.output_dir}, and "
+            f"{OLD_DEFAULT_OUTPUT_DIR} holds cells it ran under the earlier default ({', '.join(earlier)}): set "
+            f"output_dir: {OLD_DEFAULT_OUTPUT_DIR} in the grid file to resume them, or another folder to start anew")
+
+
 def claim_output_dir(grid: Grid) -> None:
     """Record in ``output_dir`` that ``grid``'s file writes it (once; a folder written before the
     record was kept is claimed by the first grid that resumes it)."""
@@ -552,6 +570,7 @@ def run_grid(path: str, cells: Optional[List[str]] = None) -> Dict[str, str]:
     checked (and every lending cell of ``reuse_cells_from`` found), before the first model is
     trained."""
     grid = load_grid(path)
+    check_old_default(grid)
     check_output_dir(grid)
     runs: List[CellRun] = []
     for cell in select_cells(grid, cells):

@@ -326,7 +326,9 @@ class UnlearnConfig(Config):
     def saved_config_dict(self) -> Dict[str, object]:
         """What a later process needs to rebuild this config exactly: the user's own keys, the
         method's YAML defaults as resolved, and ``data_path`` made absolute."""
-        skip = {"model", "dataset", "forget", "model_dir", "config_files", "benchmark"}
+        # keep_previous_version: a run's retention choice, never recorded (a folder that kept it kept
+        # the version from before every later forget)
+        skip = {"model", "dataset", "forget", "model_dir", "config_files", "benchmark", "keep_previous_version"}
         out = {k: _jsonable(v) for k, v in self.external_config_dict.items() if k not in skip}
         method = getattr(self, "method", None)
         if method:

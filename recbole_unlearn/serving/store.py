@@ -200,6 +200,9 @@ class ModelStore:
         with self.lock.hold():
             version_dir, manifest = self.read_manifest(version)
             config_dict = dict(manifest["config"])
+            # a run's own retention choice, never the folder's: grid-made folders of earlier code
+            # recorded the runner's True, and kept the version from before every forget
+            config_dict.pop("keep_previous_version", None)
             config_dict.update(overrides)
             config = UnlearnConfig(manifest["model"], manifest["dataset"], config_dict=config_dict)
             check_ray_resources(config)
