@@ -119,7 +119,8 @@ def _import_the_package() -> None:
         return
     held = []
     handlers = {sig: signal.signal(sig, lambda signum, frame: held.append(signum))
-                for sig in (signal.SIGTERM, signal.SIGINT)}
+                for sig in (signal.SIGTERM, signal.SIGINT)
+                if signal.getsignal(sig) is not signal.SIG_IGN}  # an ignored signal stays ignored
     try:
         import recbole_unlearn.quick_start  # noqa: F401  (and with it torch, RecBole, every method)
     finally:

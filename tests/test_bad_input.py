@@ -184,7 +184,7 @@ def test_bad_stream_settings_are_refused_when_loading(saved, value):
     ("SASRec", {"n_layers": 0}, "config key 'n_layers' must be a positive integer"),
     ("SASRec", {"hidden_dropout_prob": 2}, "config key 'hidden_dropout_prob' must be in [0, 1)"),
     ("GRU4Rec", {"dropout_prob": 2}, "config key 'dropout_prob' must be in [0, 1)"),
-    ("SASRec", {"valid_metric": "foo@10"}, "config key 'valid_metric' must be a full-ranking metric at a cut-off"),
+    ("SASRec", {"valid_metric": "foo@10"}, "valid_metric 'foo@10' is not one of the validation metrics"),
     ("SASRec", {"valid_metric": "NDCG@5"}, "valid_metric 'NDCG@5' is not one of the validation metrics"),
     ("SASRec", {"n_heads": 3}, "SASRec cannot be built with these settings: ValueError: The hidden size (64) is not a multiple"),
     ("SASRec", {"loss_type": "XX"}, "SASRec cannot be built with these settings"),
@@ -641,3 +641,72 @@ def test_log_wandb_without_wandb_is_one_line_before_anything_is_written(tmp_path
         run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(results_dir=str(tmp_path / "r"), log_wandb=True),
                             verbose=False)
     assert not os.path.exists(tmp_path / "r")
+
+
+def test_recbole_ranking_metrics_beyond_the_five_are_accepted(tmp_path):
+    """The metrics check of 84b1b95 refused MAP, GAUC and ShannonEntropy, which RecBole computes
+    and earlier code ran (found by probing); only metrics needing dataset-wide counts are refused."""
+    doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        results_dir=str(tmp_path / "r"), unlearn_method="retrain", metrics=["NDCG", "MAP"], valid_metric="MAP@10",
+        utility_metrics=["NDCG", "MAP"]), verbose=False)
+    assert "map@10" in doc["rows"][1]["utility_rem"]
+
+
+def test_a_check_cut_off_of_a_method_not_run_is_not_refused(tmp_path):
+    """``sruga_forget_check: hit@500`` on ml-tiny (499 items) refused a Retrain run, which never
+    uses it (found by probing); a SRUGA run is still refused (above)."""
+    run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(results_dir=str(tmp_path / "r"), unlearn_method="retrain",
+                                                         sruga_forget_check="hit@500"), verbose=False)
+
+
+@pytest.mark.parametrize("setting,match", [
+    (dict(model="BERT4Rec", mask_ratio=0.05), r"mask_ratio 0\.05 masks no item"),
+    (dict(model="GRU4Rec", sru_inference_topk=[10, 600], sru_inference_neg_num=600),
+     r"'sru_inference_topk' cuts at 600, but the target is ranked among 498 negatives")])
+def test_settings_that_pass_their_range_yet_cannot_run_are_refused(tmp_path, setting, match):
+    """``mask_ratio: 0.05`` with 10 items per sequence masked none, and training failed after the
+    run folder was written; ``sru_inference_topk`` past the negatives reported hit 1.0 by
+    construction (found by probing)."""
+    values = dict(setting)
+    model = values.pop("model")
+    with pytest.raises(UnlearnError, match=match):
+        run_recbole_unlearn(model, config_dict=tiny_dict(results_dir=str(tmp_path / "r"), unlearn_method="retrain",
+                                                         **values), verbose=False)
+    assert not os.path.exists(tmp_path / "r")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_an_ignored_sigint_stays_ignored_while_the_command_imports(in_tmp):
+    """A command started with SIGINT ignored (``cmd &`` from a script) stopped on a SIGINT that
+    arrived while it imported torch: the hold-back replaced the ignore (found by probing)."""
+    script = ("import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+              "from recbole_unlearn.cli import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.Popen([sys.executable, "-c", script, "--model=GRU4Rec", f"--data_path={FIXTURES}",
+                             "--dataset=ml-tiny", "--epochs=1", "--state=ERROR", "--unlearn_method=retrain"],
+                            cwd=in_tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not _catches_sigterm(proc.pid):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+
+
+def test_a_run_gives_a_notebooks_logging_back_as_it_was(tmp_path):
+    """A caller's root level was left at the run's (INFO) and the run's handlers stayed attached,
+    so the caller's later lines went into the finished run's log file (found by probing)."""
+    import logging
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    root.setLevel(logging.WARNING)
+    try:
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(results_dir=str(tmp_path / "r"), unlearn_method="retrain",
+                                                             state="INFO"), verbose=False)
+        assert root.level == logging.WARNING and root.handlers == handlers
+    finally:
+        root.setLevel(level)

@@ -64,6 +64,7 @@ from recbole_unlearn.config.keys import METHOD_PHASES, phase_of, settings_of
 from recbole_unlearn.utils.atomic import write_json
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.results import add_speedups, code_version, machine, other_numerics
+from recbole_unlearn.utils.run_logger import releasing_run_logger
 
 ORIGINAL = "original"
 CELL_FILE = "cell.json"
@@ -559,6 +560,7 @@ def select_cells(grid: Grid, names: Optional[List[str]]) -> List[Cell]:
     return [cell for cell in grid.cells if cell.name in names]
 
 
+@releasing_run_logger
 def run_grid(path: str, cells: Optional[List[str]] = None) -> Dict[str, str]:
     """Run (or resume) the grid in ``path``, or only its ``cells`` (names ``<model>-<dataset>``,
     to split a long grid over several runs or machines: each cell's rows go to the same

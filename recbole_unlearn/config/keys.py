@@ -77,7 +77,8 @@ class Key:
         elif self.kind == "metric":
             text = "a full-ranking metric at a cut-off, one of " + ", ".join(f"{m}@k" for m in CHECK_METRICS)
         elif self.kind == "metric_names":
-            text = "a list of full-ranking metrics, each one of " + ", ".join(CHECK_METRICS) + " (any case)"
+            text = "a list of RecBole's full-ranking metrics, each one of " + ", ".join(ranking_metrics()) + \
+                " (any case)"
         elif self.kind == "mapping":
             text = "a mapping (key: value)"
         elif self.kind in ("int", "number"):
@@ -117,7 +118,7 @@ class Key:
             return parse_metric(value) is not None
         if self.kind == "metric_names":
             return isinstance(value, list) and bool(value) and all(
-                isinstance(v, str) and v.lower() in CHECK_METRICS for v in value)
+                isinstance(v, str) and v.lower() in ranking_metrics() for v in value)
         if self.kind == "mapping":
             return isinstance(value, dict)
         if self.kind == "int_list":
@@ -142,6 +143,25 @@ FLOAT32_MAX = 3.4028234663852886e38
 
 #: metrics a check may name (``<metric>@<k>``, RecBole's names in lower case).
 CHECK_METRICS = ("hit", "ndcg", "recall", "mrr", "precision")
+
+
+def ranking_metrics() -> Tuple[str, ...]:
+    """RecBole's ranking metrics a full-ranking evaluation can compute (lower case): every
+    registered one except those that need dataset-wide item counts (ItemCoverage, GiniIndex,
+    AveragePopularity, TailPercentage ended runs in ``AttributeError`` after they started)."""
+    from recbole.evaluator.register import metric_types, metrics_dict
+    from recbole.utils import EvaluatorType
+
+    return tuple(sorted(name for name, cls in metrics_dict.items() if metric_types.get(name) == EvaluatorType.RANKING
+                        and not any(need.startswith("data.") for need in getattr(cls, "metric_need", []))))
+
+
+def cutoff_of(value) -> Optional[int]:
+    """The ``k`` of any ``<metric>@<k>`` (``"MAP@10"`` -> 10); ``None`` if ``value`` has none."""
+    if not isinstance(value, str) or value.count("@") != 1:
+        return None
+    k = value.split("@")[1]
+    return int(k) if k.isdigit() else None
 
 
 def parse_metric(value) -> Optional[Tuple[str, int]]:
@@ -273,12 +293,12 @@ KEYS: Dict[str, Key] = {
     "stopping_step": int_key("data"),
     "eval_step": int_key("data", low=0),  # 0: no validation (RecBole trains every epoch and keeps the last)
     "metrics": Key("data", "metric_names"),
-    "valid_metric": Key("data", "metric"),
+    "valid_metric": Key("data", "str"),  # RecBole checks it is one of `metrics` at a cut-off of `topk`
     "topk": Key("data", "int_list"),
     "clip_grad_norm": Key("data", "mapping", optional=True),
     "enable_amp": flag_key("data"),
     "enable_scaler": flag_key("data"),
-    "mask_ratio": number_key("data", high=1, open_high=True),  # BERT4Rec's share of masked items
+    "mask_ratio": number_key("data", high=1),  # BERT4Rec's share of masked items
     # the sequential models' sizes and dropout rates (GRU4Rec, SASRec, BERT4Rec, ...)
     **{key: int_key("data") for key in ("hidden_size", "inner_size", "embedding_size", "n_layers", "n_heads",
                                         "num_layers")},

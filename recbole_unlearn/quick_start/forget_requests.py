@@ -24,7 +24,7 @@ from recbole_unlearn.unlearn.experiment import run_dir_for
 from recbole_unlearn.utils.cpu_meter import CpuMeter, busy_rows_note
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.results import format_table, make_row, results_document, write_results
-from recbole_unlearn.utils.run_logger import init_run_logger
+from recbole_unlearn.utils.run_logger import init_run_logger, releasing_run_logger
 
 
 def _check_overrides(config_dict) -> None:
@@ -32,6 +32,7 @@ def _check_overrides(config_dict) -> None:
         raise UnlearnError(f"config_dict must be a dict of settings, got {type(config_dict).__name__}")
 
 
+@releasing_run_logger
 def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dict] = None,
                         verbose: bool = True) -> dict:
     """Apply the requests of the file or folder ``requests`` to the model in ``model_dir``.

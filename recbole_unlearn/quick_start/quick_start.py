@@ -18,6 +18,7 @@ from recbole_unlearn.utils.results import (
     results_document,
     write_results,
 )
+from recbole_unlearn.utils.run_logger import releasing_run_logger
 
 
 def _method_order(config, nothing_to_forget: bool) -> List[str]:
@@ -36,6 +37,7 @@ def _method_order(config, nothing_to_forget: bool) -> List[str]:
     return list(dict.fromkeys(names))
 
 
+@releasing_run_logger
 def run_recbole_unlearn(
     model: Optional[str] = None,
     dataset: Optional[str] = None,

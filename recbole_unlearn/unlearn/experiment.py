@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from recbole.utils import init_seed, set_color
 
-from recbole_unlearn.config.keys import KEYS, parse_metric
+from recbole_unlearn.config.keys import KEYS, cutoff_of
 from recbole_unlearn.data import ForgetSet, build_forget_set, create_unlearn_dataset, sample_forget_set, split_loaders
 from recbole_unlearn.evaluator import EvaluationSuite
 from recbole_unlearn.evaluator.audit import AuditSamples, MembershipAudit, split_twins
@@ -79,18 +79,24 @@ class Experiment:
             raise UnlearnError("request_steps splits the forget set into requests, and forget_protocol none "
                                "forgets nothing: set request_steps 1 or choose a protocol")
 
-    def _check_cutoffs(self, config) -> None:
-        """Every cut-off a full ranking is cut at (``utility_topk``, ``forget_topk``, RecBole's
-        ``topk`` and ``valid_metric``, a method's checks such as ``sruga_forget_check``) ranks at
-        most the dataset's items: a larger one failed after the run folder (and a saved model
-        that then failed every request) was written."""
+    def _check_cutoffs(self, config, keys: Optional[List[str]] = None) -> None:
+        """Every cut-off a full ranking is cut at ranks at most the dataset's items: the run's
+        (``utility_topk``, ``forget_topk``, RecBole's ``topk`` and ``valid_metric``), or ``keys``
+        (a method's checks such as ``sruga_forget_check``, only where the method uses them). A
+        larger one failed after the run folder (and a saved model that then failed every
+        request) was written. ``sru_inference_topk`` ranks the target among
+        ``sru_inference_neg_num`` negatives: a cut-off past them is a hit by construction."""
         items = self.data.item_num - 1  # id 0 is padding
-        cutoffs = [(key, k) for key in ("utility_topk", "forget_topk", "topk") for k in (config[key] or [])]
-        for key, spec in KEYS.items():
-            if spec.kind == "metric" or key == "valid_metric":
-                parsed = parse_metric(config[key]) if key in config else None
-                if parsed is not None:
-                    cutoffs.append((key, parsed[1]))
+        if keys is None:
+            cutoffs = [(key, k) for key in ("utility_topk", "forget_topk", "topk") for k in (config[key] or [])]
+            cutoffs.append(("valid_metric", cutoff_of(config["valid_metric"])))
+            negatives = min(config["sru_inference_neg_num"], items - 1)
+            for k in config["sru_inference_topk"] or []:
+                if isinstance(k, int) and k > negatives:
+                    raise UnlearnError(f"config key 'sru_inference_topk' cuts at {k}, but the target is ranked among "
+                                       f"{negatives} negatives only (sru_inference_neg_num): every hit@{k} would be 1")
+        else:
+            cutoffs = [(key, cutoff_of(config[key])) for key in keys if key in config]
         for key, k in cutoffs:
             if isinstance(k, int) and k > items:
                 raise UnlearnError(f"config key '{key}' cuts the ranking at {k}, but {config['dataset']} ranks only "
@@ -109,9 +115,14 @@ class Experiment:
                                    "installed") from None
         try:
             with torch.random.fork_rng(devices=[]):
-                self.config.model_class(self.config, self.data)
+                model = self.config.model_class(self.config, self.data)
         except Exception as e:  # RecBole and torch refuse with ValueError, NotImplementedError, ...
             raise UnlearnError(f"{self.config['model']} cannot be built with these settings: {error_line(e)}") from None
+        if getattr(model, "mask_item_length", 1) < 1:  # BERT4Rec: int(mask_ratio x MAX_ITEM_LIST_LENGTH)
+            raise UnlearnError(f"mask_ratio {self.config['mask_ratio']} masks no item of a sequence of "
+                               f"MAX_ITEM_LIST_LENGTH {self.config['MAX_ITEM_LIST_LENGTH']} (BERT4Rec masks "
+                               "int(mask_ratio x MAX_ITEM_LIST_LENGTH) items; its training failed after the run folder "
+                               "was written)")
 
     def _twins(self):
         """With ``audit``: a candidate set drawn by the forget protocol at twice its user share,
@@ -147,7 +158,8 @@ class Experiment:
                                "do: name a method that saves a model for later requests (sisa, sru, receraser, "
                                "sruga, ...)")
         method.check(method_config, self.data)
-        self._check_cutoffs(method_config)
+        self._check_cutoffs(method_config, [key for key in method.settings_used(method_config)
+                                            if key in KEYS and KEYS[key].kind == "metric"])
 
     def open(self, run_dir: str) -> None:
         """Log into ``run_dir`` (RecBole's logger) and build the D_raw / D_rem / D_fgt loaders."""
