@@ -41,6 +41,6 @@ setup(
     # out to keep a torch you already have (any version requirements.txt allows, CUDA builds too).
     extras_require={"cpu": ["torch==2.13.0"], "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6"]},
     entry_points={
-        "console_scripts": ["recbole-unlearn=recbole_unlearn.cli:main"]
+        "console_scripts": ["recbole-unlearn=recbole_unlearn.cli:command"]
     },
 )

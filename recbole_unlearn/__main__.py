@@ -1,7 +1,5 @@
 """``python -m recbole_unlearn --key=value ...``: the same command line as ``run_recbole_unlearn.py``."""
-import sys
-
-from recbole_unlearn.cli import main
+from recbole_unlearn.cli import command
 
 if __name__ == "__main__":
-    sys.exit(main())
+    command()

@@ -58,12 +58,17 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+    ``restore_signals``: give SIGTERM and SIGINT their handlers back at the end (for a caller that
+    goes on; :func:`command` exits instead, so a second stop after the first's line changes nothing)."""
     argv = sys.argv[1:] if argv is None else argv
     # RecBole 1.2.1 / ray 2.6.3 emit these on every run; they would drown the one error line.
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")
     previous_sigterm = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
+    previous_sigint = signal.signal(signal.SIGINT, _interrupt) \
+        if _main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler else None
     try:
         _import_the_package()
         model, dataset, config_files, config_dict = parse_args(argv)
@@ -105,8 +110,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130
     finally:
-        if _main_thread():
+        if _main_thread() and restore_signals:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous_sigterm is None else previous_sigterm)
+            if previous_sigint is not None:
+                signal.signal(signal.SIGINT, previous_sigint)
     return 0
 
 
@@ -127,14 +134,26 @@ def _import_the_package() -> None:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     if held:
-        raise KeyboardInterrupt
+        _interrupt(held[0], None)
 
 
 def _interrupt(signum, frame) -> None:
     """SIGTERM (a service manager's stop) ends a run as Ctrl-C does, through ``KeyboardInterrupt``:
-    the model folder is crash-safe either way, and the run gets to say what it had done."""
+    the model folder is crash-safe either way, and the run gets to say what it had done. A second
+    stop while the first is handled is ignored: it ended the command by the signal (exit -15) or
+    in a ``KeyboardInterrupt`` traceback, without the line (SIGKILL still ends it at once)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
+def command() -> None:
+    """The installed ``recbole-unlearn``, ``run_recbole_unlearn.py`` and ``python -m
+    recbole_unlearn``: :func:`main`, then exit with its status. A second SIGTERM during the first's
+    handling ended the command by the signal (status -15) after its line, when main had given
+    SIGTERM its default handler back before the process exited."""
+    sys.exit(main(restore_signals=False))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    command()
