@@ -67,8 +67,9 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")
     previous_sigterm = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
-    previous_sigint = signal.signal(signal.SIGINT, _interrupt) \
-        if _main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler else None
+    previous_sigint = signal.getsignal(signal.SIGINT) if _main_thread() else None
+    if previous_sigint is signal.default_int_handler:  # Ctrl-C as SIGTERM (a caller's own handler is kept)
+        signal.signal(signal.SIGINT, _interrupt)
     try:
         _import_the_package()
         model, dataset, config_files, config_dict = parse_args(argv)
