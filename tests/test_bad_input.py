@@ -465,6 +465,14 @@ def _catches_sigterm(pid: int) -> bool:
     return bool(int(caught, 16) >> (15 - 1) & 1)  # SIGTERM is signal 15
 
 
+def _wait_until_it_catches_sigterm(proc: subprocess.Popen) -> None:
+    """Poll ``/proc`` until the command has its SIGTERM handler (a minute at most)."""
+    deadline = time.monotonic() + 60
+    while not _catches_sigterm(proc.pid):
+        assert proc.poll() is None and time.monotonic() < deadline, "the command never caught SIGTERM"
+        time.sleep(0.005)
+
+
 def test_the_command_line_module_imports_neither_torch_nor_recbole():
     """So that the command catches SIGTERM (first thing in ``main``) before the seconds those
     imports take: importing ``recbole_unlearn.cli`` loaded both (through the package's
@@ -486,10 +494,7 @@ def test_a_stop_while_the_command_still_imports_gives_the_one_line(in_tmp, entry
                              "--epochs=1", "--state=ERROR"], cwd=ROOT if entry[0] != "-m" else in_tmp,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while not _catches_sigterm(proc.pid):
-            assert proc.poll() is None and time.monotonic() < deadline, "the command never caught SIGTERM"
-            time.sleep(0.005)
+        _wait_until_it_catches_sigterm(proc)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:
@@ -685,10 +690,7 @@ def test_an_ignored_sigint_stays_ignored_while_the_command_imports(in_tmp):
                              "--dataset=ml-tiny", "--epochs=1", "--state=ERROR", "--unlearn_method=retrain"],
                             cwd=in_tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while not _catches_sigterm(proc.pid):
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.005)
+        _wait_until_it_catches_sigterm(proc)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=300)
     finally:
@@ -724,10 +726,7 @@ def test_a_second_stop_while_the_first_is_handled_still_gives_the_one_line(in_tm
                                  "--unlearn_method=retrain"],
                                 cwd=in_tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            deadline = time.monotonic() + 60
-            while not _catches_sigterm(proc.pid):
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.005)
+            _wait_until_it_catches_sigterm(proc)
             time.sleep(4)  # training
             proc.send_signal(signal.SIGTERM)
             time.sleep(0.002)

@@ -114,6 +114,16 @@ def method_names(value) -> List[str]:
     return [str(v).strip().lower() for v in value]
 
 
+def check_config_dict(config_dict) -> None:
+    """One-line errors for a ``config_dict`` (``None`` allowed) that is no dict, or whose keys
+    are not all strings (the API's runs, requests and ``--verify`` alike)."""
+    if config_dict is not None and not isinstance(config_dict, dict):
+        raise UnlearnError(f"config_dict must be a dict of settings, got {type(config_dict).__name__}")
+    named = [k for k in (config_dict or {}) if not isinstance(k, str)]
+    if named:
+        raise UnlearnError(f"config keys must be names (strings), got {named[0]!r} in config_dict")
+
+
 def _check_argument_kinds(model, dataset, config_file_list, config_dict) -> None:
     """One-line errors for arguments of the wrong kind from the Python API (a list of pairs as
     ``config_dict`` raised AttributeError; a string as ``config_file_list`` was read one
@@ -124,11 +134,7 @@ def _check_argument_kinds(model, dataset, config_file_list, config_dict) -> None
     if config_file_list is not None and (not isinstance(config_file_list, (list, tuple))
                                          or not all(isinstance(p, str) for p in config_file_list)):
         raise UnlearnError(f"config_file_list must be a list of file names, got {type(config_file_list).__name__}")
-    if config_dict is not None and not isinstance(config_dict, dict):
-        raise UnlearnError(f"config_dict must be a dict of settings, got {type(config_dict).__name__}")
-    named = [k for k in (config_dict or {}) if not isinstance(k, str)]
-    if named:
-        raise UnlearnError(f"config keys must be names (strings), got {named[0]!r} in config_dict")
+    check_config_dict(config_dict)
     for name, value in (("model", (config_dict or {}).get("model")), ("dataset", (config_dict or {}).get("dataset"))):
         if value is not None and not isinstance(value, str):
             raise UnlearnError(f"config key '{name}' must be a {name} name (a string), got {value!r}")

@@ -23,6 +23,7 @@ A module that brings its own keys (an approximate method with ``<name>_*`` setti
 ``properties/method/<name>.yaml``) declares them with :func:`declare` next to its code, so a
 new method stays one file.
 """
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -145,6 +146,7 @@ FLOAT32_MAX = 3.4028234663852886e38
 CHECK_METRICS = ("hit", "ndcg", "recall", "mrr", "precision")
 
 
+@functools.lru_cache(maxsize=None)
 def ranking_metrics() -> Tuple[str, ...]:
     """RecBole's ranking metrics a full-ranking evaluation can compute (lower case): every
     registered one except those that need dataset-wide item counts (ItemCoverage, GiniIndex,

@@ -16,20 +16,15 @@ from typing import List, Optional
 
 from recbole.utils import get_local_time
 
+from recbole_unlearn.config.configurator import check_config_dict
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.evaluator.suite import EvaluationSuite
 from recbole_unlearn.serving import open_store, stream_request_file, verify_model, watch_request_folder
 from recbole_unlearn.serving.ledger import LEDGER
 from recbole_unlearn.unlearn.experiment import run_dir_for
 from recbole_unlearn.utils.cpu_meter import CpuMeter, busy_rows_note
-from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.results import format_table, make_row, results_document, write_results
 from recbole_unlearn.utils.run_logger import init_run_logger, releasing_run_logger
-
-
-def _check_overrides(config_dict) -> None:
-    if config_dict is not None and (not isinstance(config_dict, dict) or not all(isinstance(k, str) for k in config_dict)):
-        raise UnlearnError(f"config_dict must be a dict of settings, got {type(config_dict).__name__}")
 
 
 @releasing_run_logger
@@ -43,7 +38,7 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
     forgotten interaction removed from histories, and forget / SRU-inference Hit@k over
     everything forgotten so far.
     """
-    _check_overrides(config_dict)
+    check_config_dict(config_dict)
     overrides = {k: v for k, v in (config_dict or {}).items() if k not in ("model_dir", "forget")}
     store = open_store(model_dir, overrides)
     model = store.load(overrides)
@@ -102,6 +97,6 @@ def _attention_lines(stream: dict, model_dir: str) -> List[str]:
 
 def run_verify(model_dir: str, config_dict: Optional[dict] = None) -> dict:
     """Re-check the model in ``model_dir`` (``--verify=True``); see ``serving.audit.verify_model``."""
-    _check_overrides(config_dict)
+    check_config_dict(config_dict)
     overrides = {k: v for k, v in (config_dict or {}).items() if k not in ("model_dir", "verify")}
     return verify_model(open_store(model_dir, overrides), overrides)

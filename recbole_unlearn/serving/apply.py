@@ -105,7 +105,7 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
                 return AppliedForget(model, ForgetSet(np.array([], dtype=np.int64), source=forget_set.source),
                                      ForgetReport(0), None, [], done_elsewhere, [])
             forget_set = ForgetSet(np.concatenate([r.rows for r in todo]), source=forget_set.source)
-        key = log.key_for_new_lines()
+        key = log.secret()  # made with the log's first HMAC; a lost one was refused by reconcile
         forget_set = model.expand(forget_set)
         new_rows = model.new_rows(forget_set.rows)
         report = model.forget(forget_set.rows)

@@ -87,25 +87,26 @@ class AuditLog:
 
         First, refuses a folder whose log records a version newer than the live one (CURRENT
         set back by hand, or a folder restored from an older copy beside a newer log): a forget
-        from there would write over deletions the log holds as applied."""
-        self.check_not_rolled_back(store)
-        self.check_key()
+        from there would write over deletions the log holds as applied; and one whose audit key
+        is lost while the log holds HMACs (:meth:`check_key`)."""
+        entries = self.entries(repair=True)
+        self.check_not_rolled_back(store, entries)
+        self.check_key(entries)
         version_dir, manifest = store.read_manifest()
         if PENDING_AUDIT not in manifest["files"]:
             return None
         pending = read_json(checked_path(version_dir, manifest["files"], PENDING_AUDIT))
         pending_id = pending.get("audit_id", pending.get("request_id"))
-        if any(e.get("audit_id", e.get("request_id")) == pending_id for e in self.entries(repair=True)):
+        if any(e.get("audit_id", e.get("request_id")) == pending_id for e in entries):
             return None
         pending["recovered"] = True
         self.append(pending)
         return pending
 
-
-    def check_not_rolled_back(self, store: ModelStore) -> None:
-        """Raise ``UnlearnError`` if a line of the log names a newer version than CURRENT."""
+    def check_not_rolled_back(self, store: ModelStore, entries: List[dict]) -> None:
+        """Raise ``UnlearnError`` if a line of the log (``entries``) names a newer version than CURRENT."""
         current = store.current_version()
-        for number, entry in enumerate(self.entries(repair=True), start=1):
+        for number, entry in enumerate(entries, start=1):
             version = entry.get("version")
             if isinstance(version, str) and current is not None and version > current:
                 raise UnlearnError(
@@ -114,19 +115,16 @@ class AuditLog:
                     f"undo the deletions recorded since; set CURRENT back to the newest version, or restore the "
                     "whole folder from one copy")
 
-    def check_key(self) -> None:
-        """Raise ``UnlearnError`` if the key is lost while lines of the log hold HMACs made with
-        it: a new key (made with the next line) would leave them unverifiable for good."""
+    def check_key(self, entries: List[dict]) -> None:
+        """Raise ``UnlearnError`` if the key is lost while lines of the log (``entries``) hold
+        HMACs made with it: the log cannot be checked, and a new key (made with the next line)
+        would leave them unverifiable for good. ``reconcile`` runs it before every forget."""
         if not os.path.exists(os.path.join(self.model_dir, SECRET)) and any(
-                entry.get("forgotten_hmac") for entry in self.entries(repair=True)):
+                entry.get("forgotten_hmac") for entry in entries):
             raise UnlearnError(f"{os.path.join(self.model_dir, SECRET)} is missing: the audit log's lines hold "
-                               "HMACs made with it, and a new key would leave them unverifiable for good; restore "
-                               "it from the folder's copy (mode 0600: a copy made by another user skips it)")
-
-    def key_for_new_lines(self) -> bytes:
-        """The audit key to write a new line with (created with the log's first HMAC)."""
-        self.check_key()
-        return self.secret(create=True)
+                               "HMACs made with it, so the audit log cannot be checked, and a new key would leave "
+                               "them unverifiable for good; restore it from the folder's copy (mode 0600: a copy "
+                               "made by another user skips it)")
 
 
 def interaction_hmacs(key: bytes, dataset, rows: np.ndarray) -> List[str]:
@@ -174,8 +172,7 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
                                       {rid for entry in entries for rid in entry.get("request_ids", [])})
         older = store.older_versions()
     if key is None:
-        if any(entry.get("forgotten_hmac") for entry in entries):
-            raise UnlearnError(f"{model_dir}/{SECRET} is missing: the audit log cannot be checked")
+        log.check_key(entries)
         key = b""
     known = set(interaction_hmacs(key, model.dataset, model.forgotten))
     for number, entry in enumerate(entries, start=1):
