@@ -49,12 +49,16 @@ def collaborative_extra(target, candidates, k, dataset, rng, embeddings):
 
 
 def apply_extra_deletion(config, dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
-                         item_embeddings: Optional[Callable[[int], np.ndarray]] = None) -> ForgetSet:
+                         item_embeddings: Optional[Callable[[int], np.ndarray]] = None,
+                         forgotten: Optional[np.ndarray] = None) -> ForgetSet:
     """``forget_set`` plus the extra deletions named by ``extra_deletion`` / ``del_num``.
 
     Args:
         item_embeddings: ``target row -> [n_items, H]`` item embeddings to judge that target's
             candidates by (needed by ``ced`` only).
+        forgotten: ``[m]`` log rows forgotten before (a saved model's): never a candidate, and a
+            target among them gets no extras (they were chosen when it was first forgotten), so
+            every extra is a row newly forgotten.
     """
     chooser = EXTRA_DELETIONS.get(config["extra_deletion"])
     k = config["del_num"]
@@ -63,11 +67,14 @@ def apply_extra_deletion(config, dataset: UnlearnSequentialDataset, forget_set: 
     if chooser is collaborative_extra and item_embeddings is None:
         raise UnlearnError("extra_deletion 'ced' needs item embeddings")
     rng = np.random.default_rng(config["forget_seed"])
-    removed = np.zeros(dataset.n_rows, dtype=bool)
+    earlier = np.zeros(dataset.n_rows, dtype=bool)
+    if forgotten is not None:
+        earlier[forgotten] = True
+    removed = earlier.copy()
     removed[forget_set.rows] = True
     removed[dataset.held_out] = True  # the audit's twins: no model trained on them, so none is an extra
     extra = []
-    for target in forget_set.targets:
+    for target in forget_set.targets[~earlier[forget_set.targets]]:
         rows = dataset.user_rows(dataset.log_user[target])
         candidates = rows[dataset.is_training[rows] & ~removed[rows]]
         if len(candidates) == 0:

@@ -50,10 +50,11 @@ class SISA(UnlearnMethod):
         AGGREGATORS.get(config["aggregator"])
         check_extra_deletion(config)
         if config["redraw_partition"]:
-            if config["partitioner"] not in SIMILARITY_PARTITIONERS:
-                raise UnlearnError(f"redraw_partition needs a similarity partitioner "
-                                   f"({', '.join(sorted(SIMILARITY_PARTITIONERS))}); partitioner "
-                                   f"{config['partitioner']!r} depends on the seed only, not on the data")
+            if config["partitioner"] not in SIMILARITY_PARTITIONERS and config["partition_balance"] == "users":
+                raise UnlearnError(f"redraw_partition needs a partition drawn from the data: a similarity "
+                                   f"partitioner ({', '.join(sorted(SIMILARITY_PARTITIONERS))}) or partition_balance "
+                                   f"interactions; partitioner {config['partitioner']!r} balanced by users depends "
+                                   "on the seed only")
             if config["shard_unlearning"] != "retrain":
                 raise UnlearnError("redraw_partition retrains every shard on the new partition; it needs "
                                    f"shard_unlearning retrain, got {config['shard_unlearning']!r}")

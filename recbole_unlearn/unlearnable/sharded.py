@@ -21,7 +21,7 @@ load with ``torch.load(weights_only=True)``.
 import hashlib
 import time
 from logging import getLogger
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Collection, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -237,24 +237,32 @@ class ShardedUnlearnableModel(UnlearnableModel):
         with torch.no_grad():
             return item_representations(self.ensemble.sub_models[shard]).detach().cpu().numpy()
 
-    def ced_shard(self, owner: int) -> int:
+    def ced_shard(self, owner: int, busy: Collection[int] = ()) -> int:
         """The shard whose sub-model judges CED similarity for targets of shard ``owner``: the
-        next one, which never saw that user's interactions (the owner itself if K = 1)."""
-        return (owner + 1) % self.shard_map.n_shards
+        first one after it (cyclically) holding no row of the batch (``busy``: the shards that
+        do), which never saw that user's interactions nor the batch's; the next one if every
+        shard holds some (the owner itself if K = 1)."""
+        n_shards = self.shard_map.n_shards
+        for step in range(1, n_shards):
+            if (owner + step) % n_shards not in busy:
+                return (owner + step) % n_shards
+        return (owner + 1) % n_shards
 
     def expand(self, forget_set: ForgetSet) -> ForgetSet:
-        """``forget_set`` plus this model's extra deletions (``extra_deletion`` / ``del_num``);
-        CED judges a target by the item embeddings of :meth:`ced_shard`'s live sub-model."""
+        """``forget_set`` plus this model's extra deletions (``extra_deletion`` / ``del_num``),
+        none for rows forgotten before; CED judges a target by the item embeddings of
+        :meth:`ced_shard`'s live sub-model."""
         owner = self.shard_map.user_shard
+        busy = set(self.group_of(self.new_rows(forget_set.rows)))
         tables: Dict[int, np.ndarray] = {}
 
         def table_for(target: int) -> np.ndarray:
-            shard = self.ced_shard(int(owner[self.dataset.log_user[target]]))
+            shard = self.ced_shard(int(owner[self.dataset.log_user[target]]), busy)
             if shard not in tables:
                 tables[shard] = self.shard_item_embeddings(shard)
             return tables[shard]
 
-        return apply_extra_deletion(self.config, self.dataset, forget_set, table_for)
+        return apply_extra_deletion(self.config, self.dataset, forget_set, table_for, self.forgotten)
 
     def group_of(self, rows: np.ndarray) -> Tuple[int, ...]:
         """The shards owning ``rows``."""
