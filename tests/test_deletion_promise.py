@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -750,3 +751,22 @@ def test_ced_judges_a_batch_with_shards_that_hold_none_of_its_rows_where_there_i
     every = np.concatenate([rows, last_training_row(2)])
     model.expand(ForgetSet(every, source="test"))
     assert sorted(judged) == [0, 1, 2]  # no shard is free of the batch: each owner's next one
+
+
+def test_a_forgets_seconds_include_choosing_its_extra_deletions(sisa_copy, in_tmp, monkeypatch):
+    """A forget's ``seconds`` (the audit line's and a row's) started after the extra deletions
+    were chosen (found by probing: README says ``seconds`` is the wall time to produce the
+    state, and CED's choice grows with the forget set). They now count."""
+    from recbole_unlearn.unlearnable.sharded import ShardedUnlearnableModel
+
+    real = ShardedUnlearnableModel.expand
+
+    def slow_expand(self, forget_set):
+        time.sleep(3.0)
+        return real(self, forget_set)
+
+    monkeypatch.setattr(ShardedUnlearnableModel, "expand", slow_expand)
+    (in_tmp / "r.csv").write_text(f"{load_model(sisa_copy).dataset.id2token('user_id', 5)}\n")
+    run_forget_requests(sisa_copy, str(in_tmp / "r.csv"), QUIET, verbose=False)
+    entry = read_audit(sisa_copy)[-1]
+    assert entry["interactions"] > 0 and entry["seconds"] >= 3.0

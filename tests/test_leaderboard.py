@@ -1,6 +1,7 @@
 """The leaderboard grid: expansion and validation, resume, and the report files."""
 import csv
 import json
+import io
 import os
 import shutil
 import sys
@@ -923,3 +924,28 @@ def test_a_grid_without_output_dir_that_ran_under_the_old_default_is_refused_not
     with pytest.raises(UnlearnError, match=r"set output_dir: results/leaderboard in the grid file to resume"):
         run_grid(str(path))
     assert not os.path.exists(in_tmp / "results" / "leaderboard" / "mygrid")
+
+
+def test_a_row_whose_forget_changed_nothing_is_never_shown_as_an_ordinary_forget():
+    """A grid row whose SRUGA step kept no update (``changed: false``) was listed in
+    leaderboard.md, leaderboard.csv and the HTML report like any forget, and the Targets table and
+    the overview credited its unchanged forget Hit@10 as "met" (found by probing; SPEC section
+    6). Each now says it did not change the model."""
+    from recbole_unlearn.benchmark.report import (leaderboard_csv, leaderboard_html, leaderboard_markdown,
+                                                  targets_overview_markdown)
+
+    targets = expand_grid({"models": ["SASRec"], "datasets": ["d"], "methods": ["sruga"], "targets": {
+        "sruga": {"ndcg_at_least": 0.85, "forget_at_most": 1, "seconds_at_most": 0.5}}}).targets
+    cell = {"model": "SASRec", "dataset": "d", "targets": targets, "rows": [
+        {"method": "retrain", "utility_rem": {"ndcg@10": 0.04}, "forget": {"hit@10": 0.09}, "seconds": 10.0},
+        {"method": "sruga", "utility_rem": {"ndcg@10": 0.041}, "forget": {"hit@10": 0.09}, "seconds": 2.0,
+         "changed": False, "stopped_by": "utility_floor"}]}
+    text = leaderboard_markdown([cell])
+    assert "sruga (stopped_by: utility_floor) did not change the model" in text
+    target_line = next(line for line in text.splitlines() if line.startswith("| sruga |") and "met" in line)
+    assert "all met" not in target_line and "did not change the model" in target_line
+    (overview,) = [line for line in targets_overview_markdown([cell]) if line.startswith("| sruga")]
+    assert "; met" not in overview and "did not change the model" in overview
+    rows = list(csv.DictReader(io.StringIO(leaderboard_csv([cell]))))
+    assert [r["changed"] for r in rows] == ["", "False"]
+    assert "did not change the model" in leaderboard_html([cell], plotlyjs="cdn")

@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Tuple
 
 from recbole_unlearn.utils.atomic import atomic_write
 from recbole_unlearn.utils.cpu_meter import busy_rows_note
-from recbole_unlearn.utils.results import training_summary
+from recbole_unlearn.utils.results import training_summary, unchanged_rows_note
 
 #: (column header, metric group, metric key) in the order of the thesis's Table 4.
 METRIC_COLUMNS: List[Tuple[str, str, str]] = [
@@ -26,7 +26,7 @@ METRIC_COLUMNS: List[Tuple[str, str, str]] = [
     ("SRU inf Hit@10", "sru_inference", "hit@10"),
 ]
 INFO_COLUMNS = ["seconds", "speedup", "initial_train_seconds", "epochs_run", "n_shards",
-                "shards_retrained", "extra_deleted", "forgotten_interactions"]
+                "shards_retrained", "extra_deleted", "forgotten_interactions", "changed"]
 #: (CSV column, key of a row's ``audit``): the membership-inference audit of each model state.
 AUDIT_COLUMNS: List[Tuple[str, str]] = [
     ("audit_auc", "auc"), ("audit_tpr@1%fpr", "tpr@1%fpr"), ("audit_tpr@5%fpr", "tpr@5%fpr"),
@@ -109,6 +109,9 @@ def leaderboard_markdown(cells: List[dict], title: str = "Leaderboard") -> str:
         busy = busy_rows_note(cell["rows"], cell["busy_cpu_share"]) if "busy_cpu_share" in cell else None
         if busy:
             lines += [f"Timing: {busy}.", ""]
+        unchanged = unchanged_rows_note(cell["rows"])
+        if unchanged:
+            lines += [f"Not forgotten: {unchanged}.", ""]
         lines += audit_training_markdown(cell)
         lines += targets_markdown(cell)
         lines += repeated_requests_markdown(cell)
@@ -138,6 +141,15 @@ def audit_training_markdown(cell: dict) -> List[str]:
             row["method"], auc, _fmt(audit["audit_tpr@1%fpr"], 3), _fmt(audit["audit_tpr@5%fpr"], 3),
             _fmt(audit["audit_rm"], 2), _fmt(audit["audit_verdict"]), training or "-"]) + " |")
     return lines + [""]
+
+
+#: what the Targets table and the overview say of a row whose forget left the weights as they were
+UNCHANGED = "did not change the model"
+
+
+def _unchanged(row: dict) -> bool:
+    """Whether the row's forget left the model's weights as they were (``changed`` False)."""
+    return row.get("changed") is False
 
 
 def _target_value(row: dict, kind: str) -> Optional[float]:
@@ -193,6 +205,8 @@ def targets_markdown(cell: dict) -> List[str]:
         missed = [kind for kind, (_, met) in results.items() if not met]
         verdict = "all met" if not missed and len(results) == len(wanted) else \
             ("missed: " + ", ".join(missed) if missed else "not measured")
+        if _unchanged(row):  # its values are the model's before the forget: no target was met by forgetting
+            verdict = f"{UNCHANGED} (stopped_by: {row.get('stopped_by') or 'unknown'})"
         audit = row.get("audit") or {}
         audit_text = "-" if not audit.get("auc_interval") else \
             f"{audit.get('verdict')} ({audit['auc']:.3f} [{audit['auc_interval'][0]:.3f}, {audit['auc_interval'][1]:.3f}])"
@@ -213,7 +227,9 @@ def _overview_entry(row: dict, retrain: dict, wanted: Optional[Dict[str, float]]
         value, reference = _target_value(row, kind), _target_value(retrain, kind)
         parts.append("-" if value is None or not reference else _fraction(value / reference, kind).replace(" x", ""))
     text = ", ".join(parts)
-    if wanted:
+    if _unchanged(row):
+        text += f"; **{UNCHANGED}**"
+    elif wanted:
         results = target_results(row, retrain, wanted)
         missed = [TARGET_NAMES[kind] for kind, (_, met) in results.items() if not met]
         text += ("; **missed " + ", ".join(missed) + "**" if missed else
@@ -364,18 +380,21 @@ def leaderboard_html(cells: List[dict], title: str = "Leaderboard", plotlyjs=Tru
             method = row["method"]
             x, y = _value(row, "forget", "hit@10"), _value(row, "utility_rem", "ndcg@10")
             is_reference = method == REFERENCE
+            # an unchanged forget: an open marker, and the hover says so
+            symbol = style[method]["symbol"] + ("-open" if _unchanged(row) else "")
+            note = f"<br>{UNCHANGED}" if _unchanged(row) else ""
             if x is not None and y is not None:
                 scatter.add_trace(go.Scatter(
                     x=[x], y=[y], mode="markers", name=method, legendgroup=method, showlegend=index == 0,
                     marker=dict(size=16 if is_reference else 11, color=style[method]["color"],
-                                symbol=style[method]["symbol"], line=dict(width=1, color="#ffffff")),
-                    hovertemplate=f"{method}<br>D_fgt Hit@10 %{{x:.4f}}<br>D_rem NDCG@10 %{{y:.4f}}<extra></extra>",
+                                symbol=symbol, line=dict(width=1, color="#ffffff")),
+                    hovertemplate=f"{method}<br>D_fgt Hit@10 %{{x:.4f}}<br>D_rem NDCG@10 %{{y:.4f}}{note}<extra></extra>",
                 ), row=r, col=c)
             if method not in ("original", "recbole") and row.get("seconds"):
                 bars.add_trace(go.Bar(
                     x=[method], y=[row["seconds"]], marker_color=style[method]["color"], name=method,
                     legendgroup=method, showlegend=False,
-                    hovertemplate=f"{method}: %{{y:.1f}} s<extra></extra>",
+                    hovertemplate=f"{method}: %{{y:.1f}} s{note}<extra></extra>",
                 ), row=r, col=c)
         if reference is not None:
             line = dict(color="#000000", dash="dash", width=1)
@@ -390,7 +409,9 @@ def leaderboard_html(cells: List[dict], title: str = "Leaderboard", plotlyjs=Tru
         scatter.update_yaxes(title_text="D_rem NDCG@10", row=r, col=c)
         bars.update_xaxes(tickangle=-45, tickfont=dict(size=10), row=r, col=c)
         bars.update_yaxes(type="log", title_text="unlearning seconds", row=r, col=c)
-    scatter.update_layout(title="Utility on D_rem vs forget Hit@10 (dashed: Retrain, the reference)",
+    unchanged = any(_unchanged(row) for cell in cells for row in cell["rows"])
+    scatter.update_layout(title="Utility on D_rem vs forget Hit@10 (dashed: Retrain, the reference"
+                                + (f"; open marker: the forget {UNCHANGED})" if unchanged else ")"),
                           height=460 * rows_n, legend=dict(title="method", font=dict(size=12)))
     bars.update_layout(title="Unlearning time, log scale (dashed: Retrain)", height=430 * rows_n)
     body = scatter.to_html(full_html=False, include_plotlyjs=plotlyjs)

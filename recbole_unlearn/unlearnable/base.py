@@ -27,7 +27,8 @@ class ForgetReport:
         interactions: number of newly forgotten interactions (already-forgotten ones are skipped).
         shards: shards retrained (or approximately unlearned), ascending; ``[]`` for a single model.
         start_stages: for each retrained shard, the slice stage its retraining started from.
-        seconds: wall time of the whole forget (shards, aggregator, approximate steps).
+        seconds: wall time of the whole forget (shards, aggregator, approximate steps; the
+            choice of extra deletions is added by ``serving.apply.apply_forget``).
         aggregator_seconds: the aggregator's part of ``seconds``.
         training: how the retrained sub-models and the aggregator trained (epochs, cap, best
             validation NDCG@10, cache size; see ``unlearnable.sharded.training_record``).
