@@ -256,3 +256,29 @@ def test_extra_deletions_never_pick_a_held_out_twin(extra):
     assert len(held_out)
     expanded = apply_extra_deletion(config, experiment.data, experiment.forget_set)
     assert len(expanded.extra) and not np.isin(expanded.extra, held_out).any()
+
+
+def test_residual_memorisation_is_computed_from_unrounded_aucs():
+    """RM was the ratio of the two AUCs as reported, rounded to 4 places: 0.7648's rounding put
+    Retrain's RM at 0.0076 where the exact AUCs give 0.0075 (found by probing)."""
+    for seed in range(100):  # a draw whose rounded AUCs give another RM than the exact ones
+        rng = np.random.default_rng(seed)
+        users = np.repeat(np.arange(300), 2)
+        is_member = redeal_labels(users, rng)
+        original_scores = is_member * 1.0 + rng.normal(size=len(users))
+        later_scores = is_member * 0.05 + rng.normal(size=len(users))
+        a = auc(later_scores[is_member], later_scores[~is_member])
+        o = auc(original_scores[is_member], original_scores[~is_member])
+        exact = round((a - 0.5) / (o - 0.5), 4)
+        if exact != round((round(a, 4) - 0.5) / (round(o, 4) - 0.5), 4):
+            break
+    else:
+        raise AssertionError("no such draw")
+    audit = MembershipAudit.__new__(MembershipAudit)
+    audit.samples = AuditSamples(None, is_member, users)
+    audit.config = dict(forget_seed=0, audit_bootstrap=50)
+    audit.original_auc = audit.original_interval = None
+    scores = {"original": original_scores, "later": later_scores}
+    audit.scores = lambda model: scores[model]
+    audit.set_original("original")
+    assert audit.report("later")["residual_memorisation"] == exact

@@ -23,7 +23,7 @@ seeds), so they show how the score of each interaction looks when it was never t
 It is one attack, not a proof that nothing is left.
 """
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -212,10 +212,12 @@ class MembershipAudit:
         return {"auc": round(point["auc"], 4), "auc_interval": [round(v, 4) for v in interval],
                 "tpr@1%fpr": round(point["tpr@1%fpr"], 4), "tpr@5%fpr": round(point["tpr@5%fpr"], 4)}
 
-    def _measure(self, scores: np.ndarray, is_member: np.ndarray) -> Dict[str, object]:
+    def _measure(self, scores: np.ndarray, is_member: np.ndarray) -> Tuple[Dict[str, object], float]:
+        """The measurement as reported, and its unrounded AUC (residual memorisation's input)."""
         interval = bootstrap_auc(scores, is_member, self.samples.users, self.config["audit_bootstrap"],
                                  self.config["forget_seed"])
-        return self._rounded(self._point(scores, is_member), interval)
+        point = self._point(scores, is_member)
+        return self._rounded(point, interval), point["auc"]
 
     def shuffled(self, model) -> Dict[str, object]:
         """The same measurement with labels independent of membership: F / H labels dealt again
@@ -246,9 +248,9 @@ class MembershipAudit:
 
     def set_original(self, model) -> Dict[str, object]:
         """Measure the original model (first): it decides whether the audit is conclusive."""
-        result = self._measure(self.scores(model), self.samples.is_member)
-        self.original_auc, self.original_interval = result["auc"], result["auc_interval"]
-        return self._finish(result, original=True)
+        result, self.original_auc = self._measure(self.scores(model), self.samples.is_member)
+        self.original_interval = result["auc_interval"]
+        return self._finish(result, self.original_auc, original=True)
 
     @property
     def conclusive(self) -> bool:
@@ -256,9 +258,9 @@ class MembershipAudit:
 
     def report(self, model) -> Dict[str, object]:
         """The audit of one model state (after :meth:`set_original`)."""
-        return self._finish(self._measure(self.scores(model), self.samples.is_member))
+        return self._finish(*self._measure(self.scores(model), self.samples.is_member))
 
-    def _finish(self, result: Dict[str, object], original: bool = False) -> Dict[str, object]:
+    def _finish(self, result: Dict[str, object], exact_auc: float, original: bool = False) -> Dict[str, object]:
         n_f = int(self.samples.is_member.sum())
         result.update(members=n_f, held_out=int(len(self.samples.is_member) - n_f))
         if not self.conclusive:
@@ -269,5 +271,5 @@ class MembershipAudit:
         result["verdict"] = ("member signal" if low > 0.5 else "over-forgetting" if high < 0.5
                              else "indistinguishable")
         result["residual_memorisation"] = 1.0 if original else round(
-            (result["auc"] - 0.5) / (self.original_auc - 0.5), 4)
+            (exact_auc - 0.5) / (self.original_auc - 0.5), 4)
         return result
