@@ -770,3 +770,65 @@ def test_a_forgets_seconds_include_choosing_its_extra_deletions(sisa_copy, in_tm
     run_forget_requests(sisa_copy, str(in_tmp / "r.csv"), QUIET, verbose=False)
     entry = read_audit(sisa_copy)[-1]
     assert entry["interactions"] > 0 and entry["seconds"] >= 3.0
+
+
+def _watched_requests(model, path):
+    from recbole_unlearn.serving.request_files import file_requests
+
+    return file_requests(str(path), model.dataset, 1000, 1000, strict=False)[1]
+
+
+def test_a_watcher_learns_what_other_processes_finished_and_queues_and_rejects_in_one_append(sisa_copy, in_tmp,
+                                                                                             monkeypatch):
+    """A watcher read the folder's finished requests once, at its start. Given the same file
+    after another process had answered it, it queued both requests again, rejected the bad one a
+    second time and, for the applied one, left its ledger ending in ``queued`` after ``applied``
+    (found by probing). It also wrote every rejection as an append of its own after the queued
+    lines: a stop in between left bad lines queued for good, and 20,000 bad lines took 85 s. A
+    watcher now reads what is final before it queues a file, and writes a file's queued and
+    rejected lines in one append."""
+    from recbole_unlearn.serving import open_store
+    from recbole_unlearn.serving.batcher import RequestBatcher
+    from recbole_unlearn.serving.ledger import FINAL_STATUSES
+
+    model = load_model(sisa_copy)
+    watcher = RequestBatcher(open_store(sisa_copy), load_model(sisa_copy), 10, 0.0, "requests:inbox")
+    (in_tmp / "x.csv").write_text(f"{model.dataset.id2token('user_id', 5)}\n99999\n")
+    other = RequestBatcher(open_store(sisa_copy), load_model(sisa_copy), 10, 0.0, "requests:other")
+    other.submit(_watched_requests(model, in_tmp / "x.csv"))
+    other.pump(drain=True)
+    assert other.summary.outcomes["applied"] == 1 and other.summary.outcomes["rejected"] == 1
+    before = ledger_events(sisa_copy)
+
+    watcher.submit(_watched_requests(model, in_tmp / "x.csv"))
+    assert watcher.summary.skipped == 2 and watcher.pending == 0
+    assert ledger_events(sisa_copy) == before
+
+    from recbole_unlearn.serving import jsonl
+    appends = []
+    real_append = jsonl.append_records
+    monkeypatch.setattr(jsonl, "append_records", lambda path, records: appends.append(list(records)) or
+                        real_append(path, appends[-1]))
+    (in_tmp / "y.csv").write_text("".join(f"9999{i}\n" for i in range(5)) + f"{model.dataset.id2token('user_id', 6)}\n")
+    watcher.submit(_watched_requests(model, in_tmp / "y.csv"))
+    assert len(appends) == 1 and [e["status"] for e in appends[0]] == ["queued"] * 6 + ["rejected"] * 5
+    watcher.pump(drain=True)
+    last = {}
+    for event in ledger_events(sisa_copy):
+        last[event["id"]] = event["status"]
+    assert all(status in FINAL_STATUSES for status in last.values()), last
+    verify_model(sisa_copy)
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_a_request_run_refuses_a_results_dir_that_is_a_file_before_it_forgets(sisa_copy, in_tmp, below):
+    """With ``--results_dir`` a file (or below one) a request run applied its requests, made the
+    new version live, and then ended in ``error: [Errno 17] File exists`` (found by probing; the
+    README lists it among the bad input refused before anything is written)."""
+    (in_tmp / "victim.txt").write_text("important")
+    (in_tmp / "r.csv").write_text(f"{load_model(sisa_copy).dataset.id2token('user_id', 5)}\n")
+    before = snapshot(sisa_copy)
+    with pytest.raises(UnlearnError, match="is a file, not a folder"):
+        run_forget_requests(sisa_copy, str(in_tmp / "r.csv"),
+                            dict(QUIET, results_dir=os.path.join(str(in_tmp / "victim.txt"), below)), verbose=False)
+    assert snapshot(sisa_copy) == before and (in_tmp / "victim.txt").read_text() == "important"

@@ -136,16 +136,28 @@ class RequestBatcher:
             if removed:
                 getLogger().warning(f"removed {', '.join(removed)}: left behind by a forget that was stopped (a "
                                     "version from before the live one, or one staged that never went live)")
-            events = self.ledger.events(repair=True)
-            self.audited: Dict[str, dict] = audit.applied_requests(repair=True)
+            events = self._refresh()
             recovered = self._recovered(events)
             self.ledger.record(recovered)  # under the same hold as the read: two runs starting together write them once
         events += recovered
+        self._note_final(events)
+        self.queued_ids: Set[str] = set()
+        self.submit(self._waiting(events), resumed=True)
+
+    def _refresh(self) -> List[dict]:
+        """Read, under the lock, what is final now: the audit log's applied requests and the
+        ledger's final lines (another process may have finished requests since this one
+        started: a long-running watcher queued them again and left applied ones ``queued``).
+        Returns the ledger's lines."""
+        self.audited: Dict[str, dict] = AuditLog(self.store.model_dir).applied_requests(repair=True)
+        events = self.ledger.events(repair=True)
+        self._note_final(events)
+        return events
+
+    def _note_final(self, events: List[dict]) -> None:
         self.rejected: Set[str] = {e["id"] for e in events if e.get("status") == "rejected"}
         self.ledger_final: Set[str] = {e["id"] for e in events if e.get("status") in ("applied", "applied_without_change")}
         self.final: Set[str] = set(self.audited) | self.rejected
-        self.queued_ids: Set[str] = set()
-        self.submit(self._waiting(events), resumed=True)
 
     def _recovered(self, events: List[dict]) -> List[dict]:
         """``applied`` lines (``recovered``) for requests whose last ledger line is ``queued`` or
@@ -177,8 +189,9 @@ class RequestBatcher:
                 if rid in rows:
                     waiting.append(FileRequest(rid, event["file"], event["line"], np.asarray(rows[rid], dtype=np.int64)))
                 else:
-                    getLogger().warning(f"request {rid} ({event['file']} line {event['line']}) is still waiting but was "
-                                        "queued before the ledger kept its rows: give its file again")
+                    getLogger().warning(f"request {rid} ({event['file']} line {event['line']}) is still waiting, but its "
+                                        "ledger line holds no rows (queued by earlier code, or an invalid line whose "
+                                        "rejection a stop cut off): give its file again")
         return waiting
 
     def _record(self, events: List[dict]) -> None:
@@ -200,8 +213,15 @@ class RequestBatcher:
         return True
 
     def submit(self, requests: List[FileRequest], resumed: bool = False) -> None:
-        """Queue requests (an invalid one is queued and rejected at once); ids already final
-        or already queued are skipped. ``resumed``: requests an earlier run left waiting."""
+        """Queue requests (an invalid one is queued and rejected at once, in the same append, so
+        no stop leaves it queued); ids already final (read anew from the folder) or already
+        queued are skipped. ``resumed``: requests an earlier run left waiting."""
+        with self.store.lock.hold():
+            if not resumed:  # the constructor has just read them
+                self._refresh()
+            self._submit(requests, resumed)
+
+    def _submit(self, requests: List[FileRequest], resumed: bool) -> None:
         now_mono = time.monotonic()
         events, rejected = [], []
         for request in requests:
@@ -224,18 +244,13 @@ class RequestBatcher:
             self.queued_ids.add(request.id)
             pending = PendingRequest(request, self.model.group_of(request.rows), now_mono)
             self.groups.setdefault(pending.group, []).append(pending)
-        if events:
-            self._record(events)
+        events += [{"id": r.id, "file": r.file, "line": r.line, "status": "rejected", "reason": r.error, "time": now()}
+                   for r in rejected]
+        self._record(events)
         for request in rejected:
-            self.reject(request, request.error)
-
-    def reject(self, request: FileRequest, reason: str) -> None:
-        """Reject a queued request with ``reason``."""
-        self._record([{"id": request.id, "file": request.file, "line": request.line, "status": "rejected",
-                       "reason": reason, "time": now()}])
-        self.final.add(request.id)
-        self.rejected.add(request.id)
-        self.summary.outcomes["rejected"] += 1
+            self.final.add(request.id)
+            self.rejected.add(request.id)
+            self.summary.outcomes["rejected"] += 1
 
     @property
     def pending(self) -> int:
