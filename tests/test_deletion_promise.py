@@ -832,3 +832,14 @@ def test_a_request_run_refuses_a_results_dir_that_is_a_file_before_it_forgets(si
         run_forget_requests(sisa_copy, str(in_tmp / "r.csv"),
                             dict(QUIET, results_dir=os.path.join(str(in_tmp / "victim.txt"), below)), verbose=False)
     assert snapshot(sisa_copy) == before and (in_tmp / "victim.txt").read_text() == "important"
+
+
+def test_the_lock_never_writes_through_a_link_in_the_folder(sisa_copy, in_tmp):
+    """Taking the folder's lock wrote its pid through a symlinked ``.lock.pid``: ``--verify`` on a
+    folder from someone else overwrote any file the user could write (found by probing)."""
+    from recbole_unlearn.serving.lock import LOCK_PID
+
+    (in_tmp / "victim.txt").write_text("important data")
+    os.symlink(str(in_tmp / "victim.txt"), os.path.join(sisa_copy, LOCK_PID))
+    verify_model(sisa_copy)
+    assert (in_tmp / "victim.txt").read_text() == "important data"

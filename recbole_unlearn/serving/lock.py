@@ -3,7 +3,8 @@
 ``filelock`` holds an OS lock on ``<model_dir>/.lock`` (released by the kernel if the holder
 dies, SIGKILL included, so a crash never leaves the folder locked). The holder writes its pid
 to ``<model_dir>/.lock.pid`` so that a process that gives up waiting can say who holds it; the
-pid file is removed on release (a stale one after a crash is simply overwritten).
+pid file is removed on release (a stale one after a crash is replaced; so is a link, never
+written through).
 
 The lock is re-entrant within a process: nested ``with store.lock():`` blocks hold it once.
 """
@@ -46,6 +47,18 @@ class FolderLock:
         return UnlearnError(f"model folder {self.model_dir} cannot be locked ({error.strerror}): answering "
                             "requests and --verify write its lock file")
 
+    def _write_pid(self) -> None:
+        """Write this process's pid to a new ``.lock.pid``: whatever stood there (a stale file, or
+        a link, which writing through would overwrite its target) is removed first."""
+        path = os.path.join(self.model_dir, LOCK_PID)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(str(os.getpid()))
+
     @contextmanager
     def hold(self) -> Iterator[None]:
         """Hold the lock for the block; raises ``UnlearnError`` (``model folder ... is busy
@@ -60,8 +73,7 @@ class FolderLock:
             except OSError as e:  # a read-only folder or mount
                 raise self._unlockable(e) from None
             try:
-                with open(os.path.join(self.model_dir, LOCK_PID), "w", encoding="utf-8") as f:
-                    f.write(str(os.getpid()))
+                self._write_pid()
                 self._identity = self._lock_file_identity()
             except OSError as e:
                 self._lock.release()
