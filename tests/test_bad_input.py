@@ -101,7 +101,7 @@ def test_huge_and_binary_request_files_change_nothing(saved, tmp_path):
     binary = tmp_path / "bin.csv"
     binary.write_bytes(b"\xff\xfe\x00garbage\n")
     _assert_one_error(lambda: run_forget_requests(model_dir, str(binary), {"state": "ERROR"}, verbose=False),
-                      "is not UTF-8 text")
+                      "line 1: is not UTF-8 text")
     _assert_one_error(lambda: run_forget_requests(model_dir, str(tmp_path / "none.csv"), {"state": "ERROR"},
                                                   verbose=False), "request file not found")
     assert snapshot(model_dir) == before

@@ -843,3 +843,19 @@ def test_the_lock_never_writes_through_a_link_in_the_folder(sisa_copy, in_tmp):
     os.symlink(str(in_tmp / "victim.txt"), os.path.join(sisa_copy, LOCK_PID))
     verify_model(sisa_copy)
     assert (in_tmp / "victim.txt").read_text() == "important data"
+
+
+def test_a_line_that_is_not_utf8_is_rejected_on_its_own_in_a_watched_file(sisa_copy, in_tmp):
+    """One byte that was not UTF-8, even in a comment, rejected a whole watched file as one
+    pseudo-request, its valid lines never recorded (found by probing; README: in a watched
+    folder a bad line is rejected on its own and the others go on). Comments are skipped
+    undecoded; a request line that is not UTF-8 is rejected alone. A file given with --forget
+    is still all or nothing, its error naming the line."""
+    model = load_model(sisa_copy)
+    user = model.dataset.id2token("user_id", 5)
+    (in_tmp / "w.csv").write_bytes(b"# requested by Jos\xe9\n" + f"{user}\n".encode() + b"caf\xe9\n")
+    requests = _watched_requests(model, in_tmp / "w.csv")
+    assert [(r.line, r.error is None) for r in requests] == [(2, True), (3, False)]
+    assert requests[1].error == "request w.csv:3 is not UTF-8 text"
+    with pytest.raises(UnlearnError, match=r"line 3: is not UTF-8 text"):
+        run_forget_requests(sisa_copy, str(in_tmp / "w.csv"), QUIET, verbose=False)

@@ -256,7 +256,7 @@ _READ_BLOCK = 1 << 20  # bytes read at a time; a request file is never held whol
 _BOM = b"\xef\xbb\xbf"
 
 
-def read_request_file(path: str, max_lines: int, max_line_bytes: int) -> Tuple[str, List[Tuple[int, str]]]:
+def read_request_file(path: str, max_lines: int, max_line_bytes: int) -> Tuple[str, List[Tuple[int, Optional[str]]]]:
     """The SHA-256 hex digest of the request file at ``path`` and ``(line number, text)`` of its
     request lines (blank lines and ``#`` comments skipped; ``\\n``, ``\\r\\n`` and ``\\r`` end a
     line; a UTF-8 byte-order mark, as spreadsheets write, is not a token), both from one pass
@@ -264,8 +264,9 @@ def read_request_file(path: str, max_lines: int, max_line_bytes: int) -> Tuple[s
 
     The file is streamed, never held whole: it is refused at its first line past ``max_lines``
     requests or longer than ``max_line_bytes``, so memory stays within what those bounds allow
-    however big the file is. One-line errors for those, for bytes that are not UTF-8 and for a
-    missing or unreadable file."""
+    however big the file is. One-line errors for those and for a missing or unreadable file. A
+    request line that is not UTF-8 comes back with text ``None`` (its caller rejects it, alone
+    in a watched folder); a comment need not be UTF-8."""
     digest = hashlib.sha256()
     lines: List[Tuple[int, str]] = []
     number = 0
@@ -278,11 +279,13 @@ def read_request_file(path: str, max_lines: int, max_line_bytes: int) -> Tuple[s
         if len(raw) > max_line_bytes:
             raise UnlearnError(f"request file {path} line {number} is longer than {max_line_bytes} bytes "
                                "(max_request_line_bytes): not a request line")
+        if raw.strip().startswith(b"#"):
+            return
         try:
-            line = raw.decode("utf-8").strip()
+            line: Optional[str] = raw.decode("utf-8").strip()
         except UnicodeDecodeError:
-            raise UnlearnError(f"request file {path} is not UTF-8 text") from None
-        if not line or line.startswith("#"):
+            line = None
+        if line is not None and (not line or line.startswith("#")):
             return
         if len(lines) >= max_lines:
             raise UnlearnError(f"request file {path} has more than {max_lines} requests "
@@ -311,7 +314,8 @@ def read_request_file(path: str, max_lines: int, max_line_bytes: int) -> Tuple[s
     return digest.hexdigest(), lines
 
 
-def parse_request_lines(lines: List[Tuple[int, str]], path: str, dataset: UnlearnSequentialDataset) -> List[Request]:
+def parse_request_lines(lines: List[Tuple[int, Optional[str]]], path: str,
+                        dataset: UnlearnSequentialDataset) -> List[Request]:
     """Resolve a request file's ``user_token[,item_token]`` lines to training log rows.
 
     Everything is validated before anything is returned: the first problem (malformed line,
@@ -322,6 +326,8 @@ def parse_request_lines(lines: List[Tuple[int, str]], path: str, dataset: Unlear
     seen = {}
     for number, text in lines:
         where = f"request file {path} line {number}"
+        if text is None:
+            raise UnlearnError(f"{where}: is not UTF-8 text")
         user, item, rows = parse_request_line(text, dataset, where)
         if (user, item) in seen:
             raise UnlearnError(f"{where}: repeats line {seen[(user, item)]} ({text!r})")

@@ -79,6 +79,10 @@ def file_requests(path: str, dataset, max_lines: int, max_line_bytes: int,
     out, seen = [], {}
     for number, text in lines:
         request = FileRequest(request_id(digest, number), name, number)
+        if text is None:
+            request.error = f"request {name}:{number} is not UTF-8 text"
+            out.append(request)
+            continue
         try:
             user, item, rows = parse_request_line(text, dataset, f"request {name}:{number}")
             if (user, item) in seen:
