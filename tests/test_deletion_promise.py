@@ -859,3 +859,17 @@ def test_a_line_that_is_not_utf8_is_rejected_on_its_own_in_a_watched_file(sisa_c
     assert requests[1].error == "request w.csv:3 is not UTF-8 text"
     with pytest.raises(UnlearnError, match=r"line 3: is not UTF-8 text"):
         run_forget_requests(sisa_copy, str(in_tmp / "w.csv"), QUIET, verbose=False)
+
+
+def test_max_batch_one_gives_each_shard_group_one_request_per_version_in_order(sisa_copy, in_tmp):
+    """README said ``max_batch=1`` applies requests one by one in order; with two shards a
+    version took one request of each shard group, so a later line could go live before an
+    earlier one (found by probing). The README now says what it does, which this checks."""
+    model = load_model(sisa_copy)
+    shard_users = [model.shard_map.shard_users(shard) for shard in (0, 1)]
+    tokens = [model.dataset.id2token("user_id", int(u)) for u in (shard_users[0][0], shard_users[0][1], shard_users[1][0])]
+    (in_tmp / "r.csv").write_text("".join(f"{t}\n" for t in tokens))  # shard 0, shard 0, shard 1
+    run_forget_requests(sisa_copy, str(in_tmp / "r.csv"), dict(QUIET, max_batch=1), verbose=False)
+    lines = [sorted(int(rid.split(":")[1]) for rid in e["request_ids"]) for e in read_audit(sisa_copy)
+             if "request_ids" in e]
+    assert lines == [[1, 3], [2]]
