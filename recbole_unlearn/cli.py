@@ -19,7 +19,7 @@ import threading
 import warnings
 from typing import List, Optional, Tuple
 
-from recbole_unlearn.utils.errors import UnlearnError, one_line
+from recbole_unlearn.utils.errors import UnlearnError, escaped_controls, one_line
 
 
 def parse_args(argv: List[str]) -> Tuple[Optional[str], Optional[str], Optional[List[str]], dict]:
@@ -102,13 +102,13 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
 
             run_recbole_unlearn(model, dataset, config_files, config_dict)
     except UnlearnError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {escaped_controls(e)}", file=sys.stderr)
         return 2
     except OSError as e:  # the disk or the file system (full, read-only, no permission): one line, no trace
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (below); a request run says what it did and what waits
-        print(f"error: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
+        print(f"error: interrupted{': ' + escaped_controls(e) if str(e) else ''}", file=sys.stderr)
         return 130
     finally:
         if _main_thread() and restore_signals:

@@ -873,3 +873,14 @@ def test_max_batch_one_gives_each_shard_group_one_request_per_version_in_order(s
     lines = [sorted(int(rid.split(":")[1]) for rid in e["request_ids"]) for e in read_audit(sisa_copy)
              if "request_ids" in e]
     assert lines == [[1, 3], [2]]
+
+
+def test_an_error_naming_a_path_with_a_newline_stays_one_line(sisa_copy, in_tmp, capsys):
+    """A request file whose path held a newline split the ``error:`` line in two (found by
+    probing). Control characters in an error are now written escaped."""
+    from recbole_unlearn.cli import main
+
+    capsys.readouterr()
+    assert main([f"--model_dir={sisa_copy}", f"--forget={in_tmp}/nl\nname.csv", "--state=ERROR"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "nl\\nname.csv" in err, err

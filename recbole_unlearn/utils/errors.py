@@ -13,6 +13,13 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+def escaped_controls(text: object) -> str:
+    """``text`` with newlines and other control characters written as escapes (``\\n``), so that
+    a message naming a path that holds one stays one line and says which path."""
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii")
+                   for c in str(text))
+
+
 def error_line(error: BaseException) -> str:
     """``<ExceptionType>: <message>`` on one line (for a ledger reason or an ``error:`` line)."""
     return one_line(f"{type(error).__name__}: {error}")
