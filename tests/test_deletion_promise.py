@@ -884,3 +884,27 @@ def test_an_error_naming_a_path_with_a_newline_stays_one_line(sisa_copy, in_tmp,
     assert main([f"--model_dir={sisa_copy}", f"--forget={in_tmp}/nl\nname.csv", "--state=ERROR"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and "nl\\nname.csv" in err, err
+
+
+def test_a_watcher_picks_up_requests_another_run_left_queued_when_it_reads_a_file(sisa_copy, in_tmp):
+    """A run killed after queuing its requests left them for the next run to start; a watcher
+    already running applied later files but never those, so they waited behind newer requests
+    until the service restarted (found by probing). A watcher now queues them again whenever it
+    reads a new file."""
+    from recbole_unlearn.serving import open_store
+    from recbole_unlearn.serving.batcher import RequestBatcher
+
+    model = load_model(sisa_copy)
+    watcher = RequestBatcher(open_store(sisa_copy), load_model(sisa_copy), 10, 0.0, "requests:inbox")
+    (in_tmp / "killed.csv").write_text(f"{model.dataset.id2token('user_id', 7)}\n")
+    killed = RequestBatcher(open_store(sisa_copy), load_model(sisa_copy), 10, 0.0, "requests:killed.csv")
+    killed.submit(_watched_requests(model, in_tmp / "killed.csv"))  # queued, then the run is killed
+    (in_tmp / "new.csv").write_text(f"{model.dataset.id2token('user_id', 8)}\n")
+    watcher.submit(_watched_requests(model, in_tmp / "new.csv"))
+    assert watcher.summary.resumed == 1 and watcher.pending == 2
+    watcher.pump(drain=True)
+    last = {}
+    for event in ledger_events(sisa_copy):
+        last[event["id"]] = event["status"]
+    assert list(last.values()).count("queued") == 0, last
+    assert verify_model(sisa_copy)["requests_not_final"] == 0

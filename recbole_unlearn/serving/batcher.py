@@ -142,6 +142,7 @@ class RequestBatcher:
         events += recovered
         self._note_final(events)
         self.queued_ids: Set[str] = set()
+        self._warned_rowless: Set[str] = set()
         self.submit(self._waiting(events), resumed=True)
 
     def _refresh(self) -> List[dict]:
@@ -188,7 +189,8 @@ class RequestBatcher:
             if event.get("status") in ("queued", "failed") and rid not in self.final:
                 if rid in rows:
                     waiting.append(FileRequest(rid, event["file"], event["line"], np.asarray(rows[rid], dtype=np.int64)))
-                else:
+                elif rid not in self._warned_rowless:
+                    self._warned_rowless.add(rid)
                     getLogger().warning(f"request {rid} ({event['file']} line {event['line']}) is still waiting, but its "
                                         "ledger line holds no rows (queued by earlier code, or an invalid line whose "
                                         "rejection a stop cut off): give its file again")
@@ -215,10 +217,14 @@ class RequestBatcher:
     def submit(self, requests: List[FileRequest], resumed: bool = False) -> None:
         """Queue requests (an invalid one is queued and rejected at once, in the same append, so
         no stop leaves it queued); ids already final (read anew from the folder) or already
-        queued are skipped. ``resumed``: requests an earlier run left waiting."""
+        queued are skipped. ``resumed``: requests an earlier run left waiting. Before new
+        requests, those other runs have left waiting since this one started (a run killed after
+        queuing them) are queued again too, so a long-running watcher does not leave them
+        behind newer ones until the next start."""
         with self.store.lock.hold():
             if not resumed:  # the constructor has just read them
-                self._refresh()
+                waiting = [r for r in self._waiting(self._refresh()) if r.id not in self.queued_ids]
+                self._submit(waiting, resumed=True)
             self._submit(requests, resumed)
 
     def _submit(self, requests: List[FileRequest], resumed: bool) -> None:
@@ -246,7 +252,8 @@ class RequestBatcher:
             self.groups.setdefault(pending.group, []).append(pending)
         events += [{"id": r.id, "file": r.file, "line": r.line, "status": "rejected", "reason": r.error, "time": now()}
                    for r in rejected]
-        self._record(events)
+        if events:
+            self._record(events)
         for request in rejected:
             self.final.add(request.id)
             self.rejected.add(request.id)
