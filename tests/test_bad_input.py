@@ -735,3 +735,18 @@ def test_a_second_stop_while_the_first_is_handled_still_gives_the_one_line(in_tm
         finally:
             proc.kill()
         assert proc.returncode == 130 and err.strip().splitlines() == ["error: interrupted"], (proc.returncode, err)
+
+
+def test_a_saved_models_request_answering_through_run_recbole_unlearn_is_refused(tmp_path, in_tmp):
+    """``run_recbole_unlearn(config_dict={"model_dir": <saved>, "forget": <file>})``, the API form
+    of ``--model_dir=... --forget=...``, trained SASRec on ml-100k with Retrain (the defaults) and
+    left the saved model as it was; and ``model_dir`` with Retrain alone was ignored without a
+    word (found by probing). Both are refused, naming what to call instead."""
+    from recbole_unlearn import run_recbole_unlearn
+
+    (tmp_path / "r.csv").write_text("1\n")
+    with pytest.raises(UnlearnError, match="run_forget_requests"):
+        run_recbole_unlearn(config_dict={"model_dir": str(tmp_path / "saved"), "forget": str(tmp_path / "r.csv")})
+    with pytest.raises(UnlearnError, match="retrain saves no model"):
+        run_recbole_unlearn("SASRec", config_dict=tiny_dict(unlearn_method="retrain", model_dir=str(tmp_path / "m")))
+    assert not (tmp_path / "m").exists() and not (in_tmp / "log").exists()

@@ -29,6 +29,10 @@ def _method_order(config, nothing_to_forget: bool) -> List[str]:
         raise UnlearnError("config key 'unlearn_method' names no method")
     for name in names:
         METHODS.get(name)  # raises for an unknown name
+    if config["model_dir"] and not any(METHODS.get(n).deploys_model for n in names):
+        raise UnlearnError(f"model_dir is set, but {', '.join(names)} saves no model (Retrain keeps no model to "
+                           "forget from): name a saving method, or leave model_dir out; to answer requests with a "
+                           "saved model give --model_dir and --forget alone (API: run_forget_requests)")
     if config["model_dir"] and len([n for n in names if n != "retrain"]) > 1:
         raise UnlearnError("model_dir names one model folder: run one saving method per run "
                            f"(got {', '.join(names)})")
@@ -60,6 +64,13 @@ def run_recbole_unlearn(
                 "config_files": "give the files as config_file_list",
                 "benchmark": "run a grid with recbole_unlearn.benchmark.runner.run_grid",
                 "verify": "check a model folder with recbole_unlearn.quick_start.forget_requests.run_verify"}[key])
+    given = dict(config_dict) if isinstance(config_dict, dict) else {}
+    if given.get("model_dir") and given.get("forget") and not (model or dataset or config_file_list or
+                                                                given.get("model") or given.get("dataset")):
+        # the command line's --model_dir=... --forget=... alone: a saved model answering requests
+        raise UnlearnError("model_dir and forget without a model, dataset or config files answer requests with "
+                           "the saved model: call recbole_unlearn.quick_start.run_forget_requests(model_dir, "
+                           "forget); run_recbole_unlearn trains a new model (name its model or dataset)")
     try:
         config = UnlearnConfig(model, dataset, config_file_list, config_dict)
         experiment = Experiment(config)
