@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from recbole.utils import init_seed
 from recbole.data.interaction import cat_interactions
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
@@ -176,7 +177,10 @@ def begin_step(config, model: torch.nn.Module, dataset: UnlearnSequentialDataset
     """The start every step shares: a report (timed from now), the histories the step may use
     (``history_keep``, default ``keep``, never wider than ``keep``), and a :class:`ForgetProbe`
     on them whose forget Hit@10 at epoch 0 is measured with the model in eval mode. Returns
-    ``(report, probe, history_keep)``; ``probe.samples`` are the forget samples."""
+    ``(report, probe, history_keep)``; ``probe.samples`` are the forget samples. Torch is seeded
+    with ``seed`` first, so a step's weights do not depend on what drew random numbers before it
+    in the process (Fanchuan's did: a run with Retrain first gave another row than one without)."""
+    init_seed(config["seed"], config["reproducibility"])
     report = ApproximateReport(stopped_by=stopped_by)
     history_keep = keep if history_keep is None else history_keep
     probe = ForgetProbe(config, model, dataset, forget_set, history_keep & keep, report)
