@@ -949,3 +949,20 @@ def test_a_row_whose_forget_changed_nothing_is_never_shown_as_an_ordinary_forget
     rows = list(csv.DictReader(io.StringIO(leaderboard_csv([cell]))))
     assert [r["changed"] for r in rows] == ["", "False"]
     assert "did not change the model" in leaderboard_html([cell], plotlyjs="cdn")
+
+
+def test_an_unchanged_sharded_rows_note_names_its_shards_reasons():
+    """Under ``shard_unlearning`` the no-change warning said ``stopped_by: unknown`` though each
+    shard's step recorded why (found by probing)."""
+    from recbole_unlearn.benchmark.report import targets_markdown
+    from recbole_unlearn.utils.results import unchanged_rows_note
+
+    reason = "fallback: negative curvature (raise scif_damping)"
+    row = {"method": "sisa", "changed": False, "utility_rem": {"ndcg@10": 0.04}, "forget": {"hit@10": 0.09},
+           "seconds": 1.0, "approximate": {"0": {"stopped_by": reason, "changed": False}}}
+    assert f"sisa (stopped_by: {reason})" in unchanged_rows_note([row])
+    targets = expand_grid({"models": ["SASRec"], "datasets": ["d"], "methods": ["sisa"],
+                           "targets": {"sisa": {"forget_at_most": 1}}}).targets
+    cell = {"model": "SASRec", "dataset": "d", "targets": targets, "rows": [
+        {"method": "retrain", "utility_rem": {"ndcg@10": 0.04}, "forget": {"hit@10": 0.09}, "seconds": 10.0}, row]}
+    assert reason in "\n".join(targets_markdown(cell))

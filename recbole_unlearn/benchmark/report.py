@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Tuple
 
 from recbole_unlearn.utils.atomic import atomic_write
 from recbole_unlearn.utils.cpu_meter import busy_rows_note
-from recbole_unlearn.utils.results import training_summary, unchanged_rows_note
+from recbole_unlearn.utils.results import training_summary, unchanged_rows_note, why_unchanged
 
 #: (column header, metric group, metric key) in the order of the thesis's Table 4.
 METRIC_COLUMNS: List[Tuple[str, str, str]] = [
@@ -206,7 +206,7 @@ def targets_markdown(cell: dict) -> List[str]:
         verdict = "all met" if not missed and len(results) == len(wanted) else \
             ("missed: " + ", ".join(missed) if missed else "not measured")
         if _unchanged(row):  # its values are the model's before the forget: no target was met by forgetting
-            verdict = f"{UNCHANGED} (stopped_by: {row.get('stopped_by') or 'unknown'})"
+            verdict = f"{UNCHANGED} (stopped_by: {why_unchanged(row)})"
         audit = row.get("audit") or {}
         audit_text = "-" if not audit.get("auc_interval") else \
             f"{audit.get('verdict')} ({audit['auc']:.3f} [{audit['auc_interval'][0]:.3f}, {audit['auc_interval'][1]:.3f}])"

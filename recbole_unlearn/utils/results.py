@@ -207,11 +207,22 @@ def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int) -> Optional
             f"set --epochs{' and --agg_epochs' if aggregator else ''} higher to train to convergence")
 
 
+def why_unchanged(row: dict) -> str:
+    """Why a row's forget left the weights as they were: its step's ``stopped_by``, or under
+    ``shard_unlearning`` each affected shard's (``approximate``: shard -> its step's report)."""
+    if row.get("stopped_by"):
+        return str(row["stopped_by"])
+    shards = row.get("approximate")
+    reasons = sorted({str(s["stopped_by"]) for s in shards.values() if isinstance(s, dict) and s.get("stopped_by")}) \
+        if isinstance(shards, dict) else []
+    return "; ".join(reasons) or "unknown"
+
+
 def unchanged_rows_note(rows: List[dict]) -> Optional[str]:
     """One line naming every row whose forget left the model's weights as they were
     (``changed`` False: an approximate step that stopped before its first kept update), so it
     is never read as an ordinary forget; ``None`` if none did."""
-    named = [f"{row['method']} (stopped_by: {row.get('stopped_by') or 'unknown'})" for row in rows
+    named = [f"{row['method']} (stopped_by: {why_unchanged(row)})" for row in rows
              if row.get("changed") is False]
     if not named:
         return None
