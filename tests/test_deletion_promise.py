@@ -908,3 +908,18 @@ def test_a_watcher_picks_up_requests_another_run_left_queued_when_it_reads_a_fil
         last[event["id"]] = event["status"]
     assert list(last.values()).count("queued") == 0, last
     assert verify_model(sisa_copy)["requests_not_final"] == 0
+
+
+def test_a_request_runs_results_say_what_its_forget_metrics_were_measured_on(sisa_copy, in_tmp):
+    """A request run's ``results.json`` held ``{"source": "r.csv", "forgotten_total": n}``, not
+    README's ``forget_set`` (source ``requests:<file>``, interactions, users, forget samples), so a
+    forget Hit@10 of 1.0 on one sample could not be told from one on many (found by probing)."""
+    model = load_model(sisa_copy)
+    (in_tmp / "r.csv").write_text(f"{model.dataset.id2token('user_id', 5)}\n")
+    doc = run_forget_requests(sisa_copy, str(in_tmp / "r.csv"), QUIET, verbose=False)
+    after = load_model(sisa_copy)
+    facts = doc["forget_set"]
+    assert facts["source"] == "requests:r.csv"
+    assert facts["interactions"] == facts["forgotten_total"] == len(after.forgotten)
+    assert facts["users"] == len(np.unique(after.dataset.log_user[after.forgotten]))
+    assert facts["forget_samples"] > 0

@@ -54,13 +54,18 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
     dataset = model.dataset
     stream = summary.to_json()
     getLogger().info(f"requests done: {stream}")
-    facts = {k: v for k, v in stream.items() if k != "forget_seconds"}
     metrics = {}
+    forgotten = ForgetSet(model.forgotten, source="all forgotten")
+    # what the row's forget metrics measure: everything forgotten so far (README: results.json)
+    facts = {"source": f"requests:{os.path.basename(os.path.normpath(requests))}",
+             "forgotten_total": int(len(model.forgotten)), "interactions": int(len(model.forgotten)),
+             "users": int(len(forgotten.users(dataset))), "forget_samples": 0}
     if len(model.forgotten):
-        suite = EvaluationSuite(config, dataset, ForgetSet(model.forgotten, source="all forgotten"))
+        suite = EvaluationSuite(config, dataset, forgotten)
         metrics = suite.evaluate(model.recommender)
-    row = make_row(config["unlearn_method"], metrics, summary.forget_seconds, **facts, cpu_meter=busy)
-    facts = {"source": os.path.basename(os.path.normpath(requests)), "forgotten_total": int(len(model.forgotten))}
+        facts["forget_samples"] = int(len(suite.forget_loader._dataset))
+    row = make_row(config["unlearn_method"], metrics, summary.forget_seconds,
+                   **{k: v for k, v in stream.items() if k != "forget_seconds"}, cpu_meter=busy)
     document = results_document(config["model"], config["dataset"], config.settings(), facts, [row])
     document["requests"] = stream
     run_dir = run_dir_for(config["results_dir"], f"forget-{config['model']}-{config['dataset']}-{get_local_time()}")
