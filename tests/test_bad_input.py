@@ -750,3 +750,15 @@ def test_a_saved_models_request_answering_through_run_recbole_unlearn_is_refused
     with pytest.raises(UnlearnError, match="retrain saves no model"):
         run_recbole_unlearn("SASRec", config_dict=tiny_dict(unlearn_method="retrain", model_dir=str(tmp_path / "m")))
     assert not (tmp_path / "m").exists() and not (in_tmp / "log").exists()
+
+
+def test_an_extra_deletion_that_would_delete_nothing_is_refused(tmp_path, in_tmp):
+    """``--extra_deletion=ced`` on SISA, whose ``del_num`` defaults to 0, ran as plain SISA while
+    its results recorded ``extra_deletion: ced`` (found by probing). Naming an extra deletion with
+    ``del_num: 0`` is refused; ``extra_deletion: none`` turns it off."""
+    from recbole_unlearn import run_recbole_unlearn
+
+    with pytest.raises(UnlearnError, match="del_num 0 deletes nothing"):
+        run_recbole_unlearn("SASRec", config_dict=tiny_dict(unlearn_method="sisa", extra_deletion="ced",
+                                                            results_dir=str(tmp_path / "r")))
+    assert not (tmp_path / "r").exists()

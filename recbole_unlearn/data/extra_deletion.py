@@ -91,3 +91,8 @@ def check_extra_deletion(config) -> None:
     k = config["del_num"]
     if not isinstance(k, int) or isinstance(k, bool) or k < 0:
         raise UnlearnError(f"config key 'del_num' must be a non-negative integer, got {k!r}")
+    if k == 0 and config["extra_deletion"] != "none":
+        # the default del_num is 0 outside sru.yaml: SISA with extra_deletion ced alone ran as
+        # plain SISA while its row recorded ced
+        raise UnlearnError(f"extra_deletion {config['extra_deletion']!r} with del_num 0 deletes nothing: set "
+                           "del_num (extras per forgotten target), or extra_deletion: none to turn it off")
