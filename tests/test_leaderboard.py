@@ -966,3 +966,20 @@ def test_an_unchanged_sharded_rows_note_names_its_shards_reasons():
     cell = {"model": "SASRec", "dataset": "d", "targets": targets, "rows": [
         {"method": "retrain", "utility_rem": {"ndcg@10": 0.04}, "forget": {"hit@10": 0.09}, "seconds": 10.0}, row]}
     assert reason in "\n".join(targets_markdown(cell))
+
+
+def test_a_request_steps_row_whose_later_request_changed_nothing_is_not_called_unchanged():
+    """Under ``request_steps`` a row's ``changed`` was every request's, so a row whose first
+    request forgot (its utility and forget Hit@10 moved) and whose second stopped at the floor
+    was reported as "did not change the model" (found by probing). ``changed`` now says whether
+    any request changed it, and ``unchanged_steps`` names the others."""
+    from recbole_unlearn.unlearn.experiment import _info_over_requests
+    from recbole_unlearn.utils.results import unchanged_rows_note
+
+    row = _info_over_requests([{"changed": True, "stopped_by": "unseen"},
+                               {"changed": False, "stopped_by": "utility_floor"}], np.array([], dtype=np.int64))
+    assert row["changed"] is True and row["unchanged_steps"] == [2]
+    note = unchanged_rows_note([dict(row, method="sruga-floor")])
+    assert "sruga-floor" in note and "request step 2 of 2" in note
+    assert "did not change the model" in note
+    assert _info_over_requests([{"changed": False}, {"changed": False}], np.array([], dtype=np.int64))["changed"] is False

@@ -345,8 +345,8 @@ def _info_over_requests(infos: List[dict], extras: np.ndarray) -> dict:
     """A row's facts over all its requests (``request_steps``), not the last one's: extra
     deletions (all of them), shards and slices retrained (by any request), aggregator seconds
     (summed), the forgets' training (every request's: ``{"steps": [...]}``, whose stages at their
-    cap are counted) and ``changed`` (every request changed the weights). Other keys are the
-    last request's."""
+    cap are counted) and ``changed`` (some request changed the weights; ``unchanged_steps``: the
+    1-based requests that did not, when some did). Other keys are the last request's."""
     out = dict(infos[-1])
     if "extra_deleted" in out:
         out["extra_deleted"] = int(len(extras))
@@ -363,7 +363,11 @@ def _info_over_requests(infos: List[dict], extras: np.ndarray) -> dict:
     if "forget_training" in out:
         out["forget_training"] = {"steps": [info.get("forget_training") for info in infos]}
     if "changed" in out:
-        out["changed"] = all(info.get("changed", True) for info in infos)
+        flags = [info.get("changed", True) for info in infos]
+        out["changed"] = any(flags)
+        if any(flags) and not all(flags):
+            out["unchanged_steps"] = [step for step, flag in enumerate(flags, 1) if not flag]
+            out["request_steps"] = len(flags)
     return out
 
 

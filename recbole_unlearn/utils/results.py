@@ -224,6 +224,15 @@ def unchanged_rows_note(rows: List[dict]) -> Optional[str]:
     is never read as an ordinary forget; ``None`` if none did."""
     named = [f"{row['method']} (stopped_by: {why_unchanged(row)})" for row in rows
              if row.get("changed") is False]
+    # request_steps rows that some request changed: name the requests that did not
+    partly = [f"{row['method']}'s request step{'s' if len(row['unchanged_steps']) > 1 else ''} "
+              f"{', '.join(map(str, row['unchanged_steps']))} of {row.get('request_steps', '?')}"
+              for row in rows if row.get("changed") is not False and row.get("unchanged_steps")]
+    if partly and not named:
+        return (f"{'; '.join(partly)} did not change the model: those requests' data is no longer used, yet its "
+                "influence remains (retrain, or use an exact method)")
+    if partly:
+        named += partly
     if not named:
         return None
     verb = "does" if len(named) == 1 else "do"
