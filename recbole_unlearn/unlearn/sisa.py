@@ -55,6 +55,10 @@ class SISA(UnlearnMethod):
                                    f"partitioner ({', '.join(sorted(SIMILARITY_PARTITIONERS))}) or partition_balance "
                                    f"interactions; partitioner {config['partitioner']!r} balanced by users depends "
                                    "on the seed only")
+            if config["partition_balance"] == "interactions" and config["n_slices"] > 1:
+                raise UnlearnError("redraw_partition with partition_balance interactions needs n_slices 1: a partition "
+                                   "drawn again after a forget can leave a shard with fewer users than slices, and a "
+                                   "saved model, whose settings are fixed, could then answer no request")
             if config["shard_unlearning"] != "retrain":
                 raise UnlearnError("redraw_partition retrains every shard on the new partition; it needs "
                                    f"shard_unlearning retrain, got {config['shard_unlearning']!r}")
