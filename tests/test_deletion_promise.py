@@ -926,3 +926,16 @@ def test_a_request_runs_results_say_what_its_forget_metrics_were_measured_on(sis
     assert facts["interactions"] == facts["forgotten_total"] == len(after.forgotten)
     assert facts["users"] == len(np.unique(after.dataset.log_user[after.forgotten]))
     assert facts["forget_samples"] > 0
+
+
+def test_a_request_run_refuses_a_results_dir_it_cannot_write_before_it_forgets(sisa_copy, in_tmp):
+    """A results_dir name too long for the file system (or on a read-only mount) failed after the
+    forget went live, with only an OSError line (found by probing today's results_dir check,
+    which covered a file only). The folder is now tried before anything is forgotten."""
+    (in_tmp / "r.csv").write_text(f"{load_model(sisa_copy).dataset.id2token('user_id', 5)}\n")
+    before = snapshot(sisa_copy)
+    with pytest.raises(UnlearnError, match="cannot be written"):
+        run_forget_requests(sisa_copy, str(in_tmp / "r.csv"), dict(QUIET, results_dir=str(in_tmp / ("a" * 300))),
+                            verbose=False)
+    assert snapshot(sisa_copy) == before
+    assert "a" * 300 not in os.listdir(in_tmp)

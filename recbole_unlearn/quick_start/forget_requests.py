@@ -21,7 +21,7 @@ from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.evaluator.suite import EvaluationSuite
 from recbole_unlearn.serving import open_store, stream_request_file, verify_model, watch_request_folder
 from recbole_unlearn.serving.ledger import LEDGER
-from recbole_unlearn.unlearn.experiment import check_results_dir, run_dir_for
+from recbole_unlearn.unlearn.experiment import check_results_dir_writable, run_dir_for
 from recbole_unlearn.utils.cpu_meter import CpuMeter, busy_rows_note
 from recbole_unlearn.utils.results import format_table, make_row, results_document, write_results
 from recbole_unlearn.utils.run_logger import init_run_logger, releasing_run_logger
@@ -43,7 +43,7 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
     store = open_store(model_dir, overrides)
     model = store.load(overrides)
     config = model.config
-    check_results_dir(config["results_dir"])  # before anything is forgotten (it failed after the switch)
+    check_results_dir_writable(config["results_dir"])  # before anything is forgotten (it failed after the switch)
     meter = CpuMeter()
     if os.path.isdir(requests):
         init_run_logger(config)

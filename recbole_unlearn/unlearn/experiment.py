@@ -4,6 +4,7 @@
 dataset, resumable) both drive this class, so a row means the same thing in both.
 """
 import os
+import tempfile
 import time
 from logging import getLogger
 from typing import Dict, List, Optional, Tuple
@@ -390,6 +391,31 @@ def check_results_dir(results_dir: str) -> None:
         path = os.path.dirname(path) if os.path.dirname(path) != path else ""
     if path and not os.path.isdir(path):
         raise UnlearnError(f"results_dir {results_dir}: {path} is a file, not a folder")
+
+
+def check_results_dir_writable(results_dir: str) -> None:
+    """Refuse a ``results_dir`` this process cannot create and write in (a read-only mount, a name
+    too long, no permission), by trying it: a request run writes its results after its forgets
+    went live. Folders the try created are removed again, so nothing is left."""
+    check_results_dir(results_dir)
+    created, path = [], os.path.abspath(results_dir)
+    while not os.path.exists(path):
+        created.append(path)
+        path = os.path.dirname(path)
+    try:
+        os.makedirs(results_dir, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=results_dir, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UnlearnError(f"results_dir {results_dir} cannot be written ({e.strerror or e}): nothing was "
+                           "forgotten") from None
+    finally:
+        for folder in created:  # deepest first
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
 
 
 def run_dir_for(results_dir: str, name: str) -> str:
