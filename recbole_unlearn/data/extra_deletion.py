@@ -57,8 +57,9 @@ def apply_extra_deletion(config, dataset: UnlearnSequentialDataset, forget_set: 
         item_embeddings: ``target row -> [n_items, H]`` item embeddings to judge that target's
             candidates by (needed by ``ced`` only).
         forgotten: ``[m]`` log rows forgotten before (a saved model's): never a candidate, and a
-            target among them gets no extras (they were chosen when it was first forgotten), so
-            every extra is a row newly forgotten.
+            target among them gets no extras (its request forgets nothing new), so every extra is
+            a row newly forgotten. A row first removed as another target's extra thus never gets
+            extras of its own, while requested with that target in one batch it would.
     """
     chooser = EXTRA_DELETIONS.get(config["extra_deletion"])
     k = config["del_num"]
