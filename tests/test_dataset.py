@@ -103,3 +103,25 @@ def test_short_sequences_are_validated_and_tested_where_recbole_trains_on_them(t
             keep = set(part.token2id(part.uid_field, ["u4", "u6"]).tolist())
             return [r for r in records if r[0] in keep]
         assert long_only(_as_records(mine)) == long_only(_as_records(recbole_part))
+
+
+def test_a_file_whose_order_float32_times_cannot_fix_is_named_in_a_warning(tmp_path, caplog):
+    """RecBole holds ``timestamp:float`` as float32, which at 1.6e9 s cannot tell times up to
+    128 s apart, so such interactions keep the file's order: a user written newest-first, 10 s
+    apart, had its earliest interaction as its test target (found by probing). As in RecBole (whose
+    splits ours equal), the order stays; a warning now names how many users it affects."""
+    import logging
+
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.data import create_unlearn_dataset
+
+    folder = tmp_path / "rev"
+    folder.mkdir()
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    lines += [f"rv\ti{k}\t{1600000000 + 10 * (5 - k)}" for k in range(6)]  # newest first
+    lines += [f"u{u}\ti{(u + k) % 6}\t{1600000000 + 1000 * k}" for u in range(3) for k in range(5)]
+    (folder / "rev.inter").write_text("\n".join(lines) + "\n")
+    config = UnlearnConfig("SASRec", config_dict=tiny_dict(data_path=str(tmp_path), dataset="rev"))
+    with caplog.at_level(logging.WARNING):
+        create_unlearn_dataset(config)
+    assert "1 user has interactions whose order in rev.inter differs from their times" in caplog.text, caplog.text
