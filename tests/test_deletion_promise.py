@@ -939,3 +939,23 @@ def test_a_request_run_refuses_a_results_dir_it_cannot_write_before_it_forgets(s
                             verbose=False)
     assert snapshot(sisa_copy) == before
     assert "a" * 300 not in os.listdir(in_tmp)
+
+
+def test_a_side_file_added_to_the_dataset_folder_is_refused_before_anything_is_forgotten(in_tmp):
+    """A ``.item`` file added beside the unchanged ``.inter`` (RecBole loads it and drops the rows
+    of items it does not list) passed the ``.inter`` SHA-256 check, and the folder's recorded
+    forgotten rows then named other interactions: a forgotten pair was trained on again (found
+    by probing). Every atomic file RecBole reads is now recorded, and a change is refused."""
+    data = in_tmp / "data"
+    from conftest import FIXTURES
+
+    shutil.copytree(os.path.join(FIXTURES, "ml-tiny"), data / "ml-tiny")
+    model_dir = train_saved_model(in_tmp, data_path=str(data), load_col=None, forget_protocol="none")
+    model = load_model(model_dir)
+    items = model.dataset.id2token("item_id", np.arange(2, model.dataset.item_num)).tolist()  # all but one
+    (data / "ml-tiny" / "ml-tiny.item").write_text("item_id:token\n" + "".join(f"{i}\n" for i in items))
+    (in_tmp / "r.csv").write_text(f"{model.dataset.id2token('user_id', 5)}\n")
+    before = snapshot(model_dir)
+    with pytest.raises(UnlearnError, match="ml-tiny.item"):
+        run_forget_requests(model_dir, str(in_tmp / "r.csv"), QUIET, verbose=False)
+    assert snapshot(model_dir) == before

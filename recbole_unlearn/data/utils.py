@@ -2,7 +2,7 @@
 import math
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 from recbole.data.dataloader import FullSortEvalDataLoader
@@ -17,6 +17,19 @@ def dataset_file(config) -> str:
     """The dataset's atomic file, ``<data_path>/<dataset>.inter`` (RecBole's ``data_path`` already
     ends with the dataset's folder)."""
     return os.path.join(config["data_path"], f"{config['dataset']}.inter")
+
+
+#: RecBole's atomic file kinds, read from the dataset's folder when present (``<dataset>.<suffix>``)
+ATOMIC_SUFFIXES = ("inter", "user", "item", "kg", "link", "net")
+
+
+def atomic_files(config) -> List[str]:
+    """``[n]`` paths of the dataset's atomic files that exist (the ``.inter`` file and any
+    ``.user``, ``.item``, ... beside it, plus ``additional_feat_suffix``): every file RecBole's
+    loading may read, so a saved model can check all of them, not the ``.inter`` file alone."""
+    suffixes = list(ATOMIC_SUFFIXES) + list(config["additional_feat_suffix"] or [])
+    paths = [os.path.join(config["data_path"], f"{config['dataset']}.{suffix}") for suffix in suffixes]
+    return [path for path in paths if os.path.isfile(path)]
 
 
 def check_dataset_files(config) -> None:

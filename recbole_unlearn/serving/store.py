@@ -215,6 +215,7 @@ class ModelStore:
                 raise UnlearnError(f"dataset file {data_file} changed since the model was trained (a saved model "
                                    "answers requests against the exact file it was trained on, forgotten lines "
                                    "included; README: what a model folder still depends on)")
+            _check_atomic_files(manifest, config)
             dataset = create_unlearn_dataset(config)
             if manifest.get("held_out"):  # the audit's twins: never trained on, here neither
                 dataset.held_out = _rows_of(manifest["held_out"], dataset, "manifest.json held_out")
@@ -353,6 +354,7 @@ class ModelStore:
             "dataset": config["dataset"],
             "data_path": os.path.abspath(config["data_path"]),
             "data_sha256": file_sha256(data_file),
+            "data_files": _atomic_digests(config),
             "config": _settings_to_keep(model),
             "settings": config.settings(),
             **model.manifest_extras(),
@@ -360,6 +362,32 @@ class ModelStore:
             "held_out": _pairs_of(model.dataset.held_out, model.dataset),
             "files": files,
         }
+
+
+def _atomic_digests(config) -> Dict[str, str]:
+    """``{file name: SHA-256}`` of every atomic file of the dataset (``.inter``, ``.item``, ...)."""
+    from recbole_unlearn.data.utils import atomic_files
+
+    return {os.path.basename(path): file_sha256(path) for path in atomic_files(config)}
+
+
+def _check_atomic_files(manifest: dict, config) -> None:
+    """Refuse when a dataset file RecBole reads was added, removed or changed since the model was
+    trained: a ``.item`` file added beside the unchanged ``.inter`` made RecBole drop rows, and the
+    recorded forgotten rows then named other interactions. Folders saved before the files were
+    recorded (no ``data_files``) are checked on their ``.inter`` file only."""
+    recorded = manifest.get("data_files")
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict):
+        raise UnlearnError("manifest.json has no valid 'data_files' (dict): edited by hand? restore it from a backup")
+    now = _atomic_digests(config)
+    changed = sorted(name for name in set(recorded) | set(now) if recorded.get(name) != now.get(name))
+    if changed:
+        raise UnlearnError(f"dataset file{'s' if len(changed) > 1 else ''} {', '.join(changed)} in {config['data_path']} "
+                           f"{'were' if len(changed) > 1 else 'was'} added, removed or changed since the model was "
+                           "trained (RecBole reads them with the .inter file: its rows, and so what the model's "
+                           "forgotten rows name, would change); restore the files the model was trained with")
 
 
 def _warn(message: str) -> None:
