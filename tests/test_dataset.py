@@ -1,5 +1,6 @@
 """The sample builder reproduces RecBole's own sequential augmentation and leave-one-out split."""
 import numpy as np
+import pytest
 from recbole.config import Config
 from recbole.data import create_dataset
 
@@ -125,3 +126,28 @@ def test_a_file_whose_order_float32_times_cannot_fix_is_named_in_a_warning(tmp_p
     with caplog.at_level(logging.WARNING):
         create_unlearn_dataset(config)
     assert "1 user has interactions whose order in rev.inter differs from their times" in caplog.text, caplog.text
+
+
+@pytest.mark.parametrize("tokens, message", [
+    (['"q1', 'q2"'], "quote"),  # pandas reads the lines between two quotes as one field
+    (['"q1'], "quote"),
+    (["NA"], "reads as missing"), (["None"], "reads as missing"), ([""], "reads as missing")])
+def test_tokens_recbole_would_merge_or_drop_rows_over_are_refused(tmp_path, tokens, message):
+    """A token with a ``"`` made RecBole read several lines as one row, and ``NA``, ``None`` or an
+    empty field made it drop the row with a log warning: users silently lost interactions, their
+    targets shifted, and a request for the token was "unknown" (found by probing). Loading such a
+    file is now one error."""
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.data import create_unlearn_dataset
+    from recbole_unlearn.utils.errors import UnlearnError
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    lines += [f"u{u}\ti{(u + k) % 6}\t{k}" for u in range(3) for k in range(5)]
+    for offset, token in enumerate(tokens):
+        lines.insert(3 + 2 * offset, f"u0\t{token}\t2.5")
+    (folder / "odd.inter").write_text("\n".join(lines) + "\n")
+    config = UnlearnConfig("SASRec", config_dict=tiny_dict(data_path=str(tmp_path), dataset="odd"))
+    with pytest.raises(UnlearnError, match=message):
+        create_unlearn_dataset(config)

@@ -13,6 +13,7 @@ Vocabulary used throughout the package:
     ``n-2`` and training interactions at positions ``0 .. n-3`` (leave-one-out, SPEC section 1).
 """
 import hashlib
+import os
 from logging import getLogger
 from typing import Optional, Sequence, Tuple
 
@@ -45,6 +46,30 @@ class UnlearnSequentialDataset(SequentialDataset):
         self._check_field("uid_field", "time_field")
         self.sort(by=[self.uid_field, self.time_field], ascending=True)
         self._index_log()
+
+    def _load_inter_feat(self, token, dataset_path):
+        """RecBole's loading of ``<token>.inter``, refusing what it would silently change: a ``"``
+        anywhere (pandas reads the lines up to the next one as one quoted field, merging rows) and
+        a user or item token it reads as missing (``NA``, ``None``, ``null``, ``nan``, an empty
+        field), whose rows it drops with a log warning."""
+        path = os.path.join(dataset_path, f"{token}.inter")
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                for number, line in enumerate(f, 1):
+                    if b'"' in line:
+                        raise ValueError(f"{path} line {number} holds a quote (\"), which RecBole's reader takes for "
+                                         "the start of a quoted field running over the next lines, merging rows: "
+                                         "remove the quotes from the tokens")
+        super()._load_inter_feat(token, dataset_path)
+        for field in (self.uid_field, self.iid_field):
+            if field is None or field not in self.inter_feat:
+                continue
+            missing = np.flatnonzero(self.inter_feat[field].isnull().to_numpy())
+            if len(missing):
+                raise ValueError(f"{len(missing)} row{'s' if len(missing) > 1 else ''} of {path} (first at line "
+                                 f"{missing[0] + 2}) hold{'' if len(missing) > 1 else 's'} a {field} token that "
+                                 "RecBole reads as missing (such as NA, None, null or nan, or an empty field) and "
+                                 "would drop: rename such tokens")
 
     def _warn_of_float32_time_ties(self) -> None:
         """Warn when the file orders some user's interactions against their times, closer than
