@@ -959,3 +959,25 @@ def test_a_side_file_added_to_the_dataset_folder_is_refused_before_anything_is_f
     with pytest.raises(UnlearnError, match="ml-tiny.item"):
         run_forget_requests(model_dir, str(in_tmp / "r.csv"), QUIET, verbose=False)
     assert snapshot(model_dir) == before
+
+
+def test_the_results_dir_try_covers_the_run_folders_name_and_leaves_nothing(sisa_copy, in_tmp):
+    """Probing the try found two gaps: a results_dir whose path left room for the try's file but
+    not for the run folder written at the end (PATH_MAX) still failed after the forget went live;
+    and ``a/b/../../res`` left ``a/b`` behind after a refused run."""
+    (in_tmp / "r.csv").write_text(f"{load_model(sisa_copy).dataset.id2token('user_id', 5)}\n")
+    deep = in_tmp
+    while len(str(deep)) < 4096 - 60 - 251:
+        deep = deep / ("d" * 250)
+    deep.mkdir(parents=True)
+    deep = deep / ("d" * (4096 - 40 - len(str(deep))))  # room for a short file name, not for the run folder
+    before = snapshot(sisa_copy)
+    with pytest.raises(UnlearnError, match="cannot be written"):
+        run_forget_requests(sisa_copy, str(in_tmp / "r.csv"), dict(QUIET, results_dir=str(deep)), verbose=False)
+    assert snapshot(sisa_copy) == before
+
+    (in_tmp / "bad.csv").write_text("no-such-user\n")
+    with pytest.raises(UnlearnError, match="unknown user"):
+        run_forget_requests(sisa_copy, str(in_tmp / "bad.csv"),
+                            dict(QUIET, results_dir=str(in_tmp / "a" / "b" / ".." / ".." / "res")), verbose=False)
+    assert not (in_tmp / "a").exists() and not (in_tmp / "res").exists()

@@ -43,7 +43,8 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
     store = open_store(model_dir, overrides)
     model = store.load(overrides)
     config = model.config
-    check_results_dir_writable(config["results_dir"])  # before anything is forgotten (it failed after the switch)
+    run_name = f"forget-{config['model']}-{config['dataset']}-{get_local_time()}"
+    check_results_dir_writable(config["results_dir"], run_name)  # before anything is forgotten (it failed after)
     meter = CpuMeter()
     if os.path.isdir(requests):
         init_run_logger(config)
@@ -68,7 +69,7 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
                    **{k: v for k, v in stream.items() if k != "forget_seconds"}, cpu_meter=busy)
     document = results_document(config["model"], config["dataset"], config.settings(), facts, [row])
     document["requests"] = stream
-    run_dir = run_dir_for(config["results_dir"], f"forget-{config['model']}-{config['dataset']}-{get_local_time()}")
+    run_dir = run_dir_for(config["results_dir"], run_name)
     results_path = os.path.join(run_dir, "results.json")
     write_results(results_path, document)
     if verbose:

@@ -4,6 +4,7 @@
 dataset, resumable) both drive this class, so a row means the same thing in both.
 """
 import os
+import shutil
 import tempfile
 import time
 from logging import getLogger
@@ -393,25 +394,37 @@ def check_results_dir(results_dir: str) -> None:
         raise UnlearnError(f"results_dir {results_dir}: {path} is a file, not a folder")
 
 
-def check_results_dir_writable(results_dir: str) -> None:
+def check_results_dir_writable(results_dir: str, name: str) -> None:
     """Refuse a ``results_dir`` this process cannot create and write in (a read-only mount, a name
-    too long, no permission), by trying it: a request run writes its results after its forgets
-    went live. Folders the try created are removed again, so nothing is left."""
+    too long, no permission), by trying it: a request run writes ``<results_dir>/<name>-.../
+    results.json`` after its forgets went live. The try makes a folder of that name's length
+    with a ``results.json`` in it, and removes it and every folder it created (on the path as the
+    kernel resolves it: ``..`` and links included), so nothing is left."""
     check_results_dir(results_dir)
-    created, path = [], os.path.abspath(results_dir)
+    target = os.path.realpath(results_dir)
+    created, path = [], target
     while not os.path.exists(path):
         created.append(path)
         path = os.path.dirname(path)
     try:
-        os.makedirs(results_dir, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=results_dir, prefix=".write-test-")
-        os.close(fd)
-        os.unlink(probe)
+        for attempt in range(3):  # another process may create or remove the same folders meanwhile
+            try:
+                os.makedirs(target, exist_ok=True)
+                trial = tempfile.mkdtemp(prefix=f"{name}-", dir=target)
+                break
+            except (FileNotFoundError, FileExistsError):
+                if attempt == 2:
+                    raise
+        try:
+            with open(os.path.join(trial, "results.json"), "w", encoding="utf-8"):
+                pass
+        finally:
+            shutil.rmtree(trial, ignore_errors=True)
     except OSError as e:
         raise UnlearnError(f"results_dir {results_dir} cannot be written ({e.strerror or e}): nothing was "
                            "forgotten") from None
     finally:
-        for folder in created:  # deepest first
+        for folder in created:  # deepest first; one another process has filled stays
             try:
                 os.rmdir(folder)
             except OSError:
@@ -428,5 +441,8 @@ def run_dir_for(results_dir: str, name: str) -> str:
         try:
             os.mkdir(path)
             return path
+        except FileNotFoundError:  # removed meanwhile (another process's empty try of it): make it again
+            os.makedirs(results_dir, exist_ok=True)
+            continue
         except FileExistsError:
             suffix += 1
