@@ -981,3 +981,29 @@ def test_the_results_dir_try_covers_the_run_folders_name_and_leaves_nothing(sisa
         run_forget_requests(sisa_copy, str(in_tmp / "bad.csv"),
                             dict(QUIET, results_dir=str(in_tmp / "a" / "b" / ".." / ".." / "res")), verbose=False)
     assert not (in_tmp / "a").exists() and not (in_tmp / "res").exists()
+
+
+def test_a_redraw_that_would_leave_a_shard_too_small_keeps_the_partition_and_still_forgets(in_tmp, monkeypatch):
+    """A folder saved before redraw_partition with interaction balance needed n_slices 1 failed
+    every request once a redraw left a shard with fewer users than slices, and its settings could
+    not be changed (found by probing). Such a forget now keeps the partition (said in the audit
+    line and a warning) and forgets by retraining the owning shards, as without redraw."""
+    from recbole_unlearn.data.partition import ShardTooSmall
+    from recbole_unlearn.unlearnable.sharded import ShardedUnlearnableModel
+
+    model_dir = train_saved_model(in_tmp, unlearn_method="sisa", partition_balance="interactions",
+                                  redraw_partition=True, forget_protocol="none")
+    kept = load_model(model_dir).shard_map.user_shard.copy()
+
+    def too_small(*args, **kwargs):
+        raise ShardTooSmall("shard 1 holds 3 users, fewer than n_slices = 4")
+
+    monkeypatch.setattr(ShardedUnlearnableModel, "train", classmethod(too_small))
+    (in_tmp / "r.csv").write_text(f"{load_model(model_dir).dataset.id2token('user_id', 5)}\n")
+    doc = run_forget_requests(model_dir, str(in_tmp / "r.csv"), QUIET, verbose=False)
+    assert doc["requests"]["applied"] == 1
+    entry = read_audit(model_dir)[-1]
+    assert entry["training"]["partition_redrawn"] is False and "fewer than n_slices" in entry["training"]["partition_kept"]
+    assert len(entry["shards_retrained"]) == 1
+    assert np.array_equal(load_model(model_dir).shard_map.user_shard, kept)
+    verify_model(model_dir)

@@ -141,13 +141,17 @@ def check_shard_settings(config, dataset: UnlearnSequentialDataset) -> None:
     PARTITIONERS.get(config["partitioner"])
 
 
+class ShardTooSmall(UnlearnError):
+    """A partition left a shard with fewer users than ``n_slices``."""
+
+
 def check_shard_users(shard_of: np.ndarray, n_shards: int, n_slices: int) -> None:
     """One-line error when a shard got fewer users than ``n_slices`` (only a partition balanced
     by interactions can do that: a few heavy users may fill a shard)."""
     counts = np.bincount(shard_of, minlength=n_shards)
     if counts.min() < n_slices:
         shard = int(np.argmin(counts))
-        raise UnlearnError(
+        raise ShardTooSmall(
             f"shard {shard} holds {counts[shard]} users, fewer than n_slices = {n_slices} (partition_balance: "
             f"interactions can put a few heavy users in one shard); use fewer shards or slices, or "
             f"partition_balance: users"

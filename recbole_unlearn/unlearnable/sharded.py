@@ -29,7 +29,7 @@ import torch
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.extra_deletion import apply_extra_deletion
 from recbole_unlearn.data.forget import ForgetSet
-from recbole_unlearn.data.partition import ShardMap, build_shard_map
+from recbole_unlearn.data.partition import ShardMap, ShardTooSmall, build_shard_map
 from recbole_unlearn.data.similarity import SIMILARITY_PARTITIONERS
 from recbole_unlearn.model.ensemble import EnsembleSequentialRecommender
 from recbole_unlearn.model.representations import item_representations
@@ -306,8 +306,16 @@ class ShardedUnlearnableModel(UnlearnableModel):
             return report
         start = time.perf_counter()
         self.forgotten = np.union1d(self.forgotten, new_rows)
+        kept_because = None
         if self.config["redraw_partition"]:
-            return self._redraw(report, start)
+            try:
+                return self._redraw(report, start)
+            except ShardTooSmall as e:
+                # a folder saved before this was refused at fit (interaction balance with slices):
+                # its settings are fixed, so failing here left it answering no request for good
+                kept_because = str(e)
+                getLogger().warning(f"the partition was not drawn again ({kept_because}): it is kept, and the owning "
+                                    "shards are retrained on the remaining data")
         keep = self.keep_mask()
         results = []
         if self.config["shard_unlearning"] != "retrain":
@@ -333,6 +341,8 @@ class ShardedUnlearnableModel(UnlearnableModel):
         aggregator = self._train_aggregator(keep)
         report.aggregator_seconds = aggregator.seconds
         report.training = training_record(results, aggregator)
+        if kept_because is not None:
+            report.training = dict(report.training, partition_redrawn=False, partition_kept=kept_because)
         self.ensemble.eval()
         report.seconds = time.perf_counter() - start
         getLogger().info(f"forgot {report.interactions} interactions: retrained shards {report.shards} "
