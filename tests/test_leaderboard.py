@@ -983,3 +983,9 @@ def test_a_request_steps_row_whose_later_request_changed_nothing_is_not_called_u
     assert "sruga-floor" in note and "request step 2 of 2" in note
     assert "did not change the model" in note
     assert _info_over_requests([{"changed": False}, {"changed": False}], np.array([], dtype=np.int64))["changed"] is False
+    from recbole_unlearn.benchmark.report import leaderboard_csv, leaderboard_html
+
+    cell = {"model": "SASRec", "dataset": "d", "rows": [dict(row, method="sruga-floor", seconds=1.0,
+                                                             utility_rem={"ndcg@10": 0.03}, forget={"hit@10": 0.1})]}
+    assert [r["unchanged_steps"] for r in csv.DictReader(io.StringIO(leaderboard_csv([cell])))] == ["[2]"]
+    assert "request steps [2] did not change the model" in leaderboard_html([cell], plotlyjs="cdn")

@@ -26,7 +26,7 @@ METRIC_COLUMNS: List[Tuple[str, str, str]] = [
     ("SRU inf Hit@10", "sru_inference", "hit@10"),
 ]
 INFO_COLUMNS = ["seconds", "speedup", "initial_train_seconds", "epochs_run", "n_shards",
-                "shards_retrained", "extra_deleted", "forgotten_interactions", "changed"]
+                "shards_retrained", "extra_deleted", "forgotten_interactions", "changed", "unchanged_steps"]
 #: (CSV column, key of a row's ``audit``): the membership-inference audit of each model state.
 AUDIT_COLUMNS: List[Tuple[str, str]] = [
     ("audit_auc", "auc"), ("audit_tpr@1%fpr", "tpr@1%fpr"), ("audit_tpr@5%fpr", "tpr@5%fpr"),
@@ -382,7 +382,8 @@ def leaderboard_html(cells: List[dict], title: str = "Leaderboard", plotlyjs=Tru
             is_reference = method == REFERENCE
             # an unchanged forget: an open marker, and the hover says so
             symbol = style[method]["symbol"] + ("-open" if _unchanged(row) else "")
-            note = f"<br>{UNCHANGED}" if _unchanged(row) else ""
+            note = f"<br>{UNCHANGED}" if _unchanged(row) else \
+                (f"<br>request steps {row['unchanged_steps']} {UNCHANGED}" if row.get("unchanged_steps") else "")
             if x is not None and y is not None:
                 scatter.add_trace(go.Scatter(
                     x=[x], y=[y], mode="markers", name=method, legendgroup=method, showlegend=index == 0,
