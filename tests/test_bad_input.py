@@ -762,3 +762,22 @@ def test_an_extra_deletion_that_would_delete_nothing_is_refused(tmp_path, in_tmp
         run_recbole_unlearn("SASRec", config_dict=tiny_dict(unlearn_method="sisa", extra_deletion="ced",
                                                             results_dir=str(tmp_path / "r")))
     assert not (tmp_path / "r").exists()
+
+
+def test_a_dataset_whose_tokens_no_request_file_can_name_is_refused_for_a_saved_model(tmp_path, in_tmp):
+    """A user token starting with ``#`` is read as a comment line in a request file, and one with
+    spaces at an edge is stripped to another token, so such a user's deletion request was
+    silently dropped or called unknown (found by probing). A run that saves a model folder now
+    refuses such a dataset, naming the tokens; a research run without model_dir still runs."""
+    from recbole_unlearn import run_recbole_unlearn
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    lines += [f"{user}\ti{u * 6 + k}\t{k}" for u, user in enumerate(["#hash", " pad", "u2", "u3"]) for k in range(6)]
+    (folder / "odd.inter").write_text("\n".join(lines) + "\n")
+    settings = tiny_dict(data_path=str(tmp_path), dataset="odd", unlearn_method="sisa", n_shards=2,
+                         forget_protocol="none", save_model=False, include_retrain=False)
+    with pytest.raises(UnlearnError, match=r"'#hash'.*' pad'|' pad'.*'#hash'"):
+        run_recbole_unlearn("SASRec", config_dict=dict(settings, model_dir=str(tmp_path / "m")))
+    assert not (tmp_path / "m").exists()

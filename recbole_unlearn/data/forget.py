@@ -196,6 +196,19 @@ class RequestLineError(UnlearnError):
         self.redacted = f"{where}: {redacted}"
 
 
+def unrequestable_tokens(dataset: UnlearnSequentialDataset) -> List[str]:
+    """User and item tokens no request line can name (``[n]``, quoted): a user token starting
+    with ``#`` (the line is a comment) and any token with whitespace at an edge (a line's and a
+    field's edges are stripped, so it names another token or none)."""
+    bad = []
+    for field in (dataset.uid_field, dataset.iid_field):
+        for token in dataset.field2id_token[field][1:]:  # [0] is RecBole's padding token
+            token = str(token)
+            if token != token.strip() or (field == dataset.uid_field and token.startswith("#")):
+                bad.append(repr(token))
+    return bad
+
+
 def parse_request_line(text: str, dataset: UnlearnSequentialDataset, where: str) -> Tuple[str, Optional[str], np.ndarray]:
     """Resolve one ``user_token[,item_token]`` request to training log rows.
 

@@ -5,6 +5,7 @@ from typing import List, Optional
 from recbole.utils import get_local_time
 
 from recbole_unlearn.config import UnlearnConfig
+from recbole_unlearn.data.forget import unrequestable_tokens
 from recbole_unlearn.unlearn.experiment import Experiment, check_results_dir, run_dir_for
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.utils.atomic import save_weights
@@ -39,6 +40,16 @@ def _method_order(config, nothing_to_forget: bool) -> List[str]:
     if config["include_retrain"] and "retrain" not in names and not nothing_to_forget:
         names = ["retrain"] + names
     return list(dict.fromkeys(names))
+
+
+def _check_requestable(dataset) -> None:
+    """A saved model answers request files: refuse a dataset with tokens none can name."""
+    bad = unrequestable_tokens(dataset)
+    if bad:
+        raise UnlearnError(f"{len(bad)} token{'s' if len(bad) > 1 else ''} of the dataset ({', '.join(bad[:5])}"
+                           f"{', ...' if len(bad) > 5 else ''}) cannot be named in a request file (a user token "
+                           "starting with # is a comment line; spaces at a token's edge are stripped), so a saved "
+                           "model could never forget them: rename them in the dataset")
 
 
 @releasing_run_logger
@@ -78,6 +89,8 @@ def run_recbole_unlearn(
         for name in methods:
             experiment.check_method(config.for_method(name))
         check_results_dir(config["results_dir"])
+        if config["model_dir"]:
+            _check_requestable(experiment.data)
     except UnlearnError:
         raise
     except Exception as e:  # RecBole refusing a setting while the run is set up (nothing is written yet)
