@@ -235,3 +235,23 @@ def test_extra_rows_are_forgotten_but_not_targets(tiny_setup, thesis):
     assert not fs.keep_mask(dataset)[extra_row]
     assert fs.keep_mask(dataset, include_extra=False)[extra_row]
     assert isinstance(fs, ForgetSet)
+
+
+def test_a_request_for_a_short_users_held_out_interaction_says_what_it_is(tmp_path):
+    """A user with one or two interactions has no validation or test sample (no history before
+    them), yet a request for one was refused as "the user's test (validation) target" (found by
+    probing). It now says the user has no training data."""
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.data import create_unlearn_dataset
+    from recbole_unlearn.data.forget import RequestLineError, parse_request_line
+
+    folder = tmp_path / "short"
+    folder.mkdir()
+    lines = ["user_id:token\titem_id:token\ttimestamp:float", "s1\ti1\t0", "s2\ti1\t0", "s2\ti2\t1"]
+    lines += [f"u{u}\ti{u * 5 + k}\t{k}" for u in range(4) for k in range(5)]
+    (folder / "short.inter").write_text("\n".join(lines) + "\n")
+    dataset = create_unlearn_dataset(UnlearnConfig("SASRec", config_dict=tiny_dict(data_path=str(tmp_path),
+                                                                                   dataset="short")))
+    for user, item, length in (("s1", "i1", 1), ("s2", "i1", 2)):
+        with pytest.raises(RequestLineError, match=f"with {length} the user has no training data"):
+            parse_request_line(f"{user},{item}", dataset, "request")

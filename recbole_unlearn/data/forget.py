@@ -260,6 +260,9 @@ def _held_out_note(dataset: UnlearnSequentialDataset, user_rows: np.ndarray, ite
     held = with_item[~dataset.is_training[with_item]]
     if len(held) == 0:
         return ""
+    if dataset.log_user_len[held[0]] <= 2:  # no history before it: no validation or test sample either
+        return (f": it is one of the user's last two interactions, held out for validation and test (SPEC section "
+                f"1); with {dataset.log_user_len[held[0]]} the user has no training data, so no model learned from it")
     roles = sorted({"test" if dataset.log_position[r] == dataset.log_user_len[r] - 1 else "validation" for r in held})
     return (f": it is the user's {' and '.join(roles)} target (a user's last two interactions are its validation "
             "and test targets, never trained on; SPEC section 1), so no model learned from it")
