@@ -14,7 +14,6 @@ Vocabulary used throughout the package:
 """
 import hashlib
 import os
-from logging import getLogger
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -38,7 +37,8 @@ class UnlearnSequentialDataset(SequentialDataset):
 
     def __init__(self, config):
         super().__init__(config)
-        self._warn_of_float32_time_ties()
+        #: a warning for the run's log (said once the run has one: bad input stays one line)
+        self.order_warning: Optional[str] = self._float32_time_ties()
         # RecBole converts features and augments in ``build()``; we convert once, here, and keep
         # the raw chronological log instead of augmenting it.
         Dataset._change_feat_format(self)
@@ -71,26 +71,25 @@ class UnlearnSequentialDataset(SequentialDataset):
                                  "RecBole reads as missing (such as NA, None, null or nan, or an empty field) and "
                                  "would drop: rename such tokens")
 
-    def _warn_of_float32_time_ties(self) -> None:
-        """Warn when the file orders some user's interactions against their times, closer than
-        float32 (which RecBole's ``timestamp:float`` becomes) can tell apart: about 64 s at
-        ml-100k's times, 128 s at today's. Such ties keep the file's order, in RecBole as here
-        (so the splits stay RecBole's); ``dataset/convert.py`` writes each user's lines in time
-        order."""
+    def _float32_time_ties(self) -> Optional[str]:
+        """A warning (``None`` if none is due) when the file orders some user's interactions
+        against their times, closer than float32 (which RecBole's ``timestamp:float`` becomes) can
+        tell apart: about 64 s at ml-100k's times, 128 s at today's. Such ties keep the file's
+        order, in RecBole as here (so the splits stay RecBole's); ``dataset/convert.py`` writes
+        each user's lines in time order."""
         frame = self.inter_feat
         if self.time_field not in frame or not len(frame):
-            return
+            return None
         users = frame[self.uid_field].to_numpy()
         exact = frame[self.time_field].to_numpy(dtype=np.float64)
         as_held = np.lexsort((exact.astype(np.float32), users))
         wrong = as_held != np.lexsort((exact, users))
-        if wrong.any():
-            n = len(np.unique(users[as_held[wrong]]))
-            getLogger().warning(
-                f"{n} user{' has' if n == 1 else 's have'} interactions whose order in {self.dataset_name}.inter "
+        if not wrong.any():
+            return None
+        n = len(np.unique(users[as_held[wrong]]))
+        return (f"{n} user{' has' if n == 1 else 's have'} interactions whose order in {self.dataset_name}.inter "
                 "differs from their times, which are closer than float32 (RecBole's timestamp:float) tells "
-                "apart: the file's order is kept, as RecBole does; sort the file by user and time to use "
-                "the times")
+                "apart: the file's order is kept, as RecBole does; sort the file by user and time to use the times")
 
     def _index_log(self) -> None:
         self.log_feat = self.inter_feat  # survives ``copy()``, which replaces ``inter_feat``

@@ -170,6 +170,8 @@ class Experiment:
         logger = getLogger()
         logger.info(self.config)
         logger.info(self.data)
+        if self.data.order_warning:
+            logger.warning(self.data.order_warning)
         self.suite = EvaluationSuite(self.config, self.data, self.forget_set)
         logger.info(set_color("forget set", "green") + f": {self.forget_summary()}")
 
