@@ -255,3 +255,22 @@ def test_a_request_for_a_short_users_held_out_interaction_says_what_it_is(tmp_pa
     for user, item, length in (("s1", "i1", 1), ("s2", "i1", 2)):
         with pytest.raises(RequestLineError, match=f"with {length} the user has no training data"):
             parse_request_line(f"{user},{item}", dataset, "request")
+
+
+def test_a_token_removed_by_recboles_filters_is_not_just_unknown(tmp_path):
+    """A user or item that RecBole's filters removed (``user_inter_num_interval`` ...) was
+    "unknown" in a request, though it is in the dataset file (found by probing). The error now
+    names the filters that may have removed it."""
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.data import create_unlearn_dataset
+    from recbole_unlearn.data.forget import RequestLineError, parse_request_line
+
+    folder = tmp_path / "filt"
+    folder.mkdir()
+    lines = ["user_id:token\titem_id:token\ttimestamp:float", "s3\ti1\t0", "s3\ti2\t1", "s3\ti3\t2"]
+    lines += [f"u{u}\ti{u * 7 + k}\t{k}" for u in range(4) for k in range(7)]
+    (folder / "filt.inter").write_text("\n".join(lines) + "\n")
+    dataset = create_unlearn_dataset(UnlearnConfig("SASRec", config_dict=tiny_dict(
+        data_path=str(tmp_path), dataset="filt", user_inter_num_interval="[5,inf)")))
+    with pytest.raises(RequestLineError, match=r"unknown user token 's3'.*user_inter_num_interval \[5,inf\)"):
+        parse_request_line("s3", dataset, "request")

@@ -230,14 +230,16 @@ def parse_request_line(text: str, dataset: UnlearnSequentialDataset, where: str)
     user = parts[0]
     user_ids = dataset.field2token_id[dataset.uid_field]
     if user not in user_ids:
-        raise RequestLineError(where, f"unknown user token {user!r}", "unknown user token")
+        hint = _filters_hint(dataset)
+        raise RequestLineError(where, f"unknown user token {user!r}{hint}", f"unknown user token{hint}")
     all_rows = dataset.user_rows(user_ids[user])
     rows = all_rows[dataset.is_training[all_rows] & ~np.isin(all_rows, dataset.held_out)]
     item = parts[1] if len(parts) == 2 else None
     if item is not None:
         item_ids = dataset.field2token_id[dataset.iid_field]
         if item not in item_ids:
-            raise RequestLineError(where, f"unknown item token {item!r}", "unknown item token")
+            hint = _filters_hint(dataset)
+            raise RequestLineError(where, f"unknown item token {item!r}{hint}", f"unknown item token{hint}")
         rows = rows[dataset.log_item[rows] == item_ids[item]]
         if len(rows) == 0:
             note = _held_out_note(dataset, all_rows, item_ids[item])
@@ -247,6 +249,22 @@ def parse_request_line(text: str, dataset: UnlearnSequentialDataset, where: str)
         raise RequestLineError(where, f"user {user!r} has no training interactions to forget",
                                "the user has no training interactions to forget")
     return user, item, rows
+
+
+#: RecBole's settings that remove users, items or interactions while loading, and their "off" values
+_FILTER_KEYS = {"user_inter_num_interval": (None, "[0,inf)"), "item_inter_num_interval": (None, "[0,inf)"),
+                "val_interval": (None, {})}
+
+
+def _filters_hint(dataset: UnlearnSequentialDataset) -> str:
+    """`` (RecBole's filters ... may have removed it from the dataset as loaded)`` when the
+    model's settings filter the dataset (a filtered token is in the file but not in the model);
+    ``""`` otherwise."""
+    active = [f"{key} {dataset.config[key]}" for key, off in _FILTER_KEYS.items()
+              if str(dataset.config[key]).replace(" ", "") not in {str(v).replace(" ", "") for v in off}]
+    if not active:
+        return ""
+    return f" (RecBole's filters in the model's settings, {', '.join(active)}, may have removed it from the dataset)"
 
 
 def _held_out_note(dataset: UnlearnSequentialDataset, user_rows: np.ndarray, item_id: int) -> str:
