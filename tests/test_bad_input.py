@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from typing import List, Tuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -473,6 +474,19 @@ def _wait_until_it_catches_sigterm(proc: subprocess.Popen) -> None:
         time.sleep(0.005)
 
 
+def _signal_once_it_catches_sigterm(args: List[str], cwd, sig: int, timeout: float) -> Tuple[int, str]:
+    """Start the command ``args`` in ``cwd``, send it ``sig`` as soon as it has its SIGTERM
+    handler, and return its exit status and stderr (waiting ``timeout`` seconds at most)."""
+    proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_until_it_catches_sigterm(proc)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
+    return proc.returncode, err
+
+
 def test_the_command_line_module_imports_neither_torch_nor_recbole():
     """So that the command catches SIGTERM (first thing in ``main``) before the seconds those
     imports take: importing ``recbole_unlearn.cli`` loaded both (through the package's
@@ -490,16 +504,10 @@ def test_a_stop_while_the_command_still_imports_gives_the_one_line(in_tmp, entry
     exit 143 and no word (the handler came after those imports; Ctrl-C there printed a traceback).
     The command now catches SIGTERM before it imports them (the test above): stopped as soon as it
     catches SIGTERM, it says so in one line."""
-    proc = subprocess.Popen([sys.executable, *entry, "--model=SASRec", f"--data_path={FIXTURES}", "--dataset=ml-tiny",
-                             "--epochs=1", "--state=ERROR"], cwd=ROOT if entry[0] != "-m" else in_tmp,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_until_it_catches_sigterm(proc)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, err
+    returncode, err = _signal_once_it_catches_sigterm(
+        [sys.executable, *entry, "--model=SASRec", f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--epochs=1",
+         "--state=ERROR"], ROOT if entry[0] != "-m" else in_tmp, signal.SIGTERM, timeout=120)
+    assert returncode == 130, err
     assert err.strip().splitlines() == ["error: interrupted"], err
 
 
@@ -686,16 +694,10 @@ def test_an_ignored_sigint_stays_ignored_while_the_command_imports(in_tmp):
     arrived while it imported torch: the hold-back replaced the ignore (found by probing)."""
     script = ("import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
               "from recbole_unlearn.cli import main; sys.exit(main(sys.argv[1:]))")
-    proc = subprocess.Popen([sys.executable, "-c", script, "--model=GRU4Rec", f"--data_path={FIXTURES}",
-                             "--dataset=ml-tiny", "--epochs=1", "--state=ERROR", "--unlearn_method=retrain"],
-                            cwd=in_tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_until_it_catches_sigterm(proc)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=300)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
+    returncode, err = _signal_once_it_catches_sigterm(
+        [sys.executable, "-c", script, "--model=GRU4Rec", f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--epochs=1",
+         "--state=ERROR", "--unlearn_method=retrain"], in_tmp, signal.SIGINT, timeout=300)
+    assert returncode == 0, err
 
 
 def test_a_run_gives_a_notebooks_logging_back_as_it_was(tmp_path):
