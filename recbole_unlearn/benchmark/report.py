@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Tuple
 
 from recbole_unlearn.utils.atomic import atomic_write
 from recbole_unlearn.utils.cpu_meter import busy_rows_note
-from recbole_unlearn.utils.results import training_summary, unchanged_rows_note, why_unchanged
+from recbole_unlearn.utils.results import changed_nothing, training_summary, unchanged_rows_note, why_unchanged
 
 #: (column header, metric group, metric key) in the order of the thesis's Table 4.
 METRIC_COLUMNS: List[Tuple[str, str, str]] = [
@@ -147,11 +147,6 @@ def audit_training_markdown(cell: dict) -> List[str]:
 UNCHANGED = "did not change the model"
 
 
-def _unchanged(row: dict) -> bool:
-    """Whether the row's forget left the model's weights as they were (``changed`` False)."""
-    return row.get("changed") is False
-
-
 def _target_value(row: dict, kind: str) -> Optional[float]:
     group, key, _ = TARGET_KINDS[kind]
     return row.get(key) if group is None else _value(row, group, key)
@@ -205,7 +200,7 @@ def targets_markdown(cell: dict) -> List[str]:
         missed = [kind for kind, (_, met) in results.items() if not met]
         verdict = "all met" if not missed and len(results) == len(wanted) else \
             ("missed: " + ", ".join(missed) if missed else "not measured")
-        if _unchanged(row):  # its values are the model's before the forget: no target was met by forgetting
+        if changed_nothing(row):  # its values are the model's before the forget: no target was met by forgetting
             verdict = f"{UNCHANGED} (stopped_by: {why_unchanged(row)})"
         audit = row.get("audit") or {}
         audit_text = "-" if not audit.get("auc_interval") else \
@@ -227,7 +222,7 @@ def _overview_entry(row: dict, retrain: dict, wanted: Optional[Dict[str, float]]
         value, reference = _target_value(row, kind), _target_value(retrain, kind)
         parts.append("-" if value is None or not reference else _fraction(value / reference, kind).replace(" x", ""))
     text = ", ".join(parts)
-    if _unchanged(row):
+    if changed_nothing(row):
         text += f"; **{UNCHANGED}**"
     elif wanted:
         results = target_results(row, retrain, wanted)
@@ -381,8 +376,8 @@ def leaderboard_html(cells: List[dict], title: str = "Leaderboard", plotlyjs=Tru
             x, y = _value(row, "forget", "hit@10"), _value(row, "utility_rem", "ndcg@10")
             is_reference = method == REFERENCE
             # an unchanged forget: an open marker, and the hover says so
-            symbol = style[method]["symbol"] + ("-open" if _unchanged(row) else "")
-            note = f"<br>{UNCHANGED}" if _unchanged(row) else \
+            symbol = style[method]["symbol"] + ("-open" if changed_nothing(row) else "")
+            note = f"<br>{UNCHANGED}" if changed_nothing(row) else \
                 (f"<br>request steps {row['unchanged_steps']} {UNCHANGED}" if row.get("unchanged_steps") else "")
             if x is not None and y is not None:
                 scatter.add_trace(go.Scatter(
@@ -410,7 +405,7 @@ def leaderboard_html(cells: List[dict], title: str = "Leaderboard", plotlyjs=Tru
         scatter.update_yaxes(title_text="D_rem NDCG@10", row=r, col=c)
         bars.update_xaxes(tickangle=-45, tickfont=dict(size=10), row=r, col=c)
         bars.update_yaxes(type="log", title_text="unlearning seconds", row=r, col=c)
-    unchanged = any(_unchanged(row) for cell in cells for row in cell["rows"])
+    unchanged = any(changed_nothing(row) for cell in cells for row in cell["rows"])
     scatter.update_layout(title="Utility on D_rem vs forget Hit@10 (dashed: Retrain, the reference"
                                 + (f"; open marker: the forget {UNCHANGED})" if unchanged else ")"),
                           height=460 * rows_n, legend=dict(title="method", font=dict(size=12)))

@@ -207,6 +207,11 @@ def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int) -> Optional
             f"set --epochs{' and --agg_epochs' if aggregator else ''} higher to train to convergence")
 
 
+def changed_nothing(row: dict) -> bool:
+    """Whether the row's forget left the model's weights as they were (``changed`` False)."""
+    return row.get("changed") is False
+
+
 def why_unchanged(row: dict) -> str:
     """Why a row's forget left the weights as they were: its step's ``stopped_by``, or under
     ``shard_unlearning`` each affected shard's (``approximate``: shard -> its step's report)."""
@@ -222,12 +227,11 @@ def unchanged_rows_note(rows: List[dict]) -> Optional[str]:
     """One line naming every row whose forget left the model's weights as they were
     (``changed`` False: an approximate step that stopped before its first kept update), so it
     is never read as an ordinary forget; ``None`` if none did."""
-    named = [f"{row['method']} (stopped_by: {why_unchanged(row)})" for row in rows
-             if row.get("changed") is False]
+    named = [f"{row['method']} (stopped_by: {why_unchanged(row)})" for row in rows if changed_nothing(row)]
     # request_steps rows that some request changed: name the requests that did not
     partly = [f"{row['method']}'s request step{'s' if len(row['unchanged_steps']) > 1 else ''} "
               f"{', '.join(map(str, row['unchanged_steps']))} of {row.get('request_steps', '?')}"
-              for row in rows if row.get("changed") is not False and row.get("unchanged_steps")]
+              for row in rows if not changed_nothing(row) and row.get("unchanged_steps")]
     if partly and not named:
         return (f"{'; '.join(partly)} did not change the model: those requests' data is no longer used, yet its "
                 "influence remains (retrain, or use an exact method)")
