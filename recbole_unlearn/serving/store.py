@@ -211,11 +211,12 @@ class ModelStore:
                 raise UnlearnError(f"the model's dataset file is missing: {data_file} (moved? give the folder that "
                                    f"now holds {config['dataset']}/ with --data_path; the file must be the one "
                                    "the model was trained on: its SHA-256 is checked)")
-            if file_sha256(data_file) != manifest["data_sha256"]:
+            data_sha256 = file_sha256(data_file)
+            if data_sha256 != manifest["data_sha256"]:
                 raise UnlearnError(f"dataset file {data_file} changed since the model was trained (a saved model "
                                    "answers requests against the exact file it was trained on, forgotten lines "
                                    "included; README: what a model folder still depends on)")
-            _check_atomic_files(manifest, config)
+            _check_atomic_files(manifest, config, {os.path.basename(data_file): data_sha256})
             dataset = create_unlearn_dataset(config)
             if manifest.get("held_out"):  # the audit's twins: never trained on, here neither
                 dataset.held_out = _rows_of(manifest["held_out"], dataset, "manifest.json held_out")
@@ -344,7 +345,7 @@ class ModelStore:
         from recbole_unlearn.data.utils import dataset_file
 
         config = model.config
-        data_file = dataset_file(config)
+        data_files = _atomic_digests(config)
         return {
             "format": model.FORMAT,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -353,8 +354,8 @@ class ModelStore:
             "model": config["model"],
             "dataset": config["dataset"],
             "data_path": os.path.abspath(config["data_path"]),
-            "data_sha256": file_sha256(data_file),
-            "data_files": _atomic_digests(config),
+            "data_sha256": data_files[os.path.basename(dataset_file(config))],
+            "data_files": data_files,
             "config": _settings_to_keep(model),
             "settings": config.settings(),
             **model.manifest_extras(),
@@ -364,24 +365,28 @@ class ModelStore:
         }
 
 
-def _atomic_digests(config) -> Dict[str, str]:
-    """``{file name: SHA-256}`` of every atomic file of the dataset (``.inter``, ``.item``, ...)."""
+def _atomic_digests(config, known: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """``{file name: SHA-256}`` of every atomic file of the dataset (``.inter``, ``.item``, ...);
+    ``known``: digests already computed, by file name (not read again)."""
     from recbole_unlearn.data.utils import atomic_files
 
-    return {os.path.basename(path): file_sha256(path) for path in atomic_files(config)}
+    known = known or {}
+    return {name: known[name] if name in known else file_sha256(path)
+            for name, path in ((os.path.basename(p), p) for p in atomic_files(config))}
 
 
-def _check_atomic_files(manifest: dict, config) -> None:
+def _check_atomic_files(manifest: dict, config, known: Dict[str, str]) -> None:
     """Refuse when a dataset file RecBole reads was added, removed or changed since the model was
     trained: a ``.item`` file added beside the unchanged ``.inter`` made RecBole drop rows, and the
     recorded forgotten rows then named other interactions. Folders saved before the files were
-    recorded (no ``data_files``) are checked on their ``.inter`` file only."""
+    recorded (no ``data_files``) are checked on their ``.inter`` file only. ``known``: digests
+    the caller has computed (the ``.inter`` file's), by file name."""
     recorded = manifest.get("data_files")
     if recorded is None:
         return
     if not isinstance(recorded, dict):
         raise UnlearnError("manifest.json has no valid 'data_files' (dict): edited by hand? restore it from a backup")
-    now = _atomic_digests(config)
+    now = _atomic_digests(config, known)
     changed = sorted(name for name in set(recorded) | set(now) if recorded.get(name) != now.get(name))
     if changed:
         raise UnlearnError(f"dataset file{'s' if len(changed) > 1 else ''} {', '.join(changed)} in {config['data_path']} "
