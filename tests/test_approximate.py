@@ -289,3 +289,53 @@ def test_a_step_gives_the_same_weights_whatever_ran_before_it_in_the_process(met
         APPROXIMATE.get(method)().run(config, model, dataset, forget_set, keep, keep)
         states.append(cpu_state_dict(model))
     assert states_equal(*states)
+
+
+def _first_and_last_training_pairs(model, users):
+    """``(user token, item token)`` of ``users[0]``'s first training item (never a target: it has
+    no history) and of ``users[1]``'s last training item (a target)."""
+    dataset = model.dataset
+    pairs = []
+    for user, pick in zip(users, (0, -1)):
+        rows = dataset.user_rows(user)
+        row = rows[dataset.is_training[rows]][pick]
+        pairs.append((dataset.id2token("user_id", user), dataset.id2token("item_id", dataset.log_item[row])))
+    return pairs
+
+
+@pytest.mark.parametrize("method", ["kookmin", "fanchuan"])
+def test_a_request_the_step_could_not_act_on_is_applied_without_change_also_in_a_batch(in_tmp, method):
+    """A request for a user's first item gives the step no sample to unlearn: alone it was
+    ``applied_without_change`` (the step stopped at once), but batched with a request the step did
+    act on, both were plain ``applied``, so the status depended on which requests shared the
+    file (found by probing). Each request is judged by whether the step had a sample of it."""
+    from conftest import ledger_events, verify_model
+
+    model_dir = train_saved_model(in_tmp, unlearn_method=method, forget_protocol="none")
+    model = load_model(model_dir)
+    pairs = _first_and_last_training_pairs(model, (5, 11))
+    (in_tmp / "req.csv").write_text("".join(f"{u},{i}\n" for u, i in pairs))
+    doc = run_forget_requests(model_dir, str(in_tmp / "req.csv"), {"state": "ERROR"}, verbose=False)
+    status = {e["line"]: e["status"] for e in ledger_events(model_dir) if e["status"] != "queued"}
+    assert status == {1: "applied_without_change", 2: "applied"}, status
+    assert doc["requests"]["applied"] == 1 and doc["requests"]["applied_without_change"] == 1
+    entry = read_audit(model_dir)[-1]
+    assert entry["changed"] is True and len(entry["unchanged_request_ids"]) == 1
+    assert verify_model(model_dir)["applied_without_change"] == 1
+
+
+def test_per_shard_a_request_the_step_could_not_act_on_is_applied_without_change(in_tmp):
+    """The same under ``shard_unlearning``: two requests of one shard, one for a user's first item,
+    were both ``applied`` because the shard changed."""
+    from conftest import ledger_events
+
+    model_dir = train_saved_model(in_tmp, unlearn_method="sisa", shard_unlearning="kookmin", n_slices=1,
+                                  forget_protocol="none")
+    model = load_model(model_dir)
+    shard_of = model.shard_map.user_shard
+    users = [u for u in range(1, model.dataset.user_num) if shard_of[u] == 0][:2]
+    pairs = _first_and_last_training_pairs(model, users)
+    (in_tmp / "req.csv").write_text("".join(f"{u},{i}\n" for u, i in pairs))
+    run_forget_requests(model_dir, str(in_tmp / "req.csv"), {"state": "ERROR"}, verbose=False)
+    status = {e["line"]: e["status"] for e in ledger_events(model_dir) if e["status"] != "queued"}
+    assert status == {1: "applied_without_change", 2: "applied"}, status

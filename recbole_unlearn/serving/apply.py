@@ -93,7 +93,7 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
         done_elsewhere: List[str] = []
         already: List[str] = []
         ids: List[str] = []
-        groups = {}
+        groups, rows_of = {}, {}
         if requests is not None:
             applied_ids = log.applied_request_ids(repair=True)
             todo = [r for r in requests if r.id not in applied_ids]
@@ -101,6 +101,7 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
             already = [r.id for r in todo if len(model.new_rows(r.rows)) == 0]
             ids = [r.id for r in todo]
             groups = {r.id: model.group_of(r.rows) for r in todo}  # the shards before this forget
+            rows_of = {r.id: r.rows for r in todo}
             if not todo:
                 return AppliedForget(model, ForgetSet(np.array([], dtype=np.int64), source=forget_set.source),
                                      ForgetReport(0), None, [], done_elsewhere, [])
@@ -123,7 +124,7 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
             **report.to_json(),
             "forgotten_hmac": interaction_hmacs(key, model.dataset, new_rows),
         }
-        unchanged = [rid for rid in ids if rid not in already and report.unchanged_for(groups[rid])]
+        unchanged = [rid for rid in ids if rid not in already and report.unchanged_for(groups[rid], rows_of[rid])]
         if requests is not None:
             # what each request's ledger line says, so a later run that writes a lost one says the same
             entry.update(requests=len(ids), request_ids=ids, already_forgotten=already,

@@ -179,8 +179,10 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
         missing = [h for h in entry.get("forgotten_hmac", []) if h not in known]
         if missing:
             raise UnlearnError(f"{model_dir}/{AUDIT} line {number}: {len(missing)} audited pairs are not forgotten")
-    unchanged = sum(1 for entry in entries if entry.get("interactions") and (entry.get("changed") is False or any(
-        isinstance(shard, dict) and shard.get("changed") is False for shard in (entry.get("approximate") or {}).values())))
+    unchanged = sum(1 for entry in entries if entry.get("interactions") and (
+        entry.get("changed") is False or entry.get("unchanged_request_ids") or any(
+            isinstance(shard, dict) and shard.get("changed") is False
+            for shard in (entry.get("approximate") or {}).values())))
     return {"model_dir": model_dir, "forgotten": len(forgotten), "audit_entries": len(entries),
             "applied_without_change": unchanged, "version": os.path.basename(model.version_dir),
             "requests_not_final": len(waiting), "requests_failed": sum(e["status"] == "failed" for e in waiting.values()),

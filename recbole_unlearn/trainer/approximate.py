@@ -132,12 +132,7 @@ def ascent_samples(dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
     Args:
         history_keep: ``[n_rows]`` bool; ``None`` = only ``forget_set`` is removed.
     """
-    keep = forget_set.keep_mask(dataset, include_extra=False)
-    prior = dataset.full_keep()
-    if history_keep is not None:
-        prior = history_keep.copy()
-        prior[forget_set.rows] = True  # what the model was trained with after the earlier requests
-        keep &= history_keep
+    keep, prior = _ascent_histories(dataset, forget_set, history_keep)
     samples = dataset.samples(forget_set.targets, keep)
     covered = dataset.history_rows(forget_set.targets, keep)[0]
     missing = np.setdiff1d(forget_set.targets, covered)
@@ -147,6 +142,30 @@ def ascent_samples(dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
     if len(samples) == 0:
         return raw
     return cat_interactions([samples, raw])
+
+
+def _ascent_histories(dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
+                      history_keep: Optional[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+    """``(keep, prior)``, ``[n_rows]`` bool each: the rows :func:`ascent_samples`' histories use,
+    and those it falls back on where a target's history is then empty."""
+    keep = forget_set.keep_mask(dataset, include_extra=False)
+    prior = dataset.full_keep()
+    if history_keep is not None:
+        prior = history_keep.copy()
+        prior[forget_set.rows] = True  # what the model was trained with after the earlier requests
+        keep &= history_keep
+    return keep, prior
+
+
+def ascent_rows(dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
+                history_keep: Optional[np.ndarray] = None) -> np.ndarray:
+    """The targets of ``forget_set`` that get a sample in :func:`ascent_samples` (sorted log
+    rows, ``[n']``): the forgotten interactions a step can act on. A user's first item is never
+    among them, nor a target whose every earlier row was forgotten by an earlier request."""
+    keep, prior = _ascent_histories(dataset, forget_set, history_keep)
+    covered = dataset.history_rows(forget_set.targets, keep)[0]
+    missing = np.setdiff1d(forget_set.targets, covered)
+    return np.union1d(covered, dataset.history_rows(missing, prior)[0])
 
 
 class ForgetProbe:

@@ -38,6 +38,10 @@ class ForgetReport:
             returns them unchanged, and then this is False.
         approximate: for approximate forgets, what the step achieved (per shard for a sharded
             model): epochs run, why it stopped, forget Hit@10 before and after, ``changed``.
+        unlearned_rows: for approximate forgets, the newly forgotten rows the step had a sample
+            of (sorted, ``[n']``; ``trainer.approximate.ascent_rows``): a request with none of
+            them among its rows (a user's first item) was not acted on. ``None``: exact, every
+            newly forgotten row's influence is gone.
     """
 
     interactions: int
@@ -48,15 +52,19 @@ class ForgetReport:
     training: Optional[Dict[str, object]] = None
     changed: bool = False
     approximate: Optional[Dict[str, object]] = None
+    unlearned_rows: Optional[np.ndarray] = None
 
-    def unchanged_for(self, group: Tuple[int, ...]) -> bool:
+    def unchanged_for(self, group: Tuple[int, ...], rows: Optional[np.ndarray] = None) -> bool:
         """Whether the weights that held the forgotten data of a request touching ``group`` (its
-        shards; ``(0,)`` for a single model) came back unchanged: the whole forget changed
-        nothing, or an approximately unlearned shard of ``group`` did not change (another shard
-        of the same forget may have)."""
+        shards; ``(0,)`` for a single model) with log rows ``rows`` came back unchanged: the whole
+        forget changed nothing, an approximately unlearned shard of ``group`` did not change
+        (another shard of the same forget may have), or the approximate step had no sample of
+        any of ``rows`` (it changed the weights for other requests only)."""
         if not self.interactions:
             return False
         if not self.changed:
+            return True
+        if rows is not None and self.unlearned_rows is not None and not np.isin(rows, self.unlearned_rows).any():
             return True
         per_shard = self.approximate if self.shards and self.approximate else {}
         return any((per_shard.get(str(shard)) or {}).get("changed") is False for shard in group)

@@ -37,7 +37,8 @@ from recbole_unlearn.trainer.aggregator_trainer import train_aggregator
 from recbole_unlearn.trainer.pretrain import pretrain_embeddings
 from recbole_unlearn.trainer.shard_trainer import (SEEDED, ShardJob, StateDict, run_shard_jobs, stage_data_digest,
                                                    stage_seed)
-from recbole_unlearn.trainer.approximate import APPROXIMATE, NOTHING_REMAINS, ApproximateReport, restore_if_not_finite
+from recbole_unlearn.trainer.approximate import (APPROXIMATE, NOTHING_REMAINS, ApproximateReport, ascent_rows,
+                                                  restore_if_not_finite)
 from recbole_unlearn.trainer.trainer import cpu_state_dict, state_digest
 from recbole_unlearn.trainer.training import new_model
 from recbole_unlearn.unlearnable.base import EMPTY_ROWS, ForgetReport, UnlearnableModel, states_equal
@@ -319,7 +320,7 @@ class ShardedUnlearnableModel(UnlearnableModel):
         keep = self.keep_mask()
         results = []
         if self.config["shard_unlearning"] != "retrain":
-            report.approximate = self._approximate_shards(plan, new_rows, keep)
+            report.approximate, report.unlearned_rows = self._approximate_shards(plan, new_rows, keep)
             report.changed = any(shard["changed"] for shard in report.approximate.values())
             # a shard whose step left it as it was is neither retrained nor rewritten (its files
             # are reused); the audit line listed it as retrained from slice 0
@@ -368,17 +369,19 @@ class ShardedUnlearnableModel(UnlearnableModel):
                          f"all {len(report.shards)} shards retrained in {report.seconds:.1f}s")
         return report
 
-    def _approximate_shards(self, plan: Dict[int, int], new_rows: np.ndarray, keep: np.ndarray) -> Dict[str, dict]:
+    def _approximate_shards(self, plan: Dict[int, int], new_rows: np.ndarray,
+                            keep: np.ndarray) -> Tuple[Dict[str, dict], np.ndarray]:
         """Approximate mode (``shard_unlearning: <step>``, e.g. ``sruga``): run the step on each
         affected shard's sub-model, with that shard's forgotten targets as D_fgt, its remaining
         training data as D_rem, and histories without anything forgotten so far. Requires
         ``n_slices == 1`` (a slice checkpoint would still hold the forgotten data's influence).
         A shard left without training samples is reset to its seeded initialisation instead, as
-        retraining it would leave it. Returns each shard's report with ``changed``."""
+        retraining it would leave it. Returns each shard's report with ``changed``, and the rows
+        of ``new_rows`` a step had a sample of (or whose shard was reset: ``ForgetReport.unlearned_rows``)."""
         step = APPROXIMATE.get(self.config["shard_unlearning"])()
         owners = self.shard_map.owner_of_rows(self.dataset, new_rows)
         shard_of_row = self.shard_map.user_shard[self.dataset.log_user]
-        reports = {}
+        reports, unlearned = {}, [EMPTY_ROWS]
         for shard in plan:
             before = self.stage_states[shard][0]
             shard_keep = keep & (shard_of_row == shard)
@@ -389,15 +392,17 @@ class ShardedUnlearnableModel(UnlearnableModel):
                 result = step.run(self.config, sub, self.dataset, ForgetSet(targets, source="shard"),
                                   shard_keep, history_keep=keep)
                 restore_if_not_finite(sub, before, result)
+                unlearned.append(ascent_rows(self.dataset, ForgetSet(targets), shard_keep))
             else:
                 sub = new_model(self.config, self.dataset, stage_seed(self.config, shard, 0))
                 result = ApproximateReport(stopped_by=NOTHING_REMAINS).finish()
+                unlearned.append(new_rows[owners == shard])
             after = cpu_state_dict(sub)
             changed = not states_equal(before, after)
             self.stage_states[shard] = {0: after}
             self.trained_on[shard_file(shard, 0)] = None  # its weights started from forgotten data
             reports[str(shard)] = dict(result.summary(), changed=changed)
-        return reports
+        return reports, np.unique(np.concatenate(unlearned))
 
     def rows_in_training_data(self) -> np.ndarray:
         """Every log row any shard's current training samples (all slice stages) are built from."""
