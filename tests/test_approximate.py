@@ -339,3 +339,41 @@ def test_per_shard_a_request_the_step_could_not_act_on_is_applied_without_change
     run_forget_requests(model_dir, str(in_tmp / "req.csv"), {"state": "ERROR"}, verbose=False)
     status = {e["line"]: e["status"] for e in ledger_events(model_dir) if e["status"] != "queued"}
     assert status == {1: "applied_without_change", 2: "applied"}, status
+
+
+class RecallMoreStep(ApproximateStep):
+    """A toy step that changes the weights and measures forget Hit@10 higher after than before
+    (what Fanchuan's defaults did on the fixture: 0.2667 -> 0.30)."""
+
+    def run(self, config, model, dataset, forget_set, keep, history_keep=None) -> ApproximateReport:
+        with torch.no_grad():
+            model.item_embedding.weight[1:] *= 1.01
+        return ApproximateReport(epochs_run=1, stopped_by="done", kept_epoch=1,
+                                 history=[{"epoch": 0, "forget_hit@10": 0.25}, {"epoch": 1, "forget_hit@10": 0.5}])
+
+
+RECALL_MORE = "toy-recall-more"
+if RECALL_MORE not in APPROXIMATE:
+    APPROXIMATE.register(RECALL_MORE)(RecallMoreStep)
+
+
+def test_a_step_that_raised_forget_hit_is_warned_about_not_shown_as_an_ordinary_forget(in_tmp, capsys):
+    """Fanchuan's step can leave forget Hit@10 higher than before on its own samples (probing:
+    0.2667 -> 0.30 on SASRec); the ledger said ``applied`` and the output said nothing, so only a
+    reader of the audit line's numbers could tell. The run's output and a request run's output
+    now warn, and the stream summary names the versions."""
+    model_dir = train_saved_model(in_tmp, unlearn_method=RECALL_MORE, forget_protocol="none")
+    model = load_model(model_dir)
+    (in_tmp / "req.csv").write_text(f"{model.dataset.id2token('user_id', 5)}\n")
+    capsys.readouterr()
+    doc = run_forget_requests(model_dir, str(in_tmp / "req.csv"), {"state": "ERROR"})
+    out = capsys.readouterr().out
+    assert doc["requests"]["forget_hit_rose"] == ["v000002"]
+    assert "warning: in 1 batch (v000002) the approximate step left forget Hit@10 higher" in out, out
+    code = main(["--model=GRU4Rec", f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--epochs=1", "--state=ERROR",
+                 f"--unlearn_method={RECALL_MORE}", "--include_retrain=False", "--forget_user_ratio=0.2",
+                 f"--use_gpu={TEST_GPU}", f"--results_dir={in_tmp / 'r'}", "--save_model=False",
+                 "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"warning: {RECALL_MORE}'s approximate step left forget Hit@10 higher than before" in out, out

@@ -97,6 +97,12 @@ def _attention_lines(stream: dict, model_dir: str) -> List[str]:
         lines.append(f"warning: {_plural(stream['applied_without_change'], 'request')} recorded as forgotten, "
                      "but the model did not change (applied_without_change): the data is no longer used, yet its "
                      f"influence may remain in the model; escalate (retrain, or an exact method). Ids: {ledger}")
+    rose = stream.get("forget_hit_rose") or []
+    if rose:
+        lines.append(f"warning: in {len(rose)} batch{'es' if len(rose) > 1 else ''} ({', '.join(rose)}) the approximate "
+                     "step left forget Hit@10 higher than before, on its own samples: those requests' data is recalled "
+                     "more, not less (recorded applied, as the model changed; audit lines, approximate); escalate "
+                     "(retrain, or an exact method)")
     if stream["rejected"]:
         lines.append(f"note: {_plural(stream['rejected'], 'request')} rejected; the reasons are in {ledger}")
     return lines

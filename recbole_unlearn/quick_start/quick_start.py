@@ -15,6 +15,7 @@ from recbole_unlearn.utils.results import (
     add_speedups,
     cap_note,
     format_table,
+    forget_hit_rose_note,
     unchanged_rows_note,
     results_document,
     write_results,
@@ -131,6 +132,8 @@ def run_recbole_unlearn(
         unchanged = unchanged_rows_note(rows)
         if unchanged:
             print(f"warning: {unchanged}")
+        for line in forget_hit_rose_note(rows):
+            print(f"warning: {line}")
         busy = busy_rows_note(rows, config["busy_cpu_share"])
         if busy:
             print(f"note: {busy}")

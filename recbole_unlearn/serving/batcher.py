@@ -37,6 +37,7 @@ from recbole_unlearn.serving.request_files import FileRequest
 from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearnable import UnlearnableModel
 from recbole_unlearn.utils.errors import UnlearnError, error_line
+from recbole_unlearn.utils.results import forget_hit_rose
 
 OUTCOMES = ("applied", "applied_without_change", "already_forgotten", "rejected", "applied_elsewhere")
 
@@ -67,9 +68,12 @@ class StreamSummary:
     forget_seconds: float = 0.0
     shards: Set[int] = field(default_factory=set)
     start_stages: Dict[str, int] = field(default_factory=dict)
+    forget_hit_rose: List[str] = field(default_factory=list)
 
     def add_batch(self, report_json: dict, version: str) -> None:
         self.batches += 1
+        if forget_hit_rose(report_json):
+            self.forget_hit_rose.append(version)
         if version not in self.versions:
             self.versions.append(version)
         self.interactions += report_json["interactions"]
@@ -98,6 +102,7 @@ class StreamSummary:
             "latency_median_s": round(float(np.median(lat)), 3) if len(lat) else None,
             "latency_p95_s": round(float(np.percentile(lat, 95)), 3) if len(lat) else None,
             "latency_max_s": round(float(lat.max()), 3) if len(lat) else None,
+            "forget_hit_rose": self.forget_hit_rose,
         }
 
 

@@ -245,6 +245,36 @@ def unchanged_rows_note(rows: List[dict]) -> Optional[str]:
             "(retrain, or use an exact method)")
 
 
+def _summaries(record: dict) -> List[dict]:
+    """The approximate step summaries in ``record``: a row or an audit line (``forget_hit@10_before`` /
+    ``_after`` of a single model, ``approximate``: one summary or one per shard, ``approximate_steps``:
+    one per request)."""
+    out = [record] if "forget_hit@10_before" in record else []
+    approximate = record.get("approximate")
+    if isinstance(approximate, dict):
+        out += [approximate] if "stopped_by" in approximate else [s for s in approximate.values() if isinstance(s, dict)]
+    out += [s for s in record.get("approximate_steps") or [] if isinstance(s, dict)]
+    return out
+
+
+def forget_hit_rose(record: dict) -> bool:
+    """Whether an approximate step of ``record`` (a row or an audit line) ended with a higher
+    forget Hit@10 than it started with, on its own samples: it made the forgotten data recalled
+    more, not less."""
+    for summary in _summaries(record):
+        before, after = summary.get("forget_hit@10_before"), summary.get("forget_hit@10_after")
+        if before is not None and after is not None and after > before:
+            return True
+    return False
+
+
+def forget_hit_rose_note(rows: List[dict]) -> List[str]:
+    """One line for each row whose approximate step left forget Hit@10 higher than before."""
+    return [f"{row['method']}'s approximate step left forget Hit@10 higher than before, on its own samples: the "
+            "forgotten data is recalled more, not less (the model changed, so nothing says not applied; retrain, "
+            "or use an exact method)" for row in rows if forget_hit_rose(row)]
+
+
 _SHORT = {"ndcg": "N", "recall": "R", "hit": "H", "mrr": "MRR", "precision": "P"}
 _GROUP_SUFFIX = {"utility_raw": " raw", "utility_rem": " rem", "forget": "", "sru_inference": ""}
 _GROUP_PREFIX = {"utility_raw": "", "utility_rem": "", "forget": "fgt ", "sru_inference": "SRU "}
