@@ -783,3 +783,24 @@ def test_a_dataset_whose_tokens_no_request_file_can_name_is_refused_for_a_saved_
     with pytest.raises(UnlearnError, match=r"'#hash'.*' pad'|' pad'.*'#hash'"):
         run_recbole_unlearn("SASRec", config_dict=dict(settings, model_dir=str(tmp_path / "m")))
     assert not (tmp_path / "m").exists()
+
+
+# --- found by probing the audit and the README (each failed before its fix) ---------------------
+def test_an_audit_ratio_that_draws_no_one_is_named_as_the_user_set_it(tmp_path):
+    """With ``audit`` the candidates are drawn at twice the forget ratio; a ratio rounding to no
+    user was refused quoting the doubled ratio (0.008), not the 0.004 the user set."""
+    with pytest.raises(UnlearnError, match=r"forget_user_ratio 0\.004 ") as caught:
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(audit=True, forget_user_ratio=0.004,
+                                                             results_dir=str(tmp_path / "r")), verbose=False)
+    assert "0.008" not in str(caught.value)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_request_file_with_forget_protocol_none_is_refused(tmp_path):
+    """``--forget=<file>`` with ``--forget_protocol=none`` forgot the file, trained a Retrain row, and
+    results.json said ``forget_protocol: none`` (found by probing): the two contradict each other."""
+    (tmp_path / "req.csv").write_text("1\n")
+    with pytest.raises(UnlearnError, match="forget_protocol none forgets nothing"):
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(forget=str(tmp_path / "req.csv"), forget_protocol="none",
+                                                             results_dir=str(tmp_path / "r")), verbose=False)
+    assert not (tmp_path / "r").exists()

@@ -48,6 +48,10 @@ class Experiment:
         init_seed(config["seed"], config["reproducibility"])
         self.data = create_unlearn_dataset(config)
         self.held_out = None
+        if config["forget"] and config["forget_protocol"] == "none":
+            raise UnlearnError(f"forget names a request file to forget ({config['forget']}), and forget_protocol none "
+                               "forgets nothing: give one of them (to answer requests with a saved model, give "
+                               "--model_dir and --forget alone)")
         if config["audit"]:
             self.forget_set, self.held_out = self._twins()
             self.data.held_out = self.held_out.rows  # never trained on, by any model
@@ -138,6 +142,10 @@ class Experiment:
             raise UnlearnError(f"{ratio_key} must be at most 0.5 with audit: True, got {config[ratio_key]}: the audit "
                                "draws its candidates at twice that share of users and deals half of them to the "
                                "held-out twins (a larger ratio was capped at every user without a word)")
+        n_users = len(self.data.active_users())
+        if int(round(2 * config[ratio_key] * n_users)) == 0:
+            raise UnlearnError(f"{ratio_key} {config[ratio_key]:g} of {n_users} users draws none with audit: True (its "
+                               f"candidates, twice that share, round to 0 users): raise it")
         doubled = config.override({"forget_user_ratio": min(1.0, 2 * config["forget_user_ratio"]),
                                    "sru_forget_ratio": min(1.0, 2 * config["sru_forget_ratio"])})
         candidates = sample_forget_set(doubled, self.data)
