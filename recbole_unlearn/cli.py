@@ -19,7 +19,7 @@ import threading
 import warnings
 from typing import List, Optional, Tuple
 
-from recbole_unlearn.utils.errors import UnlearnError, escaped_controls, one_line
+from recbole_unlearn.utils.errors import UnlearnError, WentLiveError, escaped_controls, one_line
 
 
 def parse_args(argv: List[str]) -> Tuple[Optional[str], Optional[str], Optional[List[str]], dict]:
@@ -101,6 +101,9 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
             from recbole_unlearn.quick_start.quick_start import run_recbole_unlearn
 
             run_recbole_unlearn(model, dataset, config_files, config_dict)
+    except WentLiveError as e:  # a forget went live, then the run failed: the folder changed
+        print(f"error: {escaped_controls(e)}", file=sys.stderr)
+        return 3
     except UnlearnError as e:
         print(f"error: {escaped_controls(e)}", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ from recbole_unlearn.serving import store as store_module
 from recbole_unlearn.serving.apply import apply_forget
 from recbole_unlearn.serving.lock import LOCK
 from recbole_unlearn.serving.store import CURRENT, open_store
-from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.utils.errors import UnlearnError, WentLiveError
 
 from conftest import load_model, read_audit, snapshot, train_saved_model
 
@@ -157,7 +157,7 @@ def test_a_forget_live_without_its_audit_line_is_not_recorded_failed(folder, tmp
         raise OSError(27, "File too large")
 
     monkeypatch.setattr(AuditLog, "append", full_disk)
-    with pytest.raises(UnlearnError, match="went live as v000002, but its audit line could not be written"):
+    with pytest.raises(WentLiveError, match="went live as v000002, but its audit line could not be written"):
         run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
     assert open_store(folder).current_version() == "v000002"
     assert [e["status"] for e in ledger_events(folder)] == ["queued"]
@@ -272,3 +272,71 @@ def test_a_folder_that_recorded_keep_previous_version_keeps_no_version_from_befo
     run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)),
                         dict(QUIET, keep_previous_version=True), verbose=False)
     assert _versions(folder) == ["v000002", "v000003"]  # asked for by that run
+
+
+# --- found by probing crash safety (each failed before its fix) ----------------------------------
+def test_a_failure_after_the_requests_went_live_says_they_were_applied(folder, tmp_path, monkeypatch):
+    """results.json could not be written (a full disk that still let the empty-file check pass):
+    the command printed ``error: [Errno 28] No space left on device``, exit 1, the README's "the
+    folder as it was", while v000002 was live and both requests were applied. It now says what
+    went live, with exit status 3."""
+    from recbole_unlearn.cli import main
+    from recbole_unlearn.quick_start import forget_requests
+    from conftest import ledger_events
+
+    def full_disk(path, document):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(forget_requests, "write_results", full_disk)
+    path = _request(tmp_path, "a.csv", _user(folder, 3), _user(folder, 4))
+    code = main([f"--model_dir={folder}", f"--forget={path}", "--state=ERROR", f"--results_dir={tmp_path / 'r'}"],
+                restore_signals=True)
+    assert code == 3
+    assert open_store(folder).current_version() == "v000002"
+    assert [e["status"] for e in ledger_events(folder)][-2:] == ["applied", "applied"]
+
+
+def test_a_ledger_that_cannot_be_written_after_the_forget_went_live_is_not_a_plain_failure(folder, tmp_path,
+                                                                                          monkeypatch, capsys):
+    """The ledger's ``applied`` lines failed to append (a full disk) after the version went live and
+    its audit line was written: a bare OSError line, exit 1. It now says the forget went live and the
+    next run records the requests, which it does."""
+    from recbole_unlearn.cli import main
+    from recbole_unlearn.serving.ledger import RequestLedger
+    from conftest import ledger_events, verify_model
+
+    real_append = RequestLedger.record
+    calls = []
+
+    def full_on_second(self, events):
+        events = list(events)
+        calls.append([e["status"] for e in events])
+        if any(e["status"] == "applied" for e in events):  # after queuing them: recording them applied
+            raise OSError(28, "No space left on device")
+        return real_append(self, events)
+
+    monkeypatch.setattr(RequestLedger, "record", full_on_second)
+    path = _request(tmp_path, "a.csv", _user(folder, 3))
+    code = main([f"--model_dir={folder}", f"--forget={path}", "--state=ERROR", f"--results_dir={tmp_path / 'r'}"])
+    err = capsys.readouterr().err
+    assert code == 3 and "went live as v000002" in err, (err, calls)
+    monkeypatch.setattr(RequestLedger, "record", real_append)
+    assert verify_model(folder)["requests_not_final"] == 0  # the audit line holds it
+    run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)), QUIET, verbose=False)
+    assert [e["status"] for e in ledger_events(folder) if e["file"].endswith("a.csv")][-1] == "applied"
+
+
+def test_a_stop_during_the_evaluation_after_the_requests_went_live_says_they_were_applied(folder, tmp_path,
+                                                                                          monkeypatch):
+    """SIGTERM or Ctrl-C while the model was evaluated after its requests went live printed a bare
+    ``error: interrupted``, though the README promises the line naming what was applied."""
+    from recbole_unlearn.quick_start import forget_requests
+    from recbole_unlearn.serving.stream import RequestsInterrupted
+
+    class StoppedSuite:
+        def __init__(self, *args, **kwargs):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(forget_requests, "EvaluationSuite", StoppedSuite)
+    with pytest.raises(RequestsInterrupted, match="^1 request applied, 0 rejected"):
+        run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)

@@ -20,6 +20,7 @@ from recbole_unlearn.config.configurator import check_config_dict
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.evaluator.suite import EvaluationSuite
 from recbole_unlearn.serving import open_store, stream_request_file, verify_model, watch_request_folder
+from recbole_unlearn.serving.stream import says_what_went_live
 from recbole_unlearn.serving.ledger import LEDGER
 from recbole_unlearn.unlearn.experiment import check_results_dir_writable, run_dir_for
 from recbole_unlearn.utils.cpu_meter import CpuMeter, busy_rows_note
@@ -51,6 +52,15 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
         summary, model = watch_request_folder(store, model, requests)
     else:
         summary, model = stream_request_file(store, model, requests)  # validates before writing
+    # the requests are live: a failure or a stop from here on says so (it was a bare error line)
+    with says_what_went_live(summary, os.path.join(model_dir, LEDGER)):
+        return _report(config, model, summary, meter, requests, model_dir, run_name, verbose)
+
+
+def _report(config, model, summary, meter: CpuMeter, requests: str, model_dir: str, run_name: str,
+            verbose: bool) -> dict:
+    """Evaluate the model after a request run and write its ``results.json`` (see
+    :func:`run_forget_requests`)."""
     busy = meter.result()  # over the requests' forgets, where their latencies were measured
     dataset = model.dataset
     stream = summary.to_json()

@@ -24,17 +24,18 @@ from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.serving.audit import AuditLog, interaction_hmacs
 from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearnable import ForgetReport, UnlearnableModel
-from recbole_unlearn.utils.errors import UnlearnError, error_line
+from recbole_unlearn.utils.errors import UnlearnError, WentLiveError, error_line
 from recbole_unlearn.utils.faults import fault_point
 
 
-class ForgetWentLive(UnlearnError):
-    """The forget's new version went live, but its audit line could not be appended (a full
-    disk, a read-only log). Its requests are applied, not failed: the version holds the line
-    (``audit_entry.json``), which the next run appends, recording them ``applied``."""
+class ForgetWentLive(WentLiveError):
+    """The forget's new version went live, but its audit line (or, ``what``, its requests' ledger
+    lines) could not be appended (a full disk, a read-only log). Its requests are applied, not
+    failed: the version holds the line (``audit_entry.json``), which the next run appends, and the
+    next run records every request the audit log holds as ``applied``."""
 
-    def __init__(self, version: str, error: BaseException):
-        super().__init__(f"the forget went live as {version}, but its audit line could not be written "
+    def __init__(self, version: str, error: BaseException, what: str = "its audit line"):
+        super().__init__(f"the forget went live as {version}, but {what} could not be written "
                          f"({error_line(error)}); the next run writes it and records its requests applied")
 
 

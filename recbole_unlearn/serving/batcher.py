@@ -325,7 +325,13 @@ class RequestBatcher:
             self.summary.outcomes[kind] += 1
             events.append(dict(base, status=status, version=version, latency_s=round(latency, 3),
                                already_forgotten=request.id in already))
-        self._record(events)
+        try:
+            self._record(events)
+        except Exception as error:
+            if outcome.entry is None:
+                raise
+            # the audit log holds them: the next run records them applied (a bare OSError said nothing of it)
+            raise ForgetWentLive(version, error, what="its requests' ledger lines") from error
         self.final.update(p.request.id for p in batch)
         self.queued_ids.difference_update(p.request.id for p in batch)
         self.ledger_final.update(outcome.applied)

@@ -18,7 +18,7 @@ from recbole_unlearn.serving.request_files import FileRequest, bytes_digest, fil
 from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearnable import UnlearnableModel
 from recbole_unlearn.utils.atomic import fsync_dir
-from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.utils.errors import UnlearnError, WentLiveError, error_line
 
 PROCESSED = "processed"
 REJECTED = "rejected"
@@ -41,15 +41,38 @@ class RequestsInterrupted(KeyboardInterrupt):
                          "records those that went live and applies the others, once")
 
 
+class AppliedThenFailed(WentLiveError):
+    """A request run failed after some of its requests went live (a later batch's forget, writing
+    ``results.json``, the evaluation): says so, rather than the bare error of a run that changed
+    nothing."""
+
+    def __init__(self, summary: StreamSummary, ledger: str, error: BaseException):
+        applied = summary.outcomes["applied"] + summary.outcomes["applied_without_change"]
+        super().__init__(f"{applied} request{'' if applied == 1 else 's'} of this run went live "
+                         f"({', '.join(summary.versions)}) and {'is' if applied == 1 else 'are'} recorded in {ledger} "
+                         f"and the audit log; then the run failed: {error_line(error)}. Requests not applied yet "
+                         "stay in the ledger, and the next run answering requests on this folder applies them once")
+
+
 @contextmanager
-def _interrupt_says_what_waits(batcher: RequestBatcher):
-    """Turn a ``KeyboardInterrupt`` inside a request run into :class:`RequestsInterrupted`."""
+def says_what_went_live(summary: StreamSummary, ledger: str):
+    """Turn a ``KeyboardInterrupt`` inside a request run into :class:`RequestsInterrupted`, and any
+    other failure after some of its requests went live into :class:`AppliedThenFailed`."""
     try:
         yield
-    except RequestsInterrupted:
+    except (RequestsInterrupted, WentLiveError):
         raise
     except KeyboardInterrupt:
-        raise RequestsInterrupted(batcher.summary, os.path.join(batcher.store.model_dir, LEDGER)) from None
+        raise RequestsInterrupted(summary, ledger) from None
+    except Exception as error:
+        if not summary.versions:
+            raise
+        raise AppliedThenFailed(summary, ledger, error) from error
+
+
+def _interrupt_says_what_waits(batcher: RequestBatcher):
+    """:func:`says_what_went_live` for ``batcher``'s run."""
+    return says_what_went_live(batcher.summary, os.path.join(batcher.store.model_dir, LEDGER))
 
 
 def stream_request_file(store: ModelStore, model: UnlearnableModel, path: str) -> Tuple[StreamSummary, UnlearnableModel]:

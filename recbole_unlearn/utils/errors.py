@@ -8,6 +8,12 @@ class UnlearnError(Exception):
     """
 
 
+class WentLiveError(Exception):
+    """A run failed after a forget of it had gone live (a new version switched in): its message
+    says what went live and what the next run completes. Not an input error: the folder changed,
+    so the CLI exits with status 3, not 2 or 1."""
+
+
 def one_line(text: object) -> str:
     """``text`` with every run of whitespace, newlines included, made one space."""
     return " ".join(str(text).split())
