@@ -100,3 +100,48 @@ def test_sigkill_leaves_old_or_new_state_and_rerun_finishes_once(saved, tmp_path
     # one a killed forget left behind, where earlier code kept it until the next forget
     assert versions == ["v000003"]
     verify_model(model_dir)
+
+
+def test_a_training_run_killed_during_its_request_files_forget_leaves_the_requests_waiting(tmp_path):
+    """``--model=... --forget=<file> --model_dir=<new>`` killed while it forgot the file left a
+    folder whose live version was trained on the requested users, with no ledger and no audit
+    line: ``--verify`` said ``requests_not_final: 0`` and the requests were lost from sight
+    (found by probing). The run now queues the file's requests in the folder's ledger before its
+    forget, so they wait there and the next request run applies them, once."""
+    from recbole_unlearn.quick_start import run_forget_requests
+    from conftest import FIXTURES, TEST_GPU, ledger_events
+
+    (tmp_path / "req.csv").write_text("3\n7\n")
+    model_dir = tmp_path / "m"
+    env = dict(os.environ, **{ENV: "shard_retrained"})
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "run_recbole_unlearn.py"), "--model=GRU4Rec",
+                           f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--epochs=1", "--unlearn_method=sisa",
+                           "--n_shards=2", "--state=ERROR", f"--use_gpu={TEST_GPU}", "--include_retrain=False",
+                           "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}",
+                           f"--forget={tmp_path / 'req.csv'}", f"--model_dir={model_dir}",
+                           f"--results_dir={tmp_path / 'r'}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert verify_model(str(model_dir))["requests_not_final"] == 2
+    doc = run_forget_requests(str(model_dir), str(tmp_path / "req.csv"), {"state": "ERROR"}, verbose=False)
+    assert doc["requests"]["applied"] == 2
+    ids = [rid for entry in read_audit(str(model_dir)) for rid in entry.get("request_ids", [])]
+    assert len(ids) == 2 and len(set(ids)) == 2
+    assert [e["status"] for e in ledger_events(str(model_dir))].count("applied") == 2
+
+
+def test_a_training_run_forgetting_a_request_file_records_its_requests_in_the_folder(tmp_path):
+    """Finished, such a run's folder records the file's requests as a request run would: the ledger
+    says ``applied`` and the audit line names them, so sending the file again applies nothing."""
+    from recbole_unlearn import run_recbole_unlearn
+    from recbole_unlearn.quick_start import run_forget_requests
+    from conftest import ledger_events, tiny_dict
+
+    (tmp_path / "req.csv").write_text("3\n7\n")
+    run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method="sisa", n_shards=2, include_retrain=False, forget=str(tmp_path / "req.csv"),
+        model_dir=str(tmp_path / "m"), results_dir=str(tmp_path / "r")), verbose=False)
+    assert [e["status"] for e in ledger_events(str(tmp_path / "m"))] == ["queued", "queued", "applied", "applied"]
+    assert len(read_audit(str(tmp_path / "m"))[-1]["request_ids"]) == 2
+    doc = run_forget_requests(str(tmp_path / "m"), str(tmp_path / "req.csv"), {"state": "ERROR"}, verbose=False)
+    assert doc["requests"]["skipped_already_final"] == 2 and doc["requests"]["batches"] == 0

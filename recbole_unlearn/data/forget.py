@@ -34,12 +34,16 @@ class ForgetSet:
         targets: the requested rows that become D_fgt / SRU-inference targets (default: all of
             them; the ``sru`` protocol forgets a target *and* everything after it, but only the
             target is an unlearning sample).
+        requests: for a run forgetting a request file, its lines (each with ``id``, ``file``,
+            ``line`` and ``rows``: ``serving.request_files.FileRequest``), which a saving
+            method's model folder records as a request run would; ``None`` otherwise.
     """
 
     requested: np.ndarray
     extra: np.ndarray = field(default_factory=lambda: _EMPTY.copy())
     source: str = ""
     targets: Optional[np.ndarray] = None
+    requests: Optional[list] = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         self.requested = np.unique(np.asarray(self.requested, dtype=np.int64))

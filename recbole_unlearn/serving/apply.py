@@ -22,6 +22,7 @@ import numpy as np
 
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.serving.audit import AuditLog, interaction_hmacs
+from recbole_unlearn.serving.ledger import RequestLedger, now
 from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearnable import ForgetReport, UnlearnableModel
 from recbole_unlearn.utils.errors import UnlearnError, WentLiveError, error_line
@@ -82,15 +83,25 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
         forget_set: what to forget; with ``requests`` it is rebuilt from the requests still to
             do (its ``source`` kept).
         method: the method name for the audit line.
-        requests: the requests behind ``forget_set`` (request files); ``None`` for a run's own
-            forget set.
+        requests: the requests behind ``forget_set`` (request files, whose batcher keeps their
+            ledger); ``None`` for a run's own forget set. A run's own forget set of a request file
+            (``forget_set.requests``) is recorded here instead: its lines are queued in the ledger
+            before the forget (a run stopped meanwhile leaves them waiting for the next request
+            run, not lost) and recorded final after the audit line.
     """
     log = AuditLog(store.model_dir)
+    own = forget_set.requests if requests is None else None
     with store.lock.hold():
         store.lock.check_held()
         log.reconcile(store)
         if store.is_stale(model):
             model = store.load(getattr(model, "overrides", None))
+        if own:
+            queued = {e["id"] for e in RequestLedger(store.model_dir).events(repair=True)}
+            RequestLedger(store.model_dir).record(
+                [{"id": r.id, "file": r.file, "line": r.line, "status": "queued", "time": now()}
+                 for r in own if r.id not in queued])
+            requests = [ForgetRequest(r.id, r.rows) for r in own]
         done_elsewhere: List[str] = []
         already: List[str] = []
         ids: List[str] = []
@@ -141,4 +152,16 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
                 raise ForgetWentLive(entry["version"], error) from error
             raise
         fault_point("audit_appended")
+        if own:
+            _record_own(store, own, log, entry["version"])
     return AppliedForget(model, forget_set, report, entry, ids, done_elsewhere, already, unchanged)
+
+
+def _record_own(store: ModelStore, own: list, log: AuditLog, version: str) -> None:
+    """The final ledger lines of a run's own request-file lines ``own``, as the audit log says
+    (what a later run's recovery would write; the caller holds the lock)."""
+    applied = log.applied_requests(repair=True)
+    RequestLedger(store.model_dir).record(
+        [{"id": r.id, "file": r.file, "line": r.line, "status": applied[r.id]["status"], "time": now(),
+          "version": applied[r.id]["version"] or version, "already_forgotten": applied[r.id]["already_forgotten"]}
+         for r in own if r.id in applied])

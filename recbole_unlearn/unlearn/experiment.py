@@ -18,6 +18,7 @@ from recbole_unlearn.config.keys import KEYS, cutoff_of
 from recbole_unlearn.data import ForgetSet, build_forget_set, create_unlearn_dataset, sample_forget_set, split_loaders
 from recbole_unlearn.evaluator import EvaluationSuite
 from recbole_unlearn.evaluator.audit import AuditSamples, MembershipAudit, split_twins
+from recbole_unlearn.serving.request_files import file_requests
 from recbole_unlearn.trainer import train_model
 from recbole_unlearn.trainer.training import TrainedModel, new_model
 from recbole_unlearn.trainer.trainer import load_checkpoint
@@ -55,6 +56,8 @@ class Experiment:
         if config["audit"]:
             self.forget_set, self.held_out = self._twins()
             self.data.held_out = self.held_out.rows  # never trained on, by any model
+        elif config["forget"]:
+            self.forget_set = _request_file_forget_set(config, self.data)
         else:
             self.forget_set = build_forget_set(config, self.data)
         if self.nothing_to_forget:
@@ -351,6 +354,17 @@ class Experiment:
         result.seconds = total
         result.info = _info_over_requests(infos, extras)
         return result, steps
+
+
+def _request_file_forget_set(config, dataset) -> ForgetSet:
+    """The forget set of the request file ``forget``, carrying its lines (ids as a request run
+    gives them), so that a saving method's folder queues them in its ledger before its forget
+    (a run killed during the forget left them nowhere) and records them applied after it."""
+    path = str(config["forget"])
+    _, requests = file_requests(path, dataset, config["max_request_lines"], config["max_request_line_bytes"],
+                                strict=True)
+    return ForgetSet(np.concatenate([r.rows for r in requests]), source=f"requests:{os.path.basename(path)}",
+                     requests=requests)
 
 
 def _info_over_requests(infos: List[dict], extras: np.ndarray) -> dict:
