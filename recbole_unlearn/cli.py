@@ -41,9 +41,8 @@ def parse_args(argv: List[str]) -> Tuple[Optional[str], Optional[str], Optional[
     files = raw.pop("config_files", None)
     config_files = files.split() if files else None
     config_dict = literal_values(dict(raw))
-    for key in ("forget", "model_dir", "benchmark", "cells"):  # paths stay strings even if they look like numbers
-        if key in raw:
-            config_dict[key] = raw[key]
+    if "verify" in raw and config_dict["verify"] is not True:
+        raise UnlearnError(f"--verify takes True (check the model folder), got {raw['verify']!r}: to run, leave it out")
     return model, dataset, config_files, config_dict
 
 
@@ -85,6 +84,9 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
         elif config_dict.get("verify"):
             if not config_dict.get("model_dir"):
                 raise UnlearnError("--verify needs --model_dir=<folder>")
+            if model or dataset or config_files:
+                raise UnlearnError("--verify checks a saved model with its own settings: drop --model, --dataset and "
+                                   "--config_files (they were ignored)")
             if config_dict.get("forget"):
                 raise UnlearnError("--verify checks a model folder and forgets nothing: give --forget in a run "
                                    "of its own")

@@ -804,3 +804,73 @@ def test_a_request_file_with_forget_protocol_none_is_refused(tmp_path):
         run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(forget=str(tmp_path / "req.csv"), forget_protocol="none",
                                                              results_dir=str(tmp_path / "r")), verbose=False)
     assert not (tmp_path / "r").exists()
+
+
+# --- found by probing configuration input (each failed before its fix, with a traceback after the
+# run folder and RecBole's log/ were written) ------------------------------------------------------
+@pytest.mark.parametrize("values, says", [
+    ({"unlearn_method": "sisa", "n_shards": 2, "partition_seed": -1}, "partition_seed"),
+    ({"forget_seed": -1}, "forget_seed"),
+    ({"train_batch_size": 10 ** 20}, "train_batch_size"),
+    ({"unlearn_method": "sisa", "n_shards": 2, "aggregator": "attention", "agg_attention_size": 10 ** 12},
+     "agg_attention_size"),
+    ({"clip_grad_norm": {"foo": 1}}, "clip_grad_norm"),
+    ({"clip_grad_norm": {"max_norm": "x"}}, "clip_grad_norm"),
+    ({"loss_type": "BPR"}, "loss_type BPR"),
+    ({"learner": "adamm"}, "learner"),
+    ({"watch_poll_s": 1e38}, "watch_poll_s"),
+])
+def test_bad_values_found_by_probing_are_one_line_before_anything_is_written(in_tmp, values, says):
+    with pytest.raises(UnlearnError, match=says):
+        run_recbole_unlearn("SASRec", config_dict=tiny_dict(results_dir=str(in_tmp / "r"), **values), verbose=False)
+    assert not (in_tmp / "r").exists() and not (in_tmp / "log").exists()
+
+
+@pytest.mark.parametrize("key, value", [("verify", "True"), ("benchmark", "g.yaml"), ("config_files", "o.yaml")])
+def test_command_line_switches_in_a_config_file_are_refused(in_tmp, key, value):
+    """``verify: True`` (or ``benchmark``, ``config_files``) in a YAML config file was ignored and a
+    full run went ahead; the API already refused them in ``config_dict``."""
+    (in_tmp / "c.yaml").write_text(f"{key}: {value}\n")
+    with pytest.raises(UnlearnError, match=key):
+        run_recbole_unlearn("SASRec", config_file_list=[str(in_tmp / "c.yaml")],
+                            config_dict=tiny_dict(results_dir=str(in_tmp / "r")), verbose=False)
+    assert not (in_tmp / "r").exists()
+
+
+def test_paths_that_look_like_numbers_stay_paths(in_tmp):
+    """``--forget=2024`` (a request file named 2024) was refused: the config read the path as an int."""
+    from recbole_unlearn.cli import main
+
+    (in_tmp / "2024").write_text("1\n")
+    code = main(["--model=GRU4Rec", f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--epochs=1", "--state=ERROR",
+                 "--forget=2024", "--include_retrain=False", "--unlearn_method=sisa", "--n_shards=2",
+                 "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}", "--save_model=False",
+                 f"--results_dir={in_tmp / 'r'}", "--model_dir=2025"])
+    assert code == 0 and (in_tmp / "2025" / "CURRENT").exists()
+
+
+@pytest.mark.parametrize("extra", [["--verify=True", "--model=GRU4Rec"], ["--verify=True", "--config_files=c.yaml"],
+                                   ["--verify=yes"], ["--verify=False"]])
+def test_verify_with_run_arguments_or_a_non_boolean_is_refused(saved, in_tmp, extra, capsys):
+    """``--verify=True --model=GRU4Rec --dataset=foo`` verified and ignored the rest, as did config
+    files; ``--verify=yes`` verified, ``--verify=False`` ran a whole default experiment."""
+    from recbole_unlearn.cli import main
+
+    (in_tmp / "c.yaml").write_text("epochs: 3\n")
+    before = snapshot(saved[1])
+    assert main([f"--model_dir={saved[1]}"] + extra) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert snapshot(saved[1]) == before and not (in_tmp / "results").exists()
+
+
+@pytest.mark.parametrize("values, unused", [
+    ({"unlearn_method": "sisa", "scif_damping": 0.2}, "scif_damping"),
+    ({"unlearn_method": "retrain", "n_shards": 4}, "n_shards"),
+    ({"unlearn_method": "sruga", "agg_epochs": 3}, "agg_epochs"),
+])
+def test_a_setting_no_method_of_the_run_uses_is_refused(in_tmp, values, unused):
+    """``--unlearn_method=sisa --scif_damping=0.2`` ran and results.json's settings recorded
+    scif_damping as if it mattered (found by probing); a grid row with it was already refused."""
+    with pytest.raises(UnlearnError, match=f"{unused}.*not used by"):
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(results_dir=str(in_tmp / "r"), **values), verbose=False)
+    assert not (in_tmp / "r").exists()

@@ -59,6 +59,11 @@ def _check_yaml_file(path: str) -> None:
     if named:
         raise UnlearnError(f"config file {path}: config keys must be names (strings), got {named[0]!r}")
     check_values(settings or {}, EARLY_KEYS)
+    switches = sorted(COMMAND_LINE_SWITCHES & set(settings or {}))
+    if switches:  # a run ignored them
+        raise UnlearnError(f"config file {path}: {', '.join(switches)} {'is a' if len(switches) == 1 else 'are'} "
+                           f"command-line switch{'' if len(switches) == 1 else 'es'}, not a setting: give "
+                           f"{'it' if len(switches) == 1 else 'them'} on the command line")
 
 
 #: keys RecBole's ``Config`` itself parses (a wrong kind fails there, as a traceback): checked first
@@ -74,6 +79,12 @@ def _plain(value):
     return value
 
 
+#: keys that name a file or folder: their values stay strings (``--forget=2024`` is a file named 2024)
+PATH_KEYS = frozenset({"forget", "model_dir", "results_dir", "data_path", "checkpoint_dir", "benchmark", "cells"})
+#: command-line switches: never settings of a run (in a config file or ``config_dict`` a run ignored them)
+COMMAND_LINE_SWITCHES = frozenset({"config_files", "benchmark", "verify", "cells"})
+
+
 def literal_values(config_dict: dict) -> dict:
     """Turn string values into Python values in place (``"5"`` -> 5, ``"[10, 20]"`` -> a list,
     ``"true"`` -> True, ``"~"`` -> None as in YAML), as RecBole does for command-line and
@@ -87,6 +98,9 @@ def literal_values(config_dict: dict) -> dict:
             config_dict[key] = _plain(param)
             continue
         text = param.strip()
+        if key in PATH_KEYS:
+            config_dict[key] = None if text in ("~", "null") else param
+            continue
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -288,6 +302,11 @@ class UnlearnConfig(Config):
         if modes != {"full"}:
             raise UnlearnError("recbole_unlearn evaluates with full ranking: eval_args.mode must be 'full'")
         check_values(self.final_config_dict)  # kinds and ranges: recbole_unlearn/config/keys.py
+        negatives = self["train_neg_sample_args"] or {}
+        if self["loss_type"] == "BPR" and negatives.get("distribution") in (None, "none"):
+            raise UnlearnError("loss_type BPR trains on sampled negatives, and train_neg_sample_args is ~ (none): set "
+                               "it, e.g. \"{'distribution': 'uniform', 'sample_num': 1}\", or use loss_type CE "
+                               "(training failed with KeyError 'neg_item_id' after the run folder was written)")
         metrics, topk = self["metrics"] or [], self["topk"] or []
         metrics, topk = [metrics] if isinstance(metrics, str) else metrics, [topk] if isinstance(topk, int) else topk
         computed = {f"{m}@{k}".lower() for m in metrics for k in topk}

@@ -82,6 +82,9 @@ class Key:
                 " (any case)"
         elif self.kind == "mapping":
             text = "a mapping (key: value)"
+        elif self.kind == "clip":
+            text = ("a mapping of torch's clip_grad_norm_ arguments (" + ", ".join(sorted(CLIP_KEYS)) +
+                    ") with a positive max_norm (and norm_type)")
         elif self.kind in ("int", "number"):
             noun = "integer" if self.kind == "int" else "number"
             if self.high is not None:
@@ -122,12 +125,16 @@ class Key:
                 isinstance(v, str) and v.lower() in ranking_metrics() for v in value)
         if self.kind == "mapping":
             return isinstance(value, dict)
+        if self.kind == "clip":  # torch.nn.utils.clip_grad_norm_'s keyword arguments
+            return isinstance(value, dict) and "max_norm" in value and set(value) <= CLIP_KEYS and all(
+                isinstance(value[k], (int, float)) and not isinstance(value[k], bool) and math.isfinite(value[k])
+                and value[k] > 0 for k in ("max_norm", "norm_type") if k in value)
         if self.kind == "int_list":
             return isinstance(value, list) and bool(value) and all(
                 isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
-        if self.kind == "int" and not isinstance(value, int):
+        if self.kind == "int" and (not isinstance(value, int) or abs(value) > INT_MAX):
             return False
         if not math.isfinite(value) or abs(value) > FLOAT32_MAX:  # 1e400 is inf; NaN passes every bound
             return False
@@ -141,6 +148,12 @@ class Key:
 #: the largest float32: a number setting beyond it overflows the tensors it reaches (a learning
 #: rate of 1e300 ended a run with "value cannot be converted to type float without overflow")
 FLOAT32_MAX = 3.4028234663852886e38
+#: the largest int32: an integer setting beyond it overflowed where it reached C code (a batch size
+#: of 1e20 in ``islice``, a thread count in torch, an attention size in an allocation)
+INT_MAX = 2 ** 31 - 1
+
+#: the keyword arguments ``clip_grad_norm`` may give ``torch.nn.utils.clip_grad_norm_``
+CLIP_KEYS = {"max_norm", "norm_type", "error_if_nonfinite", "foreach"}
 
 #: metrics a check may name (``<metric>@<k>``, RecBole's names in lower case).
 CHECK_METRICS = ("hit", "ndcg", "recall", "mrr", "precision")
@@ -227,14 +240,14 @@ KEYS: Dict[str, Key] = {
     "forget_user_ratio": number_key("data", high=1),
     "forget_item_ratio": number_key("data", high=1),
     "forget_skip_first": int_key("data", low=0),
-    "forget_seed": int_key("data", low=None),
+    "forget_seed": int_key("data", low=0),
     "sru_forget_ratio": number_key("data", high=1),
     # --- sharded models ------------------------------------------------------------------
     "n_shards": int_key("fit"),
     "n_slices": int_key("fit"),
     "slice_epochs": int_key("fit", optional=True),
     "partitioner": name_key("fit"),
-    "partition_seed": int_key("fit", low=None),
+    "partition_seed": int_key("fit", low=0),
     "partition_balance": choice_key("fit", "users", "interactions"),
     "aggregator": name_key("aggregate"),
     "agg_epochs": int_key("aggregate"),
@@ -264,7 +277,7 @@ KEYS: Dict[str, Key] = {
     "max_request_line_bytes": int_key("runtime"),
     "max_batch": int_key("runtime"),
     "max_wait_s": number_key("runtime", open_low=False),
-    "watch_poll_s": number_key("runtime"),
+    "watch_poll_s": number_key("runtime", high=86400),  # a day; time.sleep overflowed from 1e10 s
     "watch_settle_s": number_key("runtime", open_low=False),
     "watch_idle_s": number_key("runtime", open_low=False, optional=True),
     "processed_request_files": choice_key("runtime", "keep", "delete"),
@@ -297,7 +310,8 @@ KEYS: Dict[str, Key] = {
     "metrics": Key("data", "metric_names"),
     "valid_metric": Key("data", "str"),  # RecBole checks it is one of `metrics` at a cut-off of `topk`
     "topk": Key("data", "int_list"),
-    "clip_grad_norm": Key("data", "mapping", optional=True),
+    "clip_grad_norm": Key("data", "clip", optional=True),
+    "learner": choice_key("data", "adam", "sgd", "adagrad", "rmsprop", "sparse_adam"),  # RecBole's; others became Adam
     "enable_amp": flag_key("data"),
     "enable_scaler": flag_key("data"),
     "mask_ratio": number_key("data", high=1),  # BERT4Rec's share of masked items
@@ -364,9 +378,13 @@ def check_value(key: str, value) -> None:
     """Raise a one-line :class:`UnlearnError` if ``value`` is not valid for declared ``key``."""
     spec = KEYS.get(key)
     if spec is not None and not spec.valid(value):
-        beyond = spec.kind in ("int", "number") and isinstance(value, (int, float)) and not isinstance(value, bool) \
-            and math.isfinite(value) and abs(value) > FLOAT32_MAX
-        limit = " and at most 3.4e38 (the largest float32)" if beyond else ""
+        number = spec.kind in ("int", "number") and isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and math.isfinite(value)
+        limit = ""
+        if number and spec.kind == "int" and abs(value) > INT_MAX:
+            limit = f" and at most {INT_MAX} (the largest int32)"
+        elif number and abs(value) > FLOAT32_MAX:
+            limit = " and at most 3.4e38 (the largest float32)"
         raise UnlearnError(f"config key '{key}' must be {spec.expectation()}{limit}, got {value!r}")
 
 
@@ -406,11 +424,18 @@ this file is out of date). Every key is checked against its valid values when
 a config is built (`error: config key '<key>' must be ...`). The phase says what a key may
 change: **data** keys (the data, the forget set, the original model) are shared by every row of
 a leaderboard cell and make its fingerprint; a row may set **fit** (how a method trains its
-deployable model), **forget** (how it forgets) and **runtime** keys; rows that differ only in
-forget and runtime keys share one fit; a saved model (`--model_dir=...`) accepts only runtime
-keys. RecBole's own keys are data keys: those listed here are checked, the others (`loss_type`,
-`transform`, ...) are RecBole's to check, and a run whose model cannot be built from them is
-refused with one line before it writes anything.
+deployable model), **aggregate** (how a sharded model combines its shards), **forget** (how it
+forgets) and **runtime** keys; rows that differ only in aggregate, forget and runtime keys share
+one fit; a saved model (`--model_dir=...`) accepts only runtime keys (and `data_path`). RecBole's
+own keys are data keys, except those that say where things are written or how they are logged
+(`state`, `gpu_id`, `checkpoint_dir`, `log_wandb`, ...: runtime, not listed here): those listed
+here are checked, the others (`transform`, ...) are RecBole's to check, and a run whose model
+cannot be built from them is refused with one line before it writes anything. Integers are at
+most 2147483647 (the largest int32: larger ones overflowed where they reached C code). The
+default shown is the first file that sets a key; a method's own file
+(`properties/method/<method>.yaml`) sets some again for that method: SRU's `partitioner: kmeans`,
+`aggregator: attention`, `extra_deletion: ced` and `del_num: 1`, RecEraser's `partitioner: inbp`
+and `aggregator: receraser`.
 
 """
 

@@ -5,6 +5,7 @@ from typing import List, Optional
 from recbole.utils import get_local_time
 
 from recbole_unlearn.config import UnlearnConfig
+from recbole_unlearn.config.keys import METHOD_PHASES, phase_of
 from recbole_unlearn.data.forget import unrequestable_tokens
 from recbole_unlearn.unlearn.experiment import Experiment, check_results_dir, run_dir_for
 from recbole_unlearn.unlearn import METHODS
@@ -41,6 +42,20 @@ def _method_order(config, nothing_to_forget: bool) -> List[str]:
     if config["include_retrain"] and "retrain" not in names and not nothing_to_forget:
         names = ["retrain"] + names
     return list(dict.fromkeys(names))
+
+
+def _check_keys_used(config, names: List[str]) -> None:
+    """Refuse a fit, aggregate or forget setting the user gave that none of the run's methods
+    ``names`` uses: it was recorded in ``results.json``'s settings as if the run had used it (a
+    grid row setting one was already refused)."""
+    used = set()
+    for name in names:
+        used.update(METHODS.get(name).settings_used(config.for_method(name)))
+    unused = sorted(k for k in config.external_config_dict if phase_of(k) in METHOD_PHASES and k not in used)
+    if unused:
+        raise UnlearnError(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used by "
+                           f"{', '.join(names)} (it would be recorded in results.json as if the run had used it): "
+                           "drop it, or run a method that uses it")
 
 
 def _check_requestable(dataset) -> None:
@@ -87,6 +102,7 @@ def run_recbole_unlearn(
         config = UnlearnConfig(model, dataset, config_file_list, config_dict)
         experiment = Experiment(config)
         methods = _method_order(config, experiment.nothing_to_forget)
+        _check_keys_used(config, methods)
         for name in methods:
             experiment.check_method(config.for_method(name))
         check_results_dir(config["results_dir"])
