@@ -989,3 +989,79 @@ def test_a_request_steps_row_whose_later_request_changed_nothing_is_not_called_u
                                                              utility_rem={"ndcg@10": 0.03}, forget={"hit@10": 0.1})]}
     assert [r["unchanged_steps"] for r in csv.DictReader(io.StringIO(leaderboard_csv([cell])))] == ["[2]"]
     assert "request steps [2] did not change the model" in leaderboard_html([cell], plotlyjs="cdn")
+
+
+# --- found by probing the grid runner (each failed before its fix) ------------------------------
+@pytest.mark.parametrize("methods, says", [
+    ({"..": {"unlearn_method": "sruga"}}, "label '..' is not allowed"),
+    ({".": {"unlearn_method": "sruga"}}, "label '.' is not allowed"),
+    (["sisa", "sisa"], "'sisa' is written twice"),
+    ({"sruga-file": {"unlearn_method": "sruga", "forget": "req.csv"}}, "sets 'forget'"),
+    ({"sisa-here": {"unlearn_method": "sisa", "model_dir": "m"}}, "sets 'model_dir'"),
+])
+def test_grid_rows_that_would_delete_results_or_be_ignored_are_refused(methods, says):
+    """A row labelled ``..`` made the runner remove the whole cell folder (``models/..``), ``.`` every
+    finished row's model; ``[sisa, sisa]`` ran one row without a word; a row's ``forget`` was
+    recorded in its row file while the row forgot the cell's sampled set, and its ``model_dir``
+    was replaced by the runner's."""
+    with pytest.raises(UnlearnError, match=says):
+        expand_grid({"models": ["GRU4Rec"], "datasets": ["ml-tiny"], "methods": methods})
+
+
+def test_a_target_against_a_retrain_value_of_zero_is_judged_not_left_unmeasured():
+    """Retrain's forget Hit@10 of 0.0 made a row at 0.05 "not measured" (the ratio divides by 0),
+    where ``forget_at_most`` is missed: no fraction of 0 admits 0.05 (found by probing)."""
+    from recbole_unlearn.benchmark.report import target_results
+
+    retrain = {"method": "retrain", "forget": {"hit@10": 0.0}, "utility_rem": {"ndcg@10": 0.0}, "seconds": 10.0}
+    row = {"method": "sruga", "forget": {"hit@10": 0.05}, "utility_rem": {"ndcg@10": 0.01}, "seconds": 1.0}
+    results = target_results(row, retrain, {"forget_at_most": 1.0, "ndcg_at_least": 0.9})
+    assert results["forget_at_most"][1] is False and results["ndcg_at_least"][1] is True
+    assert target_results(dict(row, forget={"hit@10": 0.0}), retrain, {"forget_at_most": 1.0})["forget_at_most"][1]
+
+
+def test_every_method_has_a_legend_entry_even_when_the_first_cell_lacks_it():
+    """Only the first cell's traces were in the legend, so a method with no plotted row there was
+    never named: its colour and marker explained only on hover (found by probing)."""
+    from recbole_unlearn.benchmark.report import leaderboard_html
+
+    def cell(model, methods):
+        return {"model": model, "dataset": "d", "rows": [
+            {"method": m, "forget": {"hit@10": 0.1}, "utility_rem": {"ndcg@10": 0.05}, "seconds": 1.0} for m in methods]}
+
+    html = leaderboard_html([cell("A", ["retrain", "sisa"]), cell("B", ["retrain", "sisa", "fanchuan"])], plotlyjs="cdn")
+    import re
+
+    shown = set()
+    for match in re.finditer(r'"legendgroup":"([^"]+)"', html):  # each trace's next showlegend is its own
+        flag = re.search(r'"showlegend":(true|false)', html[match.end():match.end() + 2000])
+        if flag and flag.group(1) == "true":
+            shown.add(match.group(1))
+    legend = {m: m in shown for m in ("retrain", "sisa", "fanchuan")}
+    assert legend == {"retrain": True, "sisa": True, "fanchuan": True}, legend
+
+
+def test_a_cells_run_reports_what_other_runs_finished_meanwhile_and_no_baseline_row_once_it_is_off(tmp_path,
+                                                                                                    monkeypatch):
+    """Two ``--cells`` runs at once on one output_dir: the one finishing last wrote a leaderboard
+    without the other's cell, read once at its start. And with ``baseline`` switched off, a cell
+    another call reported kept its old ``recbole`` row while this call's cells had none (both found
+    by probing)."""
+    path = _tiny_grid(tmp_path, ["retrain"], models=("GRU4Rec", "SASRec"))
+    real_run_cell = runner.run_cell
+
+    def another_process_finishes_sasrec_meanwhile(run, progress):
+        out = real_run_cell(run, progress)
+        if run.cell.name == "GRU4Rec-ml-tiny":
+            run_grid(path, ["SASRec-ml-tiny"])
+        return out
+
+    monkeypatch.setattr(runner, "run_cell", another_process_finishes_sasrec_meanwhile)
+    paths = run_grid(path, ["GRU4Rec-ml-tiny"])
+    assert {r["model"] for r in csv.DictReader(open(paths["csv"]))} == {"GRU4Rec", "SASRec"}
+    grid = yaml.safe_load(open(path))
+    grid["baseline"] = False
+    open(path, "w").write(yaml.safe_dump(grid))
+    paths = run_grid(path, ["SASRec-ml-tiny"])
+    rows = list(csv.DictReader(open(paths["csv"])))
+    assert not [r for r in rows if r["method"] == "recbole"], [(r["model"], r["method"]) for r in rows]

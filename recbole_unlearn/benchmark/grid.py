@@ -111,10 +111,18 @@ def _string_list(grid: dict, key: str, path: str) -> List[str]:
     return value
 
 
+#: runtime keys a grid row may not set: the runner gives every row of a cell the same forget set
+#: and results folder, and each row its own model folder
+RUNNER_KEYS = ("forget", "model_dir", "results_dir", "checkpoint_dir")
+
+
 def _variants(methods, path: str) -> List[Variant]:
     if isinstance(methods, list):  # [retrain, sisa] is shorthand for {retrain: {}, sisa: {}}
         if not all(isinstance(m, str) for m in methods):
             raise UnlearnError(f"grid {path}: 'methods' must map labels to settings")
+        twice = sorted({m for m in methods if methods.count(m) > 1})
+        if twice:  # one row ran, without a word
+            raise UnlearnError(f"grid {path}: method '{twice[0]}' is written twice in 'methods'")
         methods = {m: {} for m in methods}
     if not isinstance(methods, dict) or not methods:
         raise UnlearnError(f"grid {path}: 'methods' must map labels to settings (at least one)")
@@ -122,9 +130,14 @@ def _variants(methods, path: str) -> List[Variant]:
     for label, overrides in methods.items():
         overrides = dict(overrides or {})
         if not isinstance(label, str) or not label or any(c in label for c in "/|\n\r\t") or \
-                label in ("original", "recbole"):
+                label in ("original", "recbole", ".", ".."):  # a row's model folder is models/<label>
             raise UnlearnError(f"grid {path}: method label {label!r} is not allowed (a name without '/', "
-                               "'|' or line breaks, other than original and recbole)")
+                               "'|' or line breaks, other than original, recbole, . and ..)")
+        owned = sorted(k for k in overrides if k in RUNNER_KEYS)
+        if owned:  # recorded in the row file, yet the runner sets them per cell
+            raise UnlearnError(f"grid {path}: method '{label}' sets {', '.join(repr(k) for k in owned)}, which the "
+                               "runner sets for every row (the forget set is the cell's: put a request file under "
+                               "'config'; a row's model folder is <cell>/models/<label>)")
         bad = sorted(k for k in overrides if not is_variant_key(k))
         if bad:
             raise UnlearnError(

@@ -2,6 +2,7 @@
 ``leaderboard.html`` (plotly: utility vs forget Hit@10 per method, and unlearning time bars)."""
 import csv
 import io
+import math
 import os
 from typing import Dict, List, Optional, Tuple
 
@@ -165,10 +166,14 @@ def target_results(row: dict, retrain: dict, targets: Dict[str, float]) -> Dict[
     out = {}
     for kind, fraction in targets.items():
         value, reference = _target_value(row, kind), _target_value(retrain, kind)
-        if value is None or not reference:
+        if value is None or reference is None:
+            continue
+        at_least = TARGET_KINDS[kind][2]
+        if not reference:  # no ratio; a fraction of 0 is 0 (it was "not measured")
+            out[kind] = (math.inf if value else 1.0, value >= 0 if at_least else value <= 0)
             continue
         ratio = value / reference
-        out[kind] = (ratio, ratio >= fraction if TARGET_KINDS[kind][2] else ratio <= fraction)
+        out[kind] = (ratio, ratio >= fraction if at_least else ratio <= fraction)
     return out
 
 
@@ -368,6 +373,7 @@ def leaderboard_html(cells: List[dict], title: str = "Leaderboard", plotlyjs=Tru
     bars = make_subplots(rows=rows_n, cols=cols, subplot_titles=names, horizontal_spacing=0.08)
     methods = list(dict.fromkeys(r["method"] for c in cells for r in c["rows"]))
     style = method_styles(methods)
+    in_legend = set()  # each method once, from the first cell that plots it (the first cell alone left some out)
     for index, cell in enumerate(cells):
         r, c = index // cols + 1, index % cols + 1
         reference = next((row for row in cell["rows"] if row["method"] == REFERENCE), None)
@@ -381,11 +387,12 @@ def leaderboard_html(cells: List[dict], title: str = "Leaderboard", plotlyjs=Tru
                 (f"<br>request steps {row['unchanged_steps']} {UNCHANGED}" if row.get("unchanged_steps") else "")
             if x is not None and y is not None:
                 scatter.add_trace(go.Scatter(
-                    x=[x], y=[y], mode="markers", name=method, legendgroup=method, showlegend=index == 0,
+                    x=[x], y=[y], mode="markers", name=method, legendgroup=method, showlegend=method not in in_legend,
                     marker=dict(size=16 if is_reference else 11, color=style[method]["color"],
                                 symbol=symbol, line=dict(width=1, color="#ffffff")),
                     hovertemplate=f"{method}<br>D_fgt Hit@10 %{{x:.4f}}<br>D_rem NDCG@10 %{{y:.4f}}{note}<extra></extra>",
                 ), row=r, col=c)
+                in_legend.add(method)
             if method not in ("original", "recbole") and row.get("seconds"):
                 bars.add_trace(go.Bar(
                     x=[method], y=[row["seconds"]], marker_color=style[method]["color"], name=method,

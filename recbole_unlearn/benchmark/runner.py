@@ -585,10 +585,13 @@ def run_grid(path: str, cells: Optional[List[str]] = None) -> Dict[str, str]:
     progress = Progress(total, total - sum(r.pending_steps() for r in runs))
     title = f"Leaderboard ({os.path.basename(path)})"
     selected = {run.cell.name for run in runs}
-    done = _other_finished_cells(grid, selected)  # read once: this call does not change them
+    mine: Dict[str, dict] = {}
     paths: Dict[str, str] = {}
     for run in runs:
-        done[run.cell.name] = run_cell(run, progress)
+        mine[run.cell.name] = run_cell(run, progress)
+        # read again each time: another --cells run may have finished rows since (read once at the
+        # start, the last of two concurrent runs wrote a leaderboard without the other's cell)
+        done = dict(_other_finished_cells(grid, selected), **mine)
         paths = write_leaderboard([done[c.name] for c in grid.cells if c.name in done], grid.output_dir, title)
         getLogger().info(set_color("leaderboard", "green") + f": {paths['md']}")
     return paths
@@ -626,7 +629,9 @@ def _finished_cell(grid: Grid, cell: Cell) -> Optional[dict]:
     if saved is None:
         return None
     run.check_made_alike(saved)  # the runner would refuse the cell: its rows are not this grid's
-    steps = [(BASELINE, None), (ORIGINAL, None)] + [(v.label, v.overrides) for v in cell.variants]
+    # the RecBole row only while the grid asks for it (an old one showed beside cells without it)
+    steps = [(BASELINE, None)] if grid.baseline else []
+    steps += [(ORIGINAL, None)] + [(v.label, v.overrides) for v in cell.variants]
     rows = []
     for label, overrides in steps:
         try:
