@@ -340,3 +340,15 @@ def test_a_stop_during_the_evaluation_after_the_requests_went_live_says_they_wer
     monkeypatch.setattr(forget_requests, "EvaluationSuite", StoppedSuite)
     with pytest.raises(RequestsInterrupted, match="^1 request applied, 0 rejected"):
         run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
+
+
+def test_a_temporary_file_a_killed_write_left_is_removed_by_the_next_request_run(folder, tmp_path):
+    """A process killed between writing and renaming ``audit.key`` (or ``CURRENT``) left
+    ``.tmp-XXXXaudit.key``, 32 random key bytes outside ``audit.key``, for good: no run removed it
+    (found by probing). The next run answering requests removes such files, as it removes staging
+    folders."""
+    left = os.path.join(folder, ".tmp-abcd1234audit.key")
+    with open(left, "wb") as f:
+        f.write(os.urandom(32))
+    run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
+    assert not [name for name in os.listdir(folder) if name.startswith(".tmp-")]

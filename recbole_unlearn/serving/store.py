@@ -39,7 +39,7 @@ from recbole_unlearn.serving.lock import FolderLock
 from recbole_unlearn.trainer.shard_trainer import check_ray_resources
 from recbole_unlearn.trainer.trainer import load_checkpoint
 from recbole_unlearn.unlearnable import MODEL_FORMATS, ForgetReport, UnlearnableModel
-from recbole_unlearn.utils.atomic import atomic_write, fsync_dir, save_weights, write_json
+from recbole_unlearn.utils.atomic import TEMP_PREFIX, atomic_write, fsync_dir, save_weights, write_json
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.faults import fault_point
 from recbole_unlearn.version import __version__
@@ -330,6 +330,11 @@ class ModelStore:
         left = []
         for entry in os.listdir(self.model_dir):
             path = os.path.join(self.model_dir, entry)
+            if entry.startswith(TEMP_PREFIX) and os.path.isfile(path) and not os.path.islink(path):
+                # a write killed before its rename (audit.key's: key bytes outside audit.key); every
+                # write to the folder holds the lock, which this run holds
+                os.unlink(path)
+                continue
             stale_version = entry.startswith("v") and entry[1:].isdigit() and entry not in keep
             if os.path.isdir(path) and (stale_version or entry.startswith(".v")):
                 try:

@@ -9,10 +9,14 @@ from typing import Any, Callable
 import torch
 
 
+#: the name prefix of :func:`atomic_write`'s temporary files (one a killed process left is stale)
+TEMP_PREFIX = ".tmp-"
+
+
 def atomic_write(path: str, write: Callable[[io.BufferedWriter], None]) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
