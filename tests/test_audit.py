@@ -282,3 +282,29 @@ def test_residual_memorisation_is_computed_from_unrounded_aucs():
     audit.scores = lambda model: scores[model]
     audit.set_original("original")
     assert audit.report("later")["residual_memorisation"] == exact
+
+
+def test_a_request_step_is_audited_on_the_members_requested_so_far(monkeypatch):
+    """Under ``request_steps`` every step's audit compared all of F with H, so after request 1 the
+    members of later requests, still trained on by the method and by Retrain alike, made an exact
+    forget and Retrain itself read "member signal" (found by probing: AUC 0.626 and 0.657). A step
+    counts only its requested users' members (and every held-out twin), with residual memorisation
+    against the original on the same samples."""
+    users = np.repeat(np.arange(1, 81), 5)  # users 1-40: F (1-20 requested so far), 41-80: H
+    is_member = users <= 40
+    samples = AuditSamples(samples=None, is_member=is_member, users=users)
+    audit = MembershipAudit.__new__(MembershipAudit)
+    audit.config = {"audit_bootstrap": 200, "forget_seed": 1}
+    audit.samples = samples
+    rng = np.random.default_rng(0)
+    original = np.where(is_member, 2.0, 0.0) + rng.normal(size=len(users))  # the original remembers all of F
+    step = np.where(users > 20, original, rng.normal(size=len(users)))  # users 1-20 forgotten, 21-40 still trained
+    scores = {"original": original, "step": step}
+    monkeypatch.setattr(MembershipAudit, "scores", lambda self, model: scores[model])
+    audit.set_original("original")
+    whole = audit.report("step")
+    so_far = audit.report("step", member_users=np.arange(1, 21))
+    assert whole["verdict"] == "member signal"  # users 21-40's members were never requested
+    assert so_far["members"] == 100 and so_far["held_out"] == 200
+    assert so_far["verdict"] == "indistinguishable", so_far
+    assert abs(so_far["residual_memorisation"]) < 0.5

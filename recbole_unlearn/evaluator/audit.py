@@ -212,10 +212,12 @@ class MembershipAudit:
         return {"auc": round(point["auc"], 4), "auc_interval": [round(v, 4) for v in interval],
                 "tpr@1%fpr": round(point["tpr@1%fpr"], 4), "tpr@5%fpr": round(point["tpr@5%fpr"], 4)}
 
-    def _measure(self, scores: np.ndarray, is_member: np.ndarray) -> Tuple[Dict[str, object], float]:
-        """The measurement as reported, and its unrounded AUC (residual memorisation's input)."""
-        interval = bootstrap_auc(scores, is_member, self.samples.users, self.config["audit_bootstrap"],
-                                 self.config["forget_seed"])
+    def _measure(self, scores: np.ndarray, is_member: np.ndarray,
+                 users: Optional[np.ndarray] = None) -> Tuple[Dict[str, object], float]:
+        """The measurement as reported, and its unrounded AUC (residual memorisation's input);
+        ``users``: each sample's user (default: every sample's, ``samples.users``)."""
+        users = self.samples.users if users is None else users
+        interval = bootstrap_auc(scores, is_member, users, self.config["audit_bootstrap"], self.config["forget_seed"])
         point = self._point(scores, is_member)
         return self._rounded(point, interval), point["auc"]
 
@@ -248,7 +250,8 @@ class MembershipAudit:
 
     def set_original(self, model) -> Dict[str, object]:
         """Measure the original model (first): it decides whether the audit is conclusive."""
-        result, self.original_auc = self._measure(self.scores(model), self.samples.is_member)
+        self.original_scores = self.scores(model)
+        result, self.original_auc = self._measure(self.original_scores, self.samples.is_member)
         self.original_interval = result["auc_interval"]
         return self._finish(result, self.original_auc, original=True)
 
@@ -256,13 +259,26 @@ class MembershipAudit:
     def conclusive(self) -> bool:
         return self.original_interval is not None and self.original_interval[0] > 0.5
 
-    def report(self, model) -> Dict[str, object]:
-        """The audit of one model state (after :meth:`set_original`)."""
-        return self._finish(*self._measure(self.scores(model), self.samples.is_member))
+    def report(self, model, member_users: Optional[np.ndarray] = None) -> Dict[str, object]:
+        """The audit of one model state (after :meth:`set_original`). ``member_users``: count
+        only the members of these users (internal ids; under ``request_steps`` the requests
+        applied so far: the others are still trained on, by Retrain too) beside every held-out
+        twin, with residual memorisation against the original's AUC on the same samples."""
+        scores = self.scores(model)
+        if member_users is None:
+            return self._finish(*self._measure(scores, self.samples.is_member))
+        chosen = ~self.samples.is_member | np.isin(self.samples.users, member_users)
+        is_member, users = self.samples.is_member[chosen], self.samples.users[chosen]
+        original_auc = self._point(self.original_scores[chosen], is_member)["auc"]
+        result, exact = self._measure(scores[chosen], is_member, users)
+        return self._finish(result, exact, is_member=is_member, original_auc=original_auc)
 
-    def _finish(self, result: Dict[str, object], exact_auc: float, original: bool = False) -> Dict[str, object]:
-        n_f = int(self.samples.is_member.sum())
-        result.update(members=n_f, held_out=int(len(self.samples.is_member) - n_f))
+    def _finish(self, result: Dict[str, object], exact_auc: float, original: bool = False,
+                is_member: Optional[np.ndarray] = None, original_auc: Optional[float] = None) -> Dict[str, object]:
+        is_member = self.samples.is_member if is_member is None else is_member
+        original_auc = self.original_auc if original_auc is None else original_auc
+        n_f = int(is_member.sum())
+        result.update(members=n_f, held_out=int(len(is_member) - n_f))
         if not self.conclusive:
             return {"verdict": INCONCLUSIVE, "members": result["members"], "held_out": result["held_out"],
                     "reason": f"the original model's AUC interval {self.original_interval} does not lie above 0.5: "
@@ -271,5 +287,5 @@ class MembershipAudit:
         result["verdict"] = ("member signal" if low > 0.5 else "over-forgetting" if high < 0.5
                              else "indistinguishable")
         result["residual_memorisation"] = 1.0 if original else round(
-            (exact_auc - 0.5) / (self.original_auc - 0.5), 4)
+            (exact_auc - 0.5) / (original_auc - 0.5), 4)
         return result

@@ -329,7 +329,8 @@ class Experiment:
                 retrain = train_model(self.config, suite.rem, tag=f"retrain matched to request {k}")
                 seconds = time.perf_counter() - start
                 metrics = suite.evaluate(retrain.model, cumulative)
-                self._steps.append((cumulative, suite, _step_summary(metrics, seconds, self.audit, retrain.model)))
+                self._steps.append((cumulative, suite, _step_summary(metrics, seconds, self.audit, retrain.model,
+                                                                     cumulative.users(self.data))))
         return self._steps
 
     def _forget_in_steps(self, method) -> Tuple[object, List[dict]]:
@@ -345,7 +346,8 @@ class Experiment:
             total += result.seconds
             extras = np.union1d(extras, result.forget_set.extra)
             applied = cumulative.with_extra(extras)
-            record = _step_summary(suite.evaluate(result.model, applied), result.seconds, self.audit, result.model)
+            record = _step_summary(suite.evaluate(result.model, applied), result.seconds, self.audit, result.model,
+                                   cumulative.users(self.data))
             record.update(step=k, users=int(len(batch.users(self.data))), cumulative_seconds=round(total, 3),
                           retrain=retrain)
             steps.append(record)
@@ -409,12 +411,13 @@ def _info_over_requests(infos: List[dict], extras: np.ndarray) -> dict:
     return out
 
 
-def _step_summary(metrics: Dict[str, Dict[str, float]], seconds: float, audit, model) -> dict:
-    """What a repeated-requests table shows for one model state after one request."""
+def _step_summary(metrics: Dict[str, Dict[str, float]], seconds: float, audit, model, users: np.ndarray) -> dict:
+    """What a repeated-requests table shows for one model state after one request: its audit on the
+    members of ``users``, those requested so far (the others are still trained on)."""
     out = {"ndcg@10_rem": metrics["utility_rem"].get("ndcg@10"), "forget_hit@10": metrics["forget"].get("hit@10"),
            "seconds": round(seconds, 3)}
     if audit is not None:
-        report = audit.report(model)
+        report = audit.report(model, member_users=users)
         out["audit_auc"] = report.get("auc")
         out["audit_verdict"] = report["verdict"]
     return out
