@@ -1065,3 +1065,27 @@ def test_a_cells_run_reports_what_other_runs_finished_meanwhile_and_no_baseline_
     paths = run_grid(path, ["SASRec-ml-tiny"])
     rows = list(csv.DictReader(open(paths["csv"])))
     assert not [r for r in rows if r["method"] == "recbole"], [(r["model"], r["method"]) for r in rows]
+
+
+def test_a_cell_whose_request_file_changed_is_not_reported_as_this_grids(tmp_path):
+    """With the grid's ``forget: <request file>``, editing the file after a cell finished was
+    caught when the cell ran again but not when it was reported (``finished_cells``, another
+    call's ``--cells``): one leaderboard mixed two forget sets (found by probing)."""
+    from recbole_unlearn.benchmark.runner import finished_cells
+
+    (tmp_path / "req.csv").write_text("1\n2\n3\n")
+    path = _tiny_grid(tmp_path, ["retrain"], forget=str(tmp_path / "req.csv"))
+    run_grid(path)
+    assert len(finished_cells(path)) == 1
+    (tmp_path / "req.csv").write_text("4\n5\n6\n7\n")
+    with pytest.raises(UnlearnError, match="request file"):
+        finished_cells(path)
+
+
+def test_a_row_refused_at_its_cell_leaves_the_output_folder_unclaimed(tmp_path):
+    """A row whose value its method refuses (``extra_deletion: nope``) gave its ``error:`` line after
+    the runner had written ``grid.json``, claiming the output folder for the grid file."""
+    path = _tiny_grid(tmp_path, {"sru": {"extra_deletion": "nope"}})
+    with pytest.raises(UnlearnError, match="nope"):
+        run_grid(path)
+    assert not os.path.exists(tmp_path / "board" / "grid.json")

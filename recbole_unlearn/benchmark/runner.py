@@ -183,15 +183,19 @@ class CellRun:
         the forget set, the original model), the dataset file's SHA-256 and a hash of the forget
         set's rows (log rows: positions in that file, so an edited file can keep them)."""
         rows = experiment.forget_set.rows
-        return {"settings": self.data_settings(), "data_sha256": file_sha256(dataset_file(self.base)),
-                "forget_rows_sha256": hashlib.sha256(rows.tobytes()).hexdigest()}
+        out = {"settings": self.data_settings(), "data_sha256": file_sha256(dataset_file(self.base)),
+               "forget_rows_sha256": hashlib.sha256(rows.tobytes()).hexdigest()}
+        if self.base["forget"]:  # the forget set is the file's: a report checks it without the data
+            out["forget_file_sha256"] = file_sha256(str(self.base["forget"]))
+        return out
 
     def data_settings(self) -> dict:
         return settings_of(self.base.settings(), "data")
 
     def check_made_alike(self, saved: dict) -> None:
-        """Refuse a cell made with other data settings or another dataset file than today's
-        (what :meth:`fingerprint` holds, without loading the data to draw the forget set)."""
+        """Refuse a cell made with other data settings, another dataset file or another request
+        file (``forget``) than today's (what :meth:`fingerprint` holds, without loading the data
+        to draw the forget set)."""
         recorded = saved.get("fingerprint") or {}
         today = self.data_settings()
         differ = settings_differing(recorded.get("settings", {}), today)
@@ -199,6 +203,10 @@ class CellRun:
         if recorded.get("data_sha256") and os.path.isfile(data_file) and \
                 file_sha256(data_file) != recorded["data_sha256"]:
             differ.append(f"the dataset file {data_file}")
+        forget = self.base["forget"]
+        if recorded.get("forget_file_sha256") and forget and os.path.isfile(str(forget)) and \
+                file_sha256(str(forget)) != recorded["forget_file_sha256"]:
+            differ.append(f"the request file {forget}")  # another forget set (it was reported beside the first)
         if differ or "settings" not in recorded:
             raise UnlearnError(f"{self.dir} was made with other settings than the grid gives today "
                                f"({', '.join(differ) or 'none recorded'}), so its rows are not this grid's: "
@@ -473,7 +481,6 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
             f"{run.dir} was started with other settings, another dataset file or another forget set; delete it or "
             "choose another output_dir"
         )
-    claim_output_dir(grid)
     finished = {v.label: run.finished(v.label, v.overrides) for v in cell.variants}
     pending = [v for v in cell.variants if finished[v.label] is None]
     for variant in pending:  # a killed row may have left a partial model folder
@@ -481,6 +488,7 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
             shutil.rmtree(run.model_dir(variant.label))
     for variant in pending:
         experiment.check_method(run.variant_configs[variant.label])
+    claim_output_dir(grid)  # after the checks: a refused row wrote grid.json, claiming the folder
 
     os.makedirs(os.path.join(run.dir, "rows"), exist_ok=True)
     experiment.open(run.dir)
@@ -568,9 +576,10 @@ def run_grid(path: str, cells: Optional[List[str]] = None) -> Dict[str, str]:
     by this call and, in grid order, the finished rows of the grid's other cells (earlier code
     wrote this call's cells only: a run of the second cell dropped the first from the files).
 
-    Every cell's settings and every method's settings are validated, and every dataset file is
+    Every cell's settings and every row's settings are validated, and every dataset file is
     checked (and every lending cell of ``reuse_cells_from`` found), before the first model is
-    trained."""
+    trained; what a method needs of its cell's data (``n_shards`` x ``n_slices`` at most the
+    dataset's users, say) is checked when that cell starts, after the cells before it trained."""
     grid = load_grid(path)
     check_old_default(grid)
     check_output_dir(grid)
