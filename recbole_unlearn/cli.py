@@ -22,6 +22,21 @@ from typing import List, Optional, Tuple
 from recbole_unlearn.utils.errors import UnlearnError, WentLiveError, escaped_controls, one_line
 
 
+USAGE = """usage:
+  run_recbole_unlearn.py [--model=SASRec] [--dataset=ml-100k] [--config_files="a.yaml b.yaml"] [--<key>=<value> ...]
+      train the original model, Retrain and every unlearn_method, forget the sampled set (or
+      --forget=<request file>), write results/<model>-<dataset>-<time>/results.json
+  run_recbole_unlearn.py --model_dir=<folder> --forget=<request file or folder to watch> [--<runtime key>=...]
+      answer deletion requests with the model saved in <folder>
+  run_recbole_unlearn.py --model_dir=<folder> --verify=True
+      re-check a saved model folder
+  run_recbole_unlearn.py --benchmark=<grid.yaml> [--cells=<model>-<dataset>,...]
+      run (or resume) a leaderboard grid
+Every key, its valid values and default: docs/config-keys.md; the whole guide: README.md.
+Exit status: 0 done, 1 a disk or file-system error, 2 bad input (nothing written), 3 a failure
+after a forget went live, 130 interrupted."""
+
+
 def parse_args(argv: List[str]) -> Tuple[Optional[str], Optional[str], Optional[List[str]], dict]:
     """Split ``argv`` into model, dataset, config files and a config dict."""
     from recbole_unlearn.config.configurator import literal_values
@@ -62,6 +77,9 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
     ``restore_signals``: give SIGTERM and SIGINT their handlers back at the end (for a caller that
     goes on; :func:`command` exits instead, so a second stop after the first's line changes nothing)."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("--help", "-h"):
+        print(USAGE)
+        return 0
     # RecBole 1.2.1 / ray 2.6.3 emit these on every run; they would drown the one error line.
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")

@@ -72,9 +72,11 @@ def train_saved_model(base, model: str = "GRU4Rec", **overrides) -> str:
     from recbole_unlearn import run_recbole_unlearn
 
     model_dir = str(base / "model")
-    settings = dict(unlearn_method="sisa", n_shards=2, model_dir=model_dir, include_retrain=False,
+    settings = dict(unlearn_method="sisa", model_dir=model_dir, include_retrain=False,
                     shard_num_threads=1, results_dir=str(base / "results"))
     settings.update(overrides)
+    if settings["unlearn_method"] in ("sisa", "sru", "receraser"):  # a key no method of a run uses is refused
+        settings.setdefault("n_shards", 2)
     cwd = os.getcwd()
     os.chdir(base)
     try:

@@ -568,8 +568,8 @@ def test_the_api_leaves_the_callers_config_dict_as_given(tmp_path):
     converts the values of the dict it is given (found by probing)."""
     import numpy as np
 
-    settings = tiny_dict(results_dir=str(tmp_path / "r"), unlearn_method="retrain", learning_rate=np.float32(0.003),
-                         n_shards="2")
+    settings = tiny_dict(results_dir=str(tmp_path / "r"), unlearn_method="sisa", learning_rate=np.float32(0.003),
+                         n_shards="2", include_retrain=False, save_model=False)
     before = dict(settings)
     run_recbole_unlearn("GRU4Rec", config_dict=settings, verbose=False)
     assert settings == before and type(settings["learning_rate"]) is np.float32 and settings["n_shards"] == "2"
@@ -665,11 +665,14 @@ def test_recbole_ranking_metrics_beyond_the_five_are_accepted(tmp_path):
     assert "map@10" in doc["rows"][1]["utility_rem"]
 
 
-def test_a_check_cut_off_of_a_method_not_run_is_not_refused(tmp_path):
-    """``sruga_forget_check: hit@500`` on ml-tiny (499 items) refused a Retrain run, which never
-    uses it (found by probing); a SRUGA run is still refused (above)."""
-    run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(results_dir=str(tmp_path / "r"), unlearn_method="retrain",
-                                                         sruga_forget_check="hit@500"), verbose=False)
+def test_a_check_cut_off_of_a_method_not_run_is_not_what_refuses_it(tmp_path):
+    """``sruga_forget_check: hit@500`` on ml-tiny (499 items) refused a Retrain run for its cut-off,
+    though Retrain never uses it (found by probing); a SRUGA run is still refused (above). A key no
+    method of the run uses is now refused as such (it was recorded as if it mattered)."""
+    with pytest.raises(UnlearnError, match="sruga_forget_check is not used by retrain") as caught:
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(results_dir=str(tmp_path / "r"), unlearn_method="retrain",
+                                                             sruga_forget_check="hit@500"), verbose=False)
+    assert "cuts the ranking" not in str(caught.value)
 
 
 @pytest.mark.parametrize("setting,match", [

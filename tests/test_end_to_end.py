@@ -249,3 +249,14 @@ def test_the_printed_table_shows_the_metrics_the_run_measured(in_tmp, capsys):
     assert "MRR@5 raw" in header and "MRR@5 rem" in header, header
     retrain = next(line for line in out.splitlines() if line.startswith("retrain"))
     assert retrain.split()[1] != "-" and retrain.split()[2] != "-", out
+
+
+def test_help_names_the_ways_to_run_and_where_the_keys_are(capsys):
+    """``--help`` was ``error: unrecognised argument '--help'`` (found by probing): no way to learn
+    the command line from the command line."""
+    from recbole_unlearn.cli import main
+
+    for flag in ("--help", "-h"):
+        assert main([flag]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("usage:") and "--model_dir=<folder> --forget=" in out and "docs/config-keys.md" in out

@@ -374,8 +374,9 @@ def test_an_odd_entry_in_the_inbox_neither_stops_the_watcher_nor_its_restart(mod
 @pytest.mark.parametrize("how", ["removed", "replaced by a file"])
 def test_an_inbox_removed_while_watched_is_one_error_after_its_requests_are_applied(model_copy, in_tmp, monkeypatch,
                                                                                      how):
-    """(Replaced by a file, it was a ``NotADirectoryError`` traceback; found by probing.)"""
-    from recbole_unlearn.utils.errors import UnlearnError
+    """(Replaced by a file, it was a ``NotADirectoryError`` traceback; found by probing.) The
+    requests read from it went live, so the error says so (``WentLiveError``: exit status 3)."""
+    from recbole_unlearn.utils.errors import WentLiveError
 
     user = _users_by_shard(model_copy)[0][0]
     inbox = in_tmp / "inbox"
@@ -388,7 +389,7 @@ def test_an_inbox_removed_while_watched_is_one_error_after_its_requests_are_appl
             inbox.write_text("x\n")
 
     _on_next_sleep(monkeypatch, take_it_away, after_first_read=True)
-    with pytest.raises(UnlearnError, match=r"was removed \(or replaced by a file\) while it was watched"):
+    with pytest.raises(WentLiveError, match=r"went live .*was removed \(or replaced by a file\) while it was watched"):
         run_forget_requests(model_copy, str(inbox), {"watch_poll_s": 0.05, "watch_settle_s": 0,
                                                      "max_wait_s": 3600, "state": "ERROR"}, verbose=False)
     assert user in _forgotten_users(model_copy)

@@ -99,8 +99,7 @@ def literal_values(config_dict: dict) -> dict:
             continue
         text = param.strip()
         if key in PATH_KEYS:
-            config_dict[key] = None if text in ("~", "null") else param
-            continue
+            continue  # as given
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
