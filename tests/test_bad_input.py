@@ -877,3 +877,14 @@ def test_a_setting_no_method_of_the_run_uses_is_refused(in_tmp, values, unused):
     with pytest.raises(UnlearnError, match=f"{unused}.*not used by"):
         run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(results_dir=str(in_tmp / "r"), **values), verbose=False)
     assert not (in_tmp / "r").exists()
+
+
+def test_recbole_optimiser_names_are_accepted_in_any_case():
+    """RecBole lower-cases ``learner`` (``Adam``, ``AdamW`` are its optimisers); only a name it does
+    not know is refused (it trained with Adam and recorded the typo)."""
+    from recbole_unlearn.config.keys import check_value
+
+    for name in ("Adam", "adamw", "SGD", "sparse_adam"):
+        check_value("learner", name)
+    with pytest.raises(UnlearnError, match="learner"):
+        check_value("learner", "adamm")

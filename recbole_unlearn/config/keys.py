@@ -60,13 +60,14 @@ class Key:
     optional: bool = False
     choices: Tuple[str, ...] = ()
     recorded: bool = True
+    any_case: bool = False  # a choice matched in any case (RecBole lower-cases ``learner``)
 
     def expectation(self) -> str:
         """What a valid value is, in words (``a positive integer``, ``in (0, 1]``, ...)."""
         if self.kind == "bool":
             text = "True or False"
         elif self.kind == "choice":
-            text = "one of " + ", ".join(self.choices)
+            text = "one of " + ", ".join(self.choices) + (" (any case)" if self.any_case else "")
         elif self.kind == "int_list":
             text = "a list of positive integers"
         elif self.kind == "str":
@@ -110,7 +111,7 @@ class Key:
         if self.kind == "bool":
             return isinstance(value, bool)
         if self.kind == "choice":
-            return isinstance(value, str) and value in self.choices
+            return isinstance(value, str) and (value.lower() if self.any_case else value) in self.choices
         if self.kind == "str":
             return isinstance(value, str) and bool(value)
         if self.kind == "name":
@@ -206,8 +207,8 @@ def flag_key(phase, **kw):
     return Key(phase, "bool", **kw)
 
 
-def choice_key(phase, *choices):
-    return Key(phase, "choice", choices=tuple(choices))
+def choice_key(phase, *choices, any_case=False):
+    return Key(phase, "choice", choices=tuple(choices), any_case=any_case)
 
 
 def name_key(phase, optional=False, **kw):
@@ -311,7 +312,8 @@ KEYS: Dict[str, Key] = {
     "valid_metric": Key("data", "str"),  # RecBole checks it is one of `metrics` at a cut-off of `topk`
     "topk": Key("data", "int_list"),
     "clip_grad_norm": Key("data", "clip", optional=True),
-    "learner": choice_key("data", "adam", "sgd", "adagrad", "rmsprop", "sparse_adam"),  # RecBole's; others became Adam
+    # RecBole's optimisers; another name trained with Adam (a warning in the log) and was recorded as given
+    "learner": choice_key("data", "adam", "adamw", "sgd", "adagrad", "rmsprop", "sparse_adam", any_case=True),
     "enable_amp": flag_key("data"),
     "enable_scaler": flag_key("data"),
     "mask_ratio": number_key("data", high=1),  # BERT4Rec's share of masked items
