@@ -145,3 +145,21 @@ def test_a_training_run_forgetting_a_request_file_records_its_requests_in_the_fo
     assert len(read_audit(str(tmp_path / "m"))[-1]["request_ids"]) == 2
     doc = run_forget_requests(str(tmp_path / "m"), str(tmp_path / "req.csv"), {"state": "ERROR"}, verbose=False)
     assert doc["requests"]["skipped_already_final"] == 2 and doc["requests"]["batches"] == 0
+
+
+def test_verify_names_a_live_version_whose_audit_line_is_pending(saved, tmp_path):
+    """Killed between the switch and the audit append, the folder passed ``--verify`` with
+    ``audit_entries: 0`` beside 56 forgotten interactions and said nothing of the audit line the
+    live version holds for the next run (found by probing). ``--verify`` now names that version
+    (``audit_pending``) and counts the forgotten interactions no audit line covers yet."""
+    base, original_dir, _, _ = saved
+    model_dir = str(tmp_path / "model")
+    shutil.copytree(original_dir, model_dir)
+    clean = verify_model(model_dir)
+    assert clean["audit_pending"] is None and clean["forgotten_unaudited"] == 0
+    assert _forget(model_dir, base, kill_at="current_switched").returncode == -signal.SIGKILL
+    found = verify_model(model_dir)
+    assert found["audit_pending"] == found["version"] and found["forgotten_unaudited"] > 0, found
+    assert _forget(model_dir, base).returncode == 0
+    done = verify_model(model_dir)
+    assert done["audit_pending"] is None and done["forgotten_unaudited"] == 0, done

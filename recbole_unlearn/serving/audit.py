@@ -92,6 +92,16 @@ class AuditLog:
         entries = self.entries(repair=True)
         self.check_not_rolled_back(store, entries)
         self.check_key(entries)
+        pending = self.pending(store, entries)
+        if pending is None:
+            return None
+        pending["recovered"] = True
+        self.append(pending)
+        return pending
+
+    def pending(self, store: ModelStore, entries: List[dict]) -> Optional[dict]:
+        """The audit line the live version holds (``audit_entry.json``) if the log (``entries``)
+        lacks it: a process died between the switch and the append; ``None`` otherwise."""
         version_dir, manifest = store.read_manifest()
         if PENDING_AUDIT not in manifest["files"]:
             return None
@@ -99,8 +109,6 @@ class AuditLog:
         pending_id = pending.get("audit_id", pending.get("request_id"))
         if any(e.get("audit_id", e.get("request_id")) == pending_id for e in entries):
             return None
-        pending["recovered"] = True
-        self.append(pending)
         return pending
 
     def check_not_rolled_back(self, store: ModelStore, entries: List[dict]) -> None:
@@ -171,14 +179,17 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
         waiting = _requests_not_final(RequestLedger(model_dir).events(repair=True),
                                       {rid for entry in entries for rid in entry.get("request_ids", [])})
         older = store.older_versions()
+        pending = log.pending(store, entries)
     if key is None:
         log.check_key(entries)
         key = b""
     known = set(interaction_hmacs(key, model.dataset, model.forgotten))
+    audited = set()
     for number, entry in enumerate(entries, start=1):
         missing = [h for h in entry.get("forgotten_hmac", []) if h not in known]
         if missing:
             raise UnlearnError(f"{model_dir}/{AUDIT} line {number}: {len(missing)} audited pairs are not forgotten")
+        audited.update(entry.get("forgotten_hmac", []))
     unchanged = sum(1 for entry in entries if entry.get("interactions") and (
         entry.get("changed") is False or entry.get("unchanged_request_ids") or any(
             isinstance(shard, dict) and shard.get("changed") is False
@@ -187,7 +198,11 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
             "applied_without_change": unchanged, "version": os.path.basename(model.version_dir),
             "requests_not_final": len(waiting), "requests_failed": sum(e["status"] == "failed" for e in waiting.values()),
             "oldest_not_final": min((e["queued"] for e in waiting.values()), default=None),
-            "older_versions": older, "weights_checked": checked, "weights_unchecked": unchecked}
+            "older_versions": older, "weights_checked": checked, "weights_unchecked": unchecked,
+            # a live version whose audit line is not in the log yet (the next run appends it), and
+            # the forgotten interactions no audit line covers (those of that line, where it is pending)
+            "audit_pending": pending.get("version") if pending else None,
+            "forgotten_unaudited": len(known - audited)}
 
 
 def _requests_not_final(events: List[dict], audited: set) -> Dict[str, dict]:
