@@ -1007,3 +1007,34 @@ def test_a_redraw_that_would_leave_a_shard_too_small_keeps_the_partition_and_sti
     assert len(entry["shards_retrained"]) == 1
     assert np.array_equal(load_model(model_dir).shard_map.user_shard, kept)
     verify_model(model_dir)
+
+
+def test_no_other_process_records_a_request_between_its_audit_line_and_its_ledger_line(sisa_copy, in_tmp,
+                                                                                     monkeypatch):
+    """A batch appended its audit line and released the folder's lock before writing its ledger
+    lines; a process starting in between recorded the same requests ``applied`` (recovered from the
+    audit log), and then the first wrote them again: two ``applied`` lines per request (found when
+    two processes answered files on one folder in CI). The ledger lines are now written under the
+    same hold as the audit line, so the other process waits."""
+    from recbole_unlearn.serving import batcher as batcher_module
+    from recbole_unlearn.serving.store import open_store
+
+    real_apply = batcher_module.apply_forget
+    other = []
+
+    def another_process_starts_in_between(*args, **kwargs):
+        outcome = real_apply(*args, **kwargs)
+        store = open_store(sisa_copy, {"lock_timeout_s": 0.2})
+        try:
+            batcher_module.RequestBatcher(store, store.load(), 100, 3600, "requests:other")
+            other.append("started")
+        except UnlearnError as e:
+            other.append(str(e))
+        return outcome
+
+    monkeypatch.setattr(batcher_module, "apply_forget", another_process_starts_in_between)
+    (in_tmp / "a.csv").write_text("2,292\n")
+    run_forget_requests(sisa_copy, str(in_tmp / "a.csv"), QUIET, verbose=False)
+    applied = [e["id"] for e in ledger_events(sisa_copy) if e["status"] == "applied"]
+    assert len(applied) == len(set(applied)) == 1, applied
+    assert other and "is busy" in other[0], other

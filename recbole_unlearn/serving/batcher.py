@@ -292,6 +292,13 @@ class RequestBatcher:
         return len(batch)
 
     def _apply(self, batch: List[PendingRequest]) -> None:
+        # one hold for the forget, its audit line and its ledger lines: released in between, another
+        # process starting there recorded the requests applied from the audit log, and this one then
+        # wrote them again (two applied lines per request)
+        with self.store.lock.hold():
+            self._apply_held(batch)
+
+    def _apply_held(self, batch: List[PendingRequest]) -> None:
         requests = [ForgetRequest(p.request.id, p.request.rows) for p in batch]
         rows = np.unique(np.concatenate([r.rows for r in requests]))
         try:
