@@ -308,3 +308,22 @@ def test_a_request_step_is_audited_on_the_members_requested_so_far(monkeypatch):
     assert so_far["members"] == 100 and so_far["held_out"] == 200
     assert so_far["verdict"] == "indistinguishable", so_far
     assert abs(so_far["residual_memorisation"]) < 0.5
+
+
+def test_a_step_whose_members_the_original_did_not_memorise_is_inconclusive(monkeypatch):
+    """The step audit was gated on the whole F: on members the original itself did not tell apart
+    it still gave a verdict (and residual memorisation -1.17), and an original AUC of exactly 0.5
+    on them divided by zero (found by probing)."""
+    users = np.repeat(np.arange(1, 81), 5)
+    is_member = users <= 40
+    audit = MembershipAudit.__new__(MembershipAudit)
+    audit.config = {"audit_bootstrap": 200, "forget_seed": 1}
+    audit.samples = AuditSamples(samples=None, is_member=is_member, users=users)
+    rng = np.random.default_rng(0)
+    original = np.where(is_member & (users <= 20), 2.0, 0.0) + rng.normal(size=len(users))  # users 21-40 unmemorised
+    scores = {"original": original, "step": rng.normal(size=len(users))}
+    monkeypatch.setattr(MembershipAudit, "scores", lambda self, model: scores[model])
+    audit.set_original("original")
+    assert audit.conclusive
+    step = audit.report("step", member_users=np.arange(21, 41))
+    assert step["verdict"] == INCONCLUSIVE and "residual_memorisation" not in step, step

@@ -1089,3 +1089,25 @@ def test_a_row_refused_at_its_cell_leaves_the_output_folder_unclaimed(tmp_path):
     with pytest.raises(UnlearnError, match="nope"):
         run_grid(path)
     assert not os.path.exists(tmp_path / "board" / "grid.json")
+
+
+def test_a_request_file_with_its_lines_reordered_is_the_same_forget_set_for_runner_and_report(tmp_path):
+    """The report compared the request file's bytes, the runner its forget rows: lines reordered
+    kept the forget set, the runner resumed the cell, and every report refused it with a traceback
+    (found by probing this session's change)."""
+    from recbole_unlearn.benchmark.runner import finished_cells
+
+    (tmp_path / "req.csv").write_text("1\n2\n3\n")
+    path = _tiny_grid(tmp_path, ["retrain"], forget=str(tmp_path / "req.csv"))
+    run_grid(path)
+    (tmp_path / "req.csv").write_text("# the same requests\n3\n2\n1\n")
+    assert len(finished_cells(path)) == 1
+    run_grid(path)
+
+
+@pytest.mark.parametrize("label", ["a\0b", "x" * 300, "tab\x0bbed"])
+def test_a_row_label_no_file_can_be_named_after_is_refused_before_training(label):
+    """A label holding a NUL byte (a traceback) or 300 characters (file name too long) failed only
+    after the original and Retrain trained and grid.json was written (found by probing)."""
+    with pytest.raises(UnlearnError, match="label"):
+        expand_grid({"models": ["GRU4Rec"], "datasets": ["ml-tiny"], "methods": {label: {"unlearn_method": "sruga"}}})

@@ -52,3 +52,20 @@ def test_an_approximate_rows_step_facts_cover_every_request_not_the_last():
     assert not {"history", "kept_epoch", "forget_hit@10_before", "forget_hit@10_after"} & set(row)
     same = _info_over_requests([dict(infos[0]), dict(infos[0])], np.array([], dtype=np.int64))
     assert same["stopped_by"] == "unseen"
+
+
+def test_a_sharded_rows_approximate_facts_cover_every_request():
+    """Under ``shard_unlearning`` with ``request_steps`` the row's per-shard ``approximate`` was the
+    last request's alone (found by probing the earlier fix, which covered single models only)."""
+    from recbole_unlearn.unlearn.experiment import _info_over_requests
+    from recbole_unlearn.utils.results import forget_hit_rose, why_unchanged
+
+    first = {"0": {"epochs_run": 2, "stopped_by": "unseen", "forget_hit@10_before": 0.2, "forget_hit@10_after": 0.3,
+                   "changed": True}}
+    second = {"1": {"epochs_run": 1, "stopped_by": "utility_floor", "forget_hit@10_before": 0.3,
+                    "forget_hit@10_after": 0.3, "changed": False}}
+    row = _info_over_requests([{"changed": True, "approximate": first}, {"changed": False, "approximate": second}],
+                              np.array([], dtype=np.int64))
+    assert row["approximate_steps"] == [first, second] and "approximate" not in row
+    assert forget_hit_rose(row)  # request 1's shard 0 rose: it was lost with the last request's facts
+    assert why_unchanged(dict(row, changed=False)) == "unseen; utility_floor"

@@ -114,6 +114,8 @@ def _string_list(grid: dict, key: str, path: str) -> List[str]:
 #: runtime keys a grid row may not set: the runner gives every row of a cell the same forget set
 #: and results folder, and each row its own model folder
 RUNNER_KEYS = ("forget", "model_dir", "results_dir", "checkpoint_dir")
+#: a row label names files (``rows/<label>.json``): within a file name's 255 bytes
+MAX_LABEL_BYTES = 200
 
 
 def _variants(methods, path: str) -> List[Variant]:
@@ -129,10 +131,12 @@ def _variants(methods, path: str) -> List[Variant]:
     variants = []
     for label, overrides in methods.items():
         overrides = dict(overrides or {})
-        if not isinstance(label, str) or not label or any(c in label for c in "/|\n\r\t") or \
-                label in ("original", "recbole", ".", ".."):  # a row's model folder is models/<label>
-            raise UnlearnError(f"grid {path}: method label {label!r} is not allowed (a name without '/', "
-                               "'|' or line breaks, other than original, recbole, . and ..)")
+        if not isinstance(label, str) or not label or any(c in label for c in "/|") or \
+                not label.isprintable() or len(label.encode("utf-8")) > MAX_LABEL_BYTES or \
+                label in ("original", "recbole", ".", ".."):  # a row's files are models/<label>, rows/<label>.json
+            raise UnlearnError(f"grid {path}: method label {label!r} is not allowed (a name of printable characters "
+                               f"without '/' or '|', at most {MAX_LABEL_BYTES} bytes, other than original, recbole, "
+                               ". and ..)")
         owned = sorted(k for k in overrides if k in RUNNER_KEYS)
         if owned:  # recorded in the row file, yet the runner sets them per cell
             raise UnlearnError(f"grid {path}: method '{label}' sets {', '.join(repr(k) for k in owned)}, which the "

@@ -57,6 +57,7 @@ from recbole_unlearn.benchmark.grid import REFERENCE, Cell, Grid, Variant, load_
 from recbole_unlearn.benchmark.report import write_leaderboard
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.data import check_dataset_files, dataset_file
+from recbole_unlearn.data.forget import read_request_file
 from recbole_unlearn.serving.store import MANIFEST, file_sha256, open_store
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.unlearn.experiment import AUDIT_REFERENCE_PREFIX, Experiment
@@ -186,7 +187,7 @@ class CellRun:
         out = {"settings": self.data_settings(), "data_sha256": file_sha256(dataset_file(self.base)),
                "forget_rows_sha256": hashlib.sha256(rows.tobytes()).hexdigest()}
         if self.base["forget"]:  # the forget set is the file's: a report checks it without the data
-            out["forget_file_sha256"] = file_sha256(str(self.base["forget"]))
+            out["forget_lines_sha256"] = request_lines_digest(str(self.base["forget"]))
         return out
 
     def data_settings(self) -> dict:
@@ -204,14 +205,25 @@ class CellRun:
                 file_sha256(data_file) != recorded["data_sha256"]:
             differ.append(f"the dataset file {data_file}")
         forget = self.base["forget"]
-        if recorded.get("forget_file_sha256") and forget and os.path.isfile(str(forget)) and \
-                file_sha256(str(forget)) != recorded["forget_file_sha256"]:
+        if recorded.get("forget_lines_sha256") and forget and os.path.isfile(str(forget)) and \
+                request_lines_digest(str(forget)) != recorded["forget_lines_sha256"]:
             differ.append(f"the request file {forget}")  # another forget set (it was reported beside the first)
         if differ or "settings" not in recorded:
             raise UnlearnError(f"{self.dir} was made with other settings than the grid gives today "
                                f"({', '.join(differ) or 'none recorded'}), so its rows are not this grid's: "
                                "report it from the grid file it was made with, or delete the cell folder to run "
                                "it again")
+
+
+def request_lines_digest(path: str) -> str:
+    """SHA-256 of a request file's requests, in any order and layout: each line's tokens (comma-
+    or tab-separated, stripped) joined by a comma, sorted. Equal digests, equal forget sets on the
+    same dataset file (a digest of the bytes refused a file whose lines were only reordered,
+    where the runner, comparing forget rows, resumed it)."""
+    _, lines = read_request_file(path, 10 ** 9, 10 ** 9)
+    requests = sorted(",".join(t.strip() for t in text.replace("\t", ",").split(",")) for _, text in lines
+                      if text is not None)
+    return hashlib.sha256("\n".join(requests).encode("utf-8")).hexdigest()
 
 
 def settings_differing(recorded: dict, today: dict) -> List[str]:

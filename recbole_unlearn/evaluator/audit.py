@@ -269,7 +269,12 @@ class MembershipAudit:
             return self._finish(*self._measure(scores, self.samples.is_member))
         chosen = ~self.samples.is_member | np.isin(self.samples.users, member_users)
         is_member, users = self.samples.is_member[chosen], self.samples.users[chosen]
-        original_auc = self._point(self.original_scores[chosen], is_member)["auc"]
+        original, original_auc = self._measure(self.original_scores[chosen], is_member, users)
+        if self.conclusive and original["auc_interval"][0] <= 0.5:  # the gate, on these members
+            n_f = int(is_member.sum())
+            return {"verdict": INCONCLUSIVE, "members": n_f, "held_out": int(len(is_member) - n_f),
+                    "reason": f"on these members the original model's AUC interval {original['auc_interval']} does "
+                              "not lie above 0.5: it memorised nothing of them this attack can see"}
         result, exact = self._measure(scores[chosen], is_member, users)
         return self._finish(result, exact, is_member=is_member, original_auc=original_auc)
 

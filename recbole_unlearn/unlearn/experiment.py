@@ -379,6 +379,9 @@ def _info_over_requests(infos: List[dict], extras: np.ndarray) -> dict:
     record under ``approximate_steps``: its ``history`` and forget Hit@10 before / after,
     measured on that request's samples). Other keys are the last request's."""
     out = dict(infos[-1])
+    if isinstance(out.get("approximate"), dict):  # shard_unlearning: each request's shards
+        out["approximate_steps"] = [info.get("approximate") for info in infos]
+        del out["approximate"]
     if "history" in out:
         per_request = ("epochs_run", "stopped_by", "kept_epoch", "eval_seconds", "history",
                        "forget_hit@10_before", "forget_hit@10_after")

@@ -217,9 +217,7 @@ def why_unchanged(row: dict) -> str:
     ``shard_unlearning`` each affected shard's (``approximate``: shard -> its step's report)."""
     if row.get("stopped_by"):
         return str(row["stopped_by"])
-    shards = row.get("approximate")
-    reasons = sorted({str(s["stopped_by"]) for s in shards.values() if isinstance(s, dict) and s.get("stopped_by")}) \
-        if isinstance(shards, dict) else []
+    reasons = dict.fromkeys(str(s["stopped_by"]) for s in _summaries(row) if s.get("stopped_by"))
     return "; ".join(reasons) or "unknown"
 
 
@@ -253,7 +251,9 @@ def _summaries(record: dict) -> List[dict]:
     approximate = record.get("approximate")
     if isinstance(approximate, dict):
         out += [approximate] if "stopped_by" in approximate else [s for s in approximate.values() if isinstance(s, dict)]
-    out += [s for s in record.get("approximate_steps") or [] if isinstance(s, dict)]
+    for step in record.get("approximate_steps") or []:  # one summary a request, or one per shard
+        if isinstance(step, dict):
+            out += [step] if "stopped_by" in step else [s for s in step.values() if isinstance(s, dict)]
     return out
 
 
