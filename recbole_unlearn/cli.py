@@ -77,7 +77,7 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
     ``restore_signals``: give SIGTERM and SIGINT their handlers back at the end (for a caller that
     goes on; :func:`command` exits instead, so a second stop after the first's line changes nothing)."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("--help", "-h"):
+    if any(arg in ("--help", "-h") or arg.startswith("--help=") for arg in argv):
         print(USAGE)
         return 0
     # RecBole 1.2.1 / ray 2.6.3 emit these on every run; they would drown the one error line.

@@ -888,3 +888,21 @@ def test_recbole_optimiser_names_are_accepted_in_any_case():
         check_value("learner", name)
     with pytest.raises(UnlearnError, match="learner"):
         check_value("learner", "adamm")
+
+
+def test_request_steps_with_a_request_file_is_refused(in_tmp):
+    """``request_steps`` with ``--forget=<file>`` dealt the file's users into steps whose forgets
+    carried no request ids, so the saved folder recorded none of the file's requests (found by
+    probing): answering the file again applied every line once more as already forgotten."""
+    (in_tmp / "req.csv").write_text("5\n6\n")
+    with pytest.raises(UnlearnError, match="request_steps"):
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(forget=str(in_tmp / "req.csv"), request_steps=2,
+                                                             unlearn_method="sruga", results_dir=str(in_tmp / "r")),
+                            verbose=False)
+    assert not (in_tmp / "r").exists()
+
+
+def test_help_anywhere_on_the_line_prints_the_usage(capsys):
+    from recbole_unlearn.cli import main
+
+    assert main(["--model=SASRec", "--help"]) == 0 and capsys.readouterr().out.startswith("usage:")

@@ -123,11 +123,17 @@ def test_a_training_run_killed_during_its_request_files_forget_leaves_the_reques
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     assert verify_model(str(model_dir))["requests_not_final"] == 2
+    # the next request run, on another file, applies them too (their queued lines keep their rows:
+    # without them it said "give its file again", found by probing this change)
+    (tmp_path / "other.csv").write_text("8\n")
+    doc = run_forget_requests(str(model_dir), str(tmp_path / "other.csv"), {"state": "ERROR"}, verbose=False)
+    assert doc["requests"]["resumed"] == 2 and doc["requests"]["applied"] == 3
+    assert verify_model(str(model_dir))["requests_not_final"] == 0
     doc = run_forget_requests(str(model_dir), str(tmp_path / "req.csv"), {"state": "ERROR"}, verbose=False)
-    assert doc["requests"]["applied"] == 2
+    assert doc["requests"]["skipped_already_final"] == 2
     ids = [rid for entry in read_audit(str(model_dir)) for rid in entry.get("request_ids", [])]
-    assert len(ids) == 2 and len(set(ids)) == 2
-    assert [e["status"] for e in ledger_events(str(model_dir))].count("applied") == 2
+    assert len(ids) == 3 and len(set(ids)) == 3
+    assert [e["status"] for e in ledger_events(str(model_dir))].count("applied") == 3
 
 
 def test_a_training_run_forgetting_a_request_file_records_its_requests_in_the_folder(tmp_path):

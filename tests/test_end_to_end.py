@@ -260,3 +260,44 @@ def test_help_names_the_ways_to_run_and_where_the_keys_are(capsys):
         assert main([flag]) == 0
         out = capsys.readouterr().out
         assert out.startswith("usage:") and "--model_dir=<folder> --forget=" in out and "docs/config-keys.md" in out
+
+
+def test_a_training_run_whose_results_fail_after_its_forget_went_live_says_so(in_tmp, monkeypatch, capsys):
+    """A training run forgetting a request file into a model folder, then failing to write
+    results.json (a full disk), printed a bare OSError line, exit 1, while the folder's new version
+    was live and its requests recorded (found by probing): exit 3 and a line that says so. Its
+    requests the step had no sample of are named in a warning too (they were silent)."""
+    from recbole_unlearn.cli import main
+    from recbole_unlearn.quick_start import quick_start
+
+    (in_tmp / "req.csv").write_text("3\n")
+    args = [f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--epochs=1", "--state=ERROR", "--model=GRU4Rec",
+            "--forget=req.csv", "--unlearn_method=sisa", "--n_shards=2", "--include_retrain=False",
+            "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}", "--save_model=False"]
+
+    def full_disk(path, document):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(quick_start, "write_results", full_disk)
+    assert main(args + ["--model_dir=m"]) == 3
+    err = capsys.readouterr().err
+    assert "went live" in err and "m" in err, err
+
+
+def test_a_training_run_warns_of_file_requests_the_step_did_not_act_on(in_tmp, capsys):
+    from recbole_unlearn.cli import main
+    from conftest import load_model as load
+
+    (in_tmp / "req.csv").write_text("3\n")
+    base = [f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--epochs=1", "--state=ERROR", "--model=GRU4Rec",
+            "--include_retrain=False", "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}", "--save_model=False"]
+    assert main(base + ["--unlearn_method=sisa", "--n_shards=2", "--forget=req.csv", "--model_dir=s"]) == 0
+    model = load(str(in_tmp / "s"))
+    rows = model.dataset.user_rows(5)
+    first = rows[model.dataset.is_training[rows]][0]
+    (in_tmp / "first.csv").write_text(f"{model.dataset.id2token('user_id', 5)},"
+                                      f"{model.dataset.id2token('item_id', model.dataset.log_item[first])}\n")
+    capsys.readouterr()
+    assert main(base + ["--unlearn_method=kookmin", "--forget=first.csv", "--model_dir=k"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: kookmin: 1 request" in out and "applied_without_change" in out, out

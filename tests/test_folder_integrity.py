@@ -352,3 +352,21 @@ def test_a_temporary_file_a_killed_write_left_is_removed_by_the_next_request_run
         f.write(os.urandom(32))
     run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
     assert not [name for name in os.listdir(folder) if name.startswith(".tmp-")]
+
+
+def test_a_failure_after_a_run_that_applied_nothing_new_is_not_called_live(folder, tmp_path, monkeypatch):
+    """Every request of the file already forgotten (no new version), then results.json failed:
+    it said "0 requests of this run went live (v000001)", exit 3 (found by probing)."""
+    from recbole_unlearn.cli import main
+    from recbole_unlearn.quick_start import forget_requests
+
+    run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
+
+    def full_disk(path, document):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(forget_requests, "write_results", full_disk)
+    (tmp_path / "again.csv").write_text(f"{_user(folder, 3)}\n# the same user again\n")
+    code = main([f"--model_dir={folder}", f"--forget={tmp_path / 'again.csv'}", "--state=ERROR",
+                 f"--results_dir={tmp_path / 'r'}"])
+    assert code == 1

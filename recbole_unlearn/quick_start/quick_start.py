@@ -11,7 +11,7 @@ from recbole_unlearn.unlearn.experiment import Experiment, check_results_dir, ru
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.utils.atomic import save_weights
 from recbole_unlearn.utils.cpu_meter import busy_rows_note
-from recbole_unlearn.utils.errors import UnlearnError, error_line
+from recbole_unlearn.utils.errors import UnlearnError, WentLiveError, error_line
 from recbole_unlearn.utils.results import (
     add_speedups,
     cap_note,
@@ -115,6 +115,23 @@ def run_recbole_unlearn(
 
     # ---- inputs are valid: from here on the run writes its folder and logs ------------
     run_dir = run_dir_for(config["results_dir"], f"{config['model']}-{config['dataset']}-{get_local_time()}")
+    live: List[str] = []  # model folders this run's forgets changed
+    try:
+        return _run(config, experiment, methods, run_dir, live, verbose)
+    except (WentLiveError, KeyboardInterrupt):
+        raise
+    except Exception as error:
+        if not live:
+            raise
+        # a bare OSError line said nothing of the live versions (exit 1, "the folder as it was")
+        raise WentLiveError(f"this run's forget went live in {', '.join(live)} (its requests, if it forgot a request "
+                            f"file, recorded there); then the run failed: {error_line(error)}; {run_dir}/results.json "
+                            "was not written") from error
+
+
+def _run(config, experiment, methods: List[str], run_dir: str, live: List[str], verbose: bool) -> dict:
+    """The run of :func:`run_recbole_unlearn` once its inputs are valid; appends to ``live`` each
+    model folder a method's forget changed."""
     experiment.open(run_dir)
     forget_summary = experiment.forget_summary()
     rows = [experiment.train_original()]
@@ -129,6 +146,8 @@ def run_recbole_unlearn(
         # kmeans, attention and CED, which the run's base config does not hold)
         row["settings"] = METHODS.get(method_config.method).settings_used(method_config)
         rows.append(row)
+        if row.get("model_dir") and not experiment.nothing_to_forget:
+            live.append(row["model_dir"])
     add_speedups(rows)
 
     document = results_document(config["model"], config["dataset"], config.settings(), forget_summary, rows)
@@ -150,6 +169,13 @@ def run_recbole_unlearn(
             print(f"warning: {unchanged}")
         for line in forget_hit_rose_note(rows):
             print(f"warning: {line}")
+        for row in rows:
+            if row.get("unchanged_requests"):
+                print(f"warning: {row['method']}: {row['unchanged_requests']} request"
+                      f"{'s' if row['unchanged_requests'] > 1 else ''} of the file recorded as forgotten, but the "
+                      "step had nothing of them to act on (applied_without_change): the data is no longer used, "
+                      f"yet its influence may remain; escalate (retrain, or an exact method). Ids: "
+                      f"{os.path.join(row['model_dir'], 'requests.jsonl')}")
         busy = busy_rows_note(rows, config["busy_cpu_share"])
         if busy:
             print(f"note: {busy}")

@@ -99,7 +99,8 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
         if own:
             queued = {e["id"] for e in RequestLedger(store.model_dir).events(repair=True)}
             RequestLedger(store.model_dir).record(
-                [{"id": r.id, "file": r.file, "line": r.line, "status": "queued", "time": now()}
+                [{"id": r.id, "file": r.file, "line": r.line, "status": "queued", "time": now(),
+                  "rows": r.rows.tolist()}  # what the next request run applies if this one stops first
                  for r in own if r.id not in queued])
             requests = [ForgetRequest(r.id, r.rows) for r in own]
         done_elsewhere: List[str] = []
@@ -153,7 +154,10 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
             raise
         fault_point("audit_appended")
         if own:
-            _record_own(store, own, log, entry["version"])
+            try:
+                _record_own(store, own, log, entry["version"])
+            except Exception as error:  # the audit log holds them: the next run records them
+                raise ForgetWentLive(entry["version"], error, what="its requests' ledger lines") from error
     return AppliedForget(model, forget_set, report, entry, ids, done_elsewhere, already, unchanged)
 
 

@@ -65,8 +65,8 @@ def says_what_went_live(summary: StreamSummary, ledger: str):
     except KeyboardInterrupt:
         raise RequestsInterrupted(summary, ledger) from None
     except Exception as error:
-        if not summary.versions:
-            raise
+        if not summary.outcomes["applied"] + summary.outcomes["applied_without_change"]:
+            raise  # nothing of this run went live (already forgotten requests make no version)
         raise AppliedThenFailed(summary, ledger, error) from error
 
 

@@ -57,6 +57,8 @@ class ApproximateMethod(UnlearnMethod):
         info = dict(single.last_report, changed=report.changed, model_dir=self.model_dir())
         if report.approximate is not None:
             info.update({k: v for k, v in report.approximate.items() if k.startswith("forget_hit")})
+        if outcome.unchanged:  # a request file's requests recorded applied_without_change
+            info["unchanged_requests"] = len(outcome.unchanged)
         return UnlearnResult(single.model, report.seconds, outcome.forget_set, info)
 
     def deployed(self, forget_set: ForgetSet) -> UnlearnResult:

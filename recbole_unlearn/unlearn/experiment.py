@@ -49,6 +49,10 @@ class Experiment:
         init_seed(config["seed"], config["reproducibility"])
         self.data = create_unlearn_dataset(config)
         self.held_out = None
+        if config["forget"] and config["request_steps"] > 1:
+            raise UnlearnError("request_steps deals a sampled forget set into requests; a request file's lines are "
+                               "requests already: answer several files with the saved model (--model_dir with "
+                               "--forget) instead (the steps recorded none of the file's requests in the folder)")
         if config["forget"] and config["forget_protocol"] == "none":
             raise UnlearnError(f"forget names a request file to forget ({config['forget']}), and forget_protocol none "
                                "forgets nothing: give one of them (to answer requests with a saved model, give "

@@ -123,6 +123,8 @@ class SISA(UnlearnMethod):
         }
         if report.approximate is not None:
             info.update(changed=report.changed, approximate=report.approximate)
+        if outcome.unchanged:  # a request file's requests recorded applied_without_change
+            info["unchanged_requests"] = len(outcome.unchanged)
         return UnlearnResult(self.model.ensemble, report.seconds, forget_set, info)
 
     def deployed(self, forget_set: ForgetSet) -> UnlearnResult:
