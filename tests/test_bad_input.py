@@ -906,3 +906,17 @@ def test_help_anywhere_on_the_line_prints_the_usage(capsys):
     from recbole_unlearn.cli import main
 
     assert main(["--model=SASRec", "--help"]) == 0 and capsys.readouterr().out.startswith("usage:")
+
+
+def test_an_aggregator_setting_with_the_untrained_mean_aggregator_is_refused(in_tmp):
+    """``--aggregator=mean --agg_epochs=3`` was accepted and recorded, though the mean aggregator
+    never trains (found by probing the refusal of unused keys)."""
+    with pytest.raises(UnlearnError, match="agg_epochs is not used by retrain, sisa"):
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(unlearn_method="sisa", n_shards=2, aggregator="mean",
+                                                             agg_epochs=3, results_dir=str(in_tmp / "r")),
+                            verbose=False)
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.unlearn import METHODS
+
+    config = UnlearnConfig("GRU4Rec", config_dict=tiny_dict(unlearn_method="sisa", aggregator="attention")).for_method("sisa")
+    assert "agg_epochs" in METHODS.get("sisa").settings_used(config)

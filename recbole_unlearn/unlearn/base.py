@@ -10,6 +10,7 @@ from recbole_unlearn.config.keys import METHOD_PHASES, settings_of
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.evaluator.suite import EvaluationSuite
+from recbole_unlearn.model.aggregators import AGGREGATORS
 from recbole_unlearn.trainer.approximate import APPROXIMATE, step_keys
 from recbole_unlearn.trainer.training import TrainedModel
 from recbole_unlearn.utils.errors import UnlearnError
@@ -67,9 +68,12 @@ class UnlearnMethod(ABC):
         SISA row recorded SCIF's settings. A sharded method runs the step ``shard_unlearning``
         names."""
         used = set(cls.steps_used(config))
+        aggregator = config["aggregator"]
+        untrained = aggregator in AGGREGATORS.names() and not AGGREGATORS.get(aggregator).learnable
         return {k: v for k, v in settings_of(config.settings(), *METHOD_PHASES).items()
                 if not any(k in step_keys(step) or k.startswith(f"{step}_") for step in APPROXIMATE.names()
-                           if step not in used)}
+                           if step not in used)
+                and not (untrained and k.startswith("agg_"))}  # the mean aggregator trains nothing
 
     @classmethod
     def steps_used(cls, config):
