@@ -57,11 +57,11 @@ from recbole_unlearn.benchmark.grid import REFERENCE, Cell, Grid, Variant, load_
 from recbole_unlearn.benchmark.report import write_leaderboard
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.data import check_dataset_files, dataset_file
-from recbole_unlearn.data.forget import read_request_file
+from recbole_unlearn.data.forget import read_request_file, request_tokens
 from recbole_unlearn.serving.store import MANIFEST, file_sha256, open_store
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.unlearn.experiment import AUDIT_REFERENCE_PREFIX, Experiment
-from recbole_unlearn.config.keys import METHOD_PHASES, phase_of, settings_of
+from recbole_unlearn.config.keys import settings_of, unused_method_keys
 from recbole_unlearn.utils.atomic import write_json
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.results import add_speedups, code_version, machine, other_numerics
@@ -132,7 +132,7 @@ class CellRun:
         config["checkpoint_dir"] = self.dir
         config = config.for_method(variant.method)
         used = METHODS.get(variant.method).settings_used(config)
-        unused = sorted(k for k in variant.overrides if phase_of(k) in METHOD_PHASES and k not in used)
+        unused = unused_method_keys(variant.overrides, used)
         if unused:
             raise UnlearnError(f"grid {self.grid.source}: row '{variant.label}' sets {', '.join(unused)}, which "
                                f"{variant.method} does not use (it would be recorded as if it had run with it)")
@@ -216,13 +216,12 @@ class CellRun:
 
 
 def request_lines_digest(path: str) -> str:
-    """SHA-256 of a request file's requests, in any order and layout: each line's tokens (comma-
-    or tab-separated, stripped) joined by a comma, sorted. Equal digests, equal forget sets on the
+    """SHA-256 of a request file's requests, in any order and layout: each line's tokens
+    (``data.forget.request_tokens``, as the file is read) joined by a tab, sorted. Equal digests, equal forget sets on the
     same dataset file (a digest of the bytes refused a file whose lines were only reordered,
     where the runner, comparing forget rows, resumed it)."""
     _, lines = read_request_file(path, 10 ** 9, 10 ** 9)
-    requests = sorted(",".join(t.strip() for t in text.replace("\t", ",").split(",")) for _, text in lines
-                      if text is not None)
+    requests = sorted("\t".join(request_tokens(text)) for _, text in lines if text is not None)
     return hashlib.sha256("\n".join(requests).encode("utf-8")).hexdigest()
 
 

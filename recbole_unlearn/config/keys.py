@@ -27,7 +27,7 @@ import functools
 import math
 import os
 from dataclasses import dataclass
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import yaml
 
@@ -358,6 +358,14 @@ def phase_of(key: str) -> str:
     """The phase of ``key``; keys not declared here (RecBole's) are ``data`` keys."""
     spec = KEYS.get(key)
     return spec.phase if spec else "data"
+
+
+def unused_method_keys(given: Iterable[str], used: Iterable[str]) -> List[str]:
+    """The fit, aggregate and forget keys of ``given`` (the user's) not in ``used`` (what the
+    run's methods use: ``settings_used``), sorted: recorded, they would read as if they had
+    mattered (a grid row and a run refuse them)."""
+    used = set(used)
+    return sorted(k for k in given if phase_of(k) in METHOD_PHASES and k not in used)
 
 
 def settings_of(settings: Dict[str, object], *phases: str) -> Dict[str, object]:

@@ -213,6 +213,13 @@ def unrequestable_tokens(dataset: UnlearnSequentialDataset) -> List[str]:
     return bad
 
 
+def request_tokens(text: str) -> List[str]:
+    """The stripped fields of request line ``text``: split at tabs if it holds one (as the
+    dataset's ``.inter`` file is), else at commas."""
+    text = text.strip()
+    return [p.strip() for p in text.split("\t" if "\t" in text else ",")]
+
+
 def parse_request_line(text: str, dataset: UnlearnSequentialDataset, where: str) -> Tuple[str, Optional[str], np.ndarray]:
     """Resolve one ``user_token[,item_token]`` request to training log rows.
 
@@ -226,7 +233,7 @@ def parse_request_line(text: str, dataset: UnlearnSequentialDataset, where: str)
         ``(user, item or None, rows)`` with ``rows`` a ``[n]`` int64 array of log rows.
     """
     text = text.strip()
-    parts = [p.strip() for p in text.split("\t" if "\t" in text else ",")]
+    parts = request_tokens(text)
     if len(parts) > 2 or not all(parts):
         expected = "expected 'user_token[,item_token]' (or tab-separated)"
         shape = f"{len(parts)} fields" if len(parts) > 2 else "an empty field"

@@ -5,7 +5,7 @@ from typing import List, Optional
 from recbole.utils import get_local_time
 
 from recbole_unlearn.config import UnlearnConfig
-from recbole_unlearn.config.keys import METHOD_PHASES, phase_of
+from recbole_unlearn.config.keys import unused_method_keys
 from recbole_unlearn.data.forget import unrequestable_tokens
 from recbole_unlearn.unlearn.experiment import Experiment, check_results_dir, run_dir_for
 from recbole_unlearn.unlearn import METHODS
@@ -51,7 +51,7 @@ def _check_keys_used(config, names: List[str]) -> None:
     used = set()
     for name in names:
         used.update(METHODS.get(name).settings_used(config.for_method(name)))
-    unused = sorted(k for k in config.external_config_dict if phase_of(k) in METHOD_PHASES and k not in used)
+    unused = unused_method_keys(config.external_config_dict, used)
     if unused:
         raise UnlearnError(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used by "
                            f"{', '.join(names)} (it would be recorded in results.json as if the run had used it): "

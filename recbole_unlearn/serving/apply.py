@@ -22,10 +22,10 @@ import numpy as np
 
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.serving.audit import AuditLog, interaction_hmacs
-from recbole_unlearn.serving.ledger import RequestLedger, now
+from recbole_unlearn.serving.ledger import RequestLedger, applied_line, now
 from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearnable import ForgetReport, UnlearnableModel
-from recbole_unlearn.utils.errors import UnlearnError, WentLiveError, error_line
+from recbole_unlearn.utils.errors import WentLiveError, error_line
 from recbole_unlearn.utils.faults import fault_point
 
 
@@ -155,17 +155,15 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
         fault_point("audit_appended")
         if own:
             try:
-                _record_own(store, own, log, entry["version"])
+                _record_own(store, own, log)
             except Exception as error:  # the audit log holds them: the next run records them
                 raise ForgetWentLive(entry["version"], error, what="its requests' ledger lines") from error
     return AppliedForget(model, forget_set, report, entry, ids, done_elsewhere, already, unchanged)
 
 
-def _record_own(store: ModelStore, own: list, log: AuditLog, version: str) -> None:
+def _record_own(store: ModelStore, own: list, log: AuditLog) -> None:
     """The final ledger lines of a run's own request-file lines ``own``, as the audit log says
     (what a later run's recovery would write; the caller holds the lock)."""
     applied = log.applied_requests(repair=True)
-    RequestLedger(store.model_dir).record(
-        [{"id": r.id, "file": r.file, "line": r.line, "status": applied[r.id]["status"], "time": now(),
-          "version": applied[r.id]["version"] or version, "already_forgotten": applied[r.id]["already_forgotten"]}
-         for r in own if r.id in applied])
+    RequestLedger(store.model_dir).record([applied_line(r.id, r.file, r.line, applied[r.id]) for r in own
+                                           if r.id in applied])

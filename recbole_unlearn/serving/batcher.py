@@ -32,7 +32,7 @@ import numpy as np
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.serving.apply import ForgetRequest, ForgetWentLive, apply_forget
 from recbole_unlearn.serving.audit import AuditLog
-from recbole_unlearn.serving.ledger import RequestLedger, now
+from recbole_unlearn.serving.ledger import RequestLedger, applied_line, now
 from recbole_unlearn.serving.request_files import FileRequest
 from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearnable import UnlearnableModel
@@ -177,9 +177,7 @@ class RequestBatcher:
         """The ledger line of a request the audit log holds as applied, written by a later run:
         the line the run that applied it would have written (``applied_without_change`` where
         its audit line says so)."""
-        applied = self.audited[rid]
-        return {"id": rid, "file": file, "line": line, "status": applied["status"], "version": applied["version"],
-                "already_forgotten": applied["already_forgotten"], "recovered": True, "time": now()}
+        return dict(applied_line(rid, file, line, self.audited[rid]), recovered=True)
 
     def _waiting(self, events: List[dict]) -> List[FileRequest]:
         """Requests earlier runs left waiting (last status ``queued`` or ``failed``, not final),

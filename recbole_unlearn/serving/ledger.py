@@ -23,6 +23,13 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S")
 
 
+def applied_line(rid: str, file: str, line: int, applied: dict) -> dict:
+    """The final ledger line of request ``rid`` (its ``file`` and ``line``) that the audit log
+    holds as ``applied`` (``AuditLog.applied_requests``: its version, status, already_forgotten)."""
+    return {"id": rid, "file": file, "line": line, "status": applied["status"], "version": applied["version"],
+            "already_forgotten": applied["already_forgotten"], "time": now()}
+
+
 class RequestLedger:
     """The ledger of one model folder."""
 
