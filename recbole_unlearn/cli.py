@@ -75,7 +75,8 @@ def _main_thread() -> bool:
 def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status.
     ``restore_signals``: give SIGTERM and SIGINT their handlers back at the end (for a caller that
-    goes on; :func:`command` exits instead, so a second stop after the first's line changes nothing)."""
+    goes on); without it both are ignored from then on (:func:`command` exits with the status, so a
+    stop after the job's last line changes nothing)."""
     argv = sys.argv[1:] if argv is None else argv
     if any(arg in ("--help", "-h") or arg.startswith("--help=") for arg in argv):
         print(USAGE)
@@ -83,11 +84,15 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
     # RecBole 1.2.1 / ray 2.6.3 emit these on every run; they would drown the one error line.
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")
-    previous_sigterm = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
+    # read before anything is installed, and installed inside the ``try``: a stop arriving the
+    # instant the handler is in raised KeyboardInterrupt outside it (a traceback, exit -2)
+    previous_sigterm = signal.getsignal(signal.SIGTERM) if _main_thread() else None
     previous_sigint = signal.getsignal(signal.SIGINT) if _main_thread() else None
-    if previous_sigint is signal.default_int_handler:  # Ctrl-C as SIGTERM (a caller's own handler is kept)
-        signal.signal(signal.SIGINT, _interrupt)
     try:
+        if _main_thread():
+            signal.signal(signal.SIGTERM, _interrupt)
+            if previous_sigint is signal.default_int_handler:  # Ctrl-C as SIGTERM (a caller's own handler is kept)
+                signal.signal(signal.SIGINT, _interrupt)
         _import_the_package()
         model, dataset, config_files, config_dict = parse_args(argv)
         if "benchmark" in config_dict:
@@ -134,7 +139,10 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
         print(f"error: interrupted{': ' + escaped_controls(e) if str(e) else ''}", file=sys.stderr)
         return 130
     finally:
-        if _main_thread() and restore_signals:
+        if _main_thread() and not restore_signals:  # the command exits now: a stop changes nothing
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        elif _main_thread():
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous_sigterm is None else previous_sigterm)
             if previous_sigint is not None:
                 signal.signal(signal.SIGINT, previous_sigint)

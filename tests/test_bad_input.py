@@ -920,3 +920,55 @@ def test_an_aggregator_setting_with_the_untrained_mean_aggregator_is_refused(in_
 
     config = UnlearnConfig("GRU4Rec", config_dict=tiny_dict(unlearn_method="sisa", aggregator="attention")).for_method("sisa")
     assert "agg_epochs" in METHODS.get("sisa").settings_used(config)
+
+
+def test_a_stop_right_as_the_handler_is_installed_gives_the_one_line(monkeypatch, capsys):
+    """CI caught it (``python -m recbole_unlearn``, SIGTERM sent the moment the command caught it):
+    ``main`` installed its SIGTERM handler before its ``try``, so a stop arriving at once raised
+    ``KeyboardInterrupt`` outside it: a traceback and exit -2, not the one line and 130. Here the
+    stop arrives the instant the handler is in."""
+    from recbole_unlearn import cli
+
+    real_signal = signal.signal
+
+    def signal_then_stop(signum, handler):
+        previous = real_signal(signum, handler)
+        if signum == signal.SIGTERM and handler is cli._interrupt:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return previous
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(cli.signal, "signal", signal_then_stop)
+    try:
+        status = cli.main([f"--model_dir={os.devnull}-none", "--verify=True"])  # else 2: no such folder
+    except KeyboardInterrupt:
+        status = "KeyboardInterrupt raised out of main"
+    finally:
+        after = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+        real_signal(signal.SIGTERM, before[0])
+        real_signal(signal.SIGINT, before[1])
+    assert status == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["error: interrupted"]
+    assert after == before
+
+
+def test_a_stop_after_the_command_finished_changes_nothing(capsys):
+    """``command`` keeps the stop handler to the end (a second stop must not kill it by the signal):
+    a stop between ``main``'s return and the exit raised ``KeyboardInterrupt`` there, a traceback
+    after the job's own last line. Once ``main`` returns for good, a stop is ignored."""
+    from recbole_unlearn import cli
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        status = cli.main([f"--model_dir={os.devnull}-none", "--verify=True"], restore_signals=False)
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the handler, if any, runs here
+            raised = None
+        except KeyboardInterrupt:
+            raised = "KeyboardInterrupt"
+    finally:
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGINT, before[1])
+    assert status == 2
+    assert raised is None
