@@ -84,6 +84,7 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
     # RecBole 1.2.1 / ray 2.6.3 emit these on every run; they would drown the one error line.
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")
+    _JOB["over"] = False
     # read before anything is installed, and installed inside the ``try``: a stop arriving the
     # instant the handler is in raised KeyboardInterrupt outside it (a traceback, exit -2)
     previous_sigterm = signal.getsignal(signal.SIGTERM) if _main_thread() else None
@@ -127,18 +128,23 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
 
             run_recbole_unlearn(model, dataset, config_files, config_dict)
     except WentLiveError as e:  # a forget went live, then the run failed: the folder changed
+        _JOB["over"] = True  # first, before any call: a stop from here on is ignored (_interrupt)
         print(f"error: {escaped_controls(e)}", file=sys.stderr)
         return 3
     except UnlearnError as e:
+        _JOB["over"] = True
         print(f"error: {escaped_controls(e)}", file=sys.stderr)
         return 2
     except OSError as e:  # the disk or the file system (full, read-only, no permission): one line, no trace
+        _JOB["over"] = True
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (below); a request run says what it did and what waits
+        _JOB["over"] = True
         print(f"error: interrupted{': ' + escaped_controls(e) if str(e) else ''}", file=sys.stderr)
         return 130
     finally:
+        _JOB["over"] = True
         if _main_thread() and not restore_signals:  # the command exits now: a stop changes nothing
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -169,11 +175,19 @@ def _import_the_package() -> None:
         _interrupt(held[0], None)
 
 
+# Whether main's job is over (its status decided, its line being written): a stop then changes
+# nothing. Set by a dict store, which runs no signal handler in between (a call would).
+_JOB = {"over": False}
+
+
 def _interrupt(signum, frame) -> None:
     """SIGTERM (a service manager's stop) ends a run as Ctrl-C does, through ``KeyboardInterrupt``:
     the model folder is crash-safe either way, and the run gets to say what it had done. A second
     stop while the first is handled is ignored: it ended the command by the signal (exit -15) or
-    in a ``KeyboardInterrupt`` traceback, without the line (SIGKILL still ends it at once)."""
+    in a ``KeyboardInterrupt`` traceback, without the line (SIGKILL still ends it at once). A stop
+    once main's job is over (its status decided, its line being written) is ignored too."""
+    if _JOB["over"]:
+        return
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise KeyboardInterrupt

@@ -972,3 +972,29 @@ def test_a_stop_after_the_command_finished_changes_nothing(capsys):
         signal.signal(signal.SIGINT, before[1])
     assert status == 2
     assert raised is None
+
+
+def test_a_stop_while_the_command_reports_its_error_changes_nothing(monkeypatch, capsys):
+    """A stop arriving while ``main`` wrote its ``error:`` line (the job already over) raised
+    ``KeyboardInterrupt`` inside the ``except``: a traceback after the line, exit 1. The job's own
+    status and line stand."""
+    from recbole_unlearn import cli
+
+    real_escaped = cli.escaped_controls
+
+    def escaped_then_stop(text):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_escaped(text)
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(cli, "escaped_controls", escaped_then_stop)
+    try:
+        status = cli.main([f"--model_dir={os.devnull}-none", "--verify=True"])
+    except KeyboardInterrupt:
+        status = "KeyboardInterrupt raised out of main"
+    finally:
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGINT, before[1])
+    assert status == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "interrupted" not in lines[0], lines
