@@ -95,6 +95,13 @@ class ShardMap:
         mask = dataset.is_training & keep & (self.user_shard[user] == shard) & (self.user_slice[user] <= stage)
         return np.flatnonzero(mask)
 
+    def stage_rows(self, dataset: UnlearnSequentialDataset, shard: int, stage: int, keep: np.ndarray) -> np.ndarray:
+        """``[n_rows]`` bool: the log rows under ``keep`` of the users ``shard`` trains on at
+        ``stage`` (slices ``0..stage``), every split: what its negative sampler counts
+        (``data.utils.sampler_source``), so that no other shard's data reaches it."""
+        user = dataset.log_user
+        return keep & (self.user_shard[user] == shard) & (self.user_slice[user] <= stage)
+
     def stage_valid_targets(self, dataset: UnlearnSequentialDataset, shard: int, stage: int,
                             keep: np.ndarray) -> np.ndarray:
         """Validation targets (log rows) of the users ``shard`` trains on at ``stage``: the

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 import numpy as np
+import torch
 from recbole.data.dataloader import FullSortEvalDataLoader
 from recbole.data.interaction import Interaction
 from recbole.data.utils import create_samplers, get_dataloader
@@ -108,7 +109,7 @@ def split_loaders(config, dataset: UnlearnSequentialDataset, keep: Optional[np.n
     forgotten): torch's random sampler refuses an empty dataset.
     """
     built = dataset.build_split(keep)
-    samplers = create_samplers(config, dataset, built)
+    samplers = create_samplers(config, sampler_source(dataset, keep), built)
     train = None
     if len(built[0]):
         train = get_dataloader(config, "train")(config, built[0], samplers[0], shuffle=config["shuffle"])
@@ -117,11 +118,24 @@ def split_loaders(config, dataset: UnlearnSequentialDataset, keep: Optional[np.n
     return SplitLoaders(train, valid, test)
 
 
-def train_loader(config, dataset: UnlearnSequentialDataset, train: UnlearnSequentialDataset):
+def train_loader(config, dataset: UnlearnSequentialDataset, train: UnlearnSequentialDataset, rows: np.ndarray):
     """A RecBole training dataloader over ``train``, a :meth:`~UnlearnSequentialDataset.sample_dataset`
-    of ``dataset`` holding at least one sample (torch's random sampler refuses an empty one)."""
-    sampler = create_samplers(config, dataset, [train, train, train])[0]
+    of ``dataset`` holding at least one sample (torch's random sampler refuses an empty one), its
+    negatives drawn by :func:`sampler_source` of ``rows``."""
+    sampler = create_samplers(config, sampler_source(dataset, rows), [train, train, train])[0]
     return get_dataloader(config, "train")(config, train, sampler, shuffle=config["shuffle"])
+
+
+def sampler_source(dataset: UnlearnSequentialDataset, rows: Optional[np.ndarray]) -> UnlearnSequentialDataset:
+    """The dataset RecBole's negative sampler draws from: ``dataset`` with only the log rows
+    ``rows`` (``[n_rows]`` bool; ``None``: all of them). RecBole's ``RepeatableSampler`` counts
+    item popularity (``distribution: popularity``) over every row of the dataset it is given
+    (as RecBole does, the rows' validation and test items included); given the whole log, a
+    model trained on D_rem or on one shard drew its negatives by counts of forgotten rows and of
+    other shards' users. Item ids and ``item_num`` are the dataset's either way."""
+    if rows is None or rows.all():
+        return dataset
+    return dataset.copy(dataset.log_feat[torch.from_numpy(np.flatnonzero(rows))])
 
 
 def eval_loader(config, dataset: UnlearnSequentialDataset, samples: Interaction) -> FullSortEvalDataLoader:

@@ -225,8 +225,9 @@ def _check_version_files(model) -> None:
     if LEGACY_PARTITION_FILE in listed:
         raise UnlearnError(
             f"{version_dir} holds {LEGACY_PARTITION_FILE}: per-user vectors pretrained on all training data, "
-            "forgotten interactions included (written by recbole_unlearn < 0.2); answer one request with this "
-            "version of recbole_unlearn to write a version without it")
+            "forgotten interactions included (written by recbole_unlearn < 0.2); answer one request that forgets "
+            "an interaction not forgotten yet with this version of recbole_unlearn to write a version without it "
+            "(a request for rows already forgotten writes no version)")
     expected = set(model.weight_states()) | {FORGOTTEN}
     stray = sorted(listed - expected - {PENDING_AUDIT})
     if stray:

@@ -21,11 +21,10 @@ from typing import Optional
 import numpy as np
 import torch
 from recbole.data.interaction import Interaction, cat_interactions
-from recbole.data.utils import create_samplers, get_dataloader
 from recbole.utils import init_seed
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
-from recbole_unlearn.data.utils import eval_loader
+from recbole_unlearn.data.utils import eval_loader, train_loader
 from recbole_unlearn.model.aggregators import AGGREGATORS
 from recbole_unlearn.model.representations import representation_size
 from recbole_unlearn.trainer.trainer import UnlearnTrainer
@@ -107,8 +106,7 @@ def train_aggregator(config, ensemble, dataset: UnlearnSequentialDataset, keep: 
     train = dataset.copy(_numbered(dataset.samples(targets, keep), 0))
     loader = valid = None
     if len(train.inter_feat):
-        sampler = create_samplers(config, dataset, [train, train, train])[0]
-        loader = get_dataloader(config, "train")(config, train, sampler, shuffle=config["shuffle"])
+        loader = train_loader(config, dataset, train, keep)
         if valid_samples is not None:
             valid = eval_loader(config, dataset, _numbered(valid_samples, len(train.inter_feat)))
     fresh.refresh(ensemble, dataset, shard_map, keep)

@@ -243,7 +243,7 @@ class RemainingBatches:
     fine-tune for less than one pass."""
 
     def __init__(self, config, dataset: UnlearnSequentialDataset, keep: np.ndarray):
-        loader = train_loader(config, dataset, dataset.sample_dataset(dataset.split_targets(keep)[0], keep))
+        loader = train_loader(config, dataset, dataset.sample_dataset(dataset.split_targets(keep)[0], keep), keep)
         self.per_epoch = max(1, len(loader))
         self._batches = cycle(loader)
 

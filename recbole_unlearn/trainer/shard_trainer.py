@@ -154,7 +154,8 @@ def _train_stages(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap
         samples = dataset.sample_dataset(train_targets, keep)
         # a stage left without samples (every user of its slices forgotten) is its seeded
         # initialisation: what training on nothing gives
-        loader = train_loader(config, dataset, samples) if len(samples) else None
+        rows = shard_map.stage_rows(dataset, job.shard, stage, keep)
+        loader = train_loader(config, dataset, samples, rows) if len(samples) else None
         model = new_model(config, samples, stage_seed(config, job.shard, stage))
         if state is not None:
             model.load_state_dict(state)
