@@ -87,3 +87,22 @@ def test_a_shards_thread_count_does_not_outlive_the_shard():
     other = 1 if before > 1 else 2  # any count but the current one
     train_shard(config, dataset, shard_map, dataset.full_keep(), ShardJob(0), other)
     assert torch.get_num_threads() == before
+
+
+def test_the_training_record_names_the_metric_validation_used():
+    """A probe: with ``valid_metric: Recall@10`` the shards and the aggregator stopped on
+    Recall@10, yet recorded it as ``best_valid_ndcg@10`` (0.0667, where the kept shard's
+    validation NDCG@10 was 0.0262). The record is named by the metric it holds."""
+    config = _config(epochs=2, agg_epochs=2, valid_metric="Recall@10")
+    dataset = create_unlearn_dataset(config)
+    model = ShardedUnlearnableModel.train(config, dataset)
+    record = model.fit_training
+    stage = record["shards"]["0"]["0"]
+    assert "best_valid_ndcg@10" not in stage and "best_valid_ndcg@10" not in record["aggregator"]
+    shard = config.model_class(config, dataset).to(config["device"])
+    shard.load_state_dict(model.stage_states[0][0])
+    keep = model.keep_mask()
+    valid = eval_loader(config, dataset, dataset.samples(model.shard_map.stage_valid_targets(dataset, 0, 0, keep), keep))
+    recall = UnlearnTrainer(config, shard).evaluate(valid, load_best_model=False)["recall@10"]
+    assert stage["best_valid_recall@10"] == pytest.approx(recall, abs=1e-4)
+    assert record["aggregator"]["best_valid_recall@10"] is not None

@@ -301,3 +301,18 @@ def test_a_training_run_warns_of_file_requests_the_step_did_not_act_on(in_tmp, c
     assert main(base + ["--unlearn_method=kookmin", "--forget=first.csv", "--model_dir=k"]) == 0
     out = capsys.readouterr().out
     assert "warning: kookmin: 1 request" in out and "applied_without_change" in out, out
+
+
+def test_the_cap_note_names_slice_epochs_and_the_audits_reference_models(in_tmp, capsys):
+    """A probe: with ``slice_epochs`` the stages' cap is ``slice_epochs``, yet the note said
+    "their cap (epochs 8) ... set --epochs higher", which changes nothing for them; and the
+    audit's reference models, which ran all their epochs, were named nowhere (results.json held
+    no epochs of theirs)."""
+    doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method="sisa", n_shards=2, n_slices=2, slice_epochs=1, epochs=3, stopping_step=10,
+        include_retrain=False, audit=True, audit_references=2, audit_bootstrap=100, shard_num_threads=1,
+        results_dir=str(in_tmp / "r")))
+    note = next(line for line in capsys.readouterr().out.splitlines() if "stopped at" in line)
+    assert "slice_epochs 1" in note and "--slice_epochs" in note, note
+    assert "audit's reference models" in note, note
+    assert doc["audit"]["references_epochs_run"] == [3, 3]

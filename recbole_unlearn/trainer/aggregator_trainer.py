@@ -28,6 +28,7 @@ from recbole_unlearn.data.utils import eval_loader, train_loader
 from recbole_unlearn.model.aggregators import AGGREGATORS
 from recbole_unlearn.model.representations import representation_size
 from recbole_unlearn.trainer.trainer import UnlearnTrainer
+from recbole_unlearn.trainer.training import valid_metric_name
 from recbole_unlearn.utils.errors import UnlearnError
 
 #: the interaction field that numbers the aggregator's training samples.
@@ -38,7 +39,8 @@ SAMPLE_INDEX = "agg_sample_index"
 class AggregatorTraining:
     """What one aggregator training did: wall ``seconds``, training ``samples``, the
     representation cache's size (``cache_mb``; ``None`` when not cached), epochs run against
-    the ``agg_epochs`` cap, and the best validation NDCG@10 kept (``None`` without validation)."""
+    the ``agg_epochs`` cap, and the best validation score kept (``None`` without validation), of
+    ``metric`` (``valid_metric``, lower case: NDCG@10 by default), recorded as ``best_valid_<metric>``."""
 
     seconds: float = 0.0
     samples: int = 0
@@ -46,10 +48,11 @@ class AggregatorTraining:
     epochs: int = 0
     cap: int = 0
     best_valid: Optional[float] = None
+    metric: str = "ndcg@10"
 
     def to_json(self) -> dict:
         return {"epochs": self.epochs, "cap": self.cap, "hit_cap": self.epochs >= self.cap,
-                "best_valid_ndcg@10": None if self.best_valid is None else round(self.best_valid, 4),
+                f"best_valid_{self.metric}": None if self.best_valid is None else round(self.best_valid, 4),
                 "samples": self.samples, "cache_mb": self.cache_mb, "seconds": round(self.seconds, 3)}
 
 
@@ -79,7 +82,7 @@ def train_aggregator(config, ensemble, dataset: UnlearnSequentialDataset, keep: 
     aggregator saw the data that is being forgotten. Returns what it did (0 seconds for non-learned
     aggregators)."""
     if not ensemble.aggregator.learnable:
-        return AggregatorTraining()
+        return AggregatorTraining(metric=valid_metric_name(config))
     start = time.perf_counter()
     targets = dataset.split_targets(keep)[0]
     rng = np.random.default_rng(config["seed"])
@@ -110,7 +113,8 @@ def train_aggregator(config, ensemble, dataset: UnlearnSequentialDataset, keep: 
         if valid_samples is not None:
             valid = eval_loader(config, dataset, _numbered(valid_samples, len(train.inter_feat)))
     fresh.refresh(ensemble, dataset, shard_map, keep)
-    result = AggregatorTraining(samples=len(train.inter_feat), cap=config["agg_epochs"])
+    result = AggregatorTraining(samples=len(train.inter_feat), cap=config["agg_epochs"],
+                                metric=valid_metric_name(config))
     if loader is None:
         # every training interaction forgotten: the aggregator is its seeded initialisation
         ensemble.eval()

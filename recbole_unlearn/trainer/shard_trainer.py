@@ -30,7 +30,7 @@ from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.partition import ShardMap
 from recbole_unlearn.data.utils import eval_loader, train_loader
 from recbole_unlearn.trainer.trainer import UnlearnTrainer, cpu_state_dict, state_digest
-from recbole_unlearn.trainer.training import new_model
+from recbole_unlearn.trainer.training import new_model, valid_metric_name
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.faults import fault_point
 
@@ -57,12 +57,14 @@ class ShardJob:
 
 @dataclass
 class StageTraining:
-    """How one slice stage trained: epochs run, the cap, and the best validation NDCG@10 of
-    the state kept (``None`` without validation or without validation users)."""
+    """How one slice stage trained: epochs run, the cap, and the best validation score of the
+    state kept (``None`` without validation or without validation users), of ``metric``
+    (``valid_metric``, lower case: NDCG@10 by default), recorded as ``best_valid_<metric>``."""
 
     epochs: int
     cap: int
     best_valid: Optional[float] = None
+    metric: str = "ndcg@10"
 
     @property
     def hit_cap(self) -> bool:
@@ -71,7 +73,7 @@ class StageTraining:
 
     def to_json(self) -> dict:
         return {"epochs": self.epochs, "cap": self.cap, "hit_cap": self.hit_cap,
-                "best_valid_ndcg@10": None if self.best_valid is None else round(self.best_valid, 4)}
+                f"best_valid_{self.metric}": None if self.best_valid is None else round(self.best_valid, 4)}
 
 
 @dataclass
@@ -160,7 +162,7 @@ def _train_stages(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap
         if state is not None:
             model.load_state_dict(state)
         cap = slice_epochs(config)
-        training = StageTraining(0, cap)
+        training = StageTraining(0, cap, metric=valid_metric_name(config))
         if loader is not None:
             fault_point("shard_training")
             valid = None

@@ -28,6 +28,12 @@ def new_model(config, train_dataset, seed: Optional[int] = None) -> torch.nn.Mod
     return config.model_class(config, train_dataset).to(config["device"])
 
 
+def valid_metric_name(config) -> str:
+    """``valid_metric`` as sub-models' training records name it (``ndcg@10``): what their early
+    stopping and their recorded ``best_valid_<metric>`` use."""
+    return str(config["valid_metric"]).lower()
+
+
 def train_model(config, loaders: SplitLoaders, tag: str = "model") -> TrainedModel:
     """Train a new model on ``loaders.train`` with early stopping on ``loaders.valid`` and
     return the best state. The wall time covers model creation, training and validation."""

@@ -213,7 +213,7 @@ class Experiment:
         start = time.perf_counter()
         keep = self.forget_set.keep_mask(self.data)
         references: List[torch.nn.Module] = []
-        trained = 0
+        trained, epochs_run = 0, []
         for index in range(self.config["audit_references"]):
             seed = self.config["seed"] + AUDIT_SEED_STRIDE * (index + 1)
             config = self.config.override({"seed": seed})
@@ -221,8 +221,11 @@ class Experiment:
             if path and os.path.isfile(path):
                 model = new_model(config, self.suite.raw.train.dataset)
                 model.load_state_dict(load_checkpoint(path, config["device"]))
+                epochs_run.append(None)  # trained by an earlier run (a resumed grid)
             else:
-                model = train_model(config, split_loaders(config, self.data, keep), tag=f"audit reference {index}").model
+                reference = train_model(config, split_loaders(config, self.data, keep), tag=f"audit reference {index}")
+                model = reference.model
+                epochs_run.append(reference.epochs_run)
                 trained += 1
                 if path:
                     save_weights(path, model.state_dict())
@@ -232,7 +235,7 @@ class Experiment:
         result = self.audit.set_original(self.original.model)
         result["shuffled_labels"] = self.audit.shuffled(self.original.model)
         self.audit_cost = {"seconds": round(time.perf_counter() - start, 3), "references": len(references),
-                           "references_trained": trained}
+                           "references_trained": trained, "references_epochs_run": epochs_run}
         getLogger().info(set_color("audit", "green") + f" of the original: {result}")
         return result
 

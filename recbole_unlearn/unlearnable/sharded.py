@@ -52,7 +52,7 @@ LEGACY_PARTITION_FILE = "partition_embeddings.pth"
 
 def training_record(results, aggregator) -> dict:
     """How the sub-models of one fit or forget trained, for ``results.json`` and the audit:
-    ``{"shards": {shard: {stage: epochs, cap, hit_cap, best_valid_ndcg@10}}, "aggregator": ...}``
+    ``{"shards": {shard: {stage: epochs, cap, hit_cap, best_valid_<valid_metric>}}, "aggregator": ...}``
     (the aggregator entry only for learned aggregators)."""
     record = {"shards": {str(r.shard): {str(stage): t.to_json() for stage, t in sorted(r.stages.items())}
                          for r in results}}

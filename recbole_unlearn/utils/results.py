@@ -2,7 +2,7 @@
 import os
 import platform
 from datetime import datetime
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from tabulate import tabulate
@@ -191,20 +191,35 @@ def capped_parts(row: dict, epochs_cap: int) -> Optional[str]:
     return "" if row.get("epochs_run") is not None and row["epochs_run"] >= epochs_cap else None
 
 
-def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int) -> Optional[str]:
-    """One line naming every model of ``rows`` that stopped at its cap (``epochs``, or
-    ``agg_epochs`` for a learned aggregator) rather than by validation; ``None`` if none did."""
-    named, aggregator = [], False
+def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int, slice_epochs_cap: Optional[int] = None,
+             reference_epochs: Sequence[Optional[int]] = ()) -> Optional[str]:
+    """One line naming every model of ``rows`` that stopped at its cap (``epochs``; a shard stage
+    ``slice_epochs`` when set; ``agg_epochs`` for a learned aggregator) rather than by validation,
+    and the audit's reference models when one of them ran all ``epochs`` (``reference_epochs``:
+    epochs each ran, ``None`` for one reloaded); ``None`` if none did."""
+    named, aggregator, stages, whole = [], False, False, False
     for row in rows:
         parts = capped_parts(row, epochs_cap)
         if parts is not None:
             named.append(f"{row['method']} ({parts})" if parts else row["method"])
             aggregator = aggregator or "aggregator" in parts
+            stages = stages or "shard stage" in parts
+            whole = whole or not parts
+    if any(epochs is not None and epochs >= epochs_cap for epochs in reference_epochs):
+        named.append("the audit's reference models")
+        whole = True
     if not named:
         return None
-    caps = f"epochs {epochs_cap}" + (f", agg_epochs {agg_epochs_cap}" if aggregator else "")
+    keys = []  # (key, cap) of every cap that ended a named model's training
+    if whole or (stages and not slice_epochs_cap):
+        keys.append(("epochs", epochs_cap))
+    if stages and slice_epochs_cap:
+        keys.append(("slice_epochs", slice_epochs_cap))
+    if aggregator:
+        keys.append(("agg_epochs", agg_epochs_cap))
+    caps = ", ".join(f"{key} {cap}" for key, cap in keys)
     return (f"{', '.join(named)} stopped at their cap ({caps}), not by validation (stopping_step); "
-            f"set --epochs{' and --agg_epochs' if aggregator else ''} higher to train to convergence")
+            f"set {' and '.join('--' + key for key, _ in keys)} higher to train to convergence")
 
 
 def changed_nothing(row: dict) -> bool:
