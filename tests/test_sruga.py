@@ -413,3 +413,21 @@ def test_a_saved_sruga_model_answers_a_request_without_writing_into_the_working_
     (in_tmp / "serve" / "req.csv").write_text("1\n")
     assert main([f"--model_dir={model_dir}", "--forget=req.csv"]) == 0
     assert sorted(os.listdir(in_tmp / "serve")) == ["req.csv"]
+
+
+def test_the_log_says_what_each_check_found_and_which_epoch_was_kept(trained, caplog):
+    """A probe: SRUGA's log showed RecBole's ``valid_score: -inf`` for every check (the score
+    steering RecBole's early stopping), RecBole's 0-based epochs beside ours, and "Finished
+    training, best eval result in epoch -1" while results.json said kept epoch 2. The log now
+    holds SRUGA's own lines: each check's numbers and verdict, and the epoch kept."""
+    import logging
+
+    config, dataset, forget_set, model = trained
+    cfg = config.override({"sruga_learning_rate": 0.0, "sruga_patience": 2, "sruga_epochs": 10})
+    caplog.set_level(logging.INFO)
+    report = sruga_unlearn(cfg, copy.deepcopy(model), dataset, forget_set, forget_set.keep_mask(dataset))
+    text = caplog.text
+    assert "valid_score" not in text and "best eval result" not in text, text
+    for epoch in range(1, report.epochs_run + 1):
+        assert f"sruga: epoch {epoch} checked" in text, text
+    assert f"sruga: kept epoch {report.kept_epoch} of {report.epochs_run}, stopped by {report.stopped_by}" in text

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from recbole.trainer import Trainer
-from recbole.utils import init_seed
+from recbole.utils import dict2str, init_seed
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
@@ -332,6 +332,9 @@ class SRUGATrainer(UnlearnTrainer):
         self.best_valid_score = float(np.nextafter(self.best_valid_score, np.inf))
         scores = self.measure()
         verdict = self._judge(scores)
+        loss = self.train_loss_dict.get(max(self.train_loss_dict)) if self.train_loss_dict else None
+        getLogger().info(f"sruga: epoch {self.checked_epoch} checked (train loss "
+                         f"{'n/a' if loss is None else format(float(loss), '.4f')}): {dict2str(scores)}; {verdict}")
         if verdict == "restart":
             self.cur_step -= 1  # RecBole's early stopping adds it back: the restart forgets this check
             return -float("inf"), scores
@@ -388,7 +391,9 @@ class SRUGATrainer(UnlearnTrainer):
         # whether it does sits on a knife's edge for an under-trained model (thread counts flip it).
         while True:
             try:
-                self.fit(train_data, valid_data=self.valid_eval, verbose=True, saved=False)
+                # RecBole's own lines would show the score steering its early stopping (-inf for
+                # a stop) and its 0-based epochs: SRUGA logs each check itself (_valid_epoch)
+                self.fit(train_data, valid_data=self.valid_eval, verbose=False, saved=False)
                 break
             except _Diverged:  # a non-finite loss: as a floor hit, without a check to run
                 getLogger().warning(f"sruga: the loss of epoch {self.report.epochs_run} was not finite at learning "
@@ -404,6 +409,8 @@ class SRUGATrainer(UnlearnTrainer):
             self.report.stopped_by = {"kept": "max_epochs", "restart": "utility_floor"}.get(verdict, verdict)
         elif self.report.stopped_by == "patience" and self.cur_step <= self.stopping_step:
             self.report.stopped_by = "max_epochs"  # the last check was not a stop
+        getLogger().info(f"sruga: kept epoch {self.report.kept_epoch} of {self.report.epochs_run}, stopped by "
+                         f"{self.report.stopped_by}")
         self.model.eval()
 
 
