@@ -146,8 +146,8 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
     finally:
         _JOB["over"] = True
         if _main_thread() and not restore_signals:  # the command exits now: a stop changes nothing
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, _ignore_stop)
+            signal.signal(signal.SIGINT, _ignore_stop)
         elif _main_thread():
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous_sigterm is None else previous_sigterm)
             if previous_sigint is not None:
@@ -188,10 +188,16 @@ def _interrupt(signum, frame) -> None:
     once main's job is over (its status decided, its line being written) is ignored too."""
     if _JOB["over"]:
         return
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _ignore_stop)
+    signal.signal(signal.SIGINT, _ignore_stop)
     raise KeyboardInterrupt
 
+
+def _ignore_stop(signum, frame) -> None:
+    """A stop after the first (or after main's job is over) does nothing. A Python handler, not
+    ``SIG_IGN``: a stop already pending when the first one's handler set ``SIG_IGN`` (SIGTERM
+    and SIGINT back to back) came out as "OSError: Signal 15 ignored due to race condition", a
+    traceback before the ``error:`` line."""
 
 def command() -> None:
     """The installed ``recbole-unlearn``, ``run_recbole_unlearn.py`` and ``python -m
