@@ -169,3 +169,50 @@ def test_verify_names_a_live_version_whose_audit_line_is_pending(saved, tmp_path
     assert _forget(model_dir, base).returncode == 0
     done = verify_model(model_dir)
     assert done["audit_pending"] is None and done["forgotten_unaudited"] == 0, done
+
+
+@pytest.mark.parametrize("method", ["sisa", "sruga"])
+def test_a_training_run_killed_once_its_first_version_is_live_leaves_the_requests_waiting(tmp_path, method):
+    """A probe (SIGTERM 0-5 ms after ``CURRENT`` appeared, 4 of 12 runs): the first version,
+    trained on the request file's users, went live before the run queued the file's requests, so
+    a stop in between left a valid folder with no trace of them (``requests_not_final: 0``; the
+    next request run never applied them). The first version now goes live with them queued."""
+    from conftest import FIXTURES, TEST_GPU
+
+    (tmp_path / "req.csv").write_text("3\n7\n")
+    model_dir = tmp_path / "m"
+    env = dict(os.environ, **{ENV: "version_switched"})  # the first commit: the fit's version
+    shards = ["--n_shards=2"] if method == "sisa" else []
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "run_recbole_unlearn.py"), "--model=GRU4Rec",
+                           f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--epochs=1", f"--unlearn_method={method}",
+                           *shards, "--state=ERROR", f"--use_gpu={TEST_GPU}", "--include_retrain=False",
+                           "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}",
+                           f"--forget={tmp_path / 'req.csv'}", f"--model_dir={model_dir}",
+                           f"--results_dir={tmp_path / 'r'}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert open(model_dir / "CURRENT").read() == "v000001"
+    assert verify_model(str(model_dir))["requests_not_final"] == 2
+
+
+def test_a_folder_a_stopped_training_run_left_with_only_its_lock_is_taken_as_new(tmp_path):
+    """A probe: a training run stopped while writing its first version left ``model_dir``
+    holding only ``.lock`` (its staging folder removed), and the same command was then refused:
+    "model_dir ... is not empty". The lock file (and a staging folder a kill left) are the
+    run's own leftovers, with nothing live: such a folder is new."""
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.unlearn.base import check_new_model_dir
+    from recbole_unlearn.utils.errors import UnlearnError
+    from conftest import tiny_dict
+
+    model_dir = tmp_path / "m"
+    model_dir.mkdir()
+    (model_dir / ".lock").write_text("")
+    (model_dir / ".lock.pid").write_text("123\n")
+    (model_dir / ".v000001.tmp-0123abcd").mkdir()
+    config = UnlearnConfig("GRU4Rec", config_dict=tiny_dict(unlearn_method="sisa", n_shards=2,
+                                                            model_dir=str(model_dir))).for_method("sisa")
+    check_new_model_dir(config)
+    (model_dir / "v000001").mkdir()
+    with pytest.raises(UnlearnError, match="not empty .*stopped before its first version went live"):
+        check_new_model_dir(config)

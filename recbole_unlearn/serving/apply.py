@@ -22,7 +22,7 @@ import numpy as np
 
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.serving.audit import AuditLog, interaction_hmacs
-from recbole_unlearn.serving.ledger import RequestLedger, applied_line, now
+from recbole_unlearn.serving.ledger import RequestLedger, applied_line, queued_line
 from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearnable import ForgetReport, UnlearnableModel
 from recbole_unlearn.utils.errors import WentLiveError, error_line
@@ -98,10 +98,8 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
             model = store.load(getattr(model, "overrides", None))
         if own:
             queued = {e["id"] for e in RequestLedger(store.model_dir).events(repair=True)}
-            RequestLedger(store.model_dir).record(
-                [{"id": r.id, "file": r.file, "line": r.line, "status": "queued", "time": now(),
-                  "rows": r.rows.tolist()}  # what the next request run applies if this one stops first
-                 for r in own if r.id not in queued])
+            RequestLedger(store.model_dir).record(  # (a first version committed by this run queued them)
+                [queued_line(r.id, r.file, r.line, r.rows) for r in own if r.id not in queued])
             requests = [ForgetRequest(r.id, r.rows) for r in own]
         done_elsewhere: List[str] = []
         already: List[str] = []

@@ -30,6 +30,12 @@ def applied_line(rid: str, file: str, line: int, applied: dict) -> dict:
             "already_forgotten": applied["already_forgotten"], "time": now()}
 
 
+def queued_line(rid: str, file: str, line: int, rows: Iterable[int]) -> dict:
+    """The ``queued`` ledger line of request ``rid`` (its ``file`` and ``line``) with its log
+    ``rows``: what the next request run applies if the run that queued it stops first."""
+    return {"id": rid, "file": file, "line": line, "status": "queued", "time": now(), "rows": [int(r) for r in rows]}
+
+
 class RequestLedger:
     """The ledger of one model folder."""
 

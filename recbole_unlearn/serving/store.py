@@ -28,13 +28,14 @@ import shutil
 import time
 import uuid
 from logging import getLogger
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import recbole
 import torch
 
 from recbole_unlearn.config.keys import phase_of
+from recbole_unlearn.serving.ledger import RequestLedger
 from recbole_unlearn.serving.lock import FolderLock
 from recbole_unlearn.trainer.shard_trainer import check_ray_resources
 from recbole_unlearn.trainer.trainer import load_checkpoint
@@ -234,7 +235,7 @@ class ModelStore:
 
     # --- writing ---------------------------------------------------------------------------
     def commit(self, model: UnlearnableModel, reused: Optional[Dict[str, str]] = None,
-               audit_entry: Optional[dict] = None) -> str:
+               audit_entry: Optional[dict] = None, queued: Sequence[dict] = ()) -> str:
         """Write ``model`` as the next version and make it current (under the lock).
 
         Args:
@@ -242,6 +243,10 @@ class ModelStore:
             audit_entry: the audit line of the forget that produced this version; stored in the
                 version (``audit_entry.json``) so that a process that dies between the switch
                 and the audit append leaves it for the next one to append.
+            queued: ``queued`` ledger lines (:func:`~recbole_unlearn.serving.ledger.queued_line`)
+                written before the version goes live: a training run's first version, trained on
+                the requests of the file it forgets next, never goes live without them (a stop
+                between the two left a folder with no trace of them).
 
         Returns:
             The new version's folder (also set as ``model.version_dir``).
@@ -292,6 +297,8 @@ class ModelStore:
                 raise
             fault_point("version_renamed")
             self.lock.check_held()
+            if queued:
+                RequestLedger(self.model_dir).record(queued)
             atomic_write(os.path.join(self.model_dir, CURRENT), lambda f: f.write(name.encode()))
             fault_point("version_switched")
             self._prune(keep={name, previous} if model.config["keep_previous_version"] else {name})

@@ -46,7 +46,7 @@ class ApproximateMethod(UnlearnMethod):
     def fit(self) -> float:
         """Deploy a copy of the original model as the folder's first version (no training: 0 s)."""
         self.single = SingleUnlearnableModel(self.config, self.dataset, copy.deepcopy(self.original.model))
-        open_store(self.model_dir(), self.config).commit(self.single)
+        self.commit_first_version(self.single)
         return 0.0
 
     def forget(self, forget_set: ForgetSet) -> UnlearnResult:

@@ -2,7 +2,7 @@
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import torch
 
@@ -11,6 +11,9 @@ from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.evaluator.suite import EvaluationSuite
 from recbole_unlearn.model.aggregators import AGGREGATORS
+from recbole_unlearn.serving import open_store
+from recbole_unlearn.serving.ledger import queued_line
+from recbole_unlearn.serving.lock import LOCK, LOCK_PID
 from recbole_unlearn.trainer.approximate import APPROXIMATE, step_keys
 from recbole_unlearn.trainer.training import TrainedModel
 from recbole_unlearn.utils.errors import UnlearnError
@@ -58,6 +61,16 @@ class UnlearnMethod(ABC):
         self.dataset = dataset
         self.suite = suite
         self.original = original
+        #: the requests (``ForgetSet.requests``) of the request file the run forgets after this
+        #: fit, set by the experiment: queued with the first version (:meth:`commit_first_version`)
+        self.first_requests: Sequence = ()
+
+    def commit_first_version(self, model) -> None:
+        """Save ``model`` (just fitted) as the first version of :meth:`model_dir`, live with the
+        run's file requests queued: a stop right after it went live left a folder trained on
+        them with no trace of them."""
+        open_store(self.model_dir(), self.config).commit(
+            model, queued=[queued_line(r.id, r.file, r.line, r.rows) for r in self.first_requests])
 
     @classmethod
     def settings_used(cls, config) -> Dict[str, object]:
@@ -119,15 +132,23 @@ class UnlearnMethod(ABC):
 METHODS: Registry[type] = Registry("unlearning method", "unlearn_method")
 
 
+def _leftover_of_a_first_commit(name: str) -> bool:
+    """Whether ``name`` in a folder without ``CURRENT`` is only what a run stopped while writing
+    its first version leaves: the lock's files, or a staging folder (``.v000001.tmp-...``)."""
+    return name in (LOCK, LOCK_PID) or (name.startswith(".v") and ".tmp-" in name)
+
+
 def check_new_model_dir(config) -> None:
     """A method that saves a deployable model must not overwrite one already in ``model_dir``."""
     model_dir = config["model_dir"]
     if model_dir and os.path.exists(model_dir) and not os.path.isdir(model_dir):
         raise UnlearnError(f"model_dir {model_dir} is a file; give a new folder")
-    if model_dir and os.path.isdir(model_dir) and os.listdir(model_dir) and \
-            not os.path.exists(os.path.join(model_dir, "CURRENT")):
+    if model_dir and os.path.isdir(model_dir) and not os.path.exists(os.path.join(model_dir, "CURRENT")) and \
+            [name for name in os.listdir(model_dir) if not _leftover_of_a_first_commit(name)]:
         raise UnlearnError(f"model_dir {model_dir} is not empty (a model folder without its CURRENT file, or "
-                           "another folder); give a new folder, so that no earlier log or version is taken over")
+                           "another folder); give a new folder, so that no earlier log or version is taken over "
+                           "(a training run stopped before its first version went live leaves such a folder: "
+                           "nothing in it is live; remove it and run again)")
     if model_dir and os.path.exists(os.path.join(model_dir, "CURRENT")):
         raise UnlearnError(
             f"model_dir {config['model_dir']} already holds a model; choose a new folder "

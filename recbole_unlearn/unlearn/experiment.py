@@ -277,6 +277,8 @@ class Experiment:
         name = method_config.method
         meter = CpuMeter()
         method = self._method(method_config)
+        if not self.nothing_to_forget:  # the request file's requests go live queued with the first version
+            method.first_requests = self.forget_set.requests or ()
         key = method.fit_key() if fit_cache is not None else None
         extra = {}
         if key is not None and key in fit_cache:

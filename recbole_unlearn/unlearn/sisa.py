@@ -79,7 +79,7 @@ class SISA(UnlearnMethod):
         start = time.perf_counter()
         self.model = ShardedUnlearnableModel.train(self.config, self.dataset)
         seconds = time.perf_counter() - start
-        open_store(self.model_dir(), self.config).commit(self.model)
+        self.commit_first_version(self.model)
         return seconds
 
     def fit_key(self) -> Optional[str]:
@@ -107,7 +107,7 @@ class SISA(UnlearnMethod):
         self.model.version_dir = None
         if settings_of(state.config.settings(), "aggregate") != settings_of(self.config.settings(), "aggregate"):
             seconds += self.model.retrain_aggregator() - getattr(state, "aggregator_seconds", 0.0)
-        open_store(self.model_dir(), self.config).commit(self.model)
+        self.commit_first_version(self.model)
         return seconds
 
     def forget(self, forget_set: ForgetSet) -> UnlearnResult:
