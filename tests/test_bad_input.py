@@ -922,6 +922,36 @@ def test_an_aggregator_setting_with_the_untrained_mean_aggregator_is_refused(in_
     assert "agg_epochs" in METHODS.get("sisa").settings_used(config)
 
 
+#: a command that ends in exit 2 (no such folder) unless a stop ends it first
+NO_FOLDER = [f"--model_dir={os.devnull}-none", "--verify=True"]
+_REAL_SIGNAL = signal.signal  # a test below patches signal.signal itself
+
+
+def _main_in_this_process(restore_signals: bool = True, then=None):
+    """``cli.main(NO_FOLDER)`` in this process, then ``then()`` (where a stop still pending is
+    handled); returns the status (or what escaped main) and the SIGTERM / SIGINT handlers main
+    left, and gives this process its own handlers back."""
+    from recbole_unlearn import cli
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        status = cli.main(NO_FOLDER, restore_signals=restore_signals)
+        left = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+        if then is not None:
+            then()
+    except KeyboardInterrupt:
+        status, left = "KeyboardInterrupt raised", None
+    finally:
+        _REAL_SIGNAL(signal.SIGTERM, before[0])
+        _REAL_SIGNAL(signal.SIGINT, before[1])
+    return status, left, before
+
+
+def _pending_stops_handled():
+    for _ in range(100):
+        time.sleep(0.001)
+
+
 def test_a_stop_right_as_the_handler_is_installed_gives_the_one_line(monkeypatch, capsys):
     """CI caught it (``python -m recbole_unlearn``, SIGTERM sent the moment the command caught it):
     ``main`` installed its SIGTERM handler before its ``try``, so a stop arriving at once raised
@@ -929,49 +959,29 @@ def test_a_stop_right_as_the_handler_is_installed_gives_the_one_line(monkeypatch
     stop arrives the instant the handler is in."""
     from recbole_unlearn import cli
 
-    real_signal = signal.signal
-
     def signal_then_stop(signum, handler):
-        previous = real_signal(signum, handler)
+        previous = _REAL_SIGNAL(signum, handler)
         if signum == signal.SIGTERM and handler is cli._interrupt:
             os.kill(os.getpid(), signal.SIGTERM)
         return previous
 
-    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     monkeypatch.setattr(cli.signal, "signal", signal_then_stop)
-    try:
-        status = cli.main([f"--model_dir={os.devnull}-none", "--verify=True"])  # else 2: no such folder
-    except KeyboardInterrupt:
-        status = "KeyboardInterrupt raised out of main"
-    finally:
-        after = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-        real_signal(signal.SIGTERM, before[0])
-        real_signal(signal.SIGINT, before[1])
+    status, left, before = _main_in_this_process()
     assert status == 130
     assert capsys.readouterr().err.strip().splitlines() == ["error: interrupted"]
-    assert after == before
+    assert left == before
 
 
 def test_a_stop_after_the_command_finished_changes_nothing(capsys):
     """``command`` keeps the stop handler to the end (a second stop must not kill it by the signal):
     a stop between ``main``'s return and the exit raised ``KeyboardInterrupt`` there, a traceback
     after the job's own last line. Once ``main`` returns for good, a stop is ignored."""
-    from recbole_unlearn import cli
+    def stop():
+        os.kill(os.getpid(), signal.SIGTERM)
+        _pending_stops_handled()
 
-    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    try:
-        status = cli.main([f"--model_dir={os.devnull}-none", "--verify=True"], restore_signals=False)
-        try:
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.05)  # the handler, if any, runs here
-            raised = None
-        except KeyboardInterrupt:
-            raised = "KeyboardInterrupt"
-    finally:
-        signal.signal(signal.SIGTERM, before[0])
-        signal.signal(signal.SIGINT, before[1])
+    status, _, _ = _main_in_this_process(restore_signals=False, then=stop)
     assert status == 2
-    assert raised is None
 
 
 def test_a_stop_while_the_command_reports_its_error_changes_nothing(monkeypatch, capsys):
@@ -986,15 +996,8 @@ def test_a_stop_while_the_command_reports_its_error_changes_nothing(monkeypatch,
         os.kill(os.getpid(), signal.SIGTERM)
         return real_escaped(text)
 
-    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     monkeypatch.setattr(cli, "escaped_controls", escaped_then_stop)
-    try:
-        status = cli.main([f"--model_dir={os.devnull}-none", "--verify=True"])
-    except KeyboardInterrupt:
-        status = "KeyboardInterrupt raised out of main"
-    finally:
-        signal.signal(signal.SIGTERM, before[0])
-        signal.signal(signal.SIGINT, before[1])
+    status, _, _ = _main_in_this_process(then=_pending_stops_handled)
     assert status == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "interrupted" not in lines[0], lines
@@ -1018,18 +1021,9 @@ def test_two_different_stops_at_once_give_the_one_line(monkeypatch, capsys):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, both)
         return real_parse(argv)
 
-    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     monkeypatch.setattr(cli, "parse_args", parse_after_two_stops)
     monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
-    try:
-        status = cli.main([f"--model_dir={os.devnull}-none", "--verify=True"])
-        for _ in range(100):  # any stop still pending is handled here
-            time.sleep(0.001)
-    except KeyboardInterrupt:
-        status = "KeyboardInterrupt raised out of main"
-    finally:
-        signal.signal(signal.SIGTERM, before[0])
-        signal.signal(signal.SIGINT, before[1])
+    status, _, _ = _main_in_this_process(then=_pending_stops_handled)
     assert status == 130
     assert capsys.readouterr().err.strip().splitlines() == ["error: interrupted"]
     assert not unraisable, [str(u.exc_value) for u in unraisable]

@@ -29,7 +29,6 @@ from recbole_unlearn.model.aggregators import AGGREGATORS
 from recbole_unlearn.model.representations import representation_size
 from recbole_unlearn.trainer.trainer import UnlearnTrainer
 from recbole_unlearn.trainer.training import valid_metric_name
-from recbole_unlearn.utils.errors import UnlearnError
 
 #: the interaction field that numbers the aggregator's training samples.
 SAMPLE_INDEX = "agg_sample_index"
