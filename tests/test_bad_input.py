@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 from typing import List, Tuple
@@ -1014,11 +1015,16 @@ def test_two_different_stops_at_once_give_the_one_line(monkeypatch, capsys):
     unraisable = []
 
     def parse_after_two_stops(argv):
+        # both pending before either's handler runs: sent to this (the main) thread while it blocks
+        # them (sent to the process, another thread, torch's, took one at once); always unblocked,
+        # or the test process and every process it starts would stay deaf to them
         both = {signal.SIGTERM, signal.SIGINT}
-        signal.pthread_sigmask(signal.SIG_BLOCK, both)  # both arrive before either's handler runs
-        os.kill(os.getpid(), signal.SIGTERM)
-        os.kill(os.getpid(), signal.SIGINT)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, both)
+        signal.pthread_sigmask(signal.SIG_BLOCK, both)
+        try:
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, both)
         return real_parse(argv)
 
     monkeypatch.setattr(cli, "parse_args", parse_after_two_stops)
