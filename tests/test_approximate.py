@@ -393,3 +393,18 @@ def test_scif_changes_sasrec_and_bert4rec_where_its_damping_allows(model_name):
     assert report.stopped_by == "newton_step", report.to_json()
     assert not states_equal(before, cpu_state_dict(trained))
     assert report.forget_hit(report.kept_epoch) < report.forget_hit(0)
+
+
+@pytest.mark.parametrize("method", ["sruga", "kookmin", "fanchuan"])
+def test_approximate_steps_run_with_dynamic_negatives(in_tmp, method):
+    """A probe: with ``dynamic: True`` negatives (RecBole picks hard negatives with the model),
+    SRUGA, Kookmin and Fanchuan died in RecBole's sampler with a traceback after the run folder
+    and the first version were written, and the folder then failed every request: their D_rem
+    loaders were never given the model. They are now."""
+    from recbole_unlearn import run_recbole_unlearn
+
+    doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method=method, include_retrain=False, loss_type="BPR", results_dir=str(in_tmp / "r"),
+        train_neg_sample_args={"distribution": "popularity", "sample_num": 1, "alpha": 1.0, "dynamic": True,
+                               "candidate_num": 4}), verbose=False)
+    assert [r["method"] for r in doc["rows"]] == ["original", method]

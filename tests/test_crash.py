@@ -216,3 +216,63 @@ def test_a_folder_a_stopped_training_run_left_with_only_its_lock_is_taken_as_new
     (model_dir / "v000001").mkdir()
     with pytest.raises(UnlearnError, match="not empty .*stopped before its first version went live"):
         check_new_model_dir(config)
+
+
+@pytest.mark.parametrize("method", ["sisa", "sruga"])
+def test_a_request_run_between_a_training_runs_fit_and_its_forget_is_no_crash(tmp_path, monkeypatch, method):
+    """A probe: once a training run's first version is live with the request file's requests
+    queued, a request run on the folder before the training run's own forget applies them; the
+    training run then died in ``SISA.forget`` (``TypeError``: no audit line of its own). Its row
+    now says the requests were applied by another run, and forgot nothing itself."""
+    from recbole_unlearn import run_recbole_unlearn
+    from recbole_unlearn.quick_start import run_forget_requests
+    from recbole_unlearn.unlearn.base import UnlearnMethod
+    from conftest import tiny_dict
+
+    (tmp_path / "req.csv").write_text("3\n7\n")
+    (tmp_path / "other.csv").write_text("5\n")
+    real_commit = UnlearnMethod.commit_first_version
+
+    def commit_then_a_request_run(self, model):
+        real_commit(self, model)
+        run_forget_requests(self.model_dir(), str(tmp_path / "other.csv"), {"state": "ERROR"}, verbose=False)
+
+    monkeypatch.setattr(UnlearnMethod, "commit_first_version", commit_then_a_request_run)
+    monkeypatch.chdir(tmp_path)
+    shards = {"n_shards": 2} if method == "sisa" else {}
+    doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method=method, include_retrain=False, forget=str(tmp_path / "req.csv"),
+        model_dir=str(tmp_path / "m"), results_dir=str(tmp_path / "r"), shard_num_threads=1, **shards), verbose=False)
+    row = next(r for r in doc["rows"] if r["method"] == method)
+    assert row["requests_applied_elsewhere"] == 2
+    assert verify_model(str(tmp_path / "m"))["requests_not_final"] == 0
+
+
+def test_a_first_commit_refuses_a_folder_another_runs_stopped_commit_left(tmp_path, monkeypatch):
+    """A probe: run B started on an empty folder; run A, on the same folder, was stopped after its
+    first commit wrote its queued ledger line and version folder but before ``CURRENT``; B then
+    committed its first version there and took A's queued request over (the next request run
+    forgot A's user from B's model). A first commit now refuses a folder holding another run's
+    ledger or version folders, writing nothing."""
+    from recbole_unlearn import run_recbole_unlearn
+    from recbole_unlearn.unlearn.base import UnlearnMethod
+    from recbole_unlearn.utils.errors import UnlearnError
+    from conftest import tiny_dict
+
+    real_commit = UnlearnMethod.commit_first_version
+    model_dir = tmp_path / "m"
+
+    def another_run_left_its_commit(self, model):
+        (model_dir / "v000001").mkdir(parents=True)
+        (model_dir / "requests.jsonl").write_text(json.dumps(
+            {"id": "x:1", "file": "reqA.csv", "line": 1, "status": "queued", "time": "t", "rows": [5]}) + "\n")
+        real_commit(self, model)
+
+    monkeypatch.setattr(UnlearnMethod, "commit_first_version", another_run_left_its_commit)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UnlearnError, match="another run"):
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+            unlearn_method="sisa", n_shards=2, include_retrain=False, forget_protocol="none",
+            model_dir=str(model_dir), results_dir=str(tmp_path / "r"), shard_num_threads=1), verbose=False)
+    assert not (model_dir / "CURRENT").exists()
+    assert len((model_dir / "requests.jsonl").read_text().splitlines()) == 1 and os.listdir(model_dir / "v000001") == []

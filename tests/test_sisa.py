@@ -279,3 +279,17 @@ def test_a_redrawn_sru_forget_equals_a_fit_on_data_without_the_row_with_populari
         assert all(torch.equal(after[key], scratch[key]) for key in scratch), shard
     after, scratch = forgotten.ensemble.state_dict(), fresh.ensemble.state_dict()
     assert all(torch.equal(after[key], scratch[key]) for key in scratch)
+
+
+def test_the_original_draws_no_negative_by_the_held_out_twins(tmp_path, monkeypatch):
+    """A probe: under ``audit: True`` the held-out twins H are left out of every model's training
+    data, yet the original's (and every ``keep``-less loader's) popularity sampler still counted
+    them. Its sampler counts the rows it may train on: all but H."""
+    from recbole_unlearn.data.utils import split_loaders
+
+    monkeypatch.chdir(tmp_path)
+    config = sisa_config("SASRec", n_shards=2, n_slices=1, **POPULARITY_NEGATIVES)
+    dataset = create_unlearn_dataset(config)
+    dataset.held_out = dataset.user_rows(3)[1:3]  # two training rows, as the audit's twins are
+    counted = split_loaders(config, dataset).train._sampler.dataset.inter_feat
+    assert len(counted) == dataset.n_rows - 2

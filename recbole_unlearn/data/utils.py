@@ -109,7 +109,8 @@ def split_loaders(config, dataset: UnlearnSequentialDataset, keep: Optional[np.n
     forgotten): torch's random sampler refuses an empty dataset.
     """
     built = dataset.build_split(keep)
-    samplers = create_samplers(config, sampler_source(dataset, keep), built)
+    # without ``keep``: every row but the audit's held-out twins, which no model trains on
+    samplers = create_samplers(config, sampler_source(dataset, dataset.full_keep() if keep is None else keep), built)
     train = None
     if len(built[0]):
         train = get_dataloader(config, "train")(config, built[0], samplers[0], shuffle=config["shuffle"])

@@ -35,7 +35,7 @@ import recbole
 import torch
 
 from recbole_unlearn.config.keys import phase_of
-from recbole_unlearn.serving.ledger import RequestLedger
+from recbole_unlearn.serving.ledger import LEDGER, RequestLedger
 from recbole_unlearn.serving.lock import FolderLock
 from recbole_unlearn.trainer.shard_trainer import check_ray_resources
 from recbole_unlearn.trainer.trainer import load_checkpoint
@@ -260,6 +260,13 @@ class ModelStore:
                 # here while this one trained (the folder was new when it started)
                 raise UnlearnError(f"model_dir {self.model_dir} already holds a model ({previous}, saved by another "
                                    "run while this one trained); nothing was written: choose a new folder")
+            if model.version_dir is None:
+                left = sorted(e for e in os.listdir(self.model_dir)
+                              if e == LEDGER or (e.startswith("v") and e[1:].isdigit()))
+                if left:  # another run's first commit, stopped before CURRENT: its requests are not ours
+                    raise UnlearnError(f"model_dir {self.model_dir} holds {', '.join(left)} without a CURRENT file, "
+                                       "left by another run stopped before its first version went live while this "
+                                       "one trained; nothing was written: choose a new folder")
             if model.version_dir is not None and os.path.basename(model.version_dir) != previous:
                 # compare-and-swap: the model's version must still be the live one, or this commit
                 # would undo the versions made since (written behind the lock's back)

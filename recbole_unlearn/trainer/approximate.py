@@ -236,14 +236,24 @@ def target_gradients(model, samples, params: List[torch.nn.Parameter], batch_siz
     return grads
 
 
+def give_model_to(config, loader, model: torch.nn.Module) -> None:
+    """With ``dynamic`` negatives, RecBole's training loader picks hard negatives with the model
+    (``get_model``); its own ``Trainer.fit`` does that, a loop of ours must too (a loader without
+    it died in RecBole's sampler)."""
+    if (config["train_neg_sample_args"] or {}).get("dynamic", False):
+        loader.get_model(model)
+
+
 class RemainingBatches:
     """An endless iterator over D_rem training batches (RecBole's loader: negatives, BERT4Rec's
     masking); ``per_epoch`` batches make one pass. Later passes replay the first pass's batches
     in the same order (``itertools.cycle``), not reshuffled: Kookmin's and Fanchuan's defaults
-    fine-tune for less than one pass."""
+    fine-tune for less than one pass. ``model``: the model being unlearned, which RecBole's
+    ``dynamic`` negative sampling scores candidates with."""
 
-    def __init__(self, config, dataset: UnlearnSequentialDataset, keep: np.ndarray):
+    def __init__(self, config, dataset: UnlearnSequentialDataset, keep: np.ndarray, model: torch.nn.Module):
         loader = train_loader(config, dataset, dataset.sample_dataset(dataset.split_targets(keep)[0], keep), keep)
+        give_model_to(config, loader, model)
         self.per_epoch = max(1, len(loader))
         self._batches = cycle(loader)
 

@@ -61,7 +61,7 @@ class FanchuanStep(ApproximateStep):
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        rem = RemainingBatches(config, dataset, keep)
+        rem = RemainingBatches(config, dataset, keep, model)
         for round_index in range(1, config["fanchuan_rounds"] + 1):
             model.eval()
             for batch in forget_batches():

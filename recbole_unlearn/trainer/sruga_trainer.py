@@ -57,7 +57,8 @@ from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.data.utils import eval_loader, split_loaders
 from recbole_unlearn.evaluator.metrics import full_ranking_metrics
-from recbole_unlearn.trainer.approximate import APPROXIMATE, ApproximateReport, ApproximateStep, ascent_samples
+from recbole_unlearn.trainer.approximate import (APPROXIMATE, ApproximateReport, ApproximateStep, ascent_samples,
+                                                 give_model_to)
 from recbole_unlearn.config.keys import Key, choice_key, declare, flag_key, int_key, name_key, number_key, parse_metric
 from recbole_unlearn.trainer.trainer import UnlearnTrainer, cpu_state_dict, training_loss
 from recbole_unlearn.utils.errors import UnlearnError
@@ -224,6 +225,10 @@ class PairedBatches:
     def __iter__(self):
         for fgt in _fgt_batches(self.fgt_samples, self.batch_size, self.rng):
             yield PairedBatch(fgt, next(self.rem_batches))
+
+    def get_model(self, model) -> None:
+        """What RecBole's ``Trainer.fit`` calls with ``dynamic`` negatives: the D_rem loader
+        behind ``rem_batches`` was given the model already (``give_model_to``)."""
 
 
 def trainer_config(config):
@@ -429,6 +434,7 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
     init_seed(config["seed"], config["reproducibility"])
     rng = np.random.default_rng(config["seed"])
     loaders = split_loaders(config, dataset, keep)
+    give_model_to(config, loaders.train, model)
     fgt_eval = eval_loader(config, dataset, fgt_samples)
     valid_eval = stopping_valid_loader(config, dataset, keep, loaders.valid)
     agent = copy.deepcopy(model).eval()

@@ -59,6 +59,8 @@ class ApproximateMethod(UnlearnMethod):
             info.update({k: v for k, v in report.approximate.items() if k.startswith("forget_hit")})
         if outcome.unchanged:  # a request file's requests recorded applied_without_change
             info["unchanged_requests"] = len(outcome.unchanged)
+        if outcome.done_elsewhere:  # queued with the first version, applied by a request run meanwhile
+            info["requests_applied_elsewhere"] = len(outcome.done_elsewhere)
         return UnlearnResult(single.model, report.seconds, outcome.forget_set, info)
 
     def deployed(self, forget_set: ForgetSet) -> UnlearnResult:

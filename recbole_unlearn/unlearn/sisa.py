@@ -115,7 +115,8 @@ class SISA(UnlearnMethod):
         self.model, report, forget_set = outcome.model, outcome.report, outcome.forget_set
         info = {
             "shards_retrained": report.shards,
-            "slices_retrained": outcome.entry["slices_retrained"],
+            # no audit line of its own when another run applied every request first
+            "slices_retrained": (outcome.entry or {}).get("slices_retrained", {}),
             "aggregator_seconds": round(report.aggregator_seconds, 3),
             "forget_training": report.training,
             "extra_deleted": int(len(forget_set.extra)),
@@ -125,6 +126,8 @@ class SISA(UnlearnMethod):
             info.update(changed=report.changed, approximate=report.approximate)
         if outcome.unchanged:  # a request file's requests recorded applied_without_change
             info["unchanged_requests"] = len(outcome.unchanged)
+        if outcome.done_elsewhere:  # queued with the first version, applied by a request run meanwhile
+            info["requests_applied_elsewhere"] = len(outcome.done_elsewhere)
         return UnlearnResult(self.model.ensemble, report.seconds, forget_set, info)
 
     def deployed(self, forget_set: ForgetSet) -> UnlearnResult:
