@@ -84,14 +84,19 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
     # RecBole 1.2.1 / ray 2.6.3 emit these on every run; they would drown the one error line.
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")
-    _JOB["over"] = False
+    # only a main in the main thread handles stops (Python runs handlers there), so only it marks
+    # its job over: one in a helper thread marked the flag and the main thread's stops went unheard
+    owner = _main_thread()
+    if owner:
+        _JOB["over"] = False
     # read before anything is installed, and installed inside the ``try``: a stop arriving the
     # instant the handler is in raised KeyboardInterrupt outside it (a traceback, exit -2)
-    previous_sigterm = signal.getsignal(signal.SIGTERM) if _main_thread() else None
-    previous_sigint = signal.getsignal(signal.SIGINT) if _main_thread() else None
+    previous_sigterm = signal.getsignal(signal.SIGTERM) if owner else None
+    previous_sigint = signal.getsignal(signal.SIGINT) if owner else None
     try:
-        if _main_thread():
-            signal.signal(signal.SIGTERM, _interrupt)
+        if owner:
+            if previous_sigterm is not signal.SIG_IGN:  # a command started with it ignored keeps ignoring it
+                signal.signal(signal.SIGTERM, _interrupt)
             if previous_sigint is signal.default_int_handler:  # Ctrl-C as SIGTERM (a caller's own handler is kept)
                 signal.signal(signal.SIGINT, _interrupt)
         _import_the_package()
@@ -127,28 +132,37 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
             from recbole_unlearn.quick_start.quick_start import run_recbole_unlearn
 
             run_recbole_unlearn(model, dataset, config_files, config_dict)
+        if owner:  # the job is done: a stop from here on changes nothing
+            _JOB["over"] = True
     except WentLiveError as e:  # a forget went live, then the run failed: the folder changed
-        _JOB["over"] = True  # first, before any call: a stop from here on is ignored (_interrupt)
+        if owner:  # first, before any call: a stop from here on is ignored (_interrupt)
+            _JOB["over"] = True
         print(f"error: {escaped_controls(e)}", file=sys.stderr)
         return 3
     except UnlearnError as e:
-        _JOB["over"] = True
+        if owner:
+            _JOB["over"] = True
         print(f"error: {escaped_controls(e)}", file=sys.stderr)
         return 2
     except OSError as e:  # the disk or the file system (full, read-only, no permission): one line, no trace
-        _JOB["over"] = True
+        if owner:
+            _JOB["over"] = True
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (below); a request run says what it did and what waits
-        _JOB["over"] = True
+        if owner:
+            _JOB["over"] = True
         print(f"error: interrupted{': ' + escaped_controls(e) if str(e) else ''}", file=sys.stderr)
         return 130
     finally:
-        _JOB["over"] = True
-        if _main_thread() and not restore_signals:  # the command exits now: a stop changes nothing
-            signal.signal(signal.SIGTERM, _ignore_stop)
-            signal.signal(signal.SIGINT, _ignore_stop)
-        elif _main_thread():
+        if owner:
+            _JOB["over"] = True
+        if owner and not restore_signals:  # the command exits now: a stop changes nothing
+            if previous_sigterm is not signal.SIG_IGN:
+                signal.signal(signal.SIGTERM, _ignore_stop)
+            if previous_sigint is not signal.SIG_IGN:
+                signal.signal(signal.SIGINT, _ignore_stop)
+        elif owner:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous_sigterm is None else previous_sigterm)
             if previous_sigint is not None:
                 signal.signal(signal.SIGINT, previous_sigint)

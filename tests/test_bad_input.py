@@ -1033,3 +1033,48 @@ def test_two_different_stops_at_once_give_the_one_line(monkeypatch, capsys):
     assert status == 130
     assert capsys.readouterr().err.strip().splitlines() == ["error: interrupted"]
     assert not unraisable, [str(u.exc_value) for u in unraisable]
+
+
+def test_a_command_started_with_sigterm_ignored_keeps_ignoring_it(monkeypatch, capsys):
+    """A probe (``trap '' TERM`` before the command): main installed its SIGTERM handler over the
+    ignore, so the command stopped on a SIGTERM its caller had asked it to ignore; SIGINT was
+    already kept ignored."""
+    from recbole_unlearn import cli
+
+    real_parse = cli.parse_args
+
+    def parse_after_a_stop(argv):
+        os.kill(os.getpid(), signal.SIGTERM)
+        _pending_stops_handled()
+        return real_parse(argv)
+
+    monkeypatch.setattr(cli, "parse_args", parse_after_a_stop)
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        status, left, _ = _main_in_this_process()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert status == 2 and left[0] == signal.SIG_IGN
+
+
+def test_a_main_finishing_in_another_thread_leaves_the_main_threads_stops_working(monkeypatch, capsys):
+    """A probe: ``cli.main`` run in a helper thread (handlers are the main thread's only) marked
+    the one module-wide "job over" flag when it returned, so a stop of the main thread's run was
+    ignored from then on and the run went on to the end."""
+    from recbole_unlearn import cli
+
+    real_parse = cli.parse_args
+
+    def parse_after_a_threads_main_then_a_stop(argv):
+        if threading.current_thread() is not threading.main_thread():
+            return real_parse(argv)  # the helper's own main
+        helper = threading.Thread(target=cli.main, args=(NO_FOLDER,))
+        helper.start()
+        helper.join()
+        os.kill(os.getpid(), signal.SIGTERM)
+        _pending_stops_handled()
+        return real_parse(argv)
+
+    monkeypatch.setattr(cli, "parse_args", parse_after_a_threads_main_then_a_stop)
+    status, _, _ = _main_in_this_process()
+    assert status == 130
