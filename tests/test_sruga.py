@@ -431,3 +431,9 @@ def test_the_log_says_what_each_check_found_and_which_epoch_was_kept(trained, ca
     for epoch in range(1, report.epochs_run + 1):
         assert f"sruga: epoch {epoch} checked" in text, text
     assert f"sruga: kept epoch {report.kept_epoch} of {report.epochs_run}, stopped by {report.stopped_by}" in text
+    # the check of the epochs after the last scheduled one (sruga_eval_step 2, 3 epochs) is logged too
+    caplog.clear()
+    cfg = config.override({"sruga_learning_rate": 1e-4, "sruga_eval_step": 2, "sruga_epochs": 3})
+    report = sruga_unlearn(cfg, copy.deepcopy(model), dataset, forget_set, forget_set.keep_mask(dataset))
+    assert report.epochs_run == 3 and "sruga: epoch 2 checked" in caplog.text
+    assert "sruga: epoch 3 checked" in caplog.text, caplog.text

@@ -337,9 +337,7 @@ class SRUGATrainer(UnlearnTrainer):
         self.best_valid_score = float(np.nextafter(self.best_valid_score, np.inf))
         scores = self.measure()
         verdict = self._judge(scores)
-        loss = self.train_loss_dict.get(max(self.train_loss_dict)) if self.train_loss_dict else None
-        getLogger().info(f"sruga: epoch {self.checked_epoch} checked (train loss "
-                         f"{'n/a' if loss is None else format(float(loss), '.4f')}): {dict2str(scores)}; {verdict}")
+        self._log_check(scores, verdict)
         if verdict == "restart":
             self.cur_step -= 1  # RecBole's early stopping adds it back: the restart forgets this check
             return -float("inf"), scores
@@ -347,6 +345,12 @@ class SRUGATrainer(UnlearnTrainer):
             return self._stop_now(verdict), scores
         self.report.stopped_by = "patience"  # until another check or the last epoch says otherwise
         return -scores["forget_" + self.forget_check], scores
+
+    def _log_check(self, scores: Dict[str, float], verdict: str) -> None:
+        """One log line per check: the epoch, its training loss, the checks' numbers, the verdict."""
+        loss = self.train_loss_dict.get(max(self.train_loss_dict)) if self.train_loss_dict else None
+        getLogger().info(f"sruga: epoch {self.checked_epoch} checked (train loss "
+                         f"{'n/a' if loss is None else format(float(loss), '.4f')}): {dict2str(scores)}; {verdict}")
 
     def _judge(self, scores: Dict[str, float]) -> str:
         """Record the check of the epoch just run and act on it: ``kept`` (its state is the last
@@ -409,7 +413,9 @@ class SRUGATrainer(UnlearnTrainer):
                     return
                 self.start_epoch = self.report.epochs_run  # RecBole's fit goes on from the next epoch
         if self.report.epochs_run > self.checked_epoch:  # epochs ran after the last check (sruga_eval_step > 1)
-            verdict = self._judge(self.measure())
+            scores = self.measure()
+            verdict = self._judge(scores)
+            self._log_check(scores, verdict)
             # no epoch is left to restart in (the cap ended the run), so a fall is a stop
             self.report.stopped_by = {"kept": "max_epochs", "restart": "utility_floor"}.get(verdict, verdict)
         elif self.report.stopped_by == "patience" and self.cur_step <= self.stopping_step:
