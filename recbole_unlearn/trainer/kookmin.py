@@ -23,7 +23,6 @@ from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.trainer.approximate import (APPROXIMATE, ApproximateReport, ApproximateStep, begin_step,
                                                  fine_tune, RemainingBatches, target_gradients)
 from recbole_unlearn.config.keys import choice_key, declare, int_key, number_key
-from recbole_unlearn.utils.errors import UnlearnError
 
 
 SELECTIONS = ("least", "most")
