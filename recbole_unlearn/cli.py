@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import warnings
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from recbole_unlearn.utils.errors import UnlearnError, WentLiveError, escaped_controls, one_line
 
@@ -169,24 +169,34 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
     return 0
 
 
-def _import_the_package() -> None:
-    """Import torch, RecBole and the package (seconds) with SIGTERM and Ctrl-C held back: raised
-    inside a C extension's import (NumPy's), a ``KeyboardInterrupt`` came out as NumPy's
-    ``ImportError`` traceback. A stop that arrived meanwhile is raised once they are in."""
+def _import_quick_start() -> None:
+    import recbole_unlearn.quick_start  # noqa: F401  (and with it torch, RecBole, every method)
+
+
+def _import_the_package(importer: Callable[[], None] = _import_quick_start) -> None:
+    """Import torch, RecBole and the package (seconds; ``importer``) with SIGTERM and Ctrl-C held
+    back: raised inside a C extension's import (NumPy's), a ``KeyboardInterrupt`` came out as
+    NumPy's ``ImportError`` traceback. A stop that arrived meanwhile is then replayed through the
+    handler it was held from: the command's, or a caller's own SIGINT handler (which main keeps;
+    replayed through the command's, it ended the run and the caller's never ran)."""
     if not _main_thread():
-        import recbole_unlearn.quick_start  # noqa: F401
+        importer()
         return
     held = []
     handlers = {sig: signal.signal(sig, lambda signum, frame: held.append(signum))
                 for sig in (signal.SIGTERM, signal.SIGINT)
                 if signal.getsignal(sig) is not signal.SIG_IGN}  # an ignored signal stays ignored
     try:
-        import recbole_unlearn.quick_start  # noqa: F401  (and with it torch, RecBole, every method)
+        importer()
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     if held:
-        _interrupt(held[0], None)
+        handler = handlers[held[0]]
+        if callable(handler):
+            handler(held[0], None)
+        elif handler != signal.SIG_IGN:  # the default action: the command's own way to stop
+            _interrupt(held[0], None)
 
 
 # Whether main's job is over (its status decided, its line being written): a stop then changes

@@ -1078,3 +1078,21 @@ def test_a_main_finishing_in_another_thread_leaves_the_main_threads_stops_workin
     monkeypatch.setattr(cli, "parse_args", parse_after_a_threads_main_then_a_stop)
     status, _, _ = _main_in_this_process()
     assert status == 130
+
+
+def test_a_ctrl_c_while_the_package_imports_reaches_the_callers_own_handler():
+    """A probe: a caller with its own SIGINT handler (kept by main) got a Ctrl-C that arrived
+    while the package imported replayed through the command's handler instead: the run ended
+    with ``error: interrupted`` and the caller's handler never ran. A held stop is now replayed
+    through the handler it was held from."""
+    from recbole_unlearn import cli
+
+    calls = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: calls.append(signum))
+    try:
+        cli._import_the_package(importer=lambda: os.kill(os.getpid(), signal.SIGINT))
+    finally:
+        left = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, previous)
+    assert calls == [signal.SIGINT]
+    assert left is not None and left is not cli._ignore_stop and left is not cli._interrupt
