@@ -134,26 +134,12 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
             run_recbole_unlearn(model, dataset, config_files, config_dict)
         if owner:  # the job is done: a stop from here on changes nothing
             _JOB["over"] = True
-    except WentLiveError as e:  # a forget went live, then the run failed: the folder changed
+    except (WentLiveError, UnlearnError, OSError, KeyboardInterrupt) as e:
         if owner:  # first, before any call: a stop from here on is ignored (_interrupt)
             _JOB["over"] = True
-        print(f"error: {escaped_controls(e)}", file=sys.stderr)
-        return 3
-    except UnlearnError as e:
-        if owner:
-            _JOB["over"] = True
-        print(f"error: {escaped_controls(e)}", file=sys.stderr)
-        return 2
-    except OSError as e:  # the disk or the file system (full, read-only, no permission): one line, no trace
-        if owner:
-            _JOB["over"] = True
-        print(f"error: {one_line(e)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (below); a request run says what it did and what waits
-        if owner:
-            _JOB["over"] = True
-        print(f"error: interrupted{': ' + escaped_controls(e) if str(e) else ''}", file=sys.stderr)
-        return 130
+        status, line = _ending(e)
+        print(line, file=sys.stderr)
+        return status
     finally:
         if owner:
             _JOB["over"] = True
@@ -167,6 +153,18 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
             if previous_sigint is not None:
                 signal.signal(signal.SIGINT, previous_sigint)
     return 0
+
+
+def _ending(error: BaseException) -> Tuple[int, str]:
+    """The exit status and the one ``error:`` line of a job ``error`` ended."""
+    if isinstance(error, WentLiveError):  # a forget went live, then the run failed: the folder changed
+        return 3, f"error: {escaped_controls(error)}"
+    if isinstance(error, UnlearnError):  # bad input: nothing written
+        return 2, f"error: {escaped_controls(error)}"
+    if isinstance(error, OSError):  # the disk or the file system (full, read-only, no permission): no trace
+        return 1, f"error: {one_line(error)}"
+    # Ctrl-C, or SIGTERM (_interrupt); a request run says what it did and what waits
+    return 130, f"error: interrupted{': ' + escaped_controls(error) if str(error) else ''}"
 
 
 def _import_quick_start() -> None:
@@ -222,6 +220,7 @@ def _ignore_stop(signum, frame) -> None:
     ``SIG_IGN``: a stop already pending when the first one's handler set ``SIG_IGN`` (SIGTERM
     and SIGINT back to back) came out as "OSError: Signal 15 ignored due to race condition", a
     traceback before the ``error:`` line."""
+
 
 def command() -> None:
     """The installed ``recbole-unlearn``, ``run_recbole_unlearn.py`` and ``python -m

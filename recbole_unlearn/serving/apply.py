@@ -22,7 +22,7 @@ import numpy as np
 
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.serving.audit import AuditLog, interaction_hmacs
-from recbole_unlearn.serving.ledger import RequestLedger, applied_line, queued_line
+from recbole_unlearn.serving.ledger import RequestLedger, applied_line
 from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearnable import ForgetReport, UnlearnableModel
 from recbole_unlearn.utils.errors import WentLiveError, error_line
@@ -85,9 +85,9 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
         method: the method name for the audit line.
         requests: the requests behind ``forget_set`` (request files, whose batcher keeps their
             ledger); ``None`` for a run's own forget set. A run's own forget set of a request file
-            (``forget_set.requests``) is recorded here instead: its lines are queued in the ledger
-            before the forget (a run stopped meanwhile leaves them waiting for the next request
-            run, not lost) and recorded final after the audit line.
+            (``forget_set.requests``) is recorded here instead: its lines, queued in the ledger when
+            the folder's first version went live (a run stopped meanwhile leaves them waiting for
+            the next request run, not lost), are recorded final after the audit line.
     """
     log = AuditLog(store.model_dir)
     own = forget_set.requests if requests is None else None
@@ -96,10 +96,7 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
         log.reconcile(store)
         if store.is_stale(model):
             model = store.load(getattr(model, "overrides", None))
-        if own:
-            queued = {e["id"] for e in RequestLedger(store.model_dir).events(repair=True)}
-            RequestLedger(store.model_dir).record(  # (a first version committed by this run queued them)
-                [queued_line(r.id, r.file, r.line, r.rows) for r in own if r.id not in queued])
+        if own:  # queued in the ledger by the first version's commit (``UnlearnMethod.commit_first_version``)
             requests = [ForgetRequest(r.id, r.rows) for r in own]
         done_elsewhere: List[str] = []
         already: List[str] = []

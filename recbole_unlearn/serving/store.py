@@ -114,6 +114,20 @@ def checked_path(version_dir: str, files: Dict[str, str], name: str) -> str:
     return path
 
 
+#: what marks a version's staging folder, ``.v000002.tmp-1a2b3c4d`` (renamed to ``v000002`` when complete)
+STAGING_MARK = ".tmp-"
+
+
+def is_version_name(name: str) -> bool:
+    """Whether ``name`` is a version folder's name (``v000001``, ...)."""
+    return name.startswith("v") and name[1:].isdigit()
+
+
+def is_staging_name(name: str) -> bool:
+    """Whether ``name`` is a version's staging folder (a commit not finished: nothing in it is live)."""
+    return name.startswith(".v") and STAGING_MARK in name
+
+
 class ModelStore:
     """One model folder: its versions, manifest and lock.
 
@@ -143,7 +157,7 @@ class ModelStore:
             return None
         with open(path, "r", encoding="utf-8") as f:
             name = f.read().strip()
-        if not name.startswith("v") or not name[1:].isdigit():
+        if not is_version_name(name):
             raise UnlearnError(f"{path} does not name a model version: {name!r}")
         return name
 
@@ -156,7 +170,7 @@ class ModelStore:
         if name is None:
             raise UnlearnError(f"{self.model_dir} is not a recbole_unlearn model folder (no {CURRENT} file)")
         if version is not None:
-            if not (version.startswith("v") and version[1:].isdigit()
+            if not (is_version_name(version)
                     and os.path.isfile(os.path.join(self.model_dir, version, MANIFEST))):
                 raise UnlearnError(f"{self.model_dir} keeps no version {version!r} (only the current "
                                    "version is kept, and the one before it under keep_previous_version)")
@@ -262,7 +276,7 @@ class ModelStore:
                                    "run while this one trained); nothing was written: choose a new folder")
             if model.version_dir is None:
                 left = sorted(e for e in os.listdir(self.model_dir)
-                              if e == LEDGER or (e.startswith("v") and e[1:].isdigit()))
+                              if e == LEDGER or is_version_name(e))
                 if left:  # another run's first commit, stopped before CURRENT: its requests are not ours
                     raise UnlearnError(f"model_dir {self.model_dir} holds {', '.join(left)} without a CURRENT file, "
                                        "left by another run stopped before its first version went live while this "
@@ -275,11 +289,11 @@ class ModelStore:
                                    "nothing was committed; the requests stay queued for the next run")
             # the next free number: a folder beyond CURRENT (a forget killed after its rename,
             # before its switch; or CURRENT edited by hand) is never deleted to reuse its name
-            on_disk = [int(e[1:]) for e in os.listdir(self.model_dir) if e.startswith("v") and e[1:].isdigit()]
+            on_disk = [int(e[1:]) for e in os.listdir(self.model_dir) if is_version_name(e)]
             number = max(on_disk + [int(previous[1:]) if previous else 0]) + 1
             name = f"v{number:06d}"
             final = os.path.join(self.model_dir, name)
-            staging = os.path.join(self.model_dir, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+            staging = os.path.join(self.model_dir, f".{name}{STAGING_MARK}{uuid.uuid4().hex[:8]}")
             os.makedirs(staging)
             try:
                 files: Dict[str, str] = {}
@@ -321,7 +335,7 @@ class ModelStore:
         """Version folders on disk other than the current one, oldest first."""
         current = self.current_version()
         return sorted(e for e in os.listdir(self.model_dir)
-                      if e.startswith("v") and e[1:].isdigit() and e != current
+                      if is_version_name(e) and e != current
                       and os.path.isdir(os.path.join(self.model_dir, e)))
 
     def remove_left_behind(self, keep_previous: bool) -> List[str]:
@@ -349,7 +363,7 @@ class ModelStore:
                 # write to the folder holds the lock, which this run holds
                 os.unlink(path)
                 continue
-            stale_version = entry.startswith("v") and entry[1:].isdigit() and entry not in keep
+            stale_version = is_version_name(entry) and entry not in keep
             if os.path.isdir(path) and (stale_version or entry.startswith(".v")):
                 try:
                     shutil.rmtree(path)

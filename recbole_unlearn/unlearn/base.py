@@ -14,6 +14,7 @@ from recbole_unlearn.model.aggregators import AGGREGATORS
 from recbole_unlearn.serving import open_store
 from recbole_unlearn.serving.ledger import queued_line
 from recbole_unlearn.serving.lock import LOCK, LOCK_PID
+from recbole_unlearn.serving.store import is_staging_name
 from recbole_unlearn.trainer.approximate import APPROXIMATE, step_keys
 from recbole_unlearn.trainer.training import TrainedModel
 from recbole_unlearn.utils.errors import UnlearnError
@@ -135,7 +136,7 @@ METHODS: Registry[type] = Registry("unlearning method", "unlearn_method")
 def _leftover_of_a_first_commit(name: str) -> bool:
     """Whether ``name`` in a folder without ``CURRENT`` is only what a run stopped while writing
     its first version leaves: the lock's files, or a staging folder (``.v000001.tmp-...``)."""
-    return name in (LOCK, LOCK_PID) or (name.startswith(".v") and ".tmp-" in name)
+    return name in (LOCK, LOCK_PID) or is_staging_name(name)
 
 
 def check_new_model_dir(config) -> None:
