@@ -195,6 +195,58 @@ def test_a_training_run_killed_once_its_first_version_is_live_leaves_the_request
     assert verify_model(str(model_dir))["requests_not_final"] == 2
 
 
+@pytest.mark.parametrize("point, applied, waiting", [("version_switched", 0, 2), ("audit_appended", 2, 0)])
+def test_a_training_run_stopped_once_its_folder_is_live_says_what_is_live_and_what_waits(
+        tmp_path, point, applied, waiting):
+    """A stop (SIGTERM) after a training run's first version went live (its file's requests
+    queued), or after its forget went live (the ledger not updated yet), said only ``error:
+    interrupted``: nothing told the user that ``model_dir`` now serves a model, nor that its
+    requests wait there for the next request run (a request run stopped so says both)."""
+    from conftest import FIXTURES, TEST_GPU
+
+    (tmp_path / "req.csv").write_text("3\n7\n")
+    model_dir = tmp_path / "m"
+    env = dict(os.environ, **{ENV: point, "RECBOLE_UNLEARN_KILL_SIGNAL": "SIGTERM"})
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "run_recbole_unlearn.py"), "--model=GRU4Rec",
+                           f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--epochs=1", "--unlearn_method=sisa",
+                           "--n_shards=2", "--state=ERROR", f"--use_gpu={TEST_GPU}", "--include_retrain=False",
+                           "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}",
+                           f"--forget={tmp_path / 'req.csv'}", f"--model_dir={model_dir}",
+                           f"--results_dir={tmp_path / 'r'}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 130, done.stderr[-2000:]
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: interrupted: {model_dir} is live at version v00000"), line
+    assert f"of its 2 requests {applied} applied, 0 rejected, {waiting} waiting" in line, line
+    assert "results.json was not written" in line, line
+    assert verify_model(str(model_dir))["requests_not_final"] == waiting
+
+
+def test_a_training_run_stopped_before_its_folder_went_live_says_so(tmp_path):
+    """The same stop during the first commit, before ``CURRENT`` was written: nothing is live, and
+    nothing of the stopped commit is left to block the same command."""
+    from conftest import FIXTURES, TEST_GPU
+
+    model_dir = tmp_path / "m"
+    env = dict(os.environ, **{ENV: "version_renamed", "RECBOLE_UNLEARN_KILL_SIGNAL": "SIGTERM"})
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "run_recbole_unlearn.py"), "--model=GRU4Rec",
+                           f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--epochs=1", "--unlearn_method=sisa",
+                           "--n_shards=2", "--state=ERROR", f"--use_gpu={TEST_GPU}", "--include_retrain=False",
+                           "--forget_protocol=none", f"--model_dir={model_dir}", f"--results_dir={tmp_path / 'r'}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 130, done.stderr[-2000:]
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: interrupted: no version of {model_dir} went live"), line
+    assert not (model_dir / "CURRENT").exists()
+    # the stopped first commit took back its version folder: the same command runs again (it was
+    # refused, "holds v000001 without a CURRENT file")
+    assert not (model_dir / "v000001").exists() and not (model_dir / "requests.jsonl").exists()
+    env.pop(ENV)
+    again = subprocess.run(done.args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert open(model_dir / "CURRENT").read() == "v000001"
+
+
 def test_a_folder_a_stopped_training_run_left_with_only_its_lock_is_taken_as_new(tmp_path):
     """A probe: a training run stopped while writing its first version left ``model_dir``
     holding only ``.lock`` (its staging folder removed), and the same command was then refused:
@@ -214,7 +266,7 @@ def test_a_folder_a_stopped_training_run_left_with_only_its_lock_is_taken_as_new
                                                             model_dir=str(model_dir))).for_method("sisa")
     check_new_model_dir(config)
     (model_dir / "v000001").mkdir()
-    with pytest.raises(UnlearnError, match="not empty .*stopped before its first version went live"):
+    with pytest.raises(UnlearnError, match="not empty .*killed before its first version went live"):
         check_new_model_dir(config)
 
 

@@ -7,6 +7,7 @@ from recbole.utils import get_local_time
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.config.keys import unused_method_keys
 from recbole_unlearn.data.forget import unrequestable_tokens
+from recbole_unlearn.serving.audit import folder_after_stop
 from recbole_unlearn.unlearn.experiment import Experiment, check_results_dir, run_dir_for
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.utils.atomic import save_weights
@@ -118,8 +119,15 @@ def run_recbole_unlearn(
     live: List[str] = []  # model folders this run's forgets changed
     try:
         return _run(config, experiment, methods, run_dir, live, verbose)
-    except (WentLiveError, KeyboardInterrupt):
+    except WentLiveError:
         raise
+    except KeyboardInterrupt as stop:
+        if not config["model_dir"] or str(stop):
+            raise
+        # a bare "interrupted" said nothing of a folder this run made live, nor of its waiting requests
+        raise KeyboardInterrupt(f"{folder_after_stop(config['model_dir'])}"
+                                + ("" if os.path.isfile(os.path.join(run_dir, "results.json"))
+                                   else f"; {run_dir}/results.json was not written")) from None
     except Exception as error:
         if not live:
             raise

@@ -15,12 +15,12 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from recbole_unlearn.serving import jsonl
-from recbole_unlearn.serving.ledger import FINAL_STATUSES, RequestLedger
+from recbole_unlearn.serving.ledger import FINAL_STATUSES, LEDGER, RequestLedger
 from recbole_unlearn.serving.store import (FORGOTTEN, MANIFEST, PENDING_AUDIT, ModelStore,
                                            checked_path, read_json)
 from recbole_unlearn.unlearnable.sharded import LEGACY_PARTITION_FILE
 from recbole_unlearn.utils.atomic import atomic_write
-from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.utils.errors import UnlearnError, error_line
 
 AUDIT = "audit.jsonl"
 SECRET = "audit.key"
@@ -214,6 +214,31 @@ def _requests_not_final(events: List[dict], audited: set) -> Dict[str, dict]:
         entry = last.setdefault(event["id"], {"queued": event.get("time")})
         entry["status"] = event["status"]
     return {rid: e for rid, e in last.items() if e["status"] not in FINAL_STATUSES and rid not in audited}
+
+
+def folder_after_stop(model_dir: str) -> str:
+    """What a training run stopped while it wrote ``model_dir`` left there, for its ``error:
+    interrupted`` line (it said only that): the live version, if any, and where the folder's
+    requests stand (``applied`` counts those the audit log holds as gone live too; ``waiting``
+    the others not final). Read without the lock and repairing nothing (the stop may have come
+    mid-write); a file that cannot be read is said so."""
+    try:
+        version = ModelStore(model_dir, 0.0).current_version()
+        if version is None:
+            return f"no version of {model_dir} went live"
+        events = RequestLedger(model_dir).events()
+        live = set(AuditLog(model_dir).applied_request_ids())
+    except (UnlearnError, OSError) as e:
+        return f"{model_dir} could not be read ({error_line(e)}): check it with --verify"
+    last = {event["id"]: event["status"] for event in events}
+    rejected = sum(status == "rejected" for status in last.values())
+    unrecorded = sum(status not in FINAL_STATUSES and rid in live for rid, status in last.items())
+    applied = sum(status in FINAL_STATUSES for status in last.values()) - rejected + unrecorded
+    waiting = len(last) - applied - rejected
+    return (f"{model_dir} is live at version {version}; of its {len(last)} request{'' if len(last) == 1 else 's'} "
+            f"{applied} applied, {rejected} rejected, {waiting} waiting in {os.path.join(model_dir, LEDGER)}"
+            + (": the next run answering requests on this folder records those that went live and applies the "
+               "others, once" if waiting or unrecorded else ""))
 
 
 def _check_version_files(model) -> None:

@@ -316,15 +316,34 @@ class ModelStore:
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
-            fault_point("version_renamed")
-            self.lock.check_held()
-            if queued:
-                RequestLedger(self.model_dir).record(queued)
-            atomic_write(os.path.join(self.model_dir, CURRENT), lambda f: f.write(name.encode()))
+            try:
+                fault_point("version_renamed")
+                self.lock.check_held()
+                if queued:
+                    RequestLedger(self.model_dir).record(queued)
+                atomic_write(os.path.join(self.model_dir, CURRENT), lambda f: f.write(name.encode()))
+            except BaseException:
+                if previous is None:  # a first commit stopped before going live: nothing of it stays
+                    self._take_back_first_commit(final)  # (it blocked the same command: "without a CURRENT")
+                raise
             fault_point("version_switched")
             self._prune(keep={name, previous} if model.config["keep_previous_version"] else {name})
         model.version_dir = final
         return final
+
+    def _take_back_first_commit(self, final: str) -> None:
+        """Remove what a folder's first commit wrote before ``CURRENT`` (its version folder
+        ``final``, its ledger of queued lines: the commit found neither there), when it failed or
+        was stopped there. Nothing went live; the folder is new again. A kill (no ``finally``)
+        leaves them, and a first commit then refuses the folder."""
+        if os.path.isfile(os.path.join(self.model_dir, CURRENT)):  # the write landed after all
+            return
+        shutil.rmtree(final, ignore_errors=True)
+        try:
+            os.remove(os.path.join(self.model_dir, LEDGER))
+        except FileNotFoundError:
+            pass
+        fsync_dir(self.model_dir)
 
     def reused_files(self, model: UnlearnableModel, report: ForgetReport) -> Dict[str, str]:
         """``{file name: path in the current version}`` of the files a forget left unchanged."""

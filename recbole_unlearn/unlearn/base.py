@@ -148,7 +148,7 @@ def check_new_model_dir(config) -> None:
             [name for name in os.listdir(model_dir) if not _leftover_of_a_first_commit(name)]:
         raise UnlearnError(f"model_dir {model_dir} is not empty (a model folder without its CURRENT file, or "
                            "another folder); give a new folder, so that no earlier log or version is taken over "
-                           "(a training run stopped before its first version went live leaves such a folder: "
+                           "(a training run killed before its first version went live leaves such a folder: "
                            "nothing in it is live; remove it and run again)")
     if model_dir and os.path.exists(os.path.join(model_dir, "CURRENT")):
         raise UnlearnError(
