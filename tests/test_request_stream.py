@@ -529,3 +529,19 @@ def test_a_stop_after_the_forget_went_live_is_not_reported_as_not_applied(model_
     assert sorted(last.values()) == ["applied", "applied"], last
     assert verify_model(model_copy)["requests_not_final"] == 0
     assert {users[0], users[1]} <= _forgotten_users(model_copy)
+
+
+def test_a_request_file_run_writes_its_log_as_a_watcher_does(model_copy, in_tmp):
+    """A run answering one request file wrote no log (a watched folder's run did): its
+    ``requests done`` line, each forget's lines and SRUGA's checks were lost. It logs once the
+    file is valid; a file refused as bad input still creates no ``log/``."""
+    user = _users_by_shard(model_copy)[0][0]
+    (in_tmp / "bad.csv").write_text(f"{user}\nno-such-user\n")
+    with pytest.raises(Exception, match="no-such-user"):
+        run_forget_requests(model_copy, str(in_tmp / "bad.csv"), {"state": "INFO"}, verbose=False)
+    assert not (in_tmp / "log").exists()
+    (in_tmp / "req.csv").write_text(f"{user}\n")
+    run_forget_requests(model_copy, str(in_tmp / "req.csv"), {"state": "INFO"}, verbose=False)
+    logs = [os.path.join(root, name) for root, _, names in os.walk(in_tmp / "log") for name in names]
+    assert len(logs) == 1, logs
+    assert "requests done:" in open(logs[0]).read()

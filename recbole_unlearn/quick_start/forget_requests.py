@@ -51,7 +51,8 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
         init_run_logger(config)
         summary, model = watch_request_folder(store, model, requests)
     else:
-        summary, model = stream_request_file(store, model, requests)  # validates before writing
+        # validates the file before it writes anything, the log included (it wrote no log at all)
+        summary, model = stream_request_file(store, model, requests, when_valid=lambda: init_run_logger(config))
     # the requests are live: a failure or a stop from here on says so (it was a bare error line)
     with says_what_went_live(summary, os.path.join(model_dir, LEDGER)):
         return _report(config, model, summary, meter, requests, model_dir, run_name, verbose)

@@ -10,7 +10,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from logging import getLogger
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from recbole_unlearn.serving.batcher import RequestBatcher, StreamSummary
 from recbole_unlearn.serving.ledger import LEDGER
@@ -75,15 +75,18 @@ def _interrupt_says_what_waits(batcher: RequestBatcher):
     return says_what_went_live(batcher.summary, os.path.join(batcher.store.model_dir, LEDGER))
 
 
-def stream_request_file(store: ModelStore, model: UnlearnableModel, path: str) -> Tuple[StreamSummary, UnlearnableModel]:
+def stream_request_file(store: ModelStore, model: UnlearnableModel, path: str,
+                        when_valid: Callable[[], None] = lambda: None) -> Tuple[StreamSummary, UnlearnableModel]:
     """Process a request file in order. The whole file is validated first (a bad line is one
-    error and nothing changes); all its requests arrived together, so all are queued at once
+    error and nothing changes); then ``when_valid`` runs (the run's log starts: bad input
+    writes none); all its requests arrived together, so all are queued at once
     (latency counts from then) and applied group by group as the policy makes them due: full
     groups first, then groups whose oldest request waited ``max_wait_s``, the rest at the end.
     Returns the summary and the live model afterwards."""
     config = model.config
     _, requests = file_requests(path, model.dataset, config["max_request_lines"], config["max_request_line_bytes"],
                                 strict=True)
+    when_valid()
     batcher = RequestBatcher(store, model, config["max_batch"], config["max_wait_s"],
                              f"requests:{os.path.basename(path)}")
     with _interrupt_says_what_waits(batcher):
