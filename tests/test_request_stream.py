@@ -545,3 +545,19 @@ def test_a_request_file_run_writes_its_log_as_a_watcher_does(model_copy, in_tmp)
     logs = [os.path.join(root, name) for root, _, names in os.walk(in_tmp / "log") for name in names]
     assert len(logs) == 1, logs
     assert "requests done:" in open(logs[0]).read()
+
+
+def test_a_request_run_says_when_a_retrained_shard_stopped_at_its_cap(model_copy, in_tmp, capsys):
+    """A training run names every model that stopped at its ``epochs`` cap rather than by
+    validation; a request run, whose forgets retrain shards by the same rule, said nothing (its
+    row held no training record either): a deployment answering requests with ``epochs: 1``
+    never learned that its retrained shards were cut short."""
+    user = _users_by_shard(model_copy)[0][0]
+    (in_tmp / "req.csv").write_text(f"{user}\n")
+    doc = run_forget_requests(model_copy, str(in_tmp / "req.csv"), {"state": "ERROR"})
+    row = doc["rows"][0]
+    stages = [stage for step in row["forget_training"]["steps"] for shard in step["shards"].values()
+              for stage in shard.values()]
+    assert stages and all(stage["epochs"] == 1 and stage["hit_cap"] for stage in stages)
+    out = capsys.readouterr().out
+    assert "note: sisa (forget: 1 shard stage) stopped at their cap (epochs 1), not by validation" in out, out

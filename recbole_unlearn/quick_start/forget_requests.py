@@ -24,7 +24,7 @@ from recbole_unlearn.serving.stream import says_what_went_live
 from recbole_unlearn.serving.ledger import LEDGER
 from recbole_unlearn.unlearn.experiment import check_results_dir_writable, run_dir_for
 from recbole_unlearn.utils.cpu_meter import CpuMeter, busy_rows_note
-from recbole_unlearn.utils.results import format_table, make_row, results_document, write_results
+from recbole_unlearn.utils.results import cap_note, format_table, make_row, results_document, write_results
 from recbole_unlearn.utils.run_logger import init_run_logger, releasing_run_logger
 
 
@@ -78,6 +78,8 @@ def _report(config, model, summary, meter: CpuMeter, requests: str, model_dir: s
         facts["forget_samples"] = int(len(suite.forget_loader._dataset))
     row = make_row(config["unlearn_method"], metrics, summary.forget_seconds,
                    **{k: v for k, v in stream.items() if k != "forget_seconds"}, cpu_meter=busy)
+    if summary.trainings:  # how each forget's retrained stages and aggregator trained (as a run's row)
+        row["forget_training"] = {"steps": summary.trainings}
     document = results_document(config["model"], config["dataset"], config.settings(), facts, [row])
     document["requests"] = stream
     run_dir = run_dir_for(config["results_dir"], run_name)
@@ -88,6 +90,9 @@ def _report(config, model, summary, meter: CpuMeter, requests: str, model_dir: s
         print(format_table([row]))
         for line in _attention_lines(stream, model_dir):
             print(line)
+        capped = cap_note([row], config["epochs"], config["agg_epochs"], config["slice_epochs"])
+        if capped:
+            print(f"note: {capped}")
         busy_note = busy_rows_note([row], config["busy_cpu_share"])
         if busy_note:
             print(f"note: {busy_note}")

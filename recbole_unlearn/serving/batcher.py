@@ -69,9 +69,12 @@ class StreamSummary:
     shards: Set[int] = field(default_factory=set)
     start_stages: Dict[str, int] = field(default_factory=dict)
     forget_hit_rose: List[str] = field(default_factory=list)
+    trainings: List[dict] = field(default_factory=list)  # each batch's training record (shard stages, aggregator)
 
     def add_batch(self, report_json: dict, version: str) -> None:
         self.batches += 1
+        if report_json.get("training"):
+            self.trainings.append(report_json["training"])
         if forget_hit_rose(report_json):
             self.forget_hit_rose.append(version)
         if version not in self.versions:
