@@ -196,6 +196,13 @@ def test_bad_stream_settings_are_refused_when_loading(saved, value):
     ("GRU4Rec", {"weight_decay": float("inf")}, "config key 'weight_decay' must be a non-negative number"),
     ("GRU4Rec", {"learning_rate": float("nan")}, "config key 'learning_rate' must be a positive number"),
     ("GRU4Rec", {"forget_user_ratio": float("nan")}, "config key 'forget_user_ratio' must be in"),
+    # a ZeroDivisionError and a RuntimeError (a reshape of 0 elements) after the run folder and
+    # RecBole's log were written (found by probing)
+    ("SASRec", {"loss_type": "BPR", "train_neg_sample_args": {"distribution": "uniform", "sample_num": 0}},
+     "train_neg_sample_args: sample_num must be a positive integer, got 0"),
+    ("SASRec", {"loss_type": "BPR", "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1,
+                                                               "dynamic": True}},
+     "train_neg_sample_args: dynamic negatives need candidate_num, a positive integer, got 0"),
 ])
 def test_recbole_settings_are_checked_before_anything_is_written(tmp_path, model, settings, message):
     """RecBole's own model and training settings used to reach RecBole or torch unchecked: a

@@ -106,3 +106,21 @@ def test_the_training_record_names_the_metric_validation_used():
     recall = UnlearnTrainer(config, shard).evaluate(valid, load_best_model=False)["recall@10"]
     assert stage["best_valid_recall@10"] == pytest.approx(recall, abs=1e-4)
     assert record["aggregator"]["best_valid_recall@10"] is not None
+
+
+def test_without_validation_steps_no_best_score_is_written_as_infinity(tmp_path, monkeypatch):
+    """``eval_step: 0`` runs no validation; shard stages and the aggregator recorded RecBole's
+    starting score, ``-inf``, written as ``-Infinity`` into ``results.json`` and the audit log
+    (not JSON: ``JSON.parse`` refuses it; found by probing). No score is ``None``."""
+    from recbole_unlearn import run_recbole_unlearn
+
+    monkeypatch.chdir(tmp_path)
+    doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method="sru", n_shards=2, epochs=2, agg_epochs=2, eval_step=0, include_retrain=False,
+        forget_user_ratio=0.05, model_dir=str(tmp_path / "m"), results_dir=str(tmp_path / "r")), verbose=False)
+    for path in (doc["results_path"], tmp_path / "m" / "audit.jsonl"):
+        assert "Infinity" not in open(path).read(), path
+    row = next(r for r in doc["rows"] if r["method"] == "sru")
+    stages = [stage for shard in row["fit_training"]["shards"].values() for stage in shard.values()]
+    assert stages and all(stage["best_valid_ndcg@10"] is None for stage in stages)
+    assert row["fit_training"]["aggregator"]["best_valid_ndcg@10"] is None

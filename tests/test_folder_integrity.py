@@ -370,3 +370,198 @@ def test_a_failure_after_a_run_that_applied_nothing_new_is_not_called_live(folde
     code = main([f"--model_dir={folder}", f"--forget={tmp_path / 'again.csv'}", "--state=ERROR",
                  f"--results_dir={tmp_path / 'r'}"])
     assert code == 1
+
+
+def test_a_saved_model_keeps_its_training_settings_when_the_installed_defaults_change(folder, tmp_path):
+    """A saved model recorded only the user's keys and the method's fit, aggregate and forget
+    keys; everything else (learning rate, batch size, layers, ``MAX_ITEM_LIST_LENGTH``) came from
+    the installed ``properties/`` at every load, so a new default retrained shards with other
+    settings and wrote them into the next version as if the model had them (found by probing
+    with an edited ``overall.yaml``; a changed ``MAX_ITEM_LIST_LENGTH`` ended in a traceback).
+    A default change is simulated by the recorded settings holding other values than today's:
+    the model is rebuilt with what it recorded."""
+    from conftest import read_manifest
+
+    version_dir, manifest = read_manifest(folder)
+    assert manifest["settings"]["learning_rate"] != 0.0123
+    manifest["settings"].update(learning_rate=0.0123, train_batch_size=17)
+    with open(os.path.join(version_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    model = open_store(folder).load()
+    assert (model.config["learning_rate"], model.config["train_batch_size"]) == (0.0123, 17)
+    run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
+    _, after = read_manifest(folder)
+    assert (after["settings"]["learning_rate"], after["settings"]["train_batch_size"]) == (0.0123, 17)
+    assert (after["config"]["learning_rate"], after["config"]["train_batch_size"]) == (0.0123, 17)
+
+
+def _append_ledger(folder: str, *lines: dict) -> None:
+    with open(os.path.join(folder, "requests.jsonl"), "a") as f:
+        f.write("".join(json.dumps(line) + "\n" for line in lines))
+
+
+@pytest.mark.parametrize("edit", ["forged applied", "forged rejected", "audit line removed", "rolled back",
+                                  "rolled back, audit emptied"])
+def test_verify_checks_the_ledger_against_the_audit_log_and_the_live_version(folder, tmp_path, edit):
+    """``--verify`` read the ledger only for requests still waiting (found by probing): a forged
+    ``applied`` (or ``rejected``) line after a valid request's ``queued`` line made that request
+    vanish from ``requests_not_final`` while its rows stayed in the model (and the next request
+    run never applied it); an audit line removed, or CURRENT set back to a kept older version
+    (with the audit log emptied too), passed as ``verified``. Each is now one error naming what
+    contradicts what; a request run refuses the last two as a rolled-back folder already."""
+    from conftest import verify_model
+
+    run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
+    run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 5)), dict(QUIET, keep_previous_version=True),
+                        verbose=False)
+    verify_model(folder)
+    model = load_model(folder)
+    rows = [int(r) for r in model.dataset.user_rows(4)[:2]]
+    request = {"id": "f" * 16 + ":1", "file": "c.csv", "line": 1, "time": "t"}
+    queued = dict(request, status="queued", rows=rows)
+    if edit == "forged applied":
+        _append_ledger(folder, queued, dict(request, status="applied", version="v000003", already_forgotten=False))
+        pattern = r"requests\.jsonl line \d+: request f+:1 is applied .*no audit line holds it"
+    elif edit == "forged rejected":
+        _append_ledger(folder, queued, dict(request, status="rejected", reason="x"))
+        pattern = r"requests\.jsonl line \d+: request f+:1 is rejected, yet it was queued with its 2 log rows"
+    elif edit == "audit line removed":
+        path = os.path.join(folder, "audit.jsonl")
+        lines = open(path).read().splitlines(keepends=True)
+        open(path, "w").write("".join(lines[1:]))
+        pattern = r"requests\.jsonl line \d+: request .* is applied .*no audit line holds it"
+    else:
+        with open(os.path.join(folder, CURRENT), "w") as f:
+            f.write("v000002")
+        if edit == "rolled back, audit emptied":
+            open(os.path.join(folder, "audit.jsonl"), "w").close()
+            pattern = r"requests\.jsonl line \d+ records v000003, yet CURRENT names v000002: the folder was rolled back"
+        else:
+            pattern = r"audit\.jsonl line 2 records v000003, yet CURRENT names v000002: the folder was rolled back"
+    before = snapshot(folder)
+    with pytest.raises(UnlearnError, match=pattern):
+        verify_model(folder)
+    assert snapshot(folder) == before
+
+
+def test_a_request_run_with_log_wandb_but_no_wandb_is_one_error_and_changes_nothing(folder, tmp_path):
+    """``log_wandb`` is a runtime key, so a saved model accepts it; a training run refused it
+    without the wandb package, a request run queued its requests, marked them ``failed`` and
+    ended in RecBole's ``ImportError`` traceback (found by probing)."""
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed")
+    before = snapshot(folder)
+    with pytest.raises(UnlearnError, match="log_wandb: True needs the wandb package"):
+        run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), dict(QUIET, log_wandb=True),
+                            verbose=False)
+    assert snapshot(folder) == before
+
+
+def test_an_exact_folder_with_some_weight_records_removed_fails_verify(folder, tmp_path):
+    """A shard file from before a forget (trained on the forgotten user) copied into the live
+    version, rehashed, with its own training record set to null, passed ``--verify`` as
+    ``weights_unchecked`` (found by probing): only approximately unlearned shards and versions
+    saved before the records have none. In a folder whose shards are retrained exactly, a
+    version holding other records has no reason to lack one."""
+    from conftest import read_manifest, verify_model
+    from recbole_unlearn.serving.store import file_sha256
+
+    run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), dict(QUIET, keep_previous_version=True),
+                        verbose=False)
+    version_dir, manifest = read_manifest(folder)
+    shard = next(name for name in manifest["trained_on"]
+                 if not os.path.samefile(os.path.join(version_dir, name), os.path.join(folder, "v000001", name)))
+    os.remove(os.path.join(version_dir, shard))
+    shutil.copy(os.path.join(folder, "v000001", shard), os.path.join(version_dir, shard))
+    manifest["files"][shard] = file_sha256(os.path.join(version_dir, shard))
+    manifest["trained_on"][shard] = None
+    manifest["aggregator_trained_on"] = None  # its record names the live shard weights
+    with open(os.path.join(version_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    with pytest.raises(UnlearnError, match=f"{shard} .* has no training record, while the version records others"):
+        verify_model(folder)
+
+
+@pytest.mark.parametrize("edit", ["shard_map without slice", "shard_map users short", "trained_on a list",
+                                  "record without weights", "held_out a string", "forgotten pair short",
+                                  "forgotten position past the user"])
+def test_a_manifest_or_forgotten_list_of_the_wrong_shape_is_one_error(folder, tmp_path, edit):
+    """Valid JSON of the wrong shape in a version's manifest (shard map, training records, twins)
+    or ``forgotten.json`` ended ``--verify`` and a request run in a ``KeyError`` / ``TypeError`` /
+    ``ValueError`` traceback; a position past the user's interactions silently named another
+    user's row (found by probing). Each is one error naming the file, and nothing changes."""
+    from conftest import read_manifest, verify_model
+    from recbole_unlearn.serving.store import file_sha256
+
+    run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
+    version_dir, manifest = read_manifest(folder)
+    forgotten_path = os.path.join(version_dir, "forgotten.json")
+    forgotten = json.load(open(forgotten_path))
+    first_record = sorted(manifest["trained_on"])[0]
+    if edit == "shard_map without slice":
+        manifest["shard_map"].pop("slice")
+    elif edit == "shard_map users short":
+        manifest["shard_map"]["users"] = manifest["shard_map"]["users"][:-1]
+    elif edit == "trained_on a list":
+        manifest["trained_on"] = list(manifest["trained_on"])
+    elif edit == "record without weights":
+        manifest["trained_on"][first_record].pop("weights")
+    elif edit == "held_out a string":
+        manifest["held_out"] = "3"
+    elif edit == "forgotten pair short":
+        forgotten[0] = forgotten[0][:1]
+    else:
+        forgotten[0] = [forgotten[0][0], 500]
+    if edit.startswith("forgotten"):
+        with open(forgotten_path, "w") as f:
+            json.dump(forgotten, f)
+        manifest["files"]["forgotten.json"] = file_sha256(forgotten_path)
+        where = "forgotten.json"
+    else:
+        where = "manifest.json"
+    with open(os.path.join(version_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    before = snapshot(folder)
+    with pytest.raises(UnlearnError, match=where.replace(".", r"\.")):
+        verify_model(folder)
+    with pytest.raises(UnlearnError, match=where.replace(".", r"\.")):
+        run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)), QUIET, verbose=False)
+    assert snapshot(folder) == before
+
+
+def test_an_audit_key_replaced_by_another_folders_is_refused_by_name(folder, tmp_path):
+    """Another folder's ``audit.key`` copied over this one's: ``--verify`` said "29 audited pairs
+    are not forgotten" (false: the key was wrong), and request runs went on, adding lines whose
+    HMACs no key checks together with the earlier ones (found by probing). Each line now names
+    its key (``key_id``); a different key is refused by name, and nothing changes."""
+    from conftest import verify_model
+
+    run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
+    assert read_audit(folder)[-1]["key_id"]
+    with open(os.path.join(folder, "audit.key"), "wb") as f:
+        f.write(os.urandom(32))
+    before = snapshot(folder)
+    for attempt in (lambda: verify_model(folder),
+                    lambda: run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)), QUIET,
+                                                verbose=False)):
+        with pytest.raises(UnlearnError, match=r"audit\.key is not the key audit\.jsonl line 1 was made with"):
+            attempt()
+    assert snapshot(folder) == before
+
+
+def test_a_folder_rolled_back_with_its_audit_log_emptied_is_refused_by_a_request_run(folder, tmp_path):
+    """CURRENT set back to the kept older version and the audit log emptied too: a request run
+    saw no newer version in the audit log, removed the newer version folder and wrote its own in
+    that name, a model that never forgot the first request, which the ledger held as applied
+    (found by probing). The ledger's lines name their versions too: refused, nothing changes."""
+    run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), dict(QUIET, keep_previous_version=True),
+                        verbose=False)
+    with open(os.path.join(folder, CURRENT), "w") as f:
+        f.write("v000001")
+    open(os.path.join(folder, "audit.jsonl"), "w").close()
+    before = snapshot(folder)
+    with pytest.raises(UnlearnError, match=r"requests\.jsonl line \d+ records v000002, yet CURRENT names v000001"):
+        run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)), QUIET, verbose=False)
+    assert snapshot(folder) == before

@@ -7,6 +7,7 @@ RecBole's ``overall.yaml`` / model / dataset / quick-start files < ``properties/
 """
 import ast
 import copy
+import importlib.util
 import os
 from typing import Dict, Iterable, List, Optional, Set
 
@@ -301,11 +302,19 @@ class UnlearnConfig(Config):
         if modes != {"full"}:
             raise UnlearnError("recbole_unlearn evaluates with full ranking: eval_args.mode must be 'full'")
         check_values(self.final_config_dict)  # kinds and ranges: recbole_unlearn/config/keys.py
+        if self["log_wandb"] and importlib.util.find_spec("wandb") is None:  # a request run too (a runtime key)
+            raise UnlearnError("log_wandb: True needs the wandb package (pip install wandb), which is not installed")
         negatives = self["train_neg_sample_args"] or {}
         if self["loss_type"] == "BPR" and negatives.get("distribution") in (None, "none"):
             raise UnlearnError("loss_type BPR trains on sampled negatives, and train_neg_sample_args is ~ (none): set "
                                "it, e.g. \"{'distribution': 'uniform', 'sample_num': 1}\", or use loss_type CE "
                                "(training failed with KeyError 'neg_item_id' after the run folder was written)")
+        if negatives.get("distribution") in ("uniform", "popularity"):  # RecBole divides and reshapes by these
+            for key, needed in (("sample_num", True), ("candidate_num", bool(negatives.get("dynamic")))):
+                value = negatives.get(key)
+                if needed and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                    what = "sample_num must be" if key == "sample_num" else "dynamic negatives need candidate_num,"
+                    raise UnlearnError(f"train_neg_sample_args: {what} a positive integer, got {value!r}")
         metrics, topk = self["metrics"] or [], self["topk"] or []
         metrics, topk = [metrics] if isinstance(metrics, str) else metrics, [topk] if isinstance(topk, int) else topk
         computed = {f"{m}@{k}".lower() for m in metrics for k in topk}

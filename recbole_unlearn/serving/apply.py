@@ -21,7 +21,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from recbole_unlearn.data.forget import ForgetSet
-from recbole_unlearn.serving.audit import AuditLog, interaction_hmacs
+from recbole_unlearn.serving.audit import AuditLog, interaction_hmacs, key_id
 from recbole_unlearn.serving.ledger import RequestLedger, applied_line
 from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearnable import ForgetReport, UnlearnableModel
@@ -131,6 +131,7 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
             "extra_deleted": int(len(forget_set.extra)),
             **report.to_json(),
             "forgotten_hmac": interaction_hmacs(key, model.dataset, new_rows),
+            "key_id": key_id(key),
         }
         unchanged = [rid for rid in ids if rid not in already and report.unchanged_for(groups[rid], rows_of[rid])]
         if requests is not None:

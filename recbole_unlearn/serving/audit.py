@@ -91,6 +91,8 @@ class AuditLog:
         is lost while the log holds HMACs (:meth:`check_key`)."""
         entries = self.entries(repair=True)
         self.check_not_rolled_back(store, entries)
+        check_ledger_not_rolled_back(os.path.join(self.model_dir, LEDGER),
+                                     RequestLedger(self.model_dir).events(repair=True), store.current_version())
         self.check_key(entries)
         pending = self.pending(store, entries)
         if pending is None:
@@ -126,13 +128,29 @@ class AuditLog:
     def check_key(self, entries: List[dict]) -> None:
         """Raise ``UnlearnError`` if the key is lost while lines of the log (``entries``) hold
         HMACs made with it: the log cannot be checked, and a new key (made with the next line)
-        would leave them unverifiable for good. ``reconcile`` runs it before every forget."""
-        if not os.path.exists(os.path.join(self.model_dir, SECRET)) and any(
-                entry.get("forgotten_hmac") for entry in entries):
-            raise UnlearnError(f"{os.path.join(self.model_dir, SECRET)} is missing: the audit log's lines hold "
-                               "HMACs made with it, so the audit log cannot be checked, and a new key would leave "
-                               "them unverifiable for good; restore it from the folder's copy (mode 0600: a copy "
-                               "made by another user skips it)")
+        would leave them unverifiable for good; or if it is not the key a line names
+        (``key_id``: another folder's key copied over it said "audited pairs are not forgotten",
+        and later lines were made with it). ``reconcile`` runs it before every forget."""
+        path = os.path.join(self.model_dir, SECRET)
+        if not os.path.exists(path):
+            if any(entry.get("forgotten_hmac") for entry in entries):
+                raise UnlearnError(f"{path} is missing: the audit log's lines hold HMACs made with it, so the audit "
+                                   "log cannot be checked, and a new key would leave them unverifiable for good; "
+                                   "restore it from the folder's copy (mode 0600: a copy made by another user "
+                                   "skips it)")
+            return
+        current = key_id(self.secret(create=False))
+        for number, entry in enumerate(entries, start=1):
+            if entry.get("key_id") not in (None, current):  # lines written before key ids name none
+                raise UnlearnError(f"{path} is not the key {AUDIT} line {number} was made with (another folder's "
+                                   "key copied over it?): its HMACs cannot be checked, and new lines would not "
+                                   "check with the earlier ones; restore the folder's own key")
+
+
+def key_id(key: bytes) -> str:
+    """Names an audit key without revealing it (an HMAC of a fixed label, 16 hex digits): each
+    audit line records the key its HMACs were made with."""
+    return hmac.new(key, b"recbole_unlearn audit key id", hashlib.sha256).hexdigest()[:16]
 
 
 def interaction_hmacs(key: bytes, dataset, rows: np.ndarray) -> List[str]:
@@ -176,12 +194,16 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
         log = AuditLog(model_dir)
         entries = log.entries(repair=True)
         key = log.secret(create=False)
-        waiting = _requests_not_final(RequestLedger(model_dir).events(repair=True),
-                                      {rid for entry in entries for rid in entry.get("request_ids", [])})
-        older = store.older_versions()
+        log.check_not_rolled_back(store, entries)
+        events = RequestLedger(model_dir).events(repair=True)
         pending = log.pending(store, entries)
+        audited_ids = {rid for entry in entries + [pending or {}] for rid in entry.get("request_ids", [])}
+        _check_ledger(os.path.join(model_dir, LEDGER), events, audited_ids, forgotten,
+                      os.path.basename(model.version_dir))
+        waiting = _requests_not_final(events, audited_ids)
+        older = store.older_versions()
+    log.check_key(entries)
     if key is None:
-        log.check_key(entries)
         key = b""
     known = set(interaction_hmacs(key, model.dataset, model.forgotten))
     audited = set()
@@ -203,6 +225,52 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
             # the forgotten interactions no audit line covers (those of that line, where it is pending)
             "audit_pending": pending.get("version") if pending else None,
             "forgotten_unaudited": len(known - audited)}
+
+
+def check_ledger_not_rolled_back(path: str, events: List[dict], current: Optional[str]) -> None:
+    """Raise ``UnlearnError`` if a line of the ledger at ``path`` (``events``) records a newer
+    version than ``current``: the folder was rolled back, and its audit log with it (emptied, or
+    restored from the same older copy), so the audit log alone could not tell."""
+    for number, event in enumerate(events, start=1):
+        version = event.get("version")
+        if isinstance(version, str) and current is not None and version > current:
+            raise UnlearnError(f"{path} line {number} records {version}, yet CURRENT names {current}: the folder was "
+                               "rolled back (CURRENT edited, or restored from an older copy), and a forget from here "
+                               "would undo the deletions recorded since; set CURRENT back to the newest version, or "
+                               "restore the whole folder from one copy")
+
+
+def _check_ledger(path: str, events: List[dict], audited_ids: set, forgotten: set, current: str) -> None:
+    """Raise ``UnlearnError`` for a ledger line the folder contradicts: one that records a newer
+    version than ``current`` (a rolled-back folder whose audit log lost that line too); a request
+    whose last status is ``applied`` (or ``applied_without_change``) while no audit line holds
+    its id (unless it was already forgotten) or while rows it was queued with are not
+    ``forgotten``; one ``rejected`` after it was queued with its log rows (the package rejects a
+    request when it reads it, before it has rows). ``--verify`` read the ledger only for the
+    requests still waiting, so a forged final line made a request vanish unapplied."""
+    check_ledger_not_rolled_back(path, events, current)
+    rows: Dict[str, list] = {}
+    last: Dict[str, tuple] = {}
+    for number, event in enumerate(events, start=1):
+        rid = event["id"]
+        if event["status"] == "queued" and event.get("rows") and rid not in rows:
+            rows[rid] = event["rows"]
+        last[rid] = (number, event)
+    for rid, (number, event) in last.items():
+        status, queued_rows = event["status"], rows.get(rid, [])
+        where = f"{path} line {number}: request {rid}"
+        if status == "rejected" and queued_rows:
+            raise UnlearnError(f"{where} is rejected, yet it was queued with its {len(queued_rows)} log rows, as only a "
+                               "valid request is: the ledger was edited; the request may never have been applied")
+        if status not in FINAL_STATUSES or status == "rejected":
+            continue
+        if rid not in audited_ids and not event.get("already_forgotten"):
+            raise UnlearnError(f"{where} is {status} ({event.get('version')}), yet no audit line holds it: the ledger "
+                               "was edited, or an audit line removed")
+        missing = [row for row in queued_rows if row not in forgotten]
+        if missing:
+            raise UnlearnError(f"{where} is {status}, yet {len(missing)} of the {len(queued_rows)} log rows it was "
+                               "queued with are not forgotten")
 
 
 def _requests_not_final(events: List[dict], audited: set) -> Dict[str, dict]:

@@ -27,6 +27,7 @@ import os
 import shutil
 import time
 import uuid
+from contextlib import contextmanager
 from logging import getLogger
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -41,7 +42,7 @@ from recbole_unlearn.trainer.shard_trainer import check_ray_resources
 from recbole_unlearn.trainer.trainer import load_checkpoint
 from recbole_unlearn.unlearnable import MODEL_FORMATS, ForgetReport, UnlearnableModel
 from recbole_unlearn.utils.atomic import TEMP_PREFIX, atomic_write, fsync_dir, save_weights, write_json
-from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.utils.errors import UnlearnError, error_line
 from recbole_unlearn.utils.faults import fault_point
 from recbole_unlearn.version import __version__
 
@@ -74,6 +75,41 @@ def _settings_to_keep(model: UnlearnableModel) -> dict:
         else:
             settings.pop(key, None)
     return settings
+
+
+def _drifted_settings(manifest: dict, config) -> List[str]:
+    """The recorded settings (``manifest["settings"]``, every setting as the model trained with
+    it) that ``config``, rebuilt from the manifest's ``config`` and today's defaults, holds other
+    values of; runtime keys, which a run may set, and keys this installation no longer has are not
+    compared. A saved model recorded only the user's keys and its method's, so a new default in
+    ``properties/`` (a learning rate, ``MAX_ITEM_LIST_LENGTH``) changed how it forgot."""
+    recorded = manifest.get("settings")
+    if not isinstance(recorded, dict):  # saved before settings were recorded
+        return []
+    now = config.settings()
+    return sorted(key for key, value in recorded.items()
+                  if phase_of(key) != "runtime" and key in now and now[key] != value)
+
+
+def _restored_config(manifest: dict, config_dict: dict, drifted: List[str], version_dir: str):
+    """The saved model's config with its ``drifted`` settings given back as recorded; one error
+    line where this installation cannot take them back or resolves them to other values."""
+    from recbole_unlearn.config import UnlearnConfig
+
+    where = os.path.join(version_dir, MANIFEST)
+    try:
+        config = UnlearnConfig(manifest["model"], manifest["dataset"], config_dict=config_dict)
+    except UnlearnError as e:
+        raise UnlearnError(f"{where}: the model trained with {', '.join(drifted)} as recorded there, which differ from "
+                           f"this installation's defaults and cannot be set again ({e}); serve it with the "
+                           "recbole_unlearn version that saved it") from None
+    still = _drifted_settings(manifest, config)
+    if still:
+        key = still[0]
+        raise UnlearnError(f"{where}: the model trained with {key} {manifest['settings'][key]!r}, and this "
+                           f"installation resolves it to {config.settings()[key]!r}; serve it with the "
+                           "recbole_unlearn version that saved it")
+    return config
 
 
 def file_sha256(path: str) -> str:
@@ -220,6 +256,10 @@ class ModelStore:
             config_dict.pop("keep_previous_version", None)
             config_dict.update(overrides)
             config = UnlearnConfig(manifest["model"], manifest["dataset"], config_dict=config_dict)
+            drifted = _drifted_settings(manifest, config)
+            if drifted:  # the installed defaults changed since: the model keeps what it trained with
+                config_dict.update({key: manifest["settings"][key] for key in drifted})
+                config = _restored_config(manifest, config_dict, drifted, version_dir)
             check_ray_resources(config)
             data_file = dataset_file(config)
             if not os.path.isfile(data_file):
@@ -233,15 +273,18 @@ class ModelStore:
                                    "included; README: what a model folder still depends on)")
             _check_atomic_files(manifest, config, {os.path.basename(data_file): data_sha256})
             dataset = create_unlearn_dataset(config)
-            if manifest.get("held_out"):  # the audit's twins: never trained on, here neither
-                dataset.held_out = _rows_of(manifest["held_out"], dataset, "manifest.json held_out")
             files = manifest["files"]
-            forgotten = _rows_of(read_json(checked_path(version_dir, files, FORGOTTEN)), dataset, FORGOTTEN)
+            with _of_the_shape_written(os.path.join(version_dir, MANIFEST)):
+                if manifest.get("held_out"):  # the audit's twins: never trained on, here neither
+                    dataset.held_out = _rows_of(manifest["held_out"], dataset, "manifest.json held_out")
+            with _of_the_shape_written(os.path.join(version_dir, FORGOTTEN)):
+                forgotten = _rows_of(read_json(checked_path(version_dir, files, FORGOTTEN)), dataset, FORGOTTEN)
 
             def load_file(name: str) -> dict:
                 return load_checkpoint(checked_path(version_dir, files, name))
 
-            model = MODEL_FORMATS[manifest["format"]].from_saved(config, dataset, manifest, load_file, forgotten)
+            with _of_the_shape_written(os.path.join(version_dir, MANIFEST)):
+                model = MODEL_FORMATS[manifest["format"]].from_saved(config, dataset, manifest, load_file, forgotten)
         model.version_dir = version_dir
         model.overrides = overrides
         model.saved_config = dict(manifest["config"])
@@ -458,15 +501,34 @@ def _pairs_of(rows: np.ndarray, dataset) -> List[list]:
 
 
 def _rows_of(pairs: List[list], dataset, where: str) -> np.ndarray:
-    """The log rows of ``[user token, position]`` pairs; ``where`` names the file for errors."""
+    """The log rows of ``[user token, position]`` pairs; ``where`` names the file for errors (a
+    position past the user's interactions named another user's row)."""
     token_ids = dataset.field2token_id[dataset.uid_field]
     rows = []
     for user, position in pairs:
         if user not in token_ids:
             raise UnlearnError(f"{where} names user {user!r}, missing from the dataset")
-        start = dataset.user_start[token_ids[user]]
-        rows.append(start + int(position))
+        uid = token_ids[user]
+        if isinstance(position, bool) or not isinstance(position, int) or \
+                not 0 <= position < len(dataset.user_rows(uid)):
+            raise UnlearnError(f"{where} names position {position!r} of user {user!r}, who has "
+                               f"{len(dataset.user_rows(uid))} interactions")
+        rows.append(dataset.user_start[uid] + position)
     return np.array(rows, dtype=np.int64)
+
+
+@contextmanager
+def _of_the_shape_written(path: str):
+    """Valid JSON of another shape than this package writes (a field missing, a list where a map
+    belongs, a pair of one) in the saved file at ``path``: one error naming it, where reading it
+    ended in a ``KeyError`` / ``TypeError`` / ``ValueError`` traceback."""
+    try:
+        yield
+    except UnlearnError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise UnlearnError(f"{path} is not what this package writes ({error_line(e)}): edited by hand? restore it "
+                           "from a backup") from None
 
 
 def open_store(model_dir: str, config_or_overrides=None) -> ModelStore:

@@ -28,7 +28,7 @@ from recbole_unlearn.data.utils import eval_loader, train_loader
 from recbole_unlearn.model.aggregators import AGGREGATORS
 from recbole_unlearn.model.representations import representation_size
 from recbole_unlearn.trainer.trainer import UnlearnTrainer
-from recbole_unlearn.trainer.training import valid_metric_name
+from recbole_unlearn.trainer.training import valid_metric_name, validated_score
 
 #: the interaction field that numbers the aggregator's training samples.
 SAMPLE_INDEX = "agg_sample_index"
@@ -132,7 +132,7 @@ def train_aggregator(config, ensemble, dataset: UnlearnSequentialDataset, keep: 
         best, _ = trainer.fit(loader, valid, verbose=False, saved=valid is not None)
         if valid is not None:
             trainer.load_best()
-            result.best_valid = float(best)
+            result.best_valid = validated_score(best)
         result.epochs = len(trainer.train_loss_dict)
     finally:
         ensemble.cache = None

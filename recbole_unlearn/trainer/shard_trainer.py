@@ -30,7 +30,7 @@ from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.partition import ShardMap
 from recbole_unlearn.data.utils import eval_loader, train_loader
 from recbole_unlearn.trainer.trainer import UnlearnTrainer, cpu_state_dict, state_digest
-from recbole_unlearn.trainer.training import new_model, valid_metric_name
+from recbole_unlearn.trainer.training import new_model, valid_metric_name, validated_score
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.faults import fault_point
 
@@ -112,6 +112,10 @@ def stage_data_digest(config, dataset: UnlearnSequentialDataset, shard_map: Shar
 SEEDED = "seeded"
 
 
+#: the keys of a stage's training record (:func:`stage_record`)
+RECORD_KEYS = ("samples", "start", "weights")
+
+
 def stage_record(samples: str, start: str, weights: str) -> Dict[str, str]:
     """What one slice stage trained with, recorded when it trains: ``samples`` (the digest of
     its samples, :func:`stage_data_digest`), ``start`` (``state_digest`` of the weights it started
@@ -119,7 +123,7 @@ def stage_record(samples: str, start: str, weights: str) -> Dict[str, str]:
     weights it produced). ``--verify`` recomputes all three from the remaining data and the live
     files, so weights that are not what training on the remaining data gave are found, in any
     slice stage, not only the last (which the aggregator's record covers)."""
-    return {"samples": samples, "start": start, "weights": weights}
+    return dict(zip(RECORD_KEYS, (samples, start, weights)))
 
 
 def slice_epochs(config) -> int:
@@ -173,7 +177,7 @@ def _train_stages(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap
             best, _ = trainer.fit(loader, valid, verbose=False, saved=valid is not None)
             if valid is not None:
                 trainer.load_best()
-                training.best_valid = float(best)
+                training.best_valid = validated_score(best)
             training.epochs = len(trainer.train_loss_dict)
             result.samples += len(samples) * training.epochs
         result.stages[stage] = training

@@ -1,4 +1,5 @@
 """Train one RecBole sequential model on one split, timed and reproducible."""
+import math
 import time
 from dataclasses import dataclass
 from logging import getLogger
@@ -34,6 +35,12 @@ def valid_metric_name(config) -> str:
     return str(config["valid_metric"]).lower()
 
 
+def validated_score(best) -> Optional[float]:
+    """RecBole's best validation score, ``None`` where no validation ran (``eval_step: 0``: its
+    starting ``-inf``, which JSON cannot hold)."""
+    return float(best) if best is not None and math.isfinite(best) else None
+
+
 def train_model(config, loaders: SplitLoaders, tag: str = "model") -> TrainedModel:
     """Train a new model on ``loaders.train`` with early stopping on ``loaders.valid`` and
     return the best state. The wall time covers model creation, training and validation."""
@@ -48,5 +55,4 @@ def train_model(config, loaders: SplitLoaders, tag: str = "model") -> TrainedMod
     trainer.load_best()
     seconds = time.perf_counter() - start
     epochs_run = len(trainer.train_loss_dict)
-    score = None if best_score in (None, float("inf"), float("-inf")) else float(best_score)
-    return TrainedModel(model, seconds, score, epochs_run)
+    return TrainedModel(model, seconds, validated_score(best_score), epochs_run)

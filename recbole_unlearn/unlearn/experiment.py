@@ -120,12 +120,6 @@ class Experiment:
         do not divide the hidden size, an unknown loss type, ...) are one line before a run
         writes anything, not a traceback after. Torch's random state is left as it was."""
         self._check_cutoffs(self.config)
-        if self.config["log_wandb"]:
-            try:
-                import wandb  # noqa: F401
-            except ImportError:
-                raise UnlearnError("log_wandb: True needs the wandb package (pip install wandb), which is not "
-                                   "installed") from None
         try:
             with torch.random.fork_rng(devices=[]):
                 model = self.config.model_class(self.config, self.data)

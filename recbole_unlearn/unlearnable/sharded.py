@@ -35,8 +35,8 @@ from recbole_unlearn.model.ensemble import EnsembleSequentialRecommender
 from recbole_unlearn.model.representations import item_representations
 from recbole_unlearn.trainer.aggregator_trainer import train_aggregator
 from recbole_unlearn.trainer.pretrain import pretrain_embeddings
-from recbole_unlearn.trainer.shard_trainer import (SEEDED, ShardJob, StateDict, run_shard_jobs, stage_data_digest,
-                                                   stage_seed)
+from recbole_unlearn.trainer.shard_trainer import (RECORD_KEYS, SEEDED, ShardJob, StateDict, run_shard_jobs,
+                                                   stage_data_digest, stage_seed)
 from recbole_unlearn.trainer.approximate import (APPROXIMATE, NOTHING_REMAINS, ApproximateReport, ascent_rows,
                                                   restore_if_not_finite)
 from recbole_unlearn.trainer.trainer import cpu_state_dict, state_digest
@@ -119,6 +119,11 @@ class ShardedUnlearnableModel(UnlearnableModel):
         record saved before weights were recorded (a bare samples digest) checks the samples."""
         keep = self.keep_mask()
         checked, unchecked, stale = 0, 0, []
+        # shards retrained exactly record every file they train: a version with some records and
+        # not others lost one (a record nulled by hand passed as unchecked)
+        must_record = self.config["shard_unlearning"] in (None, "", "retrain") and (
+            self.aggregator_trained_on is not None or any(r is not None for r in self.trained_on.values()))
+        missing = "has no training record, while the version records others (removed by hand?)"
         for shard in range(self.shard_map.n_shards):
             previous = SEEDED
             for stage in range(self.shard_map.n_slices):
@@ -126,13 +131,18 @@ class ShardedUnlearnableModel(UnlearnableModel):
                 live = state_digest(self.stage_states[shard][stage])
                 problem = self._stage_problem(self.trained_on.get(name), live, previous, shard, stage, keep)
                 previous = live
+                if problem is None and must_record:
+                    problem = missing
                 if problem is None:
                     unchecked += 1
                     continue
                 checked += 1
                 if problem:
                     stale.append(f"{name} (shard {shard}, slice stage {stage}) {problem}")
-        if self.aggregator_trained_on is None:
+        if self.aggregator_trained_on is None and must_record:
+            checked += 1
+            stale.append(f"aggregator.pth {missing}")
+        elif self.aggregator_trained_on is None:
             unchecked += 1
         else:
             checked += 1
@@ -191,6 +201,12 @@ class ShardedUnlearnableModel(UnlearnableModel):
         model = cls(config, dataset, shard_map, stage_states, load("aggregator.pth"), forgotten)
         model.trained_on = dict(manifest.get("trained_on") or {})  # none in versions saved before
         model.aggregator_trained_on = manifest.get("aggregator_trained_on")
+        for name, record in model.trained_on.items():  # what stage_record writes (or a bare digest)
+            if not (record is None or isinstance(record, str) or (
+                    isinstance(record, dict) and all(isinstance(record.get(k), str) for k in RECORD_KEYS))):
+                raise ValueError(f"trained_on[{name!r}] is not a training record")
+        if not (model.aggregator_trained_on is None or isinstance(model.aggregator_trained_on, str)):
+            raise ValueError("aggregator_trained_on is not a digest")
         return model
 
     # --- construction ------------------------------------------------------------------
