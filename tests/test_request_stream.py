@@ -531,20 +531,30 @@ def test_a_stop_after_the_forget_went_live_is_not_reported_as_not_applied(model_
     assert {users[0], users[1]} <= _forgotten_users(model_copy)
 
 
-def test_a_request_file_run_writes_its_log_as_a_watcher_does(model_copy, in_tmp):
-    """A run answering one request file wrote no log (a watched folder's run did): its
-    ``requests done`` line, each forget's lines and SRUGA's checks were lost. It logs once the
-    file is valid; a file refused as bad input still creates no ``log/``."""
+def test_a_request_file_run_writes_its_log_into_its_run_folder(model_copy, in_tmp):
+    """A run answering one request file wrote no log (its forgets' lines and SRUGA's checks were
+    lost), and a watcher's run wrote ``log/`` into the working directory, which a run answering
+    requests leaves as it was. Both log into their run folder (``run.log`` beside
+    ``results.json``) once their input is valid; a file refused as bad input writes nothing."""
     user = _users_by_shard(model_copy)[0][0]
     (in_tmp / "bad.csv").write_text(f"{user}\nno-such-user\n")
+    results = in_tmp / "results"
     with pytest.raises(Exception, match="no-such-user"):
-        run_forget_requests(model_copy, str(in_tmp / "bad.csv"), {"state": "INFO"}, verbose=False)
-    assert not (in_tmp / "log").exists()
+        run_forget_requests(model_copy, str(in_tmp / "bad.csv"), {"state": "INFO", "results_dir": str(results)},
+                            verbose=False)
+    assert not results.exists() and not (in_tmp / "log").exists()
     (in_tmp / "req.csv").write_text(f"{user}\n")
-    run_forget_requests(model_copy, str(in_tmp / "req.csv"), {"state": "INFO"}, verbose=False)
-    logs = [os.path.join(root, name) for root, _, names in os.walk(in_tmp / "log") for name in names]
-    assert len(logs) == 1, logs
-    assert "requests done:" in open(logs[0]).read()
+    doc = run_forget_requests(model_copy, str(in_tmp / "req.csv"), {"state": "INFO", "results_dir": str(results)},
+                              verbose=False)
+    log = os.path.join(os.path.dirname(doc["results_path"]), "run.log")
+    assert "requests done:" in open(log).read()
+    assert not (in_tmp / "log").exists()
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    doc = run_forget_requests(model_copy, str(inbox), {"state": "INFO", "results_dir": str(results),
+                                                       "watch_idle_s": 0.5}, verbose=False)
+    assert "requests done:" in open(os.path.join(os.path.dirname(doc["results_path"]), "run.log")).read()
+    assert not (in_tmp / "log").exists()
 
 
 def test_a_request_run_says_when_a_retrained_shard_stopped_at_its_cap(model_copy, in_tmp, capsys):

@@ -7,6 +7,7 @@ RecBole's ``overall.yaml`` / model / dataset / quick-start files < ``properties/
 """
 import ast
 import copy
+import functools
 import importlib.util
 import os
 from typing import Dict, Iterable, List, Optional, Set
@@ -153,6 +154,32 @@ def _check_argument_kinds(model, dataset, config_file_list, config_dict) -> None
         if value is not None and not isinstance(value, str):
             raise UnlearnError(f"config key '{name}' must be a {name} name (a string), got {value!r}")
     check_values(config_dict or {}, EARLY_KEYS)  # before RecBole's Config reads them (and fails otherwise)
+
+
+def _recbole_yaml_keys(folder: str) -> Dict[str, frozenset]:
+    """``{file name without .yaml: its top-level keys}`` of RecBole's YAML files in ``folder``."""
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".yaml"):
+            with open(os.path.join(folder, name), "r", encoding="utf-8") as f:
+                out[name[:-len(".yaml")]] = frozenset(yaml.safe_load(f) or {})
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _recbole_model_keys() -> Dict[str, frozenset]:
+    """Each RecBole model's settings (``recbole/properties/model/<Model>.yaml``)."""
+    return _recbole_yaml_keys(os.path.join(os.path.dirname(recbole.__file__), "properties", "model"))
+
+
+@functools.lru_cache(maxsize=None)
+def _recbole_shared_keys() -> frozenset:
+    """The settings every RecBole model can read: its overall and dataset YAML files'."""
+    root = os.path.join(os.path.dirname(recbole.__file__), "properties")
+    keys = set(_recbole_yaml_keys(root).get("overall", frozenset()))
+    for found in _recbole_yaml_keys(os.path.join(root, "dataset")).values():
+        keys |= found
+    return frozenset(keys)
 
 
 class UnlearnConfig(Config):
@@ -323,6 +350,17 @@ class UnlearnConfig(Config):
                                f"(metrics x topk: {', '.join(sorted(computed))})")
 
     # --- helpers -----------------------------------------------------------------------
+    def other_models_settings(self) -> List[str]:
+        """The user's settings (``external_config_dict``) that another RecBole model's YAML
+        declares and this model's does not (nor RecBole's overall or dataset YAML): this model
+        never reads them (``--model=SASRec --num_layers=5``, GRU4Rec's key; SASRec's is
+        ``n_layers``), sorted."""
+        per_model = _recbole_model_keys()
+        own = per_model.get(self["model"], frozenset())
+        others = frozenset().union(*(keys for name, keys in per_model.items() if name != self["model"]))
+        return sorted(k for k in self.external_config_dict
+                      if k in others and k not in own and k not in _recbole_shared_keys())
+
     @property
     def methods(self) -> List[str]:
         return method_names(self["unlearn_method"])

@@ -328,7 +328,10 @@ KEYS: Dict[str, Key] = {
     "gpu_id": _runtime_recbole(),
     "state": Key("runtime"),
     "worker": int_key("runtime", low=0, recorded=False),
-    **{key: int_key("runtime", low=0, recorded=False) for key in ("loss_decimal_place", "metric_decimal_place")},
+    "loss_decimal_place": int_key("runtime", low=0, recorded=False),
+    # every metric, validation scores included, is rounded to it: fewer places round scores into
+    # ties (RecBole keeps the later epoch) and rises of forget Hit@10 out of sight
+    "metric_decimal_place": int_key("data", low=4),
     # RecBole's keys that say where things are written or how they are logged, and the field
     # names its batch transform derives from ITEM_ID_FIELD: never part of the numbers.
     **{key: _runtime_recbole() for key in (

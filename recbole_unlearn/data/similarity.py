@@ -157,3 +157,5 @@ def inbp_partition(config, dataset, users, n_shards, embeddings: PartitionEmbedd
 
 
 SIMILARITY_PARTITIONERS = {"kmeans", "ubp", "ibp", "inbp"}
+#: the settings only a similarity partitioner reads (pretraining its vectors, balanced k-means)
+SIMILARITY_PARTITION_KEYS = ("partition_pretrain_epochs", "partition_iterations")

@@ -28,6 +28,9 @@ from recbole_unlearn.utils.results import cap_note, format_table, make_row, resu
 from recbole_unlearn.utils.run_logger import init_run_logger, releasing_run_logger
 
 
+RUN_LOG = "run.log"  # a request run's log, in its run folder beside results.json
+
+
 @releasing_run_logger
 def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dict] = None,
                         verbose: bool = True) -> dict:
@@ -47,18 +50,25 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
     run_name = f"forget-{config['model']}-{config['dataset']}-{get_local_time()}"
     check_results_dir_writable(config["results_dir"], run_name)  # before anything is forgotten (it failed after)
     meter = CpuMeter()
+    run_dir: List[str] = []
+
+    def start_the_run_folder() -> None:
+        """The run's folder, made once its input is valid, with the run's log in it (``run.log``:
+        a request file's run wrote none, a watcher's wrote ``log/`` into the working directory)."""
+        run_dir.append(run_dir_for(config["results_dir"], run_name))
+        init_run_logger(config, os.path.join(run_dir[0], RUN_LOG))
+
     if os.path.isdir(requests):
-        init_run_logger(config)
+        start_the_run_folder()
         summary, model = watch_request_folder(store, model, requests)
-    else:
-        # validates the file before it writes anything, the log included (it wrote no log at all)
-        summary, model = stream_request_file(store, model, requests, when_valid=lambda: init_run_logger(config))
+    else:  # validates the file before it writes anything, the run folder and its log included
+        summary, model = stream_request_file(store, model, requests, when_valid=start_the_run_folder)
     # the requests are live: a failure or a stop from here on says so (it was a bare error line)
     with says_what_went_live(summary, os.path.join(model_dir, LEDGER)):
-        return _report(config, model, summary, meter, requests, model_dir, run_name, verbose)
+        return _report(config, model, summary, meter, requests, model_dir, run_dir[0], verbose)
 
 
-def _report(config, model, summary, meter: CpuMeter, requests: str, model_dir: str, run_name: str,
+def _report(config, model, summary, meter: CpuMeter, requests: str, model_dir: str, run_dir: str,
             verbose: bool) -> dict:
     """Evaluate the model after a request run and write its ``results.json`` (see
     :func:`run_forget_requests`)."""
@@ -82,7 +92,6 @@ def _report(config, model, summary, meter: CpuMeter, requests: str, model_dir: s
         row["forget_training"] = {"steps": summary.trainings}
     document = results_document(config["model"], config["dataset"], config.settings(), facts, [row])
     document["requests"] = stream
-    run_dir = run_dir_for(config["results_dir"], run_name)
     results_path = os.path.join(run_dir, "results.json")
     write_results(results_path, document)
     if verbose:

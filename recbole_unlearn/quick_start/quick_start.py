@@ -47,8 +47,15 @@ def _method_order(config, nothing_to_forget: bool) -> List[str]:
 
 def _check_keys_used(config, names: List[str]) -> None:
     """Refuse a fit, aggregate or forget setting the user gave that none of the run's methods
-    ``names`` uses: it was recorded in ``results.json``'s settings as if the run had used it (a
-    grid row setting one was already refused)."""
+    ``names`` uses, and a setting of another RecBole model that the run's model does not read:
+    each was recorded in ``results.json``'s settings as if the run had used it (a grid row
+    setting an unused method setting was already refused)."""
+    unread = config.other_models_settings()
+    if unread:
+        raise UnlearnError(f"{', '.join(unread)} {'is' if len(unread) == 1 else 'are'} not read by {config['model']} "
+                           "(another RecBole model's setting; it would be recorded in results.json as if the run had "
+                           f"used it): drop it, or set {config['model']}'s own (recbole/properties/model/"
+                           f"{config['model']}.yaml)")
     used = set()
     for name in names:
         used.update(METHODS.get(name).settings_used(config.for_method(name)))

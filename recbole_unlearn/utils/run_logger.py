@@ -13,14 +13,18 @@ import logging
 from typing import Callable, List, Optional, TypeVar
 
 from recbole_unlearn import compat  # noqa: F401  (before RecBole: NumPy aliases, anomaly detection off)
+import colorlog
 from recbole.utils import init_logger
+from recbole.utils.logger import RemoveColorFilter, log_colors_config
 
 _added: List[logging.Handler] = []  # the handlers the last init_run_logger added
 _caller_level: List[int] = []  # the root level before the first run's logger, while one is set up
 
 
-def init_run_logger(config) -> None:
-    """``recbole.utils.init_logger(config)``, so that it takes effect in every run."""
+def init_run_logger(config, log_file: Optional[str] = None) -> None:
+    """``recbole.utils.init_logger(config)``, so that it takes effect in every run. With
+    ``log_file`` the run logs there, with RecBole's formats and level (``state``), and writes no
+    ``log/`` folder into the working directory (a run answering requests leaves it as it was)."""
     root = logging.getLogger()
     if not _caller_level:
         _caller_level.append(root.level)
@@ -28,10 +32,29 @@ def init_run_logger(config) -> None:
     kept = list(root.handlers)  # the caller's own
     for handler in kept:
         root.removeHandler(handler)
-    init_logger(config)
+    if log_file is None:
+        init_logger(config)
+    else:
+        _log_to(config, log_file)
     _added.extend(root.handlers)
     for handler in kept:
         root.addHandler(handler)
+
+
+def _log_to(config, log_file: str) -> None:
+    """What ``init_logger`` sets up (a colour console handler, a plain file handler, the level of
+    ``state``), with the file at ``log_file`` instead of ``./log/<model>/``."""
+    state = str(config["state"] or "info").upper()
+    level = getattr(logging, state) if state in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else logging.INFO
+    file_handler = logging.FileHandler(log_file)
+    file_handler.setFormatter(logging.Formatter("%(asctime)-15s %(levelname)s  %(message)s", "%a %d %b %Y %H:%M:%S"))
+    file_handler.addFilter(RemoveColorFilter())
+    console = logging.StreamHandler()
+    console.setFormatter(colorlog.ColoredFormatter("%(log_color)s%(asctime)-15s %(levelname)s  %(message)s",
+                                                   "%d %b %H:%M", log_colors=log_colors_config))
+    for handler in (file_handler, console):
+        handler.setLevel(level)
+    logging.basicConfig(level=level, handlers=[console, file_handler])
 
 
 def release_run_logger() -> None:
