@@ -207,6 +207,8 @@ def test_bad_stream_settings_are_refused_when_loading(saved, value):
     # an improvement, so the last epoch was kept) and a forget Hit@10 rise rounded away with its
     # warning, while a runtime key, unrecorded (found by probing)
     ("SASRec", {"metric_decimal_place": 1}, "config key 'metric_decimal_place' must be an integer >= 4, got 1"),
+    # trained to "training diverged ... (learning rate too large?)" after the run folder was made
+    ("SASRec", {"layer_norm_eps": -5}, "config key 'layer_norm_eps' must be a positive number, got -5"),
 ])
 def test_recbole_settings_are_checked_before_anything_is_written(tmp_path, model, settings, message):
     """RecBole's own model and training settings used to reach RecBole or torch unchecked: a

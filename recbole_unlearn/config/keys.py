@@ -322,6 +322,8 @@ KEYS: Dict[str, Key] = {
                                         "num_layers")},
     **{key: number_key("data", open_low=False, high=1, open_high=True)
        for key in ("dropout_prob", "hidden_dropout_prob", "attn_dropout_prob")},
+    # a layer norm's epsilon at or below 0 divides by zero: the loss became NaN mid-training
+    "layer_norm_eps": number_key("data"),
     "eval_batch_size": int_key("runtime"),
     "show_progress": flag_key("runtime"),
     "use_gpu": flag_key("runtime", recorded=False),
