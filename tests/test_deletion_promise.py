@@ -1039,3 +1039,21 @@ def test_no_other_process_records_a_request_between_its_audit_line_and_its_ledge
     applied = [e["id"] for e in ledger_events(sisa_copy) if e["status"] == "applied"]
     assert len(applied) == len(set(applied)) == 1, applied
     assert other and "is busy" in other[0], other
+
+
+def test_a_forget_says_which_remaining_rows_only_forgotten_lines_kept_past_a_count_filter(tmp_path, capsys):
+    """RecBole's count filters count every line of the file, forgotten ones too: a remaining row
+    kept only because a forgotten line lifted its user's count over ``user_inter_num_interval``
+    stays trained on (README), but nothing said when that happened. User 34 has exactly 20
+    interactions; with ``[20,inf)`` forgetting one leaves 19 that a fit on the file without it
+    would drop: the request run warns and the audit line counts them."""
+    model_dir = train_saved_model(tmp_path, forget_protocol="none", user_inter_num_interval="[20,inf)")
+    model = load_model(model_dir)
+    item = model.dataset.id2token("item_id", model.dataset.log_item[model.dataset.user_rows(
+        model.dataset.token2id("user_id", "34"))[0]])
+    (tmp_path / "req.csv").write_text(f"34,{item}\n")
+    run_forget_requests(model_dir, str(tmp_path / "req.csv"), {"state": "ERROR", "results_dir": str(tmp_path / "r")})
+    assert read_audit(model_dir)[-1]["kept_by_count_filters"] == 19
+    out = capsys.readouterr().out
+    assert "warning: 19 remaining interactions are trained on only because forgotten lines" in out, out
+    assert verify_model(model_dir)["kept_by_count_filters"] == 19

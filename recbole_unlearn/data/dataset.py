@@ -124,6 +124,32 @@ class UnlearnSequentialDataset(SequentialDataset):
         keep[self.held_out] = False
         return keep
 
+    def rows_kept_by_count_filters(self, forgotten: np.ndarray) -> np.ndarray:
+        """``[m]`` remaining log rows that RecBole's count filters (``user_inter_num_interval``,
+        ``item_inter_num_interval``) would have dropped had the file not held the ``forgotten``
+        rows' lines: they count every line, so a forgotten one can lift a user's or item's count
+        over the lower bound. RecBole's loop is repeated on the remaining rows (a row dropped
+        lowers other counts) until nothing more drops; a forgotten line cannot push a count the
+        other way, so rows an upper bound dropped are not in this dataset to be found."""
+        intervals = [(ids, self._parse_intervals_str(self.config[key])) for ids, key in (
+            (self.log_user, "user_inter_num_interval"), (self.log_item, "item_inter_num_interval"))]
+        intervals = [(ids, interval) for ids, interval in intervals if interval]
+        if not intervals or not len(forgotten):
+            return np.array([], dtype=np.int64)
+        alive = np.ones(self.n_rows, dtype=bool)
+        alive[forgotten] = False
+        remaining = alive.copy()
+        while True:
+            dropped = np.zeros(self.n_rows, dtype=bool)
+            for ids, interval in intervals:
+                counts = np.bincount(ids[alive], minlength=int(ids.max()) + 1)
+                allowed = {int(c): self._within_intervals(int(c), interval) for c in np.unique(counts[counts > 0])}
+                outside = np.array([c > 0 and not allowed[int(c)] for c in counts])
+                dropped |= alive & outside[ids]
+            if not dropped.any():
+                return np.flatnonzero(remaining & ~alive)
+            alive &= ~dropped
+
     def user_rows(self, user_id: int) -> np.ndarray:
         """Log rows of one user, in chronological order."""
         start = self.user_start[user_id]

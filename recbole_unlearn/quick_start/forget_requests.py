@@ -20,6 +20,7 @@ from recbole_unlearn.config.configurator import check_config_dict
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.evaluator.suite import EvaluationSuite
 from recbole_unlearn.serving import open_store, stream_request_file, verify_model, watch_request_folder
+from recbole_unlearn.serving.apply import kept_by_filters_line
 from recbole_unlearn.serving.stream import says_what_went_live
 from recbole_unlearn.serving.ledger import LEDGER
 from recbole_unlearn.unlearn.experiment import check_results_dir_writable, run_dir_for
@@ -99,6 +100,8 @@ def _report(config, model, summary, meter: CpuMeter, requests: str, model_dir: s
         print(format_table([row]))
         for line in _attention_lines(stream, model_dir):
             print(line)
+        if summary.kept_by_count_filters:
+            print(f"warning: {kept_by_filters_line(summary.kept_by_count_filters)}")
         capped = cap_note([row], config["epochs"], config["agg_epochs"], config["slice_epochs"])
         if capped:
             print(f"note: {capped}")

@@ -16,6 +16,7 @@ it came by.
 import time
 import uuid
 from dataclasses import dataclass, field
+from logging import getLogger
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -133,6 +134,10 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
             "forgotten_hmac": interaction_hmacs(key, model.dataset, new_rows),
             "key_id": key_id(key),
         }
+        kept = model.dataset.rows_kept_by_count_filters(model.forgotten)
+        if len(kept):  # README: what a model folder still depends on
+            entry["kept_by_count_filters"] = int(len(kept))
+            getLogger().warning(kept_by_filters_line(len(kept)))
         unchanged = [rid for rid in ids if rid not in already and report.unchanged_for(groups[rid], rows_of[rid])]
         if requests is not None:
             # what each request's ledger line says, so a later run that writes a lost one says the same
@@ -155,6 +160,14 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
             except Exception as error:  # the audit log holds them: the next run records them
                 raise ForgetWentLive(entry["version"], error, what="its requests' ledger lines") from error
     return AppliedForget(model, forget_set, report, entry, ids, done_elsewhere, already, unchanged)
+
+
+def kept_by_filters_line(n: int) -> str:
+    """The warning for ``n`` remaining rows kept only by forgotten lines (``kept_by_count_filters``)."""
+    return (f"{n} remaining interaction{'s are' if n != 1 else ' is'} trained on only because forgotten lines lifted "
+            "their user's or item's count over RecBole's count filter (user_inter_num_interval, "
+            "item_inter_num_interval): a fit on the file without those lines would drop them; purge the file "
+            "and train a new model folder to be exact (README: what a model folder still depends on)")
 
 
 def _record_own(store: ModelStore, own: list, log: AuditLog) -> None:

@@ -224,7 +224,9 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
             # a live version whose audit line is not in the log yet (the next run appends it), and
             # the forgotten interactions no audit line covers (those of that line, where it is pending)
             "audit_pending": pending.get("version") if pending else None,
-            "forgotten_unaudited": len(known - audited)}
+            "forgotten_unaudited": len(known - audited),
+            # remaining rows RecBole's count filters keep only because of forgotten lines (README)
+            "kept_by_count_filters": len(model.dataset.rows_kept_by_count_filters(model.forgotten))}
 
 
 def check_ledger_not_rolled_back(path: str, events: List[dict], current: Optional[str]) -> None:

@@ -70,6 +70,7 @@ class StreamSummary:
     start_stages: Dict[str, int] = field(default_factory=dict)
     forget_hit_rose: List[str] = field(default_factory=list)
     trainings: List[dict] = field(default_factory=list)  # each batch's training record (shard stages, aggregator)
+    kept_by_count_filters: int = 0  # after the last forget: rows kept only by forgotten lines (apply)
 
     def add_batch(self, report_json: dict, version: str) -> None:
         self.batches += 1
@@ -345,5 +346,6 @@ class RequestBatcher:
         self.ledger_final.update(outcome.applied)
         if outcome.entry is not None:
             self.summary.add_batch(outcome.report.to_json(), version)
+            self.summary.kept_by_count_filters = outcome.entry.get("kept_by_count_filters", 0)
             getLogger().info(f"applied {len(outcome.applied)} requests (shards {outcome.report.shards}) as {version} "
                              f"in {outcome.report.seconds:.1f}s; {self.pending} queued")
