@@ -888,6 +888,8 @@ def test_verify_with_run_arguments_or_a_non_boolean_is_refused(saved, in_tmp, ex
     # were in SISA's fit key, so grid rows differing only in them trained the same shards again)
     ({"unlearn_method": "sisa", "n_shards": 2, "partition_iterations": 7}, "partition_iterations"),
     ({"unlearn_method": "sisa", "n_shards": 2, "partition_pretrain_epochs": 3}, "partition_pretrain_epochs"),
+    # no extra deletion (SISA's default): del_num deletes nothing, yet it was recorded
+    ({"unlearn_method": "sisa", "n_shards": 2, "del_num": 2}, "del_num"),
 ])
 def test_a_setting_no_method_of_the_run_uses_is_refused(in_tmp, values, unused):
     """``--unlearn_method=sisa --scif_damping=0.2`` ran and results.json's settings recorded
@@ -1129,3 +1131,25 @@ def test_a_setting_of_another_model_is_refused_not_recorded(in_tmp, model, setti
         run_recbole_unlearn(model, config_dict=tiny_dict(results_dir=str(in_tmp / "r"), unlearn_method="retrain",
                                                          **settings), verbose=False)
     assert not (in_tmp / "r").exists() and not (in_tmp / "log").exists()
+
+
+@pytest.mark.parametrize("call", ["verify", "requests"])
+@pytest.mark.parametrize("key", ["forget", "config_files", "benchmark", "verify"])
+def test_the_api_refuses_the_command_line_switches_the_command_refuses(saved, in_tmp, call, key):
+    """``run_verify(folder, {"forget": ...})`` verified and ignored the file, and ``config_files``
+    naming no file passed too, where the command refuses ``--verify`` with ``--forget`` (found by
+    probing the README): a switch the API call does not take is one error, nothing changes."""
+    from recbole_unlearn.quick_start.forget_requests import run_verify
+
+    model_dir = saved[1]
+    (in_tmp / "req.csv").write_text("")
+    before = snapshot(model_dir)
+    given = {key: "x.yaml" if key != "verify" else True}  # forget: another file than the call's
+    if call == "verify" and key == "verify":
+        pytest.skip("run_verify is the verify call")
+    with pytest.raises(UnlearnError, match=f"config_dict cannot set '{key}'"):
+        if call == "verify":
+            run_verify(model_dir, given)
+        else:
+            run_forget_requests(model_dir, str(in_tmp / "req.csv"), given, verbose=False)
+    assert snapshot(model_dir) == before

@@ -1111,3 +1111,16 @@ def test_a_row_label_no_file_can_be_named_after_is_refused_before_training(label
     after the original and Retrain trained and grid.json was written (found by probing)."""
     with pytest.raises(UnlearnError, match="label"):
         expand_grid({"models": ["GRU4Rec"], "datasets": ["ml-tiny"], "methods": {label: {"unlearn_method": "sruga"}}})
+
+
+@pytest.mark.parametrize("kind, ratio, target, shown", [
+    ("seconds_at_most", 0.506, 0.5, "1/1.98; <= 1/2.0: missed"),  # read "1/2.0; <= 1/2.0: missed" (a probe)
+    ("ndcg_at_least", 0.8996, 0.9, "0.8996 x; >= 0.90 x: missed"),
+    ("ndcg_at_least", 0.93, 0.9, "0.93 x; >= 0.90 x: met"),
+])
+def test_a_ratio_rounded_onto_its_target_is_shown_with_the_digits_that_decide(kind, ratio, target, shown):
+    """A targets cell read ``8.8 (1/2.0; <= 1/2.0: missed)``: right (the ratio was 0.506) but
+    reading like a pass. A ratio is shown with as many digits as tell it from its target."""
+    from recbole_unlearn.benchmark.report import target_text
+
+    assert target_text(ratio, target, kind) == shown

@@ -153,11 +153,26 @@ def _target_value(row: dict, kind: str) -> Optional[float]:
     return row.get(key) if group is None else _value(row, group, key)
 
 
-def _fraction(value: float, kind: str) -> str:
-    """A fraction of Retrain's value as read: ``0.93 x``, or for time ``1/50.9``."""
+def _fraction(value: float, kind: str, digits: Optional[int] = None) -> str:
+    """A fraction of Retrain's value as read: ``0.93 x``, or for time ``1/50.9`` (``digits``
+    after the point: 2, or 1 for time, by default)."""
     if kind == "seconds_at_most" and 0 < value < 1:
-        return f"1/{1 / value:.1f}"
-    return f"{value:.2f} x"
+        return f"1/{1 / value:.{1 if digits is None else digits}f}"
+    return f"{value:.{2 if digits is None else digits}f} x"
+
+
+def target_text(ratio: float, target: float, kind: str) -> str:
+    """``<ratio>; <bound> <target>: met|missed``, the ratio with as many more digits (up to 4)
+    as tell it from the target where the usual ones print both alike (``1/2.0; <= 1/2.0:
+    missed`` read like a pass; the ratio was 1/1.98)."""
+    at_least = TARGET_KINDS[kind][2]
+    met = ratio >= target if at_least else ratio <= target
+    shown = _fraction(ratio, kind)
+    digits = 1 if kind == "seconds_at_most" and 0 < ratio < 1 else 2
+    while shown == _fraction(target, kind, digits) and ratio != target and digits < 4:
+        digits += 1
+        shown = _fraction(ratio, kind, digits)
+    return f"{shown}; {'>= ' if at_least else '<= '}{_fraction(target, kind)}: {'met' if met else 'missed'}"
 
 
 def target_results(row: dict, retrain: dict, targets: Dict[str, float]) -> Dict[str, Tuple[float, bool]]:
@@ -198,9 +213,7 @@ def targets_markdown(cell: dict) -> List[str]:
             value = _target_value(row, kind)
             text = _fmt(value, 1 if kind == "seconds_at_most" else 4)
             if kind in results:
-                ratio, met = results[kind]
-                bound = (">= " if TARGET_KINDS[kind][2] else "<= ") + _fraction(wanted[kind], kind)
-                text += f" ({_fraction(ratio, kind)}; {bound}: {'met' if met else 'missed'})"
+                text += f" ({target_text(results[kind][0], wanted[kind], kind)})"
             shown.append(text)
         missed = [kind for kind, (_, met) in results.items() if not met]
         verdict = "all met" if not missed and len(results) == len(wanted) else \

@@ -15,33 +15,23 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 import numpy as np
-import torch
 
 from recbole_unlearn.data.partition import PARTITIONERS, deal_to_lightest
 
 
 @dataclass
 class PartitionEmbeddings:
-    """Vectors from the briefly pretrained base model, saved with the sharded model.
+    """Vectors from the briefly pretrained base model, used to partition users and then dropped
+    (never saved: they are computed from every user's data, forgotten data included).
 
     Attributes:
         user_hidden: ``[user_num, H]`` final hidden state of each user's training sequence
             (zeros for users without one).
         user_item_mean: ``[user_num, H]`` mean pretrained item embedding of that sequence.
-        item_embeddings: ``[item_num, H]`` pretrained item embeddings (used by CED).
     """
 
     user_hidden: np.ndarray
     user_item_mean: np.ndarray
-    item_embeddings: np.ndarray
-
-    def to_state(self) -> dict:
-        return {k: torch.from_numpy(np.ascontiguousarray(getattr(self, k)))
-                for k in ("user_hidden", "user_item_mean", "item_embeddings")}
-
-    @classmethod
-    def from_state(cls, state: dict) -> "PartitionEmbeddings":
-        return cls(*(state[k].numpy() for k in ("user_hidden", "user_item_mean", "item_embeddings")))
 
 
 def _sq_distances(vectors: np.ndarray, anchors: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from recbole_unlearn.serving.stream import says_what_went_live
 from recbole_unlearn.serving.ledger import LEDGER
 from recbole_unlearn.unlearn.experiment import check_results_dir_writable, run_dir_for
 from recbole_unlearn.utils.cpu_meter import CpuMeter, busy_rows_note
+from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.results import cap_note, format_table, make_row, results_document, write_results
 from recbole_unlearn.utils.run_logger import init_run_logger, releasing_run_logger
 
@@ -44,6 +45,7 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
     everything forgotten so far.
     """
     check_config_dict(config_dict)
+    _refuse_switches(config_dict, "run_forget_requests", model_dir=model_dir, forget=requests)
     overrides = {k: v for k, v in (config_dict or {}).items() if k not in ("model_dir", "forget")}
     store = open_store(model_dir, overrides)
     model = store.load(overrides)
@@ -136,8 +138,23 @@ def _attention_lines(stream: dict, model_dir: str) -> List[str]:
     return lines
 
 
+def _refuse_switches(config_dict: Optional[dict], call: str, **taken) -> None:
+    """One error for a command-line switch in ``config_dict`` that ``call`` does not take (the
+    command refuses it; the call ignored it: ``run_verify(folder, {"forget": file})`` verified and
+    forgot nothing, ``config_files`` naming no file passed). ``taken``: the switches the call
+    has as arguments, allowed in ``config_dict`` with the same value (the command passes them)."""
+    for key in ("model_dir", "forget", "verify", "config_files", "benchmark", "cells"):
+        value = (config_dict or {}).get(key)
+        if value in (None, False) or (key in taken and str(value) == str(taken[key])):
+            continue
+        raise UnlearnError(f"config_dict cannot set '{key}' for {call} (it was ignored; the command line refuses it "
+                           "with this run too)" + (f": give it as the call's argument ({taken[key]!r} here)"
+                                                   if key in taken else ""))
+
+
 def run_verify(model_dir: str, config_dict: Optional[dict] = None) -> dict:
     """Re-check the model in ``model_dir`` (``--verify=True``); see ``serving.audit.verify_model``."""
     check_config_dict(config_dict)
+    _refuse_switches(config_dict, "run_verify", model_dir=model_dir, verify=True)
     overrides = {k: v for k, v in (config_dict or {}).items() if k not in ("model_dir", "verify")}
     return verify_model(open_store(model_dir, overrides), overrides)

@@ -1,4 +1,5 @@
-"""The brief pretraining behind similarity partitions and CED (SPEC sections 3-4)."""
+"""The brief pretraining behind similarity partitions (SPEC section 4; CED reads a live shard's
+embeddings instead, see the README)."""
 import time
 from typing import Tuple
 
@@ -15,7 +16,8 @@ from recbole_unlearn.trainer.training import new_model, train_model
 @torch.no_grad()
 def pretrain_embeddings(config, dataset: UnlearnSequentialDataset, keep: np.ndarray) -> Tuple[PartitionEmbeddings, float]:
     """Train the base model for ``partition_pretrain_epochs`` epochs on the training data
-    selected by ``keep`` and read off user and item vectors. Returns them and the wall seconds.
+    selected by ``keep`` and read off user vectors (hidden states, mean item embeddings).
+    Returns them and the wall seconds.
     The pretrained model itself is discarded: it never makes a recommendation. With no
     training sample left (a redrawn partition after everything was forgotten) the model is its
     seeded initialisation, as pretraining on nothing leaves it."""
@@ -40,4 +42,4 @@ def pretrain_embeddings(config, dataset: UnlearnSequentialDataset, keep: np.ndar
     np.add.at(sums, dataset.log_user[train], items[dataset.log_item[train]])
     counts = np.bincount(dataset.log_user[train], minlength=dataset.user_num)[:, None]
     item_mean = (sums / np.maximum(counts, 1)).astype(np.float32)
-    return PartitionEmbeddings(hidden, item_mean, items), time.perf_counter() - start
+    return PartitionEmbeddings(hidden, item_mean), time.perf_counter() - start

@@ -9,6 +9,7 @@ import torch
 from recbole_unlearn.config.keys import METHOD_PHASES, settings_of
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
+from recbole_unlearn.data.extra_deletion import EXTRA_DELETIONS
 from recbole_unlearn.data.similarity import SIMILARITY_PARTITION_KEYS, SIMILARITY_PARTITIONERS
 from recbole_unlearn.evaluator.suite import EvaluationSuite
 from recbole_unlearn.model.aggregators import AGGREGATORS
@@ -86,11 +87,13 @@ class UnlearnMethod(ABC):
         aggregator = config["aggregator"]
         untrained = aggregator in AGGREGATORS.names() and not AGGREGATORS.get(aggregator).learnable
         unread = () if config["partitioner"] in SIMILARITY_PARTITIONERS else SIMILARITY_PARTITION_KEYS
+        if EXTRA_DELETIONS.get(config["extra_deletion"]) is None:  # no extra deletion: del_num deletes nothing
+            unread += ("del_num",)
         return {k: v for k, v in settings_of(config.settings(), *METHOD_PHASES).items()
                 if not any(k in step_keys(step) or k.startswith(f"{step}_") for step in APPROXIMATE.names()
                            if step not in used)
                 and not (untrained and k.startswith("agg_"))  # the mean aggregator trains nothing
-                and k not in unread}  # the random partitioner pretrains and iterates nothing
+                and k not in unread}  # settings of a partitioner or extra deletion the method does not run
 
     @classmethod
     def steps_used(cls, config):
