@@ -21,7 +21,7 @@ from recbole.utils import ModelType, get_model
 from recbole.utils import argument_list
 
 from recbole_unlearn.compat import set_anomaly_detection
-from recbole_unlearn.config.keys import METHOD_PHASES, check_values, is_recorded, settings_of
+from recbole_unlearn.config.keys import KEYS, METHOD_PHASES, check_values, is_recorded, settings_of
 from recbole_unlearn.utils.errors import UnlearnError, one_line, yaml_problem
 from recbole_unlearn.utils.paths import properties_dir, property_file
 from recbole_unlearn.utils.yaml_keys import UniqueKeySafeLoader
@@ -157,7 +157,7 @@ def _check_argument_kinds(model, dataset, config_file_list, config_dict) -> None
 
 
 def _recbole_yaml_keys(folder: str) -> Dict[str, frozenset]:
-    """``{file name without .yaml: its top-level keys}`` of RecBole's YAML files in ``folder``."""
+    """``{file name without .yaml: its top-level keys}`` of the YAML files in ``folder``."""
     out = {}
     for name in sorted(os.listdir(folder)):
         if name.endswith(".yaml"):
@@ -179,6 +179,18 @@ def _recbole_shared_keys() -> frozenset:
     keys = set(_recbole_yaml_keys(root).get("overall", frozenset()))
     for found in _recbole_yaml_keys(os.path.join(root, "dataset")).values():
         keys |= found
+    return frozenset(keys)
+
+
+@functools.lru_cache(maxsize=None)
+def _own_keys() -> frozenset:
+    """This package's settings (its ``properties/`` YAML files' keys and the keys of its phases
+    beyond RecBole's data), which a RecBole model's YAML may hold too (``aggregator``)."""
+    keys = {key for key, spec in KEYS.items() if spec.phase != "data"}
+    root = properties_dir()
+    for folder in (root, os.path.join(root, "method"), os.path.join(root, "dataset")):
+        for found in _recbole_yaml_keys(folder).values():
+            keys |= found
     return frozenset(keys)
 
 
@@ -359,7 +371,7 @@ class UnlearnConfig(Config):
         own = per_model.get(self["model"], frozenset())
         others = frozenset().union(*(keys for name, keys in per_model.items() if name != self["model"]))
         return sorted(k for k in self.external_config_dict
-                      if k in others and k not in own and k not in _recbole_shared_keys())
+                      if k in others and k not in own and k not in _recbole_shared_keys() and k not in _own_keys())
 
     @property
     def methods(self) -> List[str]:
