@@ -101,6 +101,8 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
                 signal.signal(signal.SIGINT, _interrupt)
         _import_the_package()
         model, dataset, config_files, config_dict = parse_args(argv)
+        if "cells" in config_dict and "benchmark" not in config_dict:  # (the API's message named config_dict)
+            raise UnlearnError("--cells names the cells of a grid: give it with --benchmark=<grid file>")
         if "benchmark" in config_dict:
             cells = raw_cells(config_dict.pop("cells", None))
             if model or dataset or config_files or len(config_dict) > 1:

@@ -453,7 +453,7 @@ def test_a_request_run_with_log_wandb_but_no_wandb_is_one_error_and_changes_noth
     if importlib.util.find_spec("wandb") is not None:
         pytest.skip("wandb is installed")
     before = snapshot(folder)
-    with pytest.raises(UnlearnError, match="log_wandb: True needs the wandb package"):
+    with pytest.raises(UnlearnError, match="log_wandb: True .*needs the wandb package"):
         run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), dict(QUIET, log_wandb=True),
                             verbose=False)
     assert snapshot(folder) == before
@@ -565,3 +565,20 @@ def test_a_folder_rolled_back_with_its_audit_log_emptied_is_refused_by_a_request
     with pytest.raises(UnlearnError, match=r"requests\.jsonl line \d+ records v000002, yet CURRENT names v000001"):
         run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)), QUIET, verbose=False)
     assert snapshot(folder) == before
+
+
+def test_a_folder_saved_with_a_display_only_decimal_setting_still_loads(folder, tmp_path):
+    """``metric_decimal_place`` was a runtime display key, stored in a folder's ``config`` when
+    given; it is now a recorded setting of at least 4, and a folder saved before with 2 could be
+    neither served nor verified (``error: config key 'metric_decimal_place' must be ...``, naming
+    a key the user never gave this run; found by probing). Such a folder, whose settings never
+    recorded the key, loads with today's default (its retrained shards now validate at 4 places)."""
+    from conftest import read_manifest, verify_model
+
+    version_dir, manifest = read_manifest(folder)
+    manifest["config"]["metric_decimal_place"] = 2
+    manifest["settings"].pop("metric_decimal_place", None)
+    with open(os.path.join(version_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    assert open_store(folder).load().config["metric_decimal_place"] == 4
+    verify_model(folder)

@@ -571,3 +571,5 @@ def test_a_request_run_says_when_a_retrained_shard_stopped_at_its_cap(model_copy
     assert stages and all(stage["epochs"] == 1 and stage["hit_cap"] for stage in stages)
     out = capsys.readouterr().out
     assert "note: sisa (forget: 1 shard stage) stopped at their cap (epochs 1), not by validation" in out, out
+    # the saved model's caps: a request run cannot raise them (it advised --epochs, which it refuses)
+    assert "the saved model's settings: train a new model folder with --epochs higher" in out, out

@@ -342,7 +342,8 @@ class UnlearnConfig(Config):
             raise UnlearnError("recbole_unlearn evaluates with full ranking: eval_args.mode must be 'full'")
         check_values(self.final_config_dict)  # kinds and ranges: recbole_unlearn/config/keys.py
         if self["log_wandb"] and importlib.util.find_spec("wandb") is None:  # a request run too (a runtime key)
-            raise UnlearnError("log_wandb: True needs the wandb package (pip install wandb), which is not installed")
+            raise UnlearnError("log_wandb: True (given, or a saved model's setting) needs the wandb package (pip "
+                               "install wandb), which is not installed; --log_wandb=False turns it off")
         negatives = self["train_neg_sample_args"] or {}
         if self["loss_type"] == "BPR" and negatives.get("distribution") in (None, "none"):
             raise UnlearnError("loss_type BPR trains on sampled negatives, and train_neg_sample_args is ~ (none): set "

@@ -359,6 +359,12 @@ def declare(keys: Dict[str, Key]) -> None:
         KEYS[name] = spec
 
 
+#: settings recorded now that were runtime (unrecorded) keys before: a saved folder whose
+#: recorded settings lack one kept it in its ``config`` as a display choice, and loads with today's
+#: default (``metric_decimal_place`` below today's minimum made such a folder unservable)
+FORMERLY_RUNTIME_KEYS = ("metric_decimal_place",)
+
+
 def phase_of(key: str) -> str:
     """The phase of ``key``; keys not declared here (RecBole's) are ``data`` keys."""
     spec = KEYS.get(key)

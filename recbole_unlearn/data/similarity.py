@@ -147,5 +147,13 @@ def inbp_partition(config, dataset, users, n_shards, embeddings: PartitionEmbedd
 
 
 SIMILARITY_PARTITIONERS = {"kmeans", "ubp", "ibp", "inbp"}
+
+
+def is_similarity_partitioner(name) -> bool:
+    """Whether the partitioner ``name`` (any case, as the registry takes it) partitions on
+    pretrained vectors: ``KMeans`` was taken for random here, and its run died in a traceback."""
+    return str(name).lower() in SIMILARITY_PARTITIONERS
+
+
 #: the settings only a similarity partitioner reads (pretraining its vectors, balanced k-means)
 SIMILARITY_PARTITION_KEYS = ("partition_pretrain_epochs", "partition_iterations")

@@ -104,7 +104,7 @@ def _report(config, model, summary, meter: CpuMeter, requests: str, model_dir: s
             print(line)
         if summary.kept_by_count_filters:
             print(f"warning: {kept_by_filters_line(summary.kept_by_count_filters)}")
-        capped = cap_note([row], config["epochs"], config["agg_epochs"], config["slice_epochs"])
+        capped = cap_note([row], config["epochs"], config["agg_epochs"], config["slice_epochs"], saved_model=True)
         if capped:
             print(f"note: {capped}")
         busy_note = busy_rows_note([row], config["busy_cpu_share"])

@@ -56,12 +56,15 @@ def _check_keys_used(config, names: List[str]) -> None:
                            "(another RecBole model's setting; it would be recorded in results.json as if the run had "
                            f"used it): drop it, or set {config['model']}'s own (recbole/properties/model/"
                            f"{config['model']}.yaml)")
-    used = set()
+    used, why = set(), {}
     for name in names:
-        used.update(METHODS.get(name).settings_used(config.for_method(name)))
+        method_config = config.for_method(name)
+        used.update(METHODS.get(name).settings_used(method_config))
+        why.update(METHODS.get(name).unread_settings(method_config))
     unused = unused_method_keys(config.external_config_dict, used)
     if unused:
-        raise UnlearnError(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used by "
+        named = ", ".join(f"{key} ({why[key]})" if key in why else key for key in unused)
+        raise UnlearnError(f"{named} {'is' if len(unused) == 1 else 'are'} not used by "
                            f"{', '.join(names)} (it would be recorded in results.json as if the run had used it): "
                            "drop it, or run a method that uses it")
 

@@ -35,7 +35,7 @@ import numpy as np
 import recbole
 import torch
 
-from recbole_unlearn.config.keys import phase_of
+from recbole_unlearn.config.keys import FORMERLY_RUNTIME_KEYS, phase_of
 from recbole_unlearn.serving.ledger import LEDGER, RequestLedger
 from recbole_unlearn.serving.lock import FolderLock
 from recbole_unlearn.trainer.shard_trainer import check_ray_resources
@@ -254,6 +254,9 @@ class ModelStore:
             # a run's own retention choice, never the folder's: grid-made folders of earlier code
             # recorded the runner's True, and kept the version from before every forget
             config_dict.pop("keep_previous_version", None)
+            for key in FORMERLY_RUNTIME_KEYS:  # given as a display choice, before it was recorded
+                if key not in (manifest.get("settings") or {}):
+                    config_dict.pop(key, None)
             config_dict.update(overrides)
             config = UnlearnConfig(manifest["model"], manifest["dataset"], config_dict=config_dict)
             drifted = _drifted_settings(manifest, config)

@@ -10,7 +10,7 @@ from recbole_unlearn.config.keys import METHOD_PHASES, settings_of
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.data.extra_deletion import EXTRA_DELETIONS
-from recbole_unlearn.data.similarity import SIMILARITY_PARTITION_KEYS, SIMILARITY_PARTITIONERS
+from recbole_unlearn.data.similarity import SIMILARITY_PARTITION_KEYS, is_similarity_partitioner
 from recbole_unlearn.evaluator.suite import EvaluationSuite
 from recbole_unlearn.model.aggregators import AGGREGATORS
 from recbole_unlearn.serving import open_store
@@ -84,16 +84,29 @@ class UnlearnMethod(ABC):
         SISA row recorded SCIF's settings. A sharded method runs the step ``shard_unlearning``
         names."""
         used = set(cls.steps_used(config))
-        aggregator = config["aggregator"]
-        untrained = aggregator in AGGREGATORS.names() and not AGGREGATORS.get(aggregator).learnable
-        unread = () if config["partitioner"] in SIMILARITY_PARTITIONERS else SIMILARITY_PARTITION_KEYS
-        if EXTRA_DELETIONS.get(config["extra_deletion"]) is None:  # no extra deletion: del_num deletes nothing
-            unread += ("del_num",)
+        unread = cls.unread_settings(config)
         return {k: v for k, v in settings_of(config.settings(), *METHOD_PHASES).items()
                 if not any(k in step_keys(step) or k.startswith(f"{step}_") for step in APPROXIMATE.names()
                            if step not in used)
-                and not (untrained and k.startswith("agg_"))  # the mean aggregator trains nothing
-                and k not in unread}  # settings of a partitioner or extra deletion the method does not run
+                and k not in unread}
+
+    @classmethod
+    def unread_settings(cls, config) -> Dict[str, str]:
+        """``{setting: why nothing reads it}`` for the settings of a part this method runs that
+        ``config`` turns off or replaces: a learned aggregator's under the untrained ``mean``; a
+        similarity partitioner's under ``random``; ``del_num`` with no extra deletion (the refusal
+        of such a setting said only that the method did not use it)."""
+        out: Dict[str, str] = {}
+        aggregator = config["aggregator"]
+        if aggregator in AGGREGATORS.names() and not AGGREGATORS.get(aggregator).learnable:
+            out.update({k: f"the {aggregator} aggregator trains nothing" for k in config.settings()
+                        if k.startswith("agg_")})
+        if not is_similarity_partitioner(config["partitioner"]):
+            out.update({k: f"the {config['partitioner']} partitioner pretrains and iterates nothing"
+                        for k in SIMILARITY_PARTITION_KEYS})
+        if EXTRA_DELETIONS.get(config["extra_deletion"]) is None:
+            out["del_num"] = "no extra deletion runs (extra_deletion: none); set one, or drop del_num"
+        return out
 
     @classmethod
     def steps_used(cls, config):

@@ -16,7 +16,7 @@ from typing import Optional
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.data.extra_deletion import check_extra_deletion
 from recbole_unlearn.data.partition import PARTITIONERS, build_shard_map, check_shard_settings
-from recbole_unlearn.data.similarity import SIMILARITY_PARTITIONERS
+from recbole_unlearn.data.similarity import SIMILARITY_PARTITIONERS, is_similarity_partitioner
 from recbole_unlearn.model.aggregators import AGGREGATORS
 from recbole_unlearn.trainer.approximate import APPROXIMATE
 from recbole_unlearn.trainer.shard_trainer import check_ray_resources
@@ -42,7 +42,7 @@ class SISA(UnlearnMethod):
     def check(cls, config, dataset) -> None:
         check_shard_settings(config, dataset)
         check_ray_resources(config)
-        if config["partition_balance"] == "interactions" and config["partitioner"] not in SIMILARITY_PARTITIONERS:
+        if config["partition_balance"] == "interactions" and not is_similarity_partitioner(config["partitioner"]):
             # drawn as the fit draws it (cheap without a similarity model), so that a shard a few heavy
             # users filled, too small to slice, is refused before anything trains (a similarity
             # partition can only be checked at its fit, after its pretraining)
@@ -50,7 +50,7 @@ class SISA(UnlearnMethod):
         AGGREGATORS.get(config["aggregator"])
         check_extra_deletion(config)
         if config["redraw_partition"]:
-            if config["partitioner"] not in SIMILARITY_PARTITIONERS and config["partition_balance"] == "users":
+            if not is_similarity_partitioner(config["partitioner"]) and config["partition_balance"] == "users":
                 raise UnlearnError(f"redraw_partition needs a partition drawn from the data: a similarity "
                                    f"partitioner ({', '.join(sorted(SIMILARITY_PARTITIONERS))}) or partition_balance "
                                    f"interactions; partitioner {config['partitioner']!r} balanced by users depends "

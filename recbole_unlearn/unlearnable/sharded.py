@@ -30,7 +30,7 @@ from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.extra_deletion import apply_extra_deletion
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.data.partition import ShardMap, ShardTooSmall, build_shard_map
-from recbole_unlearn.data.similarity import SIMILARITY_PARTITIONERS
+from recbole_unlearn.data.similarity import is_similarity_partitioner
 from recbole_unlearn.model.ensemble import EnsembleSequentialRecommender
 from recbole_unlearn.model.representations import item_representations
 from recbole_unlearn.trainer.aggregator_trainer import train_aggregator
@@ -221,7 +221,7 @@ class ShardedUnlearnableModel(UnlearnableModel):
         pretrain_seconds = 0.0
         if shard_map is None:
             embeddings = None
-            if config["partitioner"] in SIMILARITY_PARTITIONERS:
+            if is_similarity_partitioner(config["partitioner"]):
                 embeddings, pretrain_seconds = pretrain_embeddings(config, dataset, keep)
             shard_map = build_shard_map(config, dataset, embeddings, keep)
             del embeddings

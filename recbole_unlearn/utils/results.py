@@ -192,11 +192,12 @@ def capped_parts(row: dict, epochs_cap: int) -> Optional[str]:
 
 
 def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int, slice_epochs_cap: Optional[int] = None,
-             reference_epochs: Sequence[Optional[int]] = ()) -> Optional[str]:
+             reference_epochs: Sequence[Optional[int]] = (), saved_model: bool = False) -> Optional[str]:
     """One line naming every model of ``rows`` that stopped at its cap (``epochs``; a shard stage
     ``slice_epochs`` when set; ``agg_epochs`` for a learned aggregator) rather than by validation,
     and the audit's reference models when one of them ran all ``epochs`` (``reference_epochs``:
-    epochs each ran, ``None`` for one reloaded); ``None`` if none did."""
+    epochs each ran, ``None`` for one reloaded); ``None`` if none did. ``saved_model``: the caps
+    are a saved model's settings, which a run answering requests cannot change."""
     named, aggregator, stages, whole = [], False, False, False
     for row in rows:
         parts = capped_parts(row, epochs_cap)
@@ -218,8 +219,10 @@ def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int, slice_epoch
     if aggregator:
         keys.append(("agg_epochs", agg_epochs_cap))
     caps = ", ".join(f"{key} {cap}" for key, cap in keys)
+    raise_them = f"{' and '.join('--' + key for key, _ in keys)} higher to train to convergence"
     return (f"{', '.join(named)} stopped at their cap ({caps}), not by validation (stopping_step); "
-            f"set {' and '.join('--' + key for key, _ in keys)} higher to train to convergence")
+            + (f"these caps are the saved model's settings: train a new model folder with {raise_them}"
+               if saved_model else f"set {raise_them}"))
 
 
 def changed_nothing(row: dict) -> bool:

@@ -14,6 +14,7 @@ from typing import Callable, List, Optional, TypeVar
 
 from recbole_unlearn import compat  # noqa: F401  (before RecBole: NumPy aliases, anomaly detection off)
 import colorlog
+from colorama import init as colorama_init
 from recbole.utils import init_logger
 from recbole.utils.logger import RemoveColorFilter, log_colors_config
 
@@ -44,6 +45,7 @@ def init_run_logger(config, log_file: Optional[str] = None) -> None:
 def _log_to(config, log_file: str) -> None:
     """What ``init_logger`` sets up (a colour console handler, a plain file handler, the level of
     ``state``), with the file at ``log_file`` instead of ``./log/<model>/``."""
+    colorama_init(autoreset=True)  # as init_logger does: colour codes only where the output is a terminal
     state = str(config["state"] or "info").upper()
     level = getattr(logging, state) if state in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else logging.INFO
     file_handler = logging.FileHandler(log_file)
