@@ -1046,14 +1046,19 @@ def test_a_forget_says_which_remaining_rows_only_forgotten_lines_kept_past_a_cou
     kept only because a forgotten line lifted its user's count over ``user_inter_num_interval``
     stays trained on (README), but nothing said when that happened. User 34 has exactly 20
     interactions; with ``[20,inf)`` forgetting one leaves 19 that a fit on the file without it
-    would drop: the request run warns and the audit line counts them."""
+    would drop, 17 of them trained on (2 are validation and test targets, which a probe found
+    counted): the request run warns and the audit line counts them. Forgetting a whole user
+    leaves only that user's targets: no warning."""
     model_dir = train_saved_model(tmp_path, forget_protocol="none", user_inter_num_interval="[20,inf)")
     model = load_model(model_dir)
     item = model.dataset.id2token("item_id", model.dataset.log_item[model.dataset.user_rows(
         model.dataset.token2id("user_id", "34"))[0]])
     (tmp_path / "req.csv").write_text(f"34,{item}\n")
     run_forget_requests(model_dir, str(tmp_path / "req.csv"), {"state": "ERROR", "results_dir": str(tmp_path / "r")})
-    assert read_audit(model_dir)[-1]["kept_by_count_filters"] == 19
+    assert read_audit(model_dir)[-1]["kept_by_count_filters"] == 17
     out = capsys.readouterr().out
-    assert "warning: 19 remaining interactions are trained on only because forgotten lines" in out, out
-    assert verify_model(model_dir)["kept_by_count_filters"] == 19
+    assert "warning: 17 remaining interactions are trained on only because forgotten lines" in out, out
+    assert verify_model(model_dir)["kept_by_count_filters"] == 17
+    (tmp_path / "req2.csv").write_text("36\n")  # a whole user (also 20 interactions)
+    run_forget_requests(model_dir, str(tmp_path / "req2.csv"), {"state": "ERROR", "results_dir": str(tmp_path / "r")})
+    assert read_audit(model_dir)[-1]["kept_by_count_filters"] == 17  # user 34's rows still; none of 36's

@@ -582,3 +582,24 @@ def test_a_folder_saved_with_a_display_only_decimal_setting_still_loads(folder, 
         json.dump(manifest, f)
     assert open_store(folder).load().config["metric_decimal_place"] == 4
     verify_model(folder)
+
+
+def test_a_folder_saved_before_weight_records_passes_verify_after_a_forget(folder, tmp_path):
+    """A folder saved before weight records were kept, then forgotten from (records for the
+    retrained shard only; the untouched shard's stays null), failed ``--verify`` with "has no
+    training record, while the version records others (removed by hand?)" (found by probing
+    folders of earlier code). Only a version whose records were once complete must keep them."""
+    from conftest import read_manifest, verify_model
+
+    version_dir, manifest = read_manifest(folder)  # as saved before the records: none at all
+    manifest["trained_on"] = {}
+    manifest["aggregator_trained_on"] = None
+    manifest.pop("records_complete", None)
+    with open(os.path.join(version_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    model = load_model(folder)
+    shard_of = model.shard_map.user_shard
+    user = next(u for u in range(1, model.dataset.user_num) if shard_of[u] == 0)
+    run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, user)), QUIET, verbose=False)
+    done = verify_model(folder)
+    assert done["weights_unchecked"] >= 1 and done["weights_checked"] >= 1, done

@@ -125,7 +125,7 @@ class UnlearnSequentialDataset(SequentialDataset):
         return keep
 
     def rows_kept_by_count_filters(self, forgotten: np.ndarray) -> np.ndarray:
-        """``[m]`` remaining log rows that RecBole's count filters (``user_inter_num_interval``,
+        """``[m]`` remaining training rows that RecBole's count filters (``user_inter_num_interval``,
         ``item_inter_num_interval``) would have dropped had the file not held the ``forgotten``
         rows' lines: they count every line, so a forgotten one can lift a user's or item's count
         over the lower bound. RecBole's loop is repeated on the remaining rows (a row dropped
@@ -146,8 +146,8 @@ class UnlearnSequentialDataset(SequentialDataset):
                 allowed = {int(c): self._within_intervals(int(c), interval) for c in np.unique(counts[counts > 0])}
                 outside = np.array([c > 0 and not allowed[int(c)] for c in counts])
                 dropped |= alive & outside[ids]
-            if not dropped.any():
-                return np.flatnonzero(remaining & ~alive)
+            if not dropped.any():  # the rows trained on (not validation or test targets, nor twins)
+                return np.setdiff1d(np.flatnonzero(remaining & ~alive & self.is_training), self.held_out)
             alive &= ~dropped
 
     def user_rows(self, user_id: int) -> np.ndarray:

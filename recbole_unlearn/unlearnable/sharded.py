@@ -94,6 +94,8 @@ class ShardedUnlearnableModel(UnlearnableModel):
         #: digest of what the aggregator was last trained with: the ``keep`` mask and the shards'
         #: final weights (:meth:`_aggregator_inputs`)
         self.aggregator_trained_on: Optional[str] = None
+        #: whether the version this model was loaded from recorded every file (``records_complete``)
+        self.records_were_complete = False
 
     @property
     def recommender(self) -> EnsembleSequentialRecommender:
@@ -107,7 +109,15 @@ class ShardedUnlearnableModel(UnlearnableModel):
 
     def manifest_extras(self) -> dict:
         return {"shard_map": self.shard_map.to_json(self.dataset), "trained_on": dict(self.trained_on),
-                "aggregator_trained_on": self.aggregator_trained_on}
+                "aggregator_trained_on": self.aggregator_trained_on, "records_complete": self._records_complete()}
+
+    def _records_complete(self) -> bool:
+        """Whether every weight file has its training record, as every file an exact forget or fit
+        trains does (once so, a later version of an exact folder must stay so; a folder saved
+        before the records keeps nulls for shards no forget retrained since)."""
+        return self.aggregator_trained_on is not None and all(
+            self.trained_on.get(shard_file(k, r)) is not None
+            for k in range(self.shard_map.n_shards) for r in range(self.shard_map.n_slices))
 
     def check_trained_on(self) -> Tuple[int, int, List[str]]:
         """Whether every weight file holds what training on its remaining data gave: each shard
@@ -119,10 +129,9 @@ class ShardedUnlearnableModel(UnlearnableModel):
         record saved before weights were recorded (a bare samples digest) checks the samples."""
         keep = self.keep_mask()
         checked, unchecked, stale = 0, 0, []
-        # shards retrained exactly record every file they train: a version with some records and
-        # not others lost one (a record nulled by hand passed as unchecked)
-        must_record = self.config["shard_unlearning"] in (None, "", "retrain") and (
-            self.aggregator_trained_on is not None or any(r is not None for r in self.trained_on.values()))
+        # shards retrained exactly record every file they train: in a folder whose records were
+        # complete, a version lacking one lost it (a record nulled by hand passed as unchecked)
+        must_record = self.config["shard_unlearning"] in (None, "", "retrain") and self.records_were_complete
         missing = "has no training record, while the version records others (removed by hand?)"
         for shard in range(self.shard_map.n_shards):
             previous = SEEDED
@@ -201,6 +210,7 @@ class ShardedUnlearnableModel(UnlearnableModel):
         model = cls(config, dataset, shard_map, stage_states, load("aggregator.pth"), forgotten)
         model.trained_on = dict(manifest.get("trained_on") or {})  # none in versions saved before
         model.aggregator_trained_on = manifest.get("aggregator_trained_on")
+        model.records_were_complete = manifest.get("records_complete") is True
         for name, record in model.trained_on.items():  # what stage_record writes (or a bare digest)
             if not (record is None or isinstance(record, str) or (
                     isinstance(record, dict) and all(isinstance(record.get(k), str) for k in RECORD_KEYS))):
