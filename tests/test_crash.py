@@ -52,6 +52,19 @@ def _forget(model_dir, cwd, kill_at=None):
                           capture_output=True, text=True, timeout=600)
 
 
+def _sisa_training_run(tmp_path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    """The command training SISA (GRU4Rec, 2 shards, 1 epoch) on ml-tiny into ``tmp_path / "m"``,
+    run in ``tmp_path`` with ``env`` (a fault point) and ``args`` (what it forgets)."""
+    from conftest import FIXTURES, TEST_GPU
+
+    return subprocess.run([sys.executable, os.path.join(ROOT, "run_recbole_unlearn.py"), "--model=GRU4Rec",
+                           f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--epochs=1", "--unlearn_method=sisa",
+                           "--n_shards=2", "--state=ERROR", f"--use_gpu={TEST_GPU}", "--include_retrain=False",
+                           "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}", *args,
+                           f"--model_dir={tmp_path / 'm'}", f"--results_dir={tmp_path / 'r'}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
 def _weights(model_dir):
     model = load_model(model_dir)
     return {name: {k: v.clone() for k, v in state.items()} for name, state in model.weight_states().items()}, \
@@ -109,18 +122,12 @@ def test_a_training_run_killed_during_its_request_files_forget_leaves_the_reques
     (found by probing). The run now queues the file's requests in the folder's ledger before its
     forget, so they wait there and the next request run applies them, once."""
     from recbole_unlearn.quick_start import run_forget_requests
-    from conftest import FIXTURES, TEST_GPU, ledger_events
+    from conftest import ledger_events
 
     (tmp_path / "req.csv").write_text("3\n7\n")
     model_dir = tmp_path / "m"
     env = dict(os.environ, **{ENV: "shard_retrained"})
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "run_recbole_unlearn.py"), "--model=GRU4Rec",
-                           f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--epochs=1", "--unlearn_method=sisa",
-                           "--n_shards=2", "--state=ERROR", f"--use_gpu={TEST_GPU}", "--include_retrain=False",
-                           "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}",
-                           f"--forget={tmp_path / 'req.csv'}", f"--model_dir={model_dir}",
-                           f"--results_dir={tmp_path / 'r'}"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    done = _sisa_training_run(tmp_path, env, f"--forget={tmp_path / 'req.csv'}")
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     assert verify_model(str(model_dir))["requests_not_final"] == 2
     # the next request run, on another file, applies them too (their queued lines keep their rows:
@@ -202,18 +209,10 @@ def test_a_training_run_stopped_once_its_folder_is_live_says_what_is_live_and_wh
     queued), or after its forget went live (the ledger not updated yet), said only ``error:
     interrupted``: nothing told the user that ``model_dir`` now serves a model, nor that its
     requests wait there for the next request run (a request run stopped so says both)."""
-    from conftest import FIXTURES, TEST_GPU
-
     (tmp_path / "req.csv").write_text("3\n7\n")
     model_dir = tmp_path / "m"
     env = dict(os.environ, **{ENV: point, "RECBOLE_UNLEARN_KILL_SIGNAL": "SIGTERM"})
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "run_recbole_unlearn.py"), "--model=GRU4Rec",
-                           f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--epochs=1", "--unlearn_method=sisa",
-                           "--n_shards=2", "--state=ERROR", f"--use_gpu={TEST_GPU}", "--include_retrain=False",
-                           "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}",
-                           f"--forget={tmp_path / 'req.csv'}", f"--model_dir={model_dir}",
-                           f"--results_dir={tmp_path / 'r'}"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    done = _sisa_training_run(tmp_path, env, f"--forget={tmp_path / 'req.csv'}")
     assert done.returncode == 130, done.stderr[-2000:]
     line = done.stderr.strip().splitlines()[-1]
     assert line.startswith(f"error: interrupted: {model_dir} is live at version v00000"), line
@@ -225,15 +224,9 @@ def test_a_training_run_stopped_once_its_folder_is_live_says_what_is_live_and_wh
 def test_a_training_run_stopped_before_its_folder_went_live_says_so(tmp_path):
     """The same stop during the first commit, before ``CURRENT`` was written: nothing is live, and
     nothing of the stopped commit is left to block the same command."""
-    from conftest import FIXTURES, TEST_GPU
-
     model_dir = tmp_path / "m"
     env = dict(os.environ, **{ENV: "version_renamed", "RECBOLE_UNLEARN_KILL_SIGNAL": "SIGTERM"})
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "run_recbole_unlearn.py"), "--model=GRU4Rec",
-                           f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--epochs=1", "--unlearn_method=sisa",
-                           "--n_shards=2", "--state=ERROR", f"--use_gpu={TEST_GPU}", "--include_retrain=False",
-                           "--forget_protocol=none", f"--model_dir={model_dir}", f"--results_dir={tmp_path / 'r'}"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    done = _sisa_training_run(tmp_path, env, "--forget_protocol=none")
     assert done.returncode == 130, done.stderr[-2000:]
     line = done.stderr.strip().splitlines()[-1]
     assert line.startswith(f"error: interrupted: no version of {model_dir} went live"), line

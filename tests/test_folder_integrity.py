@@ -220,14 +220,25 @@ def _insert_line(path: str, number: int, line: str) -> None:
         f.write("".join(lines))
 
 
+def _verify_and_a_request_run_refuse(folder: str, tmp_path, naming: str) -> None:
+    """``--verify`` and a request run each refuse ``folder`` with one error naming ``naming``
+    (a file, and maybe its line), and nothing in it changes."""
+    from conftest import verify_model
+
+    before = snapshot(folder)
+    with pytest.raises(UnlearnError, match=naming.replace(".", r"\.")):
+        verify_model(folder)
+    with pytest.raises(UnlearnError, match=naming.replace(".", r"\.")):
+        run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)), QUIET, verbose=False)
+    assert snapshot(folder) == before
+
+
 @pytest.mark.parametrize("edit", ["ledger {}", "ledger without status", "audit request_ids null",
                                   "manifest without files", "manifest without config", "manifest a list"])
 def test_a_hand_edited_log_line_or_manifest_is_one_error_naming_it(folder, tmp_path, edit):
     """Valid JSON of the wrong shape (a line without ``id``, ``request_ids: null``, a manifest
     without ``files``) ended ``--verify`` and a forget in a ``KeyError`` / ``TypeError`` traceback
     (found by probing); each is now one error naming the file (and line), and nothing changes."""
-    from conftest import verify_model
-
     run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
     version_dir = os.path.join(folder, open_store(folder).current_version())
     manifest_path = os.path.join(version_dir, "manifest.json")
@@ -247,12 +258,7 @@ def test_a_hand_edited_log_line_or_manifest_is_one_error_naming_it(folder, tmp_p
             json.dump(manifest, f)
     where = {"ledger": "requests.jsonl line 2", "audit": "audit.jsonl line 1", "manifest": "manifest.json"}
     pattern = where[edit.split()[0]]
-    before = snapshot(folder)
-    with pytest.raises(UnlearnError, match=pattern.replace(".", r"\.")):
-        verify_model(folder)
-    with pytest.raises(UnlearnError, match=pattern.replace(".", r"\.")):
-        run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)), QUIET, verbose=False)
-    assert snapshot(folder) == before
+    _verify_and_a_request_run_refuse(folder, tmp_path, pattern)
 
 
 def test_a_folder_that_recorded_keep_previous_version_keeps_no_version_from_before_a_forget(folder, tmp_path):
@@ -492,7 +498,7 @@ def test_a_manifest_or_forgotten_list_of_the_wrong_shape_is_one_error(folder, tm
     or ``forgotten.json`` ended ``--verify`` and a request run in a ``KeyError`` / ``TypeError`` /
     ``ValueError`` traceback; a position past the user's interactions silently named another
     user's row (found by probing). Each is one error naming the file, and nothing changes."""
-    from conftest import read_manifest, verify_model
+    from conftest import read_manifest
     from recbole_unlearn.serving.store import file_sha256
 
     run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
@@ -523,12 +529,7 @@ def test_a_manifest_or_forgotten_list_of_the_wrong_shape_is_one_error(folder, tm
         where = "manifest.json"
     with open(os.path.join(version_dir, "manifest.json"), "w") as f:
         json.dump(manifest, f)
-    before = snapshot(folder)
-    with pytest.raises(UnlearnError, match=where.replace(".", r"\.")):
-        verify_model(folder)
-    with pytest.raises(UnlearnError, match=where.replace(".", r"\.")):
-        run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)), QUIET, verbose=False)
-    assert snapshot(folder) == before
+    _verify_and_a_request_run_refuse(folder, tmp_path, where)
 
 
 def test_an_audit_key_replaced_by_another_folders_is_refused_by_name(folder, tmp_path):
