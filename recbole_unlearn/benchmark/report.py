@@ -161,12 +161,18 @@ def _fraction(value: float, kind: str, digits: Optional[int] = None) -> str:
     return f"{value:.{2 if digits is None else digits}f} x"
 
 
-def target_text(ratio: float, target: float, kind: str) -> str:
+def _meets(ratio: float, target: float, kind: str) -> bool:
+    """Whether a ratio to Retrain's value meets its ``target`` (at least, or at most, by kind)."""
+    return ratio >= target if TARGET_KINDS[kind][2] else ratio <= target
+
+
+def target_text(ratio: float, target: float, kind: str, met: Optional[bool] = None) -> str:
     """``<ratio>; <bound> <target>: met|missed``, the ratio with as many more digits (up to 4)
     as tell it from the target where the usual ones print both alike (``1/2.0; <= 1/2.0:
-    missed`` read like a pass; the ratio was 1/1.98)."""
+    missed`` read like a pass; the ratio was 1/1.98). ``met``: as :func:`target_results` decided
+    it (by default, by :func:`_meets`)."""
     at_least = TARGET_KINDS[kind][2]
-    met = ratio >= target if at_least else ratio <= target
+    met = _meets(ratio, target, kind) if met is None else met
     shown = _fraction(ratio, kind)
     digits = 1 if kind == "seconds_at_most" and 0 < ratio < 1 else 2
     while shown == _fraction(target, kind, digits) and ratio != target and digits < 4:
@@ -188,7 +194,7 @@ def target_results(row: dict, retrain: dict, targets: Dict[str, float]) -> Dict[
             out[kind] = (math.inf if value else 1.0, value >= 0 if at_least else value <= 0)
             continue
         ratio = value / reference
-        out[kind] = (ratio, ratio >= fraction if at_least else ratio <= fraction)
+        out[kind] = (ratio, _meets(ratio, fraction, kind))
     return out
 
 
@@ -213,7 +219,8 @@ def targets_markdown(cell: dict) -> List[str]:
             value = _target_value(row, kind)
             text = _fmt(value, 1 if kind == "seconds_at_most" else 4)
             if kind in results:
-                text += f" ({target_text(results[kind][0], wanted[kind], kind)})"
+                ratio, met = results[kind]
+                text += f" ({target_text(ratio, wanted[kind], kind, met)})"
             shown.append(text)
         missed = [kind for kind, (_, met) in results.items() if not met]
         verdict = "all met" if not missed and len(results) == len(wanted) else \

@@ -156,7 +156,7 @@ def _check_argument_kinds(model, dataset, config_file_list, config_dict) -> None
     check_values(config_dict or {}, EARLY_KEYS)  # before RecBole's Config reads them (and fails otherwise)
 
 
-def _recbole_yaml_keys(folder: str) -> Dict[str, frozenset]:
+def _yaml_keys(folder: str) -> Dict[str, frozenset]:
     """``{file name without .yaml: its top-level keys}`` of the YAML files in ``folder``."""
     out = {}
     for name in sorted(os.listdir(folder)):
@@ -169,15 +169,15 @@ def _recbole_yaml_keys(folder: str) -> Dict[str, frozenset]:
 @functools.lru_cache(maxsize=None)
 def _recbole_model_keys() -> Dict[str, frozenset]:
     """Each RecBole model's settings (``recbole/properties/model/<Model>.yaml``)."""
-    return _recbole_yaml_keys(os.path.join(os.path.dirname(recbole.__file__), "properties", "model"))
+    return _yaml_keys(os.path.join(os.path.dirname(recbole.__file__), "properties", "model"))
 
 
 @functools.lru_cache(maxsize=None)
 def _recbole_shared_keys() -> frozenset:
     """The settings every RecBole model can read: its overall and dataset YAML files'."""
     root = os.path.join(os.path.dirname(recbole.__file__), "properties")
-    keys = set(_recbole_yaml_keys(root).get("overall", frozenset()))
-    for found in _recbole_yaml_keys(os.path.join(root, "dataset")).values():
+    keys = set(_yaml_keys(root).get("overall", frozenset()))
+    for found in _yaml_keys(os.path.join(root, "dataset")).values():
         keys |= found
     return frozenset(keys)
 
@@ -189,7 +189,7 @@ def _own_keys() -> frozenset:
     keys = {key for key, spec in KEYS.items() if spec.phase != "data"}
     root = properties_dir()
     for folder in (root, os.path.join(root, "method"), os.path.join(root, "dataset")):
-        for found in _recbole_yaml_keys(folder).values():
+        for found in _yaml_keys(folder).values():
             keys |= found
     return frozenset(keys)
 

@@ -143,9 +143,8 @@ class UnlearnSequentialDataset(SequentialDataset):
             dropped = np.zeros(self.n_rows, dtype=bool)
             for ids, interval in intervals:
                 counts = np.bincount(ids[alive], minlength=int(ids.max()) + 1)
-                allowed = {int(c): self._within_intervals(int(c), interval) for c in np.unique(counts[counts > 0])}
-                outside = np.array([c > 0 and not allowed[int(c)] for c in counts])
-                dropped |= alive & outside[ids]
+                banned = [c for c in np.unique(counts[counts > 0]).tolist() if not self._within_intervals(c, interval)]
+                dropped |= alive & np.isin(counts, banned)[ids]
             if not dropped.any():  # the rows trained on (not validation or test targets, nor twins)
                 return np.setdiff1d(np.flatnonzero(remaining & ~alive & self.is_training), self.held_out)
             alive &= ~dropped

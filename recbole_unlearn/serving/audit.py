@@ -91,8 +91,8 @@ class AuditLog:
         is lost while the log holds HMACs (:meth:`check_key`)."""
         entries = self.entries(repair=True)
         self.check_not_rolled_back(store, entries)
-        check_ledger_not_rolled_back(os.path.join(self.model_dir, LEDGER),
-                                     RequestLedger(self.model_dir).events(repair=True), store.current_version())
+        check_not_rolled_back(os.path.join(self.model_dir, LEDGER), RequestLedger(self.model_dir).events(repair=True),
+                              store.current_version())
         self.check_key(entries)
         pending = self.pending(store, entries)
         if pending is None:
@@ -115,15 +115,7 @@ class AuditLog:
 
     def check_not_rolled_back(self, store: ModelStore, entries: List[dict]) -> None:
         """Raise ``UnlearnError`` if a line of the log (``entries``) names a newer version than CURRENT."""
-        current = store.current_version()
-        for number, entry in enumerate(entries, start=1):
-            version = entry.get("version")
-            if isinstance(version, str) and current is not None and version > current:
-                raise UnlearnError(
-                    f"{self.path} line {number} records {version}, yet CURRENT names {current}: the folder was "
-                    "rolled back (CURRENT edited, or restored from an older copy), and a forget from here would "
-                    f"undo the deletions recorded since; set CURRENT back to the newest version, or restore the "
-                    "whole folder from one copy")
+        check_not_rolled_back(self.path, entries, store.current_version())
 
     def check_key(self, entries: List[dict]) -> None:
         """Raise ``UnlearnError`` if the key is lost while lines of the log (``entries``) hold
@@ -229,17 +221,18 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
             "kept_by_count_filters": len(model.dataset.rows_kept_by_count_filters(model.forgotten))}
 
 
-def check_ledger_not_rolled_back(path: str, events: List[dict], current: Optional[str]) -> None:
-    """Raise ``UnlearnError`` if a line of the ledger at ``path`` (``events``) records a newer
-    version than ``current``: the folder was rolled back, and its audit log with it (emptied, or
-    restored from the same older copy), so the audit log alone could not tell."""
-    for number, event in enumerate(events, start=1):
-        version = event.get("version")
+def check_not_rolled_back(path: str, lines: List[dict], current: Optional[str]) -> None:
+    """Raise ``UnlearnError`` if one of ``lines`` (the audit log's or the ledger's, read from
+    ``path``) records a newer version than ``current``: the folder was rolled back (the ledger
+    tells it too where the audit log was emptied or restored from the same older copy)."""
+    for number, line in enumerate(lines, start=1):
+        version = line.get("version")
         if isinstance(version, str) and current is not None and version > current:
-            raise UnlearnError(f"{path} line {number} records {version}, yet CURRENT names {current}: the folder was "
-                               "rolled back (CURRENT edited, or restored from an older copy), and a forget from here "
-                               "would undo the deletions recorded since; set CURRENT back to the newest version, or "
-                               "restore the whole folder from one copy")
+            raise UnlearnError(
+                f"{path} line {number} records {version}, yet CURRENT names {current}: the folder was "
+                "rolled back (CURRENT edited, or restored from an older copy), and a forget from here would "
+                f"undo the deletions recorded since; set CURRENT back to the newest version, or restore the "
+                "whole folder from one copy")
 
 
 def _check_ledger(path: str, events: List[dict], audited_ids: set, forgotten: set, current: str) -> None:
@@ -250,7 +243,7 @@ def _check_ledger(path: str, events: List[dict], audited_ids: set, forgotten: se
     ``forgotten``; one ``rejected`` after it was queued with its log rows (the package rejects a
     request when it reads it, before it has rows). ``--verify`` read the ledger only for the
     requests still waiting, so a forged final line made a request vanish unapplied."""
-    check_ledger_not_rolled_back(path, events, current)
+    check_not_rolled_back(path, events, current)
     rows: Dict[str, list] = {}
     last: Dict[str, tuple] = {}
     for number, event in enumerate(events, start=1):

@@ -107,6 +107,12 @@ class ShardedUnlearnableModel(UnlearnableModel):
         states["aggregator.pth"] = self.ensemble.aggregator.state_dict()
         return states
 
+    @property
+    def exact_shards(self) -> bool:
+        """Whether a forget retrains affected shards (``shard_unlearning: retrain``) rather than
+        unlearning them approximately."""
+        return self.config["shard_unlearning"] == "retrain"
+
     def manifest_extras(self) -> dict:
         return {"shard_map": self.shard_map.to_json(self.dataset), "trained_on": dict(self.trained_on),
                 "aggregator_trained_on": self.aggregator_trained_on, "records_complete": self._records_complete()}
@@ -131,7 +137,7 @@ class ShardedUnlearnableModel(UnlearnableModel):
         checked, unchecked, stale = 0, 0, []
         # shards retrained exactly record every file they train: in a folder whose records were
         # complete, a version lacking one lost it (a record nulled by hand passed as unchecked)
-        must_record = self.config["shard_unlearning"] in (None, "", "retrain") and self.records_were_complete
+        must_record = self.exact_shards and self.records_were_complete
         missing = "has no training record, while the version records others (removed by hand?)"
         for shard in range(self.shard_map.n_shards):
             previous = SEEDED
@@ -345,7 +351,7 @@ class ShardedUnlearnableModel(UnlearnableModel):
                                     "shards are retrained on the remaining data")
         keep = self.keep_mask()
         results = []
-        if self.config["shard_unlearning"] != "retrain":
+        if not self.exact_shards:
             report.approximate, report.unlearned_rows = self._approximate_shards(plan, new_rows, keep)
             report.changed = any(shard["changed"] for shard in report.approximate.values())
             # a shard whose step left it as it was is neither retrained nor rewritten (its files
