@@ -1,5 +1,6 @@
 """A saved sharded model answers request files in a new process; bad input changes nothing."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -89,16 +90,19 @@ def test_request_file_in_a_new_process(saved):
     assert "'already_forgotten': 1" in proc.stdout
 
 
-@pytest.mark.parametrize("case", ["unknown user", "malformed", "fixed key", "tampered", "no model"])
+@pytest.mark.parametrize("case", ["unknown user", "malformed", "fixed key", "misspelled key", "tampered", "no model"])
 def test_bad_input_changes_nothing(saved, case):
     base, model_dir, _ = saved
     (base / "bad.csv").write_text({"unknown user": "7\n424242\n", "malformed": "7,1,2\n"}.get(case, "7\n"))
     args = [f"--model_dir={model_dir}", "--forget=bad.csv"]
     expected = {"unknown user": "unknown user token '424242'", "malformed": "expected 'user_token",
                 "fixed key": "cannot change 'epochs' of a saved model", "tampered": "does not match its checksum",
+                "misspelled key": "unknown config key 'epocs': not a RecBole or recbole_unlearn setting",
                 "no model": "model folder not found"}[case]
     if case == "fixed key":
         args.append("--epochs=9")
+    if case == "misspelled key":  # a typo is a typo, not a setting the model keeps
+        args.append("--epocs=1")
     if case == "no model":
         args[0] = f"--model_dir={base / 'nothing-here'}"
     tampered = None
@@ -121,6 +125,22 @@ def test_bad_input_changes_nothing(saved, case):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], proc.stderr
     assert before == after
+
+
+def test_a_setting_given_as_the_saved_model_has_it_is_accepted(saved, tmp_path):
+    """A pipeline that repeats the training command's settings on its request runs is not
+    refused for them: only a value that differs from the saved model's is "cannot change"."""
+    base, model_dir, _ = saved
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    (tmp_path / "req.csv").write_text("7\n")
+    settings = read_manifest(str(copy))[1]["settings"]
+    assert settings["n_shards"] == 2 and settings["epochs"] == 1
+    proc = _cli([f"--model_dir={copy}", "--forget=req.csv", "--n_shards=2", "--epochs=1", "--state=ERROR"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "'applied': 1" in proc.stdout
+    proc = _cli([f"--model_dir={copy}", "--verify=True", "--n_shards=2"], tmp_path)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
 
 
 def test_ray_two_workers_match_one_worker(in_tmp):

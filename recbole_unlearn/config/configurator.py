@@ -10,7 +10,7 @@ import copy
 import functools
 import importlib.util
 import os
-from typing import Dict, Iterable, List, Optional, Set
+from typing import Dict, FrozenSet, Iterable, List, Optional, Set
 
 import numpy as np
 import recbole
@@ -38,6 +38,38 @@ def _load_yaml(path: str, loader):
 
 def _read_yaml(path: str, loader) -> dict:
     return _load_yaml(path, loader) or {}
+
+
+@functools.lru_cache(maxsize=None)
+def setting_keys() -> FrozenSet[str]:
+    """Every key a user may set in any run: RecBole's documented arguments, every key of
+    RecBole's and our YAML files (all models' files too, so a key of another model is not a
+    typo) and our declared keys (``config/keys.py``)."""
+    keys: Set[str] = set(_ALWAYS_ALLOWED) | set(KEYS)
+    for group in (
+        argument_list.general_arguments,
+        argument_list.training_arguments,
+        argument_list.evaluation_arguments,
+        argument_list.dataset_arguments,
+    ):
+        keys.update(group)
+    recbole_props = os.path.join(os.path.dirname(recbole.__file__), "properties")
+    for root in (recbole_props, properties_dir()):
+        for folder, _, files in os.walk(root):
+            for file in files:
+                if file.endswith(".yaml") and file != "url.yaml":
+                    keys.update(_read_yaml(os.path.join(folder, file), yaml.SafeLoader))
+    return frozenset(keys)
+
+
+def check_setting_keys(keys: Iterable[str]) -> None:
+    """One error naming the keys of ``keys`` that are no setting (typos)."""
+    unknown = sorted(k for k in keys if k not in setting_keys())
+    if unknown:
+        raise UnlearnError(
+            f"unknown config key{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(k) for k in unknown)}: not a RecBole or recbole_unlearn setting"
+        )
 
 
 def _check_yaml_file(path: str) -> None:
@@ -298,35 +330,12 @@ class UnlearnConfig(Config):
 
     # --- validation --------------------------------------------------------------------
     def known_keys(self) -> Set[str]:
-        """Every key a user may set: RecBole's documented arguments, every key of RecBole's and
-        our YAML files (all models' files too, so a key of another model is not a typo)."""
-        keys: Set[str] = set(_ALWAYS_ALLOWED)
-        for group in (
-            argument_list.general_arguments,
-            argument_list.training_arguments,
-            argument_list.evaluation_arguments,
-            argument_list.dataset_arguments,
-        ):
-            keys.update(group)
-        keys.update(self._recbole_internal_keys)
-        keys.update(self.internal_config_dict)
-        recbole_props = os.path.join(os.path.dirname(recbole.__file__), "properties")
-        ours = properties_dir()
-        for root in (recbole_props, ours):
-            for folder, _, files in os.walk(root):
-                for file in files:
-                    if file.endswith(".yaml") and file != "url.yaml":
-                        keys.update(_read_yaml(os.path.join(folder, file), self.yaml_loader))
-        return keys
+        """Every key a user may set: :func:`setting_keys` and this run's internal keys."""
+        return setting_keys() | self._recbole_internal_keys | set(self.internal_config_dict)
 
     def _check_keys(self) -> None:
         known = self.known_keys()
-        unknown = sorted(k for k in self.external_config_dict if k not in known)
-        if unknown:
-            raise UnlearnError(
-                f"unknown config key{'s' if len(unknown) > 1 else ''} "
-                f"{', '.join(repr(k) for k in unknown)}: not a RecBole or recbole_unlearn setting"
-            )
+        check_setting_keys(k for k in self.external_config_dict if k not in known)
 
     def _check_setting(self) -> None:
         eval_args = self["eval_args"] or {}

@@ -239,17 +239,14 @@ class ModelStore:
         dataset file found there must have the SHA-256 recorded at training.
         """
         from recbole_unlearn.config import UnlearnConfig
+        from recbole_unlearn.config.configurator import check_setting_keys
         from recbole_unlearn.data.utils import create_unlearn_dataset, dataset_file
 
         overrides = dict(overrides or {})
-        fixed = sorted(k for k in overrides if phase_of(k) != "runtime" and k not in RELOCATABLE_KEYS)
-        if fixed:
-            raise UnlearnError(
-                f"cannot change {', '.join(repr(k) for k in fixed)} of a saved model; only runtime keys "
-                f"may be set (docs/config-keys.md), e.g. {', '.join(EXAMPLE_RUNTIME_KEYS)}"
-            )
+        check_setting_keys(overrides)
         with self.lock.hold():
             version_dir, manifest = self.read_manifest(version)
+            overrides = _settable(overrides, manifest)
             config_dict = dict(manifest["config"])
             # a run's own retention choice, never the folder's: grid-made folders of earlier code
             # recorded the runner's True, and kept the version from before every forget
@@ -532,6 +529,32 @@ def _of_the_shape_written(path: str):
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
         raise UnlearnError(f"{path} is not what this package writes ({error_line(e)}): edited by hand? restore it "
                            "from a backup") from None
+
+
+def _settable(overrides: dict, manifest: dict) -> dict:
+    """``overrides`` without the settings given as the saved model has them (a pipeline may
+    repeat its training command's settings); refuses any other non-runtime key, as changing it
+    would make a retrained shard incomparable to the others."""
+    recorded = {**manifest["config"], **(manifest.get("settings") or {})}
+    same = {k for k, v in overrides.items() if k in recorded and _same_value(v, recorded[k])}
+    fixed = sorted(k for k in overrides
+                   if k not in same and phase_of(k) != "runtime" and k not in RELOCATABLE_KEYS)
+    if fixed:
+        raise UnlearnError(
+            f"cannot change {', '.join(repr(k) for k in fixed)} of a saved model; only runtime keys "
+            f"may be set (docs/config-keys.md), e.g. {', '.join(EXAMPLE_RUNTIME_KEYS)}"
+        )
+    return {k: v for k, v in overrides.items() if k not in same or phase_of(k) == "runtime"}
+
+
+def _same_value(given, recorded) -> bool:
+    """Whether ``given`` (parsed from the command line or a ``config_dict``) is ``recorded``
+    (read back from JSON: tuples are lists there); ``True`` is not ``1``."""
+    if isinstance(given, tuple):
+        given = list(given)
+    return type(given) is type(recorded) and given == recorded or (
+        isinstance(given, (int, float)) and isinstance(recorded, (int, float))
+        and not isinstance(given, bool) and not isinstance(recorded, bool) and given == recorded)
 
 
 def open_store(model_dir: str, config_or_overrides=None) -> ModelStore:
