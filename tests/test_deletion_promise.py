@@ -1062,3 +1062,32 @@ def test_a_forget_says_which_remaining_rows_only_forgotten_lines_kept_past_a_cou
     (tmp_path / "req2.csv").write_text("36\n")  # a whole user (also 20 interactions)
     run_forget_requests(model_dir, str(tmp_path / "req2.csv"), {"state": "ERROR", "results_dir": str(tmp_path / "r")})
     assert read_audit(model_dir)[-1]["kept_by_count_filters"] == 17  # user 34's rows still; none of 36's
+
+
+def test_every_row_of_a_run_says_how_many_rows_only_forgotten_lines_kept(tmp_path, capsys):
+    """The count-filter warning above reached the audit line and the request run's output, but no
+    row of ``results.json`` carried it: a training run's rows (every method's, Retrain's too: it
+    trains on the same remaining rows) and a request run's row now hold ``kept_by_count_filters``,
+    and a training run prints the warning once."""
+    from recbole_unlearn import run_recbole_unlearn
+    from recbole_unlearn.data.utils import create_unlearn_dataset
+    from recbole_unlearn.config import UnlearnConfig
+
+    settings = tiny_dict(user_inter_num_interval="[20,inf)")
+    dataset = create_unlearn_dataset(UnlearnConfig("GRU4Rec", config_dict=settings))
+    item = dataset.id2token("item_id", dataset.log_item[dataset.user_rows(dataset.token2id("user_id", "34"))[0]])
+    (tmp_path / "req.csv").write_text(f"34,{item}\n")
+    doc = run_recbole_unlearn("GRU4Rec", config_dict=dict(
+        settings, unlearn_method="sisa", n_shards=2, forget=str(tmp_path / "req.csv"), model_dir=str(tmp_path / "m"),
+        shard_num_threads=1, results_dir=str(tmp_path / "r")))
+    out = capsys.readouterr().out
+    forgetting = {r["method"]: r for r in doc["rows"] if r["method"] in ("retrain", "sisa")}
+    assert set(forgetting) == {"retrain", "sisa"}
+    assert all(r["kept_by_count_filters"] == 17 for r in forgetting.values()), forgetting
+    assert "original" in {r["method"] for r in doc["rows"]}
+    assert all("kept_by_count_filters" not in r for r in doc["rows"] if r["method"] == "original")
+    assert out.count("warning: 17 remaining interactions are trained on only because forgotten lines") == 1, out
+    (tmp_path / "req2.csv").write_text("36\n")
+    doc = run_forget_requests(str(tmp_path / "m"), str(tmp_path / "req2.csv"),
+                              {"state": "ERROR", "results_dir": str(tmp_path / "r")}, verbose=False)
+    assert doc["rows"][0]["kept_by_count_filters"] == 17

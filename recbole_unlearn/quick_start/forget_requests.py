@@ -91,6 +91,8 @@ def _report(config, model, summary, meter: CpuMeter, requests: str, model_dir: s
         facts["forget_samples"] = int(len(suite.forget_loader._dataset))
     row = make_row(config["unlearn_method"], metrics, summary.forget_seconds,
                    **{k: v for k, v in stream.items() if k != "forget_seconds"}, cpu_meter=busy)
+    if summary.kept_by_count_filters:
+        row["kept_by_count_filters"] = summary.kept_by_count_filters
     if summary.trainings:  # how each forget's retrained stages and aggregator trained (as a run's row)
         row["forget_training"] = {"steps": summary.trainings}
     document = results_document(config["model"], config["dataset"], config.settings(), facts, [row])

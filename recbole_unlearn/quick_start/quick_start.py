@@ -7,6 +7,7 @@ from recbole.utils import get_local_time
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.config.keys import unused_method_keys
 from recbole_unlearn.data.forget import unrequestable_tokens
+from recbole_unlearn.serving.apply import kept_by_filters_line
 from recbole_unlearn.serving.audit import folder_after_stop
 from recbole_unlearn.unlearn.experiment import Experiment, check_results_dir, run_dir_for
 from recbole_unlearn.unlearn import METHODS
@@ -188,6 +189,12 @@ def _run(config, experiment, methods: List[str], run_dir: str, live: List[str], 
             print(f"warning: {unchanged}")
         for line in forget_hit_rose_note(rows):
             print(f"warning: {line}")
+        kept = {row["method"]: row["kept_by_count_filters"] for row in rows if row.get("kept_by_count_filters")}
+        for method, n in kept.items():  # one line when every row forgot the same rows
+            if len(set(kept.values())) == 1:
+                print(f"warning: {kept_by_filters_line(n)}")
+                break
+            print(f"warning: {method}: {kept_by_filters_line(n)}")
         for row in rows:
             if row.get("unchanged_requests"):
                 print(f"warning: {row['method']}: {row['unchanged_requests']} request"

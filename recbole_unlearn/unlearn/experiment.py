@@ -292,6 +292,9 @@ class Experiment:
             extra["initial_train_seconds"] = round(fit_seconds, 3)
         extra.update(result.info)
         extra["forgotten_interactions"] = int(len(result.forget_set))
+        kept = self.data.rows_kept_by_count_filters(result.forget_set.rows)
+        if len(kept):  # README: what a model folder still depends on (Retrain's training data too)
+            extra["kept_by_count_filters"] = int(len(kept))
         if self.audit is not None:
             extra["audit"] = self.audit.report(result.model)
         row = make_row(label or name, self.suite.evaluate(result.model, result.forget_set), result.seconds, **extra)
