@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from recbole_unlearn.serving import jsonl
-from recbole_unlearn.serving.ledger import FINAL_STATUSES, LEDGER, RequestLedger
+from recbole_unlearn.serving.ledger import FINAL_STATUSES, LEDGER, RequestLedger, lines_by_request
 from recbole_unlearn.serving.store import (FORGOTTEN, MANIFEST, PENDING_AUDIT, ModelStore,
                                            checked_path, read_json)
 from recbole_unlearn.unlearnable.sharded import LEGACY_PARTITION_FILE
@@ -245,13 +245,10 @@ def _check_ledger(path: str, events: List[dict], audited_ids: set, forgotten: se
     requests still waiting, so a forged final line made a request vanish unapplied."""
     check_not_rolled_back(path, events, current)
     rows: Dict[str, list] = {}
-    last: Dict[str, tuple] = {}
-    for number, event in enumerate(events, start=1):
-        rid = event["id"]
-        if event["status"] == "queued" and event.get("rows") and rid not in rows:
-            rows[rid] = event["rows"]
-        last[rid] = (number, event)
-    for rid, (number, event) in last.items():
+    for event in events:
+        if event["status"] == "queued" and event.get("rows") and event["id"] not in rows:
+            rows[event["id"]] = event["rows"]
+    for rid, (_, event, number) in lines_by_request(events).items():
         status, queued_rows = event["status"], rows.get(rid, [])
         where = f"{path} line {number}: request {rid}"
         if status == "rejected" and queued_rows:
@@ -272,11 +269,9 @@ def _requests_not_final(events: List[dict], audited: set) -> Dict[str, dict]:
     """``{request id: {"status": its last status, "queued": when first queued}}`` of the ledger's
     requests whose last status is not final and that the audit log does not hold (one in the
     log was applied; its process died before the ledger said so, and the next run marks it)."""
-    last: Dict[str, dict] = {}
-    for event in events:
-        entry = last.setdefault(event["id"], {"queued": event.get("time")})
-        entry["status"] = event["status"]
-    return {rid: e for rid, e in last.items() if e["status"] not in FINAL_STATUSES and rid not in audited}
+    return {rid: {"queued": lines.first.get("time"), "status": lines.last["status"]}
+            for rid, lines in lines_by_request(events).items()
+            if lines.last["status"] not in FINAL_STATUSES and rid not in audited}
 
 
 def folder_after_stop(model_dir: str) -> str:
@@ -293,7 +288,7 @@ def folder_after_stop(model_dir: str) -> str:
         live = set(AuditLog(model_dir).applied_request_ids())
     except (UnlearnError, OSError) as e:
         return f"{model_dir} could not be read ({error_line(e)}): check it with --verify"
-    last = {event["id"]: event["status"] for event in events}
+    last = {rid: lines.last["status"] for rid, lines in lines_by_request(events).items()}
     rejected = sum(status == "rejected" for status in last.values())
     unrecorded = sum(status not in FINAL_STATUSES and rid in live for rid, status in last.items())
     applied = sum(status in FINAL_STATUSES for status in last.values()) - rejected + unrecorded

@@ -32,7 +32,7 @@ import numpy as np
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.serving.apply import ForgetRequest, ForgetWentLive, apply_forget
 from recbole_unlearn.serving.audit import AuditLog
-from recbole_unlearn.serving.ledger import RequestLedger, applied_line, now
+from recbole_unlearn.serving.ledger import RequestLedger, applied_line, lines_by_request, now
 from recbole_unlearn.serving.request_files import FileRequest
 from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearnable import UnlearnableModel
@@ -112,10 +112,7 @@ class StreamSummary:
 
 def _last_events(events: List[dict]) -> Dict[str, dict]:
     """Each request id's last ledger line (its status now), in the ledger's order."""
-    last: Dict[str, dict] = {}
-    for event in events:
-        last[event["id"]] = event
-    return last
+    return {rid: lines.last for rid, lines in lines_by_request(events).items()}
 
 
 class RequestBatcher:

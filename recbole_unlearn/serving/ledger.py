@@ -9,7 +9,7 @@ Written and read by ``serving.jsonl`` under the folder's lock.
 """
 import os
 import time
-from typing import Iterable, List
+from typing import Dict, Iterable, List, NamedTuple
 
 from recbole_unlearn.serving import jsonl
 
@@ -34,6 +34,24 @@ def queued_line(rid: str, file: str, line: int, rows: Iterable[int]) -> dict:
     """The ``queued`` ledger line of request ``rid`` (its ``file`` and ``line``) with its log
     ``rows``: what the next request run applies if the run that queued it stops first."""
     return {"id": rid, "file": file, "line": line, "status": "queued", "time": now(), "rows": [int(r) for r in rows]}
+
+
+class RequestLines(NamedTuple):
+    """One request id's lines in a ledger: its ``first`` and ``last`` (its status now), and the
+    ``number`` (1-based) of the last."""
+    first: dict
+    last: dict
+    number: int
+
+
+def lines_by_request(events: List[dict]) -> Dict[str, RequestLines]:
+    """``{request id: RequestLines}`` of a ledger's lines ``events``, in the order the ids first
+    appear."""
+    by_id: Dict[str, RequestLines] = {}
+    for number, event in enumerate(events, start=1):
+        known = by_id.get(event["id"])
+        by_id[event["id"]] = RequestLines(known.first if known else event, event, number)
+    return by_id
 
 
 class RequestLedger:
