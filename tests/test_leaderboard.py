@@ -1124,3 +1124,25 @@ def test_a_ratio_rounded_onto_its_target_is_shown_with_the_digits_that_decide(ki
     from recbole_unlearn.benchmark.report import target_text
 
     assert target_text(ratio, target, kind) == shown
+
+
+def test_a_grids_setting_of_another_models_is_dropped_from_cells_that_do_not_read_it(tmp_path, in_tmp):
+    """A single run refuses ``--model=SASRec --num_layers=5`` (GRU4Rec's key, which SASRec never
+    reads), but a grid's ``config`` went into every cell and was recorded in each cell's settings
+    as if its model had read it. In a grid of several models a key for some of them is fine: the
+    cells of the others drop it (their settings do not record it). A key no model of the grid
+    reads is refused, as in a single run, before anything trains."""
+    from recbole_unlearn.benchmark.runner import CellRun
+
+    path = _tiny_grid(tmp_path, ["retrain"], models=("GRU4Rec", "SASRec"), n_layers=1)
+    grid = load_grid(path)
+    runs = {cell.model: CellRun(grid, cell) for cell in grid.cells}
+    assert runs["SASRec"].base["n_layers"] == 1
+    assert "n_layers" in runs["SASRec"].base.settings()
+    assert "n_layers" not in runs["GRU4Rec"].base.settings()
+    assert "n_layers" not in runs["GRU4Rec"].variant_configs["retrain"].settings()
+    (tmp_path / "lone").mkdir()
+    lone = _tiny_grid(tmp_path / "lone", ["retrain"], models=("SASRec",), num_layers=5)
+    with pytest.raises(UnlearnError, match="num_layers is not read by SASRec"):
+        run_grid(lone)
+    assert not os.path.exists(tmp_path / "lone" / "board")

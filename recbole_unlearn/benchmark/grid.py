@@ -8,7 +8,8 @@ A grid file::
                                         # results/leaderboard/<this file's name without .yaml>);
                                         # one grid file per folder (another is refused)
     baseline: True                      # add RecBole's own pipeline as a row
-    config:                             # settings shared by every cell (any config key)
+    config:                             # settings shared by every cell (any config key; another
+                                        # RecBole model's key only in the cells of models that read it)
       epochs: 5
       n_shards: 8
     methods:                            # label: unlearning settings of that row

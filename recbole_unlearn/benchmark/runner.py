@@ -56,6 +56,7 @@ from recbole_unlearn.benchmark.baseline import BASELINE, recbole_baseline_row
 from recbole_unlearn.benchmark.grid import REFERENCE, Cell, Grid, Variant, load_grid
 from recbole_unlearn.benchmark.report import write_leaderboard
 from recbole_unlearn.config import UnlearnConfig
+from recbole_unlearn.config.configurator import unread_model_settings
 from recbole_unlearn.data import check_dataset_files, dataset_file
 from recbole_unlearn.data.forget import read_request_file, request_tokens
 from recbole_unlearn.serving.store import MANIFEST, file_sha256, open_store
@@ -108,10 +109,30 @@ class Progress:
                          f"({what}) · elapsed {_format_seconds(elapsed)} · ETA {_format_seconds(eta)}")
 
 
+def cell_settings(grid: Grid, cell: Cell) -> dict:
+    """The grid's ``config`` without the settings of other RecBole models that ``cell``'s model
+    does not read (a grid of several models may set one for some of them; recorded in the
+    others' cells, it would read as if they had used it)."""
+    unread = set(unread_model_settings(cell.model, grid.config))
+    return {k: v for k, v in grid.config.items() if k not in unread}
+
+
+def check_models_read(grid: Grid) -> None:
+    """Refuse a setting of the grid's ``config`` that no model of the grid reads (another
+    RecBole model's), as a single run does."""
+    models = list(dict.fromkeys(cell.model for cell in grid.cells))
+    unread = set.intersection(*(set(unread_model_settings(model, grid.config)) for model in models))
+    if unread:
+        names = sorted(unread)
+        raise UnlearnError(f"grid {grid.source}: {', '.join(names)} {'is' if len(names) == 1 else 'are'} not read by "
+                           f"{', '.join(models)} (another RecBole model's setting; it would be recorded as if "
+                           "the grid had used it): drop it, or set the model's own")
+
+
 def cell_config(grid: Grid, cell: Cell) -> UnlearnConfig:
-    """The settings every row of ``cell`` shares (the grid's ``config`` on the cell's model and
+    """The settings every row of ``cell`` shares (:func:`cell_settings` on the cell's model and
     dataset)."""
-    return UnlearnConfig(cell.model, cell.dataset, None, dict(grid.config))
+    return UnlearnConfig(cell.model, cell.dataset, None, cell_settings(grid, cell))
 
 
 class CellRun:
@@ -125,7 +146,7 @@ class CellRun:
         self.variant_configs = {v.label: self._variant_config(v) for v in cell.variants}
 
     def _variant_config(self, variant: Variant):
-        values = dict(self.grid.config, **variant.overrides)
+        values = dict(cell_settings(self.grid, self.cell), **variant.overrides)
         values["unlearn_method"] = variant.method
         values["model_dir"] = self.model_dir(variant.label)
         config = UnlearnConfig(self.cell.model, self.cell.dataset, None, values)
@@ -592,6 +613,7 @@ def run_grid(path: str, cells: Optional[List[str]] = None) -> Dict[str, str]:
     trained; what a method needs of its cell's data (``n_shards`` x ``n_slices`` at most the
     dataset's users, say) is checked when that cell starts, after the cells before it trained."""
     grid = load_grid(path)
+    check_models_read(grid)
     check_old_default(grid)
     check_output_dir(grid)
     runs: List[CellRun] = []

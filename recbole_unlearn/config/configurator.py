@@ -226,6 +226,16 @@ def _own_keys() -> frozenset:
     return frozenset(keys)
 
 
+def unread_model_settings(model: str, keys: Iterable[str]) -> List[str]:
+    """The keys of ``keys`` that another RecBole model's YAML declares and ``model``'s does not
+    (nor RecBole's overall or dataset YAML, nor this package's): ``model`` never reads them, sorted."""
+    per_model = _recbole_model_keys()
+    own = per_model.get(model, frozenset())
+    others = frozenset().union(*(found for name, found in per_model.items() if name != model))
+    return sorted(k for k in keys
+                  if k in others and k not in own and k not in _recbole_shared_keys() and k not in _own_keys())
+
+
 class UnlearnConfig(Config):
     """RecBole ``Config`` for recbole_unlearn.
 
@@ -377,11 +387,7 @@ class UnlearnConfig(Config):
         declares and this model's does not (nor RecBole's overall or dataset YAML): this model
         never reads them (``--model=SASRec --num_layers=5``, GRU4Rec's key; SASRec's is
         ``n_layers``), sorted."""
-        per_model = _recbole_model_keys()
-        own = per_model.get(self["model"], frozenset())
-        others = frozenset().union(*(keys for name, keys in per_model.items() if name != self["model"]))
-        return sorted(k for k in self.external_config_dict
-                      if k in others and k not in own and k not in _recbole_shared_keys() and k not in _own_keys())
+        return unread_model_settings(self["model"], self.external_config_dict)
 
     @property
     def methods(self) -> List[str]:
