@@ -324,6 +324,28 @@ def test_a_request_the_step_could_not_act_on_is_applied_without_change_also_in_a
     assert verify_model(model_dir)["applied_without_change"] == 1
 
 
+def test_a_request_again_for_data_a_forget_left_unchanged_is_not_plain_applied(in_tmp):
+    """A second request for an interaction whose first request ended ``applied_without_change``
+    was recorded plain ``applied`` (already forgotten), with no warning: a compliance check on
+    the second id saw it done, though the model may still carry the data's influence (found by
+    probing). It is ``applied_without_change`` too (still counted as already forgotten)."""
+    from conftest import ledger_events, verify_model
+
+    model_dir = train_saved_model(in_tmp, unlearn_method="kookmin", forget_protocol="none")
+    model = load_model(model_dir)
+    (user, item), (other, other_item) = _first_and_last_training_pairs(model, (5, 11))
+    (in_tmp / "first.csv").write_text(f"{user},{item}\n")
+    run_forget_requests(model_dir, str(in_tmp / "first.csv"), {"state": "ERROR"}, verbose=False)
+    (in_tmp / "again.csv").write_text(f"{user},{item}\r\n{other},{other_item}\r\n")  # another file, same pair
+    doc = run_forget_requests(model_dir, str(in_tmp / "again.csv"), {"state": "ERROR"}, verbose=False)
+    final = [e for e in ledger_events(model_dir) if e["status"] != "queued"]
+    assert [e["status"] for e in final] == ["applied_without_change", "applied_without_change", "applied"], final
+    assert final[1]["already_forgotten"] is True
+    assert doc["requests"]["applied_without_change"] == 1 and doc["requests"]["applied"] == 1
+    assert read_audit(model_dir)[-1]["unchanged_request_ids"] == [final[1]["id"]]
+    assert verify_model(model_dir)["applied_without_change"] == 2
+
+
 def test_per_shard_a_request_the_step_could_not_act_on_is_applied_without_change(in_tmp):
     """The same under ``shard_unlearning``: two requests of one shard, one for a user's first item,
     were both ``applied`` because the shard changed."""

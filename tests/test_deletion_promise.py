@@ -534,6 +534,15 @@ def test_an_approximate_forget_that_changed_nothing_says_so(in_tmp, capsys):
     statuses = [e["status"] for e in ledger_events(model_dir) if e["status"] != "queued"]
     assert statuses == ["applied_without_change"]
     assert verify_model(model_dir)["applied_without_change"] == 2
+    # a request for a pair the training run's unchanged forget recorded as forgotten: not plain applied
+    row = model.forgotten[model.dataset.is_training[model.forgotten]][0]
+    pair = (model.dataset.id2token("user_id", model.dataset.log_user[row]),
+            model.dataset.id2token("item_id", model.dataset.log_item[row]))
+    (in_tmp / "again.csv").write_text("%s,%s\n" % pair)
+    doc = run_forget_requests(model_dir, str(in_tmp / "again.csv"), QUIET, verbose=False)
+    assert doc["requests"]["applied_without_change"] == 1 and doc["requests"]["applied"] == 0
+    last = [e for e in ledger_events(model_dir) if e["status"] != "queued"][-1]
+    assert last["status"] == "applied_without_change" and last["already_forgotten"] is True
 
 
 def test_a_run_whose_approximate_forget_changed_nothing_says_so_under_its_table(in_tmp, capsys):

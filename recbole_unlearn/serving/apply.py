@@ -138,7 +138,9 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
         if len(kept):  # README: what a model folder still depends on
             entry["kept_by_count_filters"] = int(len(kept))
             getLogger().warning(kept_by_filters_line(len(kept)))
-        unchanged = [rid for rid in ids if rid not in already and report.unchanged_for(groups[rid], rows_of[rid])]
+        left = _left_unchanged(store, log, key, model.dataset, {rid: rows_of[rid] for rid in already})
+        unchanged = [rid for rid in ids if rid in left
+                     or rid not in already and report.unchanged_for(groups[rid], rows_of[rid])]
         if requests is not None:
             # what each request's ledger line says, so a later run that writes a lost one says the same
             entry.update(requests=len(ids), request_ids=ids, already_forgotten=already,
@@ -160,6 +162,28 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
             except Exception as error:  # the audit log holds them: the next run records them
                 raise ForgetWentLive(entry["version"], error, what="its requests' ledger lines") from error
     return AppliedForget(model, forget_set, report, entry, ids, done_elsewhere, already, unchanged)
+
+
+def _left_unchanged(store: ModelStore, log: AuditLog, key: bytes, dataset, rows_of: dict) -> set:
+    """Of the already forgotten requests ``rows_of`` (``{id: [n] log rows}``), the ids with a row
+    that an earlier forget recorded without changing the weights for it (an audit line with
+    ``changed: false``, or a request of an ``unchanged_request_ids`` list): the model may still
+    carry its influence, so such a request is ``applied_without_change`` too, not plain applied
+    (README: ``applied_without_change``). Conservative: a later forget that retrained the row's
+    shard is not looked for."""
+    if not rows_of:
+        return set()
+    entries = log.entries()
+    unchanged_pairs = {h for e in entries if e.get("changed") is False for h in e.get("forgotten_hmac") or ()}
+    unchanged_ids = {rid for e in entries for rid in e.get("unchanged_request_ids") or ()}
+    unchanged_rows = set()
+    if unchanged_ids:
+        for event in RequestLedger(store.model_dir).events():
+            if event["id"] in unchanged_ids and event.get("rows"):
+                unchanged_rows.update(event["rows"])
+    return {rid for rid, rows in rows_of.items()
+            if unchanged_rows.intersection(rows.tolist()) or unchanged_pairs.intersection(
+                interaction_hmacs(key, dataset, rows))}
 
 
 def kept_by_filters_line(n: int) -> str:

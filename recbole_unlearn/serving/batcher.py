@@ -324,10 +324,10 @@ class RequestBatcher:
             latency = done - pending.received
             self.summary.latencies.append(latency)
             status, kind = "applied", "applied"
-            if request.id in already:
-                kind = "already_forgotten"
-            elif request.id in unchanged:
+            if request.id in unchanged:  # already forgotten too, when an earlier forget left it unchanged
                 status = kind = "applied_without_change"
+            elif request.id in already:
+                kind = "already_forgotten"
             self.summary.outcomes[kind] += 1
             events.append(dict(base, status=status, version=version, latency_s=round(latency, 3),
                                already_forgotten=request.id in already))
