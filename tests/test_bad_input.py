@@ -1184,3 +1184,12 @@ def test_cells_without_a_grid_is_the_command_lines_own_error(saved, in_tmp, caps
     assert main(args + ["--cells=GRU4Rec-ml-tiny"]) == 2
     assert capsys.readouterr().err.strip() == "error: --cells names the cells of a grid: give it with --benchmark=<grid file>"
     assert snapshot(saved[1]) == before
+
+
+def test_an_empty_path_is_refused_as_empty_not_as_a_non_string(in_tmp, capsys):
+    """``--forget=`` said "must be a string or ~, got ''": the empty value is a string (probe)."""
+    from recbole_unlearn.cli import main
+
+    assert main(["--model_dir=m", "--forget="]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: config key 'forget' must be a non-empty string or ~, got ''"], err

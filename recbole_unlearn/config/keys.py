@@ -71,7 +71,7 @@ class Key:
         elif self.kind == "int_list":
             text = "a list of positive integers"
         elif self.kind == "str":
-            text = "a string"
+            text = "a non-empty string"
         elif self.kind == "name":
             text = "a name"
         elif self.kind == "methods":
