@@ -1193,3 +1193,23 @@ def test_an_empty_path_is_refused_as_empty_not_as_a_non_string(in_tmp, capsys):
     assert main(["--model_dir=m", "--forget="]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: config key 'forget' must be a non-empty string or ~, got ''"], err
+
+
+@pytest.mark.parametrize("block", [1 << 20, 1000, 4097])
+def test_a_comment_longer_than_a_request_line_may_be_is_skipped(tmp_path, monkeypatch, block):
+    """A ``#`` comment over ``max_request_line_bytes`` refused the whole file as "not a request
+    line" (probe): comments are skipped, whatever their length, without being held whole (read
+    in blocks of ``block`` bytes: a comment, and a \\r\\n, may span blocks)."""
+    from recbole_unlearn.data import forget
+    from recbole_unlearn.data.forget import read_request_file
+
+    monkeypatch.setattr(forget, "_READ_BLOCK", block)
+    path = tmp_path / "req.csv"
+    for ending in ("\n", "\r\n", "\r"):
+        for pad in range(3):
+            path.write_bytes(("\ufeff  # " + "x" * (70_000 + pad) + ending + "7" + ending + ending + "# short" + ending
+                              + "8" + ending + "#" + "y" * 9_000).encode())
+            _, lines = read_request_file(str(path), 10, 4096)
+            assert lines == [(2, "7"), (5, "8")], (ending, pad, lines)
+    path.write_bytes(b"7\n" + b"8" * 5000 + b"\n")
+    _assert_one_error(lambda: read_request_file(str(path), 10, 4096), "line 2 is longer than 4096 bytes")

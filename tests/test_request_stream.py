@@ -122,9 +122,19 @@ class _DirectWriter:
         self.handle.write("".join(f"{line}\n" for line in first_lines))
         self.handle.flush()
 
-    def write(self, lines):
+    def write(self, lines, close: bool = False):
         self.handle.write("".join(f"{line}\n" for line in lines))
         self.handle.flush()
+        if close:
+            self.handle.close()
+
+    def close(self):
+        self.handle.close()
+
+    def append(self, lines):
+        """Write ``lines`` the way ``echo ... >> file`` does: open, append, close."""
+        with open(self.path, "a") as f:
+            f.write("".join(f"{line}\n" for line in lines))
 
 
 def _on_next_sleep(monkeypatch, action, after_first_read=False):
@@ -158,7 +168,7 @@ def test_watched_folder_waits_until_a_file_stops_changing(model_copy, in_tmp, mo
     inbox = in_tmp / "inbox"
     inbox.mkdir()
     writer = _DirectWriter(inbox / "req.csv", users[:2])
-    _on_next_sleep(monkeypatch, lambda: writer.write(users[2:]))
+    _on_next_sleep(monkeypatch, lambda: writer.write(users[2:], close=True))
     doc = run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05,
                                                        "max_wait_s": 0, "state": "ERROR"}, verbose=False)
     assert set(users) <= _forgotten_users(model_copy)
@@ -176,8 +186,9 @@ def test_watched_folder_reads_again_a_file_that_changed_after_it_was_read(model_
     inbox = in_tmp / "inbox"
     inbox.mkdir()
     writer = _DirectWriter(inbox / "req.csv", users[:2])
+    writer.close()  # then opened again to append (echo ... >> req.csv)
     first = file_digest(str(inbox / "req.csv"))
-    _on_next_sleep(monkeypatch, lambda: writer.write(users[2:]), after_first_read=True)
+    _on_next_sleep(monkeypatch, lambda: writer.append(users[2:]), after_first_read=True)
     doc = run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05,
                                                        "watch_settle_s": 0, "max_wait_s": 0.3,
                                                        "state": "ERROR"}, verbose=False)
@@ -573,3 +584,84 @@ def test_a_request_run_says_when_a_retrained_shard_stopped_at_its_cap(model_copy
     assert "note: sisa (forget: 1 shard stage) stopped at their cap (epochs 1), not by validation" in out, out
     # the saved model's caps: a request run cannot raise them (it advised --epochs, which it refuses)
     assert "the saved model's settings: train a new model folder with --epochs higher" in out, out
+
+
+@pytest.mark.parametrize("kept", ["processed", "delete"])
+def test_a_file_is_neither_read_nor_moved_while_a_writer_holds_it_open(model_copy, in_tmp, monkeypatch, kept):
+    """``export.py > inbox/x.csv``: a header (or nothing) first, then a pause longer than
+    ``watch_settle_s`` while the query runs, then the requests. The settled header was read,
+    rejected and the file moved to ``rejected/`` (or a first valid line applied and the file
+    deleted), and every line written after went into the moved (or deleted) file: never read,
+    no ledger line, ``--verify`` passing (found by probing). Where the system can tell (a Linux
+    read lease is refused while any process holds the file open for writing), a file is not
+    read, moved or deleted until its writer closes it."""
+    if stream_module.being_written(__file__) is None:
+        pytest.skip("this system cannot tell whether a file is open for writing")
+    users = _users_by_shard(model_copy)[0][:3]
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    writer = _DirectWriter(inbox / "export.csv", ["user_id,item_id"] if kept == "processed" else users[:1])
+    _on_next_sleep(monkeypatch, lambda: writer.write(users[1:] if kept == "delete" else users, close=True))
+    doc = run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05,
+                                                       "watch_settle_s": 0, "max_wait_s": 0,
+                                                       "processed_request_files": "keep" if kept == "processed"
+                                                       else "delete", "state": "ERROR"}, verbose=False)
+    assert set(users) <= _forgotten_users(model_copy)
+    assert doc["requests"]["applied"] == 3 and doc["requests"]["rejected"] == (kept == "processed")
+    assert sorted(os.listdir(inbox)) == (["processed"] if kept == "processed" else [])
+    verify_model(model_copy)
+
+
+def test_a_link_in_the_inbox_into_the_model_folder_is_rejected_unread(model_copy, in_tmp):
+    """A link to the model's ledger in the watched folder: the watcher read the ledger as
+    requests, rejected each line into the ledger it was reading, and never went idle (223,104
+    lines in a minute; probe). A file that resolves into the model folder is one rejected
+    request, not read."""
+    (in_tmp / "one.csv").write_text(f"{_users_by_shard(model_copy)[0][0]}\n")
+    run_forget_requests(model_copy, str(in_tmp / "one.csv"), {"state": "ERROR"}, verbose=False)  # a ledger
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    os.symlink(os.path.join(model_copy, "requests.jsonl"), inbox / "led.csv")
+    before = len(_ledger(model_copy))
+    doc = run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05,
+                                                       "watch_settle_s": 0, "state": "ERROR"}, verbose=False)
+    assert doc["requests"]["rejected"] == 1 and doc["requests"]["queued"] == 1
+    added = _ledger(model_copy)[before:]
+    assert [e["status"] for e in added] == ["queued", "rejected"], added
+    assert "into the model folder" in added[1]["reason"], added
+    assert os.listdir(inbox / "rejected") == ["led.csv"]
+    verify_model(model_copy)
+
+
+def test_editor_backups_and_partial_transfers_are_not_read(model_copy, in_tmp):
+    """``req.csv~`` and ``x.TMP`` were read and applied as requests (probe): only ``.name`` and
+    lower-case ``name.tmp`` were left alone. Editors' backups, autosaves and swap files and
+    partial transfers are left alone too, whatever the case of their suffix."""
+    users = _users_by_shard(model_copy)[0][:2]
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    unfinished = ["req.csv~", "x.TMP", "#req.csv#", "a.filepart", "a.part", "a.crdownload", "a.swp", "~$a.csv"]
+    for name in unfinished:
+        (inbox / name).write_text(f"{users[1]}\n")
+    (inbox / "req.csv").write_text(f"{users[0]}\n")
+    doc = run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05,
+                                                       "watch_settle_s": 0, "max_wait_s": 0,
+                                                       "state": "ERROR"}, verbose=False)
+    assert doc["requests"]["queued"] == 1 and doc["requests"]["applied"] == 1
+    assert users[1] not in _forgotten_users(model_copy)
+    assert sorted(os.listdir(inbox)) == sorted(unfinished + ["processed"])
+
+
+def test_a_relative_link_moved_to_processed_still_names_its_file(model_copy, in_tmp):
+    """A relative link moved into ``processed/`` pointed at nothing there (probe)."""
+    users = _users_by_shard(model_copy)[0][:1]
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    (in_tmp / "src.csv").write_text(f"{users[0]}\n")
+    os.symlink("../src.csv", inbox / "link.csv")
+    doc = run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05,
+                                                       "watch_settle_s": 0, "max_wait_s": 0,
+                                                       "state": "ERROR"}, verbose=False)
+    assert doc["requests"]["applied"] == 1
+    moved = inbox / "processed" / "link.csv"
+    assert os.path.islink(moved) and os.path.realpath(moved) == os.path.realpath(in_tmp / "src.csv")

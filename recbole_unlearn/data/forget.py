@@ -308,7 +308,7 @@ def read_request_file(path: str, max_lines: int, max_line_bytes: int) -> Tuple[s
     over its bytes, so its request ids and its lines come from the same content.
 
     The file is streamed, never held whole: it is refused at its first line past ``max_lines``
-    requests or longer than ``max_line_bytes``, so memory stays within what those bounds allow
+    requests or longer than ``max_line_bytes`` (a longer comment is skipped unread), so memory stays within what those bounds allow
     however big the file is. One-line errors for those and for a missing or unreadable file. A
     request line that is not UTF-8 comes back with text ``None`` (its caller rejects it, alone
     in a watched folder); a comment need not be UTF-8."""
@@ -321,11 +321,11 @@ def read_request_file(path: str, max_lines: int, max_line_bytes: int) -> Tuple[s
         number += 1
         if number == 1 and raw.startswith(_BOM):
             raw = raw[len(_BOM):]
+        if raw.strip().startswith(b"#"):
+            return
         if len(raw) > max_line_bytes:
             raise UnlearnError(f"request file {path} line {number} is longer than {max_line_bytes} bytes "
                                "(max_request_line_bytes): not a request line")
-        if raw.strip().startswith(b"#"):
-            return
         try:
             line: Optional[str] = raw.decode("utf-8").strip()
         except UnicodeDecodeError:
@@ -337,12 +337,25 @@ def read_request_file(path: str, max_lines: int, max_line_bytes: int) -> Tuple[s
                                "(max_request_lines); split it")
         lines.append((number, line))
 
+    def is_comment(raw: bytes) -> bool:
+        if number == 0 and raw.startswith(_BOM):
+            raw = raw[len(_BOM):]
+        return raw.lstrip().startswith(b"#")
+
     try:
         with open(path, "rb") as f:
             pending = b""
+            skipping = False  # inside a comment longer than a request line may be: dropped unread
             for block in iter(lambda: f.read(_READ_BLOCK), b""):
                 digest.update(block)
                 pending += block
+                if skipping:
+                    end = re.search(rb"\r\n|\r(?!$)|\n", pending)  # a last \r may be half of \r\n
+                    if end is None:
+                        pending = b"\r" if pending.endswith(b"\r") else b""
+                        continue
+                    number += 1
+                    pending, skipping = pending[end.end():], False
                 # a trailing \r may be the first half of \r\n: keep it for the next block
                 cut = len(pending) - 1 if pending.endswith(b"\r") else len(pending)
                 parts = re.split(rb"\r\n|\r|\n", pending[:cut])
@@ -350,8 +363,12 @@ def read_request_file(path: str, max_lines: int, max_line_bytes: int) -> Tuple[s
                     take(raw)
                 pending = parts[-1] + pending[cut:]
                 if len(pending) > max_line_bytes + 1:
-                    take(pending)  # refused: longer than any request line may be
-            take(pending)
+                    if not is_comment(pending):
+                        take(pending)  # refused: longer than any request line may be
+                    skipping = True
+                    pending = b"\r" if pending.endswith(b"\r") else b""
+            if not skipping:
+                take(pending)
     except FileNotFoundError:
         raise UnlearnError(f"request file not found: {path}") from None
     except OSError as e:

@@ -19,9 +19,21 @@ from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearnable import UnlearnableModel
 from recbole_unlearn.utils.atomic import fsync_dir
 from recbole_unlearn.utils.errors import UnlearnError, WentLiveError, error_line
+from recbole_unlearn.utils.open_files import being_written
 
 PROCESSED = "processed"
 REJECTED = "rejected"
+#: names of files not finished yet, never read (any case): the README's ``.name`` and
+#: ``name.tmp``, editors' backups, autosaves, swap and lock files, partial downloads and transfers
+UNFINISHED_PREFIXES = (".", "#", "~$")
+UNFINISHED_SUFFIXES = (".tmp", "~", "#", ".swp", ".swx", ".part", ".partial", ".filepart", ".crdownload",
+                       ".download")
+
+
+def is_unfinished_name(name: str) -> bool:
+    """Whether ``name`` is a file name a writer or tool gives a file it has not finished."""
+    lower = name.lower()
+    return lower.startswith(UNFINISHED_PREFIXES) or lower.endswith(UNFINISHED_SUFFIXES)
 
 
 class RequestsInterrupted(KeyboardInterrupt):
@@ -113,6 +125,8 @@ class _WatchedFile:
     ids: List[str] = field(default_factory=list)
     valid_any: bool = False
     unmovable: bool = False  # its requests are final but it could not be moved (said once)
+    written: bool = False  # another process held it open for writing when last asked (said once)
+    said_written: bool = False
 
 
 def _file_stat(path: str) -> Optional[Tuple[int, int, int]]:
@@ -127,10 +141,11 @@ def _file_stat(path: str) -> Optional[Tuple[int, int, int]]:
 
 def _request_files(folder: str) -> List[Tuple[str, Tuple[int, int, int]]]:
     """``(name, stat)`` of the request files in ``folder``, oldest first. Writers should create
-    ``.name`` or ``name.tmp`` and rename it when done; those are ignored until then."""
+    ``.name`` or ``name.tmp`` and rename it when done; those (and the other names of
+    :func:`is_unfinished_name`) are ignored until then."""
     found = []
     for name in os.listdir(folder):
-        if name.startswith(".") or name.endswith(".tmp"):
+        if is_unfinished_name(name):
             continue
         st = _file_stat(os.path.join(folder, name))
         if st is not None:
@@ -153,9 +168,13 @@ def _move(folder: str, name: str, subfolder: Optional[str]) -> bool:
         target_dir = os.path.join(folder, subfolder)
         os.makedirs(target_dir, exist_ok=True)
         target = os.path.join(target_dir, name)
-        if os.path.exists(target):
+        if os.path.lexists(target):
             target = os.path.join(target_dir, f"{name}.{file_digest(path)}")
-        shutil.move(path, target)
+        if os.path.islink(path):  # a relative link would name nothing one folder down
+            os.symlink(os.path.realpath(path), target)
+            os.remove(path)
+        else:
+            shutil.move(path, target)
     except FileNotFoundError:
         getLogger().info(f"request file {name} was moved or removed by another process first")
     except OSError as e:
@@ -172,8 +191,9 @@ def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str
     rejected with its reason and the others go on.
 
     A file is read once it has not changed (inode, size, modification time) for
-    ``watch_settle_s`` seconds, so a file still being written straight into the folder is not
-    read half-way. A file that changes after it was read is read again once it settles (its new
+    ``watch_settle_s`` seconds and (where the system can tell: :func:`being_written`) no process
+    holds it open for writing, so a file still being written straight into the folder is not
+    read half-way, nor moved while its writer goes on. A file that changes after it was read is read again once it settles (its new
     lines are new requests; lines it had before resolve to data already forgotten). A file whose
     requests are all final, and which has not changed since it was read, moves to
     ``processed/``, or is deleted under ``processed_request_files: delete`` (to ``rejected/`` if
@@ -216,6 +236,8 @@ def _watch(batcher: RequestBatcher, folder: str) -> Tuple[StreamSummary, Unlearn
                 known.stat, known.since = st, now_mono
             if known.read_stat == st or now_mono - known.since < config["watch_settle_s"]:
                 continue  # read and unchanged since, or still changing
+            if _still_written(folder, name, known):
+                continue
             if _read_file(batcher, folder, name, known):
                 idle_since = now_mono
         for name in [n for n, f in files.items() if n not in listed and f.digest is None]:
@@ -227,13 +249,13 @@ def _watch(batcher: RequestBatcher, folder: str) -> Tuple[StreamSummary, Unlearn
             current = _file_stat(os.path.join(folder, name))
             if current is None:
                 del files[name]  # removed from the folder: its requests were applied all the same
-            elif current == known.read_stat and not known.unmovable:
+            elif current == known.read_stat and not known.unmovable and not _still_written(folder, name, known):
                 delete = known.valid_any and config["processed_request_files"] == "delete"
                 if _move(folder, name, None if delete else PROCESSED if known.valid_any else REJECTED):
                     del files[name]
                 else:
                     known.unmovable = True
-        if applied or batcher.pending or any(f.digest is None for f in files.values()):
+        if applied or batcher.pending or any(f.digest is None or f.written for f in files.values()):
             idle_since = time.monotonic()
         if config["watch_idle_s"] is not None and not batcher.pending and \
                 time.monotonic() - idle_since >= config["watch_idle_s"]:
@@ -243,12 +265,30 @@ def _watch(batcher: RequestBatcher, folder: str) -> Tuple[StreamSummary, Unlearn
             time.sleep(config["watch_poll_s"])
 
 
+def _still_written(folder: str, name: str, known: _WatchedFile) -> bool:
+    """Whether a process holds the file open for writing (:func:`being_written`; where that
+    cannot be told, settling alone decides): such a file is neither read nor moved, since the
+    lines its writer adds after would go into the moved (or deleted) file, never read."""
+    known.written = bool(being_written(os.path.join(folder, name)))
+    if known.written and not known.said_written:
+        known.said_written = True
+        getLogger().info(f"request file {name} is still open for writing by another process: it is read (or "
+                         "moved) once it is closed")
+    return known.written
+
+
 def _read_file(batcher: RequestBatcher, folder: str, name: str, known: _WatchedFile) -> bool:
     """Read one settled file into the batcher and note what was read in ``known``; returns
     whether it brought requests (False: gone meanwhile, or the same content read before). A
     file that cannot be read, or holds no request, is one rejected request (id: its digest)."""
     path = os.path.join(folder, name)
+    model_dir = os.path.realpath(batcher.store.model_dir)
+    target = os.path.realpath(path)
     try:
+        if os.path.commonpath([model_dir, target]) == model_dir:
+            # named by the link, not by the content: the ledger it may name grows with the rejection
+            digest = bytes_digest(f"{name}\0{target}".encode())
+            raise UnlearnError(f"request file {path} links into the model folder {model_dir}: not read")
         config = batcher.model.config
         digest, requests = file_requests(path, batcher.model.dataset, config["max_request_lines"],
                                          config["max_request_line_bytes"], strict=False)
@@ -257,7 +297,8 @@ def _read_file(batcher: RequestBatcher, folder: str, name: str, known: _WatchedF
     except UnlearnError as e:
         if _file_stat(path) is None:
             return False  # removed (or renamed) between the listing and the read
-        digest = _unreadable_digest(path)
+        if os.path.commonpath([model_dir, target]) != model_dir:
+            digest = _unreadable_digest(path)
         requests = [FileRequest(request_id(digest, 0), name, 0, error=str(e))]
     read_stat = _file_stat(path)
     if read_stat != known.stat:
