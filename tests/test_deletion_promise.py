@@ -1100,3 +1100,25 @@ def test_every_row_of_a_run_says_how_many_rows_only_forgotten_lines_kept(tmp_pat
     doc = run_forget_requests(str(tmp_path / "m"), str(tmp_path / "req2.csv"),
                               {"state": "ERROR", "results_dir": str(tmp_path / "r")}, verbose=False)
     assert doc["rows"][0]["kept_by_count_filters"] == 17
+
+
+def test_a_request_run_writes_curves_of_a_forget_only_when_it_asks(tmp_path, monkeypatch):
+    """A folder trained with ``--tensorboard=True`` recorded the key, and every later request run
+    wrote ``log_tensorboard/`` into its working directory unasked: curves of a forget (SRUGA's
+    ascent loss on the forgotten targets, a retrained shard's losses) computed from the data
+    being forgotten (probe). Where a run's curves go is that run's choice, as
+    ``keep_previous_version`` is: the folder does not hand it on (nor ``log_wandb``)."""
+    key = "tensorboard"
+    train = tmp_path / "train"
+    train.mkdir()
+    model_dir = train_saved_model(train, forget_protocol="none", **{key: True})
+    assert read_manifest(model_dir)[1]["config"][key] is True
+    serve = tmp_path / "serve"
+    serve.mkdir()
+    monkeypatch.chdir(serve)
+    (serve / "req.csv").write_text("7\n")
+    doc = run_forget_requests(model_dir, str(serve / "req.csv"), {"state": "ERROR", "results_dir": str(serve / "r")},
+                              verbose=False)
+    assert doc["requests"]["applied"] == 1
+    assert doc["settings"][key] is False
+    assert sorted(os.listdir(serve)) == ["r", "req.csv"]

@@ -53,6 +53,12 @@ PENDING_AUDIT = "audit_entry.json"
 #: what every manifest holds (checked when read)
 MANIFEST_FIELDS = {"format": str, "model": str, "dataset": str, "config": dict, "files": dict, "data_sha256": str}
 EXAMPLE_RUNTIME_KEYS = ("num_workers", "max_batch", "max_wait_s", "lock_timeout_s", "eval_batch_size")
+#: runtime keys a saved model never hands on to the runs answering its requests: each run's own
+#: choice. Retention: grid-made folders of earlier code recorded the runner's True and kept the
+#: version from before every forget. Curves: a folder trained with TensorBoard or W&B logging on
+#: had every later request run write the curves of its forgets (computed from the data being
+#: forgotten: SRUGA's ascent loss on the forgotten targets) unasked.
+RUN_OWN_KEYS = ("keep_previous_version", "tensorboard", "log_wandb")
 # Not runtime keys, yet a saved model may be given them: they say where a file is, and the file
 # must be the one the model recorded (its SHA-256), so a moved folder and dataset can be served.
 RELOCATABLE_KEYS = ("data_path",)
@@ -248,9 +254,8 @@ class ModelStore:
             version_dir, manifest = self.read_manifest(version)
             overrides = _settable(overrides, manifest)
             config_dict = dict(manifest["config"])
-            # a run's own retention choice, never the folder's: grid-made folders of earlier code
-            # recorded the runner's True, and kept the version from before every forget
-            config_dict.pop("keep_previous_version", None)
+            for key in RUN_OWN_KEYS:  # each run's own choice, never the folder's
+                config_dict.pop(key, None)
             for key in FORMERLY_RUNTIME_KEYS:  # given as a display choice, before it was recorded
                 if key not in (manifest.get("settings") or {}):
                     config_dict.pop(key, None)
