@@ -4,6 +4,7 @@ earlier code is reproduced here first, then the guarantees that replace it."""
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -331,6 +332,15 @@ def test_a_forget_leaves_no_earlier_version_on_disk(sisa_copy, in_tmp):
     assert proc.returncode == 0, proc.stderr
     assert _versions_on_disk(sisa_copy) == ["v000003", "v000004"]
     assert verify_model(sisa_copy)["older_versions"] == ["v000003"]
+    # said, not only done (probe): the run says what it kept, and the next run why it removes it
+    assert "note: v000003 is kept (keep_previous_version)" in proc.stdout, proc.stdout
+    assert read_audit(sisa_copy)[-1]["kept_version"] == "v000003"
+    proc = _cli([f"--model_dir={sisa_copy}", "--forget=b.csv", "--state=WARNING"], in_tmp)
+    assert proc.returncode == 0, proc.stderr
+    assert _versions_on_disk(sisa_copy) == ["v000004"]
+    results = re.search(r"results: (\S+)", proc.stdout).group(1)
+    log = open(os.path.join(os.path.dirname(results), "run.log")).read()
+    assert "removed v000003: kept by keep_previous_version" in log and "stopped" not in log, log
 
 
 def _two_users_left(model_dir):

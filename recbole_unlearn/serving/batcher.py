@@ -139,9 +139,14 @@ class RequestBatcher:
             audit = AuditLog(store.model_dir)
             audit.reconcile(store)
             removed = store.remove_left_behind(model.config["keep_previous_version"])
-            if removed:
-                getLogger().warning(f"removed {', '.join(removed)}: left behind by a forget that was stopped (a "
-                                    "version from before the live one, or one staged that never went live)")
+            kept = {e.get("kept_version") for e in audit.entries()} if removed else set()
+            for name in removed:
+                if name in kept:
+                    getLogger().warning(f"removed {name}: kept by keep_previous_version for the run that set it (a "
+                                        "model from before that run's forgets, trained on the data they forgot)")
+                else:
+                    getLogger().warning(f"removed {name}: left behind by a forget that was stopped (a version from "
+                                        "before the live one, or one staged that never went live)")
             events = self._refresh()
             recovered = self._recovered(events)
             self.ledger.record(recovered)  # under the same hold as the read: two runs starting together write them once

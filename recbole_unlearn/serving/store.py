@@ -355,6 +355,8 @@ class ModelStore:
                 write_json(os.path.join(staging, FORGOTTEN), _pairs_of(model.forgotten, model.dataset))
                 files[FORGOTTEN] = file_sha256(os.path.join(staging, FORGOTTEN))
                 if audit_entry is not None:
+                    if model.config["keep_previous_version"] and previous is not None:
+                        audit_entry["kept_version"] = previous  # so the run that removes it says why it was there
                     write_json(os.path.join(staging, PENDING_AUDIT), dict(audit_entry, version=name))
                     files[PENDING_AUDIT] = file_sha256(os.path.join(staging, PENDING_AUDIT))
                 write_json(os.path.join(staging, MANIFEST), self._manifest(model, files))
