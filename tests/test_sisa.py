@@ -293,3 +293,37 @@ def test_the_original_draws_no_negative_by_the_held_out_twins(tmp_path, monkeypa
     dataset.held_out = dataset.user_rows(3)[1:3]  # two training rows, as the audit's twins are
     counted = split_loaders(config, dataset).train._sampler.dataset.inter_feat
     assert len(counted) == dataset.n_rows - 2
+
+
+def test_a_partitioner_registered_on_pretrained_vectors_gets_them(in_tmp):
+    """A new partitioner reading the pretrained vectors was "one file plus one line", yet only
+    the four built-in names got vectors (a hard-coded set): a fifth crashed with a traceback
+    after the run folder was written, its pretraining settings were refused as unread, and
+    ``redraw_partition`` too (probe). A partitioner that declares ``pretrained_vectors=True``
+    when it registers is a similarity partitioner by that alone."""
+    from recbole_unlearn import run_recbole_unlearn
+    from recbole_unlearn.data import PARTITIONERS
+    from recbole_unlearn.data.similarity import is_similarity_partitioner
+    from recbole_unlearn.utils.registry import Registry
+
+    seen = []
+
+    def by_hidden_norm(config, dataset, users, n_shards, embeddings, weights=None):
+        seen.append(embeddings.user_hidden.shape)
+        order = np.argsort(np.linalg.norm(embeddings.user_hidden[users], axis=1), kind="stable")
+        shards = np.empty(len(users), dtype=np.int64)
+        shards[order] = np.arange(len(users)) % n_shards
+        return shards
+
+    saved = dict(PARTITIONERS._entries), dict(PARTITIONERS._traits)
+    try:
+        PARTITIONERS.register("byhiddennorm", pretrained_vectors=True)(by_hidden_norm)
+        assert is_similarity_partitioner("ByHiddenNorm") and not is_similarity_partitioner("random")
+        doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+            unlearn_method="sisa", n_shards=2, partitioner="byhiddennorm", partition_pretrain_epochs=1,
+            redraw_partition=True, include_retrain=False, save_model=False, results_dir=str(in_tmp / "r")),
+            verbose=False)
+    finally:
+        PARTITIONERS._entries, PARTITIONERS._traits = saved
+    assert seen and doc["rows"][-1]["method"] == "sisa"
+    assert Registry("x", "y").traits("nothing") == {}

@@ -118,7 +118,7 @@ def _partition(config, users, embeddings: PartitionEmbeddings, names: List[str],
     return balanced_kmeans(views, n_shards, config["partition_iterations"], config["partition_seed"], weights)
 
 
-@PARTITIONERS.register("kmeans")
+@PARTITIONERS.register("kmeans", pretrained_vectors=True)
 def kmeans_partition(config, dataset, users, n_shards, embeddings: PartitionEmbeddings,
                      weights: Optional[np.ndarray] = None) -> np.ndarray:
     """SRU "similarity": balanced k-means on the users' final hidden states."""
@@ -129,30 +129,33 @@ def kmeans_partition(config, dataset, users, n_shards, embeddings: PartitionEmbe
 # same vectors and algorithm as ``kmeans`` (SPEC section 4), so the same function under a second
 # name; ``PARTITIONERS.canonical("ubp")`` is "kmeans", and rows that differ only in these names
 # share one shard fit.
-PARTITIONERS.register("ubp")(kmeans_partition)
+PARTITIONERS.register("ubp", pretrained_vectors=True)(kmeans_partition)
 
 
-@PARTITIONERS.register("ibp")
+@PARTITIONERS.register("ibp", pretrained_vectors=True)
 def ibp_partition(config, dataset, users, n_shards, embeddings: PartitionEmbeddings,
                   weights: Optional[np.ndarray] = None) -> np.ndarray:
     """RecEraser IBP: each user is the mean pretrained embedding of its training items."""
     return _partition(config, users, embeddings, ["user_item_mean"], n_shards, weights)
 
 
-@PARTITIONERS.register("inbp")
+@PARTITIONERS.register("inbp", pretrained_vectors=True)
 def inbp_partition(config, dataset, users, n_shards, embeddings: PartitionEmbeddings,
                    weights: Optional[np.ndarray] = None) -> np.ndarray:
     """RecEraser InBP: both vectors; distance = product of the two squared distances."""
     return _partition(config, users, embeddings, ["user_hidden", "user_item_mean"], n_shards, weights)
 
 
-SIMILARITY_PARTITIONERS = {"kmeans", "ubp", "ibp", "inbp"}
-
-
 def is_similarity_partitioner(name) -> bool:
     """Whether the partitioner ``name`` (any case, as the registry takes it) partitions on
-    pretrained vectors: ``KMeans`` was taken for random here, and its run died in a traceback."""
-    return str(name).lower() in SIMILARITY_PARTITIONERS
+    pretrained vectors: it was registered with ``pretrained_vectors=True``, and gets them (a
+    ``PartitionEmbeddings``) as its ``embeddings`` argument; the others get ``None``."""
+    return bool(PARTITIONERS.traits(name).get("pretrained_vectors"))
+
+
+def similarity_partitioners() -> List[str]:
+    """The registered partitioners that partition on pretrained vectors, sorted."""
+    return [name for name in PARTITIONERS.names() if is_similarity_partitioner(name)]
 
 
 #: the settings only a similarity partitioner reads (pretraining its vectors, balanced k-means)

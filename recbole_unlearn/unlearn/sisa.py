@@ -16,7 +16,7 @@ from typing import Optional
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.data.extra_deletion import check_extra_deletion
 from recbole_unlearn.data.partition import PARTITIONERS, build_shard_map, check_shard_settings
-from recbole_unlearn.data.similarity import SIMILARITY_PARTITIONERS, is_similarity_partitioner
+from recbole_unlearn.data.similarity import is_similarity_partitioner, similarity_partitioners
 from recbole_unlearn.model.aggregators import AGGREGATORS
 from recbole_unlearn.trainer.approximate import APPROXIMATE
 from recbole_unlearn.trainer.shard_trainer import check_ray_resources
@@ -52,7 +52,7 @@ class SISA(UnlearnMethod):
         if config["redraw_partition"]:
             if not is_similarity_partitioner(config["partitioner"]) and config["partition_balance"] == "users":
                 raise UnlearnError(f"redraw_partition needs a partition drawn from the data: a similarity "
-                                   f"partitioner ({', '.join(sorted(SIMILARITY_PARTITIONERS))}) or partition_balance "
+                                   f"partitioner ({', '.join(similarity_partitioners())}) or partition_balance "
                                    f"interactions; partitioner {config['partitioner']!r} balanced by users depends "
                                    "on the seed only")
             if config["partition_balance"] == "interactions" and config["n_slices"] > 1:

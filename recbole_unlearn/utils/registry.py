@@ -18,6 +18,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self.config_key = config_key
         self._entries: Dict[str, T] = {}
+        self._traits: Dict[str, Dict[str, object]] = {}
         self._subscribers: List[Callable[[str, T], None]] = []
 
     def subscribe(self, callback: Callable[[str, T], None]) -> None:
@@ -27,14 +28,17 @@ class Registry(Generic[T]):
         for key, entry in list(self._entries.items()):
             callback(key, entry)
 
-    def register(self, name: str) -> Callable[[T], T]:
-        """Class decorator: ``@METHODS.register("sisa")``."""
+    def register(self, name: str, **traits) -> Callable[[T], T]:
+        """Class decorator: ``@METHODS.register("sisa")``; ``traits`` are what the rest of the
+        package asks of the entry (``@PARTITIONERS.register("kmeans", pretrained_vectors=True)``),
+        read back with :meth:`traits`."""
 
         def decorator(obj: T) -> T:
             key = name.lower()
             if key in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
             self._entries[key] = obj
+            self._traits[key] = dict(traits)
             for callback in self._subscribers:
                 callback(key, obj)
             return obj
@@ -56,6 +60,10 @@ class Registry(Generic[T]):
         and the same object (aliases) share it."""
         entry = self.get(name)
         return next(key for key, value in self._entries.items() if value is entry)
+
+    def traits(self, name: str) -> Dict[str, object]:
+        """The traits ``name`` was registered with (``{}`` for a name not registered)."""
+        return dict(self._traits.get(str(name).lower(), {}))
 
     def names(self) -> List[str]:
         return sorted(self._entries)
