@@ -1146,3 +1146,27 @@ def test_a_grids_setting_of_another_models_is_dropped_from_cells_that_do_not_rea
     with pytest.raises(UnlearnError, match="num_layers is not read by SASRec"):
         run_grid(lone)
     assert not os.path.exists(tmp_path / "lone" / "board")
+
+
+@pytest.mark.parametrize("kind, value, reference, target, shown", [
+    ("ndcg_at_least", 0.018, 0.02, 0.9, "0.90 x; >= 0.90 x: met"),  # 0.018 / 0.02 = 0.8999999999999999
+    ("seconds_at_most", 0.234, 11.7, 0.02, "1/50.0; <= 1/50.0: met"),  # 0.234 / 11.7 = 0.020000000000000004
+    ("forget_at_most", 0.3, 0.1, 3.0, "3.00 x; <= 3.00 x: met"),
+])
+def test_a_value_exactly_at_its_target_meets_it(kind, value, reference, target, shown):
+    """A row exactly at its target was judged missed when the division rounded the ratio past
+    it, and shown with four digits as a tie that failed (``0.9000 x; >= 0.90 x: missed``;
+    probe): the recorded values are rounded, so such a tie is exact, and a tie meets ``at least``
+    and ``at most``."""
+    from recbole_unlearn.benchmark.report import target_results, target_text
+
+    field = {"ndcg_at_least": "utility_rem", "forget_at_most": "forget", "seconds_at_most": "seconds"}[kind]
+
+    def row(v):
+        if field == "seconds":
+            return {"method": "m", "seconds": v}
+        return {"method": "m", field: {"ndcg@10" if field == "utility_rem" else "hit@10": v}}
+
+    ratio, met = target_results(row(value), row(reference), {kind: target})[kind]
+    assert met
+    assert target_text(ratio, target, kind, met) == shown

@@ -161,9 +161,20 @@ def _fraction(value: float, kind: str, digits: Optional[int] = None) -> str:
     return f"{value:.{2 if digits is None else digits}f} x"
 
 
+#: relative difference under which a ratio is its target: the values are rounded when recorded
+#: (4 decimals, times 3), so a row exactly at its target is a tie the division may round past
+#: (0.018 / 0.02 = 0.8999999999999999); a real difference is far larger
+TIE_REL_TOL = 1e-9
+
+
+def _is_tie(ratio: float, target: float) -> bool:
+    return math.isclose(ratio, target, rel_tol=TIE_REL_TOL)
+
+
 def _meets(ratio: float, target: float, kind: str) -> bool:
-    """Whether a ratio to Retrain's value meets its ``target`` (at least, or at most, by kind)."""
-    return ratio >= target if TARGET_KINDS[kind][2] else ratio <= target
+    """Whether a ratio to Retrain's value meets its ``target`` (at least, or at most, by kind;
+    a tie meets either)."""
+    return _is_tie(ratio, target) or (ratio >= target if TARGET_KINDS[kind][2] else ratio <= target)
 
 
 def target_text(ratio: float, target: float, kind: str, met: Optional[bool] = None) -> str:
@@ -175,7 +186,7 @@ def target_text(ratio: float, target: float, kind: str, met: Optional[bool] = No
     met = _meets(ratio, target, kind) if met is None else met
     shown = _fraction(ratio, kind)
     digits = 1 if kind == "seconds_at_most" and 0 < ratio < 1 else 2
-    while shown == _fraction(target, kind, digits) and ratio != target and digits < 4:
+    while shown == _fraction(target, kind, digits) and not _is_tie(ratio, target) and digits < 4:
         digits += 1
         shown = _fraction(ratio, kind, digits)
     return f"{shown}; {'>= ' if at_least else '<= '}{_fraction(target, kind)}: {'met' if met else 'missed'}"
