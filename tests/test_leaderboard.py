@@ -128,6 +128,19 @@ def test_cells_runs_only_the_named_cells_of_a_grid(tmp_path, in_tmp, capsys):
     board = cells_from_markdown((tmp_path / "board" / "leaderboard.md").read_text())
     assert [[r["method"] for r in c["rows"]] for c in board] == [["recbole", "original", "retrain"],
                                                                   ["recbole", "original"]]
+    # valid JSON of another shape ended the run in a traceback after its cell trained (probe): the
+    # same, that row left out
+    for damaged in ("[]", '{"overrides": {}, "settings": null}', '{"row": {"method": "retrain"}, "overrides": {}}'):
+        (tmp_path / "board" / "SASRec-ml-tiny" / "rows" / "retrain.json").write_text(damaged)
+        assert main([f"--benchmark={path}", "--cells=GRU4Rec-ml-tiny"]) == 0, damaged
+        board = cells_from_markdown((tmp_path / "board" / "leaderboard.md").read_text())
+        assert [[r["method"] for r in c["rows"]] for c in board] == [["recbole", "original", "retrain"],
+                                                                      ["recbole", "original"]], damaged
+    # in the cell's own run, one error line before anything trains
+    capsys.readouterr()
+    assert main([f"--benchmark={path}", "--cells=SASRec-ml-tiny"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "retrain.json: not a row file" in err[0], err
 
 
 # --- resume ------------------------------------------------------------------------------
@@ -856,7 +869,21 @@ def test_a_second_grid_file_is_refused_the_output_dir_another_grid_wrote(tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "board.yaml" in err[0], err
     assert {p: p.read_bytes() for p in board.rglob("*") if p.is_file()} == before
+    # a file of the same name in another folder (a committed grid copied to edit it) was taken
+    # for the first: it overwrote the rows and leaderboard files (probe)
+    (tmp_path / "copy").mkdir()
+    same_name = tmp_path / "copy" / os.path.basename(first)
+    same_name.write_text(yaml.safe_dump(document))
+    assert main([f"--benchmark={same_name}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and first in err[0], err
+    assert {p: p.read_bytes() for p in board.rglob("*") if p.is_file()} == before
     run_grid(first)  # the grid that wrote the folder resumes: every row is finished
+    # the grid file moved (a clone on another machine): the same name resumes
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    os.rename(first, moved / os.path.basename(first))
+    run_grid(str(moved / os.path.basename(first)))
 
 
 def test_a_grid_without_output_dir_writes_below_results_leaderboard_in_a_folder_of_its_own(tmp_path):
@@ -1170,3 +1197,37 @@ def test_a_value_exactly_at_its_target_meets_it(kind, value, reference, target, 
     ratio, met = target_results(row(value), row(reference), {kind: target})[kind]
     assert met
     assert target_text(ratio, target, kind, met) == shown
+
+
+def test_a_cell_another_runner_is_running_is_refused_not_run_twice(tmp_path, in_tmp):
+    """Two runners of one cell: the second removed the first's model folder in the middle of its
+    forget, taking it for a killed row's leftovers, and the first died in a traceback (probe). A
+    cell is run under its own lock: the second runner is refused with one line, and the cell
+    resumes once the first is done."""
+    import subprocess
+    import sys
+    import time
+
+    path = _tiny_grid(tmp_path, ["retrain"])
+    cell_dir = tmp_path / "board" / "GRU4Rec-ml-tiny"
+    cell_dir.mkdir(parents=True)
+    ready = tmp_path / "held"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time, pathlib\n"
+        "from recbole_unlearn.serving.lock import FolderLock\n"
+        f"with FolderLock({str(cell_dir)!r}, 0, what='grid cell').hold():\n"
+        f"    pathlib.Path({str(ready)!r}).write_text('x')\n"
+        "    time.sleep(60)\n")])
+    try:
+        deadline = time.time() + 60
+        while not ready.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        assert ready.exists()
+        with pytest.raises(UnlearnError, match="grid cell .*GRU4Rec-ml-tiny is busy"):
+            run_grid(path)
+        assert not (cell_dir / "rows").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    run_grid(path)
+    assert (cell_dir / "rows" / "retrain.json").exists()

@@ -57,6 +57,7 @@ from recbole_unlearn.benchmark.grid import REFERENCE, Cell, Grid, Variant, load_
 from recbole_unlearn.benchmark.report import write_leaderboard
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.config.configurator import unread_model_settings
+from recbole_unlearn.serving.lock import LOCK, LOCK_PID, FolderLock
 from recbole_unlearn.data import check_dataset_files, dataset_file
 from recbole_unlearn.data.forget import read_request_file, request_tokens
 from recbole_unlearn.serving.store import MANIFEST, file_sha256, open_store
@@ -75,13 +76,33 @@ ORIGINAL_FILE = "original.pth"
 
 
 def _read_json(path: str) -> Optional[dict]:
+    """The JSON object in ``path`` (``None`` if there is no such file); one-line errors for a
+    file that is not JSON or holds something else (``[]`` ended a later run in a traceback)."""
     if not os.path.isfile(path):
         return None
     try:
         with open(path, "r", encoding="utf-8") as f:
-            return json.load(f)
+            document = json.load(f)
     except (OSError, ValueError) as e:
         raise UnlearnError(f"cannot read {path}: {e}; delete it to redo that row") from None
+    if not isinstance(document, dict):
+        raise UnlearnError(f"cannot read {path}: not a JSON object; delete it to redo that row")
+    return document
+
+
+def _row_of(saved: dict, path: str) -> Optional[dict]:
+    """The row a row file holds (``None``: none yet), checked for what the report reads of it."""
+    row = saved.get("row")
+    if row is None:
+        return None
+    seconds = row.get("seconds") if isinstance(row, dict) else None
+    if not (isinstance(row, dict) and isinstance(row.get("method"), str)
+            and isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+            and isinstance(saved.get("overrides") or {}, dict)
+            and isinstance(saved.get("settings") or {}, dict)):
+        raise UnlearnError(f"cannot read {path}: not a row file (a row with method and seconds); delete it to "
+                           "redo that row")
+    return row
 
 
 def _format_seconds(seconds: float) -> str:
@@ -180,12 +201,15 @@ class CellRun:
         """The saved row of ``label`` if it exists, was made with these overrides and, where it
         recorded them, with today's method settings."""
         saved = _read_json(self.row_path(label))
-        if saved is None or (overrides is not None and saved.get("overrides") != overrides):
+        if saved is None:
+            return None
+        row = _row_of(saved, self.row_path(label))
+        if overrides is not None and saved.get("overrides") != overrides:
             return None
         if label in self.variant_configs and saved.get("settings") is not None and \
                 not same_settings(saved["settings"], self.method_settings(label)):
             return None
-        return saved["row"]
+        return row
 
     def pending_steps(self) -> int:
         """The steps this cell will run: its missing rows, and the original when its row is
@@ -329,7 +353,12 @@ def check_output_dir(grid: Grid) -> None:
     its rows of a label both grids have would be run again with this grid's settings."""
     claimed = _read_json(os.path.join(grid.output_dir, GRID_FILE))
     name = os.path.basename(grid.source)
-    if claimed is not None and claimed.get("grid") != name:
+    recorded = claimed.get("path") if claimed is not None else None
+    # a file of the same name elsewhere while the one that wrote the folder is still there (a
+    # committed grid copied to edit it); a grid file moved since (a clone elsewhere) resumes
+    elsewhere = isinstance(recorded, str) and os.path.isfile(recorded) and \
+        os.path.realpath(recorded) != os.path.realpath(grid.source)
+    if claimed is not None and (claimed.get("grid") != name or elsewhere):
         raise UnlearnError(
             f"grid {grid.source}: output_dir {grid.output_dir} holds the results of grid file {claimed.get('grid')} "
             f"({claimed.get('path')}); give this grid an output_dir of its own (a grid file renamed since "
@@ -500,10 +529,32 @@ def refuse_other_references(run: CellRun, retrained: List[str], differences: Lis
 
 
 def run_cell(run: CellRun, progress: Progress) -> dict:
-    """Run every missing step of one cell; returns ``{model, dataset, description, rows}``."""
+    """Run every missing step of one cell; returns ``{model, dataset, description, rows}``. The
+    cell is run under its lock (``.lock`` in the cell's folder; a folder made for it alone is
+    removed again when the cell is refused): a second runner of the same cell removed the
+    first's model folder in the middle of its forget, taking it for a killed row's leftovers."""
+    made = [folder for folder in (run.grid.output_dir, run.dir) if not os.path.isdir(folder)]
+    os.makedirs(run.dir, exist_ok=True)
+    try:
+        with FolderLock(run.dir, 0.0, what="grid cell").hold():
+            return _run_cell_held(run, progress)
+    except BaseException:
+        for folder in reversed(made):  # a cell refused at its checks leaves no folder of its lock
+            left = os.listdir(folder)
+            if set(left) <= {LOCK, LOCK_PID}:
+                for name in left:
+                    os.remove(os.path.join(folder, name))
+                os.rmdir(folder)
+        raise
+
+
+def _run_cell_held(run: CellRun, progress: Progress) -> dict:
+    """:func:`run_cell` under the cell's lock."""
     grid, cell = run.grid, run.cell
     experiment = Experiment(run.base)
     fingerprint = run.fingerprint(experiment)
+
+
     cell_file = os.path.join(run.dir, CELL_FILE)
     if grid.reuse_cells_from is not None and not os.path.isfile(cell_file):
         adopt_cell(run, fingerprint)
@@ -582,8 +633,8 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
 
     ordered = [rows[k] for k in [BASELINE, ORIGINAL] + [v.label for v in cell.variants] if k in rows]
     add_speedups(ordered)
-    return {"model": cell.model, "dataset": cell.dataset, "description": saved["description"],
-            "machine": saved["machine"], "epochs_cap": run.base["epochs"], "targets": grid.targets,
+    return {"model": cell.model, "dataset": cell.dataset, "description": saved.get("description", ""),
+            "machine": saved.get("machine") or {}, "epochs_cap": run.base["epochs"], "targets": grid.targets,
             "busy_cpu_share": run.base["busy_cpu_share"], "rows": ordered}
 
 
@@ -684,7 +735,7 @@ def _finished_cell(grid: Grid, cell: Cell) -> Optional[dict]:
         if row is not None:
             rows.append(row)
     add_speedups(rows)  # a row made with other method settings is left out: the runner runs it again
-    return {"model": cell.model, "dataset": cell.dataset, "description": saved["description"],
-            "machine": saved["machine"], "epochs_cap": run.base["epochs"], "targets": grid.targets,
+    return {"model": cell.model, "dataset": cell.dataset, "description": saved.get("description", ""),
+            "machine": saved.get("machine") or {}, "epochs_cap": run.base["epochs"], "targets": grid.targets,
             "busy_cpu_share": run.base["busy_cpu_share"], "rows": rows}
 

@@ -29,8 +29,9 @@ class FolderLock:
             0 fails at once.
     """
 
-    def __init__(self, model_dir: str, timeout_s: float):
+    def __init__(self, model_dir: str, timeout_s: float, what: str = "model folder"):
         self.model_dir = model_dir
+        self.what = what
         self.timeout_s = float(timeout_s)
         self._lock = FileLock(os.path.join(model_dir, LOCK), is_singleton=False)
         self._depth = 0
@@ -68,8 +69,9 @@ class FolderLock:
                 self._lock.acquire(timeout=self.timeout_s)
             except Timeout:
                 raise UnlearnError(
-                    f"model folder {self.model_dir} is busy (pid {self._holder() or 'unknown'}): another "
-                    f"process is changing it; waited {self.timeout_s:g}s (lock_timeout_s)") from None
+                    f"{self.what} {self.model_dir} is busy (pid {self._holder() or 'unknown'}): another "
+                    f"process is changing it; waited {self.timeout_s:g}s"
+                    + (" (lock_timeout_s)" if self.what == "model folder" else "")) from None
             except OSError as e:  # a read-only folder or mount
                 raise self._unlockable(e) from None
             try:
