@@ -57,9 +57,9 @@ from recbole_unlearn.benchmark.grid import REFERENCE, Cell, Grid, Variant, load_
 from recbole_unlearn.benchmark.report import write_leaderboard
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.config.configurator import unread_model_settings
-from recbole_unlearn.serving.lock import LOCK, LOCK_PID, FolderLock
 from recbole_unlearn.data import check_dataset_files, dataset_file
 from recbole_unlearn.data.forget import read_request_file, request_tokens
+from recbole_unlearn.serving.lock import LOCK, LOCK_PID, FolderLock
 from recbole_unlearn.serving.store import MANIFEST, file_sha256, open_store
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.unlearn.experiment import AUDIT_REFERENCE_PREFIX, Experiment
@@ -553,8 +553,6 @@ def _run_cell_held(run: CellRun, progress: Progress) -> dict:
     grid, cell = run.grid, run.cell
     experiment = Experiment(run.base)
     fingerprint = run.fingerprint(experiment)
-
-
     cell_file = os.path.join(run.dir, CELL_FILE)
     if grid.reuse_cells_from is not None and not os.path.isfile(cell_file):
         adopt_cell(run, fingerprint)

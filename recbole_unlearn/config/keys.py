@@ -447,9 +447,9 @@ change: **data** keys (the data, the forget set, the original model) are shared 
 a leaderboard cell and make its fingerprint; a row may set **fit** (how a method trains its
 deployable model), **aggregate** (how a sharded model combines its shards), **forget** (how it
 forgets) and **runtime** keys; rows that differ only in aggregate, forget and runtime keys share
-one fit; a saved model (`--model_dir=...`) accepts only runtime keys (and `data_path`; any other key
-only with the value it was saved with). RecBole's own keys are data keys, except those that say where things are written or how they are logged
-(`state`, `gpu_id`, `checkpoint_dir`, `log_wandb`, ...: runtime, not listed here): those listed
+one fit; a saved model (`--model_dir=...`) accepts only runtime keys (and `data_path`; any other
+key only with the value it was saved with). RecBole's own keys are data keys, except those that
+say where things are written or how they are logged (`state`, `gpu_id`, `checkpoint_dir`, `log_wandb`, ...: runtime, not listed here): those listed
 here are checked, the others (`transform`, ...) are RecBole's to check, and a run whose model
 cannot be built from them is refused with one line before it writes anything. Integers are at
 most 2147483647 (the largest int32: larger ones overflowed where they reached C code). The

@@ -308,8 +308,8 @@ def read_request_file(path: str, max_lines: int, max_line_bytes: int) -> Tuple[s
     over its bytes, so its request ids and its lines come from the same content.
 
     The file is streamed, never held whole: it is refused at its first line past ``max_lines``
-    requests or longer than ``max_line_bytes`` (a longer comment is skipped unread), so memory stays within what those bounds allow
-    however big the file is. One-line errors for those and for a missing or unreadable file. A
+    requests or longer than ``max_line_bytes`` (a longer comment is skipped unread), so memory
+    stays within what those bounds allow however big the file is. One-line errors for those and for a missing or unreadable file. A
     request line that is not UTF-8 comes back with text ``None`` (its caller rejects it, alone
     in a watched folder); a comment need not be UTF-8."""
     digest = hashlib.sha256()

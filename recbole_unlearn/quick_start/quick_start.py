@@ -190,11 +190,11 @@ def _run(config, experiment, methods: List[str], run_dir: str, live: List[str], 
         for line in forget_hit_rose_note(rows):
             print(f"warning: {line}")
         kept = {row["method"]: row["kept_by_count_filters"] for row in rows if row.get("kept_by_count_filters")}
-        for method, n in kept.items():  # one line when every row forgot the same rows
-            if len(set(kept.values())) == 1:
-                print(f"warning: {kept_by_filters_line(n)}")
-                break
-            print(f"warning: {method}: {kept_by_filters_line(n)}")
+        if len(set(kept.values())) == 1:  # one line when every row forgot the same rows
+            print(f"warning: {kept_by_filters_line(next(iter(kept.values())))}")
+        else:
+            for method, n in kept.items():
+                print(f"warning: {method}: {kept_by_filters_line(n)}")
         for row in rows:
             if row.get("unchanged_requests"):
                 print(f"warning: {row['method']}: {row['unchanged_requests']} request"

@@ -559,9 +559,11 @@ def _same_value(given, recorded) -> bool:
     (read back from JSON: tuples are lists there); ``True`` is not ``1``."""
     if isinstance(given, tuple):
         given = list(given)
-    return type(given) is type(recorded) and given == recorded or (
-        isinstance(given, (int, float)) and isinstance(recorded, (int, float))
-        and not isinstance(given, bool) and not isinstance(recorded, bool) and given == recorded)
+    if type(given) is type(recorded):
+        return given == recorded
+    numbers = (int, float)
+    return (isinstance(given, numbers) and isinstance(recorded, numbers) and not isinstance(given, bool)
+            and not isinstance(recorded, bool) and given == recorded)
 
 
 def open_store(model_dir: str, config_or_overrides=None) -> ModelStore:

@@ -193,11 +193,11 @@ def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str
     A file is read once it has not changed (inode, size, modification time) for
     ``watch_settle_s`` seconds and (where the system can tell: :func:`being_written`) no process
     holds it open for writing, so a file still being written straight into the folder is not
-    read half-way, nor moved while its writer goes on. A file that changes after it was read is read again once it settles (its new
-    lines are new requests; lines it had before resolve to data already forgotten). A file whose
-    requests are all final, and which has not changed since it was read, moves to
-    ``processed/``, or is deleted under ``processed_request_files: delete`` (to ``rejected/`` if
-    none was valid, either way); one removed from the folder first is
+    read half-way, nor moved while its writer goes on. A file that changes after it was read is
+    read again once it settles (its new lines are new requests; lines it had before resolve to
+    data already forgotten). A file whose requests are all final, and which has not changed since
+    it was read, moves to ``processed/``, or is deleted under ``processed_request_files: delete``
+    (to ``rejected/`` if none was valid, either way); one removed from the folder first is
     applied all the same. A restart re-reads files still there and skips requests already
     final. Returns the summary and the live model afterwards."""
     if not os.path.isdir(folder):
