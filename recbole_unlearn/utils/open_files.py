@@ -1,13 +1,17 @@
 """Whether another process still holds a file open for writing (a watched request file whose
 writer has not finished)."""
 import errno
-import fcntl
 import os
 import signal
 import threading
 from typing import Optional
 
-#: Linux's ``F_SETLEASE`` (Python names it from 3.12 on only on some builds)
+try:
+    import fcntl
+except ImportError:  # not a POSIX system: cannot be told
+    fcntl = None
+
+#: Linux's ``F_SETLEASE``, where this Python does not name it
 _F_SETLEASE = getattr(fcntl, "F_SETLEASE", 1024)
 
 
@@ -21,7 +25,7 @@ def being_written(path: str) -> Optional[bool]:
     instant breaks the lease by sending ``SIGIO``, whose default action ends the process. Not
     Linux, another thread, a file of another user (a lease needs its owner or ``CAP_LEASE``), a
     file system without leases: ``None``."""
-    if not hasattr(signal, "SIGIO") or threading.current_thread() is not threading.main_thread():
+    if fcntl is None or not hasattr(signal, "SIGIO") or threading.current_thread() is not threading.main_thread():
         return None
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
