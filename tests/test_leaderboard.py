@@ -1231,3 +1231,54 @@ def test_a_cell_another_runner_is_running_is_refused_not_run_twice(tmp_path, in_
         holder.wait()
     run_grid(path)
     assert (cell_dir / "rows" / "retrain.json").exists()
+
+
+def test_a_rows_model_folder_that_answered_requests_is_never_removed_to_redo_the_row(tmp_path, in_tmp):
+    """A row redone (its row file deleted, as the runner's own error lines advise) removed its
+    model folder as a killed row's leftovers: also while a request run held that folder's lock,
+    and also when the folder had answered request files since, whose applied deletions vanished
+    with its ledger (probe). The folder is removed only under its own lock, and never once it
+    answered requests: the run is refused with one line, the folder left as it was."""
+    import subprocess
+    import sys
+    import time
+
+    from recbole_unlearn.quick_start import run_forget_requests
+
+    path = _tiny_grid(tmp_path, ["sisa"])
+    run_grid(path)
+    cell = tmp_path / "board" / "GRU4Rec-ml-tiny"
+    model_dir = cell / "models" / "sisa"
+    (tmp_path / "req.csv").write_text("7\n")
+    run_forget_requests(str(model_dir), str(tmp_path / "req.csv"), {"state": "ERROR"}, verbose=False)
+    os.remove(cell / "rows" / "sisa.json")
+    before = {p: p.read_bytes() for p in model_dir.rglob("*") if p.is_file()}
+    with pytest.raises(UnlearnError, match="answered request files"):
+        run_grid(path)
+    assert {p: p.read_bytes() for p in model_dir.rglob("*") if p.is_file()} == before
+    # a folder without answered requests, but held by another process: refused, not removed
+    (tmp_path / "b").mkdir()
+    path = _tiny_grid(tmp_path / "b", ["sisa"])
+    run_grid(path)
+    cell = tmp_path / "b" / "board" / "GRU4Rec-ml-tiny"
+    model_dir = cell / "models" / "sisa"
+    os.remove(cell / "rows" / "sisa.json")
+    ready = tmp_path / "held"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time, pathlib\n"
+        "from recbole_unlearn.serving.lock import FolderLock\n"
+        f"with FolderLock({str(model_dir)!r}, 0).hold():\n"
+        f"    pathlib.Path({str(ready)!r}).write_text('x')\n"
+        "    time.sleep(60)\n")])
+    try:
+        deadline = time.time() + 60
+        while not ready.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        with pytest.raises(UnlearnError, match="is busy"):
+            run_grid(path)
+        assert (model_dir / "CURRENT").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    run_grid(path)  # free, and no request answered: a killed row's leftovers, redone
+    assert (cell / "rows" / "sisa.json").exists()

@@ -59,6 +59,8 @@ from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.config.configurator import unread_model_settings
 from recbole_unlearn.data import check_dataset_files, dataset_file
 from recbole_unlearn.data.forget import read_request_file, request_tokens
+from recbole_unlearn.serving.audit import AuditLog
+from recbole_unlearn.serving.ledger import RequestLedger
 from recbole_unlearn.serving.lock import LOCK, LOCK_PID, FolderLock
 from recbole_unlearn.serving.store import MANIFEST, file_sha256, open_store
 from recbole_unlearn.unlearn import METHODS
@@ -528,6 +530,33 @@ def refuse_other_references(run: CellRun, retrained: List[str], differences: Lis
         f"audited; restore {', '.join(retrained)}, or delete the cell folder to run the cell again from the start")
 
 
+def remove_unfinished_model_dir(run: CellRun, label: str) -> None:
+    """Remove the model folder of row ``label``, whose row is to be run (again): what a killed
+    row left. Under the folder's own lock (a request run holding it is refused, not pulled from
+    under), and never a folder that answered request files since the grid saved it (its ledger
+    or audit log names other requests than the cell's own forget set): those deletions would be
+    lost with it, and the row redone without them."""
+    model_dir = run.model_dir(label)
+    if not os.path.isdir(model_dir):
+        return
+    own = run.base["forget"]
+    own_file = os.path.basename(str(own)) if own else None
+    try:
+        files = {e.get("file") for e in RequestLedger(model_dir).events()} - {own_file}
+        sources = {str(e.get("source")) for e in AuditLog(model_dir).entries()
+                   if str(e.get("source")).startswith("requests:")} - {f"requests:{own_file}"}
+    except UnlearnError as e:
+        raise UnlearnError(f"{model_dir} cannot be checked before its row is run again ({e}): move it away, or "
+                           "delete it, to run the row again") from None
+    if files or sources:
+        named = sorted(str(f) for f in files) or sorted(s[len("requests:"):] for s in sources)
+        raise UnlearnError(f"{model_dir} answered request files since the grid saved it ({', '.join(named)}): "
+                           f"running row {label} again would remove it and the deletions it applied; move the "
+                           "folder away (it stays a deployable model) to run the row again")
+    with FolderLock(model_dir, 0.0).hold():
+        shutil.rmtree(model_dir)
+
+
 def run_cell(run: CellRun, progress: Progress) -> dict:
     """Run every missing step of one cell; returns ``{model, dataset, description, rows}``. The
     cell is run under its lock (``.lock`` in the cell's folder; a folder made for it alone is
@@ -565,8 +594,7 @@ def _run_cell_held(run: CellRun, progress: Progress) -> dict:
     finished = {v.label: run.finished(v.label, v.overrides) for v in cell.variants}
     pending = [v for v in cell.variants if finished[v.label] is None]
     for variant in pending:  # a killed row may have left a partial model folder
-        if os.path.isdir(run.model_dir(variant.label)):
-            shutil.rmtree(run.model_dir(variant.label))
+        remove_unfinished_model_dir(run, variant.label)
     for variant in pending:
         experiment.check_method(run.variant_configs[variant.label])
     claim_output_dir(grid)  # after the checks: a refused row wrote grid.json, claiming the folder
