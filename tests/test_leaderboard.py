@@ -1168,6 +1168,9 @@ def test_a_grids_setting_of_another_models_is_dropped_from_cells_that_do_not_rea
     assert "n_layers" in runs["SASRec"].base.settings()
     assert "n_layers" not in runs["GRU4Rec"].base.settings()
     assert "n_layers" not in runs["GRU4Rec"].variant_configs["retrain"].settings()
+    run_grid(path)  # nor in the cell's record (cell.json's config held it; probe)
+    cells = {model: json.load(open(tmp_path / "board" / f"{model}-ml-tiny" / "cell.json")) for model in runs}
+    assert "n_layers" not in cells["GRU4Rec"]["config"] and cells["SASRec"]["config"]["n_layers"] == 1
     (tmp_path / "lone").mkdir()
     lone = _tiny_grid(tmp_path / "lone", ["retrain"], models=("SASRec",), num_layers=5)
     with pytest.raises(UnlearnError, match="num_layers is not read by SASRec"):
@@ -1282,3 +1285,22 @@ def test_a_rows_model_folder_that_answered_requests_is_never_removed_to_redo_the
         holder.wait()
     run_grid(path)  # free, and no request answered: a killed row's leftovers, redone
     assert (cell / "rows" / "sisa.json").exists()
+
+
+def test_a_finished_cell_in_a_read_only_folder_is_still_reported(tmp_path, in_tmp, monkeypatch):
+    """The cell lock made a finished grid in a read-only folder unreportable, with an error line
+    about answering requests (probe): a cell with nothing to run is read without its lock; one
+    with rows to run is refused, naming the cell."""
+    from recbole_unlearn.serving import lock as lock_module
+
+    path = _tiny_grid(tmp_path, ["retrain"])
+    run_grid(path)
+
+    def unlockable(self):
+        raise self._unlockable(OSError(30, "Read-only file system"))
+
+    monkeypatch.setattr(lock_module.FolderLock, "hold", unlockable)
+    assert run_grid(path)["md"]
+    os.remove(tmp_path / "board" / "GRU4Rec-ml-tiny" / "rows" / "retrain.json")
+    with pytest.raises(UnlearnError, match="grid cell .* cannot be locked .*: its lock file is written"):
+        run_grid(path)

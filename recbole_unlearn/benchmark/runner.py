@@ -61,7 +61,7 @@ from recbole_unlearn.data import check_dataset_files, dataset_file
 from recbole_unlearn.data.forget import read_request_file, request_tokens
 from recbole_unlearn.serving.audit import AuditLog
 from recbole_unlearn.serving.ledger import RequestLedger
-from recbole_unlearn.serving.lock import LOCK, LOCK_PID, FolderLock
+from recbole_unlearn.serving.lock import LOCK, LOCK_PID, FolderLock, FolderUnlockable
 from recbole_unlearn.serving.store import MANIFEST, file_sha256, open_store
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.unlearn.experiment import AUDIT_REFERENCE_PREFIX, Experiment
@@ -567,6 +567,10 @@ def run_cell(run: CellRun, progress: Progress) -> dict:
     try:
         with FolderLock(run.dir, 0.0, what="grid cell").hold():
             return _run_cell_held(run, progress)
+    except FolderUnlockable:
+        if run.pending_steps():
+            raise
+        return _run_cell_held(run, progress)  # a finished cell in a read-only folder: only read, for the report
     except BaseException:
         for folder in reversed(made):  # a cell refused at its checks leaves no folder of its lock
             left = os.listdir(folder)
@@ -603,7 +607,8 @@ def _run_cell_held(run: CellRun, progress: Progress) -> dict:
     experiment.open(run.dir)
     if saved is None:
         saved = {"model": cell.model, "dataset": cell.dataset, "fingerprint": fingerprint,
-                 "config": grid.config, "description": _describe(run, experiment), "machine": machine()}
+                 "config": cell_settings(grid, cell), "description": _describe(run, experiment),
+                 "machine": machine()}
         write_json(cell_file, saved)
     logger = getLogger()
     rows: Dict[str, dict] = {}

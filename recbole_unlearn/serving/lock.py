@@ -20,6 +20,10 @@ LOCK = ".lock"
 LOCK_PID = ".lock.pid"
 
 
+class FolderUnlockable(UnlearnError):
+    """The folder's lock file cannot be written (a read-only folder or mount)."""
+
+
 class FolderLock:
     """Exclusive, re-entrant lock of one model folder.
 
@@ -45,8 +49,9 @@ class FolderLock:
             return None
 
     def _unlockable(self, error: OSError) -> UnlearnError:
-        return UnlearnError(f"model folder {self.model_dir} cannot be locked ({error.strerror}): answering "
-                            "requests and --verify write its lock file")
+        why = ("answering requests and --verify write its lock file" if self.what == "model folder"
+               else "its lock file is written while it is in use")
+        return FolderUnlockable(f"{self.what} {self.model_dir} cannot be locked ({error.strerror}): {why}")
 
     def _write_pid(self) -> None:
         """Write this process's pid to a new ``.lock.pid``: whatever stood there (a stale file, or
