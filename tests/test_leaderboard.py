@@ -130,7 +130,11 @@ def test_cells_runs_only_the_named_cells_of_a_grid(tmp_path, in_tmp, capsys):
                                                                   ["recbole", "original"]]
     # valid JSON of another shape ended the run in a traceback after its cell trained (probe): the
     # same, that row left out
-    for damaged in ("[]", '{"overrides": {}, "settings": null}', '{"row": {"method": "retrain"}, "overrides": {}}'):
+    for damaged in ("[]", '{"overrides": {}, "settings": null}', '{"row": {"method": "retrain"}, "overrides": {}}',
+                    '{"row": {"method": "retrain", "seconds": 1.0, "utility_rem": "bad"}}',
+                    '{"row": {"method": "retrain", "seconds": 1.0, "utility_rem": {"ndcg@10": "0.5"}}}',
+                    '{"row": {"method": "retrain", "seconds": NaN}}',
+                    '{"row": {"method": "retrain", "seconds": 1.0, "audit": [1]}}'):
         (tmp_path / "board" / "SASRec-ml-tiny" / "rows" / "retrain.json").write_text(damaged)
         assert main([f"--benchmark={path}", "--cells=GRU4Rec-ml-tiny"]) == 0, damaged
         board = cells_from_markdown((tmp_path / "board" / "leaderboard.md").read_text())

@@ -44,6 +44,7 @@ counting the pause.
 """
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -68,7 +69,7 @@ from recbole_unlearn.unlearn.experiment import AUDIT_REFERENCE_PREFIX, Experimen
 from recbole_unlearn.config.keys import settings_of, unused_method_keys
 from recbole_unlearn.utils.atomic import write_json
 from recbole_unlearn.utils.errors import UnlearnError
-from recbole_unlearn.utils.results import add_speedups, code_version, machine, other_numerics
+from recbole_unlearn.utils.results import METRIC_GROUPS, add_speedups, code_version, machine, other_numerics
 from recbole_unlearn.utils.run_logger import releasing_run_logger
 
 ORIGINAL = "original"
@@ -92,18 +93,25 @@ def _read_json(path: str) -> Optional[dict]:
     return document
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _row_of(saved: dict, path: str) -> Optional[dict]:
-    """The row a row file holds (``None``: none yet), checked for what the report reads of it."""
+    """The row a row file holds (``None``: none yet), checked for what the report reads of it:
+    its method, finite seconds, metric groups of numbers, its audit and request steps."""
     row = saved.get("row")
     if row is None:
         return None
-    seconds = row.get("seconds") if isinstance(row, dict) else None
-    if not (isinstance(row, dict) and isinstance(row.get("method"), str)
-            and isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+    if not (isinstance(row, dict) and isinstance(row.get("method"), str) and _is_number(row.get("seconds"))
+            and all(row.get(group) is None or (isinstance(row[group], dict) and all(
+                value is None or _is_number(value) for value in row[group].values())) for group in METRIC_GROUPS)
+            and isinstance(row.get("audit") or {}, dict)
+            and isinstance(row.get("steps") or [], list) and all(isinstance(s, dict) for s in row.get("steps") or [])
             and isinstance(saved.get("overrides") or {}, dict)
             and isinstance(saved.get("settings") or {}, dict)):
-        raise UnlearnError(f"cannot read {path}: not a row file (a row with method and seconds); delete it to "
-                           "redo that row")
+        raise UnlearnError(f"cannot read {path}: not a row file (a row with method, seconds and metrics as the "
+                           "runner writes them); delete it to redo that row")
     return row
 
 
