@@ -319,6 +319,8 @@ def test_a_partitioner_registered_on_pretrained_vectors_gets_them(in_tmp):
     try:
         PARTITIONERS.register("byhiddennorm", pretrained_vectors=True)(by_hidden_norm)
         assert is_similarity_partitioner("ByHiddenNorm") and not is_similarity_partitioner("random")
+        PARTITIONERS.register("hiddennorm")(by_hidden_norm)  # an alias is the same entry, traits too (probe)
+        assert is_similarity_partitioner("hiddennorm") and is_similarity_partitioner("ubp")
         doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
             unlearn_method="sisa", n_shards=2, partitioner="byhiddennorm", partition_pretrain_epochs=1,
             redraw_partition=True, include_retrain=False, save_model=False, results_dir=str(in_tmp / "r")),

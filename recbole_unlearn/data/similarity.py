@@ -129,7 +129,7 @@ def kmeans_partition(config, dataset, users, n_shards, embeddings: PartitionEmbe
 # same vectors and algorithm as ``kmeans`` (SPEC section 4), so the same function under a second
 # name; ``PARTITIONERS.canonical("ubp")`` is "kmeans", and rows that differ only in these names
 # share one shard fit.
-PARTITIONERS.register("ubp", pretrained_vectors=True)(kmeans_partition)
+PARTITIONERS.register("ubp")(kmeans_partition)
 
 
 @PARTITIONERS.register("ibp", pretrained_vectors=True)

@@ -37,8 +37,10 @@ class Registry(Generic[T]):
             key = name.lower()
             if key in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
+            alias_of = next((k for k, v in self._entries.items() if v is obj), None)
+            # an alias (the same object under a second name) is the same entry: its traits too
+            self._traits[key] = dict(self._traits[alias_of], **traits) if alias_of else dict(traits)
             self._entries[key] = obj
-            self._traits[key] = dict(traits)
             for callback in self._subscribers:
                 callback(key, obj)
             return obj
