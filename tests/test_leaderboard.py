@@ -526,6 +526,11 @@ def test_the_overview_puts_every_cell_side_by_side_as_fractions_of_its_own_retra
     assert by_method["sru-ced"] == ["0.50, 0.50, 1/2.0; **missed NDCG**", "0.92, 0.50, 2.00; met |"]
     assert by_method["sisa"] == ["0.50, 1.20, 2.00", "0.80, 0.50, 1/2.0 |"]  # no targets, no verdict
     assert targets_overview_markdown([unfinished]) == []
+    # a miss that prints as its target shows the digits that decide it (it read "0.90, 1.00;
+    # **missed NDCG, forget**"; probe)
+    near = {"model": "SASRec", "dataset": "d", "targets": targets, "rows": [
+        row("retrain", 0.02, 0.1, 100.0), row("sru-near", 0.0179, 0.1001, 50.0, unlearn_method="sru")]}
+    assert "| sru-near | 0.89, 1.001, 1/2.0; **missed NDCG, forget** |" in targets_overview_markdown([near])
 
 
 def test_report_gives_every_method_its_own_style_and_renders_offline():

@@ -184,12 +184,20 @@ def target_text(ratio: float, target: float, kind: str, met: Optional[bool] = No
     it (by default, by :func:`_meets`)."""
     at_least = TARGET_KINDS[kind][2]
     met = _meets(ratio, target, kind) if met is None else met
+    shown = _decisive_fraction(ratio, kind, target)
+    return f"{shown}; {'>= ' if at_least else '<= '}{_fraction(target, kind)}: {'met' if met else 'missed'}"
+
+
+def _decisive_fraction(ratio: float, kind: str, target: Optional[float]) -> str:
+    """:func:`_fraction` of ``ratio``, with as many more digits (up to 4) as tell it from
+    ``target`` where the usual ones print both alike (none without a target)."""
     shown = _fraction(ratio, kind)
     digits = 1 if kind == "seconds_at_most" and 0 < ratio < 1 else 2
-    while shown == _fraction(target, kind, digits) and not _is_tie(ratio, target) and digits < 4:
+    while target is not None and shown == _fraction(target, kind, digits) and not _is_tie(ratio, target) \
+            and digits < 4:
         digits += 1
         shown = _fraction(ratio, kind, digits)
-    return f"{shown}; {'>= ' if at_least else '<= '}{_fraction(target, kind)}: {'met' if met else 'missed'}"
+    return shown
 
 
 def target_results(row: dict, retrain: dict, targets: Dict[str, float]) -> Dict[str, Tuple[float, bool]]:
@@ -256,7 +264,8 @@ def _overview_entry(row: dict, retrain: dict, wanted: Optional[Dict[str, float]]
     parts = []
     for kind in TARGET_NAMES:
         value, reference = _target_value(row, kind), _target_value(retrain, kind)
-        parts.append("-" if value is None or not reference else _fraction(value / reference, kind).replace(" x", ""))
+        parts.append("-" if value is None or not reference else
+                     _decisive_fraction(value / reference, kind, (wanted or {}).get(kind)).replace(" x", ""))
     text = ", ".join(parts)
     if changed_nothing(row):
         text += f"; **{UNCHANGED}**"
