@@ -4,10 +4,12 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from recbole_unlearn import run_recbole_unlearn
 from recbole_unlearn.serving.request_files import file_digest
+from recbole_unlearn.utils.errors import UnlearnError
 
 from conftest import load_model, read_audit, read_manifest, snapshot, tiny_dict
 
@@ -141,6 +143,15 @@ def test_a_setting_given_as_the_saved_model_has_it_is_accepted(saved, tmp_path):
     assert "'queued': 1" in proc.stdout and "'rejected': 0" in proc.stdout, proc.stdout
     proc = _cli([f"--model_dir={copy}", "--verify=True", "--n_shards=2"], tmp_path)
     assert proc.returncode == 0, proc.stderr + proc.stdout
+    # as the user gave them (RecBole's normalised form is what settings records: topk [10]), and
+    # as the Python API takes them (a string, a NumPy number; probe)
+    from recbole_unlearn.quick_start.forget_requests import run_verify
+
+    config = read_manifest(str(copy))[1]["config"]
+    assert config["epochs"] == 1
+    run_verify(str(copy), {"n_shards": np.int64(2), "epochs": "1", "topk": settings["topk"]})
+    with pytest.raises(UnlearnError, match="cannot change 'epochs'"):
+        run_verify(str(copy), {"epochs": "2"})
 
 
 def test_ray_two_workers_match_one_worker(in_tmp):

@@ -542,8 +542,11 @@ def _settable(overrides: dict, manifest: dict) -> dict:
     """``overrides`` without the settings given as the saved model has them (a pipeline may
     repeat its training command's settings); refuses any other non-runtime key, as changing it
     would make a retrained shard incomparable to the others."""
-    recorded = {**manifest["config"], **(manifest.get("settings") or {})}
-    same = {k for k, v in overrides.items() if k in recorded and _same_value(v, recorded[k])}
+    from recbole_unlearn.config.configurator import literal_values
+
+    given = literal_values(dict(overrides))  # as a run reads them: "2" and numpy.int64(2) are 2
+    forms = (manifest["config"], manifest.get("settings") or {})  # as the user gave it; as RecBole resolved it
+    same = {k for k, v in given.items() if any(k in form and _same_value(v, form[k]) for form in forms)}
     fixed = sorted(k for k in overrides
                    if k not in same and phase_of(k) != "runtime" and k not in RELOCATABLE_KEYS)
     if fixed:
