@@ -344,6 +344,12 @@ def test_a_request_again_for_data_a_forget_left_unchanged_is_not_plain_applied(i
     assert doc["requests"]["applied_without_change"] == 1 and doc["requests"]["applied"] == 1
     assert read_audit(model_dir)[-1]["unchanged_request_ids"] == [final[1]["id"]]
     assert verify_model(model_dir)["applied_without_change"] == 2
+    # alone in its batch (nothing new to forget), it counts in --verify too (it did only when
+    # batched with a new forget; probe)
+    (in_tmp / "alone.csv").write_text(f"# alone\n{user},{item}\n")
+    run_forget_requests(model_dir, str(in_tmp / "alone.csv"), {"state": "ERROR"}, verbose=False)
+    assert [e for e in ledger_events(model_dir) if e["status"] != "queued"][-1]["status"] == "applied_without_change"
+    assert verify_model(model_dir)["applied_without_change"] == 3
 
 
 def test_per_shard_a_request_the_step_could_not_act_on_is_applied_without_change(in_tmp):
@@ -430,3 +436,44 @@ def test_approximate_steps_run_with_dynamic_negatives(in_tmp, method):
         train_neg_sample_args={"distribution": "popularity", "sample_num": 1, "alpha": 1.0, "dynamic": True,
                                "candidate_num": 4}), verbose=False)
     assert [r["method"] for r in doc["rows"]] == ["original", method]
+
+
+def test_a_request_for_data_a_runs_own_forget_left_unchanged_in_its_shard_is_not_plain_applied(in_tmp, monkeypatch):
+    """A training run's own forget under ``shard_unlearning`` has no request ids, so a shard that
+    came back unchanged showed only in its audit line's per-shard ``approximate``; a later request
+    for data of that shard was plain ``applied`` (already forgotten), while ``--verify`` counted
+    the line as unchanged (probe). It is ``applied_without_change``; data of the shard that
+    changed stays plain ``applied``."""
+    from recbole_unlearn.trainer import kookmin
+    from conftest import ledger_events
+
+    real_run = kookmin.KookminStep.run
+    calls = []
+
+    def first_shard_stays(self, config, sub, dataset, forget_set, keep, history_keep=None):
+        before = copy.deepcopy(sub.state_dict())
+        report = real_run(self, config, sub, dataset, forget_set, keep, history_keep)
+        calls.append(1)
+        if len(calls) == 1:  # as a step that stopped before its first update
+            sub.load_state_dict(before)
+        return report
+
+    monkeypatch.setattr(kookmin.KookminStep, "run", first_shard_stays)
+    model_dir = train_saved_model(in_tmp, unlearn_method="sisa", shard_unlearning="kookmin", n_slices=1)
+    monkeypatch.undo()
+    changed = {int(k): v["changed"] for k, v in read_audit(model_dir)[0]["approximate"].items()}
+    assert sorted(changed.values()) == [False, True], changed
+    model = load_model(model_dir)
+    dataset = model.dataset
+    training = model.forgotten[dataset.is_training[model.forgotten]]
+    shard = model.shard_map.owner_of_rows(dataset, training)
+    lines = []
+    for wanted in (True, False):  # a pair of the shard that changed, then one of the shard that did not
+        row = training[[changed[int(s)] is wanted for s in shard].index(True)]
+        lines.append(f"{dataset.id2token('user_id', dataset.log_user[row])},"
+                     f"{dataset.id2token('item_id', dataset.log_item[row])}\n")
+    (in_tmp / "again.csv").write_text("".join(lines))
+    run_forget_requests(model_dir, str(in_tmp / "again.csv"), {"state": "ERROR"}, verbose=False)
+    final = {e["line"]: e for e in ledger_events(model_dir) if e["status"] != "queued"}
+    assert {n: (e["status"], e["already_forgotten"]) for n, e in final.items()} == {
+        1: ("applied", True), 2: ("applied_without_change", True)}, final

@@ -335,6 +335,9 @@ def test_a_forget_leaves_no_earlier_version_on_disk(sisa_copy, in_tmp):
     # said, not only done (probe): the run says what it kept, and the next run why it removes it
     assert "note: v000003 is kept (keep_previous_version)" in proc.stdout, proc.stdout
     assert read_audit(sisa_copy)[-1]["kept_version"] == "v000003"
+    # a run that forgot nothing new keeps nothing "from before its forget" (it said so; probe)
+    proc = _cli([f"--model_dir={sisa_copy}", "--forget=b.csv", "--state=ERROR", "--keep_previous_version=True"], in_tmp)
+    assert proc.returncode == 0 and "is kept" not in proc.stdout, proc.stdout
     proc = _cli([f"--model_dir={sisa_copy}", "--forget=b.csv", "--state=WARNING"], in_tmp)
     assert proc.returncode == 0, proc.stderr
     assert _versions_on_disk(sisa_copy) == ["v000004"]

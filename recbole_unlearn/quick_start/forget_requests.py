@@ -106,7 +106,7 @@ def _report(config, model, summary, meter: CpuMeter, requests: str, model_dir: s
             print(line)
         if summary.kept_by_count_filters:
             print(f"warning: {kept_by_filters_line(summary.kept_by_count_filters)}")
-        if config["keep_previous_version"]:
+        if config["keep_previous_version"] and summary.versions:  # this run made a version
             for name in open_store(model_dir, config).older_versions():
                 print(f"note: {name} is kept (keep_previous_version): a model from before this run's latest forget, "
                       "trained on the data it forgot; the next run answering requests without the key removes it")

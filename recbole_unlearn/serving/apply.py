@@ -17,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from logging import getLogger
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -120,6 +120,7 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
         forget_set = model.expand(forget_set)
         choosing_extras = time.perf_counter() - start
         new_rows = model.new_rows(forget_set.rows)
+        left = _left_unchanged(store, log, key, model, {rid: rows_of[rid] for rid in ids})  # before this forget
         report = model.forget(forget_set.rows)
         if report.interactions:
             report.seconds += choosing_extras  # part of producing the new state
@@ -138,7 +139,6 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
         if len(kept):  # README: what a model folder still depends on
             entry["kept_by_count_filters"] = int(len(kept))
             getLogger().warning(kept_by_filters_line(len(kept)))
-        left = _left_unchanged(store, log, key, model.dataset, {rid: rows_of[rid] for rid in already})
         unchanged = [rid for rid in ids if rid in left
                      or rid not in already and report.unchanged_for(groups[rid], rows_of[rid])]
         if requests is not None:
@@ -164,26 +164,46 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
     return AppliedForget(model, forget_set, report, entry, ids, done_elsewhere, already, unchanged)
 
 
-def _left_unchanged(store: ModelStore, log: AuditLog, key: bytes, dataset, rows_of: dict) -> set:
-    """Of the already forgotten requests ``rows_of`` (``{id: [n] log rows}``), the ids with a row
-    that an earlier forget recorded without changing the weights for it (an audit line with
-    ``changed: false``, or a request of an ``unchanged_request_ids`` list): the model may still
-    carry its influence, so such a request is ``applied_without_change`` too, not plain applied
-    (README: ``applied_without_change``). Conservative: a later forget that retrained the row's
-    shard is not looked for."""
+def _left_unchanged(store: ModelStore, log: AuditLog, key: bytes, model: UnlearnableModel, rows_of: dict) -> set:
+    """Of the requests ``rows_of`` (``{id: [n] log rows}``), the ids with a row an earlier forget
+    recorded as forgotten without changing the weights that held it: an audit line with
+    ``changed: false``, a shard its per-shard ``approximate`` says came back unchanged (a run's own
+    forget under ``shard_unlearning``, which has no request ids), or a request of an
+    ``unchanged_request_ids`` list. Such rows are not forgotten again (they are forgotten
+    already), so the model may still carry their influence: the request is
+    ``applied_without_change`` too, not plain applied (README: ``applied_without_change``).
+    Conservative: a later forget that retrained the row's shard is not looked for."""
     if not rows_of:
         return set()
     entries = log.entries()
-    unchanged_pairs = {h for e in entries if e.get("changed") is False for h in e.get("forgotten_hmac") or ()}
-    unchanged_ids = {rid for e in entries for rid in e.get("unchanged_request_ids") or ()}
+    pairs: Dict[str, set] = {}  # pair HMAC -> the shards left unchanged holding it ("*": the whole model)
+    unchanged_ids = set()
+    for entry in entries:
+        shards = {"*"} if entry.get("changed") is False else {
+            str(shard) for shard, result in (entry.get("approximate") or {}).items()
+            if isinstance(result, dict) and result.get("changed") is False}
+        for pair in (entry.get("forgotten_hmac") or ()) if shards else ():
+            pairs.setdefault(pair, set()).update(shards)
+        unchanged_ids.update(entry.get("unchanged_request_ids") or ())
     unchanged_rows = set()
     if unchanged_ids:
         for event in RequestLedger(store.model_dir).events():
             if event["id"] in unchanged_ids and event.get("rows"):
                 unchanged_rows.update(event["rows"])
-    return {rid for rid, rows in rows_of.items()
-            if unchanged_rows.intersection(rows.tolist()) or unchanged_pairs.intersection(
-                interaction_hmacs(key, dataset, rows))}
+    forgotten = set(model.forgotten.tolist())
+
+    def left(row: int, pair: str) -> bool:
+        shards = pairs.get(pair, ())
+        return row in unchanged_rows or "*" in shards or (
+            bool(shards) and str(model.group_of(np.array([row]))[0]) in shards)
+
+    out = set()
+    for rid, rows in rows_of.items():
+        earlier = np.array([row for row in rows.tolist() if row in forgotten], dtype=np.int64)
+        if len(earlier) and any(left(row, pair) for row, pair in zip(earlier.tolist(),
+                                                                       interaction_hmacs(key, model.dataset, earlier))):
+            out.add(rid)
+    return out
 
 
 def kept_by_filters_line(n: int) -> str:

@@ -204,10 +204,11 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
         if missing:
             raise UnlearnError(f"{model_dir}/{AUDIT} line {number}: {len(missing)} audited pairs are not forgotten")
         audited.update(entry.get("forgotten_hmac", []))
-    unchanged = sum(1 for entry in entries if entry.get("interactions") and (
-        entry.get("changed") is False or entry.get("unchanged_request_ids") or any(
-            isinstance(shard, dict) and shard.get("changed") is False
-            for shard in (entry.get("approximate") or {}).values())))
+    # a line of requests already forgotten only (no interaction) changed nothing by itself: it
+    # counts when it lists requests an earlier forget left unchanged
+    unchanged = sum(1 for entry in entries if entry.get("unchanged_request_ids") or entry.get("interactions") and (
+        entry.get("changed") is False or any(isinstance(shard, dict) and shard.get("changed") is False
+                                             for shard in (entry.get("approximate") or {}).values())))
     return {"model_dir": model_dir, "forgotten": len(forgotten), "audit_entries": len(entries),
             "applied_without_change": unchanged, "version": os.path.basename(model.version_dir),
             "requests_not_final": len(waiting), "requests_failed": sum(e["status"] == "failed" for e in waiting.values()),
