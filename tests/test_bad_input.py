@@ -1213,3 +1213,15 @@ def test_a_comment_longer_than_a_request_line_may_be_is_skipped(tmp_path, monkey
             assert lines == [(2, "7"), (5, "8")], (ending, pad, lines)
     path.write_bytes(b"7\n" + b"8" * 5000 + b"\n")
     _assert_one_error(lambda: read_request_file(str(path), 10, 4096), "line 2 is longer than 4096 bytes")
+
+
+def test_a_long_comment_is_a_comment_as_a_short_one_is(tmp_path):
+    """A short comment after a no-break space (or another Unicode space) was skipped, the same
+    comment over ``max_request_line_bytes`` refused the file (probe)."""
+    from recbole_unlearn.data.forget import read_request_file
+
+    path = tmp_path / "req.csv"
+    for space in ("\u00a0", "\x1c", " "):
+        for length in (10, 5000):
+            path.write_bytes(f"7\n{space}# {'x' * length}\n8\n".encode())
+            assert read_request_file(str(path), 10, 4096)[1] == [(1, "7"), (3, "8")], (space, length)

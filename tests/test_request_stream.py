@@ -665,3 +665,87 @@ def test_a_relative_link_moved_to_processed_still_names_its_file(model_copy, in_
     assert doc["requests"]["applied"] == 1
     moved = inbox / "processed" / "link.csv"
     assert os.path.islink(moved) and os.path.realpath(moved) == os.path.realpath(in_tmp / "src.csv")
+
+
+def test_a_hard_link_to_the_ledger_in_the_inbox_is_rejected_unread(model_copy, in_tmp):
+    """A hard link has no path into the model folder: the link check passed it, and the watcher
+    fed on the ledger without end (probe). A file that is one of the model folder's files, by
+    identity, is one rejected request."""
+    (in_tmp / "one.csv").write_text(f"{_users_by_shard(model_copy)[0][0]}\n")
+    run_forget_requests(model_copy, str(in_tmp / "one.csv"), {"state": "ERROR"}, verbose=False)  # a ledger
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    os.link(os.path.join(model_copy, "requests.jsonl"), inbox / "ledger.csv")
+    before = len(_ledger(model_copy))
+    doc = run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05,
+                                                       "watch_settle_s": 0, "state": "ERROR"}, verbose=False)
+    assert doc["requests"]["rejected"] == 1
+    assert [e["status"] for e in _ledger(model_copy)[before:]] == ["queued", "rejected"]
+    verify_model(model_copy)
+
+
+def test_a_file_the_watchers_own_process_writes_is_left_alone(model_copy, in_tmp):
+    """The watcher's own output redirected into the watched folder (``> inbox/watch.log``) is a
+    file held open for writing until the watcher ends: it waited for it for ever, logging that
+    another process wrote it (probe). Files this process writes are not request files."""
+    users = _users_by_shard(model_copy)[0][:1]
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    (inbox / "req.csv").write_text(f"{users[0]}\n")
+    with open(inbox / "watch.log", "w") as log:
+        log.write("started\n")
+        log.flush()
+        doc = run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05,
+                                                           "watch_settle_s": 0, "max_wait_s": 0,
+                                                           "state": "ERROR"}, verbose=False)
+    assert doc["requests"]["queued"] == 1 and doc["requests"]["applied"] == 1
+    assert sorted(os.listdir(inbox)) == ["processed", "watch.log"]
+
+
+def test_the_write_check_answers_from_any_thread_and_a_fifo_is_never_opened_blocking(tmp_path):
+    """Off the main thread the check said "cannot tell", so a watcher run by a service in a
+    thread read a file still being written, with a cut last line (probe); and a FIFO put in a
+    listed file's place blocked the watcher in open() for ever (probe)."""
+    import threading
+
+    from recbole_unlearn.data.forget import read_request_file
+    from recbole_unlearn.utils.errors import UnlearnError
+
+    path = tmp_path / "req.csv"
+    answers = []
+    with open(path, "w") as writer:
+        writer.write("7\n")
+        writer.flush()
+        thread = threading.Thread(target=lambda: answers.append(stream_module.being_written(str(path))))
+        thread.start()
+        thread.join()
+    assert answers == [True]
+    os.mkfifo(tmp_path / "fifo.csv")
+    errors = []
+
+    def read():
+        try:
+            read_request_file(str(tmp_path / "fifo.csv"), 10, 100)
+        except UnlearnError as e:
+            errors.append(str(e))
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive() and "not a regular file" in errors[0], errors
+
+
+def test_a_link_to_another_file_of_the_inbox_is_not_left_dangling(model_copy, in_tmp):
+    """A link to a file of the same folder was moved to ``processed/`` pointing at where that
+    file was, which had moved too (probe): such a link, a second name of a file the folder
+    processes on its own, is removed once final."""
+    users = _users_by_shard(model_copy)[0][:1]
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    (inbox / "real.csv").write_text(f"{users[0]}\n")
+    os.symlink("real.csv", inbox / "alias.csv")
+    doc = run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05,
+                                                       "watch_settle_s": 0, "max_wait_s": 0,
+                                                       "state": "ERROR"}, verbose=False)
+    assert doc["requests"]["applied"] == 1
+    assert os.listdir(inbox / "processed") == ["real.csv"]

@@ -10,6 +10,7 @@ come the three things every method and metric needs:
 import hashlib
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple
 
@@ -321,7 +322,7 @@ def read_request_file(path: str, max_lines: int, max_line_bytes: int) -> Tuple[s
         number += 1
         if number == 1 and raw.startswith(_BOM):
             raw = raw[len(_BOM):]
-        if raw.strip().startswith(b"#"):
+        if is_comment(raw, first=number == 1):
             return
         if len(raw) > max_line_bytes:
             raise UnlearnError(f"request file {path} line {number} is longer than {max_line_bytes} bytes "
@@ -337,13 +338,20 @@ def read_request_file(path: str, max_lines: int, max_line_bytes: int) -> Tuple[s
                                "(max_request_lines); split it")
         lines.append((number, line))
 
-    def is_comment(raw: bytes) -> bool:
-        if number == 0 and raw.startswith(_BOM):
+    def is_comment(raw: bytes, first: bool) -> bool:
+        """A line (or its start) that is a ``#`` comment once leading white space (Unicode's
+        too, as a request line is stripped) is dropped; a comment need not be UTF-8."""
+        if first and raw.startswith(_BOM):
             raw = raw[len(_BOM):]
-        return raw.lstrip().startswith(b"#")
+        return raw.strip().startswith(b"#") or raw.decode("utf-8", "ignore").lstrip().startswith("#")
 
     try:
-        with open(path, "rb") as f:
+        # not blocking: a FIFO put in the file's place after it was listed would wait for a writer
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UnlearnError(f"request file {path} is not a regular file")
+        with os.fdopen(fd, "rb") as f:
             pending = b""
             skipping = False  # inside a comment longer than a request line may be: dropped unread
             for block in iter(lambda: f.read(_READ_BLOCK), b""):
@@ -363,7 +371,7 @@ def read_request_file(path: str, max_lines: int, max_line_bytes: int) -> Tuple[s
                     take(raw)
                 pending = parts[-1] + pending[cut:]
                 if len(pending) > max_line_bytes + 1:
-                    if not is_comment(pending):
+                    if not is_comment(pending, first=number == 0):
                         take(pending)  # refused: longer than any request line may be
                     skipping = True
                     pending = b"\r" if pending.endswith(b"\r") else b""

@@ -19,7 +19,7 @@ from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearnable import UnlearnableModel
 from recbole_unlearn.utils.atomic import fsync_dir
 from recbole_unlearn.utils.errors import UnlearnError, WentLiveError, error_line
-from recbole_unlearn.utils.open_files import being_written
+from recbole_unlearn.utils.open_files import being_written, written_by_this_process
 
 PROCESSED = "processed"
 REJECTED = "rejected"
@@ -142,15 +142,55 @@ def _file_stat(path: str) -> Optional[Tuple[int, int, int]]:
 def _request_files(folder: str) -> List[Tuple[str, Tuple[int, int, int]]]:
     """``(name, stat)`` of the request files in ``folder``, oldest first. Writers should create
     ``.name`` or ``name.tmp`` and rename it when done; those (and the other names of
-    :func:`is_unfinished_name`) are ignored until then."""
+    :func:`is_unfinished_name`) are ignored until then, and so are files this process writes
+    itself (its own output redirected into the folder, which it would wait on for ever)."""
     found = []
+    ours = written_by_this_process()
     for name in os.listdir(folder):
         if is_unfinished_name(name):
             continue
-        st = _file_stat(os.path.join(folder, name))
-        if st is not None:
+        path = os.path.join(folder, name)
+        st = _file_stat(path)
+        if st is not None and not (ours and _identity(path) in ours):
             found.append((name, st))
     return sorted(found, key=lambda f: (f[1][2], f[0]))
+
+
+def _identity(path: str) -> Optional[Tuple[int, int]]:
+    """``(device, inode)`` of what ``path`` names (links followed), ``None`` if nothing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _is_within(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or below it, by identity as well as by name: a second
+    mount of the same folder (a bind mount, a volume mounted twice) has another path."""
+    target = _identity(folder)
+    current = os.path.realpath(path)
+    while target is not None:
+        if _identity(current) == target:
+            return True
+        parent = os.path.dirname(current)
+        if parent == current:
+            return False
+        current = parent
+    return False
+
+
+def _model_files(model_dir: str) -> set:
+    """``(device, inode)`` of every file in the model folder (a hard link to one has no path in it)."""
+    found = set()
+    for root, _, names in os.walk(model_dir):
+        for name in names:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            found.add((st.st_dev, st.st_ino))
+    return found
 
 
 def _move(folder: str, name: str, subfolder: Optional[str]) -> bool:
@@ -170,7 +210,9 @@ def _move(folder: str, name: str, subfolder: Optional[str]) -> bool:
         target = os.path.join(target_dir, name)
         if os.path.lexists(target):
             target = os.path.join(target_dir, f"{name}.{file_digest(path)}")
-        if os.path.islink(path):  # a relative link would name nothing one folder down
+        if os.path.islink(path) and _is_within(os.path.dirname(os.path.realpath(path)), folder):
+            os.remove(path)  # a second name of a file of this folder, which moves on its own
+        elif os.path.islink(path):  # a relative link would name nothing one folder down
             os.symlink(os.path.realpath(path), target)
             os.remove(path)
         else:
@@ -202,8 +244,7 @@ def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str
     final. Returns the summary and the live model afterwards."""
     if not os.path.isdir(folder):
         raise UnlearnError(f"request folder not found: {folder}")
-    model_dir = os.path.realpath(store.model_dir)
-    if os.path.commonpath([model_dir, os.path.realpath(folder)]) == model_dir:
+    if _is_within(folder, store.model_dir):
         raise UnlearnError(f"request folder {folder} is the model folder or inside it: watch a folder of its own "
                            "(the model's own files would be read, and moved, as request files)")
     config = model.config
@@ -282,12 +323,13 @@ def _read_file(batcher: RequestBatcher, folder: str, name: str, known: _WatchedF
     whether it brought requests (False: gone meanwhile, or the same content read before). A
     file that cannot be read, or holds no request, is one rejected request (id: its digest)."""
     path = os.path.join(folder, name)
-    model_dir = os.path.realpath(batcher.store.model_dir)
-    target = os.path.realpath(path)
+    model_dir = batcher.store.model_dir
+    identity = _identity(path)
+    into_model = _is_within(path, model_dir) or identity in _model_files(model_dir)
     try:
-        if os.path.commonpath([model_dir, target]) == model_dir:
+        if into_model:
             # named by the link, not by the content: the ledger it may name grows with the rejection
-            digest = bytes_digest(f"{name}\0{target}".encode())
+            digest = bytes_digest(f"{name}\0{identity}".encode())
             raise UnlearnError(f"request file {path} links into the model folder {model_dir}: not read")
         config = batcher.model.config
         digest, requests = file_requests(path, batcher.model.dataset, config["max_request_lines"],
@@ -297,7 +339,7 @@ def _read_file(batcher: RequestBatcher, folder: str, name: str, known: _WatchedF
     except UnlearnError as e:
         if _file_stat(path) is None:
             return False  # removed (or renamed) between the listing and the read
-        if os.path.commonpath([model_dir, target]) != model_dir:
+        if not into_model:
             digest = _unreadable_digest(path)
         requests = [FileRequest(request_id(digest, 0), name, 0, error=str(e))]
     read_stat = _file_stat(path)
