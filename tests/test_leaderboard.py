@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -1216,31 +1217,13 @@ def test_a_cell_another_runner_is_running_is_refused_not_run_twice(tmp_path, in_
     forget, taking it for a killed row's leftovers, and the first died in a traceback (probe). A
     cell is run under its own lock: the second runner is refused with one line, and the cell
     resumes once the first is done."""
-    import subprocess
-    import sys
-    import time
-
     path = _tiny_grid(tmp_path, ["retrain"])
     cell_dir = tmp_path / "board" / "GRU4Rec-ml-tiny"
     cell_dir.mkdir(parents=True)
-    ready = tmp_path / "held"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time, pathlib\n"
-        "from recbole_unlearn.serving.lock import FolderLock\n"
-        f"with FolderLock({str(cell_dir)!r}, 0, what='grid cell').hold():\n"
-        f"    pathlib.Path({str(ready)!r}).write_text('x')\n"
-        "    time.sleep(60)\n")])
-    try:
-        deadline = time.time() + 60
-        while not ready.exists() and time.time() < deadline:
-            time.sleep(0.1)
-        assert ready.exists()
+    with _held_by_another_process(cell_dir, "grid cell"):
         with pytest.raises(UnlearnError, match="grid cell .*GRU4Rec-ml-tiny is busy"):
             run_grid(path)
         assert not (cell_dir / "rows").exists()
-    finally:
-        holder.kill()
-        holder.wait()
     run_grid(path)
     assert (cell_dir / "rows" / "retrain.json").exists()
 
@@ -1251,10 +1234,6 @@ def test_a_rows_model_folder_that_answered_requests_is_never_removed_to_redo_the
     and also when the folder had answered request files since, whose applied deletions vanished
     with its ledger (probe). The folder is removed only under its own lock, and never once it
     answered requests: the run is refused with one line, the folder left as it was."""
-    import subprocess
-    import sys
-    import time
-
     from recbole_unlearn.quick_start import run_forget_requests
 
     path = _tiny_grid(tmp_path, ["sisa"])
@@ -1275,23 +1254,10 @@ def test_a_rows_model_folder_that_answered_requests_is_never_removed_to_redo_the
     cell = tmp_path / "b" / "board" / "GRU4Rec-ml-tiny"
     model_dir = cell / "models" / "sisa"
     os.remove(cell / "rows" / "sisa.json")
-    ready = tmp_path / "held"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import time, pathlib\n"
-        "from recbole_unlearn.serving.lock import FolderLock\n"
-        f"with FolderLock({str(model_dir)!r}, 0).hold():\n"
-        f"    pathlib.Path({str(ready)!r}).write_text('x')\n"
-        "    time.sleep(60)\n")])
-    try:
-        deadline = time.time() + 60
-        while not ready.exists() and time.time() < deadline:
-            time.sleep(0.1)
+    with _held_by_another_process(model_dir):
         with pytest.raises(UnlearnError, match="is busy"):
             run_grid(path)
         assert (model_dir / "CURRENT").exists()
-    finally:
-        holder.kill()
-        holder.wait()
     run_grid(path)  # free, and no request answered: a killed row's leftovers, redone
     assert (cell / "rows" / "sisa.json").exists()
 
@@ -1313,3 +1279,27 @@ def test_a_finished_cell_in_a_read_only_folder_is_still_reported(tmp_path, in_tm
     os.remove(tmp_path / "board" / "GRU4Rec-ml-tiny" / "rows" / "retrain.json")
     with pytest.raises(UnlearnError, match="grid cell .* cannot be locked .*: its lock file is written"):
         run_grid(path)
+
+
+@contextmanager
+def _held_by_another_process(folder, what: str = "model folder"):
+    """Hold ``folder``'s lock (``serving.lock.FolderLock``) in another process for the block."""
+    import subprocess
+
+    ready = folder.parent / f".{folder.name}.held"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time, pathlib\n"
+        "from recbole_unlearn.serving.lock import FolderLock\n"
+        f"with FolderLock({str(folder)!r}, 0, what={what!r}).hold():\n"
+        f"    pathlib.Path({str(ready)!r}).write_text('x')\n"
+        "    time.sleep(60)\n")])
+    try:
+        deadline = time.time() + 60
+        while not ready.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        assert ready.exists()
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+        ready.unlink()
