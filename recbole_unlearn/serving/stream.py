@@ -200,19 +200,18 @@ def _move(folder: str, name: str, subfolder: Optional[str]) -> bool:
     (with a warning) if it cannot be moved (a read-only folder, a file named like the
     subfolder): its requests are final all the same, and a later run skips them."""
     path = os.path.join(folder, name)
+    link = os.path.islink(path)
     try:
-        if subfolder is None:
-            os.remove(path)
+        if subfolder is None or link and _is_within(os.path.dirname(os.path.realpath(path)), folder):
+            os.remove(path)  # deleted; or a second name of a file of this folder, which moves on its own
             fsync_dir(folder)
-            return
+            return True
         target_dir = os.path.join(folder, subfolder)
         os.makedirs(target_dir, exist_ok=True)
         target = os.path.join(target_dir, name)
         if os.path.lexists(target):
             target = os.path.join(target_dir, f"{name}.{file_digest(path)}")
-        if os.path.islink(path) and _is_within(os.path.dirname(os.path.realpath(path)), folder):
-            os.remove(path)  # a second name of a file of this folder, which moves on its own
-        elif os.path.islink(path):  # a relative link would name nothing one folder down
+        if link:  # a relative link would name nothing one folder down
             os.symlink(os.path.realpath(path), target)
             os.remove(path)
         else:
@@ -325,23 +324,25 @@ def _read_file(batcher: RequestBatcher, folder: str, name: str, known: _WatchedF
     path = os.path.join(folder, name)
     model_dir = batcher.store.model_dir
     identity = _identity(path)
-    into_model = _is_within(path, model_dir) or identity in _model_files(model_dir)
-    try:
-        if into_model:
-            # named by the link, not by the content: the ledger it may name grows with the rejection
-            digest = bytes_digest(f"{name}\0{identity}".encode())
-            raise UnlearnError(f"request file {path} links into the model folder {model_dir}: not read")
-        config = batcher.model.config
-        digest, requests = file_requests(path, batcher.model.dataset, config["max_request_lines"],
-                                         config["max_request_line_bytes"], strict=False)
-        if not requests:
-            raise UnlearnError(f"request file {path} contains no requests")
-    except UnlearnError as e:
-        if _file_stat(path) is None:
-            return False  # removed (or renamed) between the listing and the read
-        if not into_model:
+    if identity is None:
+        return False  # removed (or renamed) between the listing and the read
+    if _is_within(path, model_dir) or identity in _model_files(model_dir):
+        # named by the link, not by the content: the ledger it may name grows with the rejection
+        digest = bytes_digest(f"{name}\0{identity}".encode())
+        requests = [FileRequest(request_id(digest, 0), name, 0,
+                                error=f"request file {path} links into the model folder {model_dir}: not read")]
+    else:
+        try:
+            config = batcher.model.config
+            digest, requests = file_requests(path, batcher.model.dataset, config["max_request_lines"],
+                                             config["max_request_line_bytes"], strict=False)
+            if not requests:
+                raise UnlearnError(f"request file {path} contains no requests")
+        except UnlearnError as e:
+            if _file_stat(path) is None:
+                return False  # removed (or renamed) between the listing and the read
             digest = _unreadable_digest(path)
-        requests = [FileRequest(request_id(digest, 0), name, 0, error=str(e))]
+            requests = [FileRequest(request_id(digest, 0), name, 0, error=str(e))]
     read_stat = _file_stat(path)
     if read_stat != known.stat:
         return False  # changed while being read: read again once it settles
