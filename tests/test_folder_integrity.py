@@ -604,3 +604,74 @@ def test_a_folder_saved_before_weight_records_passes_verify_after_a_forget(folde
     run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, user)), QUIET, verbose=False)
     done = verify_model(folder)
     assert done["weights_unchecked"] >= 1 and done["weights_checked"] >= 1, done
+
+
+def _stop_before_ledger_lines(monkeypatch, status: str) -> None:
+    """Make the first ledger append holding a ``status`` line stop the run (Ctrl-C or SIGTERM
+    landing just before it is written)."""
+    from recbole_unlearn.serving.batcher import RequestBatcher
+    real_record = RequestBatcher._record
+
+    def record(self, events):
+        if any(e["status"] == status for e in events):
+            raise KeyboardInterrupt
+        real_record(self, events)
+
+    monkeypatch.setattr(RequestBatcher, "_record", record)
+
+
+def _ledger_statuses(model_dir: str):
+    from conftest import ledger_events
+    last = {}
+    for event in ledger_events(model_dir):
+        last[event["id"]] = event["status"]
+    return last
+
+
+@pytest.mark.parametrize("given", ["file", "watched folder"])
+def test_a_stop_before_the_queued_lines_are_written_says_to_give_the_file_again(folder, tmp_path, monkeypatch, given):
+    """A stop after a request file was read and counted but before its ``queued`` lines reached
+    ``requests.jsonl`` said "1 request read and not recorded as applied yet ...: requests.jsonl
+    keeps them, and the next run ... applies the others", while the ledger was empty: the next run
+    on another file never applied it and ``--verify`` found nothing waiting (found by probing).
+    The line now counts only what the ledger holds as waiting, and says the file must be given
+    again for requests read and not queued."""
+    from recbole_unlearn.serving.stream import RequestsInterrupted
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    path = _request(inbox if given == "watched folder" else tmp_path, "a.csv", _user(folder, 3))
+    target, settings = path, QUIET
+    if given == "watched folder":
+        target, settings = str(inbox), dict(QUIET, watch_idle_s=0.5, watch_poll_s=0.05, watch_settle_s=0)
+    _stop_before_ledger_lines(monkeypatch, "queued")
+    with pytest.raises(RequestsInterrupted) as stop:
+        run_forget_requests(folder, target, settings, verbose=False)
+    said = str(stop.value)
+    assert _ledger_statuses(folder) == {}
+    assert said.startswith("0 requests applied, 0 rejected, 0 requests read and not recorded as applied yet"), said
+    again = f"give {path} again" if given == "file" else f"{inbox} keeps their file, which the next watch reads again"
+    assert "1 request read and not queued" in said and again in said, said
+    monkeypatch.undo()
+    run_forget_requests(folder, target, settings, verbose=False)  # given again, as the line says: applied once
+    assert list(_ledger_statuses(folder).values()) == ["applied"]
+
+
+def test_a_stop_before_the_applied_lines_are_written_counts_none_as_applied(folder, tmp_path, monkeypatch):
+    """A stop after a forget went live and before its ``applied`` ledger lines were written said
+    "1 request applied ... 0 ... not recorded as applied yet" while the ledger still said
+    ``queued`` (found by probing): the line now counts it as waiting, which the next run records
+    from the audit log."""
+    from recbole_unlearn.serving.stream import RequestsInterrupted
+
+    path = _request(tmp_path, "a.csv", _user(folder, 3))
+    _stop_before_ledger_lines(monkeypatch, "applied")
+    with pytest.raises(RequestsInterrupted) as stop:
+        run_forget_requests(folder, path, QUIET, verbose=False)
+    said = str(stop.value)
+    assert list(_ledger_statuses(folder).values()) == ["queued"]
+    assert said.startswith("0 requests applied, 0 rejected, 1 request read and not recorded as applied yet"), said
+    assert "not queued" not in said, said
+    monkeypatch.undo()
+    run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)), QUIET, verbose=False)
+    assert sorted(_ledger_statuses(folder).values()) == ["applied", "applied"]

@@ -71,6 +71,7 @@ class StreamSummary:
     forget_hit_rose: List[str] = field(default_factory=list)
     trainings: List[dict] = field(default_factory=list)  # each batch's training record (shard stages, aggregator)
     kept_by_count_filters: int = 0  # after the last forget: rows kept only by forgotten lines (apply)
+    being_queued: int = 0  # read, their queued lines being written (a stop then may leave them unrecorded)
 
     def add_batch(self, report_json: dict, version: str) -> None:
         self.batches += 1
@@ -238,31 +239,41 @@ class RequestBatcher:
 
     def _submit(self, requests: List[FileRequest], resumed: bool) -> None:
         now_mono = time.monotonic()
-        events, rejected = [], []
+        events, accepted, rejected, seen = [], [], [], set()
         for request in requests:
             if self.skip_if_final(request):
                 continue
-            if request.id in self.queued_ids:
+            if request.id in self.queued_ids or request.id in seen:
                 self.summary.skipped_queued += 1
                 continue
-            self.summary.queued += 1
-            self.summary.resumed += int(resumed)
+            seen.add(request.id)
             event = {"id": request.id, "file": request.file, "line": request.line, "status": "queued", "time": now()}
             if resumed:
                 event["resumed"] = True
             elif request.rows is not None:  # what the next run applies if this one stops first
                 event["rows"] = request.rows.tolist()
             events.append(event)
-            if request.error is not None:
-                rejected.append(request)
-                continue
+            (rejected if request.error is not None else accepted).append(request)
+        events += [{"id": r.id, "file": r.file, "line": r.line, "status": "rejected", "reason": r.error, "time": now()}
+                   for r in rejected]
+        if not events:
+            return
+        # new requests count as queued only once the ledger holds them (a stop before or while
+        # their lines are written says they were read and not queued); resumed ones it holds already
+        count = len(accepted) + len(rejected)
+        if resumed:
+            self.summary.queued += count
+            self.summary.resumed += count
+        else:
+            self.summary.being_queued = count
+        self._record(events)
+        if not resumed:
+            self.summary.queued += count
+            self.summary.being_queued = 0
+        for request in accepted:
             self.queued_ids.add(request.id)
             pending = PendingRequest(request, self.model.group_of(request.rows), now_mono)
             self.groups.setdefault(pending.group, []).append(pending)
-        events += [{"id": r.id, "file": r.file, "line": r.line, "status": "rejected", "reason": r.error, "time": now()}
-                   for r in rejected]
-        if events:
-            self._record(events)
         for request in rejected:
             self.final.add(request.id)
             self.rejected.add(request.id)
@@ -319,21 +330,21 @@ class RequestBatcher:
         done = time.monotonic()
         elsewhere, already, unchanged = set(outcome.done_elsewhere), set(outcome.already_forgotten), set(outcome.unchanged)
         version = outcome.entry["version"] if outcome.entry else None
-        events = []
+        events, kinds, latencies = [], [], []
         for pending in batch:
             request = pending.request
             base = {"id": request.id, "file": request.file, "line": request.line, "time": now()}
             if request.id in elsewhere:
-                self.summary.outcomes["applied_elsewhere"] += 1
+                kinds.append("applied_elsewhere")
                 continue  # the process that applied it wrote its ledger line
             latency = done - pending.received
-            self.summary.latencies.append(latency)
+            latencies.append(latency)
             status, kind = "applied", "applied"
             if request.id in unchanged:  # already forgotten too, when an earlier forget left it unchanged
                 status = kind = "applied_without_change"
             elif request.id in already:
                 kind = "already_forgotten"
-            self.summary.outcomes[kind] += 1
+            kinds.append(kind)
             events.append(dict(base, status=status, version=version, latency_s=round(latency, 3),
                                already_forgotten=request.id in already))
         try:
@@ -343,6 +354,10 @@ class RequestBatcher:
                 raise
             # the audit log holds them: the next run records them applied (a bare OSError said nothing of it)
             raise ForgetWentLive(version, error, what="its requests' ledger lines") from error
+        # counted once the ledger says so: a stop before says they wait (the audit log holds them)
+        for kind in kinds:
+            self.summary.outcomes[kind] += 1
+        self.summary.latencies.extend(latencies)
         self.final.update(p.request.id for p in batch)
         self.queued_ids.difference_update(p.request.id for p in batch)
         self.ledger_final.update(outcome.applied)

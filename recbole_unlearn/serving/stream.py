@@ -40,17 +40,24 @@ class RequestsInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM (see ``cli``) while a run answered requests; its text says what the run
     had applied by then and how many requests it read without recording an outcome: the forget
     it cut short may have gone live (then the next run's audit reconciliation records them) or
-    not (then the ledger keeps them ``queued`` and the next run applies them first)."""
+    not (then the ledger keeps them ``queued`` and the next run applies them first). Requests
+    read whose ``queued`` lines the stop cut off (or came before) are not in the ledger for sure:
+    ``again`` says how they are read again (the file given again; a watched folder keeps it)."""
 
-    def __init__(self, summary: StreamSummary, ledger: str):
+    def __init__(self, summary: StreamSummary, ledger: str, again: str = "give their request file again"):
         self.summary = summary
         applied = summary.outcomes["applied"] + summary.outcomes["applied_without_change"]
         waiting = summary.queued - sum(summary.outcomes.values())
+        unqueued = summary.being_queued
         super().__init__(f"{applied} request{'' if applied == 1 else 's'} applied, "
                          f"{summary.outcomes['rejected']} rejected, {waiting} request{'' if waiting == 1 else 's'} "
                          "read and not recorded as applied yet (a forget in progress may have gone live): "
                          f"{ledger} keeps them, and the next run answering requests on this model folder "
-                         "records those that went live and applies the others, once")
+                         "records those that went live and applies the others, once"
+                         + (f"; {unqueued} request{'' if unqueued == 1 else 's'} read and not queued (the stop came "
+                            f"before or while {'its' if unqueued == 1 else 'their'} ledger lines were written): "
+                            f"{again} (requests the ledger holds are skipped, so none is applied twice)"
+                            if unqueued else ""))
 
 
 class AppliedThenFailed(WentLiveError):
@@ -67,24 +74,25 @@ class AppliedThenFailed(WentLiveError):
 
 
 @contextmanager
-def says_what_went_live(summary: StreamSummary, ledger: str):
-    """Turn a ``KeyboardInterrupt`` inside a request run into :class:`RequestsInterrupted`, and any
-    other failure after some of its requests went live into :class:`AppliedThenFailed`."""
+def says_what_went_live(summary: StreamSummary, ledger: str, again: str = "give their request file again"):
+    """Turn a ``KeyboardInterrupt`` inside a request run into :class:`RequestsInterrupted` (``again``:
+    how requests read and not queued are read again), and any other failure after some of its
+    requests went live into :class:`AppliedThenFailed`."""
     try:
         yield
     except (RequestsInterrupted, WentLiveError):
         raise
     except KeyboardInterrupt:
-        raise RequestsInterrupted(summary, ledger) from None
+        raise RequestsInterrupted(summary, ledger, again) from None
     except Exception as error:
         if not summary.outcomes["applied"] + summary.outcomes["applied_without_change"]:
             raise  # nothing of this run went live (already forgotten requests make no version)
         raise AppliedThenFailed(summary, ledger, error) from error
 
 
-def _interrupt_says_what_waits(batcher: RequestBatcher):
+def _interrupt_says_what_waits(batcher: RequestBatcher, again: str):
     """:func:`says_what_went_live` for ``batcher``'s run."""
-    return says_what_went_live(batcher.summary, os.path.join(batcher.store.model_dir, LEDGER))
+    return says_what_went_live(batcher.summary, os.path.join(batcher.store.model_dir, LEDGER), again)
 
 
 def stream_request_file(store: ModelStore, model: UnlearnableModel, path: str,
@@ -101,7 +109,7 @@ def stream_request_file(store: ModelStore, model: UnlearnableModel, path: str,
     when_valid()
     batcher = RequestBatcher(store, model, config["max_batch"], config["max_wait_s"],
                              f"requests:{os.path.basename(path)}")
-    with _interrupt_says_what_waits(batcher):
+    with _interrupt_says_what_waits(batcher, f"give {path} again"):
         batcher.submit(requests)
         while batcher.pending:
             if not batcher.pump():
@@ -249,7 +257,7 @@ def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str
     config = model.config
     batcher = RequestBatcher(store, model, config["max_batch"], config["max_wait_s"],
                              f"requests:{os.path.basename(os.path.normpath(folder))}/")
-    with _interrupt_says_what_waits(batcher):
+    with _interrupt_says_what_waits(batcher, f"{folder} keeps their file, which the next watch reads again"):
         return _watch(batcher, folder)
 
 
