@@ -675,3 +675,24 @@ def test_a_stop_before_the_applied_lines_are_written_counts_none_as_applied(fold
     monkeypatch.undo()
     run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)), QUIET, verbose=False)
     assert sorted(_ledger_statuses(folder).values()) == ["applied", "applied"]
+
+
+def test_a_lock_whose_pid_cannot_be_written_leaves_the_folder_as_it_was(folder, tmp_path, monkeypatch):
+    """On a full disk every run, refused input and ``--verify`` included, left an empty
+    ``.lock.pid`` in the model folder: the file was made, its pid could not be written, and the
+    lock was released without removing it (found by probing). Bad input changes nothing on disk."""
+    import errno
+    from recbole_unlearn.serving import lock as lock_module
+
+    before = snapshot(folder)
+    real_fdopen = os.fdopen
+
+    def disk_full(fd, *args, **kwargs):
+        os.close(fd)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(lock_module.os, "fdopen", disk_full)
+    with pytest.raises(UnlearnError, match="cannot be locked \\(No space left on device\\)"):
+        run_forget_requests(folder, _request(tmp_path, "bad.csv", "no-such-user"), QUIET, verbose=False)
+    monkeypatch.setattr(lock_module.os, "fdopen", real_fdopen)
+    assert snapshot(folder) == before

@@ -62,8 +62,15 @@ class FolderLock:
         except FileNotFoundError:
             pass
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(str(os.getpid()))
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(str(os.getpid()))
+        except OSError:  # a full disk: the empty file made above is not left in the folder
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            raise
 
     @contextmanager
     def hold(self) -> Iterator[None]:
