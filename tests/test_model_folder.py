@@ -300,6 +300,29 @@ def test_verify_finds_an_aggregator_trained_with_other_shard_weights(tmp_path):
         verify_model(model_dir)
 
 
+@pytest.mark.parametrize("method", ["sru", "receraser"])
+def test_verify_finds_aggregator_weights_that_are_not_the_ones_its_training_produced(tmp_path, method):
+    """The aggregator's record held only what it was trained with, never the weights it
+    produced: an aggregator file from a version before a forget (trained with the forgotten
+    user), copied into the live version and rehashed, passed ``--verify`` as a checked file
+    (found by probing). The record now binds its weights too."""
+    import torch
+    from recbole_unlearn.utils.errors import UnlearnError
+    from conftest import open_folder, train_saved_model, verify_model
+
+    model_dir = train_saved_model(tmp_path, forget_protocol="none", unlearn_method=method, agg_epochs=1)
+    verify_model(model_dir)
+    store = open_folder(model_dir)
+    model = store.load()
+    state = model.ensemble.aggregator.state_dict()
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    with torch.no_grad():
+        state[name] += 1.0  # a view: the live aggregator's weights change, as a swapped file's would
+    store.commit(model)
+    with pytest.raises(UnlearnError, match=r"aggregator\.pth holds other weights than its training produced"):
+        verify_model(model_dir)
+
+
 def test_verify_finds_slice_weights_that_are_not_the_ones_their_training_produced(tmp_path):
     """A slice stage's record was the digest of its samples alone, tied to no weights: a stage
     before the last one holding other weights than its training produced (the stage's file from

@@ -91,9 +91,11 @@ class ShardedUnlearnableModel(UnlearnableModel):
         #: versions saved before weights were recorded; ``None``: approximately unlearned, so its
         #: weights come from data that held forgotten rows)
         self.trained_on: Dict[str, Optional[Union[str, Dict[str, str]]]] = {}
-        #: digest of what the aggregator was last trained with: the ``keep`` mask and the shards'
-        #: final weights (:meth:`_aggregator_inputs`)
-        self.aggregator_trained_on: Optional[str] = None
+        #: the aggregator's training record: ``{"inputs": digest of what it was last trained
+        #: with (the ``keep`` mask and the shards' final weights, :meth:`_aggregator_inputs`),
+        #: "weights": digest of the weights that training produced}`` (a bare inputs digest in
+        #: versions saved before its weights were recorded)
+        self.aggregator_trained_on: Optional[Union[str, Dict[str, str]]] = None
         #: whether the version this model was loaded from recorded every file (``records_complete``)
         self.records_were_complete = False
 
@@ -161,7 +163,11 @@ class ShardedUnlearnableModel(UnlearnableModel):
             unchecked += 1
         else:
             checked += 1
-            if self.aggregator_trained_on != self._aggregator_inputs(keep):
+            recorded = self.aggregator_trained_on
+            inputs = recorded if isinstance(recorded, str) else recorded["inputs"]
+            if not isinstance(recorded, str) and recorded["weights"] != state_digest(self.ensemble.aggregator.state_dict()):
+                stale.append("aggregator.pth holds other weights than its training produced")
+            elif inputs != self._aggregator_inputs(keep):
                 stale.append("aggregator.pth was trained on other samples or shard weights than the live ones")
         return checked, unchecked, stale
 
@@ -194,9 +200,12 @@ class ShardedUnlearnableModel(UnlearnableModel):
 
     def _train_aggregator(self, keep: np.ndarray):
         """Train the aggregator under ``keep`` with the shards as they are (``train_aggregator``)
-        and record what it was trained with."""
-        self.aggregator_trained_on = self._aggregator_inputs(keep)
-        return train_aggregator(self.config, self.ensemble, self.dataset, keep, self.shard_map)
+        and record what it was trained with and the weights it produced (a stale aggregator file,
+        rehashed into a later version, passed ``--verify`` when only its inputs were recorded)."""
+        inputs = self._aggregator_inputs(keep)
+        training = train_aggregator(self.config, self.ensemble, self.dataset, keep, self.shard_map)
+        self.aggregator_trained_on = {"inputs": inputs, "weights": state_digest(self.ensemble.aggregator.state_dict())}
+        return training
 
     def unchanged_files(self, report: ForgetReport) -> List[str]:
         """Untouched shards' stages and the stages before a retrained shard's restart point."""
@@ -221,8 +230,10 @@ class ShardedUnlearnableModel(UnlearnableModel):
             if not (record is None or isinstance(record, str) or (
                     isinstance(record, dict) and all(isinstance(record.get(k), str) for k in RECORD_KEYS))):
                 raise ValueError(f"trained_on[{name!r}] is not a training record")
-        if not (model.aggregator_trained_on is None or isinstance(model.aggregator_trained_on, str)):
-            raise ValueError("aggregator_trained_on is not a digest")
+        record = model.aggregator_trained_on
+        if not (record is None or isinstance(record, str) or (
+                isinstance(record, dict) and all(isinstance(record.get(k), str) for k in ("inputs", "weights")))):
+            raise ValueError("aggregator_trained_on is not a training record")
         return model
 
     # --- construction ------------------------------------------------------------------
