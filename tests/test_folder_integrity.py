@@ -696,3 +696,31 @@ def test_a_lock_whose_pid_cannot_be_written_leaves_the_folder_as_it_was(folder, 
         run_forget_requests(folder, _request(tmp_path, "bad.csv", "no-such-user"), QUIET, verbose=False)
     monkeypatch.setattr(lock_module.os, "fdopen", real_fdopen)
     assert snapshot(folder) == before
+
+
+def test_a_version_copied_from_another_model_folder_is_not_taken_for_a_pending_audit_line(tmp_path):
+    """Two folders answered the same request file; the live version of one was replaced by the
+    other's (copied whole, so its own checksums held). ``--verify`` passed, reporting the
+    foreign version's audit line as pending, and the next request run appended that line,
+    made with the other folder's key, to the log (its requests then applied twice there) before
+    it refused the key (found by probing). Both refuse the foreign line and change nothing."""
+    from conftest import verify_model
+
+    folders = []
+    for name in ("a", "b"):
+        base = tmp_path / name
+        base.mkdir()
+        folders.append(train_saved_model(base, forget_protocol="none"))
+    request = _request(tmp_path, "r.csv", _user(folders[0], 3))
+    for model_dir in folders:
+        run_forget_requests(model_dir, request, QUIET, verbose=False)
+    own, foreign = folders
+    version = _versions(own)[-1]
+    shutil.rmtree(os.path.join(own, version))
+    shutil.copytree(os.path.join(foreign, version), os.path.join(own, version))
+    before = snapshot(own)
+    with pytest.raises(UnlearnError, match="the live version's audit line, is not this folder's"):
+        verify_model(own)
+    with pytest.raises(UnlearnError, match="the live version's audit line, is not this folder's"):
+        run_forget_requests(own, _request(tmp_path, "s.csv", _user(own, 4)), QUIET, verbose=False)
+    assert snapshot(own) == before

@@ -107,11 +107,35 @@ class AuditLog:
         version_dir, manifest = store.read_manifest()
         if PENDING_AUDIT not in manifest["files"]:
             return None
-        pending = read_json(checked_path(version_dir, manifest["files"], PENDING_AUDIT))
+        path = checked_path(version_dir, manifest["files"], PENDING_AUDIT)
+        pending = read_json(path)
         pending_id = pending.get("audit_id", pending.get("request_id"))
         if any(e.get("audit_id", e.get("request_id")) == pending_id for e in entries):
             return None
+        self._check_pending_is_own(path, pending, os.path.basename(version_dir), entries)
         return pending
+
+    def _check_pending_is_own(self, path: str, pending: dict, version: str, entries: List[dict]) -> None:
+        """Raise ``UnlearnError`` unless the live version's audit line not in the log yet was
+        written by this folder's forget of that version: made with this folder's key, naming this
+        version, and for requests no line of the log holds. A version copied from another model
+        folder passed ``--verify`` as a pending line, and the next run appended that folder's line
+        (its requests then applied twice in the log) before refusing the key."""
+        own_key = self.secret(create=False)
+        problem = None
+        if pending.get("version") != version:
+            problem = f"it names {pending.get('version')!r}, not the version {version} that holds it"
+        elif pending.get("key_id") is not None and (own_key is None or pending["key_id"] != key_id(own_key)):
+            problem = f"it was made with another audit key than {os.path.join(self.model_dir, SECRET)}"
+        else:
+            logged = {rid for entry in entries for rid in entry.get("request_ids", [])}
+            again = [rid for rid in pending.get("request_ids", []) if rid in logged]
+            if again:
+                problem = f"its request {again[0]} is applied by an earlier line of {AUDIT} already"
+        if problem is not None:
+            raise UnlearnError(f"{path}, the live version's audit line, is not this folder's ({problem}): the "
+                               "version was copied from another model folder or edited; restore the folder's own "
+                               "version (the audit log was left as it was)")
 
     def check_not_rolled_back(self, store: ModelStore, entries: List[dict]) -> None:
         """Raise ``UnlearnError`` if a line of the log (``entries``) names a newer version than CURRENT."""
