@@ -724,3 +724,66 @@ def test_a_version_copied_from_another_model_folder_is_not_taken_for_a_pending_a
     with pytest.raises(UnlearnError, match="the live version's audit line, is not this folder's"):
         run_forget_requests(own, _request(tmp_path, "s.csv", _user(own, 4)), QUIET, verbose=False)
     assert snapshot(own) == before
+
+
+def _rewrite_audit(model_dir: str, edit) -> None:
+    path = os.path.join(model_dir, "audit.jsonl")
+    lines = [json.loads(line) for line in open(path, encoding="utf-8")]
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(line) + "\n" for line in edit(lines))
+
+
+def _second_line(lines, **values):
+    return lines[:1] + [dict(lines[1], **values)] + lines[2:]
+
+
+AUDIT_EDITS = {
+    "a line duplicated": lambda lines: lines + [lines[0]],
+    "two lines swapped": lambda lines: [lines[1], lines[0]] + lines[2:],
+    "a version set back": lambda lines: _second_line(lines, version="v000001"),
+    "the live line edited": lambda lines: _second_line(lines, seconds=lines[1]["seconds"] + 1),
+    "a request moved to another line": lambda lines: (
+        [dict(lines[0], request_ids=lines[0]["request_ids"] + lines[1]["request_ids"])] + lines[1:]),
+    "changed set false": lambda lines: [dict(lines[0], changed=False)] + lines[1:],
+}
+
+
+@pytest.mark.parametrize("edit", sorted(AUDIT_EDITS))
+def test_verify_finds_an_audit_log_that_contradicts_itself(folder, tmp_path, edit):
+    """Each of these hand edits of ``audit.jsonl`` passed ``--verify`` (``verified``, one of them
+    only changing the ``applied_without_change`` count; found by probing): a line duplicated, two
+    lines swapped, a version set back, the live version's line edited (the version holds the true
+    line, ``audit_entry.json``, checksummed), a request in two lines, a line that changed the
+    model made to say it did not while its requests are not listed as unchanged."""
+    from conftest import verify_model
+
+    run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
+    run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)), QUIET, verbose=False)
+    verify_model(folder)
+    _rewrite_audit(folder, AUDIT_EDITS[edit])
+    with pytest.raises(UnlearnError, match="audit.jsonl line"):
+        verify_model(folder)
+
+
+def test_verify_finds_a_ledger_status_the_audit_log_contradicts(tmp_path):
+    """A request the audit log lists as having changed nothing (``unchanged_request_ids``) with
+    ``applied`` as its last ledger status passed ``--verify`` (as did emptying a line's
+    ``unchanged_request_ids``, which hid that a forget removed nothing; found by probing): a
+    compliance check on the ledger saw the data removed."""
+    from conftest import ledger_events, verify_model
+
+    model_dir = train_saved_model(tmp_path, model="SASRec", unlearn_method="sruga", forget_protocol="none",
+                                  sruga_learning_rate=1.0, utility_floor=1.0, sruga_epochs=2, sruga_floor_restarts=0)
+    run_forget_requests(model_dir, _request(tmp_path, "a.csv", _user(model_dir, 3)), QUIET, verbose=False)
+    assert [e["status"] for e in ledger_events(model_dir)][-1] == "applied_without_change"
+    verify_model(model_dir)
+    ledger = os.path.join(model_dir, "requests.jsonl")
+    events = ledger_events(model_dir)
+    with open(ledger, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(e) + "\n" for e in events[:-1] + [dict(events[-1], status="applied")])
+    with pytest.raises(UnlearnError, match="requests.jsonl line .* is applied, yet audit.jsonl records it "
+                                           "applied_without_change"):
+        verify_model(model_dir)
+    _rewrite_audit(model_dir, lambda lines: lines[:-1] + [dict(lines[-1], unchanged_request_ids=[])])
+    with pytest.raises(UnlearnError, match="audit.jsonl line 1"):
+        verify_model(model_dir)

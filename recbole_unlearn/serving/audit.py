@@ -213,9 +213,10 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
         log.check_not_rolled_back(store, entries)
         events = RequestLedger(model_dir).events(repair=True)
         pending = log.pending(store, entries)
+        _check_log_lines(log.path, entries, _live_audit_line(store))
         audited_ids = {rid for entry in entries + [pending or {}] for rid in entry.get("request_ids", [])}
         _check_ledger(os.path.join(model_dir, LEDGER), events, audited_ids, forgotten,
-                      os.path.basename(model.version_dir))
+                      os.path.basename(model.version_dir), _listed_statuses(entries))
         waiting = _requests_not_final(events, audited_ids)
         older = store.older_versions()
     log.check_key(entries)
@@ -260,14 +261,74 @@ def check_not_rolled_back(path: str, lines: List[dict], current: Optional[str]) 
                 "whole folder from one copy")
 
 
-def _check_ledger(path: str, events: List[dict], audited_ids: set, forgotten: set, current: str) -> None:
+def _live_audit_line(store: ModelStore) -> Optional[dict]:
+    """The audit line of the forget that made the live version (its ``audit_entry.json``,
+    checksummed in its manifest); ``None`` for a version no forget made."""
+    version_dir, manifest = store.read_manifest()
+    if PENDING_AUDIT not in manifest["files"]:
+        return None
+    return read_json(checked_path(version_dir, manifest["files"], PENDING_AUDIT))
+
+
+def _check_log_lines(path: str, entries: List[dict], live: Optional[dict]) -> None:
+    """Raise ``UnlearnError`` for audit lines that contradict each other or the live version:
+    an audit id or a request id in two lines, versions that go back, the live version's line
+    other than the one the version holds (``live``, checksummed; ``recovered`` aside), or a line
+    that forgot interactions without changing the model while requests of it (not already
+    forgotten) are not listed as unchanged. Each passed ``--verify`` (found by probing)."""
+    seen_audit, seen_request, newest = {}, {}, None
+    for number, entry in enumerate(entries, start=1):
+        where = f"{path} line {number}"
+        audit_id = entry.get("audit_id", entry.get("request_id"))
+        if audit_id is not None and audit_id in seen_audit:
+            raise UnlearnError(f"{where} repeats line {seen_audit[audit_id]} (audit id {audit_id}): the log was edited")
+        seen_audit[audit_id] = number
+        for rid in entry.get("request_ids", []):
+            if rid in seen_request:
+                raise UnlearnError(f"{where} holds request {rid}, which line {seen_request[rid]} applied already: the "
+                                   "log was edited (a request is applied once)")
+            seen_request[rid] = number
+        version = entry.get("version")
+        if isinstance(version, str):
+            if newest is not None and version < newest:
+                raise UnlearnError(f"{where} records {version} after an earlier line recorded {newest}: the log "
+                                   "was edited (lines are appended as versions go live)")
+            newest = version
+        if live is not None and audit_id == live.get("audit_id", live.get("request_id")):
+            if {k: v for k, v in entry.items() if k != "recovered"} != live:
+                raise UnlearnError(f"{where} is not the audit line the live version holds ({PENDING_AUDIT}): the log "
+                                   "was edited")
+        if "unchanged_request_ids" in entry and entry.get("interactions") and entry.get("changed") is False:
+            listed = set(entry["unchanged_request_ids"]) | set(entry.get("already_forgotten", []))
+            unlisted = [rid for rid in entry.get("request_ids", []) if rid not in listed]
+            if unlisted:
+                raise UnlearnError(f"{where} says the forget changed nothing, yet its request {unlisted[0]} is not "
+                                   "listed as unchanged: the log was edited")
+
+
+def _listed_statuses(entries: List[dict]) -> Dict[str, str]:
+    """``{request id: the final ledger status its audit line gives it}`` for lines that list
+    their unchanged requests (``unchanged_request_ids``; older lines leave it to be inferred)."""
+    out = {}
+    for entry in entries:
+        if "unchanged_request_ids" in entry:
+            unchanged = set(entry["unchanged_request_ids"])
+            out.update({rid: "applied_without_change" if rid in unchanged else "applied"
+                        for rid in entry.get("request_ids", [])})
+    return out
+
+
+def _check_ledger(path: str, events: List[dict], audited_ids: set, forgotten: set, current: str,
+                  listed: Dict[str, str]) -> None:
     """Raise ``UnlearnError`` for a ledger line the folder contradicts: one that records a newer
     version than ``current`` (a rolled-back folder whose audit log lost that line too); a request
     whose last status is ``applied`` (or ``applied_without_change``) while no audit line holds
     its id (unless it was already forgotten) or while rows it was queued with are not
     ``forgotten``; one ``rejected`` after it was queued with its log rows (the package rejects a
-    request when it reads it, before it has rows). ``--verify`` read the ledger only for the
-    requests still waiting, so a forged final line made a request vanish unapplied."""
+    request when it reads it, before it has rows); one whose final status is not the one its
+    audit line gives it (``listed``: ``applied`` or ``applied_without_change``). ``--verify`` read
+    the ledger only for the requests still waiting, so a forged final line made a request vanish
+    unapplied."""
     check_not_rolled_back(path, events, current)
     rows: Dict[str, list] = {}
     for event in events:
@@ -284,6 +345,9 @@ def _check_ledger(path: str, events: List[dict], audited_ids: set, forgotten: se
         if rid not in audited_ids and not event.get("already_forgotten"):
             raise UnlearnError(f"{where} is {status} ({event.get('version')}), yet no audit line holds it: the ledger "
                                "was edited, or an audit line removed")
+        if rid in listed and listed[rid] != status:
+            raise UnlearnError(f"{where} is {status}, yet {AUDIT} records it {listed[rid]}: the ledger or the audit "
+                               "log was edited")
         missing = [row for row in queued_rows if row not in forgotten]
         if missing:
             raise UnlearnError(f"{where} is {status}, yet {len(missing)} of the {len(queued_rows)} log rows it was "
