@@ -316,3 +316,30 @@ def test_the_cap_note_names_slice_epochs_and_the_audits_reference_models(in_tmp,
     assert "slice_epochs 1" in note and "--slice_epochs" in note, note
     assert "audit's reference models" in note, note
     assert doc["audit"]["references_epochs_run"] == [3, 3]
+
+
+def test_the_cap_note_gives_a_slice_stages_own_cap_where_slice_epochs_is_not_set():
+    """Without ``slice_epochs`` a slice stage's cap is ``ceil(epochs / n_slices)``: with
+    ``--epochs=2 --n_slices=2`` every stage record says ``cap: 1``, yet the note said "stopped at
+    their cap (epochs 2)" (found by probing). It says the stages' cap and where it comes from."""
+    from recbole_unlearn.utils.results import cap_note
+
+    stage = {"epochs": 1, "cap": 1, "hit_cap": True, "best_valid_ndcg@10": 0.1}
+    row = {"method": "sisa", "fit_training": {"shards": {"0": {"0": stage, "1": stage}, "1": {"0": stage, "1": stage}}}}
+    note = cap_note([row], epochs_cap=2, agg_epochs_cap=10)
+    assert "sisa (fit: 4 shard stages) stopped at their cap (slice stages 1: epochs 2 over n_slices)" in note, note
+    assert "set --epochs higher" in note, note
+
+
+def test_every_row_says_how_many_forgotten_items_its_sru_inference_hit_measures(in_tmp):
+    """SRU inference ranks each forgotten item given the user's remaining items before it; an
+    item with none left is not measured. CED's extra deletions left 19 of 50 targets without
+    history, so the ``sru`` row's Hit@10 was over 31 targets and Retrain's over 50, in one
+    column, with no word of it (found by probing). Each row records its count."""
+    doc = run_recbole_unlearn("SASRec", config_dict=tiny_dict(
+        unlearn_method="sru", n_shards=2, agg_epochs=1, shard_num_threads=1, results_dir=str(in_tmp / "r")))
+    rows = {row["method"]: row for row in doc["rows"]}
+    retrain, sru = rows["retrain"]["sru_inference_samples"], rows["sru"]["sru_inference_samples"]
+    assert retrain == doc["forget_set"]["forget_samples"], (retrain, doc["forget_set"])
+    assert 0 < sru < retrain, (sru, retrain)  # CED's extras removed the whole history of some targets
+    assert rows["original"]["sru_inference_samples"] == retrain

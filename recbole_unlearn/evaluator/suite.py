@@ -48,9 +48,12 @@ class EvaluationSuite:
             self._inference_cache[key] = (eval_loader(self.config, self.dataset, samples), negatives)
         return self._inference_cache[key]
 
-    def evaluate(self, model, forget_set: ForgetSet = None) -> Dict[str, Dict[str, float]]:
+    def evaluate(self, model, forget_set: ForgetSet = None) -> Dict[str, object]:
         """All metric groups of ``model``; ``forget_set`` (default: the experiment's) decides the
-        remaining histories used by SRU inference (it may add extra deletions)."""
+        remaining histories used by SRU inference (it may add extra deletions). Also
+        ``sru_inference_samples``: how many forgotten items SRU inference measured (one whose
+        user has no remaining item before it, e.g. after extra deletions, has nothing to be
+        predicted from and is left out), which ``make_row`` records in the row."""
         cfg = self.config
         forget_set = self.forget_set if forget_set is None else forget_set
         inference_loader, negatives = self._inference_data(forget_set)
@@ -59,4 +62,5 @@ class EvaluationSuite:
             "utility_rem": full_ranking_metrics(model, self.rem.test, cfg, cfg["utility_metrics"], cfg["utility_topk"]),
             "forget": full_ranking_metrics(model, self.forget_loader, cfg, ["Hit"], cfg["forget_topk"]),
             "sru_inference": sampled_hit(model, inference_loader, negatives, cfg["sru_inference_topk"], cfg),
+            "sru_inference_samples": int(len(inference_loader._dataset)),
         }

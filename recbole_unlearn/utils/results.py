@@ -14,10 +14,13 @@ METRIC_GROUPS = ("utility_raw", "utility_rem", "forget", "sru_inference")
 TRAINING_ROWS = ("original", "recbole")
 
 
-def make_row(method: str, metrics: Dict[str, Dict[str, float]], seconds: float, **extra) -> dict:
-    """One results row: ``method``, the four metric groups, ``seconds`` and extras."""
+def make_row(method: str, metrics: Dict[str, object], seconds: float, **extra) -> dict:
+    """One results row: ``method``, the four metric groups (and ``sru_inference_samples``, the
+    forgotten items SRU inference measured, where ``metrics`` has it), ``seconds`` and extras."""
     row = {"method": method}
     row.update({group: metrics.get(group, {}) for group in METRIC_GROUPS})
+    if "sru_inference_samples" in metrics:
+        row["sru_inference_samples"] = metrics["sru_inference_samples"]
     row["seconds"] = round(float(seconds), 3)
     row.update(extra)
     return row
@@ -191,10 +194,22 @@ def capped_parts(row: dict, epochs_cap: int) -> Optional[str]:
     return "" if row.get("epochs_run") is not None and row["epochs_run"] >= epochs_cap else None
 
 
+def _capped_stage_caps(row: dict) -> List[int]:
+    """The caps (``cap`` in each record) of the row's shard stages that stopped at theirs."""
+    caps = []
+    for key in ("fit_training", "forget_training"):
+        record = row.get(key) or {}
+        for step in record.get("steps", [record]):
+            caps += [stage["cap"] for shard in (step.get("shards") or {}).values() for stage in shard.values()
+                     if stage.get("hit_cap") and isinstance(stage.get("cap"), int)]
+    return caps
+
+
 def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int, slice_epochs_cap: Optional[int] = None,
              reference_epochs: Sequence[Optional[int]] = (), saved_model: bool = False) -> Optional[str]:
     """One line naming every model of ``rows`` that stopped at its cap (``epochs``; a shard stage
-    ``slice_epochs`` when set; ``agg_epochs`` for a learned aggregator) rather than by validation,
+    ``slice_epochs`` when set, else the cap its record holds, ``ceil(epochs / n_slices)``;
+    ``agg_epochs`` for a learned aggregator) rather than by validation,
     and the audit's reference models when one of them ran all ``epochs`` (``reference_epochs``:
     epochs each ran, ``None`` for one reloaded); ``None`` if none did. ``saved_model``: the caps
     are a saved model's settings, which a run answering requests cannot change."""
@@ -211,15 +226,19 @@ def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int, slice_epoch
         whole = True
     if not named:
         return None
-    keys = []  # (key, cap) of every cap that ended a named model's training
-    if whole or (stages and not slice_epochs_cap):
-        keys.append(("epochs", epochs_cap))
+    keys = []  # (key, cap in words) of every cap that ended a named model's training
+    # without slice_epochs a slice stage's cap is ceil(epochs / n_slices), as its record says
+    derived = sorted({cap for row in rows for cap in _capped_stage_caps(row)} - {epochs_cap})
+    if whole or (stages and not slice_epochs_cap and not derived):
+        keys.append(("epochs", f"epochs {epochs_cap}"))
+    if stages and not slice_epochs_cap and derived:
+        keys.append(("epochs", f"slice stages {', '.join(map(str, derived))}: epochs {epochs_cap} over n_slices"))
     if stages and slice_epochs_cap:
-        keys.append(("slice_epochs", slice_epochs_cap))
+        keys.append(("slice_epochs", f"slice_epochs {slice_epochs_cap}"))
     if aggregator:
-        keys.append(("agg_epochs", agg_epochs_cap))
-    caps = ", ".join(f"{key} {cap}" for key, cap in keys)
-    raise_them = f"{' and '.join('--' + key for key, _ in keys)} higher to train to convergence"
+        keys.append(("agg_epochs", f"agg_epochs {agg_epochs_cap}"))
+    caps = ", ".join(text for _, text in keys)
+    raise_them = f"{' and '.join('--' + key for key in dict(keys))} higher to train to convergence"
     return (f"{', '.join(named)} stopped at their cap ({caps}), not by validation (stopping_step); "
             + (f"these caps are the saved model's settings: train a new model folder with {raise_them}"
                if saved_model else f"set {raise_them}"))
