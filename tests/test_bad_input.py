@@ -1225,3 +1225,28 @@ def test_a_long_comment_is_a_comment_as_a_short_one_is(tmp_path):
         for length in (10, 5000):
             path.write_bytes(f"7\n{space}# {'x' * length}\n8\n".encode())
             assert read_request_file(str(path), 10, 4096)[1] == [(1, "7"), (3, "8")], (space, length)
+
+
+def test_a_user_token_holding_a_comma_is_refused_for_a_saved_model_and_never_misread(tmp_path):
+    """A whole-user request for user ``7,682`` is split at its comma and was applied as user
+    ``7``'s interaction with item ``682``: another user's data forgotten, the requested user's
+    kept, and the request ``applied`` (found by probing). No line can name such a user alone, so
+    a run that saves a model folder refuses the dataset, and a folder saved before reads such a
+    line as the ambiguous request it is (rejected, never applied to the other reading)."""
+    from types import SimpleNamespace
+    from recbole_unlearn import run_recbole_unlearn
+    from recbole_unlearn.data.forget import RequestLineError, parse_request_line
+
+    folder = tmp_path / "comma"
+    folder.mkdir()
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    lines += [f"{user}\t{u * 6 + k}\t{k}" for u, user in enumerate(["7,8", "7", "u2", "u3"]) for k in range(6)]
+    (folder / "comma.inter").write_text("\n".join(lines) + "\n")
+    settings = tiny_dict(data_path=str(tmp_path), dataset="comma", unlearn_method="sisa", n_shards=2,
+                         forget_protocol="none", save_model=False, include_retrain=False)
+    with pytest.raises(UnlearnError, match=r"'7,8'.*a user token holding a comma"):
+        run_recbole_unlearn("SASRec", config_dict=dict(settings, model_dir=str(tmp_path / "m")))
+    assert not (tmp_path / "m").exists()
+    dataset = SimpleNamespace(uid_field="user_id", field2token_id={"user_id": {"[PAD]": 0, "7,8": 1, "7": 2}})
+    with pytest.raises(RequestLineError, match="names user '7,8' and also user '7' with item '8'"):
+        parse_request_line("7,8", dataset, "r.csv line 1")

@@ -203,13 +203,14 @@ class RequestLineError(UnlearnError):
 
 def unrequestable_tokens(dataset: UnlearnSequentialDataset) -> List[str]:
     """User and item tokens no request line can name (``[n]``, quoted): a user token starting
-    with ``#`` (the line is a comment) and any token with whitespace at an edge (a line's and a
-    field's edges are stripped, so it names another token or none)."""
+    with ``#`` (the line is a comment), a user token holding a comma (a line naming the user
+    alone is split at it, into another user and an item) and any token with whitespace at an
+    edge (a line's and a field's edges are stripped, so it names another token or none)."""
     bad = []
     for field in (dataset.uid_field, dataset.iid_field):
         for token in dataset.field2id_token[field][1:]:  # [0] is RecBole's padding token
             token = str(token)
-            if token != token.strip() or (field == dataset.uid_field and token.startswith("#")):
+            if token != token.strip() or (field == dataset.uid_field and (token.startswith("#") or "," in token)):
                 bad.append(repr(token))
     return bad
 
@@ -235,12 +236,16 @@ def parse_request_line(text: str, dataset: UnlearnSequentialDataset, where: str)
     """
     text = text.strip()
     parts = request_tokens(text)
+    user_ids = dataset.field2token_id[dataset.uid_field]
+    if len(parts) == 2 and "\t" not in text and text in user_ids:  # a folder saved before such users were refused
+        reading = f"names user {text!r} and also user {parts[0]!r} with item {parts[1]!r}"
+        raise RequestLineError(where, f"{reading}: ambiguous, not applied", "names a user token holding a comma "
+                               "and also a user with an item: ambiguous, not applied")
     if len(parts) > 2 or not all(parts):
         expected = "expected 'user_token[,item_token]' (or tab-separated)"
         shape = f"{len(parts)} fields" if len(parts) > 2 else "an empty field"
         raise RequestLineError(where, f"{expected}, got {text!r}", f"{expected}, got {shape}")
     user = parts[0]
-    user_ids = dataset.field2token_id[dataset.uid_field]
     if user not in user_ids:
         hint = _filters_hint(dataset)
         raise RequestLineError(where, f"unknown user token {user!r}{hint}", f"unknown user token{hint}")
