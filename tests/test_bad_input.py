@@ -1250,3 +1250,29 @@ def test_a_user_token_holding_a_comma_is_refused_for_a_saved_model_and_never_mis
     dataset = SimpleNamespace(uid_field="user_id", field2token_id={"user_id": {"[PAD]": 0, "7,8": 1, "7": 2}})
     with pytest.raises(RequestLineError, match="names user '7,8' and also user '7' with item '8'"):
         parse_request_line("7,8", dataset, "r.csv line 1")
+
+
+@pytest.mark.parametrize("model, method", [("TransRec", "retrain"), ("DIN", "retrain"), ("RepeatNet", "sru"),
+                                           ("Caser", "sru"), ("HRM", "receraser")])
+def test_a_sequential_model_a_method_cannot_train_is_one_error_before_anything_is_written(tmp_path, model, method):
+    """RecBole types these as sequential models, and each ended in a traceback after the run folder
+    was written and the original trained (found by probing): TransRec trains on negatives without
+    a ``loss_type`` key to say so, DIN needs a label field, and RepeatNet, Caser and HRM give the
+    learned aggregators no sequence representation or item embeddings. One batch of a few users
+    is tried first: one ``error:`` line naming the model, and nothing written."""
+    settings = tiny_dict(unlearn_method=method, results_dir=str(tmp_path / "r"), shard_num_threads=1)
+    if method != "retrain":
+        settings.update(n_shards=2)
+    with pytest.raises(UnlearnError, match=f"model {model} cannot be trained") as refused:
+        run_recbole_unlearn(model, config_dict=settings, verbose=False)
+    assert "\n" not in str(refused.value)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_sequential_model_whose_representations_no_method_reads_still_runs(tmp_path):
+    """Caser gives no sequence representation a learned aggregator could read, yet SISA with the
+    mean aggregator trains it (the check asks only for what the run's methods read)."""
+    doc = run_recbole_unlearn("Caser", config_dict=tiny_dict(unlearn_method="sisa", n_shards=2, aggregator="mean",
+                                                             results_dir=str(tmp_path / "r"), shard_num_threads=1),
+                              verbose=False)
+    assert {row["method"] for row in doc["rows"]} >= {"original", "retrain", "sisa"}

@@ -285,6 +285,7 @@ KEYS: Dict[str, Key] = {
     "lock_timeout_s": number_key("runtime", open_low=False),
     "keep_previous_version": flag_key("runtime"),
     "busy_cpu_share": number_key("runtime", open_low=False, high=1),
+    "preflight_users": int_key("runtime"),
     # --- parallel shard training ----------------------------------------------------------
     "num_workers": int_key("runtime"),
     "ray_address": path_key("runtime", optional=True),

@@ -38,7 +38,7 @@ def neighbor_extra(target, candidates, k, dataset, rng, embeddings):
     return before[-k:]
 
 
-@EXTRA_DELETIONS.register("ced")
+@EXTRA_DELETIONS.register("ced", reads_representations=True)
 def collaborative_extra(target, candidates, k, dataset, rng, embeddings):
     target_vec = embeddings[dataset.log_item[target]]
     vecs = embeddings[dataset.log_item[candidates]]

@@ -34,7 +34,7 @@ declare({  # defaults and their sources: properties/method/fanchuan.yaml
 })
 
 
-@APPROXIMATE.register("fanchuan")
+@APPROXIMATE.register("fanchuan", reads_representations=True)
 class FanchuanStep(ApproximateStep):
     """Uniform push, then contrastive rounds with fine-tuning (see the module doc)."""
 

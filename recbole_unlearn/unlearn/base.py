@@ -109,6 +109,21 @@ class UnlearnMethod(ABC):
         return out
 
     @classmethod
+    def reads_representations(cls, config) -> bool:
+        """Whether a part this method runs with ``config`` reads its models' sequence
+        representations or item embeddings (``model.representations``): an aggregator that
+        ``reads_representations``, a similarity partitioner, an extra deletion or approximate step
+        registered with ``reads_representations=True`` (a model that gives none is refused before
+        the run writes anything: ``trainer.preflight``)."""
+        used = cls.settings_used(config)
+        aggregator, partitioner, extra = used.get("aggregator"), used.get("partitioner"), used.get("extra_deletion")
+        return bool(
+            (aggregator in AGGREGATORS.names() and AGGREGATORS.get(aggregator).reads_representations)
+            or (partitioner is not None and is_similarity_partitioner(partitioner))
+            or (extra in EXTRA_DELETIONS.names() and EXTRA_DELETIONS.traits(extra).get("reads_representations"))
+            or any(APPROXIMATE.traits(step).get("reads_representations") for step in cls.steps_used(config)))
+
+    @classmethod
     def steps_used(cls, config):
         """The approximate steps (names in ``APPROXIMATE``) this method runs with ``config``."""
         step = config["shard_unlearning"]
