@@ -441,3 +441,27 @@ def test_runtime_settings_given_to_answer_requests_are_not_kept_by_the_next_vers
         config = read_manifest(model_dir)[1]["config"]
         assert config.get("keep_previous_version") in (None, False) and config.get("lock_timeout_s") != 5
     assert sorted(v for v in os.listdir(model_dir) if v.startswith("v")) == ["v000003"]
+
+
+def test_a_relative_results_dir_is_the_training_runs_for_every_later_request_run(tmp_path, monkeypatch):
+    """The README: a request run writes under "the results_dir the model folder recorded (the
+    training run's ...)". A relative one was recorded as given and read from the request run's
+    working directory, so a request run started elsewhere wrote its results there (found by
+    probing). It is recorded absolute, as data_path is."""
+    from recbole_unlearn import run_recbole_unlearn
+    from recbole_unlearn.quick_start import run_forget_requests
+    from conftest import tiny_dict
+
+    trained_in, answered_in = tmp_path / "train", tmp_path / "elsewhere"
+    trained_in.mkdir()
+    answered_in.mkdir()
+    monkeypatch.chdir(trained_in)
+    run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(unlearn_method="sisa", n_shards=2, include_retrain=False,
+                                                         forget_protocol="none", save_model=False,
+                                                         model_dir=str(tmp_path / "model"), results_dir="res",
+                                                         shard_num_threads=1), verbose=False)
+    monkeypatch.chdir(answered_in)
+    (answered_in / "r.csv").write_text("3\n")
+    doc = run_forget_requests(str(tmp_path / "model"), str(answered_in / "r.csv"), {"state": "ERROR"}, verbose=False)
+    assert os.path.dirname(os.path.dirname(os.path.abspath(doc["results_path"]))) == str(trained_in / "res")
+    assert not (answered_in / "res").exists()

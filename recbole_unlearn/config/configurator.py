@@ -424,7 +424,7 @@ class UnlearnConfig(Config):
 
     def saved_config_dict(self) -> Dict[str, object]:
         """What a later process needs to rebuild this config exactly: the user's own keys, the
-        method's YAML defaults as resolved, and ``data_path`` made absolute."""
+        method's YAML defaults as resolved, and ``data_path`` (and a given ``results_dir``) made absolute."""
         # keep_previous_version: a run's retention choice, never recorded (a folder that kept it kept
         # the version from before every later forget)
         skip = {"model", "dataset", "forget", "model_dir", "config_files", "benchmark", "keep_previous_version"}
@@ -440,6 +440,8 @@ class UnlearnConfig(Config):
             out.setdefault(key, value)
         # RecBole stores <data_path>/<dataset> in data_path; save the parent, absolute.
         out["data_path"] = os.path.abspath(os.path.dirname(os.path.normpath(self["data_path"])))
+        if isinstance(out.get("results_dir"), str):  # the training run's, not a later run's working directory
+            out["results_dir"] = os.path.abspath(out["results_dir"])
         return out
 
     def settings(self, extra_keys: Iterable[str] = ()) -> Dict[str, object]:
