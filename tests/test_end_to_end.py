@@ -343,3 +343,12 @@ def test_every_row_says_how_many_forgotten_items_its_sru_inference_hit_measures(
     assert retrain == doc["forget_set"]["forget_samples"], (retrain, doc["forget_set"])
     assert 0 < sru < retrain, (sru, retrain)  # CED's extras removed the whole history of some targets
     assert rows["original"]["sru_inference_samples"] == retrain
+
+
+def test_the_cap_note_says_nothing_validates_where_eval_step_is_0():
+    """With ``eval_step: 0`` nothing validates, so every model runs all its epochs; the note
+    said "set --epochs higher to train to convergence", which cannot help (found by probing)."""
+    from recbole_unlearn.utils.results import cap_note
+
+    note = cap_note([{"method": "original", "epochs_run": 2}], epochs_cap=2, agg_epochs_cap=10, validates=False)
+    assert "nothing validates (eval_step 0)" in note and "set --epochs higher" not in note, note

@@ -206,13 +206,15 @@ def _capped_stage_caps(row: dict) -> List[int]:
 
 
 def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int, slice_epochs_cap: Optional[int] = None,
-             reference_epochs: Sequence[Optional[int]] = (), saved_model: bool = False) -> Optional[str]:
+             reference_epochs: Sequence[Optional[int]] = (), saved_model: bool = False,
+             validates: bool = True) -> Optional[str]:
     """One line naming every model of ``rows`` that stopped at its cap (``epochs``; a shard stage
     ``slice_epochs`` when set, else the cap its record holds, ``ceil(epochs / n_slices)``;
     ``agg_epochs`` for a learned aggregator) rather than by validation,
     and the audit's reference models when one of them ran all ``epochs`` (``reference_epochs``:
     epochs each ran, ``None`` for one reloaded); ``None`` if none did. ``saved_model``: the caps
-    are a saved model's settings, which a run answering requests cannot change."""
+    are a saved model's settings, which a run answering requests cannot change. ``validates``
+    False (``eval_step: 0``): nothing validates, so the line says that, not to raise a cap."""
     named, aggregator, stages, whole = [], False, False, False
     for row in rows:
         parts = capped_parts(row, epochs_cap)
@@ -238,6 +240,10 @@ def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int, slice_epoch
     if aggregator:
         keys.append(("agg_epochs", f"agg_epochs {agg_epochs_cap}"))
     caps = ", ".join(text for _, text in keys)
+    if not validates:
+        how = "--eval_step=1 (validation after every epoch) to train to convergence"
+        return (f"{', '.join(named)} ran all their epochs ({caps}): nothing validates (eval_step 0), so no model "
+                "stops by validation; " + (f"train a new model folder with {how}" if saved_model else f"set {how}"))
     raise_them = f"{' and '.join('--' + key for key in dict(keys))} higher to train to convergence"
     return (f"{', '.join(named)} stopped at their cap ({caps}), not by validation (stopping_step); "
             + (f"these caps are the saved model's settings: train a new model folder with {raise_them}"
