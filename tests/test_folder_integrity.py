@@ -787,3 +787,32 @@ def test_verify_finds_a_ledger_status_the_audit_log_contradicts(tmp_path):
     _rewrite_audit(model_dir, lambda lines: lines[:-1] + [dict(lines[-1], unchanged_request_ids=[])])
     with pytest.raises(UnlearnError, match="audit.jsonl line 1"):
         verify_model(model_dir)
+
+
+def test_a_forget_that_failed_on_a_full_disk_says_so_when_its_failed_lines_cannot_be_written(folder, tmp_path,
+                                                                                             monkeypatch):
+    """A disk that filled while a forget wrote its version then also refused the requests'
+    ``failed`` ledger lines, and the run's error named ``requests.jsonl`` (that second failure),
+    hiding where the disk filled (found by probing). The error is the forget's own; the requests
+    stay queued for the next run."""
+    import errno
+    from recbole_unlearn.serving import batcher as batcher_module
+    from recbole_unlearn.serving.batcher import RequestBatcher
+
+    def full_disk_forget(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", os.path.join(folder, "v000002", "shard_00_stage_00.pth"))
+
+    real_record = RequestBatcher._record
+
+    def record(self, events):
+        if any(e["status"] == "failed" for e in events):
+            raise OSError(errno.ENOSPC, "No space left on device", os.path.join(folder, "requests.jsonl"))
+        real_record(self, events)
+
+    monkeypatch.setattr(batcher_module, "apply_forget", full_disk_forget)
+    monkeypatch.setattr(RequestBatcher, "_record", record)
+    with pytest.raises(OSError) as failed:
+        run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
+    assert "shard_00_stage_00.pth" in str(failed.value), failed.value
+    monkeypatch.undo()
+    assert list(_ledger_statuses(folder).values()) == ["queued"]

@@ -77,9 +77,9 @@ def _check_requestable(dataset) -> None:
     if bad:
         raise UnlearnError(f"{len(bad)} token{'s' if len(bad) > 1 else ''} of the dataset ({', '.join(bad[:5])}"
                            f"{', ...' if len(bad) > 5 else ''}) cannot be named in a request file (a user token "
-                           "starting with # is a comment line; a user token holding a comma is split at it; spaces at a "
-                           "token's edge are stripped), so a saved "
-                           "model could never forget them: rename them in the dataset")
+                           "starting with # is a comment line; a user token holding a comma is split at it; "
+                           "spaces at a token's edge are stripped), so a saved model could never forget them: "
+                           "rename them in the dataset")
 
 
 @releasing_run_logger

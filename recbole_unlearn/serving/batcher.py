@@ -323,8 +323,13 @@ class RequestBatcher:
             raise  # live: their ledger lines stay queued, and the next run records them applied (recovered)
         except Exception as error:
             # not final: the previous version stays live and the next run retries these requests
-            self._record([{"id": p.request.id, "file": p.request.file, "line": p.request.line,
-                           "status": "failed", "reason": error_line(error), "time": now()} for p in batch])
+            try:
+                self._record([{"id": p.request.id, "file": p.request.file, "line": p.request.line,
+                               "status": "failed", "reason": error_line(error), "time": now()} for p in batch])
+            except Exception as unrecorded:  # a full disk refuses these too: the forget's own error says where
+                getLogger().warning(f"the failed forget's ledger lines could not be written "
+                                    f"({error_line(unrecorded)}); its requests stay queued, and the next run "
+                                    "applies them")
             raise
         self.model = outcome.model
         done = time.monotonic()

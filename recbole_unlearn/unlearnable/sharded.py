@@ -165,7 +165,8 @@ class ShardedUnlearnableModel(UnlearnableModel):
             checked += 1
             recorded = self.aggregator_trained_on
             inputs = recorded if isinstance(recorded, str) else recorded["inputs"]
-            if not isinstance(recorded, str) and recorded["weights"] != state_digest(self.ensemble.aggregator.state_dict()):
+            live = state_digest(self.ensemble.aggregator.state_dict())
+            if not isinstance(recorded, str) and recorded["weights"] != live:
                 stale.append("aggregator.pth holds other weights than its training produced")
             elif inputs != self._aggregator_inputs(keep):
                 stale.append("aggregator.pth was trained on other samples or shard weights than the live ones")
