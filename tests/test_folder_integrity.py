@@ -816,3 +816,22 @@ def test_a_forget_that_failed_on_a_full_disk_says_so_when_its_failed_lines_canno
     assert "shard_00_stage_00.pth" in str(failed.value), failed.value
     monkeypatch.undo()
     assert list(_ledger_statuses(folder).values()) == ["queued"]
+
+
+def test_verify_finds_held_out_twins_in_a_folder_that_ran_no_audit(folder, tmp_path):
+    """The audit's held-out twins (``held_out`` in the manifest) are never trained on and never
+    forgotten; a folder trained without ``audit`` has none. Five of a user's training rows added
+    there by hand passed ``--verify`` on a single model (whose weights go unchecked), and a later
+    request for that user then skipped them unsaid (found by probing on SRUGA)."""
+    from conftest import read_manifest, verify_model
+
+    version_dir, manifest = read_manifest(folder)
+    assert not manifest.get("held_out")
+    user = _user(folder, 3)
+    manifest["held_out"] = [[user, position] for position in range(5)]
+    with open(os.path.join(version_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    with pytest.raises(UnlearnError, match="held_out .* trained without audit"):
+        verify_model(folder)
+    with pytest.raises(UnlearnError, match="held_out .* trained without audit"):
+        run_forget_requests(folder, _request(tmp_path, "a.csv", user), QUIET, verbose=False)

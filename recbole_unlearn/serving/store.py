@@ -281,6 +281,10 @@ class ModelStore:
             files = manifest["files"]
             with _of_the_shape_written(os.path.join(version_dir, MANIFEST)):
                 if manifest.get("held_out"):  # the audit's twins: never trained on, here neither
+                    if not config["audit"]:  # only an audited run draws twins: these rows would never be forgotten
+                        raise UnlearnError(f"{os.path.join(version_dir, MANIFEST)}: held_out names "
+                                           f"{len(manifest['held_out'])} interactions, yet the model was trained "
+                                           "without audit, which alone holds twins out: the manifest was edited")
                     dataset.held_out = _rows_of(manifest["held_out"], dataset, "manifest.json held_out")
             with _of_the_shape_written(os.path.join(version_dir, FORGOTTEN)):
                 forgotten = _rows_of(read_json(checked_path(version_dir, files, FORGOTTEN)), dataset, FORGOTTEN)
