@@ -1276,3 +1276,20 @@ def test_a_sequential_model_whose_representations_no_method_reads_still_runs(tmp
                                                              results_dir=str(tmp_path / "r"), shard_num_threads=1),
                               verbose=False)
     assert {row["method"] for row in doc["rows"]} >= {"original", "retrain", "sisa"}
+
+
+def test_a_run_saving_its_default_model_folder_warns_of_tokens_no_request_can_name(tmp_path, capsys):
+    """Only a run given ``model_dir`` refused a dataset whose tokens no request line can name;
+    SISA saves ``<run>/sisa_model`` by default and printed how to answer requests with it, with
+    no word that user ``7,8`` could never be forgotten there (found by probing). Such a research
+    run still runs, and warns."""
+    folder = tmp_path / "comma"
+    folder.mkdir()
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    lines += [f"{user}\t{u * 6 + k}\t{k}" for u, user in enumerate(["7,8", "7", "u2", "u3"]) for k in range(6)]
+    (folder / "comma.inter").write_text("\n".join(lines) + "\n")
+    run_recbole_unlearn("SASRec", config_dict=tiny_dict(
+        data_path=str(tmp_path), dataset="comma", unlearn_method="sisa", n_shards=2, forget_protocol="none",
+        include_retrain=False, shard_num_threads=1, results_dir=str(tmp_path / "r")))
+    out = capsys.readouterr().out
+    assert "warning: 1 token of the dataset ('7,8') cannot be named in a request file" in out, out

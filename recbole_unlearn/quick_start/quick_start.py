@@ -71,15 +71,23 @@ def _check_keys_used(config, names: List[str]) -> None:
                            "drop it, or run a method that uses it")
 
 
-def _check_requestable(dataset) -> None:
-    """A saved model answers request files: refuse a dataset with tokens none can name."""
+def _unrequestable_line(dataset) -> Optional[str]:
+    """What is wrong with a dataset with tokens no request line can name, or ``None``."""
     bad = unrequestable_tokens(dataset)
-    if bad:
-        raise UnlearnError(f"{len(bad)} token{'s' if len(bad) > 1 else ''} of the dataset ({', '.join(bad[:5])}"
-                           f"{', ...' if len(bad) > 5 else ''}) cannot be named in a request file (a user token "
-                           "starting with # is a comment line; a user token holding a comma is split at it; "
-                           "spaces at a token's edge are stripped), so a saved model could never forget them: "
-                           "rename them in the dataset")
+    if not bad:
+        return None
+    return (f"{len(bad)} token{'s' if len(bad) > 1 else ''} of the dataset ({', '.join(bad[:5])}"
+            f"{', ...' if len(bad) > 5 else ''}) cannot be named in a request file (a user token "
+            "starting with # is a comment line; a user token holding a comma is split at it; "
+            "spaces at a token's edge are stripped), so a saved model could never forget them: "
+            "rename them in the dataset")
+
+
+def _check_requestable(dataset) -> None:
+    """A model folder given to answer requests: refuse a dataset with tokens none can name."""
+    problem = _unrequestable_line(dataset)
+    if problem:
+        raise UnlearnError(problem)
 
 
 @releasing_run_logger
@@ -209,6 +217,10 @@ def _run(config, experiment, methods: List[str], run_dir: str, live: List[str], 
         busy = busy_rows_note(rows, config["busy_cpu_share"])
         if busy:
             print(f"note: {busy}")
+        if not config["model_dir"] and any(row.get("model_dir") for row in rows):
+            unrequestable = _unrequestable_line(experiment.data)  # a given model_dir refused it before the run
+            if unrequestable:
+                print(f"warning: {unrequestable} (the model folders this run saved answer requests all the same)")
         if experiment.nothing_to_forget:
             for row in rows:
                 if row.get("model_dir"):
