@@ -1253,15 +1253,18 @@ def test_a_user_token_holding_a_comma_is_refused_for_a_saved_model_and_never_mis
 
 
 @pytest.mark.parametrize("model, method", [("TransRec", "retrain"), ("DIN", "retrain"), ("RepeatNet", "sru"),
-                                           ("Caser", "sru"), ("HRM", "receraser")])
+                                           ("Caser", "sru"), ("HRM", "receraser"),
+                                           ("SHAN", "sru"), ("CORE", "sru"), ("GRU4RecCPR", "fanchuan")])
 def test_a_sequential_model_a_method_cannot_train_is_one_error_before_anything_is_written(tmp_path, model, method):
     """RecBole types these as sequential models, and each ended in a traceback after the run folder
     was written and the original trained (found by probing): TransRec trains on negatives without
     a ``loss_type`` key to say so, DIN needs a label field, and RepeatNet, Caser and HRM give the
     learned aggregators no sequence representation or item embeddings. One batch of a few users
-    is tried first: one ``error:`` line naming the model, and nothing written."""
+    is tried first: one ``error:`` line naming the model, and nothing written. SHAN's ``forward``
+    takes a user where lengths were given, and CORE and GRU4RecCPR do not score with the vectors
+    a method reads (their runs ended, with every number computed from the wrong vectors, unsaid)."""
     settings = tiny_dict(unlearn_method=method, results_dir=str(tmp_path / "r"), shard_num_threads=1)
-    if method != "retrain":
+    if method in ("sru", "receraser"):
         settings.update(n_shards=2)
     with pytest.raises(UnlearnError, match=f"model {model} cannot be trained") as refused:
         run_recbole_unlearn(model, config_dict=settings, verbose=False)
@@ -1293,3 +1296,14 @@ def test_a_run_saving_its_default_model_folder_warns_of_tokens_no_request_can_na
         include_retrain=False, shard_num_threads=1, results_dir=str(tmp_path / "r")))
     out = capsys.readouterr().out
     assert "warning: 1 token of the dataset ('7,8') cannot be named in a request file" in out, out
+
+
+def test_scif_on_a_model_whose_parameters_it_cannot_select_is_one_error_before_anything_is_written(tmp_path):
+    """SCIF's default ``scif_params: embeddings`` selects the item embedding table and output
+    layer; FPMC and RepeatNet have neither, and the run ended in a traceback (``grad()`` of no
+    inputs) after the run folder was written and earlier methods' forgets went live (found by
+    probing). The preflight asks the step."""
+    with pytest.raises(UnlearnError, match="model RepeatNet cannot be trained .* scif_params 'embeddings' selects no"):
+        run_recbole_unlearn("RepeatNet", config_dict=tiny_dict(unlearn_method="scif", results_dir=str(tmp_path / "r")),
+                            verbose=False)
+    assert not (tmp_path / "r").exists()

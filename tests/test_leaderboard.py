@@ -1303,3 +1303,14 @@ def _held_by_another_process(folder, what: str = "model folder"):
         holder.kill()
         holder.wait()
         ready.unlink()
+
+
+def test_a_grid_cell_whose_model_cannot_be_trained_is_one_error_and_writes_no_rows(tmp_path):
+    """A grid of TransRec (which trains on negatives, without a ``loss_type`` key to say so)
+    ended in a ``KeyError: 'neg_item_id'`` traceback after its cell's files were written: a run
+    tries its model on a few users first, a grid did not (found by probing)."""
+    path = _tiny_grid(tmp_path, ["retrain"], models=("TransRec",))
+    with pytest.raises(UnlearnError, match="model TransRec cannot be trained"):
+        run_grid(path)
+    cell = tmp_path / "board" / "TransRec-ml-tiny"
+    assert not (cell / "cell.json").exists() and not (cell / "rows").exists()

@@ -286,6 +286,7 @@ KEYS: Dict[str, Key] = {
     "keep_previous_version": flag_key("runtime"),
     "busy_cpu_share": number_key("runtime", open_low=False, high=1),
     "preflight_users": int_key("runtime"),
+    "preflight_topk_agreement": number_key("runtime", open_low=False, high=1),
     # --- parallel shard training ----------------------------------------------------------
     "num_workers": int_key("runtime"),
     "ray_address": path_key("runtime", optional=True),

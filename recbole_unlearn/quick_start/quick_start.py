@@ -131,7 +131,9 @@ def run_recbole_unlearn(
         if config["model_dir"]:
             _check_requestable(experiment.data)
         check_model_trains(config, experiment.data,
-                           any(METHODS.get(name).reads_representations(config.for_method(name)) for name in methods))
+                           any(METHODS.get(name).reads_representations(config.for_method(name)) for name in methods),
+                           {step: config.for_method(name) for name in methods
+                            for step in METHODS.get(name).steps_used(config.for_method(name))})
     except UnlearnError:
         raise
     except Exception as e:  # RecBole refusing a setting while the run is set up (nothing is written yet)

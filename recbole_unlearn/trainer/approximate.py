@@ -102,6 +102,11 @@ class ApproximateStep(ABC):
     def check(cls, config) -> None:
         """Raise ``UnlearnError`` for settings this step cannot run with (before anything runs)."""
 
+    @classmethod
+    def check_model(cls, config, model: torch.nn.Module) -> None:
+        """Raise any error for a model this step cannot act on (``trainer.preflight`` tries it on
+        a freshly built model before a run writes anything)."""
+
     @abstractmethod
     def run(self, config, model: torch.nn.Module, dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
             keep: np.ndarray, history_keep: Optional[np.ndarray] = None) -> ApproximateReport:

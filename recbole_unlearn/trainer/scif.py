@@ -113,6 +113,12 @@ declare({  # defaults and their sources: properties/method/scif.yaml
 class SCIFStep(ApproximateStep):
     """One damped Newton step of the influence function (see the module doc)."""
 
+    @classmethod
+    def check_model(cls, config, model: torch.nn.Module) -> None:
+        if not selected_parameters(model, config["scif_params"]):  # FPMC, RepeatNet: no item_embedding, no output
+            raise ValueError(f"scif_params {config['scif_params']!r} selects no parameter of the model (it has no "
+                             "item_embedding or output layer): set scif_params: all")
+
     def run(self, config, model, dataset: UnlearnSequentialDataset, forget_set: ForgetSet, keep: np.ndarray,
             history_keep: Optional[np.ndarray] = None) -> ApproximateReport:
         report, probe, history_keep = begin_step(config, model, dataset, forget_set, keep, history_keep, "newton_step")
