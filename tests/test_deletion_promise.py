@@ -1146,3 +1146,38 @@ def test_a_request_run_writes_curves_of_a_forget_only_when_it_asks(tmp_path, mon
     assert doc["requests"]["applied"] == 1
     assert doc["settings"][key] is False
     assert sorted(os.listdir(serve)) == ["r", "req.csv"]
+
+
+def test_a_watcher_that_finds_its_requests_applied_by_a_process_that_died_writes_their_ledger_lines(sisa_copy,
+                                                                                                     in_tmp,
+                                                                                                     monkeypatch):
+    """Two watchers queued the same file; one applied it and was killed after its audit line,
+    before its ledger lines. The other then found the requests in the audit log, counted them
+    ``applied_elsewhere`` ("the process that applied it wrote its ledger line") and moved the file
+    to ``processed/``, leaving the ledger at ``queued`` until some later run started (found by
+    probing). It writes the dead process's lines (``recovered``)."""
+    from recbole_unlearn.serving import apply, open_store
+    from recbole_unlearn.serving.batcher import RequestBatcher
+
+    model = load_model(sisa_copy)
+    (in_tmp / "x.csv").write_text(f"{model.dataset.id2token('user_id', 5)}\n")
+    survivor = RequestBatcher(open_store(sisa_copy), load_model(sisa_copy), 10, 0.0, "requests:inbox")
+    survivor.submit(_watched_requests(model, in_tmp / "x.csv"))
+    killed = RequestBatcher(open_store(sisa_copy), load_model(sisa_copy), 10, 0.0, "requests:inbox")
+    killed.submit(_watched_requests(model, in_tmp / "x.csv"))
+    real_fault_point = apply.fault_point
+
+    def die_after_the_audit_line(name):
+        real_fault_point(name)
+        if name == "audit_appended":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(apply, "fault_point", die_after_the_audit_line)
+    with pytest.raises(KeyboardInterrupt):
+        killed.pump(drain=True)
+    monkeypatch.setattr(apply, "fault_point", real_fault_point)
+    survivor.pump(drain=True)
+    assert survivor.summary.outcomes["applied_elsewhere"] == 1
+    last = [e for e in ledger_events(sisa_copy)][-1]
+    assert last["status"] == "applied" and last.get("recovered") is True, last
+    verify_model(sisa_copy)

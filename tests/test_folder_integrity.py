@@ -835,3 +835,51 @@ def test_verify_finds_held_out_twins_in_a_folder_that_ran_no_audit(folder, tmp_p
         verify_model(folder)
     with pytest.raises(UnlearnError, match="held_out .* trained without audit"):
         run_forget_requests(folder, _request(tmp_path, "a.csv", user), QUIET, verbose=False)
+
+
+def test_the_stop_line_counts_already_forgotten_requests_as_applied(folder, tmp_path, monkeypatch):
+    """An already-forgotten request is ``applied`` (``already_forgotten: true``) in the ledger,
+    yet a stop line after it said "0 requests applied" and counted it nowhere (found by
+    probing)."""
+    from recbole_unlearn.serving.batcher import RequestBatcher
+    from recbole_unlearn.serving.stream import RequestsInterrupted
+
+    run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
+    real_record, applied_appends = RequestBatcher._record, []
+
+    def record(self, events):
+        if any(e["status"] == "applied" for e in events):
+            applied_appends.append(events)
+            if len(applied_appends) == 2:
+                raise KeyboardInterrupt
+        real_record(self, events)
+
+    monkeypatch.setattr(RequestBatcher, "_record", record)
+    with pytest.raises(RequestsInterrupted) as stop:
+        run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 3), _user(folder, 4)),
+                            dict(QUIET, max_batch=1), verbose=False)
+    assert str(stop.value).startswith("1 request applied, 0 rejected, 1 request read and not recorded"), stop.value
+
+
+def test_a_stop_while_a_read_file_waits_for_the_lock_says_its_requests_are_not_queued(folder, tmp_path, monkeypatch):
+    """A watcher that read a file and then waited for the folder's lock (another process's
+    forget) said "0 requests read and not recorded", with no word of the file's requests, when
+    stopped there (found by probing)."""
+    from recbole_unlearn.serving import open_store
+    from recbole_unlearn.serving.batcher import RequestBatcher
+    from recbole_unlearn.serving.request_files import file_requests
+    from recbole_unlearn.serving.stream import RequestsInterrupted, says_what_went_live
+
+    model = load_model(folder)
+    store = open_store(folder)
+    batcher = RequestBatcher(store, model, 10, 0.0, "requests:inbox")
+    requests = file_requests(_request(tmp_path, "x.csv", _user(folder, 3), _user(folder, 4)), model.dataset,
+                             1000, 1000, strict=False)[1]
+
+    def stopped_while_waiting():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store.lock, "hold", stopped_while_waiting)
+    with pytest.raises(RequestsInterrupted, match="; 2 requests read and not queued"):
+        with says_what_went_live(batcher.summary, "requests.jsonl", "the folder keeps their file"):
+            batcher.submit(requests)

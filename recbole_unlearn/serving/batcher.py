@@ -231,11 +231,15 @@ class RequestBatcher:
         requests, those other runs have left waiting since this one started (a run killed after
         queuing them) are queued again too, so a long-running watcher does not leave them
         behind newer ones until the next start."""
+        if not resumed:  # read, not queued: a stop while this waits for the lock (another run's forget) says so
+            self.summary.being_queued = len(requests)
         with self.store.lock.hold():
             if not resumed:  # the constructor has just read them
                 waiting = [r for r in self._waiting(self._refresh()) if r.id not in self.queued_ids]
                 self._submit(waiting, resumed=True)
+                self.summary.being_queued = len(requests)
             self._submit(requests, resumed)
+        self.summary.being_queued = 0
 
     def _submit(self, requests: List[FileRequest], resumed: bool) -> None:
         now_mono = time.monotonic()
@@ -336,12 +340,16 @@ class RequestBatcher:
         elsewhere, already, unchanged = set(outcome.done_elsewhere), set(outcome.already_forgotten), set(outcome.unchanged)
         version = outcome.entry["version"] if outcome.entry else None
         events, kinds, latencies = [], [], []
+        if elsewhere:  # under the lock: what the ledger holds now (a process that applied them may have died)
+            self._refresh()
         for pending in batch:
             request = pending.request
             base = {"id": request.id, "file": request.file, "line": request.line, "time": now()}
             if request.id in elsewhere:
                 kinds.append("applied_elsewhere")
-                continue  # the process that applied it wrote its ledger line
+                if request.id not in self.ledger_final:  # its process died before its ledger line: written here
+                    events.append(self._recovered_line(request.id, request.file, request.line))
+                continue
             latency = done - pending.received
             latencies.append(latency)
             status, kind = "applied", "applied"

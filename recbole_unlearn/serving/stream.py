@@ -46,7 +46,8 @@ class RequestsInterrupted(KeyboardInterrupt):
 
     def __init__(self, summary: StreamSummary, ledger: str, again: str = "give their request file again"):
         self.summary = summary
-        applied = summary.outcomes["applied"] + summary.outcomes["applied_without_change"]
+        # every final outcome but a rejection: already forgotten ones are applied in the ledger too
+        applied = sum(n for outcome, n in summary.outcomes.items() if outcome != "rejected")
         waiting = summary.queued - sum(summary.outcomes.values())
         unqueued = summary.being_queued
         super().__init__(f"{applied} request{'' if applied == 1 else 's'} applied, "
