@@ -783,6 +783,15 @@ def test_an_extra_deletion_that_would_delete_nothing_is_refused(tmp_path, in_tmp
     assert not (tmp_path / "r").exists()
 
 
+def _six_per_user_dataset(tmp_path, name: str, users, item_prefix: str = "") -> None:
+    """``<tmp_path>/<name>/<name>.inter``: six interactions of each of ``users`` (tokens as given)."""
+    folder = tmp_path / name
+    folder.mkdir()
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    lines += [f"{user}\t{item_prefix}{u * 6 + k}\t{k}" for u, user in enumerate(users) for k in range(6)]
+    (folder / f"{name}.inter").write_text("\n".join(lines) + "\n")
+
+
 def test_a_dataset_whose_tokens_no_request_file_can_name_is_refused_for_a_saved_model(tmp_path, in_tmp):
     """A user token starting with ``#`` is read as a comment line in a request file, and one with
     spaces at an edge is stripped to another token, so such a user's deletion request was
@@ -790,11 +799,7 @@ def test_a_dataset_whose_tokens_no_request_file_can_name_is_refused_for_a_saved_
     refuses such a dataset, naming the tokens; a research run without model_dir still runs."""
     from recbole_unlearn import run_recbole_unlearn
 
-    folder = tmp_path / "odd"
-    folder.mkdir()
-    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
-    lines += [f"{user}\ti{u * 6 + k}\t{k}" for u, user in enumerate(["#hash", " pad", "u2", "u3"]) for k in range(6)]
-    (folder / "odd.inter").write_text("\n".join(lines) + "\n")
+    _six_per_user_dataset(tmp_path, "odd", ["#hash", " pad", "u2", "u3"], item_prefix="i")
     settings = tiny_dict(data_path=str(tmp_path), dataset="odd", unlearn_method="sisa", n_shards=2,
                          forget_protocol="none", save_model=False, include_retrain=False)
     with pytest.raises(UnlearnError, match=r"'#hash'.*' pad'|' pad'.*'#hash'"):
@@ -1237,11 +1242,7 @@ def test_a_user_token_holding_a_comma_is_refused_for_a_saved_model_and_never_mis
     from recbole_unlearn import run_recbole_unlearn
     from recbole_unlearn.data.forget import RequestLineError, parse_request_line
 
-    folder = tmp_path / "comma"
-    folder.mkdir()
-    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
-    lines += [f"{user}\t{u * 6 + k}\t{k}" for u, user in enumerate(["7,8", "7", "u2", "u3"]) for k in range(6)]
-    (folder / "comma.inter").write_text("\n".join(lines) + "\n")
+    _six_per_user_dataset(tmp_path, "comma", ["7,8", "7", "u2", "u3"])
     settings = tiny_dict(data_path=str(tmp_path), dataset="comma", unlearn_method="sisa", n_shards=2,
                          forget_protocol="none", save_model=False, include_retrain=False)
     with pytest.raises(UnlearnError, match=r"'7,8'.*a user token holding a comma"):
@@ -1286,11 +1287,7 @@ def test_a_run_saving_its_default_model_folder_warns_of_tokens_no_request_can_na
     SISA saves ``<run>/sisa_model`` by default and printed how to answer requests with it, with
     no word that user ``7,8`` could never be forgotten there (found by probing). Such a research
     run still runs, and warns."""
-    folder = tmp_path / "comma"
-    folder.mkdir()
-    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
-    lines += [f"{user}\t{u * 6 + k}\t{k}" for u, user in enumerate(["7,8", "7", "u2", "u3"]) for k in range(6)]
-    (folder / "comma.inter").write_text("\n".join(lines) + "\n")
+    _six_per_user_dataset(tmp_path, "comma", ["7,8", "7", "u2", "u3"])
     run_recbole_unlearn("SASRec", config_dict=tiny_dict(
         data_path=str(tmp_path), dataset="comma", unlearn_method="sisa", n_shards=2, forget_protocol="none",
         include_retrain=False, shard_num_threads=1, results_dir=str(tmp_path / "r")))

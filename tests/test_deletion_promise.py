@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -584,13 +585,32 @@ def test_a_run_whose_approximate_forget_changed_nothing_says_so_under_its_table(
     assert "warning: sruga (stopped_by: utility_floor) did not change the model" in out, out
 
 
+@contextmanager
+def _stopped_after_the_audit_line(monkeypatch):
+    """Within the block, a forget stops (``KeyboardInterrupt``) right after its audit line is
+    appended, before its ledger lines: as a process stopped or killed there."""
+    from recbole_unlearn.serving import apply
+
+    real_fault_point = apply.fault_point
+
+    def stop_after_the_audit_line(name):
+        real_fault_point(name)
+        if name == "audit_appended":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(apply, "fault_point", stop_after_the_audit_line)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(apply, "fault_point", real_fault_point)
+
+
 @pytest.mark.parametrize("next_file", ["the same file", "another file"])
 def test_a_recovered_ledger_line_says_the_forget_changed_nothing(in_tmp, monkeypatch, next_file):
     """A run stopped after its audit line went in and before its ledger line: the next run writes
     the ledger line (``recovered``) from the audit log, and wrote ``applied`` where the forget
     changed nothing (the audit line says ``changed: false``; found by probing). It now writes
     ``applied_without_change``, as the run itself would have."""
-    from recbole_unlearn.serving import apply
     from recbole_unlearn.serving.stream import RequestsInterrupted
 
     model_dir = train_saved_model(in_tmp, model="SASRec", unlearn_method="sruga", sruga_learning_rate=1.0,
@@ -600,17 +620,8 @@ def test_a_recovered_ledger_line_says_the_forget_changed_nothing(in_tmp, monkeyp
              if not np.isin(model.dataset.user_rows(model.dataset.field2token_id["user_id"][u]), model.forgotten).any()]
     (in_tmp / "a.csv").write_text(f"{users[0]}\n")
     (in_tmp / "b.csv").write_text(f"{users[1]}\n")
-    real_fault_point = apply.fault_point
-
-    def stop_after_the_audit_line(name):
-        real_fault_point(name)
-        if name == "audit_appended":
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(apply, "fault_point", stop_after_the_audit_line)
-    with pytest.raises(RequestsInterrupted):
+    with _stopped_after_the_audit_line(monkeypatch), pytest.raises(RequestsInterrupted):
         run_forget_requests(model_dir, str(in_tmp / "a.csv"), QUIET)
-    monkeypatch.setattr(apply, "fault_point", real_fault_point)
     assert read_audit(model_dir)[-1]["changed"] is False
     run_forget_requests(model_dir, str(in_tmp / ("a.csv" if next_file == "the same file" else "b.csv")), QUIET)
     last = {}
@@ -1156,7 +1167,7 @@ def test_a_watcher_that_finds_its_requests_applied_by_a_process_that_died_writes
     ``applied_elsewhere`` ("the process that applied it wrote its ledger line") and moved the file
     to ``processed/``, leaving the ledger at ``queued`` until some later run started (found by
     probing). It writes the dead process's lines (``recovered``)."""
-    from recbole_unlearn.serving import apply, open_store
+    from recbole_unlearn.serving import open_store
     from recbole_unlearn.serving.batcher import RequestBatcher
 
     model = load_model(sisa_copy)
@@ -1165,17 +1176,8 @@ def test_a_watcher_that_finds_its_requests_applied_by_a_process_that_died_writes
     survivor.submit(_watched_requests(model, in_tmp / "x.csv"))
     killed = RequestBatcher(open_store(sisa_copy), load_model(sisa_copy), 10, 0.0, "requests:inbox")
     killed.submit(_watched_requests(model, in_tmp / "x.csv"))
-    real_fault_point = apply.fault_point
-
-    def die_after_the_audit_line(name):
-        real_fault_point(name)
-        if name == "audit_appended":
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(apply, "fault_point", die_after_the_audit_line)
-    with pytest.raises(KeyboardInterrupt):
+    with _stopped_after_the_audit_line(monkeypatch), pytest.raises(KeyboardInterrupt):
         killed.pump(drain=True)
-    monkeypatch.setattr(apply, "fault_point", real_fault_point)
     survivor.pump(drain=True)
     assert survivor.summary.outcomes["applied_elsewhere"] == 1
     last = [e for e in ledger_events(sisa_copy)][-1]
