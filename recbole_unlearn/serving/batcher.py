@@ -237,7 +237,6 @@ class RequestBatcher:
             if not resumed:  # the constructor has just read them
                 waiting = [r for r in self._waiting(self._refresh()) if r.id not in self.queued_ids]
                 self._submit(waiting, resumed=True)
-                self.summary.being_queued = len(requests)
             self._submit(requests, resumed)
         self.summary.being_queued = 0
 
