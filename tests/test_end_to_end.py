@@ -352,3 +352,20 @@ def test_the_cap_note_says_nothing_validates_where_eval_step_is_0():
 
     note = cap_note([{"method": "original", "epochs_run": 2}], epochs_cap=2, agg_epochs_cap=10, validates=False)
     assert "nothing validates (eval_step 0)" in note and "set --epochs higher" not in note, note
+
+
+def test_the_cap_note_says_sub_models_do_not_validate_where_validate_submodels_is_off():
+    """With ``validate_submodels: False`` shard stages and aggregators never stop by validation;
+    the note still said to raise ``--epochs`` to train them to convergence (found by probing)."""
+    from recbole_unlearn.utils.results import cap_note
+
+    stage = {"epochs": 3, "cap": 3, "hit_cap": True}
+    row = {"method": "sisa", "fit_training": {"shards": {"0": {"0": stage}, "1": {"0": stage}}}}
+    note = cap_note([row], epochs_cap=3, agg_epochs_cap=10, submodels_validate=False)
+    assert "shard stages and aggregators do not validate (validate_submodels False)" in note, note
+    assert "--epochs higher" not in note, note
+    assert "--epochs higher" in cap_note([row], epochs_cap=3, agg_epochs_cap=10)
+    both = cap_note([{"method": "original", "epochs_run": 3}, row], epochs_cap=3, agg_epochs_cap=10,
+                    submodels_validate=False)  # the probe's run: the original's cap, and shards that never stop
+    assert "set --epochs higher to train to convergence (the single models); shard stages and aggregators do not " \
+           "validate (validate_submodels False); set --validate_submodels=True" in both, both

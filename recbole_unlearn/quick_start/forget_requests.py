@@ -111,7 +111,8 @@ def _report(config, model, summary, meter: CpuMeter, requests: str, model_dir: s
                 print(f"note: {name} is kept (keep_previous_version): a model from before this run's latest forget, "
                       "trained on the data it forgot; the next run answering requests without the key removes it")
         capped = cap_note([row], config["epochs"], config["agg_epochs"], config["slice_epochs"], saved_model=True,
-                          validates=bool(config["eval_step"]))
+                          validates=bool(config["eval_step"]),
+                          submodels_validate=bool(config["validate_submodels"]))
         if capped:
             print(f"note: {capped}")
         busy_note = busy_rows_note([row], config["busy_cpu_share"])

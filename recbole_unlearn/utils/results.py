@@ -207,14 +207,16 @@ def _capped_stage_caps(row: dict) -> List[int]:
 
 def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int, slice_epochs_cap: Optional[int] = None,
              reference_epochs: Sequence[Optional[int]] = (), saved_model: bool = False,
-             validates: bool = True) -> Optional[str]:
+             validates: bool = True, submodels_validate: bool = True) -> Optional[str]:
     """One line naming every model of ``rows`` that stopped at its cap (``epochs``; a shard stage
     ``slice_epochs`` when set, else the cap its record holds, ``ceil(epochs / n_slices)``;
     ``agg_epochs`` for a learned aggregator) rather than by validation,
     and the audit's reference models when one of them ran all ``epochs`` (``reference_epochs``:
     epochs each ran, ``None`` for one reloaded); ``None`` if none did. ``saved_model``: the caps
     are a saved model's settings, which a run answering requests cannot change. ``validates``
-    False (``eval_step: 0``): nothing validates, so the line says that, not to raise a cap."""
+    False (``eval_step: 0``): nothing validates, so the line says that, not to raise a cap;
+    ``submodels_validate`` False (``validate_submodels: False``): no shard stage or aggregator
+    does, and the line says so where only they stopped at a cap."""
     named, aggregator, stages, whole = [], False, False, False
     for row in rows:
         parts = capped_parts(row, epochs_cap)
@@ -240,6 +242,13 @@ def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int, slice_epoch
     if aggregator:
         keys.append(("agg_epochs", f"agg_epochs {agg_epochs_cap}"))
     caps = ", ".join(text for _, text in keys)
+    unvalidated = ""  # sub-models that never validate stop at their cap whatever it is
+    if validates and not submodels_validate and (stages or aggregator):
+        how = "--validate_submodels=True to stop them by validation"
+        unvalidated = (": shard stages and aggregators do not validate (validate_submodels False); "
+                       + (f"train a new model folder with {how}" if saved_model else f"set {how}"))
+        if not whole:
+            return f"{', '.join(named)} stopped at their cap ({caps}){unvalidated}"
     if not validates:
         how = "--eval_step=1 (validation after every epoch) to train to convergence"
         return (f"{', '.join(named)} ran all their epochs ({caps}): nothing validates (eval_step 0), so no model "
@@ -247,7 +256,8 @@ def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int, slice_epoch
     raise_them = f"{' and '.join('--' + key for key in dict(keys))} higher to train to convergence"
     return (f"{', '.join(named)} stopped at their cap ({caps}), not by validation (stopping_step); "
             + (f"these caps are the saved model's settings: train a new model folder with {raise_them}"
-               if saved_model else f"set {raise_them}"))
+               if saved_model else f"set {raise_them}")
+            + (f" (the single models){unvalidated.replace(': ', '; ', 1)}" if unvalidated else ""))
 
 
 def changed_nothing(row: dict) -> bool:
