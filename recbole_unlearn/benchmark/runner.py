@@ -65,7 +65,6 @@ from recbole_unlearn.serving.ledger import RequestLedger
 from recbole_unlearn.serving.lock import LOCK, LOCK_PID, FolderLock, FolderUnlockable
 from recbole_unlearn.serving.store import MANIFEST, file_sha256, open_store
 from recbole_unlearn.unlearn import METHODS
-from recbole_unlearn.trainer.preflight import check_model_trains
 from recbole_unlearn.unlearn.experiment import AUDIT_REFERENCE_PREFIX, Experiment
 from recbole_unlearn.config.keys import settings_of, unused_method_keys
 from recbole_unlearn.utils.atomic import write_json
@@ -611,10 +610,7 @@ def _run_cell_held(run: CellRun, progress: Progress) -> dict:
     for variant in pending:
         experiment.check_method(run.variant_configs[variant.label])
     if pending:  # the model tried on a few users, as a run does (a traceback came after the cell's files)
-        configs = {variant.label: run.variant_configs[variant.label] for variant in pending}
-        check_model_trains(run.base, experiment.data,
-                           any(METHODS.get(c.method).reads_representations(c) for c in configs.values()),
-                           {step: c for c in configs.values() for step in METHODS.get(c.method).steps_used(c)})
+        experiment.check_model([run.variant_configs[variant.label] for variant in pending])
     claim_output_dir(grid)  # after the checks: a refused row wrote grid.json, claiming the folder
 
     os.makedirs(os.path.join(run.dir, "rows"), exist_ok=True)

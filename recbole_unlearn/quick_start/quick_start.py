@@ -9,7 +9,6 @@ from recbole_unlearn.config.keys import unused_method_keys
 from recbole_unlearn.data.forget import unrequestable_tokens
 from recbole_unlearn.serving.apply import kept_by_filters_line
 from recbole_unlearn.serving.audit import folder_after_stop
-from recbole_unlearn.trainer.preflight import check_model_trains
 from recbole_unlearn.unlearn.experiment import Experiment, check_results_dir, run_dir_for
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.utils.atomic import save_weights
@@ -130,10 +129,7 @@ def run_recbole_unlearn(
         check_results_dir(config["results_dir"])
         if config["model_dir"]:
             _check_requestable(experiment.data)
-        check_model_trains(config, experiment.data,
-                           any(METHODS.get(name).reads_representations(config.for_method(name)) for name in methods),
-                           {step: config.for_method(name) for name in methods
-                            for step in METHODS.get(name).steps_used(config.for_method(name))})
+        experiment.check_model([config.for_method(name) for name in methods])
     except UnlearnError:
         raise
     except Exception as e:  # RecBole refusing a setting while the run is set up (nothing is written yet)

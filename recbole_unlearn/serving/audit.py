@@ -10,7 +10,7 @@ repaired under the lock).
 import hashlib
 import hmac
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -27,6 +27,9 @@ SECRET = "audit.key"
 #: the lists an audit line may hold (checked when read)
 LINE_FIELDS = {"request_ids": (list, False), "forgotten_hmac": (list, False), "already_forgotten": (list, False),
                "unchanged_request_ids": (list, False)}
+
+
+_UNREAD = object()  # AuditLog.pending's live line when the caller has not read it
 
 
 class AuditLog:
@@ -101,18 +104,18 @@ class AuditLog:
         self.append(pending)
         return pending
 
-    def pending(self, store: ModelStore, entries: List[dict]) -> Optional[dict]:
+    def pending(self, store: ModelStore, entries: List[dict], live=_UNREAD) -> Optional[dict]:
         """The audit line the live version holds (``audit_entry.json``) if the log (``entries``)
-        lacks it: a process died between the switch and the append; ``None`` otherwise."""
-        version_dir, manifest = store.read_manifest()
-        if PENDING_AUDIT not in manifest["files"]:
+        lacks it: a process died between the switch and the append; ``None`` otherwise. ``live``:
+        :func:`live_audit_line`'s answer, where the caller has read it already."""
+        live = live_audit_line(store) if live is _UNREAD else live
+        if live is None:
             return None
-        path = checked_path(version_dir, manifest["files"], PENDING_AUDIT)
-        pending = read_json(path)
+        path, pending = live
         pending_id = pending.get("audit_id", pending.get("request_id"))
         if any(e.get("audit_id", e.get("request_id")) == pending_id for e in entries):
             return None
-        self._check_pending_is_own(path, pending, os.path.basename(version_dir), entries)
+        self._check_pending_is_own(path, pending, os.path.basename(os.path.dirname(path)), entries)
         return pending
 
     def _check_pending_is_own(self, path: str, pending: dict, version: str, entries: List[dict]) -> None:
@@ -212,8 +215,9 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
         key = log.secret(create=False)
         log.check_not_rolled_back(store, entries)
         events = RequestLedger(model_dir).events(repair=True)
-        pending = log.pending(store, entries)
-        _check_log_lines(log.path, entries, _live_audit_line(store))
+        live = live_audit_line(store)
+        pending = log.pending(store, entries, live)
+        _check_log_lines(log.path, entries, live[1] if live else None)
         audited_ids = {rid for entry in entries + [pending or {}] for rid in entry.get("request_ids", [])}
         _check_ledger(os.path.join(model_dir, LEDGER), events, audited_ids, forgotten,
                       os.path.basename(model.version_dir), _listed_statuses(entries))
@@ -261,13 +265,14 @@ def check_not_rolled_back(path: str, lines: List[dict], current: Optional[str]) 
                 "whole folder from one copy")
 
 
-def _live_audit_line(store: ModelStore) -> Optional[dict]:
-    """The audit line of the forget that made the live version (its ``audit_entry.json``,
-    checksummed in its manifest); ``None`` for a version no forget made."""
+def live_audit_line(store: ModelStore) -> Optional[Tuple[str, dict]]:
+    """``(path, line)`` of the audit line of the forget that made the live version (its
+    ``audit_entry.json``, checksummed in its manifest); ``None`` for a version no forget made."""
     version_dir, manifest = store.read_manifest()
     if PENDING_AUDIT not in manifest["files"]:
         return None
-    return read_json(checked_path(version_dir, manifest["files"], PENDING_AUDIT))
+    path = checked_path(version_dir, manifest["files"], PENDING_AUDIT)
+    return path, read_json(path)
 
 
 def _check_log_lines(path: str, entries: List[dict], live: Optional[dict]) -> None:

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import time
 from logging import getLogger
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from recbole_unlearn.evaluator import EvaluationSuite
 from recbole_unlearn.evaluator.audit import AuditSamples, MembershipAudit, split_twins
 from recbole_unlearn.serving.request_files import file_requests
 from recbole_unlearn.trainer import train_model
+from recbole_unlearn.trainer.preflight import check_model_trains
 from recbole_unlearn.trainer.training import TrainedModel, new_model
 from recbole_unlearn.trainer.trainer import load_checkpoint
 from recbole_unlearn.unlearn import METHODS
@@ -160,6 +161,13 @@ class Experiment:
                                f"set and in its held-out twins, drew {users[0]} and {users[1]}: its interval resamples "
                                "users (raise the forget ratio, lower audit_min_users, or set audit False)")
         return forget, twins
+
+    def check_model(self, method_configs: Sequence) -> None:
+        """Raise ``UnlearnError`` if the run's model cannot be trained here, or read or acted on
+        as the methods of ``method_configs`` (their configs) need (``trainer.preflight``)."""
+        methods = [(METHODS.get(c.method), c) for c in method_configs]
+        check_model_trains(self.config, self.data, any(method.reads_representations(c) for method, c in methods),
+                           {step: c for method, c in methods for step in method.steps_used(c)})
 
     def check_method(self, method_config) -> None:
         """Raise ``UnlearnError`` if the method named by ``method_config.method`` cannot run."""
