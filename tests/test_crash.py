@@ -115,6 +115,21 @@ def test_sigkill_leaves_old_or_new_state_and_rerun_finishes_once(saved, tmp_path
     verify_model(model_dir)
 
 
+def test_verify_names_a_version_that_never_went_live_as_such(saved, tmp_path):
+    """A forget killed after its rename and before its switch leaves a newer version that was
+    never live. ``--verify`` listed it under ``older_versions`` ("models from before later
+    forgets, trained on data they forgot"), which it is not: it is the stopped forget's model,
+    trained without the requested data. Now it is ``never_live_versions``."""
+    base, original_dir, before, after = saved
+    model_dir = str(tmp_path / "model")
+    shutil.copytree(original_dir, model_dir)
+    assert _forget(model_dir, base, kill_at="version_renamed").returncode == -signal.SIGKILL
+    report = verify_model(model_dir)
+    assert report["version"] == "v000002"
+    assert report["older_versions"] == []
+    assert report["never_live_versions"] == ["v000003"]
+
+
 def test_a_training_run_killed_during_its_request_files_forget_leaves_the_requests_waiting(tmp_path):
     """``--model=... --forget=<file> --model_dir=<new>`` killed while it forgot the file left a
     folder whose live version was trained on the requested users, with no ledger and no audit

@@ -189,7 +189,8 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
     queued or ``failed`` in the ledger and not in the audit log; ``requests_failed``; the time
     the oldest was queued), which are not an error but must not go unseen, and the
     ``older_versions`` still on disk (models from before later forgets: the one before the live
-    version under ``keep_previous_version``, or one a process killed mid-commit left).
+    version under ``keep_previous_version``, or one a process killed mid-commit left) and the
+    ``never_live_versions`` (newer ones a forget staged and was stopped before switching to).
     Each weight file's record of what it trained with is checked against the live weights and
     what the remaining data gives now (``check_trained_on``: ``weights_checked``;
     ``weights_unchecked`` are approximately unlearned files and those saved before the records
@@ -222,7 +223,7 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
         _check_ledger(os.path.join(model_dir, LEDGER), events, audited_ids, forgotten,
                       os.path.basename(model.version_dir), _listed_statuses(entries))
         waiting = _requests_not_final(events, audited_ids)
-        older = store.older_versions()
+        older, never_live = store.older_versions(), store.never_live_versions()
     log.check_key(entries)
     if key is None:
         key = b""
@@ -242,7 +243,7 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
             "applied_without_change": unchanged, "version": os.path.basename(model.version_dir),
             "requests_not_final": len(waiting), "requests_failed": sum(e["status"] == "failed" for e in waiting.values()),
             "oldest_not_final": min((e["queued"] for e in waiting.values()), default=None),
-            "older_versions": older, "weights_checked": checked, "weights_unchecked": unchecked,
+            "older_versions": older, "never_live_versions": never_live, "weights_checked": checked, "weights_unchecked": unchecked,
             # a live version whose audit line is not in the log yet (the next run appends it), and
             # the forgotten interactions no audit line covers (those of that line, where it is pending)
             "audit_pending": pending.get("version") if pending else None,

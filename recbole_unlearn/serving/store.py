@@ -405,8 +405,18 @@ class ModelStore:
         return {name: os.path.join(version_dir, name) for name in model.unchanged_files(report)}
 
     def older_versions(self) -> List[str]:
-        """Version folders on disk other than the current one, oldest first."""
+        """Version folders on disk from before the current one, oldest first (all but the
+        current one where no version is live)."""
         current = self.current_version()
+        return [v for v in self._other_versions(current) if current is None or v < current]
+
+    def never_live_versions(self) -> List[str]:
+        """Version folders on disk after the current one, oldest first: each staged by a forget
+        stopped between its rename and its switch (trained without what it forgot; never live)."""
+        current = self.current_version()
+        return [v for v in self._other_versions(current) if current is not None and v > current]
+
+    def _other_versions(self, current: Optional[str]) -> List[str]:
         return sorted(e for e in os.listdir(self.model_dir)
                       if is_version_name(e) and e != current
                       and os.path.isdir(os.path.join(self.model_dir, e)))
@@ -417,11 +427,10 @@ class ModelStore:
         forgot), keeping the current version and, with ``keep_previous``, the newest before it;
         returns the versions removed. Needs the lock."""
         current = self.current_version()
-        older = self.older_versions()
-        before = [v for v in older if current is None or v < current]
+        before, after = self.older_versions(), self.never_live_versions()
         keep = {current} | ({before[-1]} if keep_previous and before else set())
         left = self._prune(keep)
-        return [v for v in older if v not in keep and v not in left]
+        return [v for v in before + after if v not in keep and v not in left]
 
     def _prune(self, keep: set) -> List[str]:
         """Remove versions not in ``keep`` (the current one, and the previous one where
