@@ -105,7 +105,8 @@ def leaderboard_markdown(cells: List[dict], title: str = "Leaderboard") -> str:
         lines.append("|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|")
         for row in cell["rows"]:
             cells_ = [row["method"]] + [_fmt(_value(row, g, k)) for _, g, k in METRIC_COLUMNS]
-            cells_ += [_fmt(row.get("seconds"), 1), _fmt(row.get("speedup"), 2)]  # as recorded (2 decimals)
+            # as recorded (2 decimals), or as read back from a table written with fewer
+            cells_ += [_fmt(row.get("seconds"), 1), _fmt(row.get("speedup"), row.get("speedup_decimals", 2))]
             lines.append("| " + " | ".join(cells_) + " |")
         lines.append("")
         busy = busy_rows_note(cell["rows"], cell["busy_cpu_share"]) if "busy_cpu_share" in cell else None
@@ -336,7 +337,8 @@ def _parse_cell_value(text: str) -> Optional[float]:
 
 def cells_from_markdown(text: str) -> List[dict]:
     """The cells of a ``leaderboard_markdown`` document, read back from its tables: the inverse of
-    that function up to its rounding (metrics to 4 decimals, seconds to 1, speedup to 2). Lets a
+    that function up to its rounding (metrics to 4 decimals, seconds to 1, speedup to 2, or as
+    many as an older table gave: ``speedup_decimals``, which the table keeps). Lets a
     committed leaderboard be re-rendered, or merged with newly measured cells, on a machine that
     no longer holds the rows the tables were written from. Sections whose header row is not the
     leaderboard's own are skipped; ``machine`` is not in the tables and comes back empty."""
@@ -365,6 +367,9 @@ def cells_from_markdown(text: str) -> List[dict]:
                     row.setdefault(group, {})[key] = value
             row["seconds"] = _parse_cell_value(fields[-2])
             row["speedup"] = _parse_cell_value(fields[-1])
+            decimals = len(fields[-1].partition(".")[2])
+            if row["speedup"] is not None and decimals != 2:  # written before speedups had 2 decimals
+                row["speedup_decimals"] = decimals
             rows.append(row)
         cells.append({"model": model, "dataset": dataset, "description": description,
                       "machine": "", "rows": rows})
