@@ -1304,3 +1304,25 @@ def test_scif_on_a_model_whose_parameters_it_cannot_select_is_one_error_before_a
         run_recbole_unlearn("RepeatNet", config_dict=tiny_dict(unlearn_method="scif", results_dir=str(tmp_path / "r")),
                             verbose=False)
     assert not (tmp_path / "r").exists()
+
+
+def test_a_grid_saving_model_folders_warns_of_tokens_no_request_can_name(tmp_path, caplog):
+    """A grid saves a deployable model folder for every row, and said nothing of a dataset whose
+    user ``7,8`` no request file could ever name there (a research run warns; found by a
+    probe). The grid still runs, and warns once per cell."""
+    import yaml
+
+    from recbole_unlearn.benchmark.runner import run_grid
+
+    _six_per_user_dataset(tmp_path, "comma", ["7,8"] + [f"u{k}" for k in range(9)])
+    settings = {k: v for k, v in tiny_dict(data_path=str(tmp_path), n_shards=2, include_retrain=False).items()
+                if k != "dataset"}
+    grid = {"models": ["SASRec"], "datasets": ["comma"], "output_dir": str(tmp_path / "board"),
+            "config": dict(settings, forget_user_ratio=0.2, shard_num_threads=1), "methods": ["sisa"],
+            "baseline": False}
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
+    caplog.set_level("WARNING")
+    run_grid(str(tmp_path / "grid.yaml"))
+    warned = [r.getMessage() for r in caplog.records if "cannot be named in a request file" in r.getMessage()]
+    assert len(warned) == 1 and "1 token of the dataset ('7,8')" in warned[0], warned
+    assert "SASRec-comma" in warned[0]

@@ -59,7 +59,7 @@ from recbole_unlearn.benchmark.report import write_leaderboard
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.config.configurator import unread_model_settings
 from recbole_unlearn.data import check_dataset_files, dataset_file
-from recbole_unlearn.data.forget import read_request_file, request_tokens
+from recbole_unlearn.data.forget import read_request_file, request_tokens, unrequestable_line
 from recbole_unlearn.serving.audit import AuditLog
 from recbole_unlearn.serving.ledger import RequestLedger
 from recbole_unlearn.serving.lock import LOCK, LOCK_PID, FolderLock, FolderUnlockable
@@ -611,6 +611,10 @@ def _run_cell_held(run: CellRun, progress: Progress) -> dict:
         experiment.check_method(run.variant_configs[variant.label])
     if pending:  # the model tried on a few users, as a run does (a traceback came after the cell's files)
         experiment.check_model([run.variant_configs[variant.label] for variant in pending])
+        unrequestable = unrequestable_line(experiment.data)  # every row saves a model folder
+        if unrequestable:
+            getLogger().warning(f"{cell.name}: {unrequestable} (the model folders this cell saves in "
+                                f"{os.path.join(run.dir, 'models')} answer requests all the same)")
     claim_output_dir(grid)  # after the checks: a refused row wrote grid.json, claiming the folder
 
     os.makedirs(os.path.join(run.dir, "rows"), exist_ok=True)

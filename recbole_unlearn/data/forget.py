@@ -215,6 +215,18 @@ def unrequestable_tokens(dataset: UnlearnSequentialDataset) -> List[str]:
     return bad
 
 
+def unrequestable_line(dataset: UnlearnSequentialDataset) -> Optional[str]:
+    """What is wrong with a dataset with tokens no request line can name, or ``None``."""
+    bad = unrequestable_tokens(dataset)
+    if not bad:
+        return None
+    return (f"{len(bad)} token{'s' if len(bad) > 1 else ''} of the dataset ({', '.join(bad[:5])}"
+            f"{', ...' if len(bad) > 5 else ''}) cannot be named in a request file (a user token "
+            "starting with # is a comment line; a user token holding a comma is split at it; "
+            "spaces at a token's edge are stripped), so a saved model could never forget them: "
+            "rename them in the dataset")
+
+
 def request_tokens(text: str) -> List[str]:
     """The stripped fields of request line ``text``: split at tabs if it holds one (as the
     dataset's ``.inter`` file is), else at commas."""

@@ -6,7 +6,7 @@ from recbole.utils import get_local_time
 
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.config.keys import unused_method_keys
-from recbole_unlearn.data.forget import unrequestable_tokens
+from recbole_unlearn.data.forget import unrequestable_line
 from recbole_unlearn.serving.apply import kept_by_filters_line
 from recbole_unlearn.serving.audit import folder_after_stop
 from recbole_unlearn.unlearn.experiment import Experiment, check_results_dir, run_dir_for
@@ -70,21 +70,9 @@ def _check_keys_used(config, names: List[str]) -> None:
                            "drop it, or run a method that uses it")
 
 
-def _unrequestable_line(dataset) -> Optional[str]:
-    """What is wrong with a dataset with tokens no request line can name, or ``None``."""
-    bad = unrequestable_tokens(dataset)
-    if not bad:
-        return None
-    return (f"{len(bad)} token{'s' if len(bad) > 1 else ''} of the dataset ({', '.join(bad[:5])}"
-            f"{', ...' if len(bad) > 5 else ''}) cannot be named in a request file (a user token "
-            "starting with # is a comment line; a user token holding a comma is split at it; "
-            "spaces at a token's edge are stripped), so a saved model could never forget them: "
-            "rename them in the dataset")
-
-
 def _check_requestable(dataset) -> None:
     """A model folder given to answer requests: refuse a dataset with tokens none can name."""
-    problem = _unrequestable_line(dataset)
+    problem = unrequestable_line(dataset)
     if problem:
         raise UnlearnError(problem)
 
@@ -217,7 +205,7 @@ def _run(config, experiment, methods: List[str], run_dir: str, live: List[str], 
         if busy:
             print(f"note: {busy}")
         if not config["model_dir"] and any(row.get("model_dir") for row in rows):
-            unrequestable = _unrequestable_line(experiment.data)  # a given model_dir refused it before the run
+            unrequestable = unrequestable_line(experiment.data)  # a given model_dir refused it before the run
             if unrequestable:
                 print(f"warning: {unrequestable} (the model folders this run saved answer requests all the same)")
         if experiment.nothing_to_forget:
