@@ -139,9 +139,10 @@ def test_a_streamed_request_file_reads_like_the_whole_file(lines, ends, bom, las
     data = (b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8")
     path = tmp_path_factory.mktemp("stream") / "req.csv"
     path.write_bytes(data)
-    whole = [(number, raw.strip()) for number, raw in enumerate(
-        data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1)]
-    expected = [(n, t) for n, t in whole if t and not t.startswith("#")]
+    whole = list(enumerate(data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1))
+    # white space stripped at the edges, but for a tab-separated line's tabs (empty fields)
+    expected = [(n, "\t".join(f.strip() for f in raw.split("\t")) if "\t" in raw else raw.strip())
+                for n, raw in whole if raw.strip() and not raw.strip().startswith("#")]
     original = forget_module._READ_BLOCK
     forget_module._READ_BLOCK = block
     try:
@@ -162,6 +163,18 @@ def test_tab_separated_request_lines(tiny_setup, tmp_path):
     (tmp_path / "three.tsv").write_text("3\t302\t5\n")
     with pytest.raises(UnlearnError, match="or tab-separated"):
         forget_set_from_requests(str(tmp_path / "three.tsv"), dataset, 1000, 4096)
+
+
+@pytest.mark.parametrize("line", ["\t302", "3\t", " 3 \t ", "3\t302\t"])
+def test_a_tab_separated_line_with_an_empty_field_is_refused_not_read_as_a_user(tiny_setup, tmp_path, line):
+    """A tab at a line's edge marks an empty field of a tab-separated export; the line was
+    stripped before it was split, so ``<TAB>302`` (an empty user field) forgot every training
+    interaction of *user* 302 and ``3<TAB>`` (an empty item field) all of user 3's, where
+    ``,302`` and ``3,`` are errors (found by probing). The empty field is an error too."""
+    _, dataset = tiny_setup
+    (tmp_path / "empty.tsv").write_text(f"1\n{line}\n")
+    with pytest.raises(UnlearnError, match="line 2: expected 'user_token\\[,item_token\\]' \\(or tab-separated\\)"):
+        forget_set_from_requests(str(tmp_path / "empty.tsv"), dataset, 1000, 4096)
 
 
 @pytest.mark.parametrize(

@@ -227,10 +227,19 @@ def unrequestable_line(dataset: UnlearnSequentialDataset) -> Optional[str]:
             "rename them in the dataset")
 
 
+def request_line_text(text: str) -> str:
+    """Request line ``text`` with white space at its edges stripped, except tabs where it holds
+    one: a tab at the edge of a tab-separated line marks an empty field (stripped, ``<TAB>302``
+    read as user 302)."""
+    if "\t" not in text:
+        return text.strip()
+    return "\t".join(field.strip() for field in text.split("\t"))
+
+
 def request_tokens(text: str) -> List[str]:
     """The stripped fields of request line ``text``: split at tabs if it holds one (as the
-    dataset's ``.inter`` file is), else at commas."""
-    text = text.strip()
+    dataset's ``.inter`` file is; an empty field at an edge stays one), else at commas."""
+    text = request_line_text(text)
     return [p.strip() for p in text.split("\t" if "\t" in text else ",")]
 
 
@@ -246,7 +255,7 @@ def parse_request_line(text: str, dataset: UnlearnSequentialDataset, where: str)
     Returns:
         ``(user, item or None, rows)`` with ``rows`` a ``[n]`` int64 array of log rows.
     """
-    text = text.strip()
+    text = request_line_text(text)
     parts = request_tokens(text)
     user_ids = dataset.field2token_id[dataset.uid_field]
     if len(parts) == 2 and "\t" not in text and text in user_ids:  # a folder saved before such users were refused
@@ -345,10 +354,10 @@ def read_request_file(path: str, max_lines: int, max_line_bytes: int) -> Tuple[s
             raise UnlearnError(f"request file {path} line {number} is longer than {max_line_bytes} bytes "
                                "(max_request_line_bytes): not a request line")
         try:
-            line: Optional[str] = raw.decode("utf-8").strip()
+            line: Optional[str] = request_line_text(raw.decode("utf-8"))
         except UnicodeDecodeError:
             line = None
-        if line is not None and (not line or line.startswith("#")):
+        if line is not None and (not line.strip() or line.startswith("#")):  # (a line of tabs is blank)
             return
         if len(lines) >= max_lines:
             raise UnlearnError(f"request file {path} has more than {max_lines} requests "
