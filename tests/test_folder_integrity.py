@@ -472,7 +472,7 @@ def test_an_exact_folder_with_some_weight_records_removed_fails_verify(folder, t
     saved before the records have none. In a folder whose shards are retrained exactly, a
     version holding other records has no reason to lack one."""
     from conftest import read_manifest, verify_model
-    from recbole_unlearn.serving.store import file_sha256
+    from recbole_unlearn.utils.digests import file_sha256
 
     run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), dict(QUIET, keep_previous_version=True),
                         verbose=False)
@@ -499,7 +499,7 @@ def test_a_manifest_or_forgotten_list_of_the_wrong_shape_is_one_error(folder, tm
     ``ValueError`` traceback; a position past the user's interactions silently named another
     user's row (found by probing). Each is one error naming the file, and nothing changes."""
     from conftest import read_manifest
-    from recbole_unlearn.serving.store import file_sha256
+    from recbole_unlearn.utils.digests import file_sha256
 
     run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
     version_dir, manifest = read_manifest(folder)

@@ -726,3 +726,39 @@ def _watch_quickly(model_dir, inbox):
     """Watch ``inbox`` for ``model_dir`` with short waits (files settle at once, idle after 0.5 s)."""
     return run_forget_requests(model_dir, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05, "watch_settle_s": 0,
                                                        "max_wait_s": 0, "state": "ERROR"}, verbose=False)
+
+
+def test_a_watcher_records_the_dataset_file_it_loaded_not_one_changed_under_it(model_copy, in_tmp, monkeypatch):
+    """A watcher loaded the model against its dataset file (checked); the file was then edited
+    on disk (an operator purging a forgotten line) and the watcher's next version recorded the
+    edited file's digest, as if trained on it: the next run accepted the edited file, read the
+    saved forgotten positions against it, and reported a request never forgotten as
+    ``already_forgotten`` (found by probing). A version records the digests of the files its
+    dataset was read from, so the edited file stays refused."""
+    from conftest import FIXTURES
+    from recbole_unlearn.utils.errors import UnlearnError
+
+    data = in_tmp / "data"
+    shutil.copytree(os.path.join(FIXTURES, "ml-tiny"), data / "ml-tiny")
+    inter = data / "ml-tiny" / "ml-tiny.inter"
+    trained_digest = read_manifest(model_copy)[1]["data_sha256"]
+    users = _users_by_shard(model_copy)
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    (inbox / "a.csv").write_text(f"{users[0][0]}\n")
+
+    def edit_the_dataset_and_send_another_file():
+        lines = inter.read_text().splitlines(keepends=True)
+        inter.write_text("".join(lines[:-1]))  # the file's last line purged
+        (inbox / "b.csv").write_text(f"{users[1][0]}\n")
+
+    _on_next_sleep(monkeypatch, edit_the_dataset_and_send_another_file, after_first_read=True)
+    run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05, "watch_settle_s": 0,
+                                                 "max_wait_s": 0.3, "state": "ERROR", "data_path": str(data)},
+                        verbose=False)
+    assert {users[0][0], users[1][0]} <= _forgotten_users(model_copy)
+    assert read_manifest(model_copy)[1]["data_sha256"] == trained_digest
+    (in_tmp / "c.csv").write_text(f"{users[1][1]}\n")
+    with pytest.raises(UnlearnError, match="changed since the model was trained"):
+        run_forget_requests(model_copy, str(in_tmp / "c.csv"), {"state": "ERROR", "data_path": str(data)},
+                            verbose=False)

@@ -63,7 +63,8 @@ from recbole_unlearn.data.forget import read_request_file, request_tokens, unreq
 from recbole_unlearn.serving.audit import AuditLog
 from recbole_unlearn.serving.ledger import RequestLedger
 from recbole_unlearn.serving.lock import LOCK, LOCK_PID, FolderLock, FolderUnlockable
-from recbole_unlearn.serving.store import MANIFEST, file_sha256, open_store
+from recbole_unlearn.serving.store import MANIFEST, open_store
+from recbole_unlearn.utils.digests import file_sha256
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.unlearn.experiment import AUDIT_REFERENCE_PREFIX, Experiment
 from recbole_unlearn.config.keys import settings_of, unused_method_keys

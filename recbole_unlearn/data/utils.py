@@ -2,7 +2,7 @@
 import math
 import os
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -11,6 +11,7 @@ from recbole.data.interaction import Interaction
 from recbole.data.utils import create_samplers, get_dataloader
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
+from recbole_unlearn.utils.digests import file_sha256
 from recbole_unlearn.utils.errors import UnlearnError, one_line
 
 
@@ -31,6 +32,14 @@ def atomic_files(config) -> List[str]:
     suffixes = list(ATOMIC_SUFFIXES) + list(config["additional_feat_suffix"] or [])
     paths = [os.path.join(config["data_path"], f"{config['dataset']}.{suffix}") for suffix in suffixes]
     return [path for path in paths if os.path.isfile(path)]
+
+
+def atomic_digests(config, known: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """``{file name: SHA-256}`` of every atomic file of the dataset (``.inter``, ``.item``, ...);
+    ``known``: digests already computed, by file name (not read again)."""
+    known = known or {}
+    return {name: known[name] if name in known else file_sha256(path)
+            for name, path in ((os.path.basename(p), p) for p in atomic_files(config))}
 
 
 def check_dataset_files(config) -> None:
@@ -82,13 +91,25 @@ def _check_times(config, path: str, lines, header, column: int, separator: str) 
                                "every interaction needs its time")
 
 
-def create_unlearn_dataset(config) -> UnlearnSequentialDataset:
-    """Load the dataset through RecBole's pipeline (filtering, id remapping)."""
+def create_unlearn_dataset(config, known: Optional[Dict[str, str]] = None) -> UnlearnSequentialDataset:
+    """Load the dataset through RecBole's pipeline (filtering, id remapping). Its
+    ``file_digests`` are the SHA-256 of the atomic files it was read from (what a saved model
+    records, and checks before answering requests), taken before and after the read: a file
+    that changed meanwhile is refused. ``known``: digests the caller took just before."""
     check_dataset_files(config)
+    before = atomic_digests(config, known)
     try:
-        return UnlearnSequentialDataset(config)
+        dataset = UnlearnSequentialDataset(config)
     except (ValueError, KeyError) as e:
         raise UnlearnError(f"dataset '{config['dataset']}' could not be loaded: {one_line(e)}") from None
+    after = atomic_digests(config)
+    if after != before:
+        changed = sorted(name for name in set(before) | set(after) if before.get(name) != after.get(name))
+        raise UnlearnError(f"dataset file{'s' if len(changed) > 1 else ''} {', '.join(changed)} in "
+                           f"{config['data_path']} changed while {'they were' if len(changed) > 1 else 'it was'} "
+                           "read: run again once the dataset no longer changes")
+    dataset.file_digests = before
+    return dataset
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from recbole_unlearn.data.forget import RequestLineError, parse_request_line, parse_request_lines, read_request_file
-from recbole_unlearn.serving.store import file_sha256
+from recbole_unlearn.utils.digests import file_sha256
 
 ID_DIGITS = 16
 

@@ -21,7 +21,6 @@ killed at any point leaves ``CURRENT`` naming a complete version, the old one or
 Every file is read back without unpickling (JSON, ``torch.load(weights_only=True)``) and
 checked against the SHA-256 recorded in the manifest.
 """
-import hashlib
 import json
 import os
 import shutil
@@ -43,6 +42,7 @@ from recbole_unlearn.trainer.trainer import load_checkpoint
 from recbole_unlearn.unlearnable import MODEL_FORMATS, ForgetReport, UnlearnableModel
 from recbole_unlearn.utils.atomic import TEMP_PREFIX, atomic_write, fsync_dir, save_weights, write_json
 from recbole_unlearn.utils.errors import UnlearnError, error_line
+from recbole_unlearn.utils.digests import file_sha256
 from recbole_unlearn.utils.faults import fault_point
 from recbole_unlearn.version import __version__
 
@@ -116,14 +116,6 @@ def _restored_config(manifest: dict, config_dict: dict, drifted: List[str], vers
                            f"installation resolves it to {config.settings()[key]!r}; serve it with the "
                            "recbole_unlearn version that saved it")
     return config
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_json(path: str) -> dict:
@@ -276,8 +268,10 @@ class ModelStore:
                 raise UnlearnError(f"dataset file {data_file} changed since the model was trained (a saved model "
                                    "answers requests against the exact file it was trained on, forgotten lines "
                                    "included; README: what a model folder still depends on)")
-            _check_atomic_files(manifest, config, {os.path.basename(data_file): data_sha256})
-            dataset = create_unlearn_dataset(config)
+            checked = {os.path.basename(data_file): data_sha256}
+            _check_atomic_files(manifest, config, checked)
+            dataset = create_unlearn_dataset(config, known=checked)
+            _check_atomic_files(manifest, config, dataset.file_digests)  # (one changed since the check)
             files = manifest["files"]
             with _of_the_shape_written(os.path.join(version_dir, MANIFEST)):
                 if manifest.get("held_out"):  # the audit's twins: never trained on, here neither
@@ -460,7 +454,9 @@ class ModelStore:
         from recbole_unlearn.data.utils import dataset_file
 
         config = model.config
-        data_files = _atomic_digests(config)
+        # the files the model's dataset was read from, not those on disk now (changed under a
+        # watcher, they would be recorded as what the model trained on)
+        data_files = model.dataset.file_digests
         return {
             "format": model.FORMAT,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -480,16 +476,6 @@ class ModelStore:
         }
 
 
-def _atomic_digests(config, known: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """``{file name: SHA-256}`` of every atomic file of the dataset (``.inter``, ``.item``, ...);
-    ``known``: digests already computed, by file name (not read again)."""
-    from recbole_unlearn.data.utils import atomic_files
-
-    known = known or {}
-    return {name: known[name] if name in known else file_sha256(path)
-            for name, path in ((os.path.basename(p), p) for p in atomic_files(config))}
-
-
 def _check_atomic_files(manifest: dict, config, known: Dict[str, str]) -> None:
     """Refuse when a dataset file RecBole reads was added, removed or changed since the model was
     trained: a ``.item`` file added beside the unchanged ``.inter`` made RecBole drop rows, and the
@@ -501,7 +487,9 @@ def _check_atomic_files(manifest: dict, config, known: Dict[str, str]) -> None:
         return
     if not isinstance(recorded, dict):
         raise UnlearnError("manifest.json has no valid 'data_files' (dict): edited by hand? restore it from a backup")
-    now = _atomic_digests(config, known)
+    from recbole_unlearn.data.utils import atomic_digests
+
+    now = atomic_digests(config, known)
     changed = sorted(name for name in set(recorded) | set(now) if recorded.get(name) != now.get(name))
     if changed:
         raise UnlearnError(f"dataset file{'s' if len(changed) > 1 else ''} {', '.join(changed)} in {config['data_path']} "
