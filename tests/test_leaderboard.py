@@ -110,7 +110,7 @@ def test_cells_runs_only_the_named_cells_of_a_grid(tmp_path, in_tmp, capsys):
     assert not os.path.exists(tmp_path / "board")
 
     assert main([f"--benchmark={path}", "--cells=SASRec-ml-tiny"]) == 0
-    assert sorted(os.listdir(tmp_path / "board")) == ["SASRec-ml-tiny", "grid.json", "leaderboard.csv",
+    assert sorted(os.listdir(tmp_path / "board")) == [".lock", "SASRec-ml-tiny", "grid.json", "leaderboard.csv",
                                                       "leaderboard.html", "leaderboard.md"]
     assert sorted(os.listdir(tmp_path / "board" / "SASRec-ml-tiny" / "rows")) == [
         "original.json", "recbole.json", "retrain.json"]
@@ -1320,3 +1320,114 @@ def test_a_grid_cell_whose_model_cannot_be_trained_is_one_error_and_writes_no_ro
         run_grid(path)
     cell = tmp_path / "board" / "TransRec-ml-tiny"
     assert not (cell / "cell.json").exists() and not (cell / "rows").exists()
+
+
+def _edit_grid(path, methods) -> None:
+    document = yaml.safe_load(open(path))
+    document["methods"] = methods
+    with open(path, "w") as f:
+        yaml.safe_dump(document, f)
+
+
+def test_a_refused_row_setting_leaves_a_finished_board_as_it_was(tmp_path, in_tmp):
+    """A finished row's setting changed to a bad value (``aggregator: meen``) was refused with one
+    ``error:`` line only after the runner had removed that row's deployable model folder, taking
+    the row for one to run again (found by probing): every check comes first."""
+    from conftest import snapshot
+
+    path = _tiny_grid(tmp_path, ["sisa"])
+    run_grid(path)
+    before = snapshot(tmp_path / "board")
+    _edit_grid(path, {"sisa": {"aggregator": "meen"}})
+    with pytest.raises(UnlearnError, match="unknown aggregator 'meen'"):
+        run_grid(path)
+    assert snapshot(tmp_path / "board") == before
+
+
+def test_a_refused_grid_that_reuses_cells_copies_nothing(tmp_path, in_tmp):
+    """``reuse_cells_from`` copied the lender's original and rows into the new folder, and then a
+    bad row setting was refused, leaving the copies (found by probing)."""
+    run_grid(_grid_named(tmp_path, "board", ["retrain"]))
+    borrower = _reuse_grid(tmp_path, str(tmp_path / "board"), "borrower", {"sisa": {"aggregator": "nope"}})
+    with pytest.raises(UnlearnError, match="unknown aggregator 'nope'"):
+        run_grid(borrower)
+    assert not os.path.exists(tmp_path / "borrower")
+
+
+def test_a_row_run_again_with_other_settings_and_stopped_leaves_no_row_naming_the_new_folder(tmp_path, in_tmp,
+                                                                                              monkeypatch):
+    """A finished row's settings changed (``n_shards`` 3) and its new run stopped once its new fit
+    was saved left the old row file (2 shards) beside a 3-shard model folder; with the settings put
+    back, the row counted as finished, and a row added to share its fit read the 3-shard fit
+    back while its row recorded 2 (found by probing). The row file goes before its folder does."""
+    from recbole_unlearn.serving import store as store_module
+
+    path = _tiny_grid(tmp_path, ["sisa"])
+    run_grid(path)
+    _edit_grid(path, {"sisa": {"n_shards": 3}})
+    real_fault_point = store_module.fault_point
+
+    def stop_once_live(name):
+        if name == "version_switched":
+            raise KeyboardInterrupt
+    monkeypatch.setattr(store_module, "fault_point", stop_once_live)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(path)
+    monkeypatch.setattr(store_module, "fault_point", real_fault_point)
+    cell = tmp_path / "board" / "GRU4Rec-ml-tiny"
+    assert not (cell / "rows" / "sisa.json").exists()
+    _edit_grid(path, {"sisa": {}, "sisa-static": {"unlearn_method": "sisa", "aggregator": "static"}})
+    run_grid(path)
+    for label in ("sisa", "sisa-static"):
+        saved = json.load(open(cell / "rows" / f"{label}.json"))
+        assert saved["settings"]["n_shards"] == 2 and saved["row"]["n_shards"] == 2, label
+    manifest = json.load(open(cell / "models" / "sisa" / "v000001" / "manifest.json"))
+    assert manifest["config"]["n_shards"] == 2
+
+
+def test_two_grid_files_started_together_on_one_new_output_dir_do_not_both_run(tmp_path, in_tmp, monkeypatch):
+    """Each grid checked that no other grid file claimed ``output_dir`` when it started and
+    claimed it after its cell's checks, with nothing between: two grid files started together on
+    a new folder both ran, and the leaderboard held the last one's cells (found by probing). The
+    claim checks again under the folder's lock; the later grid is refused, writing nothing."""
+    from recbole_unlearn.unlearn import experiment as experiment_module
+
+    first = _grid_named(tmp_path, "board", ["retrain"])
+    second = tmp_path / "second.yaml"
+    document = yaml.safe_load(open(first))
+    second.write_text(yaml.safe_dump(dict(document, models=["SASRec"])))  # another cell, the same folder
+    real_check = experiment_module.Experiment.check_model
+
+    def the_other_grid_claims_first(self, configs):
+        real_check(self, configs)
+        with monkeypatch.context() as inner:
+            inner.setattr(experiment_module.Experiment, "check_model", real_check)
+            run_grid(str(second))
+
+    monkeypatch.setattr(experiment_module.Experiment, "check_model", the_other_grid_claims_first)
+    with pytest.raises(UnlearnError, match="holds the results of grid file second.yaml"):
+        run_grid(first)
+    assert json.load(open(tmp_path / "board" / "grid.json"))["grid"] == "second.yaml"
+
+
+def test_the_leaderboard_files_are_read_and_written_under_the_output_dirs_lock(tmp_path, in_tmp, monkeypatch):
+    """Two ``--cells`` runs each read the other's finished rows and then wrote the leaderboard,
+    with no lock between: one that read the other cell half done and wrote last left a
+    leaderboard without the other's later rows (found by probing)."""
+    import subprocess
+
+    path = _grid_named(tmp_path, "board", ["retrain"])
+    seen = []
+    real_other = runner._other_finished_cells
+
+    def other_cells(grid, selected):
+        probe = subprocess.run([sys.executable, "-c", (
+            "from recbole_unlearn.serving.lock import FolderLock\n"
+            f"with FolderLock({grid.output_dir!r}, 0, what='leaderboard folder').hold():\n"
+            "    pass\n")], capture_output=True, text=True, timeout=120)
+        seen.append(probe.returncode != 0 and "is busy" in probe.stderr)
+        return real_other(grid, selected)
+
+    monkeypatch.setattr(runner, "_other_finished_cells", other_cells)
+    run_grid(path)
+    assert seen == [True]

@@ -48,8 +48,9 @@ import math
 import os
 import shutil
 import time
+from contextlib import ExitStack, contextmanager
 from logging import getLogger
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 from recbole.utils import set_color
 
@@ -394,13 +395,30 @@ def check_old_default(grid: Grid) -> None:
             f"output_dir: {OLD_DEFAULT_OUTPUT_DIR} in the grid file to resume them, or another folder to start anew")
 
 
-def claim_output_dir(grid: Grid) -> None:
+def claim_output_dir(grid: Grid, timeout_s: float) -> None:
     """Record in ``output_dir`` that ``grid``'s file writes it (once; a folder written before the
-    record was kept is claimed by the first grid that resumes it)."""
+    record was kept is claimed by the first grid that resumes it), checking again under the
+    folder's lock that no other grid file claimed it since this grid started (two started
+    together on a new folder both ran)."""
     path = os.path.join(grid.output_dir, GRID_FILE)
-    if not os.path.isfile(path):
-        os.makedirs(grid.output_dir, exist_ok=True)
-        write_json(path, {"grid": os.path.basename(grid.source), "path": os.path.abspath(grid.source)})
+    os.makedirs(grid.output_dir, exist_ok=True)
+    with output_dir_lock(grid, timeout_s):
+        check_output_dir(grid)
+        if not os.path.isfile(path):
+            write_json(path, {"grid": os.path.basename(grid.source), "path": os.path.abspath(grid.source)})
+
+
+@contextmanager
+def output_dir_lock(grid: Grid, timeout_s: float) -> Iterator[None]:
+    """Hold ``output_dir``'s lock for the block (its claim; reading the finished cells and
+    writing the leaderboard files, which two ``--cells`` runs do at once); a folder that cannot
+    be locked (read-only: a finished grid only reported) is used without it."""
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(FolderLock(grid.output_dir, timeout_s, what="leaderboard folder").hold())
+        except FolderUnlockable:
+            pass
+        yield
 
 
 PAUSE_FILE = "PAUSE"
@@ -539,12 +557,10 @@ def refuse_other_references(run: CellRun, retrained: List[str], differences: Lis
         f"audited; restore {', '.join(retrained)}, or delete the cell folder to run the cell again from the start")
 
 
-def remove_unfinished_model_dir(run: CellRun, label: str) -> None:
-    """Remove the model folder of row ``label``, whose row is to be run (again): what a killed
-    row left. Under the folder's own lock (a request run holding it is refused, not pulled from
-    under), and never a folder that answered request files since the grid saved it (its ledger
-    or audit log names other requests than the cell's own forget set): those deletions would be
-    lost with it, and the row redone without them."""
+def check_unfinished_row(run: CellRun, label: str) -> None:
+    """Refuse to run row ``label`` again where its model folder answered request files since the
+    grid saved it (its ledger or audit log names other requests than the cell's own forget set):
+    those deletions would be lost with the folder, and the row redone without them."""
     model_dir = run.model_dir(label)
     if not os.path.isdir(model_dir):
         return
@@ -562,8 +578,35 @@ def remove_unfinished_model_dir(run: CellRun, label: str) -> None:
         raise UnlearnError(f"{model_dir} answered request files since the grid saved it ({', '.join(named)}): "
                            f"running row {label} again would remove it and the deletions it applied; move the "
                            "folder away (it stays a deployable model) to run the row again")
+
+
+def remove_unfinished_row(run: CellRun, label: str) -> None:
+    """Remove the row file and then the model folder of row ``label``, whose row is to be run
+    (again): what a killed row left, or a row made with other settings (checked first:
+    :func:`check_unfinished_row`). The row file goes first: left beside a folder a stopped rerun
+    refilled under the new settings, it counted as finished again once the settings were put
+    back, and its folder's fit was shared as its own. The folder goes under its own lock (a
+    request run holding it is refused, not pulled from under)."""
+    model_dir = run.model_dir(label)
+    if not os.path.isdir(model_dir):  # a row file alone (made with other settings) is no one's
+        return
+    check_unfinished_row(run, label)
     with FolderLock(model_dir, 0.0).hold():
+        if os.path.isfile(run.row_path(label)):
+            os.remove(run.row_path(label))
         shutil.rmtree(model_dir)
+
+
+@contextmanager
+def _model_dir_unchecked(config) -> Iterator[None]:
+    """``config`` without its ``model_dir`` for the block: a method's check refuses a folder
+    that holds a model, and a row to run again has its own (removed once every check passed)."""
+    model_dir = config["model_dir"]
+    config["model_dir"] = None
+    try:
+        yield
+    finally:
+        config["model_dir"] = model_dir
 
 
 def run_cell(run: CellRun, progress: Progress) -> dict:
@@ -596,27 +639,34 @@ def _run_cell_held(run: CellRun, progress: Progress) -> dict:
     experiment = Experiment(run.base)
     fingerprint = run.fingerprint(experiment)
     cell_file = os.path.join(run.dir, CELL_FILE)
-    if grid.reuse_cells_from is not None and not os.path.isfile(cell_file):
-        adopt_cell(run, fingerprint)
     saved = _read_json(cell_file)
     if saved is not None and not same_cell(saved.get("fingerprint") or {}, fingerprint):
         raise UnlearnError(
             f"{run.dir} was started with other settings, another dataset file or another forget set; delete it or "
             "choose another output_dir"
         )
-    finished = {v.label: run.finished(v.label, v.overrides) for v in cell.variants}
-    pending = [v for v in cell.variants if finished[v.label] is None]
-    for variant in pending:  # a killed row may have left a partial model folder
-        remove_unfinished_model_dir(run, variant.label)
+    # every check before anything is written: a refused row had removed a finished row's model
+    # folder (its settings changed) and a cell to adopt had been copied (probe)
+    adopting = grid.reuse_cells_from is not None and saved is None
+    pending = [v for v in cell.variants if adopting or run.finished(v.label, v.overrides) is None]
     for variant in pending:
-        experiment.check_method(run.variant_configs[variant.label])
+        check_unfinished_row(run, variant.label)
+        with _model_dir_unchecked(run.variant_configs[variant.label]):  # the row's own is removed below
+            experiment.check_method(run.variant_configs[variant.label])
     if pending:  # the model tried on a few users, as a run does (a traceback came after the cell's files)
         experiment.check_model([run.variant_configs[variant.label] for variant in pending])
         unrequestable = unrequestable_line(experiment.data)  # every row saves a model folder
         if unrequestable:
             getLogger().warning(f"{cell.name}: {unrequestable} (the model folders this cell saves in "
                                 f"{os.path.join(run.dir, 'models')} answer requests all the same)")
-    claim_output_dir(grid)  # after the checks: a refused row wrote grid.json, claiming the folder
+    claim_output_dir(grid, run.base["lock_timeout_s"])  # after the checks: a refused row wrote grid.json
+    if adopting:
+        adopt_cell(run, fingerprint)
+        saved = _read_json(cell_file)
+    finished = {v.label: run.finished(v.label, v.overrides) for v in cell.variants}
+    for variant in cell.variants:
+        if finished[variant.label] is None:  # a killed row's partial folder, or a row whose settings changed
+            remove_unfinished_row(run, variant.label)
 
     os.makedirs(os.path.join(run.dir, "rows"), exist_ok=True)
     experiment.open(run.dir)
@@ -730,8 +780,9 @@ def run_grid(path: str, cells: Optional[List[str]] = None) -> Dict[str, str]:
         mine[run.cell.name] = run_cell(run, progress)
         # read again each time: another --cells run may have finished rows since (read once at the
         # start, the last of two concurrent runs wrote a leaderboard without the other's cell)
-        done = dict(_other_finished_cells(grid, selected), **mine)
-        paths = write_leaderboard([done[c.name] for c in grid.cells if c.name in done], grid.output_dir, title)
+        with output_dir_lock(grid, run.base["lock_timeout_s"]):
+            done = dict(_other_finished_cells(grid, selected), **mine)
+            paths = write_leaderboard([done[c.name] for c in grid.cells if c.name in done], grid.output_dir, title)
         getLogger().info(set_color("leaderboard", "green") + f": {paths['md']}")
     return paths
 
