@@ -477,3 +477,40 @@ def test_a_request_for_data_a_runs_own_forget_left_unchanged_in_its_shard_is_not
     final = {e["line"]: e for e in ledger_events(model_dir) if e["status"] != "queued"}
     assert {n: (e["status"], e["already_forgotten"]) for n, e in final.items()} == {
         1: ("applied", True), 2: ("applied_without_change", True)}, final
+
+
+def test_a_run_whose_forget_left_one_of_its_shards_unchanged_says_so(in_tmp, monkeypatch, capsys):
+    """Under ``shard_unlearning: <step>`` a forget whose step fell back on one affected shard (its
+    weights as they were) and changed another was reported as an ordinary forget: the row said
+    ``changed: true``, the run printed no warning and the leaderboard no note, while the
+    unchanged shard still held its forgotten interactions' influence (found by probing: SCIF's
+    step-size fallback on one shard of eight). The row names the shards, the run warns, and the
+    leaderboard's note says how many forgotten interactions they hold."""
+    import copy
+
+    from recbole_unlearn import run_recbole_unlearn
+    from recbole_unlearn.trainer import kookmin
+    from recbole_unlearn.utils.results import unchanged_rows_note
+
+    real_run = kookmin.KookminStep.run
+    calls = []
+
+    def first_shard_stays(self, config, sub, dataset, forget_set, keep, history_keep=None):
+        before = copy.deepcopy(sub.state_dict())
+        report = real_run(self, config, sub, dataset, forget_set, keep, history_keep)
+        calls.append(len(forget_set.targets))
+        if len(calls) == 1:  # as a step that fell back
+            sub.load_state_dict(before)
+        return report
+
+    monkeypatch.setattr(kookmin.KookminStep, "run", first_shard_stays)
+    doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method="sisa", shard_unlearning="kookmin", n_shards=2, n_slices=1, include_retrain=False,
+        save_model=False, results_dir=str(in_tmp / "r")))
+    assert len(calls) == 2
+    row = next(r for r in doc["rows"] if r["method"] == "sisa")
+    assert row["changed"] is True and row["unchanged_shards"] == [0], row
+    note = unchanged_rows_note([row])
+    assert note is not None and f"sisa's shard 0 ({calls[0]} of the {row['forgotten_interactions']} forgotten " \
+        "interactions; stopped_by: " in note, note
+    assert f"warning: {note}" in capsys.readouterr().out

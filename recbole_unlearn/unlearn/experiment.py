@@ -425,6 +425,12 @@ def _info_over_requests(infos: List[dict], extras: np.ndarray) -> dict:
         if any(flags) and not all(flags):
             out["unchanged_steps"] = [step for step, flag in enumerate(flags, 1) if not flag]
             out["request_steps"] = len(flags)
+        # shards a request that changed others left as they were (shard_unlearning), by any request
+        partly = sorted({shard for info in infos for shard in info.get("unchanged_shards") or []})
+        out.pop("unchanged_shards", None)
+        if partly:
+            out["unchanged_shards"] = partly
+            out["request_steps"] = len(flags)
     return out
 
 

@@ -21,6 +21,7 @@ from recbole_unlearn.model.aggregators import AGGREGATORS
 from recbole_unlearn.trainer.approximate import APPROXIMATE
 from recbole_unlearn.trainer.shard_trainer import check_ray_resources
 from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult, check_new_model_dir
+from recbole_unlearn.utils.results import unchanged_shards
 from recbole_unlearn.serving import apply_forget, open_store
 from recbole_unlearn.unlearnable import ShardedUnlearnableModel
 from recbole_unlearn.config.keys import SHARD_PHASES, settings_of
@@ -124,6 +125,9 @@ class SISA(UnlearnMethod):
         }
         if report.approximate is not None:
             info.update(changed=report.changed, approximate=report.approximate)
+            unchanged = unchanged_shards(report.approximate)
+            if report.changed and unchanged:  # some shard's step left it as it was: not an ordinary forget
+                info["unchanged_shards"] = unchanged
         if outcome.unchanged:  # a request file's requests recorded applied_without_change
             info["unchanged_requests"] = len(outcome.unchanged)
         if outcome.done_elsewhere:  # queued with the first version, applied by a request run meanwhile

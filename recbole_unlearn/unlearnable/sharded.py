@@ -445,7 +445,8 @@ class ShardedUnlearnableModel(UnlearnableModel):
             changed = not states_equal(before, after)
             self.stage_states[shard] = {0: after}
             self.trained_on[shard_file(shard, 0)] = None  # its weights started from forgotten data
-            reports[str(shard)] = dict(result.summary(), changed=changed)
+            reports[str(shard)] = dict(result.summary(), changed=changed,
+                                       forgotten_interactions=int(np.count_nonzero(owners == shard)))
         return reports, np.unique(np.concatenate(unlearned))
 
     def rows_in_training_data(self) -> np.ndarray:

@@ -274,6 +274,35 @@ def why_unchanged(row: dict) -> str:
     return "; ".join(reasons) or "unknown"
 
 
+def unchanged_shards(approximate: dict) -> List[int]:
+    """The shards an approximate forget (``approximate``: shard -> its step's report, under
+    ``shard_unlearning``) left as they were."""
+    return sorted(int(shard) for shard, summary in approximate.items()
+                  if isinstance(summary, dict) and summary.get("changed") is False)
+
+
+def partly_unchanged(row: dict) -> List[str]:
+    """``shard 4 (27 of the 50 forgotten interactions; stopped_by: ...)`` for each shard a
+    forget of ``row`` left as it was while it changed others (``unchanged_shards``; under
+    ``request_steps``, ``at request step k``, for the steps that changed something)."""
+    if not row.get("unchanged_shards"):
+        return []
+    steps = row.get("approximate_steps")
+    per_step = list(enumerate(steps, 1)) if steps else [(None, row.get("approximate") or {})]
+    total = row.get("forgotten_interactions")
+    out = []
+    for step, shards in per_step:
+        if not isinstance(shards, dict) or not any(isinstance(s, dict) and s.get("changed") for s in shards.values()):
+            continue  # a request that changed nothing is an unchanged step (unchanged_steps)
+        for shard in unchanged_shards(shards):
+            summary = shards[str(shard)]
+            held = summary.get("forgotten_interactions")
+            count = f"{held} of the {total} forgotten interactions; " if held is not None and total else ""
+            at = f" at request step {step}" if step is not None else ""
+            out.append(f"shard {shard}{at} ({count}stopped_by: {summary.get('stopped_by')})")
+    return out
+
+
 def unchanged_rows_note(rows: List[dict]) -> Optional[str]:
     """One line naming every row whose forget left the model's weights as they were
     (``changed`` False: an approximate step that stopped before its first kept update), so it
@@ -283,8 +312,11 @@ def unchanged_rows_note(rows: List[dict]) -> Optional[str]:
     partly = [f"{row['method']}'s request step{'s' if len(row['unchanged_steps']) > 1 else ''} "
               f"{', '.join(map(str, row['unchanged_steps']))} of {row.get('request_steps', '?')}"
               for row in rows if not changed_nothing(row) and row.get("unchanged_steps")]
+    # shard_unlearning rows whose forget changed some shards and left others as they were
+    partly += [f"{row['method']}'s {', '.join(partly_unchanged(row))}" for row in rows
+               if not changed_nothing(row) and partly_unchanged(row)]
     if partly and not named:
-        return (f"{'; '.join(partly)} did not change the model: those requests' data is no longer used, yet its "
+        return (f"{'; '.join(partly)} did not change the model: the data forgotten there is no longer used, yet its "
                 "influence remains (retrain, or use an exact method)")
     if partly:
         named += partly
