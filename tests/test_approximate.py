@@ -487,6 +487,8 @@ def test_a_run_whose_forget_left_one_of_its_shards_unchanged_says_so(in_tmp, mon
     step-size fallback on one shard of eight). The row names the shards, the run warns, and the
     leaderboard's note says how many forgotten interactions they hold."""
     import copy
+    import csv
+    import io
 
     from recbole_unlearn import run_recbole_unlearn
     from recbole_unlearn.trainer import kookmin
@@ -514,3 +516,6 @@ def test_a_run_whose_forget_left_one_of_its_shards_unchanged_says_so(in_tmp, mon
     assert note is not None and f"sisa's shard 0 ({calls[0]} of the {row['forgotten_interactions']} forgotten " \
         "interactions; stopped_by: " in note, note
     assert f"warning: {note}" in capsys.readouterr().out
+    from recbole_unlearn.benchmark.report import leaderboard_csv
+    cell = {"model": "GRU4Rec", "dataset": "ml-tiny", "description": "", "machine": "", "rows": [row]}
+    assert [r["unchanged_shards"] for r in csv.DictReader(io.StringIO(leaderboard_csv([cell])))] == ["[0]"]
