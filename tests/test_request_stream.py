@@ -762,3 +762,21 @@ def test_a_watcher_records_the_dataset_file_it_loaded_not_one_changed_under_it(m
     with pytest.raises(UnlearnError, match="changed since the model was trained"):
         run_forget_requests(model_copy, str(in_tmp / "c.csv"), {"state": "ERROR", "data_path": str(data)},
                             verbose=False)
+
+
+def test_watching_the_datasets_own_folder_is_refused_and_changes_nothing(model_copy, in_tmp):
+    """``--forget=<the dataset's folder>`` read ``ml-tiny.inter`` as a request file: 1,699 lines
+    rejected, the file moved to ``rejected/``, then a traceback (its digest looked up), and every
+    later run failed with "the model's dataset file is missing" (found by probing). Refused first,
+    nothing moved."""
+    from conftest import FIXTURES, snapshot
+    from recbole_unlearn.utils.errors import UnlearnError
+
+    data = in_tmp / "data"
+    shutil.copytree(os.path.join(FIXTURES, "ml-tiny"), data / "ml-tiny")
+    (data / "ml-tiny" / "req.csv").write_text(f"{_users_by_shard(model_copy)[0][0]}\n")
+    before, data_before = snapshot(model_copy), snapshot(data)
+    with pytest.raises(UnlearnError, match="holds the dataset's files \\(ml-tiny.inter\\)"):
+        run_forget_requests(model_copy, str(data / "ml-tiny"), {"watch_idle_s": 0.5, "state": "ERROR",
+                                                                 "data_path": str(data)}, verbose=False)
+    assert snapshot(model_copy) == before and snapshot(data) == data_before

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from logging import getLogger
 from typing import Callable, Dict, List, Optional, Tuple
 
+from recbole_unlearn.data.utils import atomic_files
 from recbole_unlearn.serving.batcher import RequestBatcher, StreamSummary
 from recbole_unlearn.serving.ledger import LEDGER
 from recbole_unlearn.serving.request_files import FileRequest, bytes_digest, file_digest, file_requests, request_id
@@ -256,6 +257,11 @@ def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str
         raise UnlearnError(f"request folder {folder} is the model folder or inside it: watch a folder of its own "
                            "(the model's own files would be read, and moved, as request files)")
     config = model.config
+    held = [os.path.basename(path) for path in atomic_files(config)
+            if os.path.realpath(os.path.dirname(path)) == os.path.realpath(folder)]
+    if held:
+        raise UnlearnError(f"request folder {folder} holds the dataset's files ({', '.join(held)}): watch a folder "
+                           "of its own (they would be read, and moved, as request files)")
     batcher = RequestBatcher(store, model, config["max_batch"], config["max_wait_s"],
                              f"requests:{os.path.basename(os.path.normpath(folder))}/")
     with _interrupt_says_what_waits(batcher, f"{folder} keeps their file, which the next watch reads again"):
