@@ -20,13 +20,28 @@ from recbole_unlearn.utils.errors import UnlearnError
 from conftest import TEST_GPU, tiny_dict
 
 
+#: quick settings every tiny grid gets, where one of its rows uses them (a grid setting that no
+#: row uses is refused)
+_TINY_METHOD_SETTINGS = {"n_shards": 2, "agg_epochs": 1, "sruga_epochs": 2}
+
+
 def _tiny_grid(tmp_path, methods, models=("GRU4Rec",), **config) -> str:
-    settings = {k: v for k, v in tiny_dict(n_shards=2, agg_epochs=1, sruga_epochs=2, **config).items()
-                if k != "dataset"}
+    settings = {k: v for k, v in tiny_dict(**dict(_TINY_METHOD_SETTINGS, **config)).items() if k != "dataset"}
     grid = {"models": list(models), "datasets": ["ml-tiny"], "output_dir": str(tmp_path / "board"),
             "config": settings, "methods": methods}
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(grid))
+    try:
+        loaded = load_grid(str(path))
+        used = {key for cell in loaded.cells[:1] for variant in cell.variants
+                for key in runner.METHODS.get(variant.method).settings_used(
+                    runner.CellRun(loaded, cell).variant_configs[variant.label])}
+    except UnlearnError:  # a grid a test means to be refused: as written
+        return str(path)
+    unused = [key for key in _TINY_METHOD_SETTINGS if key not in config and key not in used]
+    if unused:
+        grid["config"] = {k: v for k, v in settings.items() if k not in unused}
+        path.write_text(yaml.safe_dump(grid))
     return str(path)
 
 
@@ -1431,3 +1446,13 @@ def test_the_leaderboard_files_are_read_and_written_under_the_output_dirs_lock(t
     monkeypatch.setattr(runner, "_other_finished_cells", other_cells)
     run_grid(path)
     assert seen == [True]
+
+
+def test_a_grid_setting_no_row_uses_is_refused_before_anything_is_written(tmp_path, in_tmp):
+    """A grid's shared ``config`` setting a method key none of its rows uses (``scif_damping`` in
+    a grid of Kookmin) ran and recorded it in cell.json and the model folders' manifests, as if it
+    had mattered (a row setting it, and a run, are refused; found by probing)."""
+    path = _tiny_grid(tmp_path, ["kookmin"], scif_damping=0.5)
+    with pytest.raises(UnlearnError, match="scif_damping is not used by any row of grid .*: drop it"):
+        run_grid(path)
+    assert not os.path.exists(tmp_path / "board")

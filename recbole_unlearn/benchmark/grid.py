@@ -99,6 +99,9 @@ class Grid:
     reuse_cells_from: Optional[str] = None
     #: whether ``output_dir`` is the default (the grid file sets none)
     default_output_dir: bool = False
+    #: the keys the grid file's own ``config`` sets (``None``: all of ``config``); the others come
+    #: from the grid files it ``extends``, shared so that the cells are the same ones
+    own_config_keys: Optional[List[str]] = None
 
 
 def _string_list(grid: dict, key: str, path: str) -> List[str]:
@@ -277,4 +280,7 @@ def _resolve(path: str, seen: List[str]) -> dict:
 def load_grid(path: str) -> Grid:
     """Read and expand a grid YAML file, after the grid files it ``extends`` (one clear error for
     a missing or malformed file)."""
-    return expand_grid(_resolve(path, []), path)
+    grid = expand_grid(_resolve(path, []), path)
+    own = _read_document(path).get("config")
+    grid.own_config_keys = sorted(own) if isinstance(own, dict) else []
+    return grid

@@ -162,6 +162,24 @@ def check_models_read(grid: Grid) -> None:
                            "the grid had used it): drop it, or set the model's own")
 
 
+def check_method_keys_used(grid: Grid, runs: List["CellRun"]) -> None:
+    """Refuse a fit, aggregate or forget setting of the grid's ``config`` that no row of its
+    cells uses, as a single run does (a row setting one is refused when its config is built);
+    settings a grid takes from one it ``extends`` are shared to keep the same cells, and pass."""
+    used, why = set(), {}
+    for run in runs:
+        for variant in run.cell.variants:
+            config = run.variant_configs[variant.label]
+            used.update(METHODS.get(variant.method).settings_used(config))
+            why.update(METHODS.get(variant.method).unread_settings(config))
+    unused = unused_method_keys(grid.config if grid.own_config_keys is None else grid.own_config_keys, used)
+    if unused:
+        named = ", ".join(f"{key} ({why[key]})" if key in why else key for key in unused)
+        raise UnlearnError(f"{named} {'is' if len(unused) == 1 else 'are'} not used by any row of grid "
+                           f"{grid.source} (it would be recorded as if the grid had used it): drop it, or set it on "
+                           "the rows that use it")
+
+
 def cell_config(grid: Grid, cell: Cell) -> UnlearnConfig:
     """The settings every row of ``cell`` shares (:func:`cell_settings` on the cell's model and
     dataset)."""
@@ -770,6 +788,7 @@ def run_grid(path: str, cells: Optional[List[str]] = None) -> Dict[str, str]:
         if not os.path.isfile(os.path.join(run.dir, CELL_FILE)):
             lender_dir(grid, cell)  # a missing lender is refused before anything trains
         runs.append(run)
+    check_method_keys_used(grid, runs)
     total = sum(r.total_steps() for r in runs)
     progress = Progress(total, total - sum(r.pending_steps() for r in runs))
     title = f"Leaderboard ({os.path.basename(path)})"
