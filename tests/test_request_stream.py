@@ -780,3 +780,28 @@ def test_watching_the_datasets_own_folder_is_refused_and_changes_nothing(model_c
         run_forget_requests(model_copy, str(data / "ml-tiny"), {"watch_idle_s": 0.5, "state": "ERROR",
                                                                  "data_path": str(data)}, verbose=False)
     assert snapshot(model_copy) == before and snapshot(data) == data_before
+
+
+def test_a_file_renamed_over_one_already_read_is_read_without_blaming_the_writer(model_copy, in_tmp, monkeypatch,
+                                                                                 caplog):
+    """A pipeline that writes ``.b`` and renames it over ``a.csv`` (read, not yet moved) does what
+    the README asks, yet was told "changed after it was read ... Write request files as .name or
+    name.tmp and rename them when complete" (found by probing). A file replaced by another (a
+    new inode) is read as the new file it is; the warning stays for a file changed in place."""
+    users = _users_by_shard(model_copy)[0][:2]
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    (inbox / "a.csv").write_text(f"{users[0]}\n")
+
+    def rename_a_new_file_over_it():
+        (inbox / ".b").write_text(f"{users[1]}\n")
+        os.replace(inbox / ".b", inbox / "a.csv")
+
+    _on_next_sleep(monkeypatch, rename_a_new_file_over_it, after_first_read=True)
+    caplog.set_level("INFO")
+    run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05, "watch_settle_s": 0,
+                                                 "max_wait_s": 0.3, "state": "INFO"}, verbose=False)
+    assert set(users) <= _forgotten_users(model_copy)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "Write request files as" in m], messages
+    assert [m for m in messages if "was replaced by another file after it was read" in m], messages

@@ -364,7 +364,11 @@ def _read_file(batcher: RequestBatcher, folder: str, name: str, known: _WatchedF
     if digest == known.digest:
         known.read_stat = read_stat  # touched, same content
         return False
-    if known.digest is not None:
+    if known.digest is not None and known.read_stat is not None and read_stat[0] != known.read_stat[0]:
+        # renamed over the file read before (a new inode): what the README asks writers to do
+        getLogger().info(f"request file {path} was replaced by another file after it was read: reading the new "
+                         "one (its lines are new requests)")
+    elif known.digest is not None:
         getLogger().warning(f"request file {path} changed after it was read: reading it again (its new lines "
                             "are new requests). Write request files as .name or name.tmp and rename them "
                             "when complete")
