@@ -805,3 +805,21 @@ def test_a_file_renamed_over_one_already_read_is_read_without_blaming_the_writer
     messages = [r.getMessage() for r in caplog.records]
     assert not [m for m in messages if "Write request files as" in m], messages
     assert [m for m in messages if "was replaced by another file after it was read" in m], messages
+
+
+def test_a_file_rejected_whole_is_not_counted_as_one_request(model_copy, in_tmp, capsys):
+    """A watched file over ``max_request_lines`` (or holding a line over
+    ``max_request_line_bytes``) is rejected whole, as one ledger line; the run said "1 request
+    was rejected" while none of the file's lines was applied, the valid ones before the bad
+    line included (found by probing). It says the file was rejected whole."""
+    users = _users_by_shard(model_copy)[0][:3]
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    (inbox / "big.csv").write_text("".join(f"{u}\n" for u in users))
+    doc = run_forget_requests(model_copy, str(inbox), {"watch_idle_s": 0.5, "watch_poll_s": 0.05, "watch_settle_s": 0,
+                                                       "max_wait_s": 0, "state": "ERROR", "max_request_lines": 2})
+    assert doc["requests"]["rejected"] == 1 and doc["requests"]["rejected_files"] == 1
+    out = capsys.readouterr().out
+    assert "note: 1 request file was rejected whole (none of its lines was applied" in out, out
+    assert "request was rejected" not in out, out
+    assert not set(users) & _forgotten_users(model_copy)

@@ -141,8 +141,14 @@ def _attention_lines(stream: dict, model_dir: str) -> List[str]:
                      "step left forget Hit@10 higher than before, on its own samples: those requests' data is recalled "
                      "more, not less (recorded applied, as the model changed; audit lines, approximate); escalate "
                      "(retrain, or an exact method)")
-    if stream["rejected"]:
-        lines.append(f"note: {_plural(stream['rejected'], 'request')} rejected; the reasons are in {ledger}")
+    whole = stream.get("rejected_files") or 0
+    if whole:
+        lines.append(f"note: {_plural(whole, 'request file')} rejected whole (none of {'its' if whole == 1 else 'their'} "
+                     "lines was applied: "
+                     f"a file that cannot be read, holds no request, or is past max_request_lines or "
+                     f"max_request_line_bytes); the reasons are in {ledger}")
+    if stream["rejected"] > whole:
+        lines.append(f"note: {_plural(stream['rejected'] - whole, 'request')} rejected; the reasons are in {ledger}")
     return lines
 
 

@@ -72,6 +72,7 @@ class StreamSummary:
     trainings: List[dict] = field(default_factory=list)  # each batch's training record (shard stages, aggregator)
     kept_by_count_filters: int = 0  # after the last forget: rows kept only by forgotten lines (apply)
     being_queued: int = 0  # read, their queued lines being written (a stop then may leave them unrecorded)
+    rejected_files: int = 0  # of the rejected: files rejected whole (line 0: none of their lines read)
 
     def add_batch(self, report_json: dict, version: str) -> None:
         self.batches += 1
@@ -100,7 +101,7 @@ class StreamSummary:
             "received": self.skipped + self.skipped_queued + self.queued - self.resumed,
             "skipped_already_final": self.skipped, "skipped_already_queued": self.skipped_queued,
             "resumed": self.resumed, "queued": self.queued,
-            **self.outcomes,
+            **self.outcomes, "rejected_files": self.rejected_files,
             "batches": self.batches, "versions": self.versions, "interactions": self.interactions,
             "forget_seconds": round(self.forget_seconds, 3), "shards_retrained": sorted(self.shards),
             "slices_retrained": dict(sorted(self.start_stages.items(), key=lambda kv: int(kv[0]))),
@@ -281,6 +282,7 @@ class RequestBatcher:
             self.final.add(request.id)
             self.rejected.add(request.id)
             self.summary.outcomes["rejected"] += 1
+            self.summary.rejected_files += request.line == 0
 
     @property
     def pending(self) -> int:
