@@ -287,3 +287,24 @@ def test_a_token_removed_by_recboles_filters_is_not_just_unknown(tmp_path):
         data_path=str(tmp_path), dataset="filt", user_inter_num_interval="[5,inf)")))
     with pytest.raises(RequestLineError, match=r"unknown user token 's3'.*user_inter_num_interval \[5,inf\)"):
         parse_request_line("s3", dataset, "request")
+
+
+def test_an_unknown_token_that_differs_only_in_unicode_normalisation_says_so():
+    """A request for ``José`` written decomposed (NFD: ``e`` + combining accent) where the
+    dataset holds it composed (NFC) was "unknown user token 'José'", two strings identical on
+    screen (found by probing). Tokens are matched exactly (a normalised match could name another
+    user); the error says which form the dataset holds."""
+    import unicodedata
+    from types import SimpleNamespace
+
+    from recbole_unlearn.data.forget import RequestLineError, parse_request_line
+
+    composed = unicodedata.normalize("NFC", "Jos\u00e9")
+    dataset = SimpleNamespace(uid_field="user_id", iid_field="item_id",
+                              field2token_id={"user_id": {"[PAD]": 0, composed: 1}, "item_id": {"[PAD]": 0}},
+                              config={"user_inter_num_interval": None, "item_inter_num_interval": None,
+                                      "val_interval": None})
+    decomposed = unicodedata.normalize("NFD", composed)
+    with pytest.raises(RequestLineError, match="the dataset holds it in Unicode NFC form") as refused:
+        parse_request_line(decomposed, dataset, "r.csv line 1")
+    assert "another Unicode form" in refused.value.redacted

@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import stat
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple
 
@@ -268,16 +269,20 @@ def parse_request_line(text: str, dataset: UnlearnSequentialDataset, where: str)
         raise RequestLineError(where, f"{expected}, got {text!r}", f"{expected}, got {shape}")
     user = parts[0]
     if user not in user_ids:
+        form = _normal_form_held(user, user_ids)
         hint = _filters_hint(dataset)
-        raise RequestLineError(where, f"unknown user token {user!r}{hint}", f"unknown user token{hint}")
+        raise RequestLineError(where, f"unknown user token {user!r}{_form_hint(form, True)}{hint}",
+                               f"unknown user token{_form_hint(form, False)}{hint}")
     all_rows = dataset.user_rows(user_ids[user])
     rows = all_rows[dataset.is_training[all_rows] & ~np.isin(all_rows, dataset.held_out)]
     item = parts[1] if len(parts) == 2 else None
     if item is not None:
         item_ids = dataset.field2token_id[dataset.iid_field]
         if item not in item_ids:
+            form = _normal_form_held(item, item_ids)
             hint = _filters_hint(dataset)
-            raise RequestLineError(where, f"unknown item token {item!r}{hint}", f"unknown item token{hint}")
+            raise RequestLineError(where, f"unknown item token {item!r}{_form_hint(form, True)}{hint}",
+                                   f"unknown item token{_form_hint(form, False)}{hint}")
         rows = rows[dataset.log_item[rows] == item_ids[item]]
         if len(rows) == 0:
             note = _held_out_note(dataset, all_rows, item_ids[item])
@@ -287,6 +292,26 @@ def parse_request_line(text: str, dataset: UnlearnSequentialDataset, where: str)
         raise RequestLineError(where, f"user {user!r} has no training interactions to forget",
                                "the user has no training interactions to forget")
     return user, item, rows
+
+
+def _normal_form_held(token: str, token_ids: dict) -> Optional[str]:
+    """The Unicode normal form (``NFC``, ``NFD``, ``NFKC``, ``NFKD``) in which the dataset
+    holds a token that ``token`` matches only once normalised, or ``None``. Tokens are matched
+    exactly (a normalised match could name another token); this only explains the error."""
+    for form in ("NFC", "NFD", "NFKC", "NFKD"):
+        normal = unicodedata.normalize(form, token)
+        if normal != token and normal in token_ids:
+            return form
+    return None
+
+
+def _form_hint(form: Optional[str], named: bool) -> str:
+    if form is None:
+        return ""
+    if named:
+        return (f" (the dataset holds it in Unicode {form} form: the same on screen, other code points; "
+                "tokens are matched exactly)")
+    return " (the dataset holds it in another Unicode form; tokens are matched exactly)"
 
 
 #: RecBole's settings that remove users, items or interactions while loading, and their "off" values
