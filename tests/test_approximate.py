@@ -519,3 +519,22 @@ def test_a_run_whose_forget_left_one_of_its_shards_unchanged_says_so(in_tmp, mon
     from recbole_unlearn.benchmark.report import leaderboard_csv
     cell = {"model": "GRU4Rec", "dataset": "ml-tiny", "description": "", "machine": "", "rows": [row]}
     assert [r["unchanged_shards"] for r in csv.DictReader(io.StringIO(leaderboard_csv([cell])))] == ["[0]"]
+
+
+def test_scif_acts_on_a_users_first_item_through_the_histories_it_leaves(in_tmp):
+    """A user's first item is never a target, yet SCIF's step acts on it: every later sample of
+    the user loses it from its history (the step's added and removed samples differ). A request
+    for it alone changed the model and was recorded ``applied_without_change`` with the warning
+    that "the model did not change" (found by probing); it is ``applied``."""
+    from conftest import ledger_events
+
+    model_dir = train_saved_model(in_tmp, unlearn_method="scif", forget_protocol="none")
+    model = load_model(model_dir)
+    (user, item), _ = _first_and_last_training_pairs(model, (5, 11))
+    (in_tmp / "first.csv").write_text(f"{user},{item}\n")
+    before = {k: v.clone() for k, v in load_model(model_dir).weight_states()["model.pth"].items()}
+    run_forget_requests(model_dir, str(in_tmp / "first.csv"), {"state": "ERROR"}, verbose=False)
+    after = load_model(model_dir).weight_states()["model.pth"]
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the step moved the weights
+    final = [e for e in ledger_events(model_dir) if e["status"] != "queued"]
+    assert [e["status"] for e in final] == ["applied"], final

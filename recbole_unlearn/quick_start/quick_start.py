@@ -198,7 +198,8 @@ def _run(config, experiment, methods: List[str], run_dir: str, live: List[str], 
             if row.get("unchanged_requests"):
                 print(f"warning: {row['method']}: {row['unchanged_requests']} request"
                       f"{'s' if row['unchanged_requests'] > 1 else ''} of the file recorded as forgotten, but the "
-                      "step had nothing of them to act on (applied_without_change): the data is no longer used, "
+                      "model did not change for them (applied_without_change: the step left it as it was, or had "
+                      "nothing of them to act on): the data is no longer used, "
                       f"yet its influence may remain; escalate (retrain, or an exact method). Ids: "
                       f"{os.path.join(row['model_dir'], 'requests.jsonl')}")
         busy = busy_rows_note(rows, config["busy_cpu_share"])

@@ -107,6 +107,14 @@ class ApproximateStep(ABC):
         """Raise any error for a model this step cannot act on (``trainer.preflight`` tries it on
         a freshly built model before a run writes anything)."""
 
+    @classmethod
+    def acted_on_rows(cls, dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
+                      history_keep: np.ndarray) -> np.ndarray:
+        """The rows of ``forget_set`` this step acts on (sorted log rows, ``[n']``): a request
+        with none of them is recorded ``applied_without_change`` even when the step changed the
+        weights for others. By default the targets it has a sample of (:func:`ascent_rows`)."""
+        return ascent_rows(dataset, forget_set, history_keep)
+
     @abstractmethod
     def run(self, config, model: torch.nn.Module, dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
             keep: np.ndarray, history_keep: Optional[np.ndarray] = None) -> ApproximateReport:

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
-from recbole_unlearn.trainer.approximate import (APPROXIMATE, ApproximateReport, ApproximateStep, begin_step,
-                                                 target_gradients)
+from recbole_unlearn.trainer.approximate import (APPROXIMATE, ApproximateReport, ApproximateStep, ascent_rows,
+                                                 begin_step, target_gradients)
 from recbole_unlearn.config.keys import choice_key, declare, int_key, number_key
 
 PARAM_SETS = ("embeddings", "all")
@@ -118,6 +118,18 @@ class SCIFStep(ApproximateStep):
         if not selected_parameters(model, config["scif_params"]):  # FPMC, RepeatNet: no item_embedding, no output
             raise ValueError(f"scif_params {config['scif_params']!r} selects no parameter of the model (it has no "
                              "item_embedding or output layer): set scif_params: all")
+
+    @classmethod
+    def acted_on_rows(cls, dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
+                      history_keep: np.ndarray) -> np.ndarray:
+        """The targets with a sample, and every forgotten row that a remaining training target
+        of its user comes after: that sample's history loses it (a user's first item too)."""
+        remaining = dataset.split_targets(history_keep)[0]  # [m] the remaining training targets
+        last = np.full(dataset.user_num, -1, dtype=np.int64)  # [users] the latest remaining target's position
+        np.maximum.at(last, dataset.log_user[remaining], dataset.log_position[remaining])
+        rows = forget_set.rows
+        in_a_history = rows[dataset.log_position[rows] < last[dataset.log_user[rows]]]
+        return np.union1d(ascent_rows(dataset, forget_set, history_keep), in_a_history)
 
     def run(self, config, model, dataset: UnlearnSequentialDataset, forget_set: ForgetSet, keep: np.ndarray,
             history_keep: Optional[np.ndarray] = None) -> ApproximateReport:

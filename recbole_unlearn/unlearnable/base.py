@@ -38,10 +38,10 @@ class ForgetReport:
             returns them unchanged, and then this is False.
         approximate: for approximate forgets, what the step achieved (per shard for a sharded
             model): epochs run, why it stopped, forget Hit@10 before and after, ``changed``.
-        unlearned_rows: for approximate forgets, the newly forgotten rows the step had a sample
-            of (sorted, ``[n']``; ``trainer.approximate.ascent_rows``): a request with none of
-            them among its rows (a user's first item) was not acted on. ``None``: exact, every
-            newly forgotten row's influence is gone.
+        unlearned_rows: for approximate forgets, the newly forgotten rows the step acted on
+            (sorted, ``[n']``; ``ApproximateStep.acted_on_rows``: by default those it had a
+            sample of): a request with none of them among its rows (a user's first item) was not
+            acted on. ``None``: exact, every newly forgotten row's influence is gone.
     """
 
     interactions: int

@@ -37,7 +37,7 @@ from recbole_unlearn.trainer.aggregator_trainer import train_aggregator
 from recbole_unlearn.trainer.pretrain import pretrain_embeddings
 from recbole_unlearn.trainer.shard_trainer import (RECORD_KEYS, SEEDED, ShardJob, StateDict, run_shard_jobs,
                                                    stage_data_digest, stage_seed)
-from recbole_unlearn.trainer.approximate import (APPROXIMATE, NOTHING_REMAINS, ApproximateReport, ascent_rows,
+from recbole_unlearn.trainer.approximate import (APPROXIMATE, NOTHING_REMAINS, ApproximateReport,
                                                   restore_if_not_finite)
 from recbole_unlearn.trainer.trainer import cpu_state_dict, state_digest
 from recbole_unlearn.trainer.training import new_model
@@ -436,7 +436,7 @@ class ShardedUnlearnableModel(UnlearnableModel):
                 result = step.run(self.config, sub, self.dataset, ForgetSet(targets, source="shard"),
                                   shard_keep, history_keep=keep)
                 restore_if_not_finite(sub, before, result)
-                unlearned.append(ascent_rows(self.dataset, ForgetSet(targets), shard_keep))
+                unlearned.append(step.acted_on_rows(self.dataset, ForgetSet(targets), shard_keep))
             else:
                 sub = new_model(self.config, self.dataset, stage_seed(self.config, shard, 0))
                 result = ApproximateReport(stopped_by=NOTHING_REMAINS).finish()

@@ -20,7 +20,7 @@ import torch
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
-from recbole_unlearn.trainer.approximate import (APPROXIMATE, NOTHING_REMAINS, ApproximateReport, ascent_rows,
+from recbole_unlearn.trainer.approximate import (APPROXIMATE, NOTHING_REMAINS, ApproximateReport,
                                                   restore_if_not_finite)
 from recbole_unlearn.trainer.trainer import cpu_state_dict
 from recbole_unlearn.trainer.training import new_model
@@ -71,7 +71,7 @@ class SingleUnlearnableModel(UnlearnableModel):
             step = APPROXIMATE.get(self.config["unlearn_method"])()
             result = step.run(self.config, self.model, self.dataset, ForgetSet(new_rows), keep, history_keep=keep)
             restore_if_not_finite(self.model, before, result)
-            report.unlearned_rows = ascent_rows(self.dataset, ForgetSet(new_rows), keep)
+            report.unlearned_rows = step.acted_on_rows(self.dataset, ForgetSet(new_rows), keep)
         else:
             self.model.load_state_dict(new_model(self.config, self.dataset).state_dict())
             self.model.eval()
