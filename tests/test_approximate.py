@@ -538,3 +538,19 @@ def test_scif_acts_on_a_users_first_item_through_the_histories_it_leaves(in_tmp)
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the step moved the weights
     final = [e for e in ledger_events(model_dir) if e["status"] != "queued"]
     assert [e["status"] for e in final] == ["applied"], final
+
+
+def test_the_training_column_of_a_per_shard_approximate_row_says_what_its_steps_did():
+    """A ``shard_unlearning`` row's training summary read ``fit: ...; forget:, aggregator 10
+    (cap)``: a stray ``forget:`` and nothing of the steps' epochs or why they stopped, which the
+    docstring promised (found by probing)."""
+    from recbole_unlearn.utils.results import training_summary
+
+    stage = {"epochs": 1, "cap": 1, "hit_cap": True, "best_valid_ndcg@10": 0.0}
+    row = {"fit_training": {"shards": {"0": {"0": stage}, "1": {"0": stage}}},
+           "forget_training": {"shards": {}, "aggregator": {"epochs": 10, "hit_cap": True}},
+           "approximate": {"0": {"epochs_run": 3, "stopped_by": "finetuned", "changed": True},
+                           "1": {"epochs_run": 5, "stopped_by": "unseen", "changed": True}}}
+    text, _ = training_summary(row)
+    assert "forget:," not in text, text
+    assert "forget: shard steps 3-5 epochs (stopped by finetuned, unseen), aggregator 10 (cap)" in text, text

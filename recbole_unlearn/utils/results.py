@@ -156,16 +156,21 @@ def training_summary(row: dict, epochs_cap: Optional[int] = None) -> Tuple[str, 
         return f"{row.get('epochs_run', 0)} epochs, stopped by {row['stopped_by']}", False
     for label, key in (("fit", "fit_training"), ("forget", "forget_training")):
         epochs, at_cap, aggregator = _stage_epochs(row.get(key))
-        if not epochs and not aggregator:
+        steps = [s for s in _summaries(row) if "epochs_run" in s] if label == "forget" else []
+        if not epochs and not aggregator and not steps:
             continue
-        text = f"{label}: shards {min(epochs)}-{max(epochs)} epochs" if epochs else f"{label}:"
-        if at_cap:
-            text += f" ({at_cap} at cap)"
-            capped = True
+        said = []
+        if epochs:
+            said.append(f"shards {min(epochs)}-{max(epochs)} epochs" + (f" ({at_cap} at cap)" if at_cap else ""))
+            capped = capped or bool(at_cap)
+        elif steps:  # shard_unlearning: each affected shard's approximate step
+            runs = [int(s.get("epochs_run") or 0) for s in steps]
+            reasons = ", ".join(dict.fromkeys(str(s.get("stopped_by")) for s in steps))
+            said.append(f"shard steps {min(runs)}-{max(runs)} epochs (stopped by {reasons})")
         if aggregator:
-            text += f", aggregator {aggregator['epochs']}" + (" (cap)" if aggregator.get("hit_cap") else "")
+            said.append(f"aggregator {aggregator['epochs']}" + (" (cap)" if aggregator.get("hit_cap") else ""))
             capped = capped or bool(aggregator.get("hit_cap"))
-        parts.append(text)
+        parts.append(f"{label}: {', '.join(said)}")
     if not parts and row.get("epochs_run") is not None:
         hit = epochs_cap is not None and row["epochs_run"] >= epochs_cap
         return f"{row['epochs_run']} epochs" + (" (cap)" if hit else ""), hit
