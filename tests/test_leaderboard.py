@@ -1456,3 +1456,32 @@ def test_a_grid_setting_no_row_uses_is_refused_before_anything_is_written(tmp_pa
     with pytest.raises(UnlearnError, match="scif_damping is not used by any row of grid .*: drop it"):
         run_grid(path)
     assert not os.path.exists(tmp_path / "board")
+
+
+def test_a_grid_stopped_while_its_audit_references_trained_keeps_their_cost(tmp_path, in_tmp, monkeypatch):
+    """A grid stopped after its first audit reference was saved reloaded it on resume and
+    recorded the audit's cost as the second reference's alone (``references_trained: 1``,
+    fewer seconds than a run that was not stopped; found by probing). Each reference's training
+    time is saved beside it and counted again."""
+    from recbole_unlearn.unlearn import experiment as experiment_module
+
+    path = _grid_named(tmp_path, "board", ["retrain"], audit=True, audit_references=2)
+    real_train = experiment_module.train_model
+    seconds = {}
+
+    def stop_at_the_second_reference(*args, **kwargs):
+        if kwargs.get("tag") == "audit reference 1":
+            raise KeyboardInterrupt
+        trained = real_train(*args, **kwargs)
+        seconds[kwargs.get("tag")] = trained.seconds
+        return trained
+
+    monkeypatch.setattr(experiment_module, "train_model", stop_at_the_second_reference)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(path)
+    monkeypatch.setattr(experiment_module, "train_model", real_train)
+    run_grid(path)
+    cost = json.load(open(tmp_path / "board" / "GRU4Rec-ml-tiny" / "rows" / "original.json"))["row"]["audit"]["cost"]
+    assert cost["references_trained"] == 2, cost
+    assert cost["seconds"] >= seconds["audit reference 0"], (cost, seconds)
+    assert None not in cost["references_epochs_run"], cost

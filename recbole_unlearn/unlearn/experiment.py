@@ -3,6 +3,7 @@
 ``run_recbole_unlearn`` (one run) and the leaderboard grid (many methods per model and
 dataset, resumable) both drive this class, so a row means the same thing in both.
 """
+import json
 import os
 import shutil
 import tempfile
@@ -24,7 +25,7 @@ from recbole_unlearn.trainer.preflight import check_model_trains
 from recbole_unlearn.trainer.training import TrainedModel, new_model
 from recbole_unlearn.trainer.trainer import load_checkpoint
 from recbole_unlearn.unlearn import METHODS
-from recbole_unlearn.utils.atomic import save_weights
+from recbole_unlearn.utils.atomic import save_weights, write_json
 from recbole_unlearn.utils.cpu_meter import CpuMeter
 from recbole_unlearn.utils.errors import UnlearnError, error_line
 from recbole_unlearn.utils.results import make_row
@@ -215,28 +216,35 @@ class Experiment:
         start = time.perf_counter()
         keep = self.forget_set.keep_mask(self.data)
         references: List[torch.nn.Module] = []
-        trained, epochs_run = 0, []
+        trained, epochs_run, carried = 0, [], 0.0
         for index in range(self.config["audit_references"]):
             seed = self.config["seed"] + AUDIT_SEED_STRIDE * (index + 1)
             config = self.config.override({"seed": seed})
             path = os.path.join(save_dir, f"{AUDIT_REFERENCE_PREFIX}{index}.pth") if save_dir else None
+            # its training's cost, saved beside it: a run stopped after it lost that time on resume
+            cost_path = path[:-len(".pth")] + ".json" if path else None
             if path and os.path.isfile(path):
                 model = new_model(config, self.suite.raw.train.dataset)
                 model.load_state_dict(load_checkpoint(path, config["device"]))
-                epochs_run.append(None)  # trained by an earlier run (a resumed grid)
+                saved_cost = _read_cost(cost_path)
+                epochs_run.append(saved_cost.get("epochs_run"))  # None: lent by another grid's cell
+                if saved_cost:  # trained by an earlier, stopped run of this cell
+                    trained += 1
+                    carried += float(saved_cost["seconds"])
             else:
                 reference = train_model(config, split_loaders(config, self.data, keep), tag=f"audit reference {index}")
                 model = reference.model
                 epochs_run.append(reference.epochs_run)
                 trained += 1
                 if path:
+                    write_json(cost_path, {"seconds": round(reference.seconds, 3), "epochs_run": reference.epochs_run})
                     save_weights(path, model.state_dict())
             references.append(model.eval())
         self.audit = MembershipAudit(self.config, AuditSamples.build(self.data, self.forget_set, self.held_out),
                                      references)
         result = self.audit.set_original(self.original.model)
         result["shuffled_labels"] = self.audit.shuffled(self.original.model)
-        self.audit_cost = {"seconds": round(time.perf_counter() - start, 3), "references": len(references),
+        self.audit_cost = {"seconds": round(time.perf_counter() - start + carried, 3), "references": len(references),
                            "references_trained": trained, "references_epochs_run": epochs_run}
         getLogger().info(set_color("audit", "green") + f" of the original: {result}")
         return result
@@ -508,3 +516,16 @@ def run_dir_for(results_dir: str, name: str) -> str:
             continue
         except FileExistsError:
             suffix += 1
+
+
+def _read_cost(path: Optional[str]) -> dict:
+    """The saved training cost of an audit reference (``{"seconds", "epochs_run"}``), or ``{}``
+    where none was saved (a reference lent by another grid's cell, or saved by earlier code)."""
+    if not path or not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            cost = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return cost if isinstance(cost, dict) and isinstance(cost.get("seconds"), (int, float)) else {}
