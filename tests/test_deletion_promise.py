@@ -358,6 +358,38 @@ def test_a_forget_leaves_no_earlier_version_on_disk(sisa_copy, in_tmp):
     assert "removed v000003: kept by keep_previous_version" in log and "stopped" not in log, log
 
 
+def test_a_run_stopped_while_it_removed_the_version_before_leaves_no_half_version(sisa_copy, in_tmp, monkeypatch):
+    """A run stopped in the middle of removing the version before its new one left that version
+    half removed under its own name (``v000002`` missing files: listed as a version, loadable by
+    none). The version is renamed out of the versions' names first; what a stop leaves is a
+    hidden folder that ``--verify`` lists (``left_behind_folders``) and the next run removes."""
+    from recbole_unlearn.serving import store as store_module
+
+    user = _two_users_left(sisa_copy)
+    (in_tmp / "a.csv").write_text(f"{user[0]}\n")
+    real_rmtree = shutil.rmtree
+
+    def stopped_half_way(path, *args, **kwargs):
+        if not os.path.basename(path).lstrip(".").startswith("v000002"):
+            return real_rmtree(path, *args, **kwargs)
+        files = sorted(os.path.join(root, n) for root, _, names in os.walk(path) for n in names)
+        os.remove(files[0])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store_module.shutil, "rmtree", stopped_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        run_forget_requests(sisa_copy, str(in_tmp / "a.csv"), {"state": "ERROR"}, verbose=False)
+    monkeypatch.setattr(store_module.shutil, "rmtree", real_rmtree)
+    assert _versions_on_disk(sisa_copy) == ["v000003"]
+    report = verify_model(sisa_copy)
+    assert report["older_versions"] == [] and len(report["left_behind_folders"]) == 1, report
+    assert report["left_behind_folders"][0].startswith(".v000002")
+    (in_tmp / "b.csv").write_text(f"{user[1]}\n")
+    run_forget_requests(sisa_copy, str(in_tmp / "b.csv"), {"state": "ERROR"}, verbose=False)
+    assert [e for e in os.listdir(sisa_copy) if e.startswith(".v")] == []
+    assert verify_model(sisa_copy)["left_behind_folders"] == []
+
+
 def _two_users_left(model_dir):
     """Two users with training data left, for requests."""
     model = load_model(model_dir)

@@ -190,7 +190,9 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
     the oldest was queued), which are not an error but must not go unseen, and the
     ``older_versions`` still on disk (models from before later forgets: the one before the live
     version under ``keep_previous_version``, or one a process killed mid-commit left) and the
-    ``never_live_versions`` (newer ones a forget staged and was stopped before switching to).
+    ``never_live_versions`` (newer ones a forget staged and was stopped before switching to) and
+    the ``left_behind_folders`` (a stopped commit's staging folder, a version a stopped run was
+    removing).
     Each weight file's record of what it trained with is checked against the live weights and
     what the remaining data gives now (``check_trained_on``: ``weights_checked``;
     ``weights_unchecked`` are approximately unlearned files and those saved before the records
@@ -224,6 +226,7 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
                       os.path.basename(model.version_dir), _listed_statuses(entries))
         waiting = _requests_not_final(events, audited_ids)
         older, never_live = store.older_versions(), store.never_live_versions()
+        left_behind = store.left_behind_folders()
     log.check_key(entries)
     if key is None:
         key = b""
@@ -243,7 +246,8 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
             "applied_without_change": unchanged, "version": os.path.basename(model.version_dir),
             "requests_not_final": len(waiting), "requests_failed": sum(e["status"] == "failed" for e in waiting.values()),
             "oldest_not_final": min((e["queued"] for e in waiting.values()), default=None),
-            "older_versions": older, "never_live_versions": never_live, "weights_checked": checked, "weights_unchecked": unchecked,
+            "older_versions": older, "never_live_versions": never_live,
+            "left_behind_folders": left_behind, "weights_checked": checked, "weights_unchecked": unchecked,
             # a live version whose audit line is not in the log yet (the next run appends it), and
             # the forgotten interactions no audit line covers (those of that line, where it is pending)
             "audit_pending": pending.get("version") if pending else None,

@@ -150,6 +150,9 @@ def checked_path(version_dir: str, files: Dict[str, str], name: str) -> str:
 
 #: what marks a version's staging folder, ``.v000002.tmp-1a2b3c4d`` (renamed to ``v000002`` when complete)
 STAGING_MARK = ".tmp-"
+#: the name a version being removed is renamed to first (``.v000002.removing-<hex>``), so that a
+#: stop half-way never leaves a half version under a version's name
+REMOVING_MARK = ".removing-"
 
 
 def is_version_name(name: str) -> bool:
@@ -442,6 +445,11 @@ class ModelStore:
             stale_version = is_version_name(entry) and entry not in keep
             if os.path.isdir(path) and (stale_version or entry.startswith(".v")):
                 try:
+                    if stale_version:  # out of the versions' names first: a stop leaves no half version
+                        doomed = os.path.join(self.model_dir, f".{entry}{REMOVING_MARK}{uuid.uuid4().hex[:8]}")
+                        os.rename(path, doomed)
+                        fsync_dir(self.model_dir)
+                        path = doomed
                     shutil.rmtree(path)
                 except OSError as e:
                     if stale_version:
@@ -449,6 +457,13 @@ class ModelStore:
                         _warn(f"could not remove {entry} from {self.model_dir} ({e.strerror or e}): it holds a model "
                               "from before later forgets, trained on data they forgot; remove it by hand")
         return left
+
+    def left_behind_folders(self) -> List[str]:
+        """Hidden folders a stopped run left: a version's staging folder (a commit that never
+        went live) or one being removed (a version from before, trained on data forgotten
+        since); the next run answering requests removes them."""
+        return sorted(e for e in os.listdir(self.model_dir)
+                      if e.startswith(".v") and os.path.isdir(os.path.join(self.model_dir, e)))
 
     def _manifest(self, model: UnlearnableModel, files: Dict[str, str]) -> dict:
         from recbole_unlearn.data.utils import dataset_file
