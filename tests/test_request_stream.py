@@ -823,3 +823,31 @@ def test_a_file_rejected_whole_is_not_counted_as_one_request(model_copy, in_tmp,
     assert "note: 1 request file was rejected whole (none of its lines was applied" in out, out
     assert "request was rejected" not in out, out
     assert not set(users) & _forgotten_users(model_copy)
+
+
+def test_a_file_applied_before_is_skipped_again_even_if_its_lines_no_longer_parse(model_copy, in_tmp):
+    """A file applied by earlier code (whose reading of a line this code refuses: ``<TAB>5`` read
+    as user 5) and given again was one ``error:`` line, and a watched copy went to ``rejected/``,
+    where the README promises the same file is skipped as already final (found by probing).
+    Lines the audit log holds as applied are skipped unparsed; the others are checked as before."""
+    import recbole_unlearn.data.forget as forget_module
+    from recbole_unlearn.utils.errors import UnlearnError
+
+    user = _users_by_shard(model_copy)[0][0]
+    (in_tmp / "old.txt").write_text(f"\t{user}\n")
+    with pytest.MonkeyPatch.context() as earlier:  # earlier code stripped a line's tabs too
+        earlier.setattr(forget_module, "request_line_text", lambda text: text.strip())
+        run_forget_requests(model_copy, str(in_tmp / "old.txt"), {"state": "ERROR"}, verbose=False)
+    assert user in _forgotten_users(model_copy)
+    doc = run_forget_requests(model_copy, str(in_tmp / "old.txt"), {"state": "ERROR"}, verbose=False)
+    assert doc["requests"]["skipped_already_final"] == 1
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    shutil.copy(in_tmp / "old.txt", inbox / "old.txt")
+    doc = _watch_quickly(model_copy, inbox)
+    assert doc["requests"]["skipped_already_final"] == 1 and doc["requests"]["rejected"] == 0
+    assert (inbox / "processed" / "old.txt").exists()
+    # a line not applied before is checked as ever
+    (in_tmp / "new.txt").write_text(f"\t{user}\n{user}\t\n")
+    with pytest.raises(UnlearnError, match="new.txt line 1: expected"):
+        run_forget_requests(model_copy, str(in_tmp / "new.txt"), {"state": "ERROR"}, verbose=False)

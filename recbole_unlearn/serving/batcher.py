@@ -112,6 +112,16 @@ class StreamSummary:
         }
 
 
+def applied_request_ids(model_dir: str) -> Set[str]:
+    """The request ids the audit log of ``model_dir`` holds as applied, read before a request
+    file is checked (nothing written; a log that cannot be read gives none, and the run's own
+    reading under the lock reports it)."""
+    try:
+        return set(AuditLog(model_dir).applied_requests())
+    except (UnlearnError, OSError):
+        return set()
+
+
 def _last_events(events: List[dict]) -> Dict[str, dict]:
     """Each request id's last ledger line (its status now), in the ledger's order."""
     return {rid: lines.last for rid, lines in lines_by_request(events).items()}
@@ -250,6 +260,10 @@ class RequestBatcher:
             if request.id in self.queued_ids or request.id in seen:
                 self.summary.skipped_queued += 1
                 continue
+            if request.rows is None and request.error is None:  # left unparsed: applied when its file was read
+                raise UnlearnError(f"request {request.id} ({request.file} line {request.line}) was applied in "
+                                   f"{self.store.model_dir}'s audit log when its file was read, and is not now: the "
+                                   "log was changed meanwhile (restored from a backup?); nothing was queued")
             seen.add(request.id)
             event = {"id": request.id, "file": request.file, "line": request.line, "status": "queued", "time": now()}
             if resumed:

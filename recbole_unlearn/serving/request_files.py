@@ -10,7 +10,7 @@ line next to each id for people.
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import AbstractSet, List, Optional, Tuple
 
 import numpy as np
 
@@ -59,7 +59,7 @@ class FileRequest:
 
 
 def file_requests(path: str, dataset, max_lines: int, max_line_bytes: int,
-                  strict: bool) -> Tuple[str, List[FileRequest]]:
+                  strict: bool, applied: AbstractSet[str] = frozenset()) -> Tuple[str, List[FileRequest]]:
     """The digest of the file at ``path`` and every request line of it, resolved to log rows,
     both from one pass over its bytes (a file that changes meanwhile cannot give ids of one
     content to lines of another; a file past ``max_lines`` requests or with a line longer than
@@ -69,16 +69,28 @@ def file_requests(path: str, dataset, max_lines: int, max_line_bytes: int,
     is all or nothing); otherwise a bad line comes back with ``error`` set (a watched folder
     rejects it and goes on), in words that name the line, never its tokens (the ledger keeps it
     after the file is gone). A file that cannot be read at all raises either way.
+
+    ``applied``: request ids the model folder's audit log holds as applied: their lines come back
+    unparsed (no rows, no error; the batcher skips them as final), so a file applied before is
+    skipped as promised even where this code reads one of its lines otherwise (a tab-separated
+    line with an empty edge field, which earlier code read as a user).
     """
     name = os.path.basename(path)
     sha256_hex, lines = read_request_file(path, max_lines, max_line_bytes)
     digest = short_digest(sha256_hex)
     if strict:
-        parsed = parse_request_lines(lines, path, dataset)  # validates the whole file first
-        return digest, [FileRequest(request_id(digest, r.line), name, r.line, r.rows) for r in parsed]
+        todo = [(number, text) for number, text in lines if request_id(digest, number) not in applied]
+        # validates the whole file first (a file whose every line was applied has none to check)
+        parsed = parse_request_lines(todo, path, dataset) if todo or not lines else []
+        rows = {r.line: r.rows for r in parsed}
+        return digest, [FileRequest(request_id(digest, number), name, number, rows.get(number))
+                        for number, _ in lines]
     out, seen = [], {}
     for number, text in lines:
         request = FileRequest(request_id(digest, number), name, number)
+        if request.id in applied:
+            out.append(request)
+            continue
         if text is None:
             request.error = f"request {name}:{number} is not UTF-8 text"
             out.append(request)
