@@ -780,6 +780,15 @@ def test_watching_the_datasets_own_folder_is_refused_and_changes_nothing(model_c
         run_forget_requests(model_copy, str(data / "ml-tiny"), {"watch_idle_s": 0.5, "state": "ERROR",
                                                                  "data_path": str(data)}, verbose=False)
     assert snapshot(model_copy) == before and snapshot(data) == data_before
+    # the dataset file a link to one in the watched folder (a probe: the linked file was moved away)
+    store = in_tmp / "store"
+    store.mkdir()
+    os.replace(data / "ml-tiny" / "ml-tiny.inter", store / "ml-tiny.inter")
+    os.symlink(store / "ml-tiny.inter", data / "ml-tiny" / "ml-tiny.inter")
+    with pytest.raises(UnlearnError, match="holds the dataset's files \\(ml-tiny.inter\\)"):
+        run_forget_requests(model_copy, str(store), {"watch_idle_s": 0.5, "state": "ERROR", "data_path": str(data)},
+                            verbose=False)
+    assert os.listdir(store) == ["ml-tiny.inter"] and snapshot(model_copy) == before
 
 
 def test_a_file_renamed_over_one_already_read_is_read_without_blaming_the_writer(model_copy, in_tmp, monkeypatch,

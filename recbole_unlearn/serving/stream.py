@@ -257,8 +257,10 @@ def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str
         raise UnlearnError(f"request folder {folder} is the model folder or inside it: watch a folder of its own "
                            "(the model's own files would be read, and moved, as request files)")
     config = model.config
+    watched = os.path.realpath(folder)
+    # the dataset's folder, or the one its files link to (either would be read and moved)
     held = [os.path.basename(path) for path in atomic_files(config)
-            if os.path.realpath(os.path.dirname(path)) == os.path.realpath(folder)]
+            if watched in (os.path.realpath(os.path.dirname(path)), os.path.dirname(os.path.realpath(path)))]
     if held:
         raise UnlearnError(f"request folder {folder} holds the dataset's files ({', '.join(held)}): watch a folder "
                            "of its own (they would be read, and moved, as request files)")
