@@ -722,7 +722,9 @@ def test_a_grid_reuses_another_grids_original_references_and_retrain_row(tmp_pat
                         forget_user_ratio=0.3)
     with pytest.raises(UnlearnError, match="cannot lend its original"):
         run_grid(other)
-    assert not os.path.exists(tmp_path / "other" / "GRU4Rec-ml-tiny" / "cell.json")
+    # nothing: the folder was left created and claimed, refusing the corrected grid in another
+    # file (a probe; the lender is checked before the claim)
+    assert not os.path.exists(tmp_path / "other")
     # a lender that never ran: refused before anything trains
     missing = _reuse_grid(tmp_path, str(tmp_path / "nowhere"), "missing", ["sruga"], audit=True, audit_references=2)
     assert main([f"--benchmark={missing}"]) == 2
@@ -1485,3 +1487,35 @@ def test_a_grid_stopped_while_its_audit_references_trained_keeps_their_cost(tmp_
     assert cost["references_trained"] == 2, cost
     assert cost["seconds"] >= seconds["audit reference 0"], (cost, seconds)
     assert None not in cost["references_epochs_run"], cost
+
+
+def test_a_grid_dropping_an_inherited_setting_with_null_is_not_refused_for_setting_it(tmp_path):
+    """``key: ~`` in a grid that ``extends`` another drops the inherited value (README); the
+    check for settings no row uses counted it as set and told the user to drop it (a probe)."""
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump({"models": ["GRU4Rec"], "datasets": ["ml-tiny"],
+                                    "config": {"n_shards": 2, "epochs": 1}, "methods": ["sisa"]}))
+    child = tmp_path / "child.yaml"
+    child.write_text(yaml.safe_dump({"extends": "base.yaml", "output_dir": str(tmp_path / "board"),
+                                     "config": {"n_shards": None}, "methods": ["kookmin"]}))
+    grid = load_grid(str(child))
+    runner.check_method_keys_used(grid, [runner.CellRun(grid, cell) for cell in grid.cells])
+    child.write_text(yaml.safe_dump({"extends": "base.yaml", "output_dir": str(tmp_path / "board"),
+                                     "config": {"n_shards": 3}, "methods": ["kookmin"]}))
+    grid = load_grid(str(child))
+    with pytest.raises(UnlearnError, match="n_shards is not used by any row"):
+        runner.check_method_keys_used(grid, [runner.CellRun(grid, cell) for cell in grid.cells])
+
+
+def test_a_file_where_a_rows_model_folder_goes_is_refused_before_anything_is_written(tmp_path, in_tmp):
+    """A file at ``<cell>/models/<label>`` was refused up front ("is a file"); with the rows'
+    own folders left out of the checks (they are removed before a row runs again) it was found
+    only after the original and Retrain had trained and were saved (a probe)."""
+    path = _tiny_grid(tmp_path, ["kookmin"])
+    models = tmp_path / "board" / "GRU4Rec-ml-tiny" / "models"
+    models.mkdir(parents=True)
+    (models / "kookmin").write_text("hi")
+    with pytest.raises(UnlearnError, match="is a file; give a new folder"):
+        run_grid(path)
+    assert set(os.listdir(tmp_path / "board" / "GRU4Rec-ml-tiny")) - {".lock"} == {"models"}  # nothing trained
+

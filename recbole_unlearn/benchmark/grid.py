@@ -282,5 +282,6 @@ def load_grid(path: str) -> Grid:
     a missing or malformed file)."""
     grid = expand_grid(_resolve(path, []), path)
     own = _read_document(path).get("config")
-    grid.own_config_keys = sorted(own) if isinstance(own, dict) else []
+    # a key set to null drops an inherited value: it sets nothing
+    grid.own_config_keys = sorted(k for k, v in own.items() if v is not None) if isinstance(own, dict) else []
     return grid

@@ -482,14 +482,21 @@ def _copy_atomically(source: str, target: str) -> None:
     os.replace(partial, target)
 
 
-def adopt_cell(run: CellRun, fingerprint: dict) -> None:
-    """Start ``run``'s cell from the lender's (see the module doc): same fingerprint or refused;
-    ``cell.json`` is written last."""
+def check_lender(run: CellRun, fingerprint: dict) -> dict:
+    """The lender's ``cell.json`` for ``run``'s cell (see the module doc), refused unless it has
+    the same fingerprint (checked before the cell writes anything)."""
     source = lender_dir(run.grid, run.cell)
     lent = _read_json(os.path.join(source, CELL_FILE))
     if not same_cell(lent.get("fingerprint") or {}, fingerprint):
         raise UnlearnError(f"reuse_cells_from: {source} was made with other data settings or another "
                            f"forget set than this grid's cell {run.cell.name}; it cannot lend its original")
+    return lent
+
+
+def adopt_cell(run: CellRun, lent: dict) -> None:
+    """Start ``run``'s cell from the lender's (``lent``: its checked ``cell.json``);
+    ``cell.json`` is written last."""
+    source = lender_dir(run.grid, run.cell)
     names = [ORIGINAL_FILE] + sorted(reference_files(source))
     names += [os.path.join("rows", f"{label}.json") for label in (ORIGINAL, REFERENCE, BASELINE)
               if label != BASELINE or run.grid.baseline]
@@ -617,10 +624,12 @@ def remove_unfinished_row(run: CellRun, label: str) -> None:
 
 @contextmanager
 def _model_dir_unchecked(config) -> Iterator[None]:
-    """``config`` without its ``model_dir`` for the block: a method's check refuses a folder
-    that holds a model, and a row to run again has its own (removed once every check passed)."""
+    """``config`` without its ``model_dir`` for the block where it is a folder: a method's check
+    refuses a folder that holds a model, and a row to run again has its own (removed once every
+    check passed); anything else there (a file) is for the check to refuse."""
     model_dir = config["model_dir"]
-    config["model_dir"] = None
+    if model_dir and os.path.isdir(model_dir) and not os.path.islink(model_dir):
+        config["model_dir"] = None
     try:
         yield
     finally:
@@ -666,6 +675,7 @@ def _run_cell_held(run: CellRun, progress: Progress) -> dict:
     # every check before anything is written: a refused row had removed a finished row's model
     # folder (its settings changed) and a cell to adopt had been copied (probe)
     adopting = grid.reuse_cells_from is not None and saved is None
+    lent = check_lender(run, fingerprint) if adopting else None
     pending = [v for v in cell.variants if adopting or run.finished(v.label, v.overrides) is None]
     for variant in pending:
         check_unfinished_row(run, variant.label)
@@ -679,7 +689,7 @@ def _run_cell_held(run: CellRun, progress: Progress) -> dict:
                                 f"{os.path.join(run.dir, 'models')} answer requests all the same)")
     claim_output_dir(grid, run.base["lock_timeout_s"])  # after the checks: a refused row wrote grid.json
     if adopting:
-        adopt_cell(run, fingerprint)
+        adopt_cell(run, lent)
         saved = _read_json(cell_file)
     finished = {v.label: run.finished(v.label, v.overrides) for v in cell.variants}
     for variant in cell.variants:
