@@ -1299,6 +1299,20 @@ def test_a_finished_cell_in_a_read_only_folder_is_still_reported(tmp_path, in_tm
 
     monkeypatch.setattr(lock_module.FolderLock, "hold", unlockable)
     assert run_grid(path)["md"]
+    # and its leaderboard files cannot be written either (a probe, on a read-only mount: it ended
+    # in "error: [Errno 30] Read-only file system: .../.tmp-...leaderboard.csv"): the ones there stand
+    from recbole_unlearn.benchmark import report as report_module
+
+    def read_only(path, write):
+        raise OSError(30, "Read-only file system", path)
+
+    before = (tmp_path / "board" / "leaderboard.md").read_text()
+    monkeypatch.setattr(report_module, "atomic_write", read_only)
+    assert run_grid(path)["md"] == str(tmp_path / "board" / "leaderboard.md")
+    assert (tmp_path / "board" / "leaderboard.md").read_text() == before
+    monkeypatch.undo()
+    monkeypatch.chdir(in_tmp)
+    monkeypatch.setattr(lock_module.FolderLock, "hold", unlockable)
     os.remove(tmp_path / "board" / "GRU4Rec-ml-tiny" / "rows" / "retrain.json")
     with pytest.raises(UnlearnError, match="grid cell .* cannot be locked .*: its lock file is written"):
         run_grid(path)

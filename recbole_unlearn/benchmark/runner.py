@@ -42,6 +42,7 @@ in progress finishes first; ``watch_poll_s`` says how often it looks): the
 machine can then be lent to something that must be timed alone, without a row's wall time
 counting the pause.
 """
+import errno
 import hashlib
 import json
 import math
@@ -811,9 +812,23 @@ def run_grid(path: str, cells: Optional[List[str]] = None) -> Dict[str, str]:
         # start, the last of two concurrent runs wrote a leaderboard without the other's cell)
         with output_dir_lock(grid, run.base["lock_timeout_s"]):
             done = dict(_other_finished_cells(grid, selected), **mine)
-            paths = write_leaderboard([done[c.name] for c in grid.cells if c.name in done], grid.output_dir, title)
+            paths = _write_or_keep_leaderboard([done[c.name] for c in grid.cells if c.name in done], grid, title)
         getLogger().info(set_color("leaderboard", "green") + f": {paths['md']}")
     return paths
+
+
+def _write_or_keep_leaderboard(cells: List[dict], grid: Grid, title: str) -> Dict[str, str]:
+    """Write the leaderboard files; in a read-only ``output_dir`` (a finished grid only
+    reported: it ended in an ``OSError`` line) keep those there, with a warning, and return their
+    paths."""
+    try:
+        return write_leaderboard(cells, grid.output_dir, title)
+    except OSError as e:
+        if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        getLogger().warning(f"leaderboard files in {grid.output_dir} cannot be written ({e.strerror}): those there "
+                            "stand, from the last run that could write them")
+        return {kind: os.path.join(grid.output_dir, f"leaderboard.{kind}") for kind in ("csv", "md", "html")}
 
 
 def _other_finished_cells(grid: Grid, selected: set) -> Dict[str, dict]:
