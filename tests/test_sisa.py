@@ -329,3 +329,52 @@ def test_a_partitioner_registered_on_pretrained_vectors_gets_them(in_tmp):
         PARTITIONERS._entries, PARTITIONERS._traits = saved
     assert seen and doc["rows"][-1]["method"] == "sisa"
     assert Registry("x", "y").traits("nothing") == {}
+
+
+class _FakeRay:
+    """Ray's ``is_initialized`` / ``init`` / ``shutdown`` / ``cluster_resources``, recording calls."""
+
+    def __init__(self, initialized=False, refuse=None):
+        self.initialized, self.calls, self.refuse, self.cpus = initialized, [], refuse, 2
+
+    def is_initialized(self):
+        return self.initialized
+
+    def init(self, address=None, num_cpus=None, **kwargs):
+        self.calls.append(("init", address, num_cpus))
+        if self.refuse and address == self.refuse:
+            raise ConnectionError(f"Could not find any running Ray instance at {address}")
+        self.initialized, self.cpus = True, num_cpus or 8
+
+    def shutdown(self):
+        self.calls.append(("shutdown",))
+        self.initialized = False
+
+    def cluster_resources(self):
+        return {"CPU": self.cpus}
+
+
+def test_a_second_call_in_one_process_gets_the_ray_its_settings_ask_for():
+    """Ray started by one call (``num_workers`` 2, local) was reused as it was by every later call
+    in the process: one asking for 3 CPUs per shard was refused ("exceeds the 2 CPUs Ray has"),
+    and one naming an unreachable ``ray_address`` ran on the local Ray and recorded that address
+    (found by probing). Ray this package started is started again when the settings differ; a
+    Ray the user started is used as it is; an unreachable cluster is one error."""
+    from recbole_unlearn.trainer import shard_trainer
+    from recbole_unlearn.utils.errors import UnlearnError
+
+    shard_trainer._RAY_STARTED_FOR = None
+    ray = _FakeRay()
+    shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 2})
+    shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 2})  # the same: kept
+    shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 3})
+    assert ray.calls == [("init", None, 2), ("shutdown",), ("init", None, 3)]
+    ray = _FakeRay(refuse="127.0.0.1:1")
+    shard_trainer._RAY_STARTED_FOR = None
+    shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 2})
+    with pytest.raises(UnlearnError, match="ray_address 127.0.0.1:1: no Ray cluster answers there"):
+        shard_trainer.connect_ray(ray, {"ray_address": "127.0.0.1:1", "num_workers": 2})
+    mine = _FakeRay(initialized=True)  # ray.init called by the user before the run
+    shard_trainer._RAY_STARTED_FOR = None
+    shard_trainer.connect_ray(mine, {"ray_address": None, "num_workers": 3})
+    assert mine.calls == []

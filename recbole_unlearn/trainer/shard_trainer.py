@@ -233,19 +233,43 @@ def _python_signal_handlers_kept():
                 signal.signal(sig, handler)
 
 
-def _run_on_ray(config, dataset, shard_map, keep, jobs) -> List[ShardResult]:
-    with _python_signal_handlers_kept():  # importing ray sets its own SIGTERM handler (sys.exit(15))
-        import ray
+#: what the Ray this package started in this process was started for (``(ray_address, num_cpus)``);
+#: ``None``: none started (a Ray the user started, if any, is used as it is)
+_RAY_STARTED_FOR: Optional[Tuple[Optional[str], Optional[int]]] = None
 
-    logger = getLogger()
-    if not ray.is_initialized():
-        with _python_signal_handlers_kept():
+
+def connect_ray(ray, config) -> None:
+    """Start (or join) the Ray ``config`` asks for: a local one of ``num_workers`` CPUs, or the
+    cluster at ``ray_address``. A Ray this package started for other settings (an earlier call in
+    the same process) is shut down first: it was reused as it was, so a later call asking for
+    more CPUs was refused and one naming a cluster ran locally while recording that address. A
+    Ray the user started is used as it is. An unreachable cluster is one error."""
+    global _RAY_STARTED_FOR
+    wanted = (config["ray_address"] or None, None if config["ray_address"] else int(config["num_workers"]))
+    if ray.is_initialized():
+        if _RAY_STARTED_FOR is None or _RAY_STARTED_FOR == wanted:
+            return
+        ray.shutdown()
+        _RAY_STARTED_FOR = None
+    with _python_signal_handlers_kept():
+        try:
             if config["ray_address"]:
                 ray.init(address=config["ray_address"], log_to_driver=False)
             else:
                 ray.init(num_cpus=config["num_workers"], include_dashboard=False, log_to_driver=False,
                          configure_logging=False)
-        logger.info(f"ray started: {ray.cluster_resources()}")
+        except ConnectionError as e:
+            raise UnlearnError(f"ray_address {config['ray_address']}: no Ray cluster answers there "
+                               f"({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
+    _RAY_STARTED_FOR = wanted
+    getLogger().info(f"ray started: {ray.cluster_resources()}")
+
+
+def _run_on_ray(config, dataset, shard_map, keep, jobs) -> List[ShardResult]:
+    with _python_signal_handlers_kept():  # importing ray sets its own SIGTERM handler (sys.exit(15))
+        import ray
+
+    connect_ray(ray, config)
     check_ray_resources(config, ray.cluster_resources())
     cpus = config["ray_cpus_per_shard"]
     threads = config["shard_num_threads"] or max(1, int(cpus))
