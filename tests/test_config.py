@@ -162,3 +162,44 @@ def test_config_files_that_hold_no_setting_or_a_key_twice(tmp_path):
         UnlearnConfig("GRU4Rec", config_file_list=[str(tmp_path / "listed.yaml")], config_dict=tiny_dict())
     with pytest.raises(UnlearnError, match="is a folder, not a config file"):
         UnlearnConfig("GRU4Rec", config_file_list=[str(tmp_path)], config_dict=tiny_dict())
+
+
+def test_two_runs_in_two_threads_of_one_process_each_log_into_their_own_file(tmp_path):
+    """A watcher answering requests in one thread while an experiment ran in another: the second
+    run's logger setup removed the first's handlers, so the watcher's later lines went into the
+    experiment's log or nowhere, and the first run's end gave the root logger its caller's level
+    back while the other still ran (found by probing). Each run's handlers take only its own
+    thread's lines; the caller's level comes back when the last run ends."""
+    import logging
+    import threading
+
+    from recbole_unlearn.utils.run_logger import init_run_logger, release_run_logger
+
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(logging.ERROR)
+    first_set_up, second_set_up, second_done = threading.Event(), threading.Event(), threading.Event()
+
+    def run(name, set_up, wait_for, then):
+        init_run_logger({"state": "INFO"}, str(tmp_path / f"{name}.log"))
+        set_up.set()
+        wait_for.wait(30)
+        for n in range(3):
+            logging.getLogger().info(f"{name} line {n}")
+        if then is not None:
+            then.set()
+        release_run_logger()
+
+    watcher = threading.Thread(target=run, args=("watcher", first_set_up, second_done, None))
+    watcher.start()
+    first_set_up.wait(30)
+    experiment = threading.Thread(target=run, args=("experiment", second_set_up, first_set_up, second_done))
+    experiment.start()
+    experiment.join(60)
+    watcher.join(60)
+    for name, other in (("watcher", "experiment"), ("experiment", "watcher")):
+        text = (tmp_path / f"{name}.log").read_text()
+        assert all(f"{name} line {n}" in text for n in range(3)), (name, text)
+        assert other not in text, (name, text)
+    assert root.level == logging.ERROR
+    root.setLevel(before)

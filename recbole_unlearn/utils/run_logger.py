@@ -6,11 +6,14 @@ lines went into the first run's log file, at the first run's level. :func:`init_
 removes the handlers the previous run's ``init_logger`` added (and only those: a caller's own
 handlers are kept, and receive the run's lines too) before calling it again, and
 :func:`release_run_logger` (at the end of every run) removes them and gives the root logger its
-caller's level back, so a notebook's own logging is as it was after each run.
+caller's level back, so a notebook's own logging is as it was after each run. Runs in two
+threads of one process (a watcher in one, an experiment in another) each log into their own
+file: a run's handlers take its thread's lines only.
 """
 import functools
 import logging
-from typing import Callable, List, Optional, TypeVar
+import threading
+from typing import Callable, Dict, List, Optional, TypeVar
 
 from recbole_unlearn import compat  # noqa: F401  (before RecBole: NumPy aliases, anomaly detection off)
 import colorlog
@@ -18,28 +21,52 @@ from colorama import init as colorama_init
 from recbole.utils import init_logger
 from recbole.utils.logger import RemoveColorFilter, log_colors_config
 
-_added: List[logging.Handler] = []  # the handlers the last init_run_logger added
-_caller_level: List[int] = []  # the root level before the first run's logger, while one is set up
+#: each thread's run's handlers (runs in two threads of one process, e.g. a watcher and an
+#: experiment, each log into their own file), the root level each asked for, and the root level
+#: before the first of the runs now set up (given back when the last one ends)
+_added: Dict[int, List[logging.Handler]] = {}
+_levels: Dict[int, int] = {}
+_caller_level: List[int] = []
+_setting_up = threading.RLock()
+
+
+class _OnlyThread(logging.Filter):
+    """Pass only the records of the thread that made the filter (its run's lines)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ident = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread == self.ident
 
 
 def init_run_logger(config, log_file: Optional[str] = None) -> None:
     """``recbole.utils.init_logger(config)``, so that it takes effect in every run. With
     ``log_file`` the run logs there, with RecBole's formats and level (``state``), and writes no
-    ``log/`` folder into the working directory (a run answering requests leaves it as it was)."""
-    root = logging.getLogger()
-    if not _caller_level:
-        _caller_level.append(root.level)
-    _remove_added(root)
-    kept = list(root.handlers)  # the caller's own
-    for handler in kept:
-        root.removeHandler(handler)
-    if log_file is None:
-        init_logger(config)
-    else:
-        _log_to(config, log_file)
-    _added.extend(root.handlers)
-    for handler in kept:
-        root.addHandler(handler)
+    ``log/`` folder into the working directory (a run answering requests leaves it as it was).
+    The run's handlers take its own thread's lines only, and another thread's run keeps its own."""
+    with _setting_up:
+        root = logging.getLogger()
+        me = threading.get_ident()
+        if not _levels and not _caller_level:
+            _caller_level.append(root.level)
+        _remove_added(root, me)
+        kept = list(root.handlers)  # the caller's own, and other threads' runs'
+        for handler in kept:
+            root.removeHandler(handler)
+        if log_file is None:
+            init_logger(config)
+        else:
+            _log_to(config, log_file)
+        only_mine = _OnlyThread()
+        _added[me] = list(root.handlers)
+        for handler in _added[me]:
+            handler.addFilter(only_mine)
+        _levels[me] = root.level
+        for handler in kept:
+            root.addHandler(handler)
+        root.setLevel(min(_levels.values()))
 
 
 def _log_to(config, log_file: str) -> None:
@@ -60,19 +87,23 @@ def _log_to(config, log_file: str) -> None:
 
 
 def release_run_logger() -> None:
-    """Remove the run's handlers (its log file is closed) and restore the caller's root level."""
-    root = logging.getLogger()
-    _remove_added(root)
-    level: Optional[int] = _caller_level.pop() if _caller_level else None
-    if level is not None:
-        root.setLevel(level)
+    """Remove the run's handlers (its log file is closed); once no other thread's run is set
+    up, restore the caller's root level."""
+    with _setting_up:
+        root = logging.getLogger()
+        me = threading.get_ident()
+        _remove_added(root, me)
+        _levels.pop(me, None)
+        if _levels:
+            root.setLevel(min(_levels.values()))
+        elif _caller_level:
+            root.setLevel(_caller_level.pop())
 
 
-def _remove_added(root: logging.Logger) -> None:
-    for handler in _added:
+def _remove_added(root: logging.Logger, thread: int) -> None:
+    for handler in _added.pop(thread, []):
         root.removeHandler(handler)
         handler.close()
-    _added.clear()
 
 
 F = TypeVar("F", bound=Callable)
