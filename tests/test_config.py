@@ -203,3 +203,27 @@ def test_two_runs_in_two_threads_of_one_process_each_log_into_their_own_file(tmp
         assert other not in text, (name, text)
     assert root.level == logging.ERROR
     root.setLevel(before)
+
+
+def test_api_values_of_other_python_kinds_are_read_as_what_they_hold(tmp_path):
+    """NumPy scalars inside a dict-valued setting (``clip_grad_norm={"max_norm": np.float32(5)}``)
+    were refused showing a valid value; a NumPy array as ``topk`` got RecBole's "must be a
+    integer, list"; ``pathlib.Path`` values were refused as ``config_file_list`` entries and as
+    ``results_dir`` while accepted as ``data_path``; and a model named both as the argument and in
+    ``config_dict`` ran the argument's without a word (found by probing)."""
+    import pathlib
+
+    import numpy as np
+
+    from recbole_unlearn.utils.errors import UnlearnError
+
+    settings = tmp_path / "s.yaml"
+    settings.write_text("stopping_step: 4\n")
+    config = UnlearnConfig("SASRec", config_file_list=[pathlib.Path(settings)], config_dict=tiny_dict(
+        clip_grad_norm={"max_norm": np.float32(5.0)}, topk=np.array([10, 20]),
+        results_dir=pathlib.Path(tmp_path / "r"), data_path=pathlib.Path(tiny_dict()["data_path"])))
+    assert config["stopping_step"] == 4 and config["topk"] == [10, 20]
+    assert config["clip_grad_norm"] == {"max_norm": 5.0} and type(config["clip_grad_norm"]["max_norm"]) is float
+    assert config["results_dir"] == str(tmp_path / "r")
+    with pytest.raises(UnlearnError, match="model is given twice: 'GRU4Rec' as the argument and 'SASRec' in config_dict"):
+        UnlearnConfig("GRU4Rec", config_dict=tiny_dict(model="SASRec"))

@@ -105,11 +105,18 @@ EARLY_KEYS = ("valid_metric",)
 
 
 def _plain(value):
-    """``value`` with NumPy scalars (also inside lists and tuples) turned into Python scalars."""
+    """``value`` with NumPy scalars and arrays turned into Python scalars and lists, and paths
+    (``pathlib.Path``) into strings, also inside lists, tuples and dicts."""
     if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     if isinstance(value, (list, tuple)):
         return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     return value
 
 
@@ -179,9 +186,14 @@ def _check_argument_kinds(model, dataset, config_file_list, config_dict) -> None
         if value is not None and not isinstance(value, str):
             raise UnlearnError(f"{name} must be a {name} name (a string), got {type(value).__name__}")
     if config_file_list is not None and (not isinstance(config_file_list, (list, tuple))
-                                         or not all(isinstance(p, str) for p in config_file_list)):
+                                         or not all(isinstance(p, (str, os.PathLike)) for p in config_file_list)):
         raise UnlearnError(f"config_file_list must be a list of file names, got {type(config_file_list).__name__}")
     check_config_dict(config_dict)
+    for name, value in (("model", model), ("dataset", dataset)):
+        other = (config_dict or {}).get(name)
+        if value is not None and other is not None and other != value:  # one was run, the other ignored
+            raise UnlearnError(f"{name} is given twice: {value!r} as the argument and {other!r} in config_dict; "
+                               "give it once")
     for name, value in (("model", (config_dict or {}).get("model")), ("dataset", (config_dict or {}).get("dataset"))):
         if value is not None and not isinstance(value, str):
             raise UnlearnError(f"config key '{name}' must be a {name} name (a string), got {value!r}")
@@ -257,6 +269,8 @@ class UnlearnConfig(Config):
         config_dict: Optional[dict] = None,
     ):
         _check_argument_kinds(model, dataset, config_file_list, config_dict)
+        if config_file_list is not None:
+            config_file_list = [os.fspath(path) for path in config_file_list]
         config_dict = copy.deepcopy(config_dict)  # RecBole converts values in place: the caller's dict stays as given
         for path in config_file_list or []:
             _check_yaml_file(path)
