@@ -1326,3 +1326,23 @@ def test_a_grid_saving_model_folders_warns_of_tokens_no_request_can_name(tmp_pat
     warned = [r.getMessage() for r in caplog.records if "cannot be named in a request file" in r.getMessage()]
     assert len(warned) == 1 and "1 token of the dataset ('7,8')" in warned[0], warned
     assert "SASRec-comma" in warned[0]
+
+
+def test_a_folder_that_is_no_model_folder_is_refused_without_a_lock_file_left_in_it(tmp_path, in_tmp):
+    """``--verify`` or ``--forget`` given a folder that is not a model folder said so in one line,
+    and left a ``.lock`` file in it (the lock was taken before ``CURRENT`` was looked for; found
+    by probing): bad input changes nothing on disk."""
+    from conftest import snapshot
+    from recbole_unlearn.quick_start import run_forget_requests
+    from recbole_unlearn.quick_start.forget_requests import run_verify
+
+    folder = tmp_path / "notamodel"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("notes\n")
+    (tmp_path / "r.csv").write_text("1\n")
+    before = snapshot(folder)
+    with pytest.raises(UnlearnError, match="is not a recbole_unlearn model folder"):
+        run_verify(str(folder))
+    with pytest.raises(UnlearnError, match="is not a recbole_unlearn model folder"):
+        run_forget_requests(str(folder), str(tmp_path / "r.csv"), verbose=False)
+    assert snapshot(folder) == before and sorted(os.listdir(folder)) == ["notes.txt"]

@@ -201,6 +201,7 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
     before it holds, are an error.
     ``overrides``: as for :meth:`ModelStore.load` (e.g. the dataset's new ``data_path``)."""
     model_dir = store.model_dir
+    store.require_model_folder()  # before the lock, whose file would be left in another folder
     with store.lock.hold():
         model = store.load(overrides)
         _check_version_files(model)

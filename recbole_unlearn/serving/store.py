@@ -198,14 +198,21 @@ class ModelStore:
             raise UnlearnError(f"{path} does not name a model version: {name!r}")
         return name
 
-    def read_manifest(self, version: Optional[str] = None) -> Tuple[str, dict]:
-        """``(version folder, manifest)`` of the current version, or of the kept ``version``
-        (``v000001``, ...); one-line errors for bad folders."""
+    def require_model_folder(self) -> str:
+        """The current version's name; one-line errors for a missing folder or one without
+        ``CURRENT`` (checked before the lock is taken: its file would be left in a folder that
+        is no model folder)."""
         if not os.path.isdir(self.model_dir):
             raise UnlearnError(f"model folder not found: {self.model_dir}")
         name = self.current_version()
         if name is None:
             raise UnlearnError(f"{self.model_dir} is not a recbole_unlearn model folder (no {CURRENT} file)")
+        return name
+
+    def read_manifest(self, version: Optional[str] = None) -> Tuple[str, dict]:
+        """``(version folder, manifest)`` of the current version, or of the kept ``version``
+        (``v000001``, ...); one-line errors for bad folders."""
+        name = self.require_model_folder()
         if version is not None:
             if not (is_version_name(version)
                     and os.path.isfile(os.path.join(self.model_dir, version, MANIFEST))):
@@ -245,6 +252,7 @@ class ModelStore:
 
         overrides = dict(overrides or {})
         check_setting_keys(overrides)
+        self.require_model_folder()
         with self.lock.hold():
             version_dir, manifest = self.read_manifest(version)
             overrides = _settable(overrides, manifest)
