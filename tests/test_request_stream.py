@@ -850,6 +850,7 @@ def test_a_file_applied_before_is_skipped_again_even_if_its_lines_no_longer_pars
     assert user in _forgotten_users(model_copy)
     doc = run_forget_requests(model_copy, str(in_tmp / "old.txt"), {"state": "ERROR"}, verbose=False)
     assert doc["requests"]["skipped_already_final"] == 1
+    assert doc["run_dir"] == os.path.dirname(doc["results_path"])  # as run_recbole_unlearn's (a probe)
     inbox = in_tmp / "inbox"
     inbox.mkdir()
     shutil.copy(in_tmp / "old.txt", inbox / "old.txt")

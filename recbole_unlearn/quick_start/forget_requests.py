@@ -119,7 +119,7 @@ def _report(config, model, summary, meter: CpuMeter, requests: str, model_dir: s
         if busy_note:
             print(f"note: {busy_note}")
         print(f"results: {results_path}")
-    return dict(document, results_path=results_path)
+    return dict(document, run_dir=run_dir, results_path=results_path)
 
 
 def _plural(n: int, word: str) -> str:
