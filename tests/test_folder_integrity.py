@@ -125,14 +125,14 @@ def test_an_old_version_that_cannot_be_removed_is_reported_not_claimed_removed(f
     """The version before a forget (a whole model trained on the data it forgot) could not be
     removed (a read-only folder): the forget said nothing, and the next run said it had removed
     it while it stayed on disk. Both now say it is still there."""
-    real_rmtree = shutil.rmtree
+    real_rename = os.rename
 
-    def refuse_v1(path, *args, **kwargs):
-        if os.path.basename(path) == "v000001":
-            raise PermissionError(13, "Permission denied", path)
-        return real_rmtree(path, *args, **kwargs)
+    def refuse_v1(source, target, *args, **kwargs):  # a version is renamed out of the way before its removal
+        if os.path.basename(source) == "v000001":
+            raise PermissionError(13, "Permission denied", source)
+        return real_rename(source, target, *args, **kwargs)
 
-    monkeypatch.setattr(store_module.shutil, "rmtree", refuse_v1)
+    monkeypatch.setattr(store_module.os, "rename", refuse_v1)
     warnings = []
     monkeypatch.setattr(store_module, "_warn", warnings.append)
     run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
