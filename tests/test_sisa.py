@@ -354,7 +354,7 @@ class _FakeRay:
         return {"CPU": self.cpus}
 
 
-def test_a_second_call_in_one_process_gets_the_ray_its_settings_ask_for():
+def test_a_second_call_in_one_process_gets_the_ray_its_settings_ask_for(monkeypatch):
     """Ray started by one call (``num_workers`` 2, local) was reused as it was by every later call
     in the process: one asking for 3 CPUs per shard was refused ("exceeds the 2 CPUs Ray has"),
     and one naming an unreachable ``ray_address`` ran on the local Ray and recorded that address
@@ -363,18 +363,18 @@ def test_a_second_call_in_one_process_gets_the_ray_its_settings_ask_for():
     from recbole_unlearn.trainer import shard_trainer
     from recbole_unlearn.utils.errors import UnlearnError
 
-    shard_trainer._RAY_STARTED_FOR = None
+    monkeypatch.setattr(shard_trainer, "_RAY_STARTED_FOR", None)  # (the real one's, if any, comes back)
     ray = _FakeRay()
     shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 2})
     shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 2})  # the same: kept
     shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 3})
     assert ray.calls == [("init", None, 2), ("shutdown",), ("init", None, 3)]
     ray = _FakeRay(refuse="127.0.0.1:1")
-    shard_trainer._RAY_STARTED_FOR = None
+    monkeypatch.setattr(shard_trainer, "_RAY_STARTED_FOR", None)
     shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 2})
     with pytest.raises(UnlearnError, match="ray_address 127.0.0.1:1: no Ray cluster answers there"):
         shard_trainer.connect_ray(ray, {"ray_address": "127.0.0.1:1", "num_workers": 2})
     mine = _FakeRay(initialized=True)  # ray.init called by the user before the run
-    shard_trainer._RAY_STARTED_FOR = None
+    monkeypatch.setattr(shard_trainer, "_RAY_STARTED_FOR", None)
     shard_trainer.connect_ray(mine, {"ray_address": None, "num_workers": 3})
     assert mine.calls == []
