@@ -143,8 +143,8 @@ def _attention_lines(stream: dict, model_dir: str) -> List[str]:
                      "(retrain, or an exact method)")
     whole = stream.get("rejected_files") or 0
     if whole:
-        lines.append(f"note: {_plural(whole, 'request file')} rejected whole (none of {'its' if whole == 1 else 'their'} "
-                     "lines was applied: "
+        their = "its" if whole == 1 else "their"
+        lines.append(f"note: {_plural(whole, 'request file')} rejected whole (none of {their} lines was applied: "
                      f"a file that cannot be read, holds no request, or is past max_request_lines or "
                      f"max_request_line_bytes); the reasons are in {ledger}")
     if stream["rejected"] > whole:
