@@ -335,7 +335,11 @@ class _FakeRay:
     """Ray's ``is_initialized`` / ``init`` / ``shutdown`` / ``cluster_resources``, recording calls."""
 
     def __init__(self, initialized=False, refuse=None):
-        self.initialized, self.calls, self.refuse, self.cpus = initialized, [], refuse, 2
+        self.initialized, self.calls, self.refuse, self.cpus, self.job = initialized, [], refuse, 2, 0
+
+    def get_runtime_context(self):
+        job = self.job
+        return type("Context", (), {"get_job_id": lambda _: f"{job:08x}"})()
 
     def is_initialized(self):
         return self.initialized
@@ -344,7 +348,7 @@ class _FakeRay:
         self.calls.append(("init", address, num_cpus))
         if self.refuse and address == self.refuse:
             raise ConnectionError(f"Could not find any running Ray instance at {address}")
-        self.initialized, self.cpus = True, num_cpus or 8
+        self.initialized, self.cpus, self.job = True, num_cpus or 8, self.job + 1
 
     def shutdown(self):
         self.calls.append(("shutdown",))
@@ -373,8 +377,17 @@ def test_a_second_call_in_one_process_gets_the_ray_its_settings_ask_for(monkeypa
     monkeypatch.setattr(shard_trainer, "_RAY_STARTED_FOR", None)
     shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 2})
     with pytest.raises(UnlearnError, match="ray_address 127.0.0.1:1: no Ray cluster answers there"):
-        shard_trainer.connect_ray(ray, {"ray_address": "127.0.0.1:1", "num_workers": 2})
+        shard_trainer.connect_ray(ray, {"ray_address": "127.0.0.1:1", "num_workers": 2, "ray_connect_timeout_s": 5})
     mine = _FakeRay(initialized=True)  # ray.init called by the user before the run
     monkeypatch.setattr(shard_trainer, "_RAY_STARTED_FOR", None)
     shard_trainer.connect_ray(mine, {"ray_address": None, "num_workers": 3})
     assert mine.calls == []
+    # the user's own Ray started after one of the package's (round 3 of probing: it was shut down
+    # and replaced, the package taking it for its own)
+    ray = _FakeRay()
+    shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 2})
+    ray.shutdown()
+    ray.init(num_cpus=1)  # the user's
+    ray.calls.clear()
+    shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 3})
+    assert ray.calls == [] and ray.cpus == 1

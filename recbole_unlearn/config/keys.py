@@ -290,6 +290,7 @@ KEYS: Dict[str, Key] = {
     # --- parallel shard training ----------------------------------------------------------
     "num_workers": int_key("runtime"),
     "ray_address": path_key("runtime", optional=True),
+    "ray_connect_timeout_s": number_key("runtime"),
     "ray_cpus_per_shard": number_key("runtime"),
     "ray_gpus_per_shard": number_key("runtime", open_low=False),
     "shard_num_threads": int_key("runtime", optional=True),

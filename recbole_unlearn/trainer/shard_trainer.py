@@ -16,6 +16,7 @@ re-running a stage on the same data gives bit-identical weights, whichever proce
 """
 import math
 import signal
+import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -233,9 +234,29 @@ def _python_signal_handlers_kept():
                 signal.signal(sig, handler)
 
 
-#: what the Ray this package started in this process was started for (``(ray_address, num_cpus)``);
-#: ``None``: none started (a Ray the user started, if any, is used as it is)
-_RAY_STARTED_FOR: Optional[Tuple[Optional[str], Optional[int]]] = None
+#: the Ray this package started in this process: what for (``(ray_address, num_cpus)``) and its
+#: driver's job id (a Ray the user started since has another); ``None``: none started
+_RAY_STARTED_FOR: Optional[Tuple[Optional[str], Optional[int], Optional[str]]] = None
+
+
+def _ray_job(ray) -> Optional[str]:
+    """The running Ray driver's job id (each ``ray.init`` makes a new one), or ``None``."""
+    try:
+        return str(ray.get_runtime_context().get_job_id())
+    except Exception:  # an older Ray without it: then only the settings tell
+        return None
+
+
+def _check_reachable(address: str, timeout_s: float) -> None:
+    """Refuse a ``host:port`` ``ray_address`` nothing listens on at once (``ray.init`` retried
+    for minutes, printing a line each time, before failing)."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # ray://, auto, ...: Ray's own answer
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise UnlearnError(f"ray_address {address}: no Ray cluster answers there ({e.strerror or e})") from None
 
 
 def connect_ray(ray, config) -> None:
@@ -247,10 +268,13 @@ def connect_ray(ray, config) -> None:
     global _RAY_STARTED_FOR
     wanted = (config["ray_address"] or None, None if config["ray_address"] else int(config["num_workers"]))
     if ray.is_initialized():
-        if _RAY_STARTED_FOR is None or _RAY_STARTED_FOR == wanted:
+        ours = _RAY_STARTED_FOR is not None and _RAY_STARTED_FOR[2] == _ray_job(ray)
+        if not ours or _RAY_STARTED_FOR[:2] == wanted:
             return
         ray.shutdown()
         _RAY_STARTED_FOR = None
+    if config["ray_address"]:
+        _check_reachable(config["ray_address"], config["ray_connect_timeout_s"])
     with _python_signal_handlers_kept():
         try:
             if config["ray_address"]:
@@ -261,7 +285,7 @@ def connect_ray(ray, config) -> None:
         except ConnectionError as e:
             raise UnlearnError(f"ray_address {config['ray_address']}: no Ray cluster answers there "
                                f"({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
-    _RAY_STARTED_FOR = wanted
+    _RAY_STARTED_FOR = wanted + (_ray_job(ray),)
     getLogger().info(f"ray started: {ray.cluster_resources()}")
 
 
