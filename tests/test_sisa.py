@@ -339,7 +339,7 @@ class _FakeRay:
 
     def get_runtime_context(self):
         job = self.job
-        return type("Context", (), {"get_job_id": lambda _: f"{job:08x}"})()
+        return type("Context", (), {"get_node_id": lambda _: f"node-{job}"})()
 
     def is_initialized(self):
         return self.initialized

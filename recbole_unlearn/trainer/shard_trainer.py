@@ -234,15 +234,16 @@ def _python_signal_handlers_kept():
                 signal.signal(sig, handler)
 
 
-#: the Ray this package started in this process: what for (``(ray_address, num_cpus)``) and its
-#: driver's job id (a Ray the user started since has another); ``None``: none started
+#: the Ray this package started in this process: what for (``(ray_address, num_cpus)``) and the
+#: driver's node id (a local Ray the user started since has another); ``None``: none started
 _RAY_STARTED_FOR: Optional[Tuple[Optional[str], Optional[int], Optional[str]]] = None
 
 
-def _ray_job(ray) -> Optional[str]:
-    """The running Ray driver's job id (each ``ray.init`` makes a new one), or ``None``."""
+def _ray_node(ray) -> Optional[str]:
+    """The running Ray driver's node id (a new local Ray is a new node; the job id is not: every
+    new local Ray's first job is ``01000000``), or ``None``."""
     try:
-        return str(ray.get_runtime_context().get_job_id())
+        return str(ray.get_runtime_context().get_node_id())
     except Exception:  # an older Ray without it: then only the settings tell
         return None
 
@@ -268,7 +269,7 @@ def connect_ray(ray, config) -> None:
     global _RAY_STARTED_FOR
     wanted = (config["ray_address"] or None, None if config["ray_address"] else int(config["num_workers"]))
     if ray.is_initialized():
-        ours = _RAY_STARTED_FOR is not None and _RAY_STARTED_FOR[2] == _ray_job(ray)
+        ours = _RAY_STARTED_FOR is not None and _RAY_STARTED_FOR[2] == _ray_node(ray)
         if not ours or _RAY_STARTED_FOR[:2] == wanted:
             return
         ray.shutdown()
@@ -285,7 +286,7 @@ def connect_ray(ray, config) -> None:
         except ConnectionError as e:
             raise UnlearnError(f"ray_address {config['ray_address']}: no Ray cluster answers there "
                                f"({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
-    _RAY_STARTED_FOR = wanted + (_ray_job(ray),)
+    _RAY_STARTED_FOR = wanted + (_ray_node(ray),)
     getLogger().info(f"ray started: {ray.cluster_resources()}")
 
 
