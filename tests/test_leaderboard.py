@@ -1310,6 +1310,12 @@ def test_a_finished_cell_in_a_read_only_folder_is_still_reported(tmp_path, in_tm
     monkeypatch.setattr(report_module, "atomic_write", read_only)
     assert run_grid(path)["md"] == str(tmp_path / "board" / "leaderboard.md")
     assert (tmp_path / "board" / "leaderboard.md").read_text() == before
+    # with no files there to stand, the error stands (round 3 of probing: paths of no file were
+    # printed, exit 0)
+    for kind in ("csv", "md", "html"):
+        os.remove(tmp_path / "board" / f"leaderboard.{kind}")
+    with pytest.raises(OSError, match="Read-only file system"):
+        run_grid(path)
     monkeypatch.undo()
     monkeypatch.chdir(in_tmp)
     monkeypatch.setattr(lock_module.FolderLock, "hold", unlockable)

@@ -824,11 +824,12 @@ def _write_or_keep_leaderboard(cells: List[dict], grid: Grid, title: str) -> Dic
     try:
         return write_leaderboard(cells, grid.output_dir, title)
     except OSError as e:
-        if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
-            raise
+        paths = {kind: os.path.join(grid.output_dir, f"leaderboard.{kind}") for kind in ("csv", "md", "html")}
+        if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM) or not all(map(os.path.isfile, paths.values())):
+            raise  # (with no files there to stand, paths of no file were printed, exit 0)
         getLogger().warning(f"leaderboard files in {grid.output_dir} cannot be written ({e.strerror}): those there "
                             "stand, from the last run that could write them")
-        return {kind: os.path.join(grid.output_dir, f"leaderboard.{kind}") for kind in ("csv", "md", "html")}
+        return paths
 
 
 def _other_finished_cells(grid: Grid, selected: set) -> Dict[str, dict]:

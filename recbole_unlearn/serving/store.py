@@ -23,6 +23,7 @@ checked against the SHA-256 recorded in the manifest.
 """
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -162,7 +163,14 @@ def is_version_name(name: str) -> bool:
 
 def is_staging_name(name: str) -> bool:
     """Whether ``name`` is a version's staging folder (a commit not finished: nothing in it is live)."""
-    return name.startswith(".v") and STAGING_MARK in name
+    return re.fullmatch(r"\.v\d+" + re.escape(STAGING_MARK) + r"[0-9a-f]+", name) is not None
+
+
+def is_left_behind_name(name: str) -> bool:
+    """Whether ``name`` is a folder a stopped run left: a version's staging folder, or a version
+    renamed to be removed (``.v000002.removing-<hex>``); another hidden folder (``.vscode``) is
+    not the package's."""
+    return is_staging_name(name) or re.fullmatch(r"\.v\d+" + re.escape(REMOVING_MARK) + r"[0-9a-f]+", name) is not None
 
 
 class ModelStore:
@@ -451,7 +459,7 @@ class ModelStore:
                 os.unlink(path)
                 continue
             stale_version = is_version_name(entry) and entry not in keep
-            if os.path.isdir(path) and (stale_version or entry.startswith(".v")):
+            if os.path.isdir(path) and (stale_version or is_left_behind_name(entry)):
                 try:
                     if stale_version:  # out of the versions' names first: a stop leaves no half version
                         doomed = os.path.join(self.model_dir, f".{entry}{REMOVING_MARK}{uuid.uuid4().hex[:8]}")
@@ -471,7 +479,7 @@ class ModelStore:
         went live) or one being removed (a version from before, trained on data forgotten
         since); the next run answering requests removes them."""
         return sorted(e for e in os.listdir(self.model_dir)
-                      if e.startswith(".v") and os.path.isdir(os.path.join(self.model_dir, e)))
+                      if is_left_behind_name(e) and os.path.isdir(os.path.join(self.model_dir, e)))
 
     def _manifest(self, model: UnlearnableModel, files: Dict[str, str]) -> dict:
         from recbole_unlearn.data.utils import dataset_file
