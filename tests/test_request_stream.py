@@ -861,3 +861,17 @@ def test_a_file_applied_before_is_skipped_again_even_if_its_lines_no_longer_pars
     (in_tmp / "new.txt").write_text(f"\t{user}\n{user}\t\n")
     with pytest.raises(UnlearnError, match="new.txt line 1: expected"):
         run_forget_requests(model_copy, str(in_tmp / "new.txt"), {"state": "ERROR"}, verbose=False)
+
+
+def test_a_watched_file_given_again_with_the_command_skips_its_rejected_lines_too(model_copy, in_tmp):
+    """A watched file with a valid line and two rejected ones (a repeat, an unknown user), given
+    again with ``--forget`` (all its lines final), was an error for its rejected line, where the
+    same file dropped into the folder again is skipped (round 3 of probing)."""
+    user = _users_by_shard(model_copy)[0][0]
+    inbox = in_tmp / "inbox"
+    inbox.mkdir()
+    (inbox / "f1.csv").write_text(f"{user}\n{user}\nnouser\n")
+    doc = _watch_quickly(model_copy, inbox)
+    assert doc["requests"]["applied"] == 1 and doc["requests"]["rejected"] == 2
+    doc = run_forget_requests(model_copy, str(inbox / "processed" / "f1.csv"), {"state": "ERROR"}, verbose=False)
+    assert doc["requests"]["skipped_already_final"] == 3

@@ -112,12 +112,13 @@ class StreamSummary:
         }
 
 
-def applied_request_ids(model_dir: str) -> Set[str]:
-    """The request ids the audit log of ``model_dir`` holds as applied, read before a request
-    file is checked (nothing written; a log that cannot be read gives none, and the run's own
-    reading under the lock reports it)."""
+def final_request_ids(model_dir: str) -> Set[str]:
+    """The request ids already final in ``model_dir``: applied in its audit log, or rejected in
+    its ledger; read before a request file is checked (nothing written; a log that cannot be
+    read gives none, and the run's own reading under the lock reports it)."""
     try:
-        return set(AuditLog(model_dir).applied_requests())
+        rejected = {e["id"] for e in RequestLedger(model_dir).events() if e.get("status") == "rejected"}
+        return set(AuditLog(model_dir).applied_requests()) | rejected
     except (UnlearnError, OSError):
         return set()
 
@@ -260,10 +261,10 @@ class RequestBatcher:
             if request.id in self.queued_ids or request.id in seen:
                 self.summary.skipped_queued += 1
                 continue
-            if request.rows is None and request.error is None:  # left unparsed: applied when its file was read
-                raise UnlearnError(f"request {request.id} ({request.file} line {request.line}) was applied in "
-                                   f"{self.store.model_dir}'s audit log when its file was read, and is not now: the "
-                                   "log was changed meanwhile (restored from a backup?); nothing was queued")
+            if request.rows is None and request.error is None:  # left unparsed: final when its file was read
+                raise UnlearnError(f"request {request.id} ({request.file} line {request.line}) was final in "
+                                   f"{self.store.model_dir} when its file was read, and is not now: its audit log "
+                                   "or ledger was changed meanwhile (restored from a backup?); nothing was queued")
             seen.add(request.id)
             event = {"id": request.id, "file": request.file, "line": request.line, "status": "queued", "time": now()}
             if resumed:

@@ -59,7 +59,7 @@ class FileRequest:
 
 
 def file_requests(path: str, dataset, max_lines: int, max_line_bytes: int,
-                  strict: bool, applied: AbstractSet[str] = frozenset()) -> Tuple[str, List[FileRequest]]:
+                  strict: bool, final: AbstractSet[str] = frozenset()) -> Tuple[str, List[FileRequest]]:
     """The digest of the file at ``path`` and every request line of it, resolved to log rows,
     both from one pass over its bytes (a file that changes meanwhile cannot give ids of one
     content to lines of another; a file past ``max_lines`` requests or with a line longer than
@@ -70,17 +70,18 @@ def file_requests(path: str, dataset, max_lines: int, max_line_bytes: int,
     rejects it and goes on), in words that name the line, never its tokens (the ledger keeps it
     after the file is gone). A file that cannot be read at all raises either way.
 
-    ``applied``: request ids the model folder's audit log holds as applied: their lines come back
-    unparsed (no rows, no error; the batcher skips them as final), so a file applied before is
-    skipped as promised even where this code reads one of its lines otherwise (a tab-separated
-    line with an empty edge field, which earlier code read as a user).
+    ``final``: request ids already final in the model folder (applied, or rejected): their lines
+    come back unparsed (no rows, no error; the batcher skips them as final), so a file given
+    before is skipped as promised even where a line of it was rejected, or where this code reads
+    one of its lines otherwise (a tab-separated line with an empty edge field, which earlier
+    code read as a user).
     """
     name = os.path.basename(path)
     sha256_hex, lines = read_request_file(path, max_lines, max_line_bytes)
     digest = short_digest(sha256_hex)
     if strict:
-        todo = [(number, text) for number, text in lines if request_id(digest, number) not in applied]
-        # validates the whole file first (a file whose every line was applied has none to check)
+        todo = [(number, text) for number, text in lines if request_id(digest, number) not in final]
+        # validates the whole file first (a file whose every line is final has none to check)
         parsed = parse_request_lines(todo, path, dataset) if todo or not lines else []
         rows = {r.line: r.rows for r in parsed}
         return digest, [FileRequest(request_id(digest, number), name, number, rows.get(number))
@@ -88,7 +89,7 @@ def file_requests(path: str, dataset, max_lines: int, max_line_bytes: int,
     out, seen = [], {}
     for number, text in lines:
         request = FileRequest(request_id(digest, number), name, number)
-        if request.id in applied:
+        if request.id in final:
             out.append(request)
             continue
         if text is None:

@@ -13,7 +13,7 @@ from logging import getLogger
 from typing import Callable, Dict, List, Optional, Tuple
 
 from recbole_unlearn.data.utils import atomic_files
-from recbole_unlearn.serving.batcher import RequestBatcher, StreamSummary, applied_request_ids
+from recbole_unlearn.serving.batcher import RequestBatcher, StreamSummary, final_request_ids
 from recbole_unlearn.serving.ledger import LEDGER
 from recbole_unlearn.serving.request_files import FileRequest, bytes_digest, file_digest, file_requests, request_id
 from recbole_unlearn.serving.store import ModelStore
@@ -107,7 +107,7 @@ def stream_request_file(store: ModelStore, model: UnlearnableModel, path: str,
     Returns the summary and the live model afterwards."""
     config = model.config
     _, requests = file_requests(path, model.dataset, config["max_request_lines"], config["max_request_line_bytes"],
-                                strict=True, applied=applied_request_ids(store.model_dir))
+                                strict=True, final=final_request_ids(store.model_dir))
     when_valid()
     batcher = RequestBatcher(store, model, config["max_batch"], config["max_wait_s"],
                              f"requests:{os.path.basename(path)}")
@@ -353,7 +353,9 @@ def _read_file(batcher: RequestBatcher, folder: str, name: str, known: _WatchedF
             config = batcher.model.config
             digest, requests = file_requests(path, batcher.model.dataset, config["max_request_lines"],
                                              config["max_request_line_bytes"], strict=False,
-                                             applied=batcher.audited.keys())
+                                             # applied ones only: a rejected line is read again, so a
+                                             # file of rejected lines still goes to rejected/
+                                             final=batcher.audited.keys())
             if not requests:
                 raise UnlearnError(f"request file {path} contains no requests")
         except UnlearnError as e:
