@@ -538,6 +538,18 @@ def test_scif_acts_on_a_users_first_item_through_the_histories_it_leaves(in_tmp)
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the step moved the weights
     final = [e for e in ledger_events(model_dir) if e["status"] != "queued"]
     assert [e["status"] for e in final] == ["applied"], final
+    # batched with every later training item of its user, the first item is in the history of
+    # every sample the step removes: acted on too (round 3 of probing: applied_without_change)
+    dataset = model.dataset
+    user = 11
+    rows = dataset.user_rows(user)
+    training = rows[dataset.is_training[rows]]
+    items = [dataset.id2token("item_id", dataset.log_item[r]) for r in training]
+    token = dataset.id2token("user_id", user)
+    (in_tmp / "all.csv").write_text("".join(f"{token},{item}\n" for item in items))
+    run_forget_requests(model_dir, str(in_tmp / "all.csv"), {"state": "ERROR"}, verbose=False)
+    final = [e for e in ledger_events(model_dir) if e["status"] != "queued" and e["file"] == "all.csv"]
+    assert final[0]["line"] == 1 and final[0]["status"] == "applied", [e["status"] for e in final]
 
 
 def test_the_training_column_of_a_per_shard_approximate_row_says_what_its_steps_did():

@@ -122,12 +122,15 @@ class SCIFStep(ApproximateStep):
     @classmethod
     def acted_on_rows(cls, dataset: UnlearnSequentialDataset, forget_set: ForgetSet,
                       history_keep: np.ndarray) -> np.ndarray:
-        """The targets with a sample, and every forgotten row that a remaining training target
-        of its user comes after: that sample's history loses it (a user's first item too)."""
-        remaining = dataset.split_targets(history_keep)[0]  # [m] the remaining training targets
-        last = np.full(dataset.user_num, -1, dtype=np.int64)  # [users] the latest remaining target's position
-        np.maximum.at(last, dataset.log_user[remaining], dataset.log_position[remaining])
+        """The targets with a sample, and every forgotten row that a training target of its user
+        comes after, in the data the model trained on: that sample's history loses it, or the
+        sample goes with it (a user's first item too, also batched with all its later rows)."""
         rows = forget_set.rows
+        trained = history_keep.copy()
+        trained[rows] = True  # the data before this forget
+        targets = dataset.split_targets(trained)[0]  # [m] its training targets
+        last = np.full(dataset.user_num, -1, dtype=np.int64)  # [users] the latest target's position
+        np.maximum.at(last, dataset.log_user[targets], dataset.log_position[targets])
         in_a_history = rows[dataset.log_position[rows] < last[dataset.log_user[rows]]]
         return np.union1d(ascent_rows(dataset, forget_set, history_keep), in_a_history)
 
