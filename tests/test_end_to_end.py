@@ -369,3 +369,23 @@ def test_the_cap_note_says_sub_models_do_not_validate_where_validate_submodels_i
                     submodels_validate=False)  # the probe's run: the original's cap, and shards that never stop
     assert "set --epochs higher to train to convergence (the single models); shard stages and aggregators do not " \
            "validate (validate_submodels False); set --validate_submodels=True" in both, both
+
+
+def test_verbose_false_prints_nothing_and_still_logs_to_the_run_log(tmp_path, in_tmp, capfd):
+    """``verbose=False`` left RecBole's console handler in place: the API's quiet calls wrote their
+    log lines to stderr all the same (found by probing). The console is quiet; the log files hold
+    the lines."""
+    from recbole_unlearn import run_recbole_unlearn
+    from recbole_unlearn.quick_start import run_forget_requests
+
+    doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method="sisa", n_shards=2, include_retrain=False, state="INFO", results_dir=str(tmp_path / "r"),
+        forget_protocol="none", model_dir=str(tmp_path / "m")), verbose=False)
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == "", captured.err[-500:]
+    (tmp_path / "req.csv").write_text("1\n")
+    again = run_forget_requests(str(tmp_path / "m"), str(tmp_path / "req.csv"), {"state": "INFO"}, verbose=False)
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == "", captured.err[-500:]
+    assert "requests done" in open(os.path.join(again["run_dir"], "run.log")).read()
+    assert doc["rows"]

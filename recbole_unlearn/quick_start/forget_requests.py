@@ -59,7 +59,7 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
         """The run's folder, made once its input is valid, with the run's log in it (``run.log``:
         a request file's run wrote none, a watcher's wrote ``log/`` into the working directory)."""
         run_dir.append(run_dir_for(config["results_dir"], run_name))
-        init_run_logger(config, os.path.join(run_dir[0], RUN_LOG))
+        init_run_logger(config, os.path.join(run_dir[0], RUN_LOG), console=verbose)
 
     if os.path.isdir(requests):
         start_the_run_folder()

@@ -149,7 +149,7 @@ def run_recbole_unlearn(
 def _run(config, experiment, methods: List[str], run_dir: str, live: List[str], verbose: bool) -> dict:
     """The run of :func:`run_recbole_unlearn` once its inputs are valid; appends to ``live`` each
     model folder a method's forget changed."""
-    experiment.open(run_dir)
+    experiment.open(run_dir, console=verbose)
     forget_summary = experiment.forget_summary()
     rows = [experiment.train_original()]
     audit = experiment.prepare_audit()

@@ -181,10 +181,11 @@ class Experiment:
         self._check_cutoffs(method_config, [key for key in method.settings_used(method_config)
                                             if key in KEYS and KEYS[key].kind == "metric"])
 
-    def open(self, run_dir: str) -> None:
-        """Log into ``run_dir`` (RecBole's logger) and build the D_raw / D_rem / D_fgt loaders."""
+    def open(self, run_dir: str, console: bool = True) -> None:
+        """Log into ``run_dir`` (RecBole's logger; ``console``: on the console too) and build the
+        D_raw / D_rem / D_fgt loaders."""
         self.config["checkpoint_dir"] = run_dir
-        init_run_logger(self.config)
+        init_run_logger(self.config, console=console)
         logger = getLogger()
         logger.info(self.config)
         logger.info(self.data)

@@ -41,11 +41,12 @@ class _OnlyThread(logging.Filter):
         return record.thread == self.ident
 
 
-def init_run_logger(config, log_file: Optional[str] = None) -> None:
+def init_run_logger(config, log_file: Optional[str] = None, console: bool = True) -> None:
     """``recbole.utils.init_logger(config)``, so that it takes effect in every run. With
     ``log_file`` the run logs there, with RecBole's formats and level (``state``), and writes no
     ``log/`` folder into the working directory (a run answering requests leaves it as it was).
-    The run's handlers take its own thread's lines only, and another thread's run keeps its own."""
+    The run's handlers take its own thread's lines only, and another thread's run keeps its own.
+    ``console``: False drops the console handler (the API's ``verbose=False``: the log file only)."""
     with _setting_up:
         root = logging.getLogger()
         me = threading.get_ident()
@@ -59,6 +60,10 @@ def init_run_logger(config, log_file: Optional[str] = None) -> None:
             init_logger(config)
         else:
             _log_to(config, log_file)
+        if not console:
+            for handler in [h for h in root.handlers if not isinstance(h, logging.FileHandler)]:
+                root.removeHandler(handler)
+                handler.close()
         only_mine = _OnlyThread()
         _added[me] = list(root.handlers)
         for handler in _added[me]:
