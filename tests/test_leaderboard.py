@@ -16,6 +16,7 @@ from recbole_unlearn.benchmark import expand_grid, load_grid
 from recbole_unlearn.benchmark import runner
 from recbole_unlearn.benchmark.runner import run_grid
 from recbole_unlearn.cli import main
+from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.utils.errors import UnlearnError
 from conftest import TEST_GPU, tiny_dict
 
@@ -1539,3 +1540,28 @@ def test_a_file_where_a_rows_model_folder_goes_is_refused_before_anything_is_wri
         run_grid(path)
     assert set(os.listdir(tmp_path / "board" / "GRU4Rec-ml-tiny")) - {".lock"} == {"models"}  # nothing trained
 
+
+
+def test_the_recbole_baseline_row_never_unpickles_a_file_lying_in_the_cell_folder(tmp_path, in_tmp):
+    """RecBole's ``data_preparation`` unpickles ``<checkpoint_dir>/<dataset>-for-<model>-dataloader.pth``
+    whenever it exists, and the baseline row's checkpoint folder is the cell folder: a pickle put
+    there ran its code (found by probing), where the README promises weights-only loading and JSON.
+    The baseline builds its dataloaders itself; ``save_dataloaders`` / ``save_dataset`` (pickled
+    copies of every interaction, forgotten ones included, which nothing removes) are refused."""
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = _tiny_grid(tmp_path, ["retrain"])
+    cell = tmp_path / "board" / "GRU4Rec-ml-tiny"
+    cell.mkdir(parents=True)
+    (cell / "ml-tiny-for-GRU4Rec-dataloader.pth").write_bytes(pickle.dumps(Payload()))
+    run_grid(path)
+    assert not marker.exists()
+    for key in ("save_dataloaders", "save_dataset"):
+        with pytest.raises(UnlearnError, match=f"{key}: True is not supported"):
+            UnlearnConfig("GRU4Rec", config_dict=tiny_dict(**{key: True}))

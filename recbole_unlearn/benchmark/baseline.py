@@ -1,17 +1,19 @@
 """The RecBole baseline row: the same model trained by RecBole's own pipeline on D_raw.
 
 This is what ``recbole.quick_start.run_recbole`` does (``SequentialDataset`` ->
-``data_preparation`` -> model -> trainer ``fit`` -> ``evaluate`` on the test split), with two
+``data_preparation`` -> model -> trainer ``fit`` -> ``evaluate`` on the test split), with
 differences that do not change the numbers: the dataset is built directly instead of through
-``create_dataset`` (which would unpickle a cached dataset file if one were lying in the run
-folder), and the trainer is our ``UnlearnTrainer`` subclass, whose only change is a
-weights-only checkpoint (RecBole's own checkpoint cannot be read back under torch >= 2.6).
+``create_dataset``, and the dataloaders as ``data_preparation`` builds them, without its
+``load_split_dataloaders`` (each would unpickle a cached file lying in the cell folder, the
+checkpoint folder: a pickle put there ran its code), and the trainer is our ``UnlearnTrainer``
+subclass, whose only change is a weights-only checkpoint (RecBole's own checkpoint cannot be
+read back under torch >= 2.6).
 """
 import time
 from logging import getLogger
 
-from recbole.data import data_preparation
 from recbole.data.dataset import SequentialDataset
+from recbole.data.utils import create_samplers, get_dataloader
 from recbole.utils import init_seed, set_color
 
 from recbole_unlearn.trainer.trainer import UnlearnTrainer
@@ -28,7 +30,7 @@ def recbole_baseline_row(config) -> dict:
     meter = CpuMeter()  # over the whole row, as every other row's (training, evaluation)
     init_seed(config["seed"], config["reproducibility"])
     dataset = SequentialDataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
+    train_data, valid_data, test_data = _split_loaders(config, dataset)
     start = time.perf_counter()
     init_seed(config["seed"], config["reproducibility"])
     model = config.model_class(config, train_data._dataset).to(config["device"])
@@ -41,3 +43,13 @@ def recbole_baseline_row(config) -> dict:
     utility = {key: float(value) for key, value in result.items()}
     return make_row(BASELINE, {"utility_raw": utility}, seconds, epochs_run=len(trainer.train_loss_dict),
                     cpu_meter=meter.result())
+
+
+def _split_loaders(config, dataset: SequentialDataset):
+    """RecBole's ``data_preparation`` for a sequential model, without loading (or saving) split
+    dataloaders from ``checkpoint_dir``: ``(train, valid, test)`` dataloaders."""
+    built = dataset.build()
+    samplers = create_samplers(config, dataset, built)
+    return (get_dataloader(config, "train")(config, built[0], samplers[0], shuffle=config["shuffle"]),
+            get_dataloader(config, "valid")(config, built[1], samplers[1], shuffle=False),
+            get_dataloader(config, "test")(config, built[2], samplers[2], shuffle=False))

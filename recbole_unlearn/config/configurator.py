@@ -374,6 +374,10 @@ class UnlearnConfig(Config):
         if modes != {"full"}:
             raise UnlearnError("recbole_unlearn evaluates with full ranking: eval_args.mode must be 'full'")
         check_values(self.final_config_dict)  # kinds and ranges: recbole_unlearn/config/keys.py
+        for key in ("save_dataset", "save_dataloaders"):  # RecBole's pickled caches of the whole dataset
+            if self[key]:
+                raise UnlearnError(f"{key}: True is not supported: it writes a pickled copy of every interaction, "
+                                   "forgotten ones included, which no forget removes (and a pickle is code to load)")
         if self["log_wandb"] and importlib.util.find_spec("wandb") is None:  # a request run too (a runtime key)
             raise UnlearnError("log_wandb: True (given, or a saved model's setting) needs the wandb package (pip "
                                "install wandb), which is not installed; --log_wandb=False turns it off")
