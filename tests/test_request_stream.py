@@ -875,3 +875,14 @@ def test_a_watched_file_given_again_with_the_command_skips_its_rejected_lines_to
     assert doc["requests"]["applied"] == 1 and doc["requests"]["rejected"] == 2
     doc = run_forget_requests(model_copy, str(inbox / "processed" / "f1.csv"), {"state": "ERROR"}, verbose=False)
     assert doc["requests"]["skipped_already_final"] == 3
+
+
+def test_processed_request_files_delete_with_a_single_file_says_the_file_is_kept(model_copy, in_tmp, capsys):
+    """``--processed_request_files=delete`` with ``--forget=<file>`` left the file (the forgotten
+    pairs in plain text) where it was, saying nothing (found by probing): the key is a watched
+    folder's; the run says the file is kept."""
+    (in_tmp / "req.csv").write_text(f"{_users_by_shard(model_copy)[0][0]}\n")
+    run_forget_requests(model_copy, str(in_tmp / "req.csv"), {"state": "ERROR", "processed_request_files": "delete"})
+    out = capsys.readouterr().out
+    assert "note: processed_request_files: delete applies to watched folders" in out, out
+    assert (in_tmp / "req.csv").exists()

@@ -110,6 +110,9 @@ def _report(config, model, summary, meter: CpuMeter, requests: str, model_dir: s
             for name in open_store(model_dir, config).older_versions():
                 print(f"note: {name} is kept (keep_previous_version): a model from before this run's latest forget, "
                       "trained on the data it forgot; the next run answering requests without the key removes it")
+        if config["processed_request_files"] == "delete" and not os.path.isdir(requests):
+            print(f"note: processed_request_files: delete applies to watched folders; {requests} is kept where it is "
+                  "(it names the forgotten pairs in plain text: delete it once you no longer need it)")
         capped = cap_note([row], config["epochs"], config["agg_epochs"], config["slice_epochs"], saved_model=True,
                           validates=bool(config["eval_step"]),
                           submodels_validate=bool(config["validate_submodels"]))
