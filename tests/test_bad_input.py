@@ -1346,3 +1346,13 @@ def test_a_folder_that_is_no_model_folder_is_refused_without_a_lock_file_left_in
     with pytest.raises(UnlearnError, match="is not a recbole_unlearn model folder"):
         run_forget_requests(str(folder), str(tmp_path / "r.csv"), verbose=False)
     assert snapshot(folder) == before and sorted(os.listdir(folder)) == ["notes.txt"]
+
+
+def test_an_api_error_naming_a_path_with_a_newline_is_one_line(tmp_path):
+    """A ``data_path`` holding a newline gave the Python API an ``UnlearnError`` of two lines; only
+    the command line escaped it (found by probing). Every ``UnlearnError`` is one line."""
+    from recbole_unlearn import run_recbole_unlearn
+
+    with pytest.raises(UnlearnError) as refused:
+        run_recbole_unlearn("SASRec", config_dict=tiny_dict(data_path=str(tmp_path / "a\nb")), verbose=False)
+    assert "\n" not in str(refused.value) and "a\\nb" in str(refused.value), str(refused.value)

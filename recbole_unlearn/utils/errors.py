@@ -4,8 +4,13 @@
 class UnlearnError(Exception):
     """A problem with the user's input (request file, config, dataset) or with a saved model.
 
-    Raised *before* anything is written to disk; the message names the offending thing.
+    Raised *before* anything is written to disk; the message names the offending thing, on one
+    line: control characters in it (a path holding a newline) are written as escapes, for the
+    Python API as for the command line.
     """
+
+    def __init__(self, *args):
+        super().__init__(*(escaped_controls(a) if isinstance(a, str) else a for a in args))
 
 
 class WentLiveError(Exception):
