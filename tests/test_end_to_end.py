@@ -371,21 +371,26 @@ def test_the_cap_note_says_sub_models_do_not_validate_where_validate_submodels_i
            "validate (validate_submodels False); set --validate_submodels=True" in both, both
 
 
-def test_verbose_false_prints_nothing_and_still_logs_to_the_run_log(tmp_path, in_tmp, capfd):
+def test_verbose_false_prints_nothing_and_still_logs_to_the_run_log(tmp_path):
     """``verbose=False`` left RecBole's console handler in place: the API's quiet calls wrote their
-    log lines to stderr all the same (found by probing). The console is quiet; the log files hold
-    the lines."""
-    from recbole_unlearn import run_recbole_unlearn
-    from recbole_unlearn.quick_start import run_forget_requests
+    log lines to stderr all the same (found by probing), and RecBole's and its libraries'
+    FutureWarnings (16 lines; round 4), which the command line filters. The console is quiet;
+    the log files hold the lines. Run as a notebook would, in a process of its own (this suite
+    hides warnings)."""
+    import subprocess
+    import sys
 
-    doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
-        unlearn_method="sisa", n_shards=2, include_retrain=False, state="INFO", results_dir=str(tmp_path / "r"),
-        forget_protocol="none", model_dir=str(tmp_path / "m")), verbose=False)
-    captured = capfd.readouterr()
-    assert captured.out == "" and captured.err == "", captured.err[-500:]
+    settings = tiny_dict(unlearn_method="sisa", n_shards=2, include_retrain=False, state="INFO",
+                         results_dir=str(tmp_path / "r"), forget_protocol="none", model_dir=str(tmp_path / "m"))
     (tmp_path / "req.csv").write_text("1\n")
-    again = run_forget_requests(str(tmp_path / "m"), str(tmp_path / "req.csv"), {"state": "INFO"}, verbose=False)
-    captured = capfd.readouterr()
-    assert captured.out == "" and captured.err == "", captured.err[-500:]
-    assert "requests done" in open(os.path.join(again["run_dir"], "run.log")).read()
-    assert doc["rows"]
+    script = (
+        "import os\n"
+        "from recbole_unlearn import run_recbole_unlearn\n"
+        "from recbole_unlearn.quick_start import run_forget_requests\n"
+        f"run_recbole_unlearn('GRU4Rec', config_dict={settings!r}, verbose=False)\n"
+        f"doc = run_forget_requests({str(tmp_path / 'm')!r}, {str(tmp_path / 'req.csv')!r}, "
+        "{'state': 'INFO'}, verbose=False)\n"
+        "assert 'requests done' in open(os.path.join(doc['run_dir'], 'run.log')).read()\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == "" and done.stderr == "", done.stderr[-1000:]

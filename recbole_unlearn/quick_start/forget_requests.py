@@ -25,14 +25,15 @@ from recbole_unlearn.serving.stream import says_what_went_live
 from recbole_unlearn.serving.ledger import LEDGER
 from recbole_unlearn.unlearn.experiment import check_results_dir_writable, run_dir_for
 from recbole_unlearn.utils.cpu_meter import CpuMeter, busy_rows_note
-from recbole_unlearn.utils.errors import UnlearnError
+from recbole_unlearn.utils.errors import UnlearnError, escaped_controls
 from recbole_unlearn.utils.results import cap_note, format_table, make_row, results_document, write_results
-from recbole_unlearn.utils.run_logger import init_run_logger, releasing_run_logger
+from recbole_unlearn.utils.run_logger import init_run_logger, quiet_unless_verbose, releasing_run_logger
 
 
 RUN_LOG = "run.log"  # a request run's log, in its run folder beside results.json
 
 
+@quiet_unless_verbose
 @releasing_run_logger
 def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dict] = None,
                         verbose: bool = True) -> dict:
@@ -111,7 +112,8 @@ def _report(config, model, summary, meter: CpuMeter, requests: str, model_dir: s
                 print(f"note: {name} is kept (keep_previous_version): a model from before this run's latest forget, "
                       "trained on the data it forgot; the next run answering requests without the key removes it")
         if config["processed_request_files"] == "delete" and not os.path.isdir(requests):
-            print(f"note: processed_request_files: delete applies to watched folders; {requests} is kept where it is "
+            print(f"note: processed_request_files: delete applies to watched folders; {escaped_controls(requests)} "
+                  "is kept where it is "
                   "(it names the forgotten pairs in plain text: delete it once you no longer need it)")
         capped = cap_note([row], config["epochs"], config["agg_epochs"], config["slice_epochs"], saved_model=True,
                           validates=bool(config["eval_step"]),

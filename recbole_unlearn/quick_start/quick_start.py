@@ -23,7 +23,7 @@ from recbole_unlearn.utils.results import (
     results_document,
     write_results,
 )
-from recbole_unlearn.utils.run_logger import releasing_run_logger
+from recbole_unlearn.utils.run_logger import quiet_unless_verbose, releasing_run_logger
 
 
 def _method_order(config, nothing_to_forget: bool) -> List[str]:
@@ -77,6 +77,7 @@ def _check_requestable(dataset) -> None:
         raise UnlearnError(problem)
 
 
+@quiet_unless_verbose
 @releasing_run_logger
 def run_recbole_unlearn(
     model: Optional[str] = None,

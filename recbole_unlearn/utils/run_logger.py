@@ -11,8 +11,10 @@ threads of one process (a watcher in one, an experiment in another) each log int
 file: a run's handlers take its thread's lines only.
 """
 import functools
+import inspect
 import logging
 import threading
+import warnings
 from typing import Callable, Dict, List, Optional, TypeVar
 
 from recbole_unlearn import compat  # noqa: F401  (before RecBole: NumPy aliases, anomaly detection off)
@@ -112,6 +114,26 @@ def _remove_added(root: logging.Logger, thread: int) -> None:
 
 
 F = TypeVar("F", bound=Callable)
+
+#: what RecBole 1.2.1 and its libraries warn of on every run (the command line filters the same)
+LIBRARY_WARNINGS = ((FutureWarning, ""), (DeprecationWarning, ""), (UserWarning, ".*pkg_resources.*"))
+
+
+def quiet_unless_verbose(function: F) -> F:
+    """Decorate an API entry point with a ``verbose`` argument so that ``verbose=False`` also
+    keeps RecBole's and its libraries' warnings off the console (pandas and torch
+    FutureWarnings, 16 lines a run), as the command line does."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        if signature.bind(*args, **kwargs).arguments.get("verbose", True):
+            return function(*args, **kwargs)
+        with warnings.catch_warnings():
+            for category, message in LIBRARY_WARNINGS:
+                warnings.filterwarnings("ignore", message=message, category=category)
+            return function(*args, **kwargs)
+    return wrapper  # type: ignore[return-value]
 
 
 def releasing_run_logger(function: F) -> F:
