@@ -115,7 +115,8 @@ def _remove_added(root: logging.Logger, thread: int) -> None:
 
 F = TypeVar("F", bound=Callable)
 
-#: what RecBole 1.2.1 and its libraries warn of on every run (the command line filters the same)
+#: what RecBole 1.2.1 and its libraries warn of on every run (the command line filters the
+#: FutureWarnings and pkg_resources' warning)
 LIBRARY_WARNINGS = ((FutureWarning, ""), (DeprecationWarning, ""), (UserWarning, ".*pkg_resources.*"))
 
 
