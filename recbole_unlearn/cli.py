@@ -16,10 +16,10 @@ never evaluated as code: see ``config.configurator.literal_values``).
 import signal
 import sys
 import threading
-import warnings
 from typing import Callable, List, Optional, Tuple
 
 from recbole_unlearn.utils.errors import UnlearnError, WentLiveError, escaped_controls, one_line
+from recbole_unlearn.utils.library_warnings import ignore_library_warnings
 
 
 USAGE = """usage:
@@ -82,8 +82,7 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
         print(USAGE)
         return 0
     # RecBole 1.2.1 / ray 2.6.3 emit these on every run; they would drown the one error line.
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=".*pkg_resources.*")
+    ignore_library_warnings()
     # only a main in the main thread handles stops (Python runs handlers there), so only it marks
     # its job over: one in a helper thread marked the flag and the main thread's stops went unheard
     owner = _main_thread()

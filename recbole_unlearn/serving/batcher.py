@@ -117,10 +117,14 @@ def final_request_ids(model_dir: str) -> Set[str]:
     its ledger; read before a request file is checked (nothing written; a log that cannot be
     read gives none, and the run's own reading under the lock reports it)."""
     try:
-        rejected = {e["id"] for e in RequestLedger(model_dir).events() if e.get("status") == "rejected"}
-        return set(AuditLog(model_dir).applied_requests()) | rejected
+        return set(AuditLog(model_dir).applied_requests()) | _rejected_ids(RequestLedger(model_dir).events())
     except (UnlearnError, OSError):
         return set()
+
+
+def _rejected_ids(events: List[dict]) -> Set[str]:
+    """The request ids the ledger lines ``events`` reject."""
+    return {e["id"] for e in events if e.get("status") == "rejected"}
 
 
 def _last_events(events: List[dict]) -> Dict[str, dict]:
@@ -180,7 +184,7 @@ class RequestBatcher:
         return events
 
     def _note_final(self, events: List[dict]) -> None:
-        self.rejected: Set[str] = {e["id"] for e in events if e.get("status") == "rejected"}
+        self.rejected: Set[str] = _rejected_ids(events)
         self.ledger_final: Set[str] = {e["id"] for e in events if e.get("status") in ("applied", "applied_without_change")}
         self.final: Set[str] = set(self.audited) | self.rejected
 

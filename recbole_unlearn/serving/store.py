@@ -287,8 +287,7 @@ class ModelStore:
                 raise UnlearnError(f"dataset file {data_file} changed since the model was trained (a saved model "
                                    "answers requests against the exact file it was trained on, forgotten lines "
                                    "included; README: what a model folder still depends on)")
-            checked = {os.path.basename(data_file): data_sha256}
-            _check_atomic_files(manifest, config, checked)
+            checked = _check_atomic_files(manifest, config, {os.path.basename(data_file): data_sha256})
             dataset = create_unlearn_dataset(config, known=checked)
             _check_atomic_files(manifest, config, dataset.file_digests)  # (one changed since the check)
             files = manifest["files"]
@@ -507,15 +506,16 @@ class ModelStore:
         }
 
 
-def _check_atomic_files(manifest: dict, config, known: Dict[str, str]) -> None:
+def _check_atomic_files(manifest: dict, config, known: Dict[str, str]) -> Dict[str, str]:
     """Refuse when a dataset file RecBole reads was added, removed or changed since the model was
     trained: a ``.item`` file added beside the unchanged ``.inter`` made RecBole drop rows, and the
     recorded forgotten rows then named other interactions. Folders saved before the files were
     recorded (no ``data_files``) are checked on their ``.inter`` file only. ``known``: digests
-    the caller has computed (the ``.inter`` file's), by file name."""
+    the caller has computed (the ``.inter`` file's), by file name. Returns the digests checked
+    (``known`` and those computed here), for the caller not to compute them again."""
     recorded = manifest.get("data_files")
     if recorded is None:
-        return
+        return known
     if not isinstance(recorded, dict):
         raise UnlearnError("manifest.json has no valid 'data_files' (dict): edited by hand? restore it from a backup")
     from recbole_unlearn.data.utils import atomic_digests
@@ -527,6 +527,7 @@ def _check_atomic_files(manifest: dict, config, known: Dict[str, str]) -> None:
                            f"{'were' if len(changed) > 1 else 'was'} added, removed or changed since the model was "
                            "trained (RecBole reads them with the .inter file: its rows, and so what the model's "
                            "forgotten rows name, would change); restore the files the model was trained with")
+    return now
 
 
 def _warn(message: str) -> None:

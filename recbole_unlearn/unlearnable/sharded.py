@@ -429,10 +429,10 @@ class ShardedUnlearnableModel(UnlearnableModel):
         for shard in plan:
             before = self.stage_states[shard][0]
             shard_keep = keep & (shard_of_row == shard)
+            targets = new_rows[owners == shard]  # [n_s] this shard's newly forgotten rows
             if self.dataset.has_training_samples(shard_keep):
                 sub = self.config.model_class(self.config, self.dataset).to(self.config["device"])
                 sub.load_state_dict(before)
-                targets = new_rows[owners == shard]
                 result = step.run(self.config, sub, self.dataset, ForgetSet(targets, source="shard"),
                                   shard_keep, history_keep=keep)
                 restore_if_not_finite(sub, before, result)
@@ -440,13 +440,12 @@ class ShardedUnlearnableModel(UnlearnableModel):
             else:
                 sub = new_model(self.config, self.dataset, stage_seed(self.config, shard, 0))
                 result = ApproximateReport(stopped_by=NOTHING_REMAINS).finish()
-                unlearned.append(new_rows[owners == shard])
+                unlearned.append(targets)
             after = cpu_state_dict(sub)
             changed = not states_equal(before, after)
             self.stage_states[shard] = {0: after}
             self.trained_on[shard_file(shard, 0)] = None  # its weights started from forgotten data
-            reports[str(shard)] = dict(result.summary(), changed=changed,
-                                       forgotten_interactions=int(np.count_nonzero(owners == shard)))
+            reports[str(shard)] = dict(result.summary(), changed=changed, forgotten_interactions=int(len(targets)))
         return reports, np.unique(np.concatenate(unlearned))
 
     def rows_in_training_data(self) -> np.ndarray:

@@ -23,6 +23,8 @@ from colorama import init as colorama_init
 from recbole.utils import init_logger
 from recbole.utils.logger import RemoveColorFilter, log_colors_config
 
+from recbole_unlearn.utils.library_warnings import ignore_library_warnings
+
 #: each thread's run's handlers (runs in two threads of one process, e.g. a watcher and an
 #: experiment, each log into their own file), the root level each asked for, and the root level
 #: before the first of the runs now set up (given back when the last one ends)
@@ -115,11 +117,6 @@ def _remove_added(root: logging.Logger, thread: int) -> None:
 
 F = TypeVar("F", bound=Callable)
 
-#: what RecBole 1.2.1 and its libraries warn of on every run (the command line filters the
-#: FutureWarnings and pkg_resources' warning)
-LIBRARY_WARNINGS = ((FutureWarning, ""), (DeprecationWarning, ""), (UserWarning, ".*pkg_resources.*"))
-
-
 def quiet_unless_verbose(function: F) -> F:
     """Decorate an API entry point with a ``verbose`` argument so that ``verbose=False`` also
     keeps RecBole's and its libraries' warnings off the console (pandas and torch
@@ -131,8 +128,7 @@ def quiet_unless_verbose(function: F) -> F:
         if signature.bind(*args, **kwargs).arguments.get("verbose", True):
             return function(*args, **kwargs)
         with warnings.catch_warnings():
-            for category, message in LIBRARY_WARNINGS:
-                warnings.filterwarnings("ignore", message=message, category=category)
+            ignore_library_warnings()
             return function(*args, **kwargs)
     return wrapper  # type: ignore[return-value]
 
