@@ -1224,3 +1224,20 @@ def test_a_watcher_that_finds_its_requests_applied_by_a_process_that_died_writes
     last = [e for e in ledger_events(sisa_copy)][-1]
     assert last["status"] == "applied" and last.get("recovered") is True, last
     verify_model(sisa_copy)
+
+
+def test_no_file_a_forget_writes_in_the_model_folder_is_readable_by_other_users(sisa_copy, in_tmp):
+    """The ledger and the audit log name what was forgotten (their request ids are unkeyed
+    digests of small request files; ledger rows with the dataset name the pairs): like the
+    weights, ``forgotten.json`` and ``audit.key``, they are the owner's only (they were created
+    0644 while every other file was 0600)."""
+    (in_tmp / "requests.csv").write_text("2,292\n")
+    run_forget_requests(sisa_copy, str(in_tmp / "requests.csv"), QUIET, verbose=False)
+    assert "applied" in {e["status"] for e in ledger_events(sisa_copy)} and read_audit(sisa_copy)
+    open_to_others = []
+    for folder, _, names in os.walk(sisa_copy):
+        for name in names:
+            path = os.path.join(folder, name)
+            if name != ".lock" and os.stat(path).st_mode & 0o077:
+                open_to_others.append((os.path.relpath(path, sisa_copy), oct(os.stat(path).st_mode & 0o777)))
+    assert not open_to_others

@@ -102,7 +102,7 @@ def append_records(path: str, records: Iterable[dict]) -> None:
     if not data:
         return
     repair_torn_tail(path)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         view = memoryview(data)
         while view:  # a write may take fewer bytes than asked; one that raises leaves a torn tail
