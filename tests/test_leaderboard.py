@@ -18,7 +18,7 @@ from recbole_unlearn.benchmark.runner import run_grid
 from recbole_unlearn.cli import main
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.utils.errors import UnlearnError
-from conftest import TEST_GPU, tiny_dict
+from conftest import TEST_GPU, read_audit, tiny_dict
 
 
 #: quick settings every tiny grid gets, where one of its rows uses them (a grid setting that no
@@ -1284,6 +1284,34 @@ def test_a_rows_model_folder_that_answered_requests_is_never_removed_to_redo_the
         assert (model_dir / "CURRENT").exists()
     run_grid(path)  # free, and no request answered: a killed row's leftovers, redone
     assert (cell / "rows" / "sisa.json").exists()
+
+
+def test_a_request_run_just_before_a_rows_folder_is_removed_keeps_the_folder(tmp_path, in_tmp, monkeypatch):
+    """The runner checked a row's folder for answered requests, then took the folder's lock to
+    remove it: a request run that took the lock first (between the two) applied deletions that
+    vanished with the folder. The check runs again under the lock."""
+    from recbole_unlearn.quick_start import run_forget_requests
+    from recbole_unlearn.serving import lock as lock_module
+
+    path = _tiny_grid(tmp_path, ["sisa"])
+    run_grid(path)
+    cell = tmp_path / "board" / "GRU4Rec-ml-tiny"
+    model_dir = cell / "models" / "sisa"
+    os.remove(cell / "rows" / "sisa.json")
+    (tmp_path / "req.csv").write_text("7\n")
+    hold = lock_module.FolderLock.hold
+    raced = []
+
+    def request_run_first(self, *args, **kwargs):
+        if not raced and os.path.abspath(self.model_dir) == str(model_dir) and self.what == "model folder":
+            raced.append(True)  # the request run's own lock is the next call: it holds and frees it first
+            run_forget_requests(str(model_dir), str(tmp_path / "req.csv"), {"state": "ERROR"}, verbose=False)
+        return hold(self, *args, **kwargs)
+
+    monkeypatch.setattr(lock_module.FolderLock, "hold", request_run_first)
+    with pytest.raises(UnlearnError, match="answered request files"):
+        run_grid(path)
+    assert raced and read_audit(str(model_dir))[-1]["source"] == "requests:req.csv"
 
 
 def test_a_finished_cell_in_a_read_only_folder_is_still_reported(tmp_path, in_tmp, monkeypatch):

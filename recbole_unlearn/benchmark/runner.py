@@ -612,12 +612,13 @@ def remove_unfinished_row(run: CellRun, label: str) -> None:
     :func:`check_unfinished_row`). The row file goes first: left beside a folder a stopped rerun
     refilled under the new settings, it counted as finished again once the settings were put
     back, and its folder's fit was shared as its own. The folder goes under its own lock (a
-    request run holding it is refused, not pulled from under)."""
+    request run holding it is refused, not pulled from under), checked once more there (a
+    request run between the cell's check phase and now)."""
     model_dir = run.model_dir(label)
     if not os.path.isdir(model_dir):  # a row file alone (made with other settings) is no one's
         return
-    check_unfinished_row(run, label)
     with FolderLock(model_dir, 0.0).hold():
+        check_unfinished_row(run, label)  # again under the lock: a request run may have answered since
         if os.path.isfile(run.row_path(label)):
             os.remove(run.row_path(label))
         shutil.rmtree(model_dir)
