@@ -227,3 +227,13 @@ def test_api_values_of_other_python_kinds_are_read_as_what_they_hold(tmp_path):
     assert config["results_dir"] == str(tmp_path / "r")
     with pytest.raises(UnlearnError, match="model is given twice: 'GRU4Rec' as the argument and 'SASRec' in "):
         UnlearnConfig("GRU4Rec", config_dict=tiny_dict(model="SASRec"))
+
+
+def test_the_methods_of_a_run_are_recorded_alike_however_they_were_given():
+    """The same run recorded ``unlearn_method`` as the list the API was given and as the comma
+    string the command line was given (``["sisa", "sru"]`` against ``"sisa,sru"``; a probe): two
+    results.json files of identical runs then differed. Recorded as the command line's form."""
+    forms = [["sisa", "sru"], "sisa,sru", "SISA, sru", ("sisa", "SRU")]
+    recorded = {UnlearnConfig("GRU4Rec", config_dict=tiny_dict(unlearn_method=form, n_shards=2)).settings()[
+        "unlearn_method"] for form in forms}
+    assert recorded == {"sisa,sru"}

@@ -470,6 +470,8 @@ class UnlearnConfig(Config):
             if not is_recorded(key):
                 continue
             value = self.final_config_dict[key]
+            if key == "unlearn_method":  # a list (API) or a comma string (CLI): recorded as the CLI's
+                value = ",".join(method_names(value))
             out[key] = _jsonable(value)
         for key in extra_keys:
             out[key] = _jsonable(self[key])
