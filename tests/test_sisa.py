@@ -378,6 +378,12 @@ def test_a_second_call_in_one_process_gets_the_ray_its_settings_ask_for(monkeypa
     shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 2})
     with pytest.raises(UnlearnError, match="ray_address 127.0.0.1:1: no Ray cluster answers there"):
         shard_trainer.connect_ray(ray, {"ray_address": "127.0.0.1:1", "num_workers": 2, "ray_connect_timeout_s": 5})
+    # a Ray Client address nothing listens on: Ray's client retried for 30 s before its error
+    ray = _FakeRay()
+    with pytest.raises(UnlearnError, match="ray_address ray://127.0.0.1:1: no Ray cluster answers there"):
+        shard_trainer.connect_ray(ray, {"ray_address": "ray://127.0.0.1:1", "num_workers": 2,
+                                        "ray_connect_timeout_s": 5})
+    assert ray.calls == []  # refused before Ray was asked
     mine = _FakeRay(initialized=True)  # ray.init called by the user before the run
     monkeypatch.setattr(shard_trainer, "_RAY_STARTED_FOR", None)
     shard_trainer.connect_ray(mine, {"ray_address": None, "num_workers": 3})

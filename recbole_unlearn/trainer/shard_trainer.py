@@ -249,11 +249,13 @@ def _ray_node(ray) -> Optional[str]:
 
 
 def _check_reachable(address: str, timeout_s: float) -> None:
-    """Refuse a ``host:port`` ``ray_address`` nothing listens on at once (``ray.init`` retried
-    for minutes, printing a line each time, before failing)."""
-    host, _, port = address.rpartition(":")
-    if "://" in address or not host or not port.isdigit():
-        return  # ray://, auto, ...: Ray's own answer
+    """Refuse a ``host:port`` or ``ray://host:port`` ``ray_address`` nothing listens on at once
+    (``ray.init`` retried for minutes, printing a line each time, before failing; Ray's client
+    for 30 s)."""
+    target = address[len("ray://"):] if address.startswith("ray://") else address
+    host, _, port = target.rpartition(":")
+    if "://" in target or not host or not port.isdigit():
+        return  # auto, another scheme, no port, ...: Ray's own answer
     try:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError as e:
