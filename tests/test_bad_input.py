@@ -952,6 +952,32 @@ def test_an_aggregator_setting_with_the_untrained_mean_aggregator_is_refused(in_
     assert "agg_epochs" in METHODS.get("sisa").settings_used(config)
 
 
+def test_a_setting_the_static_aggregator_never_reads_is_refused(in_tmp):
+    """``--aggregator=static --agg_attention_size=8 --agg_hidden_size=16 --agg_cache=False`` ran
+    and recorded all three (results.json, the row, the manifest), with an aggregator bit for bit
+    the one trained without them: the static aggregator learns one weight per shard, has no
+    layers to size and reads no representations to cache (probe). Its own settings still count."""
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.unlearn import METHODS
+
+    for key, value, why in (("agg_attention_size", 8, "the static aggregator has no layer it sizes"),
+                            ("agg_hidden_size", 16, "the static aggregator has no layer it sizes"),
+                            ("agg_cache", False, "the static aggregator reads no representations to cache"),
+                            ("agg_cache_max_mb", 64.0, "the static aggregator reads no representations to cache")):
+        with pytest.raises(UnlearnError, match=rf"{key} \({why}\) is not used by"):
+            run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(unlearn_method="sisa", n_shards=2, aggregator="static",
+                                                                 results_dir=str(in_tmp / "r"), **{key: value}),
+                                verbose=False)
+        assert not (in_tmp / "r").exists()
+    static = METHODS.get("sisa").settings_used(UnlearnConfig("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method="sisa", aggregator="static")).for_method("sisa"))
+    assert {"agg_epochs", "agg_learning_rate", "agg_max_samples"} <= set(static)
+    assert not {"agg_attention_size", "agg_hidden_size", "agg_cache", "agg_cache_max_mb"} & set(static)
+    attention = METHODS.get("sisa").settings_used(UnlearnConfig("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method="sisa", aggregator="attention")).for_method("sisa"))
+    assert {"agg_attention_size", "agg_hidden_size", "agg_cache", "agg_cache_max_mb"} <= set(attention)
+
+
 #: a command that ends in exit 2 (no such folder) unless a stop ends it first
 NO_FOLDER = [f"--model_dir={os.devnull}-none", "--verify=True"]
 _REAL_SIGNAL = signal.signal  # a test below patches signal.signal itself

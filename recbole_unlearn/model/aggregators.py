@@ -5,6 +5,8 @@ implement ``combine``; representation-level ones (SRU attention, RecEraser) over
 ``full_sort``. ``learnable`` aggregators are trained by ``train_aggregator`` with the
 sub-models frozen, and retrained after every forget.
 """
+from typing import Dict, Iterable, Tuple
+
 import numpy as np
 import torch
 from torch import nn
@@ -14,6 +16,11 @@ from recbole_unlearn.utils.registry import Registry
 
 AGGREGATORS: Registry[type] = Registry("aggregator", "aggregator")
 
+#: settings that size a learned aggregator's layers (read by those naming them in ``sized_by``)
+LAYER_SIZE_KEYS = ("agg_hidden_size", "agg_attention_size")
+#: settings of the representation cache (read only for aggregators that ``reads_representations``)
+CACHE_KEYS = ("agg_cache", "agg_cache_max_mb")
+
 
 class Aggregator(nn.Module):
     """Base class. ``n_shards`` = K; ``sub_model`` is one of the K sub-models (for sizes)."""
@@ -22,6 +29,8 @@ class Aggregator(nn.Module):
     #: whether it reads only the sub-models' sequence and item representations (not their
     #: scores), so a representation cache can stand in for the sub-models while it trains.
     reads_representations = False
+    #: the ``LAYER_SIZE_KEYS`` its layers read
+    sized_by: Tuple[str, ...] = ()
 
     def __init__(self, config, n_shards: int, sub_model: nn.Module):
         super().__init__()
@@ -42,6 +51,25 @@ class Aggregator(nn.Module):
     def refresh(self, ensemble, dataset, shard_map, keep: np.ndarray) -> None:
         """Called before (re)training, with the shards' current data (e.g. to recompute shard
         centroids from the retrained sub-models)."""
+
+
+def unread_aggregator_settings(name: str, keys: Iterable[str]) -> Dict[str, str]:
+    """``{key: why the aggregator registered as `name` never reads it}`` for the ``agg_*`` keys
+    of ``keys``: every one under an aggregator that trains nothing; the cache's under one that
+    reads no representations; a layer size under one without that layer (``static`` recorded
+    ``agg_attention_size`` as if it sized something)."""
+    aggregator = AGGREGATORS.get(name)
+    out: Dict[str, str] = {}
+    for key in keys:
+        if not key.startswith("agg_"):
+            continue
+        if not aggregator.learnable:
+            out[key] = f"the {name} aggregator trains nothing"
+        elif key in CACHE_KEYS and not aggregator.reads_representations:
+            out[key] = f"the {name} aggregator reads no representations to cache"
+        elif key in LAYER_SIZE_KEYS and key not in aggregator.sized_by:
+            out[key] = f"the {name} aggregator has no layer it sizes"
+    return out
 
 
 @AGGREGATORS.register("mean")
@@ -107,6 +135,7 @@ class RepresentationAggregator(Aggregator):
 
     learnable = True
     reads_representations = True
+    sized_by = LAYER_SIZE_KEYS
 
     def __init__(self, config, n_shards: int, sub_model: nn.Module):
         super().__init__(config, n_shards, sub_model)

@@ -12,7 +12,7 @@ from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.data.extra_deletion import EXTRA_DELETIONS
 from recbole_unlearn.data.similarity import SIMILARITY_PARTITION_KEYS, is_similarity_partitioner
 from recbole_unlearn.evaluator.suite import EvaluationSuite
-from recbole_unlearn.model.aggregators import AGGREGATORS
+from recbole_unlearn.model.aggregators import AGGREGATORS, unread_aggregator_settings
 from recbole_unlearn.serving import open_store
 from recbole_unlearn.serving.ledger import queued_line
 from recbole_unlearn.serving.lock import LOCK, LOCK_PID
@@ -93,14 +93,13 @@ class UnlearnMethod(ABC):
     @classmethod
     def unread_settings(cls, config) -> Dict[str, str]:
         """``{setting: why nothing reads it}`` for the settings of a part this method runs that
-        ``config`` turns off or replaces: a learned aggregator's under the untrained ``mean``; a
+        ``config`` turns off or replaces: a learned aggregator's under the untrained ``mean``, the
+        cache's and layer sizes under ``static`` (:func:`unread_aggregator_settings`); a
         similarity partitioner's under ``random``; ``del_num`` with no extra deletion (the refusal
         of such a setting said only that the method did not use it)."""
         out: Dict[str, str] = {}
-        aggregator = config["aggregator"]
-        if aggregator in AGGREGATORS.names() and not AGGREGATORS.get(aggregator).learnable:
-            out.update({k: f"the {aggregator} aggregator trains nothing" for k in config.settings()
-                        if k.startswith("agg_")})
+        if config["aggregator"] in AGGREGATORS.names():
+            out.update(unread_aggregator_settings(config["aggregator"], config.settings()))
         if not is_similarity_partitioner(config["partitioner"]):
             out.update({k: f"the {config['partitioner']} partitioner pretrains and iterates nothing"
                         for k in SIMILARITY_PARTITION_KEYS})
