@@ -72,7 +72,8 @@ from recbole_unlearn.unlearn.experiment import AUDIT_REFERENCE_PREFIX, Experimen
 from recbole_unlearn.config.keys import settings_of, unused_method_keys
 from recbole_unlearn.utils.atomic import write_json
 from recbole_unlearn.utils.errors import UnlearnError
-from recbole_unlearn.utils.results import METRIC_GROUPS, add_speedups, code_version, machine, other_numerics
+from recbole_unlearn.utils.results import (METRIC_GROUPS, add_speedups, code_version, forget_hit_rose_note, machine,
+                                          other_numerics)
 from recbole_unlearn.utils.run_logger import releasing_run_logger
 
 ORIGINAL = "original"
@@ -754,6 +755,8 @@ def _run_cell_held(run: CellRun, progress: Progress) -> dict:
             row, _ = experiment.run_method(run.variant_configs[variant.label], label=variant.label,
                                            fit_cache=fit_cache)
             _save_row(run.row_path(variant.label), row, variant.overrides, run.method_settings(variant.label))
+            for line in forget_hit_rose_note([row]):  # as the command line warns (the grid said nothing)
+                getLogger().warning(f"{cell.name}: {line}")
             progress.step(f"{cell.name} {variant.label}")
         rows[variant.label] = row
 

@@ -347,6 +347,11 @@ def _summaries(record: dict) -> List[dict]:
     return out
 
 
+def has_approximate_step(record: dict) -> bool:
+    """Whether ``record`` (a row or an audit line) holds what an approximate step measured."""
+    return bool(_summaries(record))
+
+
 def forget_hit_rose(record: dict) -> bool:
     """Whether an approximate step of ``record`` (a row or an audit line) ended with a higher
     forget Hit@10 than it started with, on its own samples: it made the forgotten data recalled
