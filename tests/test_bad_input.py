@@ -692,11 +692,15 @@ def test_a_check_cut_off_of_a_method_not_run_is_not_what_refuses_it(tmp_path):
 @pytest.mark.parametrize("setting,match", [
     (dict(model="BERT4Rec", mask_ratio=0.05), r"mask_ratio 0\.05 masks no item"),
     (dict(model="GRU4Rec", sru_inference_topk=[10, 600], sru_inference_neg_num=600),
-     r"'sru_inference_topk' cuts at 600, but the target is ranked among 498 negatives")])
+     r"'sru_inference_topk' cuts at 600, but the target is ranked among as few as 469 negatives"),
+    # past the items ml-tiny's user with the most items (30 of 499) has not seen: accepted, hit@480 1.0
+    (dict(model="GRU4Rec", sru_inference_topk=[10, 480], sru_inference_neg_num=500),
+     r"'sru_inference_topk' cuts at 480, but the target is ranked among as few as 469 negatives")])
 def test_settings_that_pass_their_range_yet_cannot_run_are_refused(tmp_path, setting, match):
     """``mask_ratio: 0.05`` with 10 items per sequence masked none, and training failed after the
     run folder was written; ``sru_inference_topk`` past the negatives reported hit 1.0 by
-    construction (found by probing)."""
+    construction (found by probing), also past the negatives a user can have: those of the items
+    it has not interacted with (a probe: ``[480]`` on ml-tiny was accepted, hit@480 1.0)."""
     values = dict(setting)
     model = values.pop("model")
     with pytest.raises(UnlearnError, match=match):
