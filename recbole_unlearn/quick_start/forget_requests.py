@@ -11,6 +11,7 @@ line, and every request's status and latency go to ``<model_dir>/requests.jsonl`
 (``recbole_unlearn/serving``). At the end the model is evaluated and ``results.json`` written.
 """
 import os
+import warnings
 from logging import getLogger
 from typing import List, Optional
 
@@ -26,6 +27,7 @@ from recbole_unlearn.serving.ledger import LEDGER
 from recbole_unlearn.unlearn.experiment import check_results_dir_writable, run_dir_for
 from recbole_unlearn.utils.cpu_meter import CpuMeter, busy_rows_note
 from recbole_unlearn.utils.errors import UnlearnError, escaped_controls
+from recbole_unlearn.utils.library_warnings import ignore_library_warnings
 from recbole_unlearn.utils.results import cap_note, format_table, make_row, results_document, write_results
 from recbole_unlearn.utils.run_logger import init_run_logger, quiet_unless_verbose, releasing_run_logger
 
@@ -172,8 +174,12 @@ def _refuse_switches(config_dict: Optional[dict], call: str, **taken) -> None:
 
 
 def run_verify(model_dir: str, config_dict: Optional[dict] = None) -> dict:
-    """Re-check the model in ``model_dir`` (``--verify=True``); see ``serving.audit.verify_model``."""
+    """Re-check the model in ``model_dir`` (``--verify=True``); see ``serving.audit.verify_model``.
+    It prints nothing: RecBole's and its libraries' warnings reading the dataset are kept off
+    the console, as the command line does (they were its only output)."""
     check_config_dict(config_dict)
     _refuse_switches(config_dict, "run_verify", model_dir=model_dir, verify=True)
     overrides = {k: v for k, v in (config_dict or {}).items() if k not in ("model_dir", "verify")}
-    return verify_model(open_store(model_dir, overrides), overrides)
+    with warnings.catch_warnings():
+        ignore_library_warnings()
+        return verify_model(open_store(model_dir, overrides), overrides)
