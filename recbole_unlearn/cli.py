@@ -13,6 +13,7 @@ RecBole; ``--benchmark=<grid.yaml>`` runs a leaderboard grid (``recbole_unlearn/
 every other ``--key=value`` overrides a config key (values are parsed like RecBole's command line, ``--epochs=5``, ``--unlearn_method="['retrain']"``, but only ever as literals,
 never evaluated as code: see ``config.configurator.literal_values``).
 """
+import os
 import signal
 import sys
 import threading
@@ -79,7 +80,10 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
     stop after the job's last line changes nothing)."""
     argv = sys.argv[1:] if argv is None else argv
     if any(arg in ("--help", "-h") or arg.startswith("--help=") for arg in argv):
-        print(USAGE)
+        try:
+            print(USAGE, flush=True)
+        except OSError as e:  # into a closed pipe (`--help | head -2`): the one line, as any command's output
+            return _report(e)[0]
         return 0
     # RecBole 1.2.1 / ray 2.6.3 emit these on every run; they would drown the one error line.
     ignore_library_warnings()
@@ -138,9 +142,7 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
     except (WentLiveError, UnlearnError, OSError, KeyboardInterrupt) as e:
         if owner:  # first, before any call: a stop from here on is ignored (_interrupt)
             _JOB["over"] = True
-        status, line = _ending(e)
-        print(line, file=sys.stderr)
-        return status
+        return _report(e)[0]
     finally:
         if owner:
             _JOB["over"] = True
@@ -154,6 +156,13 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
             if previous_sigint is not None:
                 signal.signal(signal.SIGINT, previous_sigint)
     return 0
+
+
+def _report(error: BaseException) -> Tuple[int, str]:
+    """Write the one ``error:`` line of a job ``error`` ended; returns its exit status and line."""
+    status, line = _ending(error)
+    print(line, file=sys.stderr)
+    return status, line
 
 
 def _ending(error: BaseException) -> Tuple[int, str]:
@@ -230,6 +239,10 @@ def command() -> None:
     SIGTERM its default handler back before the process exited."""
     status = main(restore_signals=False)
     _stops_ignored_through_exit()
+    try:
+        sys.stdout.flush()
+    except OSError:  # into a closed pipe: what it still buffers would be a second report at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(status)
 
 

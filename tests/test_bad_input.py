@@ -941,6 +941,19 @@ def test_help_anywhere_on_the_line_prints_the_usage(capsys):
     assert main(["--model=SASRec", "--help"]) == 0 and capsys.readouterr().out.startswith("usage:")
 
 
+def test_help_into_a_closed_pipe_is_one_error_line(in_tmp):
+    """``--help | true`` (a pager or ``head`` that quits) ended in a ``BrokenPipeError`` traceback
+    from ``print(USAGE)``, where every other command's output into a closed pipe is the one
+    ``error:`` line of an ``OSError``, exit 1 (a probe)."""
+    for args in (["--help"], ["--model=SASRec", "--help"]):
+        proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "run_recbole_unlearn.py"), *args], cwd=in_tmp,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc.stdout.close()  # the reader is gone before the usage is written
+        err = proc.stderr.read()
+        proc.wait(timeout=60)
+        assert proc.returncode == 1 and err == "error: [Errno 32] Broken pipe\n", (proc.returncode, err)
+
+
 def test_an_aggregator_setting_with_the_untrained_mean_aggregator_is_refused(in_tmp):
     """``--aggregator=mean --agg_epochs=3`` was accepted and recorded, though the mean aggregator
     never trains (found by probing the refusal of unused keys)."""
