@@ -152,3 +152,32 @@ def test_tokens_recbole_would_merge_or_drop_rows_over_are_refused(tmp_path, toke
     config = UnlearnConfig("SASRec", config_dict=tiny_dict(data_path=str(tmp_path), dataset="odd"))
     with pytest.raises(UnlearnError, match=message):
         create_unlearn_dataset(config)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda line: line + "\t", r"line 2 of .*shifted\.inter has 4 fields, its header 3"),  # a trailing tab
+    (lambda line: line.rsplit("\t", 1)[0], r"line 2 of .*shifted\.inter has 2 fields, its header 3"),
+])
+def test_a_line_with_more_or_fewer_fields_than_its_header_is_refused(tmp_path, edit, message):
+    """Data lines ending in a tab (one field more than the header) loaded with every column
+    shifted: pandas took the first column for the index, so items read as users and times as
+    items (NaN times); a request for user 1 was recorded ``applied`` after forgetting the rows of
+    *item* 1, and ``--verify`` passed (a probe). A line with fewer fields read its missing ones as
+    missing values. Both are one error naming the line, for every atomic file RecBole reads."""
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.data import create_unlearn_dataset
+    from recbole_unlearn.utils.errors import UnlearnError
+
+    folder = tmp_path / "shifted"
+    folder.mkdir()
+    lines = [f"u{u}\ti{(u + k) % 6}\t{k}" for u in range(3) for k in range(5)]
+    body = [edit(line) for line in lines]
+    (folder / "shifted.inter").write_text("\n".join(["user_id:token\titem_id:token\ttimestamp:float"] + body) + "\n")
+    config = UnlearnConfig("SASRec", config_dict=tiny_dict(data_path=str(tmp_path), dataset="shifted"))
+    with pytest.raises(UnlearnError, match=message):
+        create_unlearn_dataset(config)
+    # an .item file beside it, with the same fault: RecBole reads it too
+    (folder / "shifted.inter").write_text("\n".join(["user_id:token\titem_id:token\ttimestamp:float"] + lines) + "\n")
+    (folder / "shifted.item").write_text("item_id:token\tprice:float\n" + "".join(f"i{k}\t{k}.5\t\n" for k in range(6)))
+    with pytest.raises(UnlearnError, match=r"line 2 of .*shifted\.item has 3 fields, its header 2"):
+        create_unlearn_dataset(config)

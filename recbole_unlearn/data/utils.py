@@ -44,7 +44,9 @@ def atomic_digests(config, known: Optional[Dict[str, str]] = None) -> Dict[str, 
 
 def check_dataset_files(config) -> None:
     """Fail with one clear line (and no download attempt) if ``<data_path>/<dataset>.inter``
-    is missing. RecBole would otherwise try to download known dataset names."""
+    is missing (RecBole would otherwise try to download known dataset names), lacks the user,
+    item or time column, has a line without a time, or any atomic file has a line with another
+    number of fields than its header (:func:`_check_field_count`)."""
     path = dataset_file(config)
     if not os.path.isfile(path):
         raise UnlearnError(
@@ -62,6 +64,23 @@ def check_dataset_files(config) -> None:
                     "sequential unlearning needs user, item and time of every interaction"
                 )
         _check_times(config, path, f, header, columns.index(config["TIME_FIELD"]), separator)
+    for other in atomic_files(config):
+        if other != path:
+            with open(other, "r", encoding="utf-8", errors="replace") as f:
+                fields = f.readline().rstrip("\r\n").split(separator)
+                for number, line in enumerate(f, start=2):
+                    _check_field_count(config, other, number, line.rstrip("\r\n").split(separator), fields)
+
+
+def _check_field_count(config, path: str, number: int, parts: List[str], header: List[str]) -> None:
+    """A data line (split into ``parts``) must hold as many fields as its ``header`` (a blank line
+    is skipped, as RecBole's reader does): with one more (a trailing tab), pandas takes the first
+    column for the row index and reads every other column shifted (items as users, times as
+    items); with fewer, it reads the missing ones as missing values."""
+    if len(parts) != len(header) and not (len(parts) == 1 and not parts[0]):
+        trailing = " (a separator at its end?)" if len(parts) == len(header) + 1 and not parts[-1] else ""
+        raise UnlearnError(f"dataset '{config['dataset']}': line {number} of {path} has {len(parts)} fields, its "
+                           f"header {len(header)}{trailing}; RecBole would read its columns shifted or missing")
 
 
 def _check_times(config, path: str, lines, header, column: int, separator: str) -> None:
@@ -81,6 +100,7 @@ def _check_times(config, path: str, lines, header, column: int, separator: str) 
         parts = line.rstrip("\r\n").split(separator)
         if len(parts) == 1 and not parts[0]:
             continue
+        _check_field_count(config, path, number, parts, header)
         text = parts[column].strip() if column < len(parts) else ""
         try:
             finite = math.isfinite(float(text))
