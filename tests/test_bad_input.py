@@ -104,6 +104,12 @@ def test_huge_and_binary_request_files_change_nothing(saved, tmp_path):
     binary.write_bytes(b"\xff\xfe\x00garbage\n")
     _assert_one_error(lambda: run_forget_requests(model_dir, str(binary), {"state": "ERROR"}, verbose=False),
                       "line 1: is not UTF-8 text")
+    # a byte that is not UTF-8 before a '#': the line was read as a comment and skipped unsaid (a
+    # probe); a comment is a line whose first character past white space is '#'
+    hidden = tmp_path / "hidden.csv"
+    hidden.write_bytes(f"{users[0]}\n".encode() + b"\xe9#" + f"{users[1]}\n".encode())
+    _assert_one_error(lambda: run_forget_requests(model_dir, str(hidden), {"state": "ERROR"}, verbose=False),
+                      "line 2: is not UTF-8 text")
     _assert_one_error(lambda: run_forget_requests(model_dir, str(tmp_path / "none.csv"), {"state": "ERROR"},
                                                   verbose=False), "request file not found")
     assert snapshot(model_dir) == before

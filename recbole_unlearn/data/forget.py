@@ -391,10 +391,12 @@ def read_request_file(path: str, max_lines: int, max_line_bytes: int) -> Tuple[s
 
     def is_comment(raw: bytes, first: bool) -> bool:
         """A line (or its start) that is a ``#`` comment once leading white space (Unicode's
-        too, as a request line is stripped) is dropped; a comment need not be UTF-8."""
+        too, as a request line is stripped) is dropped; a comment need not be UTF-8 past its
+        ``#``. A byte that is no UTF-8 before it is no white space (decoded leniently, it was
+        dropped: ``\\xe9#...`` was skipped as a comment, unsaid)."""
         if first and raw.startswith(_BOM):
             raw = raw[len(_BOM):]
-        return raw.strip().startswith(b"#") or raw.decode("utf-8", "ignore").lstrip().startswith("#")
+        return raw.strip().startswith(b"#") or raw.decode("utf-8", "replace").lstrip().startswith("#")
 
     try:
         # not blocking: a FIFO put in the file's place after it was listed would wait for a writer
