@@ -48,10 +48,37 @@ def _text_lines(path: str) -> Iterator[Tuple[int, str]]:
                                      f"convert the file to UTF-8 first") from None
 
 
+#: what pandas, reading a RecBole atomic file, takes for a missing value (its default ``na_values``):
+#: RecBole refuses a user or item token among them
+MISSING_VALUE_TOKENS = frozenset(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+                                  "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"])
+
+
+def _check_token(kind: str, token: str, where: str) -> None:
+    """Refuse a user or item ``token`` that RecBole cannot load (it refused the converted file,
+    naming that file's line, not the input's)."""
+    if '"' in token:
+        raise ValueError(f"{where}: {kind} {token!r} holds a quote, which RecBole's reader refuses")
+    if token in MISSING_VALUE_TOKENS:
+        raise ValueError(f"{where}: {kind} {token!r} is read by RecBole as a missing value; rename it")
+
+
+def _split_tokens(line: str, where: str) -> list:
+    """The space- or tab-separated tokens of ``line``: white space of other kinds (a no-break
+    space, U+2028) stays inside a token and is refused (``str.split`` split at it: one item became
+    two, a user's line continued another's)."""
+    parts = [part for part in re.split(r"[ \t\r\n]+", line) if part]
+    for part in parts:
+        if any(ch.isspace() for ch in part):
+            raise ValueError(f"{where}: {part!r} holds white space other than spaces and tabs; replace it")
+        _check_token("token", part, where)
+    return parts
+
+
 def _sequence_rows(path: str) -> Iterator[Tuple[str, str, int]]:
     first_line = {}
     for number, line in _text_lines(path):
-        parts = line.split()
+        parts = _split_tokens(line, f"{path} line {number}")
         if not parts:
             continue
         if len(parts) < 2:
@@ -67,7 +94,7 @@ def _sequence_rows(path: str) -> Iterator[Tuple[str, str, int]]:
 def _pair_rows(path: str) -> Iterator[Tuple[str, str, int]]:
     counts = {}
     for number, line in _text_lines(path):
-        parts = line.split()
+        parts = _split_tokens(line, f"{path} line {number}")
         if not parts:
             continue
         if len(parts) != 2:
@@ -97,10 +124,24 @@ def _parse_time(text: str, where: str) -> float:
     return moment.timestamp()
 
 
-def _csv_rows(path: str, user_col: str, item_col: str, time_col: str, sep: str) -> Iterator[Tuple[str, str, float]]:
-    """(user, item, time) rows in file order; the caller sorts them by time."""
+def _holds_records(parts, sep: str, n_fields: int) -> bool:
+    """Whether a field of a record read over several lines holds, past its first line, a line
+    with as many separators as a record has (a quoted field may hold line breaks; one that
+    holds whole records came from an unbalanced quote)."""
+    return any(line.count(sep) >= n_fields - 1 for part in parts for line in re.split(r"\r\n|\r|\n", part)[1:])
+
+
+#: ``--quoting``: how a ``"`` is read in the csv format
+QUOTING = {"csv": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE}
+
+
+def _csv_rows(path: str, user_col: str, item_col: str, time_col: str, sep: str,
+              quoting: str = "csv") -> Iterator[Tuple[str, str, float]]:
+    """(user, item, time) rows in file order; the caller sorts them by time. A quoted field may
+    hold line breaks, but not lines that read as records (an unbalanced quote merged them into
+    it: :func:`_holds_records`); with ``quoting`` ``none`` a quote is text."""
     lines = _text_lines(path)
-    reader = csv.reader((line for _, line in lines), delimiter=sep)
+    reader = csv.reader((line for _, line in lines), delimiter=sep, quoting=QUOTING[quoting])
     try:
         header = next(reader, None)
         if header is None:
@@ -110,10 +151,15 @@ def _csv_rows(path: str, user_col: str, item_col: str, time_col: str, sep: str) 
         if missing:
             raise ValueError(f"{path}: no column {', '.join(repr(c) for c in missing)} in header {header}")
         index = [header.index(c) for c in (user_col, item_col, time_col)]
+        last = reader.line_num
         for parts in reader:
-            number = reader.line_num  # the record's last line (a quoted field may span lines)
+            first, number, last = last + 1, reader.line_num, reader.line_num  # the record's lines
             if not parts or all(not p.strip() for p in parts):
                 continue
+            if number > first and _holds_records(parts, sep, len(header)):
+                raise ValueError(f"{path} line {first}: a quoted field runs over lines {first} to {number} and holds "
+                                 "lines that read as records (an unbalanced quote merges the lines up to the next "
+                                 "one); give --quoting=none if the file's quotes are text, or mend the quote")
             if len(parts) != len(header):
                 raise ValueError(f"{path} line {number}: {len(parts)} fields, header has {len(header)}")
             user, item, moment = (parts[i].strip() for i in index)
@@ -121,14 +167,17 @@ def _csv_rows(path: str, user_col: str, item_col: str, time_col: str, sep: str) 
                 raise ValueError(f"{path} line {number}: empty user or item")
             if any(ch in value for value in (user, item) for ch in "\t\n\r"):
                 raise ValueError(f"{path} line {number}: user or item contains a tab or a line break")
+            _check_token("user", user, f"{path} line {number}")
+            _check_token("item", item, f"{path} line {number}")
             yield user, item, _parse_time(moment, f"{path} line {number}")
     except csv.Error as e:
         raise ValueError(f"{path} line {reader.line_num}: {e}") from None
 
 
-def _csv_sorted(path: str, user_col: str, item_col: str, time_col: str, sep: str) -> Iterator[Tuple[str, str, float]]:
+def _csv_sorted(path: str, user_col: str, item_col: str, time_col: str, sep: str,
+                quoting: str = "csv") -> Iterator[Tuple[str, str, float]]:
     """Rows ordered by time within each user; ties keep the file's order (stable sort)."""
-    rows = list(_csv_rows(path, user_col, item_col, time_col, sep))
+    rows = list(_csv_rows(path, user_col, item_col, time_col, sep, quoting))
     rows.sort(key=lambda r: r[2])
     yield from rows
 
@@ -142,10 +191,10 @@ def _format_time(value) -> str:
 
 def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", user_col: Optional[str] = None,
             item_col: Optional[str] = None, time_col: Optional[str] = None, sep: str = ",",
-            overwrite: bool = False) -> str:
+            overwrite: bool = False, quoting: str = "csv") -> str:
     """Write ``<data_path>/<name>/<name>.inter`` from ``input_path``; returns its path.
     The file is written to a temporary name first and renamed, so a failure leaves nothing.
-    ``user_col`` / ``item_col`` / ``time_col`` / ``sep`` are for the ``csv`` format only."""
+    ``user_col`` / ``item_col`` / ``time_col`` / ``sep`` / ``quoting`` are for the ``csv`` format only."""
     if fmt not in READERS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(READERS)}")
     if not name or name in (".", "..") or os.sep in name:
@@ -155,7 +204,9 @@ def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", us
             raise ValueError("format csv needs --user_col, --item_col and --time_col")
         if len(sep) != 1:
             raise ValueError(f"--sep must be one character, got {sep!r}")
-        rows = _csv_sorted(input_path, user_col, item_col, time_col, sep)
+        if quoting not in QUOTING:
+            raise ValueError(f"--quoting must be one of {sorted(QUOTING)}, got {quoting!r}")
+        rows = _csv_sorted(input_path, user_col, item_col, time_col, sep, quoting)
     else:
         rows = READERS[fmt](input_path)
     folder = os.path.join(data_path, name)
@@ -211,12 +262,14 @@ def main(argv=None) -> int:
     parser.add_argument("--item_col", help="csv: the item column")
     parser.add_argument("--time_col", help="csv: the time column (number or ISO 8601 date)")
     parser.add_argument("--sep", default=",", help="csv: the delimiter (default ',')")
+    parser.add_argument("--quoting", default="csv", choices=sorted(QUOTING),
+                        help="csv: 'csv' reads quoted fields (default); 'none' reads a quote as text")
     parser.add_argument("--overwrite", action="store_true", help="replace the dataset's .inter file if it exists")
     args = parser.parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a stop cleans up as Ctrl-C does
     try:
         print(convert(args.input, args.format, args.name, args.data_path, args.user_col, args.item_col,
-                      args.time_col, args.sep, args.overwrite))
+                      args.time_col, args.sep, args.overwrite, args.quoting))
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -222,3 +222,52 @@ def test_an_interrupted_conversion_says_so_and_leaves_nothing(tmp_path, capsys, 
     err = capsys.readouterr().err
     assert err == "error: interrupted; nothing was written\n", err
     assert sorted(os.listdir(tmp_path)) == ["in.txt"]
+
+
+@pytest.mark.parametrize("text, extra, message", [
+    # an unbalanced quote in a column the converter does not use ran to the end of the file (tab
+    # separated, as review dumps are) or to the next quote, merging the lines between: 1 of 5
+    # interactions written, exit 0 (a probe)
+    ('customer\tproduct\tdate\tbody\n11\tB01\t1\t"Best purchase ever\n11\tB02\t2\tok\n12\tB01\t3\tgood\n',
+     ["--sep", "\t", "--user_col", "customer", "--item_col", "product", "--time_col", "date"],
+     "line 2: a quoted field runs over lines 2 to 4 and holds lines that read as records"),
+    ('user,item,time,title\nu,i,1,"Weird\nu,j,2,ok\nu,k,3,Al"\nv,i,4,x\n',
+     ["--user_col", "user", "--item_col", "item", "--time_col", "time"],
+     "line 2: a quoted field runs over lines 2 to 4 and holds lines that read as records"),
+    # tokens RecBole refuses to load: written, then every run failed naming the converted file's line
+    ('u,i,t\n"a""b",x,1\n', ["--user_col", "u", "--item_col", "i", "--time_col", "t"],
+     "line 2: user 'a\"b' holds a quote"),
+    ('u,i,t\nv,NA,1\n', ["--user_col", "u", "--item_col", "i", "--time_col", "t"],
+     "line 2: item 'NA' is read by RecBole as a missing value"),
+])
+def test_csv_lines_merged_by_a_quote_or_tokens_recbole_refuses_write_nothing(tmp_path, capsys, text, extra, message):
+    src = tmp_path / "bad.csv"
+    src.write_text(text)
+    assert main(["--input", str(src), "--format", "csv", "--name", "bad", "--data_path", str(tmp_path)] + extra) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["bad.csv"]
+
+
+def test_a_file_whose_quotes_are_text_is_read_with_quoting_none(tmp_path, capsys):
+    """``--quoting=none`` reads a ``"`` as text (tab-separated dumps do not quote): every line is
+    one record; the quote in a column not converted stays there."""
+    src = tmp_path / "amz.tsv"
+    src.write_text('customer\tproduct\tdate\tbody\n11\tB01\t1\t"Best purchase ever\n11\tB02\t2\tok\n12\tB01\t3\tgood\n')
+    assert main(["--input", str(src), "--format", "csv", "--name", "amz", "--data_path", str(tmp_path), "--sep", "\t",
+                 "--user_col", "customer", "--item_col", "product", "--time_col", "date", "--quoting", "none"]) == 0
+    assert (tmp_path / "amz" / "amz.inter").read_text().splitlines()[1:] == ["11\tB01\t1", "11\tB02\t2", "12\tB01\t3"]
+
+
+@pytest.mark.parametrize("text, fmt, message", [
+    # split at Unicode white space: U+2028 made user u2 an item of u1, a no-break space made
+    # 'café noir' two items (a probe)
+    ("u1 a b\u2028u2 c d\n", "sequence", "line 1: 'b\\u2028u2' holds white space other than spaces and tabs"),
+    ("u3 caf\u00e9\u00a0noir x\n", "sequence", "line 1: 'café\\xa0noir' holds white space other than spaces and tabs"),
+    ("u1 a\u00a0b\n", "pairs", "line 1: 'a\\xa0b' holds white space other than spaces and tabs"),
+])
+def test_tokens_holding_other_white_space_write_nothing(tmp_path, capsys, text, fmt, message):
+    src = tmp_path / "bad.txt"
+    src.write_text(text, encoding="utf-8")
+    assert main(["--input", str(src), "--format", fmt, "--name", "bad", "--data_path", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["bad.txt"]
