@@ -441,7 +441,7 @@ def test_a_shard_with_fewer_users_than_slices_is_refused_before_training(tmp_pat
     _assert_one_error(lambda: run_recbole_unlearn("GRU4Rec", "heavy", config_dict={
         "data_path": data_path, "state": "ERROR", "results_dir": str(tmp_path / "r"), "unlearn_method": "sisa",
         "n_shards": 2, "n_slices": 2, "partition_balance": "interactions", "partition_seed": 1,
-        "forget_user_ratio": 0.3}), "fewer than n_slices = 2")
+        "forget_user_ratio": 0.3, "sru_inference_topk": [1, 5]}), "fewer than n_slices = 2")  # 66 items, user 1 has 60
     assert not os.path.exists(tmp_path / "r")
 
 
@@ -811,7 +811,7 @@ def test_a_dataset_whose_tokens_no_request_file_can_name_is_refused_for_a_saved_
 
     _six_per_user_dataset(tmp_path, "odd", ["#hash", " pad", "u2", "u3"], item_prefix="i")
     settings = tiny_dict(data_path=str(tmp_path), dataset="odd", unlearn_method="sisa", n_shards=2,
-                         forget_protocol="none", save_model=False, include_retrain=False)
+                         forget_protocol="none", save_model=False, include_retrain=False, sru_inference_topk=[1, 10])
     with pytest.raises(UnlearnError, match=r"'#hash'.*' pad'|' pad'.*'#hash'"):
         run_recbole_unlearn("SASRec", config_dict=dict(settings, model_dir=str(tmp_path / "m")))
     assert not (tmp_path / "m").exists()
@@ -1314,7 +1314,7 @@ def test_a_user_token_holding_a_comma_is_refused_for_a_saved_model_and_never_mis
 
     _six_per_user_dataset(tmp_path, "comma", ["7,8", "7", "u2", "u3"])
     settings = tiny_dict(data_path=str(tmp_path), dataset="comma", unlearn_method="sisa", n_shards=2,
-                         forget_protocol="none", save_model=False, include_retrain=False)
+                         forget_protocol="none", save_model=False, include_retrain=False, sru_inference_topk=[1, 10])
     with pytest.raises(UnlearnError, match=r"'7,8'.*a user token holding a comma"):
         run_recbole_unlearn("SASRec", config_dict=dict(settings, model_dir=str(tmp_path / "m")))
     assert not (tmp_path / "m").exists()
@@ -1360,7 +1360,7 @@ def test_a_run_saving_its_default_model_folder_warns_of_tokens_no_request_can_na
     _six_per_user_dataset(tmp_path, "comma", ["7,8", "7", "u2", "u3"])
     run_recbole_unlearn("SASRec", config_dict=tiny_dict(
         data_path=str(tmp_path), dataset="comma", unlearn_method="sisa", n_shards=2, forget_protocol="none",
-        include_retrain=False, shard_num_threads=1, results_dir=str(tmp_path / "r")))
+        include_retrain=False, shard_num_threads=1, results_dir=str(tmp_path / "r"), sru_inference_topk=[1, 10]))
     out = capsys.readouterr().out
     assert "warning: 1 token of the dataset ('7,8') cannot be named in a request file" in out, out
 
