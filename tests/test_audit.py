@@ -294,7 +294,7 @@ def test_a_request_step_is_audited_on_the_members_requested_so_far(monkeypatch):
     is_member = users <= 40
     samples = AuditSamples(samples=None, is_member=is_member, users=users)
     audit = MembershipAudit.__new__(MembershipAudit)
-    audit.config = {"audit_bootstrap": 200, "forget_seed": 1}
+    audit.config = {"audit_bootstrap": 200, "forget_seed": 1, "audit_min_users": 10}
     audit.samples = samples
     rng = np.random.default_rng(0)
     original = np.where(is_member, 2.0, 0.0) + rng.normal(size=len(users))  # the original remembers all of F
@@ -317,7 +317,7 @@ def test_a_step_whose_members_the_original_did_not_memorise_is_inconclusive(monk
     users = np.repeat(np.arange(1, 81), 5)
     is_member = users <= 40
     audit = MembershipAudit.__new__(MembershipAudit)
-    audit.config = {"audit_bootstrap": 200, "forget_seed": 1}
+    audit.config = {"audit_bootstrap": 200, "forget_seed": 1, "audit_min_users": 10}
     audit.samples = AuditSamples(samples=None, is_member=is_member, users=users)
     rng = np.random.default_rng(0)
     original = np.where(is_member & (users <= 20), 2.0, 0.0) + rng.normal(size=len(users))  # users 21-40 unmemorised
@@ -327,3 +327,48 @@ def test_a_step_whose_members_the_original_did_not_memorise_is_inconclusive(monk
     assert audit.conclusive
     step = audit.report("step", member_users=np.arange(21, 41))
     assert step["verdict"] == INCONCLUSIVE and "residual_memorisation" not in step, step
+
+
+def test_a_request_step_with_members_of_fewer_than_audit_min_users_users_is_inconclusive(monkeypatch):
+    """A step's audit counts only the members requested so far, and a step could hold one user:
+    its interval then resamples the twins alone, far too narrow; Retrains matched to one-user
+    requests read "member signal" (1.0 [1.0, 1.0]) or "over-forgetting" as often as
+    "indistinguishable" (a probe: 24, 22 and 13 of 59). Fewer than ``audit_min_users`` users'
+    members give no verdict, with the count."""
+    users = np.repeat(np.arange(1, 81), 5)
+    is_member = users <= 40
+    audit = MembershipAudit.__new__(MembershipAudit)
+    audit.config = {"audit_bootstrap": 200, "forget_seed": 1, "audit_min_users": 10}
+    audit.samples = AuditSamples(samples=None, is_member=is_member, users=users)
+    rng = np.random.default_rng(0)
+    original = np.where(is_member, 2.0, 0.0) + rng.normal(size=len(users))
+    scores = {"original": original, "step": original}  # the step forgot nothing
+    monkeypatch.setattr(MembershipAudit, "scores", lambda self, model: scores[model])
+    audit.set_original("original")
+    step = audit.report("step", member_users=np.arange(1, 10))  # 9 users
+    assert step["verdict"] == INCONCLUSIVE and step["member_users"] == 9 and "auc" not in step, step
+    assert "audit_min_users (10)" in step["reason"], step
+    assert audit.report("step", member_users=np.arange(1, 11))["verdict"] == "member signal"
+
+
+def test_an_audit_whose_samples_come_from_too_few_users_is_refused_before_training(tmp_path):
+    """The minimum counted the users drawn into F and H, but a target without a history once F
+    and H are removed (a user's first item; every target of a user whose training items were all
+    drawn) has no sample: 27 and 25 users drawn, 6 members and 6 twins scored, all of one user,
+    Retrain "over-forgetting" at 0.3056 [0.3056, 0.3056]; with none on one side the run ended in
+    an IndexError after training (a probe). The users whose samples the audit scores count."""
+    folder = tmp_path / "shorty"
+    folder.mkdir()
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    lines += [f"1\t{i % 60 + 1}\t{i}" for i in range(40)]  # one long user
+    rng = np.random.default_rng(0)
+    lines += [f"{u}\t{item}\t{k}" for u in range(2, 52)  # 50 users of 3: one training item each
+              for k, item in enumerate(rng.choice(np.arange(1, 61), 3, replace=False))]
+    (folder / "shorty.inter").write_text("\n".join(lines) + "\n")
+    with pytest.raises(UnlearnError, match=r"audit needs at least audit_min_users \(10\) users .* whose "
+                                           r"targets the audit scores"):
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+            data_path=str(tmp_path), dataset="shorty", unlearn_method="retrain", audit=True, forget_user_ratio=0.5,
+            forget_item_ratio=1.0, forget_skip_first=0, sru_inference_topk=[1, 5],
+            results_dir=str(tmp_path / "r")), verbose=False)
+    assert not os.path.exists(tmp_path / "r")

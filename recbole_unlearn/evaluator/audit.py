@@ -263,12 +263,21 @@ class MembershipAudit:
         """The audit of one model state (after :meth:`set_original`). ``member_users``: count
         only the members of these users (internal ids; under ``request_steps`` the requests
         applied so far: the others are still trained on, by Retrain too) beside every held-out
-        twin, with residual memorisation against the original's AUC on the same samples."""
+        twin, with residual memorisation against the original's AUC on the same samples; fewer
+        than ``audit_min_users`` users' members give no verdict (``inconclusive``)."""
         scores = self.scores(model)
         if member_users is None:
             return self._finish(*self._measure(scores, self.samples.is_member))
         chosen = ~self.samples.is_member | np.isin(self.samples.users, member_users)
         is_member, users = self.samples.is_member[chosen], self.samples.users[chosen]
+        n_users = len(np.unique(users[is_member]))
+        if n_users < self.config["audit_min_users"]:  # the interval would resample the twins alone
+            n_f = int(is_member.sum())
+            return {"verdict": INCONCLUSIVE, "members": n_f, "held_out": int(len(is_member) - n_f),
+                    "member_users": n_users,
+                    "reason": f"the requests so far hold the scored members of {n_users} users, fewer than "
+                              f"audit_min_users ({self.config['audit_min_users']}): an interval over so few users "
+                              "says nothing"}
         original, original_auc = self._measure(self.original_scores[chosen], is_member, users)
         if self.conclusive and original["auc_interval"][0] <= 0.5:  # the gate, on these members
             n_f = int(is_member.sum())

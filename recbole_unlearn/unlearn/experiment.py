@@ -166,11 +166,17 @@ class Experiment:
             raise UnlearnError("audit needs held-out twins drawn with the forget set: forget_protocol "
                                f"{config['forget_protocol']!r} draws none (choose one that samples, or set audit False)")
         forget, twins = split_twins(config, self.data, candidates)
-        users = (len(forget.users(self.data)), len(twins.users(self.data)))
+        # the users of the samples it scores: a target without a history once F and H are removed
+        # (a user's first item) has none, and users drawn with only such targets counted
+        scored = AuditSamples.build(self.data, forget, twins)
+        users = (len(np.unique(scored.users[scored.is_member])), len(np.unique(scored.users[~scored.is_member])))
         if min(users) < config["audit_min_users"]:
             raise UnlearnError(f"audit needs at least audit_min_users ({config['audit_min_users']}) users in the forget "
-                               f"set and in its held-out twins, drew {users[0]} and {users[1]}: its interval resamples "
-                               "users (raise the forget ratio, lower audit_min_users, or set audit False)")
+                               f"set and in its held-out twins whose targets the audit scores (a target with a "
+                               f"history once both are removed), drew {users[0]} and {users[1]} (of "
+                               f"{len(forget.users(self.data))} and {len(twins.users(self.data))} users drawn): its "
+                               "interval resamples users (raise the forget ratio, lower audit_min_users, or set audit "
+                               "False)")
         return forget, twins
 
     def check_model(self, method_configs: Sequence) -> None:
