@@ -310,16 +310,22 @@ def test_a_request_step_is_audited_on_the_members_requested_so_far(monkeypatch):
     assert abs(so_far["residual_memorisation"]) < 0.5
 
 
-def test_a_step_whose_members_the_original_did_not_memorise_is_inconclusive(monkeypatch):
-    """The step audit was gated on the whole F: on members the original itself did not tell apart
-    it still gave a verdict (and residual memorisation -1.17), and an original AUC of exactly 0.5
-    on them divided by zero (found by probing)."""
+def _synthetic_audit():
+    """An audit of 80 users' 5 samples each (users 1-40: F, 41-80: H) whose model scores a
+    test gives (``MembershipAudit.scores`` patched): ``(audit, users, is_member, rng)``."""
     users = np.repeat(np.arange(1, 81), 5)
     is_member = users <= 40
     audit = MembershipAudit.__new__(MembershipAudit)
     audit.config = {"audit_bootstrap": 200, "forget_seed": 1, "audit_min_users": 10}
     audit.samples = AuditSamples(samples=None, is_member=is_member, users=users)
-    rng = np.random.default_rng(0)
+    return audit, users, is_member, np.random.default_rng(0)
+
+
+def test_a_step_whose_members_the_original_did_not_memorise_is_inconclusive(monkeypatch):
+    """The step audit was gated on the whole F: on members the original itself did not tell apart
+    it still gave a verdict (and residual memorisation -1.17), and an original AUC of exactly 0.5
+    on them divided by zero (found by probing)."""
+    audit, users, is_member, rng = _synthetic_audit()
     original = np.where(is_member & (users <= 20), 2.0, 0.0) + rng.normal(size=len(users))  # users 21-40 unmemorised
     scores = {"original": original, "step": rng.normal(size=len(users))}
     monkeypatch.setattr(MembershipAudit, "scores", lambda self, model: scores[model])
@@ -335,12 +341,7 @@ def test_a_request_step_with_members_of_fewer_than_audit_min_users_users_is_inco
     requests read "member signal" (1.0 [1.0, 1.0]) or "over-forgetting" as often as
     "indistinguishable" (a probe: 24, 22 and 13 of 59). Fewer than ``audit_min_users`` users'
     members give no verdict, with the count."""
-    users = np.repeat(np.arange(1, 81), 5)
-    is_member = users <= 40
-    audit = MembershipAudit.__new__(MembershipAudit)
-    audit.config = {"audit_bootstrap": 200, "forget_seed": 1, "audit_min_users": 10}
-    audit.samples = AuditSamples(samples=None, is_member=is_member, users=users)
-    rng = np.random.default_rng(0)
+    audit, users, is_member, rng = _synthetic_audit()
     original = np.where(is_member, 2.0, 0.0) + rng.normal(size=len(users))
     scores = {"original": original, "step": original}  # the step forgot nothing
     monkeypatch.setattr(MembershipAudit, "scores", lambda self, model: scores[model])
