@@ -176,8 +176,33 @@ def test_a_line_with_more_or_fewer_fields_than_its_header_is_refused(tmp_path, e
     config = UnlearnConfig("SASRec", config_dict=tiny_dict(data_path=str(tmp_path), dataset="shifted"))
     with pytest.raises(UnlearnError, match=message):
         create_unlearn_dataset(config)
-    # an .item file beside it, with the same fault: RecBole reads it too
+    # an .item file beside it, with the same fault: refused where RecBole reads it (load_col names
+    # it), read as RecBole reads it (a quoted tab is text), and never where RecBole leaves it unread
+    # (the package's default load_col: a folder saved before could answer no request; round 2)
     (folder / "shifted.inter").write_text("\n".join(["user_id:token\titem_id:token\ttimestamp:float"] + lines) + "\n")
     (folder / "shifted.item").write_text("item_id:token\tprice:float\n" + "".join(f"i{k}\t{k}.5\t\n" for k in range(6)))
+    assert create_unlearn_dataset(config).n_rows == len(lines)
+    reading_items = UnlearnConfig("SASRec", config_dict=tiny_dict(data_path=str(tmp_path), dataset="shifted", load_col={
+        "inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "price"]}))
     with pytest.raises(UnlearnError, match=r"line 2 of .*shifted\.item has 3 fields, its header 2"):
+        create_unlearn_dataset(reading_items)
+    (folder / "shifted.item").write_text('item_id:token\ttitle:token_seq\n' + "".join(f'i{k}\t"a\tb"\n' for k in range(6)))
+    assert create_unlearn_dataset(UnlearnConfig("SASRec", config_dict=tiny_dict(
+        data_path=str(tmp_path), dataset="shifted", load_col={"inter": ["user_id", "item_id", "timestamp"],
+                                                              "item": ["item_id", "title"]}))).n_rows == len(lines)
+
+
+def test_an_atomic_file_starting_with_a_byte_order_mark_is_named_as_such(tmp_path):
+    """A ``.inter`` file saved with a byte-order mark (spreadsheets' "CSV UTF-8") was refused as
+    having "no column 'user_id'", though its header names it (a probe)."""
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.data import create_unlearn_dataset
+    from recbole_unlearn.utils.errors import UnlearnError
+
+    folder = tmp_path / "bom"
+    folder.mkdir()
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"] + [f"u{u}\ti{k}\t{k}" for u in range(3) for k in range(5)]
+    (folder / "bom.inter").write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")
+    config = UnlearnConfig("SASRec", config_dict=tiny_dict(data_path=str(tmp_path), dataset="bom"))
+    with pytest.raises(UnlearnError, match="starts with a byte-order mark"):
         create_unlearn_dataset(config)

@@ -1,4 +1,5 @@
 """Creating the dataset and RecBole dataloaders for D_raw, D_rem and D_fgt."""
+import csv
 import math
 import os
 from dataclasses import dataclass
@@ -45,8 +46,8 @@ def atomic_digests(config, known: Optional[Dict[str, str]] = None) -> Dict[str, 
 def check_dataset_files(config) -> None:
     """Fail with one clear line (and no download attempt) if ``<data_path>/<dataset>.inter``
     is missing (RecBole would otherwise try to download known dataset names), lacks the user,
-    item or time column, has a line without a time, or any atomic file has a line with another
-    number of fields than its header (:func:`_check_field_count`)."""
+    item or time column, has a line without a time, or an atomic file RecBole reads has a line with
+    another number of fields than its header (:func:`_check_field_count`)."""
     path = dataset_file(config)
     if not os.path.isfile(path):
         raise UnlearnError(
@@ -56,6 +57,9 @@ def check_dataset_files(config) -> None:
     separator = config["field_separator"]
     with open(path, "r", encoding="utf-8") as f:
         header = f.readline().rstrip("\r\n").split(separator)
+        if header[0].startswith("\ufeff"):  # it said: no column 'user_id'
+            raise UnlearnError(f"dataset '{config['dataset']}': {path} starts with a byte-order mark, which RecBole "
+                               "reads as part of the first column's name; save the file as UTF-8 without it")
         columns = [col.split(":")[0] for col in header]
         for key in ("USER_ID_FIELD", "ITEM_ID_FIELD", "TIME_FIELD"):
             if config[key] not in columns:
@@ -65,18 +69,32 @@ def check_dataset_files(config) -> None:
                 )
         _check_times(config, path, f, header, columns.index(config["TIME_FIELD"]), separator)
     for other in atomic_files(config):
-        if other != path:
-            with open(other, "r", encoding="utf-8", errors="replace") as f:
-                fields = f.readline().rstrip("\r\n").split(separator)
-                for number, line in enumerate(f, start=2):
-                    _check_field_count(config, other, number, line.rstrip("\r\n").split(separator), fields)
+        if other != path and _read_by_recbole(config, other):
+            with open(other, "r", encoding="utf-8", errors="replace", newline="") as f:
+                records = csv.reader(f, delimiter=separator)  # pandas reads a quoted separator as text
+                fields = next(records, [])
+                last = records.line_num
+                for parts in records:
+                    _check_field_count(config, other, last + 1, parts or [""], fields)
+                    last = records.line_num
+
+
+def _read_by_recbole(config, path: str) -> bool:
+    """Whether RecBole's sequential dataset loads the atomic file ``path`` with ``config``: the
+    ``.user`` and ``.item`` files and ``additional_feat_suffix`` ones, unless ``load_col`` names
+    other sources only (it then skips them unread); never ``.kg``, ``.link`` or ``.net``."""
+    suffix = os.path.basename(path).rsplit(".", 1)[-1]
+    if suffix not in ("user", "item") and suffix not in (config["additional_feat_suffix"] or []):
+        return False
+    load_col = config["load_col"]
+    return load_col is None or (isinstance(load_col, dict) and suffix in load_col)
 
 
 def _check_field_count(config, path: str, number: int, parts: List[str], header: List[str]) -> None:
-    """A data line (split into ``parts``) must hold as many fields as its ``header`` (a blank line
-    is skipped, as RecBole's reader does): with one more (a trailing tab), pandas takes the first
-    column for the row index and reads every other column shifted (items as users, times as
-    items); with fewer, it reads the missing ones as missing values."""
+    """A data line of a file RecBole reads (split into ``parts``) must hold as many fields as its
+    ``header`` (a blank line is skipped, as RecBole's reader does): with one more (a trailing
+    tab), pandas takes the first column for the row index and reads every other column shifted
+    (items as users, times as items); with fewer, it reads the missing ones as missing values."""
     if len(parts) != len(header) and not (len(parts) == 1 and not parts[0]):
         trailing = " (a separator at its end?)" if len(parts) == len(header) + 1 and not parts[-1] else ""
         raise UnlearnError(f"dataset '{config['dataset']}': line {number} of {path} has {len(parts)} fields, its "
@@ -100,7 +118,8 @@ def _check_times(config, path: str, lines, header, column: int, separator: str) 
         parts = line.rstrip("\r\n").split(separator)
         if len(parts) == 1 and not parts[0]:
             continue
-        _check_field_count(config, path, number, parts, header)
+        if '"' not in line:  # (a quote is refused as such when RecBole reads the file)
+            _check_field_count(config, path, number, parts, header)
         text = parts[column].strip() if column < len(parts) else ""
         try:
             finite = math.isfinite(float(text))
