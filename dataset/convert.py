@@ -135,13 +135,17 @@ def _holds_records(parts, sep: str, n_fields: int) -> bool:
 QUOTING = {"csv": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE}
 
 
-def _csv_rows(path: str, user_col: str, item_col: str, time_col: str, sep: str,
-              quoting: str = "csv") -> Iterator[Tuple[str, str, float]]:
-    """(user, item, time) rows in file order; the caller sorts them by time. A quoted field may
-    hold line breaks, but not lines that read as records (an unbalanced quote merged them into
-    it: :func:`_holds_records`); with ``quoting`` ``none`` a quote is text."""
+def _csv_rows(path: str, user_col: str, item_col: str, time_col: str, sep: str, quoting: str = "csv",
+              notes: Optional[list] = None) -> Iterator[Tuple[str, str, float]]:
+    """(user, item, time) rows in file order; the caller sorts them by time. Quoted fields are
+    read strictly: a quote never closed (it ran to the end of the file, merging every line after
+    it into one field) is an error; a quoted field holding lines that read as records (an
+    unbalanced quote merges the lines up to the next one, or a long text holds separators:
+    :func:`_holds_records`) adds a line to ``notes``. With ``quoting`` ``none`` a quote is text."""
     lines = _text_lines(path)
-    reader = csv.reader((line for _, line in lines), delimiter=sep, quoting=QUOTING[quoting])
+    reader = csv.reader((line for _, line in lines), delimiter=sep, quoting=QUOTING[quoting],
+                        strict=quoting == "csv")
+    last = 0  # the last line of the record read before
     try:
         header = next(reader, None)
         if header is None:
@@ -156,10 +160,10 @@ def _csv_rows(path: str, user_col: str, item_col: str, time_col: str, sep: str,
             first, number, last = last + 1, reader.line_num, reader.line_num  # the record's lines
             if not parts or all(not p.strip() for p in parts):
                 continue
-            if number > first and _holds_records(parts, sep, len(header)):
-                raise ValueError(f"{path} line {first}: a quoted field runs over lines {first} to {number} and holds "
-                                 "lines that read as records (an unbalanced quote merges the lines up to the next "
-                                 "one); give --quoting=none if the file's quotes are text, or mend the quote")
+            if number > first and notes is not None and _holds_records(parts, sep, len(header)):
+                notes.append(f"{path} line {first}: a quoted field runs over lines {first} to {number} and holds "
+                             "lines that read as records: if its opening quote is unbalanced, they were merged into "
+                             "it (give --quoting=none if the file's quotes are text)")
             if len(parts) != len(header):
                 raise ValueError(f"{path} line {number}: {len(parts)} fields, header has {len(header)}")
             user, item, moment = (parts[i].strip() for i in index)
@@ -171,13 +175,17 @@ def _csv_rows(path: str, user_col: str, item_col: str, time_col: str, sep: str,
             _check_token("item", item, f"{path} line {number}")
             yield user, item, _parse_time(moment, f"{path} line {number}")
     except csv.Error as e:
+        if "unexpected end of data" in str(e):
+            raise ValueError(f"{path} line {last + 1}: a quote opened there is never closed (every line after it "
+                             "would be one field); give --quoting=none if the file's quotes are text, or mend the "
+                             "quote") from None
         raise ValueError(f"{path} line {reader.line_num}: {e}") from None
 
 
-def _csv_sorted(path: str, user_col: str, item_col: str, time_col: str, sep: str,
-                quoting: str = "csv") -> Iterator[Tuple[str, str, float]]:
+def _csv_sorted(path: str, user_col: str, item_col: str, time_col: str, sep: str, quoting: str = "csv",
+                notes: Optional[list] = None) -> Iterator[Tuple[str, str, float]]:
     """Rows ordered by time within each user; ties keep the file's order (stable sort)."""
-    rows = list(_csv_rows(path, user_col, item_col, time_col, sep, quoting))
+    rows = list(_csv_rows(path, user_col, item_col, time_col, sep, quoting, notes))
     rows.sort(key=lambda r: r[2])
     yield from rows
 
@@ -191,10 +199,11 @@ def _format_time(value) -> str:
 
 def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", user_col: Optional[str] = None,
             item_col: Optional[str] = None, time_col: Optional[str] = None, sep: str = ",",
-            overwrite: bool = False, quoting: str = "csv") -> str:
+            overwrite: bool = False, quoting: str = "csv", notes: Optional[list] = None) -> str:
     """Write ``<data_path>/<name>/<name>.inter`` from ``input_path``; returns its path.
     The file is written to a temporary name first and renamed, so a failure leaves nothing.
-    ``user_col`` / ``item_col`` / ``time_col`` / ``sep`` / ``quoting`` are for the ``csv`` format only."""
+    ``user_col`` / ``item_col`` / ``time_col`` / ``sep`` / ``quoting`` are for the ``csv`` format
+    only; ``notes`` (a list) receives what a reader warns of."""
     if fmt not in READERS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(READERS)}")
     if not name or name in (".", "..") or os.sep in name:
@@ -206,7 +215,7 @@ def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", us
             raise ValueError(f"--sep must be one character, got {sep!r}")
         if quoting not in QUOTING:
             raise ValueError(f"--quoting must be one of {sorted(QUOTING)}, got {quoting!r}")
-        rows = _csv_sorted(input_path, user_col, item_col, time_col, sep, quoting)
+        rows = _csv_sorted(input_path, user_col, item_col, time_col, sep, quoting, notes)
     else:
         rows = READERS[fmt](input_path)
     folder = os.path.join(data_path, name)
@@ -267,9 +276,13 @@ def main(argv=None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace the dataset's .inter file if it exists")
     args = parser.parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a stop cleans up as Ctrl-C does
+    notes: list = []
     try:
-        print(convert(args.input, args.format, args.name, args.data_path, args.user_col, args.item_col,
-                      args.time_col, args.sep, args.overwrite, args.quoting))
+        target = convert(args.input, args.format, args.name, args.data_path, args.user_col, args.item_col,
+                         args.time_col, args.sep, args.overwrite, args.quoting, notes)
+        for note in notes:
+            print(f"warning: {note}", file=sys.stderr)
+        print(target)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

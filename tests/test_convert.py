@@ -230,10 +230,7 @@ def test_an_interrupted_conversion_says_so_and_leaves_nothing(tmp_path, capsys, 
     # interactions written, exit 0 (a probe)
     ('customer\tproduct\tdate\tbody\n11\tB01\t1\t"Best purchase ever\n11\tB02\t2\tok\n12\tB01\t3\tgood\n',
      ["--sep", "\t", "--user_col", "customer", "--item_col", "product", "--time_col", "date"],
-     "line 2: a quoted field runs over lines 2 to 4 and holds lines that read as records"),
-    ('user,item,time,title\nu,i,1,"Weird\nu,j,2,ok\nu,k,3,Al"\nv,i,4,x\n',
-     ["--user_col", "user", "--item_col", "item", "--time_col", "time"],
-     "line 2: a quoted field runs over lines 2 to 4 and holds lines that read as records"),
+     "line 2: a quote opened there is never closed"),
     # tokens RecBole refuses to load: written, then every run failed naming the converted file's line
     ('u,i,t\n"a""b",x,1\n', ["--user_col", "u", "--item_col", "i", "--time_col", "t"],
      "line 2: user 'a\"b' holds a quote"),
@@ -246,6 +243,24 @@ def test_csv_lines_merged_by_a_quote_or_tokens_recbole_refuses_write_nothing(tmp
     assert main(["--input", str(src), "--format", "csv", "--name", "bad", "--data_path", str(tmp_path)] + extra) == 2
     assert message in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["bad.csv"]
+
+
+def test_a_quoted_field_holding_record_like_lines_is_warned_of_and_ordinary_ones_are_not(tmp_path, capsys):
+    """An unbalanced quote closed by a later one merges the lines between into one field, which
+    is valid CSV: refusing it refused real multi-line review texts too (round 2). Both convert;
+    a field holding lines with a record's separators is named in a warning."""
+    merged = tmp_path / "merged.csv"
+    merged.write_text('user,item,time,title\nu,i,1,"Weird\nu,j,2,ok\nu,k,3,Al"\nv,i,4,x\n')
+    args = ["--format", "csv", "--data_path", str(tmp_path), "--user_col", "user", "--item_col", "item",
+            "--time_col", "time"]
+    assert main(["--input", str(merged), "--name", "merged"] + args) == 0
+    assert "line 2: a quoted field runs over lines 2 to 4 and holds lines that read as records" in \
+        capsys.readouterr().err
+    plain = tmp_path / "plain.csv"
+    plain.write_text('user,item,time,review\nu1,i1,1,"Great.\nCheap and light"\nu1,i2,2,ok\n')
+    assert main(["--input", str(plain), "--name", "plain"] + args) == 0
+    assert capsys.readouterr().err == ""
+    assert (tmp_path / "plain" / "plain.inter").read_text().splitlines()[1:] == ["u1\ti1\t1", "u1\ti2\t2"]
 
 
 def test_a_file_whose_quotes_are_text_is_read_with_quoting_none(tmp_path, capsys):
