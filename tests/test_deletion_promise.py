@@ -1241,3 +1241,5 @@ def test_no_file_a_forget_writes_in_the_model_folder_is_readable_by_other_users(
             if name != ".lock" and os.stat(path).st_mode & 0o077:
                 open_to_others.append((os.path.relpath(path, sisa_copy), oct(os.stat(path).st_mode & 0o777)))
     assert not open_to_others
+    with FolderLock(sisa_copy, 0.0).hold():  # the holder's pid file, while a run holds the lock (round 2)
+        assert not os.stat(os.path.join(sisa_copy, ".lock.pid")).st_mode & 0o077

@@ -1,4 +1,6 @@
 """SISA: partitions, the ensemble, sliced shard training and the four proofs of forgetting."""
+import socket
+
 import numpy as np
 import pytest
 import torch
@@ -384,6 +386,15 @@ def test_a_second_call_in_one_process_gets_the_ray_its_settings_ask_for(monkeypa
         shard_trainer.connect_ray(ray, {"ray_address": "ray://127.0.0.1:1", "num_workers": 2,
                                         "ray_connect_timeout_s": 5})
     assert ray.calls == []  # refused before Ray was asked
+    # without a port (Ray's client port, 10001) and with an IPv6 host (round 2: "[::1]" was looked
+    # up as a host name, refused though a server listened there)
+    with pytest.raises(UnlearnError, match="ray_address ray://127.0.0.1: no Ray cluster answers there"):
+        shard_trainer._check_reachable("ray://127.0.0.1", 5)
+    if socket.has_ipv6:
+        with socket.socket(socket.AF_INET6) as server:
+            server.bind(("::1", 0))
+            server.listen()
+            shard_trainer._check_reachable(f"ray://[::1]:{server.getsockname()[1]}", 5)
     mine = _FakeRay(initialized=True)  # ray.init called by the user before the run
     monkeypatch.setattr(shard_trainer, "_RAY_STARTED_FOR", None)
     shard_trainer.connect_ray(mine, {"ray_address": None, "num_workers": 3})

@@ -15,6 +15,7 @@ Every stage is seeded from (``seed``, shard, stage) alone and builds its own dat
 re-running a stage on the same data gives bit-identical weights, whichever process runs it.
 """
 import math
+import re
 import signal
 import socket
 import threading
@@ -248,14 +249,22 @@ def _ray_node(ray) -> Optional[str]:
         return None
 
 
+#: the port of Ray's client server, which a ``ray://host`` address without one names
+RAY_CLIENT_PORT = 10001
+
+
 def _check_reachable(address: str, timeout_s: float) -> None:
     """Refuse a ``host:port`` or ``ray://host:port`` ``ray_address`` nothing listens on at once
     (``ray.init`` retried for minutes, printing a line each time, before failing; Ray's client
     for 30 s)."""
-    target = address[len("ray://"):] if address.startswith("ray://") else address
+    client = address.startswith("ray://")
+    target = address[len("ray://"):] if client else address
+    if client and not re.search(r":\d+$", target):
+        target += f":{RAY_CLIENT_PORT}"  # Ray's client port when none is given
     host, _, port = target.rpartition(":")
     if "://" in target or not host or not port.isdigit():
         return  # auto, another scheme, no port, ...: Ray's own answer
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1]: an IPv6 address
     try:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError as e:
