@@ -170,6 +170,9 @@ def test_results_json_and_saved_models_carry_the_audit(in_tmp):
     assert doc["audit"]["references"] == 2
     assert doc["forget_set"]["held_out_twins"]["interactions"] > 0
     assert all("verdict" in row["audit"] for row in doc["rows"])
+    # each method row's own audit (its scoring and bootstrap) was timed nowhere: audit.seconds
+    # covers the references and the original's (a probe)
+    assert all(row["audit"]["seconds"] >= 0 for row in doc["rows"] if row["method"] != "original"), doc["rows"]
     model = load_model(str(in_tmp / "m"))  # the twins stay out of a saved model's training data
     assert len(model.dataset.held_out) == doc["forget_set"]["held_out_twins"]["interactions"]
     assert not np.isin(model.dataset.held_out, model.rows_in_training_data()).any()
@@ -350,6 +353,12 @@ def test_a_request_step_with_members_of_fewer_than_audit_min_users_users_is_inco
     assert step["verdict"] == INCONCLUSIVE and step["member_users"] == 9 and "auc" not in step, step
     assert "audit_min_users (10)" in step["reason"], step
     assert audit.report("step", member_users=np.arange(1, 11))["verdict"] == "member signal"
+    # the step's summary (results.json, the repeated-requests table) says how many (round 2: dropped)
+    from recbole_unlearn.unlearn.experiment import _step_summary
+
+    metrics = {"utility_rem": {"ndcg@10": 0.1}, "forget": {"hit@10": 0.2}}
+    summary = _step_summary(metrics, 1.0, audit, "step", np.arange(1, 10))
+    assert summary["audit_verdict"] == INCONCLUSIVE and summary["audit_member_users"] == 9, summary
 
 
 def test_an_audit_whose_samples_come_from_too_few_users_is_refused_before_training(tmp_path):

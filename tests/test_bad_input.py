@@ -698,21 +698,29 @@ def test_a_check_cut_off_of_a_method_not_run_is_not_what_refuses_it(tmp_path):
 @pytest.mark.parametrize("setting,match", [
     (dict(model="BERT4Rec", mask_ratio=0.05), r"mask_ratio 0\.05 masks no item"),
     (dict(model="GRU4Rec", sru_inference_topk=[10, 600], sru_inference_neg_num=600),
-     r"'sru_inference_topk' cuts at 600, but the target is ranked among as few as 469 negatives"),
-    # past the items ml-tiny's user with the most items (30 of 499) has not seen: accepted, hit@480 1.0
-    (dict(model="GRU4Rec", sru_inference_topk=[10, 480], sru_inference_neg_num=500),
-     r"'sru_inference_topk' cuts at 480, but the target is ranked among as few as 469 negatives")])
+     r"'sru_inference_topk' cuts at 600, but the target is ranked among 498 negatives")])
 def test_settings_that_pass_their_range_yet_cannot_run_are_refused(tmp_path, setting, match):
     """``mask_ratio: 0.05`` with 10 items per sequence masked none, and training failed after the
     run folder was written; ``sru_inference_topk`` past the negatives reported hit 1.0 by
-    construction (found by probing), also past the negatives a user can have: those of the items
-    it has not interacted with (a probe: ``[480]`` on ml-tiny was accepted, hit@480 1.0)."""
+    construction (found by probing)."""
     values = dict(setting)
     model = values.pop("model")
     with pytest.raises(UnlearnError, match=match):
         run_recbole_unlearn(model, config_dict=tiny_dict(results_dir=str(tmp_path / "r"), unlearn_method="retrain",
                                                          **values), verbose=False)
     assert not os.path.exists(tmp_path / "r")
+
+
+def test_a_cut_off_past_the_negatives_the_forgotten_users_leave_is_not_reported(tmp_path):
+    """Every target is ranked among as many negatives as the forgotten user with the fewest unseen
+    items leaves (ml-tiny: 469 of 499 when its heaviest user is drawn): ``[480]`` reported hit@480
+    1.0 for every row, by construction (a probe). Refusing the run by the dataset's heaviest user
+    refused runs whose forgotten users left plenty (round 2): the cut-off is reported ``None``."""
+    doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        results_dir=str(tmp_path / "r"), unlearn_method="retrain", sru_inference_topk=[10, 480],
+        sru_inference_neg_num=500, forget_user_ratio=0.5), verbose=False)
+    for row in doc["rows"]:
+        assert row["sru_inference"]["hit@480"] is None and row["sru_inference"]["hit@10"] is not None, row
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

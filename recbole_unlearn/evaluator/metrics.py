@@ -7,7 +7,7 @@
 * ``sampled_hit``: SRU inference Hit@k: the target's rank among ``N`` sampled items that are
   not in the user's sequence.
 """
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -100,8 +100,10 @@ def sample_negatives(
 
 
 @torch.no_grad()
-def sampled_hit(model, loader, negatives: torch.Tensor, topk: Sequence[int], config) -> Dict[str, float]:
-    """SRU inference Hit@k: rank each target among its row of ``negatives`` ``[B, N]``.
+def sampled_hit(model, loader, negatives: torch.Tensor, topk: Sequence[int], config) -> Dict[str, Optional[float]]:
+    """SRU inference Hit@k: rank each target among its row of ``negatives`` ``[B, N]``; ``None``
+    for a ``k`` above N (a hit by construction: the forgotten users left fewer unseen items than
+    ``sru_inference_neg_num``, which the run checks before training, asks for).
 
     ``loader`` must iterate its samples in order (a RecBole ``FullSortEvalDataLoader``)."""
     if len(loader._dataset) == 0:
@@ -112,4 +114,8 @@ def sampled_hit(model, loader, negatives: torch.Tensor, topk: Sequence[int], con
         batch = len(positive_i)
         ranks.append(target_ranks(scores, positive_i, negatives[offset : offset + batch].to(device)))
         offset += batch
-    return hit_at_k(torch.cat(ranks), topk, config["metric_decimal_place"])
+    hits: Dict[str, Optional[float]] = dict(hit_at_k(torch.cat(ranks), topk, config["metric_decimal_place"]))
+    for k in topk:  # ranked among N negatives, a target is within N + 1 by construction: not measured
+        if k > negatives.shape[1]:
+            hits[f"hit@{k}"] = None
+    return hits

@@ -100,32 +100,24 @@ class Experiment:
         (a method's checks such as ``sruga_forget_check``, only where the method uses them). A
         larger one failed after the run folder (and a saved model that then failed every
         request) was written. ``sru_inference_topk`` ranks the target among
-        ``sru_inference_neg_num`` negatives, or fewer (the items a user has not interacted with):
-        a cut-off past them is a hit by construction."""
+        ``sru_inference_neg_num`` negatives: a cut-off past them is a hit by construction (past
+        the fewer a forgotten user's unseen items leave, it is reported ``None``:
+        ``evaluator.metrics.sampled_hit``)."""
         items = self.data.item_num - 1  # id 0 is padding
         if keys is None:
             cutoffs = [(key, k) for key in ("utility_topk", "forget_topk", "topk") for k in (config[key] or [])]
             cutoffs.append(("valid_metric", cutoff_of(config["valid_metric"])))
-            negatives = min(config["sru_inference_neg_num"], items - self._most_items_of_a_user())
+            negatives = min(config["sru_inference_neg_num"], items - 1)
             for k in config["sru_inference_topk"] or []:
                 if isinstance(k, int) and k > negatives:
                     raise UnlearnError(f"config key 'sru_inference_topk' cuts at {k}, but the target is ranked among "
-                                       f"as few as {negatives} negatives (sru_inference_neg_num, or the items a user "
-                                       f"has not interacted with): hit@{k} would be 1 by construction")
+                                       f"{negatives} negatives only (sru_inference_neg_num): every hit@{k} would be 1")
         else:
             cutoffs = [(key, cutoff_of(config[key])) for key in keys if key in config]
         for key, k in cutoffs:
             if isinstance(k, int) and k > items:
                 raise UnlearnError(f"config key '{key}' cuts the ranking at {k}, but {config['dataset']} ranks only "
                                    f"{items} items")
-
-    def _most_items_of_a_user(self) -> int:
-        """The most distinct items one user of the dataset interacted with: SRU inference samples
-        its negatives from the items a forgotten user has not (``sample_negatives``), as many for
-        every target as the user with the fewest such items has."""
-        user, item = self.data.log_user.astype(np.int64), self.data.log_item.astype(np.int64)
-        pairs = np.unique(user * self.data.item_num + item)
-        return int(np.bincount(pairs // self.data.item_num).max()) if len(pairs) else 0
 
     def _check_model(self) -> None:
         """Build the model once and drop it, so that settings RecBole or torch refuse (heads that
@@ -329,7 +321,9 @@ class Experiment:
         if len(kept):  # README: what a model folder still depends on (Retrain's training data too)
             extra["kept_by_count_filters"] = int(len(kept))
         if self.audit is not None:
+            audit_start = time.perf_counter()
             extra["audit"] = self.audit.report(result.model)
+            extra["audit"]["seconds"] = round(time.perf_counter() - audit_start, 3)  # not in the run's audit.seconds
         row = make_row(label or name, self.suite.evaluate(result.model, result.forget_set), result.seconds, **extra)
         row["cpu_meter"] = meter.result()
         if label and label != name:
@@ -468,6 +462,8 @@ def _step_summary(metrics: Dict[str, Dict[str, float]], seconds: float, audit, m
         report = audit.report(model, member_users=users)
         out["audit_auc"] = report.get("auc")
         out["audit_verdict"] = report["verdict"]
+        if "member_users" in report:  # too few users' members for a verdict: how many
+            out["audit_member_users"] = report["member_users"]
     return out
 
 
