@@ -308,3 +308,25 @@ def test_an_unknown_token_that_differs_only_in_unicode_normalisation_says_so():
     with pytest.raises(RequestLineError, match="the dataset holds it in Unicode NFC form") as refused:
         parse_request_line(decomposed, dataset, "r.csv line 1")
     assert "another Unicode form" in refused.value.redacted
+
+
+def test_an_unknown_token_names_the_filter_that_drops_tokens_missing_from_the_item_file(tmp_path):
+    """With an ``.item`` file loaded, RecBole drops every interaction whose item has no line there
+    (``filter_inter_by_user_or_item``, on by default): a request for such an item, 17 times in
+    the ``.inter`` file, was "unknown item token '007'" with no hint of the filter (a probe)."""
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.data import create_unlearn_dataset
+    from recbole_unlearn.data.forget import RequestLineError, parse_request_line
+
+    folder = tmp_path / "itm"
+    folder.mkdir()
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    lines += [f"u{u}\ti{(u + k) % 8}\t{k}" for u in range(6) for k in range(6)]
+    (folder / "itm.inter").write_text("\n".join(lines) + "\n")
+    (folder / "itm.item").write_text("item_id:token\tprice:float\n" + "".join(f"i{k}\t{k}.5\n" for k in range(7)))
+    dataset = create_unlearn_dataset(UnlearnConfig("SASRec", config_dict=tiny_dict(
+        data_path=str(tmp_path), dataset="itm", load_col={"inter": ["user_id", "item_id", "timestamp"],
+                                                          "item": ["item_id", "price"]})))
+    with pytest.raises(RequestLineError, match=r"unknown item token 'i7'.*filter_inter_by_user_or_item True "
+                                               r"\(with the \.item file"):
+        parse_request_line("u0,i7", dataset, "r.csv line 1")

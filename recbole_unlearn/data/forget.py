@@ -325,6 +325,10 @@ def _filters_hint(dataset: UnlearnSequentialDataset) -> str:
     ``""`` otherwise."""
     active = [f"{key} {dataset.config[key]}" for key, off in _FILTER_KEYS.items()
               if str(dataset.config[key]).replace(" ", "") not in {str(v).replace(" ", "") for v in off}]
+    features = [name for name in ("user", "item") if getattr(dataset, f"{name}_feat", None) is not None]
+    if features and dataset.config["filter_inter_by_user_or_item"]:  # a token without a line there is dropped
+        active.append(f"filter_inter_by_user_or_item True (with the .{' and .'.join(features)} file"
+                      f"{'s' if len(features) > 1 else ''}: an interaction whose token has no line there)")
     if not active:
         return ""
     return f" (RecBole's filters in the model's settings, {', '.join(active)}, may have removed it from the dataset)"
