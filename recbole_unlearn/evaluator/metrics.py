@@ -102,8 +102,9 @@ def sample_negatives(
 @torch.no_grad()
 def sampled_hit(model, loader, negatives: torch.Tensor, topk: Sequence[int], config) -> Dict[str, Optional[float]]:
     """SRU inference Hit@k: rank each target among its row of ``negatives`` ``[B, N]``; ``None``
-    for a ``k`` above N (a hit by construction: the forgotten users left fewer unseen items than
-    ``sru_inference_neg_num``, which the run checks before training, asks for).
+    for a ``k`` above N, a hit by construction (N falls below ``sru_inference_neg_num`` where a
+    forgotten user has fewer unseen items; a ``k`` above ``sru_inference_neg_num`` itself is
+    refused before the run trains).
 
     ``loader`` must iterate its samples in order (a RecBole ``FullSortEvalDataLoader``)."""
     if len(loader._dataset) == 0:
