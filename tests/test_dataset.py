@@ -206,3 +206,39 @@ def test_an_atomic_file_starting_with_a_byte_order_mark_is_named_as_such(tmp_pat
     config = UnlearnConfig("SASRec", config_dict=tiny_dict(data_path=str(tmp_path), dataset="bom"))
     with pytest.raises(UnlearnError, match="starts with a byte-order mark"):
         create_unlearn_dataset(config)
+
+
+def test_feature_files_are_checked_as_recbole_reads_them(tmp_path):
+    """Round 3 of probing the field-count check: a two-character ``field_separator`` (which pandas
+    reads, and the csv module refuses) ended every load in a ``TypeError``, also a saved folder's;
+    an ``.item`` line opening a quote that a later line closes merged the lines between into one
+    row (45 interactions dropped unsaid); ``load_col: {item: []}`` reads no ``.item`` file, yet it
+    was checked; a line of spaces, which pandas skips, was refused."""
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.data import create_unlearn_dataset
+    from recbole_unlearn.utils.errors import UnlearnError
+
+    lines = [("u%d" % u, "i%d" % ((u + k) % 6), str(k)) for u in range(3) for k in range(5)]
+    inter = ["user_id:token", "item_id:token", "timestamp:float"]
+
+    def dataset(name, separator, item_lines, load_col):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / f"{name}.inter").write_text("\n".join(separator.join(r) for r in [inter] + lines) + "\n")
+        (folder / f"{name}.item").write_text("\n".join(item_lines) + "\n")
+        return UnlearnConfig("SASRec", config_dict=tiny_dict(data_path=str(tmp_path), dataset=name,
+                                                            field_separator=separator, load_col=load_col))
+
+    both = {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "price"]}
+    two = dataset("two", "::", ["item_id:token::price:float"] + [f"i{k}::{k}.5" for k in range(6)], both)
+    assert create_unlearn_dataset(two).n_rows == len(lines)
+    merged = dataset("merged", "\t", ["item_id:token\tprice:float\ttitle:token_seq", 'i0\t1.5\t"t x',
+                                      "i1\t1.5\tt y", 'i2\t1.5\tt z"', "i3\t1.5\tw", "i4\t1.5\tw", "i5\t1.5\tw"],
+                     dict(both, item=["item_id", "price", "title"]))
+    with pytest.raises(UnlearnError, match=r"a quoted field of .*merged\.item runs over lines 2 to 4"):
+        create_unlearn_dataset(merged)
+    unread = dataset("unread", "\t", ["item_id:token\tprice:float", "i0\t1.5\textra"], dict(both, item=[]))
+    assert create_unlearn_dataset(unread).n_rows == len(lines)
+    spaces = dataset("spaces", "\t", ["item_id:token\tprice:float", "i0\t1.5", "   "] + [f"i{k}\t2.5" for k in range(1, 6)],
+                     both)
+    assert create_unlearn_dataset(spaces).n_rows == len(lines)

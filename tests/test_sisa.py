@@ -390,6 +390,12 @@ def test_a_second_call_in_one_process_gets_the_ray_its_settings_ask_for(monkeypa
     # up as a host name, refused though a server listened there)
     with pytest.raises(UnlearnError, match="ray_address ray://127.0.0.1: no Ray cluster answers there"):
         shard_trainer._check_reachable("ray://127.0.0.1", 5)
+    # a host without a port ended in Ray's traceback, and every refusal came after the original and
+    # Retrain had trained (round 3): the method's check asks, before anything trains
+    with pytest.raises(UnlearnError, match="ray_address 127.0.0.1: give host:port"):
+        shard_trainer.check_ray_resources({"num_workers": 2, "ray_address": "127.0.0.1", "ray_connect_timeout_s": 5})
+    with pytest.raises(UnlearnError, match="ray_address 127.0.0.1:1: no Ray cluster answers there"):
+        shard_trainer.check_ray_resources({"num_workers": 2, "ray_address": "127.0.0.1:1", "ray_connect_timeout_s": 5})
     if socket.has_ipv6:
         with socket.socket(socket.AF_INET6) as server:
             server.bind(("::1", 0))

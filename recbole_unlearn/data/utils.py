@@ -70,13 +70,31 @@ def check_dataset_files(config) -> None:
         _check_times(config, path, f, header, columns.index(config["TIME_FIELD"]), separator)
     for other in atomic_files(config):
         if other != path and _read_by_recbole(config, other):
-            with open(other, "r", encoding="utf-8", errors="replace", newline="") as f:
-                records = csv.reader(f, delimiter=separator)  # pandas reads a quoted separator as text
-                fields = next(records, [])
-                last = records.line_num
-                for parts in records:
-                    _check_field_count(config, other, last + 1, parts or [""], fields)
-                    last = records.line_num
+            _check_feature_file(config, other, separator)
+
+
+def _check_feature_file(config, path: str, separator: str) -> None:
+    """Every record of a ``.user`` / ``.item`` / ... file RecBole reads holds its header's number
+    of fields and one line: pandas reads a quoted separator as text, and a quote left open merges
+    the lines up to the next one into one row (items dropped unsaid with their interactions, by
+    ``filter_inter_by_user_or_item``). A separator of several characters (pandas reads it as a
+    pattern; the csv module takes one character) is split as it stands."""
+    with open(path, "r", encoding="utf-8", errors="replace", newline="") as f:
+        if len(separator) != 1:
+            header = f.readline().rstrip("\r\n").split(separator)
+            for number, line in enumerate(f, start=2):
+                _check_field_count(config, path, number, line.rstrip("\r\n").split(separator), header)
+            return
+        records = csv.reader(f, delimiter=separator)
+        header = next(records, [])
+        last = records.line_num
+        for parts in records:
+            if records.line_num > last + 1:
+                raise UnlearnError(f"dataset '{config['dataset']}': a quoted field of {path} runs over lines {last + 1} "
+                                   f"to {records.line_num}, which RecBole's reader merges into one row; close or "
+                                   "remove the quote")
+            _check_field_count(config, path, last + 1, parts or [""], header)
+            last = records.line_num
 
 
 def _read_by_recbole(config, path: str) -> bool:
@@ -87,7 +105,7 @@ def _read_by_recbole(config, path: str) -> bool:
     if suffix not in ("user", "item") and suffix not in (config["additional_feat_suffix"] or []):
         return False
     load_col = config["load_col"]
-    return load_col is None or (isinstance(load_col, dict) and suffix in load_col)
+    return load_col is None or (isinstance(load_col, dict) and bool(load_col.get(suffix)))  # [] reads nothing
 
 
 def _check_field_count(config, path: str, number: int, parts: List[str], header: List[str]) -> None:
@@ -95,7 +113,7 @@ def _check_field_count(config, path: str, number: int, parts: List[str], header:
     ``header`` (a blank line is skipped, as RecBole's reader does): with one more (a trailing
     tab), pandas takes the first column for the row index and reads every other column shifted
     (items as users, times as items); with fewer, it reads the missing ones as missing values."""
-    if len(parts) != len(header) and not (len(parts) == 1 and not parts[0]):
+    if len(parts) != len(header) and not (len(parts) == 1 and not parts[0].strip()):  # pandas skips a blank line
         trailing = " (a separator at its end?)" if len(parts) == len(header) + 1 and not parts[-1] else ""
         raise UnlearnError(f"dataset '{config['dataset']}': line {number} of {path} has {len(parts)} fields, its "
                            f"header {len(header)}{trailing}; RecBole would read its columns shifted or missing")

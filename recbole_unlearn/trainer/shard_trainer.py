@@ -209,7 +209,8 @@ def check_ray_resources(config, available: Optional[Dict[str, float]] = None) ->
     if config["num_workers"] <= 1:
         return
     if available is None:
-        if config["ray_address"]:
+        if config["ray_address"]:  # before anything trains: it was found at the first shard's training
+            _check_reachable(config["ray_address"], config["ray_connect_timeout_s"])
             return  # a cluster's resources are known once connected (_run_on_ray)
         available = {"CPU": config["num_workers"], "GPU": torch.cuda.device_count()}
     for key, name in (("ray_cpus_per_shard", "CPU"), ("ray_gpus_per_shard", "GPU")):
@@ -254,16 +255,19 @@ RAY_CLIENT_PORT = 10001
 
 
 def _check_reachable(address: str, timeout_s: float) -> None:
-    """Refuse a ``host:port`` or ``ray://host:port`` ``ray_address`` nothing listens on at once
+    """Refuse a ``host:port`` or ``ray://host[:port]`` ``ray_address`` nothing listens on at once
     (``ray.init`` retried for minutes, printing a line each time, before failing; Ray's client
-    for 30 s)."""
+    for 30 s), and a host without a port (a traceback from Ray)."""
     client = address.startswith("ray://")
     target = address[len("ray://"):] if client else address
     if client and not re.search(r":\d+$", target):
         target += f":{RAY_CLIENT_PORT}"  # Ray's client port when none is given
+    if not client and "://" not in target and target not in ("auto", "local") and not re.search(r":\d+$", target):
+        raise UnlearnError(f"ray_address {address}: give host:port, ray://host[:port], auto or local (Ray "
+                           "ended in a traceback without a port)")
     host, _, port = target.rpartition(":")
     if "://" in target or not host or not port.isdigit():
-        return  # auto, another scheme, no port, ...: Ray's own answer
+        return  # auto, local, another scheme: Ray's own answer
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1]: an IPv6 address
     try:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
