@@ -131,6 +131,10 @@ def _holds_records(parts, sep: str, n_fields: int) -> bool:
     return any(line.count(sep) >= n_fields - 1 for part in parts for line in re.split(r"\r\n|\r|\n", part)[1:])
 
 
+#: the longest field the csv format reads (the csv module's default, 131,072 characters, refused
+#: a 156 KB review text); the largest a C long holds on every platform
+FIELD_SIZE_LIMIT = 2 ** 31 - 1
+
 #: ``--quoting``: how a ``"`` is read in the csv format
 QUOTING = {"csv": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE}
 
@@ -143,6 +147,7 @@ def _csv_rows(path: str, user_col: str, item_col: str, time_col: str, sep: str, 
     unbalanced quote merges the lines up to the next one, or a long text holds separators:
     :func:`_holds_records`) adds a line to ``notes``. With ``quoting`` ``none`` a quote is text."""
     lines = _text_lines(path)
+    csv.field_size_limit(max(csv.field_size_limit(), FIELD_SIZE_LIMIT))  # a long review is a field too
     reader = csv.reader((line for _, line in lines), delimiter=sep, quoting=QUOTING[quoting],
                         strict=quoting == "csv")
     last = 0  # the last line of the record read before

@@ -256,6 +256,10 @@ def test_a_quoted_field_holding_record_like_lines_is_warned_of_and_ordinary_ones
     assert main(["--input", str(merged), "--name", "merged"] + args) == 0
     assert "line 2: a quoted field runs over lines 2 to 4 and holds lines that read as records" in \
         capsys.readouterr().err
+    long = tmp_path / "long.csv"  # a review longer than the csv module's default field limit (round 3)
+    long.write_text('user,item,time,review\nu1,i1,1,"' + "word " * 40000 + '"\nu1,i2,2,ok\n')
+    assert main(["--input", str(long), "--name", "long"] + args) == 0
+    capsys.readouterr()
     plain = tmp_path / "plain.csv"
     plain.write_text('user,item,time,review\nu1,i1,1,"Great.\nCheap and light"\nu1,i2,2,ok\n')
     assert main(["--input", str(plain), "--name", "plain"] + args) == 0
