@@ -388,6 +388,7 @@ def test_a_second_call_in_one_process_gets_the_ray_its_settings_ask_for(monkeypa
     assert ray.calls == []  # refused before Ray was asked
     # without a port (Ray's client port, 10001) and with an IPv6 host (round 2: "[::1]" was looked
     # up as a host name, refused though a server listened there)
+    monkeypatch.setattr(shard_trainer, "RAY_CLIENT_PORT", 1)  # (a test's real cluster may hold 10001)
     with pytest.raises(UnlearnError, match="ray_address ray://127.0.0.1: no Ray cluster answers there"):
         shard_trainer._check_reachable("ray://127.0.0.1", 5)
     # a host without a port ended in Ray's traceback, and every refusal came after the original and
