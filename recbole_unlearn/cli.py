@@ -83,7 +83,7 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
         try:
             print(USAGE, flush=True)
         except OSError as e:  # into a closed pipe (`--help | head -2`): the one line, as any command's output
-            return _report(e)[0]
+            return _report(e)
         return 0
     # RecBole 1.2.1 / ray 2.6.3 emit these on every run; they would drown the one error line.
     ignore_library_warnings()
@@ -142,7 +142,7 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
     except (WentLiveError, UnlearnError, OSError, KeyboardInterrupt) as e:
         if owner:  # first, before any call: a stop from here on is ignored (_interrupt)
             _JOB["over"] = True
-        return _report(e)[0]
+        return _report(e)
     finally:
         if owner:
             _JOB["over"] = True
@@ -158,11 +158,11 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
     return 0
 
 
-def _report(error: BaseException) -> Tuple[int, str]:
-    """Write the one ``error:`` line of a job ``error`` ended; returns its exit status and line."""
+def _report(error: BaseException) -> int:
+    """Write the one ``error:`` line of a job ``error`` ended; returns its exit status."""
     status, line = _ending(error)
     print(line, file=sys.stderr)
-    return status, line
+    return status
 
 
 def _ending(error: BaseException) -> Tuple[int, str]:

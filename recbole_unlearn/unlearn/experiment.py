@@ -60,7 +60,7 @@ class Experiment:
                                "forgets nothing: give one of them (to answer requests with a saved model, give "
                                "--model_dir and --forget alone)")
         if config["audit"]:
-            self.forget_set, self.held_out = self._twins()
+            self.forget_set, self.held_out, self._audit_samples = self._twins()
             self.data.held_out = self.held_out.rows  # never trained on, by any model
         elif config["forget"]:
             self.forget_set = _request_file_forget_set(config, self.data)
@@ -137,7 +137,8 @@ class Experiment:
 
     def _twins(self):
         """With ``audit``: a candidate set drawn by the forget protocol at twice its user share,
-        split by users into the forget set F and its held-out twins H (see ``evaluator.audit``)."""
+        split by users into the forget set F and its held-out twins H (see ``evaluator.audit``);
+        returns F, H and the audit's samples of both, which the minimum of users is counted on."""
         config = self.config
         if config["forget"]:
             raise UnlearnError("audit needs held-out twins drawn with the forget set: it runs only with a "
@@ -169,7 +170,7 @@ class Experiment:
                                f"{len(forget.users(self.data))} and {len(twins.users(self.data))} users drawn): its "
                                "interval resamples users (raise the forget ratio, lower audit_min_users, or set audit "
                                "False)")
-        return forget, twins
+        return forget, twins, scored
 
     def check_model(self, method_configs: Sequence) -> None:
         """Raise ``UnlearnError`` if the run's model cannot be trained here, or read or acted on
@@ -249,8 +250,7 @@ class Experiment:
                     write_json(cost_path, {"seconds": round(reference.seconds, 3), "epochs_run": reference.epochs_run})
                     save_weights(path, model.state_dict())
             references.append(model.eval())
-        self.audit = MembershipAudit(self.config, AuditSamples.build(self.data, self.forget_set, self.held_out),
-                                     references)
+        self.audit = MembershipAudit(self.config, self._audit_samples, references)
         result = self.audit.set_original(self.original.model)
         result["shuffled_labels"] = self.audit.shuffled(self.original.model)
         self.audit_cost = {"seconds": round(time.perf_counter() - start + carried, 3), "references": len(references),
