@@ -206,6 +206,34 @@ def test_an_atomic_file_starting_with_a_byte_order_mark_is_named_as_such(tmp_pat
     config = UnlearnConfig("SASRec", config_dict=tiny_dict(data_path=str(tmp_path), dataset="bom"))
     with pytest.raises(UnlearnError, match="starts with a byte-order mark"):
         create_unlearn_dataset(config)
+    # the same mark on an .item file RecBole reads ended in pandas' "Usecols do not match columns"
+    (folder / "bom.inter").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (folder / "bom.item").write_text("\ufeffitem_id:token\tprice:float\n" + "".join(f"i{k}\t{k}.5\n" for k in range(5)),
+                                     encoding="utf-8")
+    reading_items = UnlearnConfig("SASRec", config_dict=tiny_dict(data_path=str(tmp_path), dataset="bom", load_col={
+        "inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "price"]}))
+    with pytest.raises(UnlearnError, match=r"bom\.item starts with a byte-order mark"):
+        create_unlearn_dataset(reading_items)
+
+
+def test_a_line_of_spaces_in_the_inter_file_is_skipped_as_recbole_skips_it(tmp_path):
+    """pandas skips a line of spaces (no separator) in a ``.inter`` file; the time check refused
+    it as "the timestamp on line 3 is not a number ('')" (a note of the last session). A line of
+    separators and spaces, which pandas reads as a row of missing values, stays refused."""
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.data import create_unlearn_dataset
+    from recbole_unlearn.utils.errors import UnlearnError
+
+    folder = tmp_path / "spaced"
+    folder.mkdir()
+    lines = [f"u{u}\ti{(u + k) % 6}\t{k}" for u in range(3) for k in range(5)]
+    header = "user_id:token\titem_id:token\ttimestamp:float"
+    (folder / "spaced.inter").write_text("\n".join([header, lines[0], "   "] + lines[1:]) + "\n")
+    config = UnlearnConfig("SASRec", config_dict=tiny_dict(data_path=str(tmp_path), dataset="spaced"))
+    assert create_unlearn_dataset(config).n_rows == len(lines)
+    (folder / "spaced.inter").write_text("\n".join([header, lines[0], " \t \t "] + lines[1:]) + "\n")
+    with pytest.raises(UnlearnError, match="not a number"):
+        create_unlearn_dataset(config)
 
 
 def test_feature_files_are_checked_as_recbole_reads_them(tmp_path):

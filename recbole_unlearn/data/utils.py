@@ -57,9 +57,7 @@ def check_dataset_files(config) -> None:
     separator = config["field_separator"]
     with open(path, "r", encoding="utf-8") as f:
         header = f.readline().rstrip("\r\n").split(separator)
-        if header[0].startswith("\ufeff"):  # it said: no column 'user_id'
-            raise UnlearnError(f"dataset '{config['dataset']}': {path} starts with a byte-order mark, which RecBole "
-                               "reads as part of the first column's name; save the file as UTF-8 without it")
+        _check_no_byte_order_mark(config, path, header)  # it said: no column 'user_id'
         columns = [col.split(":")[0] for col in header]
         for key in ("USER_ID_FIELD", "ITEM_ID_FIELD", "TIME_FIELD"):
             if config[key] not in columns:
@@ -73,6 +71,15 @@ def check_dataset_files(config) -> None:
             _check_feature_file(config, other, separator)
 
 
+def _check_no_byte_order_mark(config, path: str, header: List[str]) -> None:
+    """RecBole reads a byte-order mark as part of the first column's name (the ``.inter`` file's
+    user column went missing; a ``.user`` / ``.item`` file ended in pandas' "Usecols do not match
+    columns")."""
+    if header and header[0].startswith("\ufeff"):
+        raise UnlearnError(f"dataset '{config['dataset']}': {path} starts with a byte-order mark, which RecBole "
+                           "reads as part of the first column's name; save the file as UTF-8 without it")
+
+
 def _check_feature_file(config, path: str, separator: str) -> None:
     """Every record of a ``.user`` / ``.item`` / ... file RecBole reads holds its header's number
     of fields and one line: pandas reads a quoted separator as text, and a quote left open merges
@@ -82,11 +89,13 @@ def _check_feature_file(config, path: str, separator: str) -> None:
     with open(path, "r", encoding="utf-8", errors="replace", newline="") as f:
         if len(separator) != 1:
             header = f.readline().rstrip("\r\n").split(separator)
+            _check_no_byte_order_mark(config, path, header)
             for number, line in enumerate(f, start=2):
                 _check_field_count(config, path, number, line.rstrip("\r\n").split(separator), header)
             return
         records = csv.reader(f, delimiter=separator)
         header = next(records, [])
+        _check_no_byte_order_mark(config, path, header)
         last = records.line_num
         for parts in records:
             if records.line_num > last + 1:
@@ -134,7 +143,7 @@ def _check_times(config, path: str, lines, header, column: int, separator: str) 
         raise UnlearnError(f"{where}: load_col leaves out '{field}' (TIME_FIELD), which orders every sequence")
     for number, line in enumerate(lines, start=2):
         parts = line.rstrip("\r\n").split(separator)
-        if len(parts) == 1 and not parts[0]:
+        if len(parts) == 1 and not parts[0].strip():  # pandas skips a line of spaces, too
             continue
         if '"' not in line:  # (a quote is refused as such when RecBole reads the file)
             _check_field_count(config, path, number, parts, header)
