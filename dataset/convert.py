@@ -21,6 +21,7 @@ import os
 import re
 import signal
 import sys
+import warnings
 from datetime import datetime, timezone
 from typing import Iterator, Optional, Tuple
 
@@ -169,16 +170,17 @@ def _csv_rows(path: str, user_col: str, item_col: str, time_col: str, sep: str, 
                 notes.append(f"{path} line {first}: a quoted field runs over lines {first} to {number} and holds "
                              "lines that read as records: if its opening quote is unbalanced, they were merged into "
                              "it (give --quoting=none if the file's quotes are text)")
+            where = f"{path} line {first}" if number == first else f"{path} lines {first} to {number}"
             if len(parts) != len(header):
-                raise ValueError(f"{path} line {number}: {len(parts)} fields, header has {len(header)}")
+                raise ValueError(f"{where}: {len(parts)} fields, header has {len(header)}")
             user, item, moment = (parts[i].strip() for i in index)
             if not user or not item:
-                raise ValueError(f"{path} line {number}: empty user or item")
+                raise ValueError(f"{where}: empty user or item")
             if any(ch in value for value in (user, item) for ch in "\t\n\r"):
-                raise ValueError(f"{path} line {number}: user or item contains a tab or a line break")
-            _check_token("user", user, f"{path} line {number}")
-            _check_token("item", item, f"{path} line {number}")
-            yield user, item, _parse_time(moment, f"{path} line {number}")
+                raise ValueError(f"{where}: user or item contains a tab or a line break")
+            _check_token("user", user, where)
+            _check_token("item", item, where)
+            yield user, item, _parse_time(moment, where)
     except csv.Error as e:
         if "unexpected end of data" in str(e):
             raise ValueError(f"{path} line {last + 1}: a quote opened there is never closed (every line after it "
@@ -202,13 +204,22 @@ def _format_time(value) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
+class _Warnings(list):
+    """A ``notes`` list that warns of each note as it is added (``convert`` called without one)."""
+
+    def append(self, note: str) -> None:
+        warnings.warn(note, UserWarning, stacklevel=2)
+        super().append(note)
+
+
 def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", user_col: Optional[str] = None,
             item_col: Optional[str] = None, time_col: Optional[str] = None, sep: str = ",",
             overwrite: bool = False, quoting: str = "csv", notes: Optional[list] = None) -> str:
     """Write ``<data_path>/<name>/<name>.inter`` from ``input_path``; returns its path.
     The file is written to a temporary name first and renamed, so a failure leaves nothing.
     ``user_col`` / ``item_col`` / ``time_col`` / ``sep`` / ``quoting`` are for the ``csv`` format
-    only; ``notes`` (a list) receives what a reader warns of."""
+    only; ``notes`` (a list) receives what a reader warns of; without it, each is a
+    ``UserWarning``."""
     if fmt not in READERS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(READERS)}")
     if not name or name in (".", "..") or os.sep in name:
@@ -220,7 +231,8 @@ def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", us
             raise ValueError(f"--sep must be one character, got {sep!r}")
         if quoting not in QUOTING:
             raise ValueError(f"--quoting must be one of {sorted(QUOTING)}, got {quoting!r}")
-        rows = _csv_sorted(input_path, user_col, item_col, time_col, sep, quoting, notes)
+        rows = _csv_sorted(input_path, user_col, item_col, time_col, sep, quoting,
+                           notes if notes is not None else _Warnings())
     else:
         rows = READERS[fmt](input_path)
     folder = os.path.join(data_path, name)

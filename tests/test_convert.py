@@ -1,6 +1,7 @@
 """dataset/convert.py: the two plain formats round-trip into RecBole atomic files."""
 import os
 import sys
+import warnings
 
 import pytest
 
@@ -182,7 +183,7 @@ def test_probed_corners_of_the_line_by_line_reader(tmp_path, capsys):
     a --name that exists was overwritten without a word."""
     cr = tmp_path / "cr.csv"
     cr.write_bytes(b'user,item,ts\r"u\r1",i1,1\r')
-    with pytest.raises(ValueError, match="line 3: user or item contains a tab or a line break"):
+    with pytest.raises(ValueError, match="lines 2 to 3: user or item contains a tab or a line break"):
         convert(str(cr), "csv", "cr", str(tmp_path / "out"), "user", "item", "ts")
     bom = tmp_path / "bom.txt"
     bom.write_bytes(b"\xef\xbb\xbfu1 a\nu1 b\n")
@@ -290,3 +291,29 @@ def test_tokens_holding_other_white_space_write_nothing(tmp_path, capsys, text, 
     assert main(["--input", str(src), "--format", fmt, "--name", "bad", "--data_path", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["bad.txt"]
+
+
+def test_a_multi_line_record_s_error_names_all_its_lines(tmp_path, capsys):
+    """A record whose quoted field runs over lines 2 to 4 and holds one field too many was named
+    by its last line only ("line 4"), where the reader sees nothing wrong (a note of the last
+    session): the error names the lines the record spans."""
+    src = tmp_path / "span.csv"
+    src.write_text('user,item,time,title\nu,i,1,"a\nb\nc",extra\nv,i,4,x\n')
+    assert main(["--input", str(src), "--format", "csv", "--name", "span", "--data_path", str(tmp_path),
+                 "--user_col", "user", "--item_col", "item", "--time_col", "time"]) == 2
+    assert "span.csv lines 2 to 4: 5 fields, header has 4" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["span.csv"]
+
+
+def test_convert_called_from_python_without_notes_warns(tmp_path):
+    """``convert()`` called from Python without ``notes=`` said nothing of a quoted field holding
+    record-like lines (only the command line printed the warning): it warns through ``warnings``."""
+    merged = tmp_path / "merged.csv"
+    merged.write_text('user,item,time,title\nu,i,1,"Weird\nu,j,2,ok\nu,k,3,Al"\nv,i,4,x\n')
+    with pytest.warns(UserWarning, match="line 2: a quoted field runs over lines 2 to 4"):
+        convert(str(merged), "csv", "merged", str(tmp_path), "user", "item", "time")
+    notes: list = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        convert(str(merged), "csv", "again", str(tmp_path), "user", "item", "time", notes=notes)
+    assert len(notes) == 1
