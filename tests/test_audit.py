@@ -336,6 +336,16 @@ def test_a_step_whose_members_the_original_did_not_memorise_is_inconclusive(monk
     assert audit.conclusive
     step = audit.report("step", member_users=np.arange(21, 41))
     assert step["verdict"] == INCONCLUSIVE and "residual_memorisation" not in step, step
+    # the step's summary said "inconclusive" with no count and no reason (a note of the last
+    # session), where a step with too few users gave its count
+    assert step["member_users"] == 20, step
+    from recbole_unlearn.unlearn.experiment import _step_summary
+
+    metrics = {"utility_rem": {"ndcg@10": 0.1}, "forget": {"hit@10": 0.2}}
+    summary = _step_summary(metrics, 1.0, audit, "step", np.arange(21, 41))
+    assert summary["audit_member_users"] == 20, summary
+    assert "memorised nothing of them" in summary["audit_reason"], summary
+    assert "audit_reason" not in _step_summary(metrics, 1.0, audit, "step", np.arange(1, 21))
 
 
 def test_a_request_step_with_members_of_fewer_than_audit_min_users_users_is_inconclusive(monkeypatch):

@@ -282,6 +282,7 @@ class MembershipAudit:
         if self.conclusive and original["auc_interval"][0] <= 0.5:  # the gate, on these members
             n_f = int(is_member.sum())
             return {"verdict": INCONCLUSIVE, "members": n_f, "held_out": int(len(is_member) - n_f),
+                    "member_users": n_users,
                     "reason": f"on these members the original model's AUC interval {original['auc_interval']} does "
                               "not lie above 0.5: it memorised nothing of them this attack can see"}
         result, exact = self._measure(scores[chosen], is_member, users)

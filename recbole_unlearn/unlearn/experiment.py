@@ -18,7 +18,7 @@ from recbole.utils import init_seed, set_color
 from recbole_unlearn.config.keys import KEYS, cutoff_of
 from recbole_unlearn.data import ForgetSet, build_forget_set, create_unlearn_dataset, sample_forget_set, split_loaders
 from recbole_unlearn.evaluator import EvaluationSuite
-from recbole_unlearn.evaluator.audit import AuditSamples, MembershipAudit, split_twins
+from recbole_unlearn.evaluator.audit import INCONCLUSIVE, AuditSamples, MembershipAudit, split_twins
 from recbole_unlearn.serving.request_files import file_requests
 from recbole_unlearn.trainer import train_model
 from recbole_unlearn.trainer.preflight import check_model_trains
@@ -462,8 +462,10 @@ def _step_summary(metrics: Dict[str, Dict[str, float]], seconds: float, audit, m
         report = audit.report(model, member_users=users)
         out["audit_auc"] = report.get("auc")
         out["audit_verdict"] = report["verdict"]
-        if "member_users" in report:  # too few users' members for a verdict: how many
+        if "member_users" in report:  # no verdict on this step's members: how many users, and why
             out["audit_member_users"] = report["member_users"]
+        if report["verdict"] == INCONCLUSIVE:
+            out["audit_reason"] = report["reason"]
     return out
 
 
