@@ -289,6 +289,31 @@ def test_a_token_removed_by_recboles_filters_is_not_just_unknown(tmp_path):
         parse_request_line("s3", dataset, "request")
 
 
+def test_an_interaction_removed_by_recboles_filters_names_them(tmp_path):
+    """An interaction that ``val_interval`` removed while loading (its user and item stay known)
+    was "user 'u0' has no training interaction with item 'i9'" without the filter hint the
+    unknown-token errors give (a note of the last session)."""
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.data import create_unlearn_dataset
+    from recbole_unlearn.data.forget import RequestLineError, parse_request_line
+
+    folder = tmp_path / "late"
+    folder.mkdir()
+    lines = ["user_id:token\titem_id:token\ttimestamp:float", "u0\ti9\t100"]
+    lines += [f"u{u}\ti{(u + k) % 10}\t{k}" for u in range(4) for k in range(7)]
+    (folder / "late.inter").write_text("\n".join(lines) + "\n")
+    dataset = create_unlearn_dataset(UnlearnConfig("SASRec", config_dict=tiny_dict(
+        data_path=str(tmp_path), dataset="late", val_interval={"timestamp": "[0,50]"})))
+    with pytest.raises(RequestLineError, match=r"no training interaction with item 'i9' \(RecBole's filters .*"
+                                               r"val_interval") as refused:
+        parse_request_line("u0,i9", dataset, "request")
+    assert "val_interval" in refused.value.redacted
+    unfiltered = create_unlearn_dataset(UnlearnConfig("SASRec", config_dict=tiny_dict(
+        data_path=str(tmp_path), dataset="late")))
+    with pytest.raises(RequestLineError, match=r"no training interaction with item 'i8'$"):
+        parse_request_line("u0,i8", unfiltered, "request")
+
+
 def test_an_unknown_token_that_differs_only_in_unicode_normalisation_says_so():
     """A request for ``José`` written decomposed (NFD: ``e`` + combining accent) where the
     dataset holds it composed (NFC) was "unknown user token 'José'", two strings identical on

@@ -285,7 +285,7 @@ def parse_request_line(text: str, dataset: UnlearnSequentialDataset, where: str)
                                    f"unknown item token{_form_hint(form, False)}{hint}")
         rows = rows[dataset.log_item[rows] == item_ids[item]]
         if len(rows) == 0:
-            note = _held_out_note(dataset, all_rows, item_ids[item])
+            note = _held_out_note(dataset, all_rows, item_ids[item]) or _filters_hint(dataset)
             raise RequestLineError(where, f"user {user!r} has no training interaction with item {item!r}{note}",
                                    f"the user has no training interaction with the item{note}")
     elif len(rows) == 0:
