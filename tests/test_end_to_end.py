@@ -318,6 +318,62 @@ def test_the_cap_note_names_slice_epochs_and_the_audits_reference_models(in_tmp,
     assert doc["audit"]["references_epochs_run"] == [3, 3]
 
 
+def test_a_model_stopped_by_validation_on_its_last_allowed_epoch_did_not_hit_its_cap(in_tmp, capsys):
+    """A probe: a model whose early stopping fired on the last epoch its cap allowed was recorded
+    ``hit_cap`` and named in the note as stopped "at their cap ..., not by validation; set
+    --epochs higher", which changes nothing (the check compared epochs run with the cap only).
+    Run 1 finds the epochs validation stops the original, the shards and the aggregator at; run
+    2 sets the caps to exactly those epochs: the same trainings, none at its cap."""
+    settings = dict(unlearn_method="sru", n_shards=2, stopping_step=1, learning_rate=0.01, slice_epochs=30,
+                    include_retrain=False, forget_protocol="none", shard_num_threads=1)
+    first = run_recbole_unlearn("SASRec", config_dict=tiny_dict(
+        epochs=30, agg_epochs=30, results_dir=str(in_tmp / "r1"), **settings))
+    rows = {row["method"]: row for row in first["rows"]}
+    epochs, aggregator = rows["original"]["epochs_run"], rows["sru"]["fit_training"]["aggregator"]
+    assert epochs < 30 and aggregator["epochs"] < 30, (epochs, aggregator)  # stopped by validation
+    capsys.readouterr()
+    second = run_recbole_unlearn("SASRec", config_dict=tiny_dict(
+        epochs=epochs, agg_epochs=aggregator["epochs"], results_dir=str(in_tmp / "r2"), **settings))
+    out = capsys.readouterr().out
+    rows = {row["method"]: row for row in second["rows"]}
+    assert rows["original"]["epochs_run"] == epochs and rows["original"]["hit_cap"] is False, rows["original"]
+    again = rows["sru"]["fit_training"]["aggregator"]
+    assert again["epochs"] == aggregator["epochs"] and again["hit_cap"] is False, again
+    assert "stopped at their cap" not in out, out
+    from recbole_unlearn.utils.results import training_summary
+
+    assert training_summary(rows["original"], epochs) == (f"{epochs} epochs", False)
+    stages = [stage for shard in first["rows"][1]["fit_training"]["shards"].values() for stage in shard.values()]
+    assert all(not stage["hit_cap"] for stage in stages), stages  # stopped by validation before 30
+
+
+def test_an_eval_step_past_a_stage_s_or_aggregator_s_cap_still_validates(in_tmp):
+    """RecBole's Trainer validates at least once (``eval_step`` is cut to ``epochs`` when it is
+    built); a slice stage's and an aggregator's cap was set after, so ``eval_step: 3`` with caps
+    of 2 never validated them: no best score, the last state kept, unsaid (a probe)."""
+    doc = run_recbole_unlearn("SASRec", config_dict=tiny_dict(
+        unlearn_method="sisa", n_shards=2, n_slices=2, aggregator="static", agg_epochs=2, epochs=4, eval_step=3,
+        include_retrain=False, forget_protocol="none", shard_num_threads=1, results_dir=str(in_tmp / "r")))
+    record = next(row for row in doc["rows"] if row["method"] == "sisa")["fit_training"]
+    stages = [stage for shard in record["shards"].values() for stage in shard.values()]
+    assert all(stage["cap"] == 2 and stage["best_valid_ndcg@10"] is not None for stage in stages), stages
+    assert record["aggregator"]["best_valid_ndcg@10"] is not None, record["aggregator"]
+
+
+def test_request_steps_record_how_their_matched_retrains_trained(in_tmp, capsys):
+    """Under ``request_steps`` each step's Retrain (trained on D_raw minus requests 1..k) kept
+    only its metrics and seconds: no epochs, and the cap note never named it (a probe)."""
+    doc = run_recbole_unlearn("SASRec", config_dict=tiny_dict(
+        unlearn_method="sisa", n_shards=2, epochs=2, request_steps=2, shard_num_threads=1,
+        results_dir=str(in_tmp / "r")))
+    out = capsys.readouterr().out
+    steps = next(row for row in doc["rows"] if row["method"] == "sisa")["steps"]
+    for step in steps:
+        assert step["retrain"]["epochs_run"] == 2 and step["retrain"]["hit_cap"] is True, step["retrain"]
+    note = next(line for line in out.splitlines() if "stopped at their cap" in line)
+    assert "the Retrains matched to requests 1, 2" in note, note
+
+
 def test_the_cap_note_gives_a_slice_stages_own_cap_where_slice_epochs_is_not_set():
     """Without ``slice_epochs`` a slice stage's cap is ``ceil(epochs / n_slices)``: with
     ``--epochs=2 --n_slices=2`` every stage record says ``cap: 1``, yet the note said "stopped at

@@ -42,7 +42,7 @@ def recbole_baseline_row(config) -> dict:
     result = trainer.evaluate(test_data, load_best_model=False, show_progress=config["show_progress"])
     utility = {key: float(value) for key, value in result.items()}
     return make_row(BASELINE, {"utility_raw": utility}, seconds, epochs_run=len(trainer.train_loss_dict),
-                    cpu_meter=meter.result())
+                    hit_cap=trainer.hit_cap(), cpu_meter=meter.result())
 
 
 def _split_loaders(config, dataset: SequentialDataset):

@@ -180,7 +180,8 @@ def _run(config, experiment, methods: List[str], run_dir: str, live: List[str], 
         print(f"\n{config['model']} on {config['dataset']}; forget set: {forget_summary}")
         print(format_table(rows))
         capped = cap_note(rows, config["epochs"], config["agg_epochs"], config["slice_epochs"],
-                          experiment.audit_cost.get("references_epochs_run", ()), validates=bool(config["eval_step"]),
+                          experiment.audit_cost.get("references_epochs_run", ()),
+                          experiment.audit_cost.get("references_hit_cap", ()), validates=bool(config["eval_step"]),
                           submodels_validate=bool(config["validate_submodels"]))
         if capped:
             print(f"note: {capped}")

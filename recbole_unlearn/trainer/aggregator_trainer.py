@@ -9,7 +9,7 @@ on the same batches in the same order and give the same aggregator up to float r
 cache would exceed ``agg_cache_max_mb``, the training samples are subsampled to fit (logged).
 
 With ``validate_submodels`` (the default) the aggregator trains until the ensemble's NDCG@10 on
-the validation targets stops improving for ``stopping_step`` evaluations, capped at
+the validation targets has not improved for ``stopping_step`` + 1 evaluations, capped at
 ``agg_epochs``, and keeps its best state; the validation samples' representations are cached
 with the training ones.
 """
@@ -48,9 +48,12 @@ class AggregatorTraining:
     cap: int = 0
     best_valid: Optional[float] = None
     metric: str = "ndcg@10"
+    #: whether early stopping ended it (on the cap's last epoch, too)
+    stopped_by_validation: bool = False
 
     def to_json(self) -> dict:
-        return {"epochs": self.epochs, "cap": self.cap, "hit_cap": self.epochs >= self.cap,
+        hit_cap = self.epochs >= self.cap and not self.stopped_by_validation
+        return {"epochs": self.epochs, "cap": self.cap, "hit_cap": hit_cap,
                 f"best_valid_{self.metric}": None if self.best_valid is None else round(self.best_valid, 4),
                 "samples": self.samples, "cache_mb": self.cache_mb, "seconds": round(self.seconds, 3)}
 
@@ -125,7 +128,7 @@ def train_aggregator(config, ensemble, dataset: UnlearnSequentialDataset, keep: 
         result.cache_mb = round(ensemble.cache.megabytes, 1)
     try:
         trainer = UnlearnTrainer(config, ensemble)
-        trainer.epochs = config["agg_epochs"]
+        trainer.cap_epochs(config["agg_epochs"])
         trainer.optimizer = trainer._build_optimizer(
             params=[p for p in fresh.parameters() if p.requires_grad], learning_rate=config["agg_learning_rate"]
         )
@@ -134,6 +137,7 @@ def train_aggregator(config, ensemble, dataset: UnlearnSequentialDataset, keep: 
             trainer.load_best()
             result.best_valid = validated_score(best)
         result.epochs = len(trainer.train_loss_dict)
+        result.stopped_by_validation = trainer.stopped_by_validation
     finally:
         ensemble.cache = None
     ensemble.eval()

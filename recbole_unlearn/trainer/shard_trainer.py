@@ -67,11 +67,13 @@ class StageTraining:
     cap: int
     best_valid: Optional[float] = None
     metric: str = "ndcg@10"
+    #: whether early stopping ended it (on the cap's last epoch, too)
+    stopped_by_validation: bool = False
 
     @property
     def hit_cap(self) -> bool:
         """Whether the cap, not validation, ended training."""
-        return self.epochs >= self.cap
+        return self.epochs >= self.cap and not self.stopped_by_validation
 
     def to_json(self) -> dict:
         return {"epochs": self.epochs, "cap": self.cap, "hit_cap": self.hit_cap,
@@ -175,12 +177,13 @@ def _train_stages(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap
             if len(valid_targets):
                 valid = eval_loader(config, dataset, dataset.samples(valid_targets, keep))
             trainer = UnlearnTrainer(config, model)
-            trainer.epochs = cap
+            trainer.cap_epochs(cap)
             best, _ = trainer.fit(loader, valid, verbose=False, saved=valid is not None)
             if valid is not None:
                 trainer.load_best()
                 training.best_valid = validated_score(best)
             training.epochs = len(trainer.train_loss_dict)
+            training.stopped_by_validation = trainer.stopped_by_validation
             result.samples += len(samples) * training.epochs
         result.stages[stage] = training
         state = cpu_state_dict(model)

@@ -91,6 +91,24 @@ class UnlearnTrainer(Trainer):
         self.best_state: Optional[dict] = None
         self.eval_collector = TopkCollector(config)  # RecBole's, without a dense [B, n_items] matrix
 
+    def cap_epochs(self, cap: int) -> None:
+        """Train at most ``cap`` epochs (a slice stage's or an aggregator's cap, not ``epochs``),
+        validating at least once as RecBole's Trainer does for ``epochs`` when it is built: every
+        ``min(eval_step, cap)`` epochs (``eval_step`` 3 past a cap of 2 never validated)."""
+        self.epochs = cap
+        self.eval_step = min(self.config["eval_step"], cap)
+
+    @property
+    def stopped_by_validation(self) -> bool:
+        """Whether the last :meth:`fit` ended by early stopping (RecBole's ``early_stopping``
+        stops once ``stopping_step`` + 1 evaluations in a row have not improved, at any epoch, the
+        last allowed one included), not by running out of epochs."""
+        return self.cur_step > self.stopping_step
+
+    def hit_cap(self) -> bool:
+        """Whether the last :meth:`fit` ran all its epochs without early stopping ending it."""
+        return len(self.train_loss_dict) >= self.epochs and not self.stopped_by_validation
+
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         loss_func = loss_func or self.model.calculate_loss
         return super()._train_epoch(

@@ -20,6 +20,8 @@ class TrainedModel:
     seconds: float
     best_valid_score: Optional[float]
     epochs_run: int
+    #: whether it ran all ``epochs`` without early stopping ending it (``None``: not known)
+    hit_cap: Optional[bool] = None
 
 
 def new_model(config, train_dataset, seed: Optional[int] = None) -> torch.nn.Module:
@@ -55,4 +57,4 @@ def train_model(config, loaders: SplitLoaders, tag: str = "model") -> TrainedMod
     trainer.load_best()
     seconds = time.perf_counter() - start
     epochs_run = len(trainer.train_loss_dict)
-    return TrainedModel(model, seconds, validated_score(best_score), epochs_run)
+    return TrainedModel(model, seconds, validated_score(best_score), epochs_run, trainer.hit_cap())

@@ -226,7 +226,7 @@ class Experiment:
         start = time.perf_counter()
         keep = self.forget_set.keep_mask(self.data)
         references: List[torch.nn.Module] = []
-        trained, epochs_run, carried = 0, [], 0.0
+        trained, epochs_run, hit_cap, carried = 0, [], [], 0.0
         for index in range(self.config["audit_references"]):
             seed = self.config["seed"] + AUDIT_SEED_STRIDE * (index + 1)
             config = self.config.override({"seed": seed})
@@ -238,6 +238,7 @@ class Experiment:
                 model.load_state_dict(load_checkpoint(path, config["device"]))
                 saved_cost = _read_cost(cost_path)
                 epochs_run.append(saved_cost.get("epochs_run"))  # None: lent by another grid's cell
+                hit_cap.append(saved_cost.get("hit_cap"))  # None: not recorded (saved before it was)
                 if saved_cost:  # trained by an earlier, stopped run of this cell
                     trained += 1
                     carried += float(saved_cost["seconds"])
@@ -245,16 +246,19 @@ class Experiment:
                 reference = train_model(config, split_loaders(config, self.data, keep), tag=f"audit reference {index}")
                 model = reference.model
                 epochs_run.append(reference.epochs_run)
+                hit_cap.append(reference.hit_cap)
                 trained += 1
                 if path:
-                    write_json(cost_path, {"seconds": round(reference.seconds, 3), "epochs_run": reference.epochs_run})
+                    write_json(cost_path, {"seconds": round(reference.seconds, 3), "epochs_run": reference.epochs_run,
+                                           "hit_cap": reference.hit_cap})
                     save_weights(path, model.state_dict())
             references.append(model.eval())
         self.audit = MembershipAudit(self.config, self._audit_samples, references)
         result = self.audit.set_original(self.original.model)
         result["shuffled_labels"] = self.audit.shuffled(self.original.model)
         self.audit_cost = {"seconds": round(time.perf_counter() - start + carried, 3), "references": len(references),
-                           "references_trained": trained, "references_epochs_run": epochs_run}
+                           "references_trained": trained, "references_epochs_run": epochs_run,
+                           "references_hit_cap": hit_cap}
         getLogger().info(set_color("audit", "green") + f" of the original: {result}")
         return result
 
@@ -263,7 +267,8 @@ class Experiment:
         meter = CpuMeter()
         self.original = train_model(self.config, self.suite.raw, tag="original on D_raw")
         return make_row("original", self.suite.evaluate(self.original.model), self.original.seconds,
-                        epochs_run=self.original.epochs_run, cpu_meter=meter.result())
+                        epochs_run=self.original.epochs_run, hit_cap=self.original.hit_cap,
+                        cpu_meter=meter.result())
 
     def save_original(self, path: str) -> None:
         save_weights(path, self.original.model.state_dict())
@@ -273,7 +278,8 @@ class Experiment:
         model = new_model(self.config, self.suite.raw.train.dataset)
         model.load_state_dict(load_checkpoint(path, self.config["device"]))
         model.eval()
-        self.original = TrainedModel(model, float(row["seconds"]), None, int(row.get("epochs_run", 0)))
+        self.original = TrainedModel(model, float(row["seconds"]), None, int(row.get("epochs_run", 0)),
+                                     row.get("hit_cap"))
 
     def _method(self, method_config):
         """The unlearning method ``method_config`` configures, on this experiment's data."""
@@ -362,8 +368,9 @@ class Experiment:
                 retrain = train_model(self.config, suite.rem, tag=f"retrain matched to request {k}")
                 seconds = time.perf_counter() - start
                 metrics = suite.evaluate(retrain.model, cumulative)
-                self._steps.append((cumulative, suite, _step_summary(metrics, seconds, self.audit, retrain.model,
-                                                                     cumulative.users(self.data))))
+                summary = _step_summary(metrics, seconds, self.audit, retrain.model, cumulative.users(self.data))
+                summary.update(epochs_run=retrain.epochs_run, hit_cap=retrain.hit_cap)
+                self._steps.append((cumulative, suite, summary))
         return self._steps
 
     def _forget_in_steps(self, method) -> Tuple[object, List[dict]]:

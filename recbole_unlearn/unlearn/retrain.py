@@ -22,4 +22,5 @@ class Retrain(UnlearnMethod):
         loaders = self.suite.rem_loaders(forget_set)
         trained = train_model(self.config, loaders, tag="retrain on D_rem")
         seconds = time.perf_counter() - start
-        return UnlearnResult(trained.model, seconds, forget_set, {"epochs_run": trained.epochs_run})
+        return UnlearnResult(trained.model, seconds, forget_set, {"epochs_run": trained.epochs_run,
+                                                                "hit_cap": trained.hit_cap})

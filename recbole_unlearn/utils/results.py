@@ -172,7 +172,7 @@ def training_summary(row: dict, epochs_cap: Optional[int] = None) -> Tuple[str, 
             capped = capped or bool(aggregator.get("hit_cap"))
         parts.append(f"{label}: {', '.join(said)}")
     if not parts and row.get("epochs_run") is not None:
-        hit = epochs_cap is not None and row["epochs_run"] >= epochs_cap
+        hit = single_model_hit_cap(row, epochs_cap)
         return f"{row['epochs_run']} epochs" + (" (cap)" if hit else ""), hit
     if not parts:  # nothing recorded (a row read back from a committed table): not known, not False
         return "", None
@@ -196,7 +196,24 @@ def capped_parts(row: dict, epochs_cap: int) -> Optional[str]:
             parts.append(f"{label}: {', '.join(named)}")
     if parts:
         return "; ".join(parts)
-    return "" if row.get("epochs_run") is not None and row["epochs_run"] >= epochs_cap else None
+    return "" if single_model_hit_cap(row, epochs_cap) else None
+
+
+def single_model_hit_cap(record: dict, epochs_cap: Optional[int]) -> bool:
+    """Whether a single model (original, Retrain, an audit reference, a step's Retrain: a record
+    with ``epochs_run``) ran all its epochs without early stopping ending it: its ``hit_cap``
+    where recorded (early stopping can end the cap's last epoch too), else, for records written
+    before it was, ``epochs_run >= epochs_cap``."""
+    if record.get("hit_cap") is not None:
+        return bool(record["hit_cap"])
+    return record.get("epochs_run") is not None and epochs_cap is not None and record["epochs_run"] >= epochs_cap
+
+
+def _capped_step_retrains(rows: List[dict], epochs_cap: int) -> List[int]:
+    """The requests (1-based) whose matched Retrain (``request_steps``) ran all its epochs."""
+    return sorted({int(step["step"]) for row in rows for step in row.get("steps") or []
+                   if isinstance(step.get("retrain"), dict) and "epochs_run" in step["retrain"]
+                   and single_model_hit_cap(step["retrain"], epochs_cap)})
 
 
 def _capped_stage_caps(row: dict) -> List[int]:
@@ -211,13 +228,16 @@ def _capped_stage_caps(row: dict) -> List[int]:
 
 
 def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int, slice_epochs_cap: Optional[int] = None,
-             reference_epochs: Sequence[Optional[int]] = (), saved_model: bool = False,
+             reference_epochs: Sequence[Optional[int]] = (), reference_hit_cap: Sequence[Optional[bool]] = (),
+             saved_model: bool = False,
              validates: bool = True, submodels_validate: bool = True) -> Optional[str]:
     """One line naming every model of ``rows`` that stopped at its cap (``epochs``; a shard stage
     ``slice_epochs`` when set, else the cap its record holds, ``ceil(epochs / n_slices)``;
     ``agg_epochs`` for a learned aggregator) rather than by validation,
-    and the audit's reference models when one of them ran all ``epochs`` (``reference_epochs``:
-    epochs each ran, ``None`` for one reloaded); ``None`` if none did. ``saved_model``: the caps
+    the Retrains matched to ``request_steps``' requests that did, and the audit's reference
+    models when one of them ran all ``epochs`` without early stopping ending it
+    (``reference_hit_cap``, each one's ``hit_cap``, ``None`` where not recorded; then
+    ``reference_epochs``: epochs each ran, ``None`` for one reloaded); ``None`` if none did. ``saved_model``: the caps
     are a saved model's settings, which a run answering requests cannot change. ``validates``
     False (``eval_step: 0``): nothing validates, so the line says that, not to raise a cap;
     ``submodels_validate`` False (``validate_submodels: False``): no shard stage or aggregator
@@ -230,7 +250,14 @@ def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int, slice_epoch
             aggregator = aggregator or "aggregator" in parts
             stages = stages or "shard stage" in parts
             whole = whole or not parts
-    if any(epochs is not None and epochs >= epochs_cap for epochs in reference_epochs):
+    matched = _capped_step_retrains(rows, epochs_cap)
+    if matched:
+        named.append(f"the Retrain{'s' if len(matched) > 1 else ''} matched to request{'s' if len(matched) > 1 else ''} "
+                     f"{', '.join(map(str, matched))}")
+        whole = True
+    recorded = list(reference_hit_cap) + [None] * (len(reference_epochs) - len(reference_hit_cap))
+    if any(single_model_hit_cap({"epochs_run": epochs, "hit_cap": hit}, epochs_cap)
+           for epochs, hit in zip(reference_epochs, recorded)):
         named.append("the audit's reference models")
         whole = True
     if not named:
