@@ -415,3 +415,33 @@ def test_a_second_call_in_one_process_gets_the_ray_its_settings_ask_for(monkeypa
     ray.calls.clear()
     shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 3})
     assert ray.calls == [] and ray.cpus == 1
+
+
+def test_a_slice_stage_resumed_with_another_thread_count_still_equals_a_from_scratch_shard(tmp_path):
+    """``shard_num_threads`` and ``num_workers`` may change on a saved model (runtime keys), and
+    torch's thread count changes float rounding: a shard resumed from slice stage 1 chained
+    stage 0's weights (trained with 2 threads) to a stage 1 trained with 1, a model no
+    from-scratch training gives with either count, and ``--verify`` passed (a probe; Ray's
+    workers train with ``ray_cpus_per_shard`` threads by default, so ``--num_workers=2`` did
+    the same). A resumed shard trains with the thread count its earlier stages recorded."""
+    from conftest import load_model, read_manifest, train_saved_model, verify_model
+    from recbole_unlearn.quick_start.forget_requests import run_forget_requests
+
+    model_dir = train_saved_model(tmp_path, "GRU4Rec", n_slices=2, epochs=2, shard_num_threads=2,
+                                  forget_protocol="none")
+    model = load_model(model_dir)
+    shard = 0
+    user = next(u for u in model.shard_map.shard_users(shard) if model.shard_map.user_slice[u] == 1)
+    row = model.dataset.user_rows(user)[model.dataset.is_training[model.dataset.user_rows(user)]][0]
+    request = tmp_path / "r.csv"
+    request.write_text(f"{model.dataset.id2token('user_id', user)},"
+                       f"{model.dataset.id2token('item_id', model.dataset.log_item[row])}\n")
+    run_forget_requests(model_dir, str(request), {"shard_num_threads": 1}, verbose=False)
+    model = load_model(model_dir)
+    scratch = train_shard(model.config, model.dataset, model.shard_map, model.keep_mask(), ShardJob(shard), 2)
+    for stage in (0, 1):
+        live = model.stage_states[shard][stage]
+        assert all(torch.equal(value, live[key]) for key, value in scratch.stage_states[stage].items()), stage
+    records = read_manifest(model_dir)[1]["trained_on"]
+    assert records["shard_00_stage_01.pth"]["threads"] == 2, records
+    assert verify_model(model_dir)["weights_checked"] > 0

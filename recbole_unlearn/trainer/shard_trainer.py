@@ -6,13 +6,17 @@ al.'s sliced training). The weights after every stage are kept, so forgetting a 
 r restarts the shard from the weights after stage r-1.
 
 With ``validate_submodels`` (the default) a stage trains until the NDCG@10 on its own users'
-validation targets stops improving for ``stopping_step`` evaluations, capped at
+validation targets has not improved for ``stopping_step`` + 1 evaluations, capped at
 ``slice_epochs`` epochs, and keeps its best state, as RecBole trains a single model; a
 retraining after a forget follows the same rule, so its cost is honest. Without it a stage
 trains for exactly ``slice_epochs`` epochs.
 
 Every stage is seeded from (``seed``, shard, stage) alone and builds its own dataloaders, so
-re-running a stage on the same data gives bit-identical weights, whichever process runs it.
+re-running a stage on the same data with the same torch thread count gives bit-identical
+weights, whichever process runs it. The thread count changes float rounding, so each stage
+records the count it trained with, and a shard resumed from stage r trains with the count its
+stage r-1 recorded (:attr:`ShardJob.num_threads`), whatever ``shard_num_threads`` or
+``num_workers`` the run answering the request has.
 """
 import math
 import re
@@ -55,6 +59,8 @@ class ShardJob:
     shard: int
     start_stage: int = 0
     init_state: Optional[StateDict] = None
+    #: torch threads to train with, before the run's own count: a resumed shard's earlier stages'
+    num_threads: Optional[int] = None
 
 
 @dataclass
@@ -116,18 +122,23 @@ def stage_data_digest(config, dataset: UnlearnSequentialDataset, shard_map: Shar
 SEEDED = "seeded"
 
 
-#: the keys of a stage's training record (:func:`stage_record`)
+#: the keys of a stage's training record (:func:`stage_record`); ``threads`` (an int) beside
+#: them in records written since it was recorded
 RECORD_KEYS = ("samples", "start", "weights")
 
 
-def stage_record(samples: str, start: str, weights: str) -> Dict[str, str]:
+def stage_record(samples: str, start: str, weights: str, threads: Optional[int] = None) -> Dict[str, object]:
     """What one slice stage trained with, recorded when it trains: ``samples`` (the digest of
     its samples, :func:`stage_data_digest`), ``start`` (``state_digest`` of the weights it started
     from, the slice stage before it, or :data:`SEEDED`) and ``weights`` (``state_digest`` of the
     weights it produced). ``--verify`` recomputes all three from the remaining data and the live
     files, so weights that are not what training on the remaining data gave are found, in any
-    slice stage, not only the last (which the aggregator's record covers)."""
-    return dict(zip(RECORD_KEYS, (samples, start, weights)))
+    slice stage, not only the last (which the aggregator's record covers). ``threads``: the
+    torch thread count it trained with (a stage resumed after it trains with the same)."""
+    record: Dict[str, object] = dict(zip(RECORD_KEYS, (samples, start, weights)))
+    if threads is not None:
+        record["threads"] = int(threads)
+    return record
 
 
 def slice_epochs(config) -> int:
@@ -140,10 +151,12 @@ def slice_epochs(config) -> int:
 def train_shard(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap, keep: np.ndarray,
                 job: ShardJob, num_threads: Optional[int] = None) -> ShardResult:
     """Run the slice stages ``job.start_stage .. n_slices-1`` of one shard (see module doc) with
-    ``num_threads`` torch threads if given. The caller's thread count is restored afterwards.
+    ``job.num_threads`` torch threads, else ``num_threads`` if given. The caller's thread count
+    is restored afterwards.
     In-process, a set ``shard_num_threads`` used to stay in force for the rest of the process:
     Retrain, evaluation and every later row ran on that many threads."""
     previous = torch.get_num_threads()
+    num_threads = job.num_threads or num_threads
     if num_threads:
         torch.set_num_threads(num_threads)
     try:
@@ -188,7 +201,8 @@ def _train_stages(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap
         result.stages[stage] = training
         state = cpu_state_dict(model)
         result.stage_states[stage] = state
-        result.trained_on[stage] = stage_record(samples_digest, start_digest, state_digest(state))
+        result.trained_on[stage] = stage_record(samples_digest, start_digest, state_digest(state),
+                                                torch.get_num_threads())
         start_digest = result.trained_on[stage]["weights"]
     result.seconds = time.perf_counter() - start
     return result

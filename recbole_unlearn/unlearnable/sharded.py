@@ -61,6 +61,10 @@ def training_record(results, aggregator) -> dict:
     return record
 
 
+def _positive_int_or_absent(value) -> bool:
+    return value is None or (type(value) is int and value > 0)
+
+
 def shard_file(shard: int, stage: int) -> str:
     """File name of shard ``shard``'s weights after slice stage ``stage``."""
     return f"shard_{shard:02d}_stage_{stage:02d}.pth"
@@ -188,6 +192,12 @@ class ShardedUnlearnableModel(UnlearnableModel):
             return "was trained on other samples than its remaining data gives now"
         return ""
 
+    def _stage_threads(self, shard: int, stage: int) -> Optional[int]:
+        """The torch thread count slice stage ``stage`` of ``shard`` trained with, where its
+        record holds it (``None`` in folders saved before: the run's own count)."""
+        record = self.trained_on.get(shard_file(shard, stage))
+        return record.get("threads") if isinstance(record, dict) else None
+
     def _record_trained(self, results) -> None:
         for result in results:
             for stage, digest in result.trained_on.items():
@@ -229,7 +239,8 @@ class ShardedUnlearnableModel(UnlearnableModel):
         model.records_were_complete = manifest.get("records_complete") is True
         for name, record in model.trained_on.items():  # what stage_record writes (or a bare digest)
             if not (record is None or isinstance(record, str) or (
-                    isinstance(record, dict) and all(isinstance(record.get(k), str) for k in RECORD_KEYS))):
+                    isinstance(record, dict) and all(isinstance(record.get(k), str) for k in RECORD_KEYS)
+                    and _positive_int_or_absent(record.get("threads")))):
                 raise ValueError(f"trained_on[{name!r}] is not a training record")
         record = model.aggregator_trained_on
         if not (record is None or isinstance(record, str) or (
@@ -372,7 +383,8 @@ class ShardedUnlearnableModel(UnlearnableModel):
             report.start_stages = {s: stage for s, stage in report.start_stages.items() if s in report.shards}
         else:
             jobs = [
-                ShardJob(shard, stage, self.stage_states[shard][stage - 1] if stage > 0 else None)
+                ShardJob(shard, stage, self.stage_states[shard][stage - 1] if stage > 0 else None,
+                         self._stage_threads(shard, stage - 1) if stage > 0 else None)
                 for shard, stage in plan.items()
             ]
             results = run_shard_jobs(self.config, self.dataset, self.shard_map, keep, jobs)
