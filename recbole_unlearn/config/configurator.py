@@ -398,6 +398,11 @@ class UnlearnConfig(Config):
         if str(self["valid_metric"]).lower() not in computed:
             raise UnlearnError(f"valid_metric '{self['valid_metric']}' is not one of the validation metrics "
                                f"(metrics x topk: {', '.join(sorted(computed))})")
+        given = self.external_config_dict.get("valid_metric_bigger")
+        if given is not None and given != self["valid_metric_bigger"]:  # RecBole replaced the user's value
+            raise UnlearnError(f"valid_metric_bigger {given}: RecBole derives it from valid_metric "
+                               f"({self['valid_metric']}: {self['valid_metric_bigger']}) and ignores a value given; "
+                               "leave it out")
 
     # --- helpers -----------------------------------------------------------------------
     def other_models_settings(self) -> List[str]:
