@@ -318,3 +318,26 @@ def test_aggregator_trains_on_all_remaining_samples_without_a_cap(tiny):
                               dataset, keep, model.shard_map)
     assert everything.samples == remaining
     assert capped.samples <= len(targets) // 3 < remaining
+
+
+def test_bert4rec_s_output_bias_is_part_of_what_it_scores_with():
+    """BERT4Rec scores ``h q^T + output_bias``, a trained parameter that starts at zero: the
+    preflight check of "what it scores with" ran on an untrained model (bias 0) and passed,
+    while a trained BERT4Rec failed the same check (top-10 agreement 0.97 < 0.99, a probe); and
+    RecEraser's aggregator, which scores items through the shards' own item embeddings, dropped
+    every shard's bias. The check counts the bias, and the aggregator adds each shard's,
+    weighted by its item-side attention."""
+    from conftest import uncached_aggregator_run
+    from recbole_unlearn.data import split_loaders
+    from recbole_unlearn.trainer.preflight import _check_representations
+
+    config, dataset, model, _, batch, _, scores = uncached_aggregator_run("BERT4Rec", "receraser")
+    sub = model.ensemble.sub_models[0]
+    with torch.no_grad():  # what training gives a popular item (the probe's trained bias reached 0.14)
+        sub.output_bias.copy_(torch.linspace(-3.0, 3.0, len(sub.output_bias)))
+    sub.eval()
+    sample = next(iter(split_loaders(config, dataset).valid))[0].to(config["device"])
+    _check_representations(sub, sample, sub.full_sort_predict(sample), 0.99)
+    with torch.no_grad():
+        biased = model.ensemble.full_sort_predict(batch)
+    assert not torch.allclose(biased, scores), "the aggregator ignored the shards' output bias"

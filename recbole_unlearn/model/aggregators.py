@@ -5,7 +5,7 @@ implement ``combine``; representation-level ones (SRU attention, RecEraser) over
 ``full_sort``. ``learnable`` aggregators are trained by ``train_aggregator`` with the
 sub-models frozen, and retrained after every forget.
 """
-from typing import Dict, Iterable, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -189,7 +189,9 @@ class RecEraserAggregator(RepresentationAggregator):
     """RecEraser (eq. 5-8), adapted to sequences: per-shard transforms of the sequence
     representation ``e_k`` and of the item embeddings ``q'_k(v)``, separate attentions
     ``alpha_k`` (sequence side) and ``beta_k(v)`` (item side), and
-    ``score(v) = <sum_k alpha_k e_k, sum_k beta_k(v) q'_k(v)>``."""
+    ``score(v) = <sum_k alpha_k e_k, sum_k beta_k(v) q'_k(v)> + sum_k beta_k(v) b_k(v)``, the last
+    term for sub-models that add a per-item score bias ``b_k`` to ``h q^T`` (BERT4Rec's trained
+    ``output_bias``; the paper's models have none, and the term is then absent)."""
 
     def __init__(self, config, n_shards: int, sub_model: nn.Module):
         super().__init__(config, n_shards, sub_model)
@@ -203,14 +205,21 @@ class RecEraserAggregator(RepresentationAggregator):
         alpha = torch.softmax(self.sequence_attention(e), dim=0)
         return (alpha[..., None] * e).sum(dim=0)  # [B, H']
 
-    def _item_side(self, ensemble) -> torch.Tensor:
+    def _item_side(self, ensemble) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """``([N, H'] items, [N] bias or None)``."""
         q = self.item_transform(ensemble.sub_item_representations())  # [K, N, H']
-        beta = torch.softmax(self.item_attention(q), dim=0)
-        return (beta[..., None] * q).sum(dim=0)  # [N, H']
+        beta = torch.softmax(self.item_attention(q), dim=0)  # [K, N]
+        biases = ensemble.sub_item_biases()  # [K, N] or None
+        bias = None if biases is None else (beta * biases).sum(dim=0)
+        return (beta[..., None] * q).sum(dim=0), bias
 
     def full_sort(self, ensemble, interaction) -> torch.Tensor:
-        return self._user_side(ensemble, interaction) @ self._item_side(ensemble).T
+        items, bias = self._item_side(ensemble)
+        scores = self._user_side(ensemble, interaction) @ items.T
+        return scores if bias is None else scores + bias
 
     def predict(self, ensemble, interaction) -> torch.Tensor:
-        items = self._item_side(ensemble)[interaction[ensemble.ITEM_ID]]
-        return (self._user_side(ensemble, interaction) * items).sum(dim=-1)
+        wanted = interaction[ensemble.ITEM_ID]
+        items, bias = self._item_side(ensemble)
+        scores = (self._user_side(ensemble, interaction) * items[wanted]).sum(dim=-1)
+        return scores if bias is None else scores + bias[wanted]

@@ -18,7 +18,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_unlearn.model.aggregators import AGGREGATORS, Aggregator
-from recbole_unlearn.model.representations import item_representations, sequence_representation
+from recbole_unlearn.model.representations import item_bias, item_representations, sequence_representation
 
 
 @dataclass
@@ -99,6 +99,13 @@ class EnsembleSequentialRecommender(SequentialRecommender):
         if self.cache is not None:
             return self.cache.items
         return torch.stack([item_representations(sub) for sub in self.sub_models])
+
+    @torch.no_grad()
+    def sub_item_biases(self) -> Optional[torch.Tensor]:
+        """``[K, n_items]`` per-item score bias of every sub-model (BERT4Rec's ``output_bias``), or
+        ``None`` where the sub-models add none (:func:`item_bias`)."""
+        biases = [item_bias(sub) for sub in self.sub_models]
+        return None if biases[0] is None else torch.stack(biases)
 
     @torch.no_grad()
     def build_cache(self, samples, field: str, batch_size: int) -> RepresentationCache:

@@ -1,5 +1,9 @@
 """What partitioners, aggregators and CED need from a RecBole sequential model: the sequence
-representation h (the vector scored against item embeddings) and the item embeddings q."""
+representation h (the vector scored against item embeddings), the item embeddings q, and the
+per-item score bias b some models add (BERT4Rec's trained ``output_bias``): the model scores
+``h q^T + b``."""
+from typing import Optional
+
 import inspect
 
 import torch
@@ -36,6 +40,14 @@ def batched_sequence_representation(model, samples, batch_size: int, device) -> 
 def item_representations(model) -> torch.Tensor:
     """``[n_items, H]`` item embeddings (BERT4Rec's extra [MASK] row excluded)."""
     return model.item_embedding.weight[: model.n_items]
+
+
+def item_bias(model) -> Optional[torch.Tensor]:
+    """``[n_items]`` score bias the model adds to ``h q^T`` (BERT4Rec's ``output_bias``, trained
+    from zero), or ``None`` for a model that adds none."""
+    if isinstance(model, BERT4Rec):
+        return model.output_bias[: model.n_items]
+    return None
 
 
 def representation_size(model) -> int:

@@ -20,7 +20,7 @@ import torch
 from recbole.model.sequential_recommender import BERT4Rec
 
 from recbole_unlearn.data.utils import split_loaders
-from recbole_unlearn.model.representations import item_representations, sequence_representation
+from recbole_unlearn.model.representations import item_bias, item_representations, sequence_representation
 from recbole_unlearn.trainer.approximate import APPROXIMATE
 from recbole_unlearn.trainer.trainer import training_loss
 from recbole_unlearn.trainer.training import new_model
@@ -87,7 +87,8 @@ def check_model_trains(config, dataset, reads_representations: bool, steps: Mapp
 
 def _check_representations(model, interaction, scores: torch.Tensor, agreement: float) -> None:
     """Raise ``ValueError`` unless the model gives a ``[B, H]`` sequence representation and
-    ``[n_items, H]`` item embeddings that are what it scores with: ``forward`` takes the sequence
+    ``[n_items, H]`` item embeddings that are what it scores with (with the item bias of
+    :func:`item_bias`, which a model checked untrained holds at zero): ``forward`` takes the sequence
     and its length (SHAN's, HGN's and NPE's second argument is a user, which was given lengths),
     and the top 10 items of ``h q^T`` agree with those of its ``full_sort_predict`` (``scores``,
     ``[B * n_items]`` or ``[B, n_items]``) on at least ``agreement`` of them on average (CORE
@@ -104,6 +105,9 @@ def _check_representations(model, interaction, scores: torch.Tensor, agreement: 
                          f"{tuple(items.shape)}, not [B, H] and [n_items, H]")
     theirs = scores.view(len(sequences), -1)[:, : len(items)]
     mine = sequences @ items.T
+    bias = item_bias(model)  # BERT4Rec's output_bias: zero here, trained later
+    if bias is not None:
+        mine = mine + bias
     k = min(10, len(items))
     ours, model_top = mine.topk(k).indices.tolist(), theirs.topk(k).indices.tolist()
     shared = sum(len(set(a) & set(b)) for a, b in zip(ours, model_top)) / (k * len(ours))
