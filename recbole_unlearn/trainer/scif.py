@@ -2,7 +2,9 @@
 Function for Efficient Recommendation Unlearning", arXiv 2304.10199).
 
 One Newton step on the training objective with the forgotten data taken out. With
-``L(theta) = (1/n) sum_i l_i`` the loss the model was trained on, forgetting removes some samples
+``L(theta) = (1/n) sum_i l_i`` over the training samples (``l_i``: the full-ranking cross-entropy
+of sample i, below; the loss a ``loss_type: CE`` model was trained on, and for a model trained
+with BPR or BERT4Rec's masked loss a stand-in for it), forgetting removes some samples
 and, collaboratively, changes others: the forgotten targets' samples go, and every later sample
 of an affected user loses the forgotten items from its history (it is replaced by the same target
 with the shorter history). The new objective's gradient at the trained ``theta`` is
@@ -15,7 +17,8 @@ system solved by conjugate gradients with Hessian-vector products (double backpr
 at most ``scif_cg_iterations`` iterations, and the step restricted to ``scif_params``
 (``embeddings``: the item embeddings and output layers, the influence function's usual choice
 for recommenders; ``all``: every parameter). The loss is the softmax cross-entropy of each
-sample's target over all items, deterministic (eval mode), for every sequential model.
+sample's target over all items, deterministic (eval mode), for every sequential model, whatever
+its ``loss_type`` (README, "SRUGA (approximate unlearning)").
 
 Guards: a non-finite value anywhere, negative curvature met by CG (``p^T A p <= 0``: the damped
 Hessian is not positive definite there), a residual that grew instead of shrinking, or a step
