@@ -234,7 +234,12 @@ def _verify_and_a_request_run_refuse(folder: str, tmp_path, naming: str) -> None
 
 
 @pytest.mark.parametrize("edit", ["ledger {}", "ledger without status", "audit request_ids null",
-                                  "manifest without files", "manifest without config", "manifest a list"])
+                                  "manifest without files", "manifest without config", "manifest a list",
+                                  # lists of the wrong items, a non-string id, an approximate entry that
+                                  # is no mapping: each a TypeError / AttributeError traceback (round 6)
+                                  'audit {"audit_id": [1]}', 'audit {"request_ids": [{"a": 1}]}',
+                                  'audit {"unchanged_request_ids": [[1]]}', 'audit {"forgotten_hmac": [[1]]}',
+                                  'audit {"approximate": "x"}', 'ledger {"id": "x:1", "status": "queued", "rows": [[60]]}'])
 def test_a_hand_edited_log_line_or_manifest_is_one_error_naming_it(folder, tmp_path, edit):
     """Valid JSON of the wrong shape (a line without ``id``, ``request_ids: null``, a manifest
     without ``files``) ended ``--verify`` and a forget in a ``KeyError`` / ``TypeError`` traceback
@@ -249,6 +254,10 @@ def test_a_hand_edited_log_line_or_manifest_is_one_error_naming_it(folder, tmp_p
         _insert_line(os.path.join(folder, "requests.jsonl"), 2, '{"id": "x:1"}')
     elif edit == "audit request_ids null":
         _insert_line(os.path.join(folder, "audit.jsonl"), 1, '{"request_ids": null}')
+    elif edit.startswith(("audit {", "ledger {\"")):
+        name, line = edit.split(" ", 1)
+        _insert_line(os.path.join(folder, "audit.jsonl" if name == "audit" else "requests.jsonl"),
+                     1 if name == "audit" else 2, line)
     else:
         if edit == "manifest a list":
             manifest = []
@@ -762,6 +771,46 @@ def test_verify_finds_an_audit_log_that_contradicts_itself(folder, tmp_path, edi
     verify_model(folder)
     _rewrite_audit(folder, AUDIT_EDITS[edit])
     with pytest.raises(UnlearnError, match="audit.jsonl line"):
+        verify_model(folder)
+
+
+@pytest.mark.parametrize("edit", ["an earlier line's pairs emptied", "an earlier line and its ledger lines deleted",
+                                  "both logs deleted"])
+def test_verify_finds_forgotten_interactions_no_audit_line_covers(folder, tmp_path, edit):
+    """``--verify`` counted the forgotten interactions no audit line covers
+    (``forgotten_unaudited``) and passed: an earlier line's ``forgotten_hmac`` emptied, that line
+    deleted with its requests' ledger lines, or both logs deleted (a probe). Outside a pending
+    line (the live forget's, whose process died before appending it), every forgotten
+    interaction is in some line: the rest is an error."""
+    from conftest import verify_model
+
+    run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
+    run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)), QUIET, verbose=False)
+    assert verify_model(folder)["forgotten_unaudited"] == 0
+    ledger = os.path.join(folder, "requests.jsonl")
+    if edit == "an earlier line's pairs emptied":
+        _rewrite_audit(folder, lambda lines: [dict(lines[0], forgotten_hmac=[])] + lines[1:])
+    elif edit == "an earlier line and its ledger lines deleted":
+        first = set(json.loads(open(os.path.join(folder, "audit.jsonl")).readline())["request_ids"])
+        _rewrite_audit(folder, lambda lines: lines[1:])
+        kept = [line for line in open(ledger) if json.loads(line)["id"] not in first]
+        with open(ledger, "w") as f:
+            f.writelines(kept)
+    else:
+        os.unlink(os.path.join(folder, "audit.jsonl"))
+        os.unlink(ledger)
+    with pytest.raises(UnlearnError, match="forgotten interactions are in no audit line"):
+        verify_model(folder)
+
+
+def test_a_current_file_that_is_not_utf8_is_one_error(folder):
+    """``CURRENT`` holding bytes that are not UTF-8 ended ``--verify`` in a
+    ``UnicodeDecodeError`` traceback (a probe; an empty one was one error line)."""
+    from conftest import verify_model
+
+    with open(os.path.join(folder, CURRENT), "wb") as f:
+        f.write(b"\xff\xfe")
+    with pytest.raises(UnlearnError, match="does not name a model version"):
         verify_model(folder)
 
 

@@ -25,8 +25,9 @@ from recbole_unlearn.utils.errors import UnlearnError, error_line
 AUDIT = "audit.jsonl"
 SECRET = "audit.key"
 #: the lists an audit line may hold (checked when read)
-LINE_FIELDS = {"request_ids": (list, False), "forgotten_hmac": (list, False), "already_forgotten": (list, False),
-               "unchanged_request_ids": (list, False)}
+LINE_FIELDS = {"request_ids": (jsonl.ListOf(str), False), "forgotten_hmac": (jsonl.ListOf(str), False),
+               "already_forgotten": (jsonl.ListOf(str), False), "unchanged_request_ids": (jsonl.ListOf(str), False),
+               "audit_id": (str, False), "request_id": (str, False), "approximate": ((dict, type(None)), False)}
 
 
 _UNREAD = object()  # AuditLog.pending's live line when the caller has not read it
@@ -229,6 +230,7 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
         older, never_live = store.older_versions(), store.never_live_versions()
         left_behind = store.left_behind_folders()
     log.check_key(entries)
+    keyed = key is not None
     if key is None:
         key = b""
     known = set(interaction_hmacs(key, model.dataset, model.forgotten))
@@ -238,6 +240,15 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
         if missing:
             raise UnlearnError(f"{model_dir}/{AUDIT} line {number}: {len(missing)} audited pairs are not forgotten")
         audited.update(entry.get("forgotten_hmac", []))
+    # every forgotten interaction is in a line, or in the pending one (its process died before
+    # appending it): a line emptied or deleted, with its requests' ledger lines or not, passed
+    # with a count (a probe); folders whose lines hold no pairs (saved before) keep the count
+    unaudited = known - audited - set((pending or {}).get("forgotten_hmac", []))
+    hmac_lines = all("forgotten_hmac" in entry for entry in entries + ([pending] if pending else []))
+    if unaudited and keyed and hmac_lines:
+        raise UnlearnError(f"{model_dir}: {len(unaudited)} forgotten interactions are in no audit line: the audit log "
+                           f"lost lines or pairs ({AUDIT} edited, or restored from an older copy), so what was "
+                           "forgotten when, and for which request, is no longer on record")
     # a line of requests already forgotten only (no interaction) changed nothing by itself: it
     # counts when it lists requests an earlier forget left unchanged
     unchanged = sum(1 for entry in entries if entry.get("unchanged_request_ids") or entry.get("interactions") and (

@@ -17,7 +17,8 @@ newline is added.
 import json
 import os
 from logging import getLogger
-from typing import Dict, Iterable, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 from recbole_unlearn.utils.errors import UnlearnError
 
@@ -62,8 +63,37 @@ def repair_torn_tail(path: str) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class ListOf:
+    """A field kind: a list whose every item is an ``item`` (``True`` is no ``int``)."""
+
+    item: type
+
+    def holds(self, value) -> bool:
+        return isinstance(value, list) and all(
+            isinstance(v, self.item) and not (self.item is int and isinstance(v, bool)) for v in value)
+
+    @property
+    def name(self) -> str:
+        return f"list of {self.item.__name__}"
+
+
+#: a field's kind: a type, several (a tuple), or :class:`ListOf`
+FieldKind = Union[type, Tuple[type, ...], ListOf]
+
+
+def _holds(value, kind: FieldKind) -> bool:
+    return kind.holds(value) if isinstance(kind, ListOf) else isinstance(value, kind)
+
+
+def _kind_name(kind: FieldKind) -> str:
+    if isinstance(kind, ListOf):
+        return kind.name
+    return " or ".join(k.__name__ for k in kind) if isinstance(kind, tuple) else kind.__name__
+
+
 def read_records(path: str, repair: bool = False,
-                 fields: Optional[Dict[str, Tuple[type, bool]]] = None) -> List[dict]:
+                 fields: Optional[Dict[str, Tuple[FieldKind, bool]]] = None) -> List[dict]:
     """Every record of the log at ``path`` (``[]`` if it does not exist). See the module doc
     for torn final lines; any other invalid line raises ``UnlearnError`` naming it, and so does
     a record whose ``fields`` (``{name: (type, required)}``) are missing or of another type
@@ -88,9 +118,9 @@ def read_records(path: str, repair: bool = False,
                 break
             raise UnlearnError(f"{path} line {number} is not valid JSON (corrupted; restore it from a backup)") from None
         for name, (kind, required) in (fields or {}).items():
-            if (name in record and not isinstance(record[name], kind)) or (required and name not in record):
-                raise UnlearnError(f"{path} line {number} has no valid '{name}' ({kind.__name__}): not a line this "
-                                   "package writes (edited by hand? restore it from a backup)")
+            if (name in record and not _holds(record[name], kind)) or (required and name not in record):
+                raise UnlearnError(f"{path} line {number} has no valid '{name}' ({_kind_name(kind)}): not a line "
+                                   "this package writes (edited by hand? restore it from a backup)")
         records.append(record)
     return records
 

@@ -16,7 +16,7 @@ from recbole_unlearn.serving import jsonl
 LEDGER = "requests.jsonl"
 FINAL_STATUSES = ("applied", "applied_without_change", "rejected")
 #: what every ledger line holds (checked when read)
-LINE_FIELDS = {"id": (str, True), "status": (str, True), "rows": (list, False)}
+LINE_FIELDS = {"id": (str, True), "status": (str, True), "rows": (jsonl.ListOf(int), False)}
 
 
 def now() -> str:

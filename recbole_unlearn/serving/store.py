@@ -200,7 +200,7 @@ class ModelStore:
         path = os.path.join(self.model_dir, CURRENT)
         if not os.path.isfile(path):
             return None
-        with open(path, "r", encoding="utf-8") as f:
+        with open(path, "r", encoding="utf-8", errors="replace") as f:  # a byte not UTF-8 names no version
             name = f.read().strip()
         if not is_version_name(name):
             raise UnlearnError(f"{path} does not name a model version: {name!r}")
