@@ -186,7 +186,9 @@ def _csv_rows(path: str, user_col: str, item_col: str, time_col: str, sep: str, 
             raise ValueError(f"{path} line {last + 1}: a quote opened there is never closed (every line after it "
                              "would be one field); give --quoting=none if the file's quotes are text, or mend the "
                              "quote") from None
-        raise ValueError(f"{path} line {reader.line_num}: {e}") from None
+        first, number = last + 1, reader.line_num
+        where = f"{path} line {first}" if number <= first else f"{path} lines {first} to {number}"
+        raise ValueError(f"{where}: {e}") from None
 
 
 def _csv_sorted(path: str, user_col: str, item_col: str, time_col: str, sep: str, quoting: str = "csv",
@@ -204,14 +206,6 @@ def _format_time(value) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-class _Warnings(list):
-    """A ``notes`` list that warns of each note as it is added (``convert`` called without one)."""
-
-    def append(self, note: str) -> None:
-        warnings.warn(note, UserWarning, stacklevel=2)
-        super().append(note)
-
-
 def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", user_col: Optional[str] = None,
             item_col: Optional[str] = None, time_col: Optional[str] = None, sep: str = ",",
             overwrite: bool = False, quoting: str = "csv", notes: Optional[list] = None) -> str:
@@ -222,6 +216,7 @@ def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", us
     ``UserWarning``."""
     if fmt not in READERS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(READERS)}")
+    collected = notes if notes is not None else []
     if not name or name in (".", "..") or os.sep in name:
         raise ValueError(f"--name must be a folder name (the dataset's name), got {name!r}")
     if fmt == "csv":
@@ -231,8 +226,7 @@ def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", us
             raise ValueError(f"--sep must be one character, got {sep!r}")
         if quoting not in QUOTING:
             raise ValueError(f"--quoting must be one of {sorted(QUOTING)}, got {quoting!r}")
-        rows = _csv_sorted(input_path, user_col, item_col, time_col, sep, quoting,
-                           notes if notes is not None else _Warnings())
+        rows = _csv_sorted(input_path, user_col, item_col, time_col, sep, quoting, collected)
     else:
         rows = READERS[fmt](input_path)
     folder = os.path.join(data_path, name)
@@ -265,6 +259,9 @@ def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", us
                     os.rmdir(made)
                 except OSError:
                     break
+    if notes is None:  # attributed to the caller's line, so each call warns (the default filter's rule)
+        for note in collected:
+            warnings.warn(note, UserWarning, stacklevel=2)
     return target
 
 

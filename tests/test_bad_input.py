@@ -197,6 +197,7 @@ def test_bad_stream_settings_are_refused_when_loading(saved, value):
     # RecBole derives it from valid_metric and drops the user's value: accepted and recorded as
     # true, unsaid (a probe)
     ("SASRec", {"valid_metric_bigger": False}, "valid_metric_bigger False: RecBole derives it from valid_metric"),
+    ("SASRec", {"valid_metric_bigger": "yes"}, "valid_metric_bigger 'yes': RecBole derives it from valid_metric"),
     ("SASRec", {"n_heads": 3}, "SASRec cannot be built with these settings: ValueError: The hidden size (64) is not a multiple"),
     ("SASRec", {"loss_type": "XX"}, "SASRec cannot be built with these settings"),
     # not finite: 1e400 on the command line is float('inf'), which every bound check passed

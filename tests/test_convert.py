@@ -303,6 +303,11 @@ def test_a_multi_line_record_s_error_names_all_its_lines(tmp_path, capsys):
                  "--user_col", "user", "--item_col", "item", "--time_col", "time"]) == 2
     assert "span.csv lines 2 to 4: 5 fields, header has 4" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["span.csv"]
+    quoted = tmp_path / "quoted.csv"  # the csv module's own error, in a record opened on line 2 (round 2)
+    quoted.write_text('user,item,time,title\nu,i,1,"abc\ndef"x\nv,i,4,x\n')
+    assert main(["--input", str(quoted), "--format", "csv", "--name", "quoted", "--data_path", str(tmp_path),
+                 "--user_col", "user", "--item_col", "item", "--time_col", "time"]) == 2
+    assert "quoted.csv lines 2 to 3: ',' expected after '\"'" in capsys.readouterr().err
 
 
 def test_convert_called_from_python_without_notes_warns(tmp_path):
@@ -312,6 +317,11 @@ def test_convert_called_from_python_without_notes_warns(tmp_path):
     merged.write_text('user,item,time,title\nu,i,1,"Weird\nu,j,2,ok\nu,k,3,Al"\nv,i,4,x\n')
     with pytest.warns(UserWarning, match="line 2: a quoted field runs over lines 2 to 4"):
         convert(str(merged), "csv", "merged", str(tmp_path), "user", "item", "time")
+    with warnings.catch_warnings(record=True) as caught:  # Python's default filter shows a warning once per
+        warnings.simplefilter("default")  # place: warned from inside convert.py, a second call said nothing
+        convert(str(merged), "csv", "merged2", str(tmp_path), "user", "item", "time")
+        convert(str(merged), "csv", "merged3", str(tmp_path), "user", "item", "time")
+    assert sum("a quoted field runs over" in str(w.message) for w in caught) == 2, caught
     notes: list = []
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -445,3 +445,14 @@ def test_a_slice_stage_resumed_with_another_thread_count_still_equals_a_from_scr
     records = read_manifest(model_dir)[1]["trained_on"]
     assert records["shard_00_stage_01.pth"]["threads"] == 2, records
     assert verify_model(model_dir)["weights_checked"] > 0
+    # a count no machine runs (hand-edited) passed --verify, then every forget crashed in
+    # torch.set_num_threads (round 2)
+    import json
+    import os
+
+    version_dir, manifest = read_manifest(model_dir)
+    manifest["trained_on"]["shard_00_stage_00.pth"]["threads"] = 10 ** 30
+    with open(os.path.join(version_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    with pytest.raises(UnlearnError, match="manifest.json"):
+        verify_model(model_dir)

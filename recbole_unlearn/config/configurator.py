@@ -400,7 +400,7 @@ class UnlearnConfig(Config):
                                f"(metrics x topk: {', '.join(sorted(computed))})")
         given = self.external_config_dict.get("valid_metric_bigger")
         if given is not None and given != self["valid_metric_bigger"]:  # RecBole replaced the user's value
-            raise UnlearnError(f"valid_metric_bigger {given}: RecBole derives it from valid_metric "
+            raise UnlearnError(f"valid_metric_bigger {given!r}: RecBole derives it from valid_metric "
                                f"({self['valid_metric']}: {self['valid_metric_bigger']}) and ignores a value given; "
                                "leave it out")
 

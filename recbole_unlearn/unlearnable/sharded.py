@@ -61,8 +61,12 @@ def training_record(results, aggregator) -> dict:
     return record
 
 
+#: the most torch threads a stage record may name (a hand-edited 10**30 passed, then crashed every forget)
+MAX_RECORDED_THREADS = 1024
+
+
 def _positive_int_or_absent(value) -> bool:
-    return value is None or (type(value) is int and value > 0)
+    return value is None or (type(value) is int and 0 < value <= MAX_RECORDED_THREADS)
 
 
 def shard_file(shard: int, stage: int) -> str:
