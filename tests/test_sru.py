@@ -341,3 +341,38 @@ def test_bert4rec_s_output_bias_is_part_of_what_it_scores_with():
     with torch.no_grad():
         biased = model.ensemble.full_sort_predict(batch)
     assert not torch.allclose(biased, scores), "the aggregator ignored the shards' output bias"
+
+
+def test_a_receraser_folder_saved_before_the_item_bias_scores_as_it_was_trained(tmp_path):
+    """A BERT4Rec RecEraser folder saved before its aggregator added the shards' output bias
+    served other scores on the new code with no forget in between (test N@10 0.0274 -> 0.0262, a
+    probe): its aggregator was trained without the term. Such a folder scores without it until a
+    forget trains the aggregator again, which records ``item_bias``."""
+    import json
+    import os
+
+    from conftest import load_model, read_manifest, train_saved_model
+    from recbole_unlearn.quick_start.forget_requests import run_forget_requests
+
+    model_dir = train_saved_model(tmp_path, "BERT4Rec", unlearn_method="receraser", epochs=2, agg_epochs=2,
+                                  forget_protocol="none")
+    model = load_model(model_dir)
+    batch = next(iter(split_loaders(model.config, model.dataset).valid))[0].to(model.config["device"])
+    with torch.no_grad():
+        biased = model.ensemble.full_sort_predict(batch)
+        model.ensemble.aggregator.adds_item_bias = False
+        unbiased = model.ensemble.full_sort_predict(batch)
+    assert not torch.equal(biased, unbiased)  # the shards' trained bias moves the scores
+    version_dir, manifest = read_manifest(model_dir)
+    assert manifest["aggregator_trained_on"]["item_bias"] is True
+    del manifest["aggregator_trained_on"]["item_bias"]  # as a folder saved before wrote it
+    with open(os.path.join(version_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    old = load_model(model_dir)
+    with torch.no_grad():
+        assert torch.equal(old.ensemble.full_sort_predict(batch), unbiased)
+    request = tmp_path / "r.csv"
+    request.write_text(f"{old.dataset.id2token('user_id', 3)}\n")
+    run_forget_requests(model_dir, str(request), verbose=False)
+    assert read_manifest(model_dir)[1]["aggregator_trained_on"]["item_bias"] is True
+    assert load_model(model_dir).ensemble.aggregator.adds_item_bias is True

@@ -199,6 +199,10 @@ class RecEraserAggregator(RepresentationAggregator):
         self.item_transform = _ShardTransforms(n_shards, self.input_size, self.hidden_size)
         self.sequence_attention = _AttentionScore(self.hidden_size, config["agg_attention_size"])
         self.item_attention = _AttentionScore(self.hidden_size, config["agg_attention_size"])
+        #: whether it adds the sub-models' per-item score bias: off for one trained without it (a
+        #: model folder saved before it was added scores as its aggregator was trained, until a
+        #: forget trains the aggregator again)
+        self.adds_item_bias = True
 
     def _user_side(self, ensemble, interaction) -> torch.Tensor:
         e = self.sequence_transform(ensemble.sub_representations(interaction))  # [K, B, H']
@@ -209,7 +213,7 @@ class RecEraserAggregator(RepresentationAggregator):
         """``([N, H'] items, [N] bias or None)``."""
         q = self.item_transform(ensemble.sub_item_representations())  # [K, N, H']
         beta = torch.softmax(self.item_attention(q), dim=0)  # [K, N]
-        biases = ensemble.sub_item_biases()  # [K, N] or None
+        biases = ensemble.sub_item_biases() if self.adds_item_bias else None  # [K, N] or None
         bias = None if biases is None else (beta * biases).sum(dim=0)
         return (beta[..., None] * q).sum(dim=0), bias
 

@@ -102,7 +102,8 @@ class ShardedUnlearnableModel(UnlearnableModel):
         #: the aggregator's training record: ``{"inputs": digest of what it was last trained
         #: with (the ``keep`` mask and the shards' final weights, :meth:`_aggregator_inputs`),
         #: "weights": digest of the weights that training produced}`` (a bare inputs digest in
-        #: versions saved before its weights were recorded)
+        #: versions saved before its weights were recorded); ``"item_bias": True`` since the
+        #: aggregator adds the sub-models' per-item score bias where it reads item representations
         self.aggregator_trained_on: Optional[Union[str, Dict[str, str]]] = None
         #: whether the version this model was loaded from recorded every file (``records_complete``)
         self.records_were_complete = False
@@ -219,7 +220,8 @@ class ShardedUnlearnableModel(UnlearnableModel):
         rehashed into a later version, passed ``--verify`` when only its inputs were recorded)."""
         inputs = self._aggregator_inputs(keep)
         training = train_aggregator(self.config, self.ensemble, self.dataset, keep, self.shard_map)
-        self.aggregator_trained_on = {"inputs": inputs, "weights": state_digest(self.ensemble.aggregator.state_dict())}
+        self.aggregator_trained_on = {"inputs": inputs, "weights": state_digest(self.ensemble.aggregator.state_dict()),
+                                      "item_bias": True}
         return training
 
     def unchanged_files(self, report: ForgetReport) -> List[str]:
@@ -248,8 +250,14 @@ class ShardedUnlearnableModel(UnlearnableModel):
                 raise ValueError(f"trained_on[{name!r}] is not a training record")
         record = model.aggregator_trained_on
         if not (record is None or isinstance(record, str) or (
-                isinstance(record, dict) and all(isinstance(record.get(k), str) for k in ("inputs", "weights")))):
+                isinstance(record, dict) and all(isinstance(record.get(k), str) for k in ("inputs", "weights"))
+                and record.get("item_bias", True) is True)):
             raise ValueError("aggregator_trained_on is not a training record")
+        if not (isinstance(record, dict) and record.get("item_bias") is True) and hasattr(
+                model.ensemble.aggregator, "adds_item_bias"):
+            # trained before the aggregator added the sub-models' item bias (BERT4Rec's output_bias,
+            # 8098451): it scores as it was trained until a forget trains it again
+            model.ensemble.aggregator.adds_item_bias = False
         return model
 
     # --- construction ------------------------------------------------------------------
