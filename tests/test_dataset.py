@@ -234,6 +234,10 @@ def test_a_line_of_spaces_in_the_inter_file_is_skipped_as_recbole_skips_it(tmp_p
     (folder / "spaced.inter").write_text("\n".join([header, lines[0], " \t \t "] + lines[1:]) + "\n")
     with pytest.raises(UnlearnError, match="not a number"):
         create_unlearn_dataset(config)
+    # a row RecBole reads as missing after skipped lines: its line, not the row's index + 2 (round 2)
+    (folder / "spaced.inter").write_text("\n".join([header, lines[0], "   ", "", "  ", "NA\ti1\t9"] + lines[1:]) + "\n")
+    with pytest.raises(UnlearnError, match=r"first at line 6\)"):
+        create_unlearn_dataset(config)
 
 
 def test_feature_files_are_checked_as_recbole_reads_them(tmp_path):

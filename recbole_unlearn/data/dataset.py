@@ -53,6 +53,8 @@ class UnlearnSequentialDataset(SequentialDataset):
         a user or item token it reads as missing (``NA``, ``None``, ``null``, ``nan``, an empty
         field), whose rows it drops with a log warning."""
         path = os.path.join(dataset_path, f"{token}.inter")
+        row_lines = []  # the file line of each row pandas reads (it skips lines of spaces alone)
+        separator = str(self.config["field_separator"]).encode("utf-8")
         if os.path.isfile(path):
             with open(path, "rb") as f:
                 for number, line in enumerate(f, 1):
@@ -60,14 +62,17 @@ class UnlearnSequentialDataset(SequentialDataset):
                         raise ValueError(f"{path} line {number} holds a quote (\"), which RecBole's reader takes for "
                                          "the start of a quoted field running over the next lines, merging rows: "
                                          "remove the quotes from the tokens")
+                    if number > 1 and (line.strip() or separator in line):
+                        row_lines.append(number)
         super()._load_inter_feat(token, dataset_path)
         for field in (self.uid_field, self.iid_field):
             if field is None or field not in self.inter_feat:
                 continue
             missing = np.flatnonzero(self.inter_feat[field].isnull().to_numpy())
             if len(missing):
+                first = row_lines[missing[0]] if missing[0] < len(row_lines) else missing[0] + 2
                 raise ValueError(f"{len(missing)} row{'s' if len(missing) > 1 else ''} of {path} (first at line "
-                                 f"{missing[0] + 2}) hold{'' if len(missing) > 1 else 's'} a {field} token that "
+                                 f"{first}) hold{'' if len(missing) > 1 else 's'} a {field} token that "
                                  "RecBole reads as missing (such as NA, None, null or nan, or an empty field) and "
                                  "would drop: rename such tokens")
 
