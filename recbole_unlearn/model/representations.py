@@ -2,9 +2,8 @@
 representation h (the vector scored against item embeddings), the item embeddings q, and the
 per-item score bias b some models add (BERT4Rec's trained ``output_bias``): the model scores
 ``h q^T + b``."""
-from typing import Optional
-
 import inspect
+from typing import Optional
 
 import torch
 from recbole.model.sequential_recommender import BERT4Rec

@@ -27,7 +27,8 @@ SECRET = "audit.key"
 #: the lists an audit line may hold (checked when read)
 LINE_FIELDS = {"request_ids": (jsonl.ListOf(str), False), "forgotten_hmac": (jsonl.ListOf(str), False),
                "already_forgotten": (jsonl.ListOf(str), False), "unchanged_request_ids": (jsonl.ListOf(str), False),
-               "audit_id": (str, False), "request_id": (str, False), "approximate": ((dict, type(None)), False)}
+               "audit_id": ((str, type(None)), False), "request_id": ((str, type(None)), False),
+               "approximate": ((dict, type(None)), False)}
 
 
 _UNREAD = object()  # AuditLog.pending's live line when the caller has not read it

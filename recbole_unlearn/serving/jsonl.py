@@ -16,8 +16,8 @@ newline is added.
 """
 import json
 import os
-from logging import getLogger
 from dataclasses import dataclass
+from logging import getLogger
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 from recbole_unlearn.utils.errors import UnlearnError
