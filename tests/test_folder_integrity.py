@@ -497,6 +497,15 @@ def test_an_exact_folder_with_some_weight_records_removed_fails_verify(folder, t
         json.dump(manifest, f)
     with pytest.raises(UnlearnError, match=f"{shard} .* has no training record, while the version records others"):
         verify_model(folder)
+    # the same with the version's records_complete turned off (one more field, no recomputing)
+    # passed: the audit line of the forget that made it says the shard was retrained exactly,
+    # and the code that writes records records every file it retrains (round 6)
+    manifest["records_complete"] = False
+    with open(os.path.join(version_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    with pytest.raises(UnlearnError, match=f"{shard}( .and 1 more.)? has no training record, yet the audit line of the "
+                                           "forget that made the live version says it was retrained exactly"):
+        verify_model(folder)
 
 
 @pytest.mark.parametrize("edit", ["shard_map without slice", "shard_map users short", "trained_on a list",

@@ -222,6 +222,12 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
         log.check_not_rolled_back(store, entries)
         events = RequestLedger(model_dir).events(repair=True)
         live = live_audit_line(store)
+        unrecorded = model.unrecorded_retrained_files(live[1]) if live else []
+        if unrecorded:
+            more = f" (and {len(unrecorded) - 1} more)" if len(unrecorded) > 1 else ""
+            raise UnlearnError(f"{model_dir}: {unrecorded[0]}{more} has no training record, yet the audit line of the "
+                               "forget that made the live version says it was retrained exactly, which records every "
+                               "file it trains (records removed by hand?)")
         pending = log.pending(store, entries, live)
         _check_log_lines(log.path, entries, live[1] if live else None)
         audited_ids = {rid for entry in entries + [pending or {}] for rid in entry.get("request_ids", [])}

@@ -161,6 +161,11 @@ class UnlearnableModel(ABC):
         weights started from the forgotten data), so none of its files can be checked."""
         return 0, len(self.weight_states()), []
 
+    def unrecorded_retrained_files(self, line: dict) -> List[str]:
+        """Weight files that the forget whose audit ``line`` made this version says it retrained
+        exactly, yet that have no training record (``--verify``); none for a single model."""
+        return []
+
     def unchanged_files(self, report: ForgetReport) -> List[str]:
         """Weight files ``forget`` did not change (hard-linked into the new version)."""
         return []

@@ -107,6 +107,8 @@ class ShardedUnlearnableModel(UnlearnableModel):
         self.aggregator_trained_on: Optional[Union[str, Dict[str, str]]] = None
         #: whether the version this model was loaded from recorded every file (``records_complete``)
         self.records_were_complete = False
+        #: whether that version's manifest holds training records at all (saved by code keeping them)
+        self.saved_with_records = False
 
     @property
     def recommender(self) -> EnsembleSequentialRecommender:
@@ -197,6 +199,29 @@ class ShardedUnlearnableModel(UnlearnableModel):
             return "was trained on other samples than its remaining data gives now"
         return ""
 
+    def unrecorded_retrained_files(self, line: dict) -> List[str]:
+        """Weight files the forget that made this version (its audit ``line``) retrained exactly
+        (``slices_retrained``: shard -> first stage; shards under ``approximate`` aside) that have
+        no training record, where the version was saved by code that keeps records: that code
+        records every file it trains and the aggregator it trains after, so a record nulled by
+        hand with ``records_complete`` turned off passed as unchecked (a probe)."""
+        retrained = line.get("slices_retrained")
+        if not self.saved_with_records or not isinstance(retrained, dict) or not retrained:
+            return []
+        approximate = line.get("approximate") or {}
+        missing = []
+        for shard, start in retrained.items():
+            if str(shard) in approximate or not str(shard).isdigit() or type(start) is not int:
+                continue
+            if not 0 <= int(shard) < self.shard_map.n_shards:
+                continue
+            missing += [name for name in (shard_file(int(shard), stage)
+                                          for stage in range(max(start, 0), self.shard_map.n_slices))
+                        if self.trained_on.get(name) is None]
+        if self.aggregator_trained_on is None:
+            missing.append("aggregator.pth")
+        return missing
+
     def _stage_threads(self, shard: int, stage: int) -> Optional[int]:
         """The torch thread count slice stage ``stage`` of ``shard`` trained with, where its
         record holds it (``None`` in folders saved before: the run's own count)."""
@@ -243,6 +268,7 @@ class ShardedUnlearnableModel(UnlearnableModel):
         model.trained_on = dict(manifest.get("trained_on") or {})  # none in versions saved before
         model.aggregator_trained_on = manifest.get("aggregator_trained_on")
         model.records_were_complete = manifest.get("records_complete") is True
+        model.saved_with_records = isinstance(manifest.get("trained_on"), dict)
         for name, record in model.trained_on.items():  # what stage_record writes (or a bare digest)
             if not (record is None or isinstance(record, str) or (
                     isinstance(record, dict) and all(isinstance(record.get(k), str) for k in RECORD_KEYS)
