@@ -226,7 +226,10 @@ def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", us
             raise ValueError(f"--sep must be one character, got {sep!r}")
         if quoting not in QUOTING:
             raise ValueError(f"--quoting must be one of {sorted(QUOTING)}, got {quoting!r}")
-        rows = _csv_sorted(input_path, user_col, item_col, time_col, sep, quoting, collected)
+        rows = list(_csv_sorted(input_path, user_col, item_col, time_col, sep, quoting, collected))  # read whole
+        if notes is None:  # before anything is written; attributed to the caller's line, so each call warns
+            for note in collected:
+                warnings.warn(note, UserWarning, stacklevel=2)
     else:
         rows = READERS[fmt](input_path)
     folder = os.path.join(data_path, name)
@@ -259,9 +262,6 @@ def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", us
                     os.rmdir(made)
                 except OSError:
                     break
-    if notes is None:  # attributed to the caller's line, so each call warns (the default filter's rule)
-        for note in collected:
-            warnings.warn(note, UserWarning, stacklevel=2)
     return target
 
 

@@ -322,6 +322,11 @@ def test_convert_called_from_python_without_notes_warns(tmp_path):
         convert(str(merged), "csv", "merged2", str(tmp_path), "user", "item", "time")
         convert(str(merged), "csv", "merged3", str(tmp_path), "user", "item", "time")
     assert sum("a quoted field runs over" in str(w.message) for w in caught) == 2, caught
+    with warnings.catch_warnings():  # a warning turned into an error stops it before anything is written
+        warnings.simplefilter("error")
+        with pytest.raises(UserWarning):
+            convert(str(merged), "csv", "merged4", str(tmp_path), "user", "item", "time")
+    assert not (tmp_path / "merged4").exists()
     notes: list = []
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -238,6 +238,10 @@ def test_a_line_of_spaces_in_the_inter_file_is_skipped_as_recbole_skips_it(tmp_p
     (folder / "spaced.inter").write_text("\n".join([header, lines[0], "   ", "", "  ", "NA\ti1\t9"] + lines[1:]) + "\n")
     with pytest.raises(UnlearnError, match=r"first at line 6\)"):
         create_unlearn_dataset(config)
+    # pandas skips a line of Unicode white space too (round 3: it was counted as a row)
+    (folder / "spaced.inter").write_text("\n".join([header, lines[0], "\u00a0", "NA\ti1\t9"] + lines[1:]) + "\n")
+    with pytest.raises(UnlearnError, match=r"first at line 4\)"):
+        create_unlearn_dataset(config)
 
 
 def test_feature_files_are_checked_as_recbole_reads_them(tmp_path):

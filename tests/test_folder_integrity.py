@@ -506,6 +506,11 @@ def test_an_exact_folder_with_some_weight_records_removed_fails_verify(folder, t
     with pytest.raises(UnlearnError, match=f"{shard}( .and 1 more.)? has no training record, yet the audit line of the "
                                            "forget that made the live version says it was retrained exactly"):
         verify_model(folder)
+    del manifest["trained_on"]  # as a version saved before records were kept looks (round 3)
+    with open(os.path.join(version_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    with pytest.raises(UnlearnError, match="has no training record, yet the audit line"):
+        verify_model(folder)
 
 
 @pytest.mark.parametrize("edit", ["shard_map without slice", "shard_map users short", "trained_on a list",
@@ -784,7 +789,7 @@ def test_verify_finds_an_audit_log_that_contradicts_itself(folder, tmp_path, edi
 
 
 @pytest.mark.parametrize("edit", ["an earlier line's pairs emptied", "an earlier line and its ledger lines deleted",
-                                  "both logs deleted"])
+                                  "both logs deleted", "an earlier line's pairs field deleted"])
 def test_verify_finds_forgotten_interactions_no_audit_line_covers(folder, tmp_path, edit):
     """``--verify`` counted the forgotten interactions no audit line covers
     (``forgotten_unaudited``) and passed: an earlier line's ``forgotten_hmac`` emptied, that line
@@ -799,6 +804,9 @@ def test_verify_finds_forgotten_interactions_no_audit_line_covers(folder, tmp_pa
     ledger = os.path.join(folder, "requests.jsonl")
     if edit == "an earlier line's pairs emptied":
         _rewrite_audit(folder, lambda lines: [dict(lines[0], forgotten_hmac=[])] + lines[1:])
+    elif edit == "an earlier line's pairs field deleted":  # as lines written before pairs were look (round 3)
+        _rewrite_audit(folder, lambda lines: [{k: v for k, v in lines[0].items() if k != "forgotten_hmac"}]
+                       + lines[1:])
     elif edit == "an earlier line and its ledger lines deleted":
         first = set(json.loads(open(os.path.join(folder, "audit.jsonl")).readline())["request_ids"])
         _rewrite_audit(folder, lambda lines: lines[1:])
@@ -808,7 +816,7 @@ def test_verify_finds_forgotten_interactions_no_audit_line_covers(folder, tmp_pa
     else:
         os.unlink(os.path.join(folder, "audit.jsonl"))
         os.unlink(ledger)
-    with pytest.raises(UnlearnError, match="forgotten interactions are in no audit line"):
+    with pytest.raises(UnlearnError, match="forgotten interactions are in no audit line|holds no forgotten_hmac"):
         verify_model(folder)
 
 

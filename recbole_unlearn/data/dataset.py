@@ -62,7 +62,7 @@ class UnlearnSequentialDataset(SequentialDataset):
                         raise ValueError(f"{path} line {number} holds a quote (\"), which RecBole's reader takes for "
                                          "the start of a quoted field running over the next lines, merging rows: "
                                          "remove the quotes from the tokens")
-                    if number > 1 and (line.strip() or separator in line):
+                    if number > 1 and (line.decode("utf-8", "replace").strip() or separator in line):
                         row_lines.append(number)
         super()._load_inter_feat(token, dataset_path)
         for field in (self.uid_field, self.iid_field):

@@ -305,9 +305,16 @@ def _check_log_lines(path: str, entries: List[dict], live: Optional[dict]) -> No
     other than the one the version holds (``live``, checksummed; ``recovered`` aside), or a line
     that forgot interactions without changing the model while requests of it (not already
     forgotten) are not listed as unchanged. Each passed ``--verify`` (found by probing)."""
-    seen_audit, seen_request, newest = {}, {}, None
+    seen_audit, seen_request, newest, hmac_line = {}, {}, None, None
     for number, entry in enumerate(entries, start=1):
         where = f"{path} line {number}"
+        # every line since its pairs were recorded (an audit id, a key id) holds them, and no
+        # line after one that does lacks them: a line without them passed as one saved before
+        if "forgotten_hmac" in entry:
+            hmac_line = hmac_line or number
+        elif "audit_id" in entry or "key_id" in entry or hmac_line is not None:
+            raise UnlearnError(f"{where} holds no forgotten_hmac, which every line written since "
+                               f"{'line ' + str(hmac_line) if hmac_line else 'audit ids were'} holds: the log was edited")
         audit_id = entry.get("audit_id", entry.get("request_id"))
         if audit_id is not None and audit_id in seen_audit:
             raise UnlearnError(f"{where} repeats line {seen_audit[audit_id]} (audit id {audit_id}): the log was edited")

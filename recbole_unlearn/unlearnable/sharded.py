@@ -206,7 +206,9 @@ class ShardedUnlearnableModel(UnlearnableModel):
         records every file it trains and the aggregator it trains after, so a record nulled by
         hand with ``records_complete`` turned off passed as unchecked (a probe)."""
         retrained = line.get("slices_retrained")
-        if not self.saved_with_records or not isinstance(retrained, dict) or not retrained:
+        # a line naming its key (key_id) was written by code that keeps records, whose manifest
+        # holds them: one without (``trained_on`` deleted) is not a version saved before them
+        if not (self.saved_with_records or "key_id" in line) or not isinstance(retrained, dict) or not retrained:
             return []
         approximate = line.get("approximate") or {}
         missing = []
