@@ -454,3 +454,22 @@ def test_verbose_false_prints_nothing_and_still_logs_to_the_run_log(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout == "" and done.stderr == "", done.stderr[-1000:]
+
+
+def test_the_training_summary_names_capped_audit_references_and_matched_retrains():
+    """A grid's ``training`` / ``cap_hit`` columns named no audit reference model and no Retrain
+    matched to a request step that ran all its epochs, where a single run's cap note names them
+    (a probe: ``references_hit_cap: [true, false]`` in the original row, "3 epochs", cap_hit
+    False)."""
+    from recbole_unlearn.utils.results import training_summary
+
+    original = {"method": "original", "epochs_run": 3, "hit_cap": False,
+                "audit": {"cost": {"references_epochs_run": [5, 3], "references_hit_cap": [True, False]}}}
+    assert training_summary(original, 5) == ("3 epochs; audit references: 1 of 2 at cap", True)
+    stepped = {"method": "sisa", "epochs_run": None, "steps": [
+        {"step": 1, "retrain": {"epochs_run": 5, "hit_cap": True}},
+        {"step": 2, "retrain": {"epochs_run": 4, "hit_cap": False}}],
+        "fit_training": {"shards": {"0": {"0": {"epochs": 2, "cap": 5, "hit_cap": False}}}}}
+    text, capped = training_summary(stepped, 5)
+    assert capped is True and "Retrain matched to request 1 at cap" in text, text
+    assert training_summary({"method": "original", "epochs_run": 3, "hit_cap": False}, 5) == ("3 epochs", False)

@@ -150,7 +150,28 @@ def _stage_epochs(record: Optional[dict]) -> Tuple[List[int], int, Optional[dict
 def training_summary(row: dict, epochs_cap: Optional[int] = None) -> Tuple[str, Optional[bool]]:
     """How a row's models trained, in words, and whether any of them stopped at its cap rather
     than by validation: a single model's epochs (original, Retrain), an approximate step's epochs
-    and why it stopped, a sharded model's shard and aggregator epochs at fit and at forget."""
+    and why it stopped, a sharded model's shard and aggregator epochs at fit and at forget; then
+    the audit's reference models (the original row's ``audit.cost``) and the Retrains matched to
+    ``request_steps``' requests that ran all their epochs (a grid named neither)."""
+    text, capped = _own_training_summary(row, epochs_cap)
+    extra = []
+    cost = (row.get("audit") or {}).get("cost") or {}
+    runs = list(cost.get("references_epochs_run") or [])
+    hits = list(cost.get("references_hit_cap") or []) + [None] * len(runs)
+    at_cap = sum(single_model_hit_cap({"epochs_run": e, "hit_cap": h}, epochs_cap) for e, h in zip(runs, hits))
+    if at_cap:
+        extra.append(f"audit references: {at_cap} of {len(runs)} at cap")
+    matched = _capped_step_retrains([row], epochs_cap)
+    if matched:
+        extra.append(f"Retrain matched to request{'s' if len(matched) > 1 else ''} "
+                     f"{', '.join(map(str, matched))} at cap")
+    if not extra:
+        return text, capped
+    return "; ".join([text] + extra if text else extra), True
+
+
+def _own_training_summary(row: dict, epochs_cap: Optional[int]) -> Tuple[str, Optional[bool]]:
+    """:func:`training_summary` of the row's own models."""
     parts, capped = [], False
     if row.get("stopped_by"):
         return f"{row.get('epochs_run', 0)} epochs, stopped by {row['stopped_by']}", False
