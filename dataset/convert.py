@@ -23,7 +23,7 @@ import signal
 import sys
 import warnings
 from datetime import datetime, timezone
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 HEADER = "user_id:token\titem_id:token\ttimestamp:float\n"
 _LONE_CR = re.compile(rb"(?<=\r)(?!\n)")  # splits after a carriage return that ends a line alone
@@ -170,7 +170,7 @@ def _csv_rows(path: str, user_col: str, item_col: str, time_col: str, sep: str, 
                 notes.append(f"{path} line {first}: a quoted field runs over lines {first} to {number} and holds "
                              "lines that read as records: if its opening quote is unbalanced, they were merged into "
                              "it (give --quoting=none if the file's quotes are text)")
-            where = f"{path} line {first}" if number == first else f"{path} lines {first} to {number}"
+            where = _record_lines(path, first, number)
             if len(parts) != len(header):
                 raise ValueError(f"{where}: {len(parts)} fields, header has {len(header)}")
             user, item, moment = (parts[i].strip() for i in index)
@@ -186,17 +186,21 @@ def _csv_rows(path: str, user_col: str, item_col: str, time_col: str, sep: str, 
             raise ValueError(f"{path} line {last + 1}: a quote opened there is never closed (every line after it "
                              "would be one field); give --quoting=none if the file's quotes are text, or mend the "
                              "quote") from None
-        first, number = last + 1, reader.line_num
-        where = f"{path} line {first}" if number <= first else f"{path} lines {first} to {number}"
-        raise ValueError(f"{where}: {e}") from None
+        raise ValueError(f"{_record_lines(path, last + 1, reader.line_num)}: {e}") from None
+
+
+def _record_lines(path: str, first: int, last: int) -> str:
+    """``<path> line 2``, or ``<path> lines 2 to 4`` for a record read over several lines."""
+    return f"{path} line {first}" if last <= first else f"{path} lines {first} to {last}"
 
 
 def _csv_sorted(path: str, user_col: str, item_col: str, time_col: str, sep: str, quoting: str = "csv",
-                notes: Optional[list] = None) -> Iterator[Tuple[str, str, float]]:
-    """Rows ordered by time within each user; ties keep the file's order (stable sort)."""
+                notes: Optional[list] = None) -> List[Tuple[str, str, float]]:
+    """Rows ordered by time within each user; ties keep the file's order (stable sort). The
+    whole file is read first, so ``notes`` is complete before a row is written."""
     rows = list(_csv_rows(path, user_col, item_col, time_col, sep, quoting, notes))
     rows.sort(key=lambda r: r[2])
-    yield from rows
+    return rows
 
 
 READERS = {"sequence": _sequence_rows, "pairs": _pair_rows, "csv": _csv_sorted}
@@ -226,7 +230,7 @@ def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", us
             raise ValueError(f"--sep must be one character, got {sep!r}")
         if quoting not in QUOTING:
             raise ValueError(f"--quoting must be one of {sorted(QUOTING)}, got {quoting!r}")
-        rows = list(_csv_sorted(input_path, user_col, item_col, time_col, sep, quoting, collected))  # read whole
+        rows = _csv_sorted(input_path, user_col, item_col, time_col, sep, quoting, collected)
         if notes is None:  # before anything is written; attributed to the caller's line, so each call warns
             for note in collected:
                 warnings.warn(note, UserWarning, stacklevel=2)

@@ -48,12 +48,11 @@ class AggregatorTraining:
     cap: int = 0
     best_valid: Optional[float] = None
     metric: str = "ndcg@10"
-    #: whether early stopping ended it (on the cap's last epoch, too)
-    stopped_by_validation: bool = False
+    #: whether the cap, not validation, ended training (``UnlearnTrainer.hit_cap``)
+    hit_cap: bool = False
 
     def to_json(self) -> dict:
-        hit_cap = self.epochs >= self.cap and not self.stopped_by_validation
-        return {"epochs": self.epochs, "cap": self.cap, "hit_cap": hit_cap,
+        return {"epochs": self.epochs, "cap": self.cap, "hit_cap": self.hit_cap,
                 f"best_valid_{self.metric}": None if self.best_valid is None else round(self.best_valid, 4),
                 "samples": self.samples, "cache_mb": self.cache_mb, "seconds": round(self.seconds, 3)}
 
@@ -137,7 +136,7 @@ def train_aggregator(config, ensemble, dataset: UnlearnSequentialDataset, keep: 
             trainer.load_best()
             result.best_valid = validated_score(best)
         result.epochs = len(trainer.train_loss_dict)
-        result.stopped_by_validation = trainer.stopped_by_validation
+        result.hit_cap = trainer.hit_cap()
     finally:
         ensemble.cache = None
     ensemble.eval()

@@ -73,13 +73,8 @@ class StageTraining:
     cap: int
     best_valid: Optional[float] = None
     metric: str = "ndcg@10"
-    #: whether early stopping ended it (on the cap's last epoch, too)
-    stopped_by_validation: bool = False
-
-    @property
-    def hit_cap(self) -> bool:
-        """Whether the cap, not validation, ended training."""
-        return self.epochs >= self.cap and not self.stopped_by_validation
+    #: whether the cap, not validation, ended training (``UnlearnTrainer.hit_cap``)
+    hit_cap: bool = False
 
     def to_json(self) -> dict:
         return {"epochs": self.epochs, "cap": self.cap, "hit_cap": self.hit_cap,
@@ -196,7 +191,7 @@ def _train_stages(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap
                 trainer.load_best()
                 training.best_valid = validated_score(best)
             training.epochs = len(trainer.train_loss_dict)
-            training.stopped_by_validation = trainer.stopped_by_validation
+            training.hit_cap = trainer.hit_cap()
             result.samples += len(samples) * training.epochs
         result.stages[stage] = training
         state = cpu_state_dict(model)

@@ -156,9 +156,8 @@ def training_summary(row: dict, epochs_cap: Optional[int] = None) -> Tuple[str, 
     text, capped = _own_training_summary(row, epochs_cap)
     extra = []
     cost = (row.get("audit") or {}).get("cost") or {}
-    runs = list(cost.get("references_epochs_run") or [])
-    hits = list(cost.get("references_hit_cap") or []) + [None] * len(runs)
-    at_cap = sum(single_model_hit_cap({"epochs_run": e, "hit_cap": h}, epochs_cap) for e, h in zip(runs, hits))
+    runs = cost.get("references_epochs_run") or []
+    at_cap = _references_at_cap(runs, cost.get("references_hit_cap") or [], epochs_cap)
     if at_cap:
         extra.append(f"audit references: {at_cap} of {len(runs)} at cap")
     matched = _capped_step_retrains([row], epochs_cap)
@@ -230,6 +229,15 @@ def single_model_hit_cap(record: dict, epochs_cap: Optional[int]) -> bool:
     return record.get("epochs_run") is not None and epochs_cap is not None and record["epochs_run"] >= epochs_cap
 
 
+def _references_at_cap(epochs_run: Sequence[Optional[int]], hit_cap: Sequence[Optional[bool]],
+                       epochs_cap: Optional[int]) -> int:
+    """How many of the audit's reference models (``references_epochs_run`` and, where recorded,
+    ``references_hit_cap``, one entry each) ran all their epochs without early stopping ending it."""
+    recorded = list(hit_cap) + [None] * (len(epochs_run) - len(hit_cap))
+    return sum(single_model_hit_cap({"epochs_run": epochs, "hit_cap": hit}, epochs_cap)
+               for epochs, hit in zip(epochs_run, recorded))
+
+
 def _capped_step_retrains(rows: List[dict], epochs_cap: int) -> List[int]:
     """The requests (1-based) whose matched Retrain (``request_steps``) ran all its epochs."""
     return sorted({int(step["step"]) for row in rows for step in row.get("steps") or []
@@ -276,9 +284,7 @@ def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int, slice_epoch
         named.append(f"the Retrain{'s' if len(matched) > 1 else ''} matched to request{'s' if len(matched) > 1 else ''} "
                      f"{', '.join(map(str, matched))}")
         whole = True
-    recorded = list(reference_hit_cap) + [None] * (len(reference_epochs) - len(reference_hit_cap))
-    if any(single_model_hit_cap({"epochs_run": epochs, "hit_cap": hit}, epochs_cap)
-           for epochs, hit in zip(reference_epochs, recorded)):
+    if _references_at_cap(reference_epochs, reference_hit_cap, epochs_cap):
         named.append("the audit's reference models")
         whole = True
     if not named:
