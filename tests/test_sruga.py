@@ -2,6 +2,7 @@
 import copy
 import os
 
+import numpy as np
 import pytest
 import torch
 from recbole.utils import get_model, init_seed
@@ -280,6 +281,24 @@ def test_sampled_floor_check_uses_fixed_validation_users(trained):
     report = sruga_unlearn(cfg, copy.deepcopy(model), dataset, forget_set, keep)
     expected = full_ranking_metrics(model, sampled, cfg, ["NDCG"], [10])["ndcg@10"]
     assert report.history[0]["valid_ndcg@10"] == expected
+
+
+def test_sampled_floor_check_draws_its_users_among_the_shards_own(trained):
+    """Under ``shard_unlearning: sruga`` a shard's ``keep`` holds only its users' rows: its
+    ``sruga_valid_users`` sample is drawn among them (was drawn among all users, then every user
+    outside the shard dropped for an empty history: about n / K users per shard)."""
+    config, dataset, forget_set, _ = trained
+    keep = forget_set.keep_mask(dataset)
+    users = dataset.inter_feat["user_id"].numpy()
+    shard_users = np.unique(users)[::4]  # a quarter of the users, as one of K = 4 shards
+    shard_keep = keep & np.isin(users, shard_users)
+    full = split_loaders(config, dataset, shard_keep).valid
+    n = len(full._dataset) // 2
+    sampled = stopping_valid_loader(config.override({"sruga_valid_users": n}), dataset, shard_keep, full)
+    drawn = sampled._dataset.inter_feat["user_id"].tolist()
+    assert len(drawn) == n and set(drawn) <= set(shard_users.tolist())
+    assert stopping_valid_loader(config.override({"sruga_valid_users": len(full._dataset)}), dataset, shard_keep,
+                                 full) is full  # as many as the shard has: every one of them
 
 
 @pytest.mark.parametrize("ga_loss", ["bce", "ce"])

@@ -38,8 +38,9 @@ learning rate (a fresh Adam, the annealing from its start), at most ``sruga_floo
 (the epochs count toward ``sruga_epochs``). A step whose loss is not finite is a floor hit that
 needs no check (``stopped_by: non_finite_loss`` when it stops); epochs run after the last
 scheduled check (``sruga_eval_step`` > 1) get a check of their own before they are kept. These checks rank all items for
-every validation user; ``sruga_valid_users`` limits the utility check to a fixed random sample of
-that many users (the same users at every check) to make it cheaper.
+every validation user; ``sruga_valid_users`` limits both (the utility check and the unseen stop's
+reference) to a fixed random sample of that many users (the same users at every check; a shard's
+step draws them among its own users) to make them cheaper.
 """
 import copy
 import time
@@ -176,11 +177,13 @@ def remaining_loss(model, agent, rem_batch, eta_kl: float, eta_ft: float, shared
 
 
 def stopping_valid_loader(config, dataset: UnlearnSequentialDataset, keep: np.ndarray, full_valid_loader):
-    """The validation loader of the utility-floor check: ``full_valid_loader`` (every user's
-    validation target) or, with ``sruga_valid_users = n``, the validation targets of ``n``
-    users drawn once with ``seed`` (independently of the D_fgt batch order)."""
+    """The validation loader of the utility-floor check and of the unseen stop's reference:
+    ``full_valid_loader`` (the validation target of every user with a history under ``keep``) or,
+    with ``sruga_valid_users = n``, the validation targets of ``n`` of those users drawn once with
+    ``seed`` (independently of the D_fgt batch order). Under ``shard_unlearning: sruga`` ``keep``
+    holds one shard's rows, so the ``n`` are drawn among the shard's own users."""
     n_users = config["sruga_valid_users"]
-    targets = dataset.split_targets(keep)[1]
+    targets = dataset.history_rows(dataset.split_targets(keep)[1], keep)[0]
     if n_users is None or n_users >= len(targets):
         return full_valid_loader
     rng = np.random.default_rng([config["seed"], len(targets)])
