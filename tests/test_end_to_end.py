@@ -473,3 +473,12 @@ def test_the_training_summary_names_capped_audit_references_and_matched_retrains
     text, capped = training_summary(stepped, 5)
     assert capped is True and "Retrain matched to request 1 at cap" in text, text
     assert training_summary({"method": "original", "epochs_run": 3, "hit_cap": False}, 5) == ("3 epochs", False)
+
+
+@pytest.mark.parametrize("value", ["retrain,sisa", "[retrain,sisa]", "['retrain', 'sisa']", " Retrain , SISA "])
+def test_several_methods_on_the_command_line_as_recbole_writes_lists(value):
+    """RecBole's command line writes a list as ``[a,b]``; a value its parser cannot evaluate
+    (names without quotes) stays the string: the brackets are read as a list, not as part of the
+    first and last names (``[retrain`` was an unknown method)."""
+    from recbole_unlearn.config.configurator import method_names
+    assert method_names(value) == ["retrain", "sisa"]

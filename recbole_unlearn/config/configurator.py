@@ -160,11 +160,16 @@ def default_setting(key: str):
 
 
 def method_names(value) -> List[str]:
-    """``unlearn_method`` may be one name, a comma-separated string or a list."""
+    """``unlearn_method`` may be one name, a comma-separated string (also in brackets, as RecBole's
+    command line writes a list: ``[a,b]`` stays a string when its names are not quoted) or a list."""
     if value is None:
         return []
     if isinstance(value, str):
-        return [v.strip().lower() for v in value.split(",") if v.strip()]
+        text = value.strip()
+        if text.startswith("[") and text.endswith("]"):
+            text = text[1:-1]
+        names = (v.strip().strip("'\"").strip().lower() for v in text.split(","))
+        return [name for name in names if name]
     return [str(v).strip().lower() for v in value]
 
 
