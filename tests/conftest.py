@@ -46,6 +46,8 @@ def tiny_dict(**overrides) -> dict:
         "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
     }
     base.update(overrides)
+    if "forget_user_ratio" not in overrides and (base.get("forget") or base.get("forget_protocol", "thesis") != "thesis"):
+        base.pop("forget_user_ratio", None)  # the thesis protocol's key: another forget set never reads it
     return base
 
 

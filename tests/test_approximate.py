@@ -601,3 +601,48 @@ def test_the_training_column_of_a_per_shard_approximate_row_says_what_its_steps_
     text, _ = training_summary(row)
     assert "forget:," not in text, text
     assert "forget: shard steps 3-5 epochs (stopped by finetuned, unseen), aggregator 10 (cap)" in text, text
+
+
+def test_an_approximate_step_that_ran_out_of_epochs_is_at_its_cap():
+    """``stopped by max_epochs`` (SRUGA's ``sruga_epochs`` spent before its own stops ended it) sat
+    next to ``cap_hit False`` in a grid's leaderboard, and the cap note left it out (timing probe);
+    a step its own rule stopped (patience, unseen, a fixed round) is not at a cap."""
+    from recbole_unlearn.utils.results import capped_parts, training_summary
+
+    assert training_summary({"epochs_run": 2, "stopped_by": "max_epochs"}) == ("2 epochs, stopped by max_epochs", True)
+    assert capped_parts({"epochs_run": 2, "stopped_by": "max_epochs"}, 10) == "approximate step"
+    assert training_summary({"epochs_run": 2, "stopped_by": "patience, max_epochs"})[1] is True  # request steps
+    for reason in ("patience", "unseen", "finetuned", "rounds_done", "newton_step"):
+        assert training_summary({"epochs_run": 1, "stopped_by": reason})[1] is False
+        assert capped_parts({"epochs_run": 1, "stopped_by": reason}, 1) is None
+    stage = {"epochs": 1, "cap": 5, "hit_cap": False, "best_valid_ndcg@10": 0.0}
+    row = {"fit_training": {"shards": {"0": {"0": stage}}}, "forget_training": {"shards": {}},
+           "approximate": {"0": {"epochs_run": 4, "stopped_by": "max_epochs", "changed": True}}}
+    assert training_summary(row)[1] is True and capped_parts(row, 5) == "forget: 1 approximate shard step"
+
+
+def test_a_run_whose_sruga_step_ran_out_of_epochs_names_sruga_epochs(in_tmp, capsys):
+    from recbole_unlearn import run_recbole_unlearn
+
+    run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method="sruga", include_retrain=False, save_model=False, sruga_epochs=1, sruga_stop_unseen=False,
+        sruga_patience=5, utility_floor=0.0, epochs=2, stopping_step=5, results_dir=str(in_tmp / "r")))
+    out = capsys.readouterr().out
+    assert "sruga (approximate step)" in out and "sruga_epochs 1" in out and "--sruga_epochs" in out, out
+
+
+@pytest.mark.parametrize("method, settings, passes", [
+    ("kookmin", {"kookmin_finetune_epochs": 3}, 3), ("kookmin", {}, 0.2),
+    ("fanchuan", {"fanchuan_rounds": 2, "fanchuan_finetune_epochs": 0.5}, 1.0)])
+def test_a_rows_training_says_how_much_its_step_fine_tuned(in_tmp, method, settings, passes):
+    """Kookmin's row said "1 epochs, stopped by finetuned" whether it fine-tuned a fifth of a pass
+    over D_rem or three (timing probe); Fanchuan's counted its rounds alone."""
+    from recbole_unlearn import run_recbole_unlearn
+    from recbole_unlearn.utils.results import training_summary
+
+    doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method=method, include_retrain=False, save_model=False, results_dir=str(in_tmp / "r"), **settings),
+        verbose=False)
+    row = next(r for r in doc["rows"] if r["method"] == method)
+    assert row["finetune_epochs"] == pytest.approx(passes), row
+    assert f"fine-tuned {passes:g} passes over D_rem" in training_summary(row)[0]

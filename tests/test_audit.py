@@ -195,8 +195,8 @@ def test_an_audit_with_too_few_users_is_refused_before_anything_is_written(tmp_p
 
     with pytest.raises(UnlearnError, match=r"audit needs at least audit_min_users \(10\) users"):
         run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
-            unlearn_method="retrain", audit=True, forget_protocol=protocol, forget_user_ratio=0.01,
-            sru_forget_ratio=0.01, results_dir=str(tmp_path / "r")), verbose=False)
+            unlearn_method="retrain", audit=True, forget_protocol=protocol, results_dir=str(tmp_path / "r"),
+            **{"forget_user_ratio" if protocol == "thesis" else "sru_forget_ratio": 0.01}), verbose=False)
     assert not os.path.exists(tmp_path / "r")
 
 
@@ -238,8 +238,8 @@ def test_an_audit_whose_doubled_forget_ratio_exceeds_every_user_is_refused(tmp_p
     every user without a word, so 0.6 and 1.0 forgot the same half (found by probing)."""
     with pytest.raises(UnlearnError, match=r"at most 0\.5 with audit"):
         run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
-            unlearn_method="retrain", audit=True, forget_protocol=protocol, forget_user_ratio=0.6,
-            sru_forget_ratio=0.6, results_dir=str(tmp_path / "r")), verbose=False)
+            unlearn_method="retrain", audit=True, forget_protocol=protocol, results_dir=str(tmp_path / "r"),
+            **{"forget_user_ratio" if protocol == "thesis" else "sru_forget_ratio": 0.6}), verbose=False)
     assert not os.path.exists(tmp_path / "r")
 
 

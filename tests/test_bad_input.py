@@ -930,6 +930,43 @@ def test_a_setting_no_method_of_the_run_uses_is_refused(in_tmp, values, unused):
     assert not (in_tmp / "r").exists()
 
 
+@pytest.mark.parametrize("values, unused, why", [
+    ({"forget_protocol": "sru", "forget_user_ratio": 0.5}, "forget_user_ratio", "forget_protocol sru does not read it"),
+    ({"forget_protocol": "sru", "forget_item_ratio": 0.3}, "forget_item_ratio", "forget_protocol sru does not read it"),
+    ({"forget_protocol": "thesis", "sru_forget_ratio": 0.5}, "sru_forget_ratio",
+     "forget_protocol thesis does not read it"),
+    ({"forget_protocol": "none", "forget_skip_first": 1}, "forget_skip_first", "forget_protocol none does not read it"),
+    ({"forget": "req.csv", "forget_protocol": "sru"}, "forget_protocol", "a request file gives the forget set"),
+    ({"forget": "req.csv", "sru_forget_ratio": 0.9}, "sru_forget_ratio", "a request file gives the forget set"),
+    ({"audit_references": 5}, "audit_references", "audit is off"),
+    ({"audit_bootstrap": 200, "audit_shuffles": 3}, "audit_bootstrap", "audit is off"),
+])
+def test_a_forget_set_or_audit_setting_the_run_never_reads_is_refused(in_tmp, values, unused, why):
+    """``--forget_protocol=sru --forget_user_ratio=0.5`` forgot the sru protocol's users and
+    results.json recorded forget_user_ratio 0.5; audit settings with the audit off and protocol
+    settings with a request file were recorded alike (config probe)."""
+    (in_tmp / "req.csv").write_text("5\n")
+    values = dict(values, **({"forget": str(in_tmp / "req.csv")} if "forget" in values else {}))
+    with pytest.raises(UnlearnError, match=f"{unused} \\({why}\\).*not used by this run") as refused:
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(results_dir=str(in_tmp / "r"), **values), verbose=False)
+    assert str(refused.value).count("\n") == 0
+    assert not (in_tmp / "r").exists()
+
+
+def test_forget_set_settings_the_run_reads_are_accepted():
+    """The protocol's own keys, the audit's with the audit on, ``forget_seed`` everywhere (the
+    inference negatives and RED draw with it)."""
+    from recbole_unlearn.unlearn.experiment import unused_data_settings
+    from recbole_unlearn.config import UnlearnConfig
+
+    for values in ({"forget_protocol": "thesis", "forget_user_ratio": 0.3, "forget_item_ratio": 0.5,
+                    "forget_skip_first": 2, "forget_seed": 3},
+                   {"forget_protocol": "sru", "sru_forget_ratio": 0.3, "forget_seed": 3},
+                   {"audit": True, "audit_references": 3, "audit_bootstrap": 200, "audit_min_users": 2,
+                    "audit_shuffles": 2}):
+        assert unused_data_settings(UnlearnConfig("GRU4Rec", config_dict=tiny_dict(**values))) == {}
+
+
 def test_recbole_optimiser_names_are_accepted_in_any_case():
     """RecBole lower-cases ``learner`` (``Adam``, ``AdamW`` are its optimisers); only a name it does
     not know is refused (it trained with Adam and recorded the typo)."""

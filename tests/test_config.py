@@ -237,3 +237,44 @@ def test_the_methods_of_a_run_are_recorded_alike_however_they_were_given():
     recorded = {UnlearnConfig("GRU4Rec", config_dict=tiny_dict(unlearn_method=form, n_shards=2)).settings()[
         "unlearn_method"] for form in forms}
     assert recorded == {"sisa,sru"}
+
+
+def test_use_gpu_false_runs_on_the_cpu_where_cuda_is_available(monkeypatch):
+    """RecBole 1.2.1 never reads ``use_gpu``: it chose ``cuda`` wherever CUDA was available
+    (config probe)."""
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert str(UnlearnConfig(config_dict=tiny_dict(use_gpu=False))["device"]) == "cpu"
+
+
+@pytest.mark.parametrize("visible", ["", "3", "1,2"])
+def test_the_environments_cuda_visible_devices_is_kept(monkeypatch, visible):
+    """RecBole set ``CUDA_VISIBLE_DEVICES`` to ``gpu_id`` (default ``0``) in every process: a
+    process started with ``CUDA_VISIBLE_DEVICES=`` (no GPU) saw GPU 0 again, and one given its
+    GPUs by a scheduler used another job's. Where the environment names the devices, it stays."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    for use_gpu in (True, False):
+        UnlearnConfig(config_dict=tiny_dict(use_gpu=use_gpu))
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == visible
+
+
+def test_a_gpu_id_given_by_the_user_still_chooses_the_device(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    UnlearnConfig(config_dict=tiny_dict(gpu_id="2", use_gpu=True))
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2"  # RecBole's way of choosing a GPU
+
+
+def test_device_is_refused_as_a_setting():
+    """``device`` is derived (``use_gpu``, ``gpu_id``): ``--device=cuda:3`` ran on the CPU silently."""
+    with pytest.raises(UnlearnError, match="'device' is set from use_gpu and gpu_id"):
+        UnlearnConfig(config_dict=tiny_dict(device="cuda:3"))
+
+
+def test_data_path_is_read_for_ml_100k_too(tmp_path):
+    """RecBole replaces ``data_path`` with its bundled copy for a dataset named ``ml-100k``: a
+    user's own ml-100k was ignored without a word."""
+    config = UnlearnConfig(config_dict=tiny_dict(dataset="ml-100k", data_path=str(tmp_path)))
+    assert os.path.normpath(config["data_path"]) == os.path.join(str(tmp_path), "ml-100k")
+    bundled = UnlearnConfig(config_dict={k: v for k, v in tiny_dict(dataset="ml-100k").items() if k != "data_path"})
+    assert os.path.isfile(os.path.join(bundled["data_path"], "ml-100k.inter"))  # the default job's data

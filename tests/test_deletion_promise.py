@@ -33,9 +33,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUIET = {"state": "ERROR"}
 
 
-def _cli(args, cwd, env=None):
+def _cli(args, cwd, env=None, timeout=600):
     return subprocess.run([sys.executable, os.path.join(ROOT, "run_recbole_unlearn.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600, env=env)
+                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def _forgotten_pairs(model_dir):
@@ -417,6 +417,22 @@ def test_a_busy_folder_fails_with_one_line_and_changes_nothing(sisa_copy, in_tmp
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and f"is busy (pid {os.getpid()})" in lines[0], proc.stderr
+    assert snapshot(sisa_copy) == before
+
+
+@pytest.mark.parametrize("value, verify", [("abc", False), ("abc", True), ("[1]", False), ("-5", False),
+                                           ("-5", True)])
+def test_a_bad_lock_timeout_is_one_line_before_the_lock_is_waited_for(sisa_copy, in_tmp, value, verify):
+    """``lock_timeout_s`` was read before the settings were checked: ``abc`` or ``[1]`` ended in
+    a traceback (request run and ``--verify``), and ``-5`` waited for a busy folder for ever
+    (filelock's "no timeout"), never reaching the check (config probe)."""
+    (in_tmp / "req.csv").write_text("2,292\n")
+    before = snapshot(sisa_copy)
+    with FolderLock(sisa_copy, 0).hold():  # busy: a run that got past the check would wait
+        action = ["--verify=True"] if verify else ["--forget=req.csv"]
+        proc = _cli([f"--model_dir={sisa_copy}", *action, f"--lock_timeout_s={value}"], in_tmp, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: config key 'lock_timeout_s' must be"), proc.stderr
     assert snapshot(sisa_copy) == before
 
 
@@ -1162,9 +1178,9 @@ def test_every_row_of_a_run_says_how_many_rows_only_forgotten_lines_kept(tmp_pat
     dataset = create_unlearn_dataset(UnlearnConfig("GRU4Rec", config_dict=settings))
     item = dataset.id2token("item_id", dataset.log_item[dataset.user_rows(dataset.token2id("user_id", "34"))[0]])
     (tmp_path / "req.csv").write_text(f"34,{item}\n")
-    doc = run_recbole_unlearn("GRU4Rec", config_dict=dict(
-        settings, unlearn_method="sisa", n_shards=2, forget=str(tmp_path / "req.csv"), model_dir=str(tmp_path / "m"),
-        shard_num_threads=1, results_dir=str(tmp_path / "r")))
+    doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        user_inter_num_interval="[20,inf)", unlearn_method="sisa", n_shards=2, forget=str(tmp_path / "req.csv"),
+        model_dir=str(tmp_path / "m"), shard_num_threads=1, results_dir=str(tmp_path / "r")))
     out = capsys.readouterr().out
     forgetting = {r["method"]: r for r in doc["rows"] if r["method"] in ("retrain", "sisa")}
     assert set(forgetting) == {"retrain", "sisa"}

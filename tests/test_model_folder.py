@@ -152,6 +152,11 @@ def test_a_setting_given_as_the_saved_model_has_it_is_accepted(saved, tmp_path):
     run_verify(str(copy), {"n_shards": np.int64(2), "epochs": "1", "topk": settings["topk"]})
     with pytest.raises(UnlearnError, match="cannot change 'epochs'"):
         run_verify(str(copy), {"epochs": "2"})
+    # the method as the training command gave it: any case, a list (config probe: "SISA" was refused)
+    for method in ("SISA", ["sisa"], "[sisa]"):
+        run_verify(str(copy), {"unlearn_method": method})
+    with pytest.raises(UnlearnError, match="cannot change 'unlearn_method'"):
+        run_verify(str(copy), {"unlearn_method": "sru"})
 
 
 def test_ray_two_workers_match_one_worker(in_tmp):
@@ -465,3 +470,19 @@ def test_a_relative_results_dir_is_the_training_runs_for_every_later_request_run
     doc = run_forget_requests(str(tmp_path / "model"), str(answered_in / "r.csv"), {"state": "ERROR"}, verbose=False)
     assert os.path.dirname(os.path.dirname(os.path.abspath(doc["results_path"]))) == str(trained_in / "res")
     assert not (answered_in / "res").exists()
+
+
+def test_a_device_saved_by_earlier_code_is_dropped_and_a_new_one_refused(saved, tmp_path):
+    """``device`` is derived (``use_gpu``, ``gpu_id``) and now refused as a setting; earlier code
+    accepted it (RecBole then replaced it) and saved it with the folder's settings."""
+    import json
+
+    model_dir = str(tmp_path / "model")
+    shutil.copytree(saved[1], model_dir)
+    version_dir, manifest = read_manifest(model_dir)
+    manifest["config"]["device"] = "cuda:3"
+    with open(os.path.join(version_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    assert str(load_model(model_dir).config["device"]) == ("cuda" if tiny_dict()["use_gpu"] else "cpu")
+    with pytest.raises(UnlearnError, match="'device' is set from use_gpu and gpu_id"):
+        load_model(model_dir, {"device": "cpu"})

@@ -341,6 +341,39 @@ def test_a_failed_request_is_applied_by_the_next_run_whatever_file_it_answers(mo
     assert verify_model(model_copy)["requests_not_final"] == 0
 
 
+def test_a_resumed_requests_latency_counts_from_when_it_was_first_queued(model_copy, in_tmp, monkeypatch):
+    """A request an earlier run queued and left waiting (killed, or its forget failed) reported the
+    latency of the run that applied it alone (5.7 s for a request queued 53 s before it went live:
+    timing probe); "latency from being read to its version being live" counts from its first
+    ``queued`` line, and its ``applied`` line says it was resumed."""
+    import json
+    import time
+
+    users = _users_by_shard(model_copy)[0][:2]
+    (in_tmp / "a.csv").write_text(f"{users[0]}\n")
+    (in_tmp / "b.csv").write_text(f"{users[1]}\n")
+    monkeypatch.setattr(batcher_module, "apply_forget", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space")))
+    with pytest.raises(OSError):
+        run_forget_requests(model_copy, str(in_tmp / "a.csv"), {"state": "ERROR"}, verbose=False)
+    monkeypatch.undo()
+    path = os.path.join(model_copy, "requests.jsonl")
+    with open(path) as f:
+        lines = [json.loads(line) for line in f]
+    earlier = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 120))
+    for line in lines:  # as if the first run had queued it two minutes ago
+        line["time"] = earlier
+    with open(path, "w") as f:
+        f.writelines(json.dumps(line) + "\n" for line in lines)
+    resumed_id = lines[0]["id"]
+    doc = run_forget_requests(model_copy, str(in_tmp / "b.csv"), {"state": "ERROR", "max_wait_s": 0}, verbose=False)
+    assert doc["requests"]["resumed"] == 1 and doc["requests"]["applied"] == 2
+    applied = {e["id"]: e for e in _ledger(model_copy) if e["status"] == "applied"}
+    assert applied[resumed_id]["latency_s"] >= 119 and applied[resumed_id]["resumed"] is True, applied[resumed_id]
+    fresh = [e for rid, e in applied.items() if rid != resumed_id]
+    assert len(fresh) == 1 and fresh[0]["latency_s"] < 119 and "resumed" not in fresh[0]
+    assert doc["requests"]["latency_max_s"] >= 119
+
+
 def test_the_same_bytes_under_two_names_at_once_are_one_request(model_copy, in_tmp):
     """Two copies of one file read before either was applied were queued twice: the audit line
     listed the same id twice and the summary counted two applied requests."""

@@ -331,6 +331,35 @@ class UnlearnConfig(Config):
             )
         return model_name, model_class, str(dataset)
 
+    def _set_default_parameters(self):
+        # RecBole's, except that a data_path the user gave is read for ml-100k too: RecBole puts its
+        # bundled copy there for that name, so a user's own ml-100k was replaced without a word
+        super()._set_default_parameters()
+        given = self.external_config_dict.get("data_path")
+        if self.dataset == "ml-100k" and given is not None:
+            self.final_config_dict["data_path"] = os.path.join(given, self.dataset)
+
+    def _init_device(self):
+        """RecBole's, except that ``use_gpu: False`` runs on the CPU (RecBole 1.2.1 never reads it)
+        and that a ``CUDA_VISIBLE_DEVICES`` the environment sets is kept unless the user gives
+        ``gpu_id``: RecBole set it to ``gpu_id`` (default ``0``) in every process, so one started
+        without a GPU (``CUDA_VISIBLE_DEVICES=``) saw GPU 0 again, and one given its GPUs by a
+        scheduler took another's."""
+        if "local_rank" in self.final_config_dict:  # RecBole's distributed set-up: refused later, as unsupported
+            return super()._init_device()
+        gpu_id = self.final_config_dict["gpu_id"]
+        gpu_id = ",".join(map(str, gpu_id)) if isinstance(gpu_id, tuple) else str(gpu_id)
+        self.final_config_dict["gpu_id"] = gpu_id
+        use_gpu = self.final_config_dict.get("use_gpu") is not False
+        if use_gpu and ("gpu_id" in self.external_config_dict or "CUDA_VISIBLE_DEVICES" not in os.environ):
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpu_id  # RecBole's way of choosing the GPU
+        import torch
+
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", gpu_id).strip()
+        on_gpu = use_gpu and bool(visible) and torch.cuda.is_available()
+        self.final_config_dict.update(single_spec=True, local_rank=0,
+                                      device=torch.device("cuda" if on_gpu else "cpu"))
+
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
         self._recbole_internal_keys = set(self.internal_config_dict)
@@ -365,6 +394,9 @@ class UnlearnConfig(Config):
     def _check_keys(self) -> None:
         known = self.known_keys()
         check_setting_keys(k for k in self.external_config_dict if k not in known)
+        if "device" in self.external_config_dict:  # RecBole replaces it: --device=cuda:3 ran on the CPU unsaid
+            raise UnlearnError(f"config key 'device' is set from use_gpu and gpu_id (RecBole derives it), got "
+                               f"{self.external_config_dict['device']!r}: leave it out and set those")
 
     def _check_setting(self) -> None:
         eval_args = self["eval_args"] or {}

@@ -17,7 +17,9 @@ Phases: ``data`` (the data, the forget set and the original model: every method 
 cell shares them; a key not declared here, e.g. RecBole's ``hidden_size``, is a data key),
 ``fit`` (how a method trains its deployable model), ``aggregate`` (how a sharded model combines
 its frozen sub-models: the aggregator and its training), ``forget`` (how it forgets), ``runtime``
-(where and how fast it runs; the numbers do not depend on it).
+(where and how fast it runs; the numbers depend on it at most by float rounding: ``eval_batch_size``
+batches SCIF's and Kookmin's sums, the aggregators' representation cache and partition
+representations, and a thread count rounds training, which is why a slice stage records its own).
 
 A module that brings its own keys (an approximate method with ``<name>_*`` settings in
 ``properties/method/<name>.yaml``) declares them with :func:`declare` next to its code, so a

@@ -97,6 +97,8 @@ class ForgetSet:
 
 # --- sampling protocols ----------------------------------------------------------------
 ProtocolFn = Callable[[object, UnlearnSequentialDataset], ForgetSet]
+#: ``@FORGET_PROTOCOLS.register(name, reads=(<its own keys>,))``: a run giving another protocol's
+#: key is refused (it would be recorded as if it had mattered).
 FORGET_PROTOCOLS: Registry[ProtocolFn] = Registry("forget protocol", "forget_protocol")
 
 
@@ -114,7 +116,7 @@ def _sample_users(rng: np.random.Generator, dataset: UnlearnSequentialDataset, e
     return np.sort(rng.choice(eligible, size=min(n_pick, len(eligible)), replace=False))
 
 
-@FORGET_PROTOCOLS.register("thesis")
+@FORGET_PROTOCOLS.register("thesis", reads=("forget_user_ratio", "forget_item_ratio", "forget_skip_first"))
 def thesis_protocol(config, dataset: UnlearnSequentialDataset) -> ForgetSet:
     """Thesis section 3.2.2: ``forget_user_ratio`` of the users; for each, a random number
     ``k in [1, floor(forget_item_ratio * n_train)]`` of its training items, never one of the
@@ -142,7 +144,7 @@ def thesis_protocol(config, dataset: UnlearnSequentialDataset) -> ForgetSet:
     return ForgetSet(np.concatenate(rows), source="thesis")
 
 
-@FORGET_PROTOCOLS.register("sru")
+@FORGET_PROTOCOLS.register("sru", reads=("sru_forget_ratio",))
 def sru_protocol(config, dataset: UnlearnSequentialDataset) -> ForgetSet:
     """SRU code: ``sru_forget_ratio`` of the users; for each, a position ``p`` uniform in
     ``[floor(0.5 * n_train), n_train)``; the item at ``p`` is the target, and it and every later
@@ -168,11 +170,17 @@ def sru_protocol(config, dataset: UnlearnSequentialDataset) -> ForgetSet:
     return ForgetSet(np.concatenate(requested), source="sru", targets=np.array(targets))
 
 
-@FORGET_PROTOCOLS.register("none")
+@FORGET_PROTOCOLS.register("none", reads=())
 def no_forget_protocol(config, dataset: UnlearnSequentialDataset) -> ForgetSet:
     """Nothing to forget: a run that trains and saves a model for deployment (``model_dir``),
     whose later forgets come only from request files. Its rows measure utility alone."""
     return ForgetSet(_EMPTY.copy(), source="none")
+
+
+def protocol_settings() -> List[str]:
+    """Every key some forget protocol reads (its ``reads`` trait: a protocol registers the keys
+    of its own), sorted; ``forget_seed`` is not one (the evaluation draws with it too)."""
+    return sorted({key for name in FORGET_PROTOCOLS.names() for key in FORGET_PROTOCOLS.traits(name).get("reads", ())})
 
 
 def sample_forget_set(config, dataset: UnlearnSequentialDataset) -> ForgetSet:

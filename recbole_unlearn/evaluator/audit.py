@@ -36,6 +36,10 @@ from recbole_unlearn.utils.errors import UnlearnError
 INCONCLUSIVE = "inconclusive"
 
 
+#: The audit's own settings: read only with ``audit: True``.
+AUDIT_KEYS = ("audit_references", "audit_bootstrap", "audit_min_users", "audit_shuffles")
+
+
 def auc(member: np.ndarray, nonmember: np.ndarray) -> float:
     """P(score of a member > score of a non-member), ties counting half (Mann-Whitney U / nm)."""
     scores = np.concatenate([member, nonmember])

@@ -45,11 +45,13 @@ OUTCOMES = ("applied", "applied_without_change", "already_forgotten", "rejected"
 @dataclass
 class PendingRequest:
     """A queued request: ``request`` with the group it touches and ``time.monotonic()`` when
-    it was read."""
+    it was read (for a request an earlier run queued, ``resumed``: when that run queued it, from
+    its first ``queued`` ledger line)."""
 
     request: FileRequest
     group: Tuple[int, ...]
     received: float
+    resumed: bool = False
 
 
 @dataclass
@@ -171,6 +173,7 @@ class RequestBatcher:
         self._note_final(events)
         self.queued_ids: Set[str] = set()
         self._warned_rowless: Set[str] = set()
+        self.first_queued: Dict[str, str] = {}  # request id -> the time of its first ``queued`` ledger line
         self.submit(self._waiting(events), resumed=True)
 
     def _refresh(self) -> List[dict]:
@@ -210,6 +213,8 @@ class RequestBatcher:
         for event in events:
             if event.get("rows") is not None and event["id"] not in rows:
                 rows[event["id"]] = event["rows"]
+            if event.get("status") == "queued":
+                self.first_queued.setdefault(event["id"], event.get("time"))
         waiting = []
         for rid, event in _last_events(events).items():
             if event.get("status") in ("queued", "failed") and rid not in self.final:
@@ -295,13 +300,24 @@ class RequestBatcher:
             self.summary.being_queued = 0
         for request in accepted:
             self.queued_ids.add(request.id)
-            pending = PendingRequest(request, self.model.group_of(request.rows), now_mono)
+            received = now_mono - self._waited_s(request.id) if resumed else now_mono
+            pending = PendingRequest(request, self.model.group_of(request.rows), received, resumed)
             self.groups.setdefault(pending.group, []).append(pending)
         for request in rejected:
             self.final.add(request.id)
             self.rejected.add(request.id)
             self.summary.outcomes["rejected"] += 1
             self.summary.rejected_files += request.line == 0
+
+    def _waited_s(self, request_id: str) -> float:
+        """Seconds since an earlier run first queued ``request_id`` (its ledger line's time, to
+        the second; 0 where the line holds none that reads): a resumed request's latency counts
+        from then, not from this run's start."""
+        try:
+            queued = time.mktime(time.strptime(self.first_queued[request_id], "%Y-%m-%dT%H:%M:%S"))
+        except (KeyError, TypeError, ValueError, OverflowError):
+            return 0.0
+        return max(0.0, time.time() - queued)
 
     @property
     def pending(self) -> int:
@@ -379,7 +395,7 @@ class RequestBatcher:
                 kind = "already_forgotten"
             kinds.append(kind)
             events.append(dict(base, status=status, version=version, latency_s=round(latency, 3),
-                               already_forgotten=request.id in already))
+                               already_forgotten=request.id in already, **({"resumed": True} if pending.resumed else {})))
         try:
             self._record(events)
         except Exception as error:

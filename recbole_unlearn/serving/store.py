@@ -35,7 +35,7 @@ import numpy as np
 import recbole
 import torch
 
-from recbole_unlearn.config.keys import FORMERLY_RUNTIME_KEYS, phase_of
+from recbole_unlearn.config.keys import FORMERLY_RUNTIME_KEYS, check_value, phase_of
 from recbole_unlearn.serving.ledger import LEDGER, RequestLedger
 from recbole_unlearn.serving.lock import FolderLock
 from recbole_unlearn.trainer.shard_trainer import check_ray_resources
@@ -267,6 +267,7 @@ class ModelStore:
             config_dict = dict(manifest["config"])
             for key in RUN_OWN_KEYS:  # each run's own choice, never the folder's
                 config_dict.pop(key, None)
+            config_dict.pop("device", None)  # derived (use_gpu, gpu_id); earlier code accepted and saved it
             for key in FORMERLY_RUNTIME_KEYS:  # given as a display choice, before it was recorded
                 if key not in (manifest.get("settings") or {}):
                     config_dict.pop(key, None)
@@ -575,9 +576,11 @@ def _settable(overrides: dict, manifest: dict) -> dict:
     """``overrides`` without the settings given as the saved model has them (a pipeline may
     repeat its training command's settings); refuses any other non-runtime key, as changing it
     would make a retrained shard incomparable to the others."""
-    from recbole_unlearn.config.configurator import literal_values
+    from recbole_unlearn.config.configurator import literal_values, method_names
 
     given = literal_values(dict(overrides))  # as a run reads them: "2" and numpy.int64(2) are 2
+    if "unlearn_method" in given:  # "SISA", ["sisa"] and "[sisa]" name the method the folder records as "sisa"
+        given["unlearn_method"] = ",".join(method_names(given["unlearn_method"]))
     forms = (manifest["config"], manifest.get("settings") or {})  # as the user gave it; as RecBole resolved it
     same = {k for k, v in given.items() if any(k in form and _same_value(v, form[k]) for form in forms)}
     fixed = sorted(k for k in overrides
@@ -607,6 +610,8 @@ def open_store(model_dir: str, config_or_overrides=None) -> ModelStore:
     a dict of overrides; the ``properties/overall.yaml`` default where it has none)."""
     from recbole_unlearn.config import default_setting
 
+    from recbole_unlearn.config.configurator import literal_values
+
     timeout = None
     if config_or_overrides is not None:
         try:
@@ -615,4 +620,7 @@ def open_store(model_dir: str, config_or_overrides=None) -> ModelStore:
             timeout = None
     if timeout is None:
         timeout = default_setting("lock_timeout_s")
+    # checked here, before the lock is waited for: "abc" was a traceback, and -5 filelock's "wait for ever"
+    timeout = literal_values({"lock_timeout_s": timeout})["lock_timeout_s"]
+    check_value("lock_timeout_s", timeout)
     return ModelStore(model_dir, timeout)

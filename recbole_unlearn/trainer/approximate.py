@@ -43,10 +43,16 @@ class ApproximateReport:
     ``non_finite_weights`` (:func:`restore_if_not_finite`) or :data:`NOTHING_REMAINS`); ``history``: the
     checks it made, each a dict with ``epoch`` and ``forget_hit@10``; ``kept_epoch``: the epoch
     whose state the model ends with (0: the starting state); ``eval_seconds``: the part of
-    ``seconds`` spent on those checks."""
+    ``seconds`` spent on those checks; ``epochs_key``: the setting that caps its epochs (SRUGA's
+    ``sruga_epochs``), for a step that can stop by ``max_epochs``: its cap, which the run's cap note
+    names and the leaderboard's ``cap_hit`` counts; ``finetune_epochs``: passes over D_rem its
+    fine-tuning ran in all (Kookmin, Fanchuan: ``epochs_run`` counts their rounds, one pass of
+    fine-tuning or a fifth of one alike)."""
 
     epochs_run: int = 0
     stopped_by: str = "max_epochs"
+    epochs_key: Optional[str] = None
+    finetune_epochs: Optional[float] = None
     seconds: float = 0.0
     eval_seconds: float = 0.0
     history: List[Dict[str, float]] = field(default_factory=list)
@@ -68,13 +74,19 @@ class ApproximateReport:
     def summary(self) -> dict:
         """What the step achieved, for audit lines: epochs run, why it stopped, forget Hit@10 of
         the starting model and of the state it ended with."""
-        return {"epochs_run": self.epochs_run, "stopped_by": self.stopped_by,
-                "kept_epoch": self.kept_epoch, "forget_hit@10_before": self.forget_hit(0),
-                "forget_hit@10_after": self.forget_hit(self.kept_epoch)}
+        return dict({"epochs_run": self.epochs_run, "stopped_by": self.stopped_by,
+                     "kept_epoch": self.kept_epoch, "forget_hit@10_before": self.forget_hit(0),
+                     "forget_hit@10_after": self.forget_hit(self.kept_epoch)}, **self._cap())
 
     def to_json(self) -> dict:
-        return {"epochs_run": self.epochs_run, "stopped_by": self.stopped_by, "kept_epoch": self.kept_epoch,
-                "eval_seconds": round(self.eval_seconds, 3), "history": self.history}
+        return dict({"epochs_run": self.epochs_run, "stopped_by": self.stopped_by, "kept_epoch": self.kept_epoch,
+                     "eval_seconds": round(self.eval_seconds, 3), "history": self.history}, **self._cap())
+
+    def _cap(self) -> dict:
+        out = {"epochs_key": self.epochs_key} if self.epochs_key else {}
+        if self.finetune_epochs is not None:
+            out["finetune_epochs"] = round(float(self.finetune_epochs), 6)
+        return out
 
 
 def step_keys(name: str) -> Tuple[str, ...]:

@@ -74,5 +74,6 @@ class FanchuanStep(ApproximateStep):
                 optimizer.step()
             fine_tune(config, model, rem, config["fanchuan_finetune_epochs"], optimizer)
             report.epochs_run = report.kept_epoch = round_index
+            report.finetune_epochs = round_index * config["fanchuan_finetune_epochs"]
         probe(report.kept_epoch)
         return report.finish()

@@ -72,5 +72,6 @@ class KookminStep(ApproximateStep):
         optimizer = torch.optim.Adam(model.parameters(), lr=config["kookmin_learning_rate"])
         fine_tune(config, model, RemainingBatches(config, dataset, keep, model), config["kookmin_finetune_epochs"], optimizer)
         report.epochs_run = report.kept_epoch = 1
+        report.finetune_epochs = config["kookmin_finetune_epochs"]
         probe(1, reinitialised=reset)
         return report.finish()

@@ -435,7 +435,7 @@ def sruga_unlearn(config, model: torch.nn.Module, dataset: UnlearnSequentialData
     targets, with D_rem given by ``keep`` (only users whose rows are kept contribute D_rem
     batches) and ascent histories without the rows ``history_keep`` marks False (see
     :func:`ascent_samples`). Returns the report."""
-    report = SRUGAReport()
+    report = SRUGAReport(epochs_key="sruga_epochs")
     fgt_samples = ascent_samples(dataset, forget_set, history_keep)
     if len(fgt_samples) == 0:
         report.stopped_by = "empty"

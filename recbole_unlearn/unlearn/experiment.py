@@ -17,8 +17,9 @@ from recbole.utils import init_seed, set_color
 
 from recbole_unlearn.config.keys import KEYS, cutoff_of
 from recbole_unlearn.data import ForgetSet, build_forget_set, create_unlearn_dataset, sample_forget_set, split_loaders
+from recbole_unlearn.data.forget import FORGET_PROTOCOLS, protocol_settings
 from recbole_unlearn.evaluator import EvaluationSuite
-from recbole_unlearn.evaluator.audit import INCONCLUSIVE, AuditSamples, MembershipAudit, split_twins
+from recbole_unlearn.evaluator.audit import AUDIT_KEYS, INCONCLUSIVE, AuditSamples, MembershipAudit, split_twins
 from recbole_unlearn.serving.request_files import file_requests
 from recbole_unlearn.trainer import train_model
 from recbole_unlearn.trainer.preflight import check_model_trains
@@ -35,6 +36,23 @@ from recbole_unlearn.utils.run_logger import init_run_logger
 AUDIT_SEED_STRIDE = 7919
 #: file names of the saved reference models: ``<prefix><index>.pth`` beside ``original.pth``
 AUDIT_REFERENCE_PREFIX = "audit_reference_"
+
+
+def unused_data_settings(config) -> Dict[str, str]:
+    """The forget-set and audit settings the user gave (``external_config_dict``) that the run
+    never reads, each with why: another protocol's key, a protocol's key (or
+    ``forget_protocol``) beside a request file (``forget``), an audit key with ``audit`` off.
+    Each was recorded in ``results.json`` as if it had mattered (a probe)."""
+    given = config.external_config_dict
+    if config["forget"]:
+        unread = {key: "a request file gives the forget set" for key in protocol_settings() + ["forget_protocol"]}
+    else:
+        protocol = config["forget_protocol"]
+        reads = FORGET_PROTOCOLS.traits(protocol).get("reads", ())
+        unread = {key: f"forget_protocol {protocol} does not read it" for key in protocol_settings() if key not in reads}
+    if not config["audit"]:
+        unread.update({key: "audit is off" for key in AUDIT_KEYS})
+    return {key: why for key, why in sorted(unread.items()) if key in given}
 
 
 class Experiment:
@@ -59,6 +77,11 @@ class Experiment:
             raise UnlearnError(f"forget names a request file to forget ({config['forget']}), and forget_protocol none "
                                "forgets nothing: give one of them (to answer requests with a saved model, give "
                                "--model_dir and --forget alone)")
+        unused = unused_data_settings(config)
+        if unused:
+            named = ", ".join(f"{key} ({why})" for key, why in unused.items())
+            raise UnlearnError(f"{named} {'is' if len(unused) == 1 else 'are'} not used by this run (it would be "
+                               "recorded in results.json as if the run had used it): drop it")
         if config["audit"]:
             self.forget_set, self.held_out, self._audit_samples = self._twins()
             self.data.held_out = self.held_out.rows  # never trained on, by any model
@@ -313,12 +336,14 @@ class Experiment:
             fit_seconds = method.fit()
             if key is not None:
                 fit_cache[key] = (method.fitted_state(), fit_seconds, label or name)
+        forget_meter = CpuMeter()  # the row's seconds are the forget's: a slowed forget must not average away
         if self.nothing_to_forget:
             result = method.deployed(self.forget_set)
         elif self.config["request_steps"] > 1 and name != "retrain":
             result, extra["steps"] = self._forget_in_steps(method)
         else:
             result = method.forget(self.forget_set)
+        forget_usage = forget_meter.result()
         if fit_seconds:
             extra["initial_train_seconds"] = round(fit_seconds, 3)
         extra.update(result.info)
@@ -332,6 +357,8 @@ class Experiment:
             extra["audit"]["seconds"] = round(time.perf_counter() - audit_start, 3)  # not in the run's audit.seconds
         row = make_row(label or name, self.suite.evaluate(result.model, result.forget_set), result.seconds, **extra)
         row["cpu_meter"] = meter.result()
+        if row["cpu_meter"] is not None and forget_usage is not None:
+            row["cpu_meter"]["forget_others_share"] = forget_usage["others_share"]
         if label and label != name:
             row["unlearn_method"] = name
         getLogger().info(set_color(f"{label or name} done", "green") + f" in {result.seconds:.1f}s")

@@ -95,9 +95,14 @@ class CpuMeter:
 
 def busy_rows_note(rows: List[dict], share: float) -> Optional[str]:
     """A note naming the rows timed while other processes took more than ``share`` of the CPU
-    (``busy_cpu_share``), ``None`` if there is none; rows without a meter record are skipped."""
-    busy = [(row["method"], row["cpu_meter"]["others_share"]) for row in rows
-            if (row.get("cpu_meter") or {}).get("others_share", 0.0) > share]
+    (``busy_cpu_share``) over the whole row or over its forget alone (``forget_others_share``:
+    the span its seconds measure), ``None`` if there is none; rows without a meter record are
+    skipped."""
+    def busiest(meter: dict) -> float:
+        return max(meter.get("others_share", 0.0), meter.get("forget_others_share", 0.0))
+
+    busy = [(row["method"], busiest(row["cpu_meter"])) for row in rows
+            if row.get("cpu_meter") and busiest(row["cpu_meter"]) > share]
     if not busy:
         return None
     named = ", ".join(f"{method} ({100 * others:.0f}%)" for method, others in busy)

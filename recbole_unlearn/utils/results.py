@@ -169,11 +169,32 @@ def training_summary(row: dict, epochs_cap: Optional[int] = None) -> Tuple[str, 
     return "; ".join([text] + extra if text else extra), True
 
 
+#: an approximate step's ``stopped_by`` when its epochs (its report's ``epochs_key``) ran out
+#: before its own stops ended it: at its cap
+STEP_CAP = "max_epochs"
+
+
+def _step_at_cap(stopped_by) -> bool:
+    """Whether an approximate step (or, under ``request_steps``, one of the requests' steps,
+    whose reasons the row joins with ``", "``) stopped at its cap."""
+    return STEP_CAP in (reason.strip() for reason in str(stopped_by or "").split(","))
+
+
+def _steps_at_cap(row: dict) -> List[dict]:
+    """The approximate step summaries of ``row`` (:func:`_summaries`, the row itself for a single
+    model) that stopped at their cap."""
+    steps = ([row] if row.get("stopped_by") else []) + [s for s in _summaries(row) if s is not row]
+    return [s for s in steps if _step_at_cap(s.get("stopped_by"))]
+
+
 def _own_training_summary(row: dict, epochs_cap: Optional[int]) -> Tuple[str, Optional[bool]]:
     """:func:`training_summary` of the row's own models."""
     parts, capped = [], False
     if row.get("stopped_by"):
-        return f"{row.get('epochs_run', 0)} epochs, stopped by {row['stopped_by']}", False
+        tuned = (f", fine-tuned {row['finetune_epochs']:g} passes over D_rem"
+                 if isinstance(row.get("finetune_epochs"), (int, float)) else "")
+        return (f"{row.get('epochs_run', 0)} epochs, stopped by {row['stopped_by']}{tuned}",
+                _step_at_cap(row["stopped_by"]))
     for label, key in (("fit", "fit_training"), ("forget", "forget_training")):
         epochs, at_cap, aggregator = _stage_epochs(row.get(key))
         steps = [s for s in _summaries(row) if "epochs_run" in s] if label == "forget" else []
@@ -187,6 +208,7 @@ def _own_training_summary(row: dict, epochs_cap: Optional[int]) -> Tuple[str, Op
             runs = [int(s.get("epochs_run") or 0) for s in steps]
             reasons = ", ".join(dict.fromkeys(str(s.get("stopped_by")) for s in steps))
             said.append(f"shard steps {min(runs)}-{max(runs)} epochs (stopped by {reasons})")
+            capped = capped or any(_step_at_cap(s.get("stopped_by")) for s in steps)
         if aggregator:
             said.append(f"aggregator {aggregator['epochs']}" + (" (cap)" if aggregator.get("hit_cap") else ""))
             capped = capped or bool(aggregator.get("hit_cap"))
@@ -202,14 +224,18 @@ def _own_training_summary(row: dict, epochs_cap: Optional[int]) -> Tuple[str, Op
 def capped_parts(row: dict, epochs_cap: int) -> Optional[str]:
     """What of a row's models stopped at a cap rather than by validation, in words: ``""`` for a
     single model that ran all ``epochs_cap`` epochs, e.g. ``"fit: 2 shard stages, aggregator;
-    forget: 1 shard stage"`` for a sharded one; ``None`` when none did (an approximate step stops
-    by its own rules, not by validation, and is not counted)."""
+    forget: 1 shard stage"`` for a sharded one, ``"approximate step"`` for an approximate step
+    whose epochs ran out before its own stops ended it (``stopped_by: max_epochs``; one stopped by
+    its own rules is not at a cap); ``None`` when none did."""
     if row.get("stopped_by"):
-        return None
+        return "approximate step" if _step_at_cap(row["stopped_by"]) else None
     parts = []
     for label, key in (("fit", "fit_training"), ("forget", "forget_training")):
         _, at_cap, aggregator = _stage_epochs(row.get(key))
         named = [f"{at_cap} shard stage{'s' if at_cap != 1 else ''}"] if at_cap else []
+        steps = len(_steps_at_cap(row)) if label == "forget" else 0
+        if steps:
+            named.append(f"{steps} approximate shard step{'s' if steps != 1 else ''}")
         if aggregator and aggregator.get("hit_cap"):
             named.append("aggregator")
         if named:
@@ -272,6 +298,7 @@ def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int, slice_epoch
     ``submodels_validate`` False (``validate_submodels: False``): no shard stage or aggregator
     does, and the line says so where only they stopped at a cap."""
     named, aggregator, stages, whole = [], False, False, False
+    step_caps: Dict[str, int] = {}  # an approximate step's epochs key -> the most epochs one at cap ran
     for row in rows:
         parts = capped_parts(row, epochs_cap)
         if parts is not None:
@@ -279,6 +306,9 @@ def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int, slice_epoch
             aggregator = aggregator or "aggregator" in parts
             stages = stages or "shard stage" in parts
             whole = whole or not parts
+        for step in _steps_at_cap(row):
+            key = step.get("epochs_key") or row.get("epochs_key") or "the step's epochs"
+            step_caps[key] = max(step_caps.get(key, 0), int(step.get("epochs_run") or 0))
     matched = _capped_step_retrains(rows, epochs_cap)
     if matched:
         named.append(f"the Retrain{'s' if len(matched) > 1 else ''} matched to request{'s' if len(matched) > 1 else ''} "
@@ -300,6 +330,7 @@ def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int, slice_epoch
         keys.append(("slice_epochs", f"slice_epochs {slice_epochs_cap}"))
     if aggregator:
         keys.append(("agg_epochs", f"agg_epochs {agg_epochs_cap}"))
+    keys += [(key, f"{key} {epochs}") for key, epochs in sorted(step_caps.items())]
     caps = ", ".join(text for _, text in keys)
     unvalidated = ""  # sub-models that never validate stop at their cap whatever it is
     if validates and not submodels_validate and (stages or aggregator):
@@ -313,7 +344,8 @@ def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int, slice_epoch
         return (f"{', '.join(named)} ran all their epochs ({caps}): nothing validates (eval_step 0), so no model "
                 "stops by validation; " + (f"train a new model folder with {how}" if saved_model else f"set {how}"))
     raise_them = f"{' and '.join('--' + key for key in dict(keys))} higher to train to convergence"
-    return (f"{', '.join(named)} stopped at their cap ({caps}), not by validation (stopping_step); "
+    by = "validation (stopping_step)" + (" or an approximate step's own stops" if step_caps else "")
+    return (f"{', '.join(named)} stopped at their cap ({caps}), not by {by}; "
             + (f"these caps are the saved model's settings: train a new model folder with {raise_them}"
                if saved_model else f"set {raise_them}")
             + (f" (the single models){unvalidated.replace(': ', '; ', 1)}" if unvalidated else ""))
