@@ -609,7 +609,6 @@ def open_store(model_dir: str, config_or_overrides=None) -> ModelStore:
     """The store of ``model_dir`` with the lock timeout of ``config_or_overrides`` (a config or
     a dict of overrides; the ``properties/overall.yaml`` default where it has none)."""
     from recbole_unlearn.config import default_setting
-
     from recbole_unlearn.config.configurator import literal_values
 
     timeout = None

@@ -76,13 +76,14 @@ class ApproximateReport:
         the starting model and of the state it ended with."""
         return dict({"epochs_run": self.epochs_run, "stopped_by": self.stopped_by,
                      "kept_epoch": self.kept_epoch, "forget_hit@10_before": self.forget_hit(0),
-                     "forget_hit@10_after": self.forget_hit(self.kept_epoch)}, **self._cap())
+                     "forget_hit@10_after": self.forget_hit(self.kept_epoch)}, **self._extras())
 
     def to_json(self) -> dict:
         return dict({"epochs_run": self.epochs_run, "stopped_by": self.stopped_by, "kept_epoch": self.kept_epoch,
-                     "eval_seconds": round(self.eval_seconds, 3), "history": self.history}, **self._cap())
+                     "eval_seconds": round(self.eval_seconds, 3), "history": self.history}, **self._extras())
 
-    def _cap(self) -> dict:
+    def _extras(self) -> dict:
+        """The fields only some steps record (``epochs_key``, ``finetune_epochs``)."""
         out = {"epochs_key": self.epochs_key} if self.epochs_key else {}
         if self.finetune_epochs is not None:
             out["finetune_epochs"] = round(float(self.finetune_epochs), 6)
