@@ -155,8 +155,9 @@ def test_a_setting_given_as_the_saved_model_has_it_is_accepted(saved, tmp_path):
     # the method as the training command gave it: any case, a list (config probe: "SISA" was refused)
     for method in ("SISA", ["sisa"], "[sisa]"):
         run_verify(str(copy), {"unlearn_method": method})
-    with pytest.raises(UnlearnError, match="cannot change 'unlearn_method'"):
-        run_verify(str(copy), {"unlearn_method": "sru"})
+    for other in ("sru", 5, True, 1.5):  # a number ended in a TypeError traceback (round-2 probe)
+        with pytest.raises(UnlearnError, match="cannot change 'unlearn_method'"):
+            run_verify(str(copy), {"unlearn_method": other})
 
 
 def test_ray_two_workers_match_one_worker(in_tmp):
@@ -486,3 +487,36 @@ def test_a_device_saved_by_earlier_code_is_dropped_and_a_new_one_refused(saved, 
     assert str(load_model(model_dir).config["device"]) == ("cuda" if tiny_dict()["use_gpu"] else "cpu")
     with pytest.raises(UnlearnError, match="'device' is set from use_gpu and gpu_id"):
         load_model(model_dir, {"device": "cpu"})
+
+
+def test_a_saved_gpu_id_does_not_choose_the_serving_processs_devices(saved, tmp_path, monkeypatch):
+    """A folder trained with ``--gpu_id=0`` kept it in its settings, and every later process
+    loading it set ``CUDA_VISIBLE_DEVICES`` back to 0 as if its user had given it: one started
+    with ``CUDA_VISIBLE_DEVICES=`` saw GPU 0 again (round-2 probe). ``gpu_id`` and ``use_gpu``
+    are the serving run's own choice."""
+    import json
+
+    model_dir = str(tmp_path / "model")
+    shutil.copytree(saved[1], model_dir)
+    version_dir, manifest = read_manifest(model_dir)
+    manifest["config"].update(gpu_id="0", use_gpu=True)
+    with open(os.path.join(version_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    model = load_model(model_dir)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "" and str(model.config["device"]) == "cpu"
+
+
+def test_a_folder_of_the_bundled_ml_100k_is_served_from_this_installations_copy():
+    """A folder trained on RecBole's bundled ml-100k recorded that installation's
+    ``dataset_example`` path; read as given once ``data_path`` was honoured for ml-100k, so the
+    folder failed ("dataset file is missing") after a new virtual environment (round-2 probe).
+    Another installation's bundled copy is replaced by this one's (its SHA-256 is still checked)."""
+    from recbole_unlearn.serving.store import _without_other_installations_bundle
+
+    gone = os.path.join("/gone", "venv", "site-packages", "recbole", "config", "..", "dataset_example")
+    assert "data_path" not in _without_other_installations_bundle({"dataset": "ml-100k"}, {"data_path": gone}, {})
+    for manifest, config, overrides in (({"dataset": "ml-100k"}, {"data_path": gone}, {"data_path": "/d"}),
+                                        ({"dataset": "beauty"}, {"data_path": gone}, {}),
+                                        ({"dataset": "ml-100k"}, {"data_path": "/data"}, {})):
+        assert _without_other_installations_bundle(manifest, config, overrides) == config

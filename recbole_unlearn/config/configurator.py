@@ -170,6 +170,8 @@ def method_names(value) -> List[str]:
             text = text[1:-1]
         names = (v.strip().strip("'\"").strip().lower() for v in text.split(","))
         return [name for name in names if name]
+    if not isinstance(value, (list, tuple)):  # a number or flag names no method: read as the name it spells
+        return [str(value).strip().lower()]
     return [str(v).strip().lower() for v in value]
 
 

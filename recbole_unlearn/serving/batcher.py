@@ -32,7 +32,7 @@ import numpy as np
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.serving.apply import ForgetRequest, ForgetWentLive, apply_forget
 from recbole_unlearn.serving.audit import AuditLog
-from recbole_unlearn.serving.ledger import RequestLedger, applied_line, lines_by_request, now
+from recbole_unlearn.serving.ledger import RequestLedger, applied_line, lines_by_request, now, queued_fields
 from recbole_unlearn.serving.request_files import FileRequest
 from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearnable import UnlearnableModel
@@ -173,7 +173,7 @@ class RequestBatcher:
         self._note_final(events)
         self.queued_ids: Set[str] = set()
         self._warned_rowless: Set[str] = set()
-        self.first_queued: Dict[str, str] = {}  # request id -> the time of its first ``queued`` ledger line
+        self.first_queued: Dict[str, dict] = {}  # request id -> its first ``queued`` ledger line
         self.submit(self._waiting(events), resumed=True)
 
     def _refresh(self) -> List[dict]:
@@ -214,7 +214,7 @@ class RequestBatcher:
             if event.get("rows") is not None and event["id"] not in rows:
                 rows[event["id"]] = event["rows"]
             if event.get("status") == "queued":
-                self.first_queued.setdefault(event["id"], event.get("time"))
+                self.first_queued.setdefault(event["id"], event)
         waiting = []
         for rid, event in _last_events(events).items():
             if event.get("status") in ("queued", "failed") and rid not in self.final:
@@ -275,7 +275,8 @@ class RequestBatcher:
                                    f"{self.store.model_dir} when its file was read, and is not now: its audit log "
                                    "or ledger was changed meanwhile (restored from a backup?); nothing was queued")
             seen.add(request.id)
-            event = {"id": request.id, "file": request.file, "line": request.line, "status": "queued", "time": now()}
+            event = dict({"id": request.id, "file": request.file, "line": request.line, "status": "queued"},
+                         **queued_fields())
             if resumed:
                 event["resumed"] = True
             elif request.rows is not None:  # what the next run applies if this one stops first
@@ -310,13 +311,17 @@ class RequestBatcher:
             self.summary.rejected_files += request.line == 0
 
     def _waited_s(self, request_id: str) -> float:
-        """Seconds since an earlier run first queued ``request_id`` (its ledger line's time, to
-        the second; 0 where the line holds none that reads): a resumed request's latency counts
-        from then, not from this run's start."""
-        try:
-            queued = time.mktime(time.strptime(self.first_queued[request_id], "%Y-%m-%dT%H:%M:%S"))
-        except (KeyError, TypeError, ValueError, OverflowError):
-            return 0.0
+        """Seconds since an earlier run first queued ``request_id``: a resumed request's latency
+        counts from then, not from this run's start. From the line's ``queued_at`` (seconds since
+        the epoch); a line written before it was recorded gives its local ``time``, read in this
+        process's zone (to the second; another zone's run is hours off); 0 where neither reads."""
+        line = self.first_queued.get(request_id) or {}
+        queued = line.get("queued_at")
+        if not isinstance(queued, (int, float)) or isinstance(queued, bool):
+            try:
+                queued = time.mktime(time.strptime(line.get("time"), "%Y-%m-%dT%H:%M:%S"))
+            except (TypeError, ValueError, OverflowError):
+                return 0.0
         return max(0.0, time.time() - queued)
 
     @property

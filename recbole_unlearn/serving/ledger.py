@@ -16,11 +16,20 @@ from recbole_unlearn.serving import jsonl
 LEDGER = "requests.jsonl"
 FINAL_STATUSES = ("applied", "applied_without_change", "rejected")
 #: what every ledger line holds (checked when read)
-LINE_FIELDS = {"id": (str, True), "status": (str, True), "rows": (jsonl.ListOf(int), False)}
+LINE_FIELDS = {"id": (str, True), "status": (str, True), "rows": (jsonl.ListOf(int), False),
+               "queued_at": ((int, float), False)}
 
 
 def now() -> str:
+    """The local time, to the second, without its zone (a line's ``time``, for people)."""
     return time.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def queued_fields() -> dict:
+    """What a ``queued`` line holds of when it was written: ``time`` (:func:`now`) and
+    ``queued_at``, seconds since the epoch, which every zone reads alike (a resumed request's
+    latency counts from it)."""
+    return {"time": now(), "queued_at": round(time.time(), 3)}
 
 
 def applied_line(rid: str, file: str, line: int, applied: dict) -> dict:
@@ -33,7 +42,8 @@ def applied_line(rid: str, file: str, line: int, applied: dict) -> dict:
 def queued_line(rid: str, file: str, line: int, rows: Iterable[int]) -> dict:
     """The ``queued`` ledger line of request ``rid`` (its ``file`` and ``line``) with its log
     ``rows``: what the next request run applies if the run that queued it stops first."""
-    return {"id": rid, "file": file, "line": line, "status": "queued", "time": now(), "rows": [int(r) for r in rows]}
+    return dict({"id": rid, "file": file, "line": line, "status": "queued"}, **queued_fields(),
+                rows=[int(r) for r in rows])
 
 
 class RequestLines(NamedTuple):

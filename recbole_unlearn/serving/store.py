@@ -58,8 +58,10 @@ EXAMPLE_RUNTIME_KEYS = ("num_workers", "max_batch", "max_wait_s", "lock_timeout_
 #: choice. Retention: grid-made folders of earlier code recorded the runner's True and kept the
 #: version from before every forget. Curves: a folder trained with TensorBoard or W&B logging on
 #: had every later request run write the curves of its forgets (computed from the data being
-#: forgotten: SRUGA's ascent loss on the forgotten targets) unasked.
-RUN_OWN_KEYS = ("keep_previous_version", "tensorboard", "log_wandb")
+#: forgotten: SRUGA's ascent loss on the forgotten targets) unasked. Devices: a folder's gpu_id
+#: set CUDA_VISIBLE_DEVICES in every later process as if its user had given it (one started
+#: without a GPU saw GPU 0 again), and its use_gpu chose for a machine it may never have seen.
+RUN_OWN_KEYS = ("keep_previous_version", "tensorboard", "log_wandb", "gpu_id", "use_gpu")
 # Not runtime keys, yet a saved model may be given them: they say where a file is, and the file
 # must be the one the model recorded (its SHA-256), so a moved folder and dataset can be served.
 RELOCATABLE_KEYS = ("data_path",)
@@ -268,6 +270,7 @@ class ModelStore:
             for key in RUN_OWN_KEYS:  # each run's own choice, never the folder's
                 config_dict.pop(key, None)
             config_dict.pop("device", None)  # derived (use_gpu, gpu_id); earlier code accepted and saved it
+            config_dict = _without_other_installations_bundle(manifest, config_dict, overrides)
             for key in FORMERLY_RUNTIME_KEYS:  # given as a display choice, before it was recorded
                 if key not in (manifest.get("settings") or {}):
                     config_dict.pop(key, None)
@@ -570,6 +573,20 @@ def _of_the_shape_written(path: str):
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
         raise UnlearnError(f"{path} is not what this package writes ({error_line(e)}): edited by hand? restore it "
                            "from a backup") from None
+
+
+def _without_other_installations_bundle(manifest: dict, config_dict: dict, overrides: dict) -> dict:
+    """``config_dict`` without its ``data_path`` where that is another RecBole installation's
+    bundled ml-100k (``.../recbole/dataset_example``, recorded by a folder trained without a
+    ``data_path``): this installation's copy is read instead, as RecBole reads it, and the file
+    must still have the recorded SHA-256 (it failed as "missing" after a new virtual environment
+    once a given ``data_path`` was honoured for ml-100k). A ``data_path`` the run gives wins."""
+    recorded = config_dict.get("data_path")
+    bundled = os.path.join("recbole", "dataset_example")
+    if (manifest.get("dataset") != "ml-100k" or "data_path" in overrides or not isinstance(recorded, str)
+            or not os.path.normpath(recorded).endswith(os.sep + bundled)):
+        return config_dict
+    return {key: value for key, value in config_dict.items() if key != "data_path"}
 
 
 def _settable(overrides: dict, manifest: dict) -> dict:

@@ -290,11 +290,16 @@ class RemainingBatches:
         """Optimiser steps in ``epochs`` (a fraction allowed) passes, at least one."""
         return max(1, math.ceil(epochs * self.per_epoch))
 
+    def passes(self, epochs: float) -> float:
+        """The passes over D_rem that :meth:`steps` of ``epochs`` make (whole batches: 0.2 of a
+        6-batch pass is 2 steps, a third of a pass)."""
+        return self.steps(epochs) / self.per_epoch
+
 
 def fine_tune(config, model: torch.nn.Module, batches: RemainingBatches, epochs: float,
-              optimizer: torch.optim.Optimizer) -> None:
+              optimizer: torch.optim.Optimizer) -> float:
     """``epochs`` (a fraction allowed) of optimiser steps of the model's own training loss on
-    D_rem ``batches``."""
+    D_rem ``batches``; returns the passes over D_rem they made (:meth:`RemainingBatches.passes`)."""
     model.train()
     for _ in range(batches.steps(epochs)):
         batch = next(batches).to(config["device"])
@@ -303,3 +308,4 @@ def fine_tune(config, model: torch.nn.Module, batches: RemainingBatches, epochs:
         loss.backward()
         optimizer.step()
     model.eval()
+    return batches.passes(epochs)

@@ -72,8 +72,8 @@ class FanchuanStep(ApproximateStep):
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-            fine_tune(config, model, rem, config["fanchuan_finetune_epochs"], optimizer)
+            passes = fine_tune(config, model, rem, config["fanchuan_finetune_epochs"], optimizer)
             report.epochs_run = report.kept_epoch = round_index
-            report.finetune_epochs = round_index * config["fanchuan_finetune_epochs"]
+            report.finetune_epochs = (report.finetune_epochs or 0.0) + passes
         probe(report.kept_epoch)
         return report.finish()

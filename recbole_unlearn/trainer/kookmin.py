@@ -70,8 +70,8 @@ class KookminStep(ApproximateStep):
                 param.view(-1)[chosen] = fresh[name].detach().view(-1)[chosen]
                 reset += count
         optimizer = torch.optim.Adam(model.parameters(), lr=config["kookmin_learning_rate"])
-        fine_tune(config, model, RemainingBatches(config, dataset, keep, model), config["kookmin_finetune_epochs"], optimizer)
+        report.finetune_epochs = fine_tune(config, model, RemainingBatches(config, dataset, keep, model),
+                                           config["kookmin_finetune_epochs"], optimizer)
         report.epochs_run = report.kept_epoch = 1
-        report.finetune_epochs = config["kookmin_finetune_epochs"]
         probe(1, reinitialised=reset)
         return report.finish()

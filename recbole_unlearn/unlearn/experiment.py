@@ -441,8 +441,8 @@ def _info_over_requests(infos: List[dict], extras: np.ndarray) -> dict:
     deletions (all of them), shards and slices retrained (by any request), aggregator seconds
     (summed), the forgets' training (every request's: ``{"steps": [...]}``, whose stages at their
     cap are counted), ``changed`` (some request changed the weights; ``unchanged_steps``: the
-    1-based requests that did not, when some did) and an approximate step's facts (``epochs_run``
-    and ``eval_seconds`` summed, ``stopped_by`` every reason in order, and each request's own
+    1-based requests that did not, when some did) and an approximate step's facts (``epochs_run``,
+    ``eval_seconds`` and ``finetune_epochs`` summed, ``stopped_by`` every reason in order, and each request's own
     record under ``approximate_steps``: its ``history`` and forget Hit@10 before / after,
     measured on that request's samples). Other keys are the last request's."""
     out = dict(infos[-1])
@@ -451,12 +451,14 @@ def _info_over_requests(infos: List[dict], extras: np.ndarray) -> dict:
         del out["approximate"]
     if "history" in out:
         per_request = ("epochs_run", "stopped_by", "kept_epoch", "eval_seconds", "history",
-                       "forget_hit@10_before", "forget_hit@10_after")
+                       "forget_hit@10_before", "forget_hit@10_after", "epochs_key", "finetune_epochs")
         out["approximate_steps"] = [{k: info[k] for k in per_request if k in info} for info in infos]
         for key in ("history", "kept_epoch", "forget_hit@10_before", "forget_hit@10_after"):
             out.pop(key, None)
         out["epochs_run"] = sum(int(info.get("epochs_run") or 0) for info in infos)
         out["eval_seconds"] = round(sum(float(info.get("eval_seconds") or 0.0) for info in infos), 3)
+        if any("finetune_epochs" in info for info in infos):
+            out["finetune_epochs"] = round(sum(float(info.get("finetune_epochs") or 0.0) for info in infos), 6)
         out["stopped_by"] = "; ".join(dict.fromkeys(str(info.get("stopped_by")) for info in infos))
     if "extra_deleted" in out:
         out["extra_deleted"] = int(len(extras))

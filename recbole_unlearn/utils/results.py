@@ -1,6 +1,7 @@
 """The results of one run: rows of metric dicts, a readable table and ``results.json``."""
 import os
 import platform
+import re
 from datetime import datetime
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -176,14 +177,15 @@ STEP_CAP = "max_epochs"
 
 def _step_at_cap(stopped_by) -> bool:
     """Whether an approximate step (or, under ``request_steps``, one of the requests' steps,
-    whose reasons the row joins with ``", "``) stopped at its cap."""
-    return STEP_CAP in (reason.strip() for reason in str(stopped_by or "").split(","))
+    whose reasons the row joins with ``"; "``) stopped at its cap."""
+    return STEP_CAP in (reason.strip() for reason in re.split(r"[;,]", str(stopped_by or "")))
 
 
 def _steps_at_cap(row: dict) -> List[dict]:
-    """The approximate step summaries of ``row`` (:func:`_summaries`, the row itself for a single
-    model) that stopped at their cap."""
-    steps = ([row] if row.get("stopped_by") else []) + [s for s in _summaries(row) if s is not row]
+    """The approximate step records of ``row`` that stopped at their cap: each request's or
+    shard's (:func:`_summaries`), else the row itself (a single model's one step; under
+    ``request_steps`` its ``epochs_run`` is the requests' sum, not a step's)."""
+    steps = [s for s in _summaries(row) if s is not row] or ([row] if row.get("stopped_by") else [])
     return [s for s in steps if _step_at_cap(s.get("stopped_by"))]
 
 
