@@ -183,6 +183,10 @@ def test_bad_stream_settings_are_refused_when_loading(saved, value):
 
 @pytest.mark.parametrize("model, settings, message", [
     ("SASRec", {"learning_rate": -1}, "config key 'learning_rate' must be a positive number"),
+    # a thread count above the 1,024 a folder's records may hold saved a folder that refused every
+    # later request and --verify as "edited by hand"; a connect timeout of 1e10 s overflowed (Ray probe)
+    ("SASRec", {"shard_num_threads": 1100}, "config key 'shard_num_threads' must be"),
+    ("SASRec", {"ray_connect_timeout_s": 1e10}, "config key 'ray_connect_timeout_s' must be"),
     ("SASRec", {"learning_rate": "abc"}, "config key 'learning_rate' must be a positive number"),
     ("SASRec", {"weight_decay": -1}, "config key 'weight_decay' must be a non-negative number"),
     ("SASRec", {"seed": 1.5}, "config key 'seed' must be a non-negative integer"),

@@ -923,3 +923,16 @@ def test_processed_request_files_delete_with_a_single_file_says_the_file_is_kept
     out = capsys.readouterr().out
     assert "note: processed_request_files: delete applies to watched folders" in out, out
     assert (in_tmp / "req.csv").exists()
+
+
+def test_a_ray_workers_error_is_its_cause_on_one_plain_line():
+    """A shard that raised in a Ray worker left a ``failed`` ledger reason holding terminal colour
+    codes and the worker's whole traceback (Ray probe): the reason is the cause's type and message."""
+    from recbole_unlearn.utils.errors import error_line
+
+    cause = RuntimeError("disk full")
+    ray_error = type("RayTaskError(RuntimeError)", (RuntimeError,), {})(
+        "\x1b[36mray::train_shard()\x1b[39m (pid=1, ip=192.0.2.2)\n  File \"x.py\", line 1\nRuntimeError: disk full")
+    ray_error.cause = cause
+    assert error_line(ray_error) == "RuntimeError in a Ray worker: disk full"
+    assert error_line(OSError("\x1b[31mred\x1b[0m text")) == "OSError: red text"

@@ -360,6 +360,10 @@ class _FakeRay:
         return {"CPU": self.cpus}
 
 
+#: a shard's Ray resources, as the defaults give them
+ONE_CPU = {"ray_cpus_per_shard": 1, "ray_gpus_per_shard": 0}
+
+
 def test_a_second_call_in_one_process_gets_the_ray_its_settings_ask_for(monkeypatch):
     """Ray started by one call (``num_workers`` 2, local) was reused as it was by every later call
     in the process: one asking for 3 CPUs per shard was refused ("exceeds the 2 CPUs Ray has"),
@@ -394,9 +398,9 @@ def test_a_second_call_in_one_process_gets_the_ray_its_settings_ask_for(monkeypa
     # a host without a port ended in Ray's traceback, and every refusal came after the original and
     # Retrain had trained (round 3): the method's check asks, before anything trains
     with pytest.raises(UnlearnError, match="ray_address 127.0.0.1: give host:port"):
-        shard_trainer.check_ray_resources({"num_workers": 2, "ray_address": "127.0.0.1", "ray_connect_timeout_s": 5})
+        shard_trainer.check_ray_resources(dict(ONE_CPU, num_workers=2, ray_address="127.0.0.1", ray_connect_timeout_s=5))
     with pytest.raises(UnlearnError, match="ray_address 127.0.0.1:1: no Ray cluster answers there"):
-        shard_trainer.check_ray_resources({"num_workers": 2, "ray_address": "127.0.0.1:1", "ray_connect_timeout_s": 5})
+        shard_trainer.check_ray_resources(dict(ONE_CPU, num_workers=2, ray_address="127.0.0.1:1", ray_connect_timeout_s=5))
     if socket.has_ipv6:
         with socket.socket(socket.AF_INET6) as server:
             server.bind(("::1", 0))
@@ -415,6 +419,52 @@ def test_a_second_call_in_one_process_gets_the_ray_its_settings_ask_for(monkeypa
     ray.calls.clear()
     shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 3})
     assert ray.calls == [] and ray.cpus == 1
+
+
+def test_a_dead_local_ray_of_the_packages_is_started_again(monkeypatch):
+    """A long-lived process whose local Ray's raylet died reused it: every later forget failed with
+    "ray_cpus_per_shard 1 exceeds the 0 CPUs Ray has" (a valid setting blamed; Ray probe)."""
+    from recbole_unlearn.trainer import shard_trainer
+
+    monkeypatch.setattr(shard_trainer, "_RAY_STARTED_FOR", None)
+    ray = _FakeRay()
+    shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 2})
+    ray.cpus = 0  # its raylet killed: the cluster holds no CPU
+    shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 2})
+    assert ray.calls == [("init", None, 2), ("shutdown",), ("init", None, 2)] and ray.cpus == 2
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"ray_cpus_per_shard": 1.5}, "ray_cpus_per_shard 1.5: Ray takes a whole number above 1"),
+    ({"ray_cpus_per_shard": 0.00001}, "ray_cpus_per_shard 1e-05: Ray takes at most 4 decimal places"),
+    ({"ray_cpus_per_shard": 0.12345}, "ray_cpus_per_shard 0.12345: Ray takes at most 4 decimal places"),
+])
+def test_shard_resources_ray_refuses_are_refused_before_anything_is_asked_of_it(settings, message):
+    """Ray raises at ``ray.remote`` for these: a traceback after the original and Retrain trained,
+    or after a request run had queued (and failed) its requests (Ray probe)."""
+    from recbole_unlearn.trainer import shard_trainer
+    from recbole_unlearn.utils.errors import UnlearnError
+
+    config = dict({"num_workers": 2, "ray_address": None, "ray_cpus_per_shard": 1, "ray_gpus_per_shard": 0}, **settings)
+    with pytest.raises(UnlearnError, match=message):
+        shard_trainer.check_ray_resources(config)
+    shard_trainer.check_ray_resources(dict(config, ray_cpus_per_shard=0.25))  # fractions Ray takes pass
+
+
+def test_ray_address_auto_without_a_cluster_is_refused_before_anything_trains(monkeypatch, tmp_path):
+    """``ray_address: auto`` with no cluster passed the reachability check (it probed host:port
+    only): a run trained its original and Retrain, a request run queued and failed its requests,
+    before Ray's "no cluster" (Ray probe)."""
+    from recbole_unlearn.trainer import shard_trainer
+    from recbole_unlearn.utils.errors import UnlearnError
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(shard_trainer, "_ray_current_cluster_file", lambda: str(tmp_path / "none"))
+    with pytest.raises(UnlearnError, match="ray_address auto: no Ray cluster answers there"):
+        shard_trainer.check_ray_resources(dict(ONE_CPU, num_workers=2, ray_address="auto", ray_connect_timeout_s=5))
+    (tmp_path / "none").write_text("127.0.0.1:1")  # a cluster's address file, nothing listening there
+    with pytest.raises(UnlearnError, match="ray_address auto: no Ray cluster answers there"):
+        shard_trainer.check_ray_resources(dict(ONE_CPU, num_workers=2, ray_address="auto", ray_connect_timeout_s=5))
 
 
 def test_a_slice_stage_resumed_with_another_thread_count_still_equals_a_from_scratch_shard(tmp_path):

@@ -228,6 +228,10 @@ def _runtime_recbole():
     return Key("runtime", recorded=False)
 
 
+#: the most torch threads a shard trains with (``shard_num_threads``) and a slice stage's record may
+#: hold: a larger count was accepted, and the folder saved with it then refused every request
+MAX_THREADS = 1024
+
 KEYS: Dict[str, Key] = {
     # --- what to run -------------------------------------------------------------------
     "model": name_key("data"),
@@ -292,10 +296,10 @@ KEYS: Dict[str, Key] = {
     # --- parallel shard training ----------------------------------------------------------
     "num_workers": int_key("runtime"),
     "ray_address": path_key("runtime", optional=True),
-    "ray_connect_timeout_s": number_key("runtime"),
+    "ray_connect_timeout_s": number_key("runtime", high=86400),  # a day; the socket's timeout overflowed from 1e10 s
     "ray_cpus_per_shard": number_key("runtime"),
     "ray_gpus_per_shard": number_key("runtime", open_low=False),
-    "shard_num_threads": int_key("runtime", optional=True),
+    "shard_num_threads": int_key("runtime", optional=True, high=MAX_THREADS),
     "tensorboard": flag_key("runtime"),
     # --- metrics -------------------------------------------------------------------------------
     "utility_metrics": Key("data", "metric_names"),

@@ -19,6 +19,7 @@ stage r-1 recorded (:attr:`ShardJob.num_threads`), whatever ``shard_num_threads`
 ``num_workers`` the run answering the request has.
 """
 import math
+import os
 import re
 import signal
 import socket
@@ -220,6 +221,12 @@ def check_ray_resources(config, available: Optional[Dict[str, float]] = None) ->
     the cluster's, ``available``), GPUs per shard where there are fewer."""
     if config["num_workers"] <= 1:
         return
+    for key in ("ray_cpus_per_shard", "ray_gpus_per_shard"):  # Ray raises at ray.remote for these
+        value = config[key]
+        if value > 1 and value != int(value):
+            raise UnlearnError(f"{key} {value:g}: Ray takes a whole number above 1 (a fraction only below it)")
+        if value and round(value, 4) != value:
+            raise UnlearnError(f"{key} {value:g}: Ray takes at most 4 decimal places")
     if available is None:
         if config["ray_address"]:  # before anything trains: it was found at the first shard's training
             _check_reachable(config["ray_address"], config["ray_connect_timeout_s"])
@@ -253,6 +260,15 @@ def _python_signal_handlers_kept():
 _RAY_STARTED_FOR: Optional[Tuple[Optional[str], Optional[int], Optional[str]]] = None
 
 
+def _holds_cpus(ray) -> bool:
+    """Whether the running Ray still has CPUs: a local Ray whose raylet died has none (it was
+    reused, and every later forget failed as "exceeds the 0 CPUs Ray has")."""
+    try:
+        return ray.cluster_resources().get("CPU", 0) > 0
+    except Exception:  # a Ray that cannot say is not one to run shards on
+        return False
+
+
 def _ray_node(ray) -> Optional[str]:
     """The running Ray driver's node id (a new local Ray is a new node; the job id is not: every
     new local Ray's first job is ``01000000``), or ``None``."""
@@ -266,16 +282,43 @@ def _ray_node(ray) -> Optional[str]:
 RAY_CLIENT_PORT = 10001
 
 
-def _check_reachable(address: str, timeout_s: float) -> None:
+def _ray_current_cluster_file() -> str:
+    """Where a Ray cluster started on this machine writes its address (what ``auto`` reads when
+    ``RAY_ADDRESS`` is not set): ``<RAY_TMPDIR or /tmp>/ray/ray_current_cluster``."""
+    return os.path.join(os.environ.get("RAY_TMPDIR") or "/tmp", "ray", "ray_current_cluster")
+
+
+def _auto_address(timeout_s: float) -> None:
+    """Refuse ``ray_address: auto`` where no cluster is named (no ``RAY_ADDRESS``, no address
+    file) or where nothing listens at the address named: it passed the check, and a run trained
+    its original and Retrain (a request run queued and failed its requests) before Ray's error."""
+    named = os.environ.get("RAY_ADDRESS")
+    if not named or named == "auto":
+        try:
+            with open(_ray_current_cluster_file(), "r", encoding="utf-8") as f:
+                named = f.read().strip()
+        except OSError:
+            named = ""
+    if not named:
+        raise UnlearnError("ray_address auto: no Ray cluster answers there (RAY_ADDRESS is not set and no cluster "
+                           "was started on this machine: ray start --head, or leave ray_address out for a local Ray)")
+    _check_reachable(named, timeout_s, shown="auto")
+
+
+def _check_reachable(address: str, timeout_s: float, shown: Optional[str] = None) -> None:
     """Refuse a ``host:port`` or ``ray://host[:port]`` ``ray_address`` nothing listens on at once
     (``ray.init`` retried for minutes, printing a line each time, before failing; Ray's client
-    for 30 s), and a host without a port (a traceback from Ray)."""
+    for 30 s), and a host without a port (a traceback from Ray); ``auto``: :func:`_auto_address`.
+    ``shown``: the address the user gave, in the error (``auto`` for the one it named)."""
+    if address == "auto":
+        return _auto_address(timeout_s)
+    shown = shown or address
     client = address.startswith("ray://")
     target = address[len("ray://"):] if client else address
     if client and not re.search(r":\d+$", target):
         target += f":{RAY_CLIENT_PORT}"  # Ray's client port when none is given
     if not client and "://" not in target and target not in ("auto", "local") and not re.search(r":\d+$", target):
-        raise UnlearnError(f"ray_address {address}: give host:port, ray://host[:port], auto or local (Ray "
+        raise UnlearnError(f"ray_address {shown}: give host:port, ray://host[:port], auto or local (Ray "
                            "ended in a traceback without a port)")
     host, _, port = target.rpartition(":")
     if "://" in target or not host or not port.isdigit():
@@ -284,7 +327,7 @@ def _check_reachable(address: str, timeout_s: float) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError as e:
-        raise UnlearnError(f"ray_address {address}: no Ray cluster answers there ({e.strerror or e})") from None
+        raise UnlearnError(f"ray_address {shown}: no Ray cluster answers there ({e.strerror or e})") from None
 
 
 def connect_ray(ray, config) -> None:
@@ -297,7 +340,7 @@ def connect_ray(ray, config) -> None:
     wanted = (config["ray_address"] or None, None if config["ray_address"] else int(config["num_workers"]))
     if ray.is_initialized():
         ours = _RAY_STARTED_FOR is not None and _RAY_STARTED_FOR[2] == _ray_node(ray)
-        if not ours or _RAY_STARTED_FOR[:2] == wanted:
+        if not ours or (_RAY_STARTED_FOR[:2] == wanted and _holds_cpus(ray)):
             return
         ray.shutdown()
         _RAY_STARTED_FOR = None

@@ -26,6 +26,7 @@ from typing import Collection, Dict, List, Optional, Tuple, Union
 import numpy as np
 import torch
 
+from recbole_unlearn.config.keys import MAX_THREADS
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.extra_deletion import apply_extra_deletion
 from recbole_unlearn.data.forget import ForgetSet
@@ -61,8 +62,9 @@ def training_record(results, aggregator) -> dict:
     return record
 
 
-#: the most torch threads a stage record may name (a hand-edited 10**30 passed, then crashed every forget)
-MAX_RECORDED_THREADS = 1024
+#: the most torch threads a stage record may name (a hand-edited 10**30 passed, then crashed every
+#: forget): the most ``shard_num_threads`` may set
+MAX_RECORDED_THREADS = MAX_THREADS
 
 
 def _positive_int_or_absent(value) -> bool:

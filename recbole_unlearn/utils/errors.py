@@ -1,4 +1,5 @@
 """The one exception type that the CLI turns into a single ``error: ...`` line."""
+import re
 
 
 class UnlearnError(Exception):
@@ -31,9 +32,18 @@ def escaped_controls(text: object) -> str:
                    for c in str(text))
 
 
+#: a terminal's colour codes (Ray writes them into a worker's error)
+_ANSI_CODES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def error_line(error: BaseException) -> str:
-    """``<ExceptionType>: <message>`` on one line (for a ledger reason or an ``error:`` line)."""
-    return one_line(f"{type(error).__name__}: {error}")
+    """``<ExceptionType>: <message>`` on one line (for a ledger reason or an ``error:`` line),
+    without terminal colour codes; an error Ray raises for a worker's (``RayTaskError(...)``,
+    whose message is the worker's whole traceback) gives its cause's."""
+    cause = getattr(error, "cause", None)
+    if type(error).__name__.startswith("RayTaskError") and isinstance(cause, BaseException):
+        return one_line(_ANSI_CODES.sub("", f"{type(cause).__name__} in a Ray worker: {cause}"))
+    return one_line(_ANSI_CODES.sub("", f"{type(error).__name__}: {error}"))
 
 
 def yaml_problem(error: Exception) -> str:
