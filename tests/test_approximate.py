@@ -680,7 +680,9 @@ def test_request_steps_sum_the_passes_their_fine_tuning_ran():
     ``epochs_run`` the sum), and the requests' records held none (round-2 probe)."""
     from recbole_unlearn.unlearn.experiment import _info_over_requests
 
-    infos = [{"epochs_run": 1, "stopped_by": "finetuned", "history": [], "finetune_epochs": 0.25},
-             {"epochs_run": 1, "stopped_by": "finetuned", "history": [], "finetune_epochs": 0.5}]
+    infos = [{"epochs_run": 1, "stopped_by": "finetuned", "history": [], "finetune_epochs": 1 / 3},
+             {"epochs_run": 1, "stopped_by": "finetuned", "history": [], "finetune_epochs": 1 / 3}]
     out = _info_over_requests(infos, np.array([], dtype=np.int64))
-    assert out["finetune_epochs"] == 0.75 and [s["finetune_epochs"] for s in out["approximate_steps"]] == [0.25, 0.5]
+    assert out["finetune_epochs"] == 0.666667 and [s["finetune_epochs"] for s in out["approximate_steps"]] == [1 / 3] * 2
+    from recbole_unlearn.trainer.approximate import ApproximateReport  # recorded unrounded, rounded once summed
+    assert ApproximateReport(finetune_epochs=1 / 3).to_json()["finetune_epochs"] == 1 / 3

@@ -507,7 +507,7 @@ def test_a_saved_gpu_id_does_not_choose_the_serving_processs_devices(saved, tmp_
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "" and str(model.config["device"]) == "cpu"
 
 
-def test_a_folder_of_the_bundled_ml_100k_is_served_from_this_installations_copy():
+def test_a_folder_of_the_bundled_ml_100k_is_served_from_this_installations_copy(tmp_path):
     """A folder trained on RecBole's bundled ml-100k recorded that installation's
     ``dataset_example`` path; read as given once ``data_path`` was honoured for ml-100k, so the
     folder failed ("dataset file is missing") after a new virtual environment (round-2 probe).
@@ -516,7 +516,11 @@ def test_a_folder_of_the_bundled_ml_100k_is_served_from_this_installations_copy(
 
     gone = os.path.join("/gone", "venv", "site-packages", "recbole", "config", "..", "dataset_example")
     assert "data_path" not in _without_other_installations_bundle({"dataset": "ml-100k"}, {"data_path": gone}, {})
+    # a user's own folder of that name that is still there is read (round 3: it was replaced)
+    own = os.path.join(str(tmp_path), "own", "recbole", "dataset_example")
+    os.makedirs(own)
     for manifest, config, overrides in (({"dataset": "ml-100k"}, {"data_path": gone}, {"data_path": "/d"}),
                                         ({"dataset": "beauty"}, {"data_path": gone}, {}),
-                                        ({"dataset": "ml-100k"}, {"data_path": "/data"}, {})):
+                                        ({"dataset": "ml-100k"}, {"data_path": "/data"}, {}),
+                                        ({"dataset": "ml-100k"}, {"data_path": own}, {})):
         assert _without_other_installations_bundle(manifest, config, overrides) == config

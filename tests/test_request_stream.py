@@ -936,3 +936,17 @@ def test_a_ray_workers_error_is_its_cause_on_one_plain_line():
     ray_error.cause = cause
     assert error_line(ray_error) == "RuntimeError in a Ray worker: disk full"
     assert error_line(OSError("\x1b[31mred\x1b[0m text")) == "OSError: red text"
+
+
+@pytest.mark.parametrize("queued_at", [float("-inf"), float("nan"), -1e300, 1e300])
+def test_a_queued_at_that_is_no_time_falls_back_to_the_lines_time(queued_at):
+    """A hand-edited ``queued_at`` of -Infinity made the resumed request's latency Infinity and
+    results.json's latencies Infinity and NaN, which are not JSON (round-3 probe): a value that is
+    not a time before now is not read; the line's ``time`` is."""
+    import time
+    from recbole_unlearn.serving.batcher import RequestBatcher
+
+    batcher = RequestBatcher.__new__(RequestBatcher)
+    earlier = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 60))
+    batcher.first_queued = {"r": {"queued_at": queued_at, "time": earlier}}
+    assert 59 <= batcher._waited_s("r") < 120

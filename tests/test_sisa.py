@@ -451,20 +451,30 @@ def test_shard_resources_ray_refuses_are_refused_before_anything_is_asked_of_it(
     shard_trainer.check_ray_resources(dict(config, ray_cpus_per_shard=0.25))  # fractions Ray takes pass
 
 
-def test_ray_address_auto_without_a_cluster_is_refused_before_anything_trains(monkeypatch, tmp_path):
+def test_ray_address_auto_without_a_cluster_is_refused_before_anything_trains(monkeypatch):
     """``ray_address: auto`` with no cluster passed the reachability check (it probed host:port
     only): a run trained its original and Retrain, a request run queued and failed its requests,
     before Ray's "no cluster" (Ray probe)."""
     from recbole_unlearn.trainer import shard_trainer
     from recbole_unlearn.utils.errors import UnlearnError
 
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.setattr(shard_trainer, "_ray_current_cluster_file", lambda: str(tmp_path / "none"))
+    monkeypatch.setattr(shard_trainer, "_auto_cluster_address", lambda: None)  # Ray finds none
     with pytest.raises(UnlearnError, match="ray_address auto: no Ray cluster answers there"):
         shard_trainer.check_ray_resources(dict(ONE_CPU, num_workers=2, ray_address="auto", ray_connect_timeout_s=5))
-    (tmp_path / "none").write_text("127.0.0.1:1")  # a cluster's address file, nothing listening there
+    monkeypatch.setattr(shard_trainer, "_auto_cluster_address", lambda: "127.0.0.1:1")  # nothing listens there
     with pytest.raises(UnlearnError, match="ray_address auto: no Ray cluster answers there"):
         shard_trainer.check_ray_resources(dict(ONE_CPU, num_workers=2, ray_address="auto", ray_connect_timeout_s=5))
+    with socket.socket() as server:  # one listens: auto passes, as Ray's own resolution would connect
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.setattr(shard_trainer, "_auto_cluster_address", lambda: f"127.0.0.1:{server.getsockname()[1]}")
+        shard_trainer.check_ray_resources(dict(ONE_CPU, num_workers=2, ray_address="auto", ray_connect_timeout_s=5))
+    # Ray's own resolution, with RAY_ADDRESS naming a cluster: its address (TMPDIR, RAY_TMPDIR and
+    # running clusters are Ray's to find; a check of /tmp alone refused a cluster under TMPDIR)
+    monkeypatch.undo()
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6391")
+    named = shard_trainer._auto_cluster_address()
+    assert named == "auto" or named.endswith(":6391"), named  # Ray names this host by its address
 
 
 def test_a_slice_stage_resumed_with_another_thread_count_still_equals_a_from_scratch_shard(tmp_path):

@@ -313,11 +313,13 @@ class RequestBatcher:
     def _waited_s(self, request_id: str) -> float:
         """Seconds since an earlier run first queued ``request_id``: a resumed request's latency
         counts from then, not from this run's start. From the line's ``queued_at`` (seconds since
-        the epoch); a line written before it was recorded gives its local ``time``, read in this
-        process's zone (to the second; another zone's run is hours off); 0 where neither reads."""
+        the epoch; one that is no time before now is not read); a line written before it was
+        recorded gives its local ``time``, read in this process's zone (to the second; another
+        zone's run is hours off); 0 where neither reads."""
         line = self.first_queued.get(request_id) or {}
         queued = line.get("queued_at")
-        if not isinstance(queued, (int, float)) or isinstance(queued, bool):
+        if not isinstance(queued, (int, float)) or isinstance(queued, bool) or not 0 < queued <= time.time():
+            # (a hand-edited -Infinity made latencies Infinity and NaN, which are not JSON)
             try:
                 queued = time.mktime(time.strptime(line.get("time"), "%Y-%m-%dT%H:%M:%S"))
             except (TypeError, ValueError, OverflowError):

@@ -577,15 +577,15 @@ def _of_the_shape_written(path: str):
 
 def _without_other_installations_bundle(manifest: dict, config_dict: dict, overrides: dict) -> dict:
     """``config_dict`` without its ``data_path`` where that is another RecBole installation's
-    bundled ml-100k (``.../recbole/dataset_example``, recorded by a folder trained without a
+    bundled ml-100k, gone (``.../recbole/dataset_example``, recorded by a folder trained without a
     ``data_path``): this installation's copy is read instead, as RecBole reads it, and the file
     must still have the recorded SHA-256 (it failed as "missing" after a new virtual environment
     once a given ``data_path`` was honoured for ml-100k). A ``data_path`` the run gives wins."""
     recorded = config_dict.get("data_path")
     bundled = os.path.join("recbole", "dataset_example")
     if (manifest.get("dataset") != "ml-100k" or "data_path" in overrides or not isinstance(recorded, str)
-            or not os.path.normpath(recorded).endswith(os.sep + bundled)):
-        return config_dict
+            or not os.path.normpath(recorded).endswith(os.sep + bundled) or os.path.exists(recorded)):
+        return config_dict  # (a folder of that name still there, a user's own, is read as recorded)
     return {key: value for key, value in config_dict.items() if key != "data_path"}
 
 

@@ -86,7 +86,7 @@ class ApproximateReport:
         """The fields only some steps record (``epochs_key``, ``finetune_epochs``)."""
         out = {"epochs_key": self.epochs_key} if self.epochs_key else {}
         if self.finetune_epochs is not None:
-            out["finetune_epochs"] = round(float(self.finetune_epochs), 6)
+            out["finetune_epochs"] = float(self.finetune_epochs)  # unrounded: request steps sum them
         return out
 
 

@@ -224,9 +224,9 @@ def check_ray_resources(config, available: Optional[Dict[str, float]] = None) ->
     for key in ("ray_cpus_per_shard", "ray_gpus_per_shard"):  # Ray raises at ray.remote for these
         value = config[key]
         if value > 1 and value != int(value):
-            raise UnlearnError(f"{key} {value:g}: Ray takes a whole number above 1 (a fraction only below it)")
+            raise UnlearnError(f"{key} {value!r}: Ray takes a whole number above 1 (a fraction only below it)")
         if value and round(value, 4) != value:
-            raise UnlearnError(f"{key} {value:g}: Ray takes at most 4 decimal places")
+            raise UnlearnError(f"{key} {value!r}: Ray takes at most 4 decimal places")
     if available is None:
         if config["ray_address"]:  # before anything trains: it was found at the first shard's training
             _check_reachable(config["ray_address"], config["ray_connect_timeout_s"])
@@ -282,27 +282,34 @@ def _ray_node(ray) -> Optional[str]:
 RAY_CLIENT_PORT = 10001
 
 
-def _ray_current_cluster_file() -> str:
-    """Where a Ray cluster started on this machine writes its address (what ``auto`` reads when
-    ``RAY_ADDRESS`` is not set): ``<RAY_TMPDIR or /tmp>/ray/ray_current_cluster``."""
-    return os.path.join(os.environ.get("RAY_TMPDIR") or "/tmp", "ray", "ray_current_cluster")
+def _auto_cluster_address() -> Optional[str]:
+    """The ``host:port`` Ray's own ``auto`` resolves to (``RAY_ADDRESS``, the address file of a
+    ``ray start`` on this machine under Ray's temporary folder, or a running cluster it finds),
+    ``None`` where it finds none; ``"auto"`` where this Ray cannot say (its own answer then)."""
+    with _python_signal_handlers_kept():  # importing ray sets its own SIGTERM handler
+        try:
+            from ray._private.services import canonicalize_bootstrap_address
+        except Exception:  # another Ray than the pinned one
+            return "auto"
+    try:
+        return canonicalize_bootstrap_address("auto")
+    except ConnectionError:
+        return None
+    except Exception:
+        return "auto"
 
 
 def _auto_address(timeout_s: float) -> None:
-    """Refuse ``ray_address: auto`` where no cluster is named (no ``RAY_ADDRESS``, no address
-    file) or where nothing listens at the address named: it passed the check, and a run trained
-    its original and Retrain (a request run queued and failed its requests) before Ray's error."""
-    named = os.environ.get("RAY_ADDRESS")
-    if not named or named == "auto":
-        try:
-            with open(_ray_current_cluster_file(), "r", encoding="utf-8") as f:
-                named = f.read().strip()
-        except OSError:
-            named = ""
-    if not named:
-        raise UnlearnError("ray_address auto: no Ray cluster answers there (RAY_ADDRESS is not set and no cluster "
-                           "was started on this machine: ray start --head, or leave ray_address out for a local Ray)")
-    _check_reachable(named, timeout_s, shown="auto")
+    """Refuse ``ray_address: auto`` where Ray finds no cluster, or nothing listens at the one it
+    finds: it passed the check, and a run trained its original and Retrain (a request run queued
+    and failed its requests) before Ray's error."""
+    named = _auto_cluster_address()
+    if named is None:
+        raise UnlearnError("ray_address auto: no Ray cluster answers there (none is named by RAY_ADDRESS or "
+                           "found running on this machine: ray start --head, or leave ray_address out for a "
+                           "local Ray)")
+    if named != "auto":
+        _check_reachable(named, timeout_s, shown="auto")
 
 
 def _check_reachable(address: str, timeout_s: float, shown: Optional[str] = None) -> None:
