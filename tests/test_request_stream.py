@@ -323,11 +323,9 @@ def test_a_request_read_before_its_file_was_removed_is_applied_by_the_next_run(m
     assert verify_model(model_copy)["requests_not_final"] == 0
 
 
-def test_a_failed_request_is_applied_by_the_next_run_whatever_file_it_answers(model_copy, in_tmp, monkeypatch):
-    """A batch whose forget raised left its requests ``failed``; only the same file given again
-    could apply them. The next run on the folder applies them first."""
-    from recbole_unlearn.serving import apply as apply_module
-
+def _a_request_left_failed(model_copy, in_tmp, monkeypatch) -> list:
+    """Two users of shard 0: the first's request (``a.csv``) left ``failed`` by a forget that
+    raised, the second's written to ``b.csv``; returns both users."""
     users = _users_by_shard(model_copy)[0][:2]
     (in_tmp / "a.csv").write_text(f"{users[0]}\n")
     (in_tmp / "b.csv").write_text(f"{users[1]}\n")
@@ -335,6 +333,13 @@ def test_a_failed_request_is_applied_by_the_next_run_whatever_file_it_answers(mo
     with pytest.raises(OSError):
         run_forget_requests(model_copy, str(in_tmp / "a.csv"), {"state": "ERROR"}, verbose=False)
     monkeypatch.undo()
+    return users
+
+
+def test_a_failed_request_is_applied_by_the_next_run_whatever_file_it_answers(model_copy, in_tmp, monkeypatch):
+    """A batch whose forget raised left its requests ``failed``; only the same file given again
+    could apply them. The next run on the folder applies them first."""
+    users = _a_request_left_failed(model_copy, in_tmp, monkeypatch)
     doc = run_forget_requests(model_copy, str(in_tmp / "b.csv"), {"state": "ERROR", "max_wait_s": 0}, verbose=False)
     assert doc["requests"]["resumed"] == 1 and doc["requests"]["applied"] == 2
     assert set(users) <= _forgotten_users(model_copy)
@@ -349,13 +354,7 @@ def test_a_resumed_requests_latency_counts_from_when_it_was_first_queued(model_c
     import json
     import time
 
-    users = _users_by_shard(model_copy)[0][:2]
-    (in_tmp / "a.csv").write_text(f"{users[0]}\n")
-    (in_tmp / "b.csv").write_text(f"{users[1]}\n")
-    monkeypatch.setattr(batcher_module, "apply_forget", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space")))
-    with pytest.raises(OSError):
-        run_forget_requests(model_copy, str(in_tmp / "a.csv"), {"state": "ERROR"}, verbose=False)
-    monkeypatch.undo()
+    _a_request_left_failed(model_copy, in_tmp, monkeypatch)
     path = os.path.join(model_copy, "requests.jsonl")
     with open(path) as f:
         lines = [json.loads(line) for line in f]

@@ -218,7 +218,8 @@ def run_shard_jobs(config, dataset: UnlearnSequentialDataset, shard_map: ShardMa
 def check_ray_resources(config, available: Optional[Dict[str, float]] = None) -> None:
     """Refuse shard resources Ray can never grant (a shard would wait for them for ever, holding
     the model folder's lock): more CPUs per shard than the local Ray's ``num_workers`` (or than
-    the cluster's, ``available``), GPUs per shard where there are fewer."""
+    the cluster's, ``available``), GPUs per shard where there are fewer; and quantities Ray
+    raises for at its first shard (above 1 but not whole, more than 4 decimals)."""
     if config["num_workers"] <= 1:
         return
     for key in ("ray_cpus_per_shard", "ray_gpus_per_shard"):  # Ray raises at ray.remote for these
