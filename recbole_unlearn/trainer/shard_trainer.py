@@ -19,7 +19,6 @@ stage r-1 recorded (:attr:`ShardJob.num_threads`), whatever ``shard_num_threads`
 ``num_workers`` the run answering the request has.
 """
 import math
-import os
 import re
 import signal
 import socket
