@@ -618,7 +618,7 @@ def test_an_approximate_step_that_ran_out_of_epochs_is_at_its_cap():
     stage = {"epochs": 1, "cap": 5, "hit_cap": False, "best_valid_ndcg@10": 0.0}
     row = {"fit_training": {"shards": {"0": {"0": stage}}}, "forget_training": {"shards": {}},
            "approximate": {"0": {"epochs_run": 4, "stopped_by": "max_epochs", "changed": True}}}
-    assert training_summary(row)[1] is True and capped_parts(row, 5) == "forget: 1 approximate shard step"
+    assert training_summary(row)[1] is True and capped_parts(row, 5) == "forget: 1 approximate step"
 
 
 def test_a_run_whose_sruga_step_ran_out_of_epochs_names_sruga_epochs(in_tmp, capsys):
@@ -686,3 +686,23 @@ def test_request_steps_sum_the_passes_their_fine_tuning_ran():
     assert out["finetune_epochs"] == 0.666667 and [s["finetune_epochs"] for s in out["approximate_steps"]] == [1 / 3] * 2
     from recbole_unlearn.trainer.approximate import ApproximateReport  # recorded unrounded, rounded once summed
     assert ApproximateReport(finetune_epochs=1 / 3).to_json()["finetune_epochs"] == 1 / 3
+
+
+def test_a_request_run_names_an_approximate_step_at_its_cap(in_tmp, capsys):
+    """A saved folder whose ``shard_unlearning: sruga`` step ran out of ``sruga_epochs`` while it
+    answered a request file printed no cap note (the audit line said ``max_epochs``), and its
+    results.json row held no step record (round-2 and round-3 probes)."""
+    from recbole_unlearn import run_recbole_unlearn
+    from recbole_unlearn.quick_start import run_forget_requests
+
+    model_dir = str(in_tmp / "m")
+    run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method="sisa", n_shards=2, shard_unlearning="sruga", sruga_stop_unseen=False, sruga_epochs=1,
+        sruga_patience=5, utility_floor=0.0, forget_protocol="none", save_model=False, model_dir=model_dir,
+        results_dir=str(in_tmp / "r")), verbose=False)
+    (in_tmp / "req.csv").write_text("5\n")
+    capsys.readouterr()
+    doc = run_forget_requests(model_dir, str(in_tmp / "req.csv"), {"state": "ERROR"})
+    out = capsys.readouterr().out
+    assert "1 approximate step" in out and "sruga_epochs 1" in out, out
+    assert doc["rows"][0]["approximate_steps"], doc["rows"][0]

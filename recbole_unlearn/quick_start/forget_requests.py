@@ -98,6 +98,8 @@ def _report(config, model, summary, meter: CpuMeter, requests: str, model_dir: s
         row["kept_by_count_filters"] = summary.kept_by_count_filters
     if summary.trainings:  # how each forget's retrained stages and aggregator trained (as a run's row)
         row["forget_training"] = {"steps": summary.trainings}
+    if summary.approximate_steps:  # each forget's approximate step: why it stopped (a cap, in the note)
+        row["approximate_steps"] = summary.approximate_steps
     document = results_document(config["model"], config["dataset"], config.settings(), facts, [row])
     document["requests"] = stream
     results_path = os.path.join(run_dir, "results.json")

@@ -72,6 +72,7 @@ class StreamSummary:
     start_stages: Dict[str, int] = field(default_factory=dict)
     forget_hit_rose: List[str] = field(default_factory=list)
     trainings: List[dict] = field(default_factory=list)  # each batch's training record (shard stages, aggregator)
+    approximate_steps: List[dict] = field(default_factory=list)  # each batch's approximate step (or its shards')
     kept_by_count_filters: int = 0  # after the last forget: rows kept only by forgotten lines (apply)
     being_queued: int = 0  # read, their queued lines being written (a stop then may leave them unrecorded)
     rejected_files: int = 0  # of the rejected: files rejected whole (line 0: none of their lines read)
@@ -80,6 +81,8 @@ class StreamSummary:
         self.batches += 1
         if report_json.get("training"):
             self.trainings.append(report_json["training"])
+        if isinstance(report_json.get("approximate"), dict):  # an approximate step's (or each shard's)
+            self.approximate_steps.append(report_json["approximate"])
         if forget_hit_rose(report_json):
             self.forget_hit_rose.append(version)
         if version not in self.versions:

@@ -237,7 +237,7 @@ def capped_parts(row: dict, epochs_cap: int) -> Optional[str]:
         named = [f"{at_cap} shard stage{'s' if at_cap != 1 else ''}"] if at_cap else []
         steps = len(_steps_at_cap(row)) if label == "forget" else 0
         if steps:
-            named.append(f"{steps} approximate shard step{'s' if steps != 1 else ''}")
+            named.append(f"{steps} approximate step{'s' if steps != 1 else ''}")
         if aggregator and aggregator.get("hit_cap"):
             named.append("aggregator")
         if named:
