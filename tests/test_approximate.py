@@ -705,4 +705,19 @@ def test_a_request_run_names_an_approximate_step_at_its_cap(in_tmp, capsys):
     doc = run_forget_requests(model_dir, str(in_tmp / "req.csv"), {"state": "ERROR"})
     out = capsys.readouterr().out
     assert "1 approximate step" in out and "sruga_epochs 1" in out, out
-    assert doc["rows"][0]["approximate_steps"], doc["rows"][0]
+    steps = doc["rows"][0]["approximate_steps"]
+    assert [step["version"] for step in steps] == doc["requests"]["versions"], steps  # which forget it was
+
+
+def test_an_approximate_step_at_its_cap_is_not_told_to_validate():
+    """With ``eval_step: 0`` the cap note told a SRUGA step at ``sruga_epochs`` to set
+    ``--eval_step=1`` (its own checks, ``sruga_eval_step``, ran; round-4 probe): only models that
+    validate by ``eval_step`` get that advice, a step gets its epochs key."""
+    from recbole_unlearn.utils.results import cap_note
+
+    step = {"method": "sruga", "epochs_run": 2, "stopped_by": "max_epochs", "epochs_key": "sruga_epochs"}
+    note = cap_note([step], 5, 10, validates=False, saved_model=True)
+    assert "--sruga_epochs higher" in note and "eval_step" not in note, note
+    original = {"method": "original", "epochs_run": 5, "hit_cap": True}
+    note = cap_note([original, step], 5, 10, validates=False)
+    assert "--eval_step=1" in note and "--sruga_epochs higher" in note, note

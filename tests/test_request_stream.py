@@ -949,3 +949,17 @@ def test_a_queued_at_that_is_no_time_falls_back_to_the_lines_time(queued_at):
     earlier = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 60))
     batcher.first_queued = {"r": {"queued_at": queued_at, "time": earlier}}
     assert 59 <= batcher._waited_s("r") < 120
+
+
+def test_a_queued_at_that_disagrees_with_the_lines_time_by_more_than_a_day_is_not_read():
+    """``queued_at: 1`` (1970) passed as a time and made a latency of 57 years (round-4 probe): a
+    line's ``queued_at`` is read only where it agrees with its ``time`` within a day (any zone)."""
+    import time
+    from recbole_unlearn.serving.batcher import RequestBatcher
+
+    batcher = RequestBatcher.__new__(RequestBatcher)
+    earlier = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 60))
+    batcher.first_queued = {"r": {"queued_at": 1.0, "time": earlier}}
+    assert 59 <= batcher._waited_s("r") < 120
+    batcher.first_queued = {"r": {"queued_at": time.time() - 30, "time": earlier}}  # agrees: read
+    assert 29 <= batcher._waited_s("r") < 40

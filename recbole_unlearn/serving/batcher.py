@@ -82,7 +82,7 @@ class StreamSummary:
         if report_json.get("training"):
             self.trainings.append(report_json["training"])
         if isinstance(report_json.get("approximate"), dict):  # an approximate step's (or each shard's)
-            self.approximate_steps.append(report_json["approximate"])
+            self.approximate_steps.append(dict(report_json["approximate"], version=version))
         if forget_hit_rose(report_json):
             self.forget_hit_rose.append(version)
         if version not in self.versions:
@@ -316,18 +316,21 @@ class RequestBatcher:
     def _waited_s(self, request_id: str) -> float:
         """Seconds since an earlier run first queued ``request_id``: a resumed request's latency
         counts from then, not from this run's start. From the line's ``queued_at`` (seconds since
-        the epoch; one that is no time before now is not read); a line written before it was
-        recorded gives its local ``time``, read in this process's zone (to the second; another
-        zone's run is hours off); 0 where neither reads."""
+        the epoch; one that is no time before now, or a day or more from the line's ``time``, is
+        not read); a line written before it was recorded gives its local ``time``, read in this
+        process's zone (to the second; another zone's run is hours off); 0 where neither reads."""
         line = self.first_queued.get(request_id) or {}
+        try:
+            local = time.mktime(time.strptime(line.get("time"), "%Y-%m-%dT%H:%M:%S"))
+        except (TypeError, ValueError, OverflowError):
+            local = None
         queued = line.get("queued_at")
-        if not isinstance(queued, (int, float)) or isinstance(queued, bool) or not 0 < queued <= time.time():
-            # (a hand-edited -Infinity made latencies Infinity and NaN, which are not JSON)
-            try:
-                queued = time.mktime(time.strptime(line.get("time"), "%Y-%m-%dT%H:%M:%S"))
-            except (TypeError, ValueError, OverflowError):
-                return 0.0
-        return max(0.0, time.time() - queued)
+        # one that is no time before now, or further than a day (any zone) from its line's time, is
+        # not read: a hand-edited -Infinity made latencies Infinity and NaN (not JSON), 1 made 57 years
+        if (not isinstance(queued, (int, float)) or isinstance(queued, bool) or not 0 < queued <= time.time()
+                or (local is not None and abs(queued - local) > 86400)):
+            queued = local
+        return 0.0 if queued is None else max(0.0, time.time() - queued)
 
     @property
     def pending(self) -> int:

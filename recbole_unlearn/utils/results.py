@@ -341,8 +341,10 @@ def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int, slice_epoch
                        + (f"train a new model folder with {how}" if saved_model else f"set {how}"))
         if not whole:
             return f"{', '.join(named)} stopped at their cap ({caps}){unvalidated}"
-    if not validates:
+    if not validates and (whole or stages or aggregator):  # an approximate step's checks are its own
         how = "--eval_step=1 (validation after every epoch) to train to convergence"
+        if step_caps:
+            how += f", and --{' and --'.join(step_caps)} higher for the approximate steps"
         return (f"{', '.join(named)} ran all their epochs ({caps}): nothing validates (eval_step 0), so no model "
                 "stops by validation; " + (f"train a new model folder with {how}" if saved_model else f"set {how}"))
     raise_them = f"{' and '.join('--' + key for key in dict(keys))} higher to train to convergence"
