@@ -31,6 +31,7 @@ from recbole_unlearn.benchmark.report import (  # noqa: E402
     targets_overview_markdown,
 )
 from recbole_unlearn.benchmark.runner import finished_cells  # noqa: E402
+from recbole_unlearn.utils.errors import UnlearnError  # noqa: E402
 
 
 def collect_cells(grids: List[str], reuse: Optional[str] = None) -> List[dict]:
@@ -65,7 +66,11 @@ def main() -> int:
     parser.add_argument("--no-html", action="store_true",
                         help="write only .md and .csv (the HTML report embeds 4 MB of plotly.js)")
     args = parser.parse_args()
-    cells = collect_cells(args.grid, args.reuse)
+    try:
+        cells = collect_cells(args.grid, args.reuse)
+    except UnlearnError as e:  # a grid or cell it refuses: one line, as the runner's (a traceback before)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     tables = leaderboard_markdown(cells, title="").split("\n", 2)[2]  # drop the title line
     with open(args.intro, encoding="utf-8") as f:
         intro = f.read()

@@ -118,3 +118,31 @@ def test_every_method_row_records_its_forgets_cpu_share(tmp_path):
     for row in doc["rows"]:
         if row["method"] in ("retrain", "sisa"):
             assert 0.0 <= row["cpu_meter"]["forget_others_share"] <= 1.0, row["cpu_meter"]
+
+
+def test_a_request_runs_meter_covers_its_forgets_not_its_waits(tmp_path, monkeypatch):
+    """A watcher's row measured other processes' CPU over the whole run, idle waits included
+    (36 s of wall against 6 s of forgets: named busy at 32% while its forgets ran on an idle
+    machine; upgrade probe): the README promises "while their forgets ran". The row's meter sums
+    its batches' forgets, and records ``forget_others_share``."""
+    from conftest import train_saved_model
+    from recbole_unlearn.quick_start import run_forget_requests
+    from recbole_unlearn.serving import batcher as batcher_module
+
+    model_dir = train_saved_model(tmp_path, forget_protocol="none")
+    (tmp_path / "req.csv").write_text("5\n")
+    forgets = []
+    real = batcher_module.apply_forget
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            forgets.append(time.perf_counter() - start)
+
+    monkeypatch.setattr(batcher_module, "apply_forget", timed)
+    doc = run_forget_requests(model_dir, str(tmp_path / "req.csv"), {"state": "ERROR"}, verbose=False)
+    meter = doc["rows"][0]["cpu_meter"]
+    assert meter["wall_s"] == pytest.approx(sum(forgets), abs=0.05), (meter, forgets)
+    assert meter["forget_others_share"] == meter["others_share"]

@@ -165,6 +165,25 @@ def test_cells_runs_only_the_named_cells_of_a_grid(tmp_path, in_tmp, capsys):
 
 
 # --- resume ------------------------------------------------------------------------------
+def test_a_cell_recorded_with_a_setting_its_forget_set_never_read_resumes_without_it(tmp_path, in_tmp):
+    """Earlier code took ``forget_user_ratio`` beside ``forget_protocol: sru`` (never read) and
+    recorded it in the cell's fingerprint; today that setting is refused, and once it was dropped
+    the cell was "started with other settings": its finished rows could only be deleted (upgrade
+    probe). A cell's fingerprint leaves out the settings its forget set and audit never read."""
+    import json
+
+    path = _grid_named(tmp_path, "board", ["retrain"], forget_protocol="sru")
+    run_grid(path)
+    cell = tmp_path / "board" / "GRU4Rec-ml-tiny"
+    recorded = json.loads((cell / "cell.json").read_text())
+    assert "forget_user_ratio" not in recorded["fingerprint"]["settings"]
+    recorded["fingerprint"]["settings"].update(forget_user_ratio=0.1, audit_shuffles=5)  # as earlier code wrote
+    (cell / "cell.json").write_text(json.dumps(recorded))
+    rows = {p.name: p.read_text() for p in (cell / "rows").iterdir()}
+    run_grid(path)
+    assert {p.name: p.read_text() for p in (cell / "rows").iterdir()} == rows  # resumed: nothing trained again
+
+
 def test_resume_reruns_only_missing_rows_and_reuses_the_original_model(tmp_path, in_tmp, monkeypatch):
     from recbole_unlearn.unlearn import experiment as experiment_module
 

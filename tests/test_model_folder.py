@@ -524,3 +524,21 @@ def test_a_folder_of_the_bundled_ml_100k_is_served_from_this_installations_copy(
                                         ({"dataset": "ml-100k"}, {"data_path": "/data"}, {}),
                                         ({"dataset": "ml-100k"}, {"data_path": own}, {})):
         assert _without_other_installations_bundle(manifest, config, overrides) == config
+
+
+def test_a_saved_runtime_setting_todays_bounds_refuse_is_not_handed_on(saved, tmp_path):
+    """A folder saved with ``ray_connect_timeout_s: 100000`` (accepted before its bound of a day)
+    refused every request and ``--verify`` once the bound came (upgrade probe), though it never
+    used Ray: a runtime setting is the serving run's, and one today refuses is left out."""
+    import json
+
+    model_dir = str(tmp_path / "model")
+    shutil.copytree(saved[1], model_dir)
+    version_dir, manifest = read_manifest(model_dir)
+    manifest["config"].update(ray_connect_timeout_s=100000, shard_num_threads=1100)
+    with open(os.path.join(version_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    config = load_model(model_dir).config
+    assert config["ray_connect_timeout_s"] != 100000 and config["shard_num_threads"] != 1100
+    with pytest.raises(UnlearnError, match="ray_connect_timeout_s"):  # given by the run: refused, as ever
+        load_model(model_dir, {"ray_connect_timeout_s": 100000})

@@ -236,7 +236,7 @@ def test_watched_folder_can_delete_request_files_once_final(model_copy, in_tmp, 
                                                        "state": "ERROR"})
     assert doc["requests"]["applied"] == 2 and doc["requests"]["rejected"] == 2
     assert "note: 2 requests were rejected" in capsys.readouterr().out
-    assert set(doc["rows"][0]["cpu_meter"]) == {"wall_s", "own_cpu_s", "others_cpu_s", "others_share"}
+    assert set(doc["rows"][0]["cpu_meter"]) == {"wall_s", "own_cpu_s", "others_cpu_s", "others_share", "forget_others_share"}
     assert set(users) <= _forgotten_users(model_copy)
     assert sorted(os.listdir(inbox)) == ["rejected"] and os.listdir(inbox / "rejected") == ["b.csv"]
     assert {e["status"] for e in _ledger(model_copy) if e["file"] == "a.csv"} >= {"applied", "rejected"}

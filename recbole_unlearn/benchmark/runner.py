@@ -68,7 +68,7 @@ from recbole_unlearn.serving.lock import LOCK, LOCK_PID, FolderLock, FolderUnloc
 from recbole_unlearn.serving.store import MANIFEST, open_store
 from recbole_unlearn.utils.digests import file_sha256
 from recbole_unlearn.unlearn import METHODS
-from recbole_unlearn.unlearn.experiment import AUDIT_REFERENCE_PREFIX, Experiment
+from recbole_unlearn.unlearn.experiment import AUDIT_REFERENCE_PREFIX, Experiment, unread_data_settings
 from recbole_unlearn.config.keys import settings_of, unused_method_keys
 from recbole_unlearn.utils.atomic import write_json
 from recbole_unlearn.utils.errors import UnlearnError
@@ -268,7 +268,11 @@ class CellRun:
         return out
 
     def data_settings(self) -> dict:
-        return settings_of(self.base.settings(), "data")
+        """The cell's data settings but those its forget set and audit never read
+        (:func:`~recbole_unlearn.unlearn.experiment.unread_data_settings`): a cell recorded
+        with one of them (earlier code took them) matches today's grid without it."""
+        unread = unread_data_settings(self.base)
+        return {k: v for k, v in settings_of(self.base.settings(), "data").items() if k not in unread}
 
     def check_made_alike(self, saved: dict) -> None:
         """Refuse a cell made with other data settings, another dataset file or another request

@@ -78,7 +78,10 @@ def _report(config, model, summary, meter: CpuMeter, requests: str, model_dir: s
             verbose: bool) -> dict:
     """Evaluate the model after a request run and write its ``results.json`` (see
     :func:`run_forget_requests`)."""
-    busy = meter.result()  # over the requests' forgets, where their latencies were measured
+    # over the requests' forgets, where their latencies were measured (it held the whole run, idle
+    # waits included: a watcher was named busy while its forgets ran on an idle machine); the run's
+    # where none ran
+    busy = summary.cpu_meter() or meter.result()
     dataset = model.dataset
     stream = summary.to_json()
     getLogger().info(f"requests done: {stream}")

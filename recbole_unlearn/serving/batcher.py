@@ -25,7 +25,7 @@ of ``applied``, ``applied_without_change``, ``already_forgotten``, ``rejected`` 
 import time
 from dataclasses import dataclass, field
 from logging import getLogger
-from typing import Dict, List, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
@@ -36,6 +36,7 @@ from recbole_unlearn.serving.ledger import RequestLedger, applied_line, lines_by
 from recbole_unlearn.serving.request_files import FileRequest
 from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearnable import UnlearnableModel
+from recbole_unlearn.utils.cpu_meter import CpuMeter
 from recbole_unlearn.utils.errors import UnlearnError, error_line
 from recbole_unlearn.utils.results import forget_hit_rose
 
@@ -73,6 +74,7 @@ class StreamSummary:
     forget_hit_rose: List[str] = field(default_factory=list)
     trainings: List[dict] = field(default_factory=list)  # each batch's training record (shard stages, aggregator)
     approximate_steps: List[dict] = field(default_factory=list)  # each batch's approximate step (or its shards')
+    cpu: Optional[Dict[str, float]] = None  # the forgets' cpu_meter, summed (wall, own, others; CPUs)
     kept_by_count_filters: int = 0  # after the last forget: rows kept only by forgotten lines (apply)
     being_queued: int = 0  # read, their queued lines being written (a stop then may leave them unrecorded)
     rejected_files: int = 0  # of the rejected: files rejected whole (line 0: none of their lines read)
@@ -92,6 +94,26 @@ class StreamSummary:
         self.shards.update(report_json["shards_retrained"])
         for shard, stage in report_json["slices_retrained"].items():
             self.start_stages[shard] = min(stage, self.start_stages.get(shard, stage))
+
+    def add_cpu(self, usage: Optional[Dict[str, float]], cpus: int) -> None:
+        """Add one forget's :class:`CpuMeter` result (``None`` where it cannot be read)."""
+        if usage is None:
+            return
+        total = self.cpu or {"wall_s": 0.0, "own_cpu_s": 0.0, "others_cpu_s": 0.0, "cpus": cpus}
+        for key in ("wall_s", "own_cpu_s", "others_cpu_s"):
+            total[key] += usage[key]
+        self.cpu = total
+
+    def cpu_meter(self) -> Optional[Dict[str, float]]:
+        """The forgets' ``cpu_meter`` (as :meth:`CpuMeter.result`, over their summed wall time, with
+        ``forget_others_share`` the same: the row's seconds are the forgets'); ``None`` without one."""
+        if self.cpu is None:
+            return None
+        wall = self.cpu["wall_s"]
+        share = round(min(1.0, self.cpu["others_cpu_s"] / (wall * self.cpu["cpus"])) if wall > 0 else 0.0, 3)
+        return {"wall_s": round(wall, 3), "own_cpu_s": round(self.cpu["own_cpu_s"], 3),
+                "others_cpu_s": round(self.cpu["others_cpu_s"], 3), "others_share": share,
+                "forget_others_share": share}
 
     def check(self, pending: int = 0) -> None:
         """Every queued request has exactly one outcome (``pending`` are still queued)."""
@@ -369,6 +391,7 @@ class RequestBatcher:
     def _apply_held(self, batch: List[PendingRequest]) -> None:
         requests = [ForgetRequest(p.request.id, p.request.rows) for p in batch]
         rows = np.unique(np.concatenate([r.rows for r in requests]))
+        meter = CpuMeter()  # the row's cpu_meter: over the forgets, where latencies are measured
         try:
             outcome = apply_forget(self.store, self.model, ForgetSet(rows, source=self.source),
                                    self.model.config["unlearn_method"], requests)
@@ -386,6 +409,7 @@ class RequestBatcher:
             raise
         self.model = outcome.model
         done = time.monotonic()
+        self.summary.add_cpu(meter.result(), len(meter.cpus))
         elsewhere, already, unchanged = set(outcome.done_elsewhere), set(outcome.already_forgotten), set(outcome.unchanged)
         version = outcome.entry["version"] if outcome.entry else None
         events, kinds, latencies = [], [], []

@@ -270,6 +270,11 @@ class ModelStore:
             for key in RUN_OWN_KEYS:  # each run's own choice, never the folder's
                 config_dict.pop(key, None)
             config_dict.pop("device", None)  # derived (use_gpu, gpu_id); earlier code accepted and saved it
+            for key in [k for k in config_dict if phase_of(k) == "runtime" and k not in overrides]:
+                try:  # a runtime setting saved before today's bounds: the run's own default instead
+                    check_value(key, config_dict[key])  # (ray_connect_timeout_s 100000 refused every request)
+                except UnlearnError:
+                    config_dict.pop(key)
             config_dict = _without_other_installations_bundle(manifest, config_dict, overrides)
             for key in FORMERLY_RUNTIME_KEYS:  # given as a display choice, before it was recorded
                 if key not in (manifest.get("settings") or {}):

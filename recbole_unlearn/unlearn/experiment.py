@@ -40,10 +40,17 @@ AUDIT_REFERENCE_PREFIX = "audit_reference_"
 
 def unused_data_settings(config) -> Dict[str, str]:
     """The forget-set and audit settings the user gave (``external_config_dict``) that the run
-    never reads, each with why: another protocol's key, a protocol's key (or
-    ``forget_protocol``) beside a request file (``forget``), an audit key with ``audit`` off.
-    Each was recorded in ``results.json`` as if it had mattered (a probe)."""
+    never reads (:func:`unread_data_settings`), each with why. Each was recorded in
+    ``results.json`` as if it had mattered (a probe)."""
     given = config.external_config_dict
+    return {key: why for key, why in unread_data_settings(config).items() if key in given}
+
+
+def unread_data_settings(config) -> Dict[str, str]:
+    """Every forget-set and audit setting the run never reads, given or not, each with why:
+    another protocol's key, a protocol's key (or ``forget_protocol``) beside a request file
+    (``forget``), an audit key with ``audit`` off. A leaderboard cell's fingerprint leaves them
+    out (a cell made by earlier code with one of them given resumes once it is dropped)."""
     if config["forget"]:
         unread = {key: "a request file gives the forget set" for key in protocol_settings() + ["forget_protocol"]}
     else:
@@ -52,7 +59,7 @@ def unused_data_settings(config) -> Dict[str, str]:
         unread = {key: f"forget_protocol {protocol} does not read it" for key in protocol_settings() if key not in reads}
     if not config["audit"]:
         unread.update({key: "audit is off" for key in AUDIT_KEYS})
-    return {key: why for key, why in sorted(unread.items()) if key in given}
+    return dict(sorted(unread.items()))
 
 
 class Experiment:
