@@ -23,7 +23,7 @@ import numpy as np
 
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.serving.audit import AuditLog, interaction_hmacs, key_id
-from recbole_unlearn.serving.ledger import RequestLedger, applied_line
+from recbole_unlearn.serving.ledger import RequestLedger, applied_line, now
 from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearnable import ForgetReport, UnlearnableModel
 from recbole_unlearn.utils.errors import WentLiveError, error_line
@@ -126,7 +126,7 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
             report.seconds += choosing_extras  # part of producing the new state
         entry = {
             "audit_id": uuid.uuid4().hex,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "time": now(),
             "method": method,
             "source": forget_set.source,
             "requested_interactions": int(len(forget_set.requested)),

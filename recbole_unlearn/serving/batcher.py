@@ -32,11 +32,12 @@ import numpy as np
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.serving.apply import ForgetRequest, ForgetWentLive, apply_forget
 from recbole_unlearn.serving.audit import AuditLog
-from recbole_unlearn.serving.ledger import RequestLedger, applied_line, lines_by_request, now, queued_fields
+from recbole_unlearn.serving.ledger import (TIME_FORMAT, RequestLedger, applied_line, lines_by_request, now,
+                                            queued_fields)
 from recbole_unlearn.serving.request_files import FileRequest
 from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearnable import UnlearnableModel
-from recbole_unlearn.utils.cpu_meter import CpuMeter
+from recbole_unlearn.utils.cpu_meter import CpuMeter, cpu_usage
 from recbole_unlearn.utils.errors import UnlearnError, error_line
 from recbole_unlearn.utils.results import forget_hit_rose
 
@@ -109,11 +110,8 @@ class StreamSummary:
         ``forget_others_share`` the same: the row's seconds are the forgets'); ``None`` without one."""
         if self.cpu is None:
             return None
-        wall = self.cpu["wall_s"]
-        share = round(min(1.0, self.cpu["others_cpu_s"] / (wall * self.cpu["cpus"])) if wall > 0 else 0.0, 3)
-        return {"wall_s": round(wall, 3), "own_cpu_s": round(self.cpu["own_cpu_s"], 3),
-                "others_cpu_s": round(self.cpu["others_cpu_s"], 3), "others_share": share,
-                "forget_others_share": share}
+        usage = cpu_usage(self.cpu["wall_s"], self.cpu["own_cpu_s"], self.cpu["others_cpu_s"], self.cpu["cpus"])
+        return dict(usage, forget_others_share=usage["others_share"])
 
     def check(self, pending: int = 0) -> None:
         """Every queued request has exactly one outcome (``pending`` are still queued)."""
@@ -343,7 +341,7 @@ class RequestBatcher:
         process's zone (to the second; another zone's run is hours off); 0 where neither reads."""
         line = self.first_queued.get(request_id) or {}
         try:
-            local = time.mktime(time.strptime(line.get("time"), "%Y-%m-%dT%H:%M:%S"))
+            local = time.mktime(time.strptime(line.get("time"), TIME_FORMAT))
         except (TypeError, ValueError, OverflowError):
             local = None
         queued = line.get("queued_at")

@@ -20,9 +20,13 @@ LINE_FIELDS = {"id": (str, True), "status": (str, True), "rows": (jsonl.ListOf(i
                "queued_at": ((int, float), False)}
 
 
+#: a line's ``time``: the local time, to the second, without its zone
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
+
+
 def now() -> str:
     """The local time, to the second, without its zone (a line's ``time``, for people)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S")
+    return time.strftime(TIME_FORMAT)
 
 
 def queued_fields() -> dict:

@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import time
 import uuid
 from contextlib import contextmanager
 from logging import getLogger
@@ -36,7 +35,7 @@ import recbole
 import torch
 
 from recbole_unlearn.config.keys import FORMERLY_RUNTIME_KEYS, check_value, phase_of
-from recbole_unlearn.serving.ledger import LEDGER, RequestLedger
+from recbole_unlearn.serving.ledger import LEDGER, RequestLedger, now
 from recbole_unlearn.serving.lock import FolderLock
 from recbole_unlearn.trainer.shard_trainer import check_ray_resources
 from recbole_unlearn.trainer.trainer import load_checkpoint
@@ -498,7 +497,7 @@ class ModelStore:
         data_files = model.dataset.file_digests
         return {
             "format": model.FORMAT,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "created": now(),
             "versions": {"recbole_unlearn": __version__, "recbole": recbole.__version__,
                          "torch": torch.__version__},
             "model": config["model"],

@@ -62,13 +62,10 @@ def training_record(results, aggregator) -> dict:
     return record
 
 
-#: the most torch threads a stage record may name (a hand-edited 10**30 passed, then crashed every
-#: forget): the most ``shard_num_threads`` may set
-MAX_RECORDED_THREADS = MAX_THREADS
-
-
 def _positive_int_or_absent(value) -> bool:
-    return value is None or (type(value) is int and 0 < value <= MAX_RECORDED_THREADS)
+    """A stage record's ``threads``: absent, or at most the ``MAX_THREADS`` ``shard_num_threads``
+    may set (a hand-edited 10**30 passed, then crashed every forget)."""
+    return value is None or (type(value) is int and 0 < value <= MAX_THREADS)
 
 
 def shard_file(shard: int, stage: int) -> str:

@@ -68,6 +68,16 @@ def own_cpu_s() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + _descendant_cpu_s(os.getpid())
 
 
+def cpu_usage(wall: float, own: float, others: float, cpus: int) -> Dict[str, float]:
+    """``{"wall_s", "own_cpu_s", "others_cpu_s", "others_share"}`` of a span of ``wall`` seconds
+    in which this process took ``own`` CPU seconds and other processes ``others``:
+    ``others_share`` = ``others`` / (``wall`` x ``cpus``, the CPUs this process may use), 0 on an
+    idle machine, 1 when others kept every CPU busy."""
+    share = others / (wall * cpus) if wall > 0 else 0.0
+    return {"wall_s": round(wall, 3), "own_cpu_s": round(own, 3), "others_cpu_s": round(others, 3),
+            "others_share": round(min(share, 1.0), 3)}
+
+
 class CpuMeter:
     """Started on creation; :meth:`result` gives what other processes took since then."""
 
@@ -78,19 +88,13 @@ class CpuMeter:
         self.start_own = own_cpu_s() if self.start_busy is not None else 0.0
 
     def result(self) -> Optional[Dict[str, float]]:
-        """``{"wall_s", "own_cpu_s", "others_cpu_s", "others_share"}`` since the start:
-        ``others_share`` = other processes' CPU seconds / (wall seconds x the CPUs this process
-        may use), 0 on an idle machine, 1 when others kept every CPU busy. ``None`` where the
-        machine's busy time cannot be read."""
+        """:func:`cpu_usage` since the start; ``None`` where the machine's busy time cannot be read."""
         end_busy = machine_busy_s(self.cpus)
         if self.start_busy is None or end_busy is None:
             return None
-        wall = time.perf_counter() - self.start_wall
         own = own_cpu_s() - self.start_own
-        others = max(0.0, end_busy - self.start_busy - own)
-        share = others / (wall * len(self.cpus)) if wall > 0 else 0.0
-        return {"wall_s": round(wall, 3), "own_cpu_s": round(own, 3), "others_cpu_s": round(others, 3),
-                "others_share": round(min(share, 1.0), 3)}
+        return cpu_usage(time.perf_counter() - self.start_wall, own, max(0.0, end_busy - self.start_busy - own),
+                         len(self.cpus))
 
 
 def busy_rows_note(rows: List[dict], share: float) -> Optional[str]:
