@@ -265,20 +265,7 @@ class ModelStore:
         with self.lock.hold():
             version_dir, manifest = self.read_manifest(version)
             overrides = _settable(overrides, manifest)
-            config_dict = dict(manifest["config"])
-            for key in RUN_OWN_KEYS:  # each run's own choice, never the folder's
-                config_dict.pop(key, None)
-            config_dict.pop("device", None)  # derived (use_gpu, gpu_id); earlier code accepted and saved it
-            for key in [k for k in config_dict if phase_of(k) == "runtime" and k not in overrides]:
-                try:  # a runtime setting saved before today's bounds: the run's own default instead
-                    check_value(key, config_dict[key])  # (ray_connect_timeout_s 100000 refused every request)
-                except UnlearnError:
-                    config_dict.pop(key)
-            config_dict = _without_other_installations_bundle(manifest, config_dict, overrides)
-            for key in FORMERLY_RUNTIME_KEYS:  # given as a display choice, before it was recorded
-                if key not in (manifest.get("settings") or {}):
-                    config_dict.pop(key, None)
-            config_dict.update(overrides)
+            config_dict = dict(_saved_settings_to_load(manifest, overrides), **overrides)
             config = UnlearnConfig(manifest["model"], manifest["dataset"], config_dict=config_dict)
             drifted = _drifted_settings(manifest, config)
             if drifted:  # the installed defaults changed since: the model keeps what it trained with
@@ -577,6 +564,27 @@ def _of_the_shape_written(path: str):
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
         raise UnlearnError(f"{path} is not what this package writes ({error_line(e)}): edited by hand? restore it "
                            "from a backup") from None
+
+
+def _saved_settings_to_load(manifest: dict, overrides: dict) -> dict:
+    """The folder's saved ``config`` as a run answering requests takes it, before its
+    ``overrides``: without each run's own keys (``RUN_OWN_KEYS``), ``device`` (derived from
+    ``use_gpu`` and ``gpu_id``; earlier code accepted and saved it), runtime settings today's
+    bounds refuse (saved before them, such as ``ray_connect_timeout_s`` 100000, which refused
+    every request: the run's own default instead), another installation's bundled ml-100k path
+    (:func:`_without_other_installations_bundle`) and keys that were runtime keys before they were
+    recorded (``FORMERLY_RUNTIME_KEYS``, where the version's settings lack them)."""
+    config_dict = {k: v for k, v in manifest["config"].items() if k not in RUN_OWN_KEYS and k != "device"}
+    for key in [k for k in config_dict if phase_of(k) == "runtime" and k not in overrides]:
+        try:
+            check_value(key, config_dict[key])
+        except UnlearnError:
+            config_dict.pop(key)
+    config_dict = _without_other_installations_bundle(manifest, config_dict, overrides)
+    for key in FORMERLY_RUNTIME_KEYS:  # given as a display choice, before it was recorded
+        if key not in (manifest.get("settings") or {}):
+            config_dict.pop(key, None)
+    return config_dict
 
 
 def _without_other_installations_bundle(manifest: dict, config_dict: dict, overrides: dict) -> dict:
