@@ -1,5 +1,7 @@
 """SISA: partitions, the ensemble, sliced shard training and the four proofs of forgetting."""
 import socket
+from concurrent import futures
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -451,6 +453,63 @@ def test_shard_resources_ray_refuses_are_refused_before_anything_is_asked_of_it(
     shard_trainer.check_ray_resources(dict(config, ray_cpus_per_shard=0.25))  # fractions Ray takes pass
 
 
+@contextmanager
+def _fake_gcs():
+    """A gRPC server answering the one call a Ray GCS is asked before ``ray.init`` (a key not
+    found, as a real GCS answers it); yields its ``host:port``."""
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    class KeyValues(gcs_service_pb2_grpc.InternalKVGcsServiceServicer):
+        def InternalKVGet(self, request, context):
+            reply = gcs_service_pb2.InternalKVGetReply()
+            reply.status.code = 17  # NotFound
+            return reply
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    gcs_service_pb2_grpc.add_InternalKVGcsServiceServicer_to_server(KeyValues(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(0)
+
+
+@pytest.mark.parametrize("answer", ["nothing", "http"])
+def test_a_host_port_that_answers_but_is_not_ray_is_refused_within_the_timeout(answer):
+    """A ``ray_address`` where something listens but no Ray GCS answers (a silent service, a web
+    server) passed the check, and ``ray.init`` then waited on it with Ray's own retries for minutes
+    with the model folder locked, its requests queued and then ``failed`` (Ray probe, left in the
+    last note): one error within ``ray_connect_timeout_s``, before Ray is started."""
+    import http.server
+    import threading
+    import time
+
+    from recbole_unlearn.trainer import shard_trainer
+
+    if answer == "http":
+        server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port, stop = server.server_address[1], server.shutdown
+    else:
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port, stop = silent.getsockname()[1], silent.close
+    try:
+        started = time.monotonic()
+        with pytest.raises(UnlearnError, match=f"ray_address 127.0.0.1:{port}: something answers there, but no Ray "
+                                               "cluster"):
+            shard_trainer.check_ray_resources(dict(ONE_CPU, num_workers=2, ray_address=f"127.0.0.1:{port}",
+                                                   ray_connect_timeout_s=2))
+        assert time.monotonic() - started < 10
+    finally:
+        stop()
+    with _fake_gcs() as address:  # a GCS answering (not found, for the key asked) passes
+        shard_trainer.check_ray_resources(dict(ONE_CPU, num_workers=2, ray_address=address, ray_connect_timeout_s=2))
+
+
 def test_ray_address_auto_without_a_cluster_is_refused_before_anything_trains(monkeypatch):
     """``ray_address: auto`` with no cluster passed the reachability check (it probed host:port
     only): a run trained its original and Retrain, a request run queued and failed its requests,
@@ -464,10 +523,8 @@ def test_ray_address_auto_without_a_cluster_is_refused_before_anything_trains(mo
     monkeypatch.setattr(shard_trainer, "_auto_cluster_address", lambda: "127.0.0.1:1")  # nothing listens there
     with pytest.raises(UnlearnError, match="ray_address auto: no Ray cluster answers there"):
         shard_trainer.check_ray_resources(dict(ONE_CPU, num_workers=2, ray_address="auto", ray_connect_timeout_s=5))
-    with socket.socket() as server:  # one listens: auto passes, as Ray's own resolution would connect
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        monkeypatch.setattr(shard_trainer, "_auto_cluster_address", lambda: f"127.0.0.1:{server.getsockname()[1]}")
+    with _fake_gcs() as address:  # a GCS answers: auto passes, as Ray's own resolution would connect
+        monkeypatch.setattr(shard_trainer, "_auto_cluster_address", lambda: address)
         shard_trainer.check_ray_resources(dict(ONE_CPU, num_workers=2, ray_address="auto", ray_connect_timeout_s=5))
     # Ray's own resolution, with RAY_ADDRESS naming a cluster: its address (TMPDIR, RAY_TMPDIR and
     # running clusters are Ray's to find; a check of /tmp alone refused a cluster under TMPDIR)

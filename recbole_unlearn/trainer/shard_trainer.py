@@ -335,6 +335,36 @@ def _check_reachable(address: str, timeout_s: float, shown: Optional[str] = None
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError as e:
         raise UnlearnError(f"ray_address {shown}: no Ray cluster answers there ({e.strerror or e})") from None
+    if not client:  # Ray's client gives up by itself (30 s)
+        _check_gcs(target, timeout_s, shown)
+
+
+#: what the reachability check asks a Ray GCS for: a key no one stores (a GCS answers "not found")
+GCS_PROBE_KEY = (b"recbole_unlearn", b"reachability-check")
+
+
+def _check_gcs(target: str, timeout_s: float, shown: str) -> None:
+    """Refuse a ``host:port`` that accepts connections where no Ray GCS answers (a web server, a
+    silent service): ``ray.init`` waited on it with Ray's own retries for minutes, with the model
+    folder locked, before its error. Asks the GCS for one key over Ray's own gRPC channel (TLS
+    where ``RAY_USE_TLS`` says so), within ``timeout_s``."""
+    with _python_signal_handlers_kept():  # importing ray sets its own SIGTERM handler
+        try:
+            import grpc
+            from ray._private.utils import init_grpc_channel
+            from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+        except Exception:  # another Ray than the pinned one: its own answer
+            return
+    channel = init_grpc_channel(target)
+    try:
+        namespace, key = GCS_PROBE_KEY
+        gcs_service_pb2_grpc.InternalKVGcsServiceStub(channel).InternalKVGet(
+            gcs_service_pb2.InternalKVGetRequest(namespace=namespace, key=key), timeout=timeout_s)
+    except grpc.RpcError as e:
+        raise UnlearnError(f"ray_address {shown}: something answers there, but no Ray cluster (asked as Ray's "
+                           f"GCS, within {timeout_s:g} s: {e.code().name.lower()})") from None
+    finally:
+        channel.close()
 
 
 def connect_ray(ray, config) -> None:
