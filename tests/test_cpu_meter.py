@@ -146,3 +146,52 @@ def test_a_request_runs_meter_covers_its_forgets_not_its_waits(tmp_path, monkeyp
     meter = doc["rows"][0]["cpu_meter"]
     assert meter["wall_s"] == pytest.approx(sum(forgets), abs=0.05), (meter, forgets)
     assert meter["forget_others_share"] == meter["others_share"]
+
+
+class _RayWithWorkers:
+    """Ray's ``init`` / ``shutdown`` as far as the meter sees them: ``init`` starts a "raylet"
+    (a shell, this process's child) whose "worker" (its child, a grandchild of this process, as
+    Ray's are) spends a second of CPU and then waits; ``shutdown`` kills both, the worker after
+    its raylet: nobody reaps it into this process's own CPU time."""
+
+    def __init__(self):
+        self.initialized, self.raylet = False, None
+
+    def is_initialized(self):
+        return self.initialized
+
+    def get_runtime_context(self):
+        return type("Context", (), {"get_node_id": lambda _: "node"})()
+
+    def init(self, num_cpus=None, **kwargs):
+        worker = shlex.join([sys.executable, "-c", SPIN.format(s=1.0) + "time.sleep(600)\n"])
+        self.raylet = subprocess.Popen(["sh", "-c", f"{worker} & echo $!; wait"], stdout=subprocess.PIPE, text=True)
+        self.worker = int(self.raylet.stdout.readline())
+        self.initialized, self.cpus = True, num_cpus
+
+    def shutdown(self):
+        os.kill(self.raylet.pid, signal.SIGKILL)
+        self.raylet.wait()
+        os.kill(self.worker, signal.SIGKILL)
+        self.initialized = False
+
+    def cluster_resources(self):
+        return {"CPU": self.cpus}
+
+
+def test_workers_of_a_ray_a_call_replaces_are_not_counted_as_others(monkeypatch):
+    """A call in one process replacing the package's local Ray with one of another size counted
+    the old workers' CPU as other processes' (its meter's start counted their lifetime CPU as its
+    own; at its end they were gone, reaped by no one of this process's): a busy note on an idle
+    machine (left in the last note). Their CPU up to the shutdown is taken off the start."""
+    from recbole_unlearn.trainer import shard_trainer
+
+    monkeypatch.setattr(shard_trainer, "_RAY_STARTED_FOR", None)
+    ray = _RayWithWorkers()
+    shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 2})
+    time.sleep(2.0)  # the worker has spent its second of CPU
+    meter = CpuMeter()
+    shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 3})  # another size: replaced
+    result = meter.result()
+    ray.shutdown()
+    assert result["own_cpu_s"] >= 0.0, result  # it was about -1 s: the old worker's second, then gone

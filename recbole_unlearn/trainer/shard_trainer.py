@@ -37,6 +37,7 @@ from recbole_unlearn.data.partition import ShardMap
 from recbole_unlearn.data.utils import eval_loader, train_loader
 from recbole_unlearn.trainer.trainer import UnlearnTrainer, cpu_state_dict, state_digest
 from recbole_unlearn.trainer.training import new_model, valid_metric_name, validated_score
+from recbole_unlearn.utils.cpu_meter import descendants_ended
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.faults import fault_point
 
@@ -379,7 +380,8 @@ def connect_ray(ray, config) -> None:
         ours = _RAY_STARTED_FOR is not None and _RAY_STARTED_FOR[2] == _ray_node(ray)
         if not ours or (_RAY_STARTED_FOR[:2] == wanted and _holds_cpus(ray)):
             return
-        ray.shutdown()
+        with descendants_ended():  # its workers' CPU is not other processes'
+            ray.shutdown()
         _RAY_STARTED_FOR = None
     if config["ray_address"]:
         _check_reachable(config["ray_address"], config["ray_connect_timeout_s"])
