@@ -270,6 +270,17 @@ def _holds_cpus(ray) -> bool:
         return False
 
 
+def _local_processes_alive(ray) -> bool:
+    """Whether every process of the local Ray this driver started (its raylet, its GCS, ...) still
+    runs: Ray counts a node whose raylet was killed dead, and its CPUs gone, only about 18 s later
+    (a forget in that window failed). A driver joined to a cluster started none: ``True``."""
+    try:
+        node = ray._private.worker._global_node
+    except AttributeError:  # another Ray than the pinned one: the CPU count tells (_holds_cpus)
+        return True
+    return node is None or node.remaining_processes_alive()
+
+
 def _ray_node(ray) -> Optional[str]:
     """The running Ray driver's node id (a new local Ray is a new node; the job id is not: every
     new local Ray's first job is ``01000000``), or ``None``."""
@@ -378,7 +389,7 @@ def connect_ray(ray, config) -> None:
     wanted = (config["ray_address"] or None, None if config["ray_address"] else int(config["num_workers"]))
     if ray.is_initialized():
         ours = _RAY_STARTED_FOR is not None and _RAY_STARTED_FOR[2] == _ray_node(ray)
-        if not ours or (_RAY_STARTED_FOR[:2] == wanted and _holds_cpus(ray)):
+        if not ours or (_RAY_STARTED_FOR[:2] == wanted and _holds_cpus(ray) and _local_processes_alive(ray)):
             return
         with descendants_ended():  # its workers' CPU is not other processes'
             ray.shutdown()
