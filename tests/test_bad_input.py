@@ -198,6 +198,11 @@ def test_bad_stream_settings_are_refused_when_loading(saved, value):
     ("GRU4Rec", {"dropout_prob": 2}, "config key 'dropout_prob' must be in [0, 1)"),
     ("SASRec", {"valid_metric": "foo@10"}, "valid_metric 'foo@10' is not one of the validation metrics"),
     ("SASRec", {"valid_metric": "NDCG@5"}, "valid_metric 'NDCG@5' is not one of the validation metrics"),
+    # GAUC has no cut-off (RecBole reports "gauc"): "GAUC@10" was listed as a choice, passed, and
+    # ended in RecBole's KeyError 'gauc@10' at the first validation, after the run folder was made
+    # (configuration probe)
+    ("SASRec", {"metrics": ["GAUC", "NDCG"], "valid_metric": "GAUC@10"},
+     "valid_metric 'GAUC@10' is not one of the validation metrics (metrics x topk: gauc, ndcg@10"),
     # RecBole derives it from valid_metric and drops the user's value: accepted and recorded as
     # true, unsaid (a probe)
     ("SASRec", {"valid_metric_bigger": False}, "valid_metric_bigger False: RecBole derives it from valid_metric"),

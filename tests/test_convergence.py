@@ -108,6 +108,17 @@ def test_the_training_record_names_the_metric_validation_used():
     assert record["aggregator"]["best_valid_recall@10"] is not None
 
 
+def test_a_metric_without_a_cut_off_validates_every_model():
+    """``valid_metric: GAUC`` (RecBole reports it without a cut-off, as ``gauc``) was refused as
+    "not one of the validation metrics", which listed ``gauc@10`` instead (configuration probe):
+    the original, the shards and the aggregator stop on it and record ``best_valid_gauc``."""
+    config = _config(epochs=2, agg_epochs=2, metrics=["GAUC", "NDCG"], valid_metric="GAUC")
+    dataset = create_unlearn_dataset(config)
+    record = ShardedUnlearnableModel.train(config, dataset).fit_training
+    assert 0.0 <= record["shards"]["0"]["0"]["best_valid_gauc"] <= 1.0
+    assert 0.0 <= record["aggregator"]["best_valid_gauc"] <= 1.0
+
+
 def test_without_validation_steps_no_best_score_is_written_as_infinity(tmp_path, monkeypatch):
     """``eval_step: 0`` runs no validation; shard stages and the aggregator recorded RecBole's
     starting score, ``-inf``, written as ``-Infinity`` into ``results.json`` and the audit log

@@ -255,6 +255,16 @@ def unread_model_settings(model: str, keys: Iterable[str]) -> List[str]:
                   if k in others and k not in own and k not in _recbole_shared_keys() and k not in _own_keys())
 
 
+def _has_cut_off(metric) -> bool:
+    """Whether RecBole reports ``metric`` at each ``topk`` (``ndcg@10``) or once, without one
+    (GAUC: ``gauc``); a name RecBole does not know is taken as cut (its own error names it)."""
+    from recbole.evaluator.base_metric import TopkMetric
+    from recbole.evaluator.register import metrics_dict
+
+    known = metrics_dict.get(str(metric).lower())
+    return known is None or issubclass(known, TopkMetric)
+
+
 class UnlearnConfig(Config):
     """RecBole ``Config`` for recbole_unlearn.
 
@@ -433,7 +443,7 @@ class UnlearnConfig(Config):
                     raise UnlearnError(f"train_neg_sample_args: {what} a positive integer, got {value!r}")
         metrics, topk = self["metrics"] or [], self["topk"] or []
         metrics, topk = [metrics] if isinstance(metrics, str) else metrics, [topk] if isinstance(topk, int) else topk
-        computed = {f"{m}@{k}".lower() for m in metrics for k in topk}
+        computed = {f"{m}@{k}".lower() if _has_cut_off(m) else str(m).lower() for m in metrics for k in topk}
         if str(self["valid_metric"]).lower() not in computed:
             raise UnlearnError(f"valid_metric '{self['valid_metric']}' is not one of the validation metrics "
                                f"(metrics x topk: {', '.join(sorted(computed))})")
