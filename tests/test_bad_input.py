@@ -181,6 +181,13 @@ def test_bad_stream_settings_are_refused_when_loading(saved, value):
         load_model(model_dir, {"max_batch": value})
 
 
+def test_a_checkpoint_dir_is_refused_by_a_request_run(saved):
+    """A request run took ``--checkpoint_dir=X`` and wrote nothing there (configuration probe)."""
+    _, model_dir, _, _ = saved
+    with pytest.raises(UnlearnError, match="config key 'checkpoint_dir' is set by the run"):
+        load_model(model_dir, {"checkpoint_dir": "x"})
+
+
 @pytest.mark.parametrize("model, settings, message", [
     ("SASRec", {"learning_rate": -1}, "config key 'learning_rate' must be a positive number"),
     # a thread count above the 1,024 a folder's records may hold saved a folder that refused every
@@ -198,6 +205,9 @@ def test_bad_stream_settings_are_refused_when_loading(saved, value):
     ("GRU4Rec", {"dropout_prob": 2}, "config key 'dropout_prob' must be in [0, 1)"),
     ("SASRec", {"valid_metric": "foo@10"}, "valid_metric 'foo@10' is not one of the validation metrics"),
     ("SASRec", {"valid_metric": "NDCG@5"}, "valid_metric 'NDCG@5' is not one of the validation metrics"),
+    # replaced by the run's folder, unsaid: nothing was written there (configuration probe)
+    ("SASRec", {"checkpoint_dir": "ckpt"}, "config key 'checkpoint_dir' is set by the run (its folder under "
+                                           "results_dir), got 'ckpt'"),
     # GAUC has no cut-off (RecBole reports "gauc"): "GAUC@10" was listed as a choice, passed, and
     # ended in RecBole's KeyError 'gauc@10' at the first validation, after the run folder was made
     # (configuration probe)

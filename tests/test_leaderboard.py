@@ -111,6 +111,14 @@ def test_bad_config_key_in_grid_is_refused_before_any_training(tmp_path, in_tmp)
     assert not os.path.exists(tmp_path / "board")
 
 
+def test_a_grids_checkpoint_dir_is_refused_before_any_training(tmp_path, in_tmp, capsys):
+    """The runner replaced it with each cell's folder, unsaid (configuration probe)."""
+    path = _tiny_grid(tmp_path, ["sisa"], checkpoint_dir=str(tmp_path / "ckpt"))
+    assert main([f"--benchmark={path}"]) == 2
+    assert "config key 'checkpoint_dir' is set by the run" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "board") and not os.path.exists(tmp_path / "ckpt")
+
+
 def test_benchmark_takes_no_other_arguments(tmp_path, capsys):
     assert main([f"--benchmark={tmp_path}/g.yaml", "--epochs=3"]) == 2
     assert "takes every setting from the grid file" in capsys.readouterr().err

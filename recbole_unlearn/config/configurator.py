@@ -406,6 +406,10 @@ class UnlearnConfig(Config):
     def _check_keys(self) -> None:
         known = self.known_keys()
         check_setting_keys(k for k in self.external_config_dict if k not in known)
+        if "checkpoint_dir" in self.external_config_dict:  # replaced by the run's folder: nothing went there
+            raise UnlearnError(f"config key 'checkpoint_dir' is set by the run (its folder under results_dir), got "
+                               f"{self.external_config_dict['checkpoint_dir']!r}: set results_dir (and model_dir "
+                               "for the saved model) instead")
         if "device" in self.external_config_dict:  # RecBole replaces it: --device=cuda:3 ran on the CPU unsaid
             raise UnlearnError(f"config key 'device' is set from use_gpu and gpu_id (RecBole derives it), got "
                                f"{self.external_config_dict['device']!r}: leave it out and set those")

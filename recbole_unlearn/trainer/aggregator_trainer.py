@@ -8,7 +8,7 @@ either way (a sample-index field tells the cache which rows a batch holds), so b
 on the same batches in the same order and give the same aggregator up to float rounding. If the
 cache would exceed ``agg_cache_max_mb``, the training samples are subsampled to fit (logged).
 
-With ``validate_submodels`` (the default) the aggregator trains until the ensemble's NDCG@10 on
+With ``validate_submodels`` (the default) the aggregator trains until the ensemble's ``valid_metric`` (NDCG@10 by default) on
 the validation targets has not improved for ``stopping_step`` + 1 evaluations, capped at
 ``agg_epochs``, and keeps its best state; the validation samples' representations are cached
 with the training ones.

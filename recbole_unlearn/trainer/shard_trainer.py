@@ -5,7 +5,7 @@ A shard with R slices is trained in R stages: stage r trains on the shard's user
 al.'s sliced training). The weights after every stage are kept, so forgetting a user of slice
 r restarts the shard from the weights after stage r-1.
 
-With ``validate_submodels`` (the default) a stage trains until the NDCG@10 on its own users'
+With ``validate_submodels`` (the default) a stage trains until the ``valid_metric`` (NDCG@10 by default) on its own users'
 validation targets has not improved for ``stopping_step`` + 1 evaluations, capped at
 ``slice_epochs`` epochs, and keeps its best state, as RecBole trains a single model; a
 retraining after a forget follows the same rule, so its cost is honest. Without it a stage
