@@ -144,6 +144,30 @@ def test_an_old_version_that_cannot_be_removed_is_reported_not_claimed_removed(f
     assert any(w.count("could not remove v000001") for w in warnings[1:]), warnings
 
 
+def test_an_old_version_renamed_but_not_removed_is_warned_of_by_every_run(folder, tmp_path, monkeypatch, capsys):
+    """The version before a forget was renamed out of the versions' names and then could not be
+    removed (a file another process holds on NFS, an immutable file): the only word was a
+    logger line naming ``v000001``, no longer there under that name, hidden by ``state: ERROR``;
+    later runs said nothing while ``.v000001.removing-*`` held a loadable model trained on data
+    forgotten since (privacy probe). Every run answering requests prints a ``warning:`` line
+    naming the folder, and records it in its results."""
+    real_rmtree = shutil.rmtree
+
+    def refuse_removing(path, *args, **kwargs):
+        if ".v000001.removing-" in str(path):
+            raise PermissionError(1, "Operation not permitted", path)
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(store_module.shutil, "rmtree", refuse_removing)
+    for name, k in (("a.csv", 3), ("b.csv", 4)):
+        doc = run_forget_requests(folder, _request(tmp_path, name, _user(folder, k)), QUIET)
+        left = [e for e in os.listdir(folder) if e.startswith(".v000001.removing-")]
+        assert len(left) == 1, os.listdir(folder)
+        out = capsys.readouterr().out
+        assert f"warning: {os.path.join(folder, left[0])} could not be removed" in out, out
+        assert doc["requests"]["not_removed"] == left
+
+
 def test_a_forget_live_without_its_audit_line_is_not_recorded_failed(folder, tmp_path, monkeypatch):
     """The audit append failed after the switch (a full disk, a read-only log): the ledger said
     ``failed`` ("the previous version stays live") while the new version was live. The requests

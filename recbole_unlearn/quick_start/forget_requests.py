@@ -104,6 +104,7 @@ def _report(config, model, summary, meter: CpuMeter, requests: str, model_dir: s
     if summary.approximate_steps:  # each forget's approximate step: why it stopped (a cap, in the note)
         row["approximate_steps"] = summary.approximate_steps
     document = results_document(config["model"], config["dataset"], config.settings(), facts, [row])
+    stream["not_removed"] = open_store(model_dir, config).not_removed(config["keep_previous_version"])
     document["requests"] = stream
     results_path = os.path.join(run_dir, "results.json")
     write_results(results_path, document)
@@ -112,6 +113,9 @@ def _report(config, model, summary, meter: CpuMeter, requests: str, model_dir: s
         print(format_table([row]))
         for line in _attention_lines(stream, model_dir):
             print(line)
+        for name in stream["not_removed"]:
+            print(f"warning: {escaped_controls(os.path.join(model_dir, name))} could not be removed: it holds a model "
+                  "from before later forgets, trained on data they forgot; remove it by hand (--verify lists it)")
         if summary.kept_by_count_filters:
             print(f"warning: {kept_by_filters_line(summary.kept_by_count_filters)}")
         if config["keep_previous_version"] and summary.versions:  # this run made a version

@@ -417,6 +417,16 @@ class ModelStore:
         current = self.current_version()
         return [v for v in self._other_versions(current) if current is None or v < current]
 
+    def not_removed(self, keep_previous: bool) -> List[str]:
+        """Folders on disk holding a model from before later forgets, trained on data they forgot,
+        that runs answering requests tried to remove and could not (or were stopped removing):
+        versions before the current one (but the newest, where ``keep_previous`` keeps it) and
+        versions renamed to be removed (``.v000002.removing-<hex>``)."""
+        older = self.older_versions()
+        kept = older[-1:] if keep_previous else []
+        removing = [e for e in self.left_behind_folders() if REMOVING_MARK in e]
+        return [v for v in older if v not in kept] + removing
+
     def never_live_versions(self) -> List[str]:
         """Version folders on disk after the current one, oldest first: each staged by a forget
         stopped between its rename and its switch (trained without what it forgot; never live)."""
@@ -464,8 +474,9 @@ class ModelStore:
                 except OSError as e:
                     if stale_version:
                         left.append(entry)
-                        _warn(f"could not remove {entry} from {self.model_dir} ({e.strerror or e}): it holds a model "
-                              "from before later forgets, trained on data they forgot; remove it by hand")
+                    if stale_version or REMOVING_MARK in entry:  # named as it is now (it was named as before)
+                        _warn(f"could not remove {os.path.basename(path)} from {self.model_dir} ({e.strerror or e}): it "
+                              "holds a model from before later forgets, trained on data they forgot; remove it by hand")
         return left
 
     def left_behind_folders(self) -> List[str]:
