@@ -113,6 +113,11 @@ def test_cli_run_that_forgets_a_request_file_and_saves_its_model(in_tmp):
             "--unlearn_method=sisa", "--n_shards=2", "--include_retrain=False", "--model_dir=m"]
     proc = _cli(["--model=GRU4Rec"] + args, in_tmp)
     assert proc.returncode == 0, proc.stderr
+    # the run folder's original.pth is a loadable model trained on the requests' data: the run said
+    # nothing of it (the README did; privacy probe)
+    run_dir = os.path.dirname(proc.stdout.strip().splitlines()[-1][len("results: "):])
+    assert (f"note: {os.path.join(run_dir, 'original.pth')} is a model trained on the data this run forgot"
+            in proc.stdout), proc.stdout
     with open(os.path.join(in_tmp, "m", "audit.jsonl")) as f:
         (entry,) = [json.loads(line) for line in f]
     assert entry["source"] == "requests:req.csv" and entry["version"] == "v000002"

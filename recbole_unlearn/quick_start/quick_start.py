@@ -207,6 +207,10 @@ def _run(config, experiment, methods: List[str], run_dir: str, live: List[str], 
         busy = busy_rows_note(rows, config["busy_cpu_share"])
         if busy:
             print(f"note: {busy}")
+        if config["forget"] and config["save_model"] and not experiment.nothing_to_forget:
+            print(f"note: {os.path.join(run_dir, 'original.pth')} is a model trained on the data this run forgot (a "
+                  "snapshot no request updates): delete it once it is no longer needed, or run with "
+                  "--save_model=False")
         if not config["model_dir"] and any(row.get("model_dir") for row in rows):
             unrequestable = unrequestable_line(experiment.data)  # a given model_dir refused it before the run
             if unrequestable:
