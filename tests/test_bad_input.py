@@ -205,6 +205,8 @@ def test_a_checkpoint_dir_is_refused_by_a_request_run(saved):
     ("GRU4Rec", {"dropout_prob": 2}, "config key 'dropout_prob' must be in [0, 1)"),
     ("SASRec", {"valid_metric": "foo@10"}, "valid_metric 'foo@10' is not one of the validation metrics"),
     ("SASRec", {"valid_metric": "NDCG@5"}, "valid_metric 'NDCG@5' is not one of the validation metrics"),
+    ("SASRec", {"unused_col": {"inter": ["item_id"]}}, "unused_col {'inter': ['item_id']}: give {'inter': "
+                                                        "[fields]} of fields other than item_id and user_id"),
     # replaced by the run's folder, unsaid: nothing was written there (configuration probe)
     ("SASRec", {"checkpoint_dir": "ckpt"}, "config key 'checkpoint_dir' is set by the run (its folder under "
                                            "results_dir), got 'ckpt'"),

@@ -278,3 +278,22 @@ def test_feature_files_are_checked_as_recbole_reads_them(tmp_path):
     spaces = dataset("spaces", "\t", ["item_id:token\tprice:float", "i0\t1.5", "   "] + [f"i{k}\t2.5" for k in range(1, 6)],
                      both)
     assert create_unlearn_dataset(spaces).n_rows == len(lines)
+
+
+def test_unused_columns_are_dropped_as_recbole_drops_them():
+    """``unused_col`` (RecBole drops those columns when it splits) was ignored: the samples still
+    carried ``timestamp`` (configuration probe). The columns RecBole's split keeps are the
+    samples' too (its ``timestamp_list``, built before the split, stays)."""
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.data import create_unlearn_dataset
+
+    settings = tiny_dict(unused_col={"inter": ["timestamp"]})
+    ours = create_unlearn_dataset(UnlearnConfig("SASRec", config_dict=settings)).build_split()
+    rb_config = Config("SASRec", config_dict={k: v for k, v in settings.items()
+                                             if k not in ("forget_user_ratio", "sru_inference_neg_num")}
+                       | {"train_neg_sample_args": None, "MAX_ITEM_LIST_LENGTH": 10,
+                          "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"}})
+    theirs = create_dataset(rb_config).build()
+    for mine, recbole_part in zip(ours, theirs):
+        assert "timestamp" not in mine.inter_feat.columns
+        assert set(mine.inter_feat.columns) == set(recbole_part.inter_feat.columns)

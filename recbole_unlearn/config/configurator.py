@@ -445,6 +445,11 @@ class UnlearnConfig(Config):
                 if needed and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                     what = "sample_num must be" if key == "sample_num" else "dynamic negatives need candidate_num,"
                     raise UnlearnError(f"train_neg_sample_args: {what} a positive integer, got {value!r}")
+        unused = self["unused_col"] or {}
+        needed = {self["USER_ID_FIELD"], self["ITEM_ID_FIELD"]}
+        if not isinstance(unused, dict) or needed & set(unused.get("inter") or []):
+            raise UnlearnError(f"unused_col {unused!r}: give {{'inter': [fields]}} of fields other than "
+                               f"{' and '.join(sorted(needed))}, which every sample needs")
         metrics, topk = self["metrics"] or [], self["topk"] or []
         metrics, topk = [metrics] if isinstance(metrics, str) else metrics, [topk] if isinstance(topk, int) else topk
         computed = {f"{m}@{k}".lower() if _has_cut_off(m) else str(m).lower() for m in metrics for k in topk}

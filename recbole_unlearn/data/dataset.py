@@ -242,9 +242,12 @@ class UnlearnSequentialDataset(SequentialDataset):
         target_t = torch.from_numpy(targets)
 
         data = {}
+        # RecBole's split drops unused_col's fields (the target's value; their history lists stay)
+        unused = set((self.config["unused_col"] or {}).get("inter") or [])
         for field in self.log_feat.columns:
             value = self.log_feat[field]
-            data[field] = value[target_t]
+            if field not in unused:
+                data[field] = value[target_t]
             if field == self.uid_field:
                 continue
             hist = value[history_rows_t]  # [n', L, ...]
