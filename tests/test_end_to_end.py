@@ -487,3 +487,22 @@ def test_several_methods_on_the_command_line_as_recbole_writes_lists(value):
     first and last names (``[retrain`` was an unknown method)."""
     from recbole_unlearn.config.configurator import method_names
     assert method_names(value) == ["retrain", "sisa"]
+
+
+def test_show_progress_shows_every_models_training(in_tmp, monkeypatch):
+    """``show_progress: True`` drew bars for the original and Retrain only: shard stages,
+    aggregators and SRUGA's ascent trained without (configuration probe)."""
+    from recbole_unlearn.trainer.trainer import UnlearnTrainer
+
+    asked = []
+    real_fit = UnlearnTrainer.fit
+
+    def fit(self, *args, show_progress=False, **kwargs):
+        asked.append(show_progress)
+        return real_fit(self, *args, show_progress=show_progress, **kwargs)
+
+    monkeypatch.setattr(UnlearnTrainer, "fit", fit)
+    run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method="sru,sruga", n_shards=2, agg_epochs=1, include_retrain=False, save_model=False,
+        show_progress=True, results_dir=str(in_tmp / "r")), verbose=False)
+    assert len(asked) >= 5 and all(asked), asked  # original, 2 shards, the aggregator (fit, forget), SRUGA

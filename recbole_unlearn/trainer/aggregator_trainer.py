@@ -131,7 +131,8 @@ def train_aggregator(config, ensemble, dataset: UnlearnSequentialDataset, keep: 
         trainer.optimizer = trainer._build_optimizer(
             params=[p for p in fresh.parameters() if p.requires_grad], learning_rate=config["agg_learning_rate"]
         )
-        best, _ = trainer.fit(loader, valid, verbose=False, saved=valid is not None)
+        best, _ = trainer.fit(loader, valid, verbose=False, saved=valid is not None,
+                              show_progress=config["show_progress"])
         if valid is not None:
             trainer.load_best()
             result.best_valid = validated_score(best)

@@ -187,7 +187,8 @@ def _train_stages(config, dataset: UnlearnSequentialDataset, shard_map: ShardMap
                 valid = eval_loader(config, dataset, dataset.samples(valid_targets, keep))
             trainer = UnlearnTrainer(config, model)
             trainer.cap_epochs(cap)
-            best, _ = trainer.fit(loader, valid, verbose=False, saved=valid is not None)
+            best, _ = trainer.fit(loader, valid, verbose=False, saved=valid is not None,
+                                  show_progress=config["show_progress"])
             if valid is not None:
                 trainer.load_best()
                 training.best_valid = validated_score(best)

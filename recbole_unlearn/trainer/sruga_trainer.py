@@ -405,7 +405,8 @@ class SRUGATrainer(UnlearnTrainer):
             try:
                 # RecBole's own lines would show the score steering its early stopping (-inf for
                 # a stop) and its 0-based epochs: SRUGA logs each check itself (_valid_epoch)
-                self.fit(train_data, valid_data=self.valid_eval, verbose=False, saved=False)
+                self.fit(train_data, valid_data=self.valid_eval, verbose=False, saved=False,
+                         show_progress=self.config["show_progress"])
                 break
             except _Diverged:  # a non-finite loss: as a floor hit, without a check to run
                 getLogger().warning(f"sruga: the loss of epoch {self.report.epochs_run} was not finite at learning "
