@@ -119,6 +119,25 @@ def test_a_grids_checkpoint_dir_is_refused_before_any_training(tmp_path, in_tmp,
     assert not os.path.exists(tmp_path / "board") and not os.path.exists(tmp_path / "ckpt")
 
 
+@pytest.mark.parametrize("settings, target, says", [
+    ({"utility_metrics": ["MRR", "Hit"], "utility_topk": [5]}, "ndcg_at_least",
+     "target ndcg_at_least of 'sisa' compares D_rem NDCG@10, which utility_metrics x utility_topk do not measure"),
+    ({"forget_topk": [5]}, "forget_at_most",
+     "target forget_at_most of 'sisa' compares forget Hit@10, which forget_topk does not measure"),
+])
+def test_a_target_on_a_metric_the_grid_does_not_measure_is_refused(tmp_path, in_tmp, capsys, settings, target, says):
+    """A grid measuring MRR@5 and Hit@5 accepted an NDCG@10 target and reported it "not measured"
+    for every row, after hours of training (configuration probe)."""
+    path = _tiny_grid(tmp_path, ["sisa"], **settings)
+    grid = yaml.safe_load(open(path))
+    grid["targets"] = {"sisa": {target: 0.9}}
+    with open(path, "w") as f:
+        yaml.safe_dump(grid, f)
+    assert main([f"--benchmark={path}"]) == 2
+    assert says in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "board")
+
+
 def test_benchmark_takes_no_other_arguments(tmp_path, capsys):
     assert main([f"--benchmark={tmp_path}/g.yaml", "--epochs=3"]) == 2
     assert "takes every setting from the grid file" in capsys.readouterr().err

@@ -57,7 +57,7 @@ from recbole.utils import set_color
 
 from recbole_unlearn.benchmark.baseline import BASELINE, recbole_baseline_row
 from recbole_unlearn.benchmark.grid import REFERENCE, Cell, Grid, Variant, load_grid
-from recbole_unlearn.benchmark.report import write_leaderboard
+from recbole_unlearn.benchmark.report import TARGET_KINDS, write_leaderboard
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.config.configurator import unread_model_settings
 from recbole_unlearn.data import check_dataset_files, dataset_file
@@ -180,6 +180,32 @@ def check_method_keys_used(grid: Grid, runs: List["CellRun"]) -> None:
         raise UnlearnError(f"{named} {'is' if len(unused) == 1 else 'are'} not used by any row of grid "
                            f"{grid.source} (it would be recorded as if the grid had used it): drop it, or set it on "
                            "the rows that use it")
+
+
+#: what each target kind compares, and the settings whose product must measure its metric
+#: (``None``: forget Hit is always measured, at ``forget_topk``)
+TARGET_MEASURED_BY = {"ndcg_at_least": ("D_rem NDCG@10", "utility_metrics", "utility_topk"),
+                      "forget_at_most": ("forget Hit@10", None, "forget_topk")}
+
+
+def check_targets_measured(grid: Grid, runs: List["CellRun"]) -> None:
+    """Refuse a target on a metric that a row of its method, or the Retrain it is compared with,
+    does not measure: every such row's target was reported "not measured" after the whole grid
+    trained (a probe)."""
+    for run in runs:
+        for variant in run.cell.variants:
+            for kind in grid.targets.get(variant.method, {}):
+                if kind not in TARGET_MEASURED_BY:
+                    continue
+                name, metrics_key, topk_key = TARGET_MEASURED_BY[kind]
+                for label in (variant.label, REFERENCE):
+                    config = run.variant_configs[label]
+                    metrics = config[metrics_key] if metrics_key else ["Hit"]
+                    if TARGET_KINDS[kind][1] not in {f"{m}@{k}".lower() for m in metrics for k in config[topk_key] or []}:
+                        keys = f"{metrics_key} x {topk_key} do" if metrics_key else f"{topk_key} does"
+                        raise UnlearnError(f"grid {grid.source}: target {kind} of '{variant.method}' compares {name}, "
+                                           f"which {keys} not measure (row '{label}' of {run.cell.name}): measure it, "
+                                           "or drop the target")
 
 
 def cell_config(grid: Grid, cell: Cell) -> UnlearnConfig:
@@ -808,6 +834,7 @@ def run_grid(path: str, cells: Optional[List[str]] = None) -> Dict[str, str]:
             lender_dir(grid, cell)  # a missing lender is refused before anything trains
         runs.append(run)
     check_method_keys_used(grid, runs)
+    check_targets_measured(grid, runs)
     total = sum(r.total_steps() for r in runs)
     progress = Progress(total, total - sum(r.pending_steps() for r in runs))
     title = f"Leaderboard ({os.path.basename(path)})"
