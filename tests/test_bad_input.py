@@ -207,6 +207,11 @@ def test_a_checkpoint_dir_is_refused_by_a_request_run(saved):
     ("SASRec", {"valid_metric": "NDCG@5"}, "valid_metric 'NDCG@5' is not one of the validation metrics"),
     ("SASRec", {"unused_col": {"inter": ["item_id"]}}, "unused_col {'inter': ['item_id']}: give {'inter': "
                                                         "[fields]} of fields other than item_id and user_id"),
+    # RecBole logs at INFO for any state it does not know, unsaid (configuration probe)
+    ("SASRec", {"state": "FOO"}, "config key 'state' must be one of"),
+    # RecBole's pre-split files: an AttributeError's line (configuration probe)
+    ("SASRec", {"benchmark_filename": ["train", "valid", "test"]}, "benchmark_filename: pre-split files are not "
+                                                                   "read"),
     # replaced by the run's folder, unsaid: nothing was written there (configuration probe)
     ("SASRec", {"checkpoint_dir": "ckpt"}, "config key 'checkpoint_dir' is set by the run (its folder under "
                                            "results_dir), got 'ckpt'"),

@@ -415,6 +415,10 @@ class UnlearnConfig(Config):
                                f"{self.external_config_dict['device']!r}: leave it out and set those")
 
     def _check_setting(self) -> None:
+        if self["benchmark_filename"]:  # an AttributeError's line from the dataset, after RecBole read the files
+            raise UnlearnError(f"benchmark_filename: pre-split files are not read ({self['benchmark_filename']!r}): "
+                               "recbole_unlearn splits one .inter file leave-one-out itself (the forget set must be "
+                               "training interactions it knows); leave it out")
         eval_args = self["eval_args"] or {}
         split = eval_args.get("split") or {}
         if split != {"LS": "valid_and_test"} or eval_args.get("order") != "TO":

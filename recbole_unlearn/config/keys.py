@@ -337,7 +337,7 @@ KEYS: Dict[str, Key] = {
     "show_progress": flag_key("runtime"),
     "use_gpu": flag_key("runtime", recorded=False),
     "gpu_id": _runtime_recbole(),
-    "state": Key("runtime"),
+    "state": choice_key("runtime", "info", "debug", "warning", "error", "critical", any_case=True),  # RecBole took any other as INFO
     "worker": int_key("runtime", low=0, recorded=False),
     "loss_decimal_place": int_key("runtime", low=0, recorded=False),
     # every metric, validation scores included, is rounded to it: fewer places round scores into
