@@ -591,6 +591,20 @@ def test_ced_judges_a_target_with_a_shard_that_never_saw_its_user(in_tmp):
         assert not np.isin(model.dataset.log_user[judge_rows], users).any()
 
 
+def test_ced_does_not_judge_with_a_shard_whose_users_were_all_forgotten(in_tmp):
+    """The next shard after the owner may have had every user forgotten: it is its seeded
+    initialisation, and CED ranked the candidates by untrained embeddings (as good as random;
+    edge probe). CED judges with the next shard that still trains on something."""
+    model_dir = train_saved_model(in_tmp, unlearn_method="sru", agg_epochs=1, n_shards=3)
+    model = load_model(model_dir)
+    emptied = model.ced_shard(0)
+    rows = np.concatenate([model.dataset.user_rows(u) for u in model.shard_map.shard_users(emptied)])
+    model.forget(rows[model.dataset.is_training[rows]])
+    assert len(model.shard_training_rows(emptied)) == 0
+    judge = model.ced_shard(0)
+    assert judge not in (0, emptied) and len(model.shard_training_rows(judge)) > 0
+
+
 # --- 5. honest approximate audits ---------------------------------------------------------
 def test_an_approximate_forget_that_changed_nothing_says_so(in_tmp, capsys):
     # a learning rate that wrecks validation NDCG at once and a floor of 1.0: SRUGA restores the

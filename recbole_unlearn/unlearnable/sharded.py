@@ -21,7 +21,7 @@ load with ``torch.load(weights_only=True)``.
 import hashlib
 import time
 from logging import getLogger
-from typing import Collection, Dict, List, Optional, Tuple, Union
+from typing import Collection, Dict, List, Optional, Set, Tuple, Union
 
 import numpy as np
 import torch
@@ -332,16 +332,26 @@ class ShardedUnlearnableModel(UnlearnableModel):
         with torch.no_grad():
             return item_representations(self.ensemble.sub_models[shard]).detach().cpu().numpy()
 
-    def ced_shard(self, owner: int, busy: Collection[int] = ()) -> int:
+    def ced_shard(self, owner: int, busy: Collection[int] = (), trained: Optional[Collection[int]] = None) -> int:
         """The shard whose sub-model judges CED similarity for targets of shard ``owner``: the
         first one after it (cyclically) holding no row of the batch (``busy``: the shards that
-        do), which never saw that user's interactions nor the batch's; the next one if every
-        shard holds some (the owner itself if K = 1)."""
+        do) and still training on something (``trained``: :meth:`trained_shards`, computed if
+        not given), which never saw that user's interactions nor the batch's; failing that, the
+        first one after it still training on something, then the next one (the owner itself if
+        K = 1). A shard every user of which was forgotten is its seeded initialisation: its
+        untrained embeddings ranked the candidates as good as at random (a probe)."""
+        trained = self.trained_shards() if trained is None else trained
         n_shards = self.shard_map.n_shards
-        for step in range(1, n_shards):
-            if (owner + step) % n_shards not in busy:
-                return (owner + step) % n_shards
-        return (owner + 1) % n_shards
+        after = [(owner + step) % n_shards for step in range(1, n_shards)]
+        for shard in after:
+            if shard in trained and shard not in busy:
+                return shard
+        return next((shard for shard in after if shard in trained), (owner + 1) % n_shards)
+
+    def trained_shards(self) -> Set[int]:
+        """The shards that still train on at least one remaining training interaction."""
+        rows = np.flatnonzero(self.dataset.is_training & self.keep_mask())
+        return {int(s) for s in np.unique(self.shard_map.owner_of_rows(self.dataset, rows))}
 
     def expand(self, forget_set: ForgetSet) -> ForgetSet:
         """``forget_set`` plus this model's extra deletions (``extra_deletion`` / ``del_num``),
@@ -349,10 +359,11 @@ class ShardedUnlearnableModel(UnlearnableModel):
         :meth:`ced_shard`'s live sub-model."""
         owner = self.shard_map.user_shard
         busy = set(self.group_of(self.new_rows(forget_set.rows)))
+        trained = self.trained_shards()
         tables: Dict[int, np.ndarray] = {}
 
         def table_for(target: int) -> np.ndarray:
-            shard = self.ced_shard(int(owner[self.dataset.log_user[target]]), busy)
+            shard = self.ced_shard(int(owner[self.dataset.log_user[target]]), busy, trained)
             if shard not in tables:
                 tables[shard] = self.shard_item_embeddings(shard)
             return tables[shard]
