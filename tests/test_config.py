@@ -80,6 +80,23 @@ def test_command_line_tilde_is_none_as_in_yaml():
         "agg_max_samples"] is None
 
 
+def test_a_command_line_list_of_names_is_read_as_yaml_reads_it():
+    """``--metrics=[Hit,NDCG]`` stayed the string '[Hit,NDCG]' (RecBole: "There is no metric
+    named '[Hit,NDCG]'"; ``utility_metrics``: "must be a list ..., got '[Hit,NDCG]'"): only the
+    quoted Python form worked, where ``unlearn_method`` took this one (README probe). A list of
+    bare names is a list, as in a config file."""
+    from recbole_unlearn.cli import parse_args
+
+    _, _, _, config_dict = parse_args(["--metrics=[Hit,NDCG]", "--utility_metrics=[ Hit , NDCG ]",
+                                       "--valid_metric=Hit@10", "--unlearn_method=[sisa,sruga]"])
+    assert config_dict == {"metrics": ["Hit", "NDCG"], "utility_metrics": ["Hit", "NDCG"],
+                           "valid_metric": "Hit@10", "unlearn_method": ["sisa", "sruga"]}
+    config = UnlearnConfig("GRU4Rec", config_dict=tiny_dict(metrics=config_dict["metrics"],
+                                                            utility_metrics=config_dict["utility_metrics"],
+                                                            valid_metric="Hit@10"))
+    assert config["metrics"] == ["Hit", "NDCG"] and config["utility_metrics"] == ["Hit", "NDCG"]
+
+
 def test_recbole_anomaly_detection_is_switched_off_unless_asked():
     import torch
     import recbole.model.sequential_recommender.sine  # noqa: F401  (its import enables detection)

@@ -10,6 +10,7 @@ import copy
 import functools
 import importlib.util
 import os
+import re
 from typing import Dict, FrozenSet, Iterable, List, Optional, Set
 
 import numpy as np
@@ -126,6 +127,11 @@ PATH_KEYS = frozenset({"forget", "model_dir", "results_dir", "data_path", "check
 COMMAND_LINE_SWITCHES = frozenset({"config_files", "benchmark", "verify", "cells"})
 
 
+#: a bracketed list of bare names (``[Hit,NDCG]``, ``[sisa, sruga]``), as a YAML flow sequence of
+#: plain strings writes it
+BARE_NAMES = re.compile(r"\[\s*[A-Za-z_][\w@.\-]*(\s*,\s*[A-Za-z_][\w@.\-]*)*\s*\]")
+
+
 def literal_values(config_dict: dict) -> dict:
     """Turn string values into Python values in place (``"5"`` -> 5, ``"[10, 20]"`` -> a list,
     ``"true"`` -> True, ``"~"`` -> None as in YAML), as RecBole does for command-line and
@@ -146,6 +152,8 @@ def literal_values(config_dict: dict) -> dict:
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             lowered = text.lower()
             value = {"true": True, "false": False, "~": None, "null": None}.get(lowered, param)
+            if BARE_NAMES.fullmatch(text):  # [Hit,NDCG]: a list, as YAML reads it (a string, as RecBole kept it)
+                value = [name.strip() for name in text[1:-1].split(",")]
         config_dict[key] = value
     return config_dict
 
