@@ -34,8 +34,9 @@ USAGE = """usage:
   run_recbole_unlearn.py --benchmark=<grid.yaml> [--cells=<model>-<dataset>,...]
       run (or resume) a leaderboard grid
 Every key, its valid values and default: docs/config-keys.md; the whole guide: README.md.
-Exit status: 0 done, 1 a disk or file-system error, 2 bad input (nothing written), 3 a failure
-after a forget went live, 130 interrupted."""
+Exit status: 0 done, 1 a disk or file-system error, 2 bad input (nothing written; a setting found
+bad only while training, such as a diverging learning rate, leaves that training's log), 3 a
+failure after a forget went live, 130 interrupted."""
 
 
 def parse_args(argv: List[str]) -> Tuple[Optional[str], Optional[str], Optional[List[str]], dict]:

@@ -656,10 +656,12 @@ def test_more_request_steps_than_forget_users_is_refused(tmp_path):
 
 def test_a_training_whose_loss_becomes_nan_is_one_line(tmp_path):
     """A learning rate far too large ended in RecBole's ``ValueError: Training loss is nan``
-    traceback (found by probing)."""
+    traceback (found by probing); the run's folder, empty, is removed."""
     with pytest.raises(UnlearnError, match="training diverged: its loss became NaN"):
         run_recbole_unlearn("SASRec", config_dict=tiny_dict(results_dir=str(tmp_path / "r"), unlearn_method="retrain",
                                                             learning_rate=1e30), verbose=False)
+    # exit status 2 says "nothing written": the empty run folder stayed (README probe)
+    assert os.listdir(tmp_path / "r") == []
 
 
 def test_a_number_beyond_float32_says_so(tmp_path):

@@ -29,13 +29,13 @@ from recbole_unlearn.utils.cpu_meter import CpuMeter, busy_rows_note
 from recbole_unlearn.utils.errors import UnlearnError, escaped_controls
 from recbole_unlearn.utils.library_warnings import ignore_library_warnings
 from recbole_unlearn.utils.results import cap_note, format_table, make_row, results_document, write_results
-from recbole_unlearn.utils.run_logger import init_run_logger, quiet_unless_verbose, releasing_run_logger
+from recbole_unlearn.utils.run_logger import init_run_logger, library_warnings_kept_off, releasing_run_logger
 
 
 RUN_LOG = "run.log"  # a request run's log, in its run folder beside results.json
 
 
-@quiet_unless_verbose
+@library_warnings_kept_off
 @releasing_run_logger
 def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dict] = None,
                         verbose: bool = True) -> dict:

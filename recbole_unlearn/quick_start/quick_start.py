@@ -23,7 +23,7 @@ from recbole_unlearn.utils.results import (
     results_document,
     write_results,
 )
-from recbole_unlearn.utils.run_logger import quiet_unless_verbose, releasing_run_logger
+from recbole_unlearn.utils.run_logger import library_warnings_kept_off, releasing_run_logger
 
 
 def _method_order(config, nothing_to_forget: bool) -> List[str]:
@@ -77,7 +77,7 @@ def _check_requestable(dataset) -> None:
         raise UnlearnError(problem)
 
 
-@quiet_unless_verbose
+@library_warnings_kept_off
 @releasing_run_logger
 def run_recbole_unlearn(
     model: Optional[str] = None,
@@ -140,11 +140,20 @@ def run_recbole_unlearn(
                                    else f"; {run_dir}/results.json was not written")) from None
     except Exception as error:
         if not live:
+            _remove_if_empty(run_dir)  # a setting found bad while training (a diverged loss): exit 2 writes nothing
             raise
         # a bare OSError line said nothing of the live versions (exit 1, "the folder as it was")
         raise WentLiveError(f"this run's forget went live in {', '.join(live)} (its requests, if it forgot a request "
                             f"file, recorded there); then the run failed: {error_line(error)}; {run_dir}/results.json "
                             "was not written") from error
+
+
+def _remove_if_empty(run_dir: str) -> None:
+    """Remove the run's folder where the run failed before writing anything into it."""
+    try:
+        os.rmdir(run_dir)
+    except OSError:  # it holds something (the run's log, a model folder): kept, for what it says
+        pass
 
 
 def _run(config, experiment, methods: List[str], run_dir: str, live: List[str], verbose: bool) -> dict:
