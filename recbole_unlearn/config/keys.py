@@ -458,7 +458,7 @@ deployable model), **aggregate** (how a sharded model combines its shards), **fo
 forgets) and **runtime** keys; rows that differ only in aggregate, forget and runtime keys share
 one fit; a saved model (`--model_dir=...`) accepts only runtime keys (and `data_path`; any other
 key only with the value it was saved with). RecBole's own keys are data keys, except those that
-say where things are written or how they are logged (`state`, `gpu_id`, `log_wandb`, ...: runtime, not listed here; `device` and `checkpoint_dir`, which a run sets itself, are refused): those listed
+say where things are written or how they are logged (`state`, `gpu_id`, `log_wandb`, ...: runtime; `device` and `checkpoint_dir`, which a run sets itself, are refused): those listed
 here are checked, the others (`transform`, ...) are RecBole's to check, and a run whose model
 cannot be built from them is refused with one line before it writes anything. Integers are at
 most 2147483647 (the largest int32: larger ones overflowed where they reached C code). The
