@@ -605,6 +605,24 @@ def test_ced_does_not_judge_with_a_shard_whose_users_were_all_forgotten(in_tmp):
     assert judge not in (0, emptied) and len(model.shard_training_rows(judge)) > 0
 
 
+def test_a_shard_an_approximate_step_reset_is_checked_by_verify(in_tmp):
+    """Under ``shard_unlearning`` a shard left with nothing to train on is reset to its seeded
+    initialisation (exact, as retraining on nothing), yet ``--verify`` counted its file among
+    ``weights_unchecked``, where SISA's emptied shards count as checked (edge probe): the reset
+    is recorded as a training from the seeded weights on no samples."""
+    model_dir = train_saved_model(in_tmp, unlearn_method="sisa", shard_unlearning="sruga", n_slices=1,
+                                  sruga_epochs=1, n_shards=2)
+    before = verify_model(model_dir)
+    model = load_model(model_dir)
+    users = model.dataset.id2token("user_id", model.shard_map.shard_users(1))
+    (in_tmp / "req.csv").write_text("\n".join(users) + "\n")
+    run_forget_requests(model_dir, str(in_tmp / "req.csv"), QUIET)
+    after = verify_model(model_dir)  # shard 1's file was approximately unlearned by the run's own forget
+    assert (after["weights_checked"], after["weights_unchecked"]) == (before["weights_checked"] + 1,
+                                                                      before["weights_unchecked"] - 1), (before, after)
+    assert load_model(model_dir).trained_on["shard_01_stage_00.pth"]["start"] == "seeded"
+
+
 # --- 5. honest approximate audits ---------------------------------------------------------
 def test_an_approximate_forget_that_changed_nothing_says_so(in_tmp, capsys):
     # a learning rate that wrecks validation NDCG at once and a floor of 1.0: SRUGA restores the

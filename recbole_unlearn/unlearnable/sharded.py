@@ -37,7 +37,7 @@ from recbole_unlearn.model.representations import item_representations
 from recbole_unlearn.trainer.aggregator_trainer import train_aggregator
 from recbole_unlearn.trainer.pretrain import pretrain_embeddings
 from recbole_unlearn.trainer.shard_trainer import (RECORD_KEYS, SEEDED, ShardJob, StateDict, run_shard_jobs,
-                                                   stage_data_digest, stage_seed)
+                                                   stage_data_digest, stage_record, stage_seed)
 from recbole_unlearn.trainer.approximate import (APPROXIMATE, NOTHING_REMAINS, ApproximateReport,
                                                   restore_if_not_finite)
 from recbole_unlearn.trainer.trainer import cpu_state_dict, state_digest
@@ -506,7 +506,12 @@ class ShardedUnlearnableModel(UnlearnableModel):
             after = cpu_state_dict(sub)
             changed = not states_equal(before, after)
             self.stage_states[shard] = {0: after}
-            self.trained_on[shard_file(shard, 0)] = None  # its weights started from forgotten data
+            if result.stopped_by == NOTHING_REMAINS:  # what retraining on nothing gives: checkable, as SISA's
+                self.trained_on[shard_file(shard, 0)] = stage_record(
+                    stage_data_digest(self.config, self.dataset, self.shard_map, shard, 0, keep), SEEDED,
+                    state_digest(after))
+            else:
+                self.trained_on[shard_file(shard, 0)] = None  # its weights started from forgotten data
             reports[str(shard)] = dict(result.summary(), changed=changed, forgotten_interactions=int(len(targets)))
         return reports, np.unique(np.concatenate(unlearned))
 
