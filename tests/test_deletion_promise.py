@@ -623,6 +623,30 @@ def test_a_shard_an_approximate_step_reset_is_checked_by_verify(in_tmp):
     assert load_model(model_dir).trained_on["shard_01_stage_00.pth"]["start"] == "seeded"
 
 
+@pytest.mark.parametrize("settings", [dict(unlearn_method="sruga"),
+                                      dict(unlearn_method="sisa", shard_unlearning="sruga", n_slices=1, n_shards=2)])
+def test_a_request_on_weights_reset_for_want_of_data_is_applied_not_unchanged(in_tmp, settings):
+    """A model (or shard) an approximate step had reset to its seeded initialisation, every
+    training sample forgotten, answered a later request with ``applied_without_change`` and the
+    warning to escalate: its weights could not change, yet a seeded initialisation trained on
+    nothing holds no influence of anything (approximate-family probe). It is applied, exactly."""
+    model_dir = train_saved_model(in_tmp, forget_protocol="none", sruga_epochs=1, **settings)
+    model = load_model(model_dir)
+    data = model.dataset
+    rows = np.flatnonzero(data.is_training & (data.log_position > 0))  # all but each user's first item
+    pairs = zip(data.id2token("user_id", data.log_user[rows]), data.id2token("item_id", data.log_item[rows]))
+    (in_tmp / "a.csv").write_text("".join(f"{u},{i}\n" for u, i in pairs))
+    run_forget_requests(model_dir, str(in_tmp / "a.csv"), dict(QUIET, max_batch=100000))  # one forget
+    (last,) = read_audit(model_dir)
+    steps = last["approximate"]
+    assert steps.get("stopped_by") == "nothing_remains" or all(
+        shard["stopped_by"] == "nothing_remains" for shard in steps.values() if isinstance(shard, dict)), steps
+    first = np.flatnonzero(data.log_user == 1)[0]  # user 1's first item: on no sample
+    (in_tmp / "b.csv").write_text(f"{data.id2token('user_id', 1)},{data.id2token('item_id', data.log_item[first])}\n")
+    doc = run_forget_requests(model_dir, str(in_tmp / "b.csv"), QUIET)
+    assert doc["requests"]["applied"] == 1 and doc["requests"]["applied_without_change"] == 0, (doc["requests"], read_audit(model_dir)[-1])
+
+
 # --- 5. honest approximate audits ---------------------------------------------------------
 def test_an_approximate_forget_that_changed_nothing_says_so(in_tmp, capsys):
     # a learning rate that wrecks validation NDCG at once and a floor of 1.0: SRUGA restores the

@@ -15,6 +15,7 @@ import torch
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
+from recbole_unlearn.trainer.approximate import NOTHING_REMAINS
 
 EMPTY_ROWS = np.array([], dtype=np.int64)
 
@@ -60,7 +61,7 @@ class ForgetReport:
         forget changed nothing, an approximately unlearned shard of ``group`` did not change
         (another shard of the same forget may have), or the approximate step had no sample of
         any of ``rows`` (it changed the weights for other requests only)."""
-        if not self.interactions:
+        if not self.interactions or self._reset_for_want_of_data(group):
             return False
         if not self.changed:
             return True
@@ -68,6 +69,18 @@ class ForgetReport:
             return True
         per_shard = self.approximate if self.shards and self.approximate else {}
         return any((per_shard.get(str(shard)) or {}).get("changed") is False for shard in group)
+
+    def _reset_for_want_of_data(self, group: Tuple[int, ...]) -> bool:
+        """Whether the approximate step found nothing left to train on where the request's data
+        was (the single model, or every shard of ``group``) and reset those weights to their
+        seeded initialisation (:data:`NOTHING_REMAINS`): exact, as retraining on nothing, whether
+        the weights moved or were that initialisation already (a request after an earlier reset
+        was ``applied_without_change``, told to escalate; a probe)."""
+        steps = self.approximate or {}
+        if "stopped_by" in steps:  # a single model's step
+            return steps["stopped_by"] == NOTHING_REMAINS
+        return bool(group) and all((steps.get(str(shard)) or {}).get("stopped_by") == NOTHING_REMAINS
+                                   for shard in group)
 
     def to_json(self) -> dict:
         out = {
