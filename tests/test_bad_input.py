@@ -945,6 +945,12 @@ def test_verify_with_run_arguments_or_a_non_boolean_is_refused(saved, in_tmp, ex
     ({"unlearn_method": "sisa", "n_shards": 2, "partition_pretrain_epochs": 3}, "partition_pretrain_epochs"),
     # no extra deletion (SISA's default): del_num deletes nothing, yet it was recorded
     ({"unlearn_method": "sisa", "n_shards": 2, "del_num": 2}, "del_num"),
+    # SRUGA settings others turn off (approximate-family probe): recorded as if used
+    ({"unlearn_method": "sruga", "sruga_floor_restarts": 0, "sruga_floor_backoff": 0.1}, "sruga_floor_backoff"),
+    ({"unlearn_method": "sruga", "sruga_profile": "thesis", "sruga_floor_backoff": 0.1}, "sruga_floor_backoff"),
+    ({"unlearn_method": "sruga", "sruga_ga": 0, "sruga_ga_loss": "bce"}, "sruga_ga_loss"),
+    ({"unlearn_method": "sisa", "n_shards": 2, "n_slices": 1, "shard_unlearning": "sruga", "sruga_ga": 0,
+      "sruga_anneal": 0.5}, "sruga_anneal"),
 ])
 def test_a_setting_no_method_of_the_run_uses_is_refused(in_tmp, values, unused):
     """``--unlearn_method=sisa --scif_damping=0.2`` ran and results.json's settings recorded
@@ -955,6 +961,9 @@ def test_a_setting_no_method_of_the_run_uses_is_refused(in_tmp, values, unused):
         assert "del_num (no extra deletion runs (extra_deletion: none)" in str(refused.value)
     if unused.startswith("partition_"):
         assert "(the random partitioner pretrains and iterates nothing)" in str(refused.value)
+    if unused.startswith("sruga_"):
+        assert "(no restart runs (sruga_floor_restarts 0))" in str(refused.value) or \
+            "(no ascent term (sruga_ga 0))" in str(refused.value)
     assert not (in_tmp / "r").exists()
 
 

@@ -116,6 +116,13 @@ class ApproximateStep(ABC):
         """Raise ``UnlearnError`` for settings this step cannot run with (before anything runs)."""
 
     @classmethod
+    def unread_settings(cls, config) -> Dict[str, str]:
+        """``{setting: why nothing reads it}`` for this step's settings that others in ``config``
+        turn off (SRUGA's ascent loss with no ascent term): refused where the user gave them, and
+        left out of a row's settings, as a method's unread settings are."""
+        return {}
+
+    @classmethod
     def check_model(cls, config, model: torch.nn.Module) -> None:
         """Raise any error for a model this step cannot act on (``trainer.preflight`` tries it on
         a freshly built model before a run writes anything)."""

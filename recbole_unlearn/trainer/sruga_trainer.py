@@ -465,6 +465,15 @@ class SRUGAStep(ApproximateStep):
     OWN_KEYS = ("utility_floor",)
 
     @classmethod
+    def unread_settings(cls, config) -> Dict[str, str]:
+        out = {}
+        if not config["sruga_floor_restarts"]:
+            out["sruga_floor_backoff"] = "no restart runs (sruga_floor_restarts 0)"
+        if not config["sruga_ga"]:
+            out.update({key: "no ascent term (sruga_ga 0)" for key in ("sruga_ga_loss", "sruga_anneal")})
+        return out
+
+    @classmethod
     def check(cls, config) -> None:
         if not (config["sruga_ga"] or config["sruga_kl"] or config["sruga_ft"]):
             raise UnlearnError("sruga_ga, sruga_kl and sruga_ft are all 0: SRUGA's loss would be nothing "

@@ -105,6 +105,8 @@ class UnlearnMethod(ABC):
                         for k in SIMILARITY_PARTITION_KEYS})
         if EXTRA_DELETIONS.get(config["extra_deletion"]) is None:
             out["del_num"] = "no extra deletion runs (extra_deletion: none); set one, or drop del_num"
+        for step in cls.steps_used(config):
+            out.update(APPROXIMATE.get(step).unread_settings(config))
         return out
 
     @classmethod
