@@ -644,7 +644,30 @@ def test_a_request_on_weights_reset_for_want_of_data_is_applied_not_unchanged(in
     first = np.flatnonzero(data.log_user == 1)[0]  # user 1's first item: on no sample
     (in_tmp / "b.csv").write_text(f"{data.id2token('user_id', 1)},{data.id2token('item_id', data.log_item[first])}\n")
     doc = run_forget_requests(model_dir, str(in_tmp / "b.csv"), QUIET)
-    assert doc["requests"]["applied"] == 1 and doc["requests"]["applied_without_change"] == 0, (doc["requests"], read_audit(model_dir)[-1])
+    assert doc["requests"]["applied"] == 1 and doc["requests"]["applied_without_change"] == 0, doc["requests"]
+    assert verify_model(model_dir)["applied_without_change"] == 0  # nor counted so by --verify
+
+
+def test_a_row_left_unchanged_then_reset_for_want_of_data_is_no_longer_left(in_tmp):
+    """A request naming a row an earlier forget had left unchanged is ``applied_without_change``
+    (the model may still hold it); once a later forget reset the model to its seeded
+    initialisation for want of data, nothing of it is left, yet the rule still named it (it
+    looked for no later forget; approximate-family probe, round 2 of this fix)."""
+    model_dir = train_saved_model(in_tmp, unlearn_method="sruga", forget_protocol="none", sruga_epochs=2,
+                                  sruga_learning_rate=1.0, utility_floor=1.0, sruga_floor_restarts=0)
+    data = load_model(model_dir).dataset
+    user = data.id2token("user_id", 1)
+    rows = np.flatnonzero(data.log_user == 1)
+    (in_tmp / "a.csv").write_text(f"{user},{data.id2token('item_id', data.log_item[rows[2]])}\n")
+    assert run_forget_requests(model_dir, str(in_tmp / "a.csv"), QUIET)["requests"]["applied_without_change"] == 1
+    rest = np.flatnonzero(data.is_training & (data.log_position > 0) & (np.arange(len(data.log_user)) != rows[2]))
+    pairs = zip(data.id2token("user_id", data.log_user[rest]), data.id2token("item_id", data.log_item[rest]))
+    (in_tmp / "b.csv").write_text("".join(f"{u},{i}\n" for u, i in pairs))
+    run_forget_requests(model_dir, str(in_tmp / "b.csv"), dict(QUIET, max_batch=100000))
+    assert read_audit(model_dir)[-1]["approximate"]["stopped_by"] == "nothing_remains"
+    (in_tmp / "c.csv").write_text(f"{user}\n")  # its first item, and the row the first forget left
+    doc = run_forget_requests(model_dir, str(in_tmp / "c.csv"), QUIET)
+    assert doc["requests"]["applied"] == 1 and doc["requests"]["applied_without_change"] == 0, doc["requests"]
 
 
 # --- 5. honest approximate audits ---------------------------------------------------------

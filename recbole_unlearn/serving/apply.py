@@ -25,6 +25,7 @@ from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.serving.audit import AuditLog, interaction_hmacs, key_id
 from recbole_unlearn.serving.ledger import RequestLedger, applied_line, now
 from recbole_unlearn.serving.store import ModelStore
+from recbole_unlearn.trainer.approximate import NOTHING_REMAINS
 from recbole_unlearn.unlearnable import ForgetReport, UnlearnableModel
 from recbole_unlearn.utils.errors import WentLiveError, error_line
 from recbole_unlearn.utils.faults import fault_point
@@ -172,16 +173,29 @@ def _left_unchanged(store: ModelStore, log: AuditLog, key: bytes, model: Unlearn
     ``unchanged_request_ids`` list. Such rows are not forgotten again (they are forgotten
     already), so the model may still carry their influence: the request is
     ``applied_without_change`` too, not plain applied (README: ``applied_without_change``).
-    Conservative: a later forget that retrained the row's shard is not looked for."""
+    A later reset for want of data (``stopped_by: nothing_remains``: the model or the row's
+    shard back at its seeded initialisation) leaves nothing of them. Conservative otherwise: a
+    later forget that retrained the row's shard is not looked for, nor the shard of a request of
+    an ``unchanged_request_ids`` list."""
     if not rows_of:
         return set()
     entries = log.entries()
     pairs: Dict[str, set] = {}  # pair HMAC -> the shards left unchanged holding it ("*": the whole model)
     unchanged_ids = set()
     for entry in entries:
-        shards = {"*"} if entry.get("changed") is False else {
-            str(shard) for shard, result in (entry.get("approximate") or {}).items()
-            if isinstance(result, dict) and result.get("changed") is False}
+        steps = entry.get("approximate") or {}
+        if steps.get("stopped_by") == NOTHING_REMAINS:  # the single model reset for want of data: nothing is left
+            pairs.clear()
+            unchanged_ids.clear()
+            continue
+        per_shard = {str(shard): result for shard, result in steps.items() if isinstance(result, dict)}
+        reset = {shard for shard, result in per_shard.items() if result.get("stopped_by") == NOTHING_REMAINS}
+        for held in pairs.values():  # shards reset since: what they held is gone
+            held -= reset
+        if per_shard:
+            shards = {shard for shard, result in per_shard.items() if result.get("changed") is False} - reset
+        else:
+            shards = {"*"} if entry.get("changed") is False else set()
         for pair in (entry.get("forgotten_hmac") or ()) if shards else ():
             pairs.setdefault(pair, set()).update(shards)
         unchanged_ids.update(entry.get("unchanged_request_ids") or ())

@@ -18,6 +18,7 @@ from recbole_unlearn.serving import jsonl
 from recbole_unlearn.serving.ledger import FINAL_STATUSES, LEDGER, RequestLedger, lines_by_request
 from recbole_unlearn.serving.store import (FORGOTTEN, MANIFEST, PENDING_AUDIT, ModelStore,
                                            checked_path, read_json)
+from recbole_unlearn.trainer.approximate import NOTHING_REMAINS
 from recbole_unlearn.unlearnable.sharded import LEGACY_PARTITION_FILE
 from recbole_unlearn.utils.atomic import atomic_write
 from recbole_unlearn.utils.errors import UnlearnError, error_line
@@ -259,8 +260,9 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
     # a line of requests already forgotten only (no interaction) changed nothing by itself: it
     # counts when it lists requests an earlier forget left unchanged
     unchanged = sum(1 for entry in entries if entry.get("unchanged_request_ids") or entry.get("interactions") and (
-        entry.get("changed") is False or any(isinstance(shard, dict) and shard.get("changed") is False
-                                             for shard in (entry.get("approximate") or {}).values())))
+        entry.get("changed") is False and not reset_for_want_of_data(entry)
+        or any(isinstance(shard, dict) and shard.get("changed") is False and shard.get("stopped_by") != NOTHING_REMAINS
+               for shard in (entry.get("approximate") or {}).values())))
     return {"model_dir": model_dir, "forgotten": len(forgotten), "audit_entries": len(entries),
             "applied_without_change": unchanged, "version": os.path.basename(model.version_dir),
             "requests_not_final": len(waiting), "requests_failed": sum(e["status"] == "failed" for e in waiting.values()),
@@ -334,12 +336,26 @@ def _check_log_lines(path: str, entries: List[dict], live: Optional[dict]) -> No
             if {k: v for k, v in entry.items() if k != "recovered"} != live:
                 raise UnlearnError(f"{where} is not the audit line the live version holds ({PENDING_AUDIT}): the log "
                                    "was edited")
-        if "unchanged_request_ids" in entry and entry.get("interactions") and entry.get("changed") is False:
+        # (a request whose shards were reset for want of data is applied though nothing moved)
+        if "unchanged_request_ids" in entry and entry.get("interactions") and entry.get("changed") is False \
+                and not reset_for_want_of_data(entry, every=False):
             listed = set(entry["unchanged_request_ids"]) | set(entry.get("already_forgotten", []))
             unlisted = [rid for rid in entry.get("request_ids", []) if rid not in listed]
             if unlisted:
                 raise UnlearnError(f"{where} says the forget changed nothing, yet its request {unlisted[0]} is not "
                                    "listed as unchanged: the log was edited")
+
+
+def reset_for_want_of_data(entry: dict, every: bool = True) -> bool:
+    """Whether an audit line's forget reset every weight file it acted on (``every=False``: any
+    shard) to its seeded initialisation, nothing being left to train on (``stopped_by:
+    nothing_remains``): exact, whether or not the weights moved (they may have been that
+    initialisation already), so not a forget that left the data's influence in place."""
+    steps = entry.get("approximate") or {}
+    if "stopped_by" in steps:  # a single model's step
+        return steps["stopped_by"] == NOTHING_REMAINS
+    reset = [result.get("stopped_by") == NOTHING_REMAINS for result in steps.values() if isinstance(result, dict)]
+    return bool(reset) and (all(reset) if every else any(reset))
 
 
 def _listed_statuses(entries: List[dict]) -> Dict[str, str]:
