@@ -670,6 +670,28 @@ def test_a_row_left_unchanged_then_reset_for_want_of_data_is_no_longer_left(in_t
     assert doc["requests"]["applied"] == 1 and doc["requests"]["applied_without_change"] == 0, doc["requests"]
 
 
+def test_a_single_model_reset_for_want_of_data_is_checked_by_verify(in_tmp):
+    """A single approximate model with nothing left to train on is its seeded initialisation
+    (exact), yet ``--verify`` counted it among ``weights_unchecked`` (edge probe): it is checked
+    against a freshly seeded one, and other weights there are an error."""
+    import torch
+
+    model_dir = train_saved_model(in_tmp, unlearn_method="sruga", forget_protocol="none", sruga_epochs=1)
+    assert (verify_model(model_dir)["weights_checked"], verify_model(model_dir)["weights_unchecked"]) == (0, 1)
+    data = load_model(model_dir).dataset
+    (in_tmp / "all.csv").write_text("".join(f"{u}\n" for u in data.id2token("user_id", np.arange(1, data.user_num))))
+    run_forget_requests(model_dir, str(in_tmp / "all.csv"), dict(QUIET, max_batch=100000))
+    report = verify_model(model_dir)
+    assert (report["weights_checked"], report["weights_unchecked"]) == (1, 0), report
+    model = load_model(model_dir)
+    with torch.no_grad():
+        next(model.model.parameters()).add_(1.0)
+    random_state = torch.random.get_rng_state()
+    checked, unchecked, stale = model.check_trained_on()
+    assert (checked, unchecked) == (1, 0) and stale and "model.pth" in stale[0]
+    assert torch.equal(torch.random.get_rng_state(), random_state)  # the check left the random state as it was
+
+
 # --- 5. honest approximate audits ---------------------------------------------------------
 def test_an_approximate_forget_that_changed_nothing_says_so(in_tmp, capsys):
     # a learning rate that wrecks validation NDCG at once and a floor of 1.0: SRUGA restores the

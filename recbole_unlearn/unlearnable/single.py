@@ -12,8 +12,9 @@ An approximate forget can stop before its first kept update (the utility floor o
 unseen-data stop fires at the first check); the weights then come back unchanged, and the
 report says so (``changed: False``).
 """
+import random
 import time
-from typing import Dict
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -81,6 +82,22 @@ class SingleUnlearnableModel(UnlearnableModel):
         self.last_report = result.to_json()
         report.seconds = time.perf_counter() - start
         return report
+
+    def check_trained_on(self) -> Tuple[int, int, List[str]]:
+        """``--verify``: weights an approximate step started from the forgotten data cannot be
+        checked; but with nothing left to train on, ``forget`` reset them to the seeded
+        initialisation (exact), so they are checked against a freshly seeded model (the random
+        state is left as it was)."""
+        if self.dataset.has_training_samples(self.keep_mask()):
+            return 0, 1, []
+        kept = random.getstate(), np.random.get_state()
+        with torch.random.fork_rng():  # CUDA's too, which RecBole's init_seed seeds
+            seeded = cpu_state_dict(new_model(self.config, self.dataset))
+        random.setstate(kept[0])
+        np.random.set_state(kept[1])
+        if states_equal(seeded, cpu_state_dict(self.model)):
+            return 1, 0, []
+        return 1, 0, ["model.pth (nothing remains to train on, yet it is not its seeded initialisation)"]
 
     # --- persistence hooks (see recbole_unlearn.serving.store) -----------------------------
     def weight_states(self) -> Dict[str, Dict[str, torch.Tensor]]:
