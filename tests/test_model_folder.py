@@ -489,6 +489,26 @@ def test_a_device_saved_by_earlier_code_is_dropped_and_a_new_one_refused(saved, 
         load_model(model_dir, {"device": "cpu"})
 
 
+def test_a_checkpoint_dir_saved_by_earlier_code_is_dropped(saved, tmp_path):
+    """``checkpoint_dir`` is now refused as a setting (the run's folder replaced it); earlier code
+    accepted it and saved it with the folder's settings, so such a folder refused every request
+    and ``--verify`` with the new refusal (round 2 of probing)."""
+    import json
+
+    from recbole_unlearn.serving import open_store, verify_model
+
+    model_dir = str(tmp_path / "model")
+    shutil.copytree(saved[1], model_dir)
+    version_dir, manifest = read_manifest(model_dir)
+    manifest["config"]["checkpoint_dir"] = str(tmp_path / "ck")
+    with open(os.path.join(version_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    load_model(model_dir)
+    verify_model(open_store(model_dir), {})
+    with pytest.raises(UnlearnError, match="'checkpoint_dir' is set by the run"):
+        load_model(model_dir, {"checkpoint_dir": "x"})
+
+
 def test_a_saved_gpu_id_does_not_choose_the_serving_processs_devices(saved, tmp_path, monkeypatch):
     """A folder trained with ``--gpu_id=0`` kept it in its settings, and every later process
     loading it set ``CUDA_VISIBLE_DEVICES`` back to 0 as if its user had given it: one started

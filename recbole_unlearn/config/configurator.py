@@ -125,6 +125,9 @@ def _plain(value):
 PATH_KEYS = frozenset({"forget", "model_dir", "results_dir", "data_path", "checkpoint_dir", "benchmark", "cells"})
 #: command-line switches: never settings of a run (in a config file or ``config_dict`` a run ignored them)
 COMMAND_LINE_SWITCHES = frozenset({"config_files", "benchmark", "verify", "cells"})
+#: RecBole keys a run sets itself and refuses when given: ``device`` (from ``use_gpu`` and
+#: ``gpu_id``) and ``checkpoint_dir`` (the run's folder)
+SET_BY_THE_RUN = ("device", "checkpoint_dir")
 
 
 #: a bracketed list of bare names (``[Hit,NDCG]``, ``[sisa, sruga]``), as a YAML flow sequence of

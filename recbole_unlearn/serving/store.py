@@ -579,13 +579,16 @@ def _of_the_shape_written(path: str):
 
 def _saved_settings_to_load(manifest: dict, overrides: dict) -> dict:
     """The folder's saved ``config`` as a run answering requests takes it, before its
-    ``overrides``: without each run's own keys (``RUN_OWN_KEYS``), ``device`` (derived from
-    ``use_gpu`` and ``gpu_id``; earlier code accepted and saved it), runtime settings today's
+    ``overrides``: without each run's own keys (``RUN_OWN_KEYS``), the keys a run sets itself
+    (``SET_BY_THE_RUN``: earlier code accepted and saved them, and such a folder then refused
+    every request and ``--verify``), runtime settings today's
     bounds refuse (saved before them, such as ``ray_connect_timeout_s`` 100000, which refused
     every request: the run's own default instead), another installation's bundled ml-100k path
     (:func:`_without_other_installations_bundle`) and keys that were runtime keys before they were
     recorded (``FORMERLY_RUNTIME_KEYS``, where the version's settings lack them)."""
-    config_dict = {k: v for k, v in manifest["config"].items() if k not in RUN_OWN_KEYS and k != "device"}
+    from recbole_unlearn.config.configurator import SET_BY_THE_RUN
+
+    config_dict = {k: v for k, v in manifest["config"].items() if k not in RUN_OWN_KEYS and k not in SET_BY_THE_RUN}
     for key in [k for k in config_dict if phase_of(k) == "runtime" and k not in overrides]:
         try:
             check_value(key, config_dict[key])
