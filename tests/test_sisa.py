@@ -386,7 +386,10 @@ def test_a_second_call_in_one_process_gets_the_ray_its_settings_ask_for(monkeypa
     shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 2})
     shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 2})  # the same: kept
     shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 3})
-    assert ray.calls == [("init", None, 2), ("shutdown",), ("init", None, 3)]
+    assert ray.calls == [("init", "local", 2), ("shutdown",), ("init", "local", 3)]
+    # "local": a new local Ray of that size even where a `ray start` cluster runs on the machine
+    # (without it Ray joined that cluster and refused num_cpus: a traceback, exit 1, and a request
+    # run's requests failed; round 2 of probing)
     ray = _FakeRay(refuse="127.0.0.1:1")
     monkeypatch.setattr(shard_trainer, "_RAY_STARTED_FOR", None)
     shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 2})
@@ -439,14 +442,14 @@ def test_a_dead_local_ray_of_the_packages_is_started_again(monkeypatch):
     shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 2})
     ray.cpus = 0  # its raylet killed: the cluster holds no CPU
     shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 2})
-    assert ray.calls == [("init", None, 2), ("shutdown",), ("init", None, 2)] and ray.cpus == 2
+    assert ray.calls == [("init", "local", 2), ("shutdown",), ("init", "local", 2)] and ray.cpus == 2
     # Ray counts the node dead, and its CPUs gone, only about 18 s after its raylet died (a forget
     # in that window failed, its requests `failed`; left in the last note): a process of the local
     # Ray that died is seen at once
     ray.calls.clear()
     ray.node.dead = ["raylet"]
     shard_trainer.connect_ray(ray, {"ray_address": None, "num_workers": 2})
-    assert ray.calls == [("shutdown",), ("init", None, 2)] and ray.node.dead == []
+    assert ray.calls == [("shutdown",), ("init", "local", 2)] and ray.node.dead == []
 
 
 @pytest.mark.parametrize("settings, message", [

@@ -402,8 +402,10 @@ def connect_ray(ray, config) -> None:
             if config["ray_address"]:
                 ray.init(address=config["ray_address"], log_to_driver=False)
             else:
-                ray.init(num_cpus=config["num_workers"], include_dashboard=False, log_to_driver=False,
-                         configure_logging=False)
+                # "local": a new Ray of num_workers CPUs, also where a `ray start` cluster runs on
+                # this machine (Ray joined it and refused num_cpus: a traceback after training)
+                ray.init(address="local", num_cpus=config["num_workers"], include_dashboard=False,
+                         log_to_driver=False, configure_logging=False)
         except ConnectionError as e:
             raise UnlearnError(f"ray_address {config['ray_address']}: no Ray cluster answers there "
                                f"({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
