@@ -207,6 +207,12 @@ def test_a_checkpoint_dir_is_refused_by_a_request_run(saved):
     ("SASRec", {"valid_metric": "NDCG@5"}, "valid_metric 'NDCG@5' is not one of the validation metrics"),
     ("SASRec", {"unused_col": {"inter": ["item_id"]}}, "unused_col {'inter': ['item_id']}: give {'inter': "
                                                         "[fields]} of fields other than item_id and user_id"),
+    # a typo, a string for a list, another file's columns: nothing dropped, unsaid, and the
+    # string form slipped past the id-field check (round 2 of probing)
+    ("SASRec", {"unused_col": {"inter": ["ratingg"]}}, "unused_col names ratingg, which ml-tiny.inter does not "
+                                                       "hold"),
+    ("SASRec", {"unused_col": {"inter": "user_id"}}, "unused_col {'inter': 'user_id'}: give {'inter': [fields]}"),
+    ("SASRec", {"unused_col": {"user": ["age"]}}, "unused_col {'user': ['age']}: give {'inter': [fields]}"),
     # RecBole logs at INFO for any state it does not know, unsaid (configuration probe)
     ("SASRec", {"state": "FOO"}, "config key 'state' must be one of"),
     # RecBole's pre-split files: an AttributeError's line (configuration probe)

@@ -462,9 +462,12 @@ class UnlearnConfig(Config):
                     raise UnlearnError(f"train_neg_sample_args: {what} a positive integer, got {value!r}")
         unused = self["unused_col"] or {}
         needed = {self["USER_ID_FIELD"], self["ITEM_ID_FIELD"]}
-        if not isinstance(unused, dict) or needed & set(unused.get("inter") or []):
+        fields = unused.get("inter") if isinstance(unused, dict) else None
+        if not isinstance(unused, dict) or set(unused) - {"inter"} or not isinstance(fields, list) \
+                or not all(isinstance(f, str) for f in fields) or needed & set(fields):
             raise UnlearnError(f"unused_col {unused!r}: give {{'inter': [fields]}} of fields other than "
-                               f"{' and '.join(sorted(needed))}, which every sample needs")
+                               f"{' and '.join(sorted(needed))}, which every sample needs (only the .inter "
+                               "file's fields reach the samples)")
         metrics, topk = self["metrics"] or [], self["topk"] or []
         metrics, topk = [metrics] if isinstance(metrics, str) else metrics, [topk] if isinstance(topk, int) else topk
         computed = {f"{m}@{k}".lower() if _has_cut_off(m) else str(m).lower() for m in metrics for k in topk}

@@ -47,6 +47,11 @@ class UnlearnSequentialDataset(SequentialDataset):
         self.sort(by=[self.uid_field, self.time_field], ascending=True)
         self._index_log()
 
+    def unknown_unused_columns(self) -> list:
+        """The ``unused_col`` fields the ``.inter`` file does not hold (a typo drops nothing:
+        RecBole's warning comes from a split this dataset does not run)."""
+        return [f for f in (self.config["unused_col"] or {}).get("inter") or [] if f not in self.log_feat.columns]
+
     def _load_inter_feat(self, token, dataset_path):
         """RecBole's loading of ``<token>.inter``, refusing what it would silently change: a ``"``
         anywhere (pandas reads the lines up to the next one as one quoted field, merging rows) and

@@ -76,6 +76,10 @@ class Experiment:
         init_seed(config["seed"], config["reproducibility"])
         self.data = create_unlearn_dataset(config)
         self.held_out = None
+        unknown = self.data.unknown_unused_columns()
+        if unknown:  # (a run's own setting: a folder saved with one still answers requests)
+            raise UnlearnError(f"unused_col names {', '.join(unknown)}, which {config['dataset']}.inter does not hold "
+                               f"(its fields: {', '.join(self.data.log_feat.columns)})")
         if config["forget"] and config["request_steps"] > 1:
             raise UnlearnError("request_steps deals a sampled forget set into requests; a request file's lines are "
                                "requests already: answer several files with the saved model (--model_dir with "
