@@ -64,6 +64,14 @@ def test_full_ranking_metrics_by_hand():
     assert result["recall@2"] == pytest.approx(2 / 3, abs=1e-4)
 
 
+def test_a_metric_without_a_cut_off_is_rounded_as_the_others():
+    """GAUC (RecBole returns it unrounded) was written 0.4846999943256378 beside 4-decimal
+    metrics (round 2 of probing)."""
+    result = full_ranking_metrics(StubModel(), StubLoader(), CONFIG, ["GAUC", "NDCG"], [2])
+    assert set(result) == {"gauc", "ndcg@2"}
+    assert all(value == round(value, 4) for value in result.values()), result
+
+
 def test_padding_item_never_ranks():
     scores = SCORES.clone()
     scores[:, 0] = 100.0  # the model loves the padding item; it must still be ignored

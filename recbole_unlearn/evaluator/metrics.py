@@ -59,7 +59,8 @@ def full_ranking_metrics(model, loader, config, metrics: Sequence[str], topk: Se
         collector.eval_batch_collect(scores, interaction, positive_u, positive_i)
     collector.model_collect(model)
     result = evaluator.evaluate(collector.get_data_struct())
-    return {key: float(value) for key, value in result.items()}
+    # RecBole rounds its top-k metrics (to float32 values: float() shows their tail) and GAUC not at all
+    return {key: round(float(value), config["metric_decimal_place"]) for key, value in result.items()}
 
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
