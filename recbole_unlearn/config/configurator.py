@@ -462,7 +462,7 @@ class UnlearnConfig(Config):
                     raise UnlearnError(f"train_neg_sample_args: {what} a positive integer, got {value!r}")
         unused = self["unused_col"] or {}
         needed = {self["USER_ID_FIELD"], self["ITEM_ID_FIELD"]}
-        fields = unused.get("inter") if isinstance(unused, dict) else None
+        fields = unused.get("inter", []) if isinstance(unused, dict) else None
         if not isinstance(unused, dict) or set(unused) - {"inter"} or not isinstance(fields, list) \
                 or not all(isinstance(f, str) for f in fields) or needed & set(fields):
             raise UnlearnError(f"unused_col {unused!r}: give {{'inter': [fields]}} of fields other than "
