@@ -209,8 +209,8 @@ def test_a_checkpoint_dir_is_refused_by_a_request_run(saved):
                                                         "[fields]} of fields other than item_id and user_id"),
     # a typo, a string for a list, another file's columns: nothing dropped, unsaid, and the
     # string form slipped past the id-field check (round 2 of probing)
-    ("SASRec", {"unused_col": {"inter": ["ratingg"]}}, "unused_col names ratingg, which ml-tiny.inter does not "
-                                                       "hold"),
+    ("SASRec", {"unused_col": {"inter": ["ratingg"]}}, "unused_col names ratingg, which the run does not load from "
+                                                       "ml-tiny.inter"),
     ("SASRec", {"unused_col": {"inter": "user_id"}}, "unused_col {'inter': 'user_id'}: give {'inter': [fields]}"),
     ("SASRec", {"unused_col": {"user": ["age"]}}, "unused_col {'user': ['age']}: give {'inter': [fields]}"),
     # RecBole logs at INFO for any state it does not know, unsaid (configuration probe)

@@ -48,8 +48,8 @@ class UnlearnSequentialDataset(SequentialDataset):
         self._index_log()
 
     def unknown_unused_columns(self) -> list:
-        """The ``unused_col`` fields the ``.inter`` file does not hold (a typo drops nothing:
-        RecBole's warning comes from a split this dataset does not run)."""
+        """The ``unused_col`` fields the run did not load (a typo, or one ``load_col`` leaves out:
+        dropping it drops nothing; RecBole's warning comes from a split this dataset does not run)."""
         return [f for f in (self.config["unused_col"] or {}).get("inter") or [] if f not in self.log_feat.columns]
 
     def _load_inter_feat(self, token, dataset_path):

@@ -78,8 +78,9 @@ class Experiment:
         self.held_out = None
         unknown = self.data.unknown_unused_columns()
         if unknown:  # (a run's own setting: a folder saved with one still answers requests)
-            raise UnlearnError(f"unused_col names {', '.join(unknown)}, which {config['dataset']}.inter does not hold "
-                               f"(its fields: {', '.join(self.data.log_feat.columns)})")
+            raise UnlearnError(f"unused_col names {', '.join(unknown)}, which the run does not load from "
+                               f"{config['dataset']}.inter (loaded: {', '.join(self.data.log_feat.columns)}; a typo, "
+                               "or a field load_col leaves out already)")
         if config["forget"] and config["request_steps"] > 1:
             raise UnlearnError("request_steps deals a sampled forget set into requests; a request file's lines are "
                                "requests already: answer several files with the saved model (--model_dir with "
