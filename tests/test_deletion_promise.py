@@ -692,6 +692,36 @@ def test_a_single_model_reset_for_want_of_data_is_checked_by_verify(in_tmp):
     assert torch.equal(torch.random.get_rng_state(), random_state)  # the check left the random state as it was
 
 
+def test_an_audit_line_made_to_claim_a_reset_for_want_of_data_is_caught(in_tmp):
+    """A reset for want of data makes a line's unchanged requests plain ``applied``; a line edited
+    to claim one (``stopped_by: nothing_remains``, its unchanged list emptied, the ledger to match)
+    passed ``--verify``, though training samples remained and a later line's step ran (round 3 of
+    probing): a reset claimed where samples remain, or followed by a step, is an edit."""
+    import json
+
+    model_dir = train_saved_model(in_tmp, unlearn_method="sruga", forget_protocol="none", sruga_epochs=2,
+                                  sruga_learning_rate=1.0, utility_floor=1.0, sruga_floor_restarts=0)
+    data = load_model(model_dir).dataset
+    for k in (1, 2, 3):
+        (in_tmp / f"{k}.csv").write_text(f"{data.id2token('user_id', k)}\n")
+        run_forget_requests(model_dir, str(in_tmp / f"{k}.csv"), QUIET)
+    audit_path, ledger_path = os.path.join(model_dir, "audit.jsonl"), os.path.join(model_dir, "requests.jsonl")
+    lines = [json.loads(line) for line in open(audit_path)]
+    (rid,) = lines[1]["unchanged_request_ids"]
+    lines[1]["approximate"]["stopped_by"] = "nothing_remains"
+    lines[1]["unchanged_request_ids"] = []
+    with open(audit_path, "w") as f:
+        f.write("".join(json.dumps(line) + "\n" for line in lines))
+    events = [json.loads(line) for line in open(ledger_path)]
+    for event in events:
+        if event["id"] == rid and event["status"] == "applied_without_change":
+            event["status"] = "applied"
+    with open(ledger_path, "w") as f:
+        f.write("".join(json.dumps(event) + "\n" for event in events))
+    with pytest.raises(UnlearnError, match="reset the model for want of data"):
+        verify_model(model_dir)
+
+
 # --- 5. honest approximate audits ---------------------------------------------------------
 def test_an_approximate_forget_that_changed_nothing_says_so(in_tmp, capsys):
     # a learning rate that wrecks validation NDCG at once and a floor of 1.0: SRUGA restores the

@@ -231,6 +231,11 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
                                "file it trains (records removed by hand?)")
         pending = log.pending(store, entries, live)
         _check_log_lines(log.path, entries, live[1] if live else None)
+        claimed = claimed_resets_with_samples(entries, model)
+        if claimed:
+            what = "the model" if claimed[0] == "*" else f"shard {claimed[0]}"
+            raise UnlearnError(f"{log.path}: a line says it reset {what} for want of data, while training samples "
+                               "remain for it: the log was edited")
         audited_ids = {rid for entry in entries + [pending or {}] for rid in entry.get("request_ids", [])}
         _check_ledger(os.path.join(model_dir, LEDGER), events, audited_ids, forgotten,
                       os.path.basename(model.version_dir), _listed_statuses(entries))
@@ -308,8 +313,10 @@ def _check_log_lines(path: str, entries: List[dict], live: Optional[dict]) -> No
     that forgot interactions without changing the model while requests of it (not already
     forgotten) are not listed as unchanged. Each passed ``--verify`` (found by probing)."""
     seen_audit, seen_request, newest, hmac_line = {}, {}, None, None
+    reset_at: Dict[str, int] = {}  # "*" (the single model) or a shard -> the line that reset it for want of data
     for number, entry in enumerate(entries, start=1):
         where = f"{path} line {number}"
+        _check_no_step_after_a_reset(where, entry, number, reset_at)
         # every line since its pairs were recorded (an audit id, a key id) holds them, and no
         # line after one that does lacks them: a line without them passed as one saved before
         if "forgotten_hmac" in entry:
@@ -344,6 +351,48 @@ def _check_log_lines(path: str, entries: List[dict], live: Optional[dict]) -> No
             if unlisted:
                 raise UnlearnError(f"{where} says the forget changed nothing, yet its request {unlisted[0]} is not "
                                    "listed as unchanged: the log was edited")
+
+
+def _steps_by_file(entry: dict) -> Dict[str, dict]:
+    """An audit line's approximate steps by the weights they acted on: ``"*"`` for the single
+    model, else each shard's."""
+    steps = entry.get("approximate") or {}
+    if "stopped_by" in steps:
+        return {"*": steps}
+    return {str(shard): result for shard, result in steps.items() if isinstance(result, dict)}
+
+
+def _check_no_step_after_a_reset(where: str, entry: dict, number: int, reset_at: Dict[str, int]) -> None:
+    """A model (or shard) reset for want of data has nothing to train on ever after: a later
+    line whose step ran on it was edited, or the reset line was (a line made to claim a reset
+    passed, its requests then plain ``applied``; a probe). Records this line's resets."""
+    for weights, step in _steps_by_file(entry).items():
+        if step.get("stopped_by") == NOTHING_REMAINS:
+            reset_at.setdefault(weights, number)
+        elif weights in reset_at:
+            what = "the model" if weights == "*" else f"shard {weights}"
+            raise UnlearnError(f"{where} records a step ({step.get('stopped_by')}) on {what}, which line "
+                               f"{reset_at[weights]} says it reset the model for want of data, with nothing left to "
+                               "train on: the log was edited")
+
+
+def claimed_resets_with_samples(entries: List[dict], model) -> List[str]:
+    """The weights (``"*"``: the single model; a shard) an audit line says were reset for want
+    of data while the live model still has training samples for them: a claim no forget makes."""
+    claimed = {weights for entry in entries for weights, step in _steps_by_file(entry).items()
+               if step.get("stopped_by") == NOTHING_REMAINS}
+    keep = model.keep_mask()
+    out = []
+    for weights in sorted(claimed):
+        if weights == "*":
+            rows = keep
+        elif hasattr(model, "shard_map") and weights.isdigit():
+            rows = keep & (model.shard_map.user_shard[model.dataset.log_user] == int(weights))
+        else:
+            continue
+        if model.dataset.has_training_samples(rows):
+            out.append(weights)
+    return out
 
 
 def reset_for_want_of_data(entry: dict, every: bool = True) -> bool:
