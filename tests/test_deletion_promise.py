@@ -722,6 +722,27 @@ def test_an_audit_line_made_to_claim_a_reset_for_want_of_data_is_caught(in_tmp):
         verify_model(model_dir)
 
 
+def test_an_audit_line_whose_unchanged_list_was_deleted_is_caught(in_tmp):
+    """A request line's ``unchanged_request_ids`` key deleted, with the ledger edited to match,
+    passed ``--verify`` (a line without it was read as one saved before the key; round 3 of
+    probing): a request line after one that holds the key must hold it too."""
+    import json
+
+    model_dir = train_saved_model(in_tmp, unlearn_method="sruga", forget_protocol="none", sruga_epochs=2,
+                                  sruga_learning_rate=1.0, utility_floor=1.0, sruga_floor_restarts=0)
+    data = load_model(model_dir).dataset
+    for k in (1, 2, 3):  # line 2 is not the live line (whose own copy the version holds)
+        (in_tmp / f"{k}.csv").write_text(f"{data.id2token('user_id', k)}\n")
+        run_forget_requests(model_dir, str(in_tmp / f"{k}.csv"), QUIET)
+    audit_path = os.path.join(model_dir, "audit.jsonl")
+    lines = [json.loads(line) for line in open(audit_path)]
+    del lines[1]["unchanged_request_ids"]
+    with open(audit_path, "w") as f:
+        f.write("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(UnlearnError, match="holds no unchanged_request_ids, which line 1 holds"):
+        verify_model(model_dir)
+
+
 # --- 5. honest approximate audits ---------------------------------------------------------
 def test_an_approximate_forget_that_changed_nothing_says_so(in_tmp, capsys):
     # a learning rate that wrecks validation NDCG at once and a floor of 1.0: SRUGA restores the

@@ -314,6 +314,7 @@ def _check_log_lines(path: str, entries: List[dict], live: Optional[dict]) -> No
     forgotten) are not listed as unchanged. Each passed ``--verify`` (found by probing)."""
     seen_audit, seen_request, newest, hmac_line = {}, {}, None, None
     reset_at: Dict[str, int] = {}  # "*" (the single model) or a shard -> the line that reset it for want of data
+    listing_line: Optional[int] = None  # the first request line holding unchanged_request_ids
     for number, entry in enumerate(entries, start=1):
         where = f"{path} line {number}"
         _check_no_step_after_a_reset(where, entry, number, reset_at)
@@ -343,6 +344,14 @@ def _check_log_lines(path: str, entries: List[dict], live: Optional[dict]) -> No
             if {k: v for k, v in entry.items() if k != "recovered"} != live:
                 raise UnlearnError(f"{where} is not the audit line the live version holds ({PENDING_AUDIT}): the log "
                                    "was edited")
+        # a request line after one that lists its unchanged requests lists them too (a line
+        # without the list passed as one saved before it, its requests then plain applied)
+        if "request_ids" in entry:
+            if "unchanged_request_ids" in entry:
+                listing_line = listing_line or number
+            elif listing_line is not None:
+                raise UnlearnError(f"{where} holds no unchanged_request_ids, which line {listing_line} holds, as every "
+                                   "request line written since does: the log was edited")
         # (a request whose shards were reset for want of data is applied though nothing moved)
         if "unchanged_request_ids" in entry and entry.get("interactions") and entry.get("changed") is False \
                 and not reset_for_want_of_data(entry, every=False):
