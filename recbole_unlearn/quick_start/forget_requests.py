@@ -20,7 +20,7 @@ from recbole.utils import get_local_time
 from recbole_unlearn.config.configurator import check_config_dict
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.evaluator.suite import EvaluationSuite
-from recbole_unlearn.serving import open_store, stream_request_file, verify_model, watch_request_folder
+from recbole_unlearn.serving import ModelStore, open_store, stream_request_file, verify_model, watch_request_folder
 from recbole_unlearn.serving.apply import kept_by_filters_line
 from recbole_unlearn.serving.stream import says_what_went_live
 from recbole_unlearn.serving.ledger import LEDGER
@@ -71,10 +71,10 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
         summary, model = stream_request_file(store, model, requests, when_valid=start_the_run_folder)
     # the requests are live: a failure or a stop from here on says so (it was a bare error line)
     with says_what_went_live(summary, os.path.join(model_dir, LEDGER)):
-        return _report(config, model, summary, meter, requests, model_dir, run_dir[0], verbose)
+        return _report(config, store, model, summary, meter, requests, run_dir[0], verbose)
 
 
-def _report(config, model, summary, meter: CpuMeter, requests: str, model_dir: str, run_dir: str,
+def _report(config, store: ModelStore, model, summary, meter: CpuMeter, requests: str, run_dir: str,
             verbose: bool) -> dict:
     """Evaluate the model after a request run and write its ``results.json`` (see
     :func:`run_forget_requests`)."""
@@ -104,7 +104,8 @@ def _report(config, model, summary, meter: CpuMeter, requests: str, model_dir: s
     if summary.approximate_steps:  # each forget's approximate step: why it stopped (a cap, in the note)
         row["approximate_steps"] = summary.approximate_steps
     document = results_document(config["model"], config["dataset"], config.settings(), facts, [row])
-    stream["not_removed"] = open_store(model_dir, config).not_removed(config["keep_previous_version"])
+    model_dir = store.model_dir
+    stream["not_removed"] = store.not_removed(config["keep_previous_version"])
     document["requests"] = stream
     results_path = os.path.join(run_dir, "results.json")
     write_results(results_path, document)
@@ -119,7 +120,7 @@ def _report(config, model, summary, meter: CpuMeter, requests: str, model_dir: s
         if summary.kept_by_count_filters:
             print(f"warning: {kept_by_filters_line(summary.kept_by_count_filters)}")
         if config["keep_previous_version"] and summary.versions:  # this run made a version
-            for name in open_store(model_dir, config).older_versions():
+            for name in store.older_versions():
                 print(f"note: {name} is kept (keep_previous_version): a model from before this run's latest forget, "
                       "trained on the data it forgot; the next run answering requests without the key removes it")
         if config["processed_request_files"] == "delete" and not os.path.isdir(requests):

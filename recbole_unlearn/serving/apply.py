@@ -25,7 +25,7 @@ from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.serving.audit import AuditLog, interaction_hmacs, key_id
 from recbole_unlearn.serving.ledger import RequestLedger, applied_line, now
 from recbole_unlearn.serving.store import ModelStore
-from recbole_unlearn.trainer.approximate import NOTHING_REMAINS
+from recbole_unlearn.trainer.approximate import WHOLE_MODEL, reset_weights, steps_by_weights
 from recbole_unlearn.unlearnable import ForgetReport, UnlearnableModel
 from recbole_unlearn.utils.errors import WentLiveError, error_line
 from recbole_unlearn.utils.faults import fault_point
@@ -183,19 +183,19 @@ def _left_unchanged(store: ModelStore, log: AuditLog, key: bytes, model: Unlearn
     pairs: Dict[str, set] = {}  # pair HMAC -> the shards left unchanged holding it ("*": the whole model)
     unchanged_ids = set()
     for entry in entries:
-        steps = entry.get("approximate") or {}
-        if steps.get("stopped_by") == NOTHING_REMAINS:  # the single model reset for want of data: nothing is left
+        steps = steps_by_weights(entry.get("approximate"))
+        reset = reset_weights(entry.get("approximate"))
+        if WHOLE_MODEL in reset:  # the single model reset for want of data: nothing is left
             pairs.clear()
             unchanged_ids.clear()
             continue
-        per_shard = {str(shard): result for shard, result in steps.items() if isinstance(result, dict)}
-        reset = {shard for shard, result in per_shard.items() if result.get("stopped_by") == NOTHING_REMAINS}
+        per_shard = {} if WHOLE_MODEL in steps else steps
         for held in pairs.values():  # shards reset since: what they held is gone
             held -= reset
         if per_shard:
             shards = {shard for shard, result in per_shard.items() if result.get("changed") is False} - reset
         else:
-            shards = {"*"} if entry.get("changed") is False else set()
+            shards = {WHOLE_MODEL} if entry.get("changed") is False else set()
         for pair in (entry.get("forgotten_hmac") or ()) if shards else ():
             pairs.setdefault(pair, set()).update(shards)
         unchanged_ids.update(entry.get("unchanged_request_ids") or ())
@@ -208,7 +208,7 @@ def _left_unchanged(store: ModelStore, log: AuditLog, key: bytes, model: Unlearn
 
     def left(row: int, pair: str) -> bool:
         shards = pairs.get(pair, ())
-        return row in unchanged_rows or "*" in shards or (
+        return row in unchanged_rows or WHOLE_MODEL in shards or (
             bool(shards) and str(model.group_of(np.array([row]))[0]) in shards)
 
     out = set()

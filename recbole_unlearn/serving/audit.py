@@ -18,7 +18,7 @@ from recbole_unlearn.serving import jsonl
 from recbole_unlearn.serving.ledger import FINAL_STATUSES, LEDGER, RequestLedger, lines_by_request
 from recbole_unlearn.serving.store import (FORGOTTEN, MANIFEST, PENDING_AUDIT, ModelStore,
                                            checked_path, read_json)
-from recbole_unlearn.trainer.approximate import NOTHING_REMAINS
+from recbole_unlearn.trainer.approximate import WHOLE_MODEL, reset_weights, steps_by_weights
 from recbole_unlearn.unlearnable.sharded import LEGACY_PARTITION_FILE
 from recbole_unlearn.utils.atomic import atomic_write
 from recbole_unlearn.utils.errors import UnlearnError, error_line
@@ -233,7 +233,7 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
         _check_log_lines(log.path, entries, live[1] if live else None)
         claimed = claimed_resets_with_samples(entries, model)
         if claimed:
-            what = "the model" if claimed[0] == "*" else f"shard {claimed[0]}"
+            what = "the model" if claimed[0] == WHOLE_MODEL else f"shard {claimed[0]}"
             raise UnlearnError(f"{log.path}: a line says it reset {what} for want of data, while training samples "
                                "remain for it: the log was edited")
         audited_ids = {rid for entry in entries + [pending or {}] for rid in entry.get("request_ids", [])}
@@ -266,8 +266,8 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
     # counts when it lists requests an earlier forget left unchanged
     unchanged = sum(1 for entry in entries if entry.get("unchanged_request_ids") or entry.get("interactions") and (
         entry.get("changed") is False and not reset_for_want_of_data(entry)
-        or any(isinstance(shard, dict) and shard.get("changed") is False and shard.get("stopped_by") != NOTHING_REMAINS
-               for shard in (entry.get("approximate") or {}).values())))
+        or any(step.get("changed") is False for weights, step in _steps_by_file(entry).items()
+               if weights != WHOLE_MODEL and weights not in reset_weights(entry.get("approximate")))))
     return {"model_dir": model_dir, "forgotten": len(forgotten), "audit_entries": len(entries),
             "applied_without_change": unchanged, "version": os.path.basename(model.version_dir),
             "requests_not_final": len(waiting), "requests_failed": sum(e["status"] == "failed" for e in waiting.values()),
@@ -363,23 +363,20 @@ def _check_log_lines(path: str, entries: List[dict], live: Optional[dict]) -> No
 
 
 def _steps_by_file(entry: dict) -> Dict[str, dict]:
-    """An audit line's approximate steps by the weights they acted on: ``"*"`` for the single
-    model, else each shard's."""
-    steps = entry.get("approximate") or {}
-    if "stopped_by" in steps:
-        return {"*": steps}
-    return {str(shard): result for shard, result in steps.items() if isinstance(result, dict)}
+    """An audit line's approximate steps by the weights they acted on (:func:`steps_by_weights`)."""
+    return steps_by_weights(entry.get("approximate"))
 
 
 def _check_no_step_after_a_reset(where: str, entry: dict, number: int, reset_at: Dict[str, int]) -> None:
     """A model (or shard) reset for want of data has nothing to train on ever after: a later
     line whose step ran on it was edited, or the reset line was (a line made to claim a reset
     passed, its requests then plain ``applied``; a probe). Records this line's resets."""
+    reset = reset_weights(entry.get("approximate"))
     for weights, step in _steps_by_file(entry).items():
-        if step.get("stopped_by") == NOTHING_REMAINS:
+        if weights in reset:
             reset_at.setdefault(weights, number)
         elif weights in reset_at:
-            what = "the model" if weights == "*" else f"shard {weights}"
+            what = "the model" if weights == WHOLE_MODEL else f"shard {weights}"
             raise UnlearnError(f"{where} records a step ({step.get('stopped_by')}) on {what}, which line "
                                f"{reset_at[weights]} says it reset the model for want of data, with nothing left to "
                                "train on: the log was edited")
@@ -388,12 +385,11 @@ def _check_no_step_after_a_reset(where: str, entry: dict, number: int, reset_at:
 def claimed_resets_with_samples(entries: List[dict], model) -> List[str]:
     """The weights (``"*"``: the single model; a shard) an audit line says were reset for want
     of data while the live model still has training samples for them: a claim no forget makes."""
-    claimed = {weights for entry in entries for weights, step in _steps_by_file(entry).items()
-               if step.get("stopped_by") == NOTHING_REMAINS}
+    claimed = set().union(*(reset_weights(entry.get("approximate")) for entry in entries))
     keep = model.keep_mask()
     out = []
     for weights in sorted(claimed):
-        if weights == "*":
+        if weights == WHOLE_MODEL:
             rows = keep
         elif hasattr(model, "shard_map") and weights.isdigit():
             rows = keep & (model.shard_map.user_shard[model.dataset.log_user] == int(weights))
@@ -409,11 +405,8 @@ def reset_for_want_of_data(entry: dict, every: bool = True) -> bool:
     shard) to its seeded initialisation, nothing being left to train on (``stopped_by:
     nothing_remains``): exact, whether or not the weights moved (they may have been that
     initialisation already), so not a forget that left the data's influence in place."""
-    steps = entry.get("approximate") or {}
-    if "stopped_by" in steps:  # a single model's step
-        return steps["stopped_by"] == NOTHING_REMAINS
-    reset = [result.get("stopped_by") == NOTHING_REMAINS for result in steps.values() if isinstance(result, dict)]
-    return bool(reset) and (all(reset) if every else any(reset))
+    steps, reset = _steps_by_file(entry), reset_weights(entry.get("approximate"))
+    return bool(reset) and (len(reset) == len(steps) if every else True)
 
 
 def _listed_statuses(entries: List[dict]) -> Dict[str, str]:

@@ -35,6 +35,27 @@ from recbole_unlearn.utils.registry import Registry
 #: its seeded initialisation (what retraining on nothing gives; exact, not approximate).
 NOTHING_REMAINS = "nothing_remains"
 
+#: the key :func:`steps_by_weights` gives a single model's step (shards go by their number)
+WHOLE_MODEL = "*"
+
+
+def steps_by_weights(approximate: Optional[dict]) -> Dict[str, dict]:
+    """A forget's approximate steps (a report's or an audit line's ``approximate``: one step's
+    record for a single model, ``{shard: record}`` for a sharded one) by the weights each acted
+    on: :data:`WHOLE_MODEL` for the single model, else each shard's number as a string."""
+    steps = approximate or {}
+    if "stopped_by" in steps:
+        return {WHOLE_MODEL: steps}
+    return {str(shard): step for shard, step in steps.items() if isinstance(step, dict)}
+
+
+def reset_weights(approximate: Optional[dict]) -> set:
+    """Of :func:`steps_by_weights`, the weights a step reset to their seeded initialisation for
+    want of data (:data:`NOTHING_REMAINS`): exact, as retraining on nothing, whether or not the
+    weights moved (they may have been that initialisation already)."""
+    return {weights for weights, step in steps_by_weights(approximate).items()
+            if step.get("stopped_by") == NOTHING_REMAINS}
+
 
 @dataclass
 class ApproximateReport:

@@ -15,7 +15,7 @@ import torch
 
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.data.forget import ForgetSet
-from recbole_unlearn.trainer.approximate import NOTHING_REMAINS
+from recbole_unlearn.trainer.approximate import WHOLE_MODEL, reset_weights, steps_by_weights
 
 EMPTY_ROWS = np.array([], dtype=np.int64)
 
@@ -76,11 +76,10 @@ class ForgetReport:
         seeded initialisation (:data:`NOTHING_REMAINS`): exact, as retraining on nothing, whether
         the weights moved or were that initialisation already (a request after an earlier reset
         was ``applied_without_change``, told to escalate; a probe)."""
-        steps = self.approximate or {}
-        if "stopped_by" in steps:  # a single model's step
-            return steps["stopped_by"] == NOTHING_REMAINS
-        return bool(group) and all((steps.get(str(shard)) or {}).get("stopped_by") == NOTHING_REMAINS
-                                   for shard in group)
+        reset = reset_weights(self.approximate)
+        if WHOLE_MODEL in steps_by_weights(self.approximate):
+            return WHOLE_MODEL in reset
+        return bool(group) and all(str(shard) in reset for shard in group)
 
     def to_json(self) -> dict:
         out = {
