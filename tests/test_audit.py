@@ -10,7 +10,7 @@ import pytest
 from recbole_unlearn import run_recbole_unlearn
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.evaluator.audit import (INCONCLUSIVE, AuditSamples, MembershipAudit, auc, bootstrap_auc,
-                                            redeal_labels, tpr_at_fpr)
+                                            gate_step_on_reference, redeal_labels, tpr_at_fpr)
 from recbole_unlearn.trainer.trainer import UnlearnTrainer
 from recbole_unlearn.trainer.training import new_model
 from recbole_unlearn.unlearn.experiment import Experiment
@@ -392,3 +392,55 @@ def test_an_audit_whose_samples_come_from_too_few_users_is_refused_before_traini
             forget_item_ratio=1.0, forget_skip_first=0, sru_inference_topk=[1, 5],
             results_dir=str(tmp_path / "r")), verbose=False)
     assert not os.path.exists(tmp_path / "r")
+
+
+#: ml-tiny settings whose Retrain reads over-forgetting (0.437 [0.389, 0.488]): by chance, one
+#: forget seed in about ten here (r9audit probe)
+RETRAIN_OUTSIDE_ITS_INTERVAL = dict(unlearn_method="sisa", n_shards=2, shard_num_threads=1, save_model=False, epochs=5,
+                                    dropout_prob=0.0, learning_rate=0.01, audit=True, forget_user_ratio=0.5,
+                                    forget_seed=7, seed=7)
+
+
+def test_rows_judged_against_a_retrain_that_fails_its_own_audit_get_no_verdict(in_tmp, capsys):
+    """SPEC section 8: Retrain is the reference, its interval must contain 0.5. Only the
+    original's gate was enforced: with Retrain reading over-forgetting, SISA still got
+    "indistinguishable", judged against a reference that failed, and nothing said so (probe)."""
+    doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(results_dir=str(in_tmp / "r"),
+                                                               **RETRAIN_OUTSIDE_ITS_INTERVAL))
+    rows = {row["method"]: row["audit"] for row in doc["rows"]}
+    assert rows["original"]["verdict"] == "member signal"
+    assert rows["retrain"]["verdict"] == "over-forgetting", rows  # the run this test is about
+    assert rows["sisa"]["verdict"] == INCONCLUSIVE and "Retrain, the reference" in rows["sisa"]["reason"], rows
+    assert rows["sisa"]["measured_verdict"] == "indistinguishable" and rows["sisa"]["auc"] is not None
+    assert "over-forgetting" in doc["audit"]["reference_failed"]
+    assert "warning: audit: Retrain, the reference, reads over-forgetting" in capsys.readouterr().out
+
+
+def test_a_grid_report_judges_every_row_against_its_retrain(tmp_path):
+    """The leaderboard's audit table showed the verdicts of rows whose Retrain failed the gate."""
+    from recbole_unlearn.benchmark.report import write_leaderboard
+
+    def row(method, verdict, interval):
+        return {"method": method, "seconds": 1.0, "utility_rem": {"ndcg@10": 0.1}, "forget": {"hit@10": 0.1},
+                "audit": {"auc": sum(interval) / 2, "auc_interval": interval, "verdict": verdict}}
+
+    held = [row("original", "member signal", [0.6, 0.7]), row("retrain", "indistinguishable", [0.48, 0.52]),
+            row("sisa", "member signal", [0.51, 0.55])]
+    failed = [row("original", "member signal", [0.6, 0.7]), row("retrain", "over-forgetting", [0.39, 0.49]),
+              row("sisa", "indistinguishable", [0.41, 0.50])]
+    cells = [{"model": "GRU4Rec", "dataset": "a", "rows": held}, {"model": "GRU4Rec", "dataset": "b", "rows": failed}]
+    paths = write_leaderboard(cells, str(tmp_path))
+    assert held[2]["audit"]["verdict"] == "member signal"
+    assert failed[2]["audit"]["verdict"] == INCONCLUSIVE and failed[1]["audit"]["verdict"] == "over-forgetting"
+    assert "| sisa | 0.455 [0.410, 0.500] | - | - | - | inconclusive |" in open(paths["md"]).read()
+
+
+def test_a_request_step_is_judged_against_its_matched_retrain():
+    """A request step's verdict beside a matched Retrain outside its interval is inconclusive."""
+    step = {"audit_auc": 0.49, "audit_verdict": "indistinguishable"}
+    gate_step_on_reference(step, {"audit_auc": 0.44, "audit_verdict": "over-forgetting"})
+    assert step["audit_verdict"] == INCONCLUSIVE and step["audit_measured_verdict"] == "indistinguishable"
+    assert "Retrain, the reference, reads over-forgetting (AUC 0.44)" in step["audit_reason"]
+    kept = {"audit_auc": 0.6, "audit_verdict": "member signal"}
+    gate_step_on_reference(kept, {"audit_auc": 0.5, "audit_verdict": "indistinguishable"})
+    assert kept == {"audit_auc": 0.6, "audit_verdict": "member signal"}

@@ -6,6 +6,7 @@ import math
 import os
 from typing import Dict, List, Optional, Tuple
 
+from recbole_unlearn.evaluator.audit import apply_reference_gate
 from recbole_unlearn.utils.atomic import atomic_write
 from recbole_unlearn.utils.cpu_meter import busy_rows_note
 from recbole_unlearn.utils.results import (changed_nothing, forget_hit_rose, forget_hit_rose_note, has_approximate_step,
@@ -476,7 +477,10 @@ def leaderboard_html(cells: List[dict], title: str = "Leaderboard", plotlyjs=Tru
 
 
 def write_leaderboard(cells: List[dict], output_dir: str, title: str = "Leaderboard", plotlyjs=True) -> Dict[str, str]:
-    """Write the three files atomically into ``output_dir``; returns their paths."""
+    """Write the three files atomically into ``output_dir``; returns their paths. Each cell's rows
+    are judged against its Retrain's audit first (:func:`apply_reference_gate`)."""
+    for cell in cells:
+        apply_reference_gate(cell["rows"])
     paths = {
         "csv": os.path.join(output_dir, "leaderboard.csv"),
         "md": os.path.join(output_dir, "leaderboard.md"),

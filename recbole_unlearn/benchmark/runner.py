@@ -62,6 +62,7 @@ from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.config.configurator import unread_model_settings
 from recbole_unlearn.data import check_dataset_files, dataset_file
 from recbole_unlearn.data.forget import read_request_file, request_tokens, unrequestable_line
+from recbole_unlearn.evaluator.audit import apply_reference_gate
 from recbole_unlearn.serving.audit import AuditLog
 from recbole_unlearn.serving.ledger import RequestLedger
 from recbole_unlearn.serving.lock import LOCK, LOCK_PID, FolderLock, FolderUnlockable
@@ -843,6 +844,9 @@ def run_grid(path: str, cells: Optional[List[str]] = None) -> Dict[str, str]:
     paths: Dict[str, str] = {}
     for run in runs:
         mine[run.cell.name] = run_cell(run, progress)
+        reference_failed = apply_reference_gate(mine[run.cell.name]["rows"])
+        if reference_failed:
+            getLogger().warning(f"{run.cell.name}: audit: {reference_failed}; its other rows' verdicts are inconclusive")
         # read again each time: another --cells run may have finished rows since (read once at the
         # start, the last of two concurrent runs wrote a leaderboard without the other's cell)
         with output_dir_lock(grid, run.base["lock_timeout_s"]):

@@ -19,6 +19,10 @@ seeds), so they show how the score of each interaction looks when it was never t
   ``over-forgetting`` (below 0.5: the forgotten items stand out by their absence).
 * Gate: if the original model's interval does not lie above 0.5, it memorised nothing the
   attack can see, and every state is reported ``inconclusive`` instead of a number.
+* Reference: Retrain never trained on F, so its interval must contain 0.5 (SPEC section 8).
+  Where it does not (by chance about one forget set in twenty, or a miscalibrated attack), the
+  other states' verdicts are judged against a reference that failed: they become
+  ``inconclusive``, their numbers kept (:func:`apply_reference_gate`).
 
 It is one attack, not a proof that nothing is left.
 """
@@ -34,6 +38,9 @@ from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.utils.errors import UnlearnError
 
 INCONCLUSIVE = "inconclusive"
+INDISTINGUISHABLE = "indistinguishable"
+#: the row (and a request step's matched model) every other state is judged against
+REFERENCE = "retrain"
 
 
 #: The audit's own settings: read only with ``audit: True``.
@@ -304,7 +311,51 @@ class MembershipAudit:
                               "it memorised nothing this attack can see"}
         low, high = result["auc_interval"]
         result["verdict"] = ("member signal" if low > 0.5 else "over-forgetting" if high < 0.5
-                             else "indistinguishable")
+                             else INDISTINGUISHABLE)
         result["residual_memorisation"] = 1.0 if original else round(
             (exact_auc - 0.5) / (original_auc - 0.5), 4)
         return result
+
+
+def reference_failed(verdict: Optional[str], auc_text: str = "") -> Optional[str]:
+    """Why the reference's audit (Retrain's ``verdict``, its AUC and interval in ``auc_text``)
+    fails SPEC section 8's gate, its interval not containing 0.5; ``None`` where it holds (or no
+    verdict was given: an inconclusive audit gives none to anyone)."""
+    if verdict in (None, INDISTINGUISHABLE, INCONCLUSIVE):
+        return None
+    return (f"Retrain, the reference, reads {verdict}{auc_text}: it never trained on the forgotten interactions, "
+            "so its interval must contain 0.5; this attack's verdicts on this forget set are not to be trusted "
+            "(by chance on about one forget set in twenty: draw another with forget_seed)")
+
+
+def _auc_text(audit: dict) -> str:
+    interval = audit.get("auc_interval")
+    return f" (AUC {audit['auc']} {interval})" if audit.get("auc") is not None and interval else ""
+
+
+def apply_reference_gate(rows: List[dict]) -> Optional[str]:
+    """Judge ``rows`` (a run's or a grid cell's result rows, each with ``method`` and, audited,
+    ``audit``) against their Retrain row: where its audit fails the gate
+    (:func:`reference_failed`), every other audited row but the original gets the verdict
+    ``inconclusive`` with the reason, its numbers and ``measured_verdict`` kept. Idempotent.
+    Returns the reason, or ``None`` where the reference holds or there is none."""
+    reference = next((row.get("audit") for row in rows if row.get("method") == REFERENCE), None) or {}
+    reason = reference_failed(reference.get("verdict"), _auc_text(reference))
+    if reason is None:
+        return None
+    for row in rows:
+        audit = row.get("audit")
+        if row.get("method") in (REFERENCE, "original") or not audit or audit.get("verdict") == INCONCLUSIVE:
+            continue
+        row["audit"] = dict(audit, verdict=INCONCLUSIVE, measured_verdict=audit.get("verdict"), reason=reason)
+    return reason
+
+
+def gate_step_on_reference(step: Dict[str, object], reference: Dict[str, object]) -> None:
+    """A request step's record (``audit_verdict``, ``audit_auc``) judged against the Retrain
+    matched to the same requests (``reference``, a record of the same form), as
+    :func:`apply_reference_gate` judges rows."""
+    auc_text = f" (AUC {reference['audit_auc']})" if reference.get("audit_auc") is not None else ""
+    reason = reference_failed(reference.get("audit_verdict"), auc_text)
+    if reason is not None and step.get("audit_verdict") not in (None, INCONCLUSIVE):
+        step.update(audit_measured_verdict=step["audit_verdict"], audit_verdict=INCONCLUSIVE, audit_reason=reason)

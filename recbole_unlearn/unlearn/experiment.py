@@ -19,7 +19,8 @@ from recbole_unlearn.config.keys import KEYS, cutoff_of
 from recbole_unlearn.data import ForgetSet, build_forget_set, create_unlearn_dataset, sample_forget_set, split_loaders
 from recbole_unlearn.data.forget import FORGET_PROTOCOLS, protocol_settings
 from recbole_unlearn.evaluator import EvaluationSuite
-from recbole_unlearn.evaluator.audit import AUDIT_KEYS, INCONCLUSIVE, AuditSamples, MembershipAudit, split_twins
+from recbole_unlearn.evaluator.audit import (AUDIT_KEYS, INCONCLUSIVE, AuditSamples, MembershipAudit, gate_step_on_reference,
+                                             split_twins)
 from recbole_unlearn.serving.request_files import file_requests
 from recbole_unlearn.trainer import train_model
 from recbole_unlearn.trainer.preflight import check_model_trains
@@ -429,6 +430,7 @@ class Experiment:
                                    cumulative.users(self.data))
             record.update(step=k, users=int(len(batch.users(self.data))), cumulative_seconds=round(total, 3),
                           retrain=retrain)
+            gate_step_on_reference(record, retrain)
             steps.append(record)
             getLogger().info(f"request {k}/{len(batches)}: {record}")
         result.forget_set = self.forget_set.with_extra(extras)
