@@ -205,7 +205,7 @@ def test_audit_hmacs_and_verify(saved):
     with open(audit, "a") as f:
         f.write(jsonlib.dumps({"forgotten_hmac": ["0" * 64]}) + "\n")
     try:
-        with pytest.raises(UnlearnError, match="audited pairs are not forgotten"):
+        with pytest.raises(UnlearnError, match="of the interactions it forgot are not forgotten pairs of the model"):
             verify_model(model_dir)
     finally:
         with open(audit, "w") as f:
@@ -562,3 +562,40 @@ def test_a_saved_runtime_setting_todays_bounds_refuse_is_not_handed_on(saved, tm
     assert config["ray_connect_timeout_s"] != 100000 and config["shard_num_threads"] != 1100
     with pytest.raises(UnlearnError, match="ray_connect_timeout_s"):  # given by the run: refused, as ever
         load_model(model_dir, {"ray_connect_timeout_s": 100000})
+
+
+def test_a_dataset_that_loads_ties_in_another_order_than_its_forgets_recorded_is_refused(tmp_path, monkeypatch):
+    """Forgotten rows are recorded as (user token, position). Earlier code loading with
+    ``rm_dup_inter`` sorted tied times in an order that depends on the CPU: on another machine
+    the folder's position 0 of user 1 held another item, and the next forget retrained its shard
+    on the forgotten (1, 168) while dropping (1, 172), which nobody asked to forget; ``--verify``
+    there only said "audited pairs are not forgotten" (r9data probe). A load in another order
+    is refused before anything is applied, by a request run and by ``--verify``."""
+    from conftest import train_saved_model
+    from recbole_unlearn.data.dataset import UnlearnSequentialDataset
+    from recbole_unlearn.quick_start import run_forget_requests
+    from recbole_unlearn.serving import open_store, verify_model
+
+    model_dir = train_saved_model(tmp_path, forget_protocol="none")
+    (tmp_path / "first.csv").write_text("1,168\n")  # ml-tiny: user 1's 168 and 172 share a time, in this order
+    run_forget_requests(model_dir, str(tmp_path / "first.csv"), {"results_dir": str(tmp_path / "r")}, verbose=False)
+    model = load_model(model_dir)
+    assert model.dataset.id2token(model.dataset.iid_field, model.dataset.log_item[model.forgotten]).tolist() == ["168"]
+    before = snapshot(model_dir)
+
+    index_log = UnlearnSequentialDataset._index_log
+
+    def ties_reversed(self):  # another machine's load: every run of tied (user, time) reversed
+        users = self.inter_feat[self.uid_field].numpy()
+        times = self.inter_feat[self.time_field].numpy()
+        self.inter_feat = self.inter_feat[np.lexsort((-np.arange(len(users)), times, users))]
+        index_log(self)
+
+    monkeypatch.setattr(UnlearnSequentialDataset, "_index_log", ties_reversed)
+    (tmp_path / "second.csv").write_text("2\n")
+    with pytest.raises(UnlearnError, match="line 1: 1 of the interactions it forgot are not forgotten pairs"):
+        run_forget_requests(model_dir, str(tmp_path / "second.csv"), {"results_dir": str(tmp_path / "r2")},
+                            verbose=False)
+    with pytest.raises(UnlearnError, match="loads in another order than when they were forgotten"):
+        verify_model(open_store(model_dir))
+    assert snapshot(model_dir) == before

@@ -47,6 +47,24 @@ class UnlearnSequentialDataset(SequentialDataset):
         self.sort(by=[self.uid_field, self.time_field], ascending=True)
         self._index_log()
 
+    def _remove_duplication(self) -> None:
+        """RecBole's ``rm_dup_inter`` (drop repeated (user, item) pairs, keeping the ``first`` or
+        ``last`` in time), with a stable sort by time: RecBole's ``sort_values`` default
+        (quicksort) reordered tied interactions, so every user's targets could move though no
+        pair repeats, and in an order that depends on the CPU (numpy's AVX-512 sort), so a model
+        folder served on another machine forgot other rows than it recorded (a probe). Tied
+        interactions keep the file's order, as they do without ``rm_dup_inter``."""
+        keep = self.config["rm_dup_inter"]
+        if keep is None:
+            return
+        self._check_field("uid_field", "iid_field")
+        if self.time_field in self.inter_feat:
+            self.inter_feat.sort_values(by=[self.time_field], ascending=True, inplace=True, kind="mergesort")
+        else:
+            self.logger.warning(f"Timestamp field has not been loaded or specified, thus strategy [{keep}] of "
+                                "duplication removal may be meaningless.")
+        self.inter_feat.drop_duplicates(subset=[self.uid_field, self.iid_field], keep=keep, inplace=True)
+
     def unknown_unused_columns(self) -> list:
         """The ``unused_col`` fields the run did not load (a typo, or one ``load_col`` leaves out:
         dropping it drops nothing; RecBole's warning comes from a split this dataset does not run)."""

@@ -98,6 +98,7 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
         log.reconcile(store)
         if store.is_stale(model):
             model = store.load(getattr(model, "overrides", None))
+        log.check_forgotten_where_recorded(model, log.entries())
         if own:  # queued in the ledger by the first version's commit (``UnlearnMethod.commit_first_version``)
             requests = [ForgetRequest(r.id, r.rows) for r in own]
         done_elsewhere: List[str] = []

@@ -143,6 +143,33 @@ class AuditLog:
                                "version was copied from another model folder or edited; restore the folder's own "
                                "version (the audit log was left as it was)")
 
+    def check_forgotten_where_recorded(self, model, entries: List[dict]) -> None:
+        """Raise ``UnlearnError`` if a line of the log (``entries``) holds the HMAC of a pair that
+        is not a forgotten interaction of ``model`` (the live version): its rows are recorded as
+        (user token, position) in :data:`FORGOTTEN`, so a dataset that loads a user's
+        interactions in another order than when they were forgotten names other items there, and a
+        forget from it trained again on what was forgotten and dropped what nobody asked to
+        (earlier code loading with ``rm_dup_inter`` sorted tied times in an order that depends on
+        the CPU; a probe moved such a folder); or the log was edited. Lines without HMACs
+        (folders saved before they were recorded), or a folder without its key (which
+        :meth:`check_key` refuses where lines need it), are not checked."""
+        lines = [(number, entry["forgotten_hmac"]) for number, entry in enumerate(entries, start=1)
+                 if entry.get("forgotten_hmac")]
+        key = self.secret(create=False) if lines else None
+        if key is None:
+            return
+        known = set(interaction_hmacs(key, model.dataset, model.forgotten))
+        for number, hashes in lines:
+            missing = sum(1 for h in hashes if h not in known)
+            if missing:
+                raise UnlearnError(
+                    f"{self.path} line {number}: {missing} of the interactions it forgot are not forgotten pairs of "
+                    f"the model: at the positions {FORGOTTEN} records, the dataset as loaded here holds other items "
+                    "(it loads in another order than when they were forgotten: earlier code loading with "
+                    "rm_dup_inter sorted tied times in an order that depends on the CPU), or the log was edited; "
+                    "a forget from here would train on them again, so nothing is applied (serve the folder on the "
+                    "machine and code that forgot them, or train it again)")
+
     def check_not_rolled_back(self, store: ModelStore, entries: List[dict]) -> None:
         """Raise ``UnlearnError`` if a line of the log (``entries``) names a newer version than CURRENT."""
         check_not_rolled_back(self.path, entries, store.current_version())
@@ -246,12 +273,11 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
     keyed = key is not None
     if key is None:
         key = b""
+    if keyed:
+        log.check_forgotten_where_recorded(model, entries)
     known = set(interaction_hmacs(key, model.dataset, model.forgotten))
     audited = set()
-    for number, entry in enumerate(entries, start=1):
-        missing = [h for h in entry.get("forgotten_hmac", []) if h not in known]
-        if missing:
-            raise UnlearnError(f"{model_dir}/{AUDIT} line {number}: {len(missing)} audited pairs are not forgotten")
+    for entry in entries:
         audited.update(entry.get("forgotten_hmac", []))
     # every forgotten interaction is in a line, or in the pending one (its process died before
     # appending it): a line emptied or deleted, with its requests' ledger lines or not, passed

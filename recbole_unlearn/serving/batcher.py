@@ -180,6 +180,8 @@ class RequestBatcher:
         with store.lock.hold():
             audit = AuditLog(store.model_dir)
             audit.reconcile(store)
+            if not store.is_stale(model):  # (a stale model is loaded again, and checked, by its forget)
+                audit.check_forgotten_where_recorded(model, audit.entries())
             removed = store.remove_left_behind(model.config["keep_previous_version"])
             kept = {e.get("kept_version") for e in audit.entries()} if removed else set()
             for name in removed:
