@@ -1415,6 +1415,33 @@ def test_a_user_token_holding_a_comma_is_refused_for_a_saved_model_and_never_mis
         parse_request_line("7,8", dataset, "r.csv line 1")
 
 
+def test_a_token_holding_a_tab_is_refused_for_a_saved_model_and_never_misread(tmp_path):
+    """With ``field_separator: ","`` a token may hold a tab, and a request line holding one is
+    split at tabs: user ``6<TAB>302``'s whole-user request was applied as user 6's interaction
+    with item 302, another user's data forgotten and the requested user's kept (r9data probe).
+    No line can name such a token, so a run saving a model folder refuses the dataset, and a
+    folder saved before reads such a line as the ambiguous request it is."""
+    from types import SimpleNamespace
+    from recbole_unlearn import run_recbole_unlearn
+    from recbole_unlearn.data.forget import RequestLineError, parse_request_line
+
+    folder = tmp_path / "tab"
+    folder.mkdir()
+    users = ["6\t302", "6", "u2", "u3"]
+    lines = ["user_id:token,item_id:token,timestamp:float"]
+    lines += [f"{user},{u * 6 + k},{k}" for u, user in enumerate(users) for k in range(6)] + ["6,302,9"]
+    (folder / "tab.inter").write_text("\n".join(lines) + "\n")
+    settings = tiny_dict(data_path=str(tmp_path), dataset="tab", unlearn_method="sisa", n_shards=2,
+                         field_separator=",", forget_protocol="none", save_model=False, include_retrain=False,
+                         sru_inference_topk=[1, 10])
+    with pytest.raises(UnlearnError, match=r"'6\\t302'.*a token holding a tab"):
+        run_recbole_unlearn("SASRec", config_dict=dict(settings, model_dir=str(tmp_path / "m")))
+    assert not (tmp_path / "m").exists()
+    dataset = SimpleNamespace(uid_field="user_id", field2token_id={"user_id": {"[PAD]": 0, "6\t302": 1, "6": 2}})
+    with pytest.raises(RequestLineError, match="names user '6\\\\t302' and also user '6' with item '302'"):
+        parse_request_line("6\t302", dataset, "r.csv line 1")
+
+
 @pytest.mark.parametrize("model, method", [("TransRec", "retrain"), ("DIN", "retrain"), ("RepeatNet", "sru"),
                                            ("Caser", "sru"), ("HRM", "receraser"),
                                            ("SHAN", "sru"), ("CORE", "sru"), ("GRU4RecCPR", "fanchuan")])

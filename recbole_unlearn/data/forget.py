@@ -213,13 +213,16 @@ class RequestLineError(UnlearnError):
 def unrequestable_tokens(dataset: UnlearnSequentialDataset) -> List[str]:
     """User and item tokens no request line can name (``[n]``, quoted): a user token starting
     with ``#`` (the line is a comment), a user token holding a comma (a line naming the user
-    alone is split at it, into another user and an item) and any token with whitespace at an
-    edge (a line's and a field's edges are stripped, so it names another token or none)."""
+    alone is split at it, into another user and an item), any token holding a tab (a line
+    holding one is split at tabs; only a dataset read with another ``field_separator`` has such
+    tokens) and any token with whitespace at an edge (a line's and a field's edges are stripped,
+    so it names another token or none)."""
     bad = []
     for field in (dataset.uid_field, dataset.iid_field):
         for token in dataset.field2id_token[field][1:]:  # [0] is RecBole's padding token
             token = str(token)
-            if token != token.strip() or (field == dataset.uid_field and (token.startswith("#") or "," in token)):
+            if token != token.strip() or "\t" in token or (
+                    field == dataset.uid_field and (token.startswith("#") or "," in token)):
                 bad.append(repr(token))
     return bad
 
@@ -231,8 +234,9 @@ def unrequestable_line(dataset: UnlearnSequentialDataset) -> Optional[str]:
         return None
     return (f"{len(bad)} token{'s' if len(bad) > 1 else ''} of the dataset ({', '.join(bad[:5])}"
             f"{', ...' if len(bad) > 5 else ''}) cannot be named in a request file (a user token "
-            "starting with # is a comment line; a user token holding a comma is split at it; "
-            "spaces at a token's edge are stripped), so a saved model could never forget them: "
+            "starting with # is a comment line; a user token holding a comma is split at it, and a "
+            "token holding a tab at its tab; spaces at a token's edge are stripped), so a saved model "
+            "could never forget them: "
             "rename them in the dataset")
 
 
@@ -267,9 +271,10 @@ def parse_request_line(text: str, dataset: UnlearnSequentialDataset, where: str)
     text = request_line_text(text)
     parts = request_tokens(text)
     user_ids = dataset.field2token_id[dataset.uid_field]
-    if len(parts) == 2 and "\t" not in text and text in user_ids:  # a folder saved before such users were refused
+    if len(parts) == 2 and text in user_ids:  # a folder saved before such users were refused
         reading = f"names user {text!r} and also user {parts[0]!r} with item {parts[1]!r}"
-        raise RequestLineError(where, f"{reading}: ambiguous, not applied", "names a user token holding a comma "
+        held = "a tab" if "\t" in text else "a comma"
+        raise RequestLineError(where, f"{reading}: ambiguous, not applied", f"names a user token holding {held} "
                                "and also a user with an item: ambiguous, not applied")
     if len(parts) > 2 or not all(parts):
         expected = "expected 'user_token[,item_token]' (or tab-separated)"
