@@ -1415,6 +1415,25 @@ def test_a_user_token_holding_a_comma_is_refused_for_a_saved_model_and_never_mis
         parse_request_line("7,8", dataset, "r.csv line 1")
 
 
+def test_a_dataset_without_a_training_sample_is_one_error_and_writes_nothing(in_tmp):
+    """Users of three interactions each have one training interaction, with no history, so no
+    training sample: the run ended in an ``AttributeError`` traceback (exit 1) after writing
+    ``log/`` and its results folder (r9data probe)."""
+    from recbole_unlearn import run_recbole_unlearn
+
+    folder = in_tmp / "data" / "three"
+    folder.mkdir(parents=True)
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    lines += [f"{u}\t{u * 10 + k}\t{k}" for u in range(1, 5) for k in range(1, 4)]
+    (folder / "three.inter").write_text("\n".join(lines) + "\n")
+    settings = tiny_dict(data_path=str(in_tmp / "data"), dataset="three", unlearn_method="sisa", n_shards=2,
+                         forget_protocol="none", include_retrain=False, results_dir=str(in_tmp / "res"),
+                         sru_inference_topk=[1], utility_topk=[1], forget_topk=[1], topk=[1], valid_metric="NDCG@1")
+    _assert_one_error(lambda: run_recbole_unlearn("GRU4Rec", config_dict=settings, verbose=False),
+                      "three.inter holds no training sample")
+    assert sorted(os.listdir(in_tmp)) == ["data"]
+
+
 def test_a_token_holding_a_tab_is_refused_for_a_saved_model_and_never_misread(tmp_path):
     """With ``field_separator: ","`` a token may hold a tab, and a request line holding one is
     split at tabs: user ``6<TAB>302``'s whole-user request was applied as user 6's interaction

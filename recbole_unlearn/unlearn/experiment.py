@@ -95,6 +95,11 @@ class Experiment:
             named = ", ".join(f"{key} ({why})" for key, why in unused.items())
             raise UnlearnError(f"{named} {'is' if len(unused) == 1 else 'are'} not used by this run (it would be "
                                "recorded in results.json as if the run had used it): drop it")
+        if not self.data.has_training_samples(self.data.full_keep()):
+            raise UnlearnError(f"{config['dataset']}.inter holds no training sample (after the load's filters): a "
+                               "user's last two interactions are the validation and test targets, and a training "
+                               "sample needs an earlier interaction as its history, so only users with at least "
+                               "four interactions train")
         if config["audit"]:
             self.forget_set, self.held_out, self._audit_samples = self._twins()
             self.data.held_out = self.held_out.rows  # never trained on, by any model
