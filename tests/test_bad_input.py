@@ -251,6 +251,17 @@ def test_a_checkpoint_dir_is_refused_by_a_request_run(saved):
     ("SASRec", {"metric_decimal_place": 1}, "config key 'metric_decimal_place' must be an integer >= 4, got 1"),
     # trained to "training diverged ... (learning rate too large?)" after the run folder was made
     ("SASRec", {"layer_norm_eps": -5}, "config key 'layer_norm_eps' must be a positive number, got -5"),
+    # RecBole warned and skipped a malformed interval, loading every user (recorded as if applied),
+    # or kept an empty one and ended in "Some feat is empty" (r9data probe)
+    ("SASRec", {"user_inter_num_interval": "[25,inf"}, "user_inter_num_interval '[25,inf': '[25,inf' is not an "
+                                                       "interval"),
+    ("SASRec", {"user_inter_num_interval": "25"}, "user_inter_num_interval 25: '25' is not an interval"),
+    ("SASRec", {"item_inter_num_interval": "[30,20]"}, "item_inter_num_interval [30, 20]: '[30, 20]' is empty"),
+    ("SASRec", {"item_inter_num_interval": "[a,5)"}, "item_inter_num_interval '[a,5)': '[a,5)' is not an interval"),
+    ("SASRec", {"user_inter_num_interval": "[5,inf);[1,nan]"}, "'[1,nan]' is not an interval"),
+    ("SASRec", {"val_interval": {"timestamp": "[0,880000000"}}, "val_interval timestamp '[0,880000000': "
+                                                                "'[0,880000000' is not an interval"),
+    ("SASRec", {"val_interval": "[0,5]"}, "val_interval [0, 5]: give {field: interval}"),
 ])
 def test_recbole_settings_are_checked_before_anything_is_written(tmp_path, model, settings, message):
     """RecBole's own model and training settings used to reach RecBole or torch unchecked: a
