@@ -376,3 +376,14 @@ def test_a_receraser_folder_saved_before_the_item_bias_scores_as_it_was_trained(
     run_forget_requests(model_dir, str(request), verbose=False)
     assert read_manifest(model_dir)[1]["aggregator_trained_on"]["item_bias"] is True
     assert load_model(model_dir).ensemble.aggregator.adds_item_bias is True
+
+
+def test_the_aggregator_records_the_thread_count_it_trained_with(tmp_path):
+    """Float rounding follows the thread count: every shard stage records its count, the
+    learned aggregator, which every forget trains again in the answering process, recorded none,
+    so a folder answered with 2 threads could not be reproduced from its records (r9slices probe:
+    every aggregator tensor of a fresh fit at 1 thread differed by up to 4.6e-5)."""
+    from conftest import read_manifest, train_saved_model
+
+    model_dir = train_saved_model(tmp_path, unlearn_method="sru", epochs=1, agg_epochs=1, forget_protocol="none")
+    assert read_manifest(model_dir)[1]["aggregator_trained_on"]["threads"] == torch.get_num_threads()

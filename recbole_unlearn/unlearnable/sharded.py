@@ -242,12 +242,13 @@ class ShardedUnlearnableModel(UnlearnableModel):
 
     def _train_aggregator(self, keep: np.ndarray):
         """Train the aggregator under ``keep`` with the shards as they are (``train_aggregator``)
-        and record what it was trained with and the weights it produced (a stale aggregator file,
-        rehashed into a later version, passed ``--verify`` when only its inputs were recorded)."""
+        and record what it was trained with, the weights it produced (a stale aggregator file,
+        rehashed into a later version, passed ``--verify`` when only its inputs were recorded) and
+        the process's thread count it trained with (float rounding follows it, as for the shards)."""
         inputs = self._aggregator_inputs(keep)
         training = train_aggregator(self.config, self.ensemble, self.dataset, keep, self.shard_map)
         self.aggregator_trained_on = {"inputs": inputs, "weights": state_digest(self.ensemble.aggregator.state_dict()),
-                                      "item_bias": True}
+                                      "item_bias": True, "threads": torch.get_num_threads()}
         return training
 
     def unchanged_files(self, report: ForgetReport) -> List[str]:
@@ -278,7 +279,7 @@ class ShardedUnlearnableModel(UnlearnableModel):
         record = model.aggregator_trained_on
         if not (record is None or isinstance(record, str) or (
                 isinstance(record, dict) and all(isinstance(record.get(k), str) for k in ("inputs", "weights"))
-                and record.get("item_bias", True) is True)):
+                and record.get("item_bias", True) is True and _positive_int_or_absent(record.get("threads")))):
             raise ValueError("aggregator_trained_on is not a training record")
         if not (isinstance(record, dict) and record.get("item_bias") is True) and hasattr(
                 model.ensemble.aggregator, "adds_item_bias"):
