@@ -963,3 +963,19 @@ def test_a_queued_at_that_disagrees_with_the_lines_time_by_more_than_a_day_is_no
     assert 59 <= batcher._waited_s("r") < 120
     batcher.first_queued = {"r": {"queued_at": time.time() - 30, "time": earlier}}  # agrees: read
     assert 29 <= batcher._waited_s("r") < 40
+
+
+def test_a_request_run_whose_forgotten_interactions_have_no_history_says_forget_metrics_are_not_measured(
+        tmp_path, capsys):
+    """A whole user forgotten leaves each forgotten item no history (histories leave out every
+    forgotten interaction), so no forget sample: the forget and SRU columns vanished from the
+    table without a word (r9audit probe)."""
+    from conftest import train_saved_model
+    from recbole_unlearn.quick_start import run_forget_requests
+
+    model_dir = train_saved_model(tmp_path, forget_protocol="none")
+    (tmp_path / "user.csv").write_text("2\n")
+    doc = run_forget_requests(model_dir, str(tmp_path / "user.csv"), {"results_dir": str(tmp_path / "r")})
+    assert doc["forget_set"]["interactions"] > 0 and doc["forget_set"]["forget_samples"] == 0
+    out = capsys.readouterr().out
+    assert f"note: forget metrics: none of the {doc['forget_set']['interactions']} forgotten interactions" in out

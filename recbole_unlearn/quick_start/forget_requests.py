@@ -28,7 +28,8 @@ from recbole_unlearn.unlearn.experiment import check_results_dir_writable, run_d
 from recbole_unlearn.utils.cpu_meter import CpuMeter, busy_rows_note
 from recbole_unlearn.utils.errors import UnlearnError, escaped_controls
 from recbole_unlearn.utils.library_warnings import ignore_library_warnings
-from recbole_unlearn.utils.results import cap_note, format_table, make_row, results_document, write_results
+from recbole_unlearn.utils.results import (cap_note, format_table, make_row, no_forget_samples_note, results_document,
+                                          write_results)
 from recbole_unlearn.utils.run_logger import init_run_logger, library_warnings_kept_off, releasing_run_logger
 
 
@@ -119,6 +120,9 @@ def _report(config, store: ModelStore, model, summary, meter: CpuMeter, requests
                   "from before later forgets, trained on data they forgot; remove it by hand (--verify lists it)")
         if summary.kept_by_count_filters:
             print(f"warning: {kept_by_filters_line(summary.kept_by_count_filters)}")
+        unmeasured = no_forget_samples_note(facts)
+        if unmeasured:
+            print(f"note: {unmeasured}")
         if config["keep_previous_version"] and summary.versions:  # this run made a version
             for name in store.older_versions():
                 print(f"note: {name} is kept (keep_previous_version): a model from before this run's latest forget, "

@@ -20,6 +20,7 @@ from recbole_unlearn.utils.results import (
     cap_note,
     format_table,
     forget_hit_rose_note,
+    no_forget_samples_note,
     unchanged_rows_note,
     results_document,
     write_results,
@@ -202,6 +203,9 @@ def _run(config, experiment, methods: List[str], run_dir: str, live: List[str], 
             print(f"warning: {unchanged}")
         for line in forget_hit_rose_note(rows):
             print(f"warning: {line}")
+        unmeasured = no_forget_samples_note(forget_summary)
+        if unmeasured:
+            print(f"note: {unmeasured}")
         if reference_failed:
             print(f"warning: audit: {reference_failed}; the other rows' verdicts are inconclusive (their numbers "
                   "and measured_verdict kept in results.json)")

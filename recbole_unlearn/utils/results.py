@@ -453,6 +453,18 @@ def forget_hit_rose(record: dict) -> bool:
     return False
 
 
+def no_forget_samples_note(forget_set: dict) -> Optional[str]:
+    """A note where a forget set (``results.json``'s ``forget_set``: ``interactions``,
+    ``forget_samples``) forgot interactions none of which has a history left to score it on:
+    forget Hit@k and SRU inference measure nothing then, and their columns are empty."""
+    n = forget_set.get("interactions")
+    if not n or forget_set.get("forget_samples") != 0:
+        return None
+    return (f"forget metrics: none of the {n} forgotten interactions has a history left to score it on (a "
+            "user's first interaction has none, and histories leave out every forgotten interaction, so a user "
+            "forgotten whole gives none): forget Hit@k and SRU inference are not measured for them")
+
+
 def forget_hit_rose_note(rows: List[dict]) -> List[str]:
     """One line for each row whose approximate step left forget Hit@10 higher than before."""
     return [f"{row['method']}'s approximate step left forget Hit@10 higher than before, on its own samples: the "
