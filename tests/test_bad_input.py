@@ -292,6 +292,37 @@ def test_dataset_folder_without_inter_file(tmp_path):
     assert not os.path.exists(tmp_path / "r")
 
 
+TINY_LINES = open(os.path.join(FIXTURES, "ml-tiny", "ml-tiny.inter"), "rb").read().splitlines(keepends=True)
+
+
+@pytest.mark.parametrize("header, lines, settings, message", [
+    (b"user_id:float\titem_id:token\trating:float\ttimestamp:float\n", None, {},
+     "column 'user_id' (USER_ID_FIELD) must be a token column"),
+    (b"user_id:token\titem_id:token_seq\trating:float\ttimestamp:float\n", None, {},
+     "column 'item_id' (ITEM_ID_FIELD) must be a token column"),
+    (b"user_id\titem_id\trating\ttimestamp\n", None, {}, "column 'user_id' in the header of"),
+    (b"user_id:token\titem_id:tokens\trating:float\ttimestamp:float\n", None, {}, "column 'item_id:tokens' in the header"),
+    (None, [], {}, "holds no interaction"),
+    (None, TINY_LINES[1:300] + ["1\t7\t5\t87\xe9\n".encode("latin-1")] + TINY_LINES[300:], {},
+     "line 301 of"),
+    (None, None, {"load_col": {"item": ["item_id"]}}, "load_col {'item': ['item_id']}: give the .inter file's fields"),
+    (None, None, {"load_col": {"inter": ["user_id", "timestamp"]}}, "load_col leaves out 'item_id' (ITEM_ID_FIELD)"),
+])
+def test_a_dataset_of_the_wrong_shape_is_named_for_what_it_is(tmp_path, header, lines, settings, message):
+    """Each was one line naming RecBole's internals (``need at least one array to concatenate``,
+    ``unhashable type``, ``not enough values to unpack``, ``Some feat is empty``, a
+    ``UnicodeDecodeError`` at a byte position of no file, ``could not be loaded: 'item_id'``)
+    rather than what is wrong with the file (r9data probe)."""
+    folder = tmp_path / "data" / "shape"
+    folder.mkdir(parents=True)
+    body = TINY_LINES[1:] if lines is None else lines
+    (folder / "shape.inter").write_bytes((header or TINY_LINES[0]) + b"".join(body))
+    config = dict(tiny_dict(data_path=str(tmp_path / "data"), dataset="shape", results_dir=str(tmp_path / "r"),
+                            unlearn_method="retrain"), **settings)
+    _assert_one_error(lambda: run_recbole_unlearn("GRU4Rec", config_dict=config), message)
+    assert not os.path.exists(tmp_path / "r")
+
+
 def test_cli_exit_code_and_single_line(tmp_path):
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "run_recbole_unlearn.py"), "--model=GRU4Rec",
                            f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--unlearn_method=sisa", "--n_shards=-3",

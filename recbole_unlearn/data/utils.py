@@ -55,20 +55,75 @@ def check_dataset_files(config) -> None:
             "(see dataset/README.md to convert or download one)"
         )
     separator = config["field_separator"]
-    with open(path, "r", encoding="utf-8") as f:
-        header = f.readline().rstrip("\r\n").split(separator)
-        _check_no_byte_order_mark(config, path, header)  # it said: no column 'user_id'
-        columns = [col.split(":")[0] for col in header]
-        for key in ("USER_ID_FIELD", "ITEM_ID_FIELD", "TIME_FIELD"):
-            if config[key] not in columns:
-                raise UnlearnError(
-                    f"dataset '{config['dataset']}' has no column '{config[key]}' ({key}) in {path}; "
-                    "sequential unlearning needs user, item and time of every interaction"
-                )
-        _check_times(config, path, f, header, columns.index(config["TIME_FIELD"]), separator)
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            header = f.readline().rstrip("\r\n").split(separator)
+            _check_no_byte_order_mark(config, path, header)  # it said: no column 'user_id'
+            columns = [col.split(":")[0] for col in header]
+            for key in ("USER_ID_FIELD", "ITEM_ID_FIELD", "TIME_FIELD"):
+                if config[key] not in columns:
+                    raise UnlearnError(
+                        f"dataset '{config['dataset']}' has no column '{config[key]}' ({key}) in {path}; "
+                        "sequential unlearning needs user, item and time of every interaction"
+                    )
+            _check_header_types(config, path, header)
+            _check_load_col(config)
+            _check_times(config, path, f, header, columns.index(config["TIME_FIELD"]), separator)
+    except UnicodeDecodeError:
+        raise UnlearnError(f"dataset '{config['dataset']}': line {_first_line_not_utf8(path)} of {path} is not UTF-8 "
+                           "text, which RecBole reads: convert the file (e.g. iconv -f latin1 -t utf-8)") from None
     for other in atomic_files(config):
         if other != path and _read_by_recbole(config, other):
             _check_feature_file(config, other, separator)
+
+
+#: the column types of RecBole's atomic files
+ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
+
+
+def _check_header_types(config, path: str, header: List[str]) -> None:
+    """Every header column is ``name:type`` of RecBole's types, and the user and item ids are
+    token columns (a missing type ended in "not enough values to unpack", a float user id in
+    "need at least one array to concatenate", a ``token_seq`` item id in "unhashable type")."""
+    where = f"dataset '{config['dataset']}'"
+    for column in header:
+        name, colon, kind = column.partition(":")
+        if not colon or not name or kind not in ATOMIC_TYPES:
+            raise UnlearnError(f"{where}: column {column!r} in the header of {path} is not 'name:type' with a type "
+                               f"of RecBole's atomic files ({', '.join(ATOMIC_TYPES)})")
+    kinds = dict(column.partition(":")[::2] for column in header)
+    for key in ("USER_ID_FIELD", "ITEM_ID_FIELD"):
+        if kinds.get(config[key]) != "token":
+            raise UnlearnError(f"{where}: column '{config[key]}' ({key}) must be a token column ('{config[key]}:token' "
+                               f"in the header of {path}), got '{config[key]}:{kinds.get(config[key])}'")
+
+
+def _check_load_col(config) -> None:
+    """``load_col``, where given, names the ``.inter`` file's fields the run loads, the user and
+    item ids among them (without an ``inter`` key RecBole ended in a ``TypeError``, without an id
+    in "could not be loaded: 'item_id'"; the time is checked with the times)."""
+    load_col = config["load_col"]
+    if load_col is None:
+        return
+    fields = load_col.get("inter") if isinstance(load_col, dict) else None
+    if not isinstance(fields, list):
+        raise UnlearnError(f"load_col {load_col!r}: give the .inter file's fields to load, {{'inter': [fields]}} "
+                           "(other files' keys beside it)")
+    for key in ("USER_ID_FIELD", "ITEM_ID_FIELD"):
+        if config[key] not in fields:
+            raise UnlearnError(f"dataset '{config['dataset']}': load_col leaves out '{config[key]}' ({key}), which "
+                               "every interaction needs")
+
+
+def _first_line_not_utf8(path: str) -> int:
+    """The number of the first line of ``path`` that is not UTF-8 text."""
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0
 
 
 def _check_no_byte_order_mark(config, path: str, header: List[str]) -> None:
@@ -141,10 +196,12 @@ def _check_times(config, path: str, lines, header, column: int, separator: str) 
     load_col = config["load_col"]
     if isinstance(load_col, dict) and field not in (load_col.get("inter") or [field]):
         raise UnlearnError(f"{where}: load_col leaves out '{field}' (TIME_FIELD), which orders every sequence")
+    interactions = 0
     for number, line in enumerate(lines, start=2):
         parts = line.rstrip("\r\n").split(separator)
         if len(parts) == 1 and not parts[0].strip():  # pandas skips a line of spaces, too
             continue
+        interactions += 1
         if '"' not in line:  # (a quote is refused as such when RecBole reads the file)
             _check_field_count(config, path, number, parts, header)
         text = parts[column].strip() if column < len(parts) else ""
@@ -155,6 +212,8 @@ def _check_times(config, path: str, lines, header, column: int, separator: str) 
         if not finite:
             raise UnlearnError(f"{where}: the {field} on line {number} is not a number ({text!r}) in {path}; "
                                "every interaction needs its time")
+    if not interactions:  # RecBole: "Some feat is empty, please check the filtering settings"
+        raise UnlearnError(f"{where}: {path} holds no interaction (a header alone)")
 
 
 def create_unlearn_dataset(config, known: Optional[Dict[str, str]] = None) -> UnlearnSequentialDataset:
