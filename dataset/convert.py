@@ -160,6 +160,9 @@ def _csv_rows(path: str, user_col: str, item_col: str, time_col: str, sep: str, 
         missing = [c for c in (user_col, item_col, time_col) if c not in header]
         if missing:
             raise ValueError(f"{path}: no column {', '.join(repr(c) for c in missing)} in header {header}")
+        twice = [c for c in (user_col, item_col, time_col) if header.count(c) > 1]
+        if twice:  # it read the first silently
+            raise ValueError(f"{path}: the header names column {twice[0]!r} twice; rename one")
         index = [header.index(c) for c in (user_col, item_col, time_col)]
         last = reader.line_num
         for parts in reader:
@@ -226,6 +229,8 @@ def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", us
     if fmt == "csv":
         if not (user_col and item_col and time_col):
             raise ValueError("format csv needs --user_col, --item_col and --time_col")
+        if len({user_col, item_col, time_col}) < 3:  # --user_col=u --item_col=u gave user 1 item 1
+            raise ValueError("--user_col, --item_col and --time_col must name three different columns")
         if len(sep) != 1:
             raise ValueError(f"--sep must be one character, got {sep!r}")
         if quoting not in QUOTING:
@@ -247,13 +252,25 @@ def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", us
     done = False
     try:
         written = 0
+        unrequestable = set()
         with open(tmp, "w", encoding="utf-8") as out:
             out.write(HEADER)
             for user, item, moment in rows:
                 out.write(f"{user}\t{item}\t{_format_time(moment)}\n")
                 written += 1
+                if user.startswith("#") or "," in user or user != user.strip():
+                    unrequestable.add(user)
         if not written:
             raise ValueError(f"{input_path}: no interactions to convert")
+        if unrequestable:
+            named = ", ".join(repr(u) for u in sorted(unrequestable)[:5]) + (", ..." if len(unrequestable) > 5 else "")
+            note = (f"{len(unrequestable)} user token{'s' if len(unrequestable) > 1 else ''} ({named}) cannot be "
+                    "named in a request file (a token starting with # is a comment line, one holding a comma is "
+                    "split at it): a run saving a model folder refuses the dataset, a research run warns; rename "
+                    "them to forget them later")
+            collected.append(note)
+            if notes is None:
+                warnings.warn(note, UserWarning, stacklevel=2)
         os.makedirs(folder, exist_ok=True)
         os.replace(tmp, target)
         done = True

@@ -237,6 +237,14 @@ def test_an_interrupted_conversion_says_so_and_leaves_nothing(tmp_path, capsys, 
      "line 2: user 'a\"b' holds a quote"),
     ('u,i,t\nv,NA,1\n', ["--user_col", "u", "--item_col", "i", "--time_col", "t"],
      "line 2: item 'NA' is read by RecBole as a missing value"),
+    # a tab in a token split its line of the converted file; one column for two roles, or a
+    # header naming a chosen column twice, was read silently (r9data probe)
+    ('u,i,t\n"a\tb",x,1\n', ["--user_col", "u", "--item_col", "i", "--time_col", "t"],
+     "line 2: user or item contains a tab"),
+    ('u,i,t\nv,x,1\n', ["--user_col", "u", "--item_col", "u", "--time_col", "t"],
+     "--user_col, --item_col and --time_col must name three different columns"),
+    ('u,i,u,t\nv,x,w,1\n', ["--user_col", "u", "--item_col", "i", "--time_col", "t"],
+     "the header names column 'u' twice"),
 ])
 def test_csv_lines_merged_by_a_quote_or_tokens_recbole_refuses_write_nothing(tmp_path, capsys, text, extra, message):
     src = tmp_path / "bad.csv"
@@ -332,3 +340,16 @@ def test_convert_called_from_python_without_notes_warns(tmp_path):
         warnings.simplefilter("error")
         convert(str(merged), "csv", "again", str(tmp_path), "user", "item", "time", notes=notes)
     assert len(notes) == 1
+
+
+def test_user_tokens_no_request_file_can_name_are_warned_of(tmp_path, capsys):
+    """A user token holding a comma or starting with # converted without a word, and every
+    training run saving a model folder then refused the dataset (r9data probe)."""
+    src = tmp_path / "odd.csv"
+    src.write_text('u,i,t\n"x,y",a,1\n"x,y",b,2\n#h,b,3\nplain,c,4\n')
+    args = ["--input", str(src), "--format", "csv", "--name", "odd", "--data_path", str(tmp_path),
+            "--user_col", "u", "--item_col", "i", "--time_col", "t"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "warning: 2 user tokens ('#h', 'x,y') cannot be named in a request file" in err, err
+    assert os.path.isfile(tmp_path / "odd" / "odd.inter")
