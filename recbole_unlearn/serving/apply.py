@@ -141,8 +141,10 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
         if len(kept):  # README: what a model folder still depends on
             entry["kept_by_count_filters"] = int(len(kept))
             getLogger().warning(kept_by_filters_line(len(kept)))
-        unchanged = [rid for rid in ids if rid in left
-                     or rid not in already and report.unchanged_for(groups[rid], rows_of[rid])]
+        # a request whose weights this forget reset for want of data is exact, whatever an earlier
+        # forget left of its rows (they were reset with the rest; a probe)
+        unchanged = [rid for rid in ids if not report.reset_for_want_of_data(groups[rid]) and (
+            rid in left or rid not in already and report.unchanged_for(groups[rid], rows_of[rid]))]
         if requests is not None:
             # what each request's ledger line says, so a later run that writes a lost one says the same
             entry.update(requests=len(ids), request_ids=ids, already_forgotten=already,

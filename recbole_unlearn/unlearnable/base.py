@@ -61,7 +61,7 @@ class ForgetReport:
         forget changed nothing, an approximately unlearned shard of ``group`` did not change
         (another shard of the same forget may have), or the approximate step had no sample of
         any of ``rows`` (it changed the weights for other requests only)."""
-        if not self.interactions or self._reset_for_want_of_data(group):
+        if not self.interactions or self.reset_for_want_of_data(group):
             return False
         if not self.changed:
             return True
@@ -70,7 +70,7 @@ class ForgetReport:
         per_shard = self.approximate if self.shards and self.approximate else {}
         return any((per_shard.get(str(shard)) or {}).get("changed") is False for shard in group)
 
-    def _reset_for_want_of_data(self, group: Tuple[int, ...]) -> bool:
+    def reset_for_want_of_data(self, group: Tuple[int, ...]) -> bool:
         """Whether the approximate step found nothing left to train on where the request's data
         was (the single model, or every shard of ``group``) and reset those weights to their
         seeded initialisation (:data:`NOTHING_REMAINS`): exact, as retraining on nothing, whether
