@@ -256,12 +256,21 @@ def test_a_checkpoint_dir_is_refused_by_a_request_run(saved):
     ("SASRec", {"user_inter_num_interval": "[25,inf"}, "user_inter_num_interval '[25,inf': '[25,inf' is not an "
                                                        "interval"),
     ("SASRec", {"user_inter_num_interval": "25"}, "user_inter_num_interval 25: '25' is not an interval"),
-    ("SASRec", {"item_inter_num_interval": "[30,20]"}, "item_inter_num_interval [30, 20]: '[30, 20]' is empty"),
+    ("SASRec", {"item_inter_num_interval": "[30,20]"},
+     "item_inter_num_interval [30, 20]: '[30, 20]' is empty (no number"),
     ("SASRec", {"item_inter_num_interval": "[a,5)"}, "item_inter_num_interval '[a,5)': '[a,5)' is not an interval"),
     ("SASRec", {"user_inter_num_interval": "[5,inf);[1,nan]"}, "'[1,nan]' is not an interval"),
     ("SASRec", {"val_interval": {"timestamp": "[0,880000000"}}, "val_interval timestamp '[0,880000000': "
                                                                 "'[0,880000000' is not an interval"),
     ("SASRec", {"val_interval": "[0,5]"}, "val_interval [0, 5]: give {field: interval}"),
+    # a number or a one-item list for a float field got past the check, and RecBole then dropped
+    # one arbitrary row (r9round2 probe); an interval empty by its open ends
+    ("SASRec", {"val_interval": {"timestamp": 3.5}}, "val_interval timestamp 3.5: '3.5' is not an interval"),
+    ("SASRec", {"val_interval": {"timestamp": [880000000]}}, "val_interval timestamp [880000000]: '[880000000]' is "
+                                                             "not an interval"),
+    ("SASRec", {"val_interval": {"timestamp": None}}, "val_interval timestamp None: 'None' is not an interval"),
+    ("SASRec", {"val_interval": {"user_id": "[1,5]"}}, "val_interval user_id '[1,5]': user_id is a token field"),
+    ("SASRec", {"user_inter_num_interval": "(5,5]"}, "'(5,5]' is empty"),
 ])
 def test_recbole_settings_are_checked_before_anything_is_written(tmp_path, model, settings, message):
     """RecBole's own model and training settings used to reach RecBole or torch unchecked: a

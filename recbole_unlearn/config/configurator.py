@@ -9,7 +9,6 @@ import ast
 import copy
 import functools
 import importlib.util
-import math
 import os
 import re
 from typing import Dict, FrozenSet, Iterable, List, Optional, Set
@@ -25,6 +24,7 @@ from recbole.utils import argument_list
 from recbole_unlearn.compat import set_anomaly_detection
 from recbole_unlearn.config.keys import KEYS, METHOD_PHASES, check_values, is_recorded, settings_of
 from recbole_unlearn.utils.errors import UnlearnError, one_line, yaml_problem
+from recbole_unlearn.utils.intervals import interval_problem
 from recbole_unlearn.utils.paths import properties_dir, property_file
 from recbole_unlearn.utils.yaml_keys import UniqueKeySafeLoader
 
@@ -185,29 +185,6 @@ def method_names(value) -> List[str]:
     if not isinstance(value, (list, tuple)):  # a number or flag names no method: read as the name it spells
         return [str(value).strip().lower()]
     return [str(v).strip().lower() for v in value]
-
-
-def interval_problem(text) -> Optional[str]:
-    """What is wrong with a RecBole interval string (``user_inter_num_interval``,
-    ``item_inter_num_interval``, a float field's ``val_interval``: intervals such as ``[5,inf)``
-    joined by ``;``), or ``None`` (also for ``None``, no filter). RecBole warned and skipped a
-    malformed interval, so ``[25,inf`` filtered nothing and was recorded as applied, and kept
-    an empty one (``[30,20]``), which dropped every row."""
-    if text is None:
-        return None
-    for part in str(text).split(";"):
-        part = part.strip()
-        pair = part[1:-1].split(",")
-        try:
-            low, high = (float(point) for point in pair) if len(pair) == 2 else (math.nan, math.nan)
-        except ValueError:
-            low = high = math.nan
-        if len(part) < 2 or part[0] not in "([" or part[-1] not in ")]" or math.isnan(low) or math.isnan(high):
-            return (f"{part!r} is not an interval: give [low,high] with ( or ) for an open end, low and high numbers "
-                    "or inf, several joined by ';' (e.g. '[5,inf)')")
-        if low > high:
-            return f"{part!r} is empty (its low end is above its high end), so it would drop every row"
-    return None
 
 
 def check_config_dict(config_dict) -> None:
@@ -500,10 +477,6 @@ class UnlearnConfig(Config):
         if value_intervals is not None and not isinstance(value_intervals, dict):
             raise UnlearnError(f"val_interval {value_intervals!r}: give {{field: interval}} (an interval string such as "
                                "'[0,inf)' for a float field, a list of tokens for a token field)")
-        for field, interval in (value_intervals or {}).items():
-            problem = interval_problem(interval) if isinstance(interval, str) else None
-            if problem:
-                raise UnlearnError(f"val_interval {field} {interval!r}: {problem}")
         metrics, topk = self["metrics"] or [], self["topk"] or []
         metrics, topk = [metrics] if isinstance(metrics, str) else metrics, [topk] if isinstance(topk, int) else topk
         computed = {f"{m}@{k}".lower() if _has_cut_off(m) else str(m).lower() for m in metrics for k in topk}

@@ -14,6 +14,7 @@ from recbole.data.utils import create_samplers, get_dataloader
 from recbole_unlearn.data.dataset import UnlearnSequentialDataset
 from recbole_unlearn.utils.digests import file_sha256
 from recbole_unlearn.utils.errors import UnlearnError, one_line
+from recbole_unlearn.utils.intervals import interval_problem
 
 
 def dataset_file(config) -> str:
@@ -68,6 +69,7 @@ def check_dataset_files(config) -> None:
                     )
             _check_header_types(config, path, header)
             _check_load_col(config)
+            _check_value_intervals(config, header)
             _check_times(config, path, f, header, columns.index(config["TIME_FIELD"]), separator)
     except UnicodeDecodeError:
         raise UnlearnError(f"dataset '{config['dataset']}': line {_first_line_not_utf8(path)} of {path} is not UTF-8 "
@@ -96,6 +98,23 @@ def _check_header_types(config, path: str, header: List[str]) -> None:
         if kinds.get(config[key]) != "token":
             raise UnlearnError(f"{where}: column '{config[key]}' ({key}) must be a token column ('{config[key]}:token' "
                                f"in the header of {path}), got '{config[key]}:{kinds.get(config[key])}'")
+
+
+def _check_value_intervals(config, header: List[str]) -> None:
+    """``val_interval`` of a ``.inter`` field: an interval string for a float field (RecBole
+    reads ``str()`` of it: a number, or a list of one, passed, and RecBole then dropped one
+    arbitrary row), a list of tokens for a token field (a string ended in pandas' TypeError)."""
+    kinds = dict(column.partition(":")[::2] for column in header)
+    for field, interval in (config["val_interval"] or {}).items():
+        kind = kinds.get(field)
+        if kind in ("float", "float_seq"):
+            problem = interval_problem(str(interval))
+        elif kind in ("token", "token_seq") and not isinstance(interval, (list, tuple)):
+            problem = f"{field} is a token field: give the list of tokens to keep"
+        else:  # a field of another atomic file: RecBole's own reading
+            problem = None
+        if problem:
+            raise UnlearnError(f"val_interval {field} {interval!r}: {problem}")
 
 
 def _check_load_col(config) -> None:

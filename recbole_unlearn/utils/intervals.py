@@ -1,0 +1,26 @@
+"""RecBole's interval strings (load-time filters), checked before RecBole reads them."""
+import math
+from typing import Optional
+
+
+def interval_problem(text) -> Optional[str]:
+    """What is wrong with a RecBole interval string (``user_inter_num_interval``,
+    ``item_inter_num_interval``, a float field's ``val_interval``: intervals such as ``[5,inf)``
+    joined by ``;``), or ``None`` (also for ``None``, no filter). RecBole warned and skipped a
+    malformed interval, so ``[25,inf`` filtered nothing and was recorded as applied, and kept
+    an empty one (``[30,20]``), which dropped every row."""
+    if text is None:
+        return None
+    for part in str(text).split(";"):
+        part = part.strip()
+        pair = part[1:-1].split(",")
+        try:
+            low, high = (float(point) for point in pair) if len(pair) == 2 else (math.nan, math.nan)
+        except ValueError:
+            low = high = math.nan
+        if len(part) < 2 or part[0] not in "([" or part[-1] not in ")]" or math.isnan(low) or math.isnan(high):
+            return (f"{part!r} is not an interval: give [low,high] with ( or ) for an open end, low and high numbers "
+                    "or inf, several joined by ';' (e.g. '[5,inf)')")
+        if low > high or low == high and (part[0] == "(" or part[-1] == ")"):
+            return f"{part!r} is empty (no number lies within it), so it would drop every row"
+    return None
