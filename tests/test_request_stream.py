@@ -979,3 +979,22 @@ def test_a_request_run_whose_forgotten_interactions_have_no_history_says_forget_
     assert doc["forget_set"]["interactions"] > 0 and doc["forget_set"]["forget_samples"] == 0
     out = capsys.readouterr().out
     assert f"note: forget metrics: none of the {doc['forget_set']['interactions']} forgotten interactions" in out
+
+
+def test_requests_earlier_code_left_waiting_without_rows_are_named_in_a_warning_line(tmp_path, capsys):
+    """A ``queued`` line written before ledger lines kept rows cannot be applied from the ledger:
+    its file must be given again. That was said only through the logger, which a folder saved
+    with ``state: ERROR`` silences: the run ended with no word of it (r9upgrade probe)."""
+    from conftest import train_saved_model
+
+    model_dir = train_saved_model(tmp_path, forget_protocol="none")
+    line = {"file": "old.csv", "id": "0123456789abcdef:4", "line": 4, "status": "queued", "time": "2026-12-05T10:00:00"}
+    with open(os.path.join(model_dir, "requests.jsonl"), "a") as f:
+        f.write(json.dumps(line) + "\n")
+    (tmp_path / "new.csv").write_text("3\n")
+    doc = run_forget_requests(model_dir, str(tmp_path / "new.csv"), {"results_dir": str(tmp_path / "r"),
+                                                                     "state": "ERROR"})
+    assert doc["requests"]["waiting_without_rows"] == ["0123456789abcdef:4 (old.csv line 4)"]
+    out = capsys.readouterr().out
+    assert "warning: 1 request was queued by earlier code and still waits, its ledger lines holding no rows to " \
+           "apply them from: give its file again (0123456789abcdef:4 (old.csv line 4)" in out, out

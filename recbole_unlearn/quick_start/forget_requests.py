@@ -162,6 +162,14 @@ def _attention_lines(stream: dict, model_dir: str) -> List[str]:
                      "step left forget Hit@10 higher than before, on its own samples: those requests' data is recalled "
                      "more, not less (recorded applied, as the model changed; audit lines, approximate); escalate "
                      "(retrain, or an exact method)")
+    rowless = stream.get("waiting_without_rows") or []
+    if rowless:
+        their = "its" if len(rowless) == 1 else "their"
+        lines.append(f"warning: {_plural(len(rowless), 'request')} queued by earlier code and still wait"
+                     f"{'s' if len(rowless) == 1 else ''}, {their} ledger lines holding no rows to apply them from: "
+                     f"give {their} file again "
+                     f"({', '.join(rowless[:3])}{', ...' if len(rowless) > 3 else ''}; --verify counts them among "
+                     "requests_not_final)")
     whole = stream.get("rejected_files") or 0
     if whole:
         their = "its" if whole == 1 else "their"

@@ -79,6 +79,9 @@ class StreamSummary:
     kept_by_count_filters: int = 0  # after the last forget: rows kept only by forgotten lines (apply)
     being_queued: int = 0  # read, their queued lines being written (a stop then may leave them unrecorded)
     rejected_files: int = 0  # of the rejected: files rejected whole (line 0: none of their lines read)
+    #: requests earlier runs left waiting whose ledger lines hold no rows (earlier code), still not
+    #: final when the run ended: "<id> (<file> line <n>)", each needing its file again
+    waiting_without_rows: List[str] = field(default_factory=list)
 
     def add_batch(self, report_json: dict, version: str) -> None:
         self.batches += 1
@@ -134,6 +137,7 @@ class StreamSummary:
             "latency_p95_s": round(float(np.percentile(lat, 95)), 3) if len(lat) else None,
             "latency_max_s": round(float(lat.max()), 3) if len(lat) else None,
             "forget_hit_rose": self.forget_hit_rose,
+            "waiting_without_rows": self.waiting_without_rows,
         }
 
 
@@ -189,15 +193,16 @@ class RequestBatcher:
                     getLogger().warning(f"removed {name}: kept by keep_previous_version for the run that set it (a "
                                         "model from before that run's forgets, trained on the data they forgot)")
                 else:
-                    getLogger().warning(f"removed {name}: left behind by a forget that was stopped (a version from "
-                                        "before the live one, or one staged that never went live)")
+                    getLogger().warning(f"removed {name}: a version from before the live one, or one staged that "
+                                        "never went live, left behind by a forget that was stopped or kept by earlier "
+                                        "code (which kept the previous version until the next forget)")
             events = self._refresh()
             recovered = self._recovered(events)
             self.ledger.record(recovered)  # under the same hold as the read: two runs starting together write them once
         events += recovered
         self._note_final(events)
         self.queued_ids: Set[str] = set()
-        self._warned_rowless: Set[str] = set()
+        self._rowless: Dict[str, str] = {}  # waiting requests whose queued lines hold no rows: id -> where
         self.first_queued: Dict[str, dict] = {}  # request id -> its first ``queued`` ledger line
         self.submit(self._waiting(events), resumed=True)
 
@@ -245,8 +250,8 @@ class RequestBatcher:
             if event.get("status") in ("queued", "failed") and rid not in self.final:
                 if rid in rows:
                     waiting.append(FileRequest(rid, event["file"], event["line"], np.asarray(rows[rid], dtype=np.int64)))
-                elif rid not in self._warned_rowless:
-                    self._warned_rowless.add(rid)
+                elif rid not in self._rowless:
+                    self._rowless[rid] = f"{rid} ({event['file']} line {event['line']})"
                     getLogger().warning(f"request {rid} ({event['file']} line {event['line']}) is still waiting, but its "
                                         "ledger line holds no rows (queued by earlier code, or an invalid line whose "
                                         "rejection a stop cut off): give its file again")
@@ -255,6 +260,13 @@ class RequestBatcher:
     def _record(self, events: List[dict]) -> None:
         with self.store.lock.hold():
             self.ledger.record(events)
+
+    def finish(self) -> StreamSummary:
+        """The run's summary, checked (every queued request has one outcome), with the requests
+        left waiting without rows that are still not final (their file was not given again)."""
+        self.summary.check()
+        self.summary.waiting_without_rows = [where for rid, where in self._rowless.items() if rid not in self.final]
+        return self.summary
 
     def is_final(self, request_id: str) -> bool:
         return request_id in self.final

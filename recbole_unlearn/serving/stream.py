@@ -116,8 +116,7 @@ def stream_request_file(store: ModelStore, model: UnlearnableModel, path: str,
         while batcher.pending:
             if not batcher.pump():
                 batcher.pump(drain=True)
-    batcher.summary.check()
-    return batcher.summary, batcher.model
+    return batcher.finish(), batcher.model
 
 
 @dataclass
@@ -316,8 +315,7 @@ def _watch(batcher: RequestBatcher, folder: str) -> Tuple[StreamSummary, Unlearn
             idle_since = time.monotonic()
         if config["watch_idle_s"] is not None and not batcher.pending and \
                 time.monotonic() - idle_since >= config["watch_idle_s"]:
-            batcher.summary.check()
-            return batcher.summary, batcher.model
+            return batcher.finish(), batcher.model
         if not applied:
             time.sleep(config["watch_poll_s"])
 
