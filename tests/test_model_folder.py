@@ -599,3 +599,30 @@ def test_a_dataset_that_loads_ties_in_another_order_than_its_forgets_recorded_is
     with pytest.raises(UnlearnError, match="loads in another order than when they were forgotten"):
         verify_model(open_store(model_dir))
     assert snapshot(model_dir) == before
+
+
+def test_a_folder_whose_saved_settings_today_s_checks_refuse_says_to_train_a_new_one(tmp_path):
+    """A folder saved by earlier code with a malformed filter interval was refused with the
+    check's advice, to give another value, which no run may do for a saved model ("cannot change
+    ... of a saved model"; r9upgrade probe). The refusal names the folder's saved settings and
+    what to do; an override of the run at fault is still named as such."""
+    import json as jsonlib
+    from conftest import train_saved_model
+    from recbole_unlearn.quick_start import run_forget_requests
+
+    model_dir = train_saved_model(tmp_path, forget_protocol="none")
+    version_dir, manifest = read_manifest(model_dir)
+    manifest["config"]["user_inter_num_interval"] = "[0,inf"  # as code before the interval check saved it
+    with open(os.path.join(version_dir, "manifest.json"), "w") as f:
+        jsonlib.dump(manifest, f)
+    before = snapshot(model_dir)
+    (tmp_path / "r.csv").write_text("3\n")
+    with pytest.raises(UnlearnError, match=r"manifest.json: the settings this model was saved with are refused by "
+                                           r"this code: user_inter_num_interval '\[0,inf'.*train a new model folder"):
+        run_forget_requests(model_dir, str(tmp_path / "r.csv"), {"results_dir": str(tmp_path / "out")}, verbose=False)
+    assert snapshot(model_dir) == before
+    with open(os.path.join(version_dir, "manifest.json"), "w") as f:
+        manifest["config"].pop("user_inter_num_interval")
+        jsonlib.dump(manifest, f)
+    with pytest.raises(UnlearnError, match="^config key 'lock_timeout_s'"):
+        run_forget_requests(model_dir, str(tmp_path / "r.csv"), {"lock_timeout_s": -5}, verbose=False)

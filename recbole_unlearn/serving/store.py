@@ -265,8 +265,12 @@ class ModelStore:
         with self.lock.hold():
             version_dir, manifest = self.read_manifest(version)
             overrides = _settable(overrides, manifest)
-            config_dict = dict(_saved_settings_to_load(manifest, overrides), **overrides)
-            config = UnlearnConfig(manifest["model"], manifest["dataset"], config_dict=config_dict)
+            saved = _saved_settings_to_load(manifest, overrides)
+            config_dict = dict(saved, **overrides)
+            try:
+                config = UnlearnConfig(manifest["model"], manifest["dataset"], config_dict=config_dict)
+            except UnlearnError as refused:
+                raise _refused_saved_settings(refused, manifest, saved, version_dir) from None
             drifted = _drifted_settings(manifest, config)
             if drifted:  # the installed defaults changed since: the model keeps what it trained with
                 config_dict.update({key: manifest["settings"][key] for key in drifted})
@@ -575,6 +579,22 @@ def _of_the_shape_written(path: str):
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
         raise UnlearnError(f"{path} is not what this package writes ({error_line(e)}): edited by hand? restore it "
                            "from a backup") from None
+
+
+def _refused_saved_settings(refused: UnlearnError, manifest: dict, saved: dict, version_dir: str) -> UnlearnError:
+    """``refused`` (a settings check's error) said so where the folder's own saved settings fail
+    it, checks that earlier code did not make (a malformed filter interval): its advice, to give
+    another value, cannot be followed for a saved model, whose settings no run may change (a
+    probe followed it into "cannot change ... of a saved model")."""
+    from recbole_unlearn.config import UnlearnConfig
+
+    try:
+        UnlearnConfig(manifest["model"], manifest["dataset"], config_dict=saved)
+    except UnlearnError:
+        return UnlearnError(f"{os.path.join(version_dir, MANIFEST)}: the settings this model was saved with are refused "
+                            f"by this code: {refused}; a saved model's settings cannot be changed, so train a new "
+                            "model folder with a valid value (this one answers no request and does not verify)")
+    return refused  # an override of this run is at fault
 
 
 def _saved_settings_to_load(manifest: dict, overrides: dict) -> dict:
