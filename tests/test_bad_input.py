@@ -1462,8 +1462,9 @@ def test_a_user_token_holding_a_comma_is_refused_for_a_saved_model_and_never_mis
         run_recbole_unlearn("SASRec", config_dict=dict(settings, model_dir=str(tmp_path / "m")))
     assert not (tmp_path / "m").exists()
     dataset = SimpleNamespace(uid_field="user_id", field2token_id={"user_id": {"[PAD]": 0, "7,8": 1, "7": 2}})
-    with pytest.raises(RequestLineError, match="names user '7,8' and also user '7' with item '8'"):
-        parse_request_line("7,8", dataset, "r.csv line 1")
+    with pytest.raises(RequestLineError, match="names user '7,8' and also user '7' with item '8': ambiguous, not "
+                                               r"applied \(the pair is named '7<TAB>8'; that user alone cannot"):
+        parse_request_line("7,8", dataset, "r.csv line 1")  # (the hint: r9upgrade probe)
 
 
 def test_a_dataset_without_a_training_sample_is_one_error_and_writes_nothing(in_tmp):

@@ -274,8 +274,10 @@ def parse_request_line(text: str, dataset: UnlearnSequentialDataset, where: str)
     if len(parts) == 2 and text in user_ids:  # a folder saved before such users were refused
         reading = f"names user {text!r} and also user {parts[0]!r} with item {parts[1]!r}"
         held = "a tab" if "\t" in text else "a comma"
-        raise RequestLineError(where, f"{reading}: ambiguous, not applied", f"names a user token holding {held} "
-                               "and also a user with an item: ambiguous, not applied")
+        pair = f"{parts[0]}<TAB>{parts[1]}" if held == "a comma" else f"{parts[0]},{parts[1]}"
+        hint = f" (the pair is named {pair!r}; that user alone cannot be named)"
+        raise RequestLineError(where, f"{reading}: ambiguous, not applied{hint}", f"names a user token holding "
+                               f"{held} and also a user with an item: ambiguous, not applied")
     if len(parts) > 2 or not all(parts):
         expected = "expected 'user_token[,item_token]' (or tab-separated)"
         shape = f"{len(parts)} fields" if len(parts) > 2 else "an empty field"
