@@ -18,7 +18,7 @@ from recbole_unlearn.benchmark.runner import run_grid
 from recbole_unlearn.cli import main
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.utils.errors import UnlearnError
-from conftest import TEST_GPU, read_audit, tiny_dict
+from conftest import FIXTURES, TEST_GPU, read_audit, tiny_dict
 
 
 #: quick settings every tiny grid gets, where one of its rows uses them (a grid setting that no
@@ -1639,3 +1639,40 @@ def test_the_recbole_baseline_row_never_unpickles_a_file_lying_in_the_cell_folde
     for key in ("save_dataloaders", "save_dataset"):
         with pytest.raises(UnlearnError, match=f"{key}: True is not supported"):
             UnlearnConfig("GRU4Rec", config_dict=tiny_dict(**{key: True}))
+
+
+def test_a_grid_whose_later_cell_cannot_deal_its_requests_is_refused_before_anything_trains(tmp_path):
+    """A cell with fewer forget users than ``request_steps`` was refused only when it started,
+    after the cells before it had trained (and its error named no cell; r9steps probe): every
+    pending cell's data settings are checked, naming the cell, before the first model trains."""
+    data = tmp_path / "data"
+    for name, users in (("ml-tiny", 60), ("few", 20)):
+        (data / name).mkdir(parents=True)
+        lines = open(os.path.join(FIXTURES, "ml-tiny", "ml-tiny.inter")).read().splitlines()
+        kept = [lines[0]] + [line for line in lines[1:] if int(line.split("\t")[0]) <= users]
+        (data / name / f"{name}.inter").write_text("\n".join(kept) + "\n")
+    path = _tiny_grid(tmp_path, {"sisa": {}}, request_steps=8, data_path=str(data))
+    grid = yaml.safe_load(open(path))
+    grid["datasets"] = ["ml-tiny", "few"]
+    open(path, "w").write(yaml.safe_dump(grid))
+    with pytest.raises(UnlearnError, match=r"^cell GRU4Rec-few: request_steps \(8\) deals the forget set's 4 users"):
+        run_grid(path)
+    assert not os.path.exists(tmp_path / "board" / "GRU4Rec-ml-tiny" / "original.pth")
+
+
+def test_request_steps_with_retrain_alone_is_refused(tmp_path):
+    """``request_steps`` deals the forget set into requests to the methods other than Retrain:
+    with Retrain alone it did nothing, and results.json and a grid's cell.json recorded it as if
+    it had (r9steps probe)."""
+    from recbole_unlearn import run_recbole_unlearn
+
+    with pytest.raises(UnlearnError, match="request_steps 3 deals the forget set into requests to the methods other "
+                                           "than Retrain"):
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(unlearn_method="retrain", request_steps=3,
+                                                             results_dir=str(tmp_path / "r")), verbose=False)
+    assert not os.path.exists(tmp_path / "r")
+    path = _tiny_grid(tmp_path, {"retrain": {}}, request_steps=3)
+    with pytest.raises(UnlearnError, match="request_steps 3 deals the forget set into requests to the methods other "
+                                           "than Retrain"):
+        run_grid(path)
+    assert not os.path.exists(tmp_path / "board")

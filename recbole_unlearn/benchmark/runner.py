@@ -69,7 +69,8 @@ from recbole_unlearn.serving.lock import LOCK, LOCK_PID, FolderLock, FolderUnloc
 from recbole_unlearn.serving.store import MANIFEST, open_store
 from recbole_unlearn.utils.digests import file_sha256
 from recbole_unlearn.unlearn import METHODS
-from recbole_unlearn.unlearn.experiment import AUDIT_REFERENCE_PREFIX, Experiment, unread_data_settings
+from recbole_unlearn.unlearn.experiment import (AUDIT_REFERENCE_PREFIX, Experiment, check_request_steps_dealt,
+                                                 unread_data_settings)
 from recbole_unlearn.config.keys import settings_of, unused_method_keys
 from recbole_unlearn.utils.atomic import write_json
 from recbole_unlearn.utils.errors import UnlearnError
@@ -163,6 +164,22 @@ def check_models_read(grid: Grid) -> None:
         raise UnlearnError(f"grid {grid.source}: {', '.join(names)} {'is' if len(names) == 1 else 'are'} not read by "
                            f"{', '.join(models)} (another RecBole model's setting; it would be recorded as if "
                            "the grid had used it): drop it, or set the model's own")
+
+
+def check_cells_data(runs: List["CellRun"]) -> None:
+    """Build every pending cell's forget set (its ``Experiment``, which writes nothing) before
+    the first model trains, refusing with the cell's name what its data cannot give (fewer
+    forget users than ``request_steps``, no training sample, too few users for the audit): such
+    a cell was refused when it started, after the cells before it had trained, and its error
+    named no cell (a probe). What a method needs of the data is still checked when it starts."""
+    for run in runs:
+        check_request_steps_dealt(run.base, [variant.method for variant in run.cell.variants])
+        if not run.pending_steps():
+            continue
+        try:
+            Experiment(run.base)
+        except UnlearnError as e:
+            raise UnlearnError(f"cell {run.cell.name}: {e}") from None
 
 
 def check_method_keys_used(grid: Grid, runs: List["CellRun"]) -> None:
@@ -819,9 +836,9 @@ def run_grid(path: str, cells: Optional[List[str]] = None) -> Dict[str, str]:
     by this call and, in grid order, the finished rows of the grid's other cells (earlier code
     wrote this call's cells only: a run of the second cell dropped the first from the files).
 
-    Every cell's settings and every row's settings are validated, and every dataset file is
-    checked (and every lending cell of ``reuse_cells_from`` found), before the first model is
-    trained; what a method needs of its cell's data (``n_shards`` x ``n_slices`` at most the
+    Every cell's settings and every row's settings are validated, every dataset file is checked,
+    every pending cell's forget set is built (:func:`check_cells_data`) and every lending cell of
+    ``reuse_cells_from`` found, before the first model is trained; what a method needs of its cell's data (``n_shards`` x ``n_slices`` at most the
     dataset's users, say) is checked when that cell starts, after the cells before it trained."""
     grid = load_grid(path)
     check_models_read(grid)
@@ -836,6 +853,7 @@ def run_grid(path: str, cells: Optional[List[str]] = None) -> Dict[str, str]:
         runs.append(run)
     check_method_keys_used(grid, runs)
     check_targets_measured(grid, runs)
+    check_cells_data(runs)
     total = sum(r.total_steps() for r in runs)
     progress = Progress(total, total - sum(r.pending_steps() for r in runs))
     title = f"Leaderboard ({os.path.basename(path)})"

@@ -10,7 +10,7 @@ from recbole_unlearn.data.forget import unrequestable_line
 from recbole_unlearn.evaluator.audit import apply_reference_gate
 from recbole_unlearn.serving.apply import kept_by_filters_line
 from recbole_unlearn.serving.audit import folder_after_stop
-from recbole_unlearn.unlearn.experiment import Experiment, check_results_dir, run_dir_for
+from recbole_unlearn.unlearn.experiment import Experiment, check_request_steps_dealt, check_results_dir, run_dir_for
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.utils.atomic import save_weights
 from recbole_unlearn.utils.cpu_meter import busy_rows_note
@@ -115,6 +115,7 @@ def run_recbole_unlearn(
         experiment = Experiment(config)
         methods = _method_order(config, experiment.nothing_to_forget)
         _check_keys_used(config, methods)
+        check_request_steps_dealt(config, methods)
         for name in methods:
             experiment.check_method(config.for_method(name))
         check_results_dir(config["results_dir"])

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 import time
 from logging import getLogger
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -61,6 +61,16 @@ def unread_data_settings(config) -> Dict[str, str]:
     if not config["audit"]:
         unread.update({key: "audit is off" for key in AUDIT_KEYS})
     return dict(sorted(unread.items()))
+
+
+def check_request_steps_dealt(config, methods: Iterable[str]) -> None:
+    """``request_steps`` deals the forget set into requests to the methods other than Retrain
+    (which trains once, and once per request as their matched reference): with Retrain alone it
+    did nothing, and was recorded as if it had (a probe)."""
+    if config["request_steps"] > 1 and all(name == "retrain" for name in methods):
+        raise UnlearnError(f"request_steps {config['request_steps']} deals the forget set into requests to the "
+                           "methods other than Retrain, and Retrain is the only one here (it would be recorded as if "
+                           "it had been used): drop it, or add a method")
 
 
 class Experiment:
