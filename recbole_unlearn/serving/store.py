@@ -270,7 +270,7 @@ class ModelStore:
             try:
                 config = UnlearnConfig(manifest["model"], manifest["dataset"], config_dict=config_dict)
             except UnlearnError as refused:
-                raise _refused_saved_settings(refused, manifest, saved, version_dir) from None
+                raise _refused_saved_settings(refused, manifest, version_dir) from None
             drifted = _drifted_settings(manifest, config)
             if drifted:  # the installed defaults changed since: the model keeps what it trained with
                 config_dict.update({key: manifest["settings"][key] for key in drifted})
@@ -581,20 +581,23 @@ def _of_the_shape_written(path: str):
                            "from a backup") from None
 
 
-def _refused_saved_settings(refused: UnlearnError, manifest: dict, saved: dict, version_dir: str) -> UnlearnError:
-    """``refused`` (a settings check's error) said so where the folder's own saved settings fail
-    it, checks that earlier code did not make (a malformed filter interval): its advice, to give
-    another value, cannot be followed for a saved model, whose settings no run may change (a
-    probe followed it into "cannot change ... of a saved model")."""
+def _refused_saved_settings(refused: UnlearnError, manifest: dict, version_dir: str) -> UnlearnError:
+    """The error for settings checks that refused a run on a saved folder (``refused``): where
+    the folder's own saved settings, as a run without overrides loads them, fail checks earlier
+    code did not make (a malformed filter interval), their error, said so, for the check's advice,
+    to give another value, cannot be followed for a saved model, whose settings no run may change
+    (a probe followed it into "cannot change ... of a saved model"); else ``refused``, an override
+    of this run being at fault (a saved runtime value that today's bounds refuse is not: a run
+    drops it unless it overrides the key)."""
     from recbole_unlearn.config import UnlearnConfig
 
     try:
-        UnlearnConfig(manifest["model"], manifest["dataset"], config_dict=saved)
-    except UnlearnError:
+        UnlearnConfig(manifest["model"], manifest["dataset"], config_dict=_saved_settings_to_load(manifest, {}))
+    except UnlearnError as saved_refused:
         return UnlearnError(f"{os.path.join(version_dir, MANIFEST)}: the settings this model was saved with are refused "
-                            f"by this code: {refused}; a saved model's settings cannot be changed, so train a new "
-                            "model folder with a valid value (this one answers no request and does not verify)")
-    return refused  # an override of this run is at fault
+                            f"by this code: {saved_refused}; a saved model's settings cannot be changed, so train a "
+                            "new model folder with a valid value (this one answers no request and does not verify)")
+    return refused
 
 
 def _saved_settings_to_load(manifest: dict, overrides: dict) -> dict:
