@@ -266,8 +266,8 @@ def convert(input_path: str, fmt: str, name: str, data_path: str = "dataset", us
             named = ", ".join(repr(u) for u in sorted(unrequestable)[:5]) + (", ..." if len(unrequestable) > 5 else "")
             note = (f"{len(unrequestable)} user token{'s' if len(unrequestable) > 1 else ''} ({named}) cannot be "
                     "named in a request file (a token starting with # is a comment line, one holding a comma is "
-                    "split at it): a run saving a model folder refuses the dataset, a research run warns; rename "
-                    "them to forget them later")
+                    "split at it): a run saving a model folder refuses the dataset, a research run whose rows save "
+                    "model folders warns; rename them to forget them later")
             collected.append(note)
             if notes is None:
                 warnings.warn(note, UserWarning, stacklevel=2)

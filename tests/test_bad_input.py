@@ -1616,3 +1616,34 @@ def test_an_api_error_naming_a_path_with_a_newline_is_one_line(tmp_path):
     with pytest.raises(UnlearnError) as refused:
         run_recbole_unlearn("SASRec", config_dict=tiny_dict(data_path=str(tmp_path / "a\nb")), verbose=False)
     assert "\n" not in str(refused.value) and "a\\nb" in str(refused.value), str(refused.value)
+
+
+def test_value_filters_are_checked_on_every_file_the_run_loads(tmp_path):
+    """``val_interval`` on a ``.user`` field was not checked: ``{age: 20}`` made RecBole drop one
+    arbitrary user with their 30 interactions, recorded as applied; a sequence field or one the
+    run does not load ended in RecBole's internals; ``load_col {inter: '*'}``, RecBole's "every
+    field", was refused (r9round3 probe)."""
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.data import create_unlearn_dataset
+
+    folder = tmp_path / "side"
+    folder.mkdir()
+    lines = TINY_LINES[0].rstrip(b"\n") + b"\ttags:token_seq\n"
+    lines += b"".join(line.rstrip(b"\n") + b"\ta b\n" for line in TINY_LINES[1:])
+    (folder / "side.inter").write_bytes(lines)
+    (folder / "side.user").write_text("user_id:token\tage:float\n" + "".join(f"{u}\t{u}\n" for u in range(1, 61)))
+
+    def load(**settings):
+        return create_unlearn_dataset(UnlearnConfig("GRU4Rec", config_dict=tiny_dict(
+            data_path=str(tmp_path), dataset="side", **settings)))
+
+    user_cols = {"inter": ["user_id", "item_id", "timestamp"], "user": ["user_id", "age"]}
+    for interval, message in ((20, "val_interval age 20: '20' is not an interval"),
+                              ([20], "val_interval age [20]: '[20]' is not an interval")):
+        _assert_one_error(lambda: load(load_col=user_cols, val_interval={"age": interval}), message)
+    _assert_one_error(lambda: load(val_interval={"age": "[20,inf)"}), "val_interval age '[20,inf)': the run loads "
+                                                                      "no such field")
+    _assert_one_error(lambda: load(load_col={"inter": "*"}, val_interval={"tags": ["a"]}),
+                      "val_interval tags ['a']: tags is a token_seq field, which RecBole cannot filter by value")
+    assert len(load(load_col=user_cols, val_interval={"age": "[20,inf)"}).user_start) > 0
+    assert len(load(load_col={"inter": "*"}).log_user) == len(TINY_LINES) - 1

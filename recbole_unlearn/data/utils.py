@@ -100,19 +100,49 @@ def _check_header_types(config, path: str, header: List[str]) -> None:
                                f"in the header of {path}), got '{config[key]}:{kinds.get(config[key])}'")
 
 
+def _loaded_field_kinds(config, inter_header: List[str]) -> Dict[str, str]:
+    """``{field: RecBole type}`` of the fields the run loads: the ``.inter`` file's (``header``)
+    and those of every other atomic file RecBole reads, each narrowed by ``load_col``."""
+    load_col = config["load_col"]
+    headers = {"inter": inter_header}
+    separator = config["field_separator"]
+    for path in atomic_files(config):
+        suffix = os.path.basename(path).rsplit(".", 1)[-1]
+        if suffix != "inter" and _read_by_recbole(config, path):
+            with open(path, "r", encoding="utf-8", errors="replace") as f:
+                headers[suffix] = f.readline().rstrip("\r\n").split(separator)
+    kinds = {}
+    for suffix, header in headers.items():
+        wanted = None if load_col is None or load_col.get(suffix) == "*" else load_col.get(suffix) or []
+        for column in header:
+            name, _, kind = column.partition(":")
+            if wanted is None or name in wanted:
+                kinds[name] = kind
+    return kinds
+
+
 def _check_value_intervals(config, header: List[str]) -> None:
-    """``val_interval`` of a ``.inter`` field: an interval string for a float field (RecBole
-    reads ``str()`` of it: a number, or a list of one, passed, and RecBole then dropped one
-    arbitrary row), a list of tokens for a token field (a string ended in pandas' TypeError)."""
-    kinds = dict(column.partition(":")[::2] for column in header)
-    for field, interval in (config["val_interval"] or {}).items():
+    """``val_interval`` names loaded fields: an interval string for a float field (RecBole reads
+    ``str()`` of it: a number, or a list of one, passed, and RecBole then dropped one arbitrary
+    row, of the ``.inter`` file or of a ``.user`` / ``.item`` file with its user's or item's
+    interactions), a list of tokens for a token field (a string ended in pandas' TypeError); a
+    sequence field, which RecBole cannot filter by value, or a field the run does not load (its
+    "Field [...] not defined") is refused."""
+    intervals = config["val_interval"] or {}
+    if not intervals:
+        return
+    kinds = _loaded_field_kinds(config, header)
+    for field, interval in intervals.items():
         kind = kinds.get(field)
-        if kind in ("float", "float_seq"):
+        if kind is None:
+            problem = "the run loads no such field (load_col, or no atomic file holds it)"
+        elif kind == "float":
             problem = interval_problem(str(interval))
-        elif kind in ("token", "token_seq") and not isinstance(interval, (list, tuple)):
-            problem = f"{field} is a token field: give the list of tokens to keep"
-        else:  # a field of another atomic file: RecBole's own reading
-            problem = None
+        elif kind == "token":
+            problem = None if isinstance(interval, (list, tuple)) else \
+                f"{field} is a token field: give the list of tokens to keep"
+        else:
+            problem = f"{field} is a {kind} field, which RecBole cannot filter by value"
         if problem:
             raise UnlearnError(f"val_interval {field} {interval!r}: {problem}")
 
@@ -125,9 +155,11 @@ def _check_load_col(config) -> None:
     if load_col is None:
         return
     fields = load_col.get("inter") if isinstance(load_col, dict) else None
-    if not isinstance(fields, list):
+    if fields == "*":  # RecBole: every field
+        return
+    if not isinstance(fields, (list, tuple)):
         raise UnlearnError(f"load_col {load_col!r}: give the .inter file's fields to load, {{'inter': [fields]}} "
-                           "(other files' keys beside it)")
+                           "or {'inter': '*'} (other files' keys beside it)")
     for key in ("USER_ID_FIELD", "ITEM_ID_FIELD"):
         if config[key] not in fields:
             raise UnlearnError(f"dataset '{config['dataset']}': load_col leaves out '{config[key]}' ({key}), which "
@@ -213,7 +245,7 @@ def _check_times(config, path: str, lines, header, column: int, separator: str) 
         raise UnlearnError(f"{where}: column '{field}' (TIME_FIELD) must be a float column ('{field}:float' in "
                            f"the header of {path}), got '{header[column]}'")
     load_col = config["load_col"]
-    if isinstance(load_col, dict) and field not in (load_col.get("inter") or [field]):
+    if isinstance(load_col, dict) and load_col.get("inter") != "*" and field not in (load_col.get("inter") or [field]):
         raise UnlearnError(f"{where}: load_col leaves out '{field}' (TIME_FIELD), which orders every sequence")
     interactions = 0
     for number, line in enumerate(lines, start=2):
