@@ -1676,3 +1676,23 @@ def test_request_steps_with_retrain_alone_is_refused(tmp_path):
                                            "than Retrain"):
         run_grid(path)
     assert not os.path.exists(tmp_path / "board")
+
+
+def test_a_started_cell_whose_dataset_changed_is_refused_before_other_cells_train(tmp_path):
+    """A started cell whose dataset file changed since was refused when it started, after the
+    cells before it had trained (r9round3 probe): every cell's fingerprint is checked up front."""
+    data = tmp_path / "data"
+    lines = open(os.path.join(FIXTURES, "ml-tiny", "ml-tiny.inter")).read()
+    for name in ("tinya", "tinyb"):
+        (data / name).mkdir(parents=True)
+        (data / name / f"{name}.inter").write_text(lines)
+    path = _tiny_grid(tmp_path, {"sisa": {}}, data_path=str(data))
+    grid = yaml.safe_load(open(path))
+    grid["datasets"] = ["tinya", "tinyb"]
+    open(path, "w").write(yaml.safe_dump(grid))
+    run_grid(path, cells=["GRU4Rec-tinyb"])
+    with open(data / "tinyb" / "tinyb.inter", "a") as f:
+        f.write("1\t9999\t5\t999999999\n")
+    with pytest.raises(UnlearnError, match="GRU4Rec-tinyb was started with other settings, another dataset file"):
+        run_grid(path)
+    assert not os.path.exists(tmp_path / "board" / "GRU4Rec-tinya" / "original.pth")

@@ -167,19 +167,28 @@ def check_models_read(grid: Grid) -> None:
 
 
 def check_cells_data(runs: List["CellRun"]) -> None:
-    """Build every pending cell's forget set (its ``Experiment``, which writes nothing) before
-    the first model trains, refusing with the cell's name what its data cannot give (fewer
-    forget users than ``request_steps``, no training sample, too few users for the audit): such
-    a cell was refused when it started, after the cells before it had trained, and its error
-    named no cell (a probe). What a method needs of the data is still checked when it starts."""
+    """Build every cell's forget set (its ``Experiment``, which writes nothing) before the first
+    model trains, refusing with the cell's name what its data cannot give (fewer forget users
+    than ``request_steps``, no training sample, too few users for the audit) and a started cell
+    whose settings, dataset file or forget set changed since: such a cell was refused when it
+    started, after the cells before it had trained, and its error named no cell (probes). What a
+    method needs of the data is still checked when its cell starts."""
     for run in runs:
         check_request_steps_dealt(run.base, [variant.method for variant in run.cell.variants])
-        if not run.pending_steps():
-            continue
         try:
-            Experiment(run.base)
+            experiment = Experiment(run.base)
         except UnlearnError as e:
             raise UnlearnError(f"cell {run.cell.name}: {e}") from None
+        _check_same_cell(run, _read_json(os.path.join(run.dir, CELL_FILE)), run.fingerprint(experiment))
+
+
+def _check_same_cell(run: "CellRun", saved: Optional[dict], fingerprint: dict) -> None:
+    """Refuse a started cell (``saved``: its ``cell.json``) whose fingerprint differs from today's."""
+    if saved is not None and not same_cell(saved.get("fingerprint") or {}, fingerprint):
+        raise UnlearnError(
+            f"{run.dir} was started with other settings, another dataset file or another forget set; delete it or "
+            "choose another output_dir"
+        )
 
 
 def check_method_keys_used(grid: Grid, runs: List["CellRun"]) -> None:
@@ -718,11 +727,7 @@ def _run_cell_held(run: CellRun, progress: Progress) -> dict:
     fingerprint = run.fingerprint(experiment)
     cell_file = os.path.join(run.dir, CELL_FILE)
     saved = _read_json(cell_file)
-    if saved is not None and not same_cell(saved.get("fingerprint") or {}, fingerprint):
-        raise UnlearnError(
-            f"{run.dir} was started with other settings, another dataset file or another forget set; delete it or "
-            "choose another output_dir"
-        )
+    _check_same_cell(run, saved, fingerprint)
     # every check before anything is written: a refused row had removed a finished row's model
     # folder (its settings changed) and a cell to adopt had been copied (probe)
     adopting = grid.reuse_cells_from is not None and saved is None
@@ -837,9 +842,11 @@ def run_grid(path: str, cells: Optional[List[str]] = None) -> Dict[str, str]:
     wrote this call's cells only: a run of the second cell dropped the first from the files).
 
     Every cell's settings and every row's settings are validated, every dataset file is checked,
-    every pending cell's forget set is built (:func:`check_cells_data`) and every lending cell of
-    ``reuse_cells_from`` found, before the first model is trained; what a method needs of its cell's data (``n_shards`` x ``n_slices`` at most the
-    dataset's users, say) is checked when that cell starts, after the cells before it trained."""
+    every cell's forget set is built and a started cell's fingerprint checked
+    (:func:`check_cells_data`) and every lending cell of ``reuse_cells_from`` found, before the
+    first model is trained; what a method needs of its cell's data (``n_shards`` x ``n_slices``
+    at most the dataset's users, say) is checked when that cell starts, after the cells before
+    it trained."""
     grid = load_grid(path)
     check_models_read(grid)
     check_old_default(grid)
