@@ -1696,3 +1696,28 @@ def test_a_started_cell_whose_dataset_changed_is_refused_before_other_cells_trai
     with pytest.raises(UnlearnError, match="GRU4Rec-tinyb was started with other settings, another dataset file"):
         run_grid(path)
     assert not os.path.exists(tmp_path / "board" / "GRU4Rec-tinya" / "original.pth")
+
+
+def test_a_lender_that_cannot_lend_a_later_cell_is_refused_before_earlier_cells_train(tmp_path):
+    """``reuse_cells_from`` compared a cell's lender only when that cell started: the cells before
+    it adopted their lenders and trained their rows first (r9round4 probe)."""
+    data = tmp_path / "data"
+    lines = open(os.path.join(FIXTURES, "ml-tiny", "ml-tiny.inter")).read()
+    for name in ("tinya", "tinyb"):
+        (data / name).mkdir(parents=True)
+        (data / name / f"{name}.inter").write_text(lines)
+
+    def two_cells(path):
+        grid = yaml.safe_load(open(path))
+        grid["datasets"] = ["tinya", "tinyb"]
+        open(path, "w").write(yaml.safe_dump(grid))
+        return path
+
+    run_grid(two_cells(_grid_named(tmp_path, "lender", ["retrain"], data_path=str(data))))
+    with open(data / "tinyb" / "tinyb.inter", "a") as f:
+        f.write("1\t9999\t5\t999999999\n")
+    borrower = two_cells(_reuse_grid(tmp_path, str(tmp_path / "lender"), "borrower", {"sisa": {}},
+                                     data_path=str(data)))
+    with pytest.raises(UnlearnError, match="lender/GRU4Rec-tinyb was made with other data settings"):
+        run_grid(borrower)
+    assert not os.path.exists(tmp_path / "borrower" / "GRU4Rec-tinya" / "rows" / "sisa.json")

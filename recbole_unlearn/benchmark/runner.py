@@ -169,9 +169,9 @@ def check_models_read(grid: Grid) -> None:
 def check_cells_data(runs: List["CellRun"]) -> None:
     """Build every cell's forget set (its ``Experiment``, which writes nothing) before the first
     model trains, refusing with the cell's name what its data cannot give (fewer forget users
-    than ``request_steps``, no training sample, too few users for the audit) and a started cell
-    whose settings, dataset file or forget set changed since: such a cell was refused when it
-    started, after the cells before it had trained, and its error named no cell (probes). What a
+    than ``request_steps``, no training sample, too few users for the audit) and a started cell,
+    or the lender of a cell to adopt, whose settings, dataset file or forget set differ: such a
+    cell was refused when it started, after the cells before it had trained (probes). What a
     method needs of the data is still checked when its cell starts."""
     for run in runs:
         check_request_steps_dealt(run.base, [variant.method for variant in run.cell.variants])
@@ -179,7 +179,10 @@ def check_cells_data(runs: List["CellRun"]) -> None:
             experiment = Experiment(run.base)
         except UnlearnError as e:
             raise UnlearnError(f"cell {run.cell.name}: {e}") from None
-        _check_same_cell(run, _read_json(os.path.join(run.dir, CELL_FILE)), run.fingerprint(experiment))
+        saved, fingerprint = _read_json(os.path.join(run.dir, CELL_FILE)), run.fingerprint(experiment)
+        _check_same_cell(run, saved, fingerprint)
+        if saved is None and run.grid.reuse_cells_from is not None:  # a cell to adopt: its lender's too
+            check_lender(run, fingerprint)
 
 
 def _check_same_cell(run: "CellRun", saved: Optional[dict], fingerprint: dict) -> None:
