@@ -316,6 +316,11 @@ TINY_LINES = open(os.path.join(FIXTURES, "ml-tiny", "ml-tiny.inter"), "rb").read
      "line 301 of"),
     (None, None, {"load_col": {"item": ["item_id"]}}, "load_col {'item': ['item_id']}: give the .inter file's fields"),
     (None, None, {"load_col": {"inter": ["user_id", "timestamp"]}}, "load_col leaves out 'item_id' (ITEM_ID_FIELD)"),
+    # unload_col, which RecBole reads beside load_col, was read by no check (r9round4 probe)
+    (None, None, {"load_col": None, "unload_col": {"inter": ["timestamp"]}},
+     "unload_col leaves out 'timestamp' (TIME_FIELD)"),
+    (None, None, {"load_col": None, "unload_col": {"inter": ["rating"]}, "val_interval": {"rating": "[3,5]"}},
+     "val_interval rating '[3,5]': the run loads no such field"),
 ])
 def test_a_dataset_of_the_wrong_shape_is_named_for_what_it_is(tmp_path, header, lines, settings, message):
     """Each was one line naming RecBole's internals (``need at least one array to concatenate``,

@@ -623,6 +623,19 @@ def test_a_folder_whose_saved_settings_today_s_checks_refuse_says_to_train_a_new
     assert snapshot(model_dir) == before
     with pytest.raises(UnlearnError, match=r"saved with are refused by this code: user_inter_num_interval '\[0,inf'"):
         run_forget_requests(model_dir, str(tmp_path / "r.csv"), {"worker": -1}, verbose=False)  # the folder's, first
+    # a refusal by the dataset files' checks, on the files the model was trained on, is the saved
+    # settings' too (r9round4 probe: a number for a float field's val_interval, saved before
+    # those checks, got the check's advice alone)
+    manifest["config"]["user_inter_num_interval"] = None
+    for recorded in ("config", "settings"):  # as earlier code saved it
+        manifest[recorded]["val_interval"] = {"timestamp": 30}
+    with open(os.path.join(version_dir, "manifest.json"), "w") as f:
+        jsonlib.dump(manifest, f)
+    with pytest.raises(UnlearnError, match="saved with are refused by this code: val_interval timestamp 30: '30' is "
+                                           "not an interval.*train a new model folder"):
+        run_forget_requests(model_dir, str(tmp_path / "r.csv"), verbose=False)
+    manifest["config"].pop("val_interval")
+    manifest["settings"]["val_interval"] = None
     # the run's own bad value is its own, also beside a saved runtime value today's bounds refuse,
     # which a run drops unless it overrides the key (r9round3 probe: the folder was blamed)
     manifest["config"].pop("user_inter_num_interval")

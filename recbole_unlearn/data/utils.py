@@ -116,9 +116,16 @@ def _loaded_field_kinds(config, inter_header: List[str]) -> Dict[str, str]:
         wanted = None if load_col is None or load_col.get(suffix) == "*" else load_col.get(suffix) or []
         for column in header:
             name, _, kind = column.partition(":")
-            if wanted is None or name in wanted:
+            if (wanted is None or name in wanted) and name not in _unloaded(config, suffix):
                 kinds[name] = kind
     return kinds
+
+
+def _unloaded(config, suffix: str) -> List[str]:
+    """The fields of the ``suffix`` file that ``unload_col`` leaves out (RecBole reads both keys)."""
+    unload_col = config["unload_col"]
+    fields = unload_col.get(suffix) if isinstance(unload_col, dict) else None
+    return list(fields) if isinstance(fields, (list, tuple)) else []
 
 
 def _check_value_intervals(config, header: List[str]) -> None:
@@ -151,6 +158,10 @@ def _check_load_col(config) -> None:
     """``load_col``, where given, names the ``.inter`` file's fields the run loads, the user and
     item ids among them (without an ``inter`` key RecBole ended in a ``TypeError``, without an id
     in "could not be loaded: 'item_id'"; the time is checked with the times)."""
+    for key in ("USER_ID_FIELD", "ITEM_ID_FIELD", "TIME_FIELD"):  # RecBole's "is not exist in interaction"
+        if config[key] in _unloaded(config, "inter"):
+            raise UnlearnError(f"dataset '{config['dataset']}': unload_col leaves out '{config[key]}' ({key}), which "
+                               "every interaction needs")
     load_col = config["load_col"]
     if load_col is None:
         return
@@ -267,12 +278,15 @@ def _check_times(config, path: str, lines, header, column: int, separator: str) 
         raise UnlearnError(f"{where}: {path} holds no interaction (a header alone)")
 
 
-def create_unlearn_dataset(config, known: Optional[Dict[str, str]] = None) -> UnlearnSequentialDataset:
+def create_unlearn_dataset(config, known: Optional[Dict[str, str]] = None,
+                           files_checked: bool = False) -> UnlearnSequentialDataset:
     """Load the dataset through RecBole's pipeline (filtering, id remapping). Its
     ``file_digests`` are the SHA-256 of the atomic files it was read from (what a saved model
     records, and checks before answering requests), taken before and after the read: a file
-    that changed meanwhile is refused. ``known``: digests the caller took just before."""
-    check_dataset_files(config)
+    that changed meanwhile is refused. ``known``: digests the caller took just before;
+    ``files_checked``: the caller ran :func:`check_dataset_files` with ``config`` already."""
+    if not files_checked:
+        check_dataset_files(config)
     before = atomic_digests(config, known)
     try:
         dataset = UnlearnSequentialDataset(config)

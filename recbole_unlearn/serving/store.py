@@ -257,7 +257,7 @@ class ModelStore:
         """
         from recbole_unlearn.config import UnlearnConfig
         from recbole_unlearn.config.configurator import check_setting_keys
-        from recbole_unlearn.data.utils import create_unlearn_dataset, dataset_file
+        from recbole_unlearn.data.utils import check_dataset_files, create_unlearn_dataset, dataset_file
 
         overrides = dict(overrides or {})
         check_setting_keys(overrides)
@@ -287,7 +287,11 @@ class ModelStore:
                                    "answers requests against the exact file it was trained on, forgotten lines "
                                    "included; README: what a model folder still depends on)")
             checked = _check_atomic_files(manifest, config, {os.path.basename(data_file): data_sha256})
-            dataset = create_unlearn_dataset(config, known=checked)
+            try:  # the files are the ones the model was trained on: a refusal is of its saved settings
+                check_dataset_files(config)
+            except UnlearnError as refused:
+                raise _refused_saved_settings(refused, manifest, version_dir, data=True) from None
+            dataset = create_unlearn_dataset(config, known=checked, files_checked=True)
             _check_atomic_files(manifest, config, dataset.file_digests)  # (one changed since the check)
             files = manifest["files"]
             with _of_the_shape_written(os.path.join(version_dir, MANIFEST)):
@@ -581,23 +585,30 @@ def _of_the_shape_written(path: str):
                            "from a backup") from None
 
 
-def _refused_saved_settings(refused: UnlearnError, manifest: dict, version_dir: str) -> UnlearnError:
+def _refused_saved_settings(refused: UnlearnError, manifest: dict, version_dir: str,
+                            data: bool = False) -> UnlearnError:
     """The error for settings checks that refused a run on a saved folder (``refused``): where
     the folder's own saved settings, as a run without overrides loads them, fail checks earlier
     code did not make (a malformed filter interval), their error, said so, for the check's advice,
     to give another value, cannot be followed for a saved model, whose settings no run may change
     (a probe followed it into "cannot change ... of a saved model"); else ``refused``, an override
     of this run being at fault (a saved runtime value that today's bounds refuse is not: a run
-    drops it unless it overrides the key)."""
+    drops it unless it overrides the key). ``data``: ``refused`` came from the dataset files'
+    checks, on the files the model was trained on (their SHA-256 checked), which no override
+    reaches: the saved settings' (a number for a ``.user`` field's ``val_interval``, say)."""
     from recbole_unlearn.config import UnlearnConfig
 
-    try:
-        UnlearnConfig(manifest["model"], manifest["dataset"], config_dict=_saved_settings_to_load(manifest, {}))
-    except UnlearnError as saved_refused:
-        return UnlearnError(f"{os.path.join(version_dir, MANIFEST)}: the settings this model was saved with are refused "
-                            f"by this code: {saved_refused}; a saved model's settings cannot be changed, so train a "
-                            "new model folder with a valid value (this one answers no request and does not verify)")
-    return refused
+    saved_refused = refused if data else None
+    if not data:
+        try:
+            UnlearnConfig(manifest["model"], manifest["dataset"], config_dict=_saved_settings_to_load(manifest, {}))
+        except UnlearnError as e:
+            saved_refused = e
+    if saved_refused is None:
+        return refused
+    return UnlearnError(f"{os.path.join(version_dir, MANIFEST)}: the settings this model was saved with are refused by "
+                        f"this code: {saved_refused}; a saved model's settings cannot be changed, so train a new model "
+                        "folder with a valid value (this one answers no request and does not verify)")
 
 
 def _saved_settings_to_load(manifest: dict, overrides: dict) -> dict:
