@@ -321,6 +321,9 @@ TINY_LINES = open(os.path.join(FIXTURES, "ml-tiny", "ml-tiny.inter"), "rb").read
      "unload_col leaves out 'timestamp' (TIME_FIELD)"),
     (None, None, {"load_col": None, "unload_col": {"inter": ["rating"]}, "val_interval": {"rating": "[3,5]"}},
      "val_interval rating '[3,5]': the run loads no such field"),
+    # a string unloaded nothing, unsaid; None ended in a TypeError's words (r9round5 probe)
+    (None, None, {"load_col": None, "unload_col": {"inter": "rating"}}, "unload_col {'inter': 'rating'}: give"),
+    (None, None, {"load_col": None, "unload_col": {"inter": None}}, "unload_col {'inter': None}: give"),
 ])
 def test_a_dataset_of_the_wrong_shape_is_named_for_what_it_is(tmp_path, header, lines, settings, message):
     """Each was one line naming RecBole's internals (``need at least one array to concatenate``,

@@ -158,6 +158,12 @@ def _check_load_col(config) -> None:
     """``load_col``, where given, names the ``.inter`` file's fields the run loads, the user and
     item ids among them (without an ``inter`` key RecBole ended in a ``TypeError``, without an id
     in "could not be loaded: 'item_id'"; the time is checked with the times)."""
+    unload_col = config["unload_col"]
+    if unload_col is not None and not (isinstance(unload_col, dict) and all(
+            isinstance(fields, (list, tuple)) and all(isinstance(f, str) for f in fields)
+            for fields in unload_col.values())):  # None or a string ended in a TypeError or unloaded nothing
+        raise UnlearnError(f"unload_col {unload_col!r}: give {{file suffix: [fields]}} of the fields to leave out, "
+                           "e.g. {'inter': ['rating']}")
     for key in ("USER_ID_FIELD", "ITEM_ID_FIELD", "TIME_FIELD"):  # RecBole's "is not exist in interaction"
         if config[key] in _unloaded(config, "inter"):
             raise UnlearnError(f"dataset '{config['dataset']}': unload_col leaves out '{config[key]}' ({key}), which "

@@ -287,10 +287,11 @@ class ModelStore:
                                    "answers requests against the exact file it was trained on, forgotten lines "
                                    "included; README: what a model folder still depends on)")
             checked = _check_atomic_files(manifest, config, {os.path.basename(data_file): data_sha256})
-            try:  # the files are the ones the model was trained on: a refusal is of its saved settings
+            try:  # the files are the ones the model was trained on (all recorded): a refusal is the folder's
                 check_dataset_files(config)
-            except UnlearnError as refused:
-                raise _refused_saved_settings(refused, manifest, version_dir, data=True) from None
+            except UnlearnError as refused:  # (files not all recorded, saved before: the check's own line)
+                raise (_refused_saved_settings(refused, manifest, version_dir, data=True)
+                       if manifest.get("data_files") else refused) from None
             dataset = create_unlearn_dataset(config, known=checked, files_checked=True)
             _check_atomic_files(manifest, config, dataset.file_digests)  # (one changed since the check)
             files = manifest["files"]
@@ -594,8 +595,9 @@ def _refused_saved_settings(refused: UnlearnError, manifest: dict, version_dir: 
     (a probe followed it into "cannot change ... of a saved model"); else ``refused``, an override
     of this run being at fault (a saved runtime value that today's bounds refuse is not: a run
     drops it unless it overrides the key). ``data``: ``refused`` came from the dataset files'
-    checks, on the files the model was trained on (their SHA-256 checked), which no override
-    reaches: the saved settings' (a number for a ``.user`` field's ``val_interval``, say)."""
+    checks, on the files the model was trained on (every one's SHA-256 recorded and checked),
+    which no override reaches: the folder's files or saved settings (a number for a ``.user``
+    field's ``val_interval``, say), neither of which a saved model may change."""
     from recbole_unlearn.config import UnlearnConfig
 
     saved_refused = refused if data else None
@@ -606,6 +608,11 @@ def _refused_saved_settings(refused: UnlearnError, manifest: dict, version_dir: 
             saved_refused = e
     if saved_refused is None:
         return refused
+    if data:
+        return UnlearnError(f"{os.path.join(version_dir, MANIFEST)}: the dataset files this model was trained on, as its "
+                            f"saved settings load them, are refused by this code: {saved_refused}; neither may change "
+                            "for a saved model, so train a new model folder (this one answers no request and does not "
+                            "verify)")
     return UnlearnError(f"{os.path.join(version_dir, MANIFEST)}: the settings this model was saved with are refused by "
                         f"this code: {saved_refused}; a saved model's settings cannot be changed, so train a new model "
                         "folder with a valid value (this one answers no request and does not verify)")
