@@ -98,7 +98,10 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
         log.reconcile(store)
         if store.is_stale(model):
             model = store.load(getattr(model, "overrides", None))
-        log.check_forgotten_where_recorded(model, log.entries())
+            # another process's version: its forgotten positions are checked here, as a request
+            # run's start checked those of the version it loaded (``RequestBatcher``); this
+            # process's own forgets need no check each time
+            log.check_forgotten_where_recorded(model, log.entries())
         if own:  # queued in the ledger by the first version's commit (``UnlearnMethod.commit_first_version``)
             requests = [ForgetRequest(r.id, r.rows) for r in own]
         done_elsewhere: List[str] = []

@@ -10,7 +10,7 @@ repaired under the lock).
 import hashlib
 import hmac
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
@@ -143,7 +143,7 @@ class AuditLog:
                                "version was copied from another model folder or edited; restore the folder's own "
                                "version (the audit log was left as it was)")
 
-    def check_forgotten_where_recorded(self, model, entries: List[dict]) -> None:
+    def check_forgotten_where_recorded(self, model, entries: List[dict], known: Optional[Set[str]] = None) -> None:
         """Raise ``UnlearnError`` if a line of the log (``entries``) holds the HMAC of a pair that
         is not a forgotten interaction of ``model`` (the live version): its rows are recorded as
         (user token, position) in :data:`FORGOTTEN`, so a dataset that loads a user's
@@ -152,13 +152,15 @@ class AuditLog:
         (earlier code loading with ``rm_dup_inter`` sorted tied times in an order that depends on
         the CPU; a probe moved such a folder); or the log was edited. Lines without HMACs
         (folders saved before they were recorded), or a folder without its key (which
-        :meth:`check_key` refuses where lines need it), are not checked."""
+        :meth:`check_key` refuses where lines need it), are not checked. ``known``: the model's
+        forgotten pairs' HMACs, where the caller computed them already."""
         lines = [(number, entry["forgotten_hmac"]) for number, entry in enumerate(entries, start=1)
                  if entry.get("forgotten_hmac")]
-        key = self.secret(create=False) if lines else None
-        if key is None:
+        key = self.secret(create=False) if lines and known is None else None
+        if known is None and key is None:
             return
-        known = set(interaction_hmacs(key, model.dataset, model.forgotten))
+        if known is None:
+            known = set(interaction_hmacs(key, model.dataset, model.forgotten))
         for number, hashes in lines:
             missing = sum(1 for h in hashes if h not in known)
             if missing:
@@ -273,9 +275,9 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
     keyed = key is not None
     if key is None:
         key = b""
-    if keyed:
-        log.check_forgotten_where_recorded(model, entries)
     known = set(interaction_hmacs(key, model.dataset, model.forgotten))
+    if keyed:
+        log.check_forgotten_where_recorded(model, entries, known)
     audited = set()
     for entry in entries:
         audited.update(entry.get("forgotten_hmac", []))
@@ -292,7 +294,7 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
     # counts when it lists requests an earlier forget left unchanged
     unchanged = sum(1 for entry in entries if entry.get("unchanged_request_ids") or entry.get("interactions") and (
         entry.get("changed") is False and not reset_for_want_of_data(entry)
-        or any(step.get("changed") is False for weights, step in _steps_by_file(entry).items()
+        or any(step.get("changed") is False for weights, step in steps_by_weights(entry.get("approximate")).items()
                if weights != WHOLE_MODEL and weights not in reset_weights(entry.get("approximate")))))
     return {"model_dir": model_dir, "forgotten": len(forgotten), "audit_entries": len(entries),
             "applied_without_change": unchanged, "version": os.path.basename(model.version_dir),
@@ -388,17 +390,12 @@ def _check_log_lines(path: str, entries: List[dict], live: Optional[dict]) -> No
                                    "listed as unchanged: the log was edited")
 
 
-def _steps_by_file(entry: dict) -> Dict[str, dict]:
-    """An audit line's approximate steps by the weights they acted on (:func:`steps_by_weights`)."""
-    return steps_by_weights(entry.get("approximate"))
-
-
 def _check_no_step_after_a_reset(where: str, entry: dict, number: int, reset_at: Dict[str, int]) -> None:
     """A model (or shard) reset for want of data has nothing to train on ever after: a later
     line whose step ran on it was edited, or the reset line was (a line made to claim a reset
     passed, its requests then plain ``applied``; a probe). Records this line's resets."""
     reset = reset_weights(entry.get("approximate"))
-    for weights, step in _steps_by_file(entry).items():
+    for weights, step in steps_by_weights(entry.get("approximate")).items():
         if weights in reset:
             reset_at.setdefault(weights, number)
         elif weights in reset_at:
@@ -431,7 +428,7 @@ def reset_for_want_of_data(entry: dict, every: bool = True) -> bool:
     shard) to its seeded initialisation, nothing being left to train on (``stopped_by:
     nothing_remains``): exact, whether or not the weights moved (they may have been that
     initialisation already), so not a forget that left the data's influence in place."""
-    steps, reset = _steps_by_file(entry), reset_weights(entry.get("approximate"))
+    steps, reset = steps_by_weights(entry.get("approximate")), reset_weights(entry.get("approximate"))
     return bool(reset) and (len(reset) == len(steps) if every else True)
 
 
