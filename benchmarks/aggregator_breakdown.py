@@ -12,9 +12,7 @@ sampling, the fresh aggregator and loaders. Run it on an otherwise idle machine.
         --set=stopping_step=5 --set=partition_balance=interactions \\
         --out=docs/benchmarks/aggregator-breakdown-sasrec-beauty.json
 """
-import argparse
 import collections
-import json
 import os
 import sys
 import time
@@ -24,14 +22,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from recbole_unlearn.config import UnlearnConfig  # noqa: E402
-from recbole_unlearn.config.configurator import literal_values  # noqa: E402
 from recbole_unlearn.data import create_unlearn_dataset  # noqa: E402
 from recbole_unlearn.model.ensemble import EnsembleSequentialRecommender  # noqa: E402
 from recbole_unlearn.trainer.aggregator_trainer import train_aggregator  # noqa: E402
 from recbole_unlearn.trainer.trainer import UnlearnTrainer  # noqa: E402
 from recbole_unlearn.unlearnable import ShardedUnlearnableModel  # noqa: E402
-from recbole_unlearn.utils.atomic import write_json  # noqa: E402
-from recbole_unlearn.utils.results import code_version, machine  # noqa: E402
+from bench_record import fitted_model_parser, provenance, settings_of, write_record  # noqa: E402
 
 SECONDS: Dict[str, float] = collections.defaultdict(float)
 CALLS: Dict[str, int] = collections.Counter()
@@ -53,15 +49,11 @@ def timed(cls: type, name: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="SASRec")
-    parser.add_argument("--dataset", default="beauty")
-    parser.add_argument("--method", default="sru")
-    parser.add_argument("--set", action="append", default=[], help="key=value, a config setting; repeat")
+    parser = fitted_model_parser(__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    commit = (code_version()["commit"] or "unknown")[:7]
-    settings = literal_values(dict(item.split("=", 1) for item in args.set))
+    record = provenance()
+    settings = settings_of(args)
     config = UnlearnConfig(args.model, args.dataset, config_dict=dict(settings, state="WARNING")).for_method(args.method)
     dataset = create_unlearn_dataset(config)
     start = time.perf_counter()
@@ -77,9 +69,7 @@ def main() -> int:
     parts = {name: round(seconds, 1) for name, seconds in SECONDS.items()}
     epochs = CALLS["_train_epoch"]
     out = {
-        "command": "python " + " ".join(sys.argv),
-        "commit": commit,
-        "machine": machine(),
+        **record,
         "settings": {"model": args.model, "dataset": args.dataset, "method": args.method, **settings,
                      **{key: config[key] for key in ("n_shards", "aggregator", "agg_max_samples", "eval_batch_size",
                                                      "train_batch_size")}},
@@ -95,9 +85,7 @@ def main() -> int:
         "validation_seconds_per_epoch": round(SECONDS["_valid_epoch"] / max(CALLS["_valid_epoch"], 1), 2),
         "other_seconds": round(total - sum(SECONDS.values()), 1),
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    write_json(args.out, out)
-    print(json.dumps(out, indent=2))
+    write_record(args.out, out)
     return 0
 
 

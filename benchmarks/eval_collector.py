@@ -16,7 +16,6 @@ it times the collection alone: ``--batches`` batches of random scores of the eva
 Run it on an otherwise idle machine: it reports wall times.
 """
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -37,8 +36,7 @@ from recbole_unlearn.evaluator import full_ranking_metrics  # noqa: E402
 from recbole_unlearn.evaluator.collector import TopkCollector  # noqa: E402
 from recbole_unlearn.trainer.aggregator_trainer import train_aggregator  # noqa: E402
 from recbole_unlearn.unlearnable import ShardedUnlearnableModel  # noqa: E402
-from recbole_unlearn.utils.atomic import write_json  # noqa: E402
-from recbole_unlearn.utils.results import code_version, machine  # noqa: E402
+from bench_record import provenance, write_record  # noqa: E402
 
 COLLECTORS = {"recbole-collector": Collector, "topk-collector": TopkCollector}
 
@@ -84,6 +82,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=11, help="batches per timing of the collection alone")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    record = provenance()  # the code measured, before any later commit
 
     config = UnlearnConfig(args.model, args.dataset, config_dict={
         "unlearn_method": args.method, "n_shards": args.n_shards, "epochs": args.epochs, "state": "WARNING",
@@ -117,14 +116,14 @@ def main() -> None:
         return {name: round(statistics.median(t), 2) for name, t in timings.items()}
 
     result = {
-        "command": "python " + " ".join(sys.argv),
+        "command": record["command"],
         "settings": {"model": args.model, "dataset": args.dataset, "method": args.method,
                      "aggregator": config["aggregator"], "n_shards": args.n_shards, "epochs": args.epochs,
                      "agg_epochs": args.agg_epochs, "agg_max_samples": config["agg_max_samples"],
                      "eval_batch_size": config["eval_batch_size"], "n_items": int(dataset.item_num),
                      "validation_samples": len(valid._dataset)},
-        "commit": (code_version()["commit"] or "unknown")[:7],
-        "machine": machine(),
+        "commit": record["commit"],
+        "machine": record["machine"],
         "collection_ms_per_batch_median": per_batch_ms,
         "aggregator_training_seconds": {name: [round(t, 2) for t in ts] for name, ts in training_seconds.items()},
         "aggregator_training_median": medians(training_seconds),
@@ -135,9 +134,7 @@ def main() -> None:
         "same_metrics": results[first] == results[second],
         "max_abs_weight_difference": difference,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    write_json(args.out, result)
-    print(json.dumps(result, indent=2))
+    write_record(args.out, result)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,6 @@ shard's users and training interactions.
         --variant=users:partition_balance=users --variant=interactions:partition_balance=interactions \\
         --out=docs/benchmarks/single-request-sasrec-beauty-sru-balance.json
 """
-import argparse
-import json
 import os
 import shutil
 import sys
@@ -37,8 +35,7 @@ from recbole_unlearn.quick_start import run_forget_requests  # noqa: E402
 from recbole_unlearn.serving import AuditLog, open_store  # noqa: E402
 from recbole_unlearn.trainer import train_model  # noqa: E402
 from recbole_unlearn.unlearnable import ShardedUnlearnableModel  # noqa: E402
-from recbole_unlearn.utils.atomic import write_json  # noqa: E402
-from recbole_unlearn.utils.results import code_version, machine  # noqa: E402
+from bench_record import fitted_model_parser, provenance, settings_of, write_record  # noqa: E402
 
 
 def parse_variant(text: str) -> Tuple[str, Dict[str, object]]:
@@ -88,19 +85,15 @@ def fit_and_forget(config, dataset, row: int, work: str) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="SASRec")
-    parser.add_argument("--dataset", default="beauty")
-    parser.add_argument("--method", default="sru")
-    parser.add_argument("--set", action="append", default=[], help="key=value, a config setting; repeat")
+    parser = fitted_model_parser(__doc__.splitlines()[0])
     parser.add_argument("--variant", action="append", default=[],
                         help="name:key=value,key=value, settings of one fitted model; repeat")
     parser.add_argument("--seed", type=int, default=2020, help="draws the request's interaction")
     parser.add_argument("--work", default="bench-work/single-request")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    commit = (code_version()["commit"] or "unknown")[:7]  # the code measured, before any later commit
-    settings = literal_values(dict(item.split("=", 1) for item in args.set))
+    record = provenance()  # the code measured, before any later commit
+    settings = settings_of(args)
     variants: List[Tuple[str, Dict[str, object]]] = [parse_variant(v) for v in args.variant] or [("default", {})]
     base = UnlearnConfig(args.model, args.dataset, config_dict=dict(settings, state="WARNING"))
     dataset = create_unlearn_dataset(base.for_method(args.method))
@@ -132,18 +125,14 @@ def main() -> int:
         result["test_ndcg@10_vs_retrain"] = round(ndcg / retrain_ndcg, 3)
 
     out = {
-        "command": "python " + " ".join(sys.argv),
-        "commit": commit,
-        "machine": machine(),
+        **record,
         "settings": {"model": args.model, "dataset": args.dataset, "method": args.method, **settings},
         "variants": results,
         "retrain_seconds": round(retrain_seconds, 1),
         "retrain_epochs": retrain.epochs_run,
         "retrain_test_ndcg@10": retrain_ndcg,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    write_json(args.out, out)
-    print(json.dumps(out, indent=2))
+    write_record(args.out, out)
     return 0
 
 
