@@ -271,6 +271,10 @@ def test_a_checkpoint_dir_is_refused_by_a_request_run(saved):
     ("SASRec", {"val_interval": {"timestamp": None}}, "val_interval timestamp None: 'None' is not an interval"),
     ("SASRec", {"val_interval": {"user_id": "[1,5]"}}, "val_interval user_id '[1,5]': user_id is a token field"),
     ("SASRec", {"user_inter_num_interval": "(5,5]"}, "'(5,5]' is empty"),
+    # no count lies within it: RecBole kept it and ended in its own "Some feat is empty" line
+    ("SASRec", {"user_inter_num_interval": "(5,6)"}, "user_inter_num_interval '(5,6)': '(5,6)' holds no whole "
+                                                     "number, and interaction counts are whole numbers"),
+    ("SASRec", {"item_inter_num_interval": "[2.5,2.9]"}, "'[2.5,2.9]' holds no whole number"),
 ])
 def test_recbole_settings_are_checked_before_anything_is_written(tmp_path, model, settings, message):
     """RecBole's own model and training settings used to reach RecBole or torch unchecked: a

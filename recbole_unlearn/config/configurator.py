@@ -470,7 +470,7 @@ class UnlearnConfig(Config):
                                f"{' and '.join(sorted(needed))}, which every sample needs (only the .inter "
                                "file's fields reach the samples)")
         for key in ("user_inter_num_interval", "item_inter_num_interval"):
-            problem = interval_problem(self[key])
+            problem = interval_problem(self[key], counts=True)
             if problem:
                 raise UnlearnError(f"{key} {self[key]!r}: {problem}")
         value_intervals = self["val_interval"]

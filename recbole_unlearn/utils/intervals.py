@@ -3,12 +3,13 @@ import math
 from typing import Optional
 
 
-def interval_problem(text) -> Optional[str]:
+def interval_problem(text, counts: bool = False) -> Optional[str]:
     """What is wrong with a RecBole interval string (``user_inter_num_interval``,
     ``item_inter_num_interval``, a float field's ``val_interval``: intervals such as ``[5,inf)``
     joined by ``;``), or ``None`` (also for ``None``, no filter). RecBole warned and skipped a
     malformed interval, so ``[25,inf`` filtered nothing and was recorded as applied, and kept
-    an empty one (``[30,20]``), which dropped every row."""
+    an empty one (``[30,20]``), which dropped every row. With ``counts`` (interaction counts,
+    whole numbers) an interval holding no whole number (``(5,6)``) is empty too."""
     if text is None:
         return None
     for part in str(text).split(";"):
@@ -23,4 +24,16 @@ def interval_problem(text) -> Optional[str]:
                     "or inf, several joined by ';' (e.g. '[5,inf)')")
         if low > high or low == high and (part[0] == "(" or part[-1] == ")"):
             return f"{part!r} is empty (no number lies within it), so it would drop every row"
+        if counts and _no_whole_number(low, high, part[0] == "[", part[-1] == "]"):
+            return (f"{part!r} holds no whole number, and interaction counts are whole numbers, so it would drop "
+                    "every row")
     return None
+
+
+def _no_whole_number(low: float, high: float, low_closed: bool, high_closed: bool) -> bool:
+    """Whether no whole number lies between ``low`` and ``high`` (either may be infinite)."""
+    if math.isinf(low) or math.isinf(high):
+        return False
+    first = math.ceil(low) if low_closed else math.floor(low) + 1
+    last = math.floor(high) if high_closed else math.ceil(high) - 1
+    return first > last
