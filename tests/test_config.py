@@ -38,6 +38,9 @@ def test_precedence_file_then_dict(tmp_path):
         ({"model": "NoSuchModel", "config_dict": tiny_dict()}, "unknown model 'NoSuchModel'"),
         ({"model": "BPR", "config_dict": tiny_dict()}, "not a sequential recommender"),
         ({"config_file_list": ["/no/such.yaml"], "config_dict": tiny_dict()}, "config file not found"),
+        # RecBole reads it: it was refused as "not a RecBole or recbole_unlearn setting"
+        ({"config_dict": tiny_dict(encoding="latin-1")}, "config key 'encoding': RecBole reads the dataset files in "
+                                                         "it, but this package reads and checks them .* as UTF-8"),
     ],
 )
 def test_bad_configuration(kwargs, message):

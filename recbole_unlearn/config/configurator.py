@@ -31,6 +31,14 @@ from recbole_unlearn.utils.yaml_keys import UniqueKeySafeLoader
 # Keys that are not settings in any YAML but are accepted everywhere.
 _ALWAYS_ALLOWED = {"model", "dataset", "config_files", "model_dir", "benchmark", "verify"}
 
+# Keys RecBole reads that this package does not take, each with why: it was refused as "not a
+# RecBole ... setting", which it is.
+_NOT_TAKEN = {
+    "encoding": "RecBole reads the dataset files in it, but this package reads and checks them (and "
+                "request files) as UTF-8 alone: convert the files (e.g. iconv -f latin1 -t utf-8) and leave "
+                "it out",
+}
+
 
 def _load_yaml(path: str, loader):
     """The document in ``path`` as ``loader`` reads it (``None`` for an empty file)."""
@@ -65,7 +73,11 @@ def setting_keys() -> FrozenSet[str]:
 
 
 def check_setting_keys(keys: Iterable[str]) -> None:
-    """One error naming the keys of ``keys`` that are no setting (typos)."""
+    """One error naming the keys of ``keys`` that are no setting (typos), or a RecBole setting
+    this package does not take, with why."""
+    keys = list(keys)
+    for key in sorted(set(keys) & set(_NOT_TAKEN)):
+        raise UnlearnError(f"config key '{key}': {_NOT_TAKEN[key]}")
     unknown = sorted(k for k in keys if k not in setting_keys())
     if unknown:
         raise UnlearnError(
