@@ -35,7 +35,7 @@ from recbole_unlearn.evaluator.metrics import full_ranking_metrics  # noqa: E402
 from recbole_unlearn.serving.store import open_store  # noqa: E402
 from recbole_unlearn.unlearn.experiment import Experiment  # noqa: E402
 from recbole_unlearn.utils.errors import UnlearnError  # noqa: E402
-from recbole_unlearn.utils.results import code_version, machine  # noqa: E402
+from bench_record import provenance  # noqa: E402
 
 
 def parse_variant(text: str) -> Tuple[str, Dict[str, object]]:
@@ -89,13 +89,13 @@ def main() -> None:
         audit = experiment.audit.report(recommender)
         record = {"variant": name, "overrides": overrides, "aggregator_seconds": round(seconds, 1),
                   "training": model.fit_training.get("aggregator"), "utility_rem": utility,
-                  "forget": forget, "audit": {k: audit[k] for k in ("auc", "auc_interval", "verdict")}}
+                  "forget": forget, "audit": {k: audit.get(k) for k in ("auc", "auc_interval", "verdict")}}
         results.append(record)
         print(json.dumps(record), flush=True)
 
     report = {
-        "command": "python " + " ".join(sys.argv), "commit": (code_version()["commit"] or "unknown")[:7],
-        "date": time.strftime("%Y-%m-%d"), "machine": machine(),
+        **provenance(),
+        "date": time.strftime("%Y-%m-%d"),
         "grid": args.grid, "cell": cell.name, "row": args.row,
         "row_numbers": {"utility_rem": row["utility_rem"], "forget": row["forget"],
                         "aggregator_seconds": row.get("aggregator_seconds"), "audit": row.get("audit")},

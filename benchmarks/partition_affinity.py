@@ -45,7 +45,7 @@ from recbole_unlearn.data.partition import build_shard_map  # noqa: E402
 from recbole_unlearn.evaluator.audit import auc  # noqa: E402
 from recbole_unlearn.trainer.pretrain import pretrain_embeddings  # noqa: E402
 from recbole_unlearn.unlearn.experiment import Experiment  # noqa: E402
-from recbole_unlearn.utils.results import code_version, machine  # noqa: E402
+from bench_record import provenance  # noqa: E402
 
 
 def target_lifts(dataset, user_shard: np.ndarray, remaining: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -110,6 +110,9 @@ def main() -> None:
     grid = load_grid(args.grid)
     cell = select_cells(grid, [args.cell])[0]
     run = CellRun(grid, cell)
+    if not run.base["audit"]:  # its held-out twins H are the audit's
+        sys.exit(f"error: cell {cell.name} of {args.grid} does not audit (audit: False): H, the held-out twins, "
+                 "are drawn only for the audit; set audit: True in the grid")
     cell_dir = os.path.join(args.output_dir or grid.output_dir, cell.name)
     experiment = Experiment(run.base)
     experiment.open(os.path.join(cell_dir, "partition-affinity-log"))
@@ -119,8 +122,8 @@ def main() -> None:
     without_f[forget.rows] = False
     lifts_of = {"F": forget.targets, "H": held_out.targets}
 
-    report = {"command": "python " + " ".join(sys.argv), "commit": (code_version()["commit"] or "unknown")[:7],
-              "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "grid": args.grid, "cell": cell.name,
+    report = {**provenance(),
+              "date": time.strftime("%Y-%m-%d %H:%M"), "grid": args.grid, "cell": cell.name,
               "targets": {k: int(len(v)) for k, v in lifts_of.items()}, "partitions": []}
     base = run.variant_configs[args.row]
     for seed in args.seed:

@@ -41,10 +41,10 @@ from recbole_unlearn.benchmark.grid import load_grid  # noqa: E402
 from recbole_unlearn.benchmark.runner import cell_config, select_cells  # noqa: E402
 from recbole_unlearn.evaluator.metrics import full_ranking_metrics  # noqa: E402
 from recbole_unlearn.serving.store import open_store  # noqa: E402
-from recbole_unlearn.unlearn.experiment import Experiment  # noqa: E402
+from recbole_unlearn.unlearn.experiment import AUDIT_REFERENCE_PREFIX, Experiment  # noqa: E402
 from recbole_unlearn.unlearnable.sharded import ShardedUnlearnableModel  # noqa: E402
 from recbole_unlearn.utils.errors import UnlearnError  # noqa: E402
-from recbole_unlearn.utils.results import code_version, machine  # noqa: E402
+from bench_record import provenance  # noqa: E402
 
 AUDIT_KEYS = ("auc", "auc_interval", "tpr@1%fpr", "tpr@5%fpr", "residual_memorisation", "verdict")
 
@@ -75,15 +75,18 @@ def main() -> None:
     with open(os.path.join(cell_dir, "rows", "original.json")) as f:
         original_row = json.load(f)["row"]
     experiment.load_original(os.path.join(cell_dir, "original.pth"), original_row)
-    original_audit = experiment.prepare_audit(cell_dir)
-    if experiment.audit_cost.get("references_trained"):
+    # references_trained also counts those reloaded with their training's cost, so look for the files
+    missing = [index for index in range(experiment.config["audit_references"])
+               if not os.path.isfile(os.path.join(cell_dir, f"{AUDIT_REFERENCE_PREFIX}{index}.pth"))]
+    if missing:
         raise UnlearnError(f"{cell_dir}: the audit's reference models were missing; this script audits only "
                            "with the references the cell's rows were audited with")
+    original_audit = experiment.prepare_audit(cell_dir)
     forgotten = experiment.forget_set.rows
 
     report = {
-        "command": "python " + " ".join(sys.argv), "commit": (code_version()["commit"] or "unknown")[:7],
-        "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "grid": args.grid, "cell": cell.name,
+        **provenance(),
+        "date": time.strftime("%Y-%m-%d %H:%M"), "grid": args.grid, "cell": cell.name,
         "original_audit": {k: original_audit.get(k) for k in AUDIT_KEYS},
         "original_audit_saved": {k: original_row["audit"].get(k) for k in AUDIT_KEYS},
         "forgotten_interactions": int(len(forgotten)), "rows": [],
