@@ -365,6 +365,29 @@ def test_an_eval_step_past_a_stage_s_or_aggregator_s_cap_still_validates(in_tmp)
     assert record["aggregator"]["best_valid_ndcg@10"] is not None, record["aggregator"]
 
 
+def test_the_original_and_retrain_record_their_best_validation_score(in_tmp):
+    """The README says the original, Retrain, every shard stage and every learned aggregator
+    record ``best_valid_<valid_metric>``; the single models' rows had only ``epochs_run`` and
+    ``hit_cap`` (r10baseline probe). The best state is kept, so the saved original scores it on
+    the validation split."""
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.evaluator.metrics import full_ranking_metrics
+    from recbole_unlearn.unlearn.experiment import Experiment
+
+    settings = tiny_dict(unlearn_method="retrain", epochs=3, valid_metric="Recall@10", results_dir=str(in_tmp / "r"))
+    doc = run_recbole_unlearn("SASRec", config_dict=settings)
+    rows = {row["method"]: row for row in doc["rows"]}
+    for method in ("original", "retrain"):
+        score = rows[method].get("best_valid_recall@10")
+        assert isinstance(score, float) and 0 < score <= 1, rows[method]
+    experiment = Experiment(UnlearnConfig("SASRec", config_dict=settings))
+    experiment.open(str(in_tmp / "check"), console=False)
+    experiment.load_original(os.path.join(doc["run_dir"], "original.pth"), rows["original"])
+    valid = full_ranking_metrics(experiment.original.model, experiment.suite.raw.valid, experiment.config,
+                                 ["Recall"], [10])
+    assert round(valid["recall@10"], 4) == rows["original"]["best_valid_recall@10"], valid
+
+
 def test_request_steps_record_how_their_matched_retrains_trained(in_tmp, capsys):
     """Under ``request_steps`` each step's Retrain (trained on D_raw minus requests 1..k) kept
     only its metrics and seconds: no epochs, and the cap note never named it (a probe)."""

@@ -24,6 +24,15 @@ class TrainedModel:
     hit_cap: Optional[bool] = None
 
 
+def training_record(trained: TrainedModel, config) -> dict:
+    """What a row records of a single model's training: ``epochs_run``, ``hit_cap`` and
+    ``best_valid_<valid_metric>`` (``None`` where no validation ran), as shard stages and
+    aggregators record theirs."""
+    best = trained.best_valid_score
+    return {"epochs_run": trained.epochs_run, "hit_cap": trained.hit_cap,
+            f"best_valid_{valid_metric_name(config)}": None if best is None else round(best, 4)}
+
+
 def new_model(config, train_dataset, seed: Optional[int] = None) -> torch.nn.Module:
     """A freshly initialised ``config.model_class``, seeded with ``seed`` (default
     ``config['seed']``)."""

@@ -24,7 +24,7 @@ from recbole_unlearn.evaluator.audit import (AUDIT_KEYS, INCONCLUSIVE, AuditSamp
 from recbole_unlearn.serving.request_files import file_requests
 from recbole_unlearn.trainer import train_model
 from recbole_unlearn.trainer.preflight import check_model_trains
-from recbole_unlearn.trainer.training import TrainedModel, new_model
+from recbole_unlearn.trainer.training import TrainedModel, new_model, training_record
 from recbole_unlearn.trainer.trainer import load_checkpoint
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.utils.atomic import save_weights, write_json
@@ -318,8 +318,7 @@ class Experiment:
         meter = CpuMeter()
         self.original = train_model(self.config, self.suite.raw, tag="original on D_raw")
         return make_row("original", self.suite.evaluate(self.original.model), self.original.seconds,
-                        epochs_run=self.original.epochs_run, hit_cap=self.original.hit_cap,
-                        cpu_meter=meter.result())
+                        **training_record(self.original, self.config), cpu_meter=meter.result())
 
     def save_original(self, path: str) -> None:
         save_weights(path, self.original.model.state_dict())
@@ -424,7 +423,7 @@ class Experiment:
                 seconds = time.perf_counter() - start
                 metrics = suite.evaluate(retrain.model, cumulative)
                 summary = _step_summary(metrics, seconds, self.audit, retrain.model, cumulative.users(self.data))
-                summary.update(epochs_run=retrain.epochs_run, hit_cap=retrain.hit_cap)
+                summary.update(training_record(retrain, self.config))
                 self._steps.append((cumulative, suite, summary))
         return self._steps
 

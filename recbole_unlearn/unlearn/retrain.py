@@ -2,7 +2,7 @@
 import time
 
 from recbole_unlearn.data.forget import ForgetSet
-from recbole_unlearn.trainer.training import train_model
+from recbole_unlearn.trainer.training import train_model, training_record
 from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult
 
 
@@ -22,5 +22,4 @@ class Retrain(UnlearnMethod):
         loaders = self.suite.rem_loaders(forget_set)
         trained = train_model(self.config, loaders, tag="retrain on D_rem")
         seconds = time.perf_counter() - start
-        return UnlearnResult(trained.model, seconds, forget_set, {"epochs_run": trained.epochs_run,
-                                                                "hit_cap": trained.hit_cap})
+        return UnlearnResult(trained.model, seconds, forget_set, training_record(trained, self.config))
