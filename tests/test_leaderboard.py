@@ -1721,3 +1721,21 @@ def test_a_lender_that_cannot_lend_a_later_cell_is_refused_before_earlier_cells_
     with pytest.raises(UnlearnError, match="lender/GRU4Rec-tinyb was made with other data settings"):
         run_grid(borrower)
     assert not os.path.exists(tmp_path / "borrower" / "GRU4Rec-tinya" / "rows" / "sisa.json")
+
+
+def test_the_recbole_baseline_row_reports_the_metrics_every_other_row_reports(tmp_path):
+    """The baseline row was scored with ``metrics`` x ``topk`` (what validation computes), every
+    other row with ``utility_metrics`` x ``utility_topk``: with ``metrics: [Hit, NDCG]``, ``topk:
+    [5]`` its D_raw cells were all ``-`` beside the original's NDCG@10 (r10baseline probe). Its
+    training still validates on ``valid_metric``, as RecBole's does."""
+    path = _tiny_grid(tmp_path, ["retrain"], metrics=["Hit", "NDCG"], topk=[5], valid_metric="NDCG@5")
+    run_grid(path)
+    rows = tmp_path / "board" / "GRU4Rec-ml-tiny" / "rows"
+    baseline, original = (json.loads((rows / f"{name}.json").read_text())["row"] for name in ("recbole", "original"))
+    assert set(baseline["utility_raw"]) == set(original["utility_raw"]) == {"ndcg@10", "ndcg@20", "recall@10",
+                                                                             "recall@20"}, baseline
+    assert all(0 <= value <= 1 for value in baseline["utility_raw"].values())
+    assert isinstance(baseline.get("best_valid_ndcg@5"), float), baseline
+    table = (tmp_path / "board" / "leaderboard.md").read_text()
+    line = next(line for line in table.splitlines() if line.startswith("| recbole"))
+    assert f"{baseline['utility_raw']['ndcg@10']:.4f}" in line, line

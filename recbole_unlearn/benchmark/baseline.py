@@ -7,7 +7,9 @@ differences that do not change the numbers: the dataset is built directly instea
 ``load_split_dataloaders`` (each would unpickle a cached file lying in the cell folder, the
 checkpoint folder: a pickle put there ran its code), and the trainer is our ``UnlearnTrainer``
 subclass, whose only change is a weights-only checkpoint (RecBole's own checkpoint cannot be
-read back under torch >= 2.6).
+read back under torch >= 2.6). It trains and validates on ``metrics`` x ``topk`` as RecBole does, and
+reports the test split with ``utility_metrics`` x ``utility_topk`` (RecBole's own Evaluator), as
+every other row reports D_raw: each number is the one ``run_recbole`` prints for that metric.
 """
 import time
 from logging import getLogger
@@ -17,6 +19,7 @@ from recbole.data.utils import create_samplers, get_dataloader
 from recbole.utils import init_seed, set_color
 
 from recbole_unlearn.trainer.trainer import UnlearnTrainer
+from recbole_unlearn.trainer.training import TrainedModel, training_record, validated_score
 from recbole_unlearn.utils.cpu_meter import CpuMeter
 from recbole_unlearn.utils.results import make_row
 
@@ -39,10 +42,14 @@ def recbole_baseline_row(config) -> dict:
     trainer.fit(train_data, valid_data, verbose=True, saved=True, show_progress=config["show_progress"])
     trainer.load_best()
     seconds = time.perf_counter() - start
-    result = trainer.evaluate(test_data, load_best_model=False, show_progress=config["show_progress"])
+    reporting = UnlearnTrainer(config.override({"metrics": config["utility_metrics"],
+                                                "topk": config["utility_topk"]}), model)
+    result = reporting.evaluate(test_data, load_best_model=False, show_progress=config["show_progress"])
     utility = {key: float(value) for key, value in result.items()}
-    return make_row(BASELINE, {"utility_raw": utility}, seconds, epochs_run=len(trainer.train_loss_dict),
-                    hit_cap=trainer.hit_cap(), cpu_meter=meter.result())
+    trained = TrainedModel(model, seconds, validated_score(trainer.best_valid_score), len(trainer.train_loss_dict),
+                           trainer.hit_cap())
+    return make_row(BASELINE, {"utility_raw": utility}, seconds, **training_record(trained, config),
+                    cpu_meter=meter.result())
 
 
 def _split_loaders(config, dataset: SequentialDataset):
