@@ -817,11 +817,22 @@ def test_a_cut_off_past_the_negatives_the_forgotten_users_leave_is_not_reported(
     items leaves (ml-tiny: 469 of 499 when its heaviest user is drawn): ``[480]`` reported hit@480
     1.0 for every row, by construction (a probe). Refusing the run by the dataset's heaviest user
     refused runs whose forgotten users left plenty (round 2): the cut-off is reported ``None``."""
-    doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
-        results_dir=str(tmp_path / "r"), unlearn_method="retrain", sru_inference_topk=[10, 480],
-        sru_inference_neg_num=500, forget_user_ratio=0.5), verbose=False)
+    settings = tiny_dict(results_dir=str(tmp_path / "r"), unlearn_method="retrain", sru_inference_topk=[10, 480],
+                         sru_inference_neg_num=500, forget_user_ratio=0.5)
+    doc = run_recbole_unlearn("GRU4Rec", config_dict=settings, verbose=False)
+    # how many negatives that was is recorded (it was nowhere: r10baseline probe), counted here
+    # from the forgotten users' sequences
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.unlearn.experiment import Experiment
+
+    experiment = Experiment(UnlearnConfig("GRU4Rec", config_dict=settings))
+    data = experiment.data
+    unseen = [data.item_num - 1 - len(set(data.log_item[data.user_rows(u)].tolist()))
+              for u in experiment.forget_set.users(data)]
+    assert min(unseen) < 480
     for row in doc["rows"]:
         assert row["sru_inference"]["hit@480"] is None and row["sru_inference"]["hit@10"] is not None, row
+        assert row["sru_inference_negatives"] == min(unseen), (row["sru_inference_negatives"], min(unseen))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

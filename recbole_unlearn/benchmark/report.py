@@ -31,7 +31,8 @@ METRIC_COLUMNS: List[Tuple[str, str, str]] = [
 INFO_COLUMNS = ["seconds", "speedup", "initial_train_seconds", "epochs_run", "n_shards",
                 "shards_retrained", "extra_deleted", "forgotten_interactions", "changed", "unchanged_steps",
                 "unchanged_shards",
-                "sru_inference_samples"]  # forgotten items SRU inference measured: fewer after extra deletions
+                "sru_inference_samples",  # forgotten items SRU inference measured: fewer after extra deletions
+                "sru_inference_negatives"]  # negatives each was ranked among: fewer where a user has fewer unseen
 #: (CSV column, key of a row's ``audit``): the membership-inference audit of each model state.
 AUDIT_COLUMNS: List[Tuple[str, str]] = [
     ("audit_auc", "auc"), ("audit_tpr@1%fpr", "tpr@1%fpr"), ("audit_tpr@5%fpr", "tpr@5%fpr"),

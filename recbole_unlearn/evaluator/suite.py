@@ -53,7 +53,9 @@ class EvaluationSuite:
         remaining histories used by SRU inference (it may add extra deletions). Also
         ``sru_inference_samples``: how many forgotten items SRU inference measured (one whose
         user has no remaining item before it, e.g. after extra deletions, has nothing to be
-        predicted from and is left out), which ``make_row`` records in the row."""
+        predicted from and is left out), and ``sru_inference_negatives``: how many negatives each
+        was ranked among (``sru_inference_neg_num``, or fewer where a forgotten user has fewer
+        unseen items), both of which ``make_row`` records in the row."""
         cfg = self.config
         forget_set = self.forget_set if forget_set is None else forget_set
         inference_loader, negatives = self._inference_data(forget_set)
@@ -63,4 +65,5 @@ class EvaluationSuite:
             "forget": full_ranking_metrics(model, self.forget_loader, cfg, ["Hit"], cfg["forget_topk"]),
             "sru_inference": sampled_hit(model, inference_loader, negatives, cfg["sru_inference_topk"], cfg),
             "sru_inference_samples": int(len(inference_loader._dataset)),
+            "sru_inference_negatives": int(negatives.shape[1]),
         }

@@ -17,11 +17,13 @@ TRAINING_ROWS = ("original", "recbole")
 
 def make_row(method: str, metrics: Dict[str, object], seconds: float, **extra) -> dict:
     """One results row: ``method``, the four metric groups (and ``sru_inference_samples``, the
-    forgotten items SRU inference measured, where ``metrics`` has it), ``seconds`` and extras."""
+    forgotten items SRU inference measured, and ``sru_inference_negatives``, the negatives each
+    was ranked among, where ``metrics`` has them), ``seconds`` and extras."""
     row = {"method": method}
     row.update({group: metrics.get(group, {}) for group in METRIC_GROUPS})
-    if "sru_inference_samples" in metrics:
-        row["sru_inference_samples"] = metrics["sru_inference_samples"]
+    for key in ("sru_inference_samples", "sru_inference_negatives"):
+        if key in metrics:
+            row[key] = metrics[key]
     row["seconds"] = round(float(seconds), 3)
     row.update(extra)
     return row
