@@ -48,6 +48,16 @@ def test_bad_configuration(kwargs, message):
         UnlearnConfig(**kwargs)
 
 
+def test_a_partial_eval_args_completes_from_our_defaults():
+    """RecBole completes a partial ``eval_args`` from its own defaults (a random split): ``{mode:
+    full}``, our own default mode, was refused as "needs leave-one-out splits", a split the user
+    never set (r10baseline probe)."""
+    config = UnlearnConfig("SASRec", config_dict=tiny_dict(eval_args={"mode": "full"}))
+    assert config["eval_args"]["split"] == {"LS": "valid_and_test"} and config["eval_args"]["order"] == "TO"
+    with pytest.raises(UnlearnError, match="leave-one-out"):
+        UnlearnConfig("SASRec", config_dict=tiny_dict(eval_args={"order": "RO"}))
+
+
 def test_keys_of_other_models_are_not_typos():
     # BERT4Rec's mask_ratio is a real RecBole key even when the model is SASRec
     config = UnlearnConfig("SASRec", config_dict=tiny_dict(mask_ratio=0.3))

@@ -369,7 +369,13 @@ class UnlearnConfig(Config):
 
     def _set_default_parameters(self):
         # RecBole's, except that a data_path the user gave is read for ml-100k too: RecBole puts its
-        # bundled copy there for that name, so a user's own ml-100k was replaced without a word
+        # bundled copy there for that name, so a user's own ml-100k was replaced without a word;
+        # and a partial eval_args completes from our defaults, as RecBole completes one from its
+        # own: {mode: full} was completed with RecBole's random split and refused for a split the
+        # user never set
+        given, ours = self.external_config_dict.get("eval_args"), self.internal_config_dict.get("eval_args")
+        if isinstance(given, dict) and isinstance(ours, dict):
+            self.final_config_dict["eval_args"] = {**ours, **given}
         super()._set_default_parameters()
         given = self.external_config_dict.get("data_path")
         if self.dataset == "ml-100k" and given is not None:
