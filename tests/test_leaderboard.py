@@ -1739,3 +1739,23 @@ def test_the_recbole_baseline_row_reports_the_metrics_every_other_row_reports(tm
     table = (tmp_path / "board" / "leaderboard.md").read_text()
     line = next(line for line in table.splitlines() if line.startswith("| recbole"))
     assert f"{baseline['utility_raw']['ndcg@10']:.4f}" in line, line
+
+
+def test_the_settings_line_names_the_shard_counts_its_rows_ran():
+    """The settings line said "n_shards 8" (the grid's base value) for a Retrain-only cell, and
+    the base value where every sharded row set its own (r10baseline probe)."""
+    from recbole_unlearn.benchmark.runner import CellRun, _describe
+
+    class Facts:
+        data = type("Data", (), {"user_num": 3, "item_num": 3, "log_item": [1, 2]})()
+
+        @staticmethod
+        def forget_summary():
+            return {"interactions": 1, "users": 1, "source": "sampled"}
+
+    for methods, said in (({"retrain": {}}, None), ({"sisa-2": {"unlearn_method": "sisa", "n_shards": 2},
+                                                      "sru-3": {"unlearn_method": "sru", "n_shards": 3}}, "n_shards 2, 3,")):
+        grid = expand_grid({"models": ["GRU4Rec"], "datasets": ["ml-tiny"], "methods": methods,
+                            "config": {"n_shards": 8}})
+        line = _describe(CellRun(grid, grid.cells[0]), Facts())
+        assert ("n_shards" not in line) if said is None else (said in line and "n_shards 8" not in line), line

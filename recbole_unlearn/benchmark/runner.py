@@ -387,11 +387,16 @@ def _save_row(path: str, row: dict, overrides: Optional[dict] = None, settings: 
 
 
 def _describe(run: CellRun, experiment: Experiment) -> str:
+    """The cell's settings line. ``n_shards`` is that of its sharded rows (each value a row ran),
+    left out without one: a Retrain-only cell said "n_shards 8" of nothing (r10baseline probe)."""
     c = run.base
     fs = experiment.forget_summary()
+    shards = sorted({run.variant_configs[v.label]["n_shards"] for v in run.cell.variants
+                     if "n_shards" in METHODS.get(v.method).settings_used(run.variant_configs[v.label])})
+    shards_said = f"n_shards {', '.join(map(str, shards))}, " if shards else ""
     return (f"Forget set: {fs['interactions']} interactions of {fs['users']} users "
             f"({fs['source']}). Settings: epochs {c['epochs']} (stopping_step {c['stopping_step']}), "
-            f"n_shards {c['n_shards']}, MAX_ITEM_LIST_LENGTH {c['MAX_ITEM_LIST_LENGTH']}, "
+            f"{shards_said}MAX_ITEM_LIST_LENGTH {c['MAX_ITEM_LIST_LENGTH']}, "
             f"hidden_size {c['hidden_size']}, learning_rate {c['learning_rate']}, "
             f"train_batch_size {c['train_batch_size']}, seed {c['seed']}. "
             f"Users {experiment.data.user_num - 1}, items {experiment.data.item_num - 1}, "
