@@ -55,7 +55,7 @@ def test_every_step_runs_with_cudnn_off_so_an_eval_mode_rnn_can_be_differentiate
             seen.append(torch.backends.cudnn.enabled)
 
     assert torch.backends.cudnn.enabled
-    Probe().run()
+    Probe().run(None, torch.nn.Linear(1, 1))  # a step's run takes (config, model, ...)
     assert seen == [False] and torch.backends.cudnn.enabled
     for name in APPROXIMATE.names():
         assert hasattr(APPROXIMATE.get(name).run, "__wrapped__"), name
@@ -114,6 +114,19 @@ def test_each_new_method_runs_on_every_model(method, model_name):
     report = APPROXIMATE.get(method)().run(config, trained, dataset, forget_set, keep, keep)
     assert report.forget_hit(0) is not None and report.epochs_run >= 1, report.to_json()
     assert all(torch.isfinite(p).all() for p in trained.parameters())
+
+
+@pytest.mark.parametrize("method", ["sruga", "scif", "kookmin", "fanchuan"])
+def test_a_step_leaves_no_gradient_on_the_model(method):
+    """A step's last gradients, computed from the forgotten samples (the rows of largest
+    gradient named the forgotten user's items), stayed on the live model's parameters after the
+    forget: in memory of a watcher or an API caller, where the README names none (r10residue
+    probe)."""
+    config, dataset, forget_set, trained = trained_original("GRU4Rec", method)
+    keep = forget_set.keep_mask(dataset)
+    APPROXIMATE.get(method)().run(config, trained, dataset, forget_set, keep, keep)
+    assert all(p.grad is None for p in trained.parameters()), [n for n, p in trained.named_parameters()
+                                                               if p.grad is not None]
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ the weights changed (``unlearnable``): the single approximately-unlearned model
 ``unlearn_method`` (``recbole_unlearn.unlearn.approximate``). A new method is one module with a
 registered :class:`ApproximateStep` subclass plus one import line in ``trainer/__init__.py``.
 """
+import functools
 import math
 import time
 from abc import ABC, abstractmethod
@@ -116,13 +117,26 @@ def step_keys(name: str) -> Tuple[str, ...]:
     return getattr(APPROXIMATE.get(name), "OWN_KEYS", ()) if name in APPROXIMATE.names() else ()
 
 
+def _leaving_no_gradients(run):
+    """``run`` (a step's), then the model's gradients dropped, however it ended: the last ones
+    were computed from the forgotten samples and stayed on the live model's parameters (their
+    largest rows named the forgotten user's items; r10residue probe)."""
+    @functools.wraps(run)
+    def wrapped(self, config, model: torch.nn.Module, *args, **kwargs):
+        try:
+            return run(self, config, model, *args, **kwargs)
+        finally:
+            model.zero_grad(set_to_none=True)
+    return wrapped
+
+
 class ApproximateStep(ABC):
     """One approximate unlearning method (stateless; its settings come from the config: its
     ``<name>_*`` keys and ``OWN_KEYS``).
 
     Every subclass's :meth:`run` runs under :func:`eval_mode_gradients` (steps differentiate
-    eval-mode models; cuDNN's RNN kernels refuse that on CUDA), without the subclass doing
-    anything."""
+    eval-mode models; cuDNN's RNN kernels refuse that on CUDA) and leaves no gradient on the
+    model (:func:`_leaving_no_gradients`), without the subclass doing anything."""
 
     #: settings of this step not named ``<name>_*`` (SRUGA: ``utility_floor``)
     OWN_KEYS: Tuple[str, ...] = ()
@@ -130,7 +144,7 @@ class ApproximateStep(ABC):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "run" in cls.__dict__:
-            cls.run = eval_mode_gradients()(cls.run)
+            cls.run = _leaving_no_gradients(eval_mode_gradients()(cls.run))
 
     @classmethod
     def check(cls, config) -> None:
