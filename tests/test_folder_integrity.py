@@ -808,6 +808,12 @@ def test_verify_finds_an_audit_log_that_contradicts_itself(folder, tmp_path, edi
     run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)), QUIET, verbose=False)
     verify_model(folder)
     _rewrite_audit(folder, AUDIT_EDITS[edit])
+    # a request run checked the pairs' positions only and applied on top: after "a version set
+    # back" its own line made the log pass --verify again, the edit gone (r10round6 probe)
+    before = snapshot(folder)
+    with pytest.raises(UnlearnError, match="audit.jsonl line"):
+        run_forget_requests(folder, _request(tmp_path, "c.csv", _user(folder, 5)), QUIET, verbose=False)
+    assert snapshot(folder) == before
     with pytest.raises(UnlearnError, match="audit.jsonl line"):
         verify_model(folder)
 
@@ -842,6 +848,38 @@ def test_verify_finds_forgotten_interactions_no_audit_line_covers(folder, tmp_pa
         os.unlink(ledger)
     with pytest.raises(UnlearnError, match="forgotten interactions are in no audit line|holds no forgotten_hmac"):
         verify_model(folder)
+    before = snapshot(folder)  # a request run applied on top of it (r10round6 probe)
+    with pytest.raises(UnlearnError, match="forgotten interactions are in no audit line|holds no forgotten_hmac"):
+        run_forget_requests(folder, _request(tmp_path, "c.csv", _user(folder, 5)), QUIET, verbose=False)
+    assert snapshot(folder) == before
+
+
+def test_a_pair_added_to_forgotten_json_is_not_taken_for_a_forgotten_one(folder, tmp_path):
+    """A pair added to the live version's ``forgotten.json`` (its checksum in the manifest
+    updated) made a request for it ``applied``, ``already_forgotten``, with nothing retrained,
+    while the model was trained on it: a faked deletion (r10round6 probe). It is in no audit
+    line: the request run refuses before applying anything, as ``--verify`` does."""
+    from recbole_unlearn.utils.digests import file_sha256
+
+    run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
+    version = os.path.join(folder, open(os.path.join(folder, "CURRENT")).read().strip())
+    path = os.path.join(version, "forgotten.json")
+    pairs = json.load(open(path)) + [[_user(folder, 4), 0]]
+    with open(path, "w") as f:
+        json.dump(pairs, f)
+    manifest_path = os.path.join(version, "manifest.json")
+    manifest = json.load(open(manifest_path))
+    manifest["files"]["forgotten.json"] = file_sha256(path)
+    with open(manifest_path, "w") as f:
+        json.dump(manifest, f)
+    model = load_model(folder)
+    item = model.dataset.id2token("item_id", int(model.dataset.log_item[model.dataset.user_rows(4)[0]]))
+    request = tmp_path / "pair.csv"
+    request.write_text(f"{_user(folder, 4)},{item}\n")
+    before = snapshot(folder)
+    with pytest.raises(UnlearnError, match="forgotten interactions are in no audit line"):
+        run_forget_requests(folder, str(request), QUIET, verbose=False)
+    assert snapshot(folder) == before
 
 
 def test_a_current_file_that_is_not_utf8_is_one_error(folder):

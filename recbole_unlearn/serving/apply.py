@@ -95,13 +95,14 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
     own = forget_set.requests if requests is None else None
     with store.lock.hold():
         store.lock.check_held()
-        log.reconcile(store)
         if store.is_stale(model):
             model = store.load(getattr(model, "overrides", None))
-            # another process's version: its forgotten positions are checked here, as a request
-            # run's start checked those of the version it loaded (``RequestBatcher``); this
-            # process's own forgets need no check each time
-            log.check_forgotten_where_recorded(model, log.entries())
+            # another process's version: its records are checked (before anything is appended),
+            # as a request run's start checked those of the version it loaded (``RequestBatcher``);
+            # this process's own forgets need no check each time
+            log.reconcile(store, model)
+        else:
+            log.reconcile(store)
         if own:  # queued in the ledger by the first version's commit (``UnlearnMethod.commit_first_version``)
             requests = [ForgetRequest(r.id, r.rows) for r in own]
         done_elsewhere: List[str] = []

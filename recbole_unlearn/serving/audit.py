@@ -10,6 +10,7 @@ repaired under the lock).
 import hashlib
 import hmac
 import os
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Set, Tuple
 
 import numpy as np
@@ -33,6 +34,20 @@ LINE_FIELDS = {"request_ids": (jsonl.ListOf(str), False), "forgotten_hmac": (jso
 
 
 _UNREAD = object()  # AuditLog.pending's live line when the caller has not read it
+
+
+@dataclass
+class FolderRecords:
+    """What :meth:`AuditLog.check_records` read of a folder's records."""
+
+    #: the live version's audit line not in the log yet (its process died before appending it)
+    pending: Optional[dict]
+    #: the ledger's lines
+    events: List[dict]
+    #: the request ids the audit log (and the pending line) hold
+    audited_ids: Set[str]
+    #: forgotten interactions no line of the log holds (those of the pending line, where there is one)
+    unaudited: int
 
 
 class AuditLog:
@@ -86,7 +101,7 @@ class AuditLog:
             raise UnlearnError(f"{path} is not a 32-byte audit key")
         return key
 
-    def reconcile(self, store: ModelStore) -> Optional[dict]:
+    def reconcile(self, store: ModelStore, model=None) -> Optional[dict]:
         """If the current version was written by a forget whose audit line never made it to the
         log (the process died between the switch and the append), append that line now, marked
         ``recovered``. Returns the appended entry, or ``None``. Needs the lock.
@@ -94,12 +109,16 @@ class AuditLog:
         First, refuses a folder whose log records a version newer than the live one (CURRENT
         set back by hand, or a folder restored from an older copy beside a newer log): a forget
         from there would write over deletions the log holds as applied; and one whose audit key
-        is lost while the log holds HMACs (:meth:`check_key`)."""
+        is lost while the log holds HMACs (:meth:`check_key`); with ``model`` (the live version,
+        loaded), one whose records contradict each other or it (:meth:`check_records`), before
+        anything is appended."""
         entries = self.entries(repair=True)
         self.check_not_rolled_back(store, entries)
         check_not_rolled_back(os.path.join(self.model_dir, LEDGER), RequestLedger(self.model_dir).events(repair=True),
                               store.current_version())
         self.check_key(entries)
+        if model is not None:
+            self.check_records(store, model, entries)
         pending = self.pending(store, entries)
         if pending is None:
             return None
@@ -171,6 +190,45 @@ class AuditLog:
                     "rm_dup_inter sorted tied times in an order that depends on the CPU), or the log was edited; "
                     "a forget from here would train on them again, so nothing is applied (serve the folder on the "
                     "machine and code that forgot them, or train it again)")
+
+    def check_records(self, store: ModelStore, model, entries: List[dict]) -> "FolderRecords":
+        """Raise ``UnlearnError`` where the folder's records contradict each other or the live
+        version ``model``, as ``--verify`` finds them: the log's lines (:func:`_check_log_lines`),
+        a claimed reset with samples left, the ledger against the log, the key, forgotten pairs at
+        other positions than recorded, and forgotten pairs in no line. A request run makes these
+        checks before it applies anything (it checked the positions alone: a line's version edited,
+        or a pair added to ``forgotten.json`` with its checksum, was applied on, the first edit
+        then passing ``--verify`` and the second answering a request for that pair as already
+        forgotten; r10round6 probe). Needs the lock. Returns what ``--verify`` reports of them."""
+        live = live_audit_line(store)
+        pending = self.pending(store, entries, live)
+        _check_log_lines(self.path, entries, live[1] if live else None)
+        claimed = claimed_resets_with_samples(entries, model)
+        if claimed:
+            what = "the model" if claimed[0] == WHOLE_MODEL else f"shard {claimed[0]}"
+            raise UnlearnError(f"{self.path}: a line says it reset {what} for want of data, while training samples "
+                               "remain for it: the log was edited")
+        events = RequestLedger(self.model_dir).events(repair=True)
+        audited_ids = {rid for entry in entries + [pending or {}] for rid in entry.get("request_ids", [])}
+        _check_ledger(os.path.join(self.model_dir, LEDGER), events, audited_ids, set(model.forgotten.tolist()),
+                      os.path.basename(model.version_dir), _listed_statuses(entries))
+        self.check_key(entries)
+        key = self.secret(create=False)
+        known = set(interaction_hmacs(key if key is not None else b"", model.dataset, model.forgotten))
+        if key is not None:
+            self.check_forgotten_where_recorded(model, entries, known)
+        audited = set().union(*(entry.get("forgotten_hmac", []) for entry in entries))
+        # every forgotten interaction is in a line, or in the pending one (its process died before
+        # appending it): a line emptied or deleted, with its requests' ledger lines or not, passed
+        # with a count (a probe); folders whose lines hold no pairs (saved before) keep the count
+        unaudited = known - audited - set((pending or {}).get("forgotten_hmac", []))
+        hmac_lines = all("forgotten_hmac" in entry for entry in entries + ([pending] if pending else []))
+        if unaudited and key is not None and hmac_lines:
+            raise UnlearnError(f"{self.model_dir}: {len(unaudited)} forgotten interactions are in no audit line: the "
+                               f"audit log lost lines or pairs ({AUDIT} edited, or restored from an older copy), or "
+                               f"{FORGOTTEN} gained pairs, so what was forgotten when, and for which request, is no "
+                               "longer on record")
+        return FolderRecords(pending, events, audited_ids, len(known - audited))
 
     def check_not_rolled_back(self, store: ModelStore, entries: List[dict]) -> None:
         """Raise ``UnlearnError`` if a line of the log (``entries``) names a newer version than CURRENT."""
@@ -248,9 +306,7 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
                                "remaining data gave (a forget left them as they were, or a file was replaced)")
         log = AuditLog(model_dir)
         entries = log.entries(repair=True)
-        key = log.secret(create=False)
         log.check_not_rolled_back(store, entries)
-        events = RequestLedger(model_dir).events(repair=True)
         live = live_audit_line(store)
         unrecorded = model.unrecorded_retrained_files(live[1]) if live else []
         if unrecorded:
@@ -258,38 +314,11 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
             raise UnlearnError(f"{model_dir}: {unrecorded[0]}{more} has no training record, yet the audit line of the "
                                "forget that made the live version says it was retrained exactly, which records every "
                                "file it trains (records removed by hand?)")
-        pending = log.pending(store, entries, live)
-        _check_log_lines(log.path, entries, live[1] if live else None)
-        claimed = claimed_resets_with_samples(entries, model)
-        if claimed:
-            what = "the model" if claimed[0] == WHOLE_MODEL else f"shard {claimed[0]}"
-            raise UnlearnError(f"{log.path}: a line says it reset {what} for want of data, while training samples "
-                               "remain for it: the log was edited")
-        audited_ids = {rid for entry in entries + [pending or {}] for rid in entry.get("request_ids", [])}
-        _check_ledger(os.path.join(model_dir, LEDGER), events, audited_ids, forgotten,
-                      os.path.basename(model.version_dir), _listed_statuses(entries))
-        waiting = _requests_not_final(events, audited_ids)
+        records = log.check_records(store, model, entries)
+        waiting = _requests_not_final(records.events, records.audited_ids)
         older, never_live = store.older_versions(), store.never_live_versions()
         left_behind = store.left_behind_folders()
-    log.check_key(entries)
-    keyed = key is not None
-    if key is None:
-        key = b""
-    known = set(interaction_hmacs(key, model.dataset, model.forgotten))
-    if keyed:
-        log.check_forgotten_where_recorded(model, entries, known)
-    audited = set()
-    for entry in entries:
-        audited.update(entry.get("forgotten_hmac", []))
-    # every forgotten interaction is in a line, or in the pending one (its process died before
-    # appending it): a line emptied or deleted, with its requests' ledger lines or not, passed
-    # with a count (a probe); folders whose lines hold no pairs (saved before) keep the count
-    unaudited = known - audited - set((pending or {}).get("forgotten_hmac", []))
-    hmac_lines = all("forgotten_hmac" in entry for entry in entries + ([pending] if pending else []))
-    if unaudited and keyed and hmac_lines:
-        raise UnlearnError(f"{model_dir}: {len(unaudited)} forgotten interactions are in no audit line: the audit log "
-                           f"lost lines or pairs ({AUDIT} edited, or restored from an older copy), so what was "
-                           "forgotten when, and for which request, is no longer on record")
+        pending = records.pending
     # a line of requests already forgotten only (no interaction) changed nothing by itself: it
     # counts when it lists requests an earlier forget left unchanged
     unchanged = sum(1 for entry in entries if entry.get("unchanged_request_ids") or entry.get("interactions") and (
@@ -305,7 +334,7 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
             # a live version whose audit line is not in the log yet (the next run appends it), and
             # the forgotten interactions no audit line covers (those of that line, where it is pending)
             "audit_pending": pending.get("version") if pending else None,
-            "forgotten_unaudited": len(known - audited),
+            "forgotten_unaudited": records.unaudited,
             # remaining rows RecBole's count filters keep only because of forgotten lines (README)
             "kept_by_count_filters": len(model.dataset.rows_kept_by_count_filters(model.forgotten))}
 

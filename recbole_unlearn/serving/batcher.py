@@ -183,9 +183,9 @@ class RequestBatcher:
         self.summary = StreamSummary()
         with store.lock.hold():
             audit = AuditLog(store.model_dir)
-            audit.reconcile(store)
-            if not store.is_stale(model):  # (a stale model is loaded again, and checked, by its forget)
-                audit.check_forgotten_where_recorded(model, audit.entries())
+            # the records checked before anything is appended (a stale model is loaded again, and
+            # checked, by its forget)
+            audit.reconcile(store, None if store.is_stale(model) else model)
             removed = store.remove_left_behind(model.config["keep_previous_version"])
             kept = {e.get("kept_version") for e in audit.entries()} if removed else set()
             for name in removed:
