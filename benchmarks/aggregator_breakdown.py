@@ -27,7 +27,8 @@ from recbole_unlearn.model.ensemble import EnsembleSequentialRecommender  # noqa
 from recbole_unlearn.trainer.aggregator_trainer import train_aggregator  # noqa: E402
 from recbole_unlearn.trainer.trainer import UnlearnTrainer  # noqa: E402
 from recbole_unlearn.unlearnable import ShardedUnlearnableModel  # noqa: E402
-from bench_record import fitted_model_parser, provenance, settings_of, write_record  # noqa: E402
+from bench_record import (check_out, fitted_model_parser, provenance, run, settings_of, sharded_method,  # noqa: E402
+                          write_record)
 
 SECONDS: Dict[str, float] = collections.defaultdict(float)
 CALLS: Dict[str, int] = collections.Counter()
@@ -54,6 +55,8 @@ def main() -> int:
     args = parser.parse_args()
     record = provenance()
     settings = settings_of(args)
+    sharded_method(args.method)
+    check_out(args.out)
     config = UnlearnConfig(args.model, args.dataset, config_dict=dict(settings, state="WARNING")).for_method(args.method)
     dataset = create_unlearn_dataset(config)
     start = time.perf_counter()
@@ -90,4 +93,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -36,7 +36,9 @@ from recbole_unlearn.evaluator import full_ranking_metrics  # noqa: E402
 from recbole_unlearn.evaluator.collector import TopkCollector  # noqa: E402
 from recbole_unlearn.trainer.aggregator_trainer import train_aggregator  # noqa: E402
 from recbole_unlearn.unlearnable import ShardedUnlearnableModel  # noqa: E402
-from bench_record import provenance, write_record  # noqa: E402
+from recbole_unlearn.model.aggregators import AGGREGATORS  # noqa: E402
+from recbole_unlearn.utils.errors import UnlearnError  # noqa: E402
+from bench_record import check_out, provenance, run, sharded_method, write_record  # noqa: E402
 
 COLLECTORS = {"recbole-collector": Collector, "topk-collector": TopkCollector}
 
@@ -83,10 +85,18 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     record = provenance()  # the code measured, before any later commit
+    sharded_method(args.method)
+    check_out(args.out)
+    for key in ("n_shards", "epochs", "agg_epochs", "repeats", "batches"):
+        if getattr(args, key) < 1:
+            raise UnlearnError(f"--{key} {getattr(args, key)}: give a number >= 1")
 
     config = UnlearnConfig(args.model, args.dataset, config_dict={
         "unlearn_method": args.method, "n_shards": args.n_shards, "epochs": args.epochs, "state": "WARNING",
     }).for_method(args.method)
+    if not AGGREGATORS.get(config["aggregator"]).learnable:
+        raise UnlearnError(f"--method {args.method}: its aggregator {config['aggregator']!r} trains nothing; this "
+                           "benchmark times a learned aggregator's training (sru, receraser)")
     dataset = create_unlearn_dataset(config)
     per_batch_ms = collection_ms(config, config["eval_batch_size"], int(dataset.item_num), args.batches, args.repeats)
     fitted = ShardedUnlearnableModel.train(config, dataset)
@@ -138,4 +148,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -27,7 +27,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from recbole_unlearn.config import UnlearnConfig  # noqa: E402
-from recbole_unlearn.config.configurator import literal_values  # noqa: E402
 from recbole_unlearn.data import create_unlearn_dataset, split_loaders  # noqa: E402
 from recbole_unlearn.data.partition import shard_loads, shard_sizes  # noqa: E402
 from recbole_unlearn.evaluator import full_ranking_metrics  # noqa: E402
@@ -35,13 +34,15 @@ from recbole_unlearn.quick_start import run_forget_requests  # noqa: E402
 from recbole_unlearn.serving import AuditLog, open_store  # noqa: E402
 from recbole_unlearn.trainer import train_model  # noqa: E402
 from recbole_unlearn.unlearnable import ShardedUnlearnableModel  # noqa: E402
-from bench_record import fitted_model_parser, provenance, settings_of, write_record  # noqa: E402
+from recbole_unlearn.utils.errors import UnlearnError  # noqa: E402
+from bench_record import (check_out, fitted_model_parser, key_values, provenance, run, settings_of,  # noqa: E402
+                          sharded_method, write_record)
 
 
 def parse_variant(text: str) -> Tuple[str, Dict[str, object]]:
     """``name:key=value,key=value`` -> (name, settings)."""
     name, _, body = text.partition(":")
-    return name, literal_values(dict(item.split("=", 1) for item in body.split(",") if item))
+    return name, key_values([item for item in body.split(",") if item], f"--variant {text!r}:")
 
 
 def fit_and_forget(config, dataset, row: int, work: str) -> dict:
@@ -94,6 +95,10 @@ def main() -> int:
     args = parser.parse_args()
     record = provenance()  # the code measured, before any later commit
     settings = settings_of(args)
+    sharded_method(args.method)
+    check_out(args.out)
+    if args.seed < 0:
+        raise UnlearnError(f"--seed {args.seed}: give a number >= 0")
     variants: List[Tuple[str, Dict[str, object]]] = [parse_variant(v) for v in args.variant] or [("default", {})]
     base = UnlearnConfig(args.model, args.dataset, config_dict=dict(settings, state="WARNING"))
     dataset = create_unlearn_dataset(base.for_method(args.method))
@@ -137,4 +142,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)
