@@ -35,7 +35,7 @@ from recbole_unlearn.evaluator.metrics import full_ranking_metrics  # noqa: E402
 from recbole_unlearn.serving.store import open_store  # noqa: E402
 from recbole_unlearn.unlearn.experiment import Experiment  # noqa: E402
 from recbole_unlearn.utils.errors import UnlearnError  # noqa: E402
-from bench_record import provenance  # noqa: E402
+from bench_record import provenance, run  # noqa: E402
 
 
 def parse_variant(text: str) -> Tuple[str, Dict[str, object]]:
@@ -106,4 +106,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -45,7 +45,7 @@ from recbole_unlearn.data.partition import build_shard_map  # noqa: E402
 from recbole_unlearn.evaluator.audit import auc  # noqa: E402
 from recbole_unlearn.trainer.pretrain import pretrain_embeddings  # noqa: E402
 from recbole_unlearn.unlearn.experiment import Experiment  # noqa: E402
-from bench_record import provenance  # noqa: E402
+from bench_record import provenance, run  # noqa: E402
 
 
 def target_lifts(dataset, user_shard: np.ndarray, remaining: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -146,4 +146,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

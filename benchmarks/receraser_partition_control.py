@@ -44,7 +44,7 @@ from recbole_unlearn.serving.store import open_store  # noqa: E402
 from recbole_unlearn.unlearn.experiment import AUDIT_REFERENCE_PREFIX, Experiment  # noqa: E402
 from recbole_unlearn.unlearnable.sharded import ShardedUnlearnableModel  # noqa: E402
 from recbole_unlearn.utils.errors import UnlearnError  # noqa: E402
-from bench_record import provenance  # noqa: E402
+from bench_record import provenance, run  # noqa: E402
 
 AUDIT_KEYS = ("auc", "auc_interval", "tpr@1%fpr", "tpr@5%fpr", "residual_memorisation", "verdict")
 
@@ -120,4 +120,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
