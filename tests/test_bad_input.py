@@ -272,9 +272,9 @@ def test_a_checkpoint_dir_is_refused_by_a_request_run(saved):
     ("SASRec", {"val_interval": {"user_id": "[1,5]"}}, "val_interval user_id '[1,5]': user_id is a token field"),
     ("SASRec", {"user_inter_num_interval": "(5,5]"}, "'(5,5]' is empty"),
     # no count lies within it: RecBole kept it and ended in its own "Some feat is empty" line
-    ("SASRec", {"user_inter_num_interval": "(5,6)"}, "user_inter_num_interval '(5,6)': '(5,6)' holds no whole "
+    ("SASRec", {"user_inter_num_interval": "(5,6)"}, "user_inter_num_interval (5, 6): '(5, 6)' holds no whole "
                                                      "number, and interaction counts are whole numbers"),
-    ("SASRec", {"item_inter_num_interval": "[2.5,2.9]"}, "'[2.5,2.9]' holds no whole number"),
+    ("SASRec", {"item_inter_num_interval": "[2.5,2.9]"}, "'[2.5, 2.9]' holds no whole number"),
 ])
 def test_recbole_settings_are_checked_before_anything_is_written(tmp_path, model, settings, message):
     """RecBole's own model and training settings used to reach RecBole or torch unchecked: a
@@ -328,6 +328,23 @@ TINY_LINES = open(os.path.join(FIXTURES, "ml-tiny", "ml-tiny.inter"), "rb").read
     # a string unloaded nothing, unsaid; None ended in a TypeError's words (r9round5 probe)
     (None, None, {"load_col": None, "unload_col": {"inter": "rating"}}, "unload_col {'inter': 'rating'}: give"),
     (None, None, {"load_col": None, "unload_col": {"inter": None}}, "unload_col {'inter': None}: give"),
+    # names of no field or file, and keys of another kind, were accepted and recorded as if they
+    # mattered; with load_col left at our default, RecBole's refusal named a load_col never given
+    # (r10round6 probe)
+    (None, None, {"load_col": {"inter": ["user_id", "item_id", "timestamp", "bogus"]}},
+     "load_col inter 'bogus': shape.inter has no such field (its fields: user_id, item_id, rating, timestamp)"),
+    (None, None, {"load_col": None, "unload_col": {"inter": ["bogus"]}}, "unload_col inter 'bogus': shape.inter has "
+                                                                        "no such field"),
+    (None, None, {"load_col": None, "unload_col": {"item": ["x"]}}, "unload_col 'item': dataset 'shape' has no "
+                                                                   "shape.item file RecBole reads (its files: inter)"),
+    (None, None, {"load_col": {"inter": "*", "item": ["bogus"]}}, "load_col 'item': dataset 'shape' has no shape.item"),
+    (None, None, {"load_col": None, "unload_col": {("inter",): ["rating"]}}, "unload_col {('inter',): ['rating']}: "
+                                                                           "give {file suffix: [fields]}"),
+    (None, None, {"load_col": None, "unload_col": {1: ["rating"]}}, "unload_col {1: ['rating']}: give"),
+    (None, None, {"unload_col": {"inter": ["rating"]}}, "unload_col {'inter': ['rating']}: load_col {'inter': "
+                                                        "['user_id', 'item_id', 'timestamp']} lists the inter file's "
+                                                        "fields too, and RecBole takes one of them a file"),
+    (None, None, {"val_interval": {"timestamp": 30}}, "val_interval timestamp 30: '30' is not an interval"),
 ])
 def test_a_dataset_of_the_wrong_shape_is_named_for_what_it_is(tmp_path, header, lines, settings, message):
     """Each was one line naming RecBole's internals (``need at least one array to concatenate``,

@@ -58,6 +58,16 @@ def test_a_partial_eval_args_completes_from_our_defaults():
         UnlearnConfig("SASRec", config_dict=tiny_dict(eval_args={"order": "RO"}))
 
 
+def test_unload_col_beside_the_default_load_col_names_that_default():
+    """RecBole refuses load_col and unload_col for the same file, naming our default load_col,
+    which the user never gave (r10round6 probe): the line says it is the default."""
+    settings = {k: v for k, v in tiny_dict(unload_col={"inter": ["rating"]}).items() if k != "load_col"}
+    with pytest.raises(UnlearnError, match=r"load_col \{'inter': \['user_id', 'item_id', 'timestamp'\]\} \(the "
+                                           r"default\) lists the inter file's fields too"):
+        UnlearnConfig("SASRec", config_dict=settings)
+    assert UnlearnConfig("SASRec", config_dict=dict(settings, load_col=None))["unload_col"] == {"inter": ["rating"]}
+
+
 def test_keys_of_other_models_are_not_typos():
     # BERT4Rec's mask_ratio is a real RecBole key even when the model is SASRec
     config = UnlearnConfig("SASRec", config_dict=tiny_dict(mask_ratio=0.3))

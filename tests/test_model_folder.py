@@ -1,5 +1,6 @@
 """A saved sharded model answers request files in a new process; bad input changes nothing."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -628,17 +629,39 @@ def test_a_folder_whose_saved_settings_today_s_checks_refuse_says_to_train_a_new
     # those checks, got the check's advice alone)
     manifest["config"]["user_inter_num_interval"] = None
     for recorded in ("config", "settings"):  # as earlier code saved it
-        manifest[recorded]["val_interval"] = {"timestamp": 30}
+        manifest[recorded]["val_interval"] = {"timestamp": [30]}
     with open(os.path.join(version_dir, "manifest.json"), "w") as f:
         jsonlib.dump(manifest, f)
-    with pytest.raises(UnlearnError, match="trained on, as its saved settings load them, are refused by this code: "
-                                           "val_interval timestamp 30: '30' is not an interval.*train a new model"):
+    with pytest.raises(UnlearnError, match=r"trained on, as its saved settings load them, are refused by this code: "
+                                           r"val_interval timestamp \[30\]: '\[30\]' is not an interval.*train a new"):
         run_forget_requests(model_dir, str(tmp_path / "r.csv"), verbose=False)
     files = manifest.pop("data_files")  # saved before every file was recorded: the check's own line
     with open(os.path.join(version_dir, "manifest.json"), "w") as f:
         jsonlib.dump(manifest, f)
-    with pytest.raises(UnlearnError, match="^val_interval timestamp 30: '30' is not an interval"):
+    with pytest.raises(UnlearnError, match=r"^val_interval timestamp \[30\]: '\[30\]' is not an interval"):
         run_forget_requests(model_dir, str(tmp_path / "r.csv"), verbose=False)
+    # a value of no form (a number, an unload_col string) is the saved settings' alone, whatever the
+    # files: it got the check's own line where the files were not recorded, whose advice (give
+    # another value) no run may follow (r10round6 probe)
+    for key, value, said in (("val_interval", {"timestamp": 30}, "val_interval timestamp 30: '30' is not an interval"),
+                             ("unload_col", {"inter": "rating"}, "unload_col {'inter': 'rating'}: give")):
+        for recorded in ("config", "settings"):
+            manifest[recorded]["val_interval"] = None
+            manifest[recorded][key] = value
+        if key == "unload_col":
+            manifest["config"]["load_col"] = manifest["settings"]["load_col"] = None
+        for with_files in (False, True):
+            manifest.pop("data_files", None)
+            if with_files:
+                manifest["data_files"] = files
+            with open(os.path.join(version_dir, "manifest.json"), "w") as f:
+                jsonlib.dump(manifest, f)
+            with pytest.raises(UnlearnError, match=f"saved with are refused by this code: {re.escape(said)}.*train a "
+                                                   "new model folder"):
+                run_forget_requests(model_dir, str(tmp_path / "r.csv"), verbose=False)
+    for recorded in ("config", "settings"):
+        manifest[recorded]["unload_col"] = None
+        manifest[recorded]["load_col"] = {"inter": ["user_id", "item_id", "timestamp"]}
     manifest["data_files"] = files
     manifest["config"].pop("val_interval")
     manifest["settings"]["val_interval"] = None

@@ -495,6 +495,12 @@ class UnlearnConfig(Config):
         if value_intervals is not None and not isinstance(value_intervals, dict):
             raise UnlearnError(f"val_interval {value_intervals!r}: give {{field: interval}} (an interval string such as "
                                "'[0,inf)' for a float field, a list of tokens for a token field)")
+        for field, interval in (value_intervals or {}).items():  # which one a field takes: by its type, when loaded
+            if not isinstance(interval, (str, list, tuple)):
+                raise UnlearnError(f"val_interval {field} {interval!r}: '{interval}' is not an interval: give an "
+                                   "interval string such as '[0,inf)' for a float field, a list of tokens for a token "
+                                   "field")
+        self._check_column_choices()
         metrics, topk = self["metrics"] or [], self["topk"] or []
         metrics, topk = [metrics] if isinstance(metrics, str) else metrics, [topk] if isinstance(topk, int) else topk
         computed = {f"{m}@{k}".lower() if _has_cut_off(m) else str(m).lower() for m in metrics for k in topk}
@@ -506,6 +512,36 @@ class UnlearnConfig(Config):
             raise UnlearnError(f"valid_metric_bigger {given!r}: RecBole derives it from valid_metric "
                                f"({self['valid_metric']}: {self['valid_metric_bigger']}) and ignores a value given; "
                                "leave it out")
+
+    def _check_column_choices(self) -> None:
+        """``load_col`` and ``unload_col`` have RecBole's form, ``{file suffix: [fields]}`` (``'*'``:
+        every field, for ``load_col``), ``load_col`` with the ``.inter`` file's, and name no file's
+        fields in both (RecBole refuses that, naming our default ``load_col`` the user never gave).
+        Settings alone, so a saved folder holding another form is blamed on its settings; the
+        fields' names are checked against the files (``data.utils``). Earlier code passed a string
+        (it unloaded nothing) and keys such as ``('inter',)`` or ``1`` (recorded as if they
+        mattered; r10round6 probe)."""
+        load_col, unload_col = self["load_col"], self["unload_col"]
+
+        def fields(value, star: bool) -> bool:
+            return (star and value == "*") or isinstance(value, (list, tuple)) and all(isinstance(f, str) for f in value)
+
+        if unload_col is not None and not (isinstance(unload_col, dict) and all(
+                isinstance(k, str) and fields(v, False) for k, v in unload_col.items())):
+            raise UnlearnError(f"unload_col {unload_col!r}: give {{file suffix: [fields]}} of the fields to leave out, "
+                               "e.g. {'inter': ['rating']}")
+        if load_col is None:
+            return
+        if not (isinstance(load_col, dict) and fields(load_col.get("inter"), True) and all(
+                isinstance(k, str) and fields(v, True) for k, v in load_col.items())):
+            raise UnlearnError(f"load_col {load_col!r}: give the .inter file's fields to load, {{'inter': [fields]}} "
+                               "or {'inter': '*'} (other files' keys beside it)")
+        for suffix, left_out in (unload_col or {}).items():
+            if left_out and load_col.get(suffix) not in (None, "*"):
+                given = "" if "load_col" in self.external_config_dict else " (the default)"
+                raise UnlearnError(f"unload_col {unload_col!r}: load_col {load_col!r}{given} lists the {suffix} file's "
+                                   f"fields too, and RecBole takes one of them a file: give load_col "
+                                   f"{{'{suffix}': '*'}} (or None) with unload_col, or leave the fields out of load_col")
 
     # --- helpers -----------------------------------------------------------------------
     def other_models_settings(self) -> List[str]:

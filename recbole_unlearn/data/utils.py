@@ -69,6 +69,7 @@ def check_dataset_files(config) -> None:
                     )
             _check_header_types(config, path, header)
             _check_load_col(config)
+            _check_named_fields(config, header)
             _check_value_intervals(config, header)
             _check_times(config, path, f, header, columns.index(config["TIME_FIELD"]), separator)
     except UnicodeDecodeError:
@@ -158,12 +159,6 @@ def _check_load_col(config) -> None:
     """``load_col``, where given, names the ``.inter`` file's fields the run loads, the user and
     item ids among them (without an ``inter`` key RecBole ended in a ``TypeError``, without an id
     in "could not be loaded: 'item_id'"; the time is checked with the times)."""
-    unload_col = config["unload_col"]
-    if unload_col is not None and not (isinstance(unload_col, dict) and all(
-            isinstance(fields, (list, tuple)) and all(isinstance(f, str) for f in fields)
-            for fields in unload_col.values())):  # None or a string ended in a TypeError or unloaded nothing
-        raise UnlearnError(f"unload_col {unload_col!r}: give {{file suffix: [fields]}} of the fields to leave out, "
-                           "e.g. {'inter': ['rating']}")
     for key in ("USER_ID_FIELD", "ITEM_ID_FIELD", "TIME_FIELD"):  # RecBole's "is not exist in interaction"
         if config[key] in _unloaded(config, "inter"):
             raise UnlearnError(f"dataset '{config['dataset']}': unload_col leaves out '{config[key]}' ({key}), which "
@@ -171,16 +166,36 @@ def _check_load_col(config) -> None:
     load_col = config["load_col"]
     if load_col is None:
         return
-    fields = load_col.get("inter") if isinstance(load_col, dict) else None
+    fields = load_col["inter"]  # its form is the configurator's to check
     if fields == "*":  # RecBole: every field
         return
-    if not isinstance(fields, (list, tuple)):
-        raise UnlearnError(f"load_col {load_col!r}: give the .inter file's fields to load, {{'inter': [fields]}} "
-                           "or {'inter': '*'} (other files' keys beside it)")
     for key in ("USER_ID_FIELD", "ITEM_ID_FIELD"):
         if config[key] not in fields:
             raise UnlearnError(f"dataset '{config['dataset']}': load_col leaves out '{config[key]}' ({key}), which "
                                "every interaction needs")
+
+
+def _check_named_fields(config, inter_header: List[str]) -> None:
+    """Every file ``load_col`` and ``unload_col`` name is an atomic file of the dataset that
+    RecBole reads, and every field they name is in its header: a field that is none (a typo) and
+    a file that does not exist were accepted and recorded as if they mattered (r10round6 probe)."""
+    separator = config["field_separator"]
+    headers = {"inter": [column.partition(":")[0] for column in inter_header]}
+    readable = ("user", "item") + tuple(config["additional_feat_suffix"] or [])
+    for path in atomic_files(config):
+        suffix = os.path.basename(path).rsplit(".", 1)[-1]
+        if suffix in readable:
+            with open(path, "r", encoding="utf-8", errors="replace") as f:
+                headers[suffix] = [c.partition(":")[0] for c in f.readline().rstrip("\r\n").split(separator)]
+    for key in ("load_col", "unload_col"):
+        for suffix, fields in (config[key] or {}).items():
+            if suffix not in headers:
+                raise UnlearnError(f"{key} {suffix!r}: dataset '{config['dataset']}' has no {config['dataset']}.{suffix} "
+                                   f"file RecBole reads (its files: {', '.join(sorted(headers))})")
+            unknown = [] if fields == "*" else [field for field in fields if field not in headers[suffix]]
+            if unknown:
+                raise UnlearnError(f"{key} {suffix} {unknown[0]!r}: {config['dataset']}.{suffix} has no such field (its "
+                                   f"fields: {', '.join(headers[suffix])})")
 
 
 def _first_line_not_utf8(path: str) -> int:
