@@ -259,6 +259,8 @@ def _verify_and_a_request_run_refuse(folder: str, tmp_path, naming: str) -> None
 
 @pytest.mark.parametrize("edit", ["ledger {}", "ledger without status", "audit request_ids null",
                                   "manifest without files", "manifest without config", "manifest a list",
+                                  # it named manifest.json without its folder (r10round6 probe)
+                                  "manifest data_files a list",
                                   # lists of the wrong items, a non-string id, an approximate entry that
                                   # is no mapping: each a TypeError / AttributeError traceback (round 6)
                                   'audit {"audit_id": [1]}', 'audit {"request_ids": [{"a": 1}]}',
@@ -285,11 +287,14 @@ def test_a_hand_edited_log_line_or_manifest_is_one_error_naming_it(folder, tmp_p
     else:
         if edit == "manifest a list":
             manifest = []
+        elif edit == "manifest data_files a list":
+            manifest["data_files"] = []
         else:
             manifest.pop("files" if edit == "manifest without files" else "config")
         with open(manifest_path, "w") as f:
             json.dump(manifest, f)
-    where = {"ledger": "requests.jsonl line 2", "audit": "audit.jsonl line 1", "manifest": "manifest.json"}
+    where = {"ledger": "requests.jsonl line 2", "audit": "audit.jsonl line 1",
+             "manifest": os.path.join(os.path.dirname(manifest_path), "manifest.json")}
     pattern = where[edit.split()[0]]
     _verify_and_a_request_run_refuse(folder, tmp_path, pattern)
 

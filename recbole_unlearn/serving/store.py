@@ -286,14 +286,14 @@ class ModelStore:
                 raise UnlearnError(f"dataset file {data_file} changed since the model was trained (a saved model "
                                    "answers requests against the exact file it was trained on, forgotten lines "
                                    "included; README: what a model folder still depends on)")
-            checked = _check_atomic_files(manifest, config, {os.path.basename(data_file): data_sha256})
+            checked = _check_atomic_files(manifest, config, {os.path.basename(data_file): data_sha256}, version_dir)
             try:  # the files are the ones the model was trained on (all recorded): a refusal is the folder's
                 check_dataset_files(config)
             except UnlearnError as refused:  # (files not all recorded, saved before: the check's own line)
                 raise (_refused_saved_settings(refused, manifest, version_dir, data=True)
                        if manifest.get("data_files") else refused) from None
             dataset = create_unlearn_dataset(config, known=checked, files_checked=True)
-            _check_atomic_files(manifest, config, dataset.file_digests)  # (one changed since the check)
+            _check_atomic_files(manifest, config, dataset.file_digests, version_dir)  # (one changed since the check)
             files = manifest["files"]
             with _of_the_shape_written(os.path.join(version_dir, MANIFEST)):
                 if manifest.get("held_out"):  # the audit's twins: never trained on, here neither
@@ -521,7 +521,7 @@ class ModelStore:
         }
 
 
-def _check_atomic_files(manifest: dict, config, known: Dict[str, str]) -> Dict[str, str]:
+def _check_atomic_files(manifest: dict, config, known: Dict[str, str], version_dir: str) -> Dict[str, str]:
     """Refuse when a dataset file RecBole reads was added, removed or changed since the model was
     trained: a ``.item`` file added beside the unchanged ``.inter`` made RecBole drop rows, and the
     recorded forgotten rows then named other interactions. Folders saved before the files were
@@ -532,7 +532,8 @@ def _check_atomic_files(manifest: dict, config, known: Dict[str, str]) -> Dict[s
     if recorded is None:
         return known
     if not isinstance(recorded, dict):
-        raise UnlearnError("manifest.json has no valid 'data_files' (dict): edited by hand? restore it from a backup")
+        raise UnlearnError(f"{os.path.join(version_dir, MANIFEST)} has no valid 'data_files' (dict): edited by hand? "
+                           "restore it from a backup")
     from recbole_unlearn.data.utils import atomic_digests
 
     now = atomic_digests(config, known)
