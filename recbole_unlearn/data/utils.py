@@ -186,7 +186,9 @@ def _check_named_fields(config, inter_header: List[str]) -> None:
         suffix = os.path.basename(path).rsplit(".", 1)[-1]
         if suffix in readable:
             with open(path, "r", encoding="utf-8", errors="replace") as f:
-                headers[suffix] = [c.partition(":")[0] for c in f.readline().rstrip("\r\n").split(separator)]
+                header = f.readline().rstrip("\r\n").split(separator)
+            _check_no_byte_order_mark(config, path, header)  # named as such, not as a field named '\ufeffitem_id'
+            headers[suffix] = [column.partition(":")[0] for column in header]
     for key in ("load_col", "unload_col"):
         for suffix, fields in (config[key] or {}).items():
             if suffix not in headers:
