@@ -1759,3 +1759,18 @@ def test_the_settings_line_names_the_shard_counts_its_rows_ran():
                             "config": {"n_shards": 8}})
         line = _describe(CellRun(grid, grid.cells[0]), Facts())
         assert ("n_shards" not in line) if said is None else (said in line and "n_shards 8" not in line), line
+
+
+@pytest.mark.parametrize("key, value, said", [
+    ("save_model", False, "keeps each cell's original.pth"),
+    ("include_retrain", False, "trains Retrain in every cell"),
+    ("results_dir", "gres", "under output_dir"),
+])
+def test_a_grid_config_setting_the_grid_decides_is_refused_not_ignored(tmp_path, key, value, said):
+    """A grid's ``config`` took ``save_model``, ``include_retrain`` and ``results_dir`` and ignored
+    them, unsaid: ``original.pth`` written, Retrain trained, and ``results_dir`` recorded in the
+    rows' model folders, where later request runs wrote (r10paths probe)."""
+    path = _tiny_grid(tmp_path, ["sisa"], **{key: value})
+    with pytest.raises(UnlearnError, match=f"'config' cannot set '{key}': .*{said}"):
+        load_grid(path)
+    assert not os.path.exists(tmp_path / "board")

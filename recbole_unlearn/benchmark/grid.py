@@ -118,6 +118,14 @@ def _string_list(grid: dict, key: str, path: str) -> List[str]:
 #: runtime keys a grid row may not set: the runner gives every row of a cell the same forget set
 #: and results folder, and each row its own model folder
 RUNNER_KEYS = ("forget", "model_dir", "results_dir", "checkpoint_dir")
+#: run settings a grid decides for every cell, with why (a grid's ``config`` took them and ignored
+#: them: ``results_dir`` then reached the rows' model folders, where later request runs wrote)
+GRID_DECIDES = {
+    "results_dir": "a grid writes every cell's rows and leaderboard under output_dir",
+    "save_model": "a grid keeps each cell's original.pth and every row's model folder, to resume and to serve "
+                  "requests (delete the output folder when done with it)",
+    "include_retrain": "a grid trains Retrain in every cell, the reference its rows are compared with",
+}
 #: a row label names files (``rows/<label>.json``): within a file name's 255 bytes
 MAX_LABEL_BYTES = 200
 
@@ -206,6 +214,9 @@ def expand_grid(grid: dict, path: str = "<dict>") -> Grid:
     for key in ("model", "dataset", "unlearn_method", "model_dir", "benchmark", "config_files"):
         if key in config:
             raise UnlearnError(f"grid {path}: 'config' cannot set '{key}' (the grid decides it)")
+    for key, why in GRID_DECIDES.items():  # each was taken and ignored, unsaid (r10paths probe)
+        if key in config:
+            raise UnlearnError(f"grid {path}: 'config' cannot set '{key}': {why}")
     variants = _variants(grid.get("methods"), path)
     # a folder per grid file by default: two grids sharing one would be refused (runner.claim_output_dir)
     output_dir = grid.get("output_dir", os.path.join("results", "leaderboard", _stem(path)))
