@@ -125,9 +125,12 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
             if config_dict.get("forget"):
                 raise UnlearnError("--verify checks a model folder and forgets nothing: give --forget in a run "
                                    "of its own")
-            from recbole_unlearn.quick_start.forget_requests import run_verify
+            from recbole_unlearn.quick_start.forget_requests import run_verify, unread_settings_note
 
             print(f"verified: {run_verify(str(config_dict['model_dir']), config_dict)}")
+            unread = unread_settings_note(config_dict, "verify")
+            if unread:
+                print(f"note: {unread}")
         elif config_dict.get("model_dir") and config_dict.get("forget") and not (model or dataset or config_files):
             # a saved model answers requests with its own settings; with --model, --dataset or
             # --config_files this is a run that forgets the file and saves to a new model_dir

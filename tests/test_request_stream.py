@@ -924,6 +924,26 @@ def test_processed_request_files_delete_with_a_single_file_says_the_file_is_kept
     assert (in_tmp / "req.csv").exists()
 
 
+def test_settings_a_request_run_or_verify_does_not_read_are_named(model_copy, in_tmp, capsys):
+    """A request file's run took ``watch_idle_s``, ``include_retrain`` and ``save_model``, and
+    ``--verify`` took ``max_batch`` and ``results_dir``, unsaid, though neither reads them (a
+    pipeline may repeat its training command's settings, so they are not refused; r10paths
+    probe): a note names them and where they apply."""
+    from recbole_unlearn.cli import main
+
+    (in_tmp / "req.csv").write_text(f"{_users_by_shard(model_copy)[0][0]}\n")
+    run_forget_requests(model_copy, str(in_tmp / "req.csv"), {"state": "ERROR", "watch_idle_s": 5,
+                                                              "include_retrain": False, "save_model": True})
+    out = capsys.readouterr().out
+    assert ("note: include_retrain, save_model apply to training runs; watch_idle_s applies to watched folders: a "
+            "request file's run does not read them") in out, out
+    (in_tmp / "req2.csv").write_text(f"{_users_by_shard(model_copy)[1][0]}\n")
+    run_forget_requests(model_copy, str(in_tmp / "req2.csv"), {"state": "ERROR"})
+    assert "does not read" not in capsys.readouterr().out
+    assert main([f"--model_dir={model_copy}", "--verify=True", "--max_batch=5", "--state=ERROR"]) == 0
+    assert "note: max_batch applies to request runs: --verify does not read it" in capsys.readouterr().out
+
+
 def test_a_ray_workers_error_is_its_cause_on_one_plain_line():
     """A shard that raised in a Ray worker left a ``failed`` ledger reason holding terminal colour
     codes and the worker's whole traceback (Ray probe): the reason is the cause's type and message."""

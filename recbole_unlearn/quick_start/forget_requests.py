@@ -13,7 +13,7 @@ line, and every request's status and latency go to ``<model_dir>/requests.jsonl`
 import os
 import warnings
 from logging import getLogger
-from typing import List, Optional
+from typing import Iterable, List, Optional
 
 from recbole.utils import get_local_time
 
@@ -34,6 +34,36 @@ from recbole_unlearn.utils.run_logger import init_run_logger, library_warnings_k
 
 
 RUN_LOG = "run.log"  # a request run's log, in its run folder beside results.json
+
+
+#: runtime settings a request run or ``--verify`` takes (a pipeline may repeat its training
+#: command's settings) without reading them, by where they apply: each passed unsaid, recorded
+#: in ``results.json`` as a run's settings are (r10paths probe)
+_APPLY_ELSEWHERE = {
+    "training runs": ("include_retrain", "save_model"),
+    "watched folders": ("watch_poll_s", "watch_idle_s", "watch_settle_s"),
+    "request runs": ("max_batch", "max_wait_s", "results_dir", "processed_request_files", "keep_previous_version",
+                     "max_request_lines", "max_request_line_bytes"),
+}
+
+
+def unread_settings_note(given: Iterable[str], mode: str) -> Optional[str]:
+    """A ``note:`` line's text naming the settings of ``given`` (the user's) that ``mode``
+    (``"file"``: a request file's run, ``"folder"``: a watched folder's, ``"verify"``) does not
+    read, and where they apply; ``None`` when it reads them all."""
+    elsewhere = {"file": ("training runs", "watched folders"), "folder": ("training runs",),
+                 "verify": tuple(_APPLY_ELSEWHERE)}[mode]
+    given = set(given)
+    parts, named = [], 0
+    for where in elsewhere:
+        keys = [key for key in _APPLY_ELSEWHERE[where] if key in given]
+        if keys:
+            parts.append(f"{', '.join(keys)} appl{'ies' if len(keys) == 1 else 'y'} to {where}")
+            named += len(keys)
+    if not parts:
+        return None
+    what = {"file": "a request file's run", "folder": "a watched folder's run", "verify": "--verify"}[mode]
+    return f"{'; '.join(parts)}: {what} does not read {'it' if named == 1 else 'them'}"
 
 
 @library_warnings_kept_off
@@ -72,13 +102,14 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
         summary, model = stream_request_file(store, model, requests, when_valid=start_the_run_folder)
     # the requests are live: a failure or a stop from here on says so (it was a bare error line)
     with says_what_went_live(summary, os.path.join(model_dir, LEDGER)):
-        return _report(config, store, model, summary, meter, requests, run_dir[0], verbose)
+        return _report(config, store, model, summary, meter, requests, run_dir[0], verbose, given=overrides)
 
 
 def _report(config, store: ModelStore, model, summary, meter: CpuMeter, requests: str, run_dir: str,
-            verbose: bool) -> dict:
+            verbose: bool, given: Iterable[str] = ()) -> dict:
     """Evaluate the model after a request run and write its ``results.json`` (see
-    :func:`run_forget_requests`)."""
+    :func:`run_forget_requests`); ``given``: the user's settings (a note names those it does not
+    read)."""
     # over the requests' forgets, where their latencies were measured (it held the whole run, idle
     # waits included: a watcher was named busy while its forgets ran on an idle machine); the run's
     # where none ran
@@ -127,6 +158,9 @@ def _report(config, store: ModelStore, model, summary, meter: CpuMeter, requests
             for name in store.older_versions():
                 print(f"note: {name} is kept (keep_previous_version): a model from before this run's latest forget, "
                       "trained on the data it forgot; the next run answering requests without the key removes it")
+        unread = unread_settings_note(given, "folder" if os.path.isdir(requests) else "file")
+        if unread:
+            print(f"note: {unread}")
         if config["processed_request_files"] == "delete" and not os.path.isdir(requests):
             print(f"note: processed_request_files: delete applies to watched folders; {escaped_controls(requests)} "
                   "is kept where it is "
