@@ -131,6 +131,15 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
             unread = unread_settings_note(config_dict, "verify")
             if unread:
                 print(f"note: {unread}")
+        elif config_dict.get("model_dir") and config_dict.get("forget") and (model or dataset or config_files) and \
+                os.path.exists(os.path.join(str(config_dict["model_dir"]), "CURRENT")):
+            # a training run to a folder holding a model: refused (check_new_model_dir), but only
+            # after what it set up first failed (--model alone: "dataset 'ml-100k' not found")
+            given = ", ".join(name for name, value in (("--model", model), ("--dataset", dataset),
+                                                        ("--config_files", config_files)) if value)
+            raise UnlearnError(f"model_dir {config_dict['model_dir']} already holds a model: to answer --forget with "
+                               f"it, drop {given} (it answers with its own settings); to train a new model, give "
+                               "another model_dir")
         elif config_dict.get("model_dir") and config_dict.get("forget") and not (model or dataset or config_files):
             # a saved model answers requests with its own settings; with --model, --dataset or
             # --config_files this is a run that forgets the file and saves to a new model_dir

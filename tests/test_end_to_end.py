@@ -122,7 +122,13 @@ def test_cli_run_that_forgets_a_request_file_and_saves_its_model(in_tmp):
         (entry,) = [json.loads(line) for line in f]
     assert entry["source"] == "requests:req.csv" and entry["version"] == "v000002"
     again = _cli(["--model=GRU4Rec"] + args, in_tmp)
-    assert again.returncode == 2 and "already holds a model" in again.stderr and "without --model" in again.stderr
+    assert again.returncode == 2 and "already holds a model" in again.stderr and "drop --model, --dataset" in again.stderr
+    # --model or --dataset alone, repeated from the training command, was refused for what it set up
+    # first ("dataset 'ml-100k' not found", "retrain saves no model"; r10paths probe)
+    for alone in ("--model=GRU4Rec", "--dataset=ml-tiny"):
+        proc = _cli([alone, "--model_dir=m", "--forget=req.csv", f"--data_path={FIXTURES}", "--state=ERROR"], in_tmp)
+        assert proc.returncode == 2 and (f"error: model_dir m already holds a model: to answer --forget with it, drop "
+                                         f"{alone.split('=')[0]} (it answers") in proc.stderr, proc.stderr
     answered = _cli(["--model_dir=m", "--forget=req.csv", "--state=ERROR"], in_tmp)
     assert answered.returncode == 0, answered.stderr
     # the run recorded the file's request in the folder: sent again, it is already final (it was
