@@ -129,7 +129,8 @@ def main() -> None:
     for seed in args.seed:
         for pretrained_on, keep in (("D_raw minus H", data.full_keep()), ("D_raw minus F and H", without_f)):
             config = base.override({"seed": seed, "partition_seed": seed})
-            embeddings, seconds = pretrain_embeddings(config, data, keep)
+            embeddings, pretraining = pretrain_embeddings(config, data, keep)
+            seconds = pretraining["seconds"]
             for name in args.partitioner:
                 start = time.perf_counter()
                 shard_map = build_shard_map(config.override({"partitioner": name}), data, embeddings)

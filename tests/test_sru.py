@@ -387,3 +387,35 @@ def test_the_aggregator_records_the_thread_count_it_trained_with(tmp_path):
 
     model_dir = train_saved_model(tmp_path, unlearn_method="sru", epochs=1, agg_epochs=1, forget_protocol="none")
     assert read_manifest(model_dir)[1]["aggregator_trained_on"]["threads"] == torch.get_num_threads()
+
+
+def test_the_partition_pretraining_is_recorded_and_validates_only_with_the_sub_models(tiny, monkeypatch):
+    """The similarity partition's pretraining validated and stopped by early stopping whatever
+    ``validate_submodels`` said (10 epochs asked, 3 run, the first kept) and was recorded nowhere
+    (r10records probe). It follows ``validate_submodels`` as shard stages do and its fit records it,
+    the epochs counted here as they train."""
+    from recbole_unlearn.trainer import trainer as trainer_module
+
+    epochs_trained = []
+    original_train_epoch = trainer_module.UnlearnTrainer._train_epoch
+
+    def counting(self, *args, **kwargs):
+        epochs_trained.append(self.config["epochs"])
+        return original_train_epoch(self, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module.UnlearnTrainer, "_train_epoch", counting)
+    for validates in (False, True):
+        config = UnlearnConfig("GRU4Rec", config_dict=tiny_dict(
+            unlearn_method="sru", n_shards=2, epochs=1, agg_epochs=1, shard_num_threads=1, learning_rate=0.01,
+            partition_pretrain_epochs=6, stopping_step=1, validate_submodels=validates)).for_method("sru")
+        dataset = create_unlearn_dataset(config)
+        epochs_trained.clear()
+        _, record = pretrain_embeddings(config, dataset, dataset.full_keep())
+        ran = epochs_trained.count(6)  # the pretraining's epochs (its cap, 6, is the only one of 6)
+        assert record["epochs"] == ran and record["cap"] == 6 and record["seconds"] > 0, record
+        if validates:
+            assert isinstance(record["best_valid_ndcg@10"], float) and record["hit_cap"] == (ran == 6), record
+        else:
+            assert ran == 6 and record["hit_cap"] is True and record["best_valid_ndcg@10"] is None, record
+    model = ShardedUnlearnableModel.train(config, dataset)
+    assert model.fit_training["partition_pretraining"]["cap"] == 6

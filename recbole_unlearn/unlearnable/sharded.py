@@ -297,11 +297,11 @@ class ShardedUnlearnableModel(UnlearnableModel):
         a model for it; that model and its vectors are dropped once the shard map exists."""
         keep = dataset.full_keep()
         keep[np.asarray(forgotten, dtype=np.int64)] = False
-        pretrain_seconds = 0.0
+        pretraining = None
         if shard_map is None:
             embeddings = None
             if is_similarity_partitioner(config["partitioner"]):
-                embeddings, pretrain_seconds = pretrain_embeddings(config, dataset, keep)
+                embeddings, pretraining = pretrain_embeddings(config, dataset, keep)
             shard_map = build_shard_map(config, dataset, embeddings, keep)
             del embeddings
         jobs = [ShardJob(k) for k in range(shard_map.n_shards)]
@@ -309,10 +309,11 @@ class ShardedUnlearnableModel(UnlearnableModel):
         stage_states = [dict(r.stage_states) for r in results]
         model = cls(config, dataset, shard_map, stage_states, {}, forgotten)
         model._record_trained(results)
-        model.pretrain_seconds = pretrain_seconds
         aggregator = model._train_aggregator(keep)
         model.aggregator_seconds = aggregator.seconds
         model.fit_training = training_record(results, aggregator)
+        if pretraining is not None:  # the similarity partition's (a redrawn one's too, in forget_training)
+            model.fit_training["partition_pretraining"] = pretraining
         return model
 
     def retrain_aggregator(self) -> float:
