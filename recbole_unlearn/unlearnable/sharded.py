@@ -323,7 +323,9 @@ class ShardedUnlearnableModel(UnlearnableModel):
         self.ensemble = self._build_ensemble({})
         aggregator = self._train_aggregator(self.keep_mask())
         self.aggregator_seconds = aggregator.seconds
-        record = {"shards": (getattr(self, "fit_training", None) or {}).get("shards", {})}
+        fitted = getattr(self, "fit_training", None) or {}
+        record = {key: fitted[key] for key in ("shards", "partition_pretraining") if key in fitted}
+        record.setdefault("shards", {})
         if aggregator.cap:
             record["aggregator"] = aggregator.to_json()
         self.fit_training = record
