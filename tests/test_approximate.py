@@ -514,7 +514,7 @@ def test_a_grid_row_whose_step_raised_forget_hit_is_warned_about_and_named_on_th
             super().warning(message, *args, **kwargs)
 
     monkeypatch.setattr(runner, "getLogger", lambda *a: Recording(real_logger(*a), {}))
-    settings = {k: v for k, v in tiny_dict(save_model=False).items() if k != "dataset"}
+    settings = {k: v for k, v in tiny_dict().items() if k != "dataset"}  # (a grid decides save_model)
     (in_tmp / "grid.yaml").write_text(yaml.safe_dump({
         "models": ["GRU4Rec"], "datasets": ["ml-tiny"], "output_dir": str(in_tmp / "board"), "baseline": False,
         "config": settings, "methods": {"toy": {"unlearn_method": RECALL_MORE}}}))

@@ -1615,7 +1615,7 @@ def test_a_grid_saving_model_folders_warns_of_tokens_no_request_can_name(tmp_pat
     from recbole_unlearn.benchmark.runner import run_grid
 
     _six_per_user_dataset(tmp_path, "comma", ["7,8"] + [f"u{k}" for k in range(9)])
-    settings = {k: v for k, v in tiny_dict(data_path=str(tmp_path), n_shards=2, include_retrain=False).items()
+    settings = {k: v for k, v in tiny_dict(data_path=str(tmp_path), n_shards=2).items()
                 if k != "dataset"}
     grid = {"models": ["SASRec"], "datasets": ["comma"], "output_dir": str(tmp_path / "board"),
             "config": dict(settings, forget_user_ratio=0.2, shard_num_threads=1), "methods": ["sisa"],
