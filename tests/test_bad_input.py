@@ -335,9 +335,11 @@ TINY_LINES = open(os.path.join(FIXTURES, "ml-tiny", "ml-tiny.inter"), "rb").read
      "load_col inter 'bogus': shape.inter has no such field (its fields: user_id, item_id, rating, timestamp)"),
     (None, None, {"load_col": None, "unload_col": {"inter": ["bogus"]}}, "unload_col inter 'bogus': shape.inter has "
                                                                         "no such field"),
-    (None, None, {"load_col": None, "unload_col": {"item": ["x"]}}, "unload_col 'item': dataset 'shape' has no "
-                                                                   "shape.item file RecBole reads (its files: inter)"),
-    (None, None, {"load_col": {"inter": "*", "item": ["bogus"]}}, "load_col 'item': dataset 'shape' has no shape.item"),
+    (None, None, {"load_col": None, "unload_col": {"item": ["x"]}}, "unload_col 'item': RecBole's sequential dataset "
+                                                                   "reads no shape.item file here (the files it reads: "
+                                                                   "inter)"),
+    (None, None, {"load_col": {"inter": "*", "item": ["bogus"]}}, "load_col 'item': RecBole's sequential dataset reads "
+                                                                  "no shape.item file"),
     (None, None, {"load_col": None, "unload_col": {("inter",): ["rating"]}}, "unload_col {('inter',): ['rating']}: "
                                                                            "give {file suffix: [fields]}"),
     (None, None, {"load_col": None, "unload_col": {1: ["rating"]}}, "unload_col {1: ['rating']}: give"),

@@ -674,3 +674,29 @@ def test_a_folder_whose_saved_settings_today_s_checks_refuse_says_to_train_a_new
     for overrides in ({"lock_timeout_s": -5}, {"ray_connect_timeout_s": 5, "worker": -1}, {"ray_connect_timeout_s": -1}):
         with pytest.raises(UnlearnError, match="^config key '(lock_timeout_s|worker|ray_connect_timeout_s)'"):
             run_forget_requests(model_dir, str(tmp_path / "r.csv"), overrides, verbose=False)
+
+
+def test_a_folder_saved_with_names_recbole_ignores_is_served_with_a_warning(tmp_path, caplog):
+    """Earlier code took ``load_col`` / ``unload_col`` naming a file or field that does not exist,
+    which RecBole ignores (the model trained as without them); today's check of those names
+    refused such folders for good, every request and ``--verify`` (r10round2 probe). They are
+    served, with a warning naming the setting; a new run is still refused it."""
+    import json as jsonlib
+    import logging
+    from conftest import train_saved_model, verify_model
+    from recbole_unlearn.quick_start import run_forget_requests
+
+    model_dir = train_saved_model(tmp_path, forget_protocol="none")
+    version_dir, manifest = read_manifest(model_dir)
+    for recorded in ("config", "settings"):  # as code before the check saved it
+        manifest[recorded]["load_col"] = {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id"]}
+    with open(os.path.join(version_dir, "manifest.json"), "w") as f:
+        jsonlib.dump(manifest, f)
+    (tmp_path / "r.csv").write_text("3\n")
+    with caplog.at_level(logging.WARNING):
+        doc = run_forget_requests(model_dir, str(tmp_path / "r.csv"), {"results_dir": str(tmp_path / "out")},
+                                  verbose=False)
+    assert doc["requests"]["applied"] == 1
+    assert "load_col 'item': RecBole's sequential dataset reads no ml-tiny.item file here" in caplog.text
+    assert "the model is served as trained" in caplog.text
+    verify_model(model_dir)

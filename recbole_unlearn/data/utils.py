@@ -44,11 +44,14 @@ def atomic_digests(config, known: Optional[Dict[str, str]] = None) -> Dict[str, 
             for name, path in ((os.path.basename(p), p) for p in atomic_files(config))}
 
 
-def check_dataset_files(config) -> None:
+def check_dataset_files(config, named_fields: bool = True) -> None:
     """Fail with one clear line (and no download attempt) if ``<data_path>/<dataset>.inter``
     is missing (RecBole would otherwise try to download known dataset names), lacks the user,
     item or time column, has a line without a time, or an atomic file RecBole reads has a line with
-    another number of fields than its header (:func:`_check_field_count`)."""
+    another number of fields than its header (:func:`_check_field_count`). ``named_fields``:
+    also refuse files and fields ``load_col`` / ``unload_col`` name that do not exist (a saved
+    folder's are checked with :func:`named_fields_problem` instead: RecBole ignores them, so its
+    model was trained as without them)."""
     path = dataset_file(config)
     if not os.path.isfile(path):
         raise UnlearnError(
@@ -69,7 +72,8 @@ def check_dataset_files(config) -> None:
                     )
             _check_header_types(config, path, header)
             _check_load_col(config)
-            _check_named_fields(config, header)
+            if named_fields:
+                _check_named_fields(config, header)
             _check_value_intervals(config, header)
             _check_times(config, path, f, header, columns.index(config["TIME_FIELD"]), separator)
     except UnicodeDecodeError:
@@ -192,12 +196,26 @@ def _check_named_fields(config, inter_header: List[str]) -> None:
     for key in ("load_col", "unload_col"):
         for suffix, fields in (config[key] or {}).items():
             if suffix not in headers:
-                raise UnlearnError(f"{key} {suffix!r}: dataset '{config['dataset']}' has no {config['dataset']}.{suffix} "
-                                   f"file RecBole reads (its files: {', '.join(sorted(headers))})")
+                raise UnlearnError(f"{key} {suffix!r}: RecBole's sequential dataset reads no {config['dataset']}.{suffix} "
+                                   f"file here (the files it reads: {', '.join(sorted(headers))})")
             unknown = [] if fields == "*" else [field for field in fields if field not in headers[suffix]]
             if unknown:
                 raise UnlearnError(f"{key} {suffix} {unknown[0]!r}: {config['dataset']}.{suffix} has no such field (its "
                                    f"fields: {', '.join(headers[suffix])})")
+
+
+def named_fields_problem(config) -> Optional[str]:
+    """What :func:`_check_named_fields` refuses in ``config`` (files and fields ``load_col`` /
+    ``unload_col`` name that do not exist), or ``None``: a saved folder whose settings name such
+    (earlier code accepted them, and RecBole ignores them) is served with a warning, not refused
+    (r10round2 probe). The ``.inter`` file has passed :func:`check_dataset_files` already."""
+    with open(dataset_file(config), "r", encoding="utf-8") as f:
+        header = f.readline().rstrip("\r\n").split(config["field_separator"])
+    try:
+        _check_named_fields(config, header)
+    except UnlearnError as problem:
+        return str(problem)
+    return None
 
 
 def _first_line_not_utf8(path: str) -> int:

@@ -257,7 +257,8 @@ class ModelStore:
         """
         from recbole_unlearn.config import UnlearnConfig
         from recbole_unlearn.config.configurator import check_setting_keys
-        from recbole_unlearn.data.utils import check_dataset_files, create_unlearn_dataset, dataset_file
+        from recbole_unlearn.data.utils import (check_dataset_files, create_unlearn_dataset, dataset_file,
+                                                named_fields_problem)
 
         overrides = dict(overrides or {})
         check_setting_keys(overrides)
@@ -288,10 +289,15 @@ class ModelStore:
                                    "included; README: what a model folder still depends on)")
             checked = _check_atomic_files(manifest, config, {os.path.basename(data_file): data_sha256}, version_dir)
             try:  # the files are the ones the model was trained on (all recorded): a refusal is the folder's
-                check_dataset_files(config)
+                check_dataset_files(config, named_fields=False)
             except UnlearnError as refused:  # (files not all recorded, saved before: the check's own line)
                 raise (_refused_saved_settings(refused, manifest, version_dir, data=True)
                        if manifest.get("data_files") else refused) from None
+            harmless = named_fields_problem(config)
+            if harmless:  # a name RecBole ignored when the model was trained: it trained as without it
+                getLogger().warning(f"{os.path.join(version_dir, MANIFEST)}: {harmless}; saved by earlier code, which "
+                                    "took it, and RecBole ignores it, so the model is served as trained (a new run "
+                                    "is refused it)")
             dataset = create_unlearn_dataset(config, known=checked, files_checked=True)
             _check_atomic_files(manifest, config, dataset.file_digests, version_dir)  # (one changed since the check)
             files = manifest["files"]
