@@ -35,7 +35,7 @@ from recbole_unlearn.evaluator.metrics import full_ranking_metrics  # noqa: E402
 from recbole_unlearn.serving.store import open_store  # noqa: E402
 from recbole_unlearn.unlearn.experiment import Experiment  # noqa: E402
 from recbole_unlearn.utils.errors import UnlearnError  # noqa: E402
-from bench_record import provenance, run  # noqa: E402
+from bench_record import check_out, finished_row, provenance, run  # noqa: E402
 
 
 def parse_variant(text: str) -> Tuple[str, Dict[str, object]]:
@@ -63,9 +63,11 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
+    check_out(args.out)
     grid = load_grid(args.grid)
     cell = select_cells(grid, [args.cell])[0]
     cell_dir = os.path.join(args.output_dir or grid.output_dir, cell.name)
+    finished_row(cell_dir, args.row)
     variants: List[Tuple[str, dict]] = [parse_variant(v) for v in args.variant]
 
     experiment = Experiment(cell_config(grid, cell))
@@ -86,7 +88,7 @@ def main() -> None:
         recommender = model.recommender
         utility = full_ranking_metrics(recommender, suite.rem.test, cfg, ["NDCG", "Recall"], [10])
         forget = full_ranking_metrics(recommender, suite.forget_loader, cfg, ["Hit"], [10])
-        audit = experiment.audit.report(recommender)
+        audit = experiment.audit.report(recommender) if experiment.audit is not None else {}  # (audit: False)
         record = {"variant": name, "overrides": overrides, "aggregator_seconds": round(seconds, 1),
                   "training": model.fit_training.get("aggregator"), "utility_rem": utility,
                   "forget": forget, "audit": {k: audit.get(k) for k in ("auc", "auc_interval", "verdict")}}

@@ -71,8 +71,9 @@ def check_out(path: str) -> str:
     """``path`` (``--out``) if a record can be written there, checked before anything is measured
     (a folder, or one that cannot be written, failed after the whole measurement)."""
     folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path) or (os.path.exists(folder) and not os.path.isdir(folder)):
-        raise UnlearnError(f"--out {path}: not a file path")
+    if not path or path.endswith((os.sep, "/")) or os.path.isdir(path) or \
+            (os.path.exists(folder) and not os.path.isdir(folder)):
+        raise UnlearnError(f"--out {path!r}: not a file path")
     existing = folder
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
@@ -85,6 +86,20 @@ def check_out(path: str) -> str:
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise UnlearnError(f"--out {path}: cannot be written here")
     return path
+
+
+def finished_row(cell_dir: str, label: str) -> str:
+    """``label`` if the grid cell in ``cell_dir`` finished that row (its row file and model
+    folder are there); else one line naming the rows it finished (an unknown row was a
+    traceback)."""
+    rows = os.path.join(cell_dir, "rows")
+    if not os.path.isfile(os.path.join(rows, f"{label}.json")) or not os.path.isdir(os.path.join(cell_dir, "models",
+                                                                                                  label)):
+        done = sorted(name[:-len(".json")] for name in os.listdir(rows) if name.endswith(".json")) \
+            if os.path.isdir(rows) else []
+        raise UnlearnError(f"--row {label!r}: {cell_dir} holds no finished row of that name with a model folder "
+                           f"(its rows: {', '.join(done) or 'none'})")
+    return label
 
 
 def write_record(path: str, document: dict) -> None:

@@ -45,7 +45,9 @@ from recbole_unlearn.data.partition import build_shard_map  # noqa: E402
 from recbole_unlearn.evaluator.audit import auc  # noqa: E402
 from recbole_unlearn.trainer.pretrain import pretrain_embeddings  # noqa: E402
 from recbole_unlearn.unlearn.experiment import Experiment  # noqa: E402
-from bench_record import provenance, run  # noqa: E402
+from recbole_unlearn.data.similarity import is_similarity_partitioner, similarity_partitioners  # noqa: E402
+from recbole_unlearn.utils.errors import UnlearnError  # noqa: E402
+from bench_record import check_out, provenance, run  # noqa: E402
 
 
 def target_lifts(dataset, user_shard: np.ndarray, remaining: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -107,12 +109,22 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
+    check_out(args.out)
     grid = load_grid(args.grid)
     cell = select_cells(grid, [args.cell])[0]
     run = CellRun(grid, cell)
     if not run.base["audit"]:  # its held-out twins H are the audit's
-        sys.exit(f"error: cell {cell.name} of {args.grid} does not audit (audit: False): H, the held-out twins, "
-                 "are drawn only for the audit; set audit: True in the grid")
+        raise UnlearnError(f"cell {cell.name} of {args.grid} does not audit (audit: False): H, the held-out twins, "
+                           "are drawn only for the audit; set audit: True in the grid")
+    if args.row not in run.variant_configs:
+        raise UnlearnError(f"--row {args.row!r}: cell {cell.name} has no such row (its rows: "
+                           f"{', '.join(sorted(run.variant_configs))})")
+    for name in args.partitioner:
+        if not is_similarity_partitioner(name):
+            raise UnlearnError(f"--partitioner {name!r}: give a similarity partitioner "
+                               f"({', '.join(similarity_partitioners())})")
+    if any(seed < 0 for seed in args.seed):
+        raise UnlearnError(f"--seed {min(args.seed)}: give numbers >= 0")
     cell_dir = os.path.join(args.output_dir or grid.output_dir, cell.name)
     experiment = Experiment(run.base)
     experiment.open(os.path.join(cell_dir, "partition-affinity-log"))

@@ -44,7 +44,7 @@ from recbole_unlearn.serving.store import open_store  # noqa: E402
 from recbole_unlearn.unlearn.experiment import AUDIT_REFERENCE_PREFIX, Experiment  # noqa: E402
 from recbole_unlearn.unlearnable.sharded import ShardedUnlearnableModel  # noqa: E402
 from recbole_unlearn.utils.errors import UnlearnError  # noqa: E402
-from bench_record import provenance, run  # noqa: E402
+from bench_record import check_out, finished_row, provenance, run  # noqa: E402
 
 AUDIT_KEYS = ("auc", "auc_interval", "tpr@1%fpr", "tpr@5%fpr", "residual_memorisation", "verdict")
 
@@ -67,9 +67,12 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
+    check_out(args.out)
     grid = load_grid(args.grid)
     cell = select_cells(grid, [args.cell])[0]
     cell_dir = os.path.join(args.output_dir or grid.output_dir, cell.name)
+    for label in args.row:
+        finished_row(cell_dir, label)
     experiment = Experiment(cell_config(grid, cell))
     experiment.open(os.path.join(cell_dir, "partition-control-log"))
     with open(os.path.join(cell_dir, "rows", "original.json")) as f:

@@ -100,6 +100,10 @@ def main() -> int:
     if args.seed < 0:
         raise UnlearnError(f"--seed {args.seed}: give a number >= 0")
     variants: List[Tuple[str, Dict[str, object]]] = [parse_variant(v) for v in args.variant] or [("default", {})]
+    names = [name for name, _ in variants]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:  # the second's model folder and results replaced the first's, unsaid
+        raise UnlearnError(f"--variant {twice[0]!r} is named twice: give each variant its own name")
     base = UnlearnConfig(args.model, args.dataset, config_dict=dict(settings, state="WARNING"))
     dataset = create_unlearn_dataset(base.for_method(args.method))
     row = int(np.random.default_rng(args.seed).permutation(np.flatnonzero(dataset.is_training))[0])
