@@ -195,6 +195,8 @@ def _check_named_fields(config, inter_header: List[str]) -> None:
             headers[suffix] = [column.partition(":")[0] for column in header]
     for key in ("load_col", "unload_col"):
         for suffix, fields in (config[key] or {}).items():
+            if not fields:  # names nothing ({'item': []} reads no .item file, whether or not there is one)
+                continue
             if suffix not in headers:
                 raise UnlearnError(f"{key} {suffix!r}: RecBole's sequential dataset reads no {config['dataset']}.{suffix} "
                                    f"file here (the files it reads: {', '.join(sorted(headers))})")
