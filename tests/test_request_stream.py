@@ -942,6 +942,11 @@ def test_settings_a_request_run_or_verify_does_not_read_are_named(model_copy, in
     assert "does not read" not in capsys.readouterr().out
     assert main([f"--model_dir={model_copy}", "--verify=True", "--max_batch=5", "--state=ERROR"]) == 0
     assert "note: max_batch applies to request runs: --verify does not read it" in capsys.readouterr().out
+    # (round 3: a training run's preflight keys, and settings only runs that train read)
+    assert main([f"--model_dir={model_copy}", "--verify=True", "--preflight_users=4", "--busy_cpu_share=0.5",
+                 "--state=ERROR"]) == 0
+    assert ("note: preflight_users applies to training runs; busy_cpu_share applies to training and request runs: "
+            "--verify does not read them") in capsys.readouterr().out
 
 
 def test_a_ray_workers_error_is_its_cause_on_one_plain_line():

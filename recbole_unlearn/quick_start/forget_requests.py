@@ -40,10 +40,11 @@ RUN_LOG = "run.log"  # a request run's log, in its run folder beside results.jso
 #: command's settings) without reading them, by where they apply: each passed unsaid, recorded
 #: in ``results.json`` as a run's settings are (r10paths probe)
 _APPLY_ELSEWHERE = {
-    "training runs": ("include_retrain", "save_model"),
+    "training runs": ("include_retrain", "save_model", "preflight_users", "preflight_topk_agreement"),
     "watched folders": ("watch_poll_s", "watch_idle_s", "watch_settle_s"),
     "request runs": ("max_batch", "max_wait_s", "results_dir", "processed_request_files", "keep_previous_version",
                      "max_request_lines", "max_request_line_bytes"),
+    "training and request runs": ("busy_cpu_share", "tensorboard"),
 }
 
 
