@@ -318,6 +318,21 @@ def test_a_folder_that_recorded_keep_previous_version_keeps_no_version_from_befo
     assert _versions(folder) == ["v000002", "v000003"]  # asked for by that run
 
 
+def test_a_kept_previous_version_removed_by_the_next_run_is_said_whatever_the_log_level(folder, tmp_path, capsys):
+    """The next run without ``keep_previous_version`` removed the kept version with a log line
+    alone, which the folder's ``state: ERROR`` hid (r10docs probe): a ``note:`` line names it, and
+    ``results.json``'s ``requests.removed_versions``."""
+    run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)),
+                        dict(QUIET, keep_previous_version=True), verbose=False)
+    assert _versions(folder) == ["v000001", "v000002"]
+    doc = run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)), QUIET)
+    out = capsys.readouterr().out
+    assert _versions(folder) == ["v000003"]
+    assert doc["requests"]["removed_versions"] == [{"version": "v000001", "kept_by_keep_previous_version": True}]
+    assert (f"note: removed {os.path.join(folder, 'v000001')}: a model from before the live version, trained on data "
+            "forgotten since (kept by keep_previous_version for the run that set it)") in out, out
+
+
 # --- found by probing crash safety (each failed before its fix) ----------------------------------
 def test_a_failure_after_the_requests_went_live_says_they_were_applied(folder, tmp_path, monkeypatch):
     """results.json could not be written (a full disk that still let the empty-file check pass):

@@ -205,6 +205,11 @@ def _attention_lines(stream: dict, model_dir: str) -> List[str]:
                      f"give {their} file again "
                      f"({', '.join(rowless[:3])}{', ...' if len(rowless) > 3 else ''}; --verify counts them among "
                      "requests_not_final)")
+    for removed in stream.get("removed_versions") or []:
+        why = ("kept by keep_previous_version for the run that set it" if removed["kept_by_keep_previous_version"]
+               else "left behind by a forget that was stopped, or kept by earlier code")
+        lines.append(f"note: removed {escaped_controls(os.path.join(model_dir, removed['version']))}: a model from "
+                     f"before the live version, trained on data forgotten since ({why})")
     whole = stream.get("rejected_files") or 0
     if whole:
         their = "its" if whole == 1 else "their"

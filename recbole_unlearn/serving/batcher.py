@@ -82,6 +82,9 @@ class StreamSummary:
     #: requests earlier runs left waiting whose ledger lines hold no rows (earlier code), still not
     #: final when the run ended: "<id> (<file> line <n>)", each needing its file again
     waiting_without_rows: List[str] = field(default_factory=list)
+    #: versions from before the live one the run's start removed: ``{"version", "kept_by_keep_previous_version"}``
+    #: (a log line alone said so, which state: ERROR hid; r10docs probe)
+    removed_versions: List[dict] = field(default_factory=list)
 
     def add_batch(self, report_json: dict, version: str) -> None:
         self.batches += 1
@@ -138,6 +141,7 @@ class StreamSummary:
             "latency_max_s": round(float(lat.max()), 3) if len(lat) else None,
             "forget_hit_rose": self.forget_hit_rose,
             "waiting_without_rows": self.waiting_without_rows,
+            "removed_versions": self.removed_versions,
         }
 
 
@@ -190,12 +194,14 @@ class RequestBatcher:
             kept = {e.get("kept_version") for e in audit.entries()} if removed else set()
             for name in removed:
                 if name in kept:
-                    getLogger().warning(f"removed {name}: kept by keep_previous_version for the run that set it (a "
-                                        "model from before that run's forgets, trained on the data they forgot)")
+                    why = ("kept by keep_previous_version for the run that set it (a model from before that run's "
+                           "forgets, trained on the data they forgot)")
                 else:
-                    getLogger().warning(f"removed {name}: a version from before the live one, or one staged that "
-                                        "never went live, left behind by a forget that was stopped or kept by earlier "
-                                        "code (which kept the previous version until the next forget)")
+                    why = ("a version from before the live one, or one staged that never went live, left behind by a "
+                           "forget that was stopped or kept by earlier code (which kept the previous version until "
+                           "the next forget)")
+                getLogger().warning(f"removed {name}: {why}")
+                self.summary.removed_versions.append({"version": name, "kept_by_keep_previous_version": name in kept})
             events = self._refresh()
             recovered = self._recovered(events)
             self.ledger.record(recovered)  # under the same hold as the read: two runs starting together write them once
