@@ -1774,3 +1774,7 @@ def test_a_grid_config_setting_the_grid_decides_is_refused_not_ignored(tmp_path,
     with pytest.raises(UnlearnError, match=f"'config' cannot set '{key}': .*{said}"):
         load_grid(path)
     assert not os.path.exists(tmp_path / "board")
+    if key != "results_dir":  # a row setting results_dir was refused already; these were taken (round 4)
+        path = _tiny_grid(tmp_path, {"sisa": {"unlearn_method": "sisa", "n_shards": 2, key: value}})
+        with pytest.raises(UnlearnError, match=f"method 'sisa' sets '{key}': .*{said}"):
+            load_grid(path)

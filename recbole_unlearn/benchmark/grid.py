@@ -149,6 +149,9 @@ def _variants(methods, path: str) -> List[Variant]:
             raise UnlearnError(f"grid {path}: method label {label!r} is not allowed (a name of printable characters "
                                f"without '/' or '|', at most {MAX_LABEL_BYTES} bytes, other than original, recbole, "
                                ". and ..)")
+        decided = sorted(k for k in overrides if k in GRID_DECIDES and k not in RUNNER_KEYS)
+        if decided:  # taken and ignored, unsaid, and recorded in the row's files (r10round4 probe)
+            raise UnlearnError(f"grid {path}: method '{label}' sets '{decided[0]}': {GRID_DECIDES[decided[0]]}")
         owned = sorted(k for k in overrides if k in RUNNER_KEYS)
         if owned:  # recorded in the row file, yet the runner sets them per cell
             raise UnlearnError(f"grid {path}: method '{label}' sets {', '.join(repr(k) for k in owned)}, which the "
