@@ -128,6 +128,12 @@ def test_verify_names_a_version_that_never_went_live_as_such(saved, tmp_path):
     assert report["version"] == "v000002"
     assert report["older_versions"] == []
     assert report["never_live_versions"] == ["v000003"]
+    # the next run removes it and says what it was: its note called it "a model from before the
+    # live version, trained on data forgotten since" (r10round4 probe)
+    done = _forget(model_dir, base)
+    assert done.returncode == 0, done.stderr
+    assert (f"note: removed {os.path.join(model_dir, 'v000003')}: a version a forget staged and was stopped before it "
+            "went live (never served") in done.stdout, done.stdout
 
 
 def test_a_training_run_killed_during_its_request_files_forget_leaves_the_requests_waiting(tmp_path):

@@ -328,9 +328,9 @@ def test_a_kept_previous_version_removed_by_the_next_run_is_said_whatever_the_lo
     doc = run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)), QUIET)
     out = capsys.readouterr().out
     assert _versions(folder) == ["v000003"]
-    assert doc["requests"]["removed_versions"] == [{"version": "v000001", "kept_by_keep_previous_version": True}]
-    assert (f"note: removed {os.path.join(folder, 'v000001')}: a model from before the live version, trained on data "
-            "forgotten since (kept by keep_previous_version for the run that set it)") in out, out
+    assert doc["requests"]["removed_versions"] == [{"version": "v000001", "why": "kept_by_keep_previous_version"}]
+    assert (f"note: removed {os.path.join(folder, 'v000001')}: kept by keep_previous_version for the run that set it: "
+            "a model from before that run's forgets, trained on data forgotten since") in out, out
 
 
 # --- found by probing crash safety (each failed before its fix) ----------------------------------

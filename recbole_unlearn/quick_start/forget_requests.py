@@ -21,6 +21,7 @@ from recbole_unlearn.config.configurator import check_config_dict
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.evaluator.suite import EvaluationSuite
 from recbole_unlearn.serving import ModelStore, open_store, stream_request_file, verify_model, watch_request_folder
+from recbole_unlearn.serving.batcher import REMOVED_BECAUSE
 from recbole_unlearn.serving.apply import kept_by_filters_line
 from recbole_unlearn.serving.stream import says_what_went_live
 from recbole_unlearn.serving.ledger import LEDGER
@@ -206,10 +207,8 @@ def _attention_lines(stream: dict, model_dir: str) -> List[str]:
                      f"({', '.join(rowless[:3])}{', ...' if len(rowless) > 3 else ''}; --verify counts them among "
                      "requests_not_final)")
     for removed in stream.get("removed_versions") or []:
-        why = ("kept by keep_previous_version for the run that set it" if removed["kept_by_keep_previous_version"]
-               else "left behind by a forget that was stopped, or kept by earlier code")
-        lines.append(f"note: removed {escaped_controls(os.path.join(model_dir, removed['version']))}: a model from "
-                     f"before the live version, trained on data forgotten since ({why})")
+        lines.append(f"note: removed {escaped_controls(os.path.join(model_dir, removed['version']))}: "
+                     f"{REMOVED_BECAUSE[removed['why']]}")
     whole = stream.get("rejected_files") or 0
     if whole:
         their = "its" if whole == 1 else "their"

@@ -22,6 +22,7 @@ of ``applied``, ``applied_without_change``, ``already_forgotten``, ``rejected`` 
 ``applied_elsewhere`` (another process applied it while this one waited).
 :meth:`StreamSummary.check` raises if the counts do not add up.
 """
+import os
 import time
 from dataclasses import dataclass, field
 from logging import getLogger
@@ -35,7 +36,7 @@ from recbole_unlearn.serving.audit import AuditLog
 from recbole_unlearn.serving.ledger import (TIME_FORMAT, RequestLedger, applied_line, lines_by_request, now,
                                             queued_fields)
 from recbole_unlearn.serving.request_files import FileRequest
-from recbole_unlearn.serving.store import ModelStore
+from recbole_unlearn.serving.store import REMOVING_MARK, ModelStore
 from recbole_unlearn.unlearnable import UnlearnableModel
 from recbole_unlearn.utils.cpu_meter import CpuMeter, cpu_usage
 from recbole_unlearn.utils.errors import UnlearnError, error_line
@@ -54,6 +55,17 @@ class PendingRequest:
     group: Tuple[int, ...]
     received: float
     resumed: bool = False
+
+
+#: why a request run's start removed a version folder (``requests.removed_versions``' ``why``)
+REMOVED_BECAUSE = {
+    "kept_by_keep_previous_version": "kept by keep_previous_version for the run that set it: a model from before "
+                                     "that run's forgets, trained on data forgotten since",
+    "left_behind": "a model from before the live version, trained on data forgotten since, left by a forget that was "
+                   "stopped (or kept by earlier code, which kept the previous version until the next forget)",
+    "never_live": "a version a forget staged and was stopped before it went live (never served; trained without "
+                  "what it forgot; its name is used again)",
+}
 
 
 @dataclass
@@ -82,8 +94,8 @@ class StreamSummary:
     #: requests earlier runs left waiting whose ledger lines hold no rows (earlier code), still not
     #: final when the run ended: "<id> (<file> line <n>)", each needing its file again
     waiting_without_rows: List[str] = field(default_factory=list)
-    #: versions from before the live one the run's start removed: ``{"version", "kept_by_keep_previous_version"}``
-    #: (a log line alone said so, which state: ERROR hid; r10docs probe)
+    #: version folders the run's start removed: ``{"version", "why"}`` (a key of ``REMOVED_BECAUSE``;
+    #: a log line alone said so, which state: ERROR hid; r10docs probe, round 4)
     removed_versions: List[dict] = field(default_factory=list)
 
     def add_batch(self, report_json: dict, version: str) -> None:
@@ -190,18 +202,16 @@ class RequestBatcher:
             # the records checked before anything is appended (a stale model is loaded again, and
             # checked, by its forget)
             audit.reconcile(store, None if store.is_stale(model) else model)
+            never_live = set(store.never_live_versions())
+            being_removed = [e for e in store.left_behind_folders() if REMOVING_MARK in e]
             removed = store.remove_left_behind(model.config["keep_previous_version"])
+            removed += [e for e in being_removed if not os.path.exists(os.path.join(store.model_dir, e))]
             kept = {e.get("kept_version") for e in audit.entries()} if removed else set()
             for name in removed:
-                if name in kept:
-                    why = ("kept by keep_previous_version for the run that set it (a model from before that run's "
-                           "forgets, trained on the data they forgot)")
-                else:
-                    why = ("a version from before the live one, or one staged that never went live, left behind by a "
-                           "forget that was stopped or kept by earlier code (which kept the previous version until "
-                           "the next forget)")
-                getLogger().warning(f"removed {name}: {why}")
-                self.summary.removed_versions.append({"version": name, "kept_by_keep_previous_version": name in kept})
+                why = "never_live" if name in never_live else "kept_by_keep_previous_version" if name in kept \
+                    else "left_behind"
+                getLogger().warning(f"removed {name}: {REMOVED_BECAUSE[why]}")
+                self.summary.removed_versions.append({"version": name, "why": why})
             events = self._refresh()
             recovered = self._recovered(events)
             self.ledger.record(recovered)  # under the same hold as the read: two runs starting together write them once
