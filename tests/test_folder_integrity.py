@@ -331,6 +331,16 @@ def test_a_kept_previous_version_removed_by_the_next_run_is_said_whatever_the_lo
     assert doc["requests"]["removed_versions"] == [{"version": "v000001", "why": "kept_by_keep_previous_version"}]
     assert (f"note: removed {os.path.join(folder, 'v000001')}: kept by keep_previous_version for the run that set it: "
             "a model from before that run's forgets, trained on data forgotten since") in out, out
+    # a version another run kept, removed by a forget's commit (a watcher's, or a run keeping its
+    # own previous one), went with a log line alone (round 4)
+    run_forget_requests(folder, _request(tmp_path, "c.csv", _user(folder, 5)),
+                        dict(QUIET, keep_previous_version=True), verbose=False)
+    assert _versions(folder) == ["v000003", "v000004"]
+    doc = run_forget_requests(folder, _request(tmp_path, "d.csv", _user(folder, 6)),
+                              dict(QUIET, keep_previous_version=True))
+    assert _versions(folder) == ["v000004", "v000005"]
+    assert doc["requests"]["removed_versions"] == [{"version": "v000003", "why": "kept_by_keep_previous_version"}]
+    assert f"note: removed {os.path.join(folder, 'v000003')}: kept by keep_previous_version" in capsys.readouterr().out
 
 
 # --- found by probing crash safety (each failed before its fix) ----------------------------------

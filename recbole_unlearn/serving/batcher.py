@@ -206,12 +206,7 @@ class RequestBatcher:
             being_removed = [e for e in store.left_behind_folders() if REMOVING_MARK in e]
             removed = store.remove_left_behind(model.config["keep_previous_version"])
             removed += [e for e in being_removed if not os.path.exists(os.path.join(store.model_dir, e))]
-            kept = {e.get("kept_version") for e in audit.entries()} if removed else set()
-            for name in removed:
-                why = "never_live" if name in never_live else "kept_by_keep_previous_version" if name in kept \
-                    else "left_behind"
-                getLogger().warning(f"removed {name}: {REMOVED_BECAUSE[why]}")
-                self.summary.removed_versions.append({"version": name, "why": why})
+            self._note_removed(removed, never_live)
             events = self._refresh()
             recovered = self._recovered(events)
             self.ledger.record(recovered)  # under the same hold as the read: two runs starting together write them once
@@ -221,6 +216,16 @@ class RequestBatcher:
         self._rowless: Dict[str, str] = {}  # waiting requests whose queued lines hold no rows: id -> where
         self.first_queued: Dict[str, dict] = {}  # request id -> its first ``queued`` ledger line
         self.submit(self._waiting(events), resumed=True)
+
+    def _note_removed(self, removed: List[str], never_live: Set[str] = frozenset()) -> None:
+        """Record (``summary.removed_versions``) and log the version folders ``removed``, each with
+        why it was there: at the run's start, or by a forget's commit (another run's kept version)."""
+        kept = {e.get("kept_version") for e in AuditLog(self.store.model_dir).entries()} if removed else set()
+        for name in removed:
+            why = "never_live" if name in never_live else "kept_by_keep_previous_version" if name in kept \
+                else "left_behind"
+            getLogger().warning(f"removed {name}: {REMOVED_BECAUSE[why]}")
+            self.summary.removed_versions.append({"version": name, "why": why})
 
     def _refresh(self) -> List[dict]:
         """Read, under the lock, what is final now: the audit log's applied requests and the
@@ -477,6 +482,7 @@ class RequestBatcher:
         self.ledger_final.update(outcome.applied)
         if outcome.entry is not None:
             self.summary.add_batch(outcome.report.to_json(), version)
+            self._note_removed(getattr(self.store, "removed_by_last_commit", []))
             self.summary.kept_by_count_filters = outcome.entry.get("kept_by_count_filters", 0)
             getLogger().info(f"applied {len(outcome.applied)} requests (shards {outcome.report.shards}) as {version} "
                              f"in {outcome.report.seconds:.1f}s; {self.pending} queued")

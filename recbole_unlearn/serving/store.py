@@ -403,7 +403,13 @@ class ModelStore:
                     self._take_back_first_commit(final)  # (it blocked the same command: "without a CURRENT")
                 raise
             fault_point("version_switched")
+            # other versions than the one this forget replaces (kept by another run's
+            # keep_previous_version, or left by a stopped forget): named for the run's report
+            # (they went with a log line alone; r10round4 probe)
+            others = [v for v in self._other_versions(name) if v != previous] + \
+                [e for e in self.left_behind_folders() if REMOVING_MARK in e]
             self._prune(keep={name, previous} if model.config["keep_previous_version"] else {name})
+            self.removed_by_last_commit = [v for v in others if not os.path.exists(os.path.join(self.model_dir, v))]
         model.version_dir = final
         return final
 
