@@ -1023,3 +1023,18 @@ def test_requests_earlier_code_left_waiting_without_rows_are_named_in_a_warning_
     out = capsys.readouterr().out
     assert "warning: 1 request was queued by earlier code and still waits, its ledger lines holding no rows to " \
            "apply them from: give its file again (0123456789abcdef:4 (old.csv line 4)" in out, out
+
+
+def test_an_interrupted_run_names_the_versions_its_start_removed():
+    """A run stopped after its start removed a kept or left-behind version said nothing of it
+    beyond a log line, which ``state: ERROR`` hides (r10round4 probe)."""
+    from recbole_unlearn.serving.batcher import StreamSummary
+    from recbole_unlearn.serving.stream import RequestsInterrupted
+
+    summary = StreamSummary()
+    summary.queued = 1
+    summary.removed_versions = [{"version": "v000001", "why": "left_behind"}]
+    text = str(RequestsInterrupted(summary, "m/requests.jsonl"))
+    assert text.endswith("; removed v000001 (version folders from before the live one, or never live: the run's log "
+                         "says which)"), text
+    assert "removed" not in str(RequestsInterrupted(StreamSummary(), "m/requests.jsonl"))

@@ -59,7 +59,10 @@ class RequestsInterrupted(KeyboardInterrupt):
                          + (f"; {unqueued} request{'' if unqueued == 1 else 's'} read and not queued (the stop came "
                             f"before or while {'its' if unqueued == 1 else 'their'} ledger lines were written): "
                             f"{again} (requests the ledger holds are skipped, so none is applied twice)"
-                            if unqueued else ""))
+                            if unqueued else "")
+                         + (f"; removed {', '.join(r['version'] for r in summary.removed_versions)} (version folders "
+                            "from before the live one, or never live: the run's log says which)"
+                            if summary.removed_versions else ""))  # said only in the log (r10round4 probe)
 
 
 class AppliedThenFailed(WentLiveError):
