@@ -947,6 +947,11 @@ def test_settings_a_request_run_or_verify_does_not_read_are_named(model_copy, in
                  "--state=ERROR"]) == 0
     assert ("note: preflight_users applies to training runs; busy_cpu_share applies to training and request runs: "
             "--verify does not read them") in capsys.readouterr().out
+    # a Ray cluster a request run's flags name, down: --verify, which trains nothing, was refused (round 4)
+    assert main([f"--model_dir={model_copy}", "--verify=True", "--num_workers=2", "--ray_address=127.0.0.1:1",
+                 "--state=ERROR"]) == 0
+    assert ("note: num_workers, ray_address apply to training and request runs: --verify does not read them"
+            in capsys.readouterr().out)
 
 
 def test_a_ray_workers_error_is_its_cause_on_one_plain_line():

@@ -45,7 +45,8 @@ _APPLY_ELSEWHERE = {
     "watched folders": ("watch_poll_s", "watch_idle_s", "watch_settle_s"),
     "request runs": ("max_batch", "max_wait_s", "results_dir", "processed_request_files", "keep_previous_version",
                      "max_request_lines", "max_request_line_bytes"),
-    "training and request runs": ("busy_cpu_share", "tensorboard"),
+    "training and request runs": ("busy_cpu_share", "tensorboard", "num_workers", "ray_address", "ray_cpus_per_shard",
+                                  "ray_gpus_per_shard", "ray_connect_timeout_s"),
 }
 
 

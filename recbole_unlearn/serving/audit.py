@@ -293,7 +293,7 @@ def verify_model(store: ModelStore, overrides: Optional[dict] = None) -> dict:
     model_dir = store.model_dir
     store.require_model_folder()  # before the lock, whose file would be left in another folder
     with store.lock.hold():
-        model = store.load(overrides)
+        model = store.load(overrides, trains=False)
         _check_version_files(model)
         forgotten = set(model.forgotten.tolist())
         leaked = forgotten.intersection(model.rows_in_training_data().tolist())

@@ -246,9 +246,12 @@ class ModelStore:
         current = self.current_version()
         return model.version_dir is None or os.path.basename(model.version_dir) != current
 
-    def load(self, overrides: Optional[dict] = None, version: Optional[str] = None) -> UnlearnableModel:
+    def load(self, overrides: Optional[dict] = None, version: Optional[str] = None,
+             trains: bool = True) -> UnlearnableModel:
         """Load the current version, or the kept ``version`` (under the lock, so no commit or
-        prune runs meanwhile).
+        prune runs meanwhile). ``trains``: whether the caller may train (its Ray settings are
+        checked, a cluster's reachability included); ``--verify`` trains nothing, and a cluster
+        that was down refused it (r10round4 probe).
 
         ``overrides`` may only change runtime keys (``config/keys.py``: workers, logging, ...); anything
         that would change the numbers is refused, so a retrained shard stays comparable to the
@@ -276,7 +279,8 @@ class ModelStore:
             if drifted:  # the installed defaults changed since: the model keeps what it trained with
                 config_dict.update({key: manifest["settings"][key] for key in drifted})
                 config = _restored_config(manifest, config_dict, drifted, version_dir)
-            check_ray_resources(config)
+            if trains:
+                check_ray_resources(config)
             data_file = dataset_file(config)
             if not os.path.isfile(data_file):
                 raise UnlearnError(f"the model's dataset file is missing: {data_file} (moved? give the folder that "
