@@ -57,7 +57,8 @@ class PendingRequest:
     resumed: bool = False
 
 
-#: why a request run's start removed a version folder (``requests.removed_versions``' ``why``)
+#: why a request run removed a version folder beyond the one each forget replaces, at its start or
+#: in a forget's commit (``requests.removed_versions``' ``why``)
 REMOVED_BECAUSE = {
     "kept_by_keep_previous_version": "kept by keep_previous_version for the run that set it: a model from before "
                                      "that run's forgets, trained on data forgotten since",
@@ -94,8 +95,9 @@ class StreamSummary:
     #: requests earlier runs left waiting whose ledger lines hold no rows (earlier code), still not
     #: final when the run ended: "<id> (<file> line <n>)", each needing its file again
     waiting_without_rows: List[str] = field(default_factory=list)
-    #: version folders the run's start removed: ``{"version", "why"}`` (a key of ``REMOVED_BECAUSE``;
-    #: a log line alone said so, which state: ERROR hid; r10docs probe, round 4)
+    #: version folders the run removed beyond those its forgets replaced: ``{"version", "why"}``
+    #: (a key of ``REMOVED_BECAUSE``; a log line alone said so, which state: ERROR hid; r10docs
+    #: probe, round 4)
     removed_versions: List[dict] = field(default_factory=list)
 
     def add_batch(self, report_json: dict, version: str) -> None:
@@ -482,7 +484,8 @@ class RequestBatcher:
         self.ledger_final.update(outcome.applied)
         if outcome.entry is not None:
             self.summary.add_batch(outcome.report.to_json(), version)
-            self._note_removed(getattr(self.store, "removed_by_last_commit", []))
+            self._note_removed(self.store.removed_by_last_commit)
+            self.store.removed_by_last_commit = []  # reported once
             self.summary.kept_by_count_filters = outcome.entry.get("kept_by_count_filters", 0)
             getLogger().info(f"applied {len(outcome.applied)} requests (shards {outcome.report.shards}) as {version} "
                              f"in {outcome.report.seconds:.1f}s; {self.pending} queued")

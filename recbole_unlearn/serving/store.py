@@ -187,6 +187,9 @@ class ModelStore:
         self.model_dir = model_dir
         self.lock_timeout_s = lock_timeout_s
         self._lock: Optional[FolderLock] = None
+        #: versions the last commit removed besides the one it replaced (another run's kept version,
+        #: a stopped forget's): for the run's report (``RequestBatcher``)
+        self.removed_by_last_commit: List[str] = []
 
     @property
     def lock(self) -> FolderLock:
