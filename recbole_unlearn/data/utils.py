@@ -3,7 +3,7 @@ import csv
 import math
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -109,21 +109,31 @@ def _loaded_field_kinds(config, inter_header: List[str]) -> Dict[str, str]:
     """``{field: RecBole type}`` of the fields the run loads: the ``.inter`` file's (``header``)
     and those of every other atomic file RecBole reads, each narrowed by ``load_col``."""
     load_col = config["load_col"]
-    headers = {"inter": inter_header}
-    separator = config["field_separator"]
-    for path in atomic_files(config):
-        suffix = os.path.basename(path).rsplit(".", 1)[-1]
-        if suffix != "inter" and _read_by_recbole(config, path):
-            with open(path, "r", encoding="utf-8", errors="replace") as f:
-                headers[suffix] = f.readline().rstrip("\r\n").split(separator)
     kinds = {}
-    for suffix, header in headers.items():
+    for suffix, header in _atomic_headers(config, inter_header).items():
+        if suffix != "inter" and not _reads_suffix(config, suffix):
+            continue
         wanted = None if load_col is None or load_col.get(suffix) == "*" else load_col.get(suffix) or []
         for column in header:
             name, _, kind = column.partition(":")
             if (wanted is None or name in wanted) and name not in _unloaded(config, suffix):
                 kinds[name] = kind
     return kinds
+
+
+def _atomic_headers(config, inter_header: List[str]) -> Dict[str, List[str]]:
+    """``{file suffix: header columns}`` of the ``.inter`` file (``inter_header``) and of every
+    other atomic file RecBole's sequential dataset may read (``.user``, ``.item``,
+    ``additional_feat_suffix``), whatever ``load_col`` says; a byte-order mark is named as such."""
+    headers = {"inter": inter_header}
+    for path in atomic_files(config):
+        suffix = os.path.basename(path).rsplit(".", 1)[-1]
+        if suffix in _feature_suffixes(config):
+            with open(path, "r", encoding="utf-8", errors="replace") as f:
+                header = f.readline().rstrip("\r\n").split(config["field_separator"])
+            _check_no_byte_order_mark(config, path, header)  # not a field named '\ufeffitem_id'
+            headers[suffix] = header
+    return headers
 
 
 def _unloaded(config, suffix: str) -> List[str]:
@@ -183,16 +193,8 @@ def _check_named_fields(config, inter_header: List[str]) -> None:
     """Every file ``load_col`` and ``unload_col`` name is an atomic file of the dataset that
     RecBole reads, and every field they name is in its header: a field that is none (a typo) and
     a file that does not exist were accepted and recorded as if they mattered (r10round6 probe)."""
-    separator = config["field_separator"]
-    headers = {"inter": [column.partition(":")[0] for column in inter_header]}
-    readable = ("user", "item") + tuple(config["additional_feat_suffix"] or [])
-    for path in atomic_files(config):
-        suffix = os.path.basename(path).rsplit(".", 1)[-1]
-        if suffix in readable:
-            with open(path, "r", encoding="utf-8", errors="replace") as f:
-                header = f.readline().rstrip("\r\n").split(separator)
-            _check_no_byte_order_mark(config, path, header)  # named as such, not as a field named '\ufeffitem_id'
-            headers[suffix] = [column.partition(":")[0] for column in header]
+    headers = {suffix: [column.partition(":")[0] for column in header]
+               for suffix, header in _atomic_headers(config, inter_header).items()}
     for key in ("load_col", "unload_col"):
         for suffix, fields in (config[key] or {}).items():
             if not fields:  # names nothing ({'item': []} reads no .item file, whether or not there is one)
@@ -266,12 +268,22 @@ def _check_feature_file(config, path: str, separator: str) -> None:
             last = records.line_num
 
 
+def _feature_suffixes(config) -> Tuple[str, ...]:
+    """The atomic files besides ``.inter`` RecBole's sequential dataset may read: ``.user``,
+    ``.item`` and ``additional_feat_suffix`` ones (never ``.kg``, ``.link`` or ``.net``)."""
+    return ("user", "item") + tuple(config["additional_feat_suffix"] or [])
+
+
 def _read_by_recbole(config, path: str) -> bool:
     """Whether RecBole's sequential dataset loads the atomic file ``path`` with ``config``: the
     ``.user`` and ``.item`` files and ``additional_feat_suffix`` ones, unless ``load_col`` names
     other sources only (it then skips them unread); never ``.kg``, ``.link`` or ``.net``."""
-    suffix = os.path.basename(path).rsplit(".", 1)[-1]
-    if suffix not in ("user", "item") and suffix not in (config["additional_feat_suffix"] or []):
+    return _reads_suffix(config, os.path.basename(path).rsplit(".", 1)[-1])
+
+
+def _reads_suffix(config, suffix: str) -> bool:
+    """:func:`_read_by_recbole` by the file's suffix."""
+    if suffix not in _feature_suffixes(config):
         return False
     load_col = config["load_col"]
     return load_col is None or (isinstance(load_col, dict) and bool(load_col.get(suffix)))  # [] reads nothing
