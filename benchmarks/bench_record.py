@@ -59,7 +59,7 @@ def sharded_method(name: str) -> str:
 
 def provenance() -> dict:
     """``command`` (as run, quoted), ``commit`` (the code measured, 7 hex digits, with
-    ``+modified`` where tracked files differed from it: take it when the benchmark starts, before
+    ``+modified`` where its code differed from it (``code_version``): take it when the benchmark starts, before
     any later commit) and ``machine``."""
     version = code_version()
     commit = (version["commit"] or "unknown")[:7] + ("+modified" if version["modified"] else "")

@@ -1778,3 +1778,29 @@ def test_a_grid_config_setting_the_grid_decides_is_refused_not_ignored(tmp_path,
         path = _tiny_grid(tmp_path, {"sisa": {"unlearn_method": "sisa", "n_shards": 2, key: value}})
         with pytest.raises(UnlearnError, match=f"method 'sisa' sets '{key}': .*{said}"):
             load_grid(path)
+
+
+def test_code_version_marks_untracked_code_as_modified_and_ignores_other_untracked_files(tmp_path):
+    """A row or benchmark record measured with an uncommitted new module or script was recorded
+    as the clean commit (only tracked files counted); a user's untracked notes are not code."""
+    import subprocess
+
+    from recbole_unlearn.utils.results import code_version
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "recbole_unlearn").mkdir()
+    (tmp_path / "recbole_unlearn" / "a.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
+    assert code_version(str(tmp_path))["modified"] is False
+    (tmp_path / "notes.txt").write_text("mine\n")
+    assert code_version(str(tmp_path))["modified"] is False
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "new_script.py").write_text("print(1)\n")
+    assert code_version(str(tmp_path))["modified"] is True
+    os.remove(tmp_path / "benchmarks" / "new_script.py")
+    (tmp_path / "recbole_unlearn" / "a.py").write_text("x = 2\n")
+    assert code_version(str(tmp_path))["modified"] is True

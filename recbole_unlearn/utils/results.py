@@ -87,14 +87,21 @@ def other_numerics(recorded: Optional[dict], today: Dict[str, object]) -> Option
     return f"{describe(recorded)}; here {describe(today)}"
 
 
-def code_version() -> Dict[str, object]:
-    """Which code produced the numbers: the package version and, in a git checkout, its commit
-    and whether tracked files differed from it (``None`` outside git)."""
+# the checkout's paths whose files, untracked, are code a run may execute (an uncommitted new
+# module or benchmark script); untracked files elsewhere (a user's notes, configs) are not
+_CODE_PATHS = ("recbole_unlearn", "benchmarks", "properties", "run_recbole_unlearn.py", "setup.py")
+
+
+def code_version(folder: Optional[str] = None) -> Dict[str, object]:
+    """Which code produced the numbers: the package version and, in a git checkout (``folder``:
+    this package's checkout by default), its commit and whether its code differed from it
+    (``modified``: a tracked file changed, or an untracked file under the code's paths,
+    ``_CODE_PATHS``; ``None`` outside git)."""
     import subprocess
 
     from recbole_unlearn.version import __version__
 
-    folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folder = folder or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out: Dict[str, object] = {"version": __version__, "commit": None, "modified": None}
     try:
         def git(*args):
@@ -102,7 +109,9 @@ def code_version() -> Dict[str, object]:
         head = git("rev-parse", "HEAD")
         if head.returncode == 0:
             out["commit"] = head.stdout.strip()
-            out["modified"] = bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
+            tracked = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+            untracked = git("status", "--porcelain", "--untracked-files=all", "--", *_CODE_PATHS).stdout.strip()
+            out["modified"] = bool(tracked or untracked)
     except (OSError, subprocess.SubprocessError):
         pass
     return out
