@@ -694,9 +694,13 @@ def test_a_folder_saved_with_names_recbole_ignores_is_served_with_a_warning(tmp_
         jsonlib.dump(manifest, f)
     (tmp_path / "r.csv").write_text("3\n")
     with caplog.at_level(logging.WARNING):
-        doc = run_forget_requests(model_dir, str(tmp_path / "r.csv"), {"results_dir": str(tmp_path / "out")},
-                                  verbose=False)
+        doc = run_forget_requests(model_dir, str(tmp_path / "r.csv"), {"results_dir": str(tmp_path / "out"),
+                                                                          "state": "WARNING"}, verbose=False)
     assert doc["requests"]["applied"] == 1
     assert "load_col 'item': RecBole's sequential dataset reads no ml-tiny.item file here" in caplog.text
     assert "the model is served as trained" in caplog.text
+    # and in the run's own log (logged before it began: it was on the console only)
+    with open(os.path.join(os.path.dirname(doc["results_path"]), "run.log")) as f:
+        run_log = f.read()
+    assert run_log.count("load_col 'item': RecBole's sequential dataset reads no ml-tiny.item file here") == 1
     verify_model(model_dir)

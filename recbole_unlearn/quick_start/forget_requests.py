@@ -31,7 +31,8 @@ from recbole_unlearn.utils.errors import UnlearnError, escaped_controls
 from recbole_unlearn.utils.library_warnings import ignore_library_warnings
 from recbole_unlearn.utils.results import (cap_note, format_table, make_row, no_forget_samples_note, results_document,
                                           write_results)
-from recbole_unlearn.utils.run_logger import init_run_logger, library_warnings_kept_off, releasing_run_logger
+from recbole_unlearn.utils.run_logger import (init_run_logger, library_warnings_kept_off, releasing_run_logger,
+                                              to_run_log_file)
 
 
 RUN_LOG = "run.log"  # a request run's log, in its run folder beside results.json
@@ -97,6 +98,7 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
         a request file's run wrote none, a watcher's wrote ``log/`` into the working directory)."""
         run_dir.append(run_dir_for(config["results_dir"], run_name))
         init_run_logger(config, os.path.join(run_dir[0], RUN_LOG), console=verbose)
+        to_run_log_file(store.load_warnings)  # the load's, logged before the run's log began
 
     if os.path.isdir(requests):
         start_the_run_folder()

@@ -14,7 +14,7 @@ import functools
 import logging
 import threading
 import warnings
-from typing import Callable, Dict, List, Optional, TypeVar
+from typing import Callable, Dict, List, Optional, Sequence, TypeVar
 
 from recbole_unlearn import compat  # noqa: F401  (before RecBole: NumPy aliases, anomaly detection off)
 import colorlog
@@ -92,6 +92,16 @@ def _log_to(config, log_file: str) -> None:
     for handler in (file_handler, console):
         handler.setLevel(level)
     logging.basicConfig(level=level, handlers=[console, file_handler])
+
+
+def to_run_log_file(messages: Sequence[str], level: int = logging.WARNING) -> None:
+    """Write ``messages`` into this thread's run log file only (logged to the console before the
+    run's logger started, e.g. by the load that precedes a request run's folder)."""
+    for message in messages:
+        record = logging.getLogger().makeRecord("root", level, __file__, 0, message, None, None)
+        for handler in _added.get(threading.get_ident(), []):
+            if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
+                handler.handle(record)
 
 
 def release_run_logger() -> None:
