@@ -940,6 +940,10 @@ def test_settings_a_request_run_or_verify_does_not_read_are_named(model_copy, in
     (in_tmp / "req2.csv").write_text(f"{_users_by_shard(model_copy)[1][0]}\n")
     run_forget_requests(model_copy, str(in_tmp / "req2.csv"), {"state": "ERROR"})
     assert "does not read" not in capsys.readouterr().out
+    # the audit's keys, equal to the saved ones (a request run runs no audit; r11audit probe)
+    (in_tmp / "req3.csv").write_text(f"{_users_by_shard(model_copy)[1][1]}\n")
+    run_forget_requests(model_copy, str(in_tmp / "req3.csv"), {"state": "ERROR", "audit": False})
+    assert "note: audit applies to training runs: a request file's run does not read it" in capsys.readouterr().out
     assert main([f"--model_dir={model_copy}", "--verify=True", "--max_batch=5", "--state=ERROR"]) == 0
     assert "note: max_batch applies to request runs: --verify does not read it" in capsys.readouterr().out
     # (round 3: a training run's preflight keys, and settings only runs that train read)

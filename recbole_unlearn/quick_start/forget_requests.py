@@ -42,7 +42,10 @@ RUN_LOG = "run.log"  # a request run's log, in its run folder beside results.jso
 #: command's settings) without reading them, by where they apply: each passed unsaid, recorded
 #: in ``results.json`` as a run's settings are (r10paths probe)
 _APPLY_ELSEWHERE = {
-    "training runs": ("include_retrain", "save_model", "preflight_users", "preflight_topk_agreement"),
+    # (the audit's keys are saved with a model, its held-out pairs drawn by them: a request run
+    # takes them where they equal the saved ones, and runs no audit; r11audit probe)
+    "training runs": ("include_retrain", "save_model", "preflight_users", "preflight_topk_agreement", "audit",
+                      "audit_references", "audit_bootstrap", "audit_min_users", "audit_shuffles"),
     "watched folders": ("watch_poll_s", "watch_idle_s", "watch_settle_s"),
     "request runs": ("max_batch", "max_wait_s", "results_dir", "processed_request_files", "keep_previous_version",
                      "max_request_lines", "max_request_line_bytes"),
