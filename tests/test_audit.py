@@ -163,10 +163,17 @@ def test_auc_and_tpr():
     assert tpr_at_fpr(member, nonmember, 0.05) == 1.0
 
 
-def test_results_json_and_saved_models_carry_the_audit(in_tmp):
+def test_results_json_and_saved_models_carry_the_audit(in_tmp, capsys):
+    """(Without Retrain, ``include_retrain: False``, SPEC section 8's reference check is not made:
+    the verdicts passed as checked, unsaid; r11audit probe. They are marked, and a note says so.)"""
     doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
         unlearn_method="sisa", n_shards=2, model_dir=str(in_tmp / "m"), shard_num_threads=1, save_model=False,
-        results_dir=str(in_tmp / "r"), **dict(MEMORISING, epochs=3)), verbose=False)
+        include_retrain=False, results_dir=str(in_tmp / "r"), **dict(MEMORISING, epochs=3)))
+    assert [row["method"] for row in doc["rows"]] == ["original", "sisa"]
+    assert doc["rows"][1]["audit"]["verdict"] != INCONCLUSIVE  # (what the check is about)
+    assert doc["rows"][1]["audit"]["reference_checked"] is False and "reference_checked" not in doc["rows"][0]["audit"]
+    assert "Retrain, the reference, did not run (include_retrain: False)" in doc["audit"]["reference_not_run"]
+    assert "note: audit: Retrain, the reference, did not run" in capsys.readouterr().out
     assert doc["audit"]["references"] == 2
     assert doc["forget_set"]["held_out_twins"]["interactions"] > 0
     assert all("verdict" in row["audit"] for row in doc["rows"])

@@ -351,6 +351,22 @@ def apply_reference_gate(rows: List[dict]) -> Optional[str]:
     return reason
 
 
+def reference_not_run(rows: List[dict]) -> Optional[str]:
+    """Why ``rows`` (a run's) hold no reference check, where the run audited a method's model and
+    trained no Retrain (``include_retrain: False``): each such row's audit is marked
+    ``reference_checked: false`` (its verdict passed as checked; r11audit probe). Idempotent;
+    ``None`` where a Retrain row is there or no method row has a verdict."""
+    if any(row.get("method") == REFERENCE for row in rows):
+        return None
+    unchecked = [row for row in rows if row.get("method") != "original" and row.get("audit")
+                 and row["audit"].get("verdict") not in (None, INCONCLUSIVE)]
+    for row in unchecked:
+        row["audit"] = dict(row["audit"], reference_checked=False)
+    return ("Retrain, the reference, did not run (include_retrain: False), so SPEC section 8's check that its "
+            "interval contains 0.5 was not made: a forget set drawn so that this attack misjudges it (about one in "
+            "twenty) goes unseen") if unchecked else None
+
+
 def gate_step_on_reference(step: Dict[str, object], reference: Dict[str, object]) -> None:
     """A request step's record (``audit_verdict``, ``audit_auc``) judged against the Retrain
     matched to the same requests (``reference``, a record of the same form), as

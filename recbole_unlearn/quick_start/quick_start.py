@@ -7,7 +7,7 @@ from recbole.utils import get_local_time
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.config.keys import unused_method_keys
 from recbole_unlearn.data.forget import unrequestable_line
-from recbole_unlearn.evaluator.audit import apply_reference_gate
+from recbole_unlearn.evaluator.audit import apply_reference_gate, reference_not_run
 from recbole_unlearn.serving.apply import kept_by_filters_line
 from recbole_unlearn.serving.audit import folder_after_stop
 from recbole_unlearn.unlearn.experiment import Experiment, check_request_steps_dealt, check_results_dir, run_dir_for
@@ -180,11 +180,13 @@ def _run(config, experiment, methods: List[str], run_dir: str, live: List[str], 
             live.append(row["model_dir"])
     add_speedups(rows)
     reference_failed = apply_reference_gate(rows)
+    unreferenced = reference_not_run(rows)
 
     document = results_document(config["model"], config["dataset"], config.settings(), forget_summary, rows)
     if experiment.audit_cost:
         document["audit"] = dict(experiment.audit_cost, **({"reference_failed": reference_failed}
-                                                           if reference_failed else {}))
+                                                           if reference_failed else {}),
+                                 **({"reference_not_run": unreferenced} if unreferenced else {}))
     if config["save_model"]:
         for name, state in states.items():
             save_weights(os.path.join(run_dir, f"{name}.pth"), state.state_dict())
@@ -210,6 +212,8 @@ def _run(config, experiment, methods: List[str], run_dir: str, live: List[str], 
         if reference_failed:
             print(f"warning: audit: {reference_failed}; the other rows' verdicts are inconclusive (their numbers "
                   "and measured_verdict kept in results.json)")
+        if unreferenced:
+            print(f"note: audit: {unreferenced}; the verdicts are marked reference_checked: false in results.json")
         kept = {row["method"]: row["kept_by_count_filters"] for row in rows if row.get("kept_by_count_filters")}
         if len(set(kept.values())) == 1:  # one line when every row forgot the same rows
             print(f"warning: {kept_by_filters_line(next(iter(kept.values())))}")
