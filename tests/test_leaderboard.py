@@ -821,6 +821,17 @@ def test_a_cell_whose_model_files_are_gone_trains_them_again_and_keeps_its_rows_
     assert all((cell / name).is_file() for name in models)
     assert {p.name: p.read_text() for p in (cell / "rows").iterdir()} == rows  # the first time kept too
 
+    # a reference file replaced by hand (here by the other one): the original's audit was measured
+    # again against it and its row rewritten, the method rows keeping audits against the old
+    # ones, one cell mixing two calibrations (r11audit probe): refused, nothing written
+    kept = (cell / "audit_reference_1.pth").read_bytes()
+    shutil.copy(cell / "audit_reference_0.pth", cell / "audit_reference_1.pth")
+    with pytest.raises(UnlearnError, match=r"audit_reference_1.pth is not the audit reference model the original's "
+                                           r"row recorded \(checksum\), which rows .*sruga.* were audited with"):
+        run_grid(path)
+    assert {p.name: p.read_text() for p in (cell / "rows").iterdir()} == rows
+    (cell / "audit_reference_1.pth").write_bytes(kept)
+
     # a saved original that this training does not reproduce: refused, nothing written
     saved = json.loads(rows["original.json"])
     saved["row"]["utility_rem"]["ndcg@10"] += 0.25

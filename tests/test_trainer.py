@@ -58,6 +58,19 @@ def test_truncated_and_pickled_checkpoints_are_rejected(tmp_path):
         load_checkpoint(str(tmp_path / "missing.pth"))
 
 
+def test_a_checkpoint_error_that_is_a_bare_number_is_named(tmp_path, monkeypatch):
+    """A corrupt file whose reader raised ``KeyError(174812789)`` gave "cannot load checkpoint
+    ...: 174812789" (r11audit probe): the line says what it is."""
+    (tmp_path / "bad.pth").write_bytes(b"x")
+
+    def raises(*args, **kwargs):
+        raise KeyError(174812789)
+
+    monkeypatch.setattr(torch, "load", raises)
+    with pytest.raises(UnlearnError, match=r"bad.pth: not a weights file this code can read \(KeyError 174812789\)$"):
+        load_checkpoint(str(tmp_path / "bad.pth"))
+
+
 def test_training_loss_skips_only_empty_mask_batches():
     from recbole.data.interaction import Interaction
 

@@ -51,7 +51,7 @@ import shutil
 import time
 from contextlib import ExitStack, contextmanager
 from logging import getLogger
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterable, Iterator, List, Optional
 
 from recbole.utils import set_color
 
@@ -649,6 +649,22 @@ def refuse_other_references(run: CellRun, retrained: List[str], differences: Lis
         f"audited; restore {', '.join(retrained)}, or delete the cell folder to run the cell again from the start")
 
 
+def refuse_replaced_references(run: CellRun, recorded: Dict[str, str], now: Dict[str, str], reloaded: Iterable[str],
+                               measured_against: List[str]) -> None:
+    """Refuse the cell where a reference file it reloaded (``reloaded``) is not the one the
+    original's row recorded (``recorded``, ``now``: ``{file name: sha256}``) while rows
+    ``measured_against`` were audited with it: its audit of the original would be refreshed
+    against other references than theirs, one cell mixing two calibrations (a file replaced by
+    hand was; r11audit probe). Cells saved before the digests were recorded are not checked."""
+    replaced = sorted(name for name in reloaded if name in recorded and now.get(name) != recorded[name])
+    if replaced and measured_against:
+        raise UnlearnError(
+            f"{run.dir}: {', '.join(replaced)} {'is' if len(replaced) == 1 else 'are'} not the audit reference "
+            f"model{'s' if len(replaced) > 1 else ''} the original's row recorded (checksum), which rows "
+            f"{', '.join(measured_against)} were audited with; restore "
+            f"{'it' if len(replaced) == 1 else 'them'}, or delete the cell folder to run the cell again from the start")
+
+
 def check_unfinished_row(run: CellRun, label: str) -> None:
     """Refuse to run row ``label`` again where its model folder answered request files since the
     grid saved it (its ledger or audit log names other requests than the cell's own forget set):
@@ -795,13 +811,19 @@ def _run_cell_held(run: CellRun, progress: Progress) -> dict:
     audit = experiment.prepare_audit(run.dir)  # references saved beside original.pth, reloaded on resume
     if audit is not None:  # the first time, or refreshed when newer code measures the original otherwise
         saved_audit = rows[ORIGINAL].get("audit") or {}
+        saved_cost = saved_audit.get("cost") or {}
+        digests = experiment.audit_cost.get("references_sha256") or {}
+        refuse_replaced_references(run, saved_cost.get("references_sha256") or {}, digests, references_before,
+                                   measured_against)
         measured = {k: v for k, v in saved_audit.items() if k != "cost"}
-        if measured != audit:
+        if measured != audit or digests != saved_cost.get("references_sha256", digests):
             retrained = sorted(set(reference_files(run.dir)) - references_before)
             differences = differing_keys(measured, audit, NOT_CALIBRATION)
             if measured and retrained and measured_against and differences:
                 refuse_other_references(run, retrained, differences, measured_against)
-            rows[ORIGINAL]["audit"] = dict(audit, cost=saved_audit.get("cost", experiment.audit_cost))
+            cost = dict(saved_audit.get("cost", experiment.audit_cost), **({"references_sha256": digests}
+                                                                              if digests else {}))
+            rows[ORIGINAL]["audit"] = dict(audit, cost=cost)
             _save_row(run.row_path(ORIGINAL), rows[ORIGINAL])
 
     fit_cache = SharedFits()  # rows differing only in how they forget or aggregate share a shard fit

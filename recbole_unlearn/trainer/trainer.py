@@ -59,8 +59,11 @@ def load_checkpoint(path: str, device="cpu") -> dict:
     except FileNotFoundError:
         raise UnlearnError(f"checkpoint not found: {path}") from None
     except Exception as e:  # truncated, tampered or pickled-object files
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UnlearnError(f"cannot load checkpoint {path}: {first_line}") from None
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        if not any(c.isalpha() for c in first_line):  # (a bare number, e.g. a KeyError of torch's reader: r11audit)
+            first_line = f"{type(e).__name__} {first_line}".strip()
+        raise UnlearnError(f"cannot load checkpoint {path}: not a weights file this code can read ({first_line})") \
+            from None
 
 
 class _NoTensorboard:

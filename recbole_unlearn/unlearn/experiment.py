@@ -29,6 +29,7 @@ from recbole_unlearn.trainer.trainer import load_checkpoint
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.utils.atomic import save_weights, write_json
 from recbole_unlearn.utils.cpu_meter import CpuMeter
+from recbole_unlearn.utils.digests import file_sha256
 from recbole_unlearn.utils.errors import UnlearnError, error_line
 from recbole_unlearn.utils.results import make_row
 from recbole_unlearn.utils.run_logger import init_run_logger
@@ -278,6 +279,7 @@ class Experiment:
         keep = self.forget_set.keep_mask(self.data)
         references: List[torch.nn.Module] = []
         trained, epochs_run, hit_cap, carried = 0, [], [], 0.0
+        digests: Dict[str, str] = {}  # {file name: sha256} of the saved references the original is audited with
         for index in range(self.config["audit_references"]):
             seed = self.config["seed"] + AUDIT_SEED_STRIDE * (index + 1)
             config = self.config.override({"seed": seed})
@@ -303,13 +305,15 @@ class Experiment:
                     write_json(cost_path, {"seconds": round(reference.seconds, 3), "epochs_run": reference.epochs_run,
                                            "hit_cap": reference.hit_cap})
                     save_weights(path, model.state_dict())
+            if path:
+                digests[os.path.basename(path)] = file_sha256(path)
             references.append(model.eval())
         self.audit = MembershipAudit(self.config, self._audit_samples, references)
         result = self.audit.set_original(self.original.model)
         result["shuffled_labels"] = self.audit.shuffled(self.original.model)
         self.audit_cost = {"seconds": round(time.perf_counter() - start + carried, 3), "references": len(references),
                            "references_trained": trained, "references_epochs_run": epochs_run,
-                           "references_hit_cap": hit_cap}
+                           "references_hit_cap": hit_cap, **({"references_sha256": digests} if digests else {})}
         getLogger().info(set_color("audit", "green") + f" of the original: {result}")
         return result
 
