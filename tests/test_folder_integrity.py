@@ -17,7 +17,7 @@ from recbole_unlearn.serving.lock import LOCK
 from recbole_unlearn.serving.store import CURRENT, open_store
 from recbole_unlearn.utils.errors import UnlearnError, WentLiveError
 
-from conftest import load_model, read_audit, snapshot, train_saved_model
+from conftest import load_model, read_audit, read_manifest, snapshot, train_saved_model
 
 QUIET = {"state": "ERROR"}
 
@@ -343,6 +343,26 @@ def test_a_kept_previous_version_removed_by_the_next_run_is_said_whatever_the_lo
     assert f"note: removed {os.path.join(folder, 'v000003')}: kept by keep_previous_version" in capsys.readouterr().out
 
 
+def test_a_never_live_version_a_commit_removes_is_said_to_be_one(folder, tmp_path, monkeypatch):
+    """Another process's forget stopped after its version's rename, before its switch, while this
+    run waited (a watcher): this run's commit removed that never-live version and reported it
+    ``left_behind``, "trained on data forgotten since", where it was trained without what it
+    forgot; the same folder at a run's start is reported ``never_live`` (r11fixes probe)."""
+    from recbole_unlearn.serving import batcher
+
+    apply_forget = batcher.apply_forget
+
+    def another_forget_stopped_first(*args, **kwargs):  # a folder after CURRENT, as such a stop leaves
+        shutil.copytree(os.path.join(folder, "v000001"), os.path.join(folder, "v000002"))
+        monkeypatch.setattr(batcher, "apply_forget", apply_forget)
+        return apply_forget(*args, **kwargs)
+
+    monkeypatch.setattr(batcher, "apply_forget", another_forget_stopped_first)
+    doc = run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
+    assert _versions(folder) == ["v000003"]
+    assert doc["requests"]["removed_versions"] == [{"version": "v000002", "why": "never_live"}]
+
+
 # --- found by probing crash safety (each failed before its fix) ----------------------------------
 def test_a_failure_after_the_requests_went_live_says_they_were_applied(folder, tmp_path, monkeypatch):
     """results.json could not be written (a full disk that still let the empty-file check pass):
@@ -470,7 +490,7 @@ def _append_ledger(folder: str, *lines: dict) -> None:
 
 
 @pytest.mark.parametrize("edit", ["forged applied", "forged rejected", "audit line removed", "rolled back",
-                                  "rolled back, audit emptied"])
+                                  "rolled back, audit emptied", "applied version edited"])
 def test_verify_checks_the_ledger_against_the_audit_log_and_the_live_version(folder, tmp_path, edit):
     """``--verify`` read the ledger only for requests still waiting (found by probing): a forged
     ``applied`` (or ``rejected``) line after a valid request's ``queued`` line made that request
@@ -494,6 +514,12 @@ def test_verify_checks_the_ledger_against_the_audit_log_and_the_live_version(fol
     elif edit == "forged rejected":
         _append_ledger(folder, queued, dict(request, status="rejected", reason="x"))
         pattern = r"requests\.jsonl line \d+: request f+:1 is rejected, yet it was queued with its 2 log rows"
+    elif edit == "applied version edited":  # (passed: the ledger's version was not compared; r11fixes probe)
+        path = os.path.join(folder, "requests.jsonl")
+        lines = [json.loads(line) for line in open(path)]
+        lines = [dict(line, version="v000003") if line.get("version") == "v000002" else line for line in lines]
+        open(path, "w").write("".join(json.dumps(line) + "\n" for line in lines))
+        pattern = r"requests\.jsonl line \d+: request .* is applied as v000003, yet audit\.jsonl records it applied as v000002"
     elif edit == "audit line removed":
         path = os.path.join(folder, "audit.jsonl")
         lines = open(path).read().splitlines(keepends=True)
@@ -822,6 +848,9 @@ AUDIT_EDITS = {
     "a request moved to another line": lambda lines: (
         [dict(lines[0], request_ids=lines[0]["request_ids"] + lines[1]["request_ids"])] + lines[1:]),
     "changed set false": lambda lines: [dict(lines[0], changed=False)] + lines[1:],
+    # (r11fixes probe: an edit that does not set a version back passed)
+    "a version set to the next line's": lambda lines: [dict(lines[0], version=lines[1]["version"])] + lines[1:],
+    "a version set to v000000": lambda lines: [dict(lines[0], version="v000000")] + lines[1:],
 }
 
 
@@ -1041,3 +1070,40 @@ def test_a_stop_while_a_read_file_waits_for_the_lock_says_its_requests_are_not_q
     with pytest.raises(RequestsInterrupted, match="; 2 requests read and not queued"):
         with says_what_went_live(batcher.summary, "requests.jsonl", "the folder keeps their file"):
             batcher.submit(requests)
+
+
+def test_a_run_checks_the_records_again_before_each_of_its_batches(folder, tmp_path, monkeypatch):
+    """A watcher (or a request file of several batches) checked the folder's records at its start
+    only: an audit line's version set back while it ran was refused by ``--verify``, yet its next
+    batch applied on top and appended its line, after which ``--verify`` passed, the edit hidden
+    for good (r11fixes probe). Each batch's forget checks them first."""
+    from conftest import verify_model
+    from recbole_unlearn.serving import batcher
+
+    run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
+    run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)), QUIET, verbose=False)
+    calls = []
+    apply_forget = batcher.apply_forget
+
+    def edited_before_the_second_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            _rewrite_audit(folder, AUDIT_EDITS["a version set back"])
+        return apply_forget(*args, **kwargs)
+
+    monkeypatch.setattr(batcher, "apply_forget", edited_before_the_second_batch)
+    _, manifest = read_manifest(folder)
+    shard_of = dict(zip(manifest["shard_map"]["users"], manifest["shard_map"]["shard"]))
+    asked = {_user(folder, 3), _user(folder, 4)}
+    same_shard = [u for u in shard_of if shard_of[u] == 0 and u not in asked][:2]  # two batches of one shard
+    requests = tmp_path / "c.csv"
+    requests.write_text("".join(f"{user}\n" for user in same_shard))
+    from recbole_unlearn.utils.errors import WentLiveError
+
+    with pytest.raises(WentLiveError, match="1 request of this run went live .* then the run failed: UnlearnError: "
+                                            ".*audit.jsonl line 2 records v000001 after an earlier line"):
+        run_forget_requests(folder, str(requests), dict(QUIET, max_batch=1), verbose=False)
+    assert len(calls) == 2
+    assert len(open(os.path.join(folder, "audit.jsonl")).readlines()) == 3  # the first batch's line only
+    with pytest.raises(UnlearnError, match="audit.jsonl line"):
+        verify_model(folder)

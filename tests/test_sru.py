@@ -389,6 +389,30 @@ def test_the_aggregator_records_the_thread_count_it_trained_with(tmp_path):
     assert read_manifest(model_dir)[1]["aggregator_trained_on"]["threads"] == torch.get_num_threads()
 
 
+def test_a_request_run_reports_the_extra_deletions_it_made(tmp_path):
+    """A request run's row and ``requests`` said ``interactions: 2`` for one requested pair and
+    CED's extra, with no ``extra_deleted`` (the audit log alone held it; a training run's row has
+    it; r11requests probe)."""
+    import json
+    import os
+
+    from conftest import load_model, train_saved_model
+    from recbole_unlearn.quick_start.forget_requests import run_forget_requests
+
+    model_dir = train_saved_model(tmp_path, unlearn_method="sru", n_shards=2, epochs=1, agg_epochs=1,
+                                  forget_protocol="none")
+    model = load_model(model_dir)
+    rows = model.dataset.user_rows(3)
+    item = model.dataset.inter_feat["item_id"][int(rows[2])].item()  # a training pair past the first item
+    request = tmp_path / "r.csv"
+    request.write_text(f"{model.dataset.id2token('user_id', 3)},{model.dataset.id2token('item_id', item)}\n")
+    doc = run_forget_requests(model_dir, str(request), {"results_dir": str(tmp_path / "out")}, verbose=False)
+    line = json.loads(open(os.path.join(model_dir, "audit.jsonl")).readlines()[-1])
+    assert line["extra_deleted"] >= 1 and line["interactions"] == line["requested_interactions"] + line["extra_deleted"]
+    assert doc["requests"]["extra_deleted"] == doc["rows"][0]["extra_deleted"] == line["extra_deleted"]
+    assert doc["requests"]["interactions"] == line["interactions"]
+
+
 def test_the_partition_pretraining_is_recorded_and_validates_only_with_the_sub_models(tiny, monkeypatch):
     """The similarity partition's pretraining validated and stopped by early stopping whatever
     ``validate_submodels`` said (10 epochs asked, 3 run, the first kept) and was recorded nowhere

@@ -97,12 +97,10 @@ def apply_forget(store: ModelStore, model: UnlearnableModel, forget_set: ForgetS
         store.lock.check_held()
         if store.is_stale(model):
             model = store.load(getattr(model, "overrides", None))
-            # another process's version: its records are checked (before anything is appended),
-            # as a request run's start checked those of the version it loaded (``RequestBatcher``);
-            # this process's own forgets need no check each time
-            log.reconcile(store, model)
-        else:
-            log.reconcile(store)
+        # the records are checked before anything is appended, on another process's version as on
+        # this process's own: a watcher checked them at its start only, and applied on top of an
+        # audit line edited since, its own line then hiding the edit from --verify (r11fixes probe)
+        log.reconcile(store, model)
         if own:  # queued in the ledger by the first version's commit (``UnlearnMethod.commit_first_version``)
             requests = [ForgetRequest(r.id, r.rows) for r in own]
         done_elsewhere: List[str] = []

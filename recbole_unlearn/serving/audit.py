@@ -18,7 +18,7 @@ import numpy as np
 from recbole_unlearn.serving import jsonl
 from recbole_unlearn.serving.ledger import FINAL_STATUSES, LEDGER, RequestLedger, lines_by_request
 from recbole_unlearn.serving.store import (FORGOTTEN, MANIFEST, PENDING_AUDIT, ModelStore,
-                                           checked_path, read_json)
+                                           checked_path, is_version_name, read_json)
 from recbole_unlearn.trainer.approximate import WHOLE_MODEL, reset_weights, steps_by_weights
 from recbole_unlearn.unlearnable.sharded import LEGACY_PARTITION_FILE
 from recbole_unlearn.utils.atomic import atomic_write
@@ -211,7 +211,8 @@ class AuditLog:
         events = RequestLedger(self.model_dir).events(repair=True)
         audited_ids = {rid for entry in entries + [pending or {}] for rid in entry.get("request_ids", [])}
         _check_ledger(os.path.join(self.model_dir, LEDGER), events, audited_ids, set(model.forgotten.tolist()),
-                      os.path.basename(model.version_dir), _listed_statuses(entries))
+                      os.path.basename(model.version_dir), _listed_statuses(entries),
+                      _audited_versions(entries + ([pending] if pending else [])))
         self.check_key(entries)
         key = self.secret(create=False)
         known = set(interaction_hmacs(key if key is not None else b"", model.dataset, model.forgotten))
@@ -393,9 +394,16 @@ def _check_log_lines(path: str, entries: List[dict], live: Optional[dict]) -> No
             seen_request[rid] = number
         version = entry.get("version")
         if isinstance(version, str):
+            if not is_version_name(version) or int(version[1:]) < 1:  # (v000000 passed; r11fixes probe)
+                raise UnlearnError(f"{where} records {version!r}, which no version is named: the log was edited")
             if newest is not None and version < newest:
                 raise UnlearnError(f"{where} records {version} after an earlier line recorded {newest}: the log "
                                    "was edited (lines are appended as versions go live)")
+            # a forget that removed interactions made a new version; only a line of requests
+            # forgotten already names the live one again (a line set to the next one's passed)
+            if newest is not None and version == newest and _removed_interactions(entry):
+                raise UnlearnError(f"{where} records {version}, as an earlier line does, yet it removed "
+                                   f"{entry['interactions']} interactions, which makes a new version: the log was edited")
             newest = version
         if live is not None and audit_id == live.get("audit_id", live.get("request_id")):
             if {k: v for k, v in entry.items() if k != "recovered"} != live:
@@ -461,6 +469,17 @@ def reset_for_want_of_data(entry: dict, every: bool = True) -> bool:
     return bool(reset) and (len(reset) == len(steps) if every else True)
 
 
+def _removed_interactions(entry: dict) -> bool:
+    interactions = entry.get("interactions")
+    return isinstance(interactions, int) and not isinstance(interactions, bool) and interactions > 0
+
+
+def _audited_versions(entries: List[dict]) -> Dict[str, str]:
+    """``{request id: the version its audit line records}``."""
+    return {rid: entry["version"] for entry in entries if isinstance(entry.get("version"), str)
+            for rid in entry.get("request_ids", [])}
+
+
 def _listed_statuses(entries: List[dict]) -> Dict[str, str]:
     """``{request id: the final ledger status its audit line gives it}`` for lines that list
     their unchanged requests (``unchanged_request_ids``; older lines leave it to be inferred)."""
@@ -474,14 +493,15 @@ def _listed_statuses(entries: List[dict]) -> Dict[str, str]:
 
 
 def _check_ledger(path: str, events: List[dict], audited_ids: set, forgotten: set, current: str,
-                  listed: Dict[str, str]) -> None:
+                  listed: Dict[str, str], versions: Optional[Dict[str, str]] = None) -> None:
     """Raise ``UnlearnError`` for a ledger line the folder contradicts: one that records a newer
     version than ``current`` (a rolled-back folder whose audit log lost that line too); a request
     whose last status is ``applied`` (or ``applied_without_change``) while no audit line holds
     its id (unless it was already forgotten) or while rows it was queued with are not
     ``forgotten``; one ``rejected`` after it was queued with its log rows (the package rejects a
     request when it reads it, before it has rows); one whose final status is not the one its
-    audit line gives it (``listed``: ``applied`` or ``applied_without_change``). ``--verify`` read
+    audit line gives it (``listed``: ``applied`` or ``applied_without_change``), or whose version is
+    not the one its audit line records (``versions``; r11fixes probe). ``--verify`` read
     the ledger only for the requests still waiting, so a forged final line made a request vanish
     unapplied."""
     check_not_rolled_back(path, events, current)
@@ -503,6 +523,10 @@ def _check_ledger(path: str, events: List[dict], audited_ids: set, forgotten: se
         if rid in listed and listed[rid] != status:
             raise UnlearnError(f"{where} is {status}, yet {AUDIT} records it {listed[rid]}: the ledger or the audit "
                                "log was edited")
+        recorded = (versions or {}).get(rid)
+        if recorded is not None and isinstance(event.get("version"), str) and event["version"] != recorded:
+            raise UnlearnError(f"{where} is {status} as {event['version']}, yet {AUDIT} records it applied as "
+                               f"{recorded}: the ledger or the audit log was edited")
         missing = [row for row in queued_rows if row not in forgotten]
         if missing:
             raise UnlearnError(f"{where} is {status}, yet {len(missing)} of the {len(queued_rows)} log rows it was "

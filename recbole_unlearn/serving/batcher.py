@@ -82,6 +82,9 @@ class StreamSummary:
     latencies: List[float] = field(default_factory=list)
     versions: List[str] = field(default_factory=list)
     interactions: int = 0
+    #: of ``interactions``, those the method's extra-deletion rule added (CED/NED/RED): no request
+    #: named them (they were in the audit log alone; r11requests probe)
+    extra_deleted: int = 0
     forget_seconds: float = 0.0
     shards: Set[int] = field(default_factory=set)
     start_stages: Dict[str, int] = field(default_factory=dict)
@@ -100,8 +103,9 @@ class StreamSummary:
     #: probe, round 4)
     removed_versions: List[dict] = field(default_factory=list)
 
-    def add_batch(self, report_json: dict, version: str) -> None:
+    def add_batch(self, report_json: dict, version: str, extra_deleted: int = 0) -> None:
         self.batches += 1
+        self.extra_deleted += extra_deleted
         if report_json.get("training"):
             self.trainings.append(report_json["training"])
         if isinstance(report_json.get("approximate"), dict):  # an approximate step's (or each shard's)
@@ -148,6 +152,7 @@ class StreamSummary:
             "resumed": self.resumed, "queued": self.queued,
             **self.outcomes, "rejected_files": self.rejected_files,
             "batches": self.batches, "versions": self.versions, "interactions": self.interactions,
+            "extra_deleted": self.extra_deleted,
             "forget_seconds": round(self.forget_seconds, 3), "shards_retrained": sorted(self.shards),
             "slices_retrained": dict(sorted(self.start_stages.items(), key=lambda kv: int(kv[0]))),
             "latency_median_s": round(float(np.median(lat)), 3) if len(lat) else None,
@@ -483,9 +488,9 @@ class RequestBatcher:
         self.queued_ids.difference_update(p.request.id for p in batch)
         self.ledger_final.update(outcome.applied)
         if outcome.entry is not None:
-            self.summary.add_batch(outcome.report.to_json(), version)
-            self._note_removed(self.store.removed_by_last_commit)
-            self.store.removed_by_last_commit = []  # reported once
+            self.summary.add_batch(outcome.report.to_json(), version, int(outcome.entry.get("extra_deleted", 0)))
+            self._note_removed(self.store.removed_by_last_commit, set(self.store.never_live_removed_by_last_commit))
+            self.store.removed_by_last_commit = self.store.never_live_removed_by_last_commit = []  # reported once
             self.summary.kept_by_count_filters = outcome.entry.get("kept_by_count_filters", 0)
             getLogger().info(f"applied {len(outcome.applied)} requests (shards {outcome.report.shards}) as {version} "
                              f"in {outcome.report.seconds:.1f}s; {self.pending} queued")

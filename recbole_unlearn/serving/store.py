@@ -190,6 +190,8 @@ class ModelStore:
         #: versions the last commit removed besides the one it replaced (another run's kept version,
         #: a stopped forget's): for the run's report (``RequestBatcher``)
         self.removed_by_last_commit: List[str] = []
+        #: those of them that were never live (after ``CURRENT``: a forget stopped before its switch)
+        self.never_live_removed_by_last_commit: List[str] = []
         #: the warnings its loads logged (a request run's log starts after its load: it writes them
         #: there too)
         self.load_warnings: List[str] = []
@@ -421,6 +423,8 @@ class ModelStore:
                 [e for e in self.left_behind_folders() if REMOVING_MARK in e]
             self._prune(keep={name, previous} if model.config["keep_previous_version"] else {name})
             self.removed_by_last_commit = [v for v in others if not os.path.exists(os.path.join(self.model_dir, v))]
+            self.never_live_removed_by_last_commit = [v for v in self.removed_by_last_commit if is_version_name(v)
+                                                      and previous is not None and v > previous]
         model.version_dir = final
         return final
 
