@@ -275,6 +275,7 @@ def test_a_checkpoint_dir_is_refused_by_a_request_run(saved):
     ("SASRec", {"user_inter_num_interval": "(5,6)"}, "user_inter_num_interval (5, 6): '(5, 6)' holds no whole "
                                                      "number, and interaction counts are whole numbers"),
     ("SASRec", {"item_inter_num_interval": "[2.5,2.9]"}, "'[2.5, 2.9]' holds no whole number"),
+    ("SASRec", {"user_inter_num_interval": "[0,0]"}, "'[0, 0]' holds no count above 0"),  # (r11fixes probe)
 ])
 def test_recbole_settings_are_checked_before_anything_is_written(tmp_path, model, settings, message):
     """RecBole's own model and training settings used to reach RecBole or torch unchecked: a
