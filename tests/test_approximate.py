@@ -644,6 +644,23 @@ def test_a_run_whose_sruga_step_ran_out_of_epochs_names_sruga_epochs(in_tmp, cap
     assert "sruga (approximate step)" in out and "sruga_epochs 1" in out and "--sruga_epochs" in out, out
 
 
+def test_a_scif_step_from_a_solve_at_its_iteration_cap_is_said_to_stop_at_its_cap(in_tmp, capsys):
+    """SCIF whose conjugate gradients ran out of iterations before their tolerance took its step
+    and said ``stopped_by: newton_step``, as a converged solve does, in the row and the folder's
+    audit line; no cap note (r11peers probe). It stops by ``cg_iteration_cap``, a cap the note
+    names as SRUGA's epochs are."""
+    from recbole_unlearn import run_recbole_unlearn
+
+    doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method="scif", include_retrain=False, save_model=False, scif_cg_iterations=1, scif_damping=1.0,
+        results_dir=str(in_tmp / "r")))
+    row = next(r for r in doc["rows"] if r["method"] == "scif")
+    assert row["stopped_by"] == "cg_iteration_cap" and row["changed"] is True, row
+    assert row["epochs_key"] == "scif_cg_iterations" and row["cap"] == 1
+    out = capsys.readouterr().out
+    assert "scif (approximate step)" in out and "scif_cg_iterations 1" in out and "--scif_cg_iterations" in out, out
+
+
 @pytest.mark.parametrize("method, settings, passes", [
     ("kookmin", {"kookmin_finetune_epochs": 3}, 3), ("kookmin", {}, 0.2),
     ("fanchuan", {"fanchuan_rounds": 2, "fanchuan_finetune_epochs": 0.5}, 1.0)])

@@ -69,11 +69,14 @@ class ApproximateReport:
     ``sruga_epochs``), for a step that can stop by ``max_epochs``: its cap, which the run's cap note
     names and the leaderboard's ``cap_hit`` counts; ``finetune_epochs``: passes over D_rem its
     fine-tuning ran in all (Kookmin, Fanchuan: ``epochs_run`` counts their rounds, one pass of
-    fine-tuning or a fifth of one alike)."""
+    fine-tuning or a fifth of one alike); ``cap``: the value of ``epochs_key`` the step ran to,
+    where that key caps something else than its epochs (SCIF's ``scif_cg_iterations``, with
+    ``stopped_by: cg_iteration_cap``)."""
 
     epochs_run: int = 0
     stopped_by: str = "max_epochs"
     epochs_key: Optional[str] = None
+    cap: Optional[int] = None
     finetune_epochs: Optional[float] = None
     seconds: float = 0.0
     eval_seconds: float = 0.0
@@ -105,8 +108,10 @@ class ApproximateReport:
                      "eval_seconds": round(self.eval_seconds, 3), "history": self.history}, **self._extras())
 
     def _extras(self) -> dict:
-        """The fields only some steps record (``epochs_key``, ``finetune_epochs``)."""
+        """The fields only some steps record (``epochs_key``, ``cap``, ``finetune_epochs``)."""
         out = {"epochs_key": self.epochs_key} if self.epochs_key else {}
+        if self.cap is not None:
+            out["cap"] = int(self.cap)
         if self.finetune_epochs is not None:
             out["finetune_epochs"] = float(self.finetune_epochs)  # unrounded: request steps sum them
         return out

@@ -39,6 +39,7 @@ from recbole_unlearn.trainer.approximate import (APPROXIMATE, ApproximateReport,
 from recbole_unlearn.config.keys import choice_key, declare, int_key, number_key
 
 PARAM_SETS = ("embeddings", "all")
+CG_CAP = "iteration cap"  # conjugate_gradient's reason where its iterations ran out before the tolerance
 
 
 def selected_parameters(model: torch.nn.Module, which: str) -> List[torch.nn.Parameter]:
@@ -98,7 +99,7 @@ def conjugate_gradient(apply, rhs: List[torch.Tensor], iterations: int, toleranc
         rs = new_rs
     if rs > start:
         return None, "the residual grew (diverged)", iterations
-    return x, "iteration cap", iterations
+    return x, CG_CAP, iterations
 
 
 declare({  # defaults and their sources: properties/method/scif.yaml
@@ -187,5 +188,8 @@ class SCIFStep(ApproximateStep):
                 for p, delta in zip(params, step):
                     p.add_(delta)
             report.kept_epoch = 1
+            if reason == CG_CAP:  # the step taken from a solve that did not converge: said as a cap, as
+                report.stopped_by = "cg_iteration_cap"  # SRUGA's epochs (it read newton_step; r11peers)
+                report.epochs_key, report.cap = "scif_cg_iterations", iterations
             probe(1, cg={"iterations": iterations, "reason": reason})
         return report.finish()

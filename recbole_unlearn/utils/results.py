@@ -182,14 +182,15 @@ def training_summary(row: dict, epochs_cap: Optional[int] = None) -> Tuple[str, 
 
 
 #: an approximate step's ``stopped_by`` when its epochs (its report's ``epochs_key``) ran out
-#: before its own stops ended it: at its cap
-STEP_CAP = "max_epochs"
+#: before its own stops ended it, or (SCIF) its solver's iterations did before it converged: at
+#: its cap
+STEP_CAPS = ("max_epochs", "cg_iteration_cap")
 
 
 def _step_at_cap(stopped_by) -> bool:
     """Whether an approximate step (or, under ``request_steps``, one of the requests' steps,
     whose reasons the row joins with ``"; "``) stopped at its cap."""
-    return STEP_CAP in (reason.strip() for reason in re.split(r"[;,]", str(stopped_by or "")))
+    return any(reason.strip() in STEP_CAPS for reason in re.split(r"[;,]", str(stopped_by or "")))
 
 
 def _steps_at_cap(row: dict) -> List[dict]:
@@ -321,7 +322,7 @@ def cap_note(rows: List[dict], epochs_cap: int, agg_epochs_cap: int, slice_epoch
             whole = whole or not parts
         for step in _steps_at_cap(row):
             key = step.get("epochs_key") or row.get("epochs_key") or "the step's epochs"
-            step_caps[key] = max(step_caps.get(key, 0), int(step.get("epochs_run") or 0))
+            step_caps[key] = max(step_caps.get(key, 0), int(step.get("cap") or step.get("epochs_run") or 0))
     matched = _capped_step_retrains(rows, epochs_cap)
     if matched:
         named.append(f"the Retrain{'s' if len(matched) > 1 else ''} matched to request{'s' if len(matched) > 1 else ''} "
