@@ -318,3 +318,21 @@ def test_data_path_is_read_for_ml_100k_too(tmp_path):
     assert os.path.normpath(config["data_path"]) == os.path.join(str(tmp_path), "ml-100k")
     bundled = UnlearnConfig(config_dict={k: v for k, v in tiny_dict(dataset="ml-100k").items() if k != "data_path"})
     assert os.path.isfile(os.path.join(bundled["data_path"], "ml-100k.inter"))  # the default job's data
+
+
+def test_a_profile_stays_above_its_methods_own_yaml(monkeypatch):
+    """``<name>_profile`` put its file over our defaults, and ``for_method`` then put the method's
+    ``properties/method/<name>.yaml`` over every key the user did not set: a step with defaults in
+    its own YAML (as the README's plugin recipe has it) got nothing of its profile, unsaid
+    (r11peers probe; SRUGA's profile worked only because ``sruga.yaml`` sets no key)."""
+    own_yaml = UnlearnConfig.method_defaults
+    monkeypatch.setattr(UnlearnConfig, "method_defaults", lambda self, method: dict(
+        own_yaml(self, method), **({"sruga_learning_rate": 0.5, "sruga_anneal": 0.3} if method == "sruga" else {})))
+    plain = UnlearnConfig("GRU4Rec", "ml-tiny", config_dict=tiny_dict(unlearn_method="sruga")).for_method("sruga")
+    assert (plain["sruga_learning_rate"], plain["sruga_anneal"]) == (0.5, 0.3)
+    thesis = UnlearnConfig("GRU4Rec", "ml-tiny", config_dict=tiny_dict(unlearn_method="sruga", sruga_profile="thesis"))
+    thesis = thesis.for_method("sruga")
+    assert (thesis["sruga_learning_rate"], thesis["sruga_anneal"]) == (1e-4, 0.9)  # the profile's
+    mine = UnlearnConfig("GRU4Rec", "ml-tiny", config_dict=tiny_dict(
+        unlearn_method="sruga", sruga_profile="thesis", sruga_learning_rate=0.002)).for_method("sruga")
+    assert mine["sruga_learning_rate"] == 0.002  # the user's own key above both

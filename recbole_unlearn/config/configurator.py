@@ -415,8 +415,12 @@ class UnlearnConfig(Config):
 
     def _apply_profiles(self) -> None:
         """A key ``<name>_profile: <profile>`` (e.g. ``sruga_profile: thesis``) puts
-        ``properties/method/<name>-<profile>.yaml`` over our defaults, below the user's own keys."""
+        ``properties/method/<name>-<profile>.yaml`` over our defaults, below the user's own keys;
+        its keys (``profile_keys``) stay above a method's ``properties/method/<method>.yaml``
+        (:meth:`for_method`), which replaced them unsaid (r11peers probe: a new step's profile
+        did nothing; SRUGA's worked only because its own YAML sets no key)."""
         external, internal = self.external_config_dict, self.internal_config_dict
+        self.profile_keys: Set[str] = set()
         for key in sorted(k for k in set(internal) | set(external) if k.endswith("_profile")):
             profile = external.get(key, internal.get(key))
             if profile is None:
@@ -427,6 +431,7 @@ class UnlearnConfig(Config):
                 raise UnlearnError(f"config key '{key}' must name a file properties/method/{name}-<profile>.yaml "
                                    f"or be ~, got {profile!r}")
             self._update_internal_config_dict(path)
+            self.profile_keys |= set(_read_yaml(path, self.yaml_loader))
 
     # --- validation --------------------------------------------------------------------
     def known_keys(self) -> Set[str]:
@@ -562,14 +567,15 @@ class UnlearnConfig(Config):
 
     def for_method(self, method: str) -> "UnlearnConfig":
         """A copy of this config with ``properties/method/<method>.yaml`` applied to every key
-        the user did not set (so several methods in one run keep their own defaults). A sharded
+        the user did not set, nor a ``<name>_profile`` (so several methods in one run keep their own defaults). A sharded
         method whose affected shards forget with an approximate method
         (``shard_unlearning: <name>``) also gets ``properties/method/<name>.yaml``."""
         defaults = self.method_defaults(method)
         step = self.external_config_dict.get("shard_unlearning", defaults.get("shard_unlearning"))
         if step and step not in ("retrain", method):
             defaults = dict(self.method_defaults(str(step)), **defaults)
-        values = {k: v for k, v in defaults.items() if k not in self.external_config_dict}
+        values = {k: v for k, v in defaults.items()
+                  if k not in self.external_config_dict and k not in getattr(self, "profile_keys", ())}
         clone = self.override(dict(values, unlearn_method=method))
         check_values(clone.final_config_dict, defaults)
         clone.method = method
