@@ -11,7 +11,7 @@ import torch
 from recbole_unlearn import run_recbole_unlearn
 from recbole_unlearn.utils.errors import UnlearnError
 
-from conftest import FIXTURES, tiny_dict
+from conftest import FIXTURES, snapshot, tiny_dict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GROUPS = ("utility_raw", "utility_rem", "forget", "sru_inference")
@@ -104,7 +104,7 @@ def test_cli_request_file(in_tmp):
     assert doc["forget_set"]["users"] == 2
 
 
-def test_cli_run_that_forgets_a_request_file_and_saves_its_model(in_tmp):
+def test_cli_run_that_forgets_a_request_file_and_saves_its_model(in_tmp, capsys):
     """--model with --forget=<file> and --model_dir is a run that forgets the file and saves to
     model_dir (earlier: refused with "drop --model, --dataset and --config_files", as if the folder
     were a saved model answering the file); answering requests stays --model_dir with --forget alone."""
@@ -129,6 +129,20 @@ def test_cli_run_that_forgets_a_request_file_and_saves_its_model(in_tmp):
         proc = _cli([alone, "--model_dir=m", "--forget=req.csv", f"--data_path={FIXTURES}", "--state=ERROR"], in_tmp)
         assert proc.returncode == 2 and (f"error: model_dir m already holds a model: to answer --forget with it, drop "
                                          f"{alone.split('=')[0]} (it answers") in proc.stderr, proc.stderr
+    # the same from the API, and with model_dir in a config file (r11fixes probe): refused for what
+    # they set up first
+    from recbole_unlearn import run_recbole_unlearn
+    from recbole_unlearn.cli import main
+    from recbole_unlearn.utils.errors import UnlearnError
+
+    before = snapshot(str(in_tmp / "m"))
+    with pytest.raises(UnlearnError, match="^model_dir m already holds a model"):
+        run_recbole_unlearn("GRU4Rec", config_dict={"model_dir": "m", "forget": "req.csv", "state": "ERROR"})
+    (in_tmp / "md.yaml").write_text("model_dir: m\n")
+    assert main(["--config_files=md.yaml", "--forget=req.csv", f"--data_path={FIXTURES}", "--dataset=ml-tiny",
+                 "--state=ERROR"]) == 2
+    assert "error: model_dir m already holds a model" in capsys.readouterr().err
+    assert snapshot(str(in_tmp / "m")) == before
     answered = _cli(["--model_dir=m", "--forget=req.csv", "--state=ERROR"], in_tmp)
     assert answered.returncode == 0, answered.stderr
     # the run recorded the file's request in the folder: sent again, it is already final (it was

@@ -956,6 +956,11 @@ def test_settings_a_request_run_or_verify_does_not_read_are_named(model_copy, in
                  "--state=ERROR"]) == 0
     assert ("note: num_workers, ray_address apply to training and request runs: --verify does not read them"
             in capsys.readouterr().out)
+    # (r11fixes probe: the settings of training and evaluation, which --verify does neither of)
+    assert main([f"--model_dir={model_copy}", "--verify=True", "--shard_num_threads=1", "--show_progress=False",
+                 "--eval_batch_size=64", "--state=ERROR"]) == 0
+    assert ("note: shard_num_threads, show_progress, eval_batch_size apply to training and request runs: --verify "
+            "does not read them") in capsys.readouterr().out
 
 
 def test_a_ray_workers_error_is_its_cause_on_one_plain_line():

@@ -50,7 +50,8 @@ _APPLY_ELSEWHERE = {
     "request runs": ("max_batch", "max_wait_s", "results_dir", "processed_request_files", "keep_previous_version",
                      "max_request_lines", "max_request_line_bytes"),
     "training and request runs": ("busy_cpu_share", "tensorboard", "num_workers", "ray_address", "ray_cpus_per_shard",
-                                  "ray_gpus_per_shard", "ray_connect_timeout_s"),
+                                  "ray_gpus_per_shard", "ray_connect_timeout_s", "shard_num_threads", "show_progress",
+                                  "eval_batch_size", "detect_anomaly", "loss_decimal_place"),
 }
 
 

@@ -12,6 +12,7 @@ from recbole_unlearn.serving.apply import kept_by_filters_line
 from recbole_unlearn.serving.audit import folder_after_stop
 from recbole_unlearn.unlearn.experiment import Experiment, check_request_steps_dealt, check_results_dir, run_dir_for
 from recbole_unlearn.unlearn import METHODS
+from recbole_unlearn.unlearn.base import check_new_model_dir
 from recbole_unlearn.utils.atomic import save_weights
 from recbole_unlearn.utils.cpu_meter import busy_rows_note
 from recbole_unlearn.utils.errors import UnlearnError, WentLiveError, error_line
@@ -110,8 +111,12 @@ def run_recbole_unlearn(
         raise UnlearnError("model_dir and forget without a model, dataset or config files answer requests with "
                            "the saved model: call recbole_unlearn.quick_start.run_forget_requests(model_dir, "
                            "forget); run_recbole_unlearn trains a new model (name its model or dataset)")
+    if given.get("model_dir"):  # before what it sets up first, which failed with its own line ("dataset
+        check_new_model_dir(given)  # 'ml-100k' not found"; r11fixes probe), as the command line does
     try:
         config = UnlearnConfig(model, dataset, config_file_list, config_dict)
+        if config["model_dir"]:  # (a config file's: "retrain saves no model" was the line)
+            check_new_model_dir(config)
         experiment = Experiment(config)
         methods = _method_order(config, experiment.nothing_to_forget)
         _check_keys_used(config, methods)
