@@ -134,6 +134,9 @@ def test_verify_names_a_version_that_never_went_live_as_such(saved, tmp_path):
     assert done.returncode == 0, done.stderr
     assert (f"note: removed {os.path.join(model_dir, 'v000003')}: a version a forget staged and was stopped before it "
             "went live (never served") in done.stdout, done.stdout
+    # and the run's own version is another name: it took v000003 again, the removed one's
+    with open(os.path.join(model_dir, "CURRENT")) as f:
+        assert f.read().strip() == "v000004"
 
 
 def test_a_training_run_killed_during_its_request_files_forget_leaves_the_requests_waiting(tmp_path):

@@ -28,7 +28,7 @@ import shutil
 import uuid
 from contextlib import contextmanager
 from logging import getLogger
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import recbole
@@ -192,6 +192,10 @@ class ModelStore:
         self.removed_by_last_commit: List[str] = []
         #: those of them that were never live (after ``CURRENT``: a forget stopped before its switch)
         self.never_live_removed_by_last_commit: List[str] = []
+        #: numbers of the versions this store removed (``remove_left_behind``): never given again,
+        #: so that a never-live version removed at a run's start and the run's next version are two
+        #: names (the next took the removed one's; r10round4 probe)
+        self._retired: Set[int] = set()
         #: the warnings its loads logged (a request run's log starts after its load: it writes them
         #: there too)
         self.load_warnings: List[str] = []
@@ -377,7 +381,7 @@ class ModelStore:
             # the next free number: a folder beyond CURRENT (a forget killed after its rename,
             # before its switch; or CURRENT edited by hand) is never deleted to reuse its name
             on_disk = [int(e[1:]) for e in os.listdir(self.model_dir) if is_version_name(e)]
-            number = max(on_disk + [int(previous[1:]) if previous else 0]) + 1
+            number = max(on_disk + sorted(self._retired) + [int(previous[1:]) if previous else 0]) + 1
             name = f"v{number:06d}"
             final = os.path.join(self.model_dir, name)
             staging = os.path.join(self.model_dir, f".{name}{STAGING_MARK}{uuid.uuid4().hex[:8]}")
@@ -483,7 +487,9 @@ class ModelStore:
         before, after = self.older_versions(), self.never_live_versions()
         keep = {current} | ({before[-1]} if keep_previous and before else set())
         left = self._prune(keep)
-        return [v for v in before + after if v not in keep and v not in left]
+        removed = [v for v in before + after if v not in keep and v not in left]
+        self._retired.update(int(v[1:]) for v in removed)
+        return removed
 
     def _prune(self, keep: set) -> List[str]:
         """Remove versions not in ``keep`` (the current one, and the previous one where
