@@ -336,3 +336,14 @@ def test_a_profile_stays_above_its_methods_own_yaml(monkeypatch):
     mine = UnlearnConfig("GRU4Rec", "ml-tiny", config_dict=tiny_dict(
         unlearn_method="sruga", sruga_profile="thesis", sruga_learning_rate=0.002)).for_method("sruga")
     assert mine["sruga_learning_rate"] == 0.002  # the user's own key above both
+
+
+@pytest.mark.parametrize("model_dir", [5, True, ["x"]])
+def test_a_model_dir_of_another_type_is_the_configs_to_refuse(model_dir):
+    """The early check of a folder holding a model gave a bare TypeError, or "model_dir True is a
+    file" (``os.path.exists(True)`` asks about file descriptor 1), before the config refused the
+    value (r11round3 probe)."""
+    from recbole_unlearn import run_recbole_unlearn
+
+    with pytest.raises(UnlearnError, match="config key 'model_dir' must be a non-empty string"):
+        run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(model_dir=model_dir, unlearn_method="sisa"))

@@ -111,8 +111,10 @@ def run_recbole_unlearn(
         raise UnlearnError("model_dir and forget without a model, dataset or config files answer requests with "
                            "the saved model: call recbole_unlearn.quick_start.run_forget_requests(model_dir, "
                            "forget); run_recbole_unlearn trains a new model (name its model or dataset)")
-    if given.get("model_dir"):  # before what it sets up first, which failed with its own line ("dataset
-        check_new_model_dir(given)  # 'ml-100k' not found"; r11fixes probe), as the command line does
+    # before what it sets up first, which failed with its own line ("dataset 'ml-100k' not found";
+    # r11fixes probe), as the command line does; a value of another type is the config's to refuse
+    if given.get("model_dir") and isinstance(given["model_dir"], (str, os.PathLike)):
+        check_new_model_dir(given)
     try:
         config = UnlearnConfig(model, dataset, config_file_list, config_dict)
         if config["model_dir"]:  # (a config file's: "retrain saves no model" was the line)
