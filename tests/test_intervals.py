@@ -4,7 +4,7 @@ import pytest
 from recbole_unlearn.utils.intervals import interval_problem
 
 
-@pytest.mark.parametrize("text", ["(5,6)", "[2.5,2.9]", "(2,3);[4.1,4.9]", "[3,3)"])
+@pytest.mark.parametrize("text", ["(5,6)", "[2.5,2.9]", "(2,3);[4.1,4.9]", "[3,3)", "[inf,inf]", "[-inf,-inf]"])
 def test_an_interval_without_a_whole_number_is_empty_for_counts(text):
     """Interaction counts are whole numbers: ``(5,6)`` passed the check and RecBole then ended in
     its own "Some feat is empty" line."""

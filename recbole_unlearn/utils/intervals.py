@@ -39,7 +39,10 @@ def interval_problem(text, counts: bool = False) -> Optional[str]:
 
 
 def _no_whole_number(low: float, high: float, low_closed: bool, high_closed: bool) -> bool:
-    """Whether no whole number lies between ``low`` and ``high`` (either may be infinite)."""
+    """Whether no whole number lies between ``low`` and ``high`` (either may be infinite:
+    ``[inf,inf]`` and ``[-inf,-inf]`` hold none; r11round3 probe)."""
+    if low == math.inf or high == -math.inf:
+        return True
     if math.isinf(low) or math.isinf(high):
         return False
     first = math.ceil(low) if low_closed else math.floor(low) + 1
