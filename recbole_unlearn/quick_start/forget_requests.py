@@ -31,8 +31,8 @@ from recbole_unlearn.utils.errors import UnlearnError, escaped_controls
 from recbole_unlearn.utils.library_warnings import ignore_library_warnings
 from recbole_unlearn.utils.results import (cap_note, format_table, make_row, no_forget_samples_note, results_document,
                                           write_results)
-from recbole_unlearn.utils.run_logger import (init_run_logger, library_warnings_kept_off, releasing_run_logger,
-                                              to_run_log_file)
+from recbole_unlearn.utils.run_logger import (collecting_log_records, init_run_logger, library_warnings_kept_off,
+                                              releasing_run_logger, to_run_log_file)
 
 
 RUN_LOG = "run.log"  # a request run's log, in its run folder beside results.json
@@ -90,7 +90,8 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
     _refuse_switches(config_dict, "run_forget_requests", model_dir=model_dir, forget=requests)
     overrides = {k: v for k, v in (config_dict or {}).items() if k not in ("model_dir", "forget")}
     store = open_store(model_dir, overrides)
-    model = store.load(overrides)
+    with collecting_log_records() as load_records:  # for the run's log, which begins after the load
+        model = store.load(overrides)
     config = model.config
     run_name = f"forget-{config['model']}-{config['dataset']}-{get_local_time()}"
     check_results_dir_writable(config["results_dir"], run_name)  # before anything is forgotten (it failed after)
@@ -102,7 +103,7 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
         a request file's run wrote none, a watcher's wrote ``log/`` into the working directory)."""
         run_dir.append(run_dir_for(config["results_dir"], run_name))
         init_run_logger(config, os.path.join(run_dir[0], RUN_LOG), console=verbose)
-        to_run_log_file(store.load_warnings)  # the load's, logged before the run's log began
+        to_run_log_file(load_records)  # the load's, logged before the run's log began
 
     if os.path.isdir(requests):
         start_the_run_folder()

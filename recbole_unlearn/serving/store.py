@@ -196,9 +196,6 @@ class ModelStore:
         #: so that a never-live version removed at a run's start and the run's next version are two
         #: names (the next took the removed one's; r10round4 probe)
         self._retired: Set[int] = set()
-        #: the warnings its loads logged (a request run's log starts after its load: it writes them
-        #: there too)
-        self.load_warnings: List[str] = []
 
     @property
     def lock(self) -> FolderLock:
@@ -311,10 +308,9 @@ class ModelStore:
                        if manifest.get("data_files") else refused) from None
             harmless = named_fields_problem(config)
             if harmless:  # a name RecBole ignored when the model was trained: it trained as without it
-                self.load_warnings.append(f"{os.path.join(version_dir, MANIFEST)}: {harmless}; saved by earlier code, "
-                                          "which took it, and RecBole ignores it, so the model is served as trained "
-                                          "(a new run is refused it)")
-                getLogger().warning(self.load_warnings[-1])
+                getLogger().warning(f"{os.path.join(version_dir, MANIFEST)}: {harmless}; saved by earlier code, which "
+                                    "took it, and RecBole ignores it, so the model is served as trained (a new run "
+                                    "is refused it)")
             dataset = create_unlearn_dataset(config, known=checked, files_checked=True)
             _check_atomic_files(manifest, config, dataset.file_digests, version_dir)  # (one changed since the check)
             files = manifest["files"]

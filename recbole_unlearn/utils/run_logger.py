@@ -14,7 +14,8 @@ import functools
 import logging
 import threading
 import warnings
-from typing import Callable, Dict, List, Optional, Sequence, TypeVar
+from contextlib import contextmanager
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, TypeVar
 
 from recbole_unlearn import compat  # noqa: F401  (before RecBole: NumPy aliases, anomaly detection off)
 import colorlog
@@ -94,11 +95,45 @@ def _log_to(config, log_file: str) -> None:
     logging.basicConfig(level=level, handlers=[console, file_handler])
 
 
-def to_run_log_file(messages: Sequence[str], level: int = logging.WARNING) -> None:
-    """Write ``messages`` into this thread's run log file only (logged to the console before the
-    run's logger started, e.g. by the load that precedes a request run's folder)."""
-    for message in messages:
-        record = logging.getLogger().makeRecord("root", level, __file__, 0, message, None, None)
+class _Collector(logging.Handler):
+    """Keeps the records this thread logs (see :func:`collecting_log_records`)."""
+
+    def __init__(self, level: int):
+        super().__init__(level)
+        self.records: List[logging.LogRecord] = []
+        self.addFilter(_OnlyThread())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextmanager
+def collecting_log_records(level: int = logging.WARNING) -> Iterator[List[logging.LogRecord]]:
+    """Keep the records of ``level`` and above this thread logs inside the block (the load that
+    precedes a request run's folder: its warnings, ours and RecBole's, reached the console but not
+    the run's log; r11round3 probe), for :func:`to_run_log_file`. The console still shows them:
+    where the root logger has no handler, one that prints as Python's last resort does is added
+    for the block."""
+    root = logging.getLogger()
+    collector = _Collector(level)
+    console = None if root.handlers else logging.StreamHandler()
+    if console is not None:
+        console.setLevel(logging.WARNING)  # as logging.lastResort
+    for handler in (collector, console):
+        if handler is not None:
+            root.addHandler(handler)
+    try:
+        yield collector.records
+    finally:
+        for handler in (collector, console):
+            if handler is not None:
+                root.removeHandler(handler)
+
+
+def to_run_log_file(records: Sequence[logging.LogRecord]) -> None:
+    """Write ``records`` into this thread's run log file only (logged before the run's logger
+    started, e.g. by the load that precedes a request run's folder)."""
+    for record in records:
         for handler in _added.get(threading.get_ident(), []):
             if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
                 handler.handle(record)
