@@ -1809,9 +1809,18 @@ def test_code_version_marks_untracked_code_as_modified_and_ignores_other_untrack
     assert code_version(str(tmp_path))["modified"] is False
     (tmp_path / "notes.txt").write_text("mine\n")
     assert code_version(str(tmp_path))["modified"] is False
-    (tmp_path / "benchmarks").mkdir()
-    (tmp_path / "benchmarks" / "new_script.py").write_text("print(1)\n")
-    assert code_version(str(tmp_path))["modified"] is True
-    os.remove(tmp_path / "benchmarks" / "new_script.py")
+    (tmp_path / "benchmarks" / "grids").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "grids" / "mine.yaml").write_text("models: [GRU4Rec]\n")  # a user's grid
+    (tmp_path / "recbole_unlearn" / ".a.py.swp").write_text("x")  # an editor's
+    assert code_version(str(tmp_path))["modified"] is False
+    for new in ("benchmarks/new_script.py", "sitecustomize.py", "recbole_unlearn/log/new.py",
+                "properties/method/new.yaml"):
+        (tmp_path / new).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / new).write_text("x = 1\n")
+        if new == "recbole_unlearn/log/new.py":  # ignored by a pattern that matches at any depth (r11round3)
+            (tmp_path / ".gitignore").write_text("log/\n")
+        assert code_version(str(tmp_path))["modified"] is True, new
+        os.remove(tmp_path / new)
+    os.remove(tmp_path / ".gitignore")
     (tmp_path / "recbole_unlearn" / "a.py").write_text("x = 2\n")
     assert code_version(str(tmp_path))["modified"] is True

@@ -87,16 +87,19 @@ def other_numerics(recorded: Optional[dict], today: Dict[str, object]) -> Option
     return f"{describe(recorded)}; here {describe(today)}"
 
 
-# the checkout's paths whose files, untracked, are code a run may execute (an uncommitted new
-# module or benchmark script); untracked files elsewhere (a user's notes, configs) are not
-_CODE_PATHS = ("recbole_unlearn", "benchmarks", "properties", "run_recbole_unlearn.py", "setup.py")
+# the checkout's files that, untracked (ignored ones too: .gitignore's log/ or results/ match at
+# any depth), are code a run may execute: an uncommitted new module or benchmark script, a
+# root-level .py (first on sys.path for run_recbole_unlearn.py), a default in properties/;
+# other untracked files (a user's notes, grids, editor swap files) are not (r11round3 probe)
+_CODE_GLOBS = (":(glob)*.py", ":(glob)recbole_unlearn/**/*.py", ":(glob)benchmarks/**/*.py",
+               ":(glob)dataset/*.py", ":(glob)properties/**/*.yaml")
 
 
 def code_version(folder: Optional[str] = None) -> Dict[str, object]:
     """Which code produced the numbers: the package version and, in a git checkout (``folder``:
     this package's checkout by default), its commit and whether its code differed from it
-    (``modified``: a tracked file changed, or an untracked file under the code's paths,
-    ``_CODE_PATHS``; ``None`` outside git)."""
+    (``modified``: a tracked file changed, or an untracked code file, ``_CODE_GLOBS``; ``None``
+    outside git)."""
     import subprocess
 
     from recbole_unlearn.version import __version__
@@ -110,7 +113,7 @@ def code_version(folder: Optional[str] = None) -> Dict[str, object]:
         if head.returncode == 0:
             out["commit"] = head.stdout.strip()
             tracked = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
-            untracked = git("status", "--porcelain", "--untracked-files=all", "--", *_CODE_PATHS).stdout.strip()
+            untracked = git("ls-files", "--others", "--", *_CODE_GLOBS).stdout.strip()
             out["modified"] = bool(tracked or untracked)
     except (OSError, subprocess.SubprocessError):
         pass
