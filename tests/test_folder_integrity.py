@@ -363,6 +363,39 @@ def test_a_never_live_version_a_commit_removes_is_said_to_be_one(folder, tmp_pat
     assert doc["requests"]["removed_versions"] == [{"version": "v000002", "why": "never_live"}]
 
 
+def test_a_never_live_versions_name_is_never_taken_again(folder, tmp_path):
+    """A never-live version removed at one run's start kept its name from that run's own next
+    version only (in memory): a run stopped after the removal, or any later process, took it
+    again, one name reported removed and then live (r11round4 probe). The names are kept in
+    ``retired_versions.json`` before the folders go."""
+    shutil.copytree(os.path.join(folder, "v000001"), os.path.join(folder, "v000002"))  # as a stopped forget leaves
+    store = open_store(folder)
+    with store.lock.hold():  # a run that removed it at its start, then stopped before any forget
+        assert store.remove_left_behind(keep_previous=False) == ["v000002"]
+    assert json.load(open(os.path.join(folder, "retired_versions.json"))) == ["v000002"]
+    doc = run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
+    assert doc["requests"]["versions"] == ["v000003"] and _versions(folder) == ["v000003"]
+
+
+def test_a_ledger_of_earlier_code_without_file_and_line_is_served(folder, tmp_path):
+    """Ledger lines written by earlier code (23 November) named no file and line; a request run on
+    such a folder whose audit log held a request its ledger left ``queued`` (a kill after the
+    audit line) ended in a ``KeyError: 'file'`` traceback, every time (r11round2 probe)."""
+    from conftest import ledger_events, verify_model
+
+    run_forget_requests(folder, _request(tmp_path, "a.csv", _user(folder, 3)), QUIET, verbose=False)
+    path = os.path.join(folder, "requests.jsonl")
+    lines = [json.loads(line) for line in open(path)]
+    lines = [{k: v for k, v in line.items() if k not in ("file", "line")} for line in lines if line["status"] == "queued"]
+    with open(path, "w") as f:  # as that code wrote them, killed before its applied line
+        f.writelines(json.dumps(line) + "\n" for line in lines)
+    doc = run_forget_requests(folder, _request(tmp_path, "b.csv", _user(folder, 4)), QUIET, verbose=False)
+    assert doc["requests"]["applied"] == 1
+    recovered = [e for e in ledger_events(folder) if e.get("recovered")]
+    assert len(recovered) == 1 and recovered[0]["status"] == "applied" and recovered[0]["line"] == 1
+    verify_model(folder)
+
+
 # --- found by probing crash safety (each failed before its fix) ----------------------------------
 def test_a_failure_after_the_requests_went_live_says_they_were_applied(folder, tmp_path, monkeypatch):
     """results.json could not be written (a full disk that still let the empty-file check pass):
@@ -851,6 +884,8 @@ AUDIT_EDITS = {
     # (r11fixes probe: an edit that does not set a version back passed)
     "a version set to the next line's": lambda lines: [dict(lines[0], version=lines[1]["version"])] + lines[1:],
     "a version set to v000000": lambda lines: [dict(lines[0], version="v000000")] + lines[1:],
+    # (r11round2 probe: with its count set to 0 too, a line set to the version before passed)
+    "a line's count set to 0": lambda lines: [dict(lines[0], interactions=0)] + lines[1:],
 }
 
 
@@ -905,10 +940,10 @@ def test_verify_finds_forgotten_interactions_no_audit_line_covers(folder, tmp_pa
     else:
         os.unlink(os.path.join(folder, "audit.jsonl"))
         os.unlink(ledger)
-    with pytest.raises(UnlearnError, match="forgotten interactions are in no audit line|holds no forgotten_hmac"):
+    with pytest.raises(UnlearnError, match="forgotten interactions are in no audit line|holds no forgotten_hmac|yet holds 0 forgotten pairs"):
         verify_model(folder)
     before = snapshot(folder)  # a request run applied on top of it (r10round6 probe)
-    with pytest.raises(UnlearnError, match="forgotten interactions are in no audit line|holds no forgotten_hmac"):
+    with pytest.raises(UnlearnError, match="forgotten interactions are in no audit line|holds no forgotten_hmac|yet holds 0 forgotten pairs"):
         run_forget_requests(folder, _request(tmp_path, "c.csv", _user(folder, 5)), QUIET, verbose=False)
     assert snapshot(folder) == before
 

@@ -65,7 +65,7 @@ REMOVED_BECAUSE = {
     "left_behind": "a model from before the live version, trained on data forgotten since, left by a forget that was "
                    "stopped (or kept by earlier code, which kept the previous version until the next forget)",
     "never_live": "a version a forget staged and was stopped before it went live (never served; trained without "
-                  "what it forgot; its name is used again)",
+                  "what it forgot; no later version takes its name)",
 }
 
 
@@ -164,6 +164,17 @@ class StreamSummary:
         }
 
 
+def _file_and_line(rid: str, event: dict) -> Tuple[str, int]:
+    """The request file and line a ledger line names; lines written by earlier code (23 November)
+    named neither (a ``KeyError`` traceback on every request run; r11round2 probe): the line is
+    the request id's, after its ``:``, and the file unnamed."""
+    line = event.get("line")
+    if not isinstance(line, int):
+        tail = rid.rsplit(":", 1)[-1]
+        line = int(tail) if tail.isdigit() else 0
+    return str(event.get("file") or "(a file earlier code did not name)"), line
+
+
 def final_request_ids(model_dir: str) -> Set[str]:
     """The request ids already final in ``model_dir``: applied in its audit log, or rejected in
     its ledger; read before a request file is checked (nothing written; a log that cannot be
@@ -254,7 +265,7 @@ class RequestBatcher:
         ``failed`` but which the audit log holds: applied by a forget whose run stopped before it
         wrote the ledger line (a later run on another file left them ``queued`` for good, though
         ``--verify`` counted them final)."""
-        return [self._recovered_line(rid, event["file"], event["line"]) for rid, event in _last_events(events).items()
+        return [self._recovered_line(rid, *_file_and_line(rid, event)) for rid, event in _last_events(events).items()
                 if event.get("status") in ("queued", "failed") and rid in self.audited]
 
     def _recovered_line(self, rid: str, file: str, line: int) -> dict:
@@ -276,11 +287,12 @@ class RequestBatcher:
         waiting = []
         for rid, event in _last_events(events).items():
             if event.get("status") in ("queued", "failed") and rid not in self.final:
+                file, line = _file_and_line(rid, event)
                 if rid in rows:
-                    waiting.append(FileRequest(rid, event["file"], event["line"], np.asarray(rows[rid], dtype=np.int64)))
+                    waiting.append(FileRequest(rid, file, line, np.asarray(rows[rid], dtype=np.int64)))
                 elif rid not in self._rowless:
-                    self._rowless[rid] = f"{rid} ({event['file']} line {event['line']})"
-                    getLogger().warning(f"request {rid} ({event['file']} line {event['line']}) is still waiting, but its "
+                    self._rowless[rid] = f"{rid} ({file} line {line})"
+                    getLogger().warning(f"request {rid} ({file} line {line}) is still waiting, but its "
                                         "ledger line holds no rows (queued by earlier code, or an invalid line whose "
                                         "rejection a stop cut off): give its file again")
         return waiting

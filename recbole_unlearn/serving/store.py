@@ -28,7 +28,7 @@ import shutil
 import uuid
 from contextlib import contextmanager
 from logging import getLogger
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import recbole
@@ -50,6 +50,10 @@ CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 FORGOTTEN = "forgotten.json"
 PENDING_AUDIT = "audit_entry.json"
+#: the names of never-live versions runs removed (a forget stopped between its version's rename and
+#: its switch): a JSON list, so that no later version takes one of them (r11round4 probe: an
+#: in-memory record kept the name from the removing run's own next version only)
+RETIRED = "retired_versions.json"
 #: what every manifest holds (checked when read)
 MANIFEST_FIELDS = {"format": str, "model": str, "dataset": str, "config": dict, "files": dict, "data_sha256": str}
 EXAMPLE_RUNTIME_KEYS = ("num_workers", "max_batch", "max_wait_s", "lock_timeout_s", "eval_batch_size")
@@ -192,10 +196,6 @@ class ModelStore:
         self.removed_by_last_commit: List[str] = []
         #: those of them that were never live (after ``CURRENT``: a forget stopped before its switch)
         self.never_live_removed_by_last_commit: List[str] = []
-        #: numbers of the versions this store removed (``remove_left_behind``): never given again,
-        #: so that a never-live version removed at a run's start and the run's next version are two
-        #: names (the next took the removed one's; r10round4 probe)
-        self._retired: Set[int] = set()
 
     @property
     def lock(self) -> FolderLock:
@@ -377,7 +377,8 @@ class ModelStore:
             # the next free number: a folder beyond CURRENT (a forget killed after its rename,
             # before its switch; or CURRENT edited by hand) is never deleted to reuse its name
             on_disk = [int(e[1:]) for e in os.listdir(self.model_dir) if is_version_name(e)]
-            number = max(on_disk + sorted(self._retired) + [int(previous[1:]) if previous else 0]) + 1
+            retired = [int(v[1:]) for v in self.retired_versions()]
+            number = max(on_disk + retired + [int(previous[1:]) if previous else 0]) + 1
             name = f"v{number:06d}"
             final = os.path.join(self.model_dir, name)
             staging = os.path.join(self.model_dir, f".{name}{STAGING_MARK}{uuid.uuid4().hex[:8]}")
@@ -482,10 +483,21 @@ class ModelStore:
         current = self.current_version()
         before, after = self.older_versions(), self.never_live_versions()
         keep = {current} | ({before[-1]} if keep_previous and before else set())
+        if after:  # their names are retired before their folders go, so that no later version takes one
+            retired = sorted(set(self.retired_versions()) | set(after))
+            write_json(os.path.join(self.model_dir, RETIRED), retired)
         left = self._prune(keep)
-        removed = [v for v in before + after if v not in keep and v not in left]
-        self._retired.update(int(v[1:]) for v in removed)
-        return removed
+        return [v for v in before + after if v not in keep and v not in left]
+
+    def retired_versions(self) -> List[str]:
+        """The never-live versions' names runs removed (``RETIRED``); ``[]`` where none was, or the
+        file cannot be read as such a list (a number is then taken again, as before the file)."""
+        try:
+            with open(os.path.join(self.model_dir, RETIRED), encoding="utf-8") as f:
+                names = json.load(f)
+        except (OSError, ValueError):
+            return []
+        return [n for n in names if isinstance(n, str) and is_version_name(n)] if isinstance(names, list) else []
 
     def _prune(self, keep: set) -> List[str]:
         """Remove versions not in ``keep`` (the current one, and the previous one where
