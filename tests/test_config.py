@@ -347,3 +347,27 @@ def test_a_model_dir_of_another_type_is_the_configs_to_refuse(model_dir):
 
     with pytest.raises(UnlearnError, match="config key 'model_dir' must be a non-empty string"):
         run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(model_dir=model_dir, unlearn_method="sisa"))
+
+
+def test_collecting_a_loads_log_records_leaves_the_root_loggers_handlers_alone():
+    """A request run keeps the warnings its model's load logs, for its run.log, which begins after
+    the load. A temporary root handler for that raced with another thread's run setting up its log
+    (which takes every handler off and puts them back): it leaked for good, or left that run's log
+    empty (r11round4 probe). It is a filter on the root logger: handlers untouched, this thread's
+    records only."""
+    import logging
+    import threading
+
+    from recbole_unlearn.utils.run_logger import collecting_log_records
+
+    root = logging.getLogger()
+    handlers, filters = list(root.handlers), list(root.filters)
+    with collecting_log_records() as records:
+        assert root.handlers == handlers
+        root.warning("mine")
+        root.info("below the level")
+        other = threading.Thread(target=lambda: root.warning("another thread's"))
+        other.start()
+        other.join()
+    assert [record.getMessage() for record in records] == ["mine"]
+    assert root.handlers == handlers and root.filters == filters

@@ -95,39 +95,37 @@ def _log_to(config, log_file: str) -> None:
     logging.basicConfig(level=level, handlers=[console, file_handler])
 
 
-class _Collector(logging.Handler):
-    """Keeps the records this thread logs (see :func:`collecting_log_records`)."""
+class _Collector(logging.Filter):
+    """Keeps the records of ``level`` and above this thread logs through the root logger, passing
+    every record on (see :func:`collecting_log_records`)."""
 
     def __init__(self, level: int):
-        super().__init__(level)
+        super().__init__()
+        self.level = level
+        self.ident = threading.get_ident()
         self.records: List[logging.LogRecord] = []
-        self.addFilter(_OnlyThread())
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.thread == self.ident and record.levelno >= self.level:
+            self.records.append(record)
+        return True
 
 
 @contextmanager
 def collecting_log_records(level: int = logging.WARNING) -> Iterator[List[logging.LogRecord]]:
     """Keep the records of ``level`` and above this thread logs inside the block (the load that
     precedes a request run's folder: its warnings, ours and RecBole's, reached the console but not
-    the run's log; r11round3 probe), for :func:`to_run_log_file`. The console still shows them:
-    where the root logger has no handler, one that prints as Python's last resort does is added
-    for the block."""
+    the run's log; r11round3 probe), for :func:`to_run_log_file`. A filter on the root logger (this
+    package and RecBole log there), not a handler: the console shows them as it would have, and
+    another thread's run setting up its handlers meanwhile is not disturbed (a handler taken off
+    and put back by it leaked; r11round4 probe)."""
     root = logging.getLogger()
     collector = _Collector(level)
-    console = None if root.handlers else logging.StreamHandler()
-    if console is not None:
-        console.setLevel(logging.WARNING)  # as logging.lastResort
-    for handler in (collector, console):
-        if handler is not None:
-            root.addHandler(handler)
+    root.addFilter(collector)
     try:
         yield collector.records
     finally:
-        for handler in (collector, console):
-            if handler is not None:
-                root.removeHandler(handler)
+        root.removeFilter(collector)
 
 
 def to_run_log_file(records: Sequence[logging.LogRecord]) -> None:
