@@ -830,7 +830,17 @@ def test_a_cell_whose_model_files_are_gone_trains_them_again_and_keeps_its_rows_
                                            r"row recorded \(checksum\), which rows .*sruga.* were audited with"):
         run_grid(path)
     assert {p.name: p.read_text() for p in (cell / "rows").iterdir()} == rows
+    # the same in a cell saved before the checksums were recorded: refused by the audit it gives
+    # (it was measured again and its row rewritten, with the new file's checksum; r11round2 probe)
+    saved = json.loads(rows["original.json"])
+    del saved["row"]["audit"]["cost"]["references_sha256"]
+    (cell / "rows" / "original.json").write_text(json.dumps(saved))
+    with pytest.raises(UnlearnError, match=r"the saved audit reference models audit the original otherwise \(auc"):
+        run_grid(path)
+    assert json.loads((cell / "rows" / "original.json").read_text()) == saved
     (cell / "audit_reference_1.pth").write_bytes(kept)
+    run_grid(path)  # restored: the checksums are recorded on this resume
+    assert json.loads((cell / "rows" / "original.json").read_text()) == json.loads(rows["original.json"])
 
     # a saved original that this training does not reproduce: refused, nothing written
     saved = json.loads(rows["original.json"])
@@ -1814,7 +1824,7 @@ def test_code_version_marks_untracked_code_as_modified_and_ignores_other_untrack
     (tmp_path / "recbole_unlearn" / ".a.py.swp").write_text("x")  # an editor's
     assert code_version(str(tmp_path))["modified"] is False
     for new in ("benchmarks/new_script.py", "sitecustomize.py", "recbole_unlearn/log/new.py",
-                "properties/method/new.yaml"):
+                "properties/method/new.yaml", "recbole/__init__.py"):
         (tmp_path / new).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / new).write_text("x = 1\n")
         if new == "recbole_unlearn/log/new.py":  # ignored by a pattern that matches at any depth (r11round3)

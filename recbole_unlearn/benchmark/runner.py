@@ -662,7 +662,9 @@ def refuse_replaced_references(run: CellRun, recorded: Dict[str, str], now: Dict
             f"{run.dir}: {', '.join(replaced)} {'is' if len(replaced) == 1 else 'are'} not the audit reference "
             f"model{'s' if len(replaced) > 1 else ''} the original's row recorded (checksum), which rows "
             f"{', '.join(measured_against)} were audited with; restore "
-            f"{'it' if len(replaced) == 1 else 'them'}, or delete the cell folder to run the cell again from the start")
+            f"{'it' if len(replaced) == 1 else 'them'}, or delete the cell folder to run the cell again from the start"
+            + (f" (its references are copied from {run.grid.reuse_cells_from}'s cell again: check that one's files "
+               "too)" if run.grid.reuse_cells_from is not None else ""))
 
 
 def check_unfinished_row(run: CellRun, label: str) -> None:
@@ -816,11 +818,21 @@ def _run_cell_held(run: CellRun, progress: Progress) -> dict:
         refuse_replaced_references(run, saved_cost.get("references_sha256") or {}, digests, references_before,
                                    measured_against)
         measured = {k: v for k, v in saved_audit.items() if k != "cost"}
-        if measured != audit or digests != saved_cost.get("references_sha256", digests):
+        # (a cell saved before the checksums were recorded gets them on its first resume)
+        if measured != audit or digests != saved_cost.get("references_sha256"):
             retrained = sorted(set(reference_files(run.dir)) - references_before)
             differences = differing_keys(measured, audit, NOT_CALIBRATION)
             if measured and retrained and measured_against and differences:
                 refuse_other_references(run, retrained, differences, measured_against)
+            if measured and not retrained and measured_against and differences and \
+                    not saved_cost.get("references_sha256"):
+                # no checksum to tell a replaced file by: the audit tells it (r11round2 probe)
+                raise UnlearnError(
+                    f"{run.dir}: the saved audit reference models audit the original otherwise "
+                    f"({', '.join(differences)} differ) than when rows {', '.join(measured_against)} were audited "
+                    "with them, and the cell, saved by earlier code, recorded no checksums of them: a reference file "
+                    "was replaced (or the audit is computed otherwise now); restore the files, or delete the cell "
+                    "folder to run the cell again from the start")
             cost = dict(saved_audit.get("cost", experiment.audit_cost), **({"references_sha256": digests}
                                                                               if digests else {}))
             rows[ORIGINAL]["audit"] = dict(audit, cost=cost)
