@@ -451,3 +451,28 @@ def test_a_request_step_is_judged_against_its_matched_retrain():
     kept = {"audit_auc": 0.6, "audit_verdict": "member signal"}
     gate_step_on_reference(kept, {"audit_auc": 0.5, "audit_verdict": "indistinguishable"})
     assert kept == {"audit_auc": 0.6, "audit_verdict": "member signal"}
+
+
+def test_a_run_without_retrain_judges_a_request_steps_row_against_its_last_matched_retrain():
+    """Without Retrain (``include_retrain: False``) a row with request steps was marked
+    ``reference_checked: false`` and the note said the check was not made, while its last step's
+    matched Retrain, which forgot what the row forgot, had been audited (r11round2 probe): that
+    Retrain is the row's reference."""
+    from recbole_unlearn.evaluator.audit import reference_not_run
+
+    def row(method, verdict, matched=None):
+        out = {"method": method, "audit": {"auc": 0.5, "verdict": verdict}}
+        if matched:
+            out["steps"] = [{"retrain": {"audit_auc": 0.5, "audit_verdict": "indistinguishable"}},
+                            {"retrain": {"audit_auc": matched[0], "audit_verdict": matched[1]}}]
+        return out
+
+    held = [row("original", "member signal"), row("sruga", "member signal", (0.504, "indistinguishable"))]
+    assert reference_not_run(held) is None
+    assert held[1]["audit"] == {"auc": 0.5, "verdict": "member signal",
+                                "reference": "the last request step's matched Retrain"}
+    failed = [row("original", "member signal"), row("sruga", "indistinguishable", (0.43, "over-forgetting"))]
+    assert reference_not_run(failed) is None
+    assert failed[1]["audit"]["verdict"] == INCONCLUSIVE and failed[1]["audit"]["measured_verdict"] == "indistinguishable"
+    plain = [row("original", "member signal"), row("sisa", "indistinguishable")]
+    assert "did not run" in reference_not_run(plain) and plain[1]["audit"]["reference_checked"] is False

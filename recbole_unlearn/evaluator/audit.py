@@ -358,10 +358,22 @@ def reference_not_run(rows: List[dict]) -> Optional[str]:
     ``None`` where a Retrain row is there or no method row has a verdict."""
     if any(row.get("method") == REFERENCE for row in rows):
         return None
-    unchecked = [row for row in rows if row.get("method") != "original" and row.get("audit")
-                 and row["audit"].get("verdict") not in (None, INCONCLUSIVE)]
-    for row in unchecked:
-        row["audit"] = dict(row["audit"], reference_checked=False)
+    unchecked = []
+    for row in rows:
+        audit = row.get("audit")
+        if row.get("method") == "original" or not audit or audit.get("verdict") in (None, INCONCLUSIVE):
+            continue
+        matched = ((row.get("steps") or [{}])[-1] or {}).get("retrain") or {}
+        if matched.get("audit_verdict") is not None:
+            # request steps: the last one's matched Retrain forgot what the row forgot, and is its
+            # reference (the row was marked unchecked; r11round2 probe)
+            auc_text = f" (AUC {matched['audit_auc']})" if matched.get("audit_auc") is not None else ""
+            reason = reference_failed(matched["audit_verdict"], auc_text)
+            row["audit"] = dict(audit, reference="the last request step's matched Retrain", **(
+                {"verdict": INCONCLUSIVE, "measured_verdict": audit.get("verdict"), "reason": reason} if reason else {}))
+            continue
+        unchecked.append(row)
+        row["audit"] = dict(audit, reference_checked=False)
     return ("Retrain, the reference, did not run (include_retrain: False), so SPEC section 8's check that its "
             "interval contains 0.5 was not made: a forget set drawn so that this attack misjudges it (about one in "
             "twenty) goes unseen") if unchecked else None

@@ -483,7 +483,7 @@ def _info_over_requests(infos: List[dict], extras: np.ndarray) -> dict:
         del out["approximate"]
     if "history" in out:
         per_request = ("epochs_run", "stopped_by", "kept_epoch", "eval_seconds", "history",
-                       "forget_hit@10_before", "forget_hit@10_after", "epochs_key", "finetune_epochs")
+                       "forget_hit@10_before", "forget_hit@10_after", "epochs_key", "cap", "finetune_epochs")
         out["approximate_steps"] = [{k: info[k] for k in per_request if k in info} for info in infos]
         for key in ("history", "kept_epoch", "forget_hit@10_before", "forget_hit@10_after"):
             out.pop(key, None)
