@@ -89,10 +89,11 @@ def other_numerics(recorded: Optional[dict], today: Dict[str, object]) -> Option
 
 # the checkout's files that, untracked (ignored ones too: .gitignore's log/ or results/ match at
 # any depth), are code a run may execute: an uncommitted new module or benchmark script, a
-# root-level .py (first on sys.path for run_recbole_unlearn.py), a default in properties/;
+# root-level .py or package (first on sys.path for run_recbole_unlearn.py: a recbole/ there
+# shadows the library), a default in properties/;
 # other untracked files (a user's notes, grids, editor swap files) are not (r11round3 probe)
-_CODE_GLOBS = (":(glob)*.py", ":(glob)recbole_unlearn/**/*.py", ":(glob)benchmarks/**/*.py",
-               ":(glob)dataset/*.py", ":(glob)properties/**/*.yaml")
+_CODE_GLOBS = (":(glob)*.py", ":(glob)*/__init__.py", ":(glob)recbole_unlearn/**/*.py", ":(glob)recbole_unlearn/**/*.so",
+               ":(glob)benchmarks/**/*.py", ":(glob)dataset/**/*.py", ":(glob)properties/**/*.yaml")
 
 
 def code_version(folder: Optional[str] = None) -> Dict[str, object]:
