@@ -659,6 +659,14 @@ def test_a_scif_step_from_a_solve_at_its_iteration_cap_is_said_to_stop_at_its_ca
     assert row["epochs_key"] == "scif_cg_iterations" and row["cap"] == 1
     out = capsys.readouterr().out
     assert "scif (approximate step)" in out and "scif_cg_iterations 1" in out and "--scif_cg_iterations" in out, out
+    # each request step keeps its cap (it was dropped from the steps: the note read their epochs)
+    doc = run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method="scif", include_retrain=False, save_model=False, scif_cg_iterations=1, scif_damping=1.0,
+        request_steps=2, results_dir=str(in_tmp / "r2")))
+    row = next(r for r in doc["rows"] if r["method"] == "scif")
+    capped = [step for step in row["approximate_steps"] if step["stopped_by"] == "cg_iteration_cap"]
+    assert capped and all(step.get("cap") == 1 for step in capped), row["approximate_steps"]
+    assert "scif_cg_iterations 1" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("method, settings, passes", [
