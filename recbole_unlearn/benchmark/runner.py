@@ -850,8 +850,9 @@ def _run_cell_held(run: CellRun, progress: Progress) -> dict:
             row, _ = experiment.run_method(run.variant_configs[variant.label], label=variant.label,
                                            fit_cache=fit_cache)
             _save_row(run.row_path(variant.label), row, variant.overrides, run.method_settings(variant.label))
-            for line in forget_hit_rose_note([row]):  # as the command line warns (the grid said nothing)
-                getLogger().warning(f"{cell.name}: {line}")
+            for line in forget_hit_rose_note([row]):  # as the command line warns, at any state (the grid said
+                print(f"warning: {cell.name}: {line}", flush=True)  # nothing; then a log line state: ERROR hid)
+                getLogger().info(f"{cell.name}: {line}")
             progress.step(f"{cell.name} {variant.label}")
         rows[variant.label] = row
 
@@ -912,8 +913,10 @@ def run_grid(path: str, cells: Optional[List[str]] = None) -> Dict[str, str]:
     for run in runs:
         mine[run.cell.name] = run_cell(run, progress)
         reference_failed = apply_reference_gate(mine[run.cell.name]["rows"])
-        if reference_failed:
-            getLogger().warning(f"{run.cell.name}: audit: {reference_failed}; its other rows' verdicts are inconclusive")
+        if reference_failed:  # (printed, as forget_hit_rose's: a log line alone, state: ERROR hid it)
+            print(f"warning: {run.cell.name}: audit: {reference_failed}; its other rows' verdicts are inconclusive",
+                  flush=True)
+            getLogger().info(f"{run.cell.name}: audit: {reference_failed}; its other rows' verdicts are inconclusive")
         # read again each time: another --cells run may have finished rows since (read once at the
         # start, the last of two concurrent runs wrote a leaderboard without the other's cell)
         with output_dir_lock(grid, run.base["lock_timeout_s"]):
