@@ -458,7 +458,7 @@ def test_a_run_without_retrain_judges_a_request_steps_row_against_its_last_match
     ``reference_checked: false`` and the note said the check was not made, while its last step's
     matched Retrain, which forgot what the row forgot, had been audited (r11round2 probe): that
     Retrain is the row's reference."""
-    from recbole_unlearn.evaluator.audit import reference_not_run
+    from recbole_unlearn.evaluator.audit import apply_step_reference_gate, reference_not_run
 
     def row(method, verdict, matched=None):
         out = {"method": method, "audit": {"auc": 0.5, "verdict": verdict}}
@@ -468,11 +468,14 @@ def test_a_run_without_retrain_judges_a_request_steps_row_against_its_last_match
         return out
 
     held = [row("original", "member signal"), row("sruga", "member signal", (0.504, "indistinguishable"))]
-    assert reference_not_run(held) is None
+    assert apply_step_reference_gate(held) is None and reference_not_run(held) is None
     assert held[1]["audit"] == {"auc": 0.5, "verdict": "member signal",
                                 "reference": "the last request step's matched Retrain"}
     failed = [row("original", "member signal"), row("sruga", "indistinguishable", (0.43, "over-forgetting"))]
+    # said, as a failed Retrain row is (it went inconclusive unsaid; r11round5 probe)
+    assert apply_step_reference_gate(failed).startswith("sruga: Retrain, the reference, reads over-forgetting (AUC 0.43)")
     assert reference_not_run(failed) is None
     assert failed[1]["audit"]["verdict"] == INCONCLUSIVE and failed[1]["audit"]["measured_verdict"] == "indistinguishable"
     plain = [row("original", "member signal"), row("sisa", "indistinguishable")]
+    assert apply_step_reference_gate(plain) is None
     assert "did not run" in reference_not_run(plain) and plain[1]["audit"]["reference_checked"] is False

@@ -886,6 +886,8 @@ AUDIT_EDITS = {
     "a version set to v000000": lambda lines: [dict(lines[0], version="v000000")] + lines[1:],
     # (r11round2 probe: with its count set to 0 too, a line set to the version before passed)
     "a line's count set to 0": lambda lines: [dict(lines[0], interactions=0)] + lines[1:],
+    "a line's count set to null": lambda lines: [dict(lines[0], interactions=None)] + lines[1:],  # (r11round5)
+    "a line's count deleted": lambda lines: [{k: v for k, v in lines[0].items() if k != "interactions"}] + lines[1:],
 }
 
 

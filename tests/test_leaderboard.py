@@ -168,7 +168,10 @@ def test_cells_runs_only_the_named_cells_of_a_grid(tmp_path, in_tmp, capsys):
     assert csv_models == {"GRU4Rec", "SASRec"}
     # one unreadable row file of the other cell left the whole cell out: now that row only
     (tmp_path / "board" / "SASRec-ml-tiny" / "rows" / "retrain.json").write_text("garbage")
+    capsys.readouterr()
     assert main([f"--benchmark={path}", "--cells=GRU4Rec-ml-tiny"]) == 0
+    # said at any state (a log line, which the grid's state: ERROR hid; r11round5 probe)
+    assert "warning: leaderboard: row retrain of cell SASRec-ml-tiny left out" in capsys.readouterr().out
     board = cells_from_markdown((tmp_path / "board" / "leaderboard.md").read_text())
     assert [[r["method"] for r in c["rows"]] for c in board] == [["recbole", "original", "retrain"],
                                                                   ["recbole", "original"]]
@@ -1830,6 +1833,8 @@ def test_code_version_marks_untracked_code_as_modified_and_ignores_other_untrack
         if new == "recbole_unlearn/log/new.py":  # ignored by a pattern that matches at any depth (r11round3)
             (tmp_path / ".gitignore").write_text("log/\n")
         assert code_version(str(tmp_path))["modified"] is True, new
+        # from the package's folder, as it runs by default (the patterns read from there: r11round5)
+        assert code_version(str(tmp_path / "recbole_unlearn"))["modified"] is True, new
         os.remove(tmp_path / new)
     os.remove(tmp_path / ".gitignore")
     (tmp_path / "recbole_unlearn" / "a.py").write_text("x = 2\n")

@@ -607,7 +607,7 @@ def train_original(run: CellRun, experiment: Experiment, saved: Optional[dict],
     training and the refusal names both, since floating-point results can differ across CPUs."""
     elsewhere = other_numerics(saved_machine, machine()) if saved is not None and measured_against else None
     if elsewhere is not None:
-        getLogger().warning(
+        _warn(
             f"{run.dir}: {ORIGINAL_FILE} is missing and its saved row was measured on another machine "
             f"({elsewhere}); it is trained again (about {saved.get('seconds', 0):.0f} s there) and the cell "
             f"resumes only if it reproduces that row exactly, which floating-point results on another CPU "
@@ -633,6 +633,14 @@ def train_original(run: CellRun, experiment: Experiment, saved: Optional[dict],
     getLogger().info(set_color("original model", "green") + f" trained again ({ORIGINAL_FILE} was missing): "
                      f"it reproduces its saved row (epochs run and every metric); the saved row is kept")
     return saved
+
+
+def _warn(message: str) -> None:
+    """A ``warning:`` line at any ``state``, as the command line prints its warnings, and the same
+    in the grid's log (log lines alone were hidden by the ``state: ERROR`` the committed tests'
+    grids use: a cell left out of the leaderboard said nothing; r11docs, r11round5 probes)."""
+    print(f"warning: {message}", flush=True)
+    getLogger().info(message)
 
 
 def refuse_other_references(run: CellRun, retrained: List[str], differences: List[str],
@@ -767,7 +775,7 @@ def _run_cell_held(run: CellRun, progress: Progress) -> dict:
         experiment.check_model([run.variant_configs[variant.label] for variant in pending])
         unrequestable = unrequestable_line(experiment.data)  # every row saves a model folder
         if unrequestable:
-            getLogger().warning(f"{cell.name}: {unrequestable} (the model folders this cell saves in "
+            _warn(f"{cell.name}: {unrequestable} (the model folders this cell saves in "
                                 f"{os.path.join(run.dir, 'models')} answer requests all the same)")
     claim_output_dir(grid, run.base["lock_timeout_s"])  # after the checks: a refused row wrote grid.json
     if adopting:
@@ -850,9 +858,8 @@ def _run_cell_held(run: CellRun, progress: Progress) -> dict:
             row, _ = experiment.run_method(run.variant_configs[variant.label], label=variant.label,
                                            fit_cache=fit_cache)
             _save_row(run.row_path(variant.label), row, variant.overrides, run.method_settings(variant.label))
-            for line in forget_hit_rose_note([row]):  # as the command line warns, at any state (the grid said
-                print(f"warning: {cell.name}: {line}", flush=True)  # nothing; then a log line state: ERROR hid)
-                getLogger().info(f"{cell.name}: {line}")
+            for line in forget_hit_rose_note([row]):  # as the command line warns (the grid said nothing)
+                _warn(f"{cell.name}: {line}")
             progress.step(f"{cell.name} {variant.label}")
         rows[variant.label] = row
 
@@ -913,10 +920,8 @@ def run_grid(path: str, cells: Optional[List[str]] = None) -> Dict[str, str]:
     for run in runs:
         mine[run.cell.name] = run_cell(run, progress)
         reference_failed = apply_reference_gate(mine[run.cell.name]["rows"])
-        if reference_failed:  # (printed, as forget_hit_rose's: a log line alone, state: ERROR hid it)
-            print(f"warning: {run.cell.name}: audit: {reference_failed}; its other rows' verdicts are inconclusive",
-                  flush=True)
-            getLogger().info(f"{run.cell.name}: audit: {reference_failed}; its other rows' verdicts are inconclusive")
+        if reference_failed:
+            _warn(f"{run.cell.name}: audit: {reference_failed}; its other rows' verdicts are inconclusive")
         # read again each time: another --cells run may have finished rows since (read once at the
         # start, the last of two concurrent runs wrote a leaderboard without the other's cell)
         with output_dir_lock(grid, run.base["lock_timeout_s"]):
@@ -936,7 +941,7 @@ def _write_or_keep_leaderboard(cells: List[dict], grid: Grid, title: str) -> Dic
         paths = {kind: os.path.join(grid.output_dir, f"leaderboard.{kind}") for kind in ("csv", "md", "html")}
         if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM) or not all(map(os.path.isfile, paths.values())):
             raise  # (with no files there to stand, paths of no file were printed, exit 0)
-        getLogger().warning(f"leaderboard files in {grid.output_dir} cannot be written ({e.strerror}): those there "
+        _warn(f"leaderboard files in {grid.output_dir} cannot be written ({e.strerror}): those there "
                             "stand, from the last run that could write them")
         return paths
 
@@ -951,7 +956,7 @@ def _other_finished_cells(grid: Grid, selected: set) -> Dict[str, dict]:
         try:
             found = _finished_cell(grid, cell)
         except UnlearnError as e:
-            getLogger().warning(f"leaderboard: cell {cell.name} left out: {e}")
+            _warn(f"leaderboard: cell {cell.name} left out: {e}")
             continue
         if found is not None:
             cells[cell.name] = found
@@ -981,7 +986,7 @@ def _finished_cell(grid: Grid, cell: Cell) -> Optional[dict]:
         try:
             row = run.finished(label, overrides)
         except UnlearnError as e:  # an unreadable row file: the runner would run that row again
-            getLogger().warning(f"leaderboard: row {label} of cell {cell.name} left out: {e}")
+            _warn(f"leaderboard: row {label} of cell {cell.name} left out: {e}")
             continue
         if row is not None:
             rows.append(row)

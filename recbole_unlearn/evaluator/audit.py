@@ -351,29 +351,51 @@ def apply_reference_gate(rows: List[dict]) -> Optional[str]:
     return reason
 
 
-def reference_not_run(rows: List[dict]) -> Optional[str]:
-    """Why ``rows`` (a run's) hold no reference check, where the run audited a method's model and
-    trained no Retrain (``include_retrain: False``): each such row's audit is marked
-    ``reference_checked: false`` (its verdict passed as checked; r11audit probe). Idempotent;
-    ``None`` where a Retrain row is there or no method row has a verdict."""
+def _last_matched_retrain(row: dict) -> dict:
+    """The audit record of the Retrain matched to a row's last request step (``{}``: none)."""
+    return ((row.get("steps") or [{}])[-1] or {}).get("retrain") or {}
+
+
+def _judged_rows(rows: List[dict]) -> List[dict]:
+    """Method rows (not the original) whose audit gave a verdict."""
+    return [row for row in rows if row.get("method") != "original" and row.get("audit")
+            and row["audit"].get("verdict") not in (None, INCONCLUSIVE)]
+
+
+def apply_step_reference_gate(rows: List[dict]) -> Optional[str]:
+    """Where ``rows`` hold no Retrain row (``include_retrain: False``), judge each row with
+    request steps against its last step's matched Retrain, which forgot what the row forgot (the
+    row was marked unchecked; r11round2 probe): its audit names that ``reference``, and is
+    ``inconclusive`` the way :func:`apply_reference_gate` makes it where that Retrain fails the
+    gate. Returns the first such failure's reason (a ``warning: audit:`` line and the document's
+    ``audit.reference_failed``; a row went inconclusive unsaid, r11round5 probe), or ``None``."""
     if any(row.get("method") == REFERENCE for row in rows):
         return None
-    unchecked = []
-    for row in rows:
-        audit = row.get("audit")
-        if row.get("method") == "original" or not audit or audit.get("verdict") in (None, INCONCLUSIVE):
+    failed = None
+    for row in _judged_rows(rows):
+        matched = _last_matched_retrain(row)
+        if matched.get("audit_verdict") is None:
             continue
-        matched = ((row.get("steps") or [{}])[-1] or {}).get("retrain") or {}
-        if matched.get("audit_verdict") is not None:
-            # request steps: the last one's matched Retrain forgot what the row forgot, and is its
-            # reference (the row was marked unchecked; r11round2 probe)
-            auc_text = f" (AUC {matched['audit_auc']})" if matched.get("audit_auc") is not None else ""
-            reason = reference_failed(matched["audit_verdict"], auc_text)
-            row["audit"] = dict(audit, reference="the last request step's matched Retrain", **(
-                {"verdict": INCONCLUSIVE, "measured_verdict": audit.get("verdict"), "reason": reason} if reason else {}))
-            continue
-        unchecked.append(row)
-        row["audit"] = dict(audit, reference_checked=False)
+        auc_text = f" (AUC {matched['audit_auc']})" if matched.get("audit_auc") is not None else ""
+        reason = reference_failed(matched["audit_verdict"], auc_text)
+        audit = row["audit"]
+        row["audit"] = dict(audit, reference="the last request step's matched Retrain", **(
+            {"verdict": INCONCLUSIVE, "measured_verdict": audit.get("verdict"), "reason": reason} if reason else {}))
+        failed = failed or (f"{row['method']}: {reason}" if reason else None)
+    return failed
+
+
+def reference_not_run(rows: List[dict]) -> Optional[str]:
+    """Why ``rows`` (a run's) hold no reference check, where the run audited a method's model and
+    trained no Retrain (``include_retrain: False``) nor request steps' matched ones
+    (:func:`apply_step_reference_gate`, called first): each such row's audit is marked
+    ``reference_checked: false`` (its verdict passed as checked; r11audit probe). Idempotent;
+    ``None`` where a Retrain row is there or no such row has a verdict."""
+    if any(row.get("method") == REFERENCE for row in rows):
+        return None
+    unchecked = [row for row in _judged_rows(rows) if not row["audit"].get("reference")]
+    for row in unchecked:
+        row["audit"] = dict(row["audit"], reference_checked=False)
     return ("Retrain, the reference, did not run (include_retrain: False), so SPEC section 8's check that its "
             "interval contains 0.5 was not made: a forget set drawn so that this attack misjudges it (about one in "
             "twenty) goes unseen") if unchecked else None

@@ -7,7 +7,7 @@ from recbole.utils import get_local_time
 from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.config.keys import unused_method_keys
 from recbole_unlearn.data.forget import unrequestable_line
-from recbole_unlearn.evaluator.audit import apply_reference_gate, reference_not_run
+from recbole_unlearn.evaluator.audit import apply_reference_gate, apply_step_reference_gate, reference_not_run
 from recbole_unlearn.serving.apply import kept_by_filters_line
 from recbole_unlearn.serving.audit import folder_after_stop
 from recbole_unlearn.unlearn.experiment import Experiment, check_request_steps_dealt, check_results_dir, run_dir_for
@@ -186,7 +186,7 @@ def _run(config, experiment, methods: List[str], run_dir: str, live: List[str], 
         if row.get("model_dir") and not experiment.nothing_to_forget:
             live.append(row["model_dir"])
     add_speedups(rows)
-    reference_failed = apply_reference_gate(rows)
+    reference_failed = apply_reference_gate(rows) or apply_step_reference_gate(rows)
     unreferenced = reference_not_run(rows)
 
     document = results_document(config["model"], config["dataset"], config.settings(), forget_summary, rows)

@@ -380,11 +380,13 @@ def _check_log_lines(path: str, entries: List[dict], live: Optional[dict]) -> No
         # line after one that does lacks them: a line without them passed as one saved before
         if "forgotten_hmac" in entry:
             hmac_line = hmac_line or number
-            counted = entry.get("interactions")  # one pair per newly forgotten interaction, as written
-            if isinstance(counted, int) and not isinstance(counted, bool) and isinstance(entry["forgotten_hmac"], list) \
-                    and counted != len(entry["forgotten_hmac"]):
-                raise UnlearnError(f"{where} counts {counted} interactions, yet holds {len(entry['forgotten_hmac'])} "
-                                   "forgotten pairs, one per interaction it forgot: the log was edited")
+            counted = entry.get("interactions")  # one pair per newly forgotten interaction, as written (a
+            pairs = entry["forgotten_hmac"]  # count of another type, or none, passed; r11round5 probe)
+            if not isinstance(pairs, list) or not isinstance(counted, int) or isinstance(counted, bool) \
+                    or counted != len(pairs):
+                raise UnlearnError(f"{where} counts {counted!r} interactions, yet holds "
+                                   f"{len(pairs) if isinstance(pairs, list) else repr(pairs)} forgotten pairs, one "
+                                   "per interaction it forgot: the log was edited")
         elif "audit_id" in entry or "key_id" in entry or hmac_line is not None:
             raise UnlearnError(f"{where} holds no forgotten_hmac, which every line written since "
                                f"{'line ' + str(hmac_line) if hmac_line else 'audit ids were'} holds: the log was edited")

@@ -92,8 +92,9 @@ def other_numerics(recorded: Optional[dict], today: Dict[str, object]) -> Option
 # root-level .py or package (first on sys.path for run_recbole_unlearn.py: a recbole/ there
 # shadows the library), a default in properties/;
 # other untracked files (a user's notes, grids, editor swap files) are not (r11round3 probe)
-_CODE_GLOBS = (":(glob)*.py", ":(glob)*/__init__.py", ":(glob)recbole_unlearn/**/*.py", ":(glob)recbole_unlearn/**/*.so",
-               ":(glob)benchmarks/**/*.py", ":(glob)dataset/**/*.py", ":(glob)properties/**/*.yaml")
+_CODE_GLOBS = tuple(f":(top,glob){pattern}" for pattern in (  # from the checkout's root, wherever git runs
+    "*.py", "*/__init__.py", "recbole_unlearn/**/*.py", "recbole_unlearn/**/*.so", "benchmarks/**/*.py",
+    "dataset/**/*.py", "properties/**/*.yaml"))
 
 
 def code_version(folder: Optional[str] = None) -> Dict[str, object]:
