@@ -204,7 +204,7 @@ def test_audit_hmacs_and_verify(saved):
     audit = os.path.join(model_dir, "audit.jsonl")
     original = open(audit).read()
     with open(audit, "a") as f:
-        f.write(jsonlib.dumps({"forgotten_hmac": ["0" * 64]}) + "\n")
+        f.write(jsonlib.dumps({"forgotten_hmac": ["0" * 64], "interactions": 1}) + "\n")  # (its count agrees)
     try:
         with pytest.raises(UnlearnError, match="of the interactions it forgot are not forgotten pairs of the model"):
             verify_model(model_dir)
