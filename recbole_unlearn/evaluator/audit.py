@@ -333,6 +333,23 @@ def _auc_text(audit: dict) -> str:
     return f" (AUC {audit['auc']} {interval})" if audit.get("auc") is not None and interval else ""
 
 
+def _step_reference_failed(matched: dict) -> Optional[str]:
+    """:func:`reference_failed` for a request step's matched Retrain (a record with
+    ``audit_verdict`` and ``audit_auc``)."""
+    auc_text = f" (AUC {matched['audit_auc']})" if matched.get("audit_auc") is not None else ""
+    return reference_failed(matched.get("audit_verdict"), auc_text)
+
+
+def _inconclusive(audit: dict, reason: str, **more) -> dict:
+    """A row's ``audit`` judged against a reference that failed the gate: ``inconclusive`` with
+    the ``reason``, its numbers and ``measured_verdict`` kept."""
+    return dict(audit, verdict=INCONCLUSIVE, measured_verdict=audit.get("verdict"), reason=reason, **more)
+
+
+def _has_reference_row(rows: List[dict]) -> bool:
+    return any(row.get("method") == REFERENCE for row in rows)
+
+
 def apply_reference_gate(rows: List[dict]) -> Optional[str]:
     """Judge ``rows`` (a run's or a grid cell's result rows, each with ``method`` and, audited,
     ``audit``) against their Retrain row: where its audit fails the gate
@@ -347,7 +364,7 @@ def apply_reference_gate(rows: List[dict]) -> Optional[str]:
         audit = row.get("audit")
         if row.get("method") in (REFERENCE, "original") or not audit or audit.get("verdict") == INCONCLUSIVE:
             continue
-        row["audit"] = dict(audit, verdict=INCONCLUSIVE, measured_verdict=audit.get("verdict"), reason=reason)
+        row["audit"] = _inconclusive(audit, reason)
     return reason
 
 
@@ -369,18 +386,16 @@ def apply_step_reference_gate(rows: List[dict]) -> Optional[str]:
     ``inconclusive`` the way :func:`apply_reference_gate` makes it where that Retrain fails the
     gate. Returns the first such failure's reason (a ``warning: audit:`` line and the document's
     ``audit.reference_failed``; a row went inconclusive unsaid, r11round5 probe), or ``None``."""
-    if any(row.get("method") == REFERENCE for row in rows):
+    if _has_reference_row(rows):
         return None
     failed = None
     for row in _judged_rows(rows):
         matched = _last_matched_retrain(row)
         if matched.get("audit_verdict") is None:
             continue
-        auc_text = f" (AUC {matched['audit_auc']})" if matched.get("audit_auc") is not None else ""
-        reason = reference_failed(matched["audit_verdict"], auc_text)
-        audit = row["audit"]
-        row["audit"] = dict(audit, reference="the last request step's matched Retrain", **(
-            {"verdict": INCONCLUSIVE, "measured_verdict": audit.get("verdict"), "reason": reason} if reason else {}))
+        reason, step_reference = _step_reference_failed(matched), "the last request step's matched Retrain"
+        row["audit"] = (_inconclusive(row["audit"], reason, reference=step_reference) if reason
+                        else dict(row["audit"], reference=step_reference))
         failed = failed or (f"{row['method']}: {reason}" if reason else None)
     return failed
 
@@ -391,7 +406,7 @@ def reference_not_run(rows: List[dict]) -> Optional[str]:
     (:func:`apply_step_reference_gate`, called first): each such row's audit is marked
     ``reference_checked: false`` (its verdict passed as checked; r11audit probe). Idempotent;
     ``None`` where a Retrain row is there or no such row has a verdict."""
-    if any(row.get("method") == REFERENCE for row in rows):
+    if _has_reference_row(rows):
         return None
     unchecked = [row for row in _judged_rows(rows) if not row["audit"].get("reference")]
     for row in unchecked:
@@ -405,7 +420,6 @@ def gate_step_on_reference(step: Dict[str, object], reference: Dict[str, object]
     """A request step's record (``audit_verdict``, ``audit_auc``) judged against the Retrain
     matched to the same requests (``reference``, a record of the same form), as
     :func:`apply_reference_gate` judges rows."""
-    auc_text = f" (AUC {reference['audit_auc']})" if reference.get("audit_auc") is not None else ""
-    reason = reference_failed(reference.get("audit_verdict"), auc_text)
+    reason = _step_reference_failed(reference)
     if reason is not None and step.get("audit_verdict") not in (None, INCONCLUSIVE):
         step.update(audit_measured_verdict=step["audit_verdict"], audit_verdict=INCONCLUSIVE, audit_reason=reason)

@@ -15,8 +15,8 @@ def interval_problem(text, counts: bool = False) -> Optional[str]:
     probe)."""
     if text is None:
         return None
-    empty = []
-    for part in str(text).split(";"):
+    parts, empty = str(text).split(";"), []
+    for part in parts:
         part = part.strip()
         pair = part[1:-1].split(",")
         try:
@@ -32,7 +32,7 @@ def interval_problem(text, counts: bool = False) -> Optional[str]:
             empty.append(f"{part!r} holds no whole number, and interaction counts are whole numbers")
         elif counts and _no_whole_number(max(low, 1.0), high, part[0] == "[" or low < 1, part[-1] == "]"):
             empty.append(f"{part!r} holds no count above 0, and every user and item in the file has one")
-    if len(empty) == len(str(text).split(";")):
+    if len(empty) == len(parts):
         return (f"{empty[0]}, so it would drop every row" if len(empty) == 1 else
                 f"every part of {str(text)!r} is empty ({'; '.join(empty)}), so it would drop every row")
     return None
