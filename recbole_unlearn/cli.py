@@ -105,6 +105,8 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
                 signal.signal(signal.SIGINT, _interrupt)
         _import_the_package()
         model, dataset, config_files, config_dict = parse_args(argv)
+        if config_dict.get("forget") == "":  # read as no --forget: a training run, refused for its model_dir
+            raise UnlearnError("--forget is empty: give a request file or folder (or leave --forget out)")
         if "cells" in config_dict and "benchmark" not in config_dict:  # (the API's message named config_dict)
             raise UnlearnError("--cells names the cells of a grid: give it with --benchmark=<grid file>")
         if "benchmark" in config_dict:

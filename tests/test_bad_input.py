@@ -734,6 +734,63 @@ def test_the_request_and_verify_api_refuse_a_config_dict_that_is_no_dict(saved):
         run_forget_requests(model_dir, "nowhere.csv", [("max_batch", 1)])
 
 
+@pytest.mark.parametrize("call", ["requests", "verify"])
+@pytest.mark.parametrize("which, value", [("model_dir", None), ("model_dir", 5), ("requests", None),
+                                          ("requests", 5)])
+def test_the_request_and_verify_api_refuse_paths_that_are_no_paths(saved, in_tmp, call, which, value):
+    """``run_forget_requests(None, "req.csv")``, ``("m", 5)`` and ``run_verify(None)`` raised a bare
+    TypeError from ``os.stat`` (r12badinput probe); ``run_recbole_unlearn`` names its argument."""
+    from recbole_unlearn.quick_start.forget_requests import run_verify
+
+    model_dir = saved[1]
+    before = snapshot(model_dir)
+    if call == "verify":
+        if which == "requests":
+            return
+        _assert_one_error(lambda: run_verify(value), f"run_verify: model_dir must be a folder path (a string), got "
+                                                     f"{type(value).__name__}")
+    else:
+        args = {"model_dir": model_dir, "requests": "nowhere.csv", which: value}
+        _assert_one_error(lambda: run_forget_requests(args["model_dir"], args["requests"], verbose=False),
+                          f"run_forget_requests: {which} must be a "
+                          f"{'folder' if which == 'model_dir' else 'file or folder'} path (a string), got "
+                          f"{type(value).__name__}")
+    assert snapshot(model_dir) == before and not (in_tmp / "results").exists()
+
+
+def test_an_empty_forget_on_the_command_line_is_named(saved, in_tmp, capsys):
+    """``--model_dir=m --forget=`` was taken as a training run and told the user to do what they had
+    done: "already holds a model ... (or answer requests with it: --model_dir=... --forget=...)"."""
+    from recbole_unlearn.cli import main
+
+    before = snapshot(saved[1])
+    assert main([f"--model_dir={saved[1]}", "--forget="]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: --forget is empty: give a request file or folder (or leave --forget out)\n", err
+    assert snapshot(saved[1]) == before and not (in_tmp / "results").exists()
+
+
+@pytest.mark.parametrize("where", ["below_a_file", "proc"])
+def test_a_model_dir_that_cannot_be_made_is_refused_before_training(in_tmp, capsys, where):
+    """``--model_dir=<a file>/sub`` or ``/proc/newm`` failed once the original and every shard had
+    trained (``error: [Errno 20] Not a directory``, exit 1, ``log/`` and ``results/`` left; r12badinput
+    probe): refused before the run sets anything up, as an unwritable ``results_dir`` is."""
+    from recbole_unlearn.cli import main
+
+    (in_tmp / "afile").write_text("x\n")
+    model_dir = "afile/sub" if where == "below_a_file" else "/proc/recbole-unlearn-probe"
+    if where == "proc" and not os.path.isdir("/proc"):
+        pytest.skip("no /proc")
+    before = sorted(os.listdir(in_tmp))
+    code = main(["--model=GRU4Rec", f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--epochs=1", "--state=ERROR",
+                 "--unlearn_method=sisa", "--n_shards=2", "--forget_protocol=none", "--save_model=False",
+                 f"--model_dir={model_dir}"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"error: model_dir {model_dir} cannot be created (") and \
+        err.count("\n") == 1, err
+    assert sorted(os.listdir(in_tmp)) == before
+
+
 def test_more_request_steps_than_forget_users_is_refused(tmp_path):
     """With 6 forget users, ``request_steps: 8`` ran two steps with no user, each training a
     matched Retrain (found by probing)."""
@@ -853,6 +910,31 @@ def test_a_cut_off_past_the_negatives_the_forgotten_users_leave_is_not_reported(
     for row in doc["rows"]:
         assert row["sru_inference"]["hit@480"] is None and row["sru_inference"]["hit@10"] is not None, row
         assert row["sru_inference_negatives"] == min(unseen), (row["sru_inference_negatives"], min(unseen))
+
+
+def test_no_negatives_are_recorded_where_sru_inference_ranked_nothing(tmp_path):
+    """Where extra deletions leave no forgotten item anything before it, SRU inference ranks nothing
+    (``sru_inference_samples`` 0), yet ``sru_inference_negatives`` read ``sru_inference_neg_num``
+    (500, more than ml-tiny's 499 items; r12results probe): it is ``None``, nothing was ranked."""
+    import numpy as np
+    from recbole.utils import get_model
+
+    from recbole_unlearn.config import UnlearnConfig
+    from recbole_unlearn.evaluator.suite import EvaluationSuite
+    from recbole_unlearn.unlearn.experiment import Experiment
+
+    experiment = Experiment(UnlearnConfig("GRU4Rec", config_dict=tiny_dict(results_dir=str(tmp_path / "r"),
+                                                                             sru_inference_neg_num=500)))
+    data, forget_set = experiment.data, experiment.forget_set
+    users = forget_set.users(data)
+    everything = np.concatenate([data.user_rows(u) for u in users])
+    nothing_left = forget_set.with_extra(np.setdiff1d(everything, forget_set.rows))
+    suite = EvaluationSuite(experiment.config, data, forget_set)
+    model = get_model("GRU4Rec")(experiment.config, data)
+    result = suite.evaluate(model, nothing_left)
+    assert result["sru_inference_samples"] == 0 and result["sru_inference"] == {}
+    assert result["sru_inference_negatives"] is None, result
+    assert suite.evaluate(model)["sru_inference_negatives"] <= data.item_num - 1
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -1051,6 +1133,9 @@ def test_verify_with_run_arguments_or_a_non_boolean_is_refused(saved, in_tmp, ex
     ({"unlearn_method": "sruga", "sruga_ga": 0, "sruga_ga_loss": "bce"}, "sruga_ga_loss"),
     ({"unlearn_method": "sisa", "n_shards": 2, "n_slices": 1, "shard_unlearning": "sruga", "sruga_ga": 0,
       "sruga_anneal": 0.5}, "sruga_anneal"),
+    # r12keys probe: taken and recorded with no effect (one epoch is never annealed; nothing cached)
+    ({"unlearn_method": "sruga", "sruga_epochs": 1, "sruga_anneal": 0.5}, "sruga_anneal"),
+    ({"unlearn_method": "sru", "n_shards": 2, "agg_cache": False, "agg_cache_max_mb": 1}, "agg_cache_max_mb"),
 ])
 def test_a_setting_no_method_of_the_run_uses_is_refused(in_tmp, values, unused):
     """``--unlearn_method=sisa --scif_damping=0.2`` ran and results.json's settings recorded
@@ -1063,7 +1148,10 @@ def test_a_setting_no_method_of_the_run_uses_is_refused(in_tmp, values, unused):
         assert "(the random partitioner pretrains and iterates nothing)" in str(refused.value)
     if unused.startswith("sruga_"):
         assert "(no restart runs (sruga_floor_restarts 0))" in str(refused.value) or \
-            "(no ascent term (sruga_ga 0))" in str(refused.value)
+            "(no ascent term (sruga_ga 0))" in str(refused.value) or \
+            "(one epoch (sruga_epochs 1): eta_GA is annealed after each epoch" in str(refused.value)
+    if unused == "agg_cache_max_mb":
+        assert "agg_cache_max_mb (agg_cache is False: nothing is cached)" in str(refused.value)
     assert not (in_tmp / "r").exists()
 
 

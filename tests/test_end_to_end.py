@@ -104,6 +104,20 @@ def test_cli_request_file(in_tmp):
     assert doc["forget_set"]["users"] == 2
 
 
+def test_a_training_run_that_keeps_its_previous_version_says_so(in_tmp):
+    """A run that forgets a request file into a model folder with ``keep_previous_version`` kept the
+    fit on all data (the requests' data included) beside the live version without a word; a request
+    run says so in a ``note:`` (r12privacy probe)."""
+    (in_tmp / "req.csv").write_text("1\n")
+    proc = _cli(["--model=GRU4Rec", "--dataset=ml-tiny", f"--data_path={FIXTURES}", "--epochs=1", "--state=ERROR",
+                 "--forget=req.csv", "--unlearn_method=sisa", "--n_shards=2", "--include_retrain=False",
+                 "--save_model=False", "--model_dir=m", "--keep_previous_version=True"], in_tmp)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(v for v in os.listdir(in_tmp / "m") if v.startswith("v0")) == ["v000001", "v000002"]
+    assert (f"note: {os.path.join('m', 'v000001')} is kept (keep_previous_version): a model from before this run's "
+            "latest forget, trained on the data it forgot" in proc.stdout), proc.stdout
+
+
 def test_cli_run_that_forgets_a_request_file_and_saves_its_model(in_tmp, capsys):
     """--model with --forget=<file> and --model_dir is a run that forgets the file and saves to
     model_dir (earlier: refused with "drop --model, --dataset and --config_files", as if the folder

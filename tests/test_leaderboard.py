@@ -86,6 +86,24 @@ def test_grid_list_shorthand_and_retrain_moved_first():
      "cannot set 'config_files'"),
     ({"models": ["SASRec"], "datasets": ["d"], "methods": {"sisa|k3": {"unlearn_method": "sisa"}}},
      "label 'sisa|k3' is not allowed"),
+    # r12badinput probe: a row that is not a mapping ended in a TypeError traceback; verify under
+    # 'config' ran the grid and was recorded in every folder's manifest; a NaN or infinite target
+    # could never be met (">= nan x: missed")
+    ({"models": ["SASRec"], "datasets": ["d"], "methods": {"sisa": [1, 2]}},
+     r"method 'sisa' must map settings to values \(got list \[1, 2\]\)"),
+    ({"models": ["SASRec"], "datasets": ["d"], "methods": {"sisa": "abc"}},
+     r"method 'sisa' must map settings to values \(got str 'abc'\)"),
+    ({"models": ["SASRec"], "datasets": ["d"], "methods": {"sisa": 5}},
+     r"method 'sisa' must map settings to values \(got int 5\)"),
+    ({"models": ["SASRec"], "datasets": ["d"], "methods": ["sisa"], "config": {"verify": True}},
+     "'config' cannot set 'verify'"),
+    # (r12keys probe: a row's was recorded, and the report named busy rows by the config's)
+    ({"models": ["SASRec"], "datasets": ["d"], "methods": {"sisa": {"busy_cpu_share": 0.05}}},
+     "method 'sisa' sets 'busy_cpu_share': a grid names busy rows by its 'config' value; set it there"),
+    ({"models": ["SASRec"], "datasets": ["d"], "methods": ["sru"], "targets": {"sru": {"ndcg_at_least": float("nan")}}},
+     "must be a positive number"),
+    ({"models": ["SASRec"], "datasets": ["d"], "methods": ["sru"], "targets": {"sru": {"ndcg_at_least": float("inf")}}},
+     "must be a positive number"),
 ])
 def test_bad_grids_get_one_clear_error(document, message):
     with pytest.raises(UnlearnError, match=message):
@@ -100,6 +118,10 @@ def test_grid_file_errors(tmp_path):
     with pytest.raises(UnlearnError, match=r"is not valid YAML \(line 2, column 1\): expected ',' or '\]'") as info:
         load_grid(str(bad))
     assert "\n" not in str(info.value)
+    binary = tmp_path / "binary.yaml"  # a traceback (UnicodeDecodeError; r12badinput probe)
+    binary.write_bytes(b"models: [SASRec]\n\xff: 1\n")
+    with pytest.raises(UnlearnError, match=r"^grid .*binary.yaml is not UTF-8 text$"):
+        load_grid(str(binary))
     sci = tmp_path / "sci.yaml"
     sci.write_text("models: [SASRec]\ndatasets: [d]\nmethods: [sruga]\nconfig: {learning_rate: 1e-3}\n")
     assert load_grid(str(sci)).config["learning_rate"] == 0.001  # RecBole's float syntax

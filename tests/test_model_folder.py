@@ -440,13 +440,21 @@ def test_runtime_settings_given_to_answer_requests_are_not_kept_by_the_next_vers
     from recbole_unlearn.quick_start import run_forget_requests
     from conftest import train_saved_model
 
-    model_dir = train_saved_model(tmp_path, forget_protocol="none")
+    model_dir = train_saved_model(tmp_path, forget_protocol="none", keep_previous_version=True)
+    trained_with = read_manifest(model_dir)[1]["settings"]
+    # nor does the resolved record, "settings" (r12keys probe: it held each run's overrides, and a
+    # training run's keep_previous_version, which "a folder never records")
+    assert "keep_previous_version" not in trained_with
     users = [u for u in read_manifest(model_dir)[1]["shard_map"]["users"]][:2]
-    for n, (user, override) in enumerate(zip(users, [{"keep_previous_version": True, "lock_timeout_s": 5}, {}])):
+    runtime = {"keep_previous_version": True, "lock_timeout_s": 5, "max_batch": 1, "busy_cpu_share": 0.9}
+    for n, (user, override) in enumerate(zip(users, [runtime, {}])):
         (tmp_path / f"{n}.csv").write_text(f"{user}\n")
         run_forget_requests(model_dir, str(tmp_path / f"{n}.csv"), dict(override, state="ERROR"), verbose=False)
-        config = read_manifest(model_dir)[1]["config"]
+        manifest = read_manifest(model_dir)[1]
+        config = manifest["config"]
         assert config.get("keep_previous_version") in (None, False) and config.get("lock_timeout_s") != 5
+        for key in runtime:
+            assert manifest["settings"].get(key) == trained_with.get(key), (key, manifest["settings"].get(key))
     assert sorted(v for v in os.listdir(model_dir) if v.startswith("v")) == ["v000003"]
 
 

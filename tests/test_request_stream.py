@@ -289,10 +289,13 @@ def test_watching_the_model_folder_itself_is_refused_and_changes_nothing(model_c
     from recbole_unlearn.utils.errors import UnlearnError
 
     before = snapshot(model_copy)
+    results = os.path.join(os.path.dirname(model_copy), "runs")
     with pytest.raises(UnlearnError, match="is the model folder or inside it"):
-        run_forget_requests(model_copy, os.path.join(model_copy, inside), {"watch_idle_s": 0.5, "state": "ERROR"},
-                            verbose=False)
+        run_forget_requests(model_copy, os.path.join(model_copy, inside),
+                            {"watch_idle_s": 0.5, "state": "ERROR", "results_dir": results}, verbose=False)
     assert snapshot(model_copy) == before
+    # nor is a run folder made (it held an empty run.log; r12badinput probe)
+    assert not os.path.exists(results), os.listdir(results)
 
 
 def test_a_request_read_before_its_file_was_removed_is_applied_by_the_next_run(model_copy, in_tmp, monkeypatch):
@@ -954,13 +957,55 @@ def test_settings_a_request_run_or_verify_does_not_read_are_named(model_copy, in
     # a Ray cluster a request run's flags name, down: --verify, which trains nothing, was refused (round 4)
     assert main([f"--model_dir={model_copy}", "--verify=True", "--num_workers=2", "--ray_address=127.0.0.1:1",
                  "--state=ERROR"]) == 0
-    assert ("note: num_workers, ray_address apply to training and request runs: --verify does not read them"
-            in capsys.readouterr().out)
+    assert ("note: num_workers, ray_address apply to training and request runs of sharded models: --verify does not "
+            "read them" in capsys.readouterr().out)
     # (r11fixes probe: the settings of training and evaluation, which --verify does neither of)
     assert main([f"--model_dir={model_copy}", "--verify=True", "--shard_num_threads=1", "--show_progress=False",
                  "--eval_batch_size=64", "--state=ERROR"]) == 0
-    assert ("note: shard_num_threads, show_progress, eval_batch_size apply to training and request runs: --verify "
-            "does not read them") in capsys.readouterr().out
+    assert ("note: shard_num_threads applies to training and request runs of sharded models; show_progress, "
+            "eval_batch_size apply to training and request runs: --verify does not read them") in capsys.readouterr().out
+
+
+def test_ray_and_shard_settings_given_to_a_single_models_request_run_are_named(tmp_path, in_tmp, capsys):
+    """A request run on a SRUGA folder took ``num_workers``, ``shard_num_threads`` and
+    ``ray_address`` (one where nothing listens) unsaid: a single model trains no shards
+    (r12keys probe)."""
+    from conftest import train_saved_model
+
+    model_dir = train_saved_model(tmp_path, unlearn_method="sruga", forget_protocol="none")
+    (in_tmp / "req.csv").write_text("12\n")
+    run_forget_requests(model_dir, str(in_tmp / "req.csv"), {"state": "ERROR", "num_workers": 2,
+                                                             "shard_num_threads": 3, "ray_address": "127.0.0.1:1"})
+    out = capsys.readouterr().out
+    assert ("note: num_workers, ray_address, shard_num_threads apply to training and request runs of sharded models: "
+            "a request file's run does not read them") in out, out
+
+
+def test_settings_a_training_run_does_not_read_are_named(in_tmp, capsys):
+    """A training run forgetting a request file took ``max_batch`` (its requests went live in one
+    version, where a request run makes one a batch), ``processed_request_files`` and the watcher's
+    keys unsaid, and a SRUGA run Ray's (r12keys probe); those it reads (``max_request_lines``, its
+    ``results_dir``) are not named."""
+    from conftest import FIXTURES, tiny_dict
+    from recbole_unlearn import run_recbole_unlearn
+
+    (in_tmp / "req.csv").write_text("1\n2\n")
+    run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(
+        unlearn_method="sisa", n_shards=2, include_retrain=False, save_model=False, forget="req.csv",
+        max_batch=1, watch_idle_s=5, processed_request_files="delete", max_request_lines=10,
+        results_dir=str(in_tmp / "r")))
+    out = capsys.readouterr().out
+    assert ("note: watch_idle_s applies to watched folders; max_batch, processed_request_files apply to request "
+            "runs: a training run does not read them (the model folders it saves keep the request runs' settings, "
+            "for the runs answering requests with them)") in out, out
+    run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(unlearn_method="sruga", include_retrain=False,
+                                                         num_workers=2, results_dir=str(in_tmp / "r")))
+    out = capsys.readouterr().out
+    assert ("note: num_workers applies to training and request runs of sharded models: a training run does not "
+            "read it") in out, out
+    run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(unlearn_method="sisa", n_shards=2, include_retrain=False,
+                                                         shard_num_threads=1, results_dir=str(in_tmp / "r")))
+    assert "does not read" not in capsys.readouterr().out
 
 
 def test_a_ray_workers_error_is_its_cause_on_one_plain_line():
@@ -1052,3 +1097,31 @@ def test_an_interrupted_run_names_the_versions_its_start_removed():
     assert text.endswith("; removed v000001 (version folders from before the live one, or never live: the run's log "
                          "says which)"), text
     assert "removed" not in str(RequestsInterrupted(StreamSummary(), "m/requests.jsonl"))
+
+
+def test_a_stop_while_a_batchs_ledger_lines_are_written_counts_them_where_the_ledger_holds_them(
+        model_copy, in_tmp, monkeypatch):
+    """A stop after the ledger's ``applied`` lines were written (during their fsync) said the
+    requests were "read and not recorded as applied yet" while the ledger recorded them applied
+    (r12concurrency probe): the line counts a request applied once, and whenever, its ledger line
+    says so."""
+    from recbole_unlearn.serving.batcher import RequestBatcher
+    from recbole_unlearn.serving.stream import RequestsInterrupted
+
+    users = _users_by_shard(model_copy)[0][:2]
+    (in_tmp / "r.csv").write_text(f"{users[0]}\n{users[1]}\n")
+    record = RequestBatcher._record
+
+    def written_then_stopped(self, events):
+        record(self, events)
+        if any(e.get("status") == "applied" for e in events):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RequestBatcher, "_record", written_then_stopped)
+    with pytest.raises(RequestsInterrupted) as stopped:
+        run_forget_requests(model_copy, str(in_tmp / "r.csv"), {"max_batch": 1, "state": "ERROR"}, verbose=False)
+    monkeypatch.undo()
+    applied = [e["id"] for e in _ledger(model_copy) if e.get("status") == "applied"]
+    assert len(applied) == 1
+    assert str(stopped.value).startswith("1 request applied, 0 rejected, 1 request read and not recorded as applied "
+                                         "yet"), str(stopped.value)

@@ -34,6 +34,7 @@ forget or runtime keys (``config/keys.py``: shards, partitioner, aggregator, ext
 SRUGA weights, workers, ...): every data key (the data, the forget set, the original model) is shared, because
 every method of a cell reuses the same trained original model and the same forget set.
 """
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -142,6 +143,9 @@ def _variants(methods, path: str) -> List[Variant]:
         raise UnlearnError(f"grid {path}: 'methods' must map labels to settings (at least one)")
     variants = []
     for label, overrides in methods.items():
+        if overrides is not None and not isinstance(overrides, dict):  # dict() raised a TypeError traceback
+            raise UnlearnError(f"grid {path}: method {label!r} must map settings to values (got "
+                               f"{type(overrides).__name__} {overrides!r}); write {{}} or nothing for none")
         overrides = dict(overrides or {})
         if not isinstance(label, str) or not label or any(c in label for c in "/|") or \
                 not label.isprintable() or len(label.encode("utf-8")) > MAX_LABEL_BYTES or \
@@ -152,6 +156,9 @@ def _variants(methods, path: str) -> List[Variant]:
         decided = sorted(k for k in overrides if k in GRID_DECIDES and k not in RUNNER_KEYS)
         if decided:  # taken and ignored, unsaid, and recorded in the row's files (r10round4 probe)
             raise UnlearnError(f"grid {path}: method '{label}' sets '{decided[0]}': {GRID_DECIDES[decided[0]]}")
+        if "busy_cpu_share" in overrides:  # recorded, while the report read the config's (r12keys probe)
+            raise UnlearnError(f"grid {path}: method '{label}' sets 'busy_cpu_share': a grid names busy rows by its "
+                               "'config' value; set it there")
         owned = sorted(k for k in overrides if k in RUNNER_KEYS)
         if owned:  # recorded in the row file, yet the runner sets them per cell
             raise UnlearnError(f"grid {path}: method '{label}' sets {', '.join(repr(k) for k in owned)}, which the "
@@ -192,7 +199,7 @@ def _targets(targets, path: str) -> Dict[str, Dict[str, float]]:
             if kind not in TARGET_KINDS:
                 raise UnlearnError(f"grid {path}: unknown target '{kind}' for '{method}'; choose from "
                                    f"{', '.join(TARGET_KINDS)}")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
                 raise UnlearnError(f"grid {path}: target '{kind}' of '{method}' must be a positive number "
                                    f"(a fraction of Retrain's), got {value!r}")
         out[method] = {kind: float(value) for kind, value in spec.items()}
@@ -217,6 +224,9 @@ def expand_grid(grid: dict, path: str = "<dict>") -> Grid:
     for key in ("model", "dataset", "unlearn_method", "model_dir", "benchmark", "config_files"):
         if key in config:
             raise UnlearnError(f"grid {path}: 'config' cannot set '{key}' (the grid decides it)")
+    if "verify" in config:  # ran the grid and was recorded in every model folder's manifest
+        raise UnlearnError(f"grid {path}: 'config' cannot set 'verify': it checks a saved model folder "
+                           "(--model_dir=<folder> --verify=True), not a grid")
     for key, why in GRID_DECIDES.items():  # each was taken and ignored, unsaid (r10paths probe)
         if key in config:
             raise UnlearnError(f"grid {path}: 'config' cannot set '{key}': {why}")
@@ -255,6 +265,8 @@ def _read_document(path: str) -> dict:
             document = yaml.load(f, Loader=_GridLoader)
     except yaml.YAMLError as e:
         raise UnlearnError(f"grid {path} is not valid YAML{yaml_problem(e)}") from None
+    except UnicodeDecodeError:  # a traceback (a config file's bytes got this line already)
+        raise UnlearnError(f"grid {path} is not UTF-8 text") from None
     if not isinstance(document, dict):
         raise UnlearnError(f"grid {path}: expected a YAML mapping")
     return document

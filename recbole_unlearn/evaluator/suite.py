@@ -55,7 +55,8 @@ class EvaluationSuite:
         user has no remaining item before it, e.g. after extra deletions, has nothing to be
         predicted from and is left out), and ``sru_inference_negatives``: how many negatives each
         was ranked among (``sru_inference_neg_num``, or fewer where a forgotten user has fewer
-        unseen items), both of which ``make_row`` records in the row."""
+        unseen items; ``None`` where nothing was ranked), both of which ``make_row`` records in the
+        row."""
         cfg = self.config
         forget_set = self.forget_set if forget_set is None else forget_set
         inference_loader, negatives = self._inference_data(forget_set)
@@ -65,5 +66,5 @@ class EvaluationSuite:
             "forget": full_ranking_metrics(model, self.forget_loader, cfg, ["Hit"], cfg["forget_topk"]),
             "sru_inference": sampled_hit(model, inference_loader, negatives, cfg["sru_inference_topk"], cfg),
             "sru_inference_samples": int(len(inference_loader._dataset)),
-            "sru_inference_negatives": int(negatives.shape[1]),
+            "sru_inference_negatives": int(negatives.shape[1]) if len(negatives) else None,  # none ranked
         }

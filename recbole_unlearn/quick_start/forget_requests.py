@@ -49,29 +49,47 @@ _APPLY_ELSEWHERE = {
     "watched folders": ("watch_poll_s", "watch_idle_s", "watch_settle_s"),
     "request runs": ("max_batch", "max_wait_s", "results_dir", "processed_request_files", "keep_previous_version",
                      "max_request_lines", "max_request_line_bytes"),
-    "training and request runs": ("busy_cpu_share", "tensorboard", "num_workers", "ray_address", "ray_cpus_per_shard",
-                                  "ray_gpus_per_shard", "ray_connect_timeout_s", "shard_num_threads", "show_progress",
-                                  "eval_batch_size", "detect_anomaly", "loss_decimal_place"),
+    # (a single model's runs took them unsaid: r12keys probe)
+    "training and request runs of sharded models": ("num_workers", "ray_address", "ray_cpus_per_shard",
+                                                    "ray_gpus_per_shard", "ray_connect_timeout_s", "shard_num_threads"),
+    "training and request runs": ("busy_cpu_share", "tensorboard", "show_progress", "eval_batch_size", "detect_anomaly",
+                                  "loss_decimal_place"),
 }
+SHARDED_ONLY = "training and request runs of sharded models"
+#: the request runs' keys a training run reads too (its ``forget`` file, its ``model_dir``); it
+#: applies its file's requests in one forget (``max_batch`` and the others were taken unsaid)
+_TRAINING_RUNS_READ = ("results_dir", "keep_previous_version", "max_request_lines", "max_request_line_bytes")
 
 
-def unread_settings_note(given: Iterable[str], mode: str) -> Optional[str]:
+def unread_settings_note(given: Iterable[str], mode: str, sharded: bool = True,
+                         saves_folders: bool = False) -> Optional[str]:
     """A ``note:`` line's text naming the settings of ``given`` (the user's) that ``mode``
-    (``"file"``: a request file's run, ``"folder"``: a watched folder's, ``"verify"``) does not
-    read, and where they apply; ``None`` when it reads them all."""
+    (``"file"``: a request file's run, ``"folder"``: a watched folder's, ``"verify"``,
+    ``"training"``: a training run) does not read, and where they apply; ``None`` when it reads
+    them all. ``sharded``: whether the run's model (a training run's: some method's) is sharded,
+    else Ray's and the shards' settings are named too. ``saves_folders``: a training run saves
+    model folders, which keep the request runs' settings for the runs answering requests with
+    them (said)."""
     elsewhere = {"file": ("training runs", "watched folders"), "folder": ("training runs",),
-                 "verify": tuple(_APPLY_ELSEWHERE)}[mode]
+                 "verify": tuple(_APPLY_ELSEWHERE), "training": ("watched folders", "request runs")}[mode]
+    if not sharded and SHARDED_ONLY not in elsewhere:
+        elsewhere += (SHARDED_ONLY,)
     given = set(given)
-    parts, named = [], 0
+    parts, named, kept = [], 0, False
     for where in elsewhere:
-        keys = [key for key in _APPLY_ELSEWHERE[where] if key in given]
+        keys = [key for key in _APPLY_ELSEWHERE[where] if key in given
+                and not (mode == "training" and key in _TRAINING_RUNS_READ)]
         if keys:
             parts.append(f"{', '.join(keys)} appl{'ies' if len(keys) == 1 else 'y'} to {where}")
             named += len(keys)
+            kept = kept or where in ("watched folders", "request runs")
     if not parts:
         return None
-    what = {"file": "a request file's run", "folder": "a watched folder's run", "verify": "--verify"}[mode]
-    return f"{'; '.join(parts)}: {what} does not read {'it' if named == 1 else 'them'}"
+    what = {"file": "a request file's run", "folder": "a watched folder's run", "verify": "--verify",
+            "training": "a training run"}[mode]
+    return (f"{'; '.join(parts)}: {what} does not read {'it' if named == 1 else 'them'}"
+            + (" (the model folders it saves keep the request runs' settings, for the runs answering requests "
+               "with them)" if mode == "training" and saves_folders and kept else ""))
 
 
 @library_warnings_kept_off
@@ -87,6 +105,7 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
     everything forgotten so far.
     """
     check_config_dict(config_dict)
+    _check_paths("run_forget_requests", model_dir=model_dir, requests=requests)
     _refuse_switches(config_dict, "run_forget_requests", model_dir=model_dir, forget=requests)
     overrides = {k: v for k, v in (config_dict or {}).items() if k not in ("model_dir", "forget")}
     store = open_store(model_dir, overrides)
@@ -105,9 +124,8 @@ def run_forget_requests(model_dir: str, requests: str, config_dict: Optional[dic
         init_run_logger(config, os.path.join(run_dir[0], RUN_LOG), console=verbose)
         to_run_log_file(load_records)  # the load's, logged before the run's log began
 
-    if os.path.isdir(requests):
-        start_the_run_folder()
-        summary, model = watch_request_folder(store, model, requests)
+    if os.path.isdir(requests):  # the folder checked before the run folder is made
+        summary, model = watch_request_folder(store, model, requests, when_valid=start_the_run_folder)
     else:  # validates the file before it writes anything, the run folder and its log included
         summary, model = stream_request_file(store, model, requests, when_valid=start_the_run_folder)
     # the requests are live: a failure or a stop from here on says so (it was a bare error line)
@@ -168,7 +186,7 @@ def _report(config, store: ModelStore, model, summary, meter: CpuMeter, requests
             for name in store.older_versions():
                 print(f"note: {name} is kept (keep_previous_version): a model from before this run's latest forget, "
                       "trained on the data it forgot; the next run answering requests without the key removes it")
-        unread = unread_settings_note(given, "folder" if os.path.isdir(requests) else "file")
+        unread = unread_settings_note(given, "folder" if os.path.isdir(requests) else "file", model.TRAINS_SHARDS)
         if unread:
             print(f"note: {unread}")
         if config["processed_request_files"] == "delete" and not os.path.isdir(requests):
@@ -228,6 +246,15 @@ def _attention_lines(stream: dict, model_dir: str) -> List[str]:
     return lines
 
 
+def _check_paths(call: str, **paths) -> None:
+    """One error for an argument of ``call`` that is no path (``None`` or a number raised a bare
+    ``TypeError`` from ``os.stat``)."""
+    for name, value in paths.items():
+        if not isinstance(value, (str, os.PathLike)):
+            kind = "folder" if name == "model_dir" else "file or folder"
+            raise UnlearnError(f"{call}: {name} must be a {kind} path (a string), got {type(value).__name__}")
+
+
 def _refuse_switches(config_dict: Optional[dict], call: str, **taken) -> None:
     """One error for a command-line switch in ``config_dict`` that ``call`` does not take (the
     command refuses it; the call ignored it: ``run_verify(folder, {"forget": file})`` verified and
@@ -247,6 +274,7 @@ def run_verify(model_dir: str, config_dict: Optional[dict] = None) -> dict:
     It prints nothing: RecBole's and its libraries' warnings reading the dataset are kept off
     the console, as the command line does (they were its only output)."""
     check_config_dict(config_dict)
+    _check_paths("run_verify", model_dir=model_dir)
     _refuse_switches(config_dict, "run_verify", model_dir=model_dir, verify=True)
     overrides = {k: v for k, v in (config_dict or {}).items() if k not in ("model_dir", "verify")}
     with warnings.catch_warnings():

@@ -8,8 +8,10 @@ from recbole_unlearn.config import UnlearnConfig
 from recbole_unlearn.config.keys import unused_method_keys
 from recbole_unlearn.data.forget import unrequestable_line
 from recbole_unlearn.evaluator.audit import apply_reference_gate, apply_step_reference_gate, reference_not_run
+from recbole_unlearn.quick_start.forget_requests import unread_settings_note
 from recbole_unlearn.serving.apply import kept_by_filters_line
 from recbole_unlearn.serving.audit import folder_after_stop
+from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearn.experiment import Experiment, check_request_steps_dealt, check_results_dir, run_dir_for
 from recbole_unlearn.unlearn import METHODS
 from recbole_unlearn.unlearn.base import check_new_model_dir
@@ -235,6 +237,11 @@ def _run(config, experiment, methods: List[str], run_dir: str, live: List[str], 
                       "nothing of them to act on): the data is no longer used, "
                       f"yet its influence may remain; escalate (retrain, or an exact method). Ids: "
                       f"{os.path.join(row['model_dir'], 'requests.jsonl')}")
+        unread = unread_settings_note(config.external_config_dict, "training",
+                                      any(METHODS.get(name).trains_shards for name in methods),
+                                      saves_folders=any(row.get("model_dir") for row in rows))
+        if unread:  # (the request runs' keys and, without shards, Ray's were taken unsaid; r12keys probe)
+            print(f"note: {unread}")
         busy = busy_rows_note(rows, config["busy_cpu_share"])
         if busy:
             print(f"note: {busy}")
@@ -242,6 +249,12 @@ def _run(config, experiment, methods: List[str], run_dir: str, live: List[str], 
             print(f"note: {os.path.join(run_dir, 'original.pth')} is a model trained on the data this run forgot (a "
                   "snapshot no request updates): delete it once it is no longer needed, or run with "
                   "--save_model=False")
+        if config["keep_previous_version"] and not experiment.nothing_to_forget:  # said as a request run says it
+            for row in (row for row in rows if row.get("model_dir")):
+                for name in ModelStore(row["model_dir"], config["lock_timeout_s"]).older_versions():
+                    print(f"note: {os.path.join(row['model_dir'], name)} is kept (keep_previous_version): a model "
+                          "from before this run's latest forget, trained on the data it forgot; the next run "
+                          "answering requests without the key removes it")
         if not config["model_dir"] and any(row.get("model_dir") for row in rows):
             unrequestable = unrequestable_line(experiment.data)  # a given model_dir refused it before the run
             if unrequestable:

@@ -89,6 +89,25 @@ def _settings_to_keep(model: UnlearnableModel) -> dict:
     return settings
 
 
+def _settings_to_record(model: UnlearnableModel) -> dict:
+    """``manifest["settings"]``: every setting as RecBole resolved it for the model, where the
+    runtime overrides one run answering requests was given take the value the version before
+    recorded (dropped where it recorded none), and without ``keep_previous_version``, which no
+    folder records. They were written as given (r12keys probe), the record of how the model was
+    trained showing one run's ``ray_address`` or retention choice."""
+    settings = model.config.settings()
+    settings.pop("keep_previous_version", None)
+    before = getattr(model, "saved_settings", None) or {}
+    for key in getattr(model, "overrides", None) or {}:
+        if key in RELOCATABLE_KEYS:
+            continue
+        if key in before and key != "keep_previous_version":
+            settings[key] = before[key]
+        else:
+            settings.pop(key, None)
+    return settings
+
+
 def _drifted_settings(manifest: dict, config) -> List[str]:
     """The recorded settings (``manifest["settings"]``, every setting as the model trained with
     it) that ``config``, rebuilt from the manifest's ``config`` and today's defaults, holds other
@@ -288,7 +307,8 @@ class ModelStore:
             if drifted:  # the installed defaults changed since: the model keeps what it trained with
                 config_dict.update({key: manifest["settings"][key] for key in drifted})
                 config = _restored_config(manifest, config_dict, drifted, version_dir)
-            if trains:
+            # (a single model trains no shards: a Ray address where nothing listens was refused)
+            if trains and getattr(MODEL_FORMATS.get(manifest["format"]), "TRAINS_SHARDS", True):
                 check_ray_resources(config)
             data_file = dataset_file(config)
             if not os.path.isfile(data_file):
@@ -332,6 +352,7 @@ class ModelStore:
         model.version_dir = version_dir
         model.overrides = overrides
         model.saved_config = dict(manifest["config"])
+        model.saved_settings = dict(manifest.get("settings") or {})
         return model
 
     # --- writing ---------------------------------------------------------------------------
@@ -554,7 +575,7 @@ class ModelStore:
             "data_sha256": data_files[os.path.basename(dataset_file(config))],
             "data_files": data_files,
             "config": _settings_to_keep(model),
-            "settings": config.settings(),
+            "settings": _settings_to_record(model),
             **model.manifest_extras(),
             "n_forgotten": int(len(model.forgotten)),
             "held_out": _pairs_of(model.dataset.held_out, model.dataset),

@@ -238,7 +238,8 @@ def _move(folder: str, name: str, subfolder: Optional[str]) -> bool:
     return True
 
 
-def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str) -> Tuple[StreamSummary, UnlearnableModel]:
+def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str,
+                         when_valid: Callable[[], None] = lambda: None) -> Tuple[StreamSummary, UnlearnableModel]:
     """Watch ``folder`` for request files until it has been idle (no file, empty queue) for
     ``watch_idle_s`` seconds (``~``: until interrupted). Each line is a request; a bad line is
     rejected with its reason and the others go on.
@@ -252,7 +253,9 @@ def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str
     it was read, moves to ``processed/``, or is deleted under ``processed_request_files: delete``
     (to ``rejected/`` if none was valid, either way); one removed from the folder first is
     applied all the same. A restart re-reads files still there and skips requests already
-    final. Returns the summary and the live model afterwards."""
+    final. Returns the summary and the live model afterwards. ``when_valid`` is called once the
+    folder is found fit to watch, before anything is read or written (the run's folder and log:
+    a refused folder left a run folder with an empty log)."""
     if not os.path.isdir(folder):
         raise UnlearnError(f"request folder not found: {folder}")
     if _is_within(folder, store.model_dir):
@@ -266,6 +269,7 @@ def watch_request_folder(store: ModelStore, model: UnlearnableModel, folder: str
     if held:
         raise UnlearnError(f"request folder {folder} holds the dataset's files ({', '.join(held)}): watch a folder "
                            "of its own (they would be read, and moved, as request files)")
+    when_valid()
     batcher = RequestBatcher(store, model, config["max_batch"], config["max_wait_s"],
                              f"requests:{os.path.basename(os.path.normpath(folder))}/")
     with _interrupt_says_what_waits(batcher, f"{folder} keeps their file, which the next watch reads again"):

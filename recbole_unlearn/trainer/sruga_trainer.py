@@ -469,6 +469,8 @@ class SRUGAStep(ApproximateStep):
         out = {}
         if not config["sruga_floor_restarts"]:
             out["sruga_floor_backoff"] = "no restart runs (sruga_floor_restarts 0)"
+        if config["sruga_epochs"] <= 1:  # (restarts count their epochs in sruga_epochs)
+            out["sruga_anneal"] = "one epoch (sruga_epochs 1): eta_GA is annealed after each epoch"
         if not config["sruga_ga"]:
             out.update({key: "no ascent term (sruga_ga 0)" for key in ("sruga_ga_loss", "sruga_anneal")})
         return out

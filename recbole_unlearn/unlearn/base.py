@@ -21,6 +21,7 @@ from recbole_unlearn.trainer.approximate import APPROXIMATE, step_keys
 from recbole_unlearn.trainer.training import TrainedModel
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.registry import Registry
+from recbole_unlearn.utils.trial_write import write_trial
 
 
 @dataclass
@@ -54,10 +55,12 @@ class UnlearnMethod(ABC):
         original: the single model trained on D_raw (starting point of approximate methods).
 
     ``deploys_model``: whether :meth:`fit` deploys a model that requests are later applied to
-    (then :meth:`deployed` returns it); Retrain deploys nothing before a forget.
+    (then :meth:`deployed` returns it); Retrain deploys nothing before a forget. ``trains_shards``:
+    whether it trains shard models (Ray's and the shards' settings are read).
     """
 
     deploys_model = True
+    trains_shards = False
 
     def __init__(self, config, dataset: UnlearnSequentialDataset, suite: EvaluationSuite, original: TrainedModel):
         self.config = config
@@ -99,6 +102,8 @@ class UnlearnMethod(ABC):
         of such a setting said only that the method did not use it)."""
         out: Dict[str, str] = {}
         if config["aggregator"] in AGGREGATORS.names():
+            if not config["agg_cache"]:  # (the aggregator's own reason, where it reads none, comes next)
+                out["agg_cache_max_mb"] = "agg_cache is False: nothing is cached"
             out.update(unread_aggregator_settings(config["aggregator"], config.settings()))
         if not is_similarity_partitioner(config["partitioner"]):
             out.update({k: f"the {config['partitioner']} partitioner pretrains and iterates nothing"
@@ -168,10 +173,16 @@ class UnlearnMethod(ABC):
 METHODS: Registry[type] = Registry("unlearning method", "unlearn_method")
 
 
+#: the prefix of the folder :func:`check_new_model_dir` makes and removes in ``model_dir`` to try it
+#: (another run's check may find one there)
+MODEL_DIR_TRIAL = ".trial-"
+
+
 def _leftover_of_a_first_commit(name: str) -> bool:
     """Whether ``name`` in a folder without ``CURRENT`` is only what a run stopped while writing
-    its first version leaves: the lock's files, or a staging folder (``.v000001.tmp-...``)."""
-    return name in (LOCK, LOCK_PID) or is_staging_name(name)
+    its first version leaves: the lock's files, a staging folder (``.v000001.tmp-...``), or the trial
+    folder of another run's :func:`check_new_model_dir`."""
+    return name in (LOCK, LOCK_PID) or is_staging_name(name) or name.startswith(MODEL_DIR_TRIAL)
 
 
 def check_new_model_dir(config) -> None:
@@ -191,3 +202,9 @@ def check_new_model_dir(config) -> None:
             "(or answer requests with it: --model_dir=... --forget=..., without --model, --dataset or "
             "--config_files)"
         )
+    if model_dir:  # one below a file, or on a read-only mount, failed once everything had trained
+        try:
+            write_trial(model_dir, MODEL_DIR_TRIAL, "CURRENT")
+        except OSError as e:
+            raise UnlearnError(f"model_dir {model_dir} cannot be created ({e.strerror or e}); give a folder this "
+                               "process can make and write in") from None

@@ -5,8 +5,6 @@ dataset, resumable) both drive this class, so a row means the same thing in both
 """
 import json
 import os
-import shutil
-import tempfile
 import time
 from logging import getLogger
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -33,6 +31,7 @@ from recbole_unlearn.utils.digests import file_sha256
 from recbole_unlearn.utils.errors import UnlearnError, error_line
 from recbole_unlearn.utils.results import make_row
 from recbole_unlearn.utils.run_logger import init_run_logger
+from recbole_unlearn.utils.trial_write import write_trial
 
 #: seeds of the audit's reference models: seed + AUDIT_SEED_STRIDE * (i + 1).
 AUDIT_SEED_STRIDE = 7919
@@ -554,34 +553,11 @@ def check_results_dir_writable(results_dir: str, name: str) -> None:
     with a ``results.json`` in it, and removes it and every folder it created (on the path as the
     kernel resolves it: ``..`` and links included), so nothing is left."""
     check_results_dir(results_dir)
-    target = os.path.realpath(results_dir)
-    created, path = [], target
-    while not os.path.exists(path):
-        created.append(path)
-        path = os.path.dirname(path)
     try:
-        for attempt in range(3):  # another process may create or remove the same folders meanwhile
-            try:
-                os.makedirs(target, exist_ok=True)
-                trial = tempfile.mkdtemp(prefix=f"{name}-", dir=target)
-                break
-            except (FileNotFoundError, FileExistsError):
-                if attempt == 2:
-                    raise
-        try:
-            with open(os.path.join(trial, "results.json"), "w", encoding="utf-8"):
-                pass
-        finally:
-            shutil.rmtree(trial, ignore_errors=True)
+        write_trial(results_dir, f"{name}-", "results.json")
     except OSError as e:
         raise UnlearnError(f"results_dir {results_dir} cannot be written ({e.strerror or e}): nothing was "
                            "forgotten") from None
-    finally:
-        for folder in created:  # deepest first; one another process has filled stays
-            try:
-                os.rmdir(folder)
-            except OSError:
-                pass
 
 
 def run_dir_for(results_dir: str, name: str) -> str:

@@ -38,6 +38,7 @@ class SISA(UnlearnMethod):
     """Sharded, isolated, sliced, aggregated training; exact unlearning by shard retraining."""
 
     name = "sisa"
+    trains_shards = True
 
     @classmethod
     def check(cls, config, dataset) -> None:

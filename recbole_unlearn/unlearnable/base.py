@@ -115,6 +115,8 @@ class UnlearnableModel(ABC):
     """
 
     FORMAT = ""
+    #: whether its forgets train shard models (Ray's and the shards' settings are read)
+    TRAINS_SHARDS = False
 
     def __init__(self, config, dataset: UnlearnSequentialDataset, forgotten: np.ndarray = EMPTY_ROWS):
         self.config = config

@@ -86,6 +86,7 @@ class ShardedUnlearnableModel(UnlearnableModel):
     """
 
     FORMAT = "recbole_unlearn.sharded/1"
+    TRAINS_SHARDS = True
 
     def __init__(self, config, dataset: UnlearnSequentialDataset, shard_map: ShardMap,
                  stage_states: List[Dict[int, StateDict]], aggregator_state: Dict[str, torch.Tensor],

@@ -1,0 +1,37 @@
+"""Whether a folder can be made and written in, found by trying it and leaving nothing."""
+import os
+import shutil
+import tempfile
+
+
+def write_trial(folder: str, prefix: str, file_name: str) -> None:
+    """Make ``folder`` (and the folders missing above it), a folder ``<prefix><random>`` in it
+    holding an empty ``file_name``, then remove all it made (on the path as the kernel resolves
+    it: ``..`` and links included; a folder another process has filled meanwhile stays). Raises
+    the ``OSError`` of the first step that failed (a read-only mount, no permission, a file on the
+    way, a name too long)."""
+    target = os.path.realpath(folder)
+    created, path = [], target
+    while not os.path.exists(path):
+        created.append(path)
+        path = os.path.dirname(path)
+    try:
+        for attempt in range(3):  # another process may create or remove the same folders meanwhile
+            try:
+                os.makedirs(target, exist_ok=True)
+                trial = tempfile.mkdtemp(prefix=prefix, dir=target)
+                break
+            except (FileNotFoundError, FileExistsError):
+                if attempt == 2:
+                    raise
+        try:
+            with open(os.path.join(trial, file_name), "w", encoding="utf-8"):
+                pass
+        finally:
+            shutil.rmtree(trial, ignore_errors=True)
+    finally:
+        for made in created:  # deepest first
+            try:
+                os.rmdir(made)
+            except OSError:
+                pass
