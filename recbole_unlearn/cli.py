@@ -105,8 +105,11 @@ def main(argv: Optional[List[str]] = None, restore_signals: bool = True) -> int:
                 signal.signal(signal.SIGINT, _interrupt)
         _import_the_package()
         model, dataset, config_files, config_dict = parse_args(argv)
-        if config_dict.get("forget") == "":  # read as no --forget: a training run, refused for its model_dir
-            raise UnlearnError("--forget is empty: give a request file or folder (or leave --forget out)")
+        # read as no --forget, an empty one was a training run, refused for its model_dir holding a
+        # model: checked first, as the config checks it (r12badinput probe)
+        from recbole_unlearn.config.keys import check_values
+
+        check_values(config_dict, [key for key in ("forget", "model_dir") if key in config_dict])
         if "cells" in config_dict and "benchmark" not in config_dict:  # (the API's message named config_dict)
             raise UnlearnError("--cells names the cells of a grid: give it with --benchmark=<grid file>")
         if "benchmark" in config_dict:

@@ -766,7 +766,7 @@ def test_an_empty_forget_on_the_command_line_is_named(saved, in_tmp, capsys):
     before = snapshot(saved[1])
     assert main([f"--model_dir={saved[1]}", "--forget="]) == 2
     err = capsys.readouterr().err
-    assert err == "error: --forget is empty: give a request file or folder (or leave --forget out)\n", err
+    assert err == "error: config key 'forget' must be a non-empty string or ~, got ''\n", err
     assert snapshot(saved[1]) == before and not (in_tmp / "results").exists()
 
 

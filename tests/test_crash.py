@@ -227,7 +227,11 @@ def test_a_training_run_killed_once_its_first_version_is_live_leaves_the_request
     assert verify_model(str(model_dir))["requests_not_final"] == 2
 
 
-@pytest.mark.parametrize("point, applied, waiting", [("version_switched", 0, 2), ("audit_appended", 2, 0)])
+@pytest.mark.parametrize("point, applied, waiting", [("version_switched", 0, 2), ("audit_appended", 2, 0),
+                                                     # the live version's audit line not in the log yet: the
+                                                     # line said 0 applied, 2 waiting, --verify 0 waiting
+                                                     # (r12trainkill probe)
+                                                     ("current_switched", 2, 0)])
 def test_a_training_run_stopped_once_its_folder_is_live_says_what_is_live_and_what_waits(
         tmp_path, point, applied, waiting):
     """A stop (SIGTERM) after a training run's first version went live (its file's requests
@@ -244,6 +248,20 @@ def test_a_training_run_stopped_once_its_folder_is_live_says_what_is_live_and_wh
     assert f"of its 2 requests {applied} applied, 0 rejected, {waiting} waiting" in line, line
     assert "results.json was not written" in line, line
     assert verify_model(str(model_dir))["requests_not_final"] == waiting
+
+
+def test_a_training_run_stopped_between_its_request_steps_says_how_many_went_live(tmp_path):
+    """A ``request_steps`` run stopped after its first step went live said "of its 0 requests 0
+    applied ... waiting in m/requests.jsonl", a ledger that does not exist, and nothing of the
+    forget set's steps left undone in the live folder (r12trainkill probe)."""
+    env = dict(os.environ, **{ENV: "audit_appended", "RECBOLE_UNLEARN_KILL_SIGNAL": "SIGTERM"})
+    done = _sisa_training_run(tmp_path, env, "--request_steps=2", "--forget_user_ratio=0.2")
+    assert done.returncode == 130, done.stderr[-2000:]
+    line = done.stderr.strip().splitlines()[-1]
+    model_dir = tmp_path / "m"
+    assert line.startswith(f"error: interrupted: {model_dir} is live at version v000002; 1 of the run's 2 request "
+                           "steps went live there (the forget set's other steps are not forgotten in it)"), line
+    assert "requests.jsonl" not in line and not (model_dir / "requests.jsonl").exists(), line
 
 
 def test_a_training_run_stopped_before_its_folder_went_live_says_so(tmp_path):

@@ -118,6 +118,49 @@ def test_a_training_run_that_keeps_its_previous_version_says_so(in_tmp):
             "latest forget, trained on the data it forgot" in proc.stdout), proc.stdout
 
 
+@pytest.mark.parametrize("where", ["evaluation", "second_step"])
+def test_a_failure_after_a_training_runs_forget_went_live_says_so(in_tmp, capsys, monkeypatch, where):
+    """A failure in the row's evaluation (a full disk, out of memory), after the run's forget had
+    gone live in its model_dir, was a bare ``error: [Errno 28]`` with exit 1, "the folder as it
+    was", while the folder had moved on (r12trainkill probe); so was one in a later request step,
+    after the first step's version went live. Exit 3 names the folder."""
+    import errno
+
+    import recbole_unlearn.unlearn.experiment as experiment_module
+    from recbole_unlearn.cli import main
+
+    (in_tmp / "req.csv").write_text("3\n7\n")
+    args = ["--model=GRU4Rec", f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--epochs=1", "--state=ERROR",
+            "--unlearn_method=sisa", "--n_shards=2", "--include_retrain=False", "--model_dir=m",
+            "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}", "--results_dir=r"]
+    if where == "evaluation":
+        real = experiment_module.make_row
+
+        def make_row(name, *a, **k):
+            if name != "original":
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(name, *a, **k)
+
+        monkeypatch.setattr(experiment_module, "make_row", make_row)
+        args.append("--forget=req.csv")
+    else:
+        real = experiment_module.gate_step_on_reference
+        calls = []
+
+        def gate(*a, **k):  # once a step, after its forget went live
+            calls.append(1)
+            if len(calls) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(*a, **k)
+
+        monkeypatch.setattr(experiment_module, "gate_step_on_reference", gate)
+        args += ["--request_steps=2", "--forget_user_ratio=0.2"]
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("error: this run's forget went live in m (") and "No space left on device" in err, err
+    assert (in_tmp / "m" / "CURRENT").read_text().strip() != "v000001"
+
+
 def test_cli_run_that_forgets_a_request_file_and_saves_its_model(in_tmp, capsys):
     """--model with --forget=<file> and --model_dir is a run that forgets the file and saves to
     model_dir (earlier: refused with "drop --model, --dataset and --config_files", as if the folder

@@ -147,7 +147,7 @@ def run_recbole_unlearn(
         if not config["model_dir"] or str(stop):
             raise
         # a bare "interrupted" said nothing of a folder this run made live, nor of its waiting requests
-        raise KeyboardInterrupt(f"{folder_after_stop(config['model_dir'])}"
+        raise KeyboardInterrupt(f"{folder_after_stop(config['model_dir'], config['request_steps'])}"
                                 + ("" if os.path.isfile(os.path.join(run_dir, "results.json"))
                                    else f"; {run_dir}/results.json was not written")) from None
     except Exception as error:
@@ -180,13 +180,11 @@ def _run(config, experiment, methods: List[str], run_dir: str, live: List[str], 
     states = {"original": experiment.original.model}
     for name in methods:
         method_config = config.for_method(name)
-        row, states[name] = experiment.run_method(method_config)
+        row, states[name] = experiment.run_method(method_config, went_live=live.append)
         # what this row ran with beyond the document's data settings (its method file's, e.g. SRU's
         # kmeans, attention and CED, which the run's base config does not hold)
         row["settings"] = METHODS.get(method_config.method).settings_used(method_config)
         rows.append(row)
-        if row.get("model_dir") and not experiment.nothing_to_forget:
-            live.append(row["model_dir"])
     add_speedups(rows)
     reference_failed = apply_reference_gate(rows) or apply_step_reference_gate(rows)
     unreferenced = reference_not_run(rows)

@@ -549,20 +549,31 @@ def _requests_not_final(events: List[dict], audited: set) -> Dict[str, dict]:
             if lines.last["status"] not in FINAL_STATUSES and rid not in audited}
 
 
-def folder_after_stop(model_dir: str) -> str:
+def folder_after_stop(model_dir: str, steps: int = 1) -> str:
     """What a training run stopped while it wrote ``model_dir`` left there, for its ``error:
     interrupted`` line (it said only that): the live version, if any, and where the folder's
-    requests stand (``applied`` counts those the audit log holds as gone live too; ``waiting``
-    the others not final). Read without the lock and repairing nothing (the stop may have come
-    mid-write); a file that cannot be read is said so."""
+    requests stand (``applied`` counts those the audit log, or the live version's audit line not
+    in it yet, holds as gone live too; ``waiting`` the others not final), or, for a run forgetting
+    in ``steps`` request steps, how many went live. Read without the lock and repairing nothing
+    (the stop may have come mid-write); a file that cannot be read is said so."""
     try:
-        version = ModelStore(model_dir, 0.0).current_version()
+        store = ModelStore(model_dir, 0.0)
+        version = store.current_version()
         if version is None:
             return f"no version of {model_dir} went live"
         events = RequestLedger(model_dir).events()
-        live = set(AuditLog(model_dir).applied_request_ids())
-    except (UnlearnError, OSError) as e:
+        entries = AuditLog(model_dir).entries()
+        pending = live_audit_line(store)
+    except (UnlearnError, OSError, ValueError) as e:
         return f"{model_dir} could not be read ({error_line(e)}): check it with --verify"
+    logged = {e.get("audit_id", e.get("request_id")) for e in entries}
+    if pending is not None and pending[1].get("audit_id", pending[1].get("request_id")) not in logged:
+        entries = entries + [pending[1]]  # a stop between the switch and the append (r12trainkill probe)
+    if steps > 1:  # a forget set dealt in request steps holds no requests (it named an empty ledger)
+        done = sum(bool(e.get("interactions")) for e in entries)
+        return (f"{model_dir} is live at version {version}; {done} of the run's {steps} request steps went live "
+                "there" + (" (the forget set's other steps are not forgotten in it)" if done < steps else ""))
+    live = {rid for e in entries for rid in e.get("request_ids", [])}
     last = {rid: lines.last["status"] for rid, lines in lines_by_request(events).items()}
     rejected = sum(status == "rejected" for status in last.values())
     unrecorded = sum(status not in FINAL_STATUSES and rid in live for rid, status in last.items())

@@ -7,7 +7,7 @@ import json
 import os
 import time
 from logging import getLogger
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from recbole_unlearn.evaluator import EvaluationSuite
 from recbole_unlearn.evaluator.audit import (AUDIT_KEYS, INCONCLUSIVE, AuditSamples, MembershipAudit, gate_step_on_reference,
                                              split_twins)
 from recbole_unlearn.serving.request_files import file_requests
+from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.trainer import train_model
 from recbole_unlearn.trainer.preflight import check_model_trains
 from recbole_unlearn.trainer.training import TrainedModel, new_model, training_record
@@ -344,8 +345,13 @@ class Experiment:
         return self._method(method_config).fit_key()
 
     def run_method(self, method_config, label: Optional[str] = None,
-                   fit_cache: Optional[Dict[str, tuple]] = None) -> Tuple[dict, torch.nn.Module]:
+                   fit_cache: Optional[Dict[str, tuple]] = None,
+                   went_live: Callable[[str], None] = lambda folder: None) -> Tuple[dict, torch.nn.Module]:
         """Fit the method, forget the experiment's forget set, evaluate; returns (row, model).
+        ``went_live`` is told the method's model folder once its forget went live there: after the
+        forget, or when the forget or the evaluation after it fails with the folder moved on (a
+        failure in the evaluation, or in a later request step, was reported as if the folder were
+        as it was; r12trainkill probe).
 
         With ``fit_cache`` (kept by the caller: a dict, or anything with ``in``, ``[key]`` and
         ``[key] =``, such as the grid runner's ``SharedFits``), a method whose ``fit_key`` matches an
@@ -366,6 +372,21 @@ class Experiment:
             fit_seconds = method.fit()
             if key is not None:
                 fit_cache[key] = (method.fitted_state(), fit_seconds, label or name)
+        folder = method.model_dir() if method.deploys_model and not self.nothing_to_forget else None
+        fitted = _current_version(folder)
+        try:
+            row, model = self._forget_and_measure(method, name, label, meter, fit_seconds, extra)
+        except Exception:
+            if folder and _current_version(folder) != fitted:
+                went_live(folder)
+            raise
+        if folder:
+            went_live(folder)
+        return row, model
+
+    def _forget_and_measure(self, method, name: str, label: Optional[str], meter: CpuMeter, fit_seconds: float,
+                            extra: dict) -> Tuple[dict, torch.nn.Module]:
+        """:meth:`run_method` after the fit: the forget, its audit and its row."""
         forget_meter = CpuMeter()  # the row's seconds are the forget's: a slowed forget must not average away
         if self.nothing_to_forget:
             result = method.deployed(self.forget_set)
@@ -454,6 +475,11 @@ class Experiment:
         result.seconds = total
         result.info = _info_over_requests(infos, extras)
         return result, steps
+
+
+def _current_version(folder: Optional[str]) -> Optional[str]:
+    """The live version of the model folder ``folder`` (``None``: none, or no folder)."""
+    return ModelStore(folder, 0.0).current_version() if folder else None
 
 
 def _request_file_forget_set(config, dataset) -> ForgetSet:
