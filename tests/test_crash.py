@@ -264,6 +264,32 @@ def test_a_training_run_stopped_between_its_request_steps_says_how_many_went_liv
     assert "requests.jsonl" not in line and not (model_dir / "requests.jsonl").exists(), line
 
 
+@pytest.mark.parametrize("folder", ["given", "default"])
+def test_a_training_run_stopped_after_its_sampled_forget_went_live_says_so(tmp_path, folder):
+    """With a sampled forget set the line named an empty ledger ("of its 0 requests ... waiting in
+    m/requests.jsonl"), and without ``--model_dir`` it was a bare ``error: interrupted`` while the
+    method's folder in the run's was live (r12fixes probe)."""
+    from conftest import FIXTURES, TEST_GPU
+
+    env = dict(os.environ, **{ENV: "current_switched", "RECBOLE_UNLEARN_KILL_SIGNAL": "SIGTERM"})
+    if folder == "given":
+        done = _sisa_training_run(tmp_path, env, "--forget_user_ratio=0.2")
+        model_dir = str(tmp_path / "m")
+    else:
+        done = subprocess.run([sys.executable, os.path.join(ROOT, "run_recbole_unlearn.py"), "--model=GRU4Rec",
+                               f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--epochs=1", "--unlearn_method=sisa",
+                               "--n_shards=2", "--state=ERROR", f"--use_gpu={TEST_GPU}", "--include_retrain=False",
+                               "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}", "--save_model=False",
+                               f"--results_dir={tmp_path / 'r'}"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        (run,) = os.listdir(tmp_path / "r")
+        model_dir = str(tmp_path / "r" / run / "sisa_model")
+    assert done.returncode == 130, done.stderr[-2000:]
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: interrupted: {model_dir} is live at version v000002, its forget; "), line
+    assert "requests.jsonl" not in line, line
+
+
 def test_a_training_run_stopped_before_its_folder_went_live_says_so(tmp_path):
     """The same stop during the first commit, before ``CURRENT`` was written: nothing is live, and
     nothing of the stopped commit is left to block the same command."""

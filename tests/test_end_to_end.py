@@ -147,9 +147,9 @@ def test_a_failure_after_a_training_runs_forget_went_live_says_so(in_tmp, capsys
         real = experiment_module.gate_step_on_reference
         calls = []
 
-        def gate(*a, **k):  # once a step, after its forget went live
+        def gate(*a, **k):  # once a step, after its forget went live: fails after the first
             calls.append(1)
-            if len(calls) == 2:
+            if len(calls) == 1:
                 raise OSError(errno.ENOSPC, "No space left on device")
             return real(*a, **k)
 
@@ -158,6 +158,10 @@ def test_a_failure_after_a_training_runs_forget_went_live_says_so(in_tmp, capsys
     assert main(args) == 3
     err = capsys.readouterr().err
     assert err.startswith("error: this run's forget went live in m (") and "No space left on device" in err, err
+    # what went live, as a stop says it (it claimed the whole forget for one of two steps; r12fixes probe)
+    assert ("m is live at version v000002; 1 of the run's 2 request steps went live there (the forget set's other "
+            "steps are not forgotten in it)" if where == "second_step"
+            else "m is live at version v000002; of its 2 requests 2 applied, 0 rejected, 0 waiting") in err, err
     assert (in_tmp / "m" / "CURRENT").read_text().strip() != "v000001"
 
 

@@ -1,4 +1,5 @@
 """A saved sharded model answers request files in a new process; bad input changes nothing."""
+import json
 import os
 import re
 import shutil
@@ -456,6 +457,18 @@ def test_runtime_settings_given_to_answer_requests_are_not_kept_by_the_next_vers
         for key in runtime:
             assert manifest["settings"].get(key) == trained_with.get(key), (key, manifest["settings"].get(key))
     assert sorted(v for v in os.listdir(model_dir) if v.startswith("v")) == ["v000003"]
+    # a version whose settings hold an override (written so by earlier code) is not copied: the
+    # model's own value is recorded (r12fixes probe)
+    path = os.path.join(read_manifest(model_dir)[0], "manifest.json")
+    with open(path) as f:
+        manifest = json.load(f)
+    manifest["settings"]["max_batch"] = 64
+    with open(path, "w") as f:
+        json.dump(manifest, f)
+    user = [u for u in read_manifest(model_dir)[1]["shard_map"]["users"]][2]
+    (tmp_path / "2.csv").write_text(f"{user}\n")
+    run_forget_requests(model_dir, str(tmp_path / "2.csv"), {"state": "ERROR", "max_batch": 32}, verbose=False)
+    assert read_manifest(model_dir)[1]["settings"]["max_batch"] == trained_with["max_batch"] != 64
 
 
 def test_a_relative_results_dir_is_the_training_runs_for_every_later_request_run(tmp_path, monkeypatch):

@@ -957,8 +957,8 @@ def test_settings_a_request_run_or_verify_does_not_read_are_named(model_copy, in
     # a Ray cluster a request run's flags name, down: --verify, which trains nothing, was refused (round 4)
     assert main([f"--model_dir={model_copy}", "--verify=True", "--num_workers=2", "--ray_address=127.0.0.1:1",
                  "--state=ERROR"]) == 0
-    assert ("note: num_workers, ray_address apply to training and request runs of sharded models: --verify does not "
-            "read them" in capsys.readouterr().out)
+    assert ("note: num_workers applies to training and request runs of sharded models; ray_address applies to "
+            "shard training on Ray (num_workers above 1): --verify does not read them" in capsys.readouterr().out)
     # (r11fixes probe: the settings of training and evaluation, which --verify does neither of)
     assert main([f"--model_dir={model_copy}", "--verify=True", "--shard_num_threads=1", "--show_progress=False",
                  "--eval_batch_size=64", "--state=ERROR"]) == 0
@@ -977,8 +977,8 @@ def test_ray_and_shard_settings_given_to_a_single_models_request_run_are_named(t
     run_forget_requests(model_dir, str(in_tmp / "req.csv"), {"state": "ERROR", "num_workers": 2,
                                                              "shard_num_threads": 3, "ray_address": "127.0.0.1:1"})
     out = capsys.readouterr().out
-    assert ("note: num_workers, ray_address, shard_num_threads apply to training and request runs of sharded models: "
-            "a request file's run does not read them") in out, out
+    assert ("note: num_workers, shard_num_threads apply to training and request runs of sharded models; ray_address "
+            "applies to shard training on Ray (num_workers above 1): a request file's run does not read them") in out, out
 
 
 def test_settings_a_training_run_does_not_read_are_named(in_tmp, capsys):
@@ -1006,6 +1006,18 @@ def test_settings_a_training_run_does_not_read_are_named(in_tmp, capsys):
     run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(unlearn_method="sisa", n_shards=2, include_retrain=False,
                                                          shard_num_threads=1, results_dir=str(in_tmp / "r")))
     assert "does not read" not in capsys.readouterr().out
+    # Ray's settings where the shards train in this process (num_workers 1: r12fixes probe); the
+    # request file's limits without a request file, keep_previous_version without a saved folder
+    run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(unlearn_method="sisa", n_shards=2, include_retrain=False,
+                                                         ray_address="127.0.0.1:1", results_dir=str(in_tmp / "r")))
+    out = capsys.readouterr().out
+    assert ("note: ray_address applies to shard training on Ray (num_workers above 1): a training run does not read "
+            "it") in out, out
+    run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(unlearn_method="retrain", max_request_lines=5,
+                                                         keep_previous_version=True, results_dir=str(in_tmp / "r")))
+    out = capsys.readouterr().out
+    assert ("note: keep_previous_version, max_request_lines apply to request runs: a training run does not read "
+            "them") in out, out
 
 
 def test_a_ray_workers_error_is_its_cause_on_one_plain_line():

@@ -224,7 +224,7 @@ def expand_grid(grid: dict, path: str = "<dict>") -> Grid:
     for key in ("model", "dataset", "unlearn_method", "model_dir", "benchmark", "config_files"):
         if key in config:
             raise UnlearnError(f"grid {path}: 'config' cannot set '{key}' (the grid decides it)")
-    if "verify" in config:  # ran the grid and was recorded in every model folder's manifest
+    if config.get("verify") not in (None, False):  # ran the grid and was recorded in every model folder's manifest
         raise UnlearnError(f"grid {path}: 'config' cannot set 'verify': it checks a saved model folder "
                            "(--model_dir=<folder> --verify=True), not a grid")
     for key, why in GRID_DECIDES.items():  # each was taken and ignored, unsaid (r10paths probe)

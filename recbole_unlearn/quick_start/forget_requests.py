@@ -50,35 +50,36 @@ _APPLY_ELSEWHERE = {
     "request runs": ("max_batch", "max_wait_s", "results_dir", "processed_request_files", "keep_previous_version",
                      "max_request_lines", "max_request_line_bytes"),
     # (a single model's runs took them unsaid: r12keys probe)
-    "training and request runs of sharded models": ("num_workers", "ray_address", "ray_cpus_per_shard",
-                                                    "ray_gpus_per_shard", "ray_connect_timeout_s", "shard_num_threads"),
+    "training and request runs of sharded models": ("num_workers", "shard_num_threads"),
+    # (num_workers 1 trains the shards in this process: an address nothing answers on passed; r12fixes probe)
+    "shard training on Ray (num_workers above 1)": ("ray_address", "ray_cpus_per_shard", "ray_gpus_per_shard",
+                                                    "ray_connect_timeout_s"),
     "training and request runs": ("busy_cpu_share", "tensorboard", "show_progress", "eval_batch_size", "detect_anomaly",
                                   "loss_decimal_place"),
 }
 SHARDED_ONLY = "training and request runs of sharded models"
-#: the request runs' keys a training run reads too (its ``forget`` file, its ``model_dir``); it
-#: applies its file's requests in one forget (``max_batch`` and the others were taken unsaid)
-_TRAINING_RUNS_READ = ("results_dir", "keep_previous_version", "max_request_lines", "max_request_line_bytes")
+RAY_ONLY = "shard training on Ray (num_workers above 1)"
 
 
-def unread_settings_note(given: Iterable[str], mode: str, sharded: bool = True,
-                         saves_folders: bool = False) -> Optional[str]:
+def unread_settings_note(given: Iterable[str], mode: str, sharded: bool = True, ray: bool = True,
+                         saves_folders: bool = False, reads: Iterable[str] = ()) -> Optional[str]:
     """A ``note:`` line's text naming the settings of ``given`` (the user's) that ``mode``
     (``"file"``: a request file's run, ``"folder"``: a watched folder's, ``"verify"``,
     ``"training"``: a training run) does not read, and where they apply; ``None`` when it reads
     them all. ``sharded``: whether the run's model (a training run's: some method's) is sharded,
-    else Ray's and the shards' settings are named too. ``saves_folders``: a training run saves
-    model folders, which keep the request runs' settings for the runs answering requests with
-    them (said)."""
+    else the shards' settings are named too; ``ray``: whether it trains its shards on Ray
+    (``num_workers`` above 1), else Ray's are. ``reads``: the keys of those named here that the
+    run reads all the same (a training run's ``results_dir``, its request file's limits, a saved
+    folder's ``keep_previous_version``). ``saves_folders``: a training run saves model folders,
+    which keep the request runs' settings for the runs answering requests with them (said)."""
     elsewhere = {"file": ("training runs", "watched folders"), "folder": ("training runs",),
                  "verify": tuple(_APPLY_ELSEWHERE), "training": ("watched folders", "request runs")}[mode]
-    if not sharded and SHARDED_ONLY not in elsewhere:
-        elsewhere += (SHARDED_ONLY,)
-    given = set(given)
+    elsewhere += tuple(group for group, applies in ((SHARDED_ONLY, sharded), (RAY_ONLY, sharded and ray))
+                       if not applies and group not in elsewhere)
+    given, reads = set(given), set(reads)
     parts, named, kept = [], 0, False
     for where in elsewhere:
-        keys = [key for key in _APPLY_ELSEWHERE[where] if key in given
-                and not (mode == "training" and key in _TRAINING_RUNS_READ)]
+        keys = [key for key in _APPLY_ELSEWHERE[where] if key in given and key not in reads]
         if keys:
             parts.append(f"{', '.join(keys)} appl{'ies' if len(keys) == 1 else 'y'} to {where}")
             named += len(keys)
@@ -186,7 +187,8 @@ def _report(config, store: ModelStore, model, summary, meter: CpuMeter, requests
             for name in store.older_versions():
                 print(f"note: {name} is kept (keep_previous_version): a model from before this run's latest forget, "
                       "trained on the data it forgot; the next run answering requests without the key removes it")
-        unread = unread_settings_note(given, "folder" if os.path.isdir(requests) else "file", model.TRAINS_SHARDS)
+        unread = unread_settings_note(given, "folder" if os.path.isdir(requests) else "file", model.TRAINS_SHARDS,
+                                      config["num_workers"] > 1)
         if unread:
             print(f"note: {unread}")
         if config["processed_request_files"] == "delete" and not os.path.isdir(requests):

@@ -14,7 +14,7 @@ from recbole_unlearn.serving.audit import folder_after_stop
 from recbole_unlearn.serving.store import ModelStore
 from recbole_unlearn.unlearn.experiment import Experiment, check_request_steps_dealt, check_results_dir, run_dir_for
 from recbole_unlearn.unlearn import METHODS
-from recbole_unlearn.unlearn.base import check_new_model_dir
+from recbole_unlearn.unlearn.base import MODEL_FOLDER_SUFFIX, check_new_model_dir
 from recbole_unlearn.utils.atomic import save_weights
 from recbole_unlearn.utils.cpu_meter import busy_rows_note
 from recbole_unlearn.utils.errors import UnlearnError, WentLiveError, error_line
@@ -144,20 +144,35 @@ def run_recbole_unlearn(
     except WentLiveError:
         raise
     except KeyboardInterrupt as stop:
-        if not config["model_dir"] or str(stop):
+        folders = _model_folders(config, run_dir)
+        if not folders or str(stop):
             raise
-        # a bare "interrupted" said nothing of a folder this run made live, nor of its waiting requests
-        raise KeyboardInterrupt(f"{folder_after_stop(config['model_dir'], config['request_steps'])}"
+        # a bare "interrupted" said nothing of a folder this run made live, nor of its waiting
+        # requests (nor of a method's default folder in the run's: r12fixes probe)
+        raise KeyboardInterrupt("; ".join(folder_after_stop(folder, config["request_steps"]) for folder in folders)
                                 + ("" if os.path.isfile(os.path.join(run_dir, "results.json"))
                                    else f"; {run_dir}/results.json was not written")) from None
     except Exception as error:
         if not live:
             _remove_if_empty(run_dir)  # a setting found bad while training (a diverged loss): exit 2 writes nothing
             raise
-        # a bare OSError line said nothing of the live versions (exit 1, "the folder as it was")
-        raise WentLiveError(f"this run's forget went live in {', '.join(live)} (its requests, if it forgot a request "
-                            f"file, recorded there); then the run failed: {error_line(error)}; {run_dir}/results.json "
-                            "was not written") from error
+        # a bare OSError line said nothing of the live versions (exit 1, "the folder as it was"); and
+        # what went live (a request step of several: r12fixes probe)
+        said = "; ".join(folder_after_stop(folder, config["request_steps"]) for folder in live)
+        raise WentLiveError(f"this run's forget went live in {', '.join(live)} ({said}); then the run failed: "
+                            f"{error_line(error)}; {run_dir}/results.json was not written") from error
+
+
+def _model_folders(config, run_dir: str) -> List[str]:
+    """The model folders a run may have written: its ``model_dir``, or its methods' default ones
+    (``<run folder>/<method>_model``) that exist."""
+    if config["model_dir"]:
+        return [config["model_dir"]]
+    try:
+        return sorted(os.path.join(run_dir, name) for name in os.listdir(run_dir)
+                      if name.endswith(MODEL_FOLDER_SUFFIX) and os.path.isdir(os.path.join(run_dir, name)))
+    except OSError:
+        return []
 
 
 def _remove_if_empty(run_dir: str) -> None:
@@ -235,9 +250,12 @@ def _run(config, experiment, methods: List[str], run_dir: str, live: List[str], 
                       "nothing of them to act on): the data is no longer used, "
                       f"yet its influence may remain; escalate (retrain, or an exact method). Ids: "
                       f"{os.path.join(row['model_dir'], 'requests.jsonl')}")
+        saves = any(row.get("model_dir") for row in rows)
+        reads = ["results_dir"] + (["max_request_lines", "max_request_line_bytes"] if config["forget"] else []) \
+            + (["keep_previous_version"] if saves else [])
         unread = unread_settings_note(config.external_config_dict, "training",
                                       any(METHODS.get(name).trains_shards for name in methods),
-                                      saves_folders=any(row.get("model_dir") for row in rows))
+                                      config["num_workers"] > 1, saves_folders=saves, reads=reads)
         if unread:  # (the request runs' keys and, without shards, Ray's were taken unsaid; r12keys probe)
             print(f"note: {unread}")
         busy = busy_rows_note(rows, config["busy_cpu_share"])

@@ -575,6 +575,10 @@ def folder_after_stop(model_dir: str, steps: int = 1) -> str:
                 "there" + (" (the forget set's other steps are not forgotten in it)" if done < steps else ""))
     live = {rid for e in entries for rid in e.get("request_ids", [])}
     last = {rid: lines.last["status"] for rid, lines in lines_by_request(events).items()}
+    if not last:  # a sampled forget set: no requests (it named an empty ledger; r12fixes probe)
+        forgot = any(e.get("interactions") for e in entries)
+        return f"{model_dir} is live at version {version}" + (", its forget" if forgot else
+                                                              ", the fit (the run's forget did not go live)")
     rejected = sum(status == "rejected" for status in last.values())
     unrecorded = sum(status not in FINAL_STATUSES and rid in live for rid, status in last.items())
     applied = sum(status in FINAL_STATUSES for status in last.values()) - rejected + unrecorded

@@ -91,19 +91,23 @@ def _settings_to_keep(model: UnlearnableModel) -> dict:
 
 def _settings_to_record(model: UnlearnableModel) -> dict:
     """``manifest["settings"]``: every setting as RecBole resolved it for the model, where the
-    runtime overrides one run answering requests was given take the value the version before
-    recorded (dropped where it recorded none), and without ``keep_previous_version``, which no
-    folder records. They were written as given (r12keys probe), the record of how the model was
-    trained showing one run's ``ray_address`` or retention choice."""
+    runtime overrides one run answering requests was given take the model's own value (its saved
+    ``config``'s, else ``properties/overall.yaml``'s default; dropped where neither has one), and
+    without ``keep_previous_version``, which no folder records. They were written as given
+    (r12keys probe), the record of how the model was trained showing one run's ``ray_address`` or
+    retention choice; the version before is not copied, as earlier code wrote such overrides
+    into it (r12fixes probe)."""
+    from recbole_unlearn.config.configurator import default_setting
+
     settings = model.config.settings()
     settings.pop("keep_previous_version", None)
-    before = getattr(model, "saved_settings", None) or {}
+    saved = getattr(model, "saved_config", None) or {}
     for key in getattr(model, "overrides", None) or {}:
-        if key in RELOCATABLE_KEYS:
+        if key in RELOCATABLE_KEYS or key == "keep_previous_version":
             continue
-        if key in before and key != "keep_previous_version":
-            settings[key] = before[key]
-        else:
+        try:  # the model's own value: saved with it, else the default (the version before may hold an
+            settings[key] = saved[key] if key in saved else default_setting(key)  # override of earlier code)
+        except KeyError:  # a RecBole setting without a default of ours
             settings.pop(key, None)
     return settings
 
@@ -352,7 +356,6 @@ class ModelStore:
         model.version_dir = version_dir
         model.overrides = overrides
         model.saved_config = dict(manifest["config"])
-        model.saved_settings = dict(manifest.get("settings") or {})
         return model
 
     # --- writing ---------------------------------------------------------------------------

@@ -15,7 +15,8 @@ import os
 from recbole_unlearn.data.forget import ForgetSet
 from recbole_unlearn.serving import apply_forget, open_store
 from recbole_unlearn.trainer.approximate import APPROXIMATE, step_keys
-from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult, check_new_model_dir
+from recbole_unlearn.unlearn.base import (MODEL_FOLDER_SUFFIX, METHODS, UnlearnMethod, UnlearnResult,
+                                          check_new_model_dir)
 from recbole_unlearn.unlearnable import SingleUnlearnableModel
 
 
@@ -41,7 +42,8 @@ class ApproximateMethod(UnlearnMethod):
         check_new_model_dir(config)
 
     def model_dir(self) -> str:
-        return self.config["model_dir"] or os.path.join(self.config["checkpoint_dir"], f"{self.step}_model")
+        return self.config["model_dir"] or os.path.join(self.config["checkpoint_dir"],
+                                                        f"{self.step}{MODEL_FOLDER_SUFFIX}")
 
     def fit(self) -> float:
         """Deploy a copy of the original model as the folder's first version (no training: 0 s)."""

@@ -175,7 +175,9 @@ METHODS: Registry[type] = Registry("unlearning method", "unlearn_method")
 
 #: the prefix of the folder :func:`check_new_model_dir` makes and removes in ``model_dir`` to try it
 #: (another run's check may find one there)
-MODEL_DIR_TRIAL = ".trial-"
+MODEL_DIR_TRIAL = ".recbole_unlearn-trial-"
+#: a method's model folder without ``model_dir``: ``<run folder>/<method><MODEL_FOLDER_SUFFIX>``
+MODEL_FOLDER_SUFFIX = "_model"
 
 
 def _leftover_of_a_first_commit(name: str) -> bool:
@@ -190,6 +192,9 @@ def check_new_model_dir(config) -> None:
     model_dir = config["model_dir"]
     if model_dir and os.path.exists(model_dir) and not os.path.isdir(model_dir):
         raise UnlearnError(f"model_dir {model_dir} is a file; give a new folder")
+    if model_dir and os.path.islink(model_dir) and not os.path.exists(model_dir):  # the trial followed it (r12fixes)
+        raise UnlearnError(f"model_dir {model_dir} is a link to nothing ({os.readlink(model_dir)}); give a folder, "
+                           "or a link to an existing one")
     if model_dir and os.path.isdir(model_dir) and not os.path.exists(os.path.join(model_dir, "CURRENT")) and \
             [name for name in os.listdir(model_dir) if not _leftover_of_a_first_commit(name)]:
         raise UnlearnError(f"model_dir {model_dir} is not empty (a model folder without its CURRENT file, or "

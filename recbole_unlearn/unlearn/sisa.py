@@ -20,7 +20,8 @@ from recbole_unlearn.data.similarity import is_similarity_partitioner, similarit
 from recbole_unlearn.model.aggregators import AGGREGATORS
 from recbole_unlearn.trainer.approximate import APPROXIMATE
 from recbole_unlearn.trainer.shard_trainer import check_ray_resources
-from recbole_unlearn.unlearn.base import METHODS, UnlearnMethod, UnlearnResult, check_new_model_dir
+from recbole_unlearn.unlearn.base import (MODEL_FOLDER_SUFFIX, METHODS, UnlearnMethod, UnlearnResult,
+                                          check_new_model_dir)
 from recbole_unlearn.utils.results import unchanged_shards
 from recbole_unlearn.serving import apply_forget, open_store
 from recbole_unlearn.unlearnable import ShardedUnlearnableModel
@@ -75,7 +76,8 @@ class SISA(UnlearnMethod):
         check_new_model_dir(config)
 
     def model_dir(self) -> str:
-        return self.config["model_dir"] or os.path.join(self.config["checkpoint_dir"], f"{self.name}_model")
+        return self.config["model_dir"] or os.path.join(self.config["checkpoint_dir"],
+                                                        f"{self.name}{MODEL_FOLDER_SUFFIX}")
 
     def fit(self) -> float:
         start = time.perf_counter()
