@@ -1,4 +1,6 @@
 """SISA: partitions, the ensemble, sliced shard training and the four proofs of forgetting."""
+import os
+import re
 import socket
 from concurrent import futures
 from contextlib import contextmanager
@@ -412,6 +414,18 @@ def test_a_second_call_in_one_process_gets_the_ray_its_settings_ask_for(monkeypa
         shard_trainer.check_ray_resources(dict(ONE_CPU, num_workers=2, ray_address="127.0.0.1", ray_connect_timeout_s=5))
     with pytest.raises(UnlearnError, match="ray_address 127.0.0.1:1: no Ray cluster answers there"):
         shard_trainer.check_ray_resources(dict(ONE_CPU, num_workers=2, ray_address="127.0.0.1:1", ray_connect_timeout_s=5))
+    # an unknown scheme ended in Ray's traceback after the original trained; an empty host waited
+    # 33 s for Ray's client; a local Ray (ray_address local, the machine's CPUs) granted fewer CPUs
+    # than asked only once started, the run having trained (r12ray probe)
+    for address in ("http://127.0.0.1:1", "ray://", "ray://:10001", "tcp://x:1"):
+        with pytest.raises(UnlearnError, match=f"ray_address {re.escape(address)}: give host:port"):
+            shard_trainer.check_ray_resources(dict(ONE_CPU, num_workers=2, ray_address=address,
+                                                   ray_connect_timeout_s=5))
+    with pytest.raises(UnlearnError, match=f"ray_cpus_per_shard {os.cpu_count() + 1} exceeds the {os.cpu_count()} "
+                                           r"CPUs Ray has \(ray_address local: the machine's\)"):
+        shard_trainer.check_ray_resources(dict(ONE_CPU, num_workers=2, ray_address="local",
+                                               ray_cpus_per_shard=os.cpu_count() + 1, ray_connect_timeout_s=5))
+    shard_trainer.check_ray_resources(dict(ONE_CPU, num_workers=2, ray_address="local", ray_connect_timeout_s=5))
     if socket.has_ipv6:
         with socket.socket(socket.AF_INET6) as server:
             server.bind(("::1", 0))

@@ -19,6 +19,7 @@ stage r-1 recorded (:attr:`ShardJob.num_threads`), whatever ``shard_num_threads`
 ``num_workers`` the run answering the request has.
 """
 import math
+import os
 import re
 import signal
 import socket
@@ -229,15 +230,19 @@ def check_ray_resources(config, available: Optional[Dict[str, float]] = None) ->
             raise UnlearnError(f"{key} {value!r}: Ray takes a whole number above 1 (a fraction only below it)")
         if value and round(value, 4) != value:
             raise UnlearnError(f"{key} {value!r}: Ray takes at most 4 decimal places")
+    source = f"num_workers {config['num_workers']}"
     if available is None:
-        if config["ray_address"]:  # before anything trains: it was found at the first shard's training
-            _check_reachable(config["ray_address"], config["ray_connect_timeout_s"])
+        if config["ray_address"] and config["ray_address"] != "local":  # before anything trains: it was
+            _check_reachable(config["ray_address"], config["ray_connect_timeout_s"])  # found at the first shard
             return  # a cluster's resources are known once connected (_run_on_ray)
-        available = {"CPU": config["num_workers"], "GPU": torch.cuda.device_count()}
+        cpus = config["num_workers"]
+        if config["ray_address"] == "local":  # Ray starts with the machine's CPUs, whatever num_workers says
+            cpus, source = os.cpu_count() or 1, "ray_address local: the machine's"  # (refused once started: r12ray)
+        available = {"CPU": cpus, "GPU": torch.cuda.device_count()}
     for key, name in (("ray_cpus_per_shard", "CPU"), ("ray_gpus_per_shard", "GPU")):
         if config[key] > available.get(name, 0):
             raise UnlearnError(f"{key} {config[key]:g} exceeds the {available.get(name, 0):g} {name}s Ray has "
-                               f"(num_workers {config['num_workers']}): no shard could ever start")
+                               f"({source}): no shard could ever start")
 
 
 @contextmanager
@@ -337,12 +342,14 @@ def _check_reachable(address: str, timeout_s: float, shown: Optional[str] = None
     target = address[len("ray://"):] if client else address
     if client and not re.search(r":\d+$", target):
         target += f":{RAY_CLIENT_PORT}"  # Ray's client port when none is given
-    if not client and "://" not in target and target not in ("auto", "local") and not re.search(r":\d+$", target):
-        raise UnlearnError(f"ray_address {shown}: give host:port, ray://host[:port], auto or local (Ray "
-                           "ended in a traceback without a port)")
+    if target == "local":
+        return
     host, _, port = target.rpartition(":")
-    if "://" in target or not host or not port.isdigit():
-        return  # auto, local, another scheme: Ray's own answer
+    # a host without a port ended in Ray's traceback; another scheme (http://) too, after the
+    # original trained; an empty host waited for Ray's client (r12ray probe)
+    if "://" in target or not host.strip("[]") or not port.isdigit():
+        raise UnlearnError(f"ray_address {shown}: give host:port, ray://host[:port], auto or local (Ray "
+                           "ended in a traceback, or waited, for this one)")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1]: an IPv6 address
     try:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
