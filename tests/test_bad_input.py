@@ -770,7 +770,7 @@ def test_an_empty_forget_on_the_command_line_is_named(saved, in_tmp, capsys):
     assert snapshot(saved[1]) == before and not (in_tmp / "results").exists()
 
 
-@pytest.mark.parametrize("where", ["below_a_file", "proc", "dangling_link"])
+@pytest.mark.parametrize("where", ["below_a_file", "proc", "dangling_link", "dangling_link/", "dangling_link/sub"])
 def test_a_model_dir_that_cannot_be_made_is_refused_before_training(in_tmp, capsys, where):
     """``--model_dir=<a file>/sub`` or ``/proc/newm`` failed once the original and every shard had
     trained (``error: [Errno 20] Not a directory``, exit 1, ``log/`` and ``results/`` left; r12badinput
@@ -778,18 +778,20 @@ def test_a_model_dir_that_cannot_be_made_is_refused_before_training(in_tmp, caps
     from recbole_unlearn.cli import main
 
     (in_tmp / "afile").write_text("x\n")
-    model_dir = {"below_a_file": "afile/sub", "proc": "/proc/recbole-unlearn-probe", "dangling_link": "dang"}[where]
+    model_dir = {"below_a_file": "afile/sub", "proc": "/proc/recbole-unlearn-probe"}.get(
+        where, where.replace("dangling_link", "dang"))
     if where == "proc" and not os.path.isdir("/proc"):
         pytest.skip("no /proc")
-    if where == "dangling_link":  # the trial made and removed its target; the commit met the link (r12fixes probe)
-        os.symlink("nowhere/x", in_tmp / "dang")
+    if where.startswith("dangling_link"):  # the trial made and removed its target; the commit met the link
+        os.symlink("nowhere/x", in_tmp / "dang")  # (r12fixes probe; with a slash, or below it: r12round2)
     before = sorted(os.listdir(in_tmp))
     code = main(["--model=GRU4Rec", f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--epochs=1", "--state=ERROR",
                  "--unlearn_method=sisa", "--n_shards=2", "--forget_protocol=none", "--save_model=False",
                  f"--model_dir={model_dir}"])
     err = capsys.readouterr().err
-    made = "is a link to nothing (nowhere/x)" if where == "dangling_link" else "cannot be created ("
-    assert code == 2 and err.startswith(f"error: model_dir {model_dir} {made}") and err.count("\n") == 1, err
+    made = f": {in_tmp / 'dang'} is a link to nothing (nowhere/x)" if where.startswith("dangling_link") \
+        else " cannot be created ("
+    assert code == 2 and err.startswith(f"error: model_dir {model_dir}{made}") and err.count("\n") == 1, err
     assert sorted(os.listdir(in_tmp)) == before
 
 

@@ -118,7 +118,7 @@ def test_a_training_run_that_keeps_its_previous_version_says_so(in_tmp):
             "latest forget, trained on the data it forgot" in proc.stdout), proc.stdout
 
 
-@pytest.mark.parametrize("where", ["evaluation", "second_step"])
+@pytest.mark.parametrize("where", ["evaluation", "second_step", "audit_line"])
 def test_a_failure_after_a_training_runs_forget_went_live_says_so(in_tmp, capsys, monkeypatch, where):
     """A failure in the row's evaluation (a full disk, out of memory), after the run's forget had
     gone live in its model_dir, was a bare ``error: [Errno 28]`` with exit 1, "the folder as it
@@ -133,7 +133,19 @@ def test_a_failure_after_a_training_runs_forget_went_live_says_so(in_tmp, capsys
     args = ["--model=GRU4Rec", f"--data_path={FIXTURES}", "--dataset=ml-tiny", "--epochs=1", "--state=ERROR",
             "--unlearn_method=sisa", "--n_shards=2", "--include_retrain=False", "--model_dir=m",
             "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}", "--results_dir=r"]
-    if where == "evaluation":
+    if where == "audit_line":  # its own exit-3 line named no folder (r12round2 probe)
+        from recbole_unlearn.serving.audit import AuditLog
+
+        real_append = AuditLog.append
+
+        def append(self, entry):
+            if entry.get("interactions"):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_append(self, entry)
+
+        monkeypatch.setattr(AuditLog, "append", append)
+        args.append("--forget=req.csv")
+    elif where == "evaluation":
         real = experiment_module.make_row
 
         def make_row(name, *a, **k):
@@ -162,6 +174,8 @@ def test_a_failure_after_a_training_runs_forget_went_live_says_so(in_tmp, capsys
     assert ("m is live at version v000002; 1 of the run's 2 request steps went live there (the forget set's other "
             "steps are not forgotten in it)" if where == "second_step"
             else "m is live at version v000002; of its 2 requests 2 applied, 0 rejected, 0 waiting") in err, err
+    if where == "audit_line":
+        assert "its audit line could not be written" in err and "results.json was not written" in err, err
     assert (in_tmp / "m" / "CURRENT").read_text().strip() != "v000001"
 
 

@@ -441,13 +441,18 @@ def test_runtime_settings_given_to_answer_requests_are_not_kept_by_the_next_vers
     from recbole_unlearn.quick_start import run_forget_requests
     from conftest import train_saved_model
 
-    model_dir = train_saved_model(tmp_path, forget_protocol="none", keep_previous_version=True)
+    model_dir = train_saved_model(tmp_path, forget_protocol="none", keep_previous_version=True, state="WARNING")
     trained_with = read_manifest(model_dir)[1]["settings"]
     # nor does the resolved record, "settings" (r12keys probe: it held each run's overrides, and a
     # training run's keep_previous_version, which "a folder never records")
     assert "keep_previous_version" not in trained_with
     users = [u for u in read_manifest(model_dir)[1]["shard_map"]["users"]][:2]
-    runtime = {"keep_previous_version": True, "lock_timeout_s": 5, "max_batch": 1, "busy_cpu_share": 0.9}
+    # (state: RecBole's own key, dropped where our overall.yaml had no default; r12round2 probe)
+    from recbole_unlearn.config.configurator import default_setting
+
+    assert default_setting("state") == "INFO" and default_setting("max_batch") is not None
+    runtime = {"keep_previous_version": True, "lock_timeout_s": 5, "max_batch": 1, "busy_cpu_share": 0.9,
+               "state": "ERROR"}
     for n, (user, override) in enumerate(zip(users, [runtime, {}])):
         (tmp_path / f"{n}.csv").write_text(f"{user}\n")
         run_forget_requests(model_dir, str(tmp_path / f"{n}.csv"), dict(override, state="ERROR"), verbose=False)

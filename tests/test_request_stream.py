@@ -996,13 +996,19 @@ def test_settings_a_training_run_does_not_read_are_named(in_tmp, capsys):
         results_dir=str(in_tmp / "r")))
     out = capsys.readouterr().out
     assert ("note: watch_idle_s applies to watched folders; max_batch, processed_request_files apply to request "
-            "runs: a training run does not read them (the model folders it saves keep the request runs' settings, "
-            "for the runs answering requests with them)") in out, out
+            "runs: a training run does not read them (the model folders it saves keep them, for the runs answering "
+            "requests with them)") in out, out
     run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(unlearn_method="sruga", include_retrain=False,
                                                          num_workers=2, results_dir=str(in_tmp / "r")))
     out = capsys.readouterr().out
     assert ("note: num_workers applies to training and request runs of sharded models: a training run does not "
-            "read it") in out, out
+            "read it (the model folders it saves keep it, for the runs answering requests with them)") in out, out
+    # keep_previous_version where nothing is forgotten keeps nothing (r12round2 probe)
+    run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(unlearn_method="sruga", include_retrain=False,
+                                                         forget_protocol="none", keep_previous_version=True,
+                                                         results_dir=str(in_tmp / "r")))
+    out = capsys.readouterr().out
+    assert "note: keep_previous_version applies to request runs: a training run does not read it" in out, out
     run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(unlearn_method="sisa", n_shards=2, include_retrain=False,
                                                          shard_num_threads=1, results_dir=str(in_tmp / "r")))
     assert "does not read" not in capsys.readouterr().out
@@ -1012,7 +1018,7 @@ def test_settings_a_training_run_does_not_read_are_named(in_tmp, capsys):
                                                          ray_address="127.0.0.1:1", results_dir=str(in_tmp / "r")))
     out = capsys.readouterr().out
     assert ("note: ray_address applies to shard training on Ray (num_workers above 1): a training run does not read "
-            "it") in out, out
+            "it (the model folders it saves keep it, for the runs answering requests with them)") in out, out
     run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(unlearn_method="retrain", max_request_lines=5,
                                                          keep_previous_version=True, results_dir=str(in_tmp / "r")))
     out = capsys.readouterr().out

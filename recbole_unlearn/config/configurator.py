@@ -175,12 +175,14 @@ def literal_values(config_dict: dict) -> dict:
 
 
 def default_setting(key: str):
-    """The default of ``key`` in ``properties/overall.yaml`` (for code that runs before a
-    config exists, e.g. opening a saved model's folder)."""
-    defaults = _read_yaml(os.path.join(properties_dir(), "overall.yaml"), yaml.SafeLoader)
-    if key not in defaults:
-        raise KeyError(f"{key} has no default in properties/overall.yaml")
-    return defaults[key]
+    """The default of ``key`` in ``properties/overall.yaml``, else in RecBole's own
+    ``overall.yaml`` (``state``, ...; for code that runs before a config exists, e.g. opening a
+    saved model's folder)."""
+    for folder in (properties_dir(), os.path.join(os.path.dirname(recbole.__file__), "properties")):
+        defaults = _read_yaml(os.path.join(folder, "overall.yaml"), yaml.SafeLoader)
+        if key in defaults:
+            return defaults[key]
+    raise KeyError(f"{key} has no default in properties/overall.yaml nor in RecBole's")
 
 
 def method_names(value) -> List[str]:

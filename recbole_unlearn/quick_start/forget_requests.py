@@ -71,7 +71,7 @@ def unread_settings_note(given: Iterable[str], mode: str, sharded: bool = True, 
     (``num_workers`` above 1), else Ray's are. ``reads``: the keys of those named here that the
     run reads all the same (a training run's ``results_dir``, its request file's limits, a saved
     folder's ``keep_previous_version``). ``saves_folders``: a training run saves model folders,
-    which keep the request runs' settings for the runs answering requests with them (said)."""
+    which keep the runtime settings named for the runs answering requests with them (said)."""
     elsewhere = {"file": ("training runs", "watched folders"), "folder": ("training runs",),
                  "verify": tuple(_APPLY_ELSEWHERE), "training": ("watched folders", "request runs")}[mode]
     elsewhere += tuple(group for group, applies in ((SHARDED_ONLY, sharded), (RAY_ONLY, sharded and ray))
@@ -83,13 +83,13 @@ def unread_settings_note(given: Iterable[str], mode: str, sharded: bool = True, 
         if keys:
             parts.append(f"{', '.join(keys)} appl{'ies' if len(keys) == 1 else 'y'} to {where}")
             named += len(keys)
-            kept = kept or where in ("watched folders", "request runs")
+            kept = kept or where != "training runs"  # (every runtime key: a saved folder keeps ray_* too)
     if not parts:
         return None
     what = {"file": "a request file's run", "folder": "a watched folder's run", "verify": "--verify",
             "training": "a training run"}[mode]
     return (f"{'; '.join(parts)}: {what} does not read {'it' if named == 1 else 'them'}"
-            + (" (the model folders it saves keep the request runs' settings, for the runs answering requests "
+            + (f" (the model folders it saves keep {'it' if named == 1 else 'them'}, for the runs answering requests "
                "with them)" if mode == "training" and saves_folders and kept else ""))
 
 

@@ -141,8 +141,13 @@ def run_recbole_unlearn(
     live: List[str] = []  # model folders this run's forgets changed
     try:
         return _run(config, experiment, methods, run_dir, live, verbose)
-    except WentLiveError:
-        raise
+    except WentLiveError as went:
+        if not live:
+            raise
+        # its own line named no folder, nor the run's others (r12round2 probe)
+        said = "; ".join(folder_after_stop(folder, config["request_steps"]) for folder in live)
+        raise WentLiveError(f"this run's forget went live in {', '.join(live)} ({said}); then: {went}; "
+                            f"{run_dir}/results.json was not written") from went
     except KeyboardInterrupt as stop:
         folders = _model_folders(config, run_dir)
         if not folders or str(stop):
@@ -252,7 +257,7 @@ def _run(config, experiment, methods: List[str], run_dir: str, live: List[str], 
                       f"{os.path.join(row['model_dir'], 'requests.jsonl')}")
         saves = any(row.get("model_dir") for row in rows)
         reads = ["results_dir"] + (["max_request_lines", "max_request_line_bytes"] if config["forget"] else []) \
-            + (["keep_previous_version"] if saves else [])
+            + (["keep_previous_version"] if saves and not experiment.nothing_to_forget else [])
         unread = unread_settings_note(config.external_config_dict, "training",
                                       any(METHODS.get(name).trains_shards for name in methods),
                                       config["num_workers"] > 1, saves_folders=saves, reads=reads)

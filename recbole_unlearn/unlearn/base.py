@@ -187,14 +187,28 @@ def _leftover_of_a_first_commit(name: str) -> bool:
     return name in (LOCK, LOCK_PID) or is_staging_name(name) or name.startswith(MODEL_DIR_TRIAL)
 
 
+def _dangling_link_on(path: str) -> Optional[str]:
+    """``path`` or the first folder on its way that is a symbolic link to nothing, else ``None``."""
+    path = os.path.abspath(path)
+    parts = []
+    while True:
+        parts.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return next((p for p in reversed(parts) if os.path.islink(p) and not os.path.exists(p)), None)
+
+
 def check_new_model_dir(config) -> None:
     """A method that saves a deployable model must not overwrite one already in ``model_dir``."""
     model_dir = config["model_dir"]
     if model_dir and os.path.exists(model_dir) and not os.path.isdir(model_dir):
         raise UnlearnError(f"model_dir {model_dir} is a file; give a new folder")
-    if model_dir and os.path.islink(model_dir) and not os.path.exists(model_dir):  # the trial followed it (r12fixes)
-        raise UnlearnError(f"model_dir {model_dir} is a link to nothing ({os.readlink(model_dir)}); give a folder, "
-                           "or a link to an existing one")
+    dangling = _dangling_link_on(model_dir) if model_dir else None
+    if dangling:  # the trial followed it; the commit met the link (r12fixes, r12round2 probes: lnk/, lnk/sub)
+        raise UnlearnError(f"model_dir {model_dir}: {dangling} is a link to nothing ({os.readlink(dangling)}); give a "
+                           "folder, or a link to an existing one")
     if model_dir and os.path.isdir(model_dir) and not os.path.exists(os.path.join(model_dir, "CURRENT")) and \
             [name for name in os.listdir(model_dir) if not _leftover_of_a_first_commit(name)]:
         raise UnlearnError(f"model_dir {model_dir} is not empty (a model folder without its CURRENT file, or "
