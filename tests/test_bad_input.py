@@ -770,6 +770,19 @@ def test_an_empty_forget_on_the_command_line_is_named(saved, in_tmp, capsys):
     assert snapshot(saved[1]) == before and not (in_tmp / "results").exists()
 
 
+def test_a_results_dir_below_a_link_to_nothing_is_refused_as_bad_input(in_tmp):
+    """``--results_dir=dang/sub`` ended with ``error: [Errno 2]``, exit 1, when the run folder was
+    made (r12docs probe): one ``error:`` line of bad input, before anything is set up."""
+    from recbole_unlearn.unlearn.experiment import check_results_dir
+
+    os.symlink("nowhere", in_tmp / "dang")
+    _assert_one_error(lambda: check_results_dir("dang/sub"), f"results_dir dang/sub: {in_tmp / 'dang'} is a link to "
+                                                             "nothing (nowhere)")
+    _assert_one_error(lambda: run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(results_dir="dang/sub"),
+                                                  verbose=False), "is a link to nothing")
+    assert not os.path.exists(in_tmp / "nowhere") and not os.path.exists(in_tmp / "log")
+
+
 @pytest.mark.parametrize("where", ["below_a_file", "proc", "dangling_link", "dangling_link/", "dangling_link/sub"])
 def test_a_model_dir_that_cannot_be_made_is_refused_before_training(in_tmp, capsys, where):
     """``--model_dir=<a file>/sub`` or ``/proc/newm`` failed once the original and every shard had

@@ -264,14 +264,15 @@ def test_a_training_run_stopped_between_its_request_steps_says_how_many_went_liv
     assert "requests.jsonl" not in line and not (model_dir / "requests.jsonl").exists(), line
 
 
-@pytest.mark.parametrize("folder", ["given", "default"])
-def test_a_training_run_stopped_after_its_sampled_forget_went_live_says_so(tmp_path, folder):
+@pytest.mark.parametrize("folder, point", [("given", "current_switched"), ("default", "current_switched"),
+                                           ("given", "version_switched")])
+def test_a_training_run_stopped_after_its_sampled_forget_went_live_says_so(tmp_path, folder, point):
     """With a sampled forget set the line named an empty ledger ("of its 0 requests ... waiting in
     m/requests.jsonl"), and without ``--model_dir`` it was a bare ``error: interrupted`` while the
     method's folder in the run's was live (r12fixes probe)."""
     from conftest import FIXTURES, TEST_GPU
 
-    env = dict(os.environ, **{ENV: "current_switched", "RECBOLE_UNLEARN_KILL_SIGNAL": "SIGTERM"})
+    env = dict(os.environ, **{ENV: point, "RECBOLE_UNLEARN_KILL_SIGNAL": "SIGTERM"})
     if folder == "given":
         done = _sisa_training_run(tmp_path, env, "--forget_user_ratio=0.2")
         model_dir = str(tmp_path / "m")
@@ -286,7 +287,9 @@ def test_a_training_run_stopped_after_its_sampled_forget_went_live_says_so(tmp_p
         model_dir = str(tmp_path / "r" / run / "sisa_model")
     assert done.returncode == 130, done.stderr[-2000:]
     line = done.stderr.strip().splitlines()[-1]
-    assert line.startswith(f"error: interrupted: {model_dir} is live at version v000002, its forget; "), line
+    said = "v000002, its forget; " if point == "current_switched" else \
+        "v000001, the fit (the run's forget did not go live); "  # (the first version: before the forget)
+    assert line.startswith(f"error: interrupted: {model_dir} is live at version {said}"), line
     assert "requests.jsonl" not in line, line
 
 

@@ -74,7 +74,7 @@ def test_grid_list_shorthand_and_retrain_moved_first():
     ({"models": ["SASRec"], "datasets": ["d"], "methods": ["sru"], "targets": {"sru": {"ndcg": 0.9}}},
      "unknown target 'ndcg' for 'sru'"),
     ({"models": ["SASRec"], "datasets": ["d"], "methods": ["sru"], "targets": {"sru": {"ndcg_at_least": -1}}},
-     "must be a positive number"),
+     "must be a finite positive number"),
     ({"models": ["SASRec"], "datasets": ["d"], "methods": ["sru"], "targets": {"nope": {"ndcg_at_least": 1}}},
      "unknown unlearning method 'nope'"),
     ({"models": ["SASRec"], "datasets": ["d"], "methods": ["sru"], "targets": [0.9]}, "'targets' must map"),
@@ -97,17 +97,26 @@ def test_grid_list_shorthand_and_retrain_moved_first():
      r"method 'sisa' must map settings to values \(got int 5\)"),
     ({"models": ["SASRec"], "datasets": ["d"], "methods": ["sisa"], "config": {"verify": True}},
      "'config' cannot set 'verify'"),
+    ({"models": ["SASRec"], "datasets": ["d"], "methods": ["sisa"], "config": {"verify": 0}},
+     "'config' cannot set 'verify'"),
     # (r12keys probe: a row's was recorded, and the report named busy rows by the config's)
     ({"models": ["SASRec"], "datasets": ["d"], "methods": {"sisa": {"busy_cpu_share": 0.05}}},
      "method 'sisa' sets 'busy_cpu_share': a grid names busy rows by its 'config' value; set it there"),
     ({"models": ["SASRec"], "datasets": ["d"], "methods": ["sru"], "targets": {"sru": {"ndcg_at_least": float("nan")}}},
-     "must be a positive number"),
+     "must be a finite positive number"),
     ({"models": ["SASRec"], "datasets": ["d"], "methods": ["sru"], "targets": {"sru": {"ndcg_at_least": float("inf")}}},
-     "must be a positive number"),
+     "must be a finite positive number"),
 ])
 def test_bad_grids_get_one_clear_error(document, message):
     with pytest.raises(UnlearnError, match=message):
         expand_grid(document)
+
+
+def test_a_grids_verify_false_is_not_recorded():
+    """``verify: False`` under a grid's config ran and was written into every model folder's
+    manifest and cell.json (r12docs probe): taken as not given."""
+    grid = expand_grid({"models": ["SASRec"], "datasets": ["d"], "methods": ["sisa"], "config": {"verify": False}})
+    assert "verify" not in grid.config
 
 
 def test_grid_file_errors(tmp_path):

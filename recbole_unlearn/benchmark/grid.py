@@ -200,7 +200,7 @@ def _targets(targets, path: str) -> Dict[str, Dict[str, float]]:
                 raise UnlearnError(f"grid {path}: unknown target '{kind}' for '{method}'; choose from "
                                    f"{', '.join(TARGET_KINDS)}")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-                raise UnlearnError(f"grid {path}: target '{kind}' of '{method}' must be a positive number "
+                raise UnlearnError(f"grid {path}: target '{kind}' of '{method}' must be a finite positive number "
                                    f"(a fraction of Retrain's), got {value!r}")
         out[method] = {kind: float(value) for kind, value in spec.items()}
     return out
@@ -224,9 +224,11 @@ def expand_grid(grid: dict, path: str = "<dict>") -> Grid:
     for key in ("model", "dataset", "unlearn_method", "model_dir", "benchmark", "config_files"):
         if key in config:
             raise UnlearnError(f"grid {path}: 'config' cannot set '{key}' (the grid decides it)")
-    if config.get("verify") not in (None, False):  # ran the grid and was recorded in every model folder's manifest
-        raise UnlearnError(f"grid {path}: 'config' cannot set 'verify': it checks a saved model folder "
-                           "(--model_dir=<folder> --verify=True), not a grid")
+    if "verify" in config:  # ran the grid and was recorded in every model folder's manifest
+        if config["verify"] is not None and config["verify"] is not False:
+            raise UnlearnError(f"grid {path}: 'config' cannot set 'verify': it checks a saved model folder "
+                               "(--model_dir=<folder> --verify=True), not a grid")
+        config = {key: value for key, value in config.items() if key != "verify"}  # (False: not recorded)
     for key, why in GRID_DECIDES.items():  # each was taken and ignored, unsaid (r10paths probe)
         if key in config:
             raise UnlearnError(f"grid {path}: 'config' cannot set '{key}': {why}")

@@ -21,7 +21,7 @@ from recbole_unlearn.trainer.approximate import APPROXIMATE, step_keys
 from recbole_unlearn.trainer.training import TrainedModel
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.registry import Registry
-from recbole_unlearn.utils.trial_write import write_trial
+from recbole_unlearn.utils.trial_write import dangling_link_on, write_trial
 
 
 @dataclass
@@ -187,25 +187,12 @@ def _leftover_of_a_first_commit(name: str) -> bool:
     return name in (LOCK, LOCK_PID) or is_staging_name(name) or name.startswith(MODEL_DIR_TRIAL)
 
 
-def _dangling_link_on(path: str) -> Optional[str]:
-    """``path`` or the first folder on its way that is a symbolic link to nothing, else ``None``."""
-    path = os.path.abspath(path)
-    parts = []
-    while True:
-        parts.append(path)
-        parent = os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    return next((p for p in reversed(parts) if os.path.islink(p) and not os.path.exists(p)), None)
-
-
 def check_new_model_dir(config) -> None:
     """A method that saves a deployable model must not overwrite one already in ``model_dir``."""
     model_dir = config["model_dir"]
     if model_dir and os.path.exists(model_dir) and not os.path.isdir(model_dir):
         raise UnlearnError(f"model_dir {model_dir} is a file; give a new folder")
-    dangling = _dangling_link_on(model_dir) if model_dir else None
+    dangling = dangling_link_on(model_dir) if model_dir else None
     if dangling:  # the trial followed it; the commit met the link (r12fixes, r12round2 probes: lnk/, lnk/sub)
         raise UnlearnError(f"model_dir {model_dir}: {dangling} is a link to nothing ({os.readlink(dangling)}); give a "
                            "folder, or a link to an existing one")

@@ -2,6 +2,7 @@
 import os
 import shutil
 import tempfile
+from typing import Optional
 
 
 def write_trial(folder: str, prefix: str, file_name: str) -> None:
@@ -35,3 +36,18 @@ def write_trial(folder: str, prefix: str, file_name: str) -> None:
                 os.rmdir(made)
             except OSError:
                 pass
+
+
+def dangling_link_on(path: str) -> Optional[str]:
+    """``path`` or the first folder on its way that is a symbolic link to nothing, else ``None``
+    (:func:`write_trial` follows such a link and makes its target, where ``os.makedirs`` on the
+    path as given fails)."""
+    path = os.path.abspath(path)
+    parts = []
+    while True:
+        parts.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return next((p for p in reversed(parts) if os.path.islink(p) and not os.path.exists(p)), None)
