@@ -92,7 +92,8 @@ def _settings_to_keep(model: UnlearnableModel) -> dict:
 def _settings_to_record(model: UnlearnableModel) -> dict:
     """``manifest["settings"]``: every setting as RecBole resolved it for the model, where the
     runtime overrides one run answering requests was given take the model's own value (its saved
-    ``config``'s, else ``properties/overall.yaml``'s default; dropped where neither has one), and
+    ``config``'s, else the default, ours or RecBole's: :func:`default_setting`; dropped where
+    there is none), and
     without ``keep_previous_version``, which no folder records. They were written as given
     (r12keys probe), the record of how the model was trained showing one run's ``ray_address`` or
     retention choice; the version before is not copied, as earlier code wrote such overrides
@@ -107,7 +108,7 @@ def _settings_to_record(model: UnlearnableModel) -> dict:
             continue
         try:  # the model's own value: saved with it, else the default (the version before may hold an
             settings[key] = saved[key] if key in saved else default_setting(key)  # override of earlier code)
-        except KeyError:  # a RecBole setting without a default of ours
+        except KeyError:  # a setting without a default, ours or RecBole's
             settings.pop(key, None)
     return settings
 
