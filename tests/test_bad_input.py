@@ -780,10 +780,17 @@ def test_a_results_dir_below_a_link_to_nothing_is_refused_as_bad_input(in_tmp):
                                                              "nothing (nowhere)")
     _assert_one_error(lambda: run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(results_dir="dang/sub"),
                                                   verbose=False), "is a link to nothing")
+    # the kernel follows the link before the ".." (abspath dropped both: r12round3 probe)
+    _assert_one_error(lambda: check_results_dir("dang/../r"), f"{in_tmp / 'dang'} is a link to nothing")
+    os.makedirs(in_tmp / "real")
+    os.symlink("real", in_tmp / "good")
+    check_results_dir("good/../r")
+    check_results_dir("good/x")
     assert not os.path.exists(in_tmp / "nowhere") and not os.path.exists(in_tmp / "log")
 
 
-@pytest.mark.parametrize("where", ["below_a_file", "proc", "dangling_link", "dangling_link/", "dangling_link/sub"])
+@pytest.mark.parametrize("where", ["below_a_file", "proc", "dangling_link", "dangling_link/", "dangling_link/sub",
+                                   "dangling_link/../m"])
 def test_a_model_dir_that_cannot_be_made_is_refused_before_training(in_tmp, capsys, where):
     """``--model_dir=<a file>/sub`` or ``/proc/newm`` failed once the original and every shard had
     trained (``error: [Errno 20] Not a directory``, exit 1, ``log/`` and ``results/`` left; r12badinput

@@ -112,6 +112,14 @@ def test_bad_grids_get_one_clear_error(document, message):
         expand_grid(document)
 
 
+def test_a_grids_output_dir_below_a_link_to_nothing_is_refused(tmp_path):
+    """A bare ``[Errno 2]``, exit 1 (r12round3 probe), as a results_dir below one is refused."""
+    os.symlink("nowhere", tmp_path / "dang")
+    with pytest.raises(UnlearnError, match=r"output_dir .*dang/sub: .*dang is a link to nothing \(nowhere\)"):
+        expand_grid({"models": ["SASRec"], "datasets": ["d"], "methods": ["sisa"],
+                     "output_dir": str(tmp_path / "dang" / "sub")})
+
+
 def test_a_grids_verify_false_is_not_recorded():
     """``verify: False`` under a grid's config ran and was written into every model folder's
     manifest and cell.json (r12docs probe): taken as not given."""

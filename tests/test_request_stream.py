@@ -1008,7 +1008,8 @@ def test_settings_a_training_run_does_not_read_are_named(in_tmp, capsys):
                                                          forget_protocol="none", keep_previous_version=True,
                                                          results_dir=str(in_tmp / "r")))
     out = capsys.readouterr().out
-    assert "note: keep_previous_version applies to request runs: a training run does not read it" in out, out
+    # (and no folder keeps it, unlike the others: the note said it did; r12round3 probe)
+    assert "note: keep_previous_version applies to request runs: a training run does not read it\n" in out, out
     run_recbole_unlearn("GRU4Rec", config_dict=tiny_dict(unlearn_method="sisa", n_shards=2, include_retrain=False,
                                                          shard_num_threads=1, results_dir=str(in_tmp / "r")))
     assert "does not read" not in capsys.readouterr().out

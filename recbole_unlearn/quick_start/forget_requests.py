@@ -58,6 +58,8 @@ _APPLY_ELSEWHERE = {
                                   "loss_decimal_place"),
 }
 SHARDED_ONLY = "training and request runs of sharded models"
+#: runtime keys no model folder keeps for later runs (``serving.store.RUN_OWN_KEYS`` of those named here)
+NEVER_KEPT = ("keep_previous_version",)
 RAY_ONLY = "shard training on Ray (num_workers above 1)"
 
 
@@ -83,7 +85,8 @@ def unread_settings_note(given: Iterable[str], mode: str, sharded: bool = True, 
         if keys:
             parts.append(f"{', '.join(keys)} appl{'ies' if len(keys) == 1 else 'y'} to {where}")
             named += len(keys)
-            kept = kept or where != "training runs"  # (every runtime key: a saved folder keeps ray_* too)
+            # (a saved folder keeps every runtime key, ray_* too, but the retention choice: r12round3)
+            kept = kept or (where != "training runs" and any(key not in NEVER_KEPT for key in keys))
     if not parts:
         return None
     what = {"file": "a request file's run", "folder": "a watched folder's run", "verify": "--verify",

@@ -39,7 +39,8 @@ class ForgetWentLive(WentLiveError):
 
     def __init__(self, version: str, error: BaseException, what: str = "its audit line"):
         super().__init__(f"the forget went live as {version}, but {what} could not be written "
-                         f"({error_line(error)}); the next run writes it and records its requests applied")
+                         f"({error_line(error)}); the next run writes {'them' if what.endswith('lines') else 'it'}"
+                         " and records its requests, if any, applied")
 
 
 @dataclass

@@ -39,15 +39,22 @@ def write_trial(folder: str, prefix: str, file_name: str) -> None:
 
 
 def dangling_link_on(path: str) -> Optional[str]:
-    """``path`` or the first folder on its way that is a symbolic link to nothing, else ``None``
-    (:func:`write_trial` follows such a link and makes its target, where ``os.makedirs`` on the
-    path as given fails)."""
-    path = os.path.abspath(path)
-    parts = []
-    while True:
-        parts.append(path)
-        parent = os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    return next((p for p in reversed(parts) if os.path.islink(p) and not os.path.exists(p)), None)
+    """The first folder on ``path``'s way (``path`` itself included) that is a symbolic link to
+    nothing, walked as the kernel walks it (a link is followed before a ``..`` after it), else
+    ``None``; the walk stops at the first name that does not exist yet (the rest is made).
+    :func:`write_trial` follows such a link and makes its target, where ``os.makedirs`` on the
+    path as given fails."""
+    current = os.path.abspath(os.sep) if os.path.isabs(path) else os.getcwd()
+    for part in path.split(os.sep):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            current = os.path.dirname(current)
+            continue
+        step = os.path.join(current, part)
+        if os.path.islink(step) and not os.path.exists(step):
+            return step
+        if not os.path.exists(step):
+            return None
+        current = os.path.realpath(step)
+    return None
