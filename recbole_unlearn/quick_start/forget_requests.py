@@ -25,6 +25,7 @@ from recbole_unlearn.serving.batcher import REMOVED_BECAUSE
 from recbole_unlearn.serving.apply import kept_by_filters_line
 from recbole_unlearn.serving.stream import says_what_went_live
 from recbole_unlearn.serving.ledger import LEDGER
+from recbole_unlearn.serving.store import RUN_OWN_KEYS
 from recbole_unlearn.unlearn.experiment import check_results_dir_writable, run_dir_for
 from recbole_unlearn.utils.cpu_meter import CpuMeter, busy_rows_note
 from recbole_unlearn.utils.errors import UnlearnError, escaped_controls
@@ -58,8 +59,6 @@ _APPLY_ELSEWHERE = {
                                   "loss_decimal_place"),
 }
 SHARDED_ONLY = "training and request runs of sharded models"
-#: runtime keys no model folder keeps for later runs (``serving.store.RUN_OWN_KEYS`` of those named here)
-NEVER_KEPT = ("keep_previous_version",)
 RAY_ONLY = "shard training on Ray (num_workers above 1)"
 
 
@@ -85,8 +84,8 @@ def unread_settings_note(given: Iterable[str], mode: str, sharded: bool = True, 
         if keys:
             parts.append(f"{', '.join(keys)} appl{'ies' if len(keys) == 1 else 'y'} to {where}")
             named += len(keys)
-            # (a saved folder keeps every runtime key, ray_* too, but the retention choice: r12round3)
-            kept = kept or (where != "training runs" and any(key not in NEVER_KEPT for key in keys))
+            # (a saved folder keeps every runtime key, ray_* too, but its runs' own: keep_previous_version; r12round3)
+            kept = kept or (where != "training runs" and any(key not in RUN_OWN_KEYS for key in keys))
     if not parts:
         return None
     what = {"file": "a request file's run", "folder": "a watched folder's run", "verify": "--verify",

@@ -145,16 +145,15 @@ def run_recbole_unlearn(
         if not live:
             raise
         # its own line named no folder, nor the run's others (r12round2 probe)
-        said = "; ".join(folder_after_stop(folder, config["request_steps"]) for folder in live)
-        raise WentLiveError(f"this run's forget went live in {', '.join(live)} ({said}); then: {went}; "
-                            f"{run_dir}/results.json was not written") from went
+        raise WentLiveError(f"this run's forget went live in {', '.join(live)} ({_left_in(live, config)}); then: "
+                            f"{went}; {run_dir}/results.json was not written") from went
     except KeyboardInterrupt as stop:
         folders = _model_folders(config, run_dir)
         if not folders or str(stop):
             raise
         # a bare "interrupted" said nothing of a folder this run made live, nor of its waiting
         # requests (nor of a method's default folder in the run's: r12fixes probe)
-        raise KeyboardInterrupt("; ".join(folder_after_stop(folder, config["request_steps"]) for folder in folders)
+        raise KeyboardInterrupt(_left_in(folders, config)
                                 + ("" if os.path.isfile(os.path.join(run_dir, "results.json"))
                                    else f"; {run_dir}/results.json was not written")) from None
     except Exception as error:
@@ -163,9 +162,13 @@ def run_recbole_unlearn(
             raise
         # a bare OSError line said nothing of the live versions (exit 1, "the folder as it was"); and
         # what went live (a request step of several: r12fixes probe)
-        said = "; ".join(folder_after_stop(folder, config["request_steps"]) for folder in live)
-        raise WentLiveError(f"this run's forget went live in {', '.join(live)} ({said}); then the run failed: "
-                            f"{error_line(error)}; {run_dir}/results.json was not written") from error
+        raise WentLiveError(f"this run's forget went live in {', '.join(live)} ({_left_in(live, config)}); then the "
+                            f"run failed: {error_line(error)}; {run_dir}/results.json was not written") from error
+
+
+def _left_in(folders: List[str], config) -> str:
+    """What a stopped or failed run left in each of its model ``folders`` (:func:`folder_after_stop`)."""
+    return "; ".join(folder_after_stop(folder, config["request_steps"]) for folder in folders)
 
 
 def _model_folders(config, run_dir: str) -> List[str]:

@@ -21,7 +21,7 @@ from recbole_unlearn.trainer.approximate import APPROXIMATE, step_keys
 from recbole_unlearn.trainer.training import TrainedModel
 from recbole_unlearn.utils.errors import UnlearnError
 from recbole_unlearn.utils.registry import Registry
-from recbole_unlearn.utils.trial_write import dangling_link_on, write_trial
+from recbole_unlearn.utils.trial_write import dangling_link_problem, write_trial
 
 
 @dataclass
@@ -192,10 +192,9 @@ def check_new_model_dir(config) -> None:
     model_dir = config["model_dir"]
     if model_dir and os.path.exists(model_dir) and not os.path.isdir(model_dir):
         raise UnlearnError(f"model_dir {model_dir} is a file; give a new folder")
-    dangling = dangling_link_on(model_dir) if model_dir else None
+    dangling = dangling_link_problem(model_dir) if model_dir else None
     if dangling:  # the trial followed it; the commit met the link (r12fixes, r12round2 probes: lnk/, lnk/sub)
-        raise UnlearnError(f"model_dir {model_dir}: {dangling} is a link to nothing ({os.readlink(dangling)}); give a "
-                           "folder, or a link to an existing one")
+        raise UnlearnError(f"model_dir {model_dir}: {dangling}; give a folder, or a link to an existing one")
     if model_dir and os.path.isdir(model_dir) and not os.path.exists(os.path.join(model_dir, "CURRENT")) and \
             [name for name in os.listdir(model_dir) if not _leftover_of_a_first_commit(name)]:
         raise UnlearnError(f"model_dir {model_dir} is not empty (a model folder without its CURRENT file, or "

@@ -32,7 +32,7 @@ from recbole_unlearn.utils.digests import file_sha256
 from recbole_unlearn.utils.errors import UnlearnError, error_line
 from recbole_unlearn.utils.results import make_row
 from recbole_unlearn.utils.run_logger import init_run_logger
-from recbole_unlearn.utils.trial_write import dangling_link_on, write_trial
+from recbole_unlearn.utils.trial_write import dangling_link_problem, write_trial
 
 #: seeds of the audit's reference models: seed + AUDIT_SEED_STRIDE * (i + 1).
 AUDIT_SEED_STRIDE = 7919
@@ -570,9 +570,9 @@ def check_results_dir(results_dir: str) -> None:
         path = os.path.dirname(path) if os.path.dirname(path) != path else ""
     if path and not os.path.isdir(path):
         raise UnlearnError(f"results_dir {results_dir}: {path} is a file, not a folder")
-    dangling = dangling_link_on(results_dir)
+    dangling = dangling_link_problem(results_dir)
     if dangling:  # exit 1 at the run folder's making (r12docs probe)
-        raise UnlearnError(f"results_dir {results_dir}: {dangling} is a link to nothing ({os.readlink(dangling)})")
+        raise UnlearnError(f"results_dir {results_dir}: {dangling}")
 
 
 def check_results_dir_writable(results_dir: str, name: str) -> None:

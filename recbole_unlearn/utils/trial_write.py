@@ -38,6 +38,13 @@ def write_trial(folder: str, prefix: str, file_name: str) -> None:
                 pass
 
 
+def dangling_link_problem(path: str) -> Optional[str]:
+    """``<link> is a link to nothing (<its target>)`` for the link :func:`dangling_link_on` finds
+    on ``path``, else ``None``: the reason a folder there cannot be made (for an error line)."""
+    dangling = dangling_link_on(path)
+    return f"{dangling} is a link to nothing ({os.readlink(dangling)})" if dangling else None
+
+
 def dangling_link_on(path: str) -> Optional[str]:
     """The first folder on ``path``'s way (``path`` itself included) that is a symbolic link to
     nothing, walked as the kernel walks it (a link is followed before a ``..`` after it), else
